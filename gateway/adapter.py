@@ -1,0 +1,226 @@
+"""The contracts a dialect implements, and the registry that finds dialects.
+
+A dialect is one `Adapter` subclass, found through the `gateway.adapters` entry-point group
+(`pip install` a package that declares one and the gateway speaks a new dialect). The adapter
+is the pure codec: native bytes in, canonical events out; canonical commands in, native
+requests out. No I/O, no logging. When the gateway also acts as the platform's client, the
+adapter builds a `Connector`, which does the I/O of one vendor session.
+
+    webhook body ─▶ Adapter.decode ─▶ events ─▶ hub
+    vendor link  ─▶ Connector.inbound() ─▶ events ─▶ hub
+    frontend command ─▶ Connector.send ─▶ (Adapter.encode ─▶ vendor) ─▶ events ─▶ hub + ack
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+
+import msgspec
+
+from gateway.errors import Unsupported, UnknownDialect
+from gateway.model import Command, Event, Start
+
+if TYPE_CHECKING:
+    import aiohttp
+
+ENTRY_POINT_GROUP = "gateway.adapters"
+
+Capability: TypeAlias = Literal[
+    "ingest",  # webhook frames decode (every adapter)
+    "start",  # open a vendor session for a frontend
+    "recover",  # resume a vendor session by id and load its history
+    "send",  # send a message (which content kinds: `Adapter.content_kinds`)
+    "typing",  # send typing on/off (and a preview where `typing_preview`)
+    "read",  # send read receipts
+    "end",  # end the session
+    "forward",  # forward the session to another destination
+    "history",  # page the platform's history
+    "files",  # upload files
+]
+
+
+class Decoded(msgspec.Struct, frozen=True):
+    """What a body decodes to: canonical events in native order, and how many frames were
+    skipped because the dialect does not know their event name (counted, never fatal)."""
+
+    events: list[Event]
+    ignored: int = 0
+
+
+class NativeRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One request in the platform's own terms, as `Adapter.encode` builds it.
+
+    HTTP dialects fill `method`, `path` (relative to the dialect's base URL), `query` and one of
+    `json` or `form`; socket dialects fill `frame` (and `event` for named events, as in
+    Socket.IO). The connector adds transport details (auth headers, base URL, acks).
+    """
+
+    method: str = "POST"
+    path: str = ""
+    query: dict[str, str] = {}
+    json: Any = None
+    form: dict[str, str] | None = None
+    event: str | None = None
+    frame: Any = None
+
+
+class DialectSettings(msgspec.Struct, frozen=True):
+    """A dialect's connector settings: `url` from `GATEWAY_<DIALECT>_URL`, every other
+    `GATEWAY_<DIALECT>_<NAME>` (or `[dialects.<dialect>]` TOML key) in `options`, keys lowercase."""
+
+    url: str | None = None
+    options: dict[str, str] = {}
+
+    @classmethod
+    def from_env(cls, dialect: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
+        prefix = f"GATEWAY_{dialect.upper()}_"
+        options = {k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)}
+        return cls(url=options.pop("url", None), options=options)
+
+
+class Connector(abc.ABC):
+    """One live vendor session, run by the replica that owns it.
+
+    Lifecycle: `open` (a new session) or `resume` (from a `snapshot` another replica persisted),
+    then `inbound()` is iterated for as long as the session lives while `send` is called for
+    frontend commands, and finally `close`. Connectors reconnect and back off on their own and
+    report it as `Link` events in `inbound()`; they end the iteration after an `Ended` event.
+    """
+
+    conversation_id: str
+    """`"<dialect>:<native id>"`, known once `open` or `resume` has returned."""
+
+    @abc.abstractmethod
+    async def open(self, command: Start) -> Sequence[Event]:
+        """Start a vendor session; returns the events it produced (e.g. `status`)."""
+
+    @abc.abstractmethod
+    async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
+        """Take over a session from its persisted `snapshot`; returns the events fetched on the
+        way (history since the last position), which the hub deduplicates."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON-serialisable state another replica needs to `resume` (ids, tokens, cursors)."""
+
+    @abc.abstractmethod
+    def inbound(self) -> AsyncIterator[Sequence[Event]]:
+        """Batches of canonical events as they arrive from the platform, in order."""
+
+    @abc.abstractmethod
+    async def send(self, command: Command) -> Sequence[Event]:
+        """Deliver a command; returns the canonical events it made (a sent message with the id
+        its echo will carry, so the echo deduplicates). Raises a `GatewayError` on refusal."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the link without ending the vendor session (another replica may resume)."""
+
+
+class Adapter(abc.ABC):
+    """One dialect: its codec and, when it has one, its connector.
+
+    Subclasses set `name` (the dialect's URL segment and conversation-id prefix) and their
+    capabilities, and implement `decode` (and `encode` and `connector` when they are clients).
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"ingest"})
+    content_kinds: ClassVar[frozenset[str]] = frozenset()
+    """The content kinds `send` can carry (e.g. `{"text", "url", "image", "file"}`)."""
+    test_only: ClassVar[bool] = False
+    """True for dialects that exist for tests and demos; loaded only when named explicitly."""
+
+    @abc.abstractmethod
+    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+        """Decode a webhook body: one native frame, an array of them, or the dialect's envelope.
+
+        `conversation` is the native conversation id for dialects whose frames do not carry it.
+        Raises `MalformedJSON` for a body that is not JSON and `DecodeError` (with `index` and
+        `path`) for a known frame that breaks its schema; a batch decodes all or nothing.
+        """
+
+    def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
+        """The native request for `command` in the session whose `snapshot` is `session`."""
+        raise Unsupported(f"dialect {self.name!r} does not send {command.__struct_config__.tag!r}")
+
+    def connector(
+        self, settings: DialectSettings, http: aiohttp.ClientSession
+    ) -> Connector:  # pragma: no cover - overridden by client dialects
+        """A connector for one new vendor session, doing its HTTP with `http`."""
+        raise Unsupported(f"dialect {self.name!r} has no connector")
+
+    def describe(self) -> dict[str, Any]:
+        """What `GET /v1/dialects` shows of this dialect."""
+        return {
+            "name": self.name,
+            "capabilities": sorted(self.capabilities),
+            "content_kinds": sorted(self.content_kinds),
+        }
+
+
+class LoadFailure(msgspec.Struct, frozen=True):
+    """A dialect that was declared but could not be loaded."""
+
+    name: str
+    target: str
+    error: str
+
+
+class Registry:
+    """The dialects this process speaks, by name."""
+
+    def __init__(self, adapters: Iterable[Adapter] = (), failures: Iterable[LoadFailure] = ()):
+        self._adapters = {adapter.name: adapter for adapter in adapters}
+        self.failures = list(failures)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._adapters
+
+    def __iter__(self) -> Iterable[Adapter]:  # type: ignore[override]
+        return iter(self._adapters.values())
+
+    def __len__(self) -> int:
+        return len(self._adapters)
+
+    def get(self, name: str) -> Adapter:
+        """The adapter called `name`; raises `UnknownDialect` (with the known names)."""
+        try:
+            return self._adapters[name]
+        except KeyError:
+            known = ", ".join(sorted(self._adapters)) or "none"
+            raise UnknownDialect(f"unknown dialect {name!r} (known: {known})") from None
+
+    @classmethod
+    def load(cls, enabled: Iterable[str] | None = None) -> Registry:
+        """Load the `gateway.adapters` entry points.
+
+        `enabled` names the dialects to load; `None` loads every dialect that is not test-only.
+        A dialect that fails to import or construct is kept in `failures` (the caller reports
+        it loudly) and does not stop the others from loading.
+        """
+        wanted = None if enabled is None else set(enabled)
+        adapters: list[Adapter] = []
+        failures: list[LoadFailure] = []
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if wanted is not None and ep.name not in wanted:
+                continue
+            try:
+                factory = ep.load()
+                adapter = factory()
+                if not isinstance(adapter, Adapter) or adapter.name != ep.name:
+                    raise TypeError(f"{ep.value} is not an Adapter named {ep.name!r}")
+            except Exception as exc:  # a broken plugin must not take the others down
+                failures.append(LoadFailure(ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
+                continue
+            if adapter.test_only and wanted is None:
+                continue
+            adapters.append(adapter)
+        if wanted is not None:
+            missing = wanted - {a.name for a in adapters} - {f.name for f in failures}
+            failures += [LoadFailure(n, "", "no such entry point") for n in sorted(missing)]
+        return cls(adapters, failures)

@@ -1,0 +1,321 @@
+"""The canonical model: every event, party, content kind and command the gateway speaks.
+
+This module is the single source of the wire form. Every Struct here encodes to the JSON
+that frontends see on `/v1/ws` and the HTTP API, and `GET /v1/schema` serves the JSON Schema
+msgspec derives from it. It depends on msgspec and the standard library only.
+
+Events carry `type` as their tag; content carries `kind`; frontend commands carry `op`, so a
+command decodes straight from a unified-WebSocket frame. Fields that a dialect may not know
+are optional and omitted from the JSON when unset (`omit_defaults`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias, Union
+
+import msgspec
+
+# ---------------------------------------------------------------------------------------------
+# Vocabularies
+
+Role: TypeAlias = Literal["user", "bot", "agent", "supervisor", "system", "external"]
+SessionStatus: TypeAlias = Literal["queued", "connecting", "active", "completed", "failed"]
+EndReason: TypeAlias = Literal["completed", "agent", "user", "forwarded", "inactivity", "error"]
+EndedBy: TypeAlias = Literal["user", "agent", "system"]
+ReceiptStatus: TypeAlias = Literal["delivered", "read"]
+LinkState: TypeAlias = Literal["up", "down", "retrying", "restored"]
+NoticeKind: TypeAlias = Literal["info", "inactivity_warning", "call_log"]
+ActionKind: TypeAlias = Literal["forward", "end", "hangup"]
+IdentityType: TypeAlias = Literal["phone", "email", "name"]
+
+ROLES: frozenset[str] = frozenset(Role.__args__)  # type: ignore[attr-defined]
+SESSION_STATUSES: frozenset[str] = frozenset(SessionStatus.__args__)  # type: ignore[attr-defined]
+
+
+class Party(msgspec.Struct, omit_defaults=True, frozen=True):
+    """Who said or did something. `id` is the dialect's own participant id, when it has one."""
+
+    role: Role
+    id: str | None = None
+    name: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Content (tag `kind`)
+
+
+class _Content(msgspec.Struct, tag_field="kind", omit_defaults=True, frozen=True):
+    pass
+
+
+class Text(_Content, tag="text"):
+    text: str
+
+
+class Url(_Content, tag="url"):
+    url: str
+    text: str | None = None
+
+
+class Image(_Content, tag="image"):
+    """An image by URL, or by the platform's file id until a URL is known."""
+
+    url: str | None = None
+    file_id: str | None = None
+    file_name: str | None = None
+    caption: str | None = None
+
+
+class File(_Content, tag="file"):
+    url: str | None = None
+    file_id: str | None = None
+    file_name: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+
+
+class Audio(_Content, tag="audio"):
+    """Recorded audio; `voice` is true for a voice note, false for an audio file."""
+
+    url: str
+    voice: bool = False
+
+
+class Location(_Content, tag="location"):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+
+class Action(_Content, tag="action"):
+    """A system action the platform took or asks for (forward, end, hangup)."""
+
+    action: ActionKind
+    destination: str | None = None
+
+
+Content: TypeAlias = Union[Text, Url, Image, File, Audio, Location, Action]
+
+
+# ---------------------------------------------------------------------------------------------
+# Events (tag `type`)
+
+
+class _Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
+    """Fields every event carries.
+
+    `seq` comes first after the tag on purpose: the Redis hub splices the sequence number it
+    assigns into the encoded event without re-encoding it (see `gateway.hub.wire`). `seq` is 0
+    until the hub assigns it, and stays 0 on ephemeral events (`signal`), which are never stored.
+    `at` is ISO 8601 UTC with milliseconds and a `Z` (see `format_at`).
+    """
+
+    seq: int = 0
+    id: str
+    conversation_id: str
+    dialect: str
+    at: str
+    metadata: dict[str, Any] = {}
+
+
+class Message(_Event, tag="message", kw_only=True):
+    sender: Party
+    content: Content
+    reply_to: str | None = None
+
+
+class Typing(_Event, tag="typing", kw_only=True):
+    sender: Party
+    active: bool
+    preview: str | None = None
+
+
+class Receipt(_Event, tag="receipt", kw_only=True):
+    """`message_id` names one message; `up_to` means every message up to that one (or time)."""
+
+    sender: Party
+    status: ReceiptStatus
+    message_id: str | None = None
+    up_to: str | None = None
+
+
+class ParticipantJoined(_Event, tag="participant_joined", kw_only=True):
+    participant: Party
+
+
+class ParticipantLeft(_Event, tag="participant_left", kw_only=True):
+    participant: Party
+
+
+class Status(_Event, tag="status", kw_only=True):
+    status: SessionStatus
+    wait_s: float | None = None
+
+
+class Ended(_Event, tag="ended", kw_only=True):
+    reason: EndReason
+    by: EndedBy | None = None
+    text: str | None = None
+
+
+class Link(_Event, tag="link", kw_only=True):
+    """The state of the gateway's (or the platform client's) link to the vendor."""
+
+    state: LinkState
+    reason: str | None = None
+    will_retry: bool | None = None
+    attempt: int | None = None
+    max_attempts: int | None = None
+    missed: int | None = None
+
+
+class Form(_Event, tag="form", kw_only=True):
+    request_id: str
+    name: str
+    timeout_s: float | None = None
+
+
+class Notice(_Event, tag="notice", kw_only=True):
+    kind: NoticeKind
+    text: str
+
+
+class Signal(_Event, tag="signal", kw_only=True):
+    """Opaque peer-to-peer data (e.g. WebRTC signaling): fanned out, never stored."""
+
+    data: Any
+    sender: Party | None = None
+
+
+class Availability(_Event, tag="availability", kw_only=True):
+    online: bool
+    wait_s: float | None = None
+
+
+class Error(_Event, tag="error", kw_only=True):
+    code: str
+    message: str
+    recoverable: bool = False
+
+
+Event: TypeAlias = Union[
+    Message,
+    Typing,
+    Receipt,
+    ParticipantJoined,
+    ParticipantLeft,
+    Status,
+    Ended,
+    Link,
+    Form,
+    Notice,
+    Signal,
+    Availability,
+    Error,
+]
+
+EPHEMERAL: tuple[type[_Event], ...] = (Signal,)
+"""Event types that are fanned out but never stored nor sequenced."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands (tag `op`): what a frontend asks of a vendor session
+
+
+class _Command(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
+    """`ref` is the caller's idempotency key: a command repeated with the same ref acts once."""
+
+    ref: str | None = None
+
+
+class Participant(msgspec.Struct, omit_defaults=True, frozen=True, rename={"from_": "from"}):
+    """The end user a conversation is started for (`from` is their identifier)."""
+
+    from_: str
+    from_type: IdentityType = "name"
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    to: str | None = None
+    to_type: IdentityType | None = None
+
+
+class Start(_Command, tag="start", kw_only=True):
+    dialect: str
+    participant: Participant
+    agent_id: str | None = None
+    locale: str = "en-US"
+    subject: str | None = None
+    metadata: dict[str, Any] = {}
+
+
+class Recover(_Command, tag="recover", kw_only=True):
+    conversation: str
+
+
+class Send(_Command, tag="send", kw_only=True):
+    conversation: str
+    content: Content
+    metadata: dict[str, Any] = {}
+
+
+class SetTyping(_Command, tag="typing", kw_only=True):
+    conversation: str
+    active: bool = True
+    preview: str | None = None
+
+
+class MarkRead(_Command, tag="read", kw_only=True):
+    """Mark messages read; `up_to` is a canonical message id (all when omitted)."""
+
+    conversation: str
+    up_to: str | None = None
+
+
+class End(_Command, tag="end", kw_only=True):
+    conversation: str
+
+
+class Forward(_Command, tag="forward", kw_only=True):
+    conversation: str
+    destination: str
+
+
+Command: TypeAlias = Union[Start, Recover, Send, SetTyping, MarkRead, End, Forward]
+
+
+# ---------------------------------------------------------------------------------------------
+# Codecs, built once
+
+event_encoder = msgspec.json.Encoder()
+event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+events_decoder: msgspec.json.Decoder[list[Event]] = msgspec.json.Decoder(list[Event])
+command_decoder: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
+
+
+def format_at(moment: datetime) -> str:
+    """`moment` as the canonical timestamp: UTC, milliseconds, `Z` (naive means UTC)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def now_at() -> str:
+    """The current time as a canonical timestamp."""
+    return format_at(datetime.now(UTC))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of every event and command (served at `GET /v1/schema`)."""
+    (event_schema, command_schema), components = msgspec.json.schema_components(
+        [Event, Command], ref_template="#/$defs/{name}"
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Chat dialect gateway canonical model",
+        "$defs": components,
+        "properties": {"event": event_schema, "command": command_schema},
+    }
