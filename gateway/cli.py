@@ -1,0 +1,119 @@
+"""The `gateway` command: `serve` runs the gateway, `decode` translates native frames offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+import msgspec
+
+from gateway import __version__
+from gateway.adapter import Registry
+from gateway.config import ConfigError, Settings, load
+from gateway.errors import GatewayError, MalformedJSON
+from gateway.model import event_encoder
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (memory engine unless --redis-url)")
+    serve.add_argument("--host", help="address to listen on (GATEWAY_HOST, default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to listen on (GATEWAY_PORT, default 8080)")
+    serve.add_argument("--redis-url", help="redis://… to share the hub (GATEWAY_REDIS_URL)")
+    serve.add_argument("--config", help="TOML settings file")
+    serve.add_argument("--dialects", help="comma-separated dialects to load (default: all)")
+    serve.add_argument("--log-format", choices=["auto", "json", "console"])
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    decode = commands.add_parser(
+        "decode", help="native frames (JSON or JSONL) → canonical events (JSONL), offline"
+    )
+    decode.add_argument("--dialect", required=True)
+    decode.add_argument("--conversation", help="native conversation id, for dialects whose "
+                        "frames do not carry it (like ingest's ?conversation=)")
+    decode.add_argument("file", nargs="?", type=argparse.FileType("rb"), default=sys.stdin.buffer,
+                        help="input file (default: standard input)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "decode":
+        return decode(args.dialect, args.file, sys.stdout.buffer, sys.stderr, args.conversation)
+    return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.logging import configure
+    from gateway.web.app import create_app
+
+    dialects = [d.strip() for d in args.dialects.split(",")] if args.dialects else None
+    try:
+        settings = load(args.config, overrides={
+            "host": args.host, "port": args.port, "redis_url": args.redis_url,
+            "dialects": dialects, "log_format": args.log_format, "log_level": args.log_level,
+        })
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=settings.shutdown_timeout_s,
+    )
+    return 0
+
+
+def decode(
+    dialect: str,
+    source: IO[bytes],
+    out: IO[bytes],
+    err: IO[str],
+    conversation: str | None = None,
+    settings: Settings | None = None,
+) -> int:
+    """Decode a JSON body, or JSONL (one body a line), into canonical JSONL on `out`.
+
+    Errors are the ingest error body on `err` (with `line` for JSONL) and exit status 1.
+    """
+    registry = Registry.load([dialect] if settings is None else settings.dialects)
+    try:
+        adapter = registry.get(dialect)
+        data = source.read()
+        try:
+            bodies = [(None, adapter.decode(data, conversation=conversation))]
+        except MalformedJSON:
+            lines = [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
+            if len(lines) < 2:
+                raise
+            bodies = []
+            for number, line in lines:
+                try:
+                    bodies.append((number, adapter.decode(line, conversation=conversation)))
+                except GatewayError as exc:
+                    exc.details["line"] = number
+                    raise
+    except GatewayError as exc:
+        err.write(msgspec.json.encode({"error": exc.body()}).decode() + "\n")
+        return 1
+    for _, decoded in bodies:
+        for event in decoded.events:
+            out.write(event_encoder.encode(event) + b"\n")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

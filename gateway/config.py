@@ -1,0 +1,128 @@
+"""Settings: defaults, then an optional TOML file, then `GATEWAY_*` environment, then CLI flags.
+
+Every setting has a default, so the gateway runs with no configuration at all (memory engine,
+port 8080). Values are validated once at start; a bad one stops the start with a message that
+names the key and says why (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.adapter import DialectSettings
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message names it."""
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Every setting of the gateway. Environment names are `GATEWAY_` + the upper-cased name."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    redis_url: str | None = None
+    """`redis://…` switches the hub to Redis (shared by every replica); unset means memory."""
+    dialects: list[str] | None = None
+    """Dialects to load (comma-separated in the environment); unset loads every built-in one."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = 1_048_576
+    ws_max_frame_bytes: int = 65_536
+    ws_send_queue: int = 2048
+    """Frames a socket may have waiting; a socket that falls further behind is closed (4008)."""
+    ws_heartbeat_s: float = 30.0
+    history_max_limit: int = 1000
+    retention_maxlen: int = 10_000
+    """Events kept per conversation log (oldest trimmed first)."""
+    retention_ended_s: float = 7 * 86400
+    """How long a conversation's log is kept after its `ended` event."""
+    shutdown_timeout_s: float = 10.0
+    dialect_settings: dict[str, dict[str, str]] = {}
+    """`[dialects.<name>]` tables of the TOML file (connector URL and credentials)."""
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool, str]] = [
+            ("port", 0 < self.port < 65536, "must be between 1 and 65535"),
+            ("max_body_bytes", self.max_body_bytes >= 1024, "must be at least 1024"),
+            ("ws_max_frame_bytes", self.ws_max_frame_bytes >= 1024, "must be at least 1024"),
+            ("ws_send_queue", self.ws_send_queue >= 16, "must be at least 16"),
+            ("ws_heartbeat_s", self.ws_heartbeat_s > 0, "must be positive"),
+            ("history_max_limit", self.history_max_limit >= 1, "must be at least 1"),
+            ("retention_maxlen", self.retention_maxlen >= 1, "must be at least 1"),
+            ("retention_ended_s", self.retention_ended_s > 0, "must be positive"),
+            ("shutdown_timeout_s", self.shutdown_timeout_s >= 0, "must be 0 or more"),
+        ]
+        for key, ok, why in checks:
+            if not ok:
+                raise ConfigError(f"{key} = {getattr(self, key)!r}: {why}")
+        if self.redis_url and not self.redis_url.startswith(
+            ("memory://", "redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError(f"redis_url: scheme must be redis://, rediss:// or unix://, "
+                              f"got {self.redis_url.split('://')[0]!r}")
+
+    def dialect(self, name: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
+        """A dialect's connector settings: its TOML table, overridden by its environment."""
+        from_env = DialectSettings.from_env(name, environ)
+        options = {**self.dialect_settings.get(name, {}), **from_env.options}
+        url = from_env.url or options.pop("url", None)
+        options.pop("url", None)
+        return DialectSettings(url=url, options=options)
+
+
+_FIELDS = set(Settings.__struct_fields__) - {"dialect_settings"}
+
+
+def load(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from the TOML file (if given), the environment and `overrides` (CLI flags).
+
+    Raises `ConfigError` naming the key (and its source) when a value is unknown or invalid.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from None
+        dialects = data.pop("dialects", {})
+        if not isinstance(dialects, dict) or not all(isinstance(v, dict) for v in dialects.values()):
+            raise ConfigError(f"{config_file}: [dialects.<name>] must be tables")
+        values["dialect_settings"] = {
+            name: {k: str(v) for k, v in table.items()} for name, table in dialects.items()
+        }
+        for key, value in data.items():
+            values[key] = value
+            sources[key] = f"{config_file}"
+    for key in _FIELDS:
+        env_key = f"GATEWAY_{key.upper()}"
+        if env_key in environ:
+            raw = environ[env_key]
+            values[key] = [d.strip() for d in raw.split(",") if d.strip()] if key == "dialects" else raw
+            sources[key] = f"environment {env_key}"
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            sources[key] = "command line"
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        key = message.rpartition("`$.")[2].rstrip("`").split(".")[0].split("[")[0]
+        where = sources.get(key, "")
+        raise ConfigError(f"{key or 'config'}: {message}" + (f" (from {where})" if where else "")) from None
+    except ConfigError:
+        raise

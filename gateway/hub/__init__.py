@@ -1,0 +1,25 @@
+"""Event log and fan-out engines, chosen by URL scheme: `memory://` (default) or `redis://`.
+
+One small interface (`Hub`: publish, read, subscribe) in `base`; one module per engine.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import RequestError
+from gateway.hub.base import Hub, Published, Sink, Subscription, is_pattern
+
+__all__ = ["Hub", "Published", "Sink", "Subscription", "create_hub", "is_pattern"]
+
+
+def create_hub(url: str | None, *, maxlen: int = 10_000, ended_ttl: float = 7 * 86400) -> Hub:
+    """The engine for `url`: `None`, `""` or `memory://` → memory; `redis://`, `rediss://`,
+    `unix://` → Redis. Raises `RequestError` for any other scheme."""
+    if not url or url.startswith("memory://"):
+        from gateway.hub.memory import MemoryHub
+
+        return MemoryHub(maxlen=maxlen, ended_ttl=ended_ttl)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from gateway.hub.redis import RedisHub
+
+        return RedisHub(url, maxlen=maxlen, ended_ttl=ended_ttl)
+    raise RequestError(f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory:// or redis://")

@@ -1,0 +1,127 @@
+"""The `memory://` hub: one process, logs in dicts. The default engine and the tests' baseline.
+
+Same semantics as the Redis engine (dedup, seq, retention, replay, patterns); events reach
+subscriptions by a direct call, so a memory hub never has gaps to repair.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+
+from gateway.hub import wire
+from gateway.hub.base import Hub, Published, Subscription
+from gateway.model import EPHEMERAL, Ended, Event, event_encoder
+
+
+class _Log:
+    __slots__ = ("entries", "expires_at", "ids", "seq")
+
+    def __init__(self, maxlen: int) -> None:
+        self.seq = 0
+        self.ids: dict[str, int] = {}
+        self.entries: deque[tuple[int, bytes]] = deque(maxlen=maxlen)
+        self.expires_at: float | None = None
+
+
+class MemoryHub(Hub):
+    """Logs kept in this process. `maxlen` bounds each log (oldest trimmed first); a
+    conversation is forgotten `ended_ttl` seconds after its `ended` event."""
+
+    def __init__(self, *, maxlen: int = 10_000, ended_ttl: float = 7 * 86400) -> None:
+        self.maxlen = maxlen
+        self.ended_ttl = ended_ttl
+        self._logs: dict[str, _Log] = {}
+        self._exact: defaultdict[str, list[Subscription]] = defaultdict(list)
+        self._patterns: defaultdict[str, list[Subscription]] = defaultdict(list)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        for subscriptions in [*self._exact.values(), *self._patterns.values()]:
+            for subscription in list(subscriptions):
+                subscription.close()
+
+    def _log(self, conversation: str, create: bool = False) -> _Log | None:
+        entry = self._logs.get(conversation)
+        if entry is not None and entry.expires_at is not None and entry.expires_at < time.time():
+            del self._logs[conversation]
+            entry = None
+        if entry is None and create:
+            entry = self._logs[conversation] = _Log(self.maxlen)
+        return entry
+
+    async def publish(self, events: Sequence[Event]) -> list[Published]:
+        results = []
+        for event in events:
+            conversation = event.conversation_id
+            if isinstance(event, EPHEMERAL):
+                self._dispatch(conversation, 0, event_encoder.encode(event))
+                results.append(Published(event.id, 0))
+                continue
+            entry = self._log(conversation, create=True)
+            assert entry is not None
+            known = entry.ids.get(event.id)
+            if known is not None:
+                results.append(Published(event.id, known, duplicate=True))
+                continue
+            entry.seq += 1
+            entry.ids[event.id] = entry.seq
+            parts = wire.encode_parts(event)
+            payload = wire.join(parts[0], entry.seq, parts[1])
+            entry.entries.append((entry.seq, payload))
+            if isinstance(event, Ended):
+                entry.expires_at = time.time() + self.ended_ttl
+            results.append(Published(event.id, entry.seq))
+            self._dispatch(conversation, entry.seq, payload)
+        return results
+
+    def _dispatch(self, conversation: str, seq: int, payload: bytes) -> None:
+        # Copies: a sink that overflows closes its subscription in the middle of the loop.
+        for subscription in tuple(self._exact.get(conversation, ())):
+            subscription.on_event(conversation, seq, payload)
+        for pattern_subs in tuple(self._patterns.values()):
+            for subscription in tuple(pattern_subs):
+                if subscription.matches(conversation):
+                    subscription.on_event(conversation, seq, payload)
+
+    async def read(
+        self, conversation: str, *, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        entry = self._log(conversation)
+        if entry is None or not entry.entries or limit <= 0:
+            return []
+        first = entry.entries[0][0]
+        start = max(after + 1 - first, 0)
+        return [entry.entries[i] for i in range(start, min(start + limit, len(entry.entries)))]
+
+    async def read_before(
+        self, conversation: str, *, before: int | None = None, limit: int = 50
+    ) -> list[tuple[int, bytes]]:
+        entry = self._log(conversation)
+        if entry is None or not entry.entries or limit <= 0:
+            return []
+        first = entry.entries[0][0]
+        end = len(entry.entries) if before is None else max(min(before - first, len(entry.entries)), 0)
+        return [entry.entries[i] for i in range(max(end - limit, 0), end)]
+
+    async def head(self, conversation: str) -> int:
+        entry = self._log(conversation)
+        return entry.seq if entry is not None else 0
+
+    async def ready(self) -> bool:
+        return True
+
+    async def _attach(self, subscription: Subscription) -> None:
+        table = self._exact if subscription.exact else self._patterns
+        table[subscription.target].append(subscription)
+
+    def _detach(self, subscription: Subscription) -> None:
+        table = self._exact if subscription.exact else self._patterns
+        subscriptions = table.get(subscription.target)
+        if subscriptions is not None and subscription in subscriptions:
+            subscriptions.remove(subscription)
+            if not subscriptions:
+                del table[subscription.target]

@@ -1,0 +1,84 @@
+"""Prometheus metrics (served at `/metrics`). Names are `gateway_<noun>_<unit>`.
+
+Counters are updated where things happen, never per delivered frame on the fan-out hot path:
+deliveries are counted per fan-out batch. Values that live elsewhere (hub reconnects, queue
+depths) are read at scrape time from providers the app registers (`add_provider`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+disable_created_metrics()  # the _created series double every counter for no use here
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+INGEST_FRAMES = Counter(
+    "gateway_ingest_frames_total",
+    "Native frames ingested, by dialect and outcome (accepted|duplicate|ignored|rejected).",
+    ["dialect", "outcome"],
+    registry=REGISTRY,
+)
+INGEST_REQUESTS = Counter(
+    "gateway_ingest_requests_total", "Ingest requests, by dialect and HTTP status.",
+    ["dialect", "status"], registry=REGISTRY,
+)
+DECODE_SECONDS = Histogram(
+    "gateway_decode_seconds", "Time to decode one ingest body.", ["dialect"],
+    buckets=_LATENCY, registry=REGISTRY,
+)
+PUBLISH_SECONDS = Histogram(
+    "gateway_hub_publish_seconds", "Time to publish one batch to the hub (one round trip).",
+    buckets=_LATENCY, registry=REGISTRY,
+)
+WS_CONNECTIONS = Gauge(
+    "gateway_ws_connections", "Open unified WebSocket connections.", registry=REGISTRY
+)
+WS_SUBSCRIPTIONS = Gauge(
+    "gateway_ws_subscriptions", "Active subscriptions over all sockets.", registry=REGISTRY
+)
+WS_EVICTIONS = Counter(
+    "gateway_ws_evictions_total", "Sockets closed because their send queue overflowed.",
+    registry=REGISTRY,
+)
+WS_COMMANDS = Counter(
+    "gateway_ws_frames_total", "Client frames received on the unified WebSocket, by op and outcome.",
+    ["op", "outcome"], registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "gateway_http_requests_total", "HTTP requests, by route and status.", ["route", "status"],
+    registry=REGISTRY,
+)
+
+
+_providers: list[Callable[[], dict[str, float]]] = []
+
+
+def add_provider(read: Callable[[], dict[str, float]]) -> None:
+    """Have `read()` (name → value) scraped as `gateway_<name>` gauges while the app runs."""
+    _providers.append(read)
+
+
+def remove_provider(read: Callable[[], dict[str, float]]) -> None:
+    if read in _providers:
+        _providers.remove(read)
+
+
+class _ProvidedGauges(Collector):
+    """Gauges read at scrape time from the running apps (hub link, queue depths), summed."""
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[str, float] = {}
+        for read in _providers:
+            for name, value in read().items():
+                totals[name] = totals.get(name, 0.0) + value
+        for name, value in sorted(totals.items()):
+            yield GaugeMetricFamily(f"gateway_{name}", name.replace("_", " "), value=value)
+
+
+REGISTRY.register(_ProvidedGauges())

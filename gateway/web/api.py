@@ -1,0 +1,90 @@
+"""The small HTTP API: the log of a conversation, the dialects, the schema, health, metrics."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import metrics
+from gateway.errors import RequestError
+from gateway.hub import is_pattern
+from gateway.model import json_schema
+from gateway.web.keys import HUB, REGISTRY, SESSIONS, SETTINGS
+from gateway.web.responses import json_response
+
+
+class _Log(msgspec.Struct):
+    conversation: str
+    events: list[msgspec.Raw]
+    last_seq: int
+    has_more: bool
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError(f"`{name}` must be an integer, got {raw!r}", path=f"query.{name}") from None
+    if not low <= value <= high:
+        raise RequestError(f"`{name}` must be between {low} and {high}", path=f"query.{name}")
+    return value
+
+
+async def conversation_events(request: web.Request) -> web.Response:
+    """`GET /v1/conversations/{id}/events?since=&limit=`: stored events after `since`, oldest
+    first; `last_seq` is where to continue from, `has_more` whether more follow."""
+    conversation = request.match_info["conversation"]
+    if is_pattern(conversation):
+        raise RequestError("the log is per conversation, not per pattern", path="path.conversation")
+    since = _int_param(request, "since", 0, 0, 2**62)
+    max_limit = request.app[SETTINGS].history_max_limit
+    limit = _int_param(request, "limit", min(100, max_limit), 1, max_limit)
+    rows = await request.app[HUB].read(conversation, after=since, limit=limit + 1)
+    page = rows[:limit]
+    return json_response(_Log(
+        conversation=conversation,
+        events=[msgspec.Raw(payload) for _, payload in page],
+        last_seq=page[-1][0] if page else since,
+        has_more=len(rows) > limit,
+    ))
+
+
+async def dialects(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    return json_response({
+        "dialects": [adapter.describe() for adapter in registry],
+        "failed": [{"name": f.name, "error": f.error} for f in registry.failures],
+    })
+
+
+async def schema(request: web.Request) -> web.Response:
+    return json_response(_SCHEMA)
+
+
+_SCHEMA = msgspec.json.encode(json_schema())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the hub's store answers and its fan-out listener is alive."""
+    hub_ok = await request.app[HUB].ready()
+    sessions = request.app.get(SESSIONS)
+    sessions_ok = sessions.ready() if sessions is not None else True
+    ok = hub_ok and sessions_ok
+    body = {"status": "ready" if ok else "unavailable", "hub": hub_ok, "sessions": sessions_ok}
+    if not ok:
+        body["error"] = {"code": "NOT_READY", "message": "the event store or its listener is down"}
+    return json_response(body, status=200 if ok else 503)
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(metrics.REGISTRY),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,139 @@
+"""The aiohttp application: routes, middleware, and one cleanup context per resource."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from gateway import metrics
+from gateway.adapter import Registry
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.hub import create_hub
+from gateway.web import api, ingest, protocol, ws
+from gateway.web.keys import CONNECTIONS, HTTP, HUB, REGISTRY, SESSIONS, SETTINGS
+from gateway.web.responses import error_response, http_error_response, json_response
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def context_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id, turn every failure into the JSON error body, write the access line."""
+    request_id = request.headers.get("X-Request-ID") or secrets.token_hex(8)
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        except GatewayError as exc:
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = http_error_response(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request.failed", method=request.method, path=request.path)
+            response = json_response(
+                {"error": {"code": "INTERNAL", "message": "internal error; see the gateway log",
+                           "request_id": request_id}},
+                status=500,
+            )
+        if not response.prepared:
+            response.headers["X-Request-ID"] = request_id
+        metrics.HTTP_REQUESTS.labels(route_name, str(response.status)).inc()
+        log.info(
+            "http.request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        structlog.contextvars.unbind_contextvars("dialect", "conversation_id")
+        return response
+
+
+def create_app(
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+) -> web.Application:
+    """The gateway as an aiohttp app. `registry` defaults to the installed dialects (those
+    `settings.dialects` names, or every built-in one); failures to load are logged loudly."""
+    settings = settings or Settings()
+    registry = registry if registry is not None else Registry.load(settings.dialects)
+    app = web.Application(middlewares=[context_and_errors],
+                          client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[REGISTRY] = registry
+    app[CONNECTIONS] = weakref.WeakSet()
+    for failure in registry.failures:
+        log.error("dialect.load_failed", dialect=failure.name, target=failure.target,
+                  error=failure.error)
+    app.cleanup_ctx.append(_hub_ctx)
+    app.cleanup_ctx.append(_http_ctx)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_post("/v1/dialects/{dialect}/events", ingest.ingest)
+    app.router.add_get("/v1/dialects", api.dialects)
+    app.router.add_get("/v1/conversations/{conversation}/events", api.conversation_events)
+    app.router.add_get("/v1/schema", api.schema)
+    app.router.add_get("/v1/ws", ws.ws_handler)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", api.prometheus)
+    return app
+
+
+async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    hub = create_hub(settings.redis_url, maxlen=settings.retention_maxlen,
+                     ended_ttl=settings.retention_ended_s)
+    await hub.start()
+    app[HUB] = hub
+
+    def gauges() -> dict[str, float]:
+        connections = list(app[CONNECTIONS])
+        return {
+            "hub_reconnects": float(getattr(hub, "reconnects", 0)),
+            "ws_send_queue_depth": float(sum(c.queued for c in connections)),
+        }
+
+    metrics.add_provider(gauges)
+    log.info("hub.started", engine=type(hub).__name__)
+    yield
+    metrics.remove_provider(gauges)
+    await hub.close()
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The one HTTP client session every connector shares."""
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5))
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown: tell every client to go away and resume elsewhere."""
+    connections = list(app[CONNECTIONS])
+    if connections:
+        log.info("ws.draining", connections=len(connections))
+    await asyncio.gather(
+        *(c.ws.close(code=protocol.CLOSE_GOING_AWAY, message=b"gateway shutting down: "
+                     b"reconnect and resume with since") for c in connections),
+        return_exceptions=True,
+    )
+
+
+__all__ = ["SESSIONS", "create_app"]

@@ -1,0 +1,96 @@
+"""`POST /v1/dialects/{dialect}/events`: native frames in, canonical events stored and fanned out.
+
+Contract (DESIGN.md): `202 {"accepted", "duplicates", "ignored", "events": [{"id", "seq"}]}`.
+A batch is all or nothing: a malformed known frame rejects it (422, with the frame index and
+path) before anything is stored. Unknown dialect 404, not JSON 400, too large 413, store down
+503 (the sender retries the same body: the hub deduplicates, so nothing doubles).
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from gateway import metrics
+from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
+from gateway.web.keys import HUB, REGISTRY, SETTINGS
+from gateway.web.responses import json_response
+
+log = structlog.get_logger(__name__)
+
+
+class _Stored(msgspec.Struct):
+    id: str
+    seq: int
+
+
+class _Accepted(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    ignored: int
+    events: list[_Stored]
+
+
+async def ingest(request: web.Request) -> web.Response:
+    dialect = request.match_info["dialect"]
+    conversation = request.query.get("conversation") or None
+    structlog.contextvars.bind_contextvars(dialect=dialect)
+    try:
+        response = await _ingest(request, dialect, conversation)
+    except GatewayError as exc:
+        metrics.INGEST_REQUESTS.labels(dialect, str(exc.status)).inc()
+        if exc.status < 500:
+            metrics.INGEST_FRAMES.labels(dialect, "rejected").inc()
+        log.info("ingest.rejected", code=exc.code, status=exc.status, **exc.details)
+        raise
+    metrics.INGEST_REQUESTS.labels(dialect, "202").inc()
+    return response
+
+
+async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
+    adapter = request.app[REGISTRY].get(dialect)
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds {limit}",
+                              limit=limit)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"body exceeds {limit} bytes", limit=limit) from None
+    started = time.perf_counter()
+    try:
+        decoded = adapter.decode(body, conversation=conversation)
+    except GatewayError:
+        raise
+    except Exception as exc:  # a dialect bug must still answer with a clear error, not a 500
+        log.exception("ingest.decode_crashed")
+        raise DecodeError(f"the {dialect} adapter could not decode this body "
+                          f"({type(exc).__name__})", code="DECODE_FAILED") from exc
+    metrics.DECODE_SECONDS.labels(dialect).observe(time.perf_counter() - started)
+    started = time.perf_counter()
+    published = await request.app[HUB].publish(decoded.events)
+    metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    duplicates = sum(p.duplicate for p in published)
+    accepted = len(published) - duplicates
+    if accepted:
+        metrics.INGEST_FRAMES.labels(dialect, "accepted").inc(accepted)
+    if duplicates:
+        metrics.INGEST_FRAMES.labels(dialect, "duplicate").inc(duplicates)
+    if decoded.ignored:
+        metrics.INGEST_FRAMES.labels(dialect, "ignored").inc(decoded.ignored)
+    conversations = {e.conversation_id for e in decoded.events}
+    log.info(
+        "ingest.accepted",
+        accepted=accepted,
+        duplicates=duplicates,
+        ignored=decoded.ignored,
+        conversation_id=next(iter(conversations)) if len(conversations) == 1 else None,
+        conversations=len(conversations),
+    )
+    return json_response(
+        _Accepted(accepted, duplicates, decoded.ignored, [_Stored(p.id, p.seq) for p in published]),
+        status=202,
+    )

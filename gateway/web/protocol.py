@@ -1,0 +1,123 @@
+"""The unified WebSocket protocol: JSON text frames tagged by `op`.
+
+Client → server: `subscribe`, `unsubscribe`, `history`, `ping`, and the commands of
+`gateway.model` (`start`, `recover`, `send`, `typing`, `read`, `end`, `forward`), which decode
+straight into the model's Structs. Server → client: `welcome`, `subscribed`, `unsubscribed`,
+`event`, `history`, `started`, `recovered`, `ack`, `error`, `pong`. Every client frame may carry
+a `ref`; the reply to it carries the same `ref`.
+
+Close codes: 1000 normal, 1001 going away (the gateway is shutting down: reconnect elsewhere
+and resume with `since`), 1009 frame too large, 4008 send queue overflow (the client read too
+slowly; reconnect and resume with `since`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+from gateway.errors import GatewayError
+from gateway.model import End, Forward, MarkRead, Recover, Send, SetTyping, Start
+
+PROTOCOL_VERSION = 1
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_LARGE = 1009
+CLOSE_SLOW_CONSUMER = 4008
+
+
+class _Op(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
+    ref: str | None = None
+
+
+class Subscribe(_Op, tag="subscribe", kw_only=True):
+    """`conversation` is an id or a pattern (`genesys:*`, `*`); `since` the last seq seen."""
+
+    conversation: str
+    since: int | None = None
+
+
+class Unsubscribe(_Op, tag="unsubscribe", kw_only=True):
+    conversation: str
+
+
+class History(_Op, tag="history", kw_only=True):
+    """The `limit` events before seq `before` (the latest when omitted), oldest first."""
+
+    conversation: str
+    before: int | None = None
+    limit: int = 50
+
+
+class Ping(_Op, tag="ping", kw_only=True):
+    pass
+
+
+ClientFrame = Union[
+    Subscribe, Unsubscribe, History, Ping, Start, Recover, Send, SetTyping, MarkRead, End, Forward
+]
+client_decoder: msgspec.json.Decoder[ClientFrame] = msgspec.json.Decoder(ClientFrame)
+
+
+class Welcome(_Op, tag="welcome", kw_only=True):
+    version: int = PROTOCOL_VERSION
+    connection: str
+    dialects: list[str]
+    max_frame_bytes: int
+
+
+class Subscribed(_Op, tag="subscribed", kw_only=True):
+    """`seq`: the point the subscription starts from; events after it follow."""
+
+    conversation: str
+    seq: int
+
+
+class Unsubscribed(_Op, tag="unsubscribed", kw_only=True):
+    conversation: str
+
+
+class HistoryReply(_Op, tag="history", kw_only=True):
+    conversation: str
+    events: list[msgspec.Raw]
+    has_more: bool
+
+
+class Started(_Op, tag="started", kw_only=True):
+    conversation: str
+    status: str
+
+
+class Recovered(_Op, tag="recovered", kw_only=True):
+    conversation: str
+    status: str
+    events: list[msgspec.Raw]
+
+
+class Ack(_Op, tag="ack", kw_only=True):
+    id: str | None = None
+    seq: int | None = None
+
+
+class Pong(_Op, tag="pong", kw_only=True):
+    pass
+
+
+server_encoder = msgspec.json.Encoder()
+
+EVENT_FRAME_HEAD = b'{"op":"event","event":'
+
+
+def error_frame(error: GatewayError, ref: str | None = None) -> bytes:
+    """`{"op": "error", "ref", "code", "message", "recoverable", ...details}`."""
+    body: dict[str, Any] = {"op": "error"}
+    if ref is not None:
+        body["ref"] = ref
+    body.update(error.body())
+    body["recoverable"] = error.recoverable
+    return server_encoder.encode(body)
+
+
+def event_frame(payload: bytes) -> bytes:
+    """The `event` frame for one stored event, built around its JSON without re-encoding it."""
+    return EVENT_FRAME_HEAD + payload + b"}"

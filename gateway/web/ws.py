@@ -1,0 +1,280 @@
+"""The unified WebSocket `/v1/ws`: subscriptions, history and commands for one client each.
+
+A `Connection` is the hub's `Sink` for its subscriptions: the hub hands it stored events
+without waiting, it queues their frames, and one writer task sends them. The queue is bounded
+(`ws_send_queue`): a client that reads too slowly is closed with 4008 and counted, so it never
+holds up the hub or the other sockets; it reconnects and resumes with `since`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections import deque
+from typing import Any
+
+import msgspec
+import structlog
+from aiohttp import WSMsgType, web
+
+from gateway import metrics
+from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
+from gateway.hub import Subscription, is_pattern
+from gateway.model import Command
+from gateway.web import protocol
+from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS
+
+log = structlog.get_logger(__name__)
+
+
+class _FrameCache:
+    """The `event` frame of the payload being fanned out: built once for all local sockets."""
+
+    __slots__ = ("frame", "payload")
+
+    def __init__(self) -> None:
+        self.payload = b""
+        self.frame = b""
+
+    def frame_for(self, payload: bytes) -> bytes:
+        if payload is not self.payload:
+            self.payload = payload
+            self.frame = protocol.event_frame(payload)
+        return self.frame
+
+
+_frames = _FrameCache()
+
+
+class Connection:
+    """One client socket: what it subscribed to, and its bounded outgoing queue."""
+
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+        self.id = secrets.token_hex(6)
+        self.app = app
+        self.ws = ws
+        self.hub = app[HUB]
+        self.settings = app[SETTINGS]
+        self.subscriptions: dict[str, Subscription] = {}
+        self._queue: deque[bytes] = deque()
+        self._limit = self.settings.ws_send_queue
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
+
+    # -- Sink -------------------------------------------------------------------------------
+
+    def deliver(self, conversation: str, seq: int, payload: bytes) -> None:
+        if self._closing:
+            return
+        if len(self._queue) >= self._limit:
+            self._evict()
+            return
+        self._queue.append(_frames.frame_for(payload))
+        self._ready.set()
+
+    async def drained(self) -> None:
+        while not self._closing and len(self._queue) > self._limit // 2:
+            self._room.clear()
+            await self._room.wait()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send(self, frame: msgspec.Struct | bytes) -> None:
+        """Queue a protocol frame (replies are queued in order with the events)."""
+        if self._closing:
+            return
+        self._queue.append(frame if isinstance(frame, bytes) else protocol.server_encoder.encode(frame))
+        self._ready.set()
+
+    def send_error(self, error: GatewayError, ref: str | None = None) -> None:
+        self.send(protocol.error_frame(error, ref))
+
+    async def _write(self) -> None:
+        queue, ws = self._queue, self.ws
+        low = self._limit // 2
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while queue:
+                    await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                    if len(queue) <= low:
+                        self._room.set()
+                self._room.set()
+        except (ConnectionError, RuntimeError):  # the peer went away mid-write
+            self._closing = True
+            self._room.set()
+
+    def _evict(self) -> None:
+        self._closing = True
+        self._room.set()
+        metrics.WS_EVICTIONS.inc()
+        log.warning("ws.evicted", connection=self.id, queued=len(self._queue))
+        self._spawn(self.ws.close(code=protocol.CLOSE_SLOW_CONSUMER, message=b"send queue overflow"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def handle(self, data: bytes | str) -> None:
+        """Act on one client frame; every failure is answered with an `error` frame."""
+        try:
+            frame = protocol.client_decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            metrics.WS_COMMANDS.labels("invalid", "error").inc()
+            message, _, path = str(exc).rpartition(" - at `")
+            self.send_error(RequestError(message or str(exc), path=path.rstrip("`") or None),
+                            _ref_of(data))
+            return
+        except msgspec.DecodeError as exc:
+            metrics.WS_COMMANDS.labels("invalid", "error").inc()
+            self.send_error(MalformedJSON(f"frame is not valid JSON: {exc}"))
+            return
+        op = type(frame).__struct_config__.tag
+        try:
+            match frame:
+                case protocol.Subscribe():
+                    await self._subscribe(frame)
+                case protocol.Unsubscribe():
+                    self._unsubscribe(frame)
+                case protocol.History():
+                    await self._history(frame)
+                case protocol.Ping():
+                    self.send(protocol.Pong(ref=frame.ref))
+                case _:
+                    self._spawn(self._command(frame))
+                    return
+        except GatewayError as exc:
+            metrics.WS_COMMANDS.labels(op, "error").inc()
+            self.send_error(exc, frame.ref)
+            return
+        metrics.WS_COMMANDS.labels(op, "ok").inc()
+
+    async def _subscribe(self, frame: protocol.Subscribe) -> None:
+        target = frame.conversation
+        if not target:
+            raise RequestError("`conversation` must not be empty", path="$.conversation")
+        previous = self.subscriptions.pop(target, None)
+        if previous is not None:
+            previous.close()
+            metrics.WS_SUBSCRIPTIONS.dec()
+        subscription = await self.hub.subscribe(target, self, frame.since)
+        if self._closing:
+            subscription.close()
+            return
+        self.subscriptions[target] = subscription
+        metrics.WS_SUBSCRIPTIONS.inc()
+        self.send(protocol.Subscribed(ref=frame.ref, conversation=target, seq=subscription.seq))
+        subscription.start()
+
+    def _unsubscribe(self, frame: protocol.Unsubscribe) -> None:
+        subscription = self.subscriptions.pop(frame.conversation, None)
+        if subscription is not None:
+            subscription.close()
+            metrics.WS_SUBSCRIPTIONS.dec()
+        self.send(protocol.Unsubscribed(ref=frame.ref, conversation=frame.conversation))
+
+    async def _history(self, frame: protocol.History) -> None:
+        if is_pattern(frame.conversation):
+            raise RequestError("history needs one conversation, not a pattern",
+                               path="$.conversation")
+        limit_max = self.settings.history_max_limit
+        if not 1 <= frame.limit <= limit_max:
+            raise RequestError(f"`limit` must be between 1 and {limit_max}", path="$.limit")
+        rows = await self.hub.read_before(frame.conversation, before=frame.before,
+                                          limit=frame.limit + 1)
+        has_more = len(rows) > frame.limit
+        events = [msgspec.Raw(payload) for _, payload in rows[-frame.limit:]]
+        self.send(protocol.HistoryReply(ref=frame.ref, conversation=frame.conversation,
+                                        events=events, has_more=has_more))
+
+    async def _command(self, command: Command) -> None:
+        op = type(command).__struct_config__.tag
+        sessions = self.app.get(SESSIONS)
+        try:
+            if sessions is None:
+                raise Unsupported(f"`{op}` needs the sessions layer, which this gateway lacks")
+            for reply in await sessions.execute(command, self):
+                self.send(reply)
+        except GatewayError as exc:
+            metrics.WS_COMMANDS.labels(op, "error").inc()
+            self.send_error(exc, command.ref)
+            return
+        metrics.WS_COMMANDS.labels(op, "ok").inc()
+
+    # -- closing ----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Drop every subscription and stop the writer (the socket is closed by then)."""
+        self._closing = True
+        self._room.set()
+        subscriptions = list(self.subscriptions.values())
+        self.subscriptions.clear()
+        metrics.WS_SUBSCRIPTIONS.dec(len(subscriptions))
+        await self.hub.wait_closed(subscriptions)
+        for task in [self._writer, *self._tasks]:
+            task.cancel()
+        for task in [self._writer, *self._tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+
+def _ref_of(data: bytes | str) -> str | None:
+    """The `ref` of a frame that failed validation, so its error can still be correlated."""
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    ref = value.get("ref") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+    """`GET /v1/ws`: upgrade, welcome, then serve frames until the client or the gateway leaves."""
+    app = request.app
+    settings = app[SETTINGS]
+    ws = web.WebSocketResponse(
+        heartbeat=settings.ws_heartbeat_s,
+        max_msg_size=settings.ws_max_frame_bytes,
+        compress=False,  # per-socket deflate would cost more CPU than fan-out itself
+        decode_text=False,
+    )
+    await ws.prepare(request)
+    connection = Connection(app, ws)
+    app[CONNECTIONS].add(connection)
+    metrics.WS_CONNECTIONS.inc()
+    with structlog.contextvars.bound_contextvars(connection=connection.id):
+        log.info("ws.connected", peer=request.remote)
+        connection.send(protocol.Welcome(
+            connection=connection.id,
+            dialects=sorted(a.name for a in app[REGISTRY]),
+            max_frame_bytes=settings.ws_max_frame_bytes,
+        ))
+        try:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    if message.type == WSMsgType.BINARY:
+                        connection.send_error(RequestError("binary frames are not part of the "
+                                                           "protocol: send JSON text frames"))
+                        continue
+                    await connection.handle(message.data)
+                elif message.type == WSMsgType.ERROR:
+                    log.info("ws.error", error=str(ws.exception()))
+        finally:
+            await connection.close()
+            app[CONNECTIONS].discard(connection)
+            metrics.WS_CONNECTIONS.dec()
+            log.info("ws.closed", code=ws.close_code)
+    return ws
