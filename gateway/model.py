@@ -58,6 +58,11 @@ class Url(_Content, tag="url"):
     text: str | None = None
 
 
+def _require_location(url: str | None, file_id: str | None) -> None:
+    if not url and not file_id:
+        raise ValueError("needs a `url` or a `file_id`")
+
+
 class Image(_Content, tag="image"):
     """An image by URL, or by the platform's file id until a URL is known."""
 
@@ -66,6 +71,9 @@ class Image(_Content, tag="image"):
     file_name: str | None = None
     caption: str | None = None
 
+    def __post_init__(self) -> None:
+        _require_location(self.url, self.file_id)
+
 
 class File(_Content, tag="file"):
     url: str | None = None
@@ -73,6 +81,9 @@ class File(_Content, tag="file"):
     file_name: str | None = None
     mime_type: str | None = None
     size: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_location(self.url, self.file_id)
 
 
 class Audio(_Content, tag="audio"):

@@ -79,20 +79,25 @@ class RedisHub(Hub):
         maxlen: int = 10_000,
         ended_ttl: float = 7 * 86400,
         max_backoff: float = 2.0,
+        max_connections: int = 64,
     ) -> None:
         self.url = url
         self.maxlen = maxlen
         self.ended_ttl = int(ended_ttl)
         self.max_backoff = max_backoff
         self.reconnects = 0
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+        # A bounded pool: a burst of requests waits for a connection instead of opening
+        # hundreds. Fail fast otherwise: the caller answers 503 and the sender retries.
+        self._pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=5,
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=10,
-            # Fail fast: the caller answers 503 and the sender retries; the listener backs off.
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         )
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._pool)
         self._sha: str | None = None
         self._exact: defaultdict[str, list[Subscription]] = defaultdict(list)
         self._patterns: defaultdict[str, list[Subscription]] = defaultdict(list)
@@ -126,6 +131,7 @@ class RedisHub(Hub):
                 for subscription in list(subscriptions):
                     subscription.close()
         await self._redis.aclose()
+        await self._pool.disconnect()
 
     async def ready(self) -> bool:
         if not self._listening.is_set():

@@ -60,7 +60,7 @@ client_decoder: msgspec.json.Decoder[ClientFrame] = msgspec.json.Decoder(ClientF
 
 
 class Welcome(_Op, tag="welcome", kw_only=True):
-    version: int = PROTOCOL_VERSION
+    version: int
     connection: str
     dialects: list[str]
     max_frame_bytes: int

@@ -19,6 +19,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from gateway import metrics
+from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
 from gateway.hub import Subscription, is_pattern
 from gateway.model import Command
@@ -130,9 +131,7 @@ class Connection:
             frame = protocol.client_decoder.decode(data)
         except msgspec.ValidationError as exc:
             metrics.WS_COMMANDS.labels("invalid", "error").inc()
-            message, _, path = str(exc).rpartition(" - at `")
-            self.send_error(RequestError(message or str(exc), path=path.rstrip("`") or None),
-                            _ref_of(data))
+            self.send_error(RequestError(str(exc), path=path_of(exc)), _ref_of(data))
             return
         except msgspec.DecodeError as exc:
             metrics.WS_COMMANDS.labels("invalid", "error").inc()
@@ -258,6 +257,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     with structlog.contextvars.bound_contextvars(connection=connection.id):
         log.info("ws.connected", peer=request.remote)
         connection.send(protocol.Welcome(
+            version=protocol.PROTOCOL_VERSION,
             connection=connection.id,
             dialects=sorted(a.name for a in app[REGISTRY]),
             max_frame_bytes=settings.ws_max_frame_bytes,

@@ -1,0 +1,368 @@
+"""The genesys codec: fixtures, decode tables, error paths, robustness. Pure, no I/O."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.genesys import GenesysAdapter
+from adapters.genesys.clock import fast_at
+from adapters.genesys.errors import command_error, error_code
+from gateway.codec import derived_id, to_at
+from gateway.errors import (
+    DecodeError,
+    GatewayError,
+    MalformedJSON,
+    RequestError,
+    SessionNotFound,
+    Unsupported,
+    VendorError,
+)
+from gateway.model import Ended, Error, Message, Text, Url
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "genesys"
+CASES = sorted(p.name[: -len(".expected.json")] for p in FIXTURES.glob("*.expected.json"))
+ADAPTER = GenesysAdapter()
+CHAT = "c1"
+CONV = "genesys:c1"
+T = 1432845095000
+AT = "2015-05-28T20:31:35.000Z"
+AGENT = {"nickname": "Anna", "participantId": "7", "type": "Agent"}
+
+
+def decode(body: Any, conversation: str | None = CHAT) -> list[dict[str, Any]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    events = ADAPTER.decode(raw, conversation=conversation).events
+    return [msgspec.to_builtins(e) for e in events]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fixture(case: str) -> None:
+    expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
+    body = (FIXTURES / f"{case}.json").read_bytes()
+    if "error" in expected:
+        with pytest.raises(GatewayError) as info:
+            ADAPTER.decode(body, conversation=expected["conversation"])
+        got = {"code": info.value.code, **info.value.details}
+        assert got == expected["error"]
+        return
+    decoded = ADAPTER.decode(body, conversation=expected["conversation"])
+    assert [msgspec.to_builtins(e) for e in decoded.events] == expected["events"]
+    assert decoded.ignored == expected["ignored"]
+
+
+def test_fixtures_cover_every_entry_type() -> None:
+    from adapters.genesys.native import ENTRY_TYPES
+
+    seen: set[str] = set()
+    for case in CASES:
+        if case.startswith("bad_"):
+            continue
+        body = json.loads((FIXTURES / f"{case}.json").read_text())
+        frames = body if isinstance(body, list) else body.get("messages", body.get("transcript"))
+        frames = frames if frames is not None else [body]
+        seen |= {f["type"] for f in frames}
+    assert seen >= ENTRY_TYPES
+
+
+# --- decode tables --------------------------------------------------------------------------
+
+ROLE_TABLE = [
+    ("Client", "user"),
+    ("client", "user"),
+    ("Agent", "agent"),
+    ("agent", "agent"),
+    ("Supervisor", "supervisor"),
+    ("supervisor", "supervisor"),
+    ("External", "system"),
+    ("external", "system"),
+    ({"client": True}, "user"),
+    ({"agent": False, "external": True}, "system"),
+]
+
+
+@pytest.mark.parametrize(("native", "role"), ROLE_TABLE)
+def test_party_roles(native: Any, role: str) -> None:
+    frame = {"type": "Message", "index": 3, "utcTime": T, "text": "x", "from": {"type": native}}
+    (event,) = decode(frame)
+    assert event["sender"] == {"role": role}
+
+
+DECODE_TABLE: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    (
+        "gms message",
+        {"type": "Message", "index": 3, "utcTime": T, "text": "hi", "from": AGENT},
+        {"type": "message", "id": f"{CONV}/3", "content": {"kind": "text", "text": "hi"}},
+    ),
+    (
+        "gms push url",
+        {"type": "PushUrl", "index": 4, "utcTime": T, "text": "https://x.io", "from": AGENT},
+        {"type": "message", "id": f"{CONV}/4", "content": {"kind": "url", "url": "https://x.io"}},
+    ),
+    (
+        "widget message, `party` and `timestamp` spelling",
+        {
+            "type": "MessageReceived",
+            "index": 5,
+            "timestamp": T,
+            "party": {"id": 1, "type": "Client", "name": "Bob"},
+            "content": {"text": "yo", "type": "text"},
+        },
+        {
+            "type": "message",
+            "id": f"{CONV}/5",
+            "sender": {"role": "user", "id": "1", "name": "Bob"},
+        },
+    ),
+    (
+        "gms entry spelled with `party` (field-name variant)",
+        {"type": "Message", "index": 6, "timestamp": T, "text": "x", "party": {"type": "Agent"}},
+        {"type": "message", "id": f"{CONV}/6", "sender": {"role": "agent"}, "at": AT},
+    ),
+    (
+        "typing started carries the preview",
+        {"type": "TypingStarted", "index": 7, "utcTime": T, "text": "wai", "from": AGENT},
+        {"type": "typing", "active": True, "preview": "wai"},
+    ),
+    (
+        "widget agent typing without index has a derived id",
+        {"type": "AgentTyping", "timestamp": T, "isTyping": False},
+        {
+            "type": "typing",
+            "active": False,
+            "sender": {"role": "agent"},
+            "id": derived_id(CONV, "AgentTyping", AT, None, False),
+        },
+    ),
+    (
+        "agent connected without party",
+        {"type": "AgentConnected", "index": 2, "timestamp": T},
+        {"type": "participant_joined", "participant": {"role": "agent"}},
+    ),
+    (
+        "session ended, code 3",
+        {"type": "SessionEnded", "timestamp": T, "reason": {"code": 3}},
+        {"type": "ended", "reason": "error", "by": "system", "id": derived_id(CONV, "ended")},
+    ),
+    (
+        "chatId on the frame wins over ?conversation=",
+        {"type": "Notice", "chatId": "c2", "index": 9, "utcTime": T, "text": "n"},
+        {"type": "notice", "conversation_id": "genesys:c2", "id": "genesys:c2/9"},
+    ),
+    (
+        "widget error with an unknown code",
+        {"type": "Error", "timestamp": T, "error": {"code": 230}},
+        {"type": "error", "code": "VENDOR_ERROR", "message": "genesys error 230"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"), [c[1:] for c in DECODE_TABLE], ids=[c[0] for c in DECODE_TABLE]
+)
+def test_decode_table(frame: dict[str, Any], expected: dict[str, Any]) -> None:
+    (event,) = decode(frame)
+    assert {k: event.get(k) for k in expected} == expected
+
+
+def test_restored_replay_has_the_same_id_as_the_live_entry() -> None:
+    live = {"type": "MessageReceived", "index": 4, "timestamp": T, "party": {"type": "Agent"}}
+    live["content"] = {"text": "hello"}
+    replay = {**live, "restored": True}
+    assert decode([live])[0] == decode([replay])[0]
+
+
+def test_gms_and_widget_end_are_one_event() -> None:
+    gms = {"statusCode": 0, "chatId": CHAT, "chatEnded": True, "messages": []}
+    widget = {"type": "SessionEnded", "timestamp": T, "reason": {"code": 2}}
+    assert decode(gms)[0]["id"] == decode(widget)[0]["id"] == derived_id(CONV, "ended")
+
+
+def test_gms_error_envelope_becomes_error_events() -> None:
+    body = {
+        "statusCode": 2,
+        "chatId": CHAT,
+        "chatEnded": True,
+        "errors": [{"code": 50, "advice": "chat session not found"}],
+    }
+    error, ended = ADAPTER.decode(json.dumps(body).encode()).events
+    assert isinstance(error, Error)
+    assert (error.code, error.recoverable, error.metadata) == (
+        "SESSION_NOT_FOUND",
+        False,
+        {"vendor_code": 50},
+    )
+    assert isinstance(ended, Ended)
+    assert ended.reason == "completed"
+
+
+def test_gms_retry_status_without_errors_is_a_recoverable_error() -> None:
+    body = {"statusCode": 1, "chatId": CHAT, "messages": []}
+    (error,) = ADAPTER.decode(json.dumps(body).encode()).events
+    assert isinstance(error, Error)
+    assert (error.code, error.recoverable) == ("VENDOR_ERROR", True)
+
+
+def test_fast_path_and_generic_path_agree() -> None:
+    frame = {"type": "Message", "index": 3, "utcTime": T, "text": "hi", "from": AGENT}
+    assert decode(frame) == decode([frame]) == decode({"chatId": CHAT, "messages": [frame]})
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+BAD_TABLE: list[tuple[str, Any, int, str]] = [
+    (
+        "text not a string",
+        {"type": "Message", "index": 1, "utcTime": T, "text": None, "from": AGENT},
+        0,
+        "$.text",
+    ),
+    (
+        "from not an object",
+        [{"type": "Message", "utcTime": T, "text": "x", "from": "Anna"}],
+        0,
+        "$.from",
+    ),
+    ("missing from", {"type": "Message", "utcTime": T, "text": "x"}, 0, "$.from"),
+    (
+        "type object empty",
+        {"type": "Message", "utcTime": T, "text": "x", "from": {"type": {}}},
+        0,
+        "$.from.type",
+    ),
+    (
+        "party type missing",
+        {"type": "MessageReceived", "party": {}, "content": {"text": "x"}},
+        0,
+        "$.party.type",
+    ),
+    ("index wrong type", {"type": "Notice", "index": [1], "text": "x", "utcTime": T}, 0, "$.index"),
+    ("bool timestamp", {"type": "Notice", "text": "x", "utcTime": True}, 0, "$.utcTime"),
+    ("NaN-ish timestamp", {"type": "Notice", "text": "x", "timestamp": "NaN"}, 0, "$.timestamp"),
+    ("huge timestamp", {"type": "Notice", "text": "x", "utcTime": 10**30}, 0, "$.utcTime"),
+    ("reason not an object", {"type": "SessionEnded", "reason": 2, "timestamp": T}, 0, "$.reason"),
+    ("error without code", {"type": "Error", "error": {}, "timestamp": T}, 0, "$.error"),
+    ("type not a string", [{"type": 5}], 0, "$.type"),
+    ("array of numbers", [1, 2], 0, "$"),
+    ("bad third frame", [{"type": "X"}, {"type": "Y"}, {"type": "Notice", "text": 1}], 2, "$.text"),
+    ("statusCode wrong", {"statusCode": "zero", "chatId": CHAT, "messages": []}, 0, "$.statusCode"),
+    ("transcript not a list", {"transcript": 5, "chatId": CHAT}, 0, "$.transcript"),
+    ("null body", None, 0, "$"),
+    ("string body", "Message", 0, "$"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "index", "path"), [c[1:] for c in BAD_TABLE], ids=[c[0] for c in BAD_TABLE]
+)
+def test_malformed_known_frames(body: Any, index: int, path: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(body)
+    assert (info.value.details["index"], info.value.details["path"]) == (index, path)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[1,", b"not json", b"\xff"])
+def test_not_json(body: bytes) -> None:
+    with pytest.raises(MalformedJSON):
+        ADAPTER.decode(body, conversation=CHAT)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_keys = st.sampled_from(
+    [
+        "type",
+        "index",
+        "utcTime",
+        "timestamp",
+        "from",
+        "party",
+        "text",
+        "content",
+        "reason",
+        "error",
+        "isTyping",
+        "chatId",
+        "messages",
+        "statusCode",
+        "transcript",
+    ]
+)
+_types = st.sampled_from(
+    ["Message", "MessageReceived", "SessionEnded", "Error", "AgentTyping", "Notice"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame=st.dictionaries(_keys, _json, max_size=6), kind=_types)
+def test_only_gateway_errors_escape(frame: dict[str, Any], kind: str) -> None:
+    for body in (frame, {**frame, "type": kind}, [frame]):
+        try:
+            ADAPTER.decode(json.dumps(body).encode(), conversation=CHAT)
+        except GatewayError:
+            pass
+
+
+# --- timestamps -----------------------------------------------------------------------------
+
+
+def test_fast_at_matches_to_at() -> None:
+    rng = random.Random(7)
+    values: list[Any] = [0, 1, 10**11, 10**11 + 1, 1432845095123, 1432845097.0, 1.5, -5, "17", None]
+    values += [rng.randint(0, 4102444800000) for _ in range(2000)]
+    for value in values:
+        if value is None:
+            continue
+        assert fast_at(value) == to_at(value), value
+
+
+# --- vendor error codes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "canonical", "recoverable", "exc"),
+    [
+        (1, "UNSUPPORTED", False, Unsupported),
+        (2, "INVALID_REQUEST", False, RequestError),
+        ("3", "INVALID_REQUEST", False, RequestError),
+        (50, "SESSION_NOT_FOUND", False, SessionNotFound),
+        (51, "VENDOR_ERROR", False, VendorError),
+        (52, "VENDOR_ERROR", True, VendorError),
+        (100, "VENDOR_ERROR", True, VendorError),
+        (101, "VENDOR_ERROR", False, VendorError),
+        (150, "VENDOR_ERROR", True, VendorError),
+        (201, "VENDOR_ERROR", False, VendorError),
+        ("oops", "VENDOR_ERROR", False, VendorError),
+    ],
+)
+def test_error_codes(code: Any, canonical: str, recoverable: bool, exc: type[GatewayError]) -> None:
+    assert error_code(code) == (canonical, recoverable)
+    error = command_error(code, "advice")
+    assert type(error) is exc
+    assert error.details["vendor_code"] == code
+
+
+def test_events_are_canonical_structs() -> None:
+    frame = {"type": "MessageReceived", "timestamp": T, "party": {"type": "Agent"}}
+    (event,) = ADAPTER.decode(
+        json.dumps({**frame, "content": {"text": "u", "type": "url"}}).encode(), conversation=CHAT
+    ).events
+    assert isinstance(event, Message)
+    assert event.content == Url(url="u")
+    (event,) = ADAPTER.decode(
+        json.dumps({**frame, "content": {"text": "t"}}).encode(), conversation=CHAT
+    ).events
+    assert isinstance(event, Message)
+    assert event.content == Text(text="t")

@@ -1,0 +1,241 @@
+"""Decode tables for the `server_events` codec: fixtures, context, timestamps, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Any
+
+import msgspec
+import pytest
+
+from adapters.server_events import ServerEventsAdapter, codec
+from adapters.server_events.stamps import fast_at
+from gateway.codec import to_at
+from gateway.errors import DecodeError, GatewayError, MalformedJSON, RequestError
+from gateway.model import Party
+
+FIXTURES = pathlib.Path(__file__).parents[2] / "fixtures" / "server_events"
+CASES = sorted(p.name[: -len(".expected.json")] for p in FIXTURES.glob("*.expected.json"))
+CONV = "server_events:c1"
+adapter = ServerEventsAdapter()
+
+
+def events_json(body: bytes, conversation: str | None, **context: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = msgspec.to_builtins(
+        codec.decode(body, conversation, **context).events
+    )
+    for event in out:
+        event.pop("seq", None)
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fixture(case: str) -> None:
+    body = (FIXTURES / f"{case}.json").read_bytes()
+    expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
+    if "error" in expected:
+        with pytest.raises(GatewayError) as info:
+            adapter.decode(body, conversation=expected["conversation"])
+        assert {"code": info.value.code, **info.value.details} == expected["error"]
+        return
+    decoded = adapter.decode(body, conversation=expected["conversation"])
+    assert msgspec.to_builtins(decoded.events) == expected["events"]
+    assert decoded.ignored == expected["ignored"]
+
+
+def test_fixtures_cover_every_event_name() -> None:
+    names = set()
+    for path in FIXTURES.glob("*.json"):
+        if path.name.endswith(".expected.json") or path.name.startswith("bad_"):
+            continue
+        body = json.loads(path.read_text())
+        frames = body.get("events", [body]) if isinstance(body, dict) else body
+        names |= {f["event"] for f in frames}
+    assert set(codec.n.EVENT_NAMES) <= names
+
+
+# (frame, expected subset of the one canonical event)
+DECODE_TABLE: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (
+        {"event": "chat_session_status", "state": "connected", "timestamp": 1},
+        {"type": "status", "status": "active"},
+    ),
+    (
+        {"event": "chat_session_status", "state": "queued", "ewt": 12.5, "timestamp": 1},
+        {"type": "status", "status": "queued", "wait_s": 12.5},
+    ),
+    (
+        {"event": "chat_session_status", "state": "ivr", "ewt": "", "timestamp": 1},
+        {"type": "status", "status": "queued"},
+    ),
+    (
+        {"event": "chat_session_ended", "timestamp": 1},
+        {"type": "ended", "reason": "completed"},
+    ),
+    (
+        {"event": "chat_session_inactivity_timeout", "msg": "bye", "timestamp": 1},
+        {"type": "ended", "reason": "inactivity", "by": "system", "text": "bye"},
+    ),
+    (
+        {"event": "chat_session_timeout_warning", "msg": "still there?", "timestamp": 1},
+        {"type": "notice", "kind": "inactivity_warning", "text": "still there?"},
+    ),
+    (
+        {"event": "chat_session_message", "msg_id": "u1", "msg": "mine", "timestamp": 1},
+        {"type": "message", "id": f"{CONV}/u1", "sender": {"role": "user"}},
+    ),
+    (
+        {"event": "chat_session_message", "msg_id": "m", "msg": "", "msg_text": "x", "timestamp": 1},
+        {"type": "message", "content": {"kind": "text", "text": ""}},
+    ),
+    (
+        {"event": "chat_session_not_typing", "party_id": "p9", "timestamp": 1},
+        {"type": "typing", "active": False, "sender": {"role": "agent", "id": "p9"}},
+    ),
+    (
+        {"event": "chat_session_party_joined", "party_id": "p", "first_name": "A", "timestamp": 1},
+        {"type": "participant_joined", "participant": {"role": "agent", "id": "p", "name": "A"}},
+    ),
+    (
+        {"event": "chat_session_party_left", "party_id": "known", "timestamp": 1},
+        {"participant": {"role": "bot", "id": "known", "name": "Bot"}},
+    ),
+    (
+        {"event": "chat_session_message", "party_id": "known", "msg_id": 1, "msg": "x", "timestamp": 1},
+        {"sender": {"role": "bot", "id": "known", "name": "Bot"}, "id": f"{CONV}/1"},
+    ),
+    (
+        {"event": "chat_session_file", "msg_id": "f", "file_id": "F1", "timestamp": 1},
+        {"content": {"kind": "file", "file_id": "F1", "url": "http://h/clientweb/file/F1"}},
+    ),
+    (
+        {"event": "chat_session_signaling", "msg_id": "s", "data": {"sdp": "v=0"}, "timestamp": 1},
+        {"type": "signal", "data": {"sdp": "v=0"}, "sender": {"role": "user"}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("frame", "expected"), DECODE_TABLE)
+def test_decode_table(frame: dict[str, Any], expected: dict[str, Any]) -> None:
+    (event,) = events_json(
+        msgspec.json.encode(frame),
+        "c1",
+        parties={"known": Party(role="bot", id="known", name="Bot")},
+        file_base="http://h/clientweb/file/",
+    )
+    assert event | expected == event
+
+
+def test_redecoding_gives_the_same_ids() -> None:
+    body = (FIXTURES / "envelope_poll.json").read_bytes()
+    assert events_json(body, "c1") == events_json(body, "c1")
+
+
+def test_frames_without_timestamp_take_received_at() -> None:
+    body = b'[{"event": "chat_session_typing"}, {"event": "chat_session_ended"}]'
+    events = events_json(body, "c1", received_at="2024-01-01T00:00:00.000Z")
+    assert [e["at"] for e in events] == ["2024-01-01T00:00:00.000Z"] * 2
+    events = events_json(body, "c1")
+    assert events[0]["at"] == events[1]["at"]  # one instant per batch
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"event": "chat_session_ended"}', b'[{"event": "chat_session_typing"}]'],
+)
+@pytest.mark.parametrize("conversation", [None, ""])
+def test_known_frames_need_the_conversation(body: bytes, conversation: str | None) -> None:
+    with pytest.raises(RequestError) as info:
+        adapter.decode(body, conversation=conversation)
+    assert info.value.code == "INVALID_REQUEST"
+    assert info.value.details == {"parameter": "conversation"}
+
+
+BAD_TABLE: list[tuple[bytes, int, str]] = [
+    (b'{"event": "chat_session_message", "msg_id": null, "msg": "x"}', 0, "$.msg_id"),
+    (b'{"event": "chat_session_message", "msg_id": [], "msg": "x"}', 0, "$.msg_id"),
+    (b'[{"event": "zzz"}, {"event": "chat_session_typing", "party_id": 1}]', 1, "$.party_id"),
+    (b'{"events": [{"event": "chat_session_location", "latitude": "n"}]}', 0, "$.latitude"),
+    (b'{"event": "chat_session_file", "msg_id": "m", "file_id": "f", "file_type": "x"}', 0, "$.file_type"),
+    (b'{"event": "chat_session_form_show", "form_request_id": "r", "form_name": "f",'
+     b' "form_timeout": "later"}', 0, "$.form_timeout"),
+    (b'{"event": "chat_session_ended", "timestamp": true}', 0, "$.timestamp"),
+    (b'{"event": "chat_session_ended", "timestamp": {}}', 0, "$.timestamp"),
+    (b'{"event": "chat_session_ended", "timestamp": "nan"}', 0, "$.timestamp"),
+    (b'{"event": "chat_session_ended", "timestamp": 1e300}', 0, "$.timestamp"),
+    (b'{"event": "chat_session_ended", "timestamp": "99999-01-01"}', 0, "$.timestamp"),
+    (b'{"event": 7}', 0, "$.event"),
+    (b'{}', 0, "$"),
+    (b'null', 0, "$"),
+    (b'[[]]', 0, "$"),
+    (b'{"events": null}', 0, "$.events"),
+]
+
+
+@pytest.mark.parametrize(("body", "index", "path"), BAD_TABLE)
+def test_malformed_known_frames(body: bytes, index: int, path: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        adapter.decode(body, conversation="c1")
+    assert (info.value.code, info.value.details) == ("INVALID_FRAME", {"index": index, "path": path})
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[1,", b"\xff", b"chat_session_ended"])
+def test_not_json(body: bytes) -> None:
+    with pytest.raises(MalformedJSON):
+        adapter.decode(body, conversation="c1")
+
+
+STAMPS: list[str | float] = [
+    0,
+    1,
+    1700000000,
+    1700000000.5,
+    1700000000.0005,
+    1700000000.9996,
+    1700000000123,
+    1700000000999.6,
+    99999999999,
+    100000000001,
+    "1700000000",
+    "1700000000123",
+    " 1700000000123 ",
+    "1700000000.25",
+    "2023-11-14T22:13:20.123+02:00",
+    "2023-11-14T22:13:20",
+    253402300799,
+    253402300799.9999,
+    -1.5,
+    -5,
+    -100000000001,
+    "00001700000000123",
+    "１７００",
+    2**33 * 1000 + 999,
+    2**34,
+    "1700000000123.0",
+    "7999999999999",
+    "8999999999999",
+    "0700000000123",
+    "1700000000١٢٣",
+]
+
+
+@pytest.mark.parametrize("value", STAMPS)
+def test_fast_at_agrees_with_to_at(value: str | float) -> None:
+    try:
+        expected = to_at(value)
+    except (ValueError, OverflowError, OSError):
+        with pytest.raises((ValueError, OverflowError, OSError)):
+            fast_at(value, "")
+        return
+    assert fast_at(value, "") == expected
+
+
+def test_fast_at_agrees_on_a_sweep() -> None:
+    base = 1700000000.0
+    for step in range(5000):
+        value = base + step * 0.0001237
+        assert fast_at(value, "") == to_at(value), value
+        assert fast_at(value * 1000, "") == to_at(value * 1000), value
+    assert math.isfinite(base)

@@ -1,0 +1,230 @@
+"""visitor_widget codec: fixtures, mapping tables, malformed input. Pure: no I/O."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from adapters.visitor_widget import VisitorWidgetAdapter
+from gateway.errors import DecodeError, GatewayError, MalformedJSON
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "visitor_widget"
+CASES = sorted(p.name.removesuffix(".expected.json") for p in FIXTURES.glob("*.expected.json"))
+adapter = VisitorWidgetAdapter()
+C = "c1"
+
+
+def _decode(body: Any, conversation: str | None = None) -> list[dict[str, Any]]:
+    decoded = adapter.decode(json.dumps(body).encode(), conversation=conversation)
+    return [msgspec.to_builtins(e) for e in decoded.events]
+
+
+def _row(**kw: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": "m1",
+        "type": "message",
+        "subType": "agent",
+        "chatId": C,
+        "createdAt": "2024-03-05T10:15:30.120Z",
+        "content": {"type": "text", "text": "hi"},
+    }
+    row.update(kw)
+    return row
+
+
+def _received(**kw: Any) -> dict[str, Any]:
+    return {"event": "chat.message_received", "data": {"chatId": C, "message": _row(**kw)}}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fixture(case: str) -> None:
+    body = (FIXTURES / f"{case}.json").read_bytes()
+    expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
+    if "error" in expected:
+        with pytest.raises(GatewayError) as info:
+            adapter.decode(body, conversation=expected["conversation"])
+        assert {"code": info.value.code, **info.value.details} == expected["error"]
+    else:
+        decoded = adapter.decode(body, conversation=expected["conversation"])
+        assert [msgspec.to_builtins(e) for e in decoded.events] == expected["events"]
+        assert decoded.ignored == expected["ignored"]
+
+
+def test_every_event_name_has_a_fixture() -> None:
+    from adapters.visitor_widget.native import EVENT_NAMES
+
+    seen = set()
+    for path in FIXTURES.glob("*.json"):
+        seen |= {name for name in EVENT_NAMES if f'"{name}"' in path.read_text()}
+    assert seen == EVENT_NAMES
+
+
+@pytest.mark.parametrize(
+    ("sub_type", "extra", "sender"),
+    [
+        ("contact", {"visitorId": "v1"}, {"role": "user", "id": "v1"}),
+        ("agent", {"agentId": "a1"}, {"role": "agent", "id": "a1"}),
+        ("trigger", {"triggerId": "t1"}, {"role": "bot", "id": "t1"}),
+        ("system", {}, {"role": "system"}),
+        ("something_new", {}, {"role": "system"}),
+    ],
+)
+def test_roles(sub_type: str, extra: dict[str, Any], sender: dict[str, Any]) -> None:
+    (event,) = _decode(_received(subType=sub_type, **extra))
+    assert event["sender"] == sender
+
+
+@pytest.mark.parametrize(
+    ("created_at", "at"),
+    [
+        ("2024-03-05T10:15:30.120Z", "2024-03-05T10:15:30.120Z"),
+        ("2024-03-05T10:15:30Z", "2024-03-05T10:15:30.000Z"),
+        ("2024-03-05T12:15:30.5+02:00", "2024-03-05T10:15:30.500Z"),
+        ("2024-03-05T10:15:30", "2024-03-05T10:15:30.000Z"),
+        (1709633730, "2024-03-05T10:15:30.000Z"),
+        (1709633730.25, "2024-03-05T10:15:30.250Z"),
+        (1709633730250, "2024-03-05T10:15:30.250Z"),
+        ("1709633730", "2024-03-05T10:15:30.000Z"),
+        ("1709633730250", "2024-03-05T10:15:30.250Z"),
+    ],
+)
+def test_timestamp_forms(created_at: Any, at: str) -> None:
+    (event,) = _decode(_received(createdAt=created_at))
+    assert event["at"] == at
+
+
+@pytest.mark.parametrize(
+    ("status", "canonical"), [("pending", "queued"), ("open", "active"), ("closed", "completed")]
+)
+def test_chat_status(status: str, canonical: str) -> None:
+    body = {
+        "event": "initialized",
+        "at": 1709633730,
+        "data": {"visitor": {"id": "v1"}, "chat": {"id": C, "status": status, "messages": []}},
+    }
+    (event,) = _decode(body)
+    assert (event["type"], event["status"]) == ("status", canonical)
+
+
+@pytest.mark.parametrize(
+    ("close_type", "reason", "by"),
+    [
+        ("agent_close", "agent", "agent"),
+        ("contact_close", "user", "user"),
+        ("visitor_close", "user", "user"),
+        ("inactivity", "inactivity", "system"),
+        ("system", "completed", "system"),
+        (None, "completed", "system"),
+    ],
+)
+def test_close_types(close_type: str | None, reason: str, by: str) -> None:
+    body = {"event": "chat.closed", "at": 1709633730, "data": {"chatId": C, "closeType": close_type}}
+    (event,) = _decode(body)
+    assert (event["type"], event["reason"], event["by"]) == ("ended", reason, by)
+
+
+def test_same_frame_same_ids() -> None:
+    body = {"event": "chat.agent_typing", "at": 1709633730, "data": {"chatId": C, "typing": {"is": True}}}
+    assert _decode(body) == _decode(body)
+    other = {**body, "at": 1709633731}
+    assert _decode(body)[0]["id"] != _decode(other)[0]["id"]
+
+
+def test_status_id_is_stable_across_reconnects() -> None:
+    """`initialized` after every reconnect repeats the chat status: same id, so it dedups."""
+
+    def status_at(at: int) -> str:
+        chat = {"id": C, "status": "open"}
+        body = {"event": "initialized", "at": at, "data": {"visitor": {"id": "v1"}, "chat": chat}}
+        return str(_decode(body)[0]["id"])
+
+    assert status_at(1) == status_at(2)
+
+
+def test_joined_frame_and_row_share_the_id() -> None:
+    row = _row(id="m9", type="event", subType="system", content={"type": "agent_join"}, agentId="a1")
+    frame = {"event": "chat.agent_joined", "data": {"chatId": C, "agent": {"id": "a1"}, "message": row}}
+    joined = _decode(frame)[1]
+    from_row = _decode({"event": "chat.message_received", "data": {"chatId": C, "message": row}})[0]
+    assert joined["id"] == from_row["id"] == f"visitor_widget:{C}/m9"
+
+
+MALFORMED = [
+    (_received(content={"type": "text", "text": None}), 0, "$.data.message.content.text"),
+    (_received(createdAt="not a time"), 0, "$.data.message.createdAt"),
+    (_received(createdAt="2024-13-45T10:15:30.120Z"), 0, "$.data.message.createdAt"),
+    (_received(createdAt=1e30), 0, "$.data.message.createdAt"),
+    (_received(createdAt=True), 0, "$.data.message.createdAt"),
+    (_received(attachments=None), 0, "$.data.message.attachments"),
+    (_received(attachments=[{"type": "image", "size": "big"}]), 0, "$.data.message.attachments[0].size"),
+    (_received(id=None), 0, "$.data.message.id"),
+    (_received(type="note"), 0, "$.data.message.type"),
+    ({"event": "chat.message_received", "data": {"chatId": C}}, 0, "$.data"),
+    ({"event": "chat.message_received"}, 0, "$"),
+    ({"event": "chat.contact_read", "data": {"chatId": C, "lastReadAt": {}}}, 0, "$.data.lastReadAt"),
+    ({"event": "chat.agent_typing", "at": "soon", "data": {"chatId": C, "typing": {"is": True}}}, 0, "$.at"),
+    ({"event": "chat.agent_joined", "data": {"chatId": C, "agent": "Jana"}}, 0, "$.data.agent"),
+    ({"event": "account.updated", "data": {"status": "away"}}, 0, "$.data.status"),
+    ({"event": "server.error", "data": {"code": 500}}, 0, "$.data"),
+    ({"event": "initialized", "data": {"visitor": None}}, 0, "$.data.visitor"),
+    ([_received(), {"event": 5}], 1, "$.event"),
+    ([_received(), None], 1, "$"),
+    ({"events": [_received(), _received(chatId=1)]}, 1, "$.data.message.chatId"),
+    (["chat.closed", None], 0, "$.data"),
+]
+
+
+@pytest.mark.parametrize(("body", "index", "path"), MALFORMED)
+def test_malformed_known_frames(body: Any, index: int, path: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        adapter.decode(json.dumps(body).encode(), conversation=C)
+    assert (info.value.details["index"], info.value.details["path"]) == (index, path)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[1,", b"nope", b"\xff\xfe"])
+def test_not_json(body: bytes) -> None:
+    with pytest.raises(MalformedJSON):
+        adapter.decode(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{}", b"[]", b'{"events": []}', b'{"event": "visitor.updated"}', b"[[]]", b'"x"', b"3", b"null"],
+)
+def test_odd_bodies_never_escape(body: bytes) -> None:
+    try:
+        adapter.decode(body, conversation=C)
+    except GatewayError:
+        pass
+
+
+def test_wrong_types_everywhere_raise_decode_error() -> None:
+    """Replace every leaf of a rich frame with values of wrong types: only DecodeError escapes."""
+    base = json.loads((FIXTURES / "initialized.json").read_text())
+    wrong = [None, 1, 1.5, "x", True, [], {}]
+
+    def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        out = [prefix]
+        if isinstance(node, dict):
+            for k, v in node.items():
+                out += paths(v, (*prefix, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                out += paths(v, (*prefix, i))
+        return out
+
+    for path in paths(base)[1:]:
+        for value in wrong:
+            frame = json.loads(json.dumps(base))
+            node = frame
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] = value
+            try:
+                adapter.decode(json.dumps(frame).encode())
+            except DecodeError:
+                pass

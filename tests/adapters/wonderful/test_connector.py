@@ -1,0 +1,284 @@
+"""The wonderful connector against the emulated platform, over real HTTP and WebSocket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from adapters.wonderful.connector import _platform_error
+from adapters.wonderful.emulator import GREETING, Emulator
+from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
+from gateway.model import (
+    End,
+    Ended,
+    Error,
+    Event,
+    Forward,
+    Image,
+    Link,
+    Message,
+    Participant,
+    Send,
+    SetTyping,
+    Start,
+    Status,
+    Text,
+)
+from tests.adapters.wonderful.conftest import Inbound, Make, texts
+
+Collect = Callable[[Any], Inbound]
+
+
+def start(**fields: Any) -> Start:
+    participant = Participant(from_="+1234567890", from_type="phone")
+    return Start(dialect="wonderful", participant=participant, **fields)
+
+
+def said(text: str) -> Callable[[list[Event]], bool]:
+    return lambda events: text in texts(events)
+
+
+def links(events: list[Event]) -> list[tuple[Any, ...]]:
+    return [
+        (e.state, e.will_retry, e.attempt, e.max_attempts, e.missed)
+        for e in events
+        if isinstance(e, Link)
+    ]
+
+
+def ended(events: list[Event]) -> bool:
+    return any(isinstance(e, Ended) for e in events)
+
+
+async def test_start_converse_and_echo(emulator: Emulator, make: Make, collect: Collect) -> None:
+    connector = make()
+    opened = await connector.open(start(agent_id="agent-uuid", metadata={"customer_id": "c-1"}))
+    sid = connector.conversation_id.removeprefix("wonderful:")
+    assert isinstance(opened[0], Status) and opened[0].status == "active"
+    assert any(isinstance(e, Link) and e.state == "up" for e in opened)
+    assert emulator.received[0].body["metadata"] == {
+        "from": "+1234567890",
+        "from_type": "phone",
+        "from_number": "+1234567890",
+        "customer_id": "c-1",
+    }
+    assert emulator.sessions[sid].agent_id == "agent-uuid"
+
+    inbound = collect(connector)
+    await inbound.until(lambda events: True)
+    everything = [*opened]
+    [sent] = await connector.send(Send(conversation=connector.conversation_id, content=Text("hello")))
+    assert isinstance(sent, Message) and sent.sender.role == "user"
+    await inbound.until(said("echo: hello"))
+    everything += inbound.events
+    assert texts(everything) == [GREETING, "hello", "echo: hello"]
+    greeting = next(e for e in everything if isinstance(e, Message))
+    assert greeting.sender.role == "bot"
+    # the echo of the user's message carries exactly the id `send` returned: it dedups
+    user_ids = {e.id for e in everything if isinstance(e, Message) and e.sender.role == "user"}
+    assert user_ids == {sent.id}
+    assert emulator.sessions[sid].received == [{"type": "text", "text": "hello"}]
+
+
+async def test_agent_messages_arrive_in_order(emulator: Emulator, make: Make, collect: Collect) -> None:
+    connector = make()
+    await connector.open(start())
+    inbound = collect(connector)
+    sid = connector.conversation_id.removeprefix("wonderful:")
+    for n in range(5):
+        await emulator.agent_says(sid, f"m{n}")
+    await emulator.agent_says(sid, "a human here", speaker="human_agent")
+    await inbound.until(said("a human here"))
+    assert [t for t in inbound.texts() if t.startswith("m")] == ["m0", "m1", "m2", "m3", "m4"]
+    assert [e for e in inbound.events if isinstance(e, Message)][-1].sender.role == "agent"
+
+
+async def test_image_and_document_reach_the_platform(emulator: Emulator, make: Make) -> None:
+    connector = make()
+    await connector.open(start())
+    conv = connector.conversation_id
+    [image] = await connector.send(Send(conversation=conv, content=Image(url="https://x/a.png")))
+    assert isinstance(image, Message) and image.content == Image(url="https://x/a.png")
+    sid = conv.removeprefix("wonderful:")
+    assert emulator.sessions[sid].received == [{"type": "image", "mediaUrl": "https://x/a.png"}]
+
+
+async def test_user_says_bye_and_the_agent_ends(make: Make, collect: Collect) -> None:
+    connector = make()
+    await connector.open(start())
+    inbound = collect(connector)
+    await connector.send(Send(conversation=connector.conversation_id, content=Text("bye")))
+    await inbound.finished()
+    last = inbound.events[-1]
+    assert isinstance(last, Ended) and (last.reason, last.by) == ("agent", "agent")
+    assert "Goodbye!" in inbound.texts()
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        (lambda conv: End(conversation=conv), "user"),
+        (lambda conv: Forward(conversation=conv, destination="support-team"), "forwarded"),
+    ],
+)
+async def test_end_and_forward(
+    command: Callable[[str], Any], reason: str, make: Make, collect: Collect
+) -> None:
+    connector = make()
+    await connector.open(start())
+    inbound = collect(connector)
+    assert await connector.send(command(connector.conversation_id)) == []
+    await inbound.finished()
+    last = inbound.events[-1]
+    assert isinstance(last, Ended) and (last.reason, last.by) == (reason, "user")
+
+
+async def test_the_platform_ends_the_session(emulator: Emulator, make: Make, collect: Collect) -> None:
+    connector = make()
+    await connector.open(start())
+    inbound = collect(connector)
+    await emulator.end_session(connector.conversation_id.removeprefix("wonderful:"))
+    await inbound.finished()
+    last = inbound.events[-1]
+    assert isinstance(last, Ended) and (last.reason, last.by) == ("completed", "system")
+
+
+async def test_pii_masking_is_a_canonical_error(make: Make, collect: Collect) -> None:
+    connector = make()
+    await connector.open(start())
+    inbound = collect(connector)
+    card = Text("my card is 4111111111111111")
+    await connector.send(Send(conversation=connector.conversation_id, content=card))
+    await inbound.until(lambda events: any(isinstance(e, Error) for e in events))
+    error = next(e for e in inbound.events if isinstance(e, Error))
+    assert (error.code, error.recoverable) == ("PII_MASKING_ENABLED", True)
+
+
+async def test_reconnect_reports_the_link_and_loses_nothing(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
+    connector = make()
+    opened = await connector.open(start())
+    inbound = collect(connector)
+    sid = connector.conversation_id.removeprefix("wonderful:")
+    await inbound.until(lambda events: GREETING in texts([*opened, *events]))
+    emulator.hold_connections()
+    await emulator.drop_connections(refuse_next=2)
+    await emulator.agent_says(sid, "while you were away")  # nobody listens: only the history has it
+    await inbound.until(lambda events: (("retrying", None, 3, 5, None)) in links(events))
+    emulator.release_connections()
+    await inbound.until(lambda events: any(link[0] == "restored" for link in links(events)))
+    assert links(inbound.events) == [
+        ("down", True, None, None, None),
+        ("retrying", None, 1, 5, None),
+        ("retrying", None, 2, 5, None),
+        ("retrying", None, 3, 5, None),
+        ("restored", None, None, None, 1),
+    ]
+    await emulator.agent_says(sid, "live again")
+    await inbound.until(said("live again"))
+    assert texts([*opened, *inbound.events]) == [GREETING, "while you were away", "live again"]
+
+
+async def test_gives_up_after_max_attempts(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
+    connector = make(max_attempts="2")
+    await connector.open(start())
+    inbound = collect(connector)
+    await inbound.until(lambda events: True)
+    await emulator.drop_connections(refuse_next=10)
+    await inbound.finished()
+    assert links(inbound.events)[-3:] == [
+        ("retrying", None, 1, 2, None),
+        ("retrying", None, 2, 2, None),
+        ("down", False, None, None, None),
+    ]
+
+
+async def test_resume_from_a_snapshot_continues_without_loss(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
+    first = make()
+    opened = await first.open(start())
+    inbound = collect(first)
+    sid = first.conversation_id.removeprefix("wonderful:")
+    await first.send(Send(conversation=first.conversation_id, content=Text("one")))
+    await inbound.until(said("echo: one"))
+    state = first.snapshot()
+    await first.close()
+    await inbound.finished()
+    await emulator.agent_says(sid, "said to nobody")
+
+    second = make()
+    resumed = await second.resume(state)
+    assert second.conversation_id == first.conversation_id
+    assert texts(list(resumed)) == ["said to nobody"]  # from the position on, nothing before
+    later = collect(second)
+    await emulator.agent_says(sid, "after the takeover")
+    await later.until(said("after the takeover"))
+    delivered = {e.id for e in [*opened, *inbound.events, *resumed, *later.events]}
+    history = {f"wonderful:{sid}/{m['eventId']}" for m in emulator.sessions[sid].messages}
+    assert history <= delivered
+
+
+async def test_resume_a_completed_session_gives_history_and_ends(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
+    first = make()
+    await first.open(start())
+    sid = first.conversation_id.removeprefix("wonderful:")
+    await emulator.end_session(sid, by="agent")
+    second = make()
+    events = await second.resume({"session_id": sid, "position": 0})
+    assert isinstance(events[0], Status) and events[0].status == "completed"
+    assert isinstance(events[-1], Ended)
+    await collect(second).finished()
+
+
+async def test_resume_an_unknown_session(make: Make) -> None:
+    with pytest.raises(SessionNotFound):
+        await make().resume({"session_id": "no-such-session", "position": 0})
+
+
+async def test_a_bad_key_is_a_vendor_error(make: Make) -> None:
+    with pytest.raises(VendorError) as caught:
+        await make(api_key="wrong").open(start())
+    assert caught.value.details == {"vendor_code": "UNAUTHORIZED", "http_status": 401}
+
+
+async def test_commands_the_platform_refuses(make: Make, emulator: Emulator) -> None:
+    connector = make()
+    await connector.open(start())
+    conv = connector.conversation_id
+    with pytest.raises(RequestError):
+        await connector.send(Send(conversation=conv, content=Text("")))
+    with pytest.raises(GatewayError, match="typing"):
+        await connector.send(SetTyping(conversation=conv))
+    await emulator.end_session(conv.removeprefix("wonderful:"))
+    with pytest.raises(RequestError) as caught:
+        await connector.send(Send(conversation=conv, content=Text("anyone?")))
+    assert caught.value.details["vendor_code"] == "SESSION_ENDED"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "code"),
+    [
+        (400, {"error": {"code": "MISSING_PARTICIPANT"}}, RequestError, "MISSING_PARTICIPANT"),
+        (400, {"error": {"code": "INVALID_REQUEST", "message": "m"}}, RequestError, "INVALID_REQUEST"),
+        (404, {"error": {"code": "SESSION_NOT_FOUND"}}, SessionNotFound, "SESSION_NOT_FOUND"),
+        (404, "not json", SessionNotFound, "SESSION_NOT_FOUND"),
+        (409, {"error": {"code": "SESSION_ENDED"}}, RequestError, "INVALID_REQUEST"),
+        (401, {"error": {"code": "UNAUTHORIZED"}}, VendorError, "VENDOR_ERROR"),
+        (429, {}, VendorError, "VENDOR_ERROR"),
+        (503, {"error": {"code": "PII_MASKING_ENABLED"}}, VendorError, "VENDOR_ERROR"),
+    ],
+)
+def test_platform_error_mapping(status: int, body: Any, kind: type, code: str) -> None:
+    import json
+
+    error = _platform_error(status, json.dumps(body).encode())
+    assert type(error) is kind
+    assert error.code == code

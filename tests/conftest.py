@@ -1,0 +1,76 @@
+"""Fixtures every test may use: a real Redis, the gateway app on both hub engines, a WS client."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.config import Settings
+from gateway.web.app import create_app
+from tests.redis_server import RedisServer, external_url
+from tests.support import GatewayClient
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of a Redis the suite may use (its own server unless GATEWAY_TEST_REDIS_URL)."""
+    url = external_url()
+    if url is not None:
+        yield url
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[[], RedisServer]]:
+    """Start private Redis servers a test may kill and restart."""
+    servers: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        servers.append(RedisServer().start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def hub_url(request: pytest.FixtureRequest) -> str:
+    """Each hub engine in turn: tests that take it run once per engine."""
+    if request.param == "memory":
+        return "memory://"
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def conversation() -> str:
+    """A fresh native conversation id (tests never share keys in a shared Redis)."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def make_gateway(
+    aiohttp_client: Callable[..., Any], hub_url: str
+) -> Callable[..., Any]:
+    """Start the gateway on the hub under test: `await make_gateway(**settings)`."""
+
+    async def make(**overrides: Any) -> GatewayClient:
+        settings = Settings(redis_url=hub_url, dialects=["loopback"], **overrides)
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+        return GatewayClient(client)
+
+    return make
+
+
+@pytest.fixture
+async def gateway(make_gateway: Callable[..., Any]) -> AsyncIterator[GatewayClient]:
+    yield await make_gateway()

@@ -1,0 +1,113 @@
+"""Test helpers that speak the gateway's public contract (HTTP and the unified WebSocket)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp.test_utils import TestClient
+
+TIMEOUT = 5.0
+
+
+def loopback_message(chat: str, n: int, text: str | None = None, role: str = "agent") -> dict[str, Any]:
+    """A loopback-dialect message frame (`loopback:<chat>/m<n>` once decoded)."""
+    return {"kind": "message", "id": f"m{n}", "chat": chat, "from": {"role": role},
+            "text": text if text is not None else f"text {n}", "ts": 1700000000 + n}
+
+
+class WsClient:
+    """One unified-WebSocket connection with helpers to wait for frames."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self._new = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.frames.append(msgspec.json.decode(message.data))
+                self._new.set()
+        self._new.set()
+
+    async def send(self, op: str, **fields: Any) -> None:
+        await self.ws.send_str(msgspec.json.encode({"op": op, **fields}).decode())
+
+    async def send_raw(self, data: str) -> None:
+        await self.ws.send_str(data)
+
+    async def wait_for(self, predicate: Any, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The first frame (old or new) for which `predicate(frame)` holds."""
+        async with asyncio.timeout(timeout):
+            seen = 0
+            while True:
+                for frame in self.frames[seen:]:
+                    if predicate(frame):
+                        return frame
+                seen = len(self.frames)
+                if self.ws.closed and self._reader.done():
+                    raise AssertionError(f"socket closed ({self.ws.close_code}) while waiting")
+                self._new.clear()
+                await self._new.wait()
+
+    async def reply(self, op: str, ref: str | None = None, timeout: float = TIMEOUT) -> dict[str, Any]:
+        return await self.wait_for(
+            lambda f: f["op"] in (op, "error") and (ref is None or f.get("ref") == ref), timeout
+        )
+
+    def events(self, conversation: str | None = None) -> list[dict[str, Any]]:
+        return [f["event"] for f in self.frames if f["op"] == "event"
+                and (conversation is None or f["event"]["conversation_id"] == conversation)]
+
+    async def wait_events(self, count: int, conversation: str | None = None,
+                          timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            while len(self.events(conversation)) < count:
+                if self.ws.closed and self._reader.done():
+                    raise AssertionError(f"socket closed ({self.ws.close_code}) while waiting")
+                self._new.clear()
+                await self._new.wait()
+        return self.events(conversation)
+
+    async def subscribe(self, conversation: str, since: int | None = None) -> dict[str, Any]:
+        ref = f"sub-{conversation}-{len(self.frames)}"
+        fields: dict[str, Any] = {"conversation": conversation, "ref": ref}
+        if since is not None:
+            fields["since"] = since
+        await self.send("subscribe", **fields)
+        frame = await self.reply("subscribed", ref)
+        assert frame["op"] == "subscribed", frame
+        return frame
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self._reader
+
+
+class GatewayClient:
+    """The gateway under test, through its public HTTP and WebSocket contract."""
+
+    def __init__(self, client: TestClient[Any, Any]) -> None:
+        self.client = client
+
+    async def ingest(self, dialect: str, body: Any, conversation: str | None = None,
+                     raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        params = {"conversation": conversation} if conversation else None
+        data = raw if raw is not None else msgspec.json.encode(body)
+        async with self.client.post(f"/v1/dialects/{dialect}/events", data=data,
+                                    params=params) as response:
+            return response.status, await response.json()
+
+    async def get(self, path: str, **params: Any) -> tuple[int, dict[str, Any]]:
+        async with self.client.get(path, params=params or None) as response:
+            return response.status, await response.json()
+
+    async def ws(self) -> WsClient:
+        socket = await self.client.ws_connect("/v1/ws")
+        client = WsClient(socket)
+        await client.wait_for(lambda f: f["op"] == "welcome")
+        return client
