@@ -44,6 +44,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retention_ended_s: float = 7 * 86400
     """How long a conversation's log is kept after its `ended` event."""
     shutdown_timeout_s: float = 10.0
+    lease_ttl_s: float = 10.0
+    """How long a replica's ownership of a vendor session lasts without renewal: the bound on
+    how long a dead replica's sessions wait before another replica takes them over."""
+    session_idle_s: float = 1800.0
+    """A vendor session with no traffic this long is released (resumed on the next command)."""
+    command_timeout_s: float = 15.0
+    """How long a command may take, forwarding to the owning replica included."""
     dialect_settings: dict[str, dict[str, str]] = {}
     """`[dialects.<name>]` tables of the TOML file (connector URL and credentials)."""
 
@@ -58,6 +65,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ("retention_maxlen", self.retention_maxlen >= 1, "must be at least 1"),
             ("retention_ended_s", self.retention_ended_s > 0, "must be positive"),
             ("shutdown_timeout_s", self.shutdown_timeout_s >= 0, "must be 0 or more"),
+            ("lease_ttl_s", self.lease_ttl_s >= 0.3, "must be at least 0.3"),
+            ("session_idle_s", self.session_idle_s > 0, "must be positive"),
+            ("command_timeout_s", self.command_timeout_s > 0, "must be positive"),
         ]
         for key, ok, why in checks:
             if not ok:

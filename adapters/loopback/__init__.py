@@ -1,17 +1,30 @@
-"""The `loopback` dialect: a test-only dialect of our own (see `native.py` for its frames)."""
+"""The `loopback` dialect: a test-only dialect of our own, with a connector and an emulator.
+
+Frames are described in `native.py`, the platform's API in `emulator.py`. It exists so the
+gateway's own layers (ingest, hub, sessions, replicas) are tested end to end without a vendor.
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import aiohttp
+
 from adapters.loopback import codec
-from gateway.adapter import Adapter, Capability, Decoded
+from adapters.loopback.connector import LoopbackConnector
+from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings
 
 
 class LoopbackAdapter(Adapter):
     name = codec.DIALECT
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({"ingest"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {"ingest", "start", "recover", "send", "typing", "end"}
+    )
+    content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
     test_only = True
 
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
         return codec.decode(body, conversation)
+
+    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+        return LoopbackConnector(settings, http)

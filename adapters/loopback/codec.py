@@ -55,7 +55,12 @@ def to_event(frame: Frame) -> Event:
 
 def decode(body: bytes, conversation: str | None = None) -> Decoded:
     """Decode a loopback body (one frame, an array, or `{"frames": [...]}`)."""
-    frames, ignored = convert_each(_frames_of(loads(body)), _convert)
+    return decode_frames(_frames_of(loads(body)))
+
+
+def decode_frames(raw: list[Any]) -> Decoded:
+    """Decode frames already parsed from JSON (as the connector's poll returns them)."""
+    frames, ignored = convert_each(raw, _convert)
     try:
         return Decoded([to_event(f) for f in frames], ignored)
     except ValueError as exc:  # a timestamp that is no time

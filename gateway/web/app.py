@@ -17,7 +17,8 @@ from gateway.adapter import Registry
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.hub import create_hub
-from gateway.web import api, ingest, protocol, ws
+from gateway.sessions import Sessions, create_store
+from gateway.web import api, commands, ingest, protocol, ws
 from gateway.web.keys import CONNECTIONS, HTTP, HUB, REGISTRY, SESSIONS, SETTINGS
 from gateway.web.responses import error_response, http_error_response, json_response
 
@@ -83,12 +84,15 @@ def create_app(
                   error=failure.error)
     app.cleanup_ctx.append(_hub_ctx)
     app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_sessions_ctx)
     app.on_shutdown.append(_close_sockets)
     app.router.add_post("/v1/dialects/{dialect}/events", ingest.ingest)
     app.router.add_get("/v1/dialects", api.dialects)
     app.router.add_get("/v1/conversations/{conversation}/events", api.conversation_events)
     app.router.add_get("/v1/schema", api.schema)
     app.router.add_get("/v1/ws", ws.ws_handler)
+    app.router.add_post("/v1/conversations", commands.start)
+    app.router.add_post("/v1/conversations/{conversation}/{command}", commands.command)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.prometheus)
@@ -122,6 +126,21 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = session
     yield
     await session.close()
+
+
+async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The session router: owns vendor sessions (leases shared through Redis when the hub is)."""
+    settings = app[SETTINGS]
+    sessions = Sessions(
+        app[REGISTRY], app[HUB], create_store(settings.redis_url), app[HTTP], settings.dialect,
+        lease_ttl=settings.lease_ttl_s, idle_s=settings.session_idle_s,
+        command_timeout=settings.command_timeout_s, ended_ttl=settings.retention_ended_s,
+        history_limit=settings.history_max_limit,
+    )
+    await sessions.start()
+    app[SESSIONS] = sessions
+    yield
+    await sessions.close()
 
 
 async def _close_sockets(app: web.Application) -> None:

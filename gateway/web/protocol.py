@@ -83,22 +83,6 @@ class HistoryReply(_Op, tag="history", kw_only=True):
     has_more: bool
 
 
-class Started(_Op, tag="started", kw_only=True):
-    conversation: str
-    status: str
-
-
-class Recovered(_Op, tag="recovered", kw_only=True):
-    conversation: str
-    status: str
-    events: list[msgspec.Raw]
-
-
-class Ack(_Op, tag="ack", kw_only=True):
-    id: str | None = None
-    seq: int | None = None
-
-
 class Pong(_Op, tag="pong", kw_only=True):
     pass
 

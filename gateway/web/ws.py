@@ -23,6 +23,7 @@ from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
 from gateway.hub import Subscription, is_pattern
 from gateway.model import Command
+from gateway.sessions.replies import Recovered, Started
 from gateway.web import protocol
 from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS
 
@@ -201,8 +202,15 @@ class Connection:
         try:
             if sessions is None:
                 raise Unsupported(f"`{op}` needs the sessions layer, which this gateway lacks")
-            for reply in await sessions.execute(command, self):
+            for reply in await sessions.execute(command):
                 self.send(reply)
+                # start and recover subscribe their caller, right after the answer.
+                if isinstance(reply, Started):
+                    await self._subscribe(protocol.Subscribe(conversation=reply.conversation,
+                                                             since=0))
+                elif isinstance(reply, Recovered):
+                    await self._subscribe(protocol.Subscribe(conversation=reply.conversation,
+                                                             since=reply.last_seq))
         except GatewayError as exc:
             metrics.WS_COMMANDS.labels(op, "error").inc()
             self.send_error(exc, command.ref)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import pathlib
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.server_events import ServerEventsAdapter, codec
 from adapters.server_events.stamps import fast_at
@@ -87,7 +89,13 @@ DECODE_TABLE: list[tuple[dict[str, Any], dict[str, Any]]] = [
         {"type": "message", "id": f"{CONV}/u1", "sender": {"role": "user"}},
     ),
     (
-        {"event": "chat_session_message", "msg_id": "m", "msg": "", "msg_text": "x", "timestamp": 1},
+        {
+            "event": "chat_session_message",
+            "msg_id": "m",
+            "msg": "",
+            "msg_text": "x",
+            "timestamp": 1,
+        },
         {"type": "message", "content": {"kind": "text", "text": ""}},
     ),
     (
@@ -103,7 +111,13 @@ DECODE_TABLE: list[tuple[dict[str, Any], dict[str, Any]]] = [
         {"participant": {"role": "bot", "id": "known", "name": "Bot"}},
     ),
     (
-        {"event": "chat_session_message", "party_id": "known", "msg_id": 1, "msg": "x", "timestamp": 1},
+        {
+            "event": "chat_session_message",
+            "party_id": "known",
+            "msg_id": 1,
+            "msg": "x",
+            "timestamp": 1,
+        },
         {"sender": {"role": "bot", "id": "known", "name": "Bot"}, "id": f"{CONV}/1"},
     ),
     (
@@ -123,7 +137,7 @@ def test_decode_table(frame: dict[str, Any], expected: dict[str, Any]) -> None:
         msgspec.json.encode(frame),
         "c1",
         parties={"known": Party(role="bot", id="known", name="Bot")},
-        file_base="http://h/clientweb/file/",
+        file_url="http://h/clientweb/file/{file_id}",
     )
     assert event | expected == event
 
@@ -158,18 +172,27 @@ BAD_TABLE: list[tuple[bytes, int, str]] = [
     (b'{"event": "chat_session_message", "msg_id": [], "msg": "x"}', 0, "$.msg_id"),
     (b'[{"event": "zzz"}, {"event": "chat_session_typing", "party_id": 1}]', 1, "$.party_id"),
     (b'{"events": [{"event": "chat_session_location", "latitude": "n"}]}', 0, "$.latitude"),
-    (b'{"event": "chat_session_file", "msg_id": "m", "file_id": "f", "file_type": "x"}', 0, "$.file_type"),
-    (b'{"event": "chat_session_form_show", "form_request_id": "r", "form_name": "f",'
-     b' "form_timeout": "later"}', 0, "$.form_timeout"),
+    (
+        b'{"event": "chat_session_file", "msg_id": "m", "file_id": "f", "file_type": "x"}',
+        0,
+        "$.file_type",
+    ),
+    (
+        b'{"event": "chat_session_form_show", "form_request_id": "r", "form_name": "f",'
+        b' "form_timeout": "later"}',
+        0,
+        "$.form_timeout",
+    ),
     (b'{"event": "chat_session_ended", "timestamp": true}', 0, "$.timestamp"),
     (b'{"event": "chat_session_ended", "timestamp": {}}', 0, "$.timestamp"),
     (b'{"event": "chat_session_ended", "timestamp": "nan"}', 0, "$.timestamp"),
     (b'{"event": "chat_session_ended", "timestamp": 1e300}', 0, "$.timestamp"),
     (b'{"event": "chat_session_ended", "timestamp": "99999-01-01"}', 0, "$.timestamp"),
+    (b'{"event": "chat_session_status", "state": "queued", "ewt": "inf"}', 0, "$.ewt"),
     (b'{"event": 7}', 0, "$.event"),
-    (b'{}', 0, "$"),
-    (b'null', 0, "$"),
-    (b'[[]]', 0, "$"),
+    (b"{}", 0, "$"),
+    (b"null", 0, "$"),
+    (b"[[]]", 0, "$"),
     (b'{"events": null}', 0, "$.events"),
 ]
 
@@ -178,7 +201,10 @@ BAD_TABLE: list[tuple[bytes, int, str]] = [
 def test_malformed_known_frames(body: bytes, index: int, path: str) -> None:
     with pytest.raises(DecodeError) as info:
         adapter.decode(body, conversation="c1")
-    assert (info.value.code, info.value.details) == ("INVALID_FRAME", {"index": index, "path": path})
+    assert (info.value.code, info.value.details) == (
+        "INVALID_FRAME",
+        {"index": index, "path": path},
+    )
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[1,", b"\xff", b"chat_session_ended"])
@@ -210,14 +236,14 @@ STAMPS: list[str | float] = [
     -5,
     -100000000001,
     "00001700000000123",
-    "１７００",
+    "\uff11\uff17\uff10\uff10",
     2**33 * 1000 + 999,
     2**34,
     "1700000000123.0",
     "7999999999999",
     "8999999999999",
     "0700000000123",
-    "1700000000١٢٣",
+    "1700000000\u0661\u0662\u0663",
 ]
 
 
@@ -238,4 +264,48 @@ def test_fast_at_agrees_on_a_sweep() -> None:
         value = base + step * 0.0001237
         assert fast_at(value, "") == to_at(value), value
         assert fast_at(value * 1000, "") == to_at(value * 1000), value
-    assert math.isfinite(base)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_fields = st.sampled_from(
+    [
+        "msg_id",
+        "msg",
+        "msg_text",
+        "party_id",
+        "timestamp",
+        "state",
+        "ewt",
+        "file_id",
+        "file_type",
+        "latitude",
+        "longitude",
+        "form_request_id",
+        "form_name",
+        "form_timeout",
+        "ref_msg_id",
+        "case_id",
+        "type",
+        "data",
+    ]
+)
+_frames = st.builds(
+    lambda name, fields: {"event": name, **fields},
+    st.sampled_from(sorted(codec.n.EVENT_NAMES)),
+    st.dictionaries(
+        _fields, _json_values | st.text(alphabet="0123456789", max_size=14), max_size=5
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_frames, st.lists(_frames, max_size=3), _json_values))
+def test_decode_raises_only_gateway_errors(body: Any) -> None:
+    with contextlib.suppress(GatewayError):  # any other exception fails the test
+        adapter.decode(msgspec.json.encode(body), conversation="c1")

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from adapters.signalwire import SignalWireAdapter
 from adapters.signalwire.connector import SignalWireConnector
 from adapters.signalwire.emulator import Emulator
 from gateway.adapter import DialectSettings
@@ -18,103 +12,18 @@ from gateway.errors import RequestError, SessionNotFound, Unsupported, VendorErr
 from gateway.model import (
     End,
     Ended,
-    Event,
-    Link,
     MarkRead,
     Message,
     Notice,
-    Participant,
     Send,
     SetTyping,
-    Start,
-    Status,
     Text,
 )
-
-ADDR = "agent-address-1"
-START = Start(dialect="signalwire", participant=Participant(from_="Ann"), agent_id=ADDR)
-FAST = {"backoff_s": "0.01", "backoff_max_s": "0.05", "echo_timeout_s": "2", "page_size": "3"}
-
-
-class Pump:
-    """Drains `connector.inbound()` into `events`; `wait` blocks until a condition holds."""
-
-    def __init__(self, connector: SignalWireConnector) -> None:
-        self.events: list[Event] = []
-        self.done = False
-        self._changed = asyncio.Event()
-        self.task = asyncio.create_task(self._run(connector))
-
-    async def _run(self, connector: SignalWireConnector) -> None:
-        async for batch in connector.inbound():
-            self.events.extend(batch)
-            self._changed.set()
-        self.done = True
-        self._changed.set()
-
-    async def wait(self, predicate: Callable[[list[Event]], bool], within: float = 5.0) -> None:
-        async with asyncio.timeout(within):
-            while not predicate(self.events):
-                self._changed.clear()
-                await self._changed.wait()
-
-    def texts(self) -> list[str]:
-        return [e.content.text for e in self.messages() if isinstance(e.content, Text)]
-
-    def messages(self) -> list[Message]:
-        return [e for e in self.events if isinstance(e, Message)]
-
-    def links(self) -> list[Link]:
-        return [e for e in self.events if isinstance(e, Link)]
-
-
-@pytest.fixture
-def emulator() -> Emulator:
-    return Emulator({"good-token": "subscriber-1"})
-
-
-@pytest.fixture
-async def platform(aiohttp_server: Any, emulator: Emulator) -> TestServer:
-    server: TestServer = await aiohttp_server(emulator.app)
-    return server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-Factory = Callable[..., SignalWireConnector]
-
-
-@pytest.fixture
-async def make(platform: TestServer, http: aiohttp.ClientSession) -> AsyncIterator[Factory]:
-    made: list[SignalWireConnector] = []
-
-    def factory(**options: str) -> SignalWireConnector:
-        settings = DialectSettings(
-            url=str(platform.make_url("")), options={"token": "good-token", **FAST, **options}
-        )
-        connector = SignalWireAdapter().connector(settings, http)
-        assert isinstance(connector, SignalWireConnector)
-        made.append(connector)
-        return connector
-
-    yield factory
-    for connector in made:
-        await connector.close()
-
-
-async def _opened(make: Factory, **options: str) -> tuple[SignalWireConnector, Pump]:
-    connector = make(**options)
-    events = await connector.open(START)
-    assert [type(e) for e in events] == [Status] and events[0].status == "active"  # type: ignore[attr-defined]
-    return connector, Pump(connector)
+from tests.adapters.signalwire.conftest import ADDR, START, Factory, Pump, opened
 
 
 async def test_start_then_agent_messages_arrive_in_order(make: Factory, emulator: Emulator) -> None:
-    connector, pump = await _opened(make)
+    connector, pump = await opened(make)
     assert connector.conversation_id == f"signalwire:{ADDR}"
     await pump.wait(lambda _: pump.texts() == ["Hi! How can I help?"])
     for text in ("one", "two", "three"):
@@ -125,16 +34,27 @@ async def test_start_then_agent_messages_arrive_in_order(make: Factory, emulator
     assert all(m.id.startswith(f"signalwire:{ADDR}/") for m in pump.messages())
     # every signalwire.event was acknowledged by its id
     await emulator.wait_for(lambda: len(emulator.acks) == 4)
-    assert ("POST", "/api/fabric/conversations/join", {"conversation_id": ADDR}) in emulator.received
+    assert (
+        "POST",
+        "/api/fabric/conversations/join",
+        {"conversation_id": ADDR},
+    ) in emulator.received
 
 
 async def test_send_reaches_the_platform_and_its_echo_is_the_same_event(
     make: Factory, emulator: Emulator
 ) -> None:
-    connector, pump = await _opened(make)
-    (sent,) = await connector.send(Send(conversation=connector.conversation_id, content=Text("hello")))
-    assert isinstance(sent, Message) and sent.sender.role == "user"
-    assert ("POST", "/api/fabric/messages", {"conversation_id": ADDR, "text": "hello"}) in emulator.received
+    connector, pump = await opened(make)
+    (sent,) = await connector.send(
+        Send(conversation=connector.conversation_id, content=Text("hello"))
+    )
+    assert isinstance(sent, Message)
+    assert sent.sender.role == "user"
+    assert (
+        "POST",
+        "/api/fabric/messages",
+        {"conversation_id": ADDR, "text": "hello"},
+    ) in emulator.received
     await pump.wait(lambda _: "echo: hello" in pump.texts())
     echoes = [m for m in pump.messages() if m.content == Text("hello")]
     assert echoes == [sent]  # the echo decodes to exactly what send returned: one id, once
@@ -143,24 +63,30 @@ async def test_send_reaches_the_platform_and_its_echo_is_the_same_event(
 
 
 async def test_user_bye_ends_the_session(make: Factory) -> None:
-    connector, pump = await _opened(make)
+    connector, pump = await opened(make)
     await connector.send(Send(conversation=connector.conversation_id, content=Text("bye")))
     await pump.wait(lambda _: pump.done)
     ended = [e for e in pump.events if isinstance(e, Ended)]
-    assert len(ended) == 1 and ended[0].by == "agent" and pump.events[-1] is ended[0]
+    assert len(ended) == 1
+    assert ended[0].by == "agent"
+    assert pump.events[-1] is ended[0]
 
 
 async def test_platform_end_arrives_as_ended(make: Factory, emulator: Emulator) -> None:
-    _, pump = await _opened(make)
+    _, pump = await opened(make)
     await emulator.end_session(ADDR)
     await pump.wait(lambda _: pump.done)
     assert isinstance(pump.events[-1], Ended)
 
 
 async def test_commands_the_platform_cannot_carry(make: Factory) -> None:
-    connector, _ = await _opened(make)
+    connector, _ = await opened(make)
     conv = connector.conversation_id
-    for command in (SetTyping(conversation=conv), MarkRead(conversation=conv), End(conversation=conv)):
+    for command in (
+        SetTyping(conversation=conv),
+        MarkRead(conversation=conv),
+        End(conversation=conv),
+    ):
         with pytest.raises(Unsupported):
             await connector.send(command)
     with pytest.raises(RequestError):
@@ -170,7 +96,7 @@ async def test_commands_the_platform_cannot_carry(make: Factory) -> None:
 async def test_forced_reconnect_reports_link_and_loses_nothing(
     make: Factory, emulator: Emulator
 ) -> None:
-    _, pump = await _opened(make)
+    _, pump = await opened(make)
     await pump.wait(lambda _: len(pump.texts()) == 1)
     emulator.refuse_connections = True
     await emulator.drop_connections()
@@ -181,8 +107,11 @@ async def test_forced_reconnect_reports_link_and_loses_nothing(
     emulator.refuse_connections = False
     await pump.wait(lambda _: any(link.state == "restored" for link in pump.links()))
     links = pump.links()
-    assert links[0].state == "down" and links[0].will_retry
-    assert links[1].state == "retrying" and links[1].attempt == 1 and links[1].max_attempts == 8
+    assert links[0].state == "down"
+    assert links[0].will_retry
+    assert links[1].state == "retrying"
+    assert links[1].attempt == 1
+    assert links[1].max_attempts == 8
     restored = next(link for link in links if link.state == "restored")
     assert restored.missed == 5
     assert pump.texts() == ["Hi! How can I help?", "while", "you", "were", "away"]
@@ -192,8 +121,10 @@ async def test_forced_reconnect_reports_link_and_loses_nothing(
     assert len({m.id for m in pump.messages()}) == len(pump.messages())
 
 
-async def test_resume_from_snapshot_continues_without_loss(make: Factory, emulator: Emulator) -> None:
-    first, pump = await _opened(make)
+async def test_resume_from_snapshot_continues_without_loss(
+    make: Factory, emulator: Emulator
+) -> None:
+    first, pump = await opened(make)
     await emulator.agent_says(ADDR, "before")
     await pump.wait(lambda _: pump.texts()[-1:] == ["before"])
     snapshot = first.snapshot()
@@ -205,25 +136,33 @@ async def test_resume_from_snapshot_continues_without_loss(make: Factory, emulat
     second = make()
     fetched = await second.resume(snapshot)
     assert second.conversation_id == first.conversation_id
-    fetched_texts = [e.content.text for e in fetched if isinstance(e, Message) and isinstance(e.content, Text)]
+    fetched_texts = [
+        e.content.text for e in fetched if isinstance(e, Message) and isinstance(e.content, Text)
+    ]
     assert fetched_texts[-2:] == ["during 1", "during 2"]
     resumed = Pump(second)
     await emulator.agent_says(ADDR, "after")
     await resumed.wait(lambda _: "after" in resumed.texts())
     seen = fetched_texts + resumed.texts()
-    assert seen.count("during 1") == 1 and seen.count("during 2") == 1  # redelivery deduplicated
+    assert seen.count("during 1") == 1
+    assert seen.count("during 2") == 1
     assert seen.index("during 2") < seen.index("after")
 
 
 async def test_giving_up_reports_link_down_and_ends_inbound(
     make: Factory, emulator: Emulator
 ) -> None:
-    _, pump = await _opened(make, max_attempts="2")
+    _, pump = await opened(make, max_attempts="2")
     emulator.refuse_connections = True
     await emulator.drop_connections()
     await pump.wait(lambda _: pump.done)
     states = [(link.state, link.attempt, link.will_retry) for link in pump.links()]
-    assert states == [("down", None, True), ("retrying", 1, None), ("retrying", 2, None), ("down", None, False)]
+    assert states == [
+        ("down", None, True),
+        ("retrying", 1, None),
+        ("retrying", 2, None),
+        ("down", None, False),
+    ]
 
 
 async def test_bad_token_is_a_vendor_error(make: Factory) -> None:
@@ -234,12 +173,18 @@ async def test_bad_token_is_a_vendor_error(make: Factory) -> None:
 
 
 async def test_rest_errors_map_to_gateway_errors(make: Factory, emulator: Emulator) -> None:
-    stale = {"conversation": "gone", "address_id": "gone", "self_id": None, "protocol": None, "since": None}
+    stale = {
+        "conversation": "gone",
+        "address_id": "gone",
+        "self_id": None,
+        "protocol": None,
+        "since": None,
+    }
     with pytest.raises(SessionNotFound) as info:
         await make().resume(stale)
     assert info.value.details["vendor_code"] == "not_found"
 
-    connector, pump = await _opened(make)
+    connector, pump = await opened(make)
     await emulator.end_session(ADDR)
     await pump.wait(lambda _: pump.done)
     with pytest.raises(SessionNotFound):
@@ -249,3 +194,9 @@ async def test_rest_errors_map_to_gateway_errors(make: Factory, emulator: Emulat
 async def test_not_configured(http: aiohttp.ClientSession) -> None:
     with pytest.raises(RequestError):
         SignalWireConnector(DialectSettings(url=None, options={"token": "t"}), http)
+    with pytest.raises(RequestError):
+        SignalWireConnector(DialectSettings(url="http://x", options={}), http)
+    with pytest.raises(RequestError):
+        SignalWireConnector(
+            DialectSettings(url="http://x", options={"token": "t", "max_attempts": "many"}), http
+        )

@@ -13,7 +13,9 @@ ADDR = "addr-1"
 
 
 def _row(n: int, subtype: str = "chat", conversation: str = ADDR, newer: bool = False) -> Row:
-    where: dict[str, Any] = {"group_id": conversation} if newer else {"conversation_id": conversation}
+    where: dict[str, Any] = (
+        {"group_id": conversation} if newer else {"conversation_id": conversation}
+    )
     return Row(id=f"m{n}", ts=float(n), subtype=subtype, text=f"t{n}", **where)
 
 
@@ -38,7 +40,10 @@ def _page(rows: list[Row], next_: str | None = None, prev: str | None = None) ->
         ([_page([_row(1), _row(2, "log")], next_="n")], 2, ["m1"], True, False, False, []),
         # two pages fill it; the rest of the second page is carried
         (
-            [_page([_row(1), _row(2, "log")], next_="n"), _page([_row(3), _row(4), _row(5)], prev="p")],
+            [
+                _page([_row(1), _row(2, "log")], next_="n"),
+                _page([_row(3), _row(4), _row(5)], prev="p"),
+            ],
             2,
             ["m1", "m3"],
             True,
@@ -68,7 +73,9 @@ def test_collect_chat(
 
 def test_carry_leads_the_next_page() -> None:
     first = collect_chat([_page([_row(1), _row(2), _row(3)], next_="n")], ADDR, 2)
-    assert [r.id for r in first.carry] == ["m3"] and first.next == "n"
+    assert [r.id for r in first.carry] == ["m3"]
+    assert first.next == "n"
     second = collect_chat([_page([_row(4), _row(5)])], ADDR, 2, carry=first.carry)
     assert [r.id for r in second.rows] == ["m3", "m4"]
-    assert [r.id for r in second.carry] == ["m5"] and second.has_next
+    assert [r.id for r in second.carry] == ["m5"]
+    assert second.has_next

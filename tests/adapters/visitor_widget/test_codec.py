@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -122,13 +123,21 @@ def test_chat_status(status: str, canonical: str) -> None:
     ],
 )
 def test_close_types(close_type: str | None, reason: str, by: str) -> None:
-    body = {"event": "chat.closed", "at": 1709633730, "data": {"chatId": C, "closeType": close_type}}
+    body = {
+        "event": "chat.closed",
+        "at": 1709633730,
+        "data": {"chatId": C, "closeType": close_type},
+    }
     (event,) = _decode(body)
     assert (event["type"], event["reason"], event["by"]) == ("ended", reason, by)
 
 
 def test_same_frame_same_ids() -> None:
-    body = {"event": "chat.agent_typing", "at": 1709633730, "data": {"chatId": C, "typing": {"is": True}}}
+    body = {
+        "event": "chat.agent_typing",
+        "at": 1709633730,
+        "data": {"chatId": C, "typing": {"is": True}},
+    }
     assert _decode(body) == _decode(body)
     other = {**body, "at": 1709633731}
     assert _decode(body)[0]["id"] != _decode(other)[0]["id"]
@@ -146,8 +155,13 @@ def test_status_id_is_stable_across_reconnects() -> None:
 
 
 def test_joined_frame_and_row_share_the_id() -> None:
-    row = _row(id="m9", type="event", subType="system", content={"type": "agent_join"}, agentId="a1")
-    frame = {"event": "chat.agent_joined", "data": {"chatId": C, "agent": {"id": "a1"}, "message": row}}
+    row = _row(
+        id="m9", type="event", subType="system", content={"type": "agent_join"}, agentId="a1"
+    )
+    frame = {
+        "event": "chat.agent_joined",
+        "data": {"chatId": C, "agent": {"id": "a1"}, "message": row},
+    }
     joined = _decode(frame)[1]
     from_row = _decode({"event": "chat.message_received", "data": {"chatId": C, "message": row}})[0]
     assert joined["id"] == from_row["id"] == f"visitor_widget:{C}/m9"
@@ -160,13 +174,25 @@ MALFORMED = [
     (_received(createdAt=1e30), 0, "$.data.message.createdAt"),
     (_received(createdAt=True), 0, "$.data.message.createdAt"),
     (_received(attachments=None), 0, "$.data.message.attachments"),
-    (_received(attachments=[{"type": "image", "size": "big"}]), 0, "$.data.message.attachments[0].size"),
+    (
+        _received(attachments=[{"type": "image", "size": "big"}]),
+        0,
+        "$.data.message.attachments[0].size",
+    ),
     (_received(id=None), 0, "$.data.message.id"),
     (_received(type="note"), 0, "$.data.message.type"),
     ({"event": "chat.message_received", "data": {"chatId": C}}, 0, "$.data"),
     ({"event": "chat.message_received"}, 0, "$"),
-    ({"event": "chat.contact_read", "data": {"chatId": C, "lastReadAt": {}}}, 0, "$.data.lastReadAt"),
-    ({"event": "chat.agent_typing", "at": "soon", "data": {"chatId": C, "typing": {"is": True}}}, 0, "$.at"),
+    (
+        {"event": "chat.contact_read", "data": {"chatId": C, "lastReadAt": {}}},
+        0,
+        "$.data.lastReadAt",
+    ),
+    (
+        {"event": "chat.agent_typing", "at": "soon", "data": {"chatId": C, "typing": {"is": True}}},
+        0,
+        "$.at",
+    ),
     ({"event": "chat.agent_joined", "data": {"chatId": C, "agent": "Jana"}}, 0, "$.data.agent"),
     ({"event": "account.updated", "data": {"status": "away"}}, 0, "$.data.status"),
     ({"event": "server.error", "data": {"code": 500}}, 0, "$.data"),
@@ -193,13 +219,20 @@ def test_not_json(body: bytes) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{}", b"[]", b'{"events": []}', b'{"event": "visitor.updated"}', b"[[]]", b'"x"', b"3", b"null"],
+    [
+        b"{}",
+        b"[]",
+        b'{"events": []}',
+        b'{"event": "visitor.updated"}',
+        b"[[]]",
+        b'"x"',
+        b"3",
+        b"null",
+    ],
 )
 def test_odd_bodies_never_escape(body: bytes) -> None:
-    try:
+    with contextlib.suppress(GatewayError):
         adapter.decode(body, conversation=C)
-    except GatewayError:
-        pass
 
 
 def test_wrong_types_everywhere_raise_decode_error() -> None:
@@ -224,7 +257,42 @@ def test_wrong_types_everywhere_raise_decode_error() -> None:
             for step in path[:-1]:
                 node = node[step]
             node[path[-1]] = value
-            try:
+            with contextlib.suppress(DecodeError):
                 adapter.decode(json.dumps(frame).encode())
-            except DecodeError:
-                pass
+
+
+@pytest.mark.parametrize(
+    ("ack", "code", "recoverable"),
+    [
+        (
+            {"message": "Connection not initialized", "type": "auth_error", "code": 403},
+            "VENDOR_ERROR",
+            True,
+        ),
+        (
+            {"message": "Invalid account key", "type": "auth_error", "code": 401},
+            "VENDOR_ERROR",
+            True,
+        ),
+        (
+            {"message": "Visitor not found", "type": "not_found", "code": 404},
+            "SESSION_NOT_FOUND",
+            False,
+        ),
+        ({"message": "gone", "code": "404"}, "SESSION_NOT_FOUND", False),
+        (
+            {"message": "Message text is empty", "type": "bad_request", "code": 400},
+            "INVALID_REQUEST",
+            False,
+        ),
+        ({"message": "bad", "code": 422}, "INVALID_REQUEST", False),
+        ({"message": "Internal failure"}, "VENDOR_ERROR", True),
+    ],
+)
+def test_error_acks(ack: dict[str, Any], code: str, recoverable: bool) -> None:
+    from adapters.visitor_widget.codec import error_of
+    from adapters.visitor_widget.native import ServerErrorData
+
+    exc = error_of(msgspec.convert(ack, ServerErrorData))
+    assert (exc.code, exc.recoverable, exc.message) == (code, recoverable, ack["message"])
+    assert exc.details.get("vendor_code") == ack.get("code")

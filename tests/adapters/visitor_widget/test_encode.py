@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from adapters.visitor_widget import VisitorWidgetAdapter
-from adapters.visitor_widget.codec import upload_finish
+from adapters.visitor_widget.commands import upload_finish
 from gateway.errors import RequestError, Unsupported
 from gateway.model import (
     Action,
@@ -54,11 +54,22 @@ ENCODED = [
     ),
     (
         Send(conversation=CONV, content=Image(url="https://x.example/a.png", file_name="a.png")),
-        ("chat.upload_init", {}, {"url": "https://x.example/a.png", "fileName": "a.png", "fileType": None}),
+        (
+            "chat.upload_init",
+            {},
+            {"url": "https://x.example/a.png", "fileName": "a.png", "fileType": None},
+        ),
     ),
     (
-        Send(conversation=CONV, content=File(url="data:text/plain;base64,aGk=", mime_type="text/plain")),
-        ("chat.upload_init", {}, {"url": "data:text/plain;base64,aGk=", "fileName": None, "fileType": "text/plain"}),
+        Send(
+            conversation=CONV,
+            content=File(url="data:text/plain;base64,aGk=", mime_type="text/plain"),
+        ),
+        (
+            "chat.upload_init",
+            {},
+            {"url": "data:text/plain;base64,aGk=", "fileName": None, "fileType": "text/plain"},
+        ),
     ),
     (SetTyping(conversation=CONV), ("chat.typing", {"typing": {"is": True, "text": ""}}, None)),
     (
@@ -73,8 +84,15 @@ ENCODED = [
     (MarkRead(conversation=CONV, up_to=f"{CONV}/m1"), ("chat.read", {}, None)),
     (End(conversation=CONV), ("chat.close", {}, None)),
     (
-        Start(dialect="visitor_widget", participant=Participant(from_="ann@example.com", from_type="email", name="Ann")),
-        ("visitor.connect", {"key": "k1", "name": "Ann", "email": "ann@example.com", "lang": "en"}, None),
+        Start(
+            dialect="visitor_widget",
+            participant=Participant(from_="ann@example.com", from_type="email", name="Ann"),
+        ),
+        (
+            "visitor.connect",
+            {"key": "k1", "name": "Ann", "email": "ann@example.com", "lang": "en"},
+            None,
+        ),
     ),
     (
         Start(
@@ -86,7 +104,12 @@ ENCODED = [
         ),
         (
             "visitor.connect",
-            {"key": "k1", "phone": "+420123", "lang": "cs", "variables": {"plan": "pro", "subject": "Order 12"}},
+            {
+                "key": "k1",
+                "phone": "+420123",
+                "lang": "cs",
+                "variables": {"plan": "pro", "subject": "Order 12"},
+            },
             None,
         ),
     ),
@@ -122,7 +145,9 @@ INVALID = [
     Send(conversation="visitor_widget:other", content=Text("hi")),
     End(conversation="visitor_widget:other"),
     Start(dialect="visitor_widget", participant=Participant(from_="  ")),
-    Start(dialect="visitor_widget", participant=Participant(from_="not-an-email", from_type="email")),
+    Start(
+        dialect="visitor_widget", participant=Participant(from_="not-an-email", from_type="email")
+    ),
 ]
 
 

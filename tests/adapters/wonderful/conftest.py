@@ -55,6 +55,9 @@ async def make(server: TestServer, http: aiohttp.ClientSession) -> AsyncIterator
         await connector.close()
 
 
+WAIT = 5.0  # seconds a condition may take before the test fails (it never sleeps that long)
+
+
 class Inbound:
     """Runs `connector.inbound()` in the background; tests wait on what it collected."""
 
@@ -71,8 +74,9 @@ class Inbound:
         finally:
             self._changed.set()
 
-    async def until(self, predicate: Callable[[list[Event]], bool], timeout: float = 5) -> None:
-        async with asyncio.timeout(timeout):
+    async def until(self, predicate: Callable[[list[Event]], bool]) -> None:
+        """Wait (at most `WAIT` seconds) until `predicate(events)` holds."""
+        async with asyncio.timeout(WAIT):
             while True:
                 self._changed.clear()
                 if predicate(self.events):
@@ -82,8 +86,8 @@ class Inbound:
                     raise AssertionError(f"inbound finished without it: {self.events}")
                 await self._changed.wait()
 
-    async def finished(self, timeout: float = 5) -> None:
-        async with asyncio.timeout(timeout):
+    async def finished(self) -> None:
+        async with asyncio.timeout(WAIT):
             await self.task
 
     def texts(self) -> list[str]:
@@ -91,7 +95,9 @@ class Inbound:
 
 
 def texts(events: list[Event]) -> list[str]:
-    return [e.content.text for e in events if isinstance(e, Message) and isinstance(e.content, Text)]
+    return [
+        e.content.text for e in events if isinstance(e, Message) and isinstance(e.content, Text)
+    ]
 
 
 @pytest.fixture

@@ -219,7 +219,7 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
-WRONG = [None, True, 0, -1.5, 1e300, "", "x", "1706878800", [], {}, [{}]]
+WRONG: list[Any] = [None, True, 0, -1.5, 1e300, "", "x", "1706878800", [], {}, [{}]]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("bad_")])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import pytest
@@ -56,7 +56,8 @@ async def test_start_converse_and_echo(emulator: Emulator, make: Make, collect: 
     connector = make()
     opened = await connector.open(start(agent_id="agent-uuid", metadata={"customer_id": "c-1"}))
     sid = connector.conversation_id.removeprefix("wonderful:")
-    assert isinstance(opened[0], Status) and opened[0].status == "active"
+    assert isinstance(opened[0], Status)
+    assert opened[0].status == "active"
     assert any(isinstance(e, Link) and e.state == "up" for e in opened)
     assert emulator.received[0].body["metadata"] == {
         "from": "+1234567890",
@@ -67,10 +68,12 @@ async def test_start_converse_and_echo(emulator: Emulator, make: Make, collect: 
     assert emulator.sessions[sid].agent_id == "agent-uuid"
 
     inbound = collect(connector)
-    await inbound.until(lambda events: True)
     everything = [*opened]
-    [sent] = await connector.send(Send(conversation=connector.conversation_id, content=Text("hello")))
-    assert isinstance(sent, Message) and sent.sender.role == "user"
+    [sent] = await connector.send(
+        Send(conversation=connector.conversation_id, content=Text("hello"))
+    )
+    assert isinstance(sent, Message)
+    assert sent.sender.role == "user"
     await inbound.until(said("echo: hello"))
     everything += inbound.events
     assert texts(everything) == [GREETING, "hello", "echo: hello"]
@@ -82,7 +85,9 @@ async def test_start_converse_and_echo(emulator: Emulator, make: Make, collect: 
     assert emulator.sessions[sid].received == [{"type": "text", "text": "hello"}]
 
 
-async def test_agent_messages_arrive_in_order(emulator: Emulator, make: Make, collect: Collect) -> None:
+async def test_agent_messages_arrive_in_order(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
     connector = make()
     await connector.open(start())
     inbound = collect(connector)
@@ -100,7 +105,8 @@ async def test_image_and_document_reach_the_platform(emulator: Emulator, make: M
     await connector.open(start())
     conv = connector.conversation_id
     [image] = await connector.send(Send(conversation=conv, content=Image(url="https://x/a.png")))
-    assert isinstance(image, Message) and image.content == Image(url="https://x/a.png")
+    assert isinstance(image, Message)
+    assert image.content == Image(url="https://x/a.png")
     sid = conv.removeprefix("wonderful:")
     assert emulator.sessions[sid].received == [{"type": "image", "mediaUrl": "https://x/a.png"}]
 
@@ -112,7 +118,8 @@ async def test_user_says_bye_and_the_agent_ends(make: Make, collect: Collect) ->
     await connector.send(Send(conversation=connector.conversation_id, content=Text("bye")))
     await inbound.finished()
     last = inbound.events[-1]
-    assert isinstance(last, Ended) and (last.reason, last.by) == ("agent", "agent")
+    assert isinstance(last, Ended)
+    assert (last.reason, last.by) == ("agent", "agent")
     assert "Goodbye!" in inbound.texts()
 
 
@@ -132,17 +139,21 @@ async def test_end_and_forward(
     assert await connector.send(command(connector.conversation_id)) == []
     await inbound.finished()
     last = inbound.events[-1]
-    assert isinstance(last, Ended) and (last.reason, last.by) == (reason, "user")
+    assert isinstance(last, Ended)
+    assert (last.reason, last.by) == (reason, "user")
 
 
-async def test_the_platform_ends_the_session(emulator: Emulator, make: Make, collect: Collect) -> None:
+async def test_the_platform_ends_the_session(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
     connector = make()
     await connector.open(start())
     inbound = collect(connector)
     await emulator.end_session(connector.conversation_id.removeprefix("wonderful:"))
     await inbound.finished()
     last = inbound.events[-1]
-    assert isinstance(last, Ended) and (last.reason, last.by) == ("completed", "system")
+    assert isinstance(last, Ended)
+    assert (last.reason, last.by) == ("completed", "system")
 
 
 async def test_pii_masking_is_a_canonical_error(make: Make, collect: Collect) -> None:
@@ -188,7 +199,6 @@ async def test_gives_up_after_max_attempts(
     connector = make(max_attempts="2")
     await connector.open(start())
     inbound = collect(connector)
-    await inbound.until(lambda events: True)
     await emulator.drop_connections(refuse_next=10)
     await inbound.finished()
     assert links(inbound.events)[-3:] == [
@@ -233,7 +243,8 @@ async def test_resume_a_completed_session_gives_history_and_ends(
     await emulator.end_session(sid, by="agent")
     second = make()
     events = await second.resume({"session_id": sid, "position": 0})
-    assert isinstance(events[0], Status) and events[0].status == "completed"
+    assert isinstance(events[0], Status)
+    assert events[0].status == "completed"
     assert isinstance(events[-1], Ended)
     await collect(second).finished()
 
@@ -267,7 +278,12 @@ async def test_commands_the_platform_refuses(make: Make, emulator: Emulator) -> 
     ("status", "body", "kind", "code"),
     [
         (400, {"error": {"code": "MISSING_PARTICIPANT"}}, RequestError, "MISSING_PARTICIPANT"),
-        (400, {"error": {"code": "INVALID_REQUEST", "message": "m"}}, RequestError, "INVALID_REQUEST"),
+        (
+            400,
+            {"error": {"code": "INVALID_REQUEST", "message": "m"}},
+            RequestError,
+            "INVALID_REQUEST",
+        ),
         (404, {"error": {"code": "SESSION_NOT_FOUND"}}, SessionNotFound, "SESSION_NOT_FOUND"),
         (404, "not json", SessionNotFound, "SESSION_NOT_FOUND"),
         (409, {"error": {"code": "SESSION_ENDED"}}, RequestError, "INVALID_REQUEST"),
@@ -282,3 +298,27 @@ def test_platform_error_mapping(status: int, body: Any, kind: type, code: str) -
     error = _platform_error(status, json.dumps(body).encode())
     assert type(error) is kind
     assert error.code == code
+
+
+async def test_a_batch_counts_in_the_snapshot_once_the_caller_took_it(
+    emulator: Emulator, make: Make
+) -> None:
+    connector = make()
+    opened = await connector.open(start(agent_id="a"))
+    sid = connector.conversation_id.removeprefix("wonderful:")
+    taken = connector.snapshot()["position"]
+    assert taken == len(texts(list(opened)))
+    batches = connector.inbound()
+    assert isinstance(batches, AsyncGenerator)
+    try:
+        await emulator.agent_says(sid, "held")
+        while "held" not in texts(list(await anext(batches))):
+            pass
+        # the caller holds "held" (maybe still publishing it): a snapshot now must not skip it
+        assert connector.snapshot()["position"] < len(emulator.sessions[sid].messages)
+        await emulator.agent_says(sid, "next")
+        while "next" not in texts(list(await anext(batches))):
+            pass
+        assert connector.snapshot()["position"] == len(emulator.sessions[sid].messages) - 1
+    finally:
+        await batches.aclose()

@@ -112,7 +112,7 @@ def test_start_locale_subject_and_default_agent() -> None:
         (start(from_="u", to_type="phone"), "INVALID_REQUEST"),
         (Send(conversation=CONV, content=Text("")), "INVALID_REQUEST"),
         (Send(conversation=CONV, content=Image(file_id="f1")), "INVALID_REQUEST"),
-        (Send(conversation=CONV, content=File(file_name="a.pdf")), "INVALID_REQUEST"),
+        (Send(conversation=CONV, content=File(file_id="f1")), "INVALID_REQUEST"),
         (Send(conversation="genesys:s-1", content=Text("x")), "INVALID_REQUEST"),
         (Send(conversation="wonderful:", content=Text("x")), "INVALID_REQUEST"),
         (Forward(conversation=CONV, destination=" "), "INVALID_REQUEST"),

@@ -1,0 +1,39 @@
+"""The `genesys` dialect: Genesys Widgets chat over GMS Chat API v2 (form POSTs, JSON replies).
+
+Modules: `native` (the wire Structs), `codec` (pure decode/encode), `errors` (vendor codes),
+`connector` (one GMS chat session: request, refresh loop, send, disconnect) and `emulator`
+(a GMS service on aiohttp for tests and the demo). See `docs/dialects/genesys.md`.
+
+No read receipts (GMS has none) and no forward: `read` and `forward` answer `UNSUPPORTED`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.genesys import codec
+from adapters.genesys.connector import GenesysConnector
+from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
+from gateway.model import Command
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class GenesysAdapter(Adapter):
+    name = codec.DIALECT
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {"ingest", "start", "send", "typing", "end"}
+    )
+    content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "url"})
+    typing_preview: ClassVar[bool] = True
+
+    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+        return codec.decode(body, conversation)
+
+    def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
+        return codec.encode(command, session)
+
+    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+        return GenesysConnector(settings, http)

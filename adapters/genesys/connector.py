@@ -1,0 +1,353 @@
+"""The genesys connector: one GMS Chat API v2 session, driven over HTTP polling.
+
+Settings: `GATEWAY_GENESYS_URL` is the service URL (`https://host/genesys/2/chat/<service>`);
+options (`GATEWAY_GENESYS_<NAME>`): `apikey` (sent as the `apikey` header), `poll_interval`
+(seconds between refreshes, 2), `retry_base` (0.5) and `retry_cap` (30) for the capped
+exponential backoff, `max_attempts` (8) before the link is given up, `timeout` (30, per request).
+
+State (`snapshot()`, JSON): `chat_id`, `user_id`, `secure_key`, `alias` (always the latest GMS
+gave), `position` (the next `transcriptPosition` to refresh from) and `claimed` (the highest
+transcript index already returned by `send`). `resume` refreshes from `position`, so nothing
+between the last persisted position and now is skipped; the hub dedups what is fetched twice.
+
+Errors: statusCode 1 and transport failures are retried with backoff (polls: all of them;
+commands: only statusCode 1, since a dropped POST may have been applied); statusCode 2 maps to
+`SessionNotFound` / `RequestError` / `Unsupported` / `VendorError` (`vendor_code` kept).
+
+Own messages: GMS echoes the client's messages into the transcript; their canonical id is the
+transcript index, which only GMS knows. `send` posts with the current `transcriptPosition`, finds
+its own entry in the reply (or, when the reply carries no transcript, in a refresh from the
+same position, which does not move the poll's cursor) and returns that Message: the poll later
+decodes the same entry to the same id, so the hub publishes it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import structlog
+
+from adapters.genesys import codec
+from adapters.genesys import native as n
+from adapters.genesys.errors import command_error
+from gateway.adapter import Connector, DialectSettings, NativeRequest
+from gateway.codec import conversation_id, derived_id, loads
+from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
+from gateway.model import (
+    Command,
+    Content,
+    End,
+    Ended,
+    Error,
+    Event,
+    Link,
+    LinkState,
+    Message,
+    Recover,
+    Send,
+    SetTyping,
+    Start,
+    Status,
+    Url,
+    now_at,
+)
+
+log = structlog.get_logger(__name__)
+
+_MESSAGE_ENTRIES = (n.GmsMessage, n.GmsPushUrl, n.MessageReceived)
+_ECHO_LOOKUPS = 3  # refreshes `send` makes to find its own entry when the reply lacks it
+
+
+class _Transient(Exception):
+    """A failure a retry may fix; `applied` is False only when GMS said it did nothing."""
+
+    def __init__(self, reason: str, *, applied: bool | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.applied = applied
+
+
+class GenesysConnector(Connector):
+    """One GMS chat session (see the module docstring for settings, state and errors)."""
+
+    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+        if not settings.url:
+            raise RequestError("GATEWAY_GENESYS_URL (the GMS chat service URL) is not set")
+        options = settings.options
+        try:
+            self._poll = float(options.get("poll_interval", 2.0))
+            self._retry_base = float(options.get("retry_base", 0.5))
+            self._retry_cap = float(options.get("retry_cap", 30.0))
+            self._max_attempts = int(options.get("max_attempts", 8))
+            timeout = float(options.get("timeout", 30.0))
+        except ValueError as exc:
+            raise RequestError(f"bad genesys connector option: {exc}") from None
+        self._base = settings.url.rstrip("/")
+        self._headers = {"apikey": options["apikey"]} if options.get("apikey") else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._http = http
+        self._state: dict[str, Any] = {}
+        self._send_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._ended: Ended | None = None  # set when our own `End` ended the chat
+        self._outages = 0
+        self.conversation_id = ""
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def open(self, command: Start) -> Sequence[Event]:
+        request = codec.encode(command, {})
+        env = await self._command(request)
+        if not env.chatId or not env.secureKey:
+            raise VendorError("genesys accepted the chat but gave no chatId/secureKey")
+        self._state = {
+            "chat_id": env.chatId,
+            "user_id": env.userId or "",
+            "secure_key": env.secureKey,
+            "alias": "" if env.alias is None else str(env.alias),
+            "position": env.nextPosition or 1,
+            "claimed": 0,
+        }
+        self.conversation_id = conversation_id(codec.DIALECT, env.chatId)
+        log.info("connector.opened", dialect=codec.DIALECT, conversation_id=self.conversation_id)
+        conv = self.conversation_id
+        queued = Status(
+            id=derived_id(conv, "status", "queued"),
+            conversation_id=conv,
+            dialect=codec.DIALECT,
+            at=now_at(),
+            status="queued",
+        )
+        return [queued, *codec.decode_envelope(env, env.chatId).events]
+
+    async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
+        if not state.get("chat_id") or not state.get("secure_key"):
+            raise SessionNotFound("the genesys snapshot names no chat (chat_id/secure_key)")
+        try:
+            position, claimed = int(state.get("position") or 1), int(state.get("claimed") or 0)
+        except (TypeError, ValueError):
+            raise RequestError("bad genesys snapshot: position/claimed") from None
+        self._state = {**state, "position": position, "claimed": claimed}
+        self.conversation_id = conversation_id(codec.DIALECT, str(state["chat_id"]))
+        log.info("connector.resumed", dialect=codec.DIALECT, conversation_id=self.conversation_id)
+        try:
+            return await self._refresh()
+        except _Transient:
+            return []  # nothing was consumed: `inbound()` retries from the same position
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self._state)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    # --- inbound ----------------------------------------------------------------------------
+
+    async def inbound(self) -> AsyncIterator[Sequence[Event]]:
+        attempt = 0
+        while not self._closed:
+            if self._ended is not None:
+                yield await self._final_batch()
+                return
+            try:
+                events = await self._refresh()
+            except _Transient as exc:
+                attempt += 1
+                if attempt > self._max_attempts:
+                    log.error("connector.gave_up", conversation_id=self.conversation_id)
+                    yield [self._link("down", reason=exc.reason, will_retry=False)]
+                    return
+                yield self._retrying(attempt, exc.reason)
+                await self._sleep(self._backoff(attempt))
+                continue
+            except GatewayError as exc:
+                log.error("connector.failed", conversation_id=self.conversation_id, code=exc.code)
+                yield self._fatal(exc)
+                return
+            if attempt:
+                log.info("connector.reconnected", conversation_id=self.conversation_id)
+                events = [self._link("restored", attempt=attempt, missed=len(events)), *events]
+                attempt = 0
+            if events:
+                yield events
+            if any(isinstance(e, Ended) for e in events):
+                log.info("connector.ended", conversation_id=self.conversation_id)
+                return
+            await self._sleep(self._poll)
+
+    async def _refresh(self) -> list[Event]:
+        """One poll from `position`; advances `position` and `alias`."""
+        env = await self._post(codec.refresh_request(self._state))
+        events = codec.decode_envelope(env, self._state["chat_id"]).events
+        if env.nextPosition is not None:
+            self._state["position"] = env.nextPosition
+        return events
+
+    async def _final_batch(self) -> list[Event]:
+        """After our own `End`: what the transcript still holds, then the end."""
+        assert self._ended is not None
+        try:
+            events = await self._refresh()
+        except (_Transient, GatewayError):
+            events = []
+        if not any(isinstance(e, Ended) for e in events):
+            events.append(self._ended)
+        return events
+
+    def _retrying(self, attempt: int, reason: str) -> list[Event]:
+        batch: list[Event] = []
+        if attempt == 1:
+            self._outages += 1
+            log.warning("connector.link_down", conversation_id=self.conversation_id, reason=reason)
+            batch.append(self._link("down", reason=reason, will_retry=True))
+        batch.append(
+            self._link("retrying", reason=reason, attempt=attempt, max_attempts=self._max_attempts)
+        )
+        return batch
+
+    def _fatal(self, exc: GatewayError) -> list[Event]:
+        conv, at = self.conversation_id, now_at()
+        error = Error(
+            id=derived_id(conv, "error", at, exc.code),
+            conversation_id=conv,
+            dialect=codec.DIALECT,
+            at=at,
+            code=exc.code,
+            message=exc.message,
+            recoverable=False,
+            metadata={k: v for k, v in exc.details.items() if k == "vendor_code"},
+        )
+        if isinstance(exc, SessionNotFound):  # the chat is gone for good
+            return [error, codec.ended(conv, at, "error", "system")]
+        return [error, self._link("down", reason=exc.code, will_retry=False)]
+
+    def _link(self, state: LinkState, **fields: Any) -> Link:
+        conv, at = self.conversation_id, now_at()
+        eid = derived_id(conv, "link", self._outages, state, fields.get("attempt"), at)
+        return Link(
+            id=eid, conversation_id=conv, dialect=codec.DIALECT, at=at, state=state, **fields
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self._retry_cap, self._retry_base * 2 ** (attempt - 1)))
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep `delay`, or less when `close` or our own `End` wakes the loop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        self._wake.clear()
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def send(self, command: Command) -> Sequence[Event]:
+        if isinstance(command, Start | Recover):
+            raise RequestError(f"{command.__struct_config__.tag!r} opens a session: use open")
+        request = codec.encode(command, self._state)
+        match command:
+            case Send():
+                return [await self._send_message(request, command.content)]
+            case SetTyping():
+                await self._command(request)
+                return []
+            case End():
+                await self._command(request)
+                self._ended = codec.ended(self.conversation_id, now_at(), "user", "user")
+                self._wake.set()
+                log.info("connector.ended", conversation_id=self.conversation_id, by="user")
+                return [self._ended]
+        raise AssertionError("encode refuses every other command")  # pragma: no cover
+
+    async def _send_message(self, request: NativeRequest, content: Content) -> Message:
+        async with self._send_lock:  # one at a time, so each finds its own transcript entry
+            position = int(self._state["position"])
+            env = await self._command(request)
+            found = self._own_entry(env.messages, content)
+            for _ in range(_ECHO_LOOKUPS):
+                if found is not None:
+                    break
+                lookup = await self._post(codec.refresh_request(self._state, position))
+                found = self._own_entry(lookup.messages, content)
+            if found is None:
+                raise VendorError(
+                    "genesys accepted the message but it never reached the transcript"
+                )
+            index, message = found
+            self._state["claimed"] = index
+            return message
+
+    def _own_entry(self, messages: list[Any], content: Content) -> tuple[int, Message] | None:
+        """Our message's entry among `messages`: a client message with our content, past the
+        last one `send` claimed (two identical texts get two entries, in order)."""
+        wanted = Url(url=content.url) if isinstance(content, Url) else content
+        entries, _ = codec.convert_entries(messages)
+        for _, entry in entries:
+            if not isinstance(entry, _MESSAGE_ENTRIES) or entry.index is None:
+                continue
+            try:
+                index = int(entry.index)
+            except ValueError:
+                continue
+            if index <= self._state["claimed"]:
+                continue
+            event = codec.to_event(entry, self.conversation_id)
+            if (
+                isinstance(event, Message)
+                and event.sender.role == "user"
+                and event.content == wanted
+            ):
+                return index, event
+        return None
+
+    async def _command(self, request: NativeRequest) -> n.Envelope:
+        """POST a command; retries only replies that say GMS did nothing (statusCode 1)."""
+        attempt = 0
+        while True:
+            try:
+                env = await self._post(request)
+            except _Transient as exc:
+                attempt += 1
+                if exc.applied is not False or attempt >= self._max_attempts:
+                    raise VendorError(f"genesys did not answer: {exc.reason}") from None
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            if env.statusCode != 0:  # refused, the chat having ended
+                raise SessionNotFound("the genesys chat has ended", vendor_code=50)
+            return env
+
+    async def _post(self, request: NativeRequest) -> n.Envelope:
+        """One form POST. Returns the GMS envelope (statusCode 0, or 2 with `chatEnded`);
+        raises `_Transient` for what a retry may fix and a `GatewayError` otherwise."""
+        url = self._base + request.path
+        log.debug("connector.request", conversation_id=self.conversation_id, path=request.path)
+        try:
+            async with self._http.post(
+                url, data=request.form, headers=self._headers, timeout=self._timeout
+            ) as response:
+                status, body = response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _Transient(type(exc).__name__) from exc
+        if status in (401, 403):
+            raise VendorError("genesys refused the credentials (apikey)", vendor_code=status)
+        if status >= 500 or status == 429:
+            raise _Transient(f"HTTP {status}")
+        try:
+            env = codec.parse_envelope(loads(body))
+        except GatewayError:
+            raise VendorError(
+                f"genesys sent no GMS reply (HTTP {status})", vendor_code=status
+            ) from None
+        if env.alias is not None:
+            self._state["alias"] = str(env.alias)  # GMS may move the chat: always the latest
+        if env.statusCode == 1:
+            first = env.errors[0] if env.errors else None
+            raise _Transient(f"statusCode 1 ({first.code if first else '?'})", applied=False)
+        if env.statusCode != 0 and not env.chatEnded:
+            first = env.errors[0] if env.errors else n.GmsError(code=52)
+            raise command_error(first.code, first.advice)
+        return env

@@ -1,0 +1,40 @@
+"""The `server_events` dialect: a Bright Pattern-style Mobile/Web chat API.
+
+REST plus a GET long poll (`chats/{chatId}/events`). The wire as we implement it, the mapping
+and our own inventions are in `docs/dialects/server_events.md`. Modules: `native` (the
+platform's frames), `codec` (pure decode/encode), `connector` (one vendor session's I/O),
+`emulator` (the platform, in-process, for tests and the demo mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.server_events import codec
+from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
+from gateway.model import Command
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class ServerEventsAdapter(Adapter):
+    name = codec.DIALECT
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {"ingest", "start", "recover", "send", "typing", "read", "end", "history", "files"}
+    )
+    content_kinds: ClassVar[frozenset[str]] = frozenset(
+        {"text", "url", "image", "file", "location"}
+    )
+
+    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+        return codec.decode(body, conversation)
+
+    def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
+        return codec.encode(command, session)
+
+    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+        from adapters.server_events.connector import ServerEventsConnector
+
+        return ServerEventsConnector(settings, http)

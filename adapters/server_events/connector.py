@@ -1,0 +1,596 @@
+"""The `server_events` connector: the I/O of one vendor chat session.
+
+Settings: `url` is the API base (`https://host/clientweb/api/v1`); options (all strings, from
+`GATEWAY_SERVER_EVENTS_<NAME>`): `app_id` (required), `client_id` (a UUID; generated when
+absent and kept in the snapshot), `tenant_url` (sent as `?tenantUrl=`), `poll_timeout`
+(seconds a long poll may take before we give up on it, default 30), `retry_base` /
+`retry_max` / `max_attempts` (the capped exponential backoff of reconnects, default
+0.5 s / 15 s / 8), `max_upload` (bytes of a file fetched by URL to upload, default 10 MiB),
+`auto_delivered` (send `chat_session_message_delivered` for every agent
+message, default true).
+
+Inbound is one long-poll loop on `GET chats/{id}/events`, never two polls at once (the
+platform refuses a second with 5509). 5511 (no events) just polls again, 5509 backs off,
+5005 ends the session. Any other failure reports `Link` down, then retrying attempts with
+backoff, each fetching `GET chats/{id}/history` (client and server events): the first that
+succeeds reports `Link` restored with `missed` = the events it found that had not been seen,
+then those events. Ids are stable across poll and history, so nothing is lost or doubled.
+
+Echo: the client chooses `msg_id`, so `send` returns the Message with the id its echo decodes
+to (`server_events:<chat>/<msg_id>`), and the hub publishes it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import msgspec
+import structlog
+
+from adapters.server_events import codec
+from adapters.server_events import native as n
+from adapters.server_events.errors import NO_EVENTS, TOO_MANY_POLLS, vendor_code, vendor_error
+from gateway.adapter import Connector, DialectSettings, NativeRequest
+from gateway.codec import conversation_id, derived_id
+from gateway.errors import (
+    GatewayError,
+    PayloadTooLarge,
+    RequestError,
+    SessionNotFound,
+    VendorError,
+)
+from gateway.model import (
+    Availability,
+    Command,
+    End,
+    Ended,
+    Error,
+    Event,
+    File,
+    Image,
+    Link,
+    MarkRead,
+    Message,
+    ParticipantJoined,
+    Party,
+    Receipt,
+    Send,
+    SetTyping,
+    Start,
+    Status,
+    Typing,
+    now_at,
+)
+
+log = structlog.get_logger(__name__)
+
+_AUTH_SCHEME = "MOBILE-API-140-327-PLAIN"
+_SEEN = 4096  # ids remembered to drop what a poll re-delivers after a history recovery
+_error_body = msgspec.json.Decoder(n.ErrorBody)
+_object = msgspec.json.Decoder(dict[str, Any])
+
+
+def _answer(body: bytes, what: str) -> dict[str, Any]:
+    """A JSON object the platform answered, or a VendorError saying it did not."""
+    try:
+        return _object.decode(body)
+    except msgspec.MsgspecError:
+        raise VendorError(f"the platform's answer to {what} is not a JSON object") from None
+
+
+def _option(options: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(options.get(name, default))
+    except ValueError:
+        raise RequestError(
+            f"GATEWAY_SERVER_EVENTS_{name.upper()} must be a number", field=name
+        ) from None
+
+
+class ServerEventsConnector(Connector):
+    """One chat session on the platform (see the module docstring for settings)."""
+
+    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+        if not settings.url:
+            raise RequestError("GATEWAY_SERVER_EVENTS_URL is not set", field="url")
+        options = settings.options
+        if not options.get("app_id"):
+            raise RequestError("GATEWAY_SERVER_EVENTS_APP_ID is not set", field="app_id")
+        self._http = http
+        self._base = settings.url.rstrip("/") + "/"
+        root, sep, _ = self._base.partition("/clientweb/")
+        file_base = f"{root}/clientweb/file/" if sep else f"{self._base}file/"
+        self._app_id = options["app_id"]
+        self._query = {"tenantUrl": options["tenant_url"]} if options.get("tenant_url") else {}
+        tenant = f"?{urlencode(self._query)}" if self._query else ""
+        self._file_url = f"{file_base}{{file_id}}{tenant}"  # a template for codec.decode
+        self._poll_timeout = _option(options, "poll_timeout", 30)
+        self._retry_base = _option(options, "retry_base", 0.5)
+        self._retry_max = _option(options, "retry_max", 15)
+        self._max_attempts = int(_option(options, "max_attempts", 8))
+        self._max_upload = int(_option(options, "max_upload", 10 * 1024 * 1024))
+        self._auto_delivered = options.get("auto_delivered", "true").lower() in ("1", "true")
+        self._client_id = options.get("client_id") or str(uuid.uuid4())
+        self._chat_id = ""
+        self.conversation_id = ""
+        self._parties: dict[str, Party] = {}
+        self._last_msg_id: str | None = None
+        self._sent_end = False
+        self._ended = False
+        self._closed = False
+        self._polling = False
+        self._poll_task: asyncio.Task[bytes] | None = None
+        self._seen: deque[str] = deque(maxlen=_SEEN)
+        self._seen_set: set[str] = set()
+        self._links = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self, command: Start) -> Sequence[Event]:
+        """Check availability, request a chat; returns the availability and the first status."""
+        availability = _answer(await self._call("GET", "availability"), "GET availability")
+        request = codec.request_chat(command)
+        body = await self._call(request.method, request.path, request.json)
+        created = _answer(body, "POST chats")
+        chat_id = created.get("chat_id")
+        if not isinstance(chat_id, str) or not chat_id:
+            raise VendorError("the platform answered `POST chats` without a chat_id")
+        self._bind(chat_id)
+        log.info("connector.opened", dialect=codec.DIALECT, conversation_id=self.conversation_id)
+        at = now_at()
+        conv = self.conversation_id
+        ewt = _seconds(availability.get("ewt"))
+        online = availability.get("chat") == "available"
+        events: list[Event] = [
+            Availability(
+                id=derived_id(conv, "availability", chat_id),
+                conversation_id=conv,
+                dialect=codec.DIALECT,
+                at=at,
+                online=online,
+                wait_s=ewt,
+            ),
+        ]
+        state = created.get("state")
+        if isinstance(state, str) and state in codec.STATUSES:
+            events.append(
+                Status(
+                    id=derived_id(conv, "request_chat", chat_id),
+                    conversation_id=conv,
+                    dialect=codec.DIALECT,
+                    at=at,
+                    status=codec.STATUSES[state],
+                    wait_s=_seconds(created.get("ewt")),
+                )
+            )
+        return events
+
+    async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
+        """Take over from a `snapshot` (at least `{"chat_id": ...}`); returns the history."""
+        chat_id = state.get("chat_id")
+        if not isinstance(chat_id, str) or not chat_id:
+            raise RequestError("a server_events snapshot needs `chat_id`", field="chat_id")
+        self._bind(chat_id)
+        self._client_id = str(state.get("client_id") or self._client_id)
+        self._last_msg_id = state.get("last_msg_id")
+        self._sent_end = bool(state.get("sent_end"))
+        self._ended = bool(state.get("ended"))
+        for pid, party in (state.get("parties") or {}).items():
+            try:
+                self._parties[pid] = msgspec.convert(party, Party)
+            except msgspec.ValidationError as exc:
+                raise RequestError(f"bad party in the snapshot: {exc}", field="parties") from None
+        events = self._fresh(self._decode(await self._call("GET", self._path("history"))))
+        log.info(
+            "connector.resumed",
+            dialect=codec.DIALECT,
+            conversation_id=self.conversation_id,
+            fetched=len(events),
+        )
+        return events
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "chat_id": self._chat_id,
+            "client_id": self._client_id,
+            "parties": {pid: msgspec.to_builtins(p) for pid, p in self._parties.items()},
+            "last_msg_id": self._last_msg_id,
+            "sent_end": self._sent_end,
+            "ended": self._ended,
+        }
+
+    async def close(self) -> None:
+        """Stop polling (the held poll is cancelled); the chat stays open on the platform."""
+        self._closed = True
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+
+    # -- inbound -------------------------------------------------------------------------------
+
+    async def inbound(self) -> AsyncIterator[Sequence[Event]]:
+        """Batches from the long poll until the session ends (or `close`)."""
+        if self._polling:
+            raise RuntimeError("inbound() is already being iterated: one poll at a time")
+        self._polling = True
+        try:
+            while not self._ended and not self._closed:
+                try:
+                    body = await self._poll()
+                except _Closed:
+                    return
+                except GatewayError as exc:
+                    async for batch in self._on_poll_error(exc):
+                        yield batch
+                    continue
+                try:
+                    batch = self._fresh(self._decode(body))
+                except GatewayError as exc:  # a poison batch must not stop the session
+                    log.error(
+                        "connector.bad_batch",
+                        conversation_id=self.conversation_id,
+                        code=exc.code,
+                        **exc.details,
+                    )
+                    batch = [self._error(exc)]
+                if batch:
+                    yield batch
+                    await self._acknowledge(batch)
+        finally:
+            self._polling = False
+
+    async def _poll(self) -> bytes:
+        self._poll_task = asyncio.ensure_future(
+            self._call("GET", self._path("events"), deadline_s=self._poll_timeout)
+        )
+        try:
+            return await self._poll_task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._closed and (current is None or not current.cancelling()):
+                raise _Closed from None
+            self._poll_task.cancel()
+            raise
+        finally:
+            self._poll_task = None
+
+    async def _on_poll_error(self, exc: GatewayError) -> AsyncIterator[Sequence[Event]]:
+        code = vendor_code(exc)
+        if code == NO_EVENTS:
+            return
+        if code == TOO_MANY_POLLS:
+            log.debug("connector.poll_refused", conversation_id=self.conversation_id)
+            await asyncio.sleep(self._retry_base)
+            return
+        if isinstance(exc, SessionNotFound):
+            yield [self._end_event("error", "the platform no longer knows this chat")]
+            return
+        if exc.code == "VENDOR_AUTH":
+            log.error("connector.refused", conversation_id=self.conversation_id, code=code)
+            yield [
+                self._link("down", reason=exc.message, will_retry=False),
+                self._end_event("error", "the platform refused our credentials"),
+            ]
+            return
+        async for batch in self._recover(exc):
+            yield batch
+
+    async def _recover(self, cause: GatewayError) -> AsyncIterator[Sequence[Event]]:
+        log.warning(
+            "connector.link_down",
+            conversation_id=self.conversation_id,
+            code=cause.code,
+            vendor_code=vendor_code(cause),
+        )
+        yield [self._link("down", reason=cause.message, will_retry=True)]
+        for attempt in range(1, self._max_attempts + 1):
+            yield [
+                self._link(
+                    "retrying", attempt=attempt, max_attempts=self._max_attempts, will_retry=True
+                )
+            ]
+            await asyncio.sleep(min(self._retry_max, self._retry_base * 2 ** (attempt - 1)))
+            if self._closed:
+                return
+            try:
+                body = await self._call("GET", self._path("history"))
+                missed = self._fresh(self._decode(body))
+            except SessionNotFound:
+                yield [self._end_event("error", "the platform no longer knows this chat")]
+                return
+            except GatewayError as exc:
+                log.debug("connector.retry_failed", attempt=attempt, code=exc.code)
+                continue
+            log.info(
+                "connector.reconnected",
+                conversation_id=self.conversation_id,
+                attempt=attempt,
+                missed=len(missed),
+            )
+            yield [self._link("restored", missed=len(missed)), *missed]
+            await self._acknowledge(missed)
+            return
+        log.error(
+            "connector.gave_up", conversation_id=self.conversation_id, attempts=self._max_attempts
+        )
+        yield [
+            self._link(
+                "down", reason=f"gave up after {self._max_attempts} attempts", will_retry=False
+            ),
+            self._end_event("error", "lost the link to the platform"),
+        ]
+
+    def _decode(self, body: bytes) -> list[Event]:
+        decoded = codec.decode(body, self._chat_id, parties=self._parties, file_url=self._file_url)
+        return decoded.events
+
+    def _fresh(self, events: list[Event]) -> list[Event]:
+        """The events not seen yet, with what they teach us applied (parties, end, reads)."""
+        out: list[Event] = []
+        for event in events:
+            if event.id in self._seen_set:
+                continue
+            self._see(event.id)
+            if isinstance(event, Typing) and event.sender.role == "user":
+                continue  # the client's own typing, replayed by history: stale by now
+            if isinstance(event, ParticipantJoined) and event.participant.id:
+                self._parties[event.participant.id] = event.participant
+            elif isinstance(event, Message) and event.sender.role != "user":
+                self._last_msg_id = event.id.rpartition("/")[2]
+            elif isinstance(event, Ended) and not self._ended:
+                self._ended = True
+                if self._sent_end:  # the platform's end of the chat the user ended
+                    event = msgspec.structs.replace(event, reason="user", by="user")
+            elif isinstance(event, Status) and event.status == "failed" and not self._ended:
+                out.append(event)
+                event = self._end_event("error", "the chat session failed")
+                self._ended = True
+            out.append(event)
+        return out
+
+    def _see(self, event_id: str) -> None:
+        if len(self._seen) == _SEEN:
+            self._seen_set.discard(self._seen[0])
+        self._seen.append(event_id)
+        self._seen_set.add(event_id)
+
+    async def _acknowledge(self, batch: Sequence[Event]) -> None:
+        """Tell the platform the agent's messages were delivered (best effort)."""
+        if not self._auto_delivered or self._ended:
+            return
+        prefix = f"{self.conversation_id}/"
+        for event in batch:
+            if isinstance(event, Message) and event.sender.role != "user":
+                ref = event.id.removeprefix(prefix)
+                receipt = n.ClientDelivered(ref_msg_id=ref)
+                try:
+                    await self._deliver(codec.events_request(self._chat_id, receipt))
+                except GatewayError as exc:
+                    log.debug("connector.delivered_failed", code=exc.code)
+                    continue
+                # history replays this receipt as the user's: not news to anyone
+                self._see(
+                    derived_id(self.conversation_id, receipt.__struct_config__.tag, ref, None)
+                )
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    async def send(self, command: Command) -> Sequence[Event]:
+        """Deliver a command; a sent message comes back as the Message its echo will match."""
+        if isinstance(command, Start):
+            raise RequestError("this session is already started")
+        if (
+            isinstance(command, Send)
+            and isinstance(command.content, Image | File)
+            and not command.content.file_id
+            and command.content.url
+        ):
+            # The platform takes files by upload only: fetch the URL, upload it, send its id.
+            file_id = await self._upload_from(command.content)
+            command = msgspec.structs.replace(
+                command, content=msgspec.structs.replace(command.content, file_id=file_id)
+            )
+        request = codec.encode(command, self.snapshot())
+        await self._deliver(request)
+        at = now_at()
+        conv = self.conversation_id
+        if isinstance(command, Send):
+            msg_id = codec.sent_msg_id(request)
+            return [
+                Message(
+                    id=f"{conv}/{msg_id}",
+                    conversation_id=conv,
+                    dialect=codec.DIALECT,
+                    at=at,
+                    sender=codec.USER,
+                    content=command.content,
+                    metadata=command.metadata,
+                )
+            ]
+        if isinstance(command, MarkRead):
+            ref = request.json["events"][0]["ref_msg_id"]
+            # the same id the history's copy of this receipt decodes to
+            receipt_id = derived_id(conv, "chat_session_message_read", ref, None)
+            self._see(receipt_id)
+            return [
+                Receipt(
+                    id=receipt_id,
+                    conversation_id=conv,
+                    dialect=codec.DIALECT,
+                    at=at,
+                    sender=codec.USER,
+                    status="read",
+                    message_id=f"{conv}/{ref}",
+                )
+            ]
+        if isinstance(command, End):
+            self._sent_end = True  # the platform's chat_session_ended follows on the poll
+        if isinstance(command, SetTyping | End):
+            return []
+        raise AssertionError("encode refuses every other command")  # pragma: no cover
+
+    async def upload(self, data: bytes, file_name: str, content_type: str) -> str:
+        """`POST files` (multipart); returns the `file_id` to send as Image/File content."""
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename=file_name, content_type=content_type)
+        body = await self._call("POST", "files", form=form)
+        file_id = _answer(body, "POST files").get("file_id")
+        if not isinstance(file_id, str):
+            raise VendorError("the platform answered `POST files` without a file_id")
+        return file_id
+
+    async def _upload_from(self, content: Image | File) -> str:
+        url = content.url or ""
+        try:
+            async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+                if response.status != 200:
+                    raise RequestError(
+                        f"could not fetch the file to send (HTTP {response.status})",
+                        field="content.url",
+                    )
+                data = await response.content.read(self._max_upload + 1)
+                fetched_type = response.content_type
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise RequestError(
+                f"could not fetch the file to send: {type(exc).__name__}", field="content.url"
+            ) from exc
+        if len(data) > self._max_upload:
+            raise PayloadTooLarge(f"files above {self._max_upload} bytes are not sent")
+        name = content.file_name or url.rsplit("/", 1)[-1].split("?", 1)[0] or "file"
+        mime = content.mime_type if isinstance(content, File) and content.mime_type else None
+        return await self.upload(data, name, mime or fetched_type)
+
+    def file_url(self, file_id: str) -> str:
+        """Where a received file is fetched: `GET /clientweb/file/{fileId}`."""
+        return self._file_url.replace("{file_id}", quote(file_id, safe=""))
+
+    async def send_form_data(self, request_id: str, name: str, data: dict[str, Any]) -> None:
+        """Answer a `form` event (`chat_session_form_data`)."""
+        event = n.ClientFormData(form_request_id=request_id, form_name=name, data=data)
+        await self._deliver(codec.events_request(self._chat_id, event))
+
+    async def send_signal(self, destination_party_id: str, data: Any) -> str:
+        """Send WebRTC signaling to a party; returns the `msg_id` chosen."""
+        msg_id = uuid.uuid4().hex
+        event = n.ClientSignaling(
+            msg_id=msg_id, destination_party_id=destination_party_id, data=data
+        )
+        await self._deliver(codec.events_request(self._chat_id, event))
+        return msg_id
+
+    async def disconnect(self) -> None:
+        """`chat_session_disconnect`: the client leaves without ending the chat."""
+        await self._deliver(codec.events_request(self._chat_id, n.ClientDisconnect()))
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _bind(self, chat_id: str) -> None:
+        self._chat_id = chat_id
+        self.conversation_id = conversation_id(codec.DIALECT, chat_id)
+
+    def _path(self, leaf: str) -> str:
+        return f"chats/{self._chat_id}/{leaf}"
+
+    async def _deliver(self, request: NativeRequest) -> None:
+        await self._call(request.method, request.path, request.json)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        form: aiohttp.FormData | None = None,
+        deadline_s: float | None = None,
+    ) -> bytes:
+        """One request; returns the body, or raises the platform's error as a GatewayError."""
+        headers = {
+            "Authorization": f'{_AUTH_SCHEME} appId="{self._app_id}", clientId="{self._client_id}"'
+        }
+        data: Any = form
+        if json is not None:
+            data = msgspec.json.encode(json)
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._http.request(
+                method,
+                self._base + path,
+                params=self._query,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=deadline_s or 30),
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise VendorError(
+                f"server_events platform unreachable: {type(exc).__name__}",
+                code="VENDOR_UNAVAILABLE",
+            ) from exc
+        if status < 400:
+            return body
+        try:
+            error = _error_body.decode(body)
+        except msgspec.MsgspecError:
+            raise VendorError(
+                f"server_events platform answered HTTP {status}",
+                code="VENDOR_UNAVAILABLE",
+                http_status=status,
+            ) from None
+        raise vendor_error(str(error.error_code), error.error_message, status)
+
+    def _link(self, state: Any, **fields: Any) -> Link:
+        self._links += 1  # every report is its own event, even with the same fields
+        conv = self.conversation_id
+        at = now_at()
+        return Link(
+            id=derived_id(conv, "link", state, at, self._links, self._client_id),
+            conversation_id=conv,
+            dialect=codec.DIALECT,
+            at=at,
+            state=state,
+            **fields,
+        )
+
+    def _error(self, exc: GatewayError) -> Error:
+        self._links += 1
+        conv = self.conversation_id
+        at = now_at()
+        return Error(
+            id=derived_id(conv, "error", exc.code, at, self._links, self._client_id),
+            conversation_id=conv,
+            dialect=codec.DIALECT,
+            at=at,
+            code=exc.code,
+            message=exc.message,
+            recoverable=True,
+        )
+
+    def _end_event(self, reason: Any, text: str) -> Ended:
+        self._ended = True
+        conv = self.conversation_id
+        return Ended(
+            id=derived_id(conv, "ended", reason, text),
+            conversation_id=conv,
+            dialect=codec.DIALECT,
+            at=now_at(),
+            reason=reason,
+            by="system",
+            text=text,
+        )
+
+
+class _Closed(Exception):
+    """`close()` cancelled the held poll."""
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,44 @@
+"""The `signalwire` dialect: SignalWire Call Fabric chat (`client.chat`), issue 6.
+
+Modules: `native` (the platform's frames), `codec` (pure decode/encode), `history` (pure
+chat-page collection as the SDK's getMessages does), `connector` (one live conversation over
+REST + the JSON-RPC WebSocket), `emulator` (the platform, in-process). Wire and mapping:
+`docs/dialects/signalwire.md`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.signalwire import codec
+from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
+from gateway.model import Command
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class SignalWireAdapter(Adapter):
+    """Decodes webhook bodies (live events, history pages, rows); encodes join/send/history.
+
+    SignalWire chat carries text only and has no typing, receipts, end or forward: those
+    commands answer `UNSUPPORTED`.
+    """
+
+    name = codec.DIALECT
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {"ingest", "start", "recover", "send", "history"}
+    )
+    content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
+
+    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+        return codec.decode(body, conversation)
+
+    def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
+        return codec.encode(command, session)
+
+    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+        from adapters.signalwire.connector import SignalWireConnector
+
+        return SignalWireConnector(settings, http)

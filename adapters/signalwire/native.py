@@ -1,0 +1,168 @@
+"""SignalWire Call Fabric chat: the native frames we read and write (private to this package).
+
+Three shapes reach the codec (see `docs/dialects/signalwire.md`):
+
+- a JSON-RPC 2.0 event from the Relay WebSocket::
+
+    {"jsonrpc": "2.0", "id": "e1", "method": "signalwire.event",
+     "params": {"event_type": "conversation.message", "event_channel": "...",
+                "timestamp": 1708192187.7, "is_author": true, "params": {<message row>}}}
+
+- a REST history page ``{"data": [<row>, ...], "links": {"next": "...", "prev": "..."}}``;
+- a bare message row (the seed's ``ConversationChatMessage``)::
+
+    {"id": "3c11...", "conversation_id": "9dbe...", "user_id": "cecb...", "ts": 1708192187.67,
+     "details": {}, "type": "message", "subtype": "chat" | "log", "text": "..."}
+
+Rows come in two vintages: older ``conversation_id`` + ``user_id``, newer ``group_id`` +
+``from_fabric_address_id``; both are accepted. ``conversation.ended`` is OUR OWN invention (the
+platform documents no end of a chat); the emulator sends it when the agent closes a conversation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.model import EndedBy, EndReason
+
+MESSAGE_EVENTS = frozenset({"conversation.message", "conversation.message.updated"})
+EVENT_TYPES = MESSAGE_EVENTS | {"conversation.ended"}
+SUBTYPES = frozenset({"chat", "log"})
+
+
+class Row(msgspec.Struct, kw_only=True):
+    """One conversation message row (REST history, or `params.params` of a live event)."""
+
+    id: str
+    ts: float | str | None = None  # float epoch seconds (other forms tolerated)
+    conversation_id: str | None = None  # older API
+    group_id: str | None = None  # newer API
+    user_id: str | None = None  # older API
+    from_fabric_address_id: str | None = None  # newer API
+    from_address_id: str | None = None  # the SDK's types name this one too
+    user_name: str | None = None
+    type: str = "message"
+    subtype: str = "chat"
+    kind: str | None = None
+    hidden: bool = False
+    text: str | None = None
+    details: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    is_author: bool | None = None  # our own: lets a webhook row say it is the user's
+
+    @property
+    def conversation(self) -> str | None:
+        return self.conversation_id or self.group_id
+
+    @property
+    def sender(self) -> str | None:
+        return self.user_id or self.from_fabric_address_id or self.from_address_id
+
+
+class EndedBody(msgspec.Struct, kw_only=True):
+    """`params.params` of our own `conversation.ended` event."""
+
+    conversation_id: str | None = None
+    group_id: str | None = None
+    reason: EndReason = "completed"
+    by: EndedBy | None = None
+    text: str | None = None
+    ts: float | str | None = None
+
+    @property
+    def conversation(self) -> str | None:
+        return self.conversation_id or self.group_id
+
+
+class _EventParams(msgspec.Struct, tag_field="event_type", kw_only=True):
+    event_channel: str | None = None
+    timestamp: float | str | None = None
+    is_author: bool = False
+
+
+class MessageEvent(_EventParams, tag="conversation.message", kw_only=True):
+    params: Row
+
+
+class MessageUpdated(_EventParams, tag="conversation.message.updated", kw_only=True):
+    params: Row
+
+
+class ConversationEnded(_EventParams, tag="conversation.ended", kw_only=True):
+    params: EndedBody
+
+
+class RpcEvent(msgspec.Struct, kw_only=True):
+    """A `signalwire.event` request of the Relay WebSocket; answered with an empty result."""
+
+    id: str | int
+    method: Literal["signalwire.event"]
+    params: MessageEvent | MessageUpdated | ConversationEnded
+    jsonrpc: Literal["2.0"] = "2.0"
+
+
+class Links(msgspec.Struct, kw_only=True):
+    """Opaque absolute URLs of a REST page."""
+
+    first: str | None = None
+    self: str | None = None
+    next: str | None = None
+    prev: str | None = None
+
+
+class Page(msgspec.Struct, kw_only=True):
+    """A REST history page: `GET /api/fabric/conversations/{addressId}/messages`."""
+
+    data: list[Row]
+    links: Links = msgspec.field(default_factory=Links)
+
+
+class RpcError(msgspec.Struct, kw_only=True):
+    code: int | str
+    message: str = ""
+
+
+class RpcResponse(msgspec.Struct, kw_only=True):
+    """A JSON-RPC response (to our `signalwire.connect`, or an ack)."""
+
+    id: str | int | None = None
+    result: Any = None
+    error: RpcError | None = None
+    method: str | None = None  # set: this is a request (an event), not a response
+
+
+# ---------------------------------------------------------------------------------------------
+# The hot path: the common live frame (a chat row with a float `ts`) decoded in one pass into
+# lean Structs. `details`/`metadata` stay raw (almost always `{}`) and are parsed only when
+# they hold something. Anything else fails this decoder and takes the general path.
+
+
+class LiveRow(msgspec.Struct, kw_only=True, gc=False):
+    id: str
+    ts: float
+    text: str
+    conversation_id: str | None = None
+    group_id: str | None = None
+    user_id: str | None = None
+    from_fabric_address_id: str | None = None
+    from_address_id: str | None = None
+    user_name: str | None = None
+    type: Literal["message"] = "message"
+    subtype: Literal["chat"] = "chat"
+    hidden: bool = False
+    details: msgspec.Raw = msgspec.Raw(b"")
+    metadata: msgspec.Raw = msgspec.Raw(b"")
+    is_author: bool | None = None
+
+
+class LiveParams(msgspec.Struct, tag_field="event_type", tag="conversation.message", gc=False):
+    params: LiveRow
+    is_author: bool = False
+
+
+class LiveEvent(msgspec.Struct, gc=False):
+    id: str | int
+    method: Literal["signalwire.event"]
+    params: LiveParams

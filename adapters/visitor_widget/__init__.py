@@ -1,0 +1,37 @@
+"""The `visitor_widget` dialect: the Smartsupp-style visitor web widget over Socket.IO v2.
+
+Decode in `codec.py`, encode in `commands.py` (native Structs in `native.py`), the
+Engine.IO v3 / Socket.IO v2 wire in `sio.py`, the vendor session in `connector.py`, the
+platform emulator in `emulator.py`.
+See docs/dialects/visitor_widget.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.visitor_widget import codec, commands
+from adapters.visitor_widget.connector import VisitorWidgetConnector
+from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
+from gateway.model import Command
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class VisitorWidgetAdapter(Adapter):
+    name = codec.DIALECT
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {"ingest", "start", "send", "typing", "read", "end", "files"}
+    )
+    content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "url", "image", "file"})
+
+    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+        return codec.decode(body, conversation)
+
+    def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
+        return commands.encode(command, session)
+
+    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+        return VisitorWidgetConnector(settings, http)

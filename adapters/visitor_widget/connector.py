@@ -1,0 +1,457 @@
+"""The visitor widget connector: one visitor's Socket.IO v2 session with the platform.
+
+Settings: `GATEWAY_VISITOR_WIDGET_URL` (default `https://websocket-visitors.smartsupp.com`) and
+options `key` (the account key, required), `group`, `path` (`/socket`), `timeout` (ack and
+connect timeout, s), `retry_base` / `retry_max` (backoff, s), `retry_attempts`.
+
+Every (re)connect emits `visitor.connect` and turns its ack into the `initialized` state, from
+which only what was not published yet is emitted (rows after the persisted cursor and not seen,
+status and availability only when they changed). Commands wait until the link is initialized.
+A sent message's ack is the Message its echo will carry; the echo is dropped by message id.
+
+    snapshot() = {"visitor_id", "chat_id", "conversation_id", "last_id", "status", "online"}
+
+The snapshot describes what `open`/`resume` returned and `inbound()` has handed out, nothing
+the reader has merely queued: the sessions layer persists it after publishing each batch, so a
+takeover re-fetches (the hub dedups) rather than skips. The account key is not in the snapshot:
+the resuming replica has it in its own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import aiohttp
+import msgspec
+import structlog
+
+from adapters.visitor_widget import codec, commands, sio
+from adapters.visitor_widget import native as n
+from gateway.adapter import Connector, DialectSettings, NativeRequest
+from gateway.codec import conversation_id, derived_id
+from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
+from gateway.model import (
+    Availability,
+    Command,
+    Ended,
+    Error,
+    Event,
+    Link,
+    LinkState,
+    Start,
+    Status,
+    now_at,
+)
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_URL = "https://websocket-visitors.smartsupp.com"
+_NATIVE_STATUS = {v: k for k, v in codec.STATUSES.items()}
+
+Mark = tuple[str | None, str | None, str | None]  # last row id, chat status, account status
+Batch = tuple[list[Event], Mark | None]  # events, and the state once they are handed out
+
+
+class VisitorWidgetConnector(Connector):
+    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+        opts = settings.options
+        self._http = http
+        self._url = settings.url or DEFAULT_URL
+        self._key = opts.get("key")
+        self._group = opts.get("group")
+        self._path = opts.get("path", "/socket")
+        self._timeout = _number(opts, "timeout", 10.0)
+        self._retry_base = _number(opts, "retry_base", 0.5)
+        self._retry_max = _number(opts, "retry_max", 30.0)
+        self._attempts = int(_number(opts, "retry_attempts", 10))
+        self.conversation_id = ""
+        self._visitor_id: str | None = None
+        self._chat_id: str | None = None
+        # What the reader has processed (filters what a reconnect re-emits) …
+        self._cursor: str | None = None  # last chat row
+        self._status: str | None = None  # native chat status
+        self._online: str | None = None  # account status
+        # … and what `inbound()` has handed out (the snapshot).
+        self._handed: Mark = (None, None, None)
+        self._seen: set[str] = set()
+        self._client: sio.Client | None = None
+        self._ready = asyncio.Event()
+        self._out: asyncio.Queue[Batch | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._ended = False
+        self._closing = False
+        self._links = itertools.count()
+        self._typing = itertools.count()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self, command: Start) -> Sequence[Event]:
+        request = commands.encode(command, self._session())
+        client, events = await self._handshake(request.frame)
+        self._start(client)
+        log.info("connector.opened", conversation_id=self.conversation_id)
+        return events
+
+    async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
+        try:
+            self._visitor_id = str(state["visitor_id"])
+        except KeyError:
+            raise RequestError("visitor_widget snapshot without visitor_id") from None
+        self._chat_id = state.get("chat_id")
+        if self._chat_id:
+            self.conversation_id = conversation_id(codec.DIALECT, self._chat_id)
+        self._cursor = state.get("last_id")
+        self._status, self._online = state.get("status"), state.get("online")
+        client, events = await self._handshake(commands.reconnect_frame(self._session()))
+        if self._status == "closed":
+            self._ended = True  # its `ended` was published before the takeover
+        self._start(client)
+        log.info("connector.resumed", conversation_id=self.conversation_id, fetched=len(events))
+        return events
+
+    def snapshot(self) -> dict[str, Any]:
+        last_id, status, online = self._handed
+        return {
+            "visitor_id": self._visitor_id,
+            "chat_id": self._chat_id,
+            "conversation_id": self.conversation_id,
+            "last_id": last_id,
+            "status": status,
+            "online": online,
+        }
+
+    async def inbound(self) -> AsyncIterator[Sequence[Event]]:
+        while True:
+            item = await self._out.get()
+            if item is None:
+                self._out.put_nowait(None)
+                return
+            events, mark = item
+            if mark is not None:
+                self._handed = mark
+            yield events
+
+    async def send(self, command: Command) -> Sequence[Event]:
+        if self._ended:
+            raise SessionNotFound(f"{self.conversation_id} has ended")
+        request = commands.encode(
+            command, {**self._session(), "conversation_id": self.conversation_id}
+        )
+        if request.event == "chat.upload_init":
+            return await self._send_file(request)
+        result = await self._call(await self._link(), request)
+        if request.event == "chat.message":
+            return self._sent(result)
+        return []
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._client is not None:
+            await self._client.close()
+        self._out.put_nowait(None)
+        log.info("connector.closed", conversation_id=self.conversation_id)
+
+    # -- the link ------------------------------------------------------------------------------
+
+    def _session(self) -> dict[str, Any]:
+        return {"key": self._key, "group": self._group, "visitor_id": self._visitor_id}
+
+    async def _handshake(self, frame: Any) -> tuple[sio.Client, list[Event]]:
+        """Connect, emit `visitor.connect` and take in its state: the initialized client and
+        the events that state adds to what was already published."""
+        try:
+            client = await sio.Client.connect(
+                self._http, self._url, path=self._path, wait=self._timeout
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise VendorError(f"socket refused: HTTP {exc.status}", vendor_code=exc.status) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError, sio.SioError) as exc:
+            raise VendorError(f"platform unreachable: {type(exc).__name__}") from exc
+        try:
+            result = await self._call(client, NativeRequest(event="visitor.connect", frame=frame))
+            data = _convert(result, n.InitializedData, "visitor.connect")
+            return client, self._initialized(data)
+        except BaseException:
+            await client.close()
+            raise
+
+    async def _call(self, client: sio.Client, request: NativeRequest) -> Any:
+        """Emit with an ack; the result, or the ack's error as a `GatewayError`."""
+        assert request.event is not None
+        try:
+            args = await client.call(request.event, request.frame, wait=self._timeout)
+        except sio.Disconnected as exc:
+            raise VendorError(f"link lost during {request.event}") from exc
+        except TimeoutError:
+            raise VendorError(f"no ack for {request.event} within {self._timeout}s") from None
+        err = args[0] if args else None
+        if err:
+            log.info(
+                "connector.refused",
+                native_event=request.event,
+                conversation_id=self.conversation_id,
+            )
+            if isinstance(err, dict):
+                with contextlib.suppress(msgspec.ValidationError):
+                    raise codec.error_of(msgspec.convert(err, n.ServerErrorData))
+            raise VendorError(f"{request.event} failed: {err!r}")
+        return args[1] if len(args) > 1 else None
+
+    async def _link(self) -> sio.Client:
+        """The initialized client; commands wait here while the link is (re)connecting."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            raise VendorError("the platform link is not initialized") from None
+        assert self._client is not None
+        return self._client
+
+    def _mark(self) -> Mark:
+        return (self._cursor, self._status, self._online)
+
+    def _start(self, client: sio.Client) -> None:
+        """Run the link; the events `open`/`resume` return count as handed out."""
+        self._handed = self._mark()
+        self._client = client
+        self._ready.set()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        """Read the link; on loss reconnect with capped exponential backoff."""
+        while not self._ended:
+            client = self._client
+            assert client is not None
+            try:
+                while not self._ended:
+                    name, data = await client.receive()
+                    events = self._live(name, data)
+                    if events:
+                        self._out.put_nowait((events, self._mark()))
+            except sio.Disconnected:
+                if self._closing:
+                    return
+                self._ready.clear()
+                await client.close()
+                log.info("connector.link_lost", conversation_id=self.conversation_id)
+                self._emit(self._link_event("down", reason="link lost", will_retry=True))
+                if not await self._reconnect():
+                    break
+        self._out.put_nowait(None)
+
+    async def _reconnect(self) -> bool:
+        for attempt in range(1, self._attempts + 1):
+            self._emit(
+                self._link_event(
+                    "retrying", attempt=attempt, max_attempts=self._attempts, will_retry=True
+                )
+            )
+            await asyncio.sleep(min(self._retry_max, self._retry_base * 2 ** (attempt - 1)))
+            try:
+                client, events = await self._handshake(commands.reconnect_frame(self._session()))
+            except SessionNotFound as exc:
+                return self._give_up(exc)
+            except GatewayError as exc:
+                log.info("connector.retry_failed", attempt=attempt, error=exc.message)
+                continue
+            self._client = client
+            self._ready.set()
+            restored = self._link_event("restored", attempt=attempt, missed=len(events))
+            self._out.put_nowait(([restored, *events], self._mark()))
+            log.info("connector.reconnected", conversation_id=self.conversation_id, attempt=attempt)
+            return not self._ended
+        return self._give_up(VendorError(f"gave up after {self._attempts} attempts"))
+
+    def _give_up(self, exc: GatewayError) -> bool:
+        log.warning("connector.gave_up", conversation_id=self.conversation_id, error=exc.message)
+        at = now_at()
+        common: dict[str, Any] = {
+            "conversation_id": self.conversation_id,
+            "dialect": codec.DIALECT,
+            "at": at,
+        }
+        error = Error(
+            id=derived_id(self.conversation_id, "error", at, exc.code),
+            code=exc.code,
+            message=exc.message,
+            recoverable=False,
+            **common,
+        )
+        ended = Ended(
+            id=derived_id(self.conversation_id, "gave_up", at),
+            reason="error",
+            by="system",
+            **common,
+        )
+        down = self._link_event("down", reason=exc.message, will_retry=False)
+        self._out.put_nowait(([down, error, ended], self._mark()))
+        self._ended = True
+        return False
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _initialized(self, data: n.InitializedData) -> list[Event]:
+        """What a (re)connect's state adds to what was published."""
+        self._visitor_id = data.visitor.id
+        chat_id = data.chat.id if data.chat is not None else data.visitor.chatId
+        if not chat_id:
+            raise VendorError("the platform gave no chat for this visitor")
+        self._chat_id = chat_id
+        self.conversation_id = conversation_id(codec.DIALECT, chat_id)
+        at = now_at()
+        events: list[Event] = []
+        if data.chat is not None:
+            events.append(codec.status_event(self.conversation_id, data.chat.status, at))
+        if data.account is not None:
+            events.append(codec.availability_event(self.conversation_id, data.account.status, at))
+        if data.chat is not None:
+            rows = data.chat.messages
+            ids = [row.id for row in rows]
+            start = ids.index(self._cursor) + 1 if self._cursor in ids else 0
+            for row in rows[start:]:
+                if row.id not in self._seen:
+                    self._seen.add(row.id)
+                    events += self._safe(
+                        lambda row=row: codec.row_events(self.conversation_id, row)
+                    )
+            if rows:
+                self._cursor = rows[-1].id
+        return self._changes(events)
+
+    def _live(self, name: str, data: Any) -> list[Event]:
+        try:
+            frame = codec.frame_of(name, data, now_at())
+        except msgspec.ValidationError as exc:
+            log.warning("connector.bad_frame", native_event=name, error=str(exc))
+            return []
+        if frame is None:
+            log.debug("connector.ignored", native_event=name)
+            return []
+        row = getattr(frame.data, "message", None)
+        if isinstance(row, n.MessageRow):
+            if row.id in self._seen:
+                log.debug("connector.echo_dropped", message_id=row.id)
+                return []
+            self._seen.add(row.id)
+            self._cursor = row.id
+        events = self._safe(lambda: codec.frame_events(frame, self._chat_id))
+        if isinstance(frame, n.AgentTyping):
+            # Typing carries neither id nor time: two identical ones in one millisecond would
+            # share the derived id, and on-off-on must not collapse to on-off.
+            events = [msgspec.structs.replace(e, id=f"{e.id}.{next(self._typing)}") for e in events]
+        return self._changes(events)
+
+    def _changes(self, events: list[Event]) -> list[Event]:
+        """Drop status and availability that repeat what was published; note the end."""
+        out: list[Event] = []
+        for event in events:
+            if isinstance(event, Status):
+                native = _NATIVE_STATUS[event.status]
+                if native == self._status:
+                    continue
+                self._status = native
+            elif isinstance(event, Availability):
+                online = "online" if event.online else "offline"
+                if online == self._online:
+                    continue
+                self._online = online
+            elif isinstance(event, Ended):
+                self._ended = True
+                self._status = "closed"
+            out.append(event)
+        return out
+
+    def _safe(self, make: Any) -> list[Event]:
+        try:
+            return list(make())
+        except codec.InvalidField as exc:
+            log.warning("connector.bad_frame", path=exc.path, error=str(exc))
+            return []
+
+    def _sent(self, result: Any) -> list[Event]:
+        row = _convert(result, n.MessageRow, "chat.message")
+        self._seen.add(row.id)  # its echo is dropped by id
+        return self._safe(lambda: codec.row_events(self.conversation_id, row))
+
+    def _emit(self, event: Event) -> None:
+        self._out.put_nowait(([event], None))
+
+    def _link_event(self, state: LinkState, **fields: Any) -> Link:
+        at = now_at()
+        return Link(
+            id=derived_id(self.conversation_id, "link", state, at, next(self._links)),
+            conversation_id=self.conversation_id,
+            dialect=codec.DIALECT,
+            at=at,
+            state=state,
+            **fields,
+        )
+
+    # -- files ---------------------------------------------------------------------------------
+
+    async def _send_file(self, request: NativeRequest) -> list[Event]:
+        source = request.json
+        body, mime = await self._fetch(source["url"])
+        mime = source.get("fileType") or mime
+        name = source.get("fileName") or source["url"].rsplit("/", 1)[-1][:100] or "file"
+        client = await self._link()
+        info = _convert(await self._call(client, request), n.UploadInfo, "chat.upload_init")
+        form = aiohttp.FormData()
+        form.add_field("file", body, filename=name, content_type=mime)
+        try:
+            async with self._http.post(info.url, data=form) as response:
+                if response.status >= 300:
+                    raise VendorError(
+                        f"upload refused: HTTP {response.status}", vendor_code=response.status
+                    )
+        except aiohttp.ClientError as exc:
+            raise VendorError(f"upload failed: {type(exc).__name__}") from exc
+        result = await self._call(client, commands.upload_finish(info.token))
+        return self._sent(result)
+
+    async def _fetch(self, url: str) -> tuple[bytes, str]:
+        """The file to upload: a `data:` URL is decoded here, anything else is fetched."""
+        if url.startswith("data:"):
+            head, _, payload = url[5:].partition(",")
+            mime = head.split(";")[0] or "application/octet-stream"
+            try:
+                body = (
+                    base64.b64decode(payload, validate=True)
+                    if head.endswith(";base64")
+                    else unquote_to_bytes(payload)
+                )
+            except binascii.Error:
+                raise RequestError("bad base64 in data: URL") from None
+            return body, mime
+        try:
+            async with self._http.get(url) as response:
+                if response.status >= 300:
+                    raise RequestError(f"could not fetch the file: HTTP {response.status}")
+                return await response.read(), response.content_type
+        except aiohttp.ClientError as exc:
+            raise RequestError(f"could not fetch the file: {type(exc).__name__}") from exc
+
+
+def _convert(value: Any, kind: type[Any], what: str) -> Any:
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise VendorError(f"unexpected {what} ack: {exc}") from None
+
+
+def _number(options: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(options.get(name, default))
+    except ValueError:
+        raise RequestError(f"GATEWAY_VISITOR_WIDGET_{name.upper()} is not a number") from None

@@ -1,0 +1,227 @@
+"""The visitor widget's native frames (private to this package).
+
+The platform speaks Socket.IO v2; a server event is `42["<name>", <data>]` on the socket. For
+ingest we carry one event as a JSON object (DIALECTS.md § visitor_widget):
+
+    {"event": "chat.message_received", "data": {"chatId": "c1", "message": {...}}}
+
+plus two additions of our own: an optional frame-level `at` (when the gateway saw the event,
+any timestamp form; events such as `chat.agent_typing` carry no time of their own) and the
+`initialized` frame, which the vendor client builds from the `visitor.connect` ack.
+
+Field names are the platform's (camelCase) on purpose: these Structs decode the wire directly.
+Everything optional here is optional (or absent) on the wire in some version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+import msgspec
+
+DIALECT = "visitor_widget"
+
+Timestamp: TypeAlias = str | int | float | None
+"""ISO 8601, epoch seconds or milliseconds, or a string of either (see `gateway.codec.to_at`)."""
+
+
+class Attachment(msgspec.Struct, kw_only=True, gc=False):
+    """A file of an `upload` message; `type` is `image` or `file`."""
+
+    type: str = "file"
+    fileName: str | None = None
+    fileType: str | None = None
+    url: str | None = None
+    size: int | None = None
+
+
+class Content(msgspec.Struct, kw_only=True, gc=False):
+    """`type`: `text` | `upload` | `rate_form` for messages; `agent_join` | `agent_leave` |
+    `agent_assign` | `agent_unassign` | `chat_close` for event rows."""
+
+    type: str
+    text: str | None = None
+    data: Any = None
+
+
+class MessageRow(msgspec.Struct, kw_only=True, gc=False):
+    """One row of a chat: a message (`type: message`) or a chat event (`type: event`).
+    `subType` says who: `contact` (the visitor), `agent`, `trigger` (automation), `system`."""
+
+    id: str
+    type: Literal["message", "event"] = "message"
+    subType: str = "system"
+    chatId: str | None = None
+    visitorId: str | None = None
+    agentId: str | None = None
+    triggerId: str | None = None
+    createdAt: Timestamp = None
+    content: Content
+    attachments: list[Attachment] = []
+
+
+class Agent(msgspec.Struct, kw_only=True, gc=False):
+    id: str | None = None
+    fullName: str | None = None
+    nickname: str | None = None
+    name: str | None = None
+
+
+class TypingState(msgspec.Struct, kw_only=True, gc=False):
+    is_: bool = msgspec.field(name="is")
+    text: str | None = None
+
+
+class Visitor(msgspec.Struct, kw_only=True, gc=False):
+    id: str
+    chatId: str | None = None
+
+
+class Account(msgspec.Struct, kw_only=True, gc=False):
+    status: Literal["online", "offline"]
+
+
+class Chat(msgspec.Struct, kw_only=True, gc=False):
+    id: str
+    status: Literal["pending", "open", "closed"]
+    messages: list[MessageRow] = []
+
+
+# ---------------------------------------------------------------------------------------------
+# Event data
+
+
+class MessageReceivedData(msgspec.Struct, kw_only=True, gc=False):
+    message: MessageRow
+    chatId: str | None = None
+
+
+class AgentTypingData(msgspec.Struct, kw_only=True, gc=False):
+    typing: TypingState
+    chatId: str | None = None
+    agentId: str | None = None
+
+
+class ContactReadData(msgspec.Struct, kw_only=True, gc=False):
+    lastReadAt: Timestamp
+    chatId: str | None = None
+    byId: str | None = None
+
+
+class ClosedData(msgspec.Struct, kw_only=True, gc=False):
+    chatId: str | None = None
+    closeType: str | None = None
+    message: MessageRow | None = None
+
+
+class AgentData(msgspec.Struct, kw_only=True, gc=False):
+    chatId: str | None = None
+    agent: Agent | None = None
+    message: MessageRow | None = None
+
+
+class AccountData(msgspec.Struct, kw_only=True, gc=False):
+    status: Literal["online", "offline"]
+
+
+class ServerErrorData(msgspec.Struct, kw_only=True, gc=False):
+    """Also the shape of an error ack: `{message, type, event, code}`."""
+
+    message: str
+    code: int | str | None = None
+    type: str | None = None
+    event: str | None = None
+
+
+class InitializedData(msgspec.Struct, kw_only=True, gc=False):
+    """The `visitor.connect` ack, which the vendor client re-emits as `initialized`."""
+
+    visitor: Visitor
+    account: Account | None = None
+    chat: Chat | None = None
+    serverVersion: int | None = None
+
+
+class UploadInfo(msgspec.Struct, kw_only=True, gc=False):
+    """The `chat.upload_init` ack."""
+
+    url: str
+    token: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames (tag `event`)
+
+
+class _Frame(msgspec.Struct, tag_field="event", kw_only=True, gc=False):
+    at: Timestamp = None  # ours: when the gateway saw the event
+
+
+class MessageReceived(_Frame, tag="chat.message_received"):
+    data: MessageReceivedData
+
+
+class AgentTyping(_Frame, tag="chat.agent_typing"):
+    data: AgentTypingData
+
+
+class ContactRead(_Frame, tag="chat.contact_read"):
+    data: ContactReadData
+
+
+class Closed(_Frame, tag="chat.closed"):
+    data: ClosedData
+
+
+class AgentJoined(_Frame, tag="chat.agent_joined"):
+    data: AgentData
+
+
+class AgentLeft(_Frame, tag="chat.agent_left"):
+    data: AgentData
+
+
+class AgentAssigned(_Frame, tag="chat.agent_assigned"):
+    data: AgentData
+
+
+class AgentUnassigned(_Frame, tag="chat.agent_unassigned"):
+    data: AgentData
+
+
+class AccountUpdated(_Frame, tag="account.updated"):
+    """The server's name; `data` is `{status}` (or the bare status string)."""
+
+    data: AccountData | Literal["online", "offline"]
+
+
+class AccountStatusUpdated(_Frame, tag="account.status_updated"):
+    """The vendor client's re-emitted name; the seed passes the bare status string."""
+
+    data: AccountData | Literal["online", "offline"]
+
+
+class ServerError(_Frame, tag="server.error"):
+    data: ServerErrorData
+
+
+class Initialized(_Frame, tag="initialized"):
+    data: InitializedData
+
+
+Frame: TypeAlias = (
+    MessageReceived
+    | AgentTyping
+    | ContactRead
+    | Closed
+    | AgentJoined
+    | AgentLeft
+    | AgentAssigned
+    | AgentUnassigned
+    | AccountUpdated
+    | AccountStatusUpdated
+    | ServerError
+    | Initialized
+)
+FRAME_TYPES: tuple[type[_Frame], ...] = Frame.__args__
+EVENT_NAMES: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in FRAME_TYPES)

@@ -1,0 +1,346 @@
+"""Vendor sessions on behalf of frontends: start, recover, and route commands to their owner.
+
+Every live vendor session is owned by exactly one replica (a lease in the store, renewed by
+its `OwnedSession`). A command reaching any replica is validated here first (against the
+canonical model and the dialect's capabilities), then carried out by the owner: locally, or
+forwarded over the store; a session nobody owns is taken over on the spot. A scanner on every
+replica takes over sessions whose owner died, within about one lease TTL, resuming each from
+its persisted snapshot. Commands with a `ref` act once: a repeat gets the first answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import aiohttp
+import msgspec
+import structlog
+
+from gateway.adapter import Adapter, Capability, DialectSettings, Registry
+from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported
+from gateway.hub import Hub, is_pattern
+from gateway.model import (
+    Command,
+    End,
+    File,
+    Forward,
+    Image,
+    MarkRead,
+    Recover,
+    Send,
+    SetTyping,
+    Start,
+    Status,
+    command_decoder,
+)
+from gateway.sessions.owned import OwnedSession
+from gateway.sessions.record import SessionRecord
+from gateway.sessions.replies import Ack, Recovered, Reply, Started, replies_decoder
+from gateway.sessions.store import ForwardedError, MemoryStore, OwnerGone, SessionStore
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["Ack", "Recovered", "Reply", "Sessions", "Started", "create_store"]
+
+_CAPABILITY: dict[type, Capability] = {
+    Start: "start", Recover: "recover", Send: "send", SetTyping: "typing", MarkRead: "read",
+    End: "end", Forward: "forward",
+}
+_encoder = msgspec.json.Encoder()
+
+
+def create_store(redis_url: str | None) -> SessionStore:
+    """The store that matches the hub: Redis when the gateway shares one, else memory."""
+    if redis_url and not redis_url.startswith("memory://"):
+        from gateway.sessions.redis_store import RedisStore
+
+        return RedisStore(redis_url)
+    return MemoryStore()
+
+
+class Sessions:
+    """The session router of one replica."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        hub: Hub,
+        store: SessionStore,
+        http: aiohttp.ClientSession,
+        settings_for: Callable[[str], DialectSettings],
+        *,
+        lease_ttl: float = 10.0,
+        idle_s: float = 1800.0,
+        command_timeout: float = 15.0,
+        ended_ttl: float = 7 * 86400,
+        history_limit: int = 1000,
+    ) -> None:
+        self.registry = registry
+        self.hub = hub
+        self.store = store
+        self.http = http
+        self.settings_for = settings_for
+        self.lease_ttl = lease_ttl
+        self.idle_s = idle_s
+        self.command_timeout = command_timeout
+        self.ended_ttl = ended_ttl
+        self.history_limit = history_limit
+        self.owned: dict[str, OwnedSession] = {}
+        self._taking: dict[str, asyncio.Future[bool]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[bytes]] = {}
+        self._scanner: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.start(self._serve_forwarded)
+        self._scanner = asyncio.create_task(self._scan(), name="sessions-scanner")
+
+    async def close(self) -> None:
+        """Hand every owned session over: persist its snapshot and release its lease, so
+        another replica resumes it at its next scan."""
+        if self._scanner is not None:
+            self._scanner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scanner
+        for session in list(self.owned.values()):
+            with contextlib.suppress(GatewayError):
+                await session.store.save(session.record)
+            await session.stop(release=True)
+        await self.store.close()
+
+    def ready(self) -> bool:
+        return self.store.ready()
+
+    async def _scan(self) -> None:
+        """Take over runnable sessions whose owner is gone."""
+        while True:
+            await asyncio.sleep(self.lease_ttl / 2)
+            try:
+                for conversation in await self.store.runnable():
+                    if conversation not in self.owned and await self.store.owner(conversation) is None:
+                        with contextlib.suppress(GatewayError):
+                            await self._take_over(conversation)
+            except GatewayError as exc:
+                log.warning("sessions.scan_failed", error=exc.message)
+            except Exception:
+                log.exception("sessions.scan_crashed")
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def execute(self, command: Command) -> list[Reply]:
+        """Carry out a frontend command wherever its session lives; the replies to send back.
+
+        Raises `GatewayError` subclasses: `INVALID_REQUEST`, `UNKNOWN_DIALECT`,
+        `SESSION_NOT_FOUND`, `UNSUPPORTED`, `OWNER_UNAVAILABLE`, or the vendor's refusal.
+        """
+        if isinstance(command, Start):
+            # A start ref is the caller's for one participant: two frontends that both count
+            # refs from 1 must not get each other's conversations.
+            scope = f"start:{command.dialect}:{command.participant.from_}"
+            return [await self._idempotent(scope, command, self._start)]
+        if is_pattern(command.conversation):
+            raise RequestError("a command names one conversation", path="$.conversation")
+        if isinstance(command, Recover):
+            return [await self._recover(command)]
+        record = await self._record(command.conversation)
+        self._check(self.registry.get(record.dialect), command)
+        if record.status == "ended":
+            raise RequestError(f"conversation {record.conversation_id} has ended",
+                               code="SESSION_ENDED")
+        return [await self._idempotent(command.conversation, command, self._route)]
+
+    async def _idempotent(self, scope: str, command: Command, run: Callable[..., object]) -> Reply:
+        """Run `command` once per `ref` (in `scope`): repeats get the stored answer."""
+        if command.ref is None:
+            return await run(command)  # type: ignore[no-any-return, misc]
+        key = (scope, command.ref)
+        stored = await self.store.result(scope, command.ref)
+        if stored is None and key in self._inflight:
+            stored = await asyncio.shield(self._inflight[key])
+        if stored is not None:
+            return replies_decoder.decode(stored)[0]
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            reply: Reply = await run(command)  # type: ignore[misc]
+            answer = _encoder.encode([reply])
+            await self.store.remember(scope, command.ref, answer)
+            future.set_result(answer)
+            return reply
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # nobody else may be waiting: don't warn about it
+            raise
+        finally:
+            del self._inflight[key]
+
+    def _check(self, adapter: Adapter, command: Command) -> None:
+        needed = _CAPABILITY[type(command)]
+        if needed not in adapter.capabilities:
+            raise Unsupported(f"dialect {adapter.name!r} cannot {needed}")
+        if isinstance(command, Send):
+            kind = command.content.__struct_config__.tag
+            if kind not in adapter.content_kinds:
+                raise Unsupported(f"dialect {adapter.name!r} cannot send {kind!r} content "
+                                  f"(it sends {', '.join(sorted(adapter.content_kinds))})")
+            if isinstance(command.content, (Image, File)) and not command.content.url:
+                raise RequestError(f"{kind} content is sent by URL: `url` is required",
+                                   path="$.content.url")
+
+    async def _record(self, conversation: str) -> SessionRecord:
+        record = await self.store.load(conversation)
+        if record is None:
+            raise SessionNotFound(f"no session for conversation {conversation!r}")
+        return record
+
+    async def _start(self, command: Start) -> Started:
+        adapter = self.registry.get(command.dialect)
+        self._check(adapter, command)
+        connector = adapter.connector(self.settings_for(adapter.name), self.http)
+        events = await connector.open(command)
+        conversation = connector.conversation_id
+        if not await self.store.acquire(conversation, self.lease_ttl):
+            await connector.close()
+            raise RequestError(f"{conversation} is already owned by another replica",
+                               code="SESSION_CONFLICT")
+        # Publish before the record exists: a crash in between leaves no half-started session.
+        await self.hub.publish(events)
+        record = SessionRecord(conversation_id=conversation, dialect=adapter.name,
+                               state=connector.snapshot())
+        await self.store.save(record)
+        self._run(record, connector)
+        status = next((e.status for e in reversed(events) if isinstance(e, Status)), "active")
+        log.info("session.started", dialect=adapter.name, conversation_id=conversation)
+        return Started(ref=command.ref, conversation=conversation, status=status)
+
+    async def _recover(self, command: Recover) -> Recovered:
+        record = await self._record(command.conversation)
+        adapter = self.registry.get(record.dialect)
+        if record.status != "ended":
+            self._check(adapter, command)
+            if record.conversation_id not in self.owned and \
+                    await self.store.owner(record.conversation_id) is None:
+                await self._take_over(record.conversation_id)
+            record = await self._record(command.conversation)
+        rows = await self.hub.read(record.conversation_id, limit=self.history_limit)
+        return Recovered(
+            ref=command.ref, conversation=record.conversation_id,
+            status="completed" if record.status == "ended" else "active",
+            events=[msgspec.Raw(payload) for _, payload in rows],
+            last_seq=rows[-1][0] if rows else 0,
+        )
+
+    async def _route(self, command: Command) -> Reply:
+        conversation = command.conversation  # type: ignore[union-attr]
+        deadline = time.monotonic() + self.command_timeout
+        while time.monotonic() < deadline:
+            session = self.owned.get(conversation)
+            if session is not None:
+                return await session.execute(command)
+            owner = await self.store.owner(conversation)
+            if owner is None or owner == self.store.replica:
+                await self._take_over(conversation)
+                continue
+            try:
+                answer = await self.store.forward(owner, _encoder.encode(command),
+                                                  max(deadline - time.monotonic(), 0.1))
+            except OwnerGone:
+                await asyncio.sleep(min(0.2, self.lease_ttl / 10))  # its lease will lapse
+                continue
+            except TimeoutError:
+                break
+            return _unpack(answer)
+        raise RequestError(f"the replica owning {conversation} did not answer in time",
+                           code="OWNER_UNAVAILABLE")
+
+    async def _serve_forwarded(self, body: bytes) -> bytes:
+        """Answer a command another replica forwarded to this one (its owner)."""
+        try:
+            command = command_decoder.decode(body)
+            replies = await self.execute(command)
+        except GatewayError as exc:
+            return _encoder.encode({"error": exc.body(), "status": exc.status,
+                                    "recoverable": exc.recoverable})
+        except Exception as exc:
+            log.exception("sessions.forwarded_failed")
+            return _encoder.encode({"error": {"code": "INTERNAL", "message": type(exc).__name__},
+                                    "status": 500, "recoverable": True})
+        return _encoder.encode({"replies": replies})
+
+    # -- ownership --------------------------------------------------------------------------
+
+    async def _take_over(self, conversation: str) -> bool:
+        """Acquire the lease and resume the session here; False if another replica got it.
+        Concurrent calls for one conversation share one attempt."""
+        pending = self._taking.get(conversation)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._taking[conversation] = future
+        try:
+            taken = await self._resume(conversation)
+            future.set_result(taken)
+            return taken
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            del self._taking[conversation]
+
+    async def _resume(self, conversation: str) -> bool:
+        if conversation in self.owned:
+            return True
+        record = await self._record(conversation)
+        if not await self.store.acquire(conversation, self.lease_ttl):
+            return False
+        try:
+            adapter = self.registry.get(record.dialect)
+            connector = adapter.connector(self.settings_for(adapter.name), self.http)
+            events = await connector.resume(record.state)
+        except BaseException:
+            with contextlib.suppress(GatewayError):
+                await self.store.release(conversation)
+            raise
+        if events:  # published before the snapshot that moved past them is saved
+            await self.hub.publish(events)
+        record.status = "active"
+        record.state = connector.snapshot()
+        await self.store.save(record)
+        self._run(record, connector)
+        log.info("session.taken_over", conversation_id=conversation, fetched=len(events))
+        return True
+
+    def _run(self, record: SessionRecord, connector: object) -> OwnedSession:
+        session = OwnedSession(
+            record, connector, self.hub, self.store,  # type: ignore[arg-type]
+            lease_ttl=self.lease_ttl, idle_s=self.idle_s, ended_ttl=self.ended_ttl,
+            on_done=self._forget,
+        )
+        self.owned[record.conversation_id] = session
+        session.run()
+        return session
+
+    def _forget(self, conversation: str) -> None:
+        self.owned.pop(conversation, None)
+
+
+class _Answer(msgspec.Struct):
+    replies: list[Reply] | None = None
+    error: dict[str, object] | None = None
+    status: int = 500
+    recoverable: bool = False
+
+
+_answer_decoder = msgspec.json.Decoder(_Answer)
+
+
+def _unpack(answer: bytes) -> Reply:
+    decoded = _answer_decoder.decode(answer)
+    if decoded.error is not None or not decoded.replies:
+        raise ForwardedError(decoded.error or {}, decoded.status, decoded.recoverable)
+    return decoded.replies[0]

@@ -1,0 +1,196 @@
+"""One vendor session run by the replica that holds its lease.
+
+It pumps the connector's inbound events into the hub, persists the connector's snapshot after
+every published batch (so a replica that takes over resumes from there and the hub drops what
+it re-reads), renews the lease, carries out commands one at a time, and lets go when the
+session ends, goes idle, or the lease is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import structlog
+
+from gateway.adapter import Connector
+from gateway.codec import derived_id
+from gateway.errors import GatewayError, SessionNotFound
+from gateway.hub import Hub, Published
+from gateway.model import Command, Ended, Event, Message, now_at
+from gateway.sessions.record import SessionRecord
+from gateway.sessions.replies import Ack
+
+if TYPE_CHECKING:
+    from gateway.sessions.store import SessionStore
+
+log = structlog.get_logger(__name__)
+
+
+class OwnedSession:
+    """A running session. `on_done(conversation)` is called once it stops, for any reason."""
+
+    def __init__(
+        self,
+        record: SessionRecord,
+        connector: Connector,
+        hub: Hub,
+        store: SessionStore,
+        *,
+        lease_ttl: float,
+        idle_s: float,
+        ended_ttl: float,
+        on_done: Callable[[str], None],
+    ) -> None:
+        self.record = record
+        self.conversation = record.conversation_id
+        self.connector = connector
+        self.hub = hub
+        self.store = store
+        self.lease_ttl = lease_ttl
+        self.idle_s = idle_s
+        self.ended_ttl = ended_ttl
+        self.on_done = on_done
+        self.last_activity = time.monotonic()
+        self._lock = asyncio.Lock()  # commands and snapshots, one at a time
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def run(self) -> None:
+        bind = structlog.contextvars.bound_contextvars
+        with bind(conversation_id=self.conversation, dialect=self.record.dialect):
+            self._tasks = [asyncio.create_task(self._pump(), name=f"pump-{self.conversation}"),
+                           asyncio.create_task(self._keep(), name=f"lease-{self.conversation}")]
+
+    async def publish(self, events: Sequence[Event]) -> list[Published]:
+        self.last_activity = time.monotonic()
+        return await self.hub.publish(events)
+
+    async def _persist(self, status: str | None = None) -> None:
+        if status is not None:
+            self.record.status = status  # type: ignore[assignment]
+        self.record.state = self.connector.snapshot()
+        ttl = self.ended_ttl if self.record.status == "ended" else None
+        await self.store.save(self.record, ttl)
+
+    async def _pump(self) -> None:
+        ended = False
+        try:
+            async for batch in self.connector.inbound():
+                if not batch:
+                    continue
+                await self._publish_retrying(batch)
+                ended = any(isinstance(e, Ended) for e in batch)
+                if self._stopping and not ended:
+                    break
+                async with self._lock:
+                    await self._persist("ended" if ended else None)
+                if ended:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except SessionNotFound as exc:
+            # The platform no longer knows the session: that is its end.
+            await self._publish_retrying([Ended(
+                id=derived_id(self.conversation, "ended", "not-found"),
+                conversation_id=self.conversation, dialect=self.record.dialect, at=now_at(),
+                reason="error", by="system", text=exc.message,
+            )])
+            ended = True
+            async with self._lock:
+                await self._persist("ended")
+        except Exception:
+            log.exception("session.pump_failed")
+        finally:
+            if ended:
+                log.info("session.ended")
+                await self.stop(release=True)
+            elif not self._stopping:
+                # The connector gave up: let the lease lapse so another try (here or on
+                # another replica) resumes from the last snapshot.
+                await self.stop(release=True)
+
+    async def _publish_retrying(self, batch: Sequence[Event]) -> None:
+        """Publish until the store takes it: an inbound batch is never dropped."""
+        delay = 0.05
+        while True:
+            try:
+                await self.publish(batch)
+                return
+            except GatewayError as exc:
+                log.warning("session.publish_retry", error=exc.message, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _keep(self) -> None:
+        """Renew the lease; release the session when it has been idle too long."""
+        interval = self.lease_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                still_ours = await self.store.renew(self.conversation, self.lease_ttl)
+            except GatewayError:
+                continue  # the store blinked; the next renewal may still be in time
+            if not still_ours:
+                log.warning("session.lease_lost")
+                self._spawn_stop(release=False)
+                return
+            if time.monotonic() - self.last_activity > self.idle_s:
+                log.info("session.idle_released")
+                async with self._lock:
+                    await self._persist("idle")
+                self._spawn_stop(release=True)
+                return
+
+    def _spawn_stop(self, release: bool) -> None:
+        task = asyncio.ensure_future(self.stop(release=release))
+        task.add_done_callback(lambda t: None)
+
+    async def execute(self, command: Command) -> Ack:
+        """Carry out a command and publish what it made; the ack names the message it sent."""
+        self.last_activity = time.monotonic()
+        async with self._lock:
+            events = await self.connector.send(command)
+            published = await self.publish(events) if events else []
+            await self._persist()
+        ack = Ack(ref=command.ref, conversation=self.conversation)
+        for event, result in zip(events, published, strict=True):
+            if isinstance(event, Message) or ack.id is None:
+                ack = Ack(ref=command.ref, conversation=self.conversation, id=result.id,
+                          seq=result.seq)
+                if isinstance(event, Message):
+                    break
+        return ack
+
+    async def stop(self, *, release: bool) -> None:
+        """Stop pumping and renewing, close the connector (the vendor session stays), and
+        give the lease up if `release`. Safe to call more than once."""
+        if self._stopping:
+            return
+        self._stopping = True
+        current = asyncio.current_task()
+        await _cancel([t for t in self._tasks if t is not current])
+        with contextlib.suppress(Exception):
+            await self.connector.close()
+        if release:
+            with contextlib.suppress(GatewayError):
+                await self.store.release(self.conversation)
+        self.on_done(self.conversation)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and wait for `tasks`, cancelling again if one swallowed it (client libraries
+    have been known to turn a cancellation inside a request into their own error)."""
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, still = await asyncio.wait(pending, timeout=0.5)
+        pending = list(still)
+    for task in tasks:
+        if not task.cancelled():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()

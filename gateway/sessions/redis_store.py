@@ -1,0 +1,214 @@
+"""`SessionStore` on Redis, for replicas that share one.
+
+    gw:s:{c}        the session record (JSON), expiring once the session has ended
+    gw:sessions     set of conversations whose sessions should run
+    gw:lease:{c}    the owning replica's id, with a TTL the owner keeps renewing
+    gw:refs:{c}     hash ref → stored answer (idempotent commands), expiring a day after use
+    gw:rpc:<id>     the pub/sub channel replica <id> takes forwarded commands and answers on
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from gateway.errors import StoreUnavailable
+from gateway.sessions.record import SessionRecord, record_decoder, record_encoder
+from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
+
+log = structlog.get_logger(__name__)
+
+RUNNABLE = "gw:sessions"
+REFS_TTL = 86400
+
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
+         "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
+           "return redis.call('DEL', KEYS[1]) else return 0 end"
+
+
+class _Rpc(msgspec.Struct, omit_defaults=True):
+    kind: str  # "request" | "answer"
+    id: str
+    sender: str
+    body: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_rpc_decoder = msgspec.json.Decoder(_Rpc)
+
+
+def _record_key(conversation: str) -> str:
+    return "gw:s:{" + conversation + "}"
+
+
+def _lease_key(conversation: str) -> str:
+    return "gw:lease:{" + conversation + "}"
+
+
+def _refs_key(scope: str) -> str:
+    return "gw:refs:{" + scope + "}"
+
+
+class RedisStore(SessionStore):
+    def __init__(self, url: str) -> None:
+        self.replica = secrets.token_hex(8)
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._channel = f"gw:rpc:{self.replica}".encode()
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._serve: RequestHandler | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, serve: RequestHandler) -> None:
+        self._serve = serve
+        self._listener = asyncio.create_task(self._listen(), name="sessions-rpc")
+        try:
+            await asyncio.wait_for(self._listening.wait(), 5)
+        except TimeoutError:
+            raise StoreUnavailable("session store pub/sub did not come up") from None
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        for task in list(self._tasks):
+            task.cancel()
+        await self._redis.aclose()
+
+    def ready(self) -> bool:
+        return self._listening.is_set()
+
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as exc:
+            raise StoreUnavailable(f"session store unavailable: {exc}") from exc
+
+    # -- records --------------------------------------------------------------------------
+
+    async def load(self, conversation: str) -> SessionRecord | None:
+        raw = await self._call(self._redis.get, _record_key(conversation))
+        return record_decoder.decode(raw) if raw is not None else None
+
+    async def save(self, record: SessionRecord, ttl: float | None = None) -> None:
+        import time
+
+        record.updated_at = time.time()
+        pipe = self._redis.pipeline(transaction=True)
+        key = _record_key(record.conversation_id)
+        if ttl is not None:
+            pipe.set(key, record_encoder.encode(record), px=int(ttl * 1000))
+        else:
+            pipe.set(key, record_encoder.encode(record))
+        if record.status == "active":
+            pipe.sadd(RUNNABLE, record.conversation_id)
+        else:
+            pipe.srem(RUNNABLE, record.conversation_id)
+        await self._call(pipe.execute)
+
+    async def runnable(self) -> list[str]:
+        members = await self._call(self._redis.smembers, RUNNABLE)
+        return sorted(m.decode() for m in members)
+
+    # -- leases ---------------------------------------------------------------------------
+
+    async def acquire(self, conversation: str, ttl: float) -> bool:
+        return bool(await self._call(self._redis.set, _lease_key(conversation), self.replica,
+                                     nx=True, px=int(ttl * 1000)))
+
+    async def renew(self, conversation: str, ttl: float) -> bool:
+        return bool(await self._call(self._renew, keys=[_lease_key(conversation)],
+                                     args=[self.replica, int(ttl * 1000)]))
+
+    async def release(self, conversation: str) -> None:
+        await self._call(self._release, keys=[_lease_key(conversation)], args=[self.replica])
+
+    async def owner(self, conversation: str) -> str | None:
+        value = await self._call(self._redis.get, _lease_key(conversation))
+        return value.decode() if value is not None else None
+
+    # -- command results ------------------------------------------------------------------
+
+    async def result(self, scope: str, ref: str) -> bytes | None:
+        value: bytes | None = await self._call(self._redis.hget, _refs_key(scope), ref)
+        return value
+
+    async def remember(self, scope: str, ref: str, answer: bytes) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(_refs_key(scope), ref, answer)
+        pipe.expire(_refs_key(scope), REFS_TTL)
+        await self._call(pipe.execute)
+
+    # -- forwarding -----------------------------------------------------------------------
+
+    async def forward(self, owner: str, command: bytes, timeout: float) -> bytes:
+        request_id = secrets.token_hex(8)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            message = msgspec.json.encode(
+                _Rpc("request", request_id, self.replica, msgspec.Raw(command))
+            )
+            receivers = await self._call(self._redis.publish, f"gw:rpc:{owner}", message)
+            if not receivers:
+                raise OwnerGone(owner)
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def _answer(self, request: _Rpc) -> None:
+        assert self._serve is not None
+        body = await self._serve(bytes(request.body))
+        message = msgspec.json.encode(_Rpc("answer", request.id, self.replica, msgspec.Raw(body)))
+        with contextlib.suppress(RedisError):
+            await self._redis.publish(f"gw:rpc:{request.sender}", message)
+
+    async def _listen(self) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._listening.set()
+                        backoff = 0.05
+                        continue
+                    if message["type"] != "message":
+                        continue
+                    rpc = _rpc_decoder.decode(message["data"])
+                    if rpc.kind == "request":
+                        task = asyncio.create_task(self._answer(rpc))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                    else:
+                        future = self._waiting.get(rpc.id)
+                        if future is not None and not future.done():
+                            future.set_result(bytes(rpc.body))
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except Exception as exc:
+                self._listening.clear()
+                log.warning("sessions.rpc_link_lost", error=str(exc), retry_in=backoff)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)

@@ -1,0 +1,42 @@
+"""What a command answers with: the server frames of the unified WebSocket that sessions make.
+
+They travel between replicas as JSON too (a command forwarded to the owner comes back as these).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+
+class _Reply(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
+    ref: str | None = None
+
+
+class Started(_Reply, tag="started", kw_only=True):
+    """A vendor session was opened; `conversation` is its canonical id."""
+
+    conversation: str
+    status: str
+
+
+class Recovered(_Reply, tag="recovered", kw_only=True):
+    """The session's state and its stored events (all of them for a completed session)."""
+
+    conversation: str
+    status: str
+    events: list[msgspec.Raw]
+    last_seq: int = 0
+
+
+class Ack(_Reply, tag="ack", kw_only=True):
+    """The command was carried out; `id`/`seq` name the canonical event it made, if any."""
+
+    conversation: str
+    id: str | None = None
+    seq: int | None = None
+
+
+Reply = Union[Started, Recovered, Ack]
+replies_decoder: msgspec.json.Decoder[list[Reply]] = msgspec.json.Decoder(list[Reply])

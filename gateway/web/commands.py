@@ -1,0 +1,61 @@
+"""The HTTP form of the session commands (the same commands as on the WebSocket).
+
+    POST /v1/conversations                       start     → 201 started
+    POST /v1/conversations/{id}/messages         send      → 200 ack
+    POST /v1/conversations/{id}/typing           typing    → 200 ack
+    POST /v1/conversations/{id}/read             read      → 200 ack
+    POST /v1/conversations/{id}/end              end       → 200 ack
+    POST /v1/conversations/{id}/forward          forward   → 200 ack
+    POST /v1/conversations/{id}/recover          recover   → 200 recovered
+
+The body holds the command's fields (without `op` and `conversation`, which the route gives).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway.codec import loads, path_of
+from gateway.errors import NotFound, RequestError
+from gateway.model import Command
+from gateway.web.keys import SESSIONS
+from gateway.web.responses import json_response
+
+_OPS = {"messages": "send", "typing": "typing", "read": "read", "end": "end",
+        "forward": "forward", "recover": "recover"}
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    data = loads(raw) if raw.strip() else {}
+    if not isinstance(data, dict):
+        raise RequestError("the body must be a JSON object", path="$")
+    return data
+
+
+def _command(fields: dict[str, Any]) -> Command:
+    try:
+        return msgspec.convert(fields, Command)  # type: ignore[arg-type]
+    except msgspec.ValidationError as exc:
+        raise RequestError(str(exc), path=path_of(exc)) from None
+
+
+async def start(request: web.Request) -> web.Response:
+    fields = await _body(request)
+    fields["op"] = "start"
+    (reply,) = await request.app[SESSIONS].execute(_command(fields))
+    return json_response(reply, status=201)
+
+
+async def command(request: web.Request) -> web.Response:
+    op = _OPS.get(request.match_info["command"])
+    if op is None:
+        raise NotFound(f"no command {request.match_info['command']!r}; "
+                       f"known: {', '.join(sorted(_OPS))}")
+    fields = await _body(request)
+    fields.update(op=op, conversation=request.match_info["conversation"])
+    (reply,) = await request.app[SESSIONS].execute(_command(fields))
+    return json_response(reply)

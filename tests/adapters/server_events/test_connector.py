@@ -1,0 +1,400 @@
+"""The connector against the platform emulator over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.server_events.connector import ServerEventsConnector
+from gateway.errors import NotFound, RequestError, SessionNotFound, VendorError
+from gateway.model import (
+    Availability,
+    End,
+    Ended,
+    Error,
+    Image,
+    Link,
+    MarkRead,
+    Message,
+    Participant,
+    ParticipantJoined,
+    Receipt,
+    Send,
+    SetTyping,
+    Start,
+    Status,
+    Text,
+    Typing,
+)
+
+START = Start(dialect="server_events", participant=Participant(from_="Ann", name="Ann"))
+Connect = Callable[..., ServerEventsConnector]
+
+
+def texts(events: list[Any]) -> list[str]:
+    return [
+        e.content.text for e in events if isinstance(e, Message) and isinstance(e.content, Text)
+    ]
+
+
+async def started(
+    connect: Connect, collect: Any, **options: str
+) -> tuple[ServerEventsConnector, Any]:
+    connector = connect(**options)
+    await connector.open(START)
+    inbound = collect(connector)
+    await inbound.until(lambda events: "Hello!" in texts(events))
+    return connector, inbound
+
+
+async def test_open_then_the_agent_joins_and_greets(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector = connect()
+    opened = await connector.open(START)
+    assert [type(e) for e in opened] == [Availability, Status]
+    assert opened[0].online is True
+    assert opened[1].status == "queued"
+    chat_id = connector.snapshot()["chat_id"]
+    assert connector.conversation_id == f"server_events:{chat_id}"
+    inbound = collect(connector)
+    await inbound.until(lambda events: "Hello!" in texts(events))
+    status, joined, greeting = inbound.events[:3]
+    assert isinstance(status, Status)
+    assert status.status == "active"
+    assert isinstance(joined, ParticipantJoined)
+    assert joined.participant.name == "Alice"
+    assert isinstance(greeting, Message)
+    assert greeting.sender == joined.participant  # the join names the sender's role and name
+    # every agent message is acknowledged as delivered
+    await platform.emulator.until(
+        lambda: any(
+            e["event"] == "chat_session_message_delivered"
+            for e in platform.emulator.received(chat_id)
+        )
+    )
+
+
+async def test_a_sent_message_is_echoed_under_the_same_id_and_answered(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    conv = connector.conversation_id
+    (sent,) = await connector.send(Send(conversation=conv, content=Text("hi there")))
+    assert isinstance(sent, Message)
+    assert sent.sender.role == "user"
+    await inbound.until(lambda events: "echo: hi there" in texts(events))
+    chat_id = connector.snapshot()["chat_id"]
+    (received,) = [
+        e for e in platform.emulator.received(chat_id) if e["event"] == "chat_session_message"
+    ]
+    assert sent.id == f"{conv}/{received['msg_id']}"
+    mine = [e for e in inbound.events if isinstance(e, Message) and e.sender.role == "user"]
+    assert [e.id for e in mine] == [sent.id]  # the echo, once, under the id send returned
+    after = inbound.events[inbound.events.index(mine[0]) :]
+    kinds = [(type(e).__name__, getattr(e, "active", None)) for e in after]
+    assert kinds == [
+        ("Message", None),
+        ("Receipt", None),
+        ("Typing", True),
+        ("Typing", False),
+        ("Message", None),
+    ]
+    receipt = after[1]
+    assert isinstance(receipt, Receipt)
+    assert receipt.message_id == sent.id
+    assert receipt.status == "read"
+    assert receipt.sender.role == "agent"
+
+
+async def test_typing_and_read_receipts_reach_the_platform(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    conv = connector.conversation_id
+    greeting = next(e for e in inbound.events if isinstance(e, Message))
+    assert await connector.send(SetTyping(conversation=conv, active=True)) == []
+    assert await connector.send(SetTyping(conversation=conv, active=False)) == []
+    (receipt,) = await connector.send(MarkRead(conversation=conv, up_to=greeting.id))
+    assert isinstance(receipt, Receipt)
+    assert receipt.message_id == greeting.id
+    (implicit,) = await connector.send(MarkRead(conversation=conv))  # the last agent message
+    assert implicit.id == receipt.id
+    chat_id = connector.snapshot()["chat_id"]
+    sent = [e["event"] for e in platform.emulator.received(chat_id)]
+    assert sent[-4:] == [
+        "chat_session_typing",
+        "chat_session_not_typing",
+        "chat_session_message_read",
+        "chat_session_message_read",
+    ]
+    native_id = greeting.id.rpartition("/")[2]
+    assert platform.emulator.received(chat_id)[-1]["ref_msg_id"] == native_id
+
+
+async def test_user_end_finishes_inbound_with_ended_by_user(connect: Connect, collect: Any) -> None:
+    connector, inbound = await started(connect, collect)
+    assert await connector.send(End(conversation=connector.conversation_id)) == []
+    async with asyncio.timeout(5):
+        await inbound.task  # inbound() finishes after the Ended event
+    ended = inbound.events[-1]
+    assert isinstance(ended, Ended)
+    assert (ended.reason, ended.by) == ("user", "user")
+    assert connector.snapshot()["ended"] is True
+
+
+async def test_bye_makes_the_agent_end_the_session(connect: Connect, collect: Any) -> None:
+    connector, inbound = await started(connect, collect)
+    await connector.send(Send(conversation=connector.conversation_id, content=Text("bye")))
+    async with asyncio.timeout(5):
+        await inbound.task
+    assert texts(inbound.events)[-1] == "Goodbye!"
+    ended = inbound.events[-1]
+    assert isinstance(ended, Ended)
+    assert ended.reason == "completed"
+
+
+async def test_platform_end_session(connect: Connect, collect: Any, platform: Any) -> None:
+    connector, inbound = await started(connect, collect)
+    platform.emulator.end_session(connector.snapshot()["chat_id"])
+    async with asyncio.timeout(5):
+        await inbound.task
+    assert isinstance(inbound.events[-1], Ended)
+    with pytest.raises(SessionNotFound) as info:
+        await connector.send(Send(conversation=connector.conversation_id, content=Text("late")))
+    assert info.value.details["vendor_code"] == "5005"
+
+
+async def test_agent_messages_arrive_in_order(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    chat_id = connector.snapshot()["chat_id"]
+    for i in range(20):
+        platform.emulator.agent_says(chat_id, f"m{i}")
+    await inbound.until(lambda events: "m19" in texts(events))
+    assert texts(inbound.events)[1:] == [f"m{i}" for i in range(20)]
+
+
+async def test_forced_reconnect_reports_link_events_and_loses_nothing(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    chat_id = connector.snapshot()["chat_id"]
+    await platform.emulator.until(
+        lambda: platform.emulator.chats[chat_id].polls == 1
+    )  # a poll is held
+    platform.emulator.drop_connections(fail_next=2)
+    platform.emulator.agent_says(chat_id, "said while the link was down")
+    await inbound.until(
+        lambda events: any(isinstance(e, Link) and e.state == "restored" for e in events)
+    )
+    links = inbound.of(Link)
+    assert [(e.state, e.attempt) for e in links] == [
+        ("down", None),
+        ("retrying", 1),
+        ("retrying", 2),
+        ("retrying", 3),
+        ("restored", None),
+    ]
+    assert links[-1].missed == 1
+    assert links[1].max_attempts == 5
+    restored_at = inbound.events.index(links[-1])
+    assert texts(inbound.events[restored_at:]) == ["said while the link was down"]
+    platform.emulator.agent_says(chat_id, "after")
+    await inbound.until(lambda events: "after" in texts(events))
+    assert texts(inbound.events) == ["Hello!", "said while the link was down", "after"]
+    ids = [e.id for e in inbound.events]
+    assert len(ids) == len(set(ids))
+
+
+async def test_giving_up_ends_the_session(connect: Connect, collect: Any, platform: Any) -> None:
+    connector, inbound = await started(connect, collect, max_attempts="2")
+    await platform.emulator.until(
+        lambda: platform.emulator.chats[connector.snapshot()["chat_id"]].polls == 1
+    )
+    platform.emulator.drop_connections(fail_next=100)
+    async with asyncio.timeout(5):
+        await inbound.task
+    links = inbound.of(Link)
+    assert [(e.state, e.will_retry) for e in links][-1] == ("down", False)
+    assert isinstance(inbound.events[-1], Ended)
+    assert inbound.events[-1].reason == "error"
+
+
+async def test_resume_from_a_snapshot_continues_without_loss(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    first, inbound = await started(connect, collect)
+    chat_id = first.snapshot()["chat_id"]
+    snapshot = first.snapshot()
+    await inbound.stop()  # this replica goes away; the chat stays open
+    platform.emulator.agent_says(chat_id, "while nobody polled")
+    second = connect()
+    fetched = await second.resume(snapshot)
+    assert second.conversation_id == first.conversation_id
+    assert "while nobody polled" in texts(list(fetched))
+    assert {e.id for e in inbound.events} <= {e.id for e in fetched}  # the hub dedups these
+    resumed = collect(second)
+    (sent,) = await second.send(Send(conversation=second.conversation_id, content=Text("again")))
+    await resumed.until(lambda events: "echo: again" in texts(events))
+    assert "while nobody polled" not in texts(resumed.events)  # already returned by resume
+    assert [e.id for e in resumed.events if isinstance(e, Message) and e.sender.role == "user"] == [
+        sent.id
+    ]
+    agent = next(e for e in resumed.events if isinstance(e, Message) and e.sender.role != "user")
+    assert agent.sender.name == "Alice"  # parties survive the takeover
+
+
+async def test_close_stops_a_held_poll(connect: Connect, collect: Any, platform: Any) -> None:
+    connector, inbound = await started(connect, collect)
+    await platform.emulator.until(
+        lambda: platform.emulator.chats[connector.snapshot()["chat_id"]].polls == 1
+    )
+    await inbound.stop()
+    assert inbound.task.done()
+    assert inbound.task.exception() is None
+
+
+async def test_inbound_refuses_a_second_iteration(connect: Connect, collect: Any) -> None:
+    connector, _ = await started(connect, collect)
+    with pytest.raises(RuntimeError):
+        await anext(aiter(connector.inbound()))
+
+
+async def test_a_chat_the_platform_forgot_ends(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    del platform.emulator.chats[connector.snapshot()["chat_id"]]
+    platform.emulator.drop_connections()  # the held poll fails; the next one finds no chat
+    async with asyncio.timeout(5):
+        await inbound.task
+    assert isinstance(inbound.events[-1], Ended)
+    assert inbound.events[-1].reason == "error"
+
+
+async def test_file_upload_then_send(
+    connect: Connect, collect: Any, platform: Any, http: aiohttp.ClientSession
+) -> None:
+    connector, inbound = await started(connect, collect)
+    file_id = await connector.upload(b"\x89PNG...", "cat.png", "image/png")
+    content = Image(file_id=file_id, file_name="cat.png")
+    (sent,) = await connector.send(Send(conversation=connector.conversation_id, content=content))
+    await inbound.until(lambda events: any(e.id == sent.id for e in events))
+    echo = next(e for e in inbound.events if e.id == sent.id)
+    assert isinstance(echo, Message)
+    assert isinstance(echo.content, Image)
+    assert echo.content.url == connector.file_url(file_id)
+    auth = {"Authorization": 'MOBILE-API-140-327-PLAIN appId="test-app", clientId="x"'}
+    async with http.get(echo.content.url, headers=auth) as response:
+        assert response.status == 200
+        assert await response.read() == b"\x89PNG..."
+
+
+async def test_a_file_the_platform_does_not_have(connect: Connect, collect: Any) -> None:
+    connector, _ = await started(connect, collect)
+    content = Image(file_id="nope")
+    with pytest.raises(NotFound) as info:
+        await connector.send(Send(conversation=connector.conversation_id, content=content))
+    assert info.value.details["vendor_code"] == "5502"
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "vendor_code"),
+    [
+        ({"app_id": "wrong"}, "VENDOR_AUTH", "3000"),
+        ({"tenant_url": "other"}, "VENDOR_AUTH", "1000"),
+    ],
+)
+async def test_platform_refusals_map_to_gateway_errors(
+    connect: Connect, options: dict[str, str], code: str, vendor_code: str
+) -> None:
+    with pytest.raises(VendorError) as info:
+        await connect(**options).open(START)
+    assert info.value.code == code
+    assert info.value.details["vendor_code"] == vendor_code
+
+
+async def test_resume_of_an_unknown_chat(connect: Connect) -> None:
+    with pytest.raises(SessionNotFound):
+        await connect().resume({"chat_id": "no-such-chat"})
+    with pytest.raises(RequestError):
+        await connect().resume({})
+
+
+async def test_unreachable_platform(http: aiohttp.ClientSession) -> None:
+    from adapters.server_events import ServerEventsAdapter
+    from gateway.adapter import DialectSettings
+
+    settings = DialectSettings(url="http://127.0.0.1:9/clientweb/api/v1", options={"app_id": "a"})
+    with pytest.raises(VendorError) as info:
+        await ServerEventsAdapter().connector(settings, http).open(START)
+    assert info.value.code == "VENDOR_UNAVAILABLE"
+
+
+async def test_typing_event_roles(connect: Connect, collect: Any) -> None:
+    connector, inbound = await started(connect, collect)
+    await connector.send(Send(conversation=connector.conversation_id, content=Text("x")))
+    await inbound.until(lambda events: "echo: x" in texts(events))
+    assert {e.sender.role for e in inbound.of(Typing)} == {"agent"}
+
+
+async def test_a_malformed_batch_is_reported_and_the_session_goes_on(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    chat_id = connector.snapshot()["chat_id"]
+    platform.emulator.push(chat_id, "chat_session_message", msg_id="bad", msg=42)
+    await inbound.until(lambda events: any(isinstance(e, Error) for e in events))
+    platform.emulator.agent_says(chat_id, "still here")
+    await inbound.until(lambda events: "still here" in texts(events))
+    (error,) = inbound.of(Error)
+    assert error.code == "INVALID_FRAME"
+    assert error.recoverable is True
+
+
+async def test_a_failed_session_ends(connect: Connect, collect: Any, platform: Any) -> None:
+    connector, inbound = await started(connect, collect)
+    platform.emulator.push(connector.snapshot()["chat_id"], "chat_session_status", state="failed")
+    async with asyncio.timeout(5):
+        await inbound.task
+    status, ended = inbound.events[-2:]
+    assert isinstance(status, Status)
+    assert status.status == "failed"
+    assert isinstance(ended, Ended)
+    assert ended.reason == "error"
+
+
+async def test_bad_options_are_request_errors(connect: Connect) -> None:
+    with pytest.raises(RequestError) as info:
+        connect(retry_base="soon")
+    assert info.value.details == {"field": "retry_base"}
+
+
+async def test_a_file_sent_by_url_is_fetched_and_uploaded(
+    connect: Connect, collect: Any, platform: Any, aiohttp_server: Any
+) -> None:
+    async def png(_: web.Request) -> web.Response:
+        return web.Response(body=b"\x89PNG-by-url", content_type="image/png")
+
+    files = web.Application()
+    files.router.add_get("/pics/dog.png", png)
+    source = await aiohttp_server(files)
+    connector, inbound = await started(connect, collect)
+    content = Image(url=str(source.make_url("/pics/dog.png")))
+    (sent,) = await connector.send(Send(conversation=connector.conversation_id, content=content))
+    await inbound.until(lambda events: any(e.id == sent.id for e in events))
+    (file_id, (data, name, mime)), *_ = platform.emulator.files.items()
+    assert (data, name, mime) == (b"\x89PNG-by-url", "dog.png", "image/png")
+    echo = next(e for e in inbound.events if e.id == sent.id)
+    assert isinstance(echo.content, Image)
+    assert echo.content.file_id == file_id
+    missing = Image(url=str(source.make_url("/pics/none.png")))
+    with pytest.raises(RequestError):
+        await connector.send(Send(conversation=connector.conversation_id, content=missing))

@@ -1,0 +1,63 @@
+"""The emulator's REST side as the documents give it: auth, errors, the newer join, paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from adapters.signalwire import codec
+from adapters.signalwire.emulator import Emulator
+from adapters.signalwire.history import collect_chat
+from adapters.signalwire.native import Page
+
+AUTH = {"Authorization": "Bearer good-token"}
+
+
+async def test_rest_wants_a_bearer_token(aiohttp_client: Any, emulator: Emulator) -> None:
+    client = await aiohttp_client(emulator.app)
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic good-token"}):
+        resp = await client.post("/api/fabric/messages", json={}, headers=headers)
+        assert resp.status == 401
+        assert (await resp.json())["errors"][0]["code"] == "unauthorized"
+
+
+async def test_documented_errors(aiohttp_client: Any, emulator: Emulator) -> None:
+    client = await aiohttp_client(emulator.app)
+    resp = await client.post("/api/fabric/messages", json={"conversation_id": "a"}, headers=AUTH)
+    assert resp.status == 422
+    resp = await client.get("/api/fabric/conversations/nobody/messages", headers=AUTH)
+    assert resp.status == 404
+
+
+async def test_newer_join_makes_a_group(aiohttp_client: Any, emulator: Emulator) -> None:
+    client = await aiohttp_client(emulator.app)
+    body = {"from_fabric_address_id": "subscriber-1", "fabric_address_ids": ["bot", "subscriber-1"]}
+    resp = await client.post("/api/fabric/conversations/join", json=body, headers=AUTH)
+    group = (await resp.json())["group_id"]
+    row = await emulator.agent_says(group, "hello group")
+    assert row["group_id"] == group
+    assert row["from_fabric_address_id"] == "bot"
+    assert codec.decode(msgspec.json.encode(row)).events[0].conversation_id == f"signalwire:{group}"
+
+
+async def test_history_pages_follow_links_and_collect_chat(
+    aiohttp_client: Any, emulator: Emulator
+) -> None:
+    client = await aiohttp_client(emulator.app)
+    emulator.greeting = None
+    await client.post("/api/fabric/conversations/join", json={"conversation_id": "a"}, headers=AUTH)
+    for n in range(5):
+        await emulator.agent_says("a", f"m{n}")
+        emulator.add_call_log("a")
+    url: str | None = str(client.make_url("/api/fabric/conversations/a/messages?page_size=3"))
+    pages: list[Page] = []
+    page = collect_chat(pages, "a", 4)
+    while url is not None:
+        resp = await client.session.get(url, headers=AUTH)  # links are absolute URLs
+        pages.append(msgspec.convert(await resp.json(), Page))
+        page = collect_chat(pages, "a", 4)
+        url = None if page.complete else page.next
+    assert [r.text for r in page.rows] == ["m4", "m3", "m2", "m1"]  # newest first
+    assert page.has_next
+    assert len(pages) == 3  # 3 rows a page, half of them call logs
