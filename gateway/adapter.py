@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
@@ -34,7 +34,7 @@ Capability: TypeAlias = Literal[
     "start",  # open a vendor session for a frontend
     "recover",  # resume a vendor session by id and load its history
     "send",  # send a message (which content kinds: `Adapter.content_kinds`)
-    "typing",  # send typing on/off (and a preview where `typing_preview`)
+    "typing",  # send typing on/off (and a preview where `Adapter.typing_preview`)
     "read",  # send read receipts
     "end",  # end the session
     "forward",  # forward the session to another destination
@@ -132,6 +132,8 @@ class Adapter(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"ingest"})
     content_kinds: ClassVar[frozenset[str]] = frozenset()
     """The content kinds `send` can carry (e.g. `{"text", "url", "image", "file"}`)."""
+    typing_preview: ClassVar[bool] = False
+    """Whether `typing` carries the text being typed (`preview`) to the platform."""
     test_only: ClassVar[bool] = False
     """True for dialects that exist for tests and demos; loaded only when named explicitly."""
 
@@ -160,6 +162,7 @@ class Adapter(abc.ABC):
             "name": self.name,
             "capabilities": sorted(self.capabilities),
             "content_kinds": sorted(self.content_kinds),
+            "typing_preview": self.typing_preview,
         }
 
 
@@ -181,7 +184,7 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self._adapters
 
-    def __iter__(self) -> Iterable[Adapter]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Adapter]:
         return iter(self._adapters.values())
 
     def __len__(self) -> int:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import re
+import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -44,19 +47,84 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
     Accepts ISO 8601 strings (naive means UTC), epoch seconds or milliseconds as numbers, and
     strings of epoch seconds or milliseconds; a number above 1e11 is milliseconds. `None` or
     an empty string gives `default` (the current time when that is `None`).
-    Raises `ValueError` for anything else.
+    Raises `ValueError` for anything else, and for times outside years 1970-9999.
+
+    This is on every dialect's decode path, so the common forms skip `datetime`: epochs are
+    split with integer arithmetic and each formatted second is cached; a string already in
+    canonical form is checked and returned as it is. Results equal `datetime`'s
+    (`fromtimestamp` rounds half-even to the microsecond, then milliseconds are truncated).
     """
-    if value is None or value == "":
-        return default if default is not None else format_at(datetime.now(UTC))
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is int:
+        return _epoch_ms(value if value > _MS_THRESHOLD else value * 1000, value)  # type: ignore[operator]
+    if kind is float:
+        return _epoch_float(value)  # type: ignore[arg-type]
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+        if len(text) == 24 and _CANONICAL.match(text) and _valid_day(text[:10]):
+            return text
+        if text.isdigit() and text.isascii():
+            whole = int(text)
+            return _epoch_ms(whole if whole > _MS_THRESHOLD else whole * 1000, text)
+        if not text:
+            return default if default is not None else format_at(datetime.now(UTC))
         try:
-            value = float(value)
+            return _epoch_float(float(text))
         except ValueError:
-            return format_at(datetime.fromisoformat(value))
-    if isinstance(value, bool) or value != value:  # bool is an int; NaN is not a time
+            pass
+        try:
+            return format_at(datetime.fromisoformat(text))
+        except ValueError:
+            raise ValueError(f"not a timestamp: {text!r}") from None
+    if value is None:
+        return default if default is not None else format_at(datetime.now(UTC))
+    raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
+
+
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z")
+_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
+_seconds: dict[int, str] = {}
+_days: dict[str, bool] = {}
+
+
+def _valid_day(day: str) -> bool:
+    valid = _days.get(day)
+    if valid is None:
+        try:
+            date.fromisoformat(day)
+            valid = True
+        except ValueError:
+            valid = False
+        if len(_days) > 4096:
+            _days.clear()
+        _days[day] = valid
+    return valid
+
+
+def _epoch_ms(ms: int, original: object) -> str:
+    if not 0 <= ms <= _MAX_MS:
+        raise ValueError(f"timestamp out of range: {original!r}")
+    second, millis = divmod(ms, 1000)
+    prefix = _seconds.get(second)
+    if prefix is None:
+        if len(_seconds) > 4096:  # bounded: a long-running process sees new seconds forever
+            _seconds.clear()
+        t = time.gmtime(second)
+        prefix = _seconds[second] = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+                                     f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.")
+    return prefix + _MILLIS[millis]
+
+
+def _epoch_float(value: float) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"not a timestamp: {value!r}")
-    seconds = value / 1000 if abs(value) > _MS_THRESHOLD else value
-    return format_at(datetime.fromtimestamp(seconds, UTC))
+    seconds = value / 1000 if value > _MS_THRESHOLD else value
+    whole = math.floor(seconds)
+    micros = round((seconds - whole) * 1e6)  # half-even, as datetime.fromtimestamp
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return _epoch_ms(whole * 1000 + micros // 1000, value)
 
 
 def loads(body: bytes | str) -> Any:

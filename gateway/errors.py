@@ -33,11 +33,20 @@ class GatewayError(Exception):
     status: ClassVar[int] = 500
     recoverable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        recoverable: bool | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code  # type: ignore[misc]
+        if recoverable is not None:
+            self.recoverable = recoverable  # type: ignore[misc]
         self.details = {k: v for k, v in details.items() if v is not None}
 
     def body(self) -> dict[str, Any]:

@@ -49,11 +49,11 @@ class _Content(msgspec.Struct, tag_field="kind", omit_defaults=True, frozen=True
     pass
 
 
-class Text(_Content, tag="text"):
+class Text(_Content, tag="text", frozen=True):
     text: str
 
 
-class Url(_Content, tag="url"):
+class Url(_Content, tag="url", frozen=True):
     url: str
     text: str | None = None
 
@@ -63,7 +63,7 @@ def _require_location(url: str | None, file_id: str | None) -> None:
         raise ValueError("needs a `url` or a `file_id`")
 
 
-class Image(_Content, tag="image"):
+class Image(_Content, tag="image", frozen=True):
     """An image by URL, or by the platform's file id until a URL is known."""
 
     url: str | None = None
@@ -75,7 +75,7 @@ class Image(_Content, tag="image"):
         _require_location(self.url, self.file_id)
 
 
-class File(_Content, tag="file"):
+class File(_Content, tag="file", frozen=True):
     url: str | None = None
     file_id: str | None = None
     file_name: str | None = None
@@ -86,14 +86,14 @@ class File(_Content, tag="file"):
         _require_location(self.url, self.file_id)
 
 
-class Audio(_Content, tag="audio"):
+class Audio(_Content, tag="audio", frozen=True):
     """Recorded audio; `voice` is true for a voice note, false for an audio file."""
 
     url: str
     voice: bool = False
 
 
-class Location(_Content, tag="location"):
+class Location(_Content, tag="location", frozen=True):
     latitude: float
     longitude: float
     name: str | None = None
@@ -101,7 +101,7 @@ class Location(_Content, tag="location"):
     url: str | None = None
 
 
-class Action(_Content, tag="action"):
+class Action(_Content, tag="action", frozen=True):
     """A system action the platform took or asks for (forward, end, hangup)."""
 
     action: ActionKind
@@ -310,8 +310,8 @@ command_decoder: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
 def format_at(moment: datetime) -> str:
     """`moment` as the canonical timestamp: UTC, milliseconds, `Z` (naive means UTC)."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 def now_at() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -111,3 +112,53 @@ class GatewayClient:
         client = WsClient(socket)
         await client.wait_for(lambda f: f["op"] == "welcome")
         return client
+
+
+class Inbound:
+    """Runs a connector's `inbound()` in the background; tests wait on what it collected.
+
+    Shared by every dialect's connector tests (`await inbound.until(lambda events: ...)`);
+    `await inbound.stop()` at the end (or use it through a fixture that does).
+    """
+
+    def __init__(self, connector: Any, timeout: float = TIMEOUT) -> None:
+        self.events: list[Any] = []
+        self.timeout = timeout
+        self._changed = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run(connector))
+
+    async def _run(self, connector: Any) -> None:
+        try:
+            async for batch in connector.inbound():
+                self.events.extend(batch)
+                self._changed.set()
+        finally:
+            self._changed.set()
+
+    async def until(self, predicate: Any) -> list[Any]:
+        """Wait until `predicate(events)` holds; fails if inbound ends first."""
+        async with asyncio.timeout(self.timeout):
+            while True:
+                self._changed.clear()
+                if predicate(self.events):
+                    return self.events
+                if self.task.done():
+                    self.task.result()
+                    raise AssertionError(f"inbound finished without it: {self.events}")
+                await self._changed.wait()
+
+    async def finished(self) -> None:
+        async with asyncio.timeout(self.timeout):
+            await self.task
+
+    def of_type(self, tag: str) -> list[Any]:
+        return [e for e in self.events if e.__struct_config__.tag == tag]
+
+    def texts(self) -> list[str]:
+        return [e.content.text for e in self.of_type("message")
+                if e.content.__struct_config__.tag == "text"]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task

@@ -25,9 +25,7 @@ from gateway.hub import Hub, is_pattern
 from gateway.model import (
     Command,
     End,
-    File,
     Forward,
-    Image,
     MarkRead,
     Recover,
     Send,
@@ -187,9 +185,6 @@ class Sessions:
             if kind not in adapter.content_kinds:
                 raise Unsupported(f"dialect {adapter.name!r} cannot send {kind!r} content "
                                   f"(it sends {', '.join(sorted(adapter.content_kinds))})")
-            if isinstance(command.content, (Image, File)) and not command.content.url:
-                raise RequestError(f"{kind} content is sent by URL: `url` is required",
-                                   path="$.content.url")
 
     async def _record(self, conversation: str) -> SessionRecord:
         record = await self.store.load(conversation)
