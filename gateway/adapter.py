@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
-from gateway.errors import Unsupported, UnknownDialect
+from gateway.errors import UnknownDialect, Unsupported
 from gateway.model import Command, Event, Start
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import IO
 import msgspec
 
 from gateway import __version__
-from gateway.adapter import Registry
+from gateway.adapter import Decoded, Registry
 from gateway.config import ConfigError, Settings, load
 from gateway.errors import GatewayError, MalformedJSON
 from gateway.model import event_encoder
@@ -34,10 +34,18 @@ def _parser() -> argparse.ArgumentParser:
         "decode", help="native frames (JSON or JSONL) → canonical events (JSONL), offline"
     )
     decode.add_argument("--dialect", required=True)
-    decode.add_argument("--conversation", help="native conversation id, for dialects whose "
-                        "frames do not carry it (like ingest's ?conversation=)")
-    decode.add_argument("file", nargs="?", type=argparse.FileType("rb"), default=sys.stdin.buffer,
-                        help="input file (default: standard input)")
+    decode.add_argument(
+        "--conversation",
+        help="native conversation id, for dialects whose "
+        "frames do not carry it (like ingest's ?conversation=)",
+    )
+    decode.add_argument(
+        "file",
+        nargs="?",
+        type=argparse.FileType("rb"),
+        default=sys.stdin.buffer,
+        help="input file (default: standard input)",
+    )
     return parser
 
 
@@ -56,10 +64,17 @@ def serve(args: argparse.Namespace) -> int:
 
     dialects = [d.strip() for d in args.dialects.split(",")] if args.dialects else None
     try:
-        settings = load(args.config, overrides={
-            "host": args.host, "port": args.port, "redis_url": args.redis_url,
-            "dialects": dialects, "log_format": args.log_format, "log_level": args.log_level,
-        })
+        settings = load(
+            args.config,
+            overrides={
+                "host": args.host,
+                "port": args.port,
+                "redis_url": args.redis_url,
+                "dialects": dialects,
+                "log_format": args.log_format,
+                "log_level": args.log_level,
+            },
+        )
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -93,7 +108,9 @@ def decode(
         adapter = registry.get(dialect)
         data = source.read()
         try:
-            bodies = [(None, adapter.decode(data, conversation=conversation))]
+            bodies: list[tuple[int | None, Decoded]] = [
+                (None, adapter.decode(data, conversation=conversation))
+            ]
         except MalformedJSON:
             lines = [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
             if len(lines) < 2:

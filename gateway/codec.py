@@ -56,7 +56,8 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
     """
     kind = type(value)
     if kind is int:
-        return _epoch_ms(value if value > _MS_THRESHOLD else value * 1000, value)  # type: ignore[operator]
+        whole: int = value  # type: ignore[assignment]
+        return _epoch_ms(whole if whole > _MS_THRESHOLD else whole * 1000, whole)
     if kind is float:
         return _epoch_float(value)  # type: ignore[arg-type]
     if kind is str:
@@ -64,8 +65,8 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         if len(text) == 24 and _CANONICAL.match(text) and _valid_day(text[:10]):
             return text
         if text.isdigit() and text.isascii():
-            whole = int(text)
-            return _epoch_ms(whole if whole > _MS_THRESHOLD else whole * 1000, text)
+            number = int(text)
+            return _epoch_ms(number if number > _MS_THRESHOLD else number * 1000, text)
         if not text:
             return default if default is not None else format_at(datetime.now(UTC))
         try:
@@ -111,8 +112,10 @@ def _epoch_ms(ms: int, original: object) -> str:
         if len(_seconds) > 4096:  # bounded: a long-running process sees new seconds forever
             _seconds.clear()
         t = time.gmtime(second)
-        prefix = _seconds[second] = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-                                     f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.")
+        prefix = _seconds[second] = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
+        )
     return prefix + _MILLIS[millis]
 
 
@@ -159,7 +162,8 @@ def convert_each(
     """Apply `convert(frame, index)` to every frame; `None` means an unknown (ignored) frame.
 
     Returns the converted frames and the ignored count. `msgspec.ValidationError` raised by
-    `convert` becomes a `DecodeError` naming the frame index and path, so a batch fails whole.
+    `convert` becomes a `DecodeError` naming the frame index and path, so a batch fails whole;
+    a `ValueError` (a timestamp that is no time, say) names the frame alone.
     """
     out: list[T] = []
     ignored = 0
@@ -168,6 +172,8 @@ def convert_each(
             item = convert(frame, index)
         except msgspec.ValidationError as exc:
             raise invalid(exc, index) from None
+        except ValueError as exc:
+            raise DecodeError(f"frame {index}: {exc}", index=index, path="$") from None
         if item is None:
             ignored += 1
         else:

@@ -75,8 +75,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.redis_url and not self.redis_url.startswith(
             ("memory://", "redis://", "rediss://", "unix://")
         ):
-            raise ConfigError(f"redis_url: scheme must be redis://, rediss:// or unix://, "
-                              f"got {self.redis_url.split('://')[0]!r}")
+            raise ConfigError(
+                f"redis_url: scheme must be redis://, rediss:// or unix://, "
+                f"got {self.redis_url.split('://')[0]!r}"
+            )
 
     def dialect(self, name: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
         """A dialect's connector settings: its TOML table, overridden by its environment."""
@@ -109,7 +111,9 @@ def load(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file}: {exc}") from None
         dialects = data.pop("dialects", {})
-        if not isinstance(dialects, dict) or not all(isinstance(v, dict) for v in dialects.values()):
+        if not isinstance(dialects, dict) or not all(
+            isinstance(v, dict) for v in dialects.values()
+        ):
             raise ConfigError(f"{config_file}: [dialects.<name>] must be tables")
         values["dialect_settings"] = {
             name: {k: str(v) for k, v in table.items()} for name, table in dialects.items()
@@ -121,7 +125,9 @@ def load(
         env_key = f"GATEWAY_{key.upper()}"
         if env_key in environ:
             raw = environ[env_key]
-            values[key] = [d.strip() for d in raw.split(",") if d.strip()] if key == "dialects" else raw
+            values[key] = (
+                [d.strip() for d in raw.split(",") if d.strip()] if key == "dialects" else raw
+            )
             sources[key] = f"environment {env_key}"
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -133,6 +139,8 @@ def load(
         message = str(exc)
         key = message.rpartition("`$.")[2].rstrip("`").split(".")[0].split("[")[0]
         where = sources.get(key, "")
-        raise ConfigError(f"{key or 'config'}: {message}" + (f" (from {where})" if where else "")) from None
+        raise ConfigError(
+            f"{key or 'config'}: {message}" + (f" (from {where})" if where else "")
+        ) from None
     except ConfigError:
         raise

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-disable_created_metrics()  # the _created series double every counter for no use here
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the _created series double every counter for no use here
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -25,16 +25,23 @@ INGEST_FRAMES = Counter(
     registry=REGISTRY,
 )
 INGEST_REQUESTS = Counter(
-    "gateway_ingest_requests_total", "Ingest requests, by dialect and HTTP status.",
-    ["dialect", "status"], registry=REGISTRY,
+    "gateway_ingest_requests_total",
+    "Ingest requests, by dialect and HTTP status.",
+    ["dialect", "status"],
+    registry=REGISTRY,
 )
 DECODE_SECONDS = Histogram(
-    "gateway_decode_seconds", "Time to decode one ingest body.", ["dialect"],
-    buckets=_LATENCY, registry=REGISTRY,
+    "gateway_decode_seconds",
+    "Time to decode one ingest body.",
+    ["dialect"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
 )
 PUBLISH_SECONDS = Histogram(
-    "gateway_hub_publish_seconds", "Time to publish one batch to the hub (one round trip).",
-    buckets=_LATENCY, registry=REGISTRY,
+    "gateway_hub_publish_seconds",
+    "Time to publish one batch to the hub (one round trip).",
+    buckets=_LATENCY,
+    registry=REGISTRY,
 )
 WS_CONNECTIONS = Gauge(
     "gateway_ws_connections", "Open unified WebSocket connections.", registry=REGISTRY
@@ -43,15 +50,20 @@ WS_SUBSCRIPTIONS = Gauge(
     "gateway_ws_subscriptions", "Active subscriptions over all sockets.", registry=REGISTRY
 )
 WS_EVICTIONS = Counter(
-    "gateway_ws_evictions_total", "Sockets closed because their send queue overflowed.",
+    "gateway_ws_evictions_total",
+    "Sockets closed because their send queue overflowed.",
     registry=REGISTRY,
 )
 WS_COMMANDS = Counter(
-    "gateway_ws_frames_total", "Client frames received on the unified WebSocket, by op and outcome.",
-    ["op", "outcome"], registry=REGISTRY,
+    "gateway_ws_frames_total",
+    "Client frames received on the unified WebSocket, by op and outcome.",
+    ["op", "outcome"],
+    registry=REGISTRY,
 )
 HTTP_REQUESTS = Counter(
-    "gateway_http_requests_total", "HTTP requests, by route and status.", ["route", "status"],
+    "gateway_http_requests_total",
+    "HTTP requests, by route and status.",
+    ["route", "status"],
     registry=REGISTRY,
 )
 

@@ -12,7 +12,7 @@ are optional and omitted from the JSON when unset (`omit_defaults`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias, Union
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
@@ -108,7 +108,7 @@ class Action(_Content, tag="action", frozen=True):
     destination: str | None = None
 
 
-Content: TypeAlias = Union[Text, Url, Image, File, Audio, Location, Action]
+Content: TypeAlias = Text | Url | Image | File | Audio | Location | Action
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,21 +212,21 @@ class Error(_Event, tag="error", kw_only=True):
     recoverable: bool = False
 
 
-Event: TypeAlias = Union[
-    Message,
-    Typing,
-    Receipt,
-    ParticipantJoined,
-    ParticipantLeft,
-    Status,
-    Ended,
-    Link,
-    Form,
-    Notice,
-    Signal,
-    Availability,
-    Error,
-]
+Event: TypeAlias = (
+    Message
+    | Typing
+    | Receipt
+    | ParticipantJoined
+    | ParticipantLeft
+    | Status
+    | Ended
+    | Link
+    | Form
+    | Notice
+    | Signal
+    | Availability
+    | Error
+)
 
 EPHEMERAL: tuple[type[_Event], ...] = (Signal,)
 """Event types that are fanned out but never stored nor sequenced."""
@@ -295,7 +295,7 @@ class Forward(_Command, tag="forward", kw_only=True):
     destination: str
 
 
-Command: TypeAlias = Union[Start, Recover, Send, SetTyping, MarkRead, End, Forward]
+Command: TypeAlias = Start | Recover | Send | SetTyping | MarkRead | End | Forward
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -58,13 +58,11 @@ def conversation() -> str:
 
 
 @pytest.fixture
-def make_gateway(
-    aiohttp_client: Callable[..., Any], hub_url: str
-) -> Callable[..., Any]:
+def make_gateway(aiohttp_client: Callable[..., Any], hub_url: str) -> Callable[..., Any]:
     """Start the gateway on the hub under test: `await make_gateway(**settings)`."""
 
     async def make(**overrides: Any) -> GatewayClient:
-        settings = Settings(redis_url=hub_url, dialects=["loopback"], **overrides)
+        settings = Settings(**{"redis_url": hub_url, "dialects": ["loopback"], **overrides})
         client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
         return GatewayClient(client)
 
@@ -72,5 +70,5 @@ def make_gateway(
 
 
 @pytest.fixture
-async def gateway(make_gateway: Callable[..., Any]) -> AsyncIterator[GatewayClient]:
-    yield await make_gateway()
+async def gateway(make_gateway: Callable[..., Any]) -> GatewayClient:
+    return await make_gateway()  # type: ignore[no-any-return]

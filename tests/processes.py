@@ -15,13 +15,20 @@ from tests.redis_server import free_port
 class GatewayProcess:
     """One replica: `gateway serve` on a free port with the given environment."""
 
-    def __init__(self, redis_url: str, env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self, redis_url: str, env: dict[str, str] | None = None, log_path: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "GATEWAY_REDIS_URL": redis_url, "GATEWAY_HOST": "127.0.0.1",
-                    "GATEWAY_PORT": str(self.port), "GATEWAY_LOG_FORMAT": "json",
-                    "GATEWAY_DIALECTS": "loopback", **(env or {})}
+        self.env = {
+            **os.environ,
+            "GATEWAY_REDIS_URL": redis_url,
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(self.port),
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_DIALECTS": "loopback",
+            **(env or {}),
+        }
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -29,13 +36,17 @@ class GatewayProcess:
         if self.log_path is not None:
             with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "gateway.cli", "serve"], env=self.env,
-                    stdout=log, stderr=log,
+                    [sys.executable, "-m", "gateway.cli", "serve"],
+                    env=self.env,
+                    stdout=log,
+                    stderr=log,
                 )
         else:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve"], env=self.env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [sys.executable, "-m", "gateway.cli", "serve"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -13,10 +13,18 @@ from aiohttp.test_utils import TestClient
 TIMEOUT = 5.0
 
 
-def loopback_message(chat: str, n: int, text: str | None = None, role: str = "agent") -> dict[str, Any]:
+def loopback_message(
+    chat: str, n: int, text: str | None = None, role: str = "agent"
+) -> dict[str, Any]:
     """A loopback-dialect message frame (`loopback:<chat>/m<n>` once decoded)."""
-    return {"kind": "message", "id": f"m{n}", "chat": chat, "from": {"role": role},
-            "text": text if text is not None else f"text {n}", "ts": 1700000000 + n}
+    return {
+        "kind": "message",
+        "id": f"m{n}",
+        "chat": chat,
+        "from": {"role": role},
+        "text": text if text is not None else f"text {n}",
+        "ts": 1700000000 + n,
+    }
 
 
 class WsClient:
@@ -55,17 +63,24 @@ class WsClient:
                 self._new.clear()
                 await self._new.wait()
 
-    async def reply(self, op: str, ref: str | None = None, timeout: float = TIMEOUT) -> dict[str, Any]:
+    async def reply(
+        self, op: str, ref: str | None = None, timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
         return await self.wait_for(
             lambda f: f["op"] in (op, "error") and (ref is None or f.get("ref") == ref), timeout
         )
 
     def events(self, conversation: str | None = None) -> list[dict[str, Any]]:
-        return [f["event"] for f in self.frames if f["op"] == "event"
-                and (conversation is None or f["event"]["conversation_id"] == conversation)]
+        return [
+            f["event"]
+            for f in self.frames
+            if f["op"] == "event"
+            and (conversation is None or f["event"]["conversation_id"] == conversation)
+        ]
 
-    async def wait_events(self, count: int, conversation: str | None = None,
-                          timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+    async def wait_events(
+        self, count: int, conversation: str | None = None, timeout: float = TIMEOUT
+    ) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout):
             while len(self.events(conversation)) < count:
                 if self.ws.closed and self._reader.done():
@@ -95,12 +110,14 @@ class GatewayClient:
     def __init__(self, client: TestClient[Any, Any]) -> None:
         self.client = client
 
-    async def ingest(self, dialect: str, body: Any, conversation: str | None = None,
-                     raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    async def ingest(
+        self, dialect: str, body: Any, conversation: str | None = None, raw: bytes | None = None
+    ) -> tuple[int, dict[str, Any]]:
         params = {"conversation": conversation} if conversation else None
         data = raw if raw is not None else msgspec.json.encode(body)
-        async with self.client.post(f"/v1/dialects/{dialect}/events", data=data,
-                                    params=params) as response:
+        async with self.client.post(
+            f"/v1/dialects/{dialect}/events", data=data, params=params
+        ) as response:
             return response.status, await response.json()
 
     async def get(self, path: str, **params: Any) -> tuple[int, dict[str, Any]]:
@@ -155,8 +172,11 @@ class Inbound:
         return [e for e in self.events if e.__struct_config__.tag == tag]
 
     def texts(self) -> list[str]:
-        return [e.content.text for e in self.of_type("message")
-                if e.content.__struct_config__.tag == "text"]
+        return [
+            e.content.text
+            for e in self.of_type("message")
+            if e.content.__struct_config__.tag == "text"
+        ]
 
     async def stop(self) -> None:
         self.task.cancel()

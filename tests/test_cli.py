@@ -48,14 +48,24 @@ def test_errors_are_the_ingest_errors() -> None:
 
 def test_command_line_entry_point() -> None:
     body = msgspec.json.encode(loopback_message("c9", 1))
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "decode", "--dialect", "loopback"],
-                          input=body, capture_output=True, timeout=30, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "decode", "--dialect", "loopback"],
+        input=body,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert msgspec.json.decode(done.stdout)["id"] == "loopback:c9/m1"
 
 
 def test_bad_configuration_stops_the_start() -> None:
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--port", "0"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 2
     assert "port" in done.stderr

@@ -16,9 +16,9 @@ async def test_redis_restart_mid_stream_loses_nothing(
     aiohttp_client: Callable[..., Any], redis_factory: Callable[[], RedisServer], conversation: str
 ) -> None:
     server = redis_factory()
-    gateway = GatewayClient(await aiohttp_client(create_app(
-        Settings(redis_url=server.url, dialects=["loopback"])
-    )))
+    gateway = GatewayClient(
+        await aiohttp_client(create_app(Settings(redis_url=server.url, dialects=["loopback"])))
+    )
     conv = f"loopback:{conversation}"
     ws = await gateway.ws()
     await ws.subscribe(conv)
@@ -44,7 +44,7 @@ async def test_redis_restart_mid_stream_loses_nothing(
     async with asyncio.timeout(10):
         while (await gateway.get("/readyz"))[0] != 503:
             await asyncio.sleep(0.05)
-    status, ready = await gateway.get("/readyz")
+    _, ready = await gateway.get("/readyz")
     assert ready["hub"] is False and ready["error"]["code"] == "NOT_READY"
     await asyncio.sleep(0.3)
     server.start()
@@ -71,9 +71,9 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     from gateway.hub.wire import encode_parts, join
     from gateway.model import Message, Party, Text
 
-    gateway = GatewayClient(await aiohttp_client(create_app(
-        Settings(redis_url=redis_url, dialects=["loopback"])
-    )))
+    gateway = GatewayClient(
+        await aiohttp_client(create_app(Settings(redis_url=redis_url, dialects=["loopback"])))
+    )
     conv = f"loopback:{conversation}"
     ws = await gateway.ws()
     await ws.subscribe(conv)
@@ -81,14 +81,25 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     # Store seq 2 behind the hub's back (as if its PUBLISH never reached this replica).
     client = aioredis.Redis.from_url(redis_url)
     seq_key, ids_key, log_key = _keys(conv)
-    missed = Message(id=f"{conv}/lost", conversation_id=conv, dialect="loopback",
-                     at="2024-01-01T00:00:00.000Z", sender=Party(role="agent"), content=Text("x"))
+    missed = Message(
+        id=f"{conv}/lost",
+        conversation_id=conv,
+        dialect="loopback",
+        at="2024-01-01T00:00:00.000Z",
+        sender=Party(role="agent"),
+        content=Text("x"),
+    )
     seq = await client.incr(seq_key)
     await client.hset(ids_key, missed.id, seq)
-    await client.xadd(log_key, {"e": join(*encode_parts(missed)[:1], seq, encode_parts(missed)[1])},
-                      id=f"{seq}-0")
+    await client.xadd(
+        log_key, {"e": join(*encode_parts(missed)[:1], seq, encode_parts(missed)[1])}, id=f"{seq}-0"
+    )
     await client.aclose()
     await gateway.ingest("loopback", loopback_message(conversation, 3))
     events = await ws.wait_events(3, conv)
-    assert [(e["seq"], e["id"].rsplit("/", 1)[1]) for e in events] == [(1, "m1"), (2, "lost"), (3, "m3")]
+    assert [(e["seq"], e["id"].rsplit("/", 1)[1]) for e in events] == [
+        (1, "m1"),
+        (2, "lost"),
+        (3, "m3"),
+    ]
     await ws.close()

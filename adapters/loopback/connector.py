@@ -61,21 +61,33 @@ class LoopbackConnector(Connector):
         if status == 404:
             raise SessionNotFound(f"loopback chat {self.chat_id or '?'} not found")
         if status in (400, 409):
-            raise RequestError(f"loopback platform refused: {body.get('error')}",
-                               vendor_status=status)
+            raise RequestError(
+                f"loopback platform refused: {body.get('error')}", vendor_status=status
+            )
         if status >= 300:
             raise VendorError(f"loopback platform answered {status}", vendor_status=status)
         return body
 
     async def open(self, command: Start) -> Sequence[Event]:
-        body = await self._call("POST", "/chats", json={
-            "from": command.participant.from_, "name": command.participant.name,
-        })
+        body = await self._call(
+            "POST",
+            "/chats",
+            json={
+                "from": command.participant.from_,
+                "name": command.participant.name,
+            },
+        )
         self.chat_id = str(body["chat_id"])
         self.conversation_id = conversation_id(codec.DIALECT, self.chat_id)
-        return [Status(id=derived_id(self.conversation_id, "status", "active"),
-                       conversation_id=self.conversation_id, dialect=codec.DIALECT,
-                       at=now_at(), status="active")]
+        return [
+            Status(
+                id=derived_id(self.conversation_id, "status", "active"),
+                conversation_id=self.conversation_id,
+                dialect=codec.DIALECT,
+                at=now_at(),
+                status="active",
+            )
+        ]
 
     async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
         self.chat_id = str(state["chat_id"])
@@ -89,7 +101,9 @@ class LoopbackConnector(Connector):
 
     async def _poll(self, wait: float) -> tuple[list[Event], int]:
         body = await self._call(
-            "GET", f"/chats/{self.chat_id}/frames", params={"after": self.after, "wait": wait},
+            "GET",
+            f"/chats/{self.chat_id}/frames",
+            params={"after": self.after, "wait": wait},
             timeout=aiohttp.ClientTimeout(total=wait + 10),
         )
         decoded = codec.decode_frames(body["frames"])
@@ -121,19 +135,28 @@ class LoopbackConnector(Connector):
 
     def _link(self, state: LinkState, **fields: Any) -> Link:
         at = now_at()
-        return Link(id=derived_id(self.conversation_id, "link", state, at, fields.get("attempt")),
-                    conversation_id=self.conversation_id, dialect=codec.DIALECT, at=at,
-                    state=state, **fields)
+        return Link(
+            id=derived_id(self.conversation_id, "link", state, at, fields.get("attempt")),
+            conversation_id=self.conversation_id,
+            dialect=codec.DIALECT,
+            at=at,
+            state=state,
+            **fields,
+        )
 
     async def send(self, command: Command) -> Sequence[Event]:
         match command:
             case Send(content=Text(text=text)):
-                body = await self._call("POST", f"/chats/{self.chat_id}/messages",
-                                        json={"text": text, "client_id": command.ref})
+                body = await self._call(
+                    "POST",
+                    f"/chats/{self.chat_id}/messages",
+                    json={"text": text, "client_id": command.ref},
+                )
                 return list(codec.decode_frames([body["frame"]]).events)
             case SetTyping():
-                await self._call("POST", f"/chats/{self.chat_id}/typing",
-                                 json={"active": command.active})
+                await self._call(
+                    "POST", f"/chats/{self.chat_id}/typing", json={"active": command.active}
+                )
                 return []
             case End():
                 await self._call("POST", f"/chats/{self.chat_id}/end", json={})

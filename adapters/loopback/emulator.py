@@ -88,12 +88,14 @@ class Emulator:
     def _chat(self, request: web.Request) -> _Chat:
         if self.failures > 0:
             self.failures -= 1
-            raise web.HTTPServiceUnavailable(text='{"error": "try again"}',
-                                             content_type="application/json")
+            raise web.HTTPServiceUnavailable(
+                text='{"error": "try again"}', content_type="application/json"
+            )
         chat = self.chats.get(request.match_info["chat"])
         if chat is None:
-            raise web.HTTPNotFound(text='{"error": "chat not found"}',
-                                   content_type="application/json")
+            raise web.HTTPNotFound(
+                text='{"error": "chat not found"}', content_type="application/json"
+            )
         return chat
 
     async def _create(self, request: web.Request) -> web.Response:

@@ -24,24 +24,26 @@ class _Frame(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
     ts: float | str | None = None
 
 
-class MessageFrame(_Frame, tag="message"):
+class MessageFrame(_Frame, tag="message", frozen=True, kw_only=True):
     id: str
     text: str
     sender: Sender = msgspec.field(name="from")
 
 
-class TypingFrame(_Frame, tag="typing"):
+class TypingFrame(_Frame, tag="typing", frozen=True, kw_only=True):
     active: bool
     sender: Sender = msgspec.field(name="from")
 
 
-class JoinedFrame(_Frame, tag="joined"):
+class JoinedFrame(_Frame, tag="joined", frozen=True, kw_only=True):
     sender: Sender = msgspec.field(name="from")
 
 
-class EndedFrame(_Frame, tag="ended"):
+class EndedFrame(_Frame, tag="ended", frozen=True, kw_only=True):
     by: Literal["user", "agent", "system"] | None = None
 
 
 Frame = MessageFrame | TypingFrame | JoinedFrame | EndedFrame
-KINDS = frozenset(t.__struct_config__.tag for t in (MessageFrame, TypingFrame, JoinedFrame, EndedFrame))
+KINDS = frozenset(
+    t.__struct_config__.tag for t in (MessageFrame, TypingFrame, JoinedFrame, EndedFrame)
+)

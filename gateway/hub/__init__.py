@@ -22,4 +22,6 @@ def create_hub(url: str | None, *, maxlen: int = 10_000, ended_ttl: float = 7 * 
         from gateway.hub.redis import RedisHub
 
         return RedisHub(url, maxlen=maxlen, ended_ttl=ended_ttl)
-    raise RequestError(f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory:// or redis://")
+    raise RequestError(
+        f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory:// or redis://"
+    )

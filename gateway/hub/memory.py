@@ -104,7 +104,11 @@ class MemoryHub(Hub):
         if entry is None or not entry.entries or limit <= 0:
             return []
         first = entry.entries[0][0]
-        end = len(entry.entries) if before is None else max(min(before - first, len(entry.entries)), 0)
+        end = (
+            len(entry.entries)
+            if before is None
+            else max(min(before - first, len(entry.entries)), 0)
+        )
         return [entry.entries[i] for i in range(max(end - limit, 0), end)]
 
     async def head(self, conversation: str) -> int:

@@ -165,10 +165,12 @@ class RedisHub(Hub):
                 ephemeral.append(index)
             else:
                 groups.setdefault(event.conversation_id, []).append(index)
-        calls = [(conversation, self._script_args(conversation, [events[i] for i in indexes]))
-                 for conversation, indexes in groups.items()]
+        calls = [
+            (conversation, self._script_args(conversation, [events[i] for i in indexes]))
+            for conversation, indexes in groups.items()
+        ]
         if len(calls) == 1 and not ephemeral:  # the common webhook case: no pipeline needed
-            replies = [await self._redis.evalsha(self._sha or "", 3, *calls[0][1])]  # type: ignore[misc]
+            replies = [await self._redis.evalsha(self._sha or "", 3, *calls[0][1])]
         else:
             pipe = self._redis.pipeline(transaction=False)
             for _, args in calls:
@@ -186,8 +188,12 @@ class RedisHub(Hub):
         return results  # type: ignore[return-value]
 
     def _script_args(self, conversation: str, events: list[Event]) -> list[Any]:
-        args: list[Any] = [*_keys(conversation), CHANNEL_PREFIX + conversation, self.maxlen,
-                           self.ended_ttl]
+        args: list[Any] = [
+            *_keys(conversation),
+            CHANNEL_PREFIX + conversation,
+            self.maxlen,
+            self.ended_ttl,
+        ]
         for event in events:
             head, tail = wire.encode_parts(event)
             args += (event.id, head, tail, 1 if isinstance(event, Ended) else 0)
@@ -200,8 +206,9 @@ class RedisHub(Hub):
     ) -> list[tuple[int, bytes]]:
         if limit <= 0:
             return []
-        rows = await self._call(self._redis.xrange, _keys(conversation)[2], f"{after + 1}-0", "+",
-                                count=limit)
+        rows = await self._call(
+            self._redis.xrange, _keys(conversation)[2], f"{after + 1}-0", "+", count=limit
+        )
         return [(int(entry_id.split(b"-", 1)[0]), fields[b"e"]) for entry_id, fields in rows]
 
     async def read_before(
@@ -210,8 +217,9 @@ class RedisHub(Hub):
         if limit <= 0 or (before is not None and before <= 1):
             return []
         end = "+" if before is None else f"{before - 1}-0"
-        rows = await self._call(self._redis.xrevrange, _keys(conversation)[2], end, "-",
-                                count=limit)
+        rows = await self._call(
+            self._redis.xrevrange, _keys(conversation)[2], end, "-", count=limit
+        )
         return [(int(entry_id.split(b"-", 1)[0]), fields[b"e"]) for entry_id, fields in rows[::-1]]
 
     async def head(self, conversation: str) -> int:
@@ -283,7 +291,9 @@ class RedisHub(Hub):
                 await pubsub.subscribe(*subscribe)
             if psubscribe:
                 await pubsub.psubscribe(*psubscribe)
-            exact_gone = [c for c in unsubscribe if b"*" not in c and b"?" not in c and b"[" not in c]
+            exact_gone = [
+                c for c in unsubscribe if b"*" not in c and b"?" not in c and b"[" not in c
+            ]
             if exact_gone:
                 await pubsub.unsubscribe(*exact_gone)
             if patterns_gone := [c for c in unsubscribe if c not in exact_gone]:
@@ -316,14 +326,14 @@ class RedisHub(Hub):
             except asyncio.CancelledError:
                 self._listening.clear()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except Exception as exc:
                 self._listening.clear()
                 self._pubsub = None
                 log.warning("hub.link_lost", error=str(exc), retry_in=backoff)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 for future in self._pending.values():
                     if not future.done():
                         future.set_exception(StoreUnavailable("pub/sub link lost"))
@@ -335,10 +345,13 @@ class RedisHub(Hub):
     async def _await_confirmations(self, reader: asyncio.Task[None]) -> None:
         """Wait until Redis confirmed every (p)subscribe sent on this link, or the link died."""
         pending = [f for f in self._pending.values() if not f.done()]
-        confirmed = asyncio.ensure_future(asyncio.gather(*pending))
+        confirmed: asyncio.Future[list[None]] = asyncio.ensure_future(asyncio.gather(*pending))
         try:
-            await asyncio.wait([confirmed, reader], timeout=CONFIRM_TIMEOUT,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [confirmed, reader],  # type: ignore[type-var]
+                timeout=CONFIRM_TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             confirmed.cancel()
         if reader.done():

@@ -21,7 +21,7 @@ def encode_parts(event: Event) -> tuple[bytes, bytes]:
 
 def join(head: bytes, seq: int, tail: bytes) -> bytes:
     """The stored form of an event: its JSON with `seq` in place."""
-    return b"%b\"seq\":%d,%b" % (head, seq, tail)
+    return b'%b"seq":%d,%b' % (head, seq, tail)
 
 
 def read_seq(payload: bytes) -> int:

@@ -19,7 +19,7 @@ import aiohttp
 import msgspec
 import structlog
 
-from gateway.adapter import Adapter, Capability, DialectSettings, Registry
+from gateway.adapter import Adapter, Capability, Connector, DialectSettings, Registry
 from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported
 from gateway.hub import Hub, is_pattern
 from gateway.model import (
@@ -44,8 +44,13 @@ log = structlog.get_logger(__name__)
 __all__ = ["Ack", "Recovered", "Reply", "Sessions", "Started", "create_store"]
 
 _CAPABILITY: dict[type, Capability] = {
-    Start: "start", Recover: "recover", Send: "send", SetTyping: "typing", MarkRead: "read",
-    End: "end", Forward: "forward",
+    Start: "start",
+    Recover: "recover",
+    Send: "send",
+    SetTyping: "typing",
+    MarkRead: "read",
+    End: "end",
+    Forward: "forward",
 }
 _encoder = msgspec.json.Encoder()
 
@@ -119,7 +124,10 @@ class Sessions:
             await asyncio.sleep(self.lease_ttl / 2)
             try:
                 for conversation in await self.store.runnable():
-                    if conversation not in self.owned and await self.store.owner(conversation) is None:
+                    if (
+                        conversation not in self.owned
+                        and await self.store.owner(conversation) is None
+                    ):
                         with contextlib.suppress(GatewayError):
                             await self._take_over(conversation)
             except GatewayError as exc:
@@ -147,8 +155,9 @@ class Sessions:
         record = await self._record(command.conversation)
         self._check(self.registry.get(record.dialect), command)
         if record.status == "ended":
-            raise RequestError(f"conversation {record.conversation_id} has ended",
-                               code="SESSION_ENDED")
+            raise RequestError(
+                f"conversation {record.conversation_id} has ended", code="SESSION_ENDED"
+            )
         return [await self._idempotent(command.conversation, command, self._route)]
 
     async def _idempotent(self, scope: str, command: Command, run: Callable[..., object]) -> Reply:
@@ -183,8 +192,10 @@ class Sessions:
         if isinstance(command, Send):
             kind = command.content.__struct_config__.tag
             if kind not in adapter.content_kinds:
-                raise Unsupported(f"dialect {adapter.name!r} cannot send {kind!r} content "
-                                  f"(it sends {', '.join(sorted(adapter.content_kinds))})")
+                raise Unsupported(
+                    f"dialect {adapter.name!r} cannot send {kind!r} content "
+                    f"(it sends {', '.join(sorted(adapter.content_kinds))})"
+                )
 
     async def _record(self, conversation: str) -> SessionRecord:
         record = await self.store.load(conversation)
@@ -200,12 +211,14 @@ class Sessions:
         conversation = connector.conversation_id
         if not await self.store.acquire(conversation, self.lease_ttl):
             await connector.close()
-            raise RequestError(f"{conversation} is already owned by another replica",
-                               code="SESSION_CONFLICT")
+            raise RequestError(
+                f"{conversation} is already owned by another replica", code="SESSION_CONFLICT"
+            )
         # Publish before the record exists: a crash in between leaves no half-started session.
         await self.hub.publish(events)
-        record = SessionRecord(conversation_id=conversation, dialect=adapter.name,
-                               state=connector.snapshot())
+        record = SessionRecord(
+            conversation_id=conversation, dialect=adapter.name, state=connector.snapshot()
+        )
         await self.store.save(record)
         self._run(record, connector)
         status = next((e.status for e in reversed(events) if isinstance(e, Status)), "active")
@@ -217,13 +230,16 @@ class Sessions:
         adapter = self.registry.get(record.dialect)
         if record.status != "ended":
             self._check(adapter, command)
-            if record.conversation_id not in self.owned and \
-                    await self.store.owner(record.conversation_id) is None:
+            if (
+                record.conversation_id not in self.owned
+                and await self.store.owner(record.conversation_id) is None
+            ):
                 await self._take_over(record.conversation_id)
             record = await self._record(command.conversation)
         rows = await self.hub.read(record.conversation_id, limit=self.history_limit)
         return Recovered(
-            ref=command.ref, conversation=record.conversation_id,
+            ref=command.ref,
+            conversation=record.conversation_id,
             status="completed" if record.status == "ended" else "active",
             events=[msgspec.Raw(payload) for _, payload in rows],
             last_seq=rows[-1][0] if rows else 0,
@@ -241,16 +257,18 @@ class Sessions:
                 await self._take_over(conversation)
                 continue
             try:
-                answer = await self.store.forward(owner, _encoder.encode(command),
-                                                  max(deadline - time.monotonic(), 0.1))
+                answer = await self.store.forward(
+                    owner, _encoder.encode(command), max(deadline - time.monotonic(), 0.1)
+                )
             except OwnerGone:
                 await asyncio.sleep(min(0.2, self.lease_ttl / 10))  # its lease will lapse
                 continue
             except TimeoutError:
                 break
             return _unpack(answer)
-        raise RequestError(f"the replica owning {conversation} did not answer in time",
-                           code="OWNER_UNAVAILABLE")
+        raise RequestError(
+            f"the replica owning {conversation} did not answer in time", code="OWNER_UNAVAILABLE"
+        )
 
     async def _serve_forwarded(self, body: bytes) -> bytes:
         """Answer a command another replica forwarded to this one (its owner)."""
@@ -258,12 +276,18 @@ class Sessions:
             command = command_decoder.decode(body)
             replies = await self.execute(command)
         except GatewayError as exc:
-            return _encoder.encode({"error": exc.body(), "status": exc.status,
-                                    "recoverable": exc.recoverable})
+            return _encoder.encode(
+                {"error": exc.body(), "status": exc.status, "recoverable": exc.recoverable}
+            )
         except Exception as exc:
             log.exception("sessions.forwarded_failed")
-            return _encoder.encode({"error": {"code": "INTERNAL", "message": type(exc).__name__},
-                                    "status": 500, "recoverable": True})
+            return _encoder.encode(
+                {
+                    "error": {"code": "INTERNAL", "message": type(exc).__name__},
+                    "status": 500,
+                    "recoverable": True,
+                }
+            )
         return _encoder.encode({"replies": replies})
 
     # -- ownership --------------------------------------------------------------------------
@@ -310,10 +334,15 @@ class Sessions:
         log.info("session.taken_over", conversation_id=conversation, fetched=len(events))
         return True
 
-    def _run(self, record: SessionRecord, connector: object) -> OwnedSession:
+    def _run(self, record: SessionRecord, connector: Connector) -> OwnedSession:
         session = OwnedSession(
-            record, connector, self.hub, self.store,  # type: ignore[arg-type]
-            lease_ttl=self.lease_ttl, idle_s=self.idle_s, ended_ttl=self.ended_ttl,
+            record,
+            connector,
+            self.hub,
+            self.store,
+            lease_ttl=self.lease_ttl,
+            idle_s=self.idle_s,
+            ended_ttl=self.ended_ttl,
             on_done=self._forget,
         )
         self.owned[record.conversation_id] = session

@@ -62,8 +62,10 @@ class OwnedSession:
     def run(self) -> None:
         bind = structlog.contextvars.bound_contextvars
         with bind(conversation_id=self.conversation, dialect=self.record.dialect):
-            self._tasks = [asyncio.create_task(self._pump(), name=f"pump-{self.conversation}"),
-                           asyncio.create_task(self._keep(), name=f"lease-{self.conversation}")]
+            self._tasks = [
+                asyncio.create_task(self._pump(), name=f"pump-{self.conversation}"),
+                asyncio.create_task(self._keep(), name=f"lease-{self.conversation}"),
+            ]
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
         self.last_activity = time.monotonic()
@@ -94,11 +96,19 @@ class OwnedSession:
             raise
         except SessionNotFound as exc:
             # The platform no longer knows the session: that is its end.
-            await self._publish_retrying([Ended(
-                id=derived_id(self.conversation, "ended", "not-found"),
-                conversation_id=self.conversation, dialect=self.record.dialect, at=now_at(),
-                reason="error", by="system", text=exc.message,
-            )])
+            await self._publish_retrying(
+                [
+                    Ended(
+                        id=derived_id(self.conversation, "ended", "not-found"),
+                        conversation_id=self.conversation,
+                        dialect=self.record.dialect,
+                        at=now_at(),
+                        reason="error",
+                        by="system",
+                        text=exc.message,
+                    )
+                ]
+            )
             ended = True
             async with self._lock:
                 await self._persist("ended")
@@ -159,8 +169,9 @@ class OwnedSession:
         ack = Ack(ref=command.ref, conversation=self.conversation)
         for event, result in zip(events, published, strict=True):
             if isinstance(event, Message) or ack.id is None:
-                ack = Ack(ref=command.ref, conversation=self.conversation, id=result.id,
-                          seq=result.seq)
+                ack = Ack(
+                    ref=command.ref, conversation=self.conversation, id=result.id, seq=result.seq
+                )
                 if isinstance(event, Message):
                     break
         return ack

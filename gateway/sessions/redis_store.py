@@ -1,10 +1,10 @@
 """`SessionStore` on Redis, for replicas that share one.
 
-    gw:s:{c}        the session record (JSON), expiring once the session has ended
-    gw:sessions     set of conversations whose sessions should run
-    gw:lease:{c}    the owning replica's id, with a TTL the owner keeps renewing
-    gw:refs:{c}     hash ref → stored answer (idempotent commands), expiring a day after use
-    gw:rpc:<id>     the pub/sub channel replica <id> takes forwarded commands and answers on
+gw:s:{c}        the session record (JSON), expiring once the session has ended
+gw:sessions     set of conversations whose sessions should run
+gw:lease:{c}    the owning replica's id, with a TTL the owner keeps renewing
+gw:refs:{c}     hash ref → stored answer (idempotent commands), expiring a day after use
+gw:rpc:<id>     the pub/sub channel replica <id> takes forwarded commands and answers on
 """
 
 from __future__ import annotations
@@ -28,10 +28,14 @@ log = structlog.get_logger(__name__)
 RUNNABLE = "gw:sessions"
 REFS_TTL = 86400
 
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
-         "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then " \
-           "return redis.call('DEL', KEYS[1]) else return 0 end"
+_RENEW = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
+)
+_RELEASE = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', KEYS[1]) else return 0 end"
+)
 
 
 class _Rpc(msgspec.Struct, omit_defaults=True):
@@ -126,12 +130,18 @@ class RedisStore(SessionStore):
     # -- leases ---------------------------------------------------------------------------
 
     async def acquire(self, conversation: str, ttl: float) -> bool:
-        return bool(await self._call(self._redis.set, _lease_key(conversation), self.replica,
-                                     nx=True, px=int(ttl * 1000)))
+        return bool(
+            await self._call(
+                self._redis.set, _lease_key(conversation), self.replica, nx=True, px=int(ttl * 1000)
+            )
+        )
 
     async def renew(self, conversation: str, ttl: float) -> bool:
-        return bool(await self._call(self._renew, keys=[_lease_key(conversation)],
-                                     args=[self.replica, int(ttl * 1000)]))
+        return bool(
+            await self._call(
+                self._renew, keys=[_lease_key(conversation)], args=[self.replica, int(ttl * 1000)]
+            )
+        )
 
     async def release(self, conversation: str) -> None:
         await self._call(self._release, keys=[_lease_key(conversation)], args=[self.replica])
@@ -154,7 +164,7 @@ class RedisStore(SessionStore):
 
     # -- forwarding -----------------------------------------------------------------------
 
-    async def forward(self, owner: str, command: bytes, timeout: float) -> bytes:
+    async def forward(self, owner: str, command: bytes, wait_s: float) -> bytes:
         request_id = secrets.token_hex(8)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
@@ -165,7 +175,7 @@ class RedisStore(SessionStore):
             receivers = await self._call(self._redis.publish, f"gw:rpc:{owner}", message)
             if not receivers:
                 raise OwnerGone(owner)
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(future, wait_s)
         finally:
             self._waiting.pop(request_id, None)
 
@@ -203,12 +213,12 @@ class RedisStore(SessionStore):
                             future.set_result(bytes(rpc.body))
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except Exception as exc:
                 self._listening.clear()
                 log.warning("sessions.rpc_link_lost", error=str(exc), retry_in=backoff)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

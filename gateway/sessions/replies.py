@@ -5,8 +5,6 @@ They travel between replicas as JSON too (a command forwarded to the owner comes
 
 from __future__ import annotations
 
-from typing import Union
-
 import msgspec
 
 
@@ -38,5 +36,5 @@ class Ack(_Reply, tag="ack", kw_only=True):
     seq: int | None = None
 
 
-Reply = Union[Started, Recovered, Ack]
+Reply = Started | Recovered | Ack
 replies_decoder: msgspec.json.Decoder[list[Reply]] = msgspec.json.Decoder(list[Reply])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.sessions.record import SessionRecord
@@ -30,11 +31,16 @@ class ForwardedError(GatewayError):
     """An error the owning replica answered a forwarded command with, kept as it was."""
 
     def __init__(self, body: dict[str, object], status: int, recoverable: bool) -> None:
-        details = {k: v for k, v in body.items() if k not in ("code", "message")}
-        super().__init__(str(body.get("message", "")), code=str(body.get("code", "INTERNAL")),
-                         **details)
+        details: dict[str, Any] = {
+            k: v for k, v in body.items() if k not in ("code", "message", "recoverable")
+        }
+        super().__init__(
+            str(body.get("message", "")),
+            code=str(body.get("code", "INTERNAL")),
+            recoverable=recoverable,
+            **details,
+        )
         self.status = status  # type: ignore[misc]
-        self.recoverable = recoverable  # type: ignore[misc]
 
 
 class SessionStore(abc.ABC):
@@ -84,7 +90,7 @@ class SessionStore(abc.ABC):
     async def remember(self, scope: str, ref: str, answer: bytes) -> None: ...
 
     @abc.abstractmethod
-    async def forward(self, owner: str, command: bytes, timeout: float) -> bytes:
+    async def forward(self, owner: str, command: bytes, wait_s: float) -> bytes:
         """Have replica `owner` execute `command`; raises `OwnerGone` if it is not there and
         `TimeoutError` if it does not answer in time."""
 
@@ -120,7 +126,8 @@ class MemoryStore(SessionStore):
     async def save(self, record: SessionRecord, ttl: float | None = None) -> None:
         record.updated_at = time.time()
         self._records[record.conversation_id] = (
-            record, time.time() + ttl if ttl is not None else None
+            record,
+            time.time() + ttl if ttl is not None else None,
         )
 
     async def runnable(self) -> list[str]:
@@ -153,5 +160,5 @@ class MemoryStore(SessionStore):
     async def remember(self, scope: str, ref: str, answer: bytes) -> None:
         self._results[(scope, ref)] = answer
 
-    async def forward(self, owner: str, command: bytes, timeout: float) -> bytes:
+    async def forward(self, owner: str, command: bytes, wait_s: float) -> bytes:
         raise OwnerGone(owner)

@@ -28,7 +28,9 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     try:
         value = int(raw)
     except ValueError:
-        raise RequestError(f"`{name}` must be an integer, got {raw!r}", path=f"query.{name}") from None
+        raise RequestError(
+            f"`{name}` must be an integer, got {raw!r}", path=f"query.{name}"
+        ) from None
     if not low <= value <= high:
         raise RequestError(f"`{name}` must be between {low} and {high}", path=f"query.{name}")
     return value
@@ -45,20 +47,24 @@ async def conversation_events(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", min(100, max_limit), 1, max_limit)
     rows = await request.app[HUB].read(conversation, after=since, limit=limit + 1)
     page = rows[:limit]
-    return json_response(_Log(
-        conversation=conversation,
-        events=[msgspec.Raw(payload) for _, payload in page],
-        last_seq=page[-1][0] if page else since,
-        has_more=len(rows) > limit,
-    ))
+    return json_response(
+        _Log(
+            conversation=conversation,
+            events=[msgspec.Raw(payload) for _, payload in page],
+            last_seq=page[-1][0] if page else since,
+            has_more=len(rows) > limit,
+        )
+    )
 
 
 async def dialects(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    return json_response({
-        "dialects": [adapter.describe() for adapter in registry],
-        "failed": [{"name": f.name, "error": f.error} for f in registry.failures],
-    })
+    return json_response(
+        {
+            "dialects": [adapter.describe() for adapter in registry],
+            "failed": [{"name": f.name, "error": f.error} for f in registry.failures],
+        }
+    )
 
 
 async def schema(request: web.Request) -> web.Response:
@@ -79,12 +85,17 @@ async def readyz(request: web.Request) -> web.Response:
     sessions = request.app.get(SESSIONS)
     sessions_ok = sessions.ready() if sessions is not None else True
     ok = hub_ok and sessions_ok
-    body = {"status": "ready" if ok else "unavailable", "hub": hub_ok, "sessions": sessions_ok}
+    body: dict[str, object] = {
+        "status": "ready" if ok else "unavailable",
+        "hub": hub_ok,
+        "sessions": sessions_ok,
+    }
     if not ok:
         body["error"] = {"code": "NOT_READY", "message": "the event store or its listener is down"}
     return json_response(body, status=200 if ok else 503)
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(metrics.REGISTRY),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

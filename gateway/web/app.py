@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -21,6 +20,7 @@ from gateway.sessions import Sessions, create_store
 from gateway.web import api, commands, ingest, protocol, ws
 from gateway.web.keys import CONNECTIONS, HTTP, HUB, REGISTRY, SESSIONS, SETTINGS
 from gateway.web.responses import error_response, http_error_response, json_response
+from gateway.web.ws import Connection
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +48,13 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
         except Exception:
             log.exception("request.failed", method=request.method, path=request.path)
             response = json_response(
-                {"error": {"code": "INTERNAL", "message": "internal error; see the gateway log",
-                           "request_id": request_id}},
+                {
+                    "error": {
+                        "code": "INTERNAL",
+                        "message": "internal error; see the gateway log",
+                        "request_id": request_id,
+                    }
+                },
                 status=500,
             )
         if not response.prepared:
@@ -74,14 +79,14 @@ def create_app(
     `settings.dialects` names, or every built-in one); failures to load are logged loudly."""
     settings = settings or Settings()
     registry = registry if registry is not None else Registry.load(settings.dialects)
-    app = web.Application(middlewares=[context_and_errors],
-                          client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[context_and_errors], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[REGISTRY] = registry
-    app[CONNECTIONS] = weakref.WeakSet()
+    app[CONNECTIONS] = set()  # each socket's handler removes it when it closes
     for failure in registry.failures:
-        log.error("dialect.load_failed", dialect=failure.name, target=failure.target,
-                  error=failure.error)
+        log.error(
+            "dialect.load_failed", dialect=failure.name, target=failure.target, error=failure.error
+        )
     app.cleanup_ctx.append(_hub_ctx)
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
@@ -101,13 +106,14 @@ def create_app(
 
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    hub = create_hub(settings.redis_url, maxlen=settings.retention_maxlen,
-                     ended_ttl=settings.retention_ended_s)
+    hub = create_hub(
+        settings.redis_url, maxlen=settings.retention_maxlen, ended_ttl=settings.retention_ended_s
+    )
     await hub.start()
     app[HUB] = hub
 
     def gauges() -> dict[str, float]:
-        connections = list(app[CONNECTIONS])
+        connections: set[Connection] = app[CONNECTIONS]
         return {
             "hub_reconnects": float(getattr(hub, "reconnects", 0)),
             "ws_send_queue_depth": float(sum(c.queued for c in connections)),
@@ -132,9 +138,15 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     """The session router: owns vendor sessions (leases shared through Redis when the hub is)."""
     settings = app[SETTINGS]
     sessions = Sessions(
-        app[REGISTRY], app[HUB], create_store(settings.redis_url), app[HTTP], settings.dialect,
-        lease_ttl=settings.lease_ttl_s, idle_s=settings.session_idle_s,
-        command_timeout=settings.command_timeout_s, ended_ttl=settings.retention_ended_s,
+        app[REGISTRY],
+        app[HUB],
+        create_store(settings.redis_url),
+        app[HTTP],
+        settings.dialect,
+        lease_ttl=settings.lease_ttl_s,
+        idle_s=settings.session_idle_s,
+        command_timeout=settings.command_timeout_s,
+        ended_ttl=settings.retention_ended_s,
         history_limit=settings.history_max_limit,
     )
     await sessions.start()
@@ -145,12 +157,17 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_sockets(app: web.Application) -> None:
     """On shutdown: tell every client to go away and resume elsewhere."""
-    connections = list(app[CONNECTIONS])
+    connections: list[Connection] = [*app[CONNECTIONS]]
     if connections:
         log.info("ws.draining", connections=len(connections))
     await asyncio.gather(
-        *(c.ws.close(code=protocol.CLOSE_GOING_AWAY, message=b"gateway shutting down: "
-                     b"reconnect and resume with since") for c in connections),
+        *(
+            c.ws.close(
+                code=protocol.CLOSE_GOING_AWAY,
+                message=b"gateway shutting down: reconnect and resume with since",
+            )
+            for c in connections
+        ),
         return_exceptions=True,
     )
 

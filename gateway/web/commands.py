@@ -24,8 +24,14 @@ from gateway.model import Command
 from gateway.web.keys import SESSIONS
 from gateway.web.responses import json_response
 
-_OPS = {"messages": "send", "typing": "typing", "read": "read", "end": "end",
-        "forward": "forward", "recover": "recover"}
+_OPS = {
+    "messages": "send",
+    "typing": "typing",
+    "read": "read",
+    "end": "end",
+    "forward": "forward",
+    "recover": "recover",
+}
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -38,7 +44,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 def _command(fields: dict[str, Any]) -> Command:
     try:
-        return msgspec.convert(fields, Command)  # type: ignore[arg-type]
+        command: Command = msgspec.convert(fields, Command)
+        return command
     except msgspec.ValidationError as exc:
         raise RequestError(str(exc), path=path_of(exc)) from None
 
@@ -53,8 +60,9 @@ async def start(request: web.Request) -> web.Response:
 async def command(request: web.Request) -> web.Response:
     op = _OPS.get(request.match_info["command"])
     if op is None:
-        raise NotFound(f"no command {request.match_info['command']!r}; "
-                       f"known: {', '.join(sorted(_OPS))}")
+        raise NotFound(
+            f"no command {request.match_info['command']!r}; known: {', '.join(sorted(_OPS))}"
+        )
     fields = await _body(request)
     fields.update(op=op, conversation=request.match_info["conversation"])
     (reply,) = await request.app[SESSIONS].execute(_command(fields))

@@ -54,8 +54,9 @@ async def _ingest(request: web.Request, dialect: str, conversation: str | None) 
     adapter = request.app[REGISTRY].get(dialect)
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds {limit}",
-                              limit=limit)
+        raise PayloadTooLarge(
+            f"body of {request.content_length} bytes exceeds {limit}", limit=limit
+        )
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -67,8 +68,10 @@ async def _ingest(request: web.Request, dialect: str, conversation: str | None) 
         raise
     except Exception as exc:  # a dialect bug must still answer with a clear error, not a 500
         log.exception("ingest.decode_crashed")
-        raise DecodeError(f"the {dialect} adapter could not decode this body "
-                          f"({type(exc).__name__})", code="DECODE_FAILED") from exc
+        raise DecodeError(
+            f"the {dialect} adapter could not decode this body ({type(exc).__name__})",
+            code="DECODE_FAILED",
+        ) from exc
     metrics.DECODE_SECONDS.labels(dialect).observe(time.perf_counter() - started)
     started = time.perf_counter()
     published = await request.app[HUB].publish(decoded.events)

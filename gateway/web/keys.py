@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -20,5 +19,5 @@ SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", Registry)
 HUB = web.AppKey("hub", Hub)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-SESSIONS = web.AppKey("sessions", "Sessions")
-CONNECTIONS = web.AppKey("connections", "weakref.WeakSet[Connection]")
+SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
+CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")

@@ -13,7 +13,7 @@ slowly; reconnect and resume with `since`).
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -53,9 +53,19 @@ class Ping(_Op, tag="ping", kw_only=True):
     pass
 
 
-ClientFrame = Union[
-    Subscribe, Unsubscribe, History, Ping, Start, Recover, Send, SetTyping, MarkRead, End, Forward
-]
+ClientFrame = (
+    Subscribe
+    | Unsubscribe
+    | History
+    | Ping
+    | Start
+    | Recover
+    | Send
+    | SetTyping
+    | MarkRead
+    | End
+    | Forward
+)
 client_decoder: msgspec.json.Decoder[ClientFrame] = msgspec.json.Decoder(ClientFrame)
 
 

@@ -90,7 +90,9 @@ class Connection:
         """Queue a protocol frame (replies are queued in order with the events)."""
         if self._closing:
             return
-        self._queue.append(frame if isinstance(frame, bytes) else protocol.server_encoder.encode(frame))
+        self._queue.append(
+            frame if isinstance(frame, bytes) else protocol.server_encoder.encode(frame)
+        )
         self._ready.set()
 
     def send_error(self, error: GatewayError, ref: str | None = None) -> None:
@@ -117,7 +119,9 @@ class Connection:
         self._room.set()
         metrics.WS_EVICTIONS.inc()
         log.warning("ws.evicted", connection=self.id, queued=len(self._queue))
-        self._spawn(self.ws.close(code=protocol.CLOSE_SLOW_CONSUMER, message=b"send queue overflow"))
+        self._spawn(
+            self.ws.close(code=protocol.CLOSE_SLOW_CONSUMER, message=b"send queue overflow")
+        )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -184,17 +188,22 @@ class Connection:
 
     async def _history(self, frame: protocol.History) -> None:
         if is_pattern(frame.conversation):
-            raise RequestError("history needs one conversation, not a pattern",
-                               path="$.conversation")
+            raise RequestError(
+                "history needs one conversation, not a pattern", path="$.conversation"
+            )
         limit_max = self.settings.history_max_limit
         if not 1 <= frame.limit <= limit_max:
             raise RequestError(f"`limit` must be between 1 and {limit_max}", path="$.limit")
-        rows = await self.hub.read_before(frame.conversation, before=frame.before,
-                                          limit=frame.limit + 1)
+        rows = await self.hub.read_before(
+            frame.conversation, before=frame.before, limit=frame.limit + 1
+        )
         has_more = len(rows) > frame.limit
-        events = [msgspec.Raw(payload) for _, payload in rows[-frame.limit:]]
-        self.send(protocol.HistoryReply(ref=frame.ref, conversation=frame.conversation,
-                                        events=events, has_more=has_more))
+        events = [msgspec.Raw(payload) for _, payload in rows[-frame.limit :]]
+        self.send(
+            protocol.HistoryReply(
+                ref=frame.ref, conversation=frame.conversation, events=events, has_more=has_more
+            )
+        )
 
     async def _command(self, command: Command) -> None:
         op = type(command).__struct_config__.tag
@@ -206,11 +215,13 @@ class Connection:
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
-                    await self._subscribe(protocol.Subscribe(conversation=reply.conversation,
-                                                             since=0))
+                    await self._subscribe(
+                        protocol.Subscribe(conversation=reply.conversation, since=0)
+                    )
                 elif isinstance(reply, Recovered):
-                    await self._subscribe(protocol.Subscribe(conversation=reply.conversation,
-                                                             since=reply.last_seq))
+                    await self._subscribe(
+                        protocol.Subscribe(conversation=reply.conversation, since=reply.last_seq)
+                    )
         except GatewayError as exc:
             metrics.WS_COMMANDS.labels(op, "error").inc()
             self.send_error(exc, command.ref)
@@ -264,18 +275,23 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     metrics.WS_CONNECTIONS.inc()
     with structlog.contextvars.bound_contextvars(connection=connection.id):
         log.info("ws.connected", peer=request.remote)
-        connection.send(protocol.Welcome(
-            version=protocol.PROTOCOL_VERSION,
-            connection=connection.id,
-            dialects=sorted(a.name for a in app[REGISTRY]),
-            max_frame_bytes=settings.ws_max_frame_bytes,
-        ))
+        connection.send(
+            protocol.Welcome(
+                version=protocol.PROTOCOL_VERSION,
+                connection=connection.id,
+                dialects=sorted(a.name for a in app[REGISTRY]),
+                max_frame_bytes=settings.ws_max_frame_bytes,
+            )
+        )
         try:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     if message.type == WSMsgType.BINARY:
-                        connection.send_error(RequestError("binary frames are not part of the "
-                                                           "protocol: send JSON text frames"))
+                        connection.send_error(
+                            RequestError(
+                                "binary frames are not part of the protocol: send JSON text frames"
+                            )
+                        )
                         continue
                     await connection.handle(message.data)
                 elif message.type == WSMsgType.ERROR:

@@ -26,8 +26,11 @@ def _cases() -> list[Any]:
     cases = []
     for expected in sorted(FIXTURES.glob("*/*.expected.json")):
         body = expected.with_name(expected.name.replace(".expected.json", ".json"))
-        cases.append(pytest.param(expected.parent.name, body, expected,
-                                  id=f"{expected.parent.name}/{body.stem}"))
+        cases.append(
+            pytest.param(
+                expected.parent.name, body, expected, id=f"{expected.parent.name}/{body.stem}"
+            )
+        )
     return cases
 
 
@@ -74,8 +77,20 @@ def test_declares_itself(adapter: Adapter) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"{", b"nul", b"[1,", b"\xff\xfe", b'"just a string"', b"42", b"null", b"[[[]]]",
-     b'{"type": null}', b'[{"event": 5}]', b'{"a": {"b": {"c": [1, {"d": null}]}}}'],
+    [
+        b"",
+        b"{",
+        b"nul",
+        b"[1,",
+        b"\xff\xfe",
+        b'"just a string"',
+        b"42",
+        b"null",
+        b"[[[]]]",
+        b'{"type": null}',
+        b'[{"event": 5}]',
+        b'{"a": {"b": {"c": [1, {"d": null}]}}}',
+    ],
 )
 def test_garbage_gets_a_declared_error_or_is_ignored(adapter: Adapter, body: bytes) -> None:
     try:

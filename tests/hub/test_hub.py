@@ -13,9 +13,14 @@ from gateway.model import Ended, Message, Party, Signal, Text, event_decoder
 
 
 def message(conv: str, n: int, text: str | None = None) -> Message:
-    return Message(id=f"{conv}/{n}", conversation_id=conv, dialect="t",
-                   at="2024-01-01T00:00:00.000Z", sender=Party(role="agent"),
-                   content=Text(text or f"m{n}"))
+    return Message(
+        id=f"{conv}/{n}",
+        conversation_id=conv,
+        dialect="t",
+        at="2024-01-01T00:00:00.000Z",
+        sender=Party(role="agent"),
+        content=Text(text or f"m{n}"),
+    )
 
 
 class Collect:
@@ -86,8 +91,13 @@ async def test_ephemeral_events_fan_out_but_are_not_stored(hub: Hub, conversatio
     sink = Collect()
     subscription = await hub.subscribe(conv, sink)
     subscription.start()
-    signal = Signal(id=f"{conv}/s", conversation_id=conv, dialect="t", at="2024-01-01T00:00:00.000Z",
-                    data={"sdp": "x"})
+    signal = Signal(
+        id=f"{conv}/s",
+        conversation_id=conv,
+        dialect="t",
+        at="2024-01-01T00:00:00.000Z",
+        data={"sdp": "x"},
+    )
     (result,) = await hub.publish([signal])
     assert result.seq == 0
     await hub.publish([message(conv, 1)])
@@ -172,8 +182,13 @@ async def test_order_under_concurrent_publishers(hub: Hub, conversation: str) ->
 
 async def test_ended_sets_expiry(hub: Hub, conversation: str) -> None:
     conv = f"t:{conversation}"
-    ended = Ended(id=f"{conv}/end", conversation_id=conv, dialect="t",
-                  at="2024-01-01T00:00:00.000Z", reason="completed")
+    ended = Ended(
+        id=f"{conv}/end",
+        conversation_id=conv,
+        dialect="t",
+        at="2024-01-01T00:00:00.000Z",
+        reason="completed",
+    )
     short = create_hub(getattr(hub, "url", "memory://"), ended_ttl=1)
     await short.start()
     try:

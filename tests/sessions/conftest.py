@@ -24,6 +24,12 @@ async def session_gateway(
     make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer]
 ) -> GatewayClient:
     _, server = emulator
-    return await make_gateway(dialect_settings={"loopback": {
-        "url": str(server.make_url("")), "poll_wait": "1", "backoff_base": "0.02",
-    }})
+    return await make_gateway(
+        dialect_settings={
+            "loopback": {
+                "url": str(server.make_url("")),
+                "poll_wait": "1",
+                "backoff_base": "0.02",
+            }
+        }
+    )

@@ -25,14 +25,18 @@ async def start(ws: WsClient, ref: str = "s1", who: dict[str, str] | None = None
     started = await ws.reply("started", ref)
     assert started["op"] == "started", started
     assert started["status"] == "active"
-    await ws.wait_for(lambda f: f["op"] == "subscribed"
-                      and f["conversation"] == started["conversation"])
+    await ws.wait_for(
+        lambda f: f["op"] == "subscribed" and f["conversation"] == started["conversation"]
+    )
     return str(started["conversation"])
 
 
 def texts(ws: WsClient, conversation: str) -> list[tuple[str, str]]:
-    return [(e["sender"]["role"], e["content"]["text"]) for e in ws.events(conversation)
-            if e["type"] == "message"]
+    return [
+        (e["sender"]["role"], e["content"]["text"])
+        for e in ws.events(conversation)
+        if e["type"] == "message"
+    ]
 
 
 async def wait_texts(ws: WsClient, conversation: str, count: int) -> list[tuple[str, str]]:
@@ -48,8 +52,9 @@ async def test_start_send_and_the_agent_answers_once(
     platform, _ = emulator
     ws = await session_gateway.ws()
     conversation = await start(ws)
-    await ws.send("send", ref="m1", conversation=conversation,
-                  content={"kind": "text", "text": "hello"})
+    await ws.send(
+        "send", ref="m1", conversation=conversation, content={"kind": "text", "text": "hello"}
+    )
     ack = await ws.reply("ack", "m1")
     assert ack["op"] == "ack" and ack["id"] == f"{conversation}/m2" and ack["seq"] >= 1
     assert await wait_texts(ws, conversation, 2) == [("user", "hello"), ("agent", "echo: hello")]
@@ -70,8 +75,11 @@ async def test_a_repeated_ref_delivers_once(
     ws = await session_gateway.ws()
     who = participant()
     conversation = await start(ws, who=who)
-    frame = {"ref": "same", "conversation": conversation,
-             "content": {"kind": "text", "text": "once"}}
+    frame = {
+        "ref": "same",
+        "conversation": conversation,
+        "content": {"kind": "text", "text": "once"},
+    }
     await asyncio.gather(ws.send("send", **frame), ws.send("send", **frame))
     await ws.send("send", **frame)
     acks = []
@@ -94,21 +102,39 @@ async def test_every_invalid_command_gets_its_error(session_gateway: GatewayClie
     ws = await session_gateway.ws()
     conversation = await start(ws)
     cases = [
-        ({"op": "send", "conversation": "loopback:nope", "content": {"kind": "text", "text": "x"}},
-         "SESSION_NOT_FOUND"),
-        ({"op": "send", "conversation": conversation, "content": {"kind": "text"}},
-         "INVALID_REQUEST"),
-        ({"op": "send", "conversation": conversation, "content": {"kind": "image"}},
-         "INVALID_REQUEST"),
-        ({"op": "send", "conversation": conversation,
-          "content": {"kind": "image", "url": "https://x/y.png"}}, "UNSUPPORTED"),
+        (
+            {
+                "op": "send",
+                "conversation": "loopback:nope",
+                "content": {"kind": "text", "text": "x"},
+            },
+            "SESSION_NOT_FOUND",
+        ),
+        (
+            {"op": "send", "conversation": conversation, "content": {"kind": "text"}},
+            "INVALID_REQUEST",
+        ),
+        (
+            {"op": "send", "conversation": conversation, "content": {"kind": "image"}},
+            "INVALID_REQUEST",
+        ),
+        (
+            {
+                "op": "send",
+                "conversation": conversation,
+                "content": {"kind": "image", "url": "https://x/y.png"},
+            },
+            "UNSUPPORTED",
+        ),
         ({"op": "read", "conversation": conversation}, "UNSUPPORTED"),
         ({"op": "forward", "conversation": conversation, "destination": "team"}, "UNSUPPORTED"),
         ({"op": "forward", "conversation": conversation}, "INVALID_REQUEST"),
         ({"op": "start", "dialect": "klingon", "participant": PARTICIPANT}, "UNKNOWN_DIALECT"),
         ({"op": "start", "dialect": "loopback"}, "INVALID_REQUEST"),
-        ({"op": "start", "dialect": "loopback", "participant": {"from_type": "phone"}},
-         "INVALID_REQUEST"),
+        (
+            {"op": "start", "dialect": "loopback", "participant": {"from_type": "phone"}},
+            "INVALID_REQUEST",
+        ),
         ({"op": "recover", "conversation": "loopback:nope"}, "SESSION_NOT_FOUND"),
         ({"op": "end", "conversation": "loopback:*"}, "INVALID_REQUEST"),
     ]
@@ -128,8 +154,12 @@ async def test_end_arrives_as_ended_and_closes_the_session(session_gateway: Gate
     ended = await ws.wait_for(lambda f: f["op"] == "event" and f["event"]["type"] == "ended")
     assert ended["event"]["reason"] == "user" and ended["event"]["by"] == "user"
     await asyncio.sleep(0.05)
-    await ws.send("send", ref="late", conversation=conversation,
-                  content={"kind": "text", "text": "still there?"})
+    await ws.send(
+        "send",
+        ref="late",
+        conversation=conversation,
+        content={"kind": "text", "text": "still there?"},
+    )
     assert (await ws.reply("ack", "late"))["code"] == "SESSION_ENDED"
     await ws.send("recover", ref="r", conversation=conversation)
     recovered = await ws.reply("recovered", "r")
@@ -143,7 +173,9 @@ async def test_the_agent_ends_it(
 ) -> None:
     ws = await session_gateway.ws()
     conversation = await start(ws)
-    await ws.send("send", ref="b", conversation=conversation, content={"kind": "text", "text": "bye"})
+    await ws.send(
+        "send", ref="b", conversation=conversation, content={"kind": "text", "text": "bye"}
+    )
     ended = await ws.wait_for(lambda f: f["op"] == "event" and f["event"]["type"] == "ended")
     assert (ended["event"]["reason"], ended["event"]["by"]) == ("agent", "agent")
     await ws.close()
@@ -163,8 +195,10 @@ async def test_recover_returns_state_and_history_and_is_safe_twice(
         await other.send("recover", ref=ref, conversation=conversation)
         recovered = await other.reply("recovered", ref)
         assert recovered["status"] == "active"
-        assert [e["content"]["text"] for e in recovered["events"] if e["type"] == "message"] == \
-            ["a", "echo: a"]
+        assert [e["content"]["text"] for e in recovered["events"] if e["type"] == "message"] == [
+            "a",
+            "echo: a",
+        ]
     platform.agent_says(conversation.split(":", 1)[1], "anything else?")
     events = await other.wait_events(1, conversation)
     assert events[0]["content"]["text"] == "anything else?"
@@ -180,8 +214,13 @@ async def test_vendor_outage_gives_link_events_and_loses_nothing(
     native = conversation.split(":", 1)[1]
     platform.fail_next(3)
     platform.agent_says(native, "during the outage")
-    restored = await ws.wait_for(lambda f: f["op"] == "event" and f["event"]["type"] == "link"
-                                 and f["event"]["state"] == "restored")
+    restored = await ws.wait_for(
+        lambda f: (
+            f["op"] == "event"
+            and f["event"]["type"] == "link"
+            and f["event"]["state"] == "restored"
+        )
+    )
     links = [e for e in ws.events(conversation) if e["type"] == "link"]
     assert links[0]["state"] == "down" and links[0]["will_retry"] is True
     assert [e["attempt"] for e in links if e["state"] == "retrying"] == [1, 2, 3]
@@ -194,33 +233,47 @@ async def test_http_commands(
     session_gateway: GatewayClient, emulator: tuple[Emulator, TestServer]
 ) -> None:
     client = session_gateway.client
-    async with client.post("/v1/conversations", json={
-        "ref": "h1", "dialect": "loopback", "participant": participant(),
-    }) as response:
+    async with client.post(
+        "/v1/conversations",
+        json={
+            "ref": "h1",
+            "dialect": "loopback",
+            "participant": participant(),
+        },
+    ) as response:
         assert response.status == 201
         started = await response.json()
     conversation = started["conversation"]
-    async with client.post(f"/v1/conversations/{conversation}/messages", json={
-        "ref": "hm", "content": {"kind": "text", "text": "via http"},
-    }) as response:
+    async with client.post(
+        f"/v1/conversations/{conversation}/messages",
+        json={
+            "ref": "hm",
+            "content": {"kind": "text", "text": "via http"},
+        },
+    ) as response:
         assert response.status == 200
         ack = await response.json()
     assert ack["id"].startswith(conversation)
-    async with client.post(f"/v1/conversations/{conversation}/typing",
-                           json={"active": True}) as response:
+    async with client.post(
+        f"/v1/conversations/{conversation}/typing", json={"active": True}
+    ) as response:
         assert response.status == 200
     async with client.post(f"/v1/conversations/{conversation}/read", json={}) as response:
         assert (response.status, (await response.json())["error"]["code"]) == (422, "UNSUPPORTED")
     async with client.post(f"/v1/conversations/{conversation}/dance", json={}) as response:
         assert response.status == 404
-    async with client.post(f"/v1/conversations/{conversation}/messages",
-                           data=b"[1]") as response:
-        assert (response.status, (await response.json())["error"]["code"]) == \
-            (400, "INVALID_REQUEST")
-    async with client.post("/v1/conversations/loopback:none/messages", json={
-        "content": {"kind": "text", "text": "x"}}) as response:
-        assert (response.status, (await response.json())["error"]["code"]) == \
-            (404, "SESSION_NOT_FOUND")
+    async with client.post(f"/v1/conversations/{conversation}/messages", data=b"[1]") as response:
+        assert (response.status, (await response.json())["error"]["code"]) == (
+            400,
+            "INVALID_REQUEST",
+        )
+    async with client.post(
+        "/v1/conversations/loopback:none/messages", json={"content": {"kind": "text", "text": "x"}}
+    ) as response:
+        assert (response.status, (await response.json())["error"]["code"]) == (
+            404,
+            "SESSION_NOT_FOUND",
+        )
     platform, _ = emulator
     native = conversation.split(":", 1)[1]
     assert [r.get("text", r.get("active")) for r in platform.received(native)] == ["via http", True]
@@ -231,7 +284,8 @@ async def test_idle_sessions_are_released_and_resume_on_use(
 ) -> None:
     platform, server = emulator
     gateway: GatewayClient = await make_gateway(
-        session_idle_s=0.3, lease_ttl_s=0.3,
+        session_idle_s=0.3,
+        lease_ttl_s=0.3,
         dialect_settings={"loopback": {"url": str(server.make_url("")), "poll_wait": "0.1"}},
     )
     ws = await gateway.ws()
@@ -242,10 +296,12 @@ async def test_idle_sessions_are_released_and_resume_on_use(
     await asyncio.sleep(1.0)  # idle for longer than session_idle_s
     platform.agent_says(conversation.split(":", 1)[1], "while you were away")
     await asyncio.sleep(0.3)
-    assert not any(e.get("content", {}).get("text") == "while you were away"
-                   for e in ws.events(conversation))  # released: nobody polls the platform
-    await ws.send("send", ref="back", conversation=conversation,
-                  content={"kind": "text", "text": "back"})
+    assert not any(
+        e.get("content", {}).get("text") == "while you were away" for e in ws.events(conversation)
+    )  # released: nobody polls the platform
+    await ws.send(
+        "send", ref="back", conversation=conversation, content={"kind": "text", "text": "back"}
+    )
     assert (await ws.reply("ack", "back"))["op"] == "ack"
     got = await wait_texts(ws, conversation, 3)
     assert ("agent", "while you were away") in got and ("user", "back") in got

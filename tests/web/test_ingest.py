@@ -12,11 +12,18 @@ async def test_accepts_and_reads_back(gateway: GatewayClient, conversation: str)
     status, body = await gateway.ingest("loopback", frames)
     assert status == 202
     conv = f"loopback:{conversation}"
-    assert body == {"accepted": 2, "duplicates": 0, "ignored": 1,
-                    "events": [{"id": f"{conv}/m1", "seq": 1}, {"id": f"{conv}/m2", "seq": 2}]}
+    assert body == {
+        "accepted": 2,
+        "duplicates": 0,
+        "ignored": 1,
+        "events": [{"id": f"{conv}/m1", "seq": 1}, {"id": f"{conv}/m2", "seq": 2}],
+    }
     status, log = await gateway.get(f"/v1/conversations/{conv}/events")
     assert status == 200
-    assert [(e["seq"], e["content"]["text"]) for e in log["events"]] == [(1, "text 1"), (2, "text 2")]
+    assert [(e["seq"], e["content"]["text"]) for e in log["events"]] == [
+        (1, "text 1"),
+        (2, "text 2"),
+    ]
     assert log["last_seq"] == 2 and log["has_more"] is False
     status, page = await gateway.get(f"/v1/conversations/{conv}/events", since=1, limit=1)
     assert [e["seq"] for e in page["events"]] == [2] and page["has_more"] is False
@@ -35,7 +42,9 @@ async def test_reposting_changes_nothing(gateway: GatewayClient, conversation: s
     assert len(log["events"]) == 2
 
 
-async def test_a_bad_frame_rejects_the_whole_batch(gateway: GatewayClient, conversation: str) -> None:
+async def test_a_bad_frame_rejects_the_whole_batch(
+    gateway: GatewayClient, conversation: str
+) -> None:
     frames = [loopback_message(conversation, 1), loopback_message(conversation, 2)]
     frames[1]["from"] = {"role": "wizard"}
     status, body = await gateway.ingest("loopback", frames)
@@ -89,7 +98,15 @@ async def test_service_routes(gateway: GatewayClient) -> None:
     status, schema = await gateway.get("/v1/schema")
     assert status == 200
     event_types = {ref["$ref"].rsplit("/", 1)[1] for ref in schema["properties"]["event"]["anyOf"]}
-    assert {"Message", "Typing", "Receipt", "Signal", "Availability", "Error", "Ended"} <= event_types
+    assert {
+        "Message",
+        "Typing",
+        "Receipt",
+        "Signal",
+        "Availability",
+        "Error",
+        "Ended",
+    } <= event_types
     assert (await gateway.get("/healthz"))[0] == 200
     status, ready = await gateway.get("/readyz")
     assert (status, ready["hub"]) == (200, True)

@@ -43,15 +43,16 @@ async def test_resume_after_socket_drop_has_no_gap_and_no_duplicate(
     await gateway.ingest("loopback", [loopback_message(conversation, n) for n in (1, 2, 3)])
     seen = await first.wait_events(3, conv)
     first.ws._response.connection.transport.abort()  # type: ignore[union-attr]  # a dropped link
-    await asyncio.gather(*(gateway.ingest("loopback", loopback_message(conversation, n))
-                           for n in (4, 5)))
+    await asyncio.gather(
+        *(gateway.ingest("loopback", loopback_message(conversation, n)) for n in (4, 5))
+    )
     second = await gateway.ws()
     resumed = await second.subscribe(conv, since=seen[-1]["seq"])
     assert resumed["seq"] == 3
     ingest_more = asyncio.create_task(
         gateway.ingest("loopback", [loopback_message(conversation, n) for n in range(6, 30)])
     )
-    events = await second.wait_events(26, conv)
+    await second.wait_events(26, conv)
     await ingest_more
     await asyncio.sleep(0.05)
     assert [e["seq"] for e in second.events(conv)] == list(range(4, 30))
@@ -62,9 +63,14 @@ async def test_pattern_subscriptions(gateway: GatewayClient, conversation: str) 
     ws = await gateway.ws()
     frame = await ws.subscribe("loopback:*")
     assert frame["seq"] == 0
-    await gateway.ingest("loopback", [loopback_message(f"{conversation}a", 1),
-                                      loopback_message(f"{conversation}b", 1),
-                                      loopback_message(f"{conversation}a", 2)])
+    await gateway.ingest(
+        "loopback",
+        [
+            loopback_message(f"{conversation}a", 1),
+            loopback_message(f"{conversation}b", 1),
+            loopback_message(f"{conversation}a", 2),
+        ],
+    )
     events = await ws.wait_events(3)
     per_conversation = sorted((e["conversation_id"][-1], e["seq"]) for e in events)
     assert per_conversation == [("a", 1), ("a", 2), ("b", 1)]  # seq order holds per conversation
@@ -98,18 +104,36 @@ async def test_history(gateway: GatewayClient, conversation: str) -> None:
         ('{"op": "dance"}', "INVALID_REQUEST", "$.op"),
         ('{"ref": "r", "op": "subscribe"}', "INVALID_REQUEST", None),
         ('{"ref": "r", "op": "subscribe", "conversation": 5}', "INVALID_REQUEST", "$.conversation"),
-        ('{"ref": "r", "op": "subscribe", "conversation": "loopback:*", "since": 3}',
-         "INVALID_REQUEST", "$.since"),
-        ('{"ref": "r", "op": "subscribe", "conversation": "x", "since": -1}',
-         "INVALID_REQUEST", "$.since"),
-        ('{"ref": "r", "op": "history", "conversation": "x", "limit": 0}',
-         "INVALID_REQUEST", "$.limit"),
-        ('{"ref": "r", "op": "history", "conversation": "loopback:*"}',
-         "INVALID_REQUEST", "$.conversation"),
-        ('{"ref": "r", "op": "send", "conversation": "x", "content": {"kind": "text"}}',
-         "INVALID_REQUEST", "$.content"),
-        ('{"ref": "r", "op": "send", "conversation": "x", "content": {"kind": "image"}}',
-         "INVALID_REQUEST", None),
+        (
+            '{"ref": "r", "op": "subscribe", "conversation": "loopback:*", "since": 3}',
+            "INVALID_REQUEST",
+            "$.since",
+        ),
+        (
+            '{"ref": "r", "op": "subscribe", "conversation": "x", "since": -1}',
+            "INVALID_REQUEST",
+            "$.since",
+        ),
+        (
+            '{"ref": "r", "op": "history", "conversation": "x", "limit": 0}',
+            "INVALID_REQUEST",
+            "$.limit",
+        ),
+        (
+            '{"ref": "r", "op": "history", "conversation": "loopback:*"}',
+            "INVALID_REQUEST",
+            "$.conversation",
+        ),
+        (
+            '{"ref": "r", "op": "send", "conversation": "x", "content": {"kind": "text"}}',
+            "INVALID_REQUEST",
+            "$.content",
+        ),
+        (
+            '{"ref": "r", "op": "send", "conversation": "x", "content": {"kind": "image"}}',
+            "INVALID_REQUEST",
+            None,
+        ),
         ("[1, 2]", "INVALID_REQUEST", "$"),
     ],
 )
@@ -166,12 +190,15 @@ async def test_slow_reader_is_evicted_and_others_are_not_held_up(
         raw.setblocking(False)
         loop = asyncio.get_running_loop()
         await loop.sock_connect(raw, (host, port))
-        await loop.sock_sendall(raw, (
-            f"GET /v1/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode())
-        payload = ('{"op":"subscribe","conversation":"%s"}' % conv).encode()
+        await loop.sock_sendall(
+            raw,
+            (
+                f"GET /v1/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode(),
+        )
+        payload = f'{{"op":"subscribe","conversation":"{conv}"}}'.encode()
         await loop.sock_sendall(raw, bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
         await asyncio.sleep(0.1)
         big = "x" * 8000
@@ -179,9 +206,10 @@ async def test_slow_reader_is_evicted_and_others_are_not_held_up(
         # Kernel buffers absorb a few MB first: keep ingesting until the gateway gives up on it.
         while await _evictions(gateway) == evictions:
             assert sent < 8000, "the stuck reader was never evicted"
-            status, _ = await gateway.ingest("loopback", [
-                loopback_message(conversation, n, text=big) for n in range(sent + 1, sent + 21)
-            ])
+            status, _ = await gateway.ingest(
+                "loopback",
+                [loopback_message(conversation, n, text=big) for n in range(sent + 1, sent + 21)],
+            )
             assert status == 202
             sent += 20
         events = await fast.wait_events(sent, conv, timeout=30)
