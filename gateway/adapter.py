@@ -70,7 +70,11 @@ class NativeRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class DialectSettings(msgspec.Struct, frozen=True):
     """A dialect's connector settings: `url` from `GATEWAY_<DIALECT>_URL`, every other
-    `GATEWAY_<DIALECT>_<NAME>` (or `[dialects.<dialect>]` TOML key) in `options`, keys lowercase."""
+    `GATEWAY_<DIALECT>_<NAME>` (or `[dialects.<dialect>]` TOML key) in `options`, keys lowercase.
+
+    A secret may come from a file instead: `GATEWAY_<DIALECT>_<NAME>_FILE=/run/secrets/x` sets
+    option `<name>` to the file's content (trailing newline stripped), as container secrets do.
+    """
 
     url: str | None = None
     options: dict[str, str] = {}
@@ -79,7 +83,20 @@ class DialectSettings(msgspec.Struct, frozen=True):
     def from_env(cls, dialect: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
         prefix = f"GATEWAY_{dialect.upper()}_"
         options = {k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)}
-        return cls(url=options.pop("url", None), options=options)
+        return cls(url=options.pop("url", None), options=read_secret_files(options))
+
+
+def read_secret_files(options: Mapping[str, str]) -> dict[str, str]:
+    """Options with every `<name>_file` replaced by `<name>` = that file's content.
+
+    Raises `OSError` (naming the file) when a secret file cannot be read.
+    """
+    resolved = {k: v for k, v in options.items() if not k.endswith("_file")}
+    for key, path in options.items():
+        if key.endswith("_file"):
+            with open(path, encoding="utf-8") as secret:
+                resolved[key[: -len("_file")]] = secret.read().rstrip("\n")
+    return resolved
 
 
 class Connector(abc.ABC):

@@ -78,8 +78,14 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure(settings.log_format, settings.log_level)
-    app = create_app(settings)
+    configure(settings.log_format, settings.log_level, redact=settings.log_redact)
+    registry = Registry.load(settings.dialects)
+    try:
+        settings.check_dialects([adapter.name for adapter in registry])
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, registry)
     web.run_app(
         app,
         host=settings.host,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from gateway.adapter import DialectSettings
+from gateway.adapter import DialectSettings, read_secret_files
 
 
 class ConfigError(Exception):
@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Dialects to load (comma-separated in the environment); unset loads every built-in one."""
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_redact: bool = True
+    """Mask message text and customer identifiers in logs (any level; see docs/logging.md)."""
     max_body_bytes: int = 1_048_576
     ws_max_frame_bytes: int = 65_536
     ws_send_queue: int = 2048
@@ -83,10 +85,20 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def dialect(self, name: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
         """A dialect's connector settings: its TOML table, overridden by its environment."""
         from_env = DialectSettings.from_env(name, environ)
-        options = {**self.dialect_settings.get(name, {}), **from_env.options}
+        options = {**read_secret_files(self.dialect_settings.get(name, {})), **from_env.options}
         url = from_env.url or options.pop("url", None)
         options.pop("url", None)
         return DialectSettings(url=url, options=options)
+
+    def check_dialects(self, names: list[str], environ: Mapping[str, str] = os.environ) -> None:
+        """Read every dialect's settings once, so a missing secret file stops the start."""
+        for name in names:
+            try:
+                self.dialect(name, environ)
+            except OSError as exc:
+                raise ConfigError(
+                    f"dialects.{name}: cannot read secret file {exc.filename}: {exc.strerror}"
+                ) from None
 
 
 _FIELDS = set(Settings.__struct_fields__) - {"dialect_settings"}
@@ -137,10 +149,10 @@ def load(
         return msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc)
-        key = message.rpartition("`$.")[2].rstrip("`").split(".")[0].split("[")[0]
+        if message.startswith("Object contains unknown field"):
+            key = message.split("`")[1]
+            message = f"unknown setting (known: {', '.join(sorted(_FIELDS))})"
+        else:
+            key = message.rpartition("`$.")[2].rstrip("`").split(".")[0].split("[")[0]
         where = sources.get(key, "")
-        raise ConfigError(
-            f"{key or 'config'}: {message}" + (f" (from {where})" if where else "")
-        ) from None
-    except ConfigError:
-        raise
+        raise ConfigError(f"{key}: {message}" + (f" (from {where})" if where else "")) from None

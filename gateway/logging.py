@@ -3,8 +3,9 @@
 Context (request_id, dialect, conversation_id, connection) is bound with
 `structlog.contextvars.bound_contextvars` by the web layer and merged into every line. Event
 names are `noun.verb` (`ingest.accepted`, `ws.closed`, `hub.reconnected`). Tracebacks are
-rendered without frame locals: tokens and message bodies live there. The standard library's
-loggers (aiohttp's among them) go through the same renderer.
+rendered without frame locals: tokens and message bodies live there. Secrets are masked by key
+always; message text and customer identifiers too unless `log_redact` is off. The standard
+library's loggers (aiohttp's among them) go through the same renderer.
 """
 
 from __future__ import annotations
@@ -24,8 +25,61 @@ def _serialize(obj: Any, **_: Any) -> str:
     return _encoder.encode(obj).decode()
 
 
+SECRET_KEYS = frozenset(
+    {
+        "token",
+        "secret",
+        "password",
+        "authorization",
+        "apikey",
+        "api_key",
+        "secure_key",
+        "securekey",
+        "jwt",
+        "key",
+        "cookie",
+    }
+)
+"""Log keys whose values are never written, whatever the settings."""
+CUSTOMER_KEYS = frozenset(
+    {
+        "text",
+        "preview",
+        "message_text",
+        "body",
+        "from",
+        "from_",
+        "email",
+        "phone",
+        "name",
+        "nickname",
+        "first_name",
+        "last_name",
+        "participant",
+    }
+)
+"""Log keys that hold what customers wrote or who they are: masked unless redaction is off."""
+MASK = "***"
+
+
+def redactor(redact_customer_data: bool) -> Any:
+    """A structlog processor masking secrets always, and customer data when asked to."""
+    keys = SECRET_KEYS | CUSTOMER_KEYS if redact_customer_data else SECRET_KEYS
+
+    def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        for key in keys & event.keys():
+            if event[key] is not None:
+                event[key] = MASK
+        return event
+
+    return redact
+
+
 def configure(
-    fmt: Literal["auto", "json", "console"] = "auto", level: str = "info", stream: Any = None
+    fmt: Literal["auto", "json", "console"] = "auto",
+    level: str = "info",
+    stream: Any = None,
+    redact: bool = True,
 ) -> None:
     """Configure structlog and the standard library's logging once, for the whole process."""
     stream = stream or sys.stderr
@@ -35,6 +89,7 @@ def configure(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redactor(redact),
     ]
     renderer: Any
     if as_json:

@@ -8,9 +8,10 @@ depths) are read at scrape time from providers the app registers (`add_provider`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the _created series double every counter for no use here
@@ -68,29 +69,71 @@ HTTP_REQUESTS = Counter(
 )
 
 
-_providers: list[Callable[[], dict[str, float]]] = []
+VENDOR_REQUEST_SECONDS = Histogram(
+    "gateway_vendor_request_seconds",
+    "Requests to the vendor platforms, by dialect and method.",
+    ["dialect", "method"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+VENDOR_REQUEST_ERRORS = Counter(
+    "gateway_vendor_request_errors_total",
+    "Vendor requests that failed, by dialect and kind (HTTP status class or exception).",
+    ["dialect", "kind"],
+    registry=REGISTRY,
+)
 
 
-def add_provider(read: Callable[[], dict[str, float]]) -> None:
-    """Have `read()` (name → value) scraped as `gateway_<name>` gauges while the app runs."""
+class Sample(NamedTuple):
+    """One value a provider reports at scrape time."""
+
+    name: str
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+    kind: str = "gauge"  # or "counter"
+    help: str = ""
+
+
+_providers: list[Callable[[], list[Sample]]] = []
+
+
+def add_provider(read: Callable[[], list[Sample]]) -> None:
+    """Have `read()` scraped as `gateway_<name>` metrics while the app runs."""
     _providers.append(read)
 
 
-def remove_provider(read: Callable[[], dict[str, float]]) -> None:
+def remove_provider(read: Callable[[], list[Sample]]) -> None:
     if read in _providers:
         _providers.remove(read)
 
 
-class _ProvidedGauges(Collector):
-    """Gauges read at scrape time from the running apps (hub link, queue depths), summed."""
+class _Provided(Collector):
+    """Values read at scrape time from the running apps (hub, sessions, queues), summed over
+    apps (tests run several in one process)."""
 
     def collect(self) -> Iterator[Metric]:
-        totals: dict[str, float] = {}
+        totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        meta: dict[str, Sample] = {}
         for read in _providers:
-            for name, value in read().items():
-                totals[name] = totals.get(name, 0.0) + value
-        for name, value in sorted(totals.items()):
-            yield GaugeMetricFamily(f"gateway_{name}", name.replace("_", " "), value=value)
+            for sample in read():
+                key = (sample.name, sample.labels)
+                totals[key] = totals.get(key, 0.0) + sample.value
+                meta.setdefault(sample.name, sample)
+        for name, sample in sorted(meta.items()):
+            label_names = [k for k, _ in sample.labels]
+            family: GaugeMetricFamily | CounterMetricFamily
+            if sample.kind == "counter":
+                family = CounterMetricFamily(
+                    f"gateway_{name}", sample.help or name, labels=label_names
+                )
+            else:
+                family = GaugeMetricFamily(
+                    f"gateway_{name}", sample.help or name, labels=label_names
+                )
+            for (n, labels), value in sorted(totals.items()):
+                if n == name:
+                    family.add_metric([v for _, v in labels], value)
+            yield family
 
 
-REGISTRY.register(_ProvidedGauges())
+REGISTRY.register(_Provided())

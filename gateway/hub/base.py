@@ -180,6 +180,11 @@ class Subscription:
 class Hub(abc.ABC):
     """A log per conversation plus fan-out to subscriptions. Engines implement the storage."""
 
+    round_trips: int = 0
+    """Requests made to the store (a batch publish is one): read by the metrics."""
+    reconnects: int = 0
+    """Times the fan-out link to the store was re-established."""
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Connect (and start listening). Raises `StoreUnavailable` if the store is down."""

@@ -158,6 +158,7 @@ class RedisHub(Hub):
             raise StoreUnavailable(f"event store unavailable: {exc}") from exc
 
     async def _publish(self, events: Sequence[Event]) -> list[Published]:
+        self.round_trips += 1
         groups: dict[str, list[int]] = {}
         ephemeral: list[int] = []
         for index, event in enumerate(events):
@@ -227,6 +228,7 @@ class RedisHub(Hub):
         return int(value) if value is not None else 0
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        self.round_trips += 1
         try:
             return await method(*args, **kwargs)
         except RedisError as exc:

@@ -92,14 +92,17 @@ class Sessions:
         self.ended_ttl = ended_ttl
         self.history_limit = history_limit
         self.owned: dict[str, OwnedSession] = {}
+        self.takeovers = 0
+        """Sessions this replica resumed after another owner (or an idle release) let go."""
         self._taking: dict[str, asyncio.Future[bool]] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[bytes]] = {}
         self._scanner: asyncio.Task[None] | None = None
+        self._scan_soon = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.store.start(self._serve_forwarded)
+        await self.store.start(self._serve_forwarded, self._scan_soon.set)
         self._scanner = asyncio.create_task(self._scan(), name="sessions-scanner")
 
     async def close(self) -> None:
@@ -109,10 +112,13 @@ class Sessions:
             self._scanner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scanner
-        for session in list(self.owned.values()):
+        handed_over = list(self.owned.values())
+        for session in handed_over:
+            await session.stop(release=True, persist=True)
+        if handed_over:
             with contextlib.suppress(GatewayError):
-                await session.store.save(session.record)
-            await session.stop(release=True)
+                await self.store.announce_handover()
+            log.info("sessions.handed_over", sessions=len(handed_over))
         await self.store.close()
 
     def ready(self) -> bool:
@@ -121,7 +127,9 @@ class Sessions:
     async def _scan(self) -> None:
         """Take over runnable sessions whose owner is gone."""
         while True:
-            await asyncio.sleep(self.lease_ttl / 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._scan_soon.wait(), self.lease_ttl / 2)
+            self._scan_soon.clear()
             try:
                 for conversation in await self.store.runnable():
                     if (
@@ -331,6 +339,7 @@ class Sessions:
         record.state = connector.snapshot()
         await self.store.save(record)
         self._run(record, connector)
+        self.takeovers += 1
         log.info("session.taken_over", conversation_id=conversation, fetched=len(events))
         return True
 

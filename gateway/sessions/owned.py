@@ -176,14 +176,18 @@ class OwnedSession:
                     break
         return ack
 
-    async def stop(self, *, release: bool) -> None:
-        """Stop pumping and renewing, close the connector (the vendor session stays), and
-        give the lease up if `release`. Safe to call more than once."""
+    async def stop(self, *, release: bool, persist: bool = False) -> None:
+        """Stop pumping and renewing, close the connector (the vendor session stays), save
+        its snapshot if `persist`, and give the lease up if `release`. Safe to call twice."""
         if self._stopping:
             return
         self._stopping = True
         current = asyncio.current_task()
         await _cancel([t for t in self._tasks if t is not current])
+        if persist:
+            with contextlib.suppress(GatewayError):
+                async with self._lock:
+                    await self._persist()
         with contextlib.suppress(Exception):
             await self.connector.close()
         if release:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -26,6 +27,7 @@ from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
 log = structlog.get_logger(__name__)
 
 RUNNABLE = "gw:sessions"
+HANDOVER = b"gw:handover"  # a replica that released its sessions on shutdown says so here
 REFS_TTL = 86400
 
 _RENEW = (
@@ -71,12 +73,14 @@ class RedisStore(SessionStore):
         self._channel = f"gw:rpc:{self.replica}".encode()
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._serve: RequestHandler | None = None
+        self._on_handover: Callable[[], None] = lambda: None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, serve: RequestHandler) -> None:
+    async def start(self, serve: RequestHandler, on_handover: Callable[[], None]) -> None:
         self._serve = serve
+        self._on_handover = on_handover
         self._listener = asyncio.create_task(self._listen(), name="sessions-rpc")
         try:
             await asyncio.wait_for(self._listening.wait(), 5)
@@ -164,6 +168,9 @@ class RedisStore(SessionStore):
 
     # -- forwarding -----------------------------------------------------------------------
 
+    async def announce_handover(self) -> None:
+        await self._call(self._redis.publish, HANDOVER, self.replica)
+
     async def forward(self, owner: str, command: bytes, wait_s: float) -> bytes:
         request_id = secrets.token_hex(8)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -191,7 +198,7 @@ class RedisStore(SessionStore):
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._channel, HANDOVER)
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is None:
@@ -201,6 +208,10 @@ class RedisStore(SessionStore):
                         backoff = 0.05
                         continue
                     if message["type"] != "message":
+                        continue
+                    if message["channel"] == HANDOVER:
+                        if message["data"] != self.replica.encode():
+                            self._on_handover()
                         continue
                     rpc = _rpc_decoder.decode(message["data"])
                     if rpc.kind == "request":

@@ -49,8 +49,12 @@ class SessionStore(abc.ABC):
     replica: str
 
     @abc.abstractmethod
-    async def start(self, serve: RequestHandler) -> None:
-        """Connect, and serve commands forwarded to this replica with `serve`."""
+    async def start(self, serve: RequestHandler, on_handover: Callable[[], None]) -> None:
+        """Connect; serve commands forwarded to this replica with `serve`, and call
+        `on_handover()` when another replica hands its sessions over (it is shutting down)."""
+
+    async def announce_handover(self) -> None:
+        """Tell the other replicas this one just released its sessions."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -107,7 +111,7 @@ class MemoryStore(SessionStore):
         self._leases: dict[str, tuple[str, float]] = {}
         self._results: dict[tuple[str, str], bytes] = {}
 
-    async def start(self, serve: RequestHandler) -> None:
+    async def start(self, serve: RequestHandler, on_handover: Callable[[], None]) -> None:
         pass
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.hub import create_hub
 from gateway.sessions import Sessions, create_store
-from gateway.web import api, commands, ingest, protocol, ws
+from gateway.web import api, commands, ingest, protocol, telemetry, ws
 from gateway.web.keys import CONNECTIONS, HTTP, HUB, REGISTRY, SESSIONS, SETTINGS
 from gateway.web.responses import error_response, http_error_response, json_response
 from gateway.web.ws import Connection
@@ -112,23 +112,20 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.start()
     app[HUB] = hub
 
-    def gauges() -> dict[str, float]:
-        connections: set[Connection] = app[CONNECTIONS]
-        return {
-            "hub_reconnects": float(getattr(hub, "reconnects", 0)),
-            "ws_send_queue_depth": float(sum(c.queued for c in connections)),
-        }
-
-    metrics.add_provider(gauges)
     log.info("hub.started", engine=type(hub).__name__)
+    read = telemetry.provider(app)
+    metrics.add_provider(read)
     yield
-    metrics.remove_provider(gauges)
+    metrics.remove_provider(read)
     await hub.close()
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     """The one HTTP client session every connector shares."""
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5))
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30, connect=5),
+        trace_configs=[telemetry.vendor_tracing(app)],
+    )
     app[HTTP] = session
     yield
     await session.close()

@@ -22,8 +22,12 @@ def replicas(redis_url: str, tmp_path: Path) -> Iterator[Callable[[str], list[Ga
     started: list[GatewayProcess] = []
 
     def start(platform_url: str) -> list[GatewayProcess]:
-        env = {"GATEWAY_LOOPBACK_URL": platform_url, "GATEWAY_LOOPBACK_POLL_WAIT": "1",
-               "GATEWAY_LOOPBACK_BACKOFF_BASE": "0.05", "GATEWAY_LEASE_TTL_S": "1"}
+        env = {
+            "GATEWAY_LOOPBACK_URL": platform_url,
+            "GATEWAY_LOOPBACK_POLL_WAIT": "1",
+            "GATEWAY_LOOPBACK_BACKOFF_BASE": "0.05",
+            "GATEWAY_LEASE_TTL_S": "1",
+        }
         for name in ("a", "b"):
             started.append(GatewayProcess(redis_url, env, tmp_path / f"{name}.log").start())
         return started
@@ -34,8 +38,11 @@ def replicas(redis_url: str, tmp_path: Path) -> Iterator[Callable[[str], list[Ga
 
 
 def messages(ws: WsClient, conversation: str) -> list[tuple[int, str, str]]:
-    return [(e["seq"], e["sender"]["role"], e["content"]["text"])
-            for e in ws.events(conversation) if e["type"] == "message"]
+    return [
+        (e["seq"], e["sender"]["role"], e["content"]["text"])
+        for e in ws.events(conversation)
+        if e["type"] == "message"
+    ]
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
@@ -53,14 +60,18 @@ async def test_owner_killed_mid_conversation(
     async with aiohttp.ClientSession() as http:
         on_a = WsClient(await http.ws_connect(f"{a.url}/v1/ws"))
         await on_a.wait_for(lambda f: f["op"] == "welcome")
-        await on_a.send("start", ref="s", dialect="loopback",
-                        participant={"from": f"u-{uuid.uuid4().hex[:8]}"})
+        await on_a.send(
+            "start", ref="s", dialect="loopback", participant={"from": f"u-{uuid.uuid4().hex[:8]}"}
+        )
         conversation = (await on_a.reply("started", "s"))["conversation"]
         native = conversation.split(":", 1)[1]
-        await on_a.send("send", ref="m1", conversation=conversation,
-                        content={"kind": "text", "text": "hello"})
+        await on_a.send(
+            "send", ref="m1", conversation=conversation, content={"kind": "text", "text": "hello"}
+        )
         assert (await on_a.reply("ack", "m1"))["op"] == "ack"
-        await until(lambda: ("agent", "echo: hello") in [m[1:] for m in messages(on_a, conversation)])
+        await until(
+            lambda: ("agent", "echo: hello") in [m[1:] for m in messages(on_a, conversation)]
+        )
 
         # A command reaching the replica that does not own the session is forwarded to A.
         on_b = WsClient(await http.ws_connect(f"{b.url}/v1/ws"))
@@ -76,22 +87,38 @@ async def test_owner_killed_mid_conversation(
         resumed = WsClient(await http.ws_connect(f"{b.url}/v1/ws"))
         await resumed.wait_for(lambda f: f["op"] == "welcome")
         await resumed.subscribe(conversation, since=last_seq)
-        await until(lambda: any(m[2] == "are you still there?"
-                                for m in messages(resumed, conversation)))
+        await until(
+            lambda: any(m[2] == "are you still there?" for m in messages(resumed, conversation))
+        )
         platform.agent_says(native, "hello again")
-        await resumed.send("send", ref="m2", conversation=conversation,
-                           content={"kind": "text", "text": "after failover"})
+        await resumed.send(
+            "send",
+            ref="m2",
+            conversation=conversation,
+            content={"kind": "text", "text": "after failover"},
+        )
         assert (await resumed.reply("ack", "m2", timeout=10))["op"] == "ack"
-        await until(lambda: ("agent", "echo: after failover")
-                    in [m[1:] for m in messages(resumed, conversation)])
+        await until(
+            lambda: (
+                ("agent", "echo: after failover")
+                in [m[1:] for m in messages(resumed, conversation)]
+            )
+        )
 
         seqs = [e["seq"] for e in resumed.events(conversation)]
         assert seqs == list(range(last_seq + 1, last_seq + 1 + len(seqs)))  # no gap, no repeat
         texts = [m[2] for m in messages(resumed, conversation)]
-        assert texts == ["are you still there?", "hello again", "after failover",
-                         "echo: after failover"] or texts == [
-                         "are you still there?", "after failover", "hello again",
-                         "echo: after failover"]
+        assert texts == [
+            "are you still there?",
+            "hello again",
+            "after failover",
+            "echo: after failover",
+        ] or texts == [
+            "are you still there?",
+            "after failover",
+            "hello again",
+            "echo: after failover",
+        ]
         received = [r["text"] for r in platform.received(native) if r["type"] == "message"]
         assert received == ["hello", "after failover"]
         ids = [e["id"] for e in resumed.events(conversation)]

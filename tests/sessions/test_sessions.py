@@ -306,3 +306,33 @@ async def test_idle_sessions_are_released_and_resume_on_use(
     got = await wait_texts(ws, conversation, 3)
     assert ("agent", "while you were away") in got and ("user", "back") in got
     await ws.close()
+
+
+async def test_metrics_follow_sessions_and_vendor_requests(
+    session_gateway: GatewayClient, hub_url: str
+) -> None:
+    def value(text: str, prefix: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+        )
+
+    async def scrape() -> str:
+        async with session_gateway.client.get("/metrics") as response:
+            return await response.text()
+
+    before = await scrape()
+    ws = await session_gateway.ws()
+    conversation = await start(ws)
+    await ws.send("send", ref="m", conversation=conversation, content={"kind": "text", "text": "x"})
+    await ws.reply("ack", "m")
+    after = await scrape()
+    owned = 'gateway_sessions_owned{dialect="loopback"}'
+    assert value(after, owned) == value(before, owned) + 1
+    posts = 'gateway_vendor_request_seconds_count{dialect="loopback",method="POST"}'
+    assert value(after, posts) >= value(before, posts) + 2  # the start and the send
+    assert 'gateway_ws_frames_total{op="send",outcome="ok"}' in after
+    if hub_url.startswith("redis"):
+        assert value(after, "gateway_hub_round_trips_total") > value(
+            before, "gateway_hub_round_trips_total"
+        )
+    await ws.close()

@@ -1,0 +1,104 @@
+"""Settings: defaults, TOML, environment, flags; every bad value is named with its source."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import structlog
+
+from gateway.config import ConfigError, Settings, load
+from gateway.logging import configure
+
+
+def test_defaults_need_no_configuration() -> None:
+    settings = load(environ={})
+    assert (settings.host, settings.port, settings.redis_url) == ("0.0.0.0", 8080, None)
+
+
+def test_precedence_toml_then_environment_then_flags(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        'port = 9000\nlog_level = "debug"\nws_send_queue = 100\n'
+        '[dialects.genesys]\nurl = "https://gms/genesys/2/chat/svc"\napikey = "k1"\n'
+    )
+    settings = load(
+        config,
+        environ={"GATEWAY_PORT": "9100", "GATEWAY_DIALECTS": "genesys, wonderful"},
+        overrides={"port": 9200, "host": None},
+    )
+    assert settings.port == 9200
+    assert settings.log_level == "debug" and settings.ws_send_queue == 100
+    assert settings.dialects == ["genesys", "wonderful"]
+    genesys = settings.dialect("genesys", environ={"GATEWAY_GENESYS_APIKEY": "k2"})
+    assert genesys.url == "https://gms/genesys/2/chat/svc"
+    assert genesys.options == {"apikey": "k2"}
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    settings = Settings(dialect_settings={"wonderful": {"api_key_file": str(secret)}})
+    assert settings.dialect("wonderful", environ={}).options == {"api_key": "s3cret"}
+    env = {"GATEWAY_SIGNALWIRE_TOKEN_FILE": str(secret)}
+    assert Settings().dialect("signalwire", environ=env).options == {"token": "s3cret"}
+    with pytest.raises(ConfigError, match="dialects.signalwire: cannot read secret file"):
+        Settings().check_dialects(["signalwire"], environ={"GATEWAY_SIGNALWIRE_TOKEN_FILE": "/no"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "toml", "message"),
+    [
+        ({"GATEWAY_PORT": "eighty"}, "", "port: Expected `int`"),
+        ({"GATEWAY_PORT": "0"}, "", "port = 0: must be between 1 and 65535"),
+        ({"GATEWAY_LOG_LEVEL": "loud"}, "", "log_level: Invalid enum value 'loud'"),
+        ({"GATEWAY_REDIS_URL": "http://x"}, "", "redis_url: scheme must be"),
+        ({"GATEWAY_LEASE_TTL_S": "0.01"}, "", "lease_ttl_s = 0.01: must be at least 0.3"),
+        ({}, "colour = 'blue'\n", "colour: unknown setting"),
+        ({}, "port = [\n", "config file"),
+        ({}, "[dialects]\ngenesys = 3\n", "[dialects.<name>] must be tables"),
+    ],
+)
+def test_bad_values_are_named(
+    tmp_path: Path, environ: dict[str, str], toml: str, message: str
+) -> None:
+    config = None
+    if toml:
+        config = tmp_path / "bad.toml"
+        config.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load(config, environ=environ)
+
+
+def test_logs_are_json_off_a_tty_with_redaction() -> None:
+    stream = io.StringIO()
+    configure("auto", "info", stream=stream)
+    try:
+        with structlog.contextvars.bound_contextvars(request_id="r1", dialect="genesys"):
+            structlog.get_logger("t").info(
+                "ingest.accepted", text="my card is 4111", token="abc", accepted=2
+            )
+            structlog.get_logger("t").debug("hidden")
+        logging.getLogger("aiohttp.server").warning("from the stdlib")
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert lines[0]["event"] == "ingest.accepted" and lines[0]["level"] == "info"
+        assert (lines[0]["request_id"], lines[0]["dialect"], lines[0]["accepted"]) == (
+            "r1",
+            "genesys",
+            2,
+        )
+        assert lines[0]["text"] == "***" and lines[0]["token"] == "***"
+        assert "4111" not in stream.getvalue()
+        assert [line["event"] for line in lines] == ["ingest.accepted", "from the stdlib"]
+        stream.truncate(0)
+        stream.seek(0)
+        configure("json", "info", stream=stream, redact=False)
+        structlog.get_logger("t").info("x", text="visible", apikey="never")
+        line = json.loads(stream.getvalue())
+        assert (line["text"], line["apikey"]) == ("visible", "***")
+    finally:
+        configure("console", "info")
+        structlog.reset_defaults()
