@@ -45,7 +45,7 @@ def test_secrets_from_files(tmp_path: Path) -> None:
     assert settings.dialect("wonderful", environ={}).options == {"api_key": "s3cret"}
     env = {"GATEWAY_SIGNALWIRE_TOKEN_FILE": str(secret)}
     assert Settings().dialect("signalwire", environ=env).options == {"token": "s3cret"}
-    with pytest.raises(ConfigError, match="dialects.signalwire: cannot read secret file"):
+    with pytest.raises(ConfigError, match=r"dialects\.signalwire: cannot read secret file"):
         Settings().check_dialects(["signalwire"], environ={"GATEWAY_SIGNALWIRE_TOKEN_FILE": "/no"})
 
 

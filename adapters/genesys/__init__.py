@@ -1,6 +1,7 @@
 """The `genesys` dialect: Genesys Widgets chat over GMS Chat API v2 (form POSTs, JSON replies).
 
-Modules: `native` (the wire Structs), `codec` (pure decode/encode), `errors` (vendor codes),
+Modules: `native` (the wire Structs), `decode` (bodies → events), `entries` (one entry → its
+canonical event), `encode` (commands → GMS requests), `errors` (vendor codes),
 `connector` (one GMS chat session: request, refresh loop, send, disconnect) and `emulator`
 (a GMS service on aiohttp for tests and the demo). See `docs/dialects/genesys.md`.
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adapters.genesys import codec
+from adapters.genesys import decode, encode
 from adapters.genesys.connector import GenesysConnector
+from adapters.genesys.entries import DIALECT
 from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
 from gateway.model import Command
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 
 class GenesysAdapter(Adapter):
-    name = codec.DIALECT
+    name = DIALECT
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "send", "typing", "end"}
     )
@@ -30,10 +32,10 @@ class GenesysAdapter(Adapter):
     typing_preview: ClassVar[bool] = True
 
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
-        return codec.decode(body, conversation)
+        return decode.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
-        return codec.encode(command, session)
+        return encode.encode(command, session)
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         return GenesysConnector(settings, http)

@@ -6,9 +6,11 @@ options (`GATEWAY_GENESYS_<NAME>`): `apikey` (sent as the `apikey` header), `pol
 exponential backoff, `max_attempts` (8) before the link is given up, `timeout` (30, per request).
 
 State (`snapshot()`, JSON): `chat_id`, `user_id`, `secure_key`, `alias` (always the latest GMS
-gave), `position` (the next `transcriptPosition` to refresh from) and `claimed` (the highest
-transcript index already returned by `send`). `resume` refreshes from `position`, so nothing
-between the last persisted position and now is skipped; the hub dedups what is fetched twice.
+gave), `position` (the next `transcriptPosition` to refresh from), `claimed` (the highest
+transcript index already returned by `send`) and `active` (an agent has joined: `open` says
+`status: queued`, the first agent's join `status: active`). `resume` refreshes from `position`,
+so nothing between the last persisted position and now is skipped; the hub dedups what is
+fetched twice.
 
 Errors: statusCode 1 and transport failures are retried with backoff (polls: all of them;
 commands: only statusCode 1, since a dropped POST may have been applied); statusCode 2 maps to
@@ -31,8 +33,10 @@ from typing import Any
 import aiohttp
 import structlog
 
-from adapters.genesys import codec
 from adapters.genesys import native as n
+from adapters.genesys.decode import convert_entries, decode_envelope, parse_envelope
+from adapters.genesys.encode import encode, refresh_request
+from adapters.genesys.entries import DIALECT, ended, to_event
 from adapters.genesys.errors import command_error
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import conversation_id, derived_id, loads
@@ -47,6 +51,7 @@ from gateway.model import (
     Link,
     LinkState,
     Message,
+    ParticipantJoined,
     Recover,
     Send,
     SetTyping,
@@ -101,7 +106,7 @@ class GenesysConnector(Connector):
     # --- lifecycle --------------------------------------------------------------------------
 
     async def open(self, command: Start) -> Sequence[Event]:
-        request = codec.encode(command, {})
+        request = encode(command, {})
         env = await self._command(request)
         if not env.chatId or not env.secureKey:
             raise VendorError("genesys accepted the chat but gave no chatId/secureKey")
@@ -112,18 +117,19 @@ class GenesysConnector(Connector):
             "alias": "" if env.alias is None else str(env.alias),
             "position": env.nextPosition or 1,
             "claimed": 0,
+            "active": False,
         }
-        self.conversation_id = conversation_id(codec.DIALECT, env.chatId)
-        log.info("connector.opened", dialect=codec.DIALECT, conversation_id=self.conversation_id)
+        self.conversation_id = conversation_id(DIALECT, env.chatId)
+        log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
         conv = self.conversation_id
         queued = Status(
             id=derived_id(conv, "status", "queued"),
             conversation_id=conv,
-            dialect=codec.DIALECT,
+            dialect=DIALECT,
             at=now_at(),
             status="queued",
         )
-        return [queued, *codec.decode_envelope(env, env.chatId).events]
+        return [queued, *self._activated(decode_envelope(env, env.chatId).events)]
 
     async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
         if not state.get("chat_id") or not state.get("secure_key"):
@@ -133,8 +139,8 @@ class GenesysConnector(Connector):
         except (TypeError, ValueError):
             raise RequestError("bad genesys snapshot: position/claimed") from None
         self._state = {**state, "position": position, "claimed": claimed}
-        self.conversation_id = conversation_id(codec.DIALECT, str(state["chat_id"]))
-        log.info("connector.resumed", dialect=codec.DIALECT, conversation_id=self.conversation_id)
+        self.conversation_id = conversation_id(DIALECT, str(state["chat_id"]))
+        log.info("connector.resumed", dialect=DIALECT, conversation_id=self.conversation_id)
         try:
             return await self._refresh()
         except _Transient:
@@ -183,10 +189,29 @@ class GenesysConnector(Connector):
 
     async def _refresh(self) -> list[Event]:
         """One poll from `position`; advances `position` and `alias`."""
-        env = await self._post(codec.refresh_request(self._state))
-        events = codec.decode_envelope(env, self._state["chat_id"]).events
+        env = await self._post(refresh_request(self._state))
+        events = self._activated(decode_envelope(env, self._state["chat_id"]).events)
         if env.nextPosition is not None:
             self._state["position"] = env.nextPosition
+        return events
+
+    def _activated(self, events: list[Event]) -> list[Event]:
+        """`events`, with `status: active` after the first agent's join (`open` said
+        `queued`); its one id makes a re-fetched join after a takeover publish it once."""
+        if self._state.get("active"):
+            return events
+        for i, event in enumerate(events):
+            if isinstance(event, ParticipantJoined) and event.participant.role == "agent":
+                self._state["active"] = True
+                conv = self.conversation_id
+                active = Status(
+                    id=derived_id(conv, "status", "active"),
+                    conversation_id=conv,
+                    dialect=DIALECT,
+                    at=event.at,
+                    status="active",
+                )
+                return [*events[: i + 1], active, *events[i + 1 :]]
         return events
 
     async def _final_batch(self) -> list[Event]:
@@ -216,7 +241,7 @@ class GenesysConnector(Connector):
         error = Error(
             id=derived_id(conv, "error", at, exc.code),
             conversation_id=conv,
-            dialect=codec.DIALECT,
+            dialect=DIALECT,
             at=at,
             code=exc.code,
             message=exc.message,
@@ -224,15 +249,13 @@ class GenesysConnector(Connector):
             metadata={k: v for k, v in exc.details.items() if k == "vendor_code"},
         )
         if isinstance(exc, SessionNotFound):  # the chat is gone for good
-            return [error, codec.ended(conv, at, "error", "system")]
+            return [error, ended(conv, at, "error", "system")]
         return [error, self._link("down", reason=exc.code, will_retry=False)]
 
     def _link(self, state: LinkState, **fields: Any) -> Link:
         conv, at = self.conversation_id, now_at()
         eid = derived_id(conv, "link", self._outages, state, fields.get("attempt"), at)
-        return Link(
-            id=eid, conversation_id=conv, dialect=codec.DIALECT, at=at, state=state, **fields
-        )
+        return Link(id=eid, conversation_id=conv, dialect=DIALECT, at=at, state=state, **fields)
 
     def _backoff(self, attempt: int) -> float:
         return float(min(self._retry_cap, self._retry_base * 2 ** (attempt - 1)))
@@ -248,7 +271,7 @@ class GenesysConnector(Connector):
     async def send(self, command: Command) -> Sequence[Event]:
         if isinstance(command, Start | Recover):
             raise RequestError(f"{command.__struct_config__.tag!r} opens a session: use open")
-        request = codec.encode(command, self._state)
+        request = encode(command, self._state)
         match command:
             case Send():
                 return [await self._send_message(request, command.content)]
@@ -257,7 +280,7 @@ class GenesysConnector(Connector):
                 return []
             case End():
                 await self._command(request)
-                self._ended = codec.ended(self.conversation_id, now_at(), "user", "user")
+                self._ended = ended(self.conversation_id, now_at(), "user", "user")
                 self._wake.set()
                 log.info("connector.ended", conversation_id=self.conversation_id, by="user")
                 return [self._ended]
@@ -271,7 +294,7 @@ class GenesysConnector(Connector):
             for _ in range(_ECHO_LOOKUPS):
                 if found is not None:
                     break
-                lookup = await self._post(codec.refresh_request(self._state, position))
+                lookup = await self._post(refresh_request(self._state, position))
                 found = self._own_entry(lookup.messages, content)
             if found is None:
                 raise VendorError(
@@ -285,7 +308,7 @@ class GenesysConnector(Connector):
         """Our message's entry among `messages`: a client message with our content, past the
         last one `send` claimed (two identical texts get two entries, in order)."""
         wanted = Url(url=content.url) if isinstance(content, Url) else content
-        entries, _ = codec.convert_entries(messages)
+        entries, _ = convert_entries(messages)
         for _, entry in entries:
             if not isinstance(entry, _MESSAGE_ENTRIES) or entry.index is None:
                 continue
@@ -295,7 +318,7 @@ class GenesysConnector(Connector):
                 continue
             if index <= self._state["claimed"]:
                 continue
-            event = codec.to_event(entry, self.conversation_id)
+            event = to_event(entry, self.conversation_id)
             if (
                 isinstance(event, Message)
                 and event.sender.role == "user"
@@ -337,7 +360,7 @@ class GenesysConnector(Connector):
         if status >= 500 or status == 429:
             raise _Transient(f"HTTP {status}")
         try:
-            env = codec.parse_envelope(loads(body))
+            env = parse_envelope(loads(body))
         except GatewayError:
             raise VendorError(
                 f"genesys sent no GMS reply (HTTP {status})", vendor_code=status

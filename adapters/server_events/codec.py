@@ -8,7 +8,8 @@ from the frame's own fields otherwise (so re-posting the same frames deduplicate
 
 Context the connector knows and a webhook does not is passed in explicitly: `parties` (who
 joined, so a message names its sender's role and name), `file_url` (where received files
-are fetched: a template with `{file_id}`) and `received_at` (the time of untimed frames).
+are fetched: a template with `{file_id}`), `received_at` (the `at` of untimed frames) and
+`untimed` (where the stream stands, for the ids of untimed frames: see `Untimed`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from typing import Any, Final
 import msgspec
 
 from adapters.server_events import native as n
-from adapters.server_events.stamps import fast_at
 from gateway.adapter import Decoded, NativeRequest
-from gateway.codec import conversation_id, convert_each, derived_id, loads
+from gateway.codec import conversation_id, convert_each, derived_id, loads, to_at
 from gateway.errors import DecodeError, RequestError, SessionNotFound, Unsupported
 from gateway.model import (
     Command,
@@ -93,6 +93,41 @@ class _Bad(Exception):
         self.path = path
 
 
+class Untimed:
+    """Where a stream of server events stands, for the ids of frames without a timestamp.
+
+    Such a frame's derived id must not depend on when it was received (a re-posted body must
+    deduplicate), nor collide with an equal frame that legitimately comes again (the agent
+    types twice). So it is placed after the last message the stream carried (its `msg_id`:
+    messages, files and located messages, which poll and history both return) and counted
+    among the equal frames since then: `~<msg_id>#<n>`. The connector keeps one per session
+    for its polls, and replaces it with the one a full history decode ends with.
+    """
+
+    __slots__ = ("_after", "_counts")
+
+    def __init__(self) -> None:
+        self._after = ""
+        self._counts: dict[bytes, int] = {}
+
+    def place(self, frame: n.ServerEvent) -> str:
+        """The stand-in for the time of untimed `frame` (and count it)."""
+        key = _frame_key.encode(frame)
+        seen = self._counts.get(key, 0)
+        self._counts[key] = seen + 1
+        return f"~{self._after}#{seen}"
+
+    def anchor(self, msg_id: n.NativeId | None) -> None:
+        """A message with `msg_id` went by: later untimed frames count from there."""
+        if msg_id is not None and str(msg_id) != self._after:
+            self._after = str(msg_id)
+            self._counts.clear()
+
+
+_frame_key = msgspec.json.Encoder()
+_ANCHORS: Final = frozenset({n.ChatMessage, n.ChatFile, n.ChatLocation})
+
+
 # ---------------------------------------------------------------------------------------------
 # decode
 
@@ -104,6 +139,7 @@ def decode(
     parties: Mapping[str, Party] = _NO_PARTIES,
     file_url: str | None = None,
     received_at: str | None = None,
+    untimed: Untimed | None = None,
 ) -> Decoded:
     """Decode a body of server events for native chat `conversation`.
 
@@ -127,7 +163,8 @@ def decode(
             "server_events frames carry no chat id: the `conversation` parameter is required",
             parameter="conversation",
         )
-    return Decoded(to_events(frames, conversation, parties, file_url, received_at), ignored)
+    events = to_events(frames, conversation, parties, file_url, received_at, untimed)
+    return Decoded(events, ignored)
 
 
 def _frames_of(body: Any) -> list[Any]:
@@ -153,20 +190,35 @@ def to_events(
     parties: Mapping[str, Party] = _NO_PARTIES,
     file_url: str | None = None,
     received_at: str | None = None,
+    untimed: Untimed | None = None,
 ) -> list[Event]:
-    """The canonical events of already typed frames of chat `chat_id`, in order."""
+    """The canonical events of already typed frames of chat `chat_id`, in order.
+
+    `untimed` is where the stream stands for frames without a timestamp (see `Untimed`); a
+    fresh one (the start of a stream) when omitted, so one body always decodes the same.
+    """
     conv = f"{DIALECT}:{chat_id}"  # gateway.codec.conversation_id, inlined: hot path
     known = parties
+    if untimed is None:
+        untimed = Untimed()
     out: list[Event] = []
     for index, frame in enumerate(frames):
+        kind = type(frame)
         try:
-            try:
-                at = fast_at(frame.timestamp, received_at)
-            except (ValueError, OverflowError, OSError):
-                raise _Bad("$.timestamp", f"not a timestamp: {frame.timestamp!r}") from None
-            if at is None:
-                at = received_at = now_at()  # once per batch: untimed frames share one instant
-            event = _BUILDERS[type(frame)](frame, conv, at, known, file_url)
+            stamp = frame.timestamp
+            if stamp is None or stamp == "":
+                if received_at is None:
+                    received_at = now_at()  # once per batch: untimed frames share one instant
+                at = received_at
+                when = untimed.place(frame)
+            else:
+                try:
+                    at = when = to_at(stamp)
+                except (ValueError, OverflowError, OSError):
+                    raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
+            if kind in _ANCHORS:
+                untimed.anchor(frame.msg_id)  # type: ignore[union-attr]
+            event = _BUILDERS[kind](frame, conv, at, when, known, file_url)
         except _Bad as exc:
             msg = f"frame {index}: {exc} at {exc.path}"
             raise DecodeError(msg, index=index, path=exc.path) from None
@@ -201,7 +253,9 @@ def _sender(party_id: str | None, known: Mapping[str, Party]) -> Party:
 # own fields, with `at` where the same frame may legitimately happen twice (typing, joins).
 
 
-def _message(f: n.ChatMessage, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _message(
+    f: n.ChatMessage, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
     text = f.msg if f.msg is not None else f.msg_text
     if text is None:
         raise _Bad("$.msg", "a message needs `msg` or `msg_text`")
@@ -228,10 +282,12 @@ def _agent(party_id: str) -> Party:
 _AGENTS: dict[str, Party] = {}
 
 
-def _typing(f: n.Typing | n.NotTyping, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _typing(
+    f: n.Typing | n.NotTyping, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
     name = f.__struct_config__.tag
     return Typing(
-        id=derived_id(conv, name, at, f.party_id),
+        id=derived_id(conv, name, when, f.party_id),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -240,9 +296,11 @@ def _typing(f: n.Typing | n.NotTyping, conv: str, at: str, known: _Parties, _: s
     )
 
 
-def _status(f: n.SessionStatus, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _status(
+    f: n.SessionStatus, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
     return Status(
-        id=derived_id(conv, "chat_session_status", at, f.state),
+        id=derived_id(conv, "chat_session_status", when, f.state),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -251,11 +309,13 @@ def _status(f: n.SessionStatus, conv: str, at: str, known: _Parties, _: str | No
     )
 
 
-def _joined(f: n.PartyJoined, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _joined(
+    f: n.PartyJoined, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
     full = " ".join(p for p in (f.first_name, f.last_name) if p)
     party = Party(role=_ROLES[f.type], id=f.party_id, name=f.display_name or full or None)
     return ParticipantJoined(
-        id=derived_id(conv, "chat_session_party_joined", at, f.party_id),
+        id=derived_id(conv, "chat_session_party_joined", when, f.party_id),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -263,9 +323,9 @@ def _joined(f: n.PartyJoined, conv: str, at: str, known: _Parties, _: str | None
     )
 
 
-def _left(f: n.PartyLeft, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _left(f: n.PartyLeft, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
     return ParticipantLeft(
-        id=derived_id(conv, "chat_session_party_left", at, f.party_id),
+        id=derived_id(conv, "chat_session_party_left", when, f.party_id),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -273,9 +333,11 @@ def _left(f: n.PartyLeft, conv: str, at: str, known: _Parties, _: str | None) ->
     )
 
 
-def _ended(f: n.SessionEnded, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _ended(
+    f: n.SessionEnded, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
     return Ended(
-        id=derived_id(conv, "chat_session_ended", at),
+        id=derived_id(conv, "chat_session_ended", when),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -284,10 +346,10 @@ def _ended(f: n.SessionEnded, conv: str, at: str, known: _Parties, _: str | None
 
 
 def _inactivity(
-    f: n.InactivityTimeout, conv: str, at: str, known: _Parties, _: str | None
+    f: n.InactivityTimeout, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
     return Ended(
-        id=derived_id(conv, "chat_session_inactivity_timeout", at),  # one id for both spellings
+        id=derived_id(conv, "chat_session_inactivity_timeout", when),  # one id for both spellings
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -297,9 +359,11 @@ def _inactivity(
     )
 
 
-def _warning(f: n.TimeoutWarning, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _warning(
+    f: n.TimeoutWarning, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
     return Notice(
-        id=derived_id(conv, "chat_session_timeout_warning", at, f.msg),
+        id=derived_id(conv, "chat_session_timeout_warning", when, f.msg),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -308,7 +372,7 @@ def _warning(f: n.TimeoutWarning, conv: str, at: str, known: _Parties, _: str | 
     )
 
 
-def _form(f: n.FormShow, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _form(f: n.FormShow, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
     return Form(
         id=derived_id(conv, "chat_session_form_show", f.form_request_id),
         conversation_id=conv,
@@ -320,7 +384,7 @@ def _form(f: n.FormShow, conv: str, at: str, known: _Parties, _: str | None) -> 
     )
 
 
-def _signal(f: n.Signaling, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _signal(f: n.Signaling, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
     return Signal(
         id=f"{conv}/{f.msg_id}",
         conversation_id=conv,
@@ -331,7 +395,9 @@ def _signal(f: n.Signaling, conv: str, at: str, known: _Parties, _: str | None) 
     )
 
 
-def _file(f: n.ChatFile, conv: str, at: str, known: _Parties, file_url: str | None) -> Event:
+def _file(
+    f: n.ChatFile, conv: str, at: str, when: str, known: _Parties, file_url: str | None
+) -> Event:
     url = file_url.replace("{file_id}", f.file_id) if file_url else None
     content: Image | File = (
         Image(url=url, file_id=f.file_id, file_name=f.file_name)
@@ -348,9 +414,11 @@ def _file(f: n.ChatFile, conv: str, at: str, known: _Parties, file_url: str | No
     )
 
 
-def _location(f: n.ChatLocation, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _location(
+    f: n.ChatLocation, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
     eid = (
-        derived_id(conv, "chat_session_location", at, f.party_id, f.latitude, f.longitude)
+        derived_id(conv, "chat_session_location", when, f.party_id, f.latitude, f.longitude)
         if f.msg_id is None
         else f"{conv}/{f.msg_id}"
     )
@@ -364,7 +432,7 @@ def _location(f: n.ChatLocation, conv: str, at: str, known: _Parties, _: str | N
     )
 
 
-def _case(f: n.CaseSet, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _case(f: n.CaseSet, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
     return Notice(
         id=derived_id(conv, "chat_session_case_set", f.case_id),
         conversation_id=conv,
@@ -376,7 +444,9 @@ def _case(f: n.CaseSet, conv: str, at: str, known: _Parties, _: str | None) -> E
     )
 
 
-def _receipt(f: n.MessageDelivered, conv: str, at: str, known: _Parties, _: str | None) -> Event:
+def _receipt(
+    f: n.MessageDelivered, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
     read = type(f) is n.MessageRead
     return Receipt(
         id=derived_id(conv, f.__struct_config__.tag, f.ref_msg_id, f.party_id),

@@ -129,6 +129,7 @@ class ServerEventsConnector(Connector):
         self._seen: deque[str] = deque(maxlen=_SEEN)
         self._seen_set: set[str] = set()
         self._links = 0
+        self._untimed = codec.Untimed()  # where the poll stream stands, for untimed frames
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -186,7 +187,8 @@ class ServerEventsConnector(Connector):
                 self._parties[pid] = msgspec.convert(party, Party)
             except msgspec.ValidationError as exc:
                 raise RequestError(f"bad party in the snapshot: {exc}", field="parties") from None
-        events = self._fresh(self._decode(await self._call("GET", self._path("history"))))
+        body = await self._call("GET", self._path("history"))
+        events = self._fresh(self._decode(body, history=True))
         log.info(
             "connector.resumed",
             dialect=codec.DIALECT,
@@ -299,7 +301,7 @@ class ServerEventsConnector(Connector):
                 return
             try:
                 body = await self._call("GET", self._path("history"))
-                missed = self._fresh(self._decode(body))
+                missed = self._fresh(self._decode(body, history=True))
             except SessionNotFound:
                 yield [self._end_event("error", "the platform no longer knows this chat")]
                 return
@@ -325,8 +327,14 @@ class ServerEventsConnector(Connector):
             self._end_event("error", "lost the link to the platform"),
         ]
 
-    def _decode(self, body: bytes) -> list[Event]:
-        decoded = codec.decode(body, self._chat_id, parties=self._parties, file_url=self._file_url)
+    def _decode(self, body: bytes, *, history: bool = False) -> list[Event]:
+        """Decode a poll's body, or the whole `history` (which restarts the stream's place
+        for untimed frames: see `codec.Untimed`)."""
+        untimed = codec.Untimed() if history else self._untimed
+        decoded = codec.decode(
+            body, self._chat_id, parties=self._parties, file_url=self._file_url, untimed=untimed
+        )
+        self._untimed = untimed
         return decoded.events
 
     def _fresh(self, events: list[Event]) -> list[Event]:
@@ -384,6 +392,10 @@ class ServerEventsConnector(Connector):
         """Deliver a command; a sent message comes back as the Message its echo will match."""
         if isinstance(command, Start):
             raise RequestError("this session is already started")
+        if self._ended:  # the platform would answer 5005 (not found): say what happened
+            raise RequestError(
+                f"conversation {self.conversation_id} has ended", code="SESSION_ENDED"
+            )
         if (
             isinstance(command, Send)
             and isinstance(command.content, Image | File)
@@ -391,10 +403,9 @@ class ServerEventsConnector(Connector):
             and command.content.url
         ):
             # The platform takes files by upload only: fetch the URL, upload it, send its id.
-            file_id = await self._upload_from(command.content)
-            command = msgspec.structs.replace(
-                command, content=msgspec.structs.replace(command.content, file_id=file_id)
-            )
+            file_id, name = await self._upload_from(command.content)
+            content = msgspec.structs.replace(command.content, file_id=file_id, file_name=name)
+            command = msgspec.structs.replace(command, content=content)
         request = codec.encode(command, self.snapshot())
         await self._deliver(request)
         at = now_at()
@@ -444,7 +455,8 @@ class ServerEventsConnector(Connector):
             raise VendorError("the platform answered `POST files` without a file_id")
         return file_id
 
-    async def _upload_from(self, content: Image | File) -> str:
+    async def _upload_from(self, content: Image | File) -> tuple[str, str]:
+        """Fetch `content.url` and upload it; its `file_id` and the file name it went by."""
         url = content.url or ""
         try:
             async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
@@ -463,7 +475,7 @@ class ServerEventsConnector(Connector):
             raise PayloadTooLarge(f"files above {self._max_upload} bytes are not sent")
         name = content.file_name or url.rsplit("/", 1)[-1].split("?", 1)[0] or "file"
         mime = content.mime_type if isinstance(content, File) and content.mime_type else None
-        return await self.upload(data, name, mime or fetched_type)
+        return await self.upload(data, name, mime or fetched_type), name
 
     def file_url(self, file_id: str) -> str:
         """Where a received file is fetched: `GET /clientweb/file/{fileId}`."""

@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import re
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -262,7 +263,8 @@ class Emulator:
             raise PlatformError("5003")
         header = _AUTH.match(request.headers["Authorization"])
         assert header is not None  # _authorize checked it
-        chat = Chat(chat_id=f"chat-{next(self._ids)}", client_id=header.group(2))
+        # unique across emulators: tests share one Redis, where chat ids name conversations
+        chat = Chat(chat_id=f"chat-{uuid.uuid4().hex[:12]}", client_id=header.group(2))
         self.chats[chat.chat_id] = chat
         self._spawn(self._agent_joins(chat))
         return web.json_response(

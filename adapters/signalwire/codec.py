@@ -16,13 +16,13 @@ Unknown event types, JSON-RPC responses and other methods, and rows of another t
 are ignored and counted. A known frame that breaks its schema raises `DecodeError` with the
 frame index and JSON path; a body that is not JSON raises `MalformedJSON`.
 
-`encode(command, session)` builds the REST request of a `Start` (join), `Send` (message) or
-`Recover` (first history page); anything else raises `Unsupported`.
+`encode(command, session)` builds the REST request of a `Start` (join: the older body, or the
+newer one when the session names our own fabric address), `Send` (message) or `Recover` (first
+history page); anything else raises `Unsupported`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -62,36 +62,6 @@ _live_decoder = msgspec.json.Decoder(LiveEvent)
 _PREFIX = conversation_id(DIALECT, "")
 _PLAIN = (msgspec.Raw(b"{}"), msgspec.Raw(b""))  # absent or empty: nothing to parse
 _NO_SELF: frozenset[str] = frozenset()
-
-# ---------------------------------------------------------------------------------------------
-# Timestamps
-
-_last_second: list[Any] = [None, ""]  # one-entry cache: live frames cluster within a second
-_MILLIS = [f"{ms:03d}Z" for ms in range(1000)]
-
-
-def at_of(value: float | str | None) -> str:
-    """`gateway.codec.to_at`, with a fast path for the float epoch seconds SignalWire sends.
-
-    Same result as `to_at` (rounding half-even to microseconds, then truncating to ms, as
-    `datetime.fromtimestamp` does); about 4x faster because the formatted second is cached.
-    """
-    if type(value) is not float or not 0 <= value < 1e11:
-        return to_at(value)
-    second = int(value)
-    micros = round((value - second) * 1e6)
-    if micros >= 1_000_000:
-        second += 1
-        micros -= 1_000_000
-    if _last_second[0] != second:
-        t = time.gmtime(second)
-        _last_second[1] = (
-            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
-        )
-        _last_second[0] = second
-    return _last_second[1] + _MILLIS[micros // 1000]  # type: ignore[no-any-return]
-
 
 # ---------------------------------------------------------------------------------------------
 # Decode
@@ -153,8 +123,8 @@ def _decode_live(body: bytes | str, self_ids: Collection[str]) -> Decoded | None
     mine = live.params.is_author or row.is_author or (bool(self_ids) and sender in self_ids)
     conv = _PREFIX + native
     try:
-        at = at_of(row.ts)
-    except (ValueError, OverflowError, OSError):
+        at = to_at(row.ts)
+    except ValueError:
         return None
     message = Message(
         id=f"{conv}/{row.id}",
@@ -311,8 +281,8 @@ def _ended(params: ConversationEnded, conversation: str | None, index: int) -> E
 
 def _at(value: float | str | None, index: int, path: str) -> str:
     try:
-        return at_of(value)
-    except (ValueError, OverflowError, OSError) as exc:
+        return to_at(value)
+    except ValueError as exc:
         message = f"frame {index}: bad timestamp {value!r}: {exc}"
         raise DecodeError(message, index=index, path=path) from None
 
@@ -327,53 +297,70 @@ def _call_log_text(details: Mapping[str, Any] | None) -> str:
 
 
 def encode(command: Command, session: Mapping[str, Any]) -> NativeRequest:
-    """The REST request for `command`. `session` is the connector's snapshot (it names the
-    `address_id` joined); a `Start` names the address in `agent_id` or `participant.to`.
+    """The REST request for `command`. `session` is the connector's snapshot: it names the
+    conversation joined (`address_id`, or `group_id` after the newer join) and our own fabric
+    address (`from_address_id`) when we have one.
+
+    A `Start` names the address to chat with in `agent_id` or `participant.to` (else the
+    session's `agent_id`); with a `from_address_id` it uses the newer join
+    (`from_fabric_address_id` + `fabric_address_ids`, answered with a `group_id`), else the
+    older `{"conversation_id": address}`. A `Send` in a group posts `group_id` (and our
+    address), else `conversation_id`.
 
     Raises `RequestError` for a command missing what the platform needs, `Unsupported` for a
     command SignalWire chat cannot carry (typing, read, end, forward, non-text content).
     """
     match command:
         case Start():
-            address = command.agent_id or command.participant.to or session.get("address_id")
+            address = command.agent_id or command.participant.to or session.get("agent_id")
             if not address:
                 raise RequestError(
                     "start needs the address to chat with (agent_id)", code="MISSING_ADDRESS"
                 )
+            me = session.get("from_address_id")
+            if me:
+                body = {"from_fabric_address_id": me, "fabric_address_ids": [address, me]}
+                return NativeRequest(method="POST", path=JOIN_PATH, json=body)
             return NativeRequest(method="POST", path=JOIN_PATH, json={"conversation_id": address})
         case Send():
-            address = _address(session)
+            key = _rest_key(session)
             if not isinstance(command.content, Text):
                 raise Unsupported(
                     f"signalwire sends text only, not {command.content.__struct_config__.tag!r}"
                 )
             if not command.content.text.strip():
                 raise RequestError("a message needs non-empty text")
+            text = command.content.text
+            if session.get("group_id"):
+                body = {"group_id": key, "text": text}
+                if session.get("from_address_id"):
+                    body["from_fabric_address_id"] = session["from_address_id"]
+                return NativeRequest(method="POST", path=MESSAGES_PATH, json=body)
             return NativeRequest(
-                method="POST",
-                path=MESSAGES_PATH,
-                json={"conversation_id": address, "text": command.content.text},
+                method="POST", path=MESSAGES_PATH, json={"conversation_id": key, "text": text}
             )
         case Recover():
-            return history_request(_address(session))
+            return history_request(_rest_key(session))
         case _:
             tag = command.__struct_config__.tag
             raise Unsupported(f"signalwire chat cannot carry {tag!r}")
 
 
-def history_request(address: str, page_size: int = DEFAULT_PAGE_SIZE) -> NativeRequest:
-    """The first history page of the conversation with `address` (later pages: `links`)."""
+def history_request(key: str, page_size: int = DEFAULT_PAGE_SIZE) -> NativeRequest:
+    """The first history page of the conversation `key` (the address joined, or the group id
+    of the newer join); later pages follow the answer's `links`."""
     if page_size < 1:
         raise RequestError("page_size must be at least 1")
     return NativeRequest(
         method="GET",
-        path=f"/api/fabric/conversations/{address}/messages",
+        path=f"/api/fabric/conversations/{key}/messages",
         query={"page_size": str(page_size)},
     )
 
 
-def _address(session: Mapping[str, Any]) -> str:
-    address = session.get("address_id")
-    if not isinstance(address, str) or not address:
+def _rest_key(session: Mapping[str, Any]) -> str:
+    """What the REST calls name the conversation by: the group id, else the address joined."""
+    key = session.get("group_id") or session.get("address_id")
+    if not isinstance(key, str) or not key:
         raise SessionNotFound("no signalwire conversation in this session")
-    return address
+    return key

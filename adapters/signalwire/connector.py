@@ -15,9 +15,14 @@ it saw (following `links.next`), then reports `Link` restored with `missed` = th
 events it had not seen. `send` registers the text before posting and returns the canonical
 Message its echo (`is_author: true`) decodes to, so the hub publishes it once.
 
-Settings: `url` (`GATEWAY_SIGNALWIRE_URL`), options `token` (required), `address_id` (the
-default address to chat with), `ws_path`, `page_size`, `max_attempts`, `backoff_s`,
-`backoff_max_s`, `echo_timeout_s`, `timeout_s`, `heartbeat_s`.
+Joining: with the option `address_id` (our own fabric address) the connector uses the newer
+join (`from_fabric_address_id` + `fabric_address_ids`, answered with a `group_id` that names
+the conversation in sends, history and rows); without it, the older `{"conversation_id": addr}`.
+
+Settings: `url` (`GATEWAY_SIGNALWIRE_URL`), options `token` (required), `address_id` (our own
+fabric address: the newer join), `agent_id` (the address to chat with when `start` names
+none), `ws_path`, `page_size`, `max_attempts`, `backoff_s`, `backoff_max_s`, `echo_timeout_s`,
+`timeout_s`, `heartbeat_s`.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from adapters.signalwire import codec
 from adapters.signalwire.codec import DIALECT
 from adapters.signalwire.native import Page, Row, RpcResponse
 from gateway.adapter import Connector, DialectSettings, NativeRequest
-from gateway.codec import conversation_id, derived_id
+from gateway.codec import conversation_id, derived_id, to_at
 from gateway.errors import (
     DecodeError,
     GatewayError,
@@ -86,7 +91,8 @@ class SignalWireConnector(Connector):
         self._token = options["token"]
         self._ws_url = "ws" + self._base[4:] if self._base.startswith("http") else self._base
         self._ws_url += options.get("ws_path", "/api/relay/ws")
-        self._default_address = options.get("address_id")
+        self._from: str | None = options.get("address_id") or None  # our own fabric address
+        self._default_agent = options.get("agent_id")
         try:
             self._page_size = int(options.get("page_size", "50"))
             self._max_attempts = int(options.get("max_attempts", "8"))
@@ -99,7 +105,8 @@ class SignalWireConnector(Connector):
             raise RequestError(f"bad signalwire option: {exc}", code="NOT_CONFIGURED") from None
 
         self.conversation_id = ""
-        self._address = ""  # the address joined: the REST conversation id
+        self._address = ""  # the address joined
+        self._group: str | None = None  # the newer join's group: then the REST conversation id
         self._native = ""  # the conversation id rows carry (address, or group_id)
         self._self_id: str | None = None  # our subscriber address: its rows are the user's
         self._protocol: str | None = None  # Relay session to resume on reconnect
@@ -117,19 +124,28 @@ class SignalWireConnector(Connector):
     # -- the Connector contract -----------------------------------------------------------------
 
     async def open(self, command: Start) -> Sequence[Event]:
-        request = codec.encode(command, {"address_id": self._default_address})
-        address = request.json["conversation_id"]
+        request = codec.encode(
+            command, {"agent_id": self._default_agent, "from_address_id": self._from}
+        )
+        join = request.json
+        address = join["fabric_address_ids"][0] if self._from else join["conversation_id"]
         await self._connect()
         try:
             body = await self._request(request)
         except BaseException:
             await self._drop()
             raise
-        table = body.get("table") if isinstance(body, dict) else None
-        native = (isinstance(body, dict) and body.get("group_id")) or (
-            isinstance(table, dict) and table.get("conversation_id")
-        )
-        self._bind(address, native if isinstance(native, str) else address)
+        group = body.get("group_id") if isinstance(body, dict) else None
+        if self._from:
+            if not isinstance(group, str) or not group:
+                await self._drop()
+                raise VendorError("signalwire join answered without a group_id")
+            self._group = group
+            self._bind(address, group)
+        else:
+            table = body.get("table") if isinstance(body, dict) else None
+            native = group or (isinstance(table, dict) and table.get("conversation_id"))
+            self._bind(address, native if isinstance(native, str) and native else address)
         self._start()
         log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
         at = now_at()
@@ -145,6 +161,8 @@ class SignalWireConnector(Connector):
     async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
         try:
             self._bind(state["address_id"], state["conversation"])
+            self._group = state.get("group_id")
+            self._from = state.get("from_address_id", self._from)
             self._self_id = state.get("self_id")
             self._protocol = state.get("protocol")
             self._since = state.get("since")
@@ -164,6 +182,8 @@ class SignalWireConnector(Connector):
         return {
             "conversation": self._native,
             "address_id": self._address,
+            "group_id": self._group,
+            "from_address_id": self._from,
             "self_id": self._self_id,
             "protocol": self._protocol,
             "since": self._since,
@@ -226,6 +246,7 @@ class SignalWireConnector(Connector):
 
     async def _connect(self) -> None:
         """Open the WebSocket and authenticate with `signalwire.connect`."""
+        self._backlog.clear()  # frames of a socket that is gone: the platform redelivers them
         try:
             ws = await self._http.ws_connect(
                 self._ws_url, timeout=aiohttp.ClientWSTimeout(ws_close=2), heartbeat=self._heartbeat
@@ -250,6 +271,7 @@ class SignalWireConnector(Connector):
                     f"signalwire.connect refused: {reply.error.message}",
                     code=code,
                     vendor_code=reply.error.code,
+                    recoverable=code != UNAUTHORIZED,  # the same token is refused again
                 )
             result = reply.result if isinstance(reply.result, dict) else {}
             self._protocol = result.get("protocol") or self._protocol
@@ -358,7 +380,7 @@ class SignalWireConnector(Connector):
                 missed = self._fresh(await self._backfill())
             except VendorError as exc:
                 await self._drop()
-                if exc.code == UNAUTHORIZED:
+                if not exc.recoverable:  # refused auth: the same token is refused again
                     return self._give_up(exc.message)
                 log.debug("connector.retry_failed", attempt=attempt, error=exc.message)
                 continue
@@ -379,7 +401,7 @@ class SignalWireConnector(Connector):
 
     async def _backfill(self) -> list[Event]:
         """History rows of our conversation since the cursor (all when none), oldest first."""
-        request = codec.history_request(self._address, self._page_size)
+        request = codec.history_request(self._group or self._address, self._page_size)
         url: str | None = self._base + request.path
         query: dict[str, str] | None = request.query
         rows: list[Row] = []
@@ -393,9 +415,7 @@ class SignalWireConnector(Connector):
             rows += page.data
             pages += 1
             url, query = page.links.next, None
-            if self._since is not None and any(
-                codec.at_of(r.ts) < self._since for r in page.data if r.ts is not None
-            ):
+            if self._since is not None and any(_before(r.ts, self._since) for r in page.data):
                 break
         found: list[tuple[str, float, Event]] = []
         for row in reversed(rows):  # pages are newest first: ties keep the platform's order
@@ -439,7 +459,8 @@ class SignalWireConnector(Connector):
     # -- events ---------------------------------------------------------------------------------
 
     def _self_ids(self) -> frozenset[str]:
-        return frozenset((self._self_id,)) if self._self_id else frozenset()
+        """The senders whose rows are the user's: our subscriber and our own fabric address."""
+        return frozenset(a for a in (self._self_id, self._from) if a)
 
     def _fresh(self, events: Sequence[Event]) -> list[Event]:
         """Our conversation's events not yet seen; advances the cursor and resolves echoes."""
@@ -490,6 +511,16 @@ class SignalWireConnector(Connector):
         )
 
 
+def _before(ts: float | str | None, cursor: str) -> bool:
+    """Whether a row's `ts` is older than the cursor (a row without a readable one is not)."""
+    if ts is None:
+        return False
+    try:
+        return to_at(ts) < cursor
+    except ValueError:
+        return False
+
+
 def _refusal(status: int, raw: bytes) -> GatewayError:
     """A REST error (`{"errors": [{"code", "message"}]}`) as a gateway error."""
     vendor_code: Any = status
@@ -498,8 +529,8 @@ def _refusal(status: int, raw: bytes) -> GatewayError:
         first = msgspec.json.decode(raw)["errors"][0]
         vendor_code = first.get("code", status)
         message = f"signalwire answered {status}: {first.get('message', '')}"
-    if status in (401, 403):
-        return VendorError(message, code=UNAUTHORIZED, vendor_code=vendor_code)
+    if status in (401, 403):  # the same token is refused again: not worth a retry
+        return VendorError(message, code=UNAUTHORIZED, vendor_code=vendor_code, recoverable=False)
     if status == 404:
         return SessionNotFound(message, vendor_code=vendor_code)
     if status in (400, 422):

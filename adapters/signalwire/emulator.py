@@ -4,7 +4,10 @@
                                          or {"from_fabric_address_id": me,
                                              "fabric_address_ids": [addr, me]} → {"group_id": ...}
     POST /api/fabric/messages            {"conversation_id": addr, "text": t} → {"table": {...}}
-    GET  /api/fabric/conversations/{addr}/messages?page_size=N[&cursor=…] → {"data", "links"}
+                                         or {"group_id": g, "text": t,
+                                             "from_fabric_address_id": me} → {"table": {...}}
+    GET  /api/fabric/conversations/{addr or group}/messages?page_size=N[&cursor=…]
+                                                                         → {"data", "links"}
     GET  /api/relay/ws                   JSON-RPC 2.0 WebSocket (the path is OUR choice)
 
 REST wants `Authorization: Bearer <token>` (401 otherwise); errors are
@@ -17,7 +20,8 @@ unacknowledged ones again, as Relay does. History pages are newest first.
 The scripted agent: on a new conversation it sends `greeting` (if any); it answers each user
 text with `"echo: <text>"` after `reply_delay`; the text "bye" makes it end the conversation
 (our own `conversation.ended` event). Test controls: `agent_says`, `end_session`,
-`add_call_log`, `drop_connections`, `refuse_connections`, `wait_for`; inspection:
+`add_call_log`, `drop_connections`, `refuse_connections`, `redeliver_first` (pending events
+before the connect result), `wait_for`; inspection:
 `received`, `acks`, `conversations`, `texts`.
 """
 
@@ -44,6 +48,7 @@ class _Conversation:
     address: str
     subscriber: str
     newer: bool = False
+    me: str | None = None  # newer API: the joining user's own fabric address
     rows: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
 
@@ -73,9 +78,11 @@ class Emulator:
         self.conversations: dict[str, _Conversation] = {}
         self.received: list[tuple[str, str, Any]] = []  # (method or "ws", path, body)
         self.refuse_connections = False  # True: WebSocket upgrades answer 503 (an outage)
+        self.redeliver_first = False  # True: pending events go out before the connect result
         self.acks: list[str | int] = []
         self._links: dict[str, _Link] = {}
         self._ids = itertools.count(1)
+        self._groups: dict[frozenset[str], str] = {}  # the newer join: one group per address set
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self.app = web.Application()
@@ -157,8 +164,14 @@ class Emulator:
             others = [a for a in ids if a != body.get("from_fabric_address_id")]
             if not isinstance(ids, list) or not others or not all(isinstance(a, str) for a in ids):
                 raise _error(422, "invalid_parameters", "fabric_address_ids is invalid")
-            conv = self._open(str(uuid.uuid4()), others[0], subscriber, newer=True)
-            return web.json_response({"group_id": conv.id})
+            me = body.get("from_fabric_address_id")
+            group = self._groups.get(frozenset(ids))
+            if group is None:
+                group = self._groups[frozenset(ids)] = str(uuid.uuid4())
+                self._open(group, others[0], subscriber, newer=True, me=me)
+            return web.json_response(
+                {"group_id": group, "fabric_address_ids": ids, "from_fabric_address_id": me}
+            )
         address = body.get("conversation_id")
         if not isinstance(address, str) or not address:
             raise _error(422, "missing_parameter", "conversation_id is required")
@@ -168,15 +181,25 @@ class Emulator:
     async def _send(self, request: web.Request) -> web.Response:
         subscriber = self._auth(request)
         body = await self._body(request)
-        address, text = body.get("conversation_id"), body.get("text")
-        if not isinstance(address, str) or not address:
-            raise _error(422, "missing_parameter", "conversation_id is required")
+        text = body.get("text")
         if not isinstance(text, str) or not text:
             raise _error(422, "missing_parameter", "text is required")
-        conv = self.conversations.get(address) or self._open(address, address, subscriber)
+        group = body.get("group_id")
+        if group is not None:  # the newer API: the group must exist
+            found = self.conversations.get(group) if isinstance(group, str) else None
+            if found is None or not found.newer:
+                raise _error(404, "not_found", "conversation not found")
+            conv = found
+            sender = body.get("from_fabric_address_id") or conv.me or subscriber
+        else:
+            address = body.get("conversation_id")
+            if not isinstance(address, str) or not address:
+                raise _error(422, "missing_parameter", "conversation_id or group_id is required")
+            conv = self.conversations.get(address) or self._open(address, address, subscriber)
+            sender = subscriber
         if conv.ended:
             raise _error(404, "not_found", "conversation is closed")
-        await self._post(conv, subscriber, text, is_author=True)
+        await self._post(conv, sender, text, is_author=True)
         self._spawn(self._agent_reply(conv, text))
         return web.json_response({"table": {"conversation_id": conv.id, "text": text}})
 
@@ -244,17 +267,28 @@ class Emulator:
             link = self._links[protocol] = _Link(subscriber)
         link.ws = ws
         result: dict[str, Any] = {"identity": subscriber, "protocol": protocol, "authorization": {}}
+        pending = list(link.pending.values())  # Relay redelivers what was not acked
+        if self.redeliver_first:  # a platform is free to push before it answers
+            for event in pending:
+                await ws.send_json(event)
         await ws.send_json({"jsonrpc": "2.0", "id": frame.get("id"), "result": result})
-        for event in list(link.pending.values()):  # Relay redelivers what was not acked
-            await ws.send_json(event)
+        if not self.redeliver_first:
+            for event in pending:
+                await ws.send_json(event)
         return link
 
     # -- the platform's insides -----------------------------------------------------------------
 
     def _open(
-        self, conv_id: str, address: str, subscriber: str, newer: bool = False
+        self,
+        conv_id: str,
+        address: str,
+        subscriber: str,
+        newer: bool = False,
+        me: str | None = None,
     ) -> _Conversation:
-        conv = self.conversations[conv_id] = _Conversation(conv_id, address, subscriber, newer)
+        conv = _Conversation(conv_id, address, subscriber, newer, me=me)
+        self.conversations[conv_id] = conv
         if self.greeting:
             self._spawn(self._post(conv, address, self.greeting, user_name=AGENT_NAME))
         self._touch()

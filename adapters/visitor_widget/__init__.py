@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 class VisitorWidgetAdapter(Adapter):
     name = codec.DIALECT
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {"ingest", "start", "send", "typing", "read", "end", "files"}
+        {"ingest", "start", "recover", "send", "typing", "read", "end", "files"}
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "url", "image", "file"})
+    typing_preview: ClassVar[bool] = True  # `chat.typing {typing: {is, text}}`
 
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
         return codec.decode(body, conversation)

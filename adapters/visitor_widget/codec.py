@@ -13,7 +13,6 @@ Commands go the other way in `commands.py`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -150,21 +149,31 @@ def frame_of(name: str, data: Any, at: str | None = None) -> n.Frame | None:
     return frame
 
 
-def frame_events(frame: n.Frame, conversation: str | None = None) -> list[Event]:
-    """One native frame as its canonical events (raises `InvalidField`; `decode` maps it)."""
+def frame_events(
+    frame: n.Frame, conversation: str | None = None, *, pin: bool = False
+) -> list[Event]:
+    """One native frame as its canonical events (raises `InvalidField`; `decode` maps it).
+
+    `conversation` is the native conversation id for frames without a chat id; with `pin`
+    it is the conversation of every event whatever chat id the frame carries (a session's
+    conversation never changes, even when the platform creates its chat later)."""
     if frame.__class__ is n.MessageReceived:
-        fast = _text_message(frame, conversation)
+        fast = _text_message(frame, conversation, pin)
         if fast is not None:
             return fast
+
+    def conv_of(chat_id: str | None, path: str = "$.data.chatId") -> str:
+        return _conv(None if pin else chat_id, conversation, path)
+
     match frame:
         case n.MessageReceived(data=d):
-            conv = _conv(d.chatId, conversation)
+            conv = conv_of(d.chatId)
             return row_events(conv, d.message, frame.at, "$.data.message")
         case n.AgentTyping(data=d):
-            conv = _conv(d.chatId, conversation)
-            at = _at(frame.at, "$.at")
+            conv = conv_of(d.chatId)
+            at, key = _stamp(frame.at, "$.at")
             sender = Party(role="agent", id=d.agentId)
-            eid = derived_id(conv, "typing", at, d.agentId, d.typing.is_)
+            eid = derived_id(conv, "typing", key, d.agentId, d.typing.is_)
             return [
                 Typing(
                     id=eid,
@@ -177,14 +186,14 @@ def frame_events(frame: n.Frame, conversation: str | None = None) -> list[Event]
                 )
             ]
         case n.ContactRead(data=d):
-            conv = _conv(d.chatId, conversation)
-            at = _at(d.lastReadAt, "$.data.lastReadAt", frame.at)
-            return [_receipt(conv, at, d.byId)]
+            conv = conv_of(d.chatId)
+            at, key = _stamp(d.lastReadAt, "$.data.lastReadAt", frame.at)
+            return [_receipt(conv, at, d.byId, key)]
         case n.Closed(data=d):
-            conv = _conv(d.chatId, conversation)
+            conv = conv_of(d.chatId)
             return _closed_events(conv, d, frame.at)
         case n.AgentJoined(data=d) | n.AgentAssigned(data=d):
-            conv = _conv(d.chatId, conversation)
+            conv = conv_of(d.chatId)
             at, eid, party = _agent_change(conv, d, frame, "joined")
             common: dict[str, Any] = {"conversation_id": conv, "dialect": DIALECT, "at": at}
             return [
@@ -192,27 +201,28 @@ def frame_events(frame: n.Frame, conversation: str | None = None) -> list[Event]
                 ParticipantJoined(id=eid, participant=party, **common),
             ]
         case n.AgentLeft(data=d) | n.AgentUnassigned(data=d):
-            conv = _conv(d.chatId, conversation)
+            conv = conv_of(d.chatId)
             at, eid, party = _agent_change(conv, d, frame, "left")
             common = {"conversation_id": conv, "dialect": DIALECT, "at": at}
             return [ParticipantLeft(id=eid, participant=party, **common)]
         case n.AccountUpdated(data=d) | n.AccountStatusUpdated(data=d):
-            conv = _conv(None, conversation)
+            conv = conv_of(None)
             status = d if isinstance(d, str) else d.status
-            return [availability_event(conv, status, _at(frame.at, "$.at"))]
+            at, key = _stamp(frame.at, "$.at")
+            return [availability_event(conv, status, at, key)]
         case n.ServerError(data=d):
-            conv = _conv(None, conversation)
-            at = _at(frame.at, "$.at")
-            return [error_event(conv, d, at)]
+            conv = conv_of(None)
+            at, key = _stamp(frame.at, "$.at")
+            return [error_event(conv, d, at, key)]
         case n.Initialized(data=d):
             chat_id = d.chat.id if d.chat is not None else d.visitor.chatId
-            conv = _conv(chat_id, conversation, "$.data.chat.id")
-            at = _at(frame.at, "$.at")
+            conv = conv_of(chat_id, "$.data.chat.id")
+            at, key = _stamp(frame.at, "$.at")
             events: list[Event] = []
             if d.chat is not None:
                 events.append(status_event(conv, d.chat.status, at))
             if d.account is not None:
-                events.append(availability_event(conv, d.account.status, at))
+                events.append(availability_event(conv, d.account.status, at, key))
             if d.chat is not None:
                 for i, row in enumerate(d.chat.messages):
                     events += row_events(conv, row, frame.at, f"$.data.chat.messages[{i}]")
@@ -220,25 +230,23 @@ def frame_events(frame: n.Frame, conversation: str | None = None) -> list[Event]
     raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover - Frame is closed
 
 
-def _text_message(frame: n.MessageReceived, conversation: str | None) -> list[Event] | None:
-    """The hot path, inlined: one text message with a canonical `createdAt`, else `None`."""
+def _text_message(
+    frame: n.MessageReceived, conversation: str | None, pin: bool = False
+) -> list[Event] | None:
+    """The hot path, inlined: one text message with its own `createdAt`, else `None`."""
     row = frame.data.message
     content = row.content
-    at = row.createdAt
-    native = frame.data.chatId or conversation
+    native = conversation if pin else frame.data.chatId or conversation
     if (
         native
         and content.type == "text"
         and content.text
         and row.type == "message"
         and not row.attachments
-        and at.__class__ is str
-        and len(at) == 24
-        and at[23] == "Z"
-        and at[19] == "."
+        and row.createdAt  # else the frame's `at` is the fallback: the careful path
     ):
         try:
-            datetime.fromisoformat(at)
+            at = to_at(row.createdAt)
         except ValueError:
             return None  # the careful path says where
         conv = f"{DIALECT}:{native}"
@@ -315,9 +323,10 @@ def status_event(conv: str, native_status: str, at: str) -> Status:
     )
 
 
-def availability_event(conv: str, status: str, at: str) -> Availability:
+def availability_event(conv: str, status: str, at: str, key: str | None = None) -> Availability:
+    """`key`: the time the id is built from (`at` unless the frame carried no time)."""
     return Availability(
-        id=derived_id(conv, "availability", status, at),
+        id=derived_id(conv, "availability", status, at if key is None else key),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -338,10 +347,11 @@ def error_of(err: n.ServerErrorData) -> GatewayError:
     return VendorError(err.message, **details)
 
 
-def error_event(conv: str, err: n.ServerErrorData, at: str) -> Error:
+def error_event(conv: str, err: n.ServerErrorData, at: str, key: str | None = None) -> Error:
     exc = error_of(err)
+    key = at if key is None else key
     return Error(
-        id=derived_id(conv, "error", at, err.code, err.type, err.event, err.message),
+        id=derived_id(conv, "error", key, err.code, err.type, err.event, err.message),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -352,9 +362,9 @@ def error_event(conv: str, err: n.ServerErrorData, at: str) -> Error:
     )
 
 
-def _receipt(conv: str, at: str, by_id: str | None) -> Event:
+def _receipt(conv: str, at: str, by_id: str | None, key: str) -> Event:
     return Receipt(
-        id=derived_id(conv, "read", at, by_id),
+        id=derived_id(conv, "read", key, by_id),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -376,9 +386,9 @@ def _closed_events(conv: str, d: n.ClosedData, frame_at: n.Timestamp) -> list[Ev
             return events
     else:
         events = []
-    at = _at(frame_at, "$.at")
+    at, key = _stamp(frame_at, "$.at")
     ended = Ended(
-        id=derived_id(conv, "closed", at, d.closeType),
+        id=derived_id(conv, "closed", key, d.closeType),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -396,8 +406,8 @@ def _agent_change(conv: str, d: n.AgentData, frame: n.Frame, what: str) -> tuple
         eid = event_id(conv, row.id)
         agent_id = agent.id or row.agentId
     else:
-        at = _at(frame.at, "$.at")
-        eid = derived_id(conv, what, at, agent.id)
+        at, key = _stamp(frame.at, "$.at")
+        eid = derived_id(conv, what, key, agent.id)
         agent_id = agent.id
     name = agent.nickname or agent.fullName or agent.name
     return at, eid, Party(role="agent", id=agent_id, name=name)
@@ -458,17 +468,20 @@ def _conv(chat_id: str | None, conversation: str | None, path: str = "$.data.cha
 
 
 def _at(value: n.Timestamp, path: str, fallback: n.Timestamp = None) -> str:
-    """`value` (else `fallback`, else now) as a canonical timestamp; raises `InvalidField`."""
-    if value.__class__ is str and len(value) == 24 and value[23] == "Z" and value[19] == ".":
-        # Already canonical (the platform's usual form): validate, skip the reformatting.
-        try:
-            datetime.fromisoformat(value)
-            return value
-        except ValueError:
-            raise InvalidField(path, f"not a timestamp: {value!r}") from None
+    """`value` (else `fallback`, else now) through `to_at`; its `ValueError` as `InvalidField`
+    naming the JSON path of the value that is no time."""
     if (value is None or value == "") and fallback is not None and fallback != "":
-        return _at(fallback, "$.at")
+        value, path = fallback, "$.at"
     try:
         return to_at(value)
-    except (ValueError, OverflowError, OSError):
+    except ValueError:
         raise InvalidField(path, f"not a timestamp: {value!r}") from None
+
+
+def _stamp(value: n.Timestamp, path: str, fallback: n.Timestamp = None) -> tuple[str, str]:
+    """`(at, key)`: the event's time as `_at`, and the time its derived id is built from,
+    which is `""` when the frame carries no time (then `at` is the receive time, and an id
+    built from it would make a re-posted body a new event)."""
+    at = _at(value, path, fallback)
+    timed = (value is not None and value != "") or (fallback is not None and fallback != "")
+    return at, at if timed else ""

@@ -4,6 +4,12 @@ Settings: `GATEWAY_VISITOR_WIDGET_URL` (default `https://websocket-visitors.smar
 options `key` (the account key, required), `group`, `path` (`/socket`), `timeout` (ack and
 connect timeout, s), `retry_base` / `retry_max` (backoff, s), `retry_attempts`.
 
+Lazy chats: when the `visitor.connect` ack carries no chat (the platform creates it with the
+first message), `open` sends nothing more and the conversation is `visitor_widget:<visitor id>`;
+the chat id, learnt from the first `chat.message` ack (or any frame naming it), goes into the
+snapshot, but the conversation id never changes: every event of the session is pinned to it.
+An `end` before any chat exists ends the session without a call.
+
 Every (re)connect emits `visitor.connect` and turns its ack into the `initialized` state, from
 which only what was not published yet is emitted (rows after the persisted cursor and not seen,
 status and availability only when they changed). Commands wait until the link is initialized.
@@ -105,8 +111,10 @@ class VisitorWidgetConnector(Connector):
         except KeyError:
             raise RequestError("visitor_widget snapshot without visitor_id") from None
         self._chat_id = state.get("chat_id")
-        if self._chat_id:
-            self.conversation_id = conversation_id(codec.DIALECT, self._chat_id)
+        native = self._chat_id or self._visitor_id
+        self.conversation_id = state.get("conversation_id") or conversation_id(
+            codec.DIALECT, native
+        )
         self._cursor = state.get("last_id")
         self._status, self._online = state.get("status"), state.get("online")
         client, events = await self._handshake(commands.reconnect_frame(self._session()))
@@ -144,6 +152,13 @@ class VisitorWidgetConnector(Connector):
         request = commands.encode(
             command, {**self._session(), "conversation_id": self.conversation_id}
         )
+        if request.event == "chat.close" and self._chat_id is None:
+            # No chat was created (nothing was said): there is nothing to close on the
+            # platform, and no `chat.closed` will come. The session ends here.
+            ended = self._ended_locally()
+            self._out.put_nowait(([ended], self._mark()))
+            self._out.put_nowait(None)
+            return []
         if request.event == "chat.upload_init":
             return await self._send_file(request)
         result = await self._call(await self._link(), request)
@@ -299,16 +314,30 @@ class VisitorWidgetConnector(Connector):
         self._ended = True
         return False
 
+    def _ended_locally(self) -> Ended:
+        self._ended = True
+        self._status = "closed"
+        return Ended(
+            id=derived_id(self.conversation_id, "ended", "before-chat"),
+            conversation_id=self.conversation_id,
+            dialect=codec.DIALECT,
+            at=now_at(),
+            reason="user",
+            by="user",
+        )
+
     # -- events --------------------------------------------------------------------------------
 
     def _initialized(self, data: n.InitializedData) -> list[Event]:
         """What a (re)connect's state adds to what was published."""
         self._visitor_id = data.visitor.id
         chat_id = data.chat.id if data.chat is not None else data.visitor.chatId
-        if not chat_id:
-            raise VendorError("the platform gave no chat for this visitor")
-        self._chat_id = chat_id
-        self.conversation_id = conversation_id(codec.DIALECT, chat_id)
+        if chat_id:
+            self._chat_id = chat_id
+        if not self.conversation_id:
+            # The platform may create the chat only with the first message: until then the
+            # visitor id names the conversation, and it keeps naming it (see the module doc).
+            self.conversation_id = conversation_id(codec.DIALECT, chat_id or data.visitor.id)
         at = now_at()
         events: list[Event] = []
         if data.chat is not None:
@@ -345,7 +374,11 @@ class VisitorWidgetConnector(Connector):
                 return []
             self._seen.add(row.id)
             self._cursor = row.id
-        events = self._safe(lambda: codec.frame_events(frame, self._chat_id))
+        chat_id = getattr(frame.data, "chatId", None)
+        if chat_id and self._chat_id is None:
+            self._chat_id = chat_id
+        native = self.conversation_id.split(":", 1)[1]
+        events = self._safe(lambda: codec.frame_events(frame, native, pin=True))
         if isinstance(frame, n.AgentTyping):
             # Typing carries neither id nor time: two identical ones in one millisecond would
             # share the derived id, and on-off-on must not collapse to on-off.
@@ -381,6 +414,8 @@ class VisitorWidgetConnector(Connector):
 
     def _sent(self, result: Any) -> list[Event]:
         row = _convert(result, n.MessageRow, "chat.message")
+        if self._chat_id is None and row.chatId:
+            self._chat_id = row.chatId  # the chat the platform created for this message
         self._seen.add(row.id)  # its echo is dropped by id
         return self._safe(lambda: codec.row_events(self.conversation_id, row))
 

@@ -16,6 +16,7 @@ Our inventions (not public): the 401/404/400/409 error acks, the upload endpoint
 A scripted agent joins every new chat, answers each visitor text with typing and then
 `"echo: <text>"`, and ends the chat when the visitor says "bye". Test controls: `agent_says`,
 `end_session`, `drop_connections`, `set_account_status`, `server_error`, `refuse_connections`;
+`lazy_chat=True` creates a visitor's chat with its first message instead of at connect;
 what clients sent is in `received`, per-chat state in `chats`.
 """
 
@@ -58,8 +59,12 @@ class Emulator:
         echo_delay: float = 0.05,
         ping_interval: float = 25.0,
         ping_timeout: float = 60.0,
+        lazy_chat: bool = False,
     ) -> None:
         self.key = key
+        self.lazy_chat = lazy_chat
+        """Create a visitor's chat with its first message (as the real platform does), not
+        at `visitor.connect`: until then the connect ack carries `chat: null`."""
         self.agent_delay, self.typing_delay = agent_delay, typing_delay
         self.reply_delay, self.echo_delay = reply_delay, echo_delay
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
@@ -118,6 +123,17 @@ class Emulator:
     def chat_of(self, visitor_id: str) -> ChatState:
         return self.chats[self.visitors[visitor_id]["chatId"]]
 
+    def _new_chat(self, visitor: dict[str, Any]) -> ChatState:
+        chat = ChatState(self._id("c"), visitor["id"])
+        self.chats[chat.id] = chat
+        visitor["chatId"] = chat.id
+        for sock in self._sockets:  # every tab of the visitor follows the new chat
+            if sock.state.get("visitor") == visitor["id"]:
+                sock.state["chat"] = chat.id
+                chat.sockets.add(sock)
+        self._later(self._agent_joins(chat))
+        return chat
+
     # -- Socket.IO -----------------------------------------------------------------------------
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
@@ -145,10 +161,17 @@ class Emulator:
         self.received.append((event, data))
         if event == "visitor.connect":
             return self._connect(sock, data if isinstance(data, dict) else {})
-        chat = self.chats.get(sock.state.get("chat", ""))
-        if chat is None:
+        visitor = self.visitors.get(sock.state.get("visitor", ""))
+        if visitor is None:
             return [_error("Connection not initialized", "auth_error", event, 403)]
         data = data if isinstance(data, dict) else {}
+        chat = self.chats.get(visitor.get("chatId") or "")
+        if chat is None:  # lazy mode, nothing said yet
+            if event in ("chat.typing", "chat.read", "chat.close", "chat.rate"):
+                return [None, None]  # nothing to type into, read or close
+            if event not in ("chat.message", "chat.upload_init") or not _valid_message(event, data):
+                return [_error(f"No chat for {event}", "bad_request", event, 400)]
+            chat = self._new_chat(visitor)  # the first message creates it
         match event:
             case "chat.message":
                 return await self._message(chat, event, data)
@@ -185,27 +208,30 @@ class Emulator:
             return [_error("Visitor not found", "not_found", "visitor.connect", 404)]
         if visitor_id is None:
             visitor_id = self._id("v")
-            chat = ChatState(self._id("c"), visitor_id)
-            self.chats[chat.id] = chat
             fields = ("name", "email", "phone", "lang", "group", "variables")
             visitor = {
                 "id": visitor_id,
-                "chatId": chat.id,
+                "chatId": None,
                 **{k: data[k] for k in fields if k in data},
             }
             self.visitors[visitor_id] = visitor
-            self._later(self._agent_joins(chat))
+            if not self.lazy_chat:
+                self._new_chat(visitor)
         visitor = self.visitors[visitor_id]
-        chat = self.chats[visitor["chatId"]]
-        sock.state["chat"] = chat.id
-        chat.sockets.add(sock)
+        sock.state["visitor"] = visitor_id
+        chat = self.chats.get(visitor["chatId"] or "")
+        if chat is not None:
+            sock.state["chat"] = chat.id
+            chat.sockets.add(sock)
         return [
             None,
             {
                 "serverVersion": 3,
-                "visitor": visitor,
+                "visitor": {k: v for k, v in visitor.items() if v is not None},
                 "account": {"status": self.account_status},
-                "chat": {"id": chat.id, "status": chat.status, "messages": list(chat.messages)},
+                "chat": None
+                if chat is None
+                else {"id": chat.id, "status": chat.status, "messages": list(chat.messages)},
             },
         ]
 
@@ -339,6 +365,17 @@ class Emulator:
         for task in list(self._tasks):
             task.cancel()
         await self.drop_connections()
+
+
+def _valid_message(event: str, data: dict[str, Any]) -> bool:
+    """Whether a first emit would create the chat (an invalid message creates nothing)."""
+    if event != "chat.message":
+        return True
+    content = data.get("content")
+    if not isinstance(content, dict):
+        return False
+    text = content.get("text")
+    return content.get("type") == "text" and isinstance(text, str) and bool(text.strip())
 
 
 def _error(message: str, type_: str, event: str, code: int) -> dict[str, Any]:

@@ -15,9 +15,13 @@ the SDK's documented objects:
   "data": …}` as the seed's `SessionEvent` types say (`frames.py`, kept apart so it can follow
   the real wire later). `PII_MASKING_ENABLED` arrives as an `error` event.
 
-Modules: `native.py` (the seed's objects), `frames.py` (our frame layer), `codec.py` (pure
-decode/encode), `connector.py` (one live session: REST + WebSocket, the SDK's reconnect policy),
-`emulator.py` (the platform, in-process, for tests and the demo mode).
+- `Idempotency-Key: <key>` on every POST (our own convention): a POST repeating the key of
+  one the platform already carried out gets its first answer and is not carried out again.
+
+Modules: `native.py` (the seed's objects), `frames.py` (our frame layer), `decode.py` and
+`encode.py` (the pure codec: frames → canonical events, commands → requests), `connector.py`
+(one live session: REST + WebSocket, the SDK's reconnect policy), `emulator.py` (the platform,
+in-process, for tests and the demo mode).
 """
 
 from __future__ import annotations
@@ -27,24 +31,24 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from adapters.wonderful import codec
+from adapters.wonderful import decode, encode
 from adapters.wonderful.connector import WonderfulConnector
 from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
 from gateway.model import Command
 
 
 class WonderfulAdapter(Adapter):
-    name = codec.DIALECT
+    name = decode.DIALECT
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "recover", "send", "end", "forward"}
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "image", "file"})
 
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
-        return codec.decode(body, conversation)
+        return decode.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
-        return codec.encode(command, session)
+        return encode.encode(command, session)
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         return WonderfulConnector(settings, http)

@@ -4,12 +4,15 @@ Settings (`GATEWAY_WONDERFUL_*`): `URL` (default `https://api.wonderful.ai`), `A
 (sent as `Authorization: Bearer`), `AGENT_ID` (the default agent), `PING_INTERVAL` (30 s),
 `MAX_ATTEMPTS` (5 reconnects), `BACKOFF` (1 s, doubled per attempt up to `BACKOFF_MAX`, 30 s),
 `TIMEOUT` (30 s per HTTP request) and `HTTP_RETRIES` (3, for connection failures and 5xx).
+Every POST carries an `Idempotency-Key` (from the command's `ref`, else fresh per command) so a
+retried POST whose first answer was lost is delivered once.
 
 Position: the session's message history is an append-only list, and the WebSocket pushes the
 same messages in the same order. `position` counts the history messages already delivered; on
 every (re)connect the socket is opened FIRST and the history fetched SECOND, so a message lands
 in the history, or on the socket after the fetch, or both (then its id is already seen): nothing
-falls between. `snapshot()` = `{session_id, position, agent_id}`; `resume` fetches from there.
+falls between. `snapshot()` = `{session_id, position, agent_id, locale}`; `resume` fetches
+from there.
 An inbound batch counts in `position` only once the caller asks for the next one (it has
 published it by then), so a snapshot persisted meanwhile never skips it; the events `open` and
 `resume` return count at once (the caller must publish them before persisting the snapshot).
@@ -22,6 +25,7 @@ After `max_attempts` failures, `link down` (will_retry false) ends `inbound()`; 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +33,8 @@ import aiohttp
 import msgspec
 import structlog
 
-from adapters.wonderful import codec
+from adapters.wonderful import decode, encode
+from adapters.wonderful.encode import IDEMPOTENCY_HEADER
 from adapters.wonderful.frames import (
     Disconnected,
     DisconnectedFrame,
@@ -48,7 +53,7 @@ from gateway.model import Command, Ended, Event, Link, Message, Recover, Send, S
 log = structlog.get_logger(__name__)
 
 DEFAULT_URL = "https://api.wonderful.ai"
-_REQUEST_CODES = frozenset({"INVALID_REQUEST", "MISSING_PARTICIPANT"})
+_REQUEST_CODES = frozenset({"INVALID_REQUEST", "MISSING_PARTICIPANT", "SESSION_ENDED"})
 _session_decoder = msgspec.json.Decoder(ChatSession)
 _send_decoder = msgspec.json.Decoder(SendResponse)
 
@@ -61,6 +66,7 @@ class WonderfulConnector(Connector):
         credential = options.get("api_key") or options.get("token")
         self._headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         self._agent_id = options.get("agent_id")
+        self._locale: str | None = None  # the session's, as its messages carry it
         self._ping = float(options.get("ping_interval", 30))
         self._max_attempts = int(options.get("max_attempts", 5))
         self._backoff = float(options.get("backoff", 1))
@@ -78,10 +84,11 @@ class WonderfulConnector(Connector):
     # -- the contract ----------------------------------------------------------------------
 
     async def open(self, command: Start) -> Sequence[Event]:
-        request = codec.encode(command, {"agent_id": self._agent_id})
-        session = _session_decoder.decode(await self._call(request))
+        request = encode.encode(command, {"agent_id": self._agent_id})
+        session = _session_decoder.decode(await self._call(request, _key(command)))
+        self._locale = request.json["locale"]
         self._session_id = session.session_id
-        self.conversation_id = f"{codec.DIALECT}:{session.session_id}"
+        self.conversation_id = f"{decode.DIALECT}:{session.session_id}"
         log.info("connector.opened", conversation_id=self.conversation_id)
         return await self._attach()
 
@@ -89,7 +96,8 @@ class WonderfulConnector(Connector):
         self._session_id = str(state["session_id"])
         self._position = int(state.get("position", 0))
         self._agent_id = state.get("agent_id") or self._agent_id
-        self.conversation_id = f"{codec.DIALECT}:{self._session_id}"
+        self._locale = state.get("locale")
+        self.conversation_id = f"{decode.DIALECT}:{self._session_id}"
         log.info("connector.resuming", conversation_id=self.conversation_id)
         return await self._attach()
 
@@ -98,6 +106,7 @@ class WonderfulConnector(Connector):
             "session_id": self._session_id,
             "position": self._position,
             "agent_id": self._agent_id,
+            "locale": self._locale,
         }
 
     async def inbound(self) -> AsyncIterator[Sequence[Event]]:
@@ -116,11 +125,11 @@ class WonderfulConnector(Connector):
     async def send(self, command: Command) -> Sequence[Event]:
         if isinstance(command, Start | Recover):
             raise RequestError("start and recover are `open` and `resume`, not `send`")
-        request = codec.encode(command, self.snapshot())
-        answer = await self._call(request)
+        request = encode.encode(command, self.snapshot())
+        answer = await self._call(request, _key(command))
         if isinstance(command, Send):
             try:
-                return [codec.sent_message(command, _send_decoder.decode(answer))]
+                return [encode.sent_message(command, _send_decoder.decode(answer), self._locale)]
             except msgspec.ValidationError as exc:
                 raise VendorError(f"unexpected send answer: {exc}") from None
         return []  # end and forward: the platform reports them as an `ended` event
@@ -142,13 +151,13 @@ class WonderfulConnector(Connector):
         except BaseException:
             await self.close()
             raise
-        events = [codec.status_event(history), up, *self._fresh(history)]
+        events = [decode.status_event(history), up, *self._fresh(history)]
         self._commit()  # returned events count at once: the caller publishes before persisting
         return [*events, *self._end_if_over(history)]
 
     async def _connect(self) -> Link:
         """Open the socket and take its `connected` frame; returns it as `link up`."""
-        url = f"{self._base}{codec.SESSIONS_PATH}/{self._session_id}/ws"
+        url = f"{self._base}{encode.SESSIONS_PATH}/{self._session_id}/ws"
         try:
             ws = await self._http.ws_connect(url, headers=self._headers, heartbeat=self._ping)
         except aiohttp.WSServerHandshakeError as exc:
@@ -156,7 +165,7 @@ class WonderfulConnector(Connector):
         try:
             first = await ws.receive(timeout=self._timeout.total)
             events = (
-                codec.decode(first.data.encode(), self._session_id).events
+                decode.decode(first.data.encode(), self._session_id).events
                 if first.type is aiohttp.WSMsgType.TEXT
                 else []
             )
@@ -175,7 +184,7 @@ class WonderfulConnector(Connector):
                 if frame.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 try:
-                    decoded = codec.decode(frame.data.encode(), self._session_id)
+                    decoded = decode.decode(frame.data.encode(), self._session_id)
                 except GatewayError as exc:  # one bad frame must not cost the session
                     log.warning("connector.bad_frame", error=exc.message)
                     continue
@@ -230,7 +239,7 @@ class WonderfulConnector(Connector):
     def _fresh(self, history: ChatSession) -> list[Event]:
         """The history's messages past `position` that this connector has not delivered."""
         fresh = [m for m in history.messages[self._position :] if m.event_id not in self._seen]
-        events = codec.message_events(fresh)  # first: a bad message must not move the position
+        events = decode.message_events(fresh)  # first: a bad message must not move the position
         self._seen.update(m.event_id for m in fresh)
         self._pending += len(fresh)
         return events
@@ -257,11 +266,11 @@ class WonderfulConnector(Connector):
 
     def _now(self, frame: Any) -> Event:
         """`frame`, one of the SDK's own session events, stamped now and decoded."""
-        return codec.to_event(frame, self._session_id)
+        return decode.to_event(frame, self._session_id)
 
     def _end_if_over(self, history: ChatSession) -> list[Event]:
         """`ended` when the history says the session is over (it ended while nobody listened)."""
-        status = codec.session_status(history)
+        status = decode.session_status(history)
         if status == "active":
             return []
         return [self._ended_event("completed" if status == "completed" else "error")]
@@ -273,15 +282,17 @@ class WonderfulConnector(Connector):
     # -- REST ------------------------------------------------------------------------------
 
     async def _history(self) -> ChatSession:
-        request = NativeRequest(method="GET", path=f"{codec.SESSIONS_PATH}/{self._session_id}")
+        request = NativeRequest(method="GET", path=f"{encode.SESSIONS_PATH}/{self._session_id}")
         try:
             return _session_decoder.decode(await self._call(request))
         except msgspec.ValidationError as exc:
             raise VendorError(f"unexpected session answer: {exc}") from None
 
-    async def _call(self, request: NativeRequest) -> bytes:
-        """Do `request`; retries connection failures and 5xx; maps the platform's errors."""
+    async def _call(self, request: NativeRequest, key: str | None = None) -> bytes:
+        """Do `request`; retries connection failures and 5xx (every try with the same
+        `Idempotency-Key` `key`, when given); maps the platform's errors."""
         url = self._base + request.path
+        headers = self._headers if key is None else {**self._headers, IDEMPOTENCY_HEADER: key}
         for attempt in range(self._http_retries + 1):
             log.debug("connector.request", method=request.method, path=request.path)
             try:
@@ -289,7 +300,7 @@ class WonderfulConnector(Connector):
                     request.method,
                     url,
                     json=request.json,
-                    headers=self._headers,
+                    headers=headers,
                     timeout=self._timeout,
                 ) as response:
                     body = await response.read()
@@ -302,6 +313,12 @@ class WonderfulConnector(Connector):
                     raise VendorError(f"platform unreachable: {type(exc).__name__}") from exc
             await asyncio.sleep(min(self._backoff * 2**attempt, self._backoff_max))
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _key(command: Command) -> str:
+    """The `Idempotency-Key` of the POST carrying `command`: its ref's, else a fresh one (which
+    still makes the retries of this one call safe)."""
+    return encode.idempotency_key(command) or uuid.uuid4().hex
 
 
 def _platform_error(status: int, body: bytes) -> GatewayError:

@@ -12,10 +12,15 @@ raises a `PII_MASKING_ENABLED` error event for a text holding a long run of digi
 session when the user says "bye". Wonderful has no typing indicators nor read receipts, so the
 script has none. Delays are parameters (tests use 0).
 
+POSTs honour `Idempotency-Key` (our convention): a POST to the same path with the key of one
+already carried out gets that first answer again and is not carried out twice (refusals are not
+kept: a retry of one is tried afresh).
+
 Test controls: `agent_says`, `end_session`, `emit_error`, `drop_connections` (optionally refusing
 the next N socket connects, to force retries), `hold_connections` / `release_connections` (new
-handshakes wait), and what clients sent: `received` (every request) and `sessions[id].received`
-(the messages a session got).
+handshakes wait), `lose_answers` (the next N POSTs are carried out but answered 502, as by a
+proxy that lost the answer), and what clients sent: `received` (every request, with its
+idempotency key) and `sessions[id].received` (the messages a session got).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode, web
 
+from adapters.wonderful.encode import IDEMPOTENCY_HEADER
+from adapters.wonderful.idempotency import IdempotentPosts
 from gateway.model import now_at
 
 SESSIONS = "/api/v1/chat/sessions"
@@ -46,6 +53,7 @@ class Received:
     method: str
     path: str
     body: Any
+    key: str | None = None
 
 
 @dataclass
@@ -103,10 +111,11 @@ class Emulator:
         self.sessions: dict[str, EmulatedSession] = {}
         self.received: list[Received] = []
         self._refuse = 0
+        self._once = IdempotentPosts(lost=lambda: _Refused(502, "BAD_GATEWAY", "answer lost"))
         self._gate = asyncio.Event()
         self._gate.set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.app = web.Application(middlewares=[self._auth])
+        self.app = web.Application(middlewares=[self._auth, self._once.middleware])
         self.app.router.add_post(SESSIONS, self._start)
         self.app.router.add_get(SESSIONS + "/{sid}", self._recover)
         self.app.router.add_post(SESSIONS + "/{sid}/messages", self._message)
@@ -140,6 +149,10 @@ class Emulator:
             for ws in list(session.sockets):
                 await ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"restart")
 
+    def lose_answers(self, count: int = 1) -> None:
+        """Carry out the next `count` POSTs but answer each with a 502 (the answer is lost)."""
+        self._once.lose = count
+
     def hold_connections(self) -> None:
         """Keep new socket handshakes waiting (after any refusals) until `release_connections`."""
         self._gate.clear()
@@ -161,7 +174,8 @@ class Emulator:
             body = await request.json() if request.body_exists else None
         except ValueError:
             raise _Refused(400, "INVALID_REQUEST", "the body is not JSON") from None
-        self.received.append(Received(request.method, request.path, body))
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        self.received.append(Received(request.method, request.path, body, key))
         return await handler(request)
 
     async def _start(self, request: web.Request) -> web.StreamResponse:

@@ -53,7 +53,7 @@ class SessionStore(abc.ABC):
         """Connect; serve commands forwarded to this replica with `serve`, and call
         `on_handover()` when another replica hands its sessions over (it is shutting down)."""
 
-    async def announce_handover(self) -> None:
+    async def announce_handover(self) -> None:  # noqa: B027 - optional: one process has no peers
         """Tell the other replicas this one just released its sessions."""
 
     @abc.abstractmethod

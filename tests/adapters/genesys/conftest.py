@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,50 +13,9 @@ from adapters.genesys import GenesysAdapter
 from adapters.genesys.emulator import Emulator
 from gateway.adapter import Connector, DialectSettings
 from gateway.model import Event, Message, Participant, ParticipantJoined, Start, Status, Text
+from tests.support import Inbound
 
-WAIT = 5.0
 START = Start(dialect="genesys", participant=Participant(from_="Bob"), subject="Refund")
-
-
-class Inbox:
-    """Runs `connector.inbound()` in a task and keeps every event, for waiting on conditions."""
-
-    def __init__(self, connector: Connector) -> None:
-        self.connector = connector
-        self.events: list[Event] = []
-        self.batches = 0
-        self.finished = False
-        self._changed = asyncio.Event()
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            async for batch in self.connector.inbound():
-                self.events.extend(batch)
-                self.batches += 1
-                self._changed.set()
-        finally:
-            self.finished = True
-            self._changed.set()
-
-    async def until(self, predicate: Callable[[list[Event]], bool]) -> list[Event]:
-        async with asyncio.timeout(WAIT):
-            while not predicate(self.events):
-                self._changed.clear()
-                await self._changed.wait()
-        return self.events
-
-    async def done(self) -> list[Event]:
-        async with asyncio.timeout(WAIT):
-            await self.task
-        return self.events
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-
-    def of(self, kind: type[Event]) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
 
 
 def texts(events: list[Event], role: str | None = None) -> list[str]:
@@ -106,21 +64,23 @@ def make(
 
 
 @pytest.fixture
-async def inboxes() -> AsyncIterator[list[Inbox]]:
-    running: list[Inbox] = []
+async def inbounds() -> AsyncIterator[list[Inbound]]:
+    running: list[Inbound] = []
     yield running
     for inbox in running:
         await inbox.stop()
 
 
 @pytest.fixture
-async def session(make: Callable[..., Connector], inboxes: list[Inbox]) -> tuple[Connector, Inbox]:
+async def session(
+    make: Callable[..., Connector], inbounds: list[Inbound]
+) -> tuple[Connector, Inbound]:
     connector = make()
     opened = await connector.open(START)
     assert [type(e) for e in opened] == [Status, ParticipantJoined]
-    inbox = Inbox(connector)
+    inbox = Inbound(connector)
     inbox.events.extend(opened)
-    inboxes.append(inbox)
+    inbounds.append(inbox)
     await inbox.until(
         lambda ev: any(
             isinstance(e, ParticipantJoined) and e.participant.role == "agent" for e in ev

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.genesys import GenesysAdapter
-from adapters.genesys.clock import fast_at
 from adapters.genesys.errors import command_error, error_code
 from gateway.codec import derived_id, to_at
 from gateway.errors import (
@@ -314,19 +312,6 @@ def test_only_gateway_errors_escape(frame: dict[str, Any], kind: str) -> None:
             ADAPTER.decode(json.dumps(body).encode(), conversation=CHAT)
 
 
-# --- timestamps -----------------------------------------------------------------------------
-
-
-def test_fast_at_matches_to_at() -> None:
-    rng = random.Random(7)
-    values: list[Any] = [0, 1, 10**11, 10**11 + 1, 1432845095123, 1432845097.0, 1.5, -5, "17", None]
-    values += [rng.randint(0, 4102444800000) for _ in range(2000)]
-    for value in values:
-        if value is None:
-            continue
-        assert fast_at(value) == to_at(value), value
-
-
 # --- vendor error codes ---------------------------------------------------------------------
 
 
@@ -369,14 +354,14 @@ def test_events_are_canonical_structs() -> None:
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("bad_")])
 def test_typed_fast_paths_agree_with_the_generic_path(case: str) -> None:
-    from adapters.genesys import codec
+    from adapters.genesys import decode as decoder
     from gateway.codec import loads
 
     conversation = json.loads((FIXTURES / f"{case}.expected.json").read_text())["conversation"]
     body = (FIXTURES / f"{case}.json").read_bytes()
     compact = msgspec.json.encode(msgspec.json.decode(body))  # no leading whitespace
-    generic = codec._decode_generic(loads(body), conversation)
-    assert codec.decode(compact, conversation) == generic
+    generic = decoder._decode_generic(loads(body), conversation)
+    assert decoder.decode(compact, conversation) == generic
 
 
 def test_an_entry_with_a_messages_field_is_not_an_envelope() -> None:
@@ -388,3 +373,51 @@ def test_a_nested_messages_key_does_not_make_an_envelope() -> None:
     with pytest.raises(DecodeError) as info:
         ADAPTER.decode(b'{"data": {"messages": []}}', conversation=CHAT)
     assert info.value.details["path"] == "$"
+
+
+# --- frames without a time ------------------------------------------------------------------
+
+UNTIMED = [
+    {"type": "AgentTyping", "isTyping": True},
+    {"type": "Interrupted"},
+    {"type": "Continued"},
+    {"type": "Error", "error": {"code": 100, "description": "busy"}},
+    {"type": "MessageReceived", "content": {"text": "hi"}, "party": {"type": "Agent"}},
+    {"type": "Notice", "text": "please hold", "utcTime": ""},
+    [{"type": "AgentConnected", "party": {"name": "Anna", "id": 7}}, {"type": "AgentTyping"}],
+    {"statusCode": 2, "chatId": CHAT, "errors": [{"code": 100, "advice": "busy"}]},
+    {
+        "statusCode": 2,
+        "chatId": CHAT,
+        "messages": [{"type": "AgentTyping"}],
+        "errors": [{"code": 52}],
+    },
+]
+
+
+@pytest.mark.parametrize("body", UNTIMED, ids=lambda b: json.dumps(b)[:40])
+def test_untimed_frames_get_ids_that_do_not_depend_on_the_receive_time(
+    body: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body re-posted later decodes to the same ids (so the hub dedups it); only `at`, the
+    receive time, differs."""
+    from adapters.genesys import decode as decoder
+    from adapters.genesys import entries
+
+    def decode_at(now: str) -> list[dict[str, Any]]:
+        monkeypatch.setattr(entries, "to_at", lambda v, d=None: to_at(v, now))
+        monkeypatch.setattr(decoder, "now_at", lambda: now)
+        return decode(body)
+
+    first = decode_at("2030-01-01T00:00:00.000Z")
+    again = decode_at("2030-01-01T00:05:00.000Z")
+    assert first and [e["id"] for e in first] == [e["id"] for e in again]
+    assert [e["at"] for e in first] != [e["at"] for e in again]
+    assert len({e["id"] for e in first}) == len(first)
+
+
+def test_timed_index_less_frames_still_differ_by_time() -> None:
+    typing = {"type": "AgentTyping", "isTyping": True}
+    (one,) = decode({**typing, "timestamp": T})
+    (two,) = decode({**typing, "timestamp": T + 1000})
+    assert one["id"] != two["id"]

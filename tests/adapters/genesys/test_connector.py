@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from adapters.genesys.connector import GenesysConnector
 from adapters.genesys.emulator import Emulator
 from gateway.adapter import Connector, DialectSettings
+from gateway.codec import derived_id
 from gateway.errors import RequestError, SessionNotFound, Unsupported, VendorError
 from gateway.model import (
     End,
@@ -22,7 +23,6 @@ from gateway.model import (
     MarkRead,
     Message,
     Participant,
-    ParticipantJoined,
     ParticipantLeft,
     Send,
     SetTyping,
@@ -32,7 +32,8 @@ from gateway.model import (
     Typing,
     Url,
 )
-from tests.adapters.genesys.conftest import START, Inbox, texts
+from tests.adapters.genesys.conftest import START, texts
+from tests.support import Inbound
 
 
 def chat_of(connector: Connector) -> str:
@@ -43,14 +44,14 @@ def chat_of(connector: Connector) -> str:
 
 
 async def test_start_requests_a_chat_and_the_agent_joins(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, inbox = session
     chat = chat_of(connector)
     assert connector.conversation_id == f"genesys:{chat}"
     (request,) = [r for r in emulator.received if r.op == "requestChat"]
     assert request.form == {"nickname": "Bob", "subject": "Refund"}
-    joined = inbox.of(ParticipantJoined)
+    joined = inbox.of_type("participant_joined")
     assert [(e.id, e.participant.role) for e in joined] == [
         (f"genesys:{chat}/1", "user"),
         (f"genesys:{chat}/2", "agent"),
@@ -61,8 +62,40 @@ async def test_start_requests_a_chat_and_the_agent_joins(
     assert {"user_id", "secure_key", "alias", "claimed"} <= state.keys()
 
 
+async def test_status_goes_from_queued_to_active_when_the_agent_joins(
+    session: tuple[Connector, Inbound], emulator: Emulator, make: Callable[..., Connector]
+) -> None:
+    connector, inbox = session
+    kinds = [(e.__struct_config__.tag, getattr(e, "status", None)) for e in inbox.events]
+    assert kinds[:4] == [
+        ("status", "queued"),
+        ("participant_joined", None),  # the client
+        ("participant_joined", None),  # the agent, then:
+        ("status", "active"),
+    ]
+    (active,) = [e for e in inbox.events if isinstance(e, Status) and e.status == "active"]
+    assert active.id == derived_id(connector.conversation_id, "status", "active")
+    assert connector.snapshot()["active"] is True
+    # a second agent, or a takeover re-fetching the join, does not say it again
+    chat = chat_of(connector)
+    emulator.sessions[chat].transcript.append(
+        {
+            "type": "ParticipantJoined",
+            "index": 99,
+            "utcTime": 1432845095000,
+            "from": {"nickname": "Sam", "participantId": "AGENT0002", "type": "Agent"},
+        }
+    )
+    await inbox.until(lambda ev: any(e.id.endswith("/99") for e in ev))
+    state = {**connector.snapshot(), "position": 1}
+    fetched = await make().resume(state)
+    assert not [e for e in fetched if isinstance(e, Status)]
+    fresh = await make().resume({**state, "active": False})  # an older snapshot
+    assert [e.id for e in fresh if isinstance(e, Status)] == [active.id]  # the hub dedups it
+
+
 async def test_send_returns_the_id_its_echo_carries(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, inbox = session
     chat = chat_of(connector)
@@ -85,7 +118,7 @@ async def test_send_returns_the_id_its_echo_carries(
 async def test_two_identical_texts_get_two_ids(
     make: Callable[..., Connector],
     emulator: Emulator,
-    inboxes: list[Inbox],
+    inbounds: list[Inbound],
     returns_transcript: bool,
 ) -> None:
     emulator.send_returns_transcript = returns_transcript
@@ -95,8 +128,8 @@ async def test_two_identical_texts_get_two_ids(
     first = await connector.send(Send(conversation=conv, content=Text(text="same")))
     second = await connector.send(Send(conversation=conv, content=Text(text="same")))
     assert first[0].id != second[0].id
-    inbox = Inbox(connector)
-    inboxes.append(inbox)
+    inbox = Inbound(connector)
+    inbounds.append(inbox)
     events = await inbox.until(lambda ev: texts(ev).count("echo: same") == 2)
     assert sorted(
         {e.id for e in events if isinstance(e, Message) and e.sender.role == "user"}
@@ -104,7 +137,7 @@ async def test_two_identical_texts_get_two_ids(
 
 
 async def test_agent_messages_arrive_in_order(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, inbox = session
     for i in range(6):
@@ -113,7 +146,7 @@ async def test_agent_messages_arrive_in_order(
     assert texts(events, "agent") == [f"m{i}" for i in range(6)]
 
 
-async def test_url_message(session: tuple[Connector, Inbox], emulator: Emulator) -> None:
+async def test_url_message(session: tuple[Connector, Inbound], emulator: Emulator) -> None:
     connector, inbox = session
     url = "https://example.com/order/1"
     (sent,) = await connector.send(
@@ -128,7 +161,7 @@ async def test_url_message(session: tuple[Connector, Inbox], emulator: Emulator)
 # --- typing ---------------------------------------------------------------------------------
 
 
-async def test_typing_both_ways(session: tuple[Connector, Inbox], emulator: Emulator) -> None:
+async def test_typing_both_ways(session: tuple[Connector, Inbound], emulator: Emulator) -> None:
     connector, inbox = session
     chat, conv = chat_of(connector), connector.conversation_id
     assert await connector.send(SetTyping(conversation=conv, preview="I ne")) == []
@@ -141,7 +174,7 @@ async def test_typing_both_ways(session: tuple[Connector, Inbox], emulator: Emul
     assert typing == [("user", True, "I ne"), ("user", False, None), ("agent", True, None)]
 
 
-async def test_read_and_forward_are_unsupported(session: tuple[Connector, Inbox]) -> None:
+async def test_read_and_forward_are_unsupported(session: tuple[Connector, Inbound]) -> None:
     connector, _ = session
     with pytest.raises(Unsupported):
         await connector.send(MarkRead(conversation=connector.conversation_id))
@@ -152,13 +185,16 @@ async def test_read_and_forward_are_unsupported(session: tuple[Connector, Inbox]
 # --- the end --------------------------------------------------------------------------------
 
 
-async def test_user_ends_the_session(session: tuple[Connector, Inbox], emulator: Emulator) -> None:
+async def test_user_ends_the_session(
+    session: tuple[Connector, Inbound], emulator: Emulator
+) -> None:
     connector, inbox = session
     (ended,) = await connector.send(End(conversation=connector.conversation_id))
     assert isinstance(ended, Ended)
     assert (ended.reason, ended.by) == ("user", "user")
     assert len(emulator.ops(chat_of(connector), "disconnect")) == 1
-    events = await inbox.done()
+    await inbox.finished()
+    events = inbox.events
     assert events[-1].id == ended.id
     assert isinstance(events[-2], ParticipantLeft)
     assert events[-2].participant.role == "user"
@@ -170,14 +206,15 @@ async def test_user_ends_the_session(session: tuple[Connector, Inbox], emulator:
 
 @pytest.mark.parametrize("how", ["bye", "end_session"])
 async def test_agent_ends_the_session(
-    session: tuple[Connector, Inbox], emulator: Emulator, how: str
+    session: tuple[Connector, Inbound], emulator: Emulator, how: str
 ) -> None:
     connector, inbox = session
     if how == "bye":
         await connector.send(Send(conversation=connector.conversation_id, content=Text(text="bye")))
     else:
         await emulator.end_session(chat_of(connector))
-    events = await inbox.done()
+    await inbox.finished()
+    events = inbox.events
     assert isinstance(events[-1], Ended)
     assert (events[-1].reason, events[-1].by) == ("agent", "agent")
     assert isinstance(events[-2], ParticipantLeft)
@@ -185,11 +222,11 @@ async def test_agent_ends_the_session(
 
 
 async def test_close_releases_without_ending(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, inbox = session
     await connector.close()
-    await inbox.done()
+    await inbox.finished()
     assert emulator.ops(chat_of(connector), "disconnect") == []
     assert not emulator.sessions[chat_of(connector)].ended
 
@@ -198,7 +235,7 @@ async def test_close_releases_without_ending(
 
 
 async def test_dropped_polls_give_link_events_and_lose_nothing(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, inbox = session
     chat = chat_of(connector)
@@ -212,15 +249,15 @@ async def test_dropped_polls_give_link_events_and_lose_nothing(
         ("retrying", 2, None),
         ("restored", 2, None),
     ]
-    restored = inbox.of(Link)[-1]
+    restored = inbox.of_type("link")[-1]
     assert restored.missed == 1
     assert events.index(restored) == len(events) - 2  # restored, then what it fetched
-    assert inbox.of(Link)[1].max_attempts == 4
+    assert inbox.of_type("link")[1].max_attempts == 4
     assert len({e.id for e in events}) == len(events)
 
 
 async def test_status_code_1_is_retried(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, inbox = session
     emulator.fail_next(1, status_code=1, code=100)
@@ -230,19 +267,20 @@ async def test_status_code_1_is_retried(
 
 
 async def test_gives_up_after_max_attempts(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     _, inbox = session
     emulator.drop_connections(100)
-    events = await inbox.done()
+    await inbox.finished()
+    events = inbox.events
     last = events[-1]
     assert isinstance(last, Link)
     assert (last.state, last.will_retry) == ("down", False)
-    assert [e.attempt for e in inbox.of(Link) if e.state == "retrying"] == [1, 2, 3, 4]
+    assert [e.attempt for e in inbox.of_type("link") if e.state == "retrying"] == [1, 2, 3, 4]
 
 
 async def test_alias_changes_are_followed(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, inbox = session
     chat = chat_of(connector)
@@ -256,30 +294,30 @@ async def test_alias_changes_are_followed(
     )
     assert emulator.ops(chat, "send")[-1]["alias"] == new_alias
     assert isinstance(sent, Message)
-    assert not inbox.of(Error)
+    assert not inbox.of_type("error")
 
 
 async def test_resume_from_a_snapshot_continues_without_loss(
-    make: Callable[..., Connector], emulator: Emulator, inboxes: list[Inbox]
+    make: Callable[..., Connector], emulator: Emulator, inbounds: list[Inbound]
 ) -> None:
     first = make()
     await first.open(START)
     chat = chat_of(first)
-    inbox = Inbox(first)
-    inboxes.append(inbox)
+    inbox = Inbound(first)
+    inbounds.append(inbox)
     await emulator.agent_says(chat, "before")
     await inbox.until(lambda ev: "before" in texts(ev))
     state = first.snapshot()
     await first.close()
-    await inbox.done()
+    await inbox.finished()
     await emulator.agent_says(chat, "while nobody polls")
 
     second = make()
     fetched = await second.resume(state)
     assert second.conversation_id == first.conversation_id
     assert texts(list(fetched)) == ["while nobody polls"]
-    inbox2 = Inbox(second)
-    inboxes.append(inbox2)
+    inbox2 = Inbound(second)
+    inbounds.append(inbox2)
     await emulator.agent_says(chat, "after")
     events = await inbox2.until(lambda ev: "after" in texts(ev))
     seen = inbox.events + list(fetched) + events
@@ -302,11 +340,12 @@ async def test_resume_of_an_unknown_chat(make: Callable[..., Connector]) -> None
 
 
 async def test_a_vanished_chat_ends_the_inbound(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, inbox = session
     del emulator.sessions[chat_of(connector)]
-    events = await inbox.done()
+    await inbox.finished()
+    events = inbox.events
     error, ended = events[-2:]
     assert isinstance(error, Error)
     assert (error.code, error.metadata) == ("SESSION_NOT_FOUND", {"vendor_code": 50})
@@ -315,7 +354,7 @@ async def test_a_vanished_chat_ends_the_inbound(
 
 
 async def test_command_errors_are_mapped(
-    session: tuple[Connector, Inbox], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
     connector, _ = session
     conv = connector.conversation_id

@@ -4,7 +4,7 @@ the connector's output published to the hub as the sessions layer does it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ from gateway.config import Settings
 from gateway.hub import Hub, create_hub
 from gateway.model import Event, Link, Message, Send, Text, event_decoder
 from gateway.web.app import create_app
-from tests.adapters.genesys.conftest import START, Inbox, texts
-from tests.support import GatewayClient
+from tests.adapters.genesys.conftest import START, texts
+from tests.support import GatewayClient, Inbound
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "genesys"
 
@@ -51,6 +51,17 @@ async def test_ingest_dedups_reposts_and_restored_replays(gateway: GatewayClient
     assert [e["seq"] for e in log["events"]] == list(range(1, 9))
 
 
+async def test_a_reposted_body_without_times_is_a_duplicate(gateway: GatewayClient) -> None:
+    body = [
+        {"type": "AgentTyping", "isTyping": True, "chatId": "c-untimed"},
+        {"type": "Interrupted", "chatId": "c-untimed"},
+        {"type": "Error", "error": {"code": 100}, "chatId": "c-untimed"},
+    ]
+    _, first = await gateway.ingest("genesys", body)
+    _, again = await gateway.ingest("genesys", body)
+    assert (first["accepted"], again["accepted"], again["duplicates"]) == (3, 0, 3)
+
+
 async def test_ingest_rejects_a_bad_batch_whole(gateway: GatewayClient) -> None:
     frames = fixture("bad_second_frame_missing_content")
     status, body = await gateway.ingest("genesys", frames, conversation="c-bad")
@@ -71,22 +82,18 @@ async def hub() -> AsyncIterator[Hub]:
     await hub.close()
 
 
-class Publisher(Inbox):
-    """An `Inbox` that publishes every batch to the hub first, as the sessions layer does."""
+class Publishing:
+    """Wraps a connector: every inbound batch is published to the hub before it is handed on,
+    as the sessions layer does (watch it with `Inbound(Publishing(connector, hub))`)."""
 
     def __init__(self, connector: Connector, hub: Hub) -> None:
+        self.connector = connector
         self.hub = hub
-        super().__init__(connector)
 
-    async def _run(self) -> None:
-        try:
-            async for batch in self.connector.inbound():
-                await self.hub.publish(batch)
-                self.events.extend(batch)
-                self._changed.set()
-        finally:
-            self.finished = True
-            self._changed.set()
+    async def inbound(self) -> AsyncIterator[Sequence[Event]]:
+        async for batch in self.connector.inbound():
+            await self.hub.publish(batch)
+            yield batch
 
 
 async def stored(hub: Hub, conversation: str) -> list[Event]:
@@ -94,14 +101,14 @@ async def stored(hub: Hub, conversation: str) -> list[Event]:
 
 
 async def test_echo_stored_once_and_takeover_loses_nothing(
-    make: Callable[..., Connector], emulator: Emulator, hub: Hub, inboxes: list[Inbox]
+    make: Callable[..., Connector], emulator: Emulator, hub: Hub, inbounds: list[Inbound]
 ) -> None:
     first = make()
     await hub.publish(await first.open(START))
     conv = first.conversation_id
     chat = conv.removeprefix("genesys:")
-    inbound = Publisher(first, hub)
-    inboxes.append(inbound)
+    inbound = Inbound(Publishing(first, hub))
+    inbounds.append(inbound)
     (sent,) = await first.send(Send(conversation=conv, content=Text(text="hello")))
     await hub.publish([sent])
     await inbound.until(lambda ev: "echo: hello" in texts(ev))
@@ -110,13 +117,13 @@ async def test_echo_stored_once_and_takeover_loses_nothing(
     await inbound.until(lambda ev: any(isinstance(e, Link) and e.state == "restored" for e in ev))
     state = msgspec.json.decode(msgspec.json.encode(first.snapshot()))  # persisted as JSON
     await first.close()
-    await inbound.done()
+    await inbound.finished()
     await emulator.agent_says(chat, "between replicas")
 
     second = make()
     await hub.publish(await second.resume(state))
-    takeover = Publisher(second, hub)
-    inboxes.append(takeover)
+    takeover = Inbound(Publishing(second, hub))
+    inbounds.append(takeover)
     (again,) = await second.send(Send(conversation=conv, content=Text(text="hello")))
     await hub.publish([again])
     await takeover.until(lambda ev: texts(ev).count("echo: hello") == 1)

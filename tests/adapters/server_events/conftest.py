@@ -1,8 +1,7 @@
-"""Fixtures: the platform emulator on loopback, connectors to it, and an inbound collector."""
+"""Fixtures: the platform emulator on loopback, connectors to it, and inbound collectors."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ from adapters.server_events import ServerEventsAdapter
 from adapters.server_events.connector import ServerEventsConnector
 from adapters.server_events.emulator import Emulator
 from gateway.adapter import DialectSettings
-from gateway.model import Event
+from tests.support import Inbound
 
 APP_ID = "test-app"
 TENANT = "acme.example.com"
@@ -64,49 +63,17 @@ def connect(
     return make
 
 
-class Inbound:
-    """Runs `connector.inbound()` in a task; tests wait on what it has collected."""
-
-    def __init__(self, connector: ServerEventsConnector) -> None:
-        self.connector = connector
-        self.events: list[Event] = []
-        self._changed = asyncio.Event()
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        async for batch in self.connector.inbound():
-            self.events.extend(batch)
-            self._changed.set()
-        self._changed.set()
-
-    async def until(self, predicate: Callable[[list[Event]], bool], within: float = 5) -> None:
-        async with asyncio.timeout(within):
-            while not predicate(self.events):
-                if self.task.done():
-                    self.task.result()  # surface an exception from inbound()
-                    raise AssertionError(f"inbound() finished early: {self.events}")
-                self._changed.clear()
-                await self._changed.wait()
-
-    def of(self, kind: type[Any]) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def stop(self) -> None:
-        await self.connector.close()
-        async with asyncio.timeout(5):
-            await self.task
-
-
 @pytest.fixture
 async def collect() -> AsyncIterator[Callable[[ServerEventsConnector], Inbound]]:
-    running: list[Inbound] = []
+    """`collect(connector)` runs its `inbound()` in the background (`tests.support.Inbound`)."""
+    running: list[tuple[ServerEventsConnector, Inbound]] = []
 
     def start(connector: ServerEventsConnector) -> Inbound:
         inbound = Inbound(connector)
-        running.append(inbound)
+        running.append((connector, inbound))
         return inbound
 
     yield start
-    for inbound in running:
-        if not inbound.task.done():
-            await inbound.stop()
+    for connector, inbound in running:
+        await connector.close()
+        await inbound.stop()

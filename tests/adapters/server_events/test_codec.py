@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.server_events import ServerEventsAdapter, codec
-from adapters.server_events.stamps import fast_at
 from gateway.codec import to_at
 from gateway.errors import DecodeError, GatewayError, MalformedJSON, RequestError
 from gateway.model import Party
@@ -155,6 +154,47 @@ def test_frames_without_timestamp_take_received_at() -> None:
     assert events[0]["at"] == events[1]["at"]  # one instant per batch
 
 
+UNTIMED = [
+    {"event": "chat_session_status", "state": "connected"},
+    {"event": "chat_session_typing", "party_id": "a"},
+    {"event": "chat_session_not_typing", "party_id": "a"},
+    {"event": "chat_session_typing", "party_id": "a"},
+    {"event": "chat_session_message", "party_id": "a", "msg_id": "m1", "msg": "hi"},
+    {"event": "chat_session_typing", "party_id": "a"},
+    {"event": "chat_session_timeout_warning", "msg": "still there?"},
+    {"event": "chat_session_ended"},
+]
+
+
+def test_untimed_ids_do_not_depend_on_the_receive_time() -> None:
+    body = msgspec.json.encode(UNTIMED)
+    first = events_json(body, "c1", received_at="2024-01-01T00:00:00.000Z")
+    again = events_json(body, "c1", received_at="2025-06-01T12:00:00.000Z")
+    assert [e["id"] for e in first] == [e["id"] for e in again]  # a re-post deduplicates
+    assert [e["at"] for e in again] == ["2025-06-01T12:00:00.000Z"] * len(UNTIMED)
+    ids = [e["id"] for e in first]
+    assert len(set(ids)) == len(ids)  # the agent typing again, before and after m1: new events
+
+
+def test_untimed_ids_of_a_stream_in_batches_match_its_history() -> None:
+    """The connector's polls (one `Untimed` across batches) give the ids history gives."""
+    untimed = codec.Untimed()
+    polled = [
+        event.id
+        for frames in (UNTIMED[:2], UNTIMED[2:4], UNTIMED[4:6], UNTIMED[6:])
+        for event in codec.decode(msgspec.json.encode(frames), "c1", untimed=untimed).events
+    ]
+    history = [e["id"] for e in events_json(msgspec.json.encode(UNTIMED), "c1")]
+    assert polled == history
+
+
+def test_timed_ids_are_unchanged_by_the_stream_position() -> None:
+    frame = {"event": "chat_session_typing", "party_id": "a", "timestamp": 1700000000123}
+    alone = events_json(msgspec.json.encode(frame), "c1")
+    after = events_json(msgspec.json.encode([*UNTIMED[:5], frame]), "c1")
+    assert alone[0]["id"] == after[-1]["id"]
+
+
 @pytest.mark.parametrize(
     "body",
     [b'{"event": "chat_session_ended"}', b'[{"event": "chat_session_typing"}]'],
@@ -247,23 +287,32 @@ STAMPS: list[str | float] = [
 ]
 
 
+def _decoded_at(value: str | float) -> str:
+    body = msgspec.json.encode({"event": "chat_session_ended", "timestamp": value})
+    (event,) = codec.decode(body, "c1").events
+    return event.at
+
+
 @pytest.mark.parametrize("value", STAMPS)
-def test_fast_at_agrees_with_to_at(value: str | float) -> None:
+def test_timestamps_are_to_at(value: str | float) -> None:
+    """The codec's timestamps are `gateway.codec.to_at`'s, and its refusals are DecodeErrors."""
     try:
         expected = to_at(value)
-    except (ValueError, OverflowError, OSError):
-        with pytest.raises((ValueError, OverflowError, OSError)):
-            fast_at(value, "")
+    except ValueError:
+        with pytest.raises(DecodeError) as info:
+            _decoded_at(value)
+        assert info.value.details == {"index": 0, "path": "$.timestamp"}
         return
-    assert fast_at(value, "") == expected
+    assert _decoded_at(value) == expected
 
 
-def test_fast_at_agrees_on_a_sweep() -> None:
+def test_timestamps_agree_on_a_sweep() -> None:
     base = 1700000000.0
-    for step in range(5000):
+    for step in range(500):
         value = base + step * 0.0001237
-        assert fast_at(value, "") == to_at(value), value
-        assert fast_at(value * 1000, "") == to_at(value * 1000), value
+        assert _decoded_at(value) == to_at(value), value
+        assert _decoded_at(value * 1000) == to_at(value * 1000), value
+        assert _decoded_at(str(int(value * 1000))) == to_at(int(value * 1000)), value
 
 
 _json_values = st.recursive(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +30,14 @@ from gateway.model import (
     Text,
     Typing,
 )
+from tests.support import Inbound
 
 START = Start(dialect="server_events", participant=Participant(from_="Ann", name="Ann"))
 Connect = Callable[..., ServerEventsConnector]
+
+
+def links_of(inbound: Inbound) -> list[Link]:
+    return [e for e in inbound.events if isinstance(e, Link)]
 
 
 def texts(events: list[Any]) -> list[str]:
@@ -140,8 +144,7 @@ async def test_typing_and_read_receipts_reach_the_platform(
 async def test_user_end_finishes_inbound_with_ended_by_user(connect: Connect, collect: Any) -> None:
     connector, inbound = await started(connect, collect)
     assert await connector.send(End(conversation=connector.conversation_id)) == []
-    async with asyncio.timeout(5):
-        await inbound.task  # inbound() finishes after the Ended event
+    await inbound.finished()  # inbound() finishes after the Ended event
     ended = inbound.events[-1]
     assert isinstance(ended, Ended)
     assert (ended.reason, ended.by) == ("user", "user")
@@ -151,8 +154,7 @@ async def test_user_end_finishes_inbound_with_ended_by_user(connect: Connect, co
 async def test_bye_makes_the_agent_end_the_session(connect: Connect, collect: Any) -> None:
     connector, inbound = await started(connect, collect)
     await connector.send(Send(conversation=connector.conversation_id, content=Text("bye")))
-    async with asyncio.timeout(5):
-        await inbound.task
+    await inbound.finished()
     assert texts(inbound.events)[-1] == "Goodbye!"
     ended = inbound.events[-1]
     assert isinstance(ended, Ended)
@@ -162,8 +164,7 @@ async def test_bye_makes_the_agent_end_the_session(connect: Connect, collect: An
 async def test_platform_end_session(connect: Connect, collect: Any, platform: Any) -> None:
     connector, inbound = await started(connect, collect)
     platform.emulator.end_session(connector.snapshot()["chat_id"])
-    async with asyncio.timeout(5):
-        await inbound.task
+    await inbound.finished()
     assert isinstance(inbound.events[-1], Ended)
     with pytest.raises(SessionNotFound) as info:
         await connector.send(Send(conversation=connector.conversation_id, content=Text("late")))
@@ -194,7 +195,7 @@ async def test_forced_reconnect_reports_link_events_and_loses_nothing(
     await inbound.until(
         lambda events: any(isinstance(e, Link) and e.state == "restored" for e in events)
     )
-    links = inbound.of(Link)
+    links = links_of(inbound)
     assert [(e.state, e.attempt) for e in links] == [
         ("down", None),
         ("retrying", 1),
@@ -219,9 +220,8 @@ async def test_giving_up_ends_the_session(connect: Connect, collect: Any, platfo
         lambda: platform.emulator.chats[connector.snapshot()["chat_id"]].polls == 1
     )
     platform.emulator.drop_connections(fail_next=100)
-    async with asyncio.timeout(5):
-        await inbound.task
-    links = inbound.of(Link)
+    await inbound.finished()
+    links = links_of(inbound)
     assert [(e.state, e.will_retry) for e in links][-1] == ("down", False)
     assert isinstance(inbound.events[-1], Ended)
     assert inbound.events[-1].reason == "error"
@@ -233,7 +233,8 @@ async def test_resume_from_a_snapshot_continues_without_loss(
     first, inbound = await started(connect, collect)
     chat_id = first.snapshot()["chat_id"]
     snapshot = first.snapshot()
-    await inbound.stop()  # this replica goes away; the chat stays open
+    await first.close()  # this replica goes away; the chat stays open
+    await inbound.finished()
     platform.emulator.agent_says(chat_id, "while nobody polled")
     second = connect()
     fetched = await second.resume(snapshot)
@@ -256,8 +257,9 @@ async def test_close_stops_a_held_poll(connect: Connect, collect: Any, platform:
     await platform.emulator.until(
         lambda: platform.emulator.chats[connector.snapshot()["chat_id"]].polls == 1
     )
-    await inbound.stop()
-    assert inbound.task.done()
+    await connector.close()
+    await inbound.finished()  # inbound() returns: no error, no cancellation
+    assert not inbound.task.cancelled()
     assert inbound.task.exception() is None
 
 
@@ -273,8 +275,7 @@ async def test_a_chat_the_platform_forgot_ends(
     connector, inbound = await started(connect, collect)
     del platform.emulator.chats[connector.snapshot()["chat_id"]]
     platform.emulator.drop_connections()  # the held poll fails; the next one finds no chat
-    async with asyncio.timeout(5):
-        await inbound.task
+    await inbound.finished()
     assert isinstance(inbound.events[-1], Ended)
     assert inbound.events[-1].reason == "error"
 
@@ -342,7 +343,7 @@ async def test_typing_event_roles(connect: Connect, collect: Any) -> None:
     connector, inbound = await started(connect, collect)
     await connector.send(Send(conversation=connector.conversation_id, content=Text("x")))
     await inbound.until(lambda events: "echo: x" in texts(events))
-    assert {e.sender.role for e in inbound.of(Typing)} == {"agent"}
+    assert {e.sender.role for e in inbound.events if isinstance(e, Typing)} == {"agent"}
 
 
 async def test_a_malformed_batch_is_reported_and_the_session_goes_on(
@@ -354,7 +355,7 @@ async def test_a_malformed_batch_is_reported_and_the_session_goes_on(
     await inbound.until(lambda events: any(isinstance(e, Error) for e in events))
     platform.emulator.agent_says(chat_id, "still here")
     await inbound.until(lambda events: "still here" in texts(events))
-    (error,) = inbound.of(Error)
+    (error,) = [e for e in inbound.events if isinstance(e, Error)]
     assert error.code == "INVALID_FRAME"
     assert error.recoverable is True
 
@@ -362,8 +363,7 @@ async def test_a_malformed_batch_is_reported_and_the_session_goes_on(
 async def test_a_failed_session_ends(connect: Connect, collect: Any, platform: Any) -> None:
     connector, inbound = await started(connect, collect)
     platform.emulator.push(connector.snapshot()["chat_id"], "chat_session_status", state="failed")
-    async with asyncio.timeout(5):
-        await inbound.task
+    await inbound.finished()
     status, ended = inbound.events[-2:]
     assert isinstance(status, Status)
     assert status.status == "failed"

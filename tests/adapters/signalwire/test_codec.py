@@ -180,21 +180,34 @@ def test_random_mutations_raise_only_gateway_errors() -> None:
             codec.decode(body)
 
 
-def test_at_of_agrees_with_to_at() -> None:
+def test_live_and_page_paths_stamp_the_same_at() -> None:
+    """The hot path (live frame) and the general path (history page) both stamp `to_at`."""
     rng = random.Random(1)
-    for _ in range(20000):
-        value = rng.uniform(0, 4e9)
-        if rng.random() < 0.5:
-            value = round(value, rng.randint(0, 7))
-        assert codec.at_of(value) == to_at(value)
-    for value in (0.0, 1e11 - 0.5, 1708192187.9999996, "1708192187", 1708192187678):
-        assert codec.at_of(value) == to_at(value)
+    values = [0.0, 1e11 - 0.5, 1708192187.9999996, 1708192187.0005]
+    values += [round(rng.uniform(0, 4e9), rng.randint(0, 7)) for _ in range(2000)]
+    for value in values:
+        row = {"id": "r", "conversation_id": "c", "user_id": "u", "ts": value, "text": "t"}
+        live = {
+            "jsonrpc": "2.0",
+            "id": "e1",
+            "method": "signalwire.event",
+            "params": {"event_type": "conversation.message", "params": row},
+        }
+        (fast,) = codec.decode(json.dumps(live)).events
+        (page,) = codec.decode(json.dumps({"data": [row], "links": {}})).events
+        assert fast.at == page.at == to_at(value), value
 
 
 # ---------------------------------------------------------------------------------------------
 # Encode
 
 SESSION = {"address_id": "addr-1", "conversation": "addr-1"}
+GROUP = {
+    "address_id": "addr-1",
+    "group_id": "g-1",
+    "from_address_id": "me-1",
+    "conversation": "g-1",
+}
 START = Start(dialect="signalwire", participant=Participant(from_="Ann"), agent_id="addr-1")
 
 
@@ -217,9 +230,34 @@ START = Start(dialect="signalwire", participant=Participant(from_="Ann"), agent_
         ),
         (
             Start(dialect="signalwire", participant=Participant(from_="Ann")),
-            {"address_id": "addr-3"},
+            {"agent_id": "addr-3"},
             NativeRequest(
                 path="/api/fabric/conversations/join", json={"conversation_id": "addr-3"}
+            ),
+        ),
+        (
+            START,
+            {"from_address_id": "me-1"},
+            NativeRequest(
+                path="/api/fabric/conversations/join",
+                json={"from_fabric_address_id": "me-1", "fabric_address_ids": ["addr-1", "me-1"]},
+            ),
+        ),
+        (
+            Send(conversation="signalwire:g-1", content=Text("hello")),
+            GROUP,
+            NativeRequest(
+                path="/api/fabric/messages",
+                json={"group_id": "g-1", "text": "hello", "from_fabric_address_id": "me-1"},
+            ),
+        ),
+        (
+            Recover(conversation="signalwire:g-1"),
+            GROUP,
+            NativeRequest(
+                method="GET",
+                path="/api/fabric/conversations/g-1/messages",
+                query={"page_size": "10"},
             ),
         ),
         (
@@ -285,4 +323,5 @@ def test_describe() -> None:
         "name": "signalwire",
         "capabilities": ["history", "ingest", "recover", "send", "start"],
         "content_kinds": ["text"],
+        "typing_preview": False,
     }

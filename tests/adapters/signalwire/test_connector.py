@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from adapters.signalwire.connector import SignalWireConnector
+from adapters.signalwire.connector import SignalWireConnector, _refusal
 from adapters.signalwire.emulator import Emulator
 from gateway.adapter import DialectSettings
 from gateway.errors import RequestError, SessionNotFound, Unsupported, VendorError
@@ -19,19 +19,20 @@ from gateway.model import (
     SetTyping,
     Text,
 )
-from tests.adapters.signalwire.conftest import ADDR, START, Factory, Pump, opened
+from tests.adapters.signalwire.conftest import ADDR, START, Factory, opened
+from tests.support import Inbound
 
 
 async def test_start_then_agent_messages_arrive_in_order(make: Factory, emulator: Emulator) -> None:
-    connector, pump = await opened(make)
+    connector, inbound = await opened(make)
     assert connector.conversation_id == f"signalwire:{ADDR}"
-    await pump.wait(lambda _: pump.texts() == ["Hi! How can I help?"])
+    await inbound.until(lambda _: inbound.texts() == ["Hi! How can I help?"])
     for text in ("one", "two", "three"):
         await emulator.agent_says(ADDR, text)
-    await pump.wait(lambda _: len(pump.texts()) == 4)
-    assert pump.texts() == ["Hi! How can I help?", "one", "two", "three"]
-    assert {m.sender.role for m in pump.messages()} == {"agent"}
-    assert all(m.id.startswith(f"signalwire:{ADDR}/") for m in pump.messages())
+    await inbound.until(lambda _: len(inbound.texts()) == 4)
+    assert inbound.texts() == ["Hi! How can I help?", "one", "two", "three"]
+    assert {m.sender.role for m in inbound.of_type("message")} == {"agent"}
+    assert all(m.id.startswith(f"signalwire:{ADDR}/") for m in inbound.of_type("message"))
     # every signalwire.event was acknowledged by its id
     await emulator.wait_for(lambda: len(emulator.acks) == 4)
     assert (
@@ -44,7 +45,7 @@ async def test_start_then_agent_messages_arrive_in_order(make: Factory, emulator
 async def test_send_reaches_the_platform_and_its_echo_is_the_same_event(
     make: Factory, emulator: Emulator
 ) -> None:
-    connector, pump = await opened(make)
+    connector, inbound = await opened(make)
     (sent,) = await connector.send(
         Send(conversation=connector.conversation_id, content=Text("hello"))
     )
@@ -55,28 +56,28 @@ async def test_send_reaches_the_platform_and_its_echo_is_the_same_event(
         "/api/fabric/messages",
         {"conversation_id": ADDR, "text": "hello"},
     ) in emulator.received
-    await pump.wait(lambda _: "echo: hello" in pump.texts())
-    echoes = [m for m in pump.messages() if m.content == Text("hello")]
+    await inbound.until(lambda _: "echo: hello" in inbound.texts())
+    echoes = [m for m in inbound.of_type("message") if m.content == Text("hello")]
     assert echoes == [sent]  # the echo decodes to exactly what send returned: one id, once
     row = next(r for r in emulator.conversations[ADDR].rows if r.get("text") == "hello")
     assert sent.id == f"signalwire:{ADDR}/{row['id']}"
 
 
 async def test_user_bye_ends_the_session(make: Factory) -> None:
-    connector, pump = await opened(make)
+    connector, inbound = await opened(make)
     await connector.send(Send(conversation=connector.conversation_id, content=Text("bye")))
-    await pump.wait(lambda _: pump.done)
-    ended = [e for e in pump.events if isinstance(e, Ended)]
+    await inbound.finished()
+    ended = [e for e in inbound.events if isinstance(e, Ended)]
     assert len(ended) == 1
     assert ended[0].by == "agent"
-    assert pump.events[-1] is ended[0]
+    assert inbound.events[-1] is ended[0]
 
 
 async def test_platform_end_arrives_as_ended(make: Factory, emulator: Emulator) -> None:
-    _, pump = await opened(make)
+    _, inbound = await opened(make)
     await emulator.end_session(ADDR)
-    await pump.wait(lambda _: pump.done)
-    assert isinstance(pump.events[-1], Ended)
+    await inbound.finished()
+    assert isinstance(inbound.events[-1], Ended)
 
 
 async def test_commands_the_platform_cannot_carry(make: Factory) -> None:
@@ -96,17 +97,17 @@ async def test_commands_the_platform_cannot_carry(make: Factory) -> None:
 async def test_forced_reconnect_reports_link_and_loses_nothing(
     make: Factory, emulator: Emulator
 ) -> None:
-    _, pump = await opened(make)
-    await pump.wait(lambda _: len(pump.texts()) == 1)
+    _, inbound = await opened(make)
+    await inbound.until(lambda _: len(inbound.texts()) == 1)
     emulator.refuse_connections = True
     await emulator.drop_connections()
-    await pump.wait(lambda _: any(link.state == "retrying" for link in pump.links()))
+    await inbound.until(lambda _: any(link.state == "retrying" for link in inbound.of_type("link")))
     for text in ("while", "you", "were", "away"):  # more than one history page (page_size 3)
         await emulator.agent_says(ADDR, text)
     emulator.add_call_log(ADDR, "missed")
     emulator.refuse_connections = False
-    await pump.wait(lambda _: any(link.state == "restored" for link in pump.links()))
-    links = pump.links()
+    await inbound.until(lambda _: any(link.state == "restored" for link in inbound.of_type("link")))
+    links = inbound.of_type("link")
     assert links[0].state == "down"
     assert links[0].will_retry
     assert links[1].state == "retrying"
@@ -114,22 +115,22 @@ async def test_forced_reconnect_reports_link_and_loses_nothing(
     assert links[1].max_attempts == 8
     restored = next(link for link in links if link.state == "restored")
     assert restored.missed == 5
-    assert pump.texts() == ["Hi! How can I help?", "while", "you", "were", "away"]
-    assert [e.kind for e in pump.events if isinstance(e, Notice)] == ["call_log"]
+    assert inbound.texts() == ["Hi! How can I help?", "while", "you", "were", "away"]
+    assert [e.kind for e in inbound.events if isinstance(e, Notice)] == ["call_log"]
     await emulator.agent_says(ADDR, "live again")
-    await pump.wait(lambda _: pump.texts()[-1:] == ["live again"])
-    assert len({m.id for m in pump.messages()}) == len(pump.messages())
+    await inbound.until(lambda _: inbound.texts()[-1:] == ["live again"])
+    assert len({m.id for m in inbound.of_type("message")}) == len(inbound.of_type("message"))
 
 
 async def test_resume_from_snapshot_continues_without_loss(
     make: Factory, emulator: Emulator
 ) -> None:
-    first, pump = await opened(make)
+    first, inbound = await opened(make)
     await emulator.agent_says(ADDR, "before")
-    await pump.wait(lambda _: pump.texts()[-1:] == ["before"])
+    await inbound.until(lambda _: inbound.texts()[-1:] == ["before"])
     snapshot = first.snapshot()
     await first.close()
-    await pump.wait(lambda _: pump.done)
+    await inbound.finished()
     await emulator.agent_says(ADDR, "during 1")
     await emulator.agent_says(ADDR, "during 2")
 
@@ -140,9 +141,9 @@ async def test_resume_from_snapshot_continues_without_loss(
         e.content.text for e in fetched if isinstance(e, Message) and isinstance(e.content, Text)
     ]
     assert fetched_texts[-2:] == ["during 1", "during 2"]
-    resumed = Pump(second)
+    resumed = Inbound(second)
     await emulator.agent_says(ADDR, "after")
-    await resumed.wait(lambda _: "after" in resumed.texts())
+    await resumed.until(lambda _: "after" in resumed.texts())
     seen = fetched_texts + resumed.texts()
     assert seen.count("during 1") == 1
     assert seen.count("during 2") == 1
@@ -152,11 +153,11 @@ async def test_resume_from_snapshot_continues_without_loss(
 async def test_giving_up_reports_link_down_and_ends_inbound(
     make: Factory, emulator: Emulator
 ) -> None:
-    _, pump = await opened(make, max_attempts="2")
+    _, inbound = await opened(make, max_attempts="2")
     emulator.refuse_connections = True
     await emulator.drop_connections()
-    await pump.wait(lambda _: pump.done)
-    states = [(link.state, link.attempt, link.will_retry) for link in pump.links()]
+    await inbound.finished()
+    states = [(link.state, link.attempt, link.will_retry) for link in inbound.of_type("link")]
     assert states == [
         ("down", None, True),
         ("retrying", 1, None),
@@ -184,9 +185,9 @@ async def test_rest_errors_map_to_gateway_errors(make: Factory, emulator: Emulat
         await make().resume(stale)
     assert info.value.details["vendor_code"] == "not_found"
 
-    connector, pump = await opened(make)
+    connector, inbound = await opened(make)
     await emulator.end_session(ADDR)
-    await pump.wait(lambda _: pump.done)
+    await inbound.finished()
     with pytest.raises(SessionNotFound):
         await connector.send(Send(conversation=connector.conversation_id, content=Text("hi?")))
 
@@ -200,3 +201,91 @@ async def test_not_configured(http: aiohttp.ClientSession) -> None:
         SignalWireConnector(
             DialectSettings(url="http://x", options={"token": "t", "max_attempts": "many"}), http
         )
+
+
+async def test_bad_token_is_not_recoverable(make: Factory, emulator: Emulator) -> None:
+    with pytest.raises(VendorError) as info:
+        await make(token="wrong").open(START)
+    assert info.value.recoverable is False
+    assert info.value.body()["code"] == "VENDOR_UNAUTHORIZED"
+    refused = _refusal(401, b'{"errors": [{"code": "unauthorized", "message": "no"}]}')
+    assert isinstance(refused, VendorError)
+    assert (refused.code, refused.recoverable) == ("VENDOR_UNAUTHORIZED", False)
+    assert _refusal(503, b"").recoverable is True  # an outage may pass
+
+
+async def test_a_revoked_token_gives_up_at_once(make: Factory, emulator: Emulator) -> None:
+    _, inbound = await opened(make, max_attempts="5")
+    emulator.tokens.clear()  # every connect is refused from now on
+    await emulator.drop_connections()
+    await inbound.finished()
+    links = [(link.state, link.will_retry) for link in inbound.of_type("link")]
+    assert links == [("down", True), ("retrying", None), ("down", False)]
+
+
+async def test_early_frames_before_the_connect_answer_are_kept(
+    make: Factory, emulator: Emulator
+) -> None:
+    """Events the platform pushes before it answers `signalwire.connect` (here: redelivered
+    ones) are acknowledged and delivered once the reader starts, not lost."""
+    _, inbound = await opened(make)
+    await inbound.until(lambda _: len(inbound.texts()) == 1)
+    emulator.refuse_connections = True
+    await emulator.drop_connections()
+    await inbound.until(lambda events: any(getattr(e, "state", None) == "retrying" for e in events))
+    early = await emulator.agent_says(ADDR, "early")  # pending: no socket to send it on
+    (link,) = emulator._links.values()
+    (event_id,) = [k for k, e in link.pending.items() if e["params"]["params"] == early]
+    emulator.redeliver_first = True
+    emulator.refuse_connections = False
+    await inbound.until(lambda _: "early" in inbound.texts())
+    await emulator.wait_for(lambda: event_id in emulator.acks)
+    assert event_id not in link.pending
+    assert inbound.texts() == ["Hi! How can I help?", "early"]
+    assert [m.id for m in inbound.of_type("message")][-1] == f"signalwire:{ADDR}/{early['id']}"
+    # the frame before the answer does not break the handshake: the link is live afterwards
+    await emulator.agent_says(ADDR, "after")
+    await inbound.until(lambda _: inbound.texts()[-1:] == ["after"])
+
+
+async def test_the_newer_join_with_our_own_address(make: Factory, emulator: Emulator) -> None:
+    connector, inbound = await opened(make, address_id="me-1")
+    join = next(body for m, path, body in emulator.received if path.endswith("/join"))
+    assert join == {"from_fabric_address_id": "me-1", "fabric_address_ids": [ADDR, "me-1"]}
+    (group,) = emulator.conversations
+    assert connector.conversation_id == f"signalwire:{group}"
+    assert connector.snapshot()["group_id"] == group
+    await inbound.until(lambda _: inbound.texts() == ["Hi! How can I help?"])
+
+    (sent,) = await connector.send(
+        Send(conversation=connector.conversation_id, content=Text("hello"))
+    )
+    assert (
+        "POST",
+        "/api/fabric/messages",
+        {"group_id": group, "text": "hello", "from_fabric_address_id": "me-1"},
+    ) in emulator.received
+    assert isinstance(sent, Message)
+    assert (sent.sender.role, sent.sender.id) == ("user", "me-1")
+    await inbound.until(lambda _: "echo: hello" in inbound.texts())
+    assert [m for m in inbound.of_type("message") if m.content == Text("hello")] == [sent]
+
+    # A takeover reads the group's history (the address joined names no conversation there):
+    # our own rows, which carry no is_author, stay the user's.
+    snapshot = connector.snapshot()
+    await connector.close()
+    await emulator.agent_says(group, "while away")
+    second = make(address_id="me-1")
+    fetched = await second.resume({**snapshot, "since": None})
+    assert second.conversation_id == connector.conversation_id
+    roles = [
+        (e.sender.role, e.content.text)
+        for e in fetched
+        if isinstance(e, Message) and isinstance(e.content, Text)
+    ]
+    assert roles == [
+        ("agent", "Hi! How can I help?"),
+        ("user", "hello"),
+        ("agent", "echo: hello"),
+        ("agent", "while away"),
+    ]

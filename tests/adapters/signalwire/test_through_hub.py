@@ -4,6 +4,7 @@ the user's echo is stored once, and a reconnect plus a takeover leave the log wh
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,8 @@ from adapters.signalwire.connector import SignalWireConnector
 from adapters.signalwire.emulator import Emulator
 from gateway.hub import Hub, create_hub
 from gateway.model import Link, Message, Send, Text, event_decoder
-from tests.adapters.signalwire.conftest import ADDR, START, Factory, Pump
+from tests.adapters.signalwire.conftest import ADDR, START, Factory
+from tests.support import Inbound
 
 
 @pytest.fixture
@@ -22,21 +24,20 @@ async def hub() -> AsyncIterator[Hub]:
     await hub.close()
 
 
-class Publisher(Pump):
-    """`Pump` that publishes every batch to the hub before the test sees it."""
+class Publisher(Inbound):
+    """`Inbound` that publishes every batch to the hub before the test sees it."""
 
     def __init__(self, connector: SignalWireConnector, hub: Hub) -> None:
         self.hub = hub
         super().__init__(connector)
 
-    async def _run(self, connector: SignalWireConnector) -> None:
+    async def _run(self, connector: Any) -> None:
         try:
             async for batch in connector.inbound():
                 await self.hub.publish(batch)
                 self.events.extend(batch)
                 self._changed.set()
         finally:
-            self.done = True
             self._changed.set()
 
 
@@ -52,10 +53,10 @@ async def stored(hub: Hub, conversation: str) -> list[tuple[str, str]]:
 async def test_sent_message_and_its_echo_are_stored_once(make: Factory, hub: Hub) -> None:
     connector = make()
     await hub.publish(await connector.open(START))
-    pump = Publisher(connector, hub)
+    inbound = Publisher(connector, hub)
     sent = await connector.send(Send(conversation=connector.conversation_id, content=Text("hi")))
     published = await hub.publish(sent)
-    await pump.wait(lambda _: "echo: hi" in pump.texts())
+    await inbound.until(lambda _: "echo: hi" in inbound.texts())
     assert await stored(hub, connector.conversation_id) == [
         ("agent", "Hi! How can I help?"),
         ("user", "hi"),
@@ -69,16 +70,16 @@ async def test_reconnect_and_takeover_leave_the_log_whole(
 ) -> None:
     first = make()
     await hub.publish(await first.open(START))
-    pump = Publisher(first, hub)
-    await pump.wait(lambda _: len(pump.texts()) == 1)
+    inbound = Publisher(first, hub)
+    await inbound.until(lambda _: len(inbound.texts()) == 1)
     emulator.refuse_connections = True
     await emulator.drop_connections()
-    await pump.wait(
-        lambda _: any(isinstance(e, Link) and e.state == "retrying" for e in pump.events)
+    await inbound.until(
+        lambda _: any(isinstance(e, Link) and e.state == "retrying" for e in inbound.events)
     )
     await emulator.agent_says(ADDR, "while down")
     emulator.refuse_connections = False
-    await pump.wait(lambda _: "while down" in pump.texts())
+    await inbound.until(lambda _: "while down" in inbound.texts())
     snapshot = first.snapshot()
     await first.close()
     await emulator.agent_says(ADDR, "between owners")
@@ -87,7 +88,7 @@ async def test_reconnect_and_takeover_leave_the_log_whole(
     await hub.publish(await second.resume(snapshot))
     takeover = Publisher(second, hub)
     await emulator.agent_says(ADDR, "new owner")
-    await takeover.wait(lambda _: "new owner" in takeover.texts())
+    await takeover.until(lambda _: "new owner" in takeover.texts())
     assert [text for _, text in await stored(hub, second.conversation_id)] == [
         "Hi! How can I help?",
         "while down",

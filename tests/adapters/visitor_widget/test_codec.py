@@ -143,6 +143,51 @@ def test_same_frame_same_ids() -> None:
     assert _decode(body)[0]["id"] != _decode(other)[0]["id"]
 
 
+TIMELESS = [
+    {"event": "chat.agent_typing", "data": {"chatId": C, "typing": {"is": True}}},
+    {"event": "chat.contact_read", "data": {"chatId": C, "lastReadAt": None, "byId": "v1"}},
+    {"event": "chat.closed", "data": {"chatId": C, "closeType": "agent_close"}},
+    {"event": "chat.agent_joined", "data": {"chatId": C, "agent": {"id": "a1"}}},
+    {"event": "chat.agent_left", "data": {"chatId": C, "agent": {"id": "a1"}}},
+    {"event": "account.updated", "data": {"status": "offline"}},
+    {"event": "account.status_updated", "data": "online"},
+    {"event": "server.error", "data": {"message": "boom", "code": 500}},
+    {
+        "event": "initialized",
+        "data": {
+            "visitor": {"id": "v1"},
+            "account": {"status": "online"},
+            "chat": {"id": C, "status": "open"},
+        },
+    },
+    _received(createdAt=None),
+]
+
+
+@pytest.mark.parametrize("body", TIMELESS, ids=lambda b: b["event"])
+def test_timeless_frames_reposted_get_the_same_ids(
+    body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame with no time of its own is stamped with the receive time, but its ids do not
+    depend on it: the same body posted again is deduplicated."""
+    from adapters.visitor_widget import codec
+    from gateway.codec import to_at
+
+    clock = iter(range(1_700_000_000_000, 1_800_000_000_000, 1000))
+
+    def receive_time(value: Any, default: str | None = None) -> str:
+        return to_at(next(clock)) if value is None or value == "" else to_at(value, default)
+
+    monkeypatch.setattr(codec, "to_at", receive_time)
+    first, again = _decode(body, conversation=C), _decode(body, conversation=C)
+    assert [e["at"] for e in first] != [e["at"] for e in again]  # received at other times
+    assert [e["id"] for e in first] == [e["id"] for e in again]
+    # … while a frame that does carry a time keeps it in its derived ids
+    timed = [_decode({**body, "at": at}, conversation=C)[0]["id"] for at in (1, 2)]
+    if body["event"] not in ("initialized", "chat.message_received", "chat.agent_joined"):
+        assert timed[0] != timed[1]
+
+
 def test_status_id_is_stable_across_reconnects() -> None:
     """`initialized` after every reconnect repeats the chat status: same id, so it dedups."""
 

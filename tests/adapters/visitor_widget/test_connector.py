@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -36,57 +36,26 @@ from gateway.model import (
     Text,
     Typing,
 )
+from tests.support import Inbound
 
 KEY = "test-key"
 START = Start(
     dialect="visitor_widget",
     participant=Participant(from_="ann@example.com", from_type="email", name="Ann"),
 )
+E = TypeVar("E", bound=Event)
 FAST = {"retry_base": "0.01", "retry_max": "0.05", "timeout": "2", "retry_attempts": "50"}
 
 
-class Collector:
-    """Iterates `connector.inbound()` in the background; tests wait on conditions over it."""
+async def has(inbound: Inbound, kind: type[E], **fields: Any) -> E:
+    """The first collected `kind` event whose `fields` match, waiting for it."""
 
-    def __init__(self, connector: VisitorWidgetConnector) -> None:
-        self.events: list[Event] = []
-        self.finished = False
-        self._cond = asyncio.Condition()
-        self._task = asyncio.create_task(self._run(connector))
+    def match(e: Event) -> bool:
+        return isinstance(e, kind) and all(getattr(e, k) == v for k, v in fields.items())
 
-    async def _run(self, connector: VisitorWidgetConnector) -> None:
-        try:
-            async for batch in connector.inbound():
-                async with self._cond:
-                    self.events += batch
-                    self._cond.notify_all()
-        finally:
-            async with self._cond:
-                self.finished = True
-                self._cond.notify_all()
-
-    async def until(
-        self, predicate: Callable[[list[Event]], bool], wait: float = 5.0
-    ) -> list[Event]:
-        async with asyncio.timeout(wait), self._cond:
-            await self._cond.wait_for(lambda: predicate(self.events))
-        return self.events
-
-    async def has(self, kind: type[Event], wait: float = 5.0, **fields: Any) -> Event:
-        def match(e: Event) -> bool:
-            return isinstance(e, kind) and all(getattr(e, k) == v for k, v in fields.items())
-
-        await self.until(lambda events: any(match(e) for e in events), wait)
-        return next(e for e in self.events if match(e))
-
-    async def finish(self, wait: float = 5.0) -> None:
-        async with asyncio.timeout(wait), self._cond:
-            await self._cond.wait_for(lambda: self.finished)
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await self._task
+    await inbound.until(lambda events: any(match(e) for e in events))
+    found: E = next(e for e in inbound.events if match(e))
+    return found
 
 
 def say(connector: VisitorWidgetConnector, text: str) -> Send:
@@ -132,17 +101,17 @@ def make(server: TestServer, http: aiohttp.ClientSession) -> Callable[..., Visit
 @pytest.fixture
 async def session(
     make: Callable[..., VisitorWidgetConnector],
-) -> AsyncIterator[tuple[VisitorWidgetConnector, Collector, list[Event]]]:
+) -> AsyncIterator[tuple[VisitorWidgetConnector, Inbound, list[Event]]]:
     connector = make()
     opened = list(await connector.open(START))
-    collector = Collector(connector)
-    yield connector, collector, opened
+    inbound = Inbound(connector)
+    yield connector, inbound, opened
     await connector.close()
-    await collector.finish()
+    await inbound.finished()
 
 
 async def test_start(session: Any, emulator: Emulator) -> None:
-    connector, collector, opened = session
+    connector, inbound, opened = session
     chat = emulator.chat_of(connector.snapshot()["visitor_id"])
     assert connector.conversation_id == f"visitor_widget:{chat.id}"
     assert [type(e) for e in opened] == [Status, Availability]
@@ -150,15 +119,15 @@ async def test_start(session: Any, emulator: Emulator) -> None:
     name, data = emulator.received[0]
     assert name == "visitor.connect"
     assert data == {"key": KEY, "name": "Ann", "email": "ann@example.com", "lang": "en"}
-    joined = await collector.has(ParticipantJoined)
+    joined = await has(inbound, ParticipantJoined)
     assert joined.participant.role == "agent"
     assert joined.participant.name == "Emma"
-    await collector.has(Status, status="active")
+    await has(inbound, Status, status="active")
 
 
 async def test_messages_both_ways_and_echo_once(session: Any, emulator: Emulator) -> None:
-    connector, collector, _ = session
-    await collector.has(ParticipantJoined)
+    connector, inbound, _ = session
+    await has(inbound, ParticipantJoined)
     for text in ("one", "two", "three"):
         (sent,) = await connector.send(say(connector, text))
         assert isinstance(sent, Message)
@@ -167,27 +136,27 @@ async def test_messages_both_ways_and_echo_once(session: Any, emulator: Emulator
             "chat.message",
             {"content": {"type": "text", "text": text}},
         )
-        await collector.until(lambda ev, t=text: f"echo: {t}" in texts(ev))
+        await inbound.until(lambda ev, t=text: f"echo: {t}" in texts(ev))
     chat = emulator.chat_of(connector.snapshot()["visitor_id"])
     user_rows = [r["id"] for r in chat.messages if r["subType"] == "contact"]
-    assert texts(collector.events) == ["echo: one", "echo: two", "echo: three"]
+    assert texts(inbound.events) == ["echo: one", "echo: two", "echo: three"]
     assert not {f"{connector.conversation_id}/{r}" for r in user_rows} & {
-        e.id for e in collector.events
+        e.id for e in inbound.events
     }
-    assert len({e.id for e in collector.events}) == len(collector.events)
-    typing = [e.active for e in collector.events if isinstance(e, Typing)]
+    assert len({e.id for e in inbound.events}) == len(inbound.events)
+    typing = [e.active for e in inbound.events if isinstance(e, Typing)]
     assert typing == [True, False] * 3
 
 
 async def test_typing_and_read_both_ways(session: Any, emulator: Emulator) -> None:
-    connector, collector, _ = session
+    connector, inbound, _ = session
     chat = emulator.chat_of(connector.snapshot()["visitor_id"])
     assert (
         await connector.send(SetTyping(conversation=connector.conversation_id, preview="He")) == []
     )
     assert chat.typing == {"is": True, "text": "He"}
     await connector.send(MarkRead(conversation=connector.conversation_id))
-    receipt = await collector.has(Receipt)
+    receipt = await has(inbound, Receipt)
     assert (receipt.status, receipt.sender.role, receipt.up_to) == (
         "read",
         "user",
@@ -196,68 +165,68 @@ async def test_typing_and_read_both_ways(session: Any, emulator: Emulator) -> No
 
 
 async def test_bye_ends_the_session(session: Any) -> None:
-    connector, collector, _ = session
+    connector, inbound, _ = session
     await connector.send(say(connector, "bye"))
-    ended = await collector.has(Ended)
+    ended = await has(inbound, Ended)
     assert (ended.reason, ended.by) == ("agent", "agent")
-    await collector.finish()
-    assert texts(collector.events)[-1] == "echo: bye"
+    await inbound.finished()
+    assert texts(inbound.events)[-1] == "echo: bye"
     with pytest.raises(SessionNotFound):
         await connector.send(say(connector, "anyone?"))
 
 
 async def test_end_command(session: Any) -> None:
-    connector, collector, _ = session
+    connector, inbound, _ = session
     assert await connector.send(End(conversation=connector.conversation_id)) == []
-    ended = await collector.has(Ended)
+    ended = await has(inbound, Ended)
     assert (ended.reason, ended.by) == ("user", "user")
-    await collector.finish()
+    await inbound.finished()
 
 
 async def test_agent_controls(session: Any, emulator: Emulator) -> None:
-    connector, collector, _ = session
+    connector, inbound, _ = session
     chat_id = connector.snapshot()["chat_id"]
     row = await emulator.agent_says(chat_id, "Hi from Emma")
-    message = await collector.has(Message, id=f"{connector.conversation_id}/{row['id']}")
+    message = await has(inbound, Message, id=f"{connector.conversation_id}/{row['id']}")
     assert message.sender.role == "agent"
     await emulator.set_account_status("offline")
-    await collector.has(Availability, online=False)
+    await has(inbound, Availability, online=False)
     await emulator.server_error(chat_id, "Internal failure")
-    error = await collector.has(Error)
+    error = await has(inbound, Error)
     assert (error.code, error.recoverable, error.metadata["vendor_code"]) == (
         "VENDOR_ERROR",
         True,
         500,
     )
     await emulator.end_session(chat_id)
-    await collector.has(Ended, reason="agent")
-    await collector.finish()
+    await has(inbound, Ended, reason="agent")
+    await inbound.finished()
 
 
 async def test_forced_reconnect_loses_nothing(session: Any, emulator: Emulator) -> None:
-    connector, collector, _ = session
-    await collector.has(Status, status="active")
+    connector, inbound, _ = session
+    await has(inbound, Status, status="active")
     chat_id = connector.snapshot()["chat_id"]
     emulator.refuse_connections = True
     await emulator.drop_connections()
-    await collector.has(Link, state="down")
-    await collector.has(Link, state="retrying", attempt=2)
+    await has(inbound, Link, state="down")
+    await has(inbound, Link, state="retrying", attempt=2)
     missed = await emulator.agent_says(chat_id, "said while you were away")
     pending = asyncio.create_task(connector.send(say(connector, "queued")))  # waits for the link
     emulator.refuse_connections = False
-    restored = await collector.has(Link, state="restored")
+    restored = await has(inbound, Link, state="restored")
     assert restored.missed == 1
     assert restored.attempt is not None
     assert restored.attempt >= 2
-    await collector.has(Message, id=f"{connector.conversation_id}/{missed['id']}")
+    await has(inbound, Message, id=f"{connector.conversation_id}/{missed['id']}")
     (sent,) = await pending
-    await collector.until(lambda ev: "echo: queued" in texts(ev))
-    ids = [e.id for e in collector.events]
+    await inbound.until(lambda ev: "echo: queued" in texts(ev))
+    ids = [e.id for e in inbound.events]
     assert len(ids) == len(set(ids))
     assert sent.id not in ids
     # Neither status nor availability is re-emitted by the reconnect's `initialized`.
-    assert sum(isinstance(e, Status) for e in collector.events) == 1
-    assert not any(isinstance(e, Availability) for e in collector.events)
+    assert sum(isinstance(e, Status) for e in inbound.events) == 1
+    assert not any(isinstance(e, Availability) for e in inbound.events)
 
 
 async def test_gives_up_after_max_attempts(
@@ -265,11 +234,11 @@ async def test_gives_up_after_max_attempts(
 ) -> None:
     connector = make(retry_attempts="2")
     await connector.open(START)
-    collector = Collector(connector)
+    inbound = Inbound(connector)
     emulator.refuse_connections = True
     await emulator.drop_connections()
-    await collector.finish()
-    links = [e for e in collector.events if isinstance(e, Link)]
+    await inbound.finished()
+    links = [e for e in inbound.events if isinstance(e, Link)]
     assert [(e.state, e.attempt) for e in links] == [
         ("down", None),
         ("retrying", 1),
@@ -277,8 +246,8 @@ async def test_gives_up_after_max_attempts(
         ("down", None),
     ]
     assert links[-1].will_retry is False
-    assert isinstance(collector.events[-1], Ended)
-    assert collector.events[-1].reason == "error"
+    assert isinstance(inbound.events[-1], Ended)
+    assert inbound.events[-1].reason == "error"
     await connector.close()
 
 
@@ -287,25 +256,25 @@ async def test_resume_from_snapshot(
 ) -> None:
     first = make()
     await first.open(START)
-    collector = Collector(first)
+    inbound = Inbound(first)
     chat_id = first.snapshot()["chat_id"]
     seen = await emulator.agent_says(chat_id, "before takeover")
-    await collector.has(Message, id=f"{first.conversation_id}/{seen['id']}")
-    await collector.has(Status, status="active")
-    await collector.until(lambda ev: first.snapshot()["last_id"] == seen["id"])
+    await has(inbound, Message, id=f"{first.conversation_id}/{seen['id']}")
+    await has(inbound, Status, status="active")
+    await inbound.until(lambda ev: first.snapshot()["last_id"] == seen["id"])
     state = first.snapshot()
     await first.close()
-    await collector.finish()
+    await inbound.finished()
 
     missed = await emulator.agent_says(chat_id, "during takeover")
     second = make()
     fetched = await second.resume(state)
     assert second.conversation_id == first.conversation_id
     assert [e.id for e in fetched] == [f"{first.conversation_id}/{missed['id']}"]
-    collector = Collector(second)
+    inbound = Inbound(second)
     (sent,) = await second.send(say(second, "after"))
-    await collector.until(lambda ev: "echo: after" in texts(ev))
-    assert sent.id not in {e.id for e in collector.events}
+    await inbound.until(lambda ev: "echo: after" in texts(ev))
+    assert sent.id not in {e.id for e in inbound.events}
     assert emulator.received[-1][0] == "chat.message"
     await second.close()
 
@@ -332,7 +301,7 @@ async def test_unreachable(http: aiohttp.ClientSession) -> None:
 
 
 async def test_file_upload(session: Any, emulator: Emulator, server: TestServer) -> None:
-    connector, collector, _ = session
+    connector, inbound, _ = session
     png = b"\x89PNG\r\n\x1a\nfake"
     url = "data:image/png;base64," + base64.b64encode(png).decode()
     (sent,) = await connector.send(
@@ -347,28 +316,138 @@ async def test_file_upload(session: Any, emulator: Emulator, server: TestServer)
     assert sent.content.url is not None
     async with aiohttp.ClientSession() as http, http.get(sent.content.url) as response:
         assert await response.read() == png
-    await collector.until(
+    await inbound.until(
         lambda ev: bool(emulator.chat_of(connector.snapshot()["visitor_id"]).messages)
     )
-    assert sent.id not in {e.id for e in collector.events}
+    assert sent.id not in {e.id for e in inbound.events}
 
 
 async def test_resume_an_ended_session(make: Callable[..., VisitorWidgetConnector]) -> None:
     first = make()
     await first.open(START)
-    collector = Collector(first)
+    inbound = Inbound(first)
     await first.send(End(conversation=first.conversation_id))
-    await collector.finish()
+    await inbound.finished()
     state = first.snapshot()
     await first.close()
     second = make()
     assert await second.resume(state) == []
-    collector = Collector(second)
-    await collector.finish()
-    assert collector.events == []
+    inbound = Inbound(second)
+    await inbound.finished()
+    assert inbound.events == []
     await second.close()
 
 
 def test_bad_option(make: Callable[..., VisitorWidgetConnector]) -> None:
     with pytest.raises(RequestError, match="RETRY_BASE"):
         make(retry_base="soon")
+
+
+# -- lazy chats: the platform creates the chat with the first message -------------------------
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["chat-at-connect", "chat-on-first-message"])
+async def test_open_and_talk_in_both_chat_modes(
+    make: Callable[..., VisitorWidgetConnector], emulator: Emulator, lazy: bool
+) -> None:
+    emulator.lazy_chat = lazy
+    connector = make()
+    opened = await connector.open(START)
+    visitor = connector.snapshot()["visitor_id"]
+    assert [name for name, _ in emulator.received] == ["visitor.connect"]  # nothing else sent
+    if lazy:
+        assert connector.conversation_id == f"visitor_widget:{visitor}"
+        assert connector.snapshot()["chat_id"] is None
+        assert not emulator.chats
+        assert [type(e) for e in opened] == [Availability]
+        # typing and read before the chat exists are harmless
+        await connector.send(SetTyping(conversation=connector.conversation_id))
+        await connector.send(MarkRead(conversation=connector.conversation_id))
+    else:
+        assert connector.conversation_id == f"visitor_widget:{emulator.chat_of(visitor).id}"
+        assert [type(e) for e in opened] == [Status, Availability]
+    conversation = connector.conversation_id
+    inbound = Inbound(connector)
+    (sent,) = await connector.send(say(connector, "hello"))
+    chat = emulator.chat_of(visitor)
+    assert connector.snapshot()["chat_id"] == chat.id
+    (row,) = [r for r in chat.messages if r["subType"] == "contact"]
+    assert (sent.conversation_id, sent.id) == (conversation, f"{conversation}/{row['id']}")
+    await inbound.until(lambda ev: "echo: hello" in texts(ev))
+    await has(inbound, ParticipantJoined)
+    await has(inbound, Status, status="active")
+    assert connector.conversation_id == conversation  # never changes
+    assert {e.conversation_id for e in inbound.events} == {conversation}
+    ids = [e.id for e in inbound.events]
+    assert len(ids) == len(set(ids)) and sent.id not in ids  # the echo was dropped
+    assert [r["content"].get("text") for r in chat.messages if r["type"] == "message"] == [
+        "hello",
+        "echo: hello",
+    ]
+    await connector.close()
+    await inbound.finished()
+
+
+async def test_lazy_chat_resumes_under_the_visitor_conversation(
+    make: Callable[..., VisitorWidgetConnector], emulator: Emulator
+) -> None:
+    emulator.lazy_chat = True
+    first = make()
+    await first.open(START)
+    inbound = Inbound(first)
+    await first.send(say(first, "hi"))
+    await inbound.until(lambda ev: "echo: hi" in texts(ev))
+    await inbound.until(lambda ev: first.snapshot()["last_id"] is not None)
+    state = first.snapshot()
+    await first.close()
+    await inbound.finished()
+
+    missed = await emulator.agent_says(state["chat_id"], "during takeover")
+    second = make()
+    fetched = await second.resume(state)
+    assert second.conversation_id == first.conversation_id == state["conversation_id"]
+    assert f"{first.conversation_id}/{missed['id']}" in [e.id for e in fetched]
+    assert {e.conversation_id for e in fetched} == {first.conversation_id}
+    await second.close()
+
+
+async def test_lazy_chat_resumes_before_any_message(
+    make: Callable[..., VisitorWidgetConnector], emulator: Emulator
+) -> None:
+    emulator.lazy_chat = True
+    first = make()
+    await first.open(START)
+    state = first.snapshot()
+    await first.close()
+    second = make()
+    assert await second.resume(state) == []
+    assert second.conversation_id == first.conversation_id
+    inbound = Inbound(second)
+    (sent,) = await second.send(say(second, "now"))
+    assert sent.conversation_id == first.conversation_id
+    await inbound.until(lambda ev: "echo: now" in texts(ev))
+    await second.close()
+
+
+async def test_lazy_chat_end_before_any_message(
+    make: Callable[..., VisitorWidgetConnector], emulator: Emulator
+) -> None:
+    emulator.lazy_chat = True
+    connector = make()
+    await connector.open(START)
+    inbound = Inbound(connector)
+    assert await connector.send(End(conversation=connector.conversation_id)) == []
+    await inbound.finished()
+    (ended,) = inbound.events
+    assert isinstance(ended, Ended)
+    assert (ended.conversation_id, ended.reason, ended.by) == (
+        connector.conversation_id,
+        "user",
+        "user",
+    )
+    assert connector.snapshot()["status"] == "closed"
+    assert [name for name, _ in emulator.received] == ["visitor.connect"]
+    assert not emulator.chats
+    with pytest.raises(SessionNotFound):
+        await connector.send(say(connector, "late"))
+    await connector.close()

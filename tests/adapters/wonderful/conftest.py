@@ -1,8 +1,8 @@
-"""Fixtures of the wonderful tests: the emulated platform on loopback and connectors to it."""
+"""Fixtures of the wonderful tests: the emulated platform on loopback and connectors to it
+(`collect` runs a connector's inbound in the shared `tests.support.Inbound` waiter)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,6 +15,7 @@ from adapters.wonderful.connector import WonderfulConnector
 from adapters.wonderful.emulator import Emulator
 from gateway.adapter import DialectSettings
 from gateway.model import Event, Message, Text
+from tests.support import Inbound
 
 
 @pytest.fixture
@@ -55,45 +56,6 @@ async def make(server: TestServer, http: aiohttp.ClientSession) -> AsyncIterator
         await connector.close()
 
 
-WAIT = 5.0  # seconds a condition may take before the test fails (it never sleeps that long)
-
-
-class Inbound:
-    """Runs `connector.inbound()` in the background; tests wait on what it collected."""
-
-    def __init__(self, connector: WonderfulConnector) -> None:
-        self.events: list[Event] = []
-        self._changed = asyncio.Event()
-        self.task = asyncio.get_running_loop().create_task(self._run(connector))
-
-    async def _run(self, connector: WonderfulConnector) -> None:
-        try:
-            async for batch in connector.inbound():
-                self.events.extend(batch)
-                self._changed.set()
-        finally:
-            self._changed.set()
-
-    async def until(self, predicate: Callable[[list[Event]], bool]) -> None:
-        """Wait (at most `WAIT` seconds) until `predicate(events)` holds."""
-        async with asyncio.timeout(WAIT):
-            while True:
-                self._changed.clear()
-                if predicate(self.events):
-                    return
-                if self.task.done():
-                    self.task.result()
-                    raise AssertionError(f"inbound finished without it: {self.events}")
-                await self._changed.wait()
-
-    async def finished(self) -> None:
-        async with asyncio.timeout(WAIT):
-            await self.task
-
-    def texts(self) -> list[str]:
-        return texts(self.events)
-
-
 def texts(events: list[Event]) -> list[str]:
     return [
         e.content.text for e in events if isinstance(e, Message) and isinstance(e.content, Text)
@@ -111,5 +73,4 @@ async def collect(make: Make) -> AsyncIterator[Callable[[WonderfulConnector], In
 
     yield collect
     for inbound in running:
-        inbound.task.cancel()
-    await asyncio.gather(*(i.task for i in running), return_exceptions=True)
+        await inbound.stop()

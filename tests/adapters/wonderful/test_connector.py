@@ -26,7 +26,8 @@ from gateway.model import (
     Status,
     Text,
 )
-from tests.adapters.wonderful.conftest import Inbound, Make, texts
+from tests.adapters.wonderful.conftest import Make, texts
+from tests.support import Inbound
 
 Collect = Callable[[Any], Inbound]
 
@@ -82,7 +83,36 @@ async def test_start_converse_and_echo(emulator: Emulator, make: Make, collect: 
     # the echo of the user's message carries exactly the id `send` returned: it dedups
     user_ids = {e.id for e in everything if isinstance(e, Message) and e.sender.role == "user"}
     assert user_ids == {sent.id}
+    echo = next(e for e in inbound.events if e.id == sent.id)
+    assert echo == sent  # whichever the hub stores first, the log reads the same
+    assert sent.metadata == {"locale": "en-US"}
     assert emulator.sessions[sid].received == [{"type": "text", "text": "hello"}]
+
+
+async def test_a_send_retried_after_a_lost_answer_is_delivered_once(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
+    connector = make()
+    await connector.open(start(ref="s-retry"))
+    conv = connector.conversation_id
+    sid = conv.removeprefix("wonderful:")
+    inbound = collect(connector)
+    emulator.lose_answers(2)  # the platform takes it, then the answer is lost, twice
+    [sent] = await connector.send(Send(conversation=conv, content=Text("once"), ref="m1"))
+    [unreffed] = await connector.send(Send(conversation=conv, content=Text("twice?")))
+    assert emulator.sessions[sid].received == [
+        {"type": "text", "text": "once"},
+        {"type": "text", "text": "twice?"},
+    ]
+    await inbound.until(said("echo: twice?"))
+    users = [e.id for e in inbound.events if isinstance(e, Message) and e.sender.role == "user"]
+    assert users == [sent.id, unreffed.id]
+    posts = [r for r in emulator.received if r.path.endswith("/messages")]
+    keys = [r.key for r in posts]
+    assert len(posts) == 4  # the first send tried three times, the second once
+    assert keys[0] == keys[1] == keys[2] != keys[3]
+    assert keys[3] is not None  # no ref: a fresh key per command, kept over its retries
+    assert emulator.received[0].key is not None  # the start POST carries one too
 
 
 async def test_agent_messages_arrive_in_order(
@@ -286,7 +316,7 @@ async def test_commands_the_platform_refuses(make: Make, emulator: Emulator) -> 
         ),
         (404, {"error": {"code": "SESSION_NOT_FOUND"}}, SessionNotFound, "SESSION_NOT_FOUND"),
         (404, "not json", SessionNotFound, "SESSION_NOT_FOUND"),
-        (409, {"error": {"code": "SESSION_ENDED"}}, RequestError, "INVALID_REQUEST"),
+        (409, {"error": {"code": "SESSION_ENDED"}}, RequestError, "SESSION_ENDED"),
         (401, {"error": {"code": "UNAUTHORIZED"}}, VendorError, "VENDOR_ERROR"),
         (429, {}, VendorError, "VENDOR_ERROR"),
         (503, {"error": {"code": "PII_MASKING_ENABLED"}}, VendorError, "VENDOR_ERROR"),

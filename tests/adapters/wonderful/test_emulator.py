@@ -114,3 +114,39 @@ async def test_a_socket_to_an_ended_session_closes(
     async with client.ws_connect(f"{SESSIONS}/{sid}/ws", headers=AUTH) as ws:
         assert (await ws.receive_json(timeout=5))["type"] == "connected"
         assert (await ws.receive(timeout=5)).type is WSMsgType.CLOSE
+
+
+async def test_a_repeated_idempotency_key_is_carried_out_once(
+    emulator: Emulator, client: TestClient[Any, Any]
+) -> None:
+    sid = await started(client)
+    path = f"{SESSIONS}/{sid}/messages"
+    once = {**AUTH, "Idempotency-Key": "k1"}
+    first = await client.post(path, json={"type": "text", "text": "a"}, headers=once)
+    again = await client.post(path, json={"type": "text", "text": "a"}, headers=once)
+    assert first.status == again.status == 200
+    assert await first.json() == await again.json()
+    other = await client.post(path, json={"type": "text", "text": "a"}, headers=AUTH)
+    assert (await other.json())["eventId"] != (await first.json())["eventId"]
+    assert emulator.sessions[sid].received == [{"type": "text", "text": "a"}] * 2
+    # a refusal is not kept: the same key, now valid, is carried out
+    bad = {**AUTH, "Idempotency-Key": "k2"}
+    assert await error_of(await client.post(path, json={"type": "text"}, headers=bad)) == (
+        400,
+        "INVALID_REQUEST",
+    )
+    assert (await client.post(path, json={"type": "text", "text": "b"}, headers=bad)).status == 200
+    assert [r.key for r in emulator.received[-5:]] == ["k1", "k1", None, "k2", "k2"]
+
+
+async def test_a_lost_answer_is_a_502_after_the_work_is_done(
+    emulator: Emulator, client: TestClient[Any, Any]
+) -> None:
+    sid = await started(client)
+    emulator.lose_answers(1)
+    path = f"{SESSIONS}/{sid}/messages"
+    headers = {**AUTH, "Idempotency-Key": "k"}
+    lost = await client.post(path, json={"type": "text", "text": "x"}, headers=headers)
+    assert await error_of(lost) == (502, "BAD_GATEWAY")
+    assert (await client.post(path, json={"type": "text", "text": "x"}, headers=headers)).ok
+    assert emulator.sessions[sid].received == [{"type": "text", "text": "x"}]

@@ -7,7 +7,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters.wonderful import WonderfulAdapter, codec
+from adapters.wonderful import WonderfulAdapter
+from adapters.wonderful.encode import idempotency_key, sent_message
 from adapters.wonderful.native import SendResponse
 from gateway.adapter import NativeRequest
 from gateway.errors import RequestError, Unsupported
@@ -175,13 +176,14 @@ def test_recover_end_forward() -> None:
 
 def test_a_sent_message_has_the_id_and_content_of_its_echo() -> None:
     command = Send(conversation=CONV, content=Text("hi"), metadata={"k": "v"})
-    sent = codec.sent_message(command, SendResponse("ev-9", "2024-02-02T13:00:00.000Z"))
+    sent = sent_message(command, SendResponse("ev-9", "2024-02-02T13:00:00.000Z"), "fr-FR")
     echo = {
         "type": "message",
         "data": {
             "eventId": "ev-9",
             "sessionId": "s-1",
             "speaker": "customer",
+            "locale": "fr-FR",
             "data": {"type": "text", "text": "hi"},
             "metadata": {"k": "v"},
             "timestamp": "2024-02-02T13:00:00.000Z",
@@ -190,6 +192,28 @@ def test_a_sent_message_has_the_id_and_content_of_its_echo() -> None:
     [decoded] = adapter.decode(msgspec.json.encode(echo)).events
     assert decoded == sent
     assert sent.id == "wonderful:s-1/ev-9"
+    assert sent.metadata == {"k": "v", "locale": "fr-FR"}
+
+
+def test_idempotency_keys_follow_the_ref_in_its_scope() -> None:
+    def send(conversation: str = CONV, ref: str | None = "r1") -> Send:
+        return Send(conversation=conversation, content=Text("x"), ref=ref)
+
+    def start(who: str, ref: str = "r1") -> Start:
+        return Start(dialect="wonderful", ref=ref, participant=Participant(from_=who))
+
+    key = idempotency_key(send())
+    assert key is not None and len(key) == 32
+    assert idempotency_key(send()) == key  # a retry, from any replica, names the same delivery
+    assert idempotency_key(send(ref=None)) is None
+    others = [
+        idempotency_key(send(ref="r2")),
+        idempotency_key(send(conversation="wonderful:s-2")),
+        idempotency_key(End(conversation=CONV, ref="r1")),
+        idempotency_key(start("a@example.com")),
+    ]
+    assert len({key, *others}) == 5
+    assert idempotency_key(start("a@example.com")) != idempotency_key(start("b@example.com"))
 
 
 def test_adapter_describes_itself() -> None:
@@ -197,4 +221,5 @@ def test_adapter_describes_itself() -> None:
         "name": "wonderful",
         "capabilities": ["end", "forward", "ingest", "recover", "send", "start"],
         "content_kinds": ["file", "image", "text"],
+        "typing_preview": False,
     }

@@ -12,7 +12,8 @@ import pytest
 from adapters.wonderful.emulator import Emulator
 from gateway.hub import Hub, create_hub
 from gateway.model import Event, Link, Message, Participant, Send, Start, Text, event_decoder
-from tests.adapters.wonderful.conftest import Inbound, Make, texts
+from tests.adapters.wonderful.conftest import Make, texts
+from tests.support import Inbound
 
 START = Start(
     dialect="wonderful", participant=Participant(from_="u@example.com", from_type="email")
@@ -77,7 +78,7 @@ async def test_echo_is_stored_once_and_takeover_loses_nothing(
         await first.close()
         await inbound.finished()
     finally:
-        inbound.task.cancel()
+        await inbound.stop()
 
     await emulator.agent_says(sid, "while nobody owned it")
     second = make()
