@@ -4,7 +4,8 @@
 the envelope `{"events": [...]}`, or a raw Socket.IO event payload `["<name>", <data>]` (ours).
 Ids: conversation `visitor_widget:<chatId>`; a message row's event `<conv>/<message id>`
 (`<conv>/<message id>/<n>` for the n-th extra event of one row, e.g. a second attachment);
-events the platform does not identify get a `derived_id` from what makes them.
+events the platform does not identify get a `derived_id` from what makes them (the
+frame's own time, never the receive time: a re-posted time-less body deduplicates).
 A frame without a chat id takes `conversation`; with neither it is invalid (`$.data.chatId`).
 
 Commands go the other way in `commands.py`.

@@ -84,18 +84,23 @@ class OwnedSession:
             async for batch in self.connector.inbound():
                 if not batch:
                     continue
-                await self._publish_retrying(batch)
                 ended = any(isinstance(e, Ended) for e in batch)
-                if self._stopping and not ended:
+                if ended:
+                    # The record says `ended` before anyone can see the `ended` event, so a
+                    # frontend acting on it (recover, send) finds the session completed.
+                    async with self._lock:
+                        await self._persist("ended")
+                await self._publish_retrying(batch)
+                if ended or self._stopping:
                     break
                 async with self._lock:
-                    await self._persist("ended" if ended else None)
-                if ended:
-                    break
+                    await self._persist()
         except asyncio.CancelledError:
             raise
         except SessionNotFound as exc:
             # The platform no longer knows the session: that is its end.
+            async with self._lock:
+                await self._persist("ended")
             await self._publish_retrying(
                 [
                     Ended(
@@ -110,8 +115,7 @@ class OwnedSession:
                 ]
             )
             ended = True
-            async with self._lock:
-                await self._persist("ended")
+
         except Exception:
             log.exception("session.pump_failed")
         finally:

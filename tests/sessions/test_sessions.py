@@ -153,7 +153,6 @@ async def test_end_arrives_as_ended_and_closes_the_session(session_gateway: Gate
     assert (await ws.reply("ack", "e"))["op"] == "ack"
     ended = await ws.wait_for(lambda f: f["op"] == "event" and f["event"]["type"] == "ended")
     assert ended["event"]["reason"] == "user" and ended["event"]["by"] == "user"
-    await asyncio.sleep(0.05)
     await ws.send(
         "send",
         ref="late",
