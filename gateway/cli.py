@@ -82,10 +82,10 @@ def serve(args: argparse.Namespace) -> int:
     registry = Registry.load(settings.dialects)
     try:
         settings.check_dialects([adapter.name for adapter in registry])
+        app = create_app(settings, registry)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, registry)
     web.run_app(
         app,
         host=settings.host,

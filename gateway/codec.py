@@ -62,7 +62,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         return _epoch_float(value)  # type: ignore[arg-type]
     if kind is str:
         text: str = value  # type: ignore[assignment]
-        if len(text) == 24 and _CANONICAL.match(text) and _valid_day(text[:10]):
+        if len(text) == 24 and text[10] == "T" and _valid_day(text[:10]) and _CLOCK.match(text, 11):
             return text
         if text.isdigit() and text.isascii():
             number = int(text)
@@ -74,15 +74,19 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         except ValueError:
             pass
         try:
-            return format_at(datetime.fromisoformat(text))
+            moment = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"not a timestamp: {text!r}") from None
+        at = format_at(moment)
+        if not "1970" <= at[:4]:  # the documented range; `format_at` shifts to UTC first
+            raise ValueError(f"timestamp out of range: {text!r}")
+        return at
     if value is None:
         return default if default is not None else format_at(datetime.now(UTC))
     raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
 
 
-_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z")
+_CLOCK = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z")  # the part after the `T`
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 _seconds: dict[int, str] = {}
@@ -90,11 +94,11 @@ _days: dict[str, bool] = {}
 
 
 def _valid_day(day: str) -> bool:
+    """Whether `day` is `YYYY-MM-DD` of a real date from 1970 on (cached: few days recur)."""
     valid = _days.get(day)
     if valid is None:
         try:
-            date.fromisoformat(day)
-            valid = True
+            valid = day[4] == "-" and day[7] == "-" and date.fromisoformat(day).year >= 1970
         except ValueError:
             valid = False
         if len(_days) > 4096:
@@ -136,6 +140,8 @@ def loads(body: bytes | str) -> Any:
         return _raw_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedJSON("body is nested too deeply") from None
 
 
 def path_of(exc: msgspec.ValidationError) -> str:

@@ -46,6 +46,26 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retention_ended_s: float = 7 * 86400
     """How long a conversation's log is kept after its `ended` event."""
     shutdown_timeout_s: float = 10.0
+    auth: Literal["jwt", "none"] = "jwt"
+    """`none` lets anyone in (development only; a warning is logged at start)."""
+    jwt_secret: str | None = None
+    jwt_secret_file: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_jwks_file: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_s: float = 30.0
+    webhook_window_s: float = 300.0
+    """How old a signed webhook's timestamp may be (replay window)."""
+    max_subscriptions: int = 100
+    """Subscriptions one socket may hold."""
+    ws_rate: float = 50.0
+    ws_burst: float = 200.0
+    """Client frames a socket may send per second, and in a burst."""
+    client_rate: float = 100.0
+    client_burst: float = 400.0
+    """Frames and API requests one client (token `sub`, else its address) may make per second
+    across its connections to this replica, and in a burst."""
     lease_ttl_s: float = 10.0
     """How long a replica's ownership of a vendor session lasts without renewal: the bound on
     how long a dead replica's sessions wait before another replica takes them over."""
@@ -68,6 +88,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ("retention_ended_s", self.retention_ended_s > 0, "must be positive"),
             ("shutdown_timeout_s", self.shutdown_timeout_s >= 0, "must be 0 or more"),
             ("lease_ttl_s", self.lease_ttl_s >= 0.3, "must be at least 0.3"),
+            ("max_subscriptions", self.max_subscriptions >= 1, "must be at least 1"),
+            ("ws_rate", self.ws_rate > 0, "must be positive"),
+            ("ws_burst", self.ws_burst >= 1, "must be at least 1"),
+            ("client_rate", self.client_rate > 0, "must be positive"),
+            ("client_burst", self.client_burst >= 1, "must be at least 1"),
+            ("webhook_window_s", self.webhook_window_s > 0, "must be positive"),
             ("session_idle_s", self.session_idle_s > 0, "must be positive"),
             ("command_timeout_s", self.command_timeout_s > 0, "must be positive"),
         ]

@@ -62,7 +62,9 @@ def make_gateway(aiohttp_client: Callable[..., Any], hub_url: str) -> Callable[.
     """Start the gateway on the hub under test: `await make_gateway(**settings)`."""
 
     async def make(**overrides: Any) -> GatewayClient:
-        settings = Settings(**{"redis_url": hub_url, "dialects": ["loopback"], **overrides})
+        settings = Settings(
+            **{"redis_url": hub_url, "dialects": ["loopback"], "auth": "none", **overrides}
+        )
         client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
         return GatewayClient(client)
 

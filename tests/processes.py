@@ -27,6 +27,7 @@ class GatewayProcess:
             "GATEWAY_PORT": str(self.port),
             "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_DIALECTS": "loopback",
+            "GATEWAY_AUTH": "none",
             **(env or {}),
         }
         self.log_path = log_path

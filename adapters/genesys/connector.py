@@ -14,7 +14,8 @@ fetched twice.
 
 Errors: statusCode 1 and transport failures are retried with backoff (polls: all of them;
 commands: only statusCode 1, since a dropped POST may have been applied); statusCode 2 maps to
-`SessionNotFound` / `RequestError` / `Unsupported` / `VendorError` (`vendor_code` kept).
+`SessionNotFound` / `RequestError` / `Unsupported` / `VendorError` (`vendor_code` kept); a
+command into a chat that has ended raises `RequestError` with code `SESSION_ENDED`.
 
 Own messages: GMS echoes the client's messages into the transcript; their canonical id is the
 transcript index, which only GMS knows. `send` posts with the current `transcriptPosition`, finds
@@ -271,6 +272,8 @@ class GenesysConnector(Connector):
     async def send(self, command: Command) -> Sequence[Event]:
         if isinstance(command, Start | Recover):
             raise RequestError(f"{command.__struct_config__.tag!r} opens a session: use open")
+        if self._ended is not None:  # our own `End`: the session is over, ask GMS nothing
+            raise _has_ended()
         request = encode(command, self._state)
         match command:
             case Send():
@@ -340,7 +343,7 @@ class GenesysConnector(Connector):
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             if env.statusCode != 0:  # refused, the chat having ended
-                raise SessionNotFound("the genesys chat has ended", vendor_code=50)
+                raise _has_ended()
             return env
 
     async def _post(self, request: NativeRequest) -> n.Envelope:
@@ -374,3 +377,8 @@ class GenesysConnector(Connector):
             first = env.errors[0] if env.errors else n.GmsError(code=52)
             raise command_error(first.code, first.advice)
         return env
+
+
+def _has_ended() -> RequestError:
+    """A command into a chat that has ended (GMS refuses it with code 50 and `chatEnded`)."""
+    return RequestError("the genesys chat has ended", code="SESSION_ENDED", vendor_code=50)

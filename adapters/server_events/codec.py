@@ -199,8 +199,7 @@ def to_events(
     """
     conv = f"{DIALECT}:{chat_id}"  # gateway.codec.conversation_id, inlined: hot path
     known = parties
-    if untimed is None:
-        untimed = Untimed()
+    after: n.NativeId | None = None  # the last message's msg_id, until an `Untimed` is needed
     out: list[Event] = []
     for index, frame in enumerate(frames):
         kind = type(frame)
@@ -210,6 +209,9 @@ def to_events(
                 if received_at is None:
                     received_at = now_at()  # once per batch: untimed frames share one instant
                 at = received_at
+                if untimed is None:  # only bodies with untimed frames pay for one
+                    untimed = Untimed()
+                    untimed.anchor(after)
                 when = untimed.place(frame)
             else:
                 try:
@@ -217,7 +219,10 @@ def to_events(
                 except (ValueError, OverflowError, OSError):
                     raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
             if kind in _ANCHORS:
-                untimed.anchor(frame.msg_id)  # type: ignore[union-attr]
+                if untimed is not None:
+                    untimed.anchor(frame.msg_id)  # type: ignore[union-attr]
+                elif frame.msg_id is not None:  # type: ignore[union-attr]
+                    after = frame.msg_id  # type: ignore[union-attr]
             event = _BUILDERS[kind](frame, conv, at, when, known, file_url)
         except _Bad as exc:
             msg = f"frame {index}: {exc} at {exc.path}"
@@ -398,6 +403,8 @@ def _signal(f: n.Signaling, conv: str, at: str, when: str, known: _Parties, _: s
 def _file(
     f: n.ChatFile, conv: str, at: str, when: str, known: _Parties, file_url: str | None
 ) -> Event:
+    if not f.file_id:
+        raise _Bad("$.file_id", "a file needs a `file_id`")
     url = file_url.replace("{file_id}", f.file_id) if file_url else None
     content: Image | File = (
         Image(url=url, file_id=f.file_id, file_name=f.file_name)

@@ -20,8 +20,9 @@ the SDK's documented objects:
 
 Modules: `native.py` (the seed's objects), `frames.py` (our frame layer), `decode.py` and
 `encode.py` (the pure codec: frames → canonical events, commands → requests), `connector.py`
-(one live session: REST + WebSocket, the SDK's reconnect policy), `emulator.py` (the platform,
-in-process, for tests and the demo mode).
+(one live session: REST + WebSocket, the SDK's reconnect policy), `refusals.py` (the platform's
+errors as gateway errors), `emulator.py` and `idempotency.py` (the platform, in-process, for
+tests and the demo mode).
 """
 
 from __future__ import annotations

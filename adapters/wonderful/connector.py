@@ -45,7 +45,8 @@ from adapters.wonderful.frames import (
     Reconnecting,
     ReconnectingFrame,
 )
-from adapters.wonderful.native import ChatSession, ErrorBody, SendResponse
+from adapters.wonderful.native import ChatSession, SendResponse
+from adapters.wonderful.refusals import handshake_error, platform_error
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
 from gateway.model import Command, Ended, Event, Link, Message, Recover, Send, Start, now_at
@@ -53,7 +54,6 @@ from gateway.model import Command, Ended, Event, Link, Message, Recover, Send, S
 log = structlog.get_logger(__name__)
 
 DEFAULT_URL = "https://api.wonderful.ai"
-_REQUEST_CODES = frozenset({"INVALID_REQUEST", "MISSING_PARTICIPANT", "SESSION_ENDED"})
 _session_decoder = msgspec.json.Decoder(ChatSession)
 _send_decoder = msgspec.json.Decoder(SendResponse)
 
@@ -161,7 +161,7 @@ class WonderfulConnector(Connector):
         try:
             ws = await self._http.ws_connect(url, headers=self._headers, heartbeat=self._ping)
         except aiohttp.WSServerHandshakeError as exc:
-            raise _handshake_error(exc) from None
+            raise handshake_error(exc) from None
         try:
             first = await ws.receive(timeout=self._timeout.total)
             events = (
@@ -307,7 +307,7 @@ class WonderfulConnector(Connector):
                     if response.status < 400:
                         return body
                     if response.status < 500 or attempt == self._http_retries:
-                        raise _platform_error(response.status, body)
+                        raise platform_error(response.status, body)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 if attempt == self._http_retries:
                     raise VendorError(f"platform unreachable: {type(exc).__name__}") from exc
@@ -319,25 +319,3 @@ def _key(command: Command) -> str:
     """The `Idempotency-Key` of the POST carrying `command`: its ref's, else a fresh one (which
     still makes the retries of this one call safe)."""
     return encode.idempotency_key(command) or uuid.uuid4().hex
-
-
-def _platform_error(status: int, body: bytes) -> GatewayError:
-    """The gateway error for a refusal of the platform (`{"error": {"code", "message"}}`)."""
-    try:
-        detail = msgspec.json.decode(body, type=ErrorBody).error
-        code, message = detail.code, detail.message or detail.code
-    except msgspec.DecodeError:
-        code, message = None, f"HTTP {status}"
-    if code == "SESSION_NOT_FOUND" or status == 404:
-        return SessionNotFound(message, vendor_code=code)
-    if code in _REQUEST_CODES:
-        return RequestError(message, code=code, vendor_code=code)
-    if 400 <= status < 500 and status not in (401, 403, 429):
-        return RequestError(message, vendor_code=code, http_status=status)
-    return VendorError(message, vendor_code=code, http_status=status)
-
-
-def _handshake_error(exc: aiohttp.WSServerHandshakeError) -> GatewayError:
-    if exc.status == 404:
-        return SessionNotFound("no such session", vendor_code="SESSION_NOT_FOUND")
-    return VendorError(f"socket refused: HTTP {exc.status}", http_status=exc.status)

@@ -168,8 +168,14 @@ class OwnedSession:
         self.last_activity = time.monotonic()
         async with self._lock:
             events = await self.connector.send(command)
+            ended = any(isinstance(e, Ended) for e in events)
+            if ended:  # as in the pump: the record says so before the event is seen
+                await self._persist("ended")
             published = await self.publish(events) if events else []
             await self._persist()
+        if ended:
+            log.info("session.ended")
+            self._spawn_stop(release=True)
         ack = Ack(ref=command.ref, conversation=self.conversation)
         for event, result in zip(events, published, strict=True):
             if isinstance(event, Message) or ack.id is None:

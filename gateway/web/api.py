@@ -10,7 +10,7 @@ from gateway import metrics
 from gateway.errors import RequestError
 from gateway.hub import is_pattern
 from gateway.model import json_schema
-from gateway.web.keys import HUB, REGISTRY, SESSIONS, SETTINGS
+from gateway.web.keys import GRANT, HUB, REGISTRY, SESSIONS, SETTINGS
 from gateway.web.responses import json_response
 
 
@@ -42,6 +42,7 @@ async def conversation_events(request: web.Request) -> web.Response:
     conversation = request.match_info["conversation"]
     if is_pattern(conversation):
         raise RequestError("the log is per conversation, not per pattern", path="path.conversation")
+    request[GRANT].check_read(conversation)
     since = _int_param(request, "since", 0, 0, 2**62)
     max_limit = request.app[SETTINGS].history_max_limit
     limit = _int_param(request, "limit", min(100, max_limit), 1, max_limit)

@@ -18,7 +18,20 @@ from gateway.errors import GatewayError
 from gateway.hub import create_hub
 from gateway.sessions import Sessions, create_store
 from gateway.web import api, commands, ingest, protocol, telemetry, ws
-from gateway.web.keys import CONNECTIONS, HTTP, HUB, REGISTRY, SESSIONS, SETTINGS
+from gateway.web.auth import Authenticator, token_of
+from gateway.web.keys import (
+    AUTH,
+    CLIENT_LIMITS,
+    CONNECTIONS,
+    GRANT,
+    HTTP,
+    HUB,
+    REGISTRY,
+    SESSIONS,
+    SETTINGS,
+    WEBHOOK_KEYS,
+)
+from gateway.web.limits import ClientLimits
 from gateway.web.responses import error_response, http_error_response, json_response
 from gateway.web.ws import Connection
 
@@ -36,6 +49,10 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
     route_name = route.canonical if route is not None else "unmatched"
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
+            if _needs_token(request):
+                grant = request.app[AUTH].authenticate(token_of(request.headers, request.query))
+                request.app[CLIENT_LIMITS].take(grant.subject, "requests")
+                request[GRANT] = grant
             response = await handler(request)
         except GatewayError as exc:
             response = error_response(exc)
@@ -71,6 +88,19 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
         return response
 
 
+# Routes anyone may call: probes, metrics, the schema, the console's files. Ingest checks its
+# own credentials (a webhook signature, or a token with an `ingest` claim); the WebSocket
+# authenticates its handshake.
+_OPEN_PREFIXES = ("/healthz", "/readyz", "/metrics", "/v1/schema", "/v1/ws", "/static/")
+
+
+def _needs_token(request: web.Request) -> bool:
+    path = request.path
+    if path == "/" or path.startswith(_OPEN_PREFIXES):
+        return False
+    return not (path.startswith("/v1/dialects/") and path.endswith("/events"))
+
+
 def create_app(
     settings: Settings | None = None,
     registry: Registry | None = None,
@@ -82,6 +112,16 @@ def create_app(
     app = web.Application(middlewares=[context_and_errors], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[REGISTRY] = registry
+    app[AUTH] = Authenticator(settings)  # ConfigError when the key material is missing
+    app[CLIENT_LIMITS] = ClientLimits(settings.client_rate, settings.client_burst)
+    app[WEBHOOK_KEYS] = {
+        adapter.name: [k.strip() for k in secrets.split(",") if k.strip()]
+        for adapter in registry
+        if (secrets := settings.dialect(adapter.name).options.get("webhook_secrets"))
+    }
+    if not app[AUTH].enabled:
+        log.warning("auth.disabled", hint="GATEWAY_AUTH=none: anyone who reaches this "
+                    "gateway may read and send; use it for development only")
     app[CONNECTIONS] = set()  # each socket's handler removes it when it closes
     for failure in registry.failures:
         log.error(

@@ -20,8 +20,8 @@ from aiohttp import web
 
 from gateway.codec import loads, path_of
 from gateway.errors import NotFound, RequestError
-from gateway.model import Command
-from gateway.web.keys import SESSIONS
+from gateway.model import Command, Start
+from gateway.web.keys import GRANT, SESSIONS
 from gateway.web.responses import json_response
 
 _OPS = {
@@ -53,7 +53,10 @@ def _command(fields: dict[str, Any]) -> Command:
 async def start(request: web.Request) -> web.Response:
     fields = await _body(request)
     fields["op"] = "start"
-    (reply,) = await request.app[SESSIONS].execute(_command(fields))
+    command = _command(fields)
+    assert isinstance(command, Start)
+    request[GRANT].check_command("start", dialect=command.dialect)
+    (reply,) = await request.app[SESSIONS].execute(command)
     return json_response(reply, status=201)
 
 
@@ -65,5 +68,6 @@ async def command(request: web.Request) -> web.Response:
         )
     fields = await _body(request)
     fields.update(op=op, conversation=request.match_info["conversation"])
+    request[GRANT].check_command(op, conversation=request.match_info["conversation"])
     (reply,) = await request.app[SESSIONS].execute(_command(fields))
     return json_response(reply)

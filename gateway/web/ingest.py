@@ -16,7 +16,9 @@ from aiohttp import web
 
 from gateway import metrics
 from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
-from gateway.web.keys import HUB, REGISTRY, SETTINGS
+from gateway.web.auth import Forbidden, token_of
+from gateway.web.keys import AUTH, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
+from gateway.web.signatures import verify
 from gateway.web.responses import json_response
 
 log = structlog.get_logger(__name__)
@@ -50,9 +52,22 @@ async def ingest(request: web.Request) -> web.Response:
     return response
 
 
+def _check_sender(request: web.Request, dialect: str, body: bytes) -> None:
+    """A dialect with webhook secrets takes signed bodies; any other needs a token whose
+    `ingest` claim names the dialect (or authentication off)."""
+    keys = request.app[WEBHOOK_KEYS].get(dialect)
+    if keys:
+        verify(request.headers, body, keys, request.app[SETTINGS].webhook_window_s)
+        return
+    grant = request.app[AUTH].authenticate(token_of(request.headers, request.query))
+    if not grant.can_ingest(dialect):
+        raise Forbidden(f"this token may not post {dialect!r} frames")
+
+
 async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
     adapter = request.app[REGISTRY].get(dialect)
-    limit = request.app[SETTINGS].max_body_bytes
+    settings = request.app[SETTINGS]
+    limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(
             f"body of {request.content_length} bytes exceeds {limit}", limit=limit
@@ -61,6 +76,7 @@ async def _ingest(request: web.Request, dialect: str, conversation: str | None) 
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body exceeds {limit} bytes", limit=limit) from None
+    _check_sender(request, dialect, body)
     started = time.perf_counter()
     try:
         decoded = adapter.decode(body, conversation=conversation)

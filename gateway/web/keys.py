@@ -10,12 +10,20 @@ from aiohttp import web
 from gateway.adapter import Registry
 from gateway.config import Settings
 from gateway.hub import Hub
+from gateway.web.auth import Authenticator, Grant
+from gateway.web.limits import ClientLimits
 
 if TYPE_CHECKING:
     from gateway.sessions import Sessions
     from gateway.web.ws import Connection
 
 SETTINGS = web.AppKey("settings", Settings)
+AUTH = web.AppKey("auth", Authenticator)
+CLIENT_LIMITS = web.AppKey("client_limits", ClientLimits)
+WEBHOOK_KEYS = web.AppKey("webhook_keys", dict[str, list[str]])
+"""Per dialect, the active webhook signing keys (`GATEWAY_<DIALECT>_WEBHOOK_SECRETS`)."""
+GRANT = web.RequestKey("grant", Grant)
+"""The request's `Grant`, set by the middleware on routes that need a token."""
 REGISTRY = web.AppKey("registry", Registry)
 HUB = web.AppKey("hub", Hub)
 HTTP = web.AppKey("http", aiohttp.ClientSession)

@@ -8,7 +8,7 @@ a `ref`; the reply to it carries the same `ref`.
 
 Close codes: 1000 normal, 1001 going away (the gateway is shutting down: reconnect elsewhere
 and resume with `since`), 1009 frame too large, 4008 send queue overflow (the client read too
-slowly; reconnect and resume with `since`).
+slowly; reconnect and resume with `since`), 4401 the token expired (reconnect with a new one).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ PROTOCOL_VERSION = 1
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_LARGE = 1009
 CLOSE_SLOW_CONSUMER = 4008
+CLOSE_TOKEN_EXPIRED = 4401
+SUBPROTOCOL = "gateway.v1"
+"""The subprotocol a client may offer (with `bearer.<token>` to authenticate)."""
 
 
 class _Op(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):

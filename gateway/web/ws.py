@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections import deque
 from typing import Any
 
@@ -22,10 +23,13 @@ from gateway import metrics
 from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
 from gateway.hub import Subscription, is_pattern
-from gateway.model import Command
+from gateway.model import Command, Start
+from gateway.web.auth import Grant, token_of
+from gateway.web.limits import LimitExceeded, TokenBucket
 from gateway.sessions.replies import Recovered, Started
 from gateway.web import protocol
-from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS
+from gateway.web.keys import AUTH, CLIENT_LIMITS, CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS
+from gateway.web.responses import error_response
 
 log = structlog.get_logger(__name__)
 
@@ -52,10 +56,13 @@ _frames = _FrameCache()
 class Connection:
     """One client socket: what it subscribed to, and its bounded outgoing queue."""
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, grant: Grant) -> None:
         self.id = secrets.token_hex(6)
         self.app = app
         self.ws = ws
+        self.grant = grant
+        self._frames = TokenBucket(app[SETTINGS].ws_rate, app[SETTINGS].ws_burst)
+        self._client_limits = app[CLIENT_LIMITS]
         self.hub = app[HUB]
         self.settings = app[SETTINGS]
         self.subscriptions: dict[str, Subscription] = {}
@@ -144,6 +151,9 @@ class Connection:
             return
         op = type(frame).__struct_config__.tag
         try:
+            self._frames.take("frames on this connection")
+            self._client_limits.take(self.grant.subject, "frames")
+            self._authorize(frame)
             match frame:
                 case protocol.Subscribe():
                     await self._subscribe(frame)
@@ -162,10 +172,26 @@ class Connection:
             return
         metrics.WS_COMMANDS.labels(op, "ok").inc()
 
+    def _authorize(self, frame: protocol.ClientFrame) -> None:
+        """Raise `Forbidden` unless this client's grant covers `frame`."""
+        match frame:
+            case protocol.Subscribe() | protocol.History():
+                self.grant.check_read(frame.conversation)
+            case protocol.Unsubscribe() | protocol.Ping():
+                pass
+            case Start():
+                self.grant.check_command("start", dialect=frame.dialect)
+            case _:
+                self.grant.check_command(str(type(frame).__struct_config__.tag),
+                                         conversation=frame.conversation)
+
     async def _subscribe(self, frame: protocol.Subscribe) -> None:
         target = frame.conversation
         if not target:
             raise RequestError("`conversation` must not be empty", path="$.conversation")
+        limit = self.settings.max_subscriptions
+        if target not in self.subscriptions and len(self.subscriptions) >= limit:
+            raise LimitExceeded(f"a socket may hold {limit} subscriptions", limit=limit)
         previous = self.subscriptions.pop(target, None)
         if previous is not None:
             previous.close()
@@ -215,6 +241,7 @@ class Connection:
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
+                    self.grant.owned.add(reply.conversation)
                     await self._subscribe(
                         protocol.Subscribe(conversation=reply.conversation, since=0)
                     )
@@ -249,6 +276,22 @@ class Connection:
         return len(self._queue)
 
 
+def _close_at_expiry(connection: Connection) -> asyncio.TimerHandle | None:
+    """Close the socket with 4401 when its token expires (the client reconnects with a new
+    token and resumes with `since`)."""
+    expires_at = connection.grant.expires_at
+    if expires_at is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def expire() -> None:
+        log.info("ws.token_expired", connection=connection.id)
+        connection._spawn(connection.ws.close(code=protocol.CLOSE_TOKEN_EXPIRED,
+                                              message=b"token expired"))
+
+    return loop.call_at(loop.time() + max(expires_at - time.time(), 0), expire)
+
+
 def _ref_of(data: bytes | str) -> str | None:
     """The `ref` of a frame that failed validation, so its error can still be correlated."""
     try:
@@ -259,18 +302,27 @@ def _ref_of(data: bytes | str) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-async def ws_handler(request: web.Request) -> web.WebSocketResponse:
-    """`GET /v1/ws`: upgrade, welcome, then serve frames until the client or the gateway leaves."""
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/ws`: authenticate, upgrade, welcome, then serve frames until the client or the
+    gateway leaves. A refused handshake gets the JSON error body (401), never an upgrade."""
     app = request.app
     settings = app[SETTINGS]
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    try:
+        grant = app[AUTH].authenticate(token_of(request.headers, request.query, offered))
+        app[CLIENT_LIMITS].take(grant.subject, "connections")
+    except GatewayError as exc:
+        return error_response(exc)
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat_s,
         max_msg_size=settings.ws_max_frame_bytes,
         compress=False,  # per-socket deflate would cost more CPU than fan-out itself
         decode_text=False,
+        protocols=[p for p in offered if p == protocol.SUBPROTOCOL],
     )
     await ws.prepare(request)
-    connection = Connection(app, ws)
+    connection = Connection(app, ws, grant)
+    expiry = _close_at_expiry(connection)
     app[CONNECTIONS].add(connection)
     metrics.WS_CONNECTIONS.inc()
     with structlog.contextvars.bound_contextvars(connection=connection.id):
@@ -297,6 +349,8 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
                 elif message.type == WSMsgType.ERROR:
                     log.info("ws.error", error=str(ws.exception()))
         finally:
+            if expiry is not None:
+                expiry.cancel()
             await connection.close()
             app[CONNECTIONS].discard(connection)
             metrics.WS_CONNECTIONS.dec()

@@ -198,10 +198,11 @@ async def test_user_ends_the_session(
     assert events[-1].id == ended.id
     assert isinstance(events[-2], ParticipantLeft)
     assert events[-2].participant.role == "user"
-    with pytest.raises(SessionNotFound):
+    with pytest.raises(RequestError) as info:
         await connector.send(
             Send(conversation=connector.conversation_id, content=Text(text="late"))
         )
+    assert (info.value.code, info.value.details["vendor_code"]) == ("SESSION_ENDED", 50)
 
 
 @pytest.mark.parametrize("how", ["bye", "end_session"])

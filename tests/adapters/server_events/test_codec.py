@@ -188,6 +188,18 @@ def test_untimed_ids_of_a_stream_in_batches_match_its_history() -> None:
     assert polled == history
 
 
+def test_untimed_frames_count_from_a_message_earlier_in_the_body() -> None:
+    message = {"event": "chat_session_message", "msg_id": "m0", "msg": "x", "timestamp": 1}
+    typing = {"event": "chat_session_typing", "party_id": "a"}
+    (_, alone) = events_json(msgspec.json.encode([message, typing]), "c1")
+    untimed = codec.Untimed()
+    codec.decode(msgspec.json.encode(message), "c1", untimed=untimed)
+    (polled,) = codec.decode(msgspec.json.encode(typing), "c1", untimed=untimed).events
+    assert alone["id"] == polled.id
+    (first,) = events_json(msgspec.json.encode(typing), "c1")
+    assert first["id"] != alone["id"]  # after m0 is not the start of the stream
+
+
 def test_timed_ids_are_unchanged_by_the_stream_position() -> None:
     frame = {"event": "chat_session_typing", "party_id": "a", "timestamp": 1700000000123}
     alone = events_json(msgspec.json.encode(frame), "c1")
@@ -223,6 +235,7 @@ BAD_TABLE: list[tuple[bytes, int, str]] = [
         0,
         "$.form_timeout",
     ),
+    (b'{"event": "chat_session_file", "msg_id": "m", "file_id": ""}', 0, "$.file_id"),
     (b'{"event": "chat_session_ended", "timestamp": true}', 0, "$.timestamp"),
     (b'{"event": "chat_session_ended", "timestamp": {}}', 0, "$.timestamp"),
     (b'{"event": "chat_session_ended", "timestamp": "nan"}', 0, "$.timestamp"),

@@ -166,9 +166,15 @@ async def test_platform_end_session(connect: Connect, collect: Any, platform: An
     platform.emulator.end_session(connector.snapshot()["chat_id"])
     await inbound.finished()
     assert isinstance(inbound.events[-1], Ended)
-    with pytest.raises(SessionNotFound) as info:
-        await connector.send(Send(conversation=connector.conversation_id, content=Text("late")))
-    assert info.value.details["vendor_code"] == "5005"
+    late = Send(conversation=connector.conversation_id, content=Text("late"))
+    with pytest.raises(RequestError) as ended:  # it knows: the platform is not asked
+        await connector.send(late)
+    assert ended.value.code == "SESSION_ENDED"
+    resumed = connect()  # another replica resuming it learns the end from the history
+    await resumed.resume(connector.snapshot())
+    with pytest.raises(RequestError) as again:
+        await resumed.send(late)
+    assert again.value.code == "SESSION_ENDED"
 
 
 async def test_agent_messages_arrive_in_order(

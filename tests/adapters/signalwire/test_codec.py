@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from adapters.signalwire import SignalWireAdapter, codec
+from adapters.signalwire.native import RpcEvent
 from gateway.adapter import NativeRequest
 from gateway.codec import to_at
 from gateway.errors import DecodeError, GatewayError, MalformedJSON, RequestError, Unsupported
@@ -43,7 +44,10 @@ ME = "5f1d2c3b-aaaa-4bbb-8ccc-0123456789ab"
 
 
 def _expected(path: Path) -> dict[str, Any]:
-    return json.loads(path.with_name(path.name.replace(".json", ".expected.json")).read_text())
+    expected: dict[str, Any] = json.loads(
+        path.with_name(path.name.replace(".json", ".expected.json")).read_text()
+    )
+    return expected
 
 
 def _as_json(events: list[Any]) -> list[dict[str, Any]]:
@@ -119,7 +123,7 @@ def test_roles(body: bytes, self_ids: tuple[str, ...], role: str) -> None:
 )
 def test_fast_path_maps_like_the_general_path(row: dict[str, Any]) -> None:
     body = _rpc(row)
-    general = codec.rpc_events(msgspec.json.decode(body, type=codec.RpcEvent), None, (), 0)
+    general = codec.rpc_events(msgspec.json.decode(body, type=RpcEvent), None, (), 0)
     assert codec.decode(body).events == general
 
 
@@ -306,7 +310,9 @@ def test_encode(command: Any, session: dict[str, Any], request_: NativeRequest) 
         (Forward(conversation="c", destination="d"), SESSION, Unsupported, "UNSUPPORTED"),
     ],
 )
-def test_encode_refusals(command: Any, session: dict[str, Any], error: type, code: str) -> None:
+def test_encode_refusals(
+    command: Any, session: dict[str, Any], error: type[GatewayError], code: str
+) -> None:
     with pytest.raises(error) as info:
         ADAPTER.encode(command, session)
     assert info.value.code == code

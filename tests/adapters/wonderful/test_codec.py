@@ -236,3 +236,9 @@ def test_no_other_exception_escapes_decode(case: str) -> None:
             node[path[-1]] = value
             with contextlib.suppress(GatewayError):
                 adapter.decode(json.dumps(mutated).encode(), conversation=SID)
+
+
+@pytest.mark.parametrize("value", ["1969-12-31T23:59:59.999Z", "0001-01-01T00:00:00+00:00"])
+def test_core_to_at_refuses_a_time_before_1970(value: str) -> None:
+    with pytest.raises(DecodeError):
+        decode(message({"type": "text", "text": "x"}, timestamp=value))

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from adapters.wonderful.connector import _platform_error
 from adapters.wonderful.emulator import GREETING, Emulator
+from adapters.wonderful.refusals import platform_error
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
 from gateway.model import (
     End,
@@ -325,7 +325,7 @@ async def test_commands_the_platform_refuses(make: Make, emulator: Emulator) -> 
 def test_platform_error_mapping(status: int, body: Any, kind: type, code: str) -> None:
     import json
 
-    error = _platform_error(status, json.dumps(body).encode())
+    error = platform_error(status, json.dumps(body).encode())
     assert type(error) is kind
     assert error.code == code
 

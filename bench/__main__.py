@@ -1,0 +1,178 @@
+"""`python -m bench`: run the benchmark scenarios of issue 11 and report them.
+
+    python -m bench                 every scenario, full sizes, 3 runs each (~15 min on 2 cores)
+    python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 2 min)
+    python -m bench --only codec,resume --runs 5
+    python -m bench --profile       also profile the gateway where targets are missed
+
+On first use it makes `bench/.venv` (the peers: python-socketio, Starlette, broadcaster, uvicorn,
+pydantic, matplotlib, pyinstrument, py-spy; plus this project, editable) and re-runs itself
+there. Results: `bench/results/<stamp>.json` (and `latest.json`); a full run also rewrites the
+generated part of `docs/benchmarks.md` and the plots in `docs/benchmarks/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import BENCH, RESULTS, ROOT, VENV, raise_fd_limit
+
+SCENARIOS = ("codec", "ingest", "fanout", "idle", "resume")
+
+
+# -- the bench venv ----------------------------------------------------------------------------
+
+
+def _in_venv() -> bool:
+    return Path(sys.prefix).resolve() == VENV.resolve()
+
+
+def ensure_venv(quiet: bool = True) -> None:
+    """Make or refresh bench/.venv, then re-run this command inside it."""
+    if _in_venv() or os.environ.get("BENCH_NO_VENV"):
+        return
+    python = VENV / "bin" / "python"
+    requirements = BENCH / "requirements.txt"
+    digest = hashlib.sha256(
+        requirements.read_bytes() + (ROOT / "pyproject.toml").read_bytes()
+    ).hexdigest()[:16]
+    stamp = VENV / f".installed-{digest}"
+    if not python.exists():
+        print("bench: creating bench/.venv (first run)", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    if not stamp.exists():
+        print("bench: installing the peers into bench/.venv", file=sys.stderr, flush=True)
+        q = ["--quiet"] if quiet else []
+        pip = [str(python), "-m", "pip", *q, "--disable-pip-version-check"]
+        subprocess.run([*pip, "install", "-e", str(ROOT)], check=True)
+        subprocess.run([*pip, "install", "-r", str(requirements)], check=True)
+        for old in VENV.glob(".installed-*"):
+            old.unlink()
+        stamp.touch()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    os.execve(str(python), [str(python), "-m", "bench", *sys.argv[1:]], env)
+
+
+# -- sizes -------------------------------------------------------------------------------------
+
+
+def plan(args: argparse.Namespace) -> dict[str, Any]:
+    if args.smoke:
+        return {
+            "runs": args.runs or 1,
+            "codec_seconds": 0.1,
+            "ingest_seconds": 0.5,
+            "ingest_batch": 100,
+            "fanout_subs": [1, 5],
+            "fanout_seconds": 0.5,
+            "paced_rate": 500,
+            "idle_sizes": [20],
+            "idle_kinds": ["gateway", "floor", "socketio", "broadcaster"],
+            "resume_events": 300,
+        }
+    return {
+        "runs": args.runs or 3,
+        "codec_seconds": 1.0,
+        "ingest_seconds": 3.0,
+        "ingest_batch": 100,
+        "fanout_subs": [1, 100, 1000],
+        "fanout_seconds": 3.0,
+        "paced_rate": 10_000,
+        "idle_sizes": [1000, 10_000],
+        "idle_kinds": ["gateway", "floor"],
+        "resume_events": 10_000,
+    }
+
+
+# -- running the parts -------------------------------------------------------------------------
+
+
+def run_json(argv: list[str], timeout: float) -> dict[str, Any]:
+    """Run a bench worker process and parse the JSON it prints last."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_s"] = round(time.monotonic() - started, 2)
+    return result
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run (CI)")
+    parser.add_argument("--runs", type=int, help="repetitions of each measurement")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--no-auth", dest="auth", action="store_false",
+                        help="run the gateway with GATEWAY_AUTH=none (default: JWT + signatures)")
+    parser.add_argument("--log-level", default="info", help="the gateway's log level (default info)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the measurements, profile the gateway (pyinstrument)")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
+    parser.add_argument("--verbose-install", action="store_true")
+    args = parser.parse_args(argv)
+    ensure_venv(quiet=not args.verbose_install)
+    raise_fd_limit()
+
+    from bench import report, scenarios
+
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    sizes = plan(args)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    outdir = RESULTS / (stamp + ("-smoke" if args.smoke else ""))
+    outdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "stamp": stamp,
+        "smoke": args.smoke,
+        "auth": args.auth,
+        "log_level": args.log_level,
+        "sizes": sizes,
+        "machine": report.machine(),
+    }
+    started = time.monotonic()
+    ctx = scenarios.Context(outdir, sizes, args.auth, args.log_level, run_json, say)
+    for name in only:
+        say(f"== {name}")
+        t0 = time.monotonic()
+        results[name] = getattr(scenarios, name)(ctx)
+        results[name + "_wall_s"] = round(time.monotonic() - t0, 1)
+        (outdir / "results.json").write_text(json.dumps(results, indent=1))
+    if args.profile:
+        say("== profiles")
+        results["profiles"] = scenarios.profiles(ctx)
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    (outdir / "results.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=1))
+    say("")
+    say(report.text(results))
+    write_docs = not args.smoke and not args.no_docs
+    plots_dir = (ROOT / "docs" / "benchmarks") if write_docs else outdir
+    report.plots(results, plots_dir)
+    if write_docs:
+        report.update_docs(results, ROOT / "docs" / "benchmarks.md")
+    else:
+        (outdir / "tables.md").write_text(report.markdown(results))
+    say(f"results: {outdir.relative_to(ROOT)}/results.json ({results['wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Codec worker (one process, one core): `python -m bench.codec DIALECT IMPL --runs R --seconds S`.
+
+The corpus of a dialect is every valid body of `tests/fixtures/<dialect>/` (no `bad_*`): single
+frames, arrays and the dialect's envelopes, minified as platforms send them. A body counts for
+the frames in it (its canonical events plus its ignored frames, from `<case>.expected.json`);
+one pass decodes each body and encodes its events. `--single` keeps the bodies that are one
+frame making one event (the pydantic reference covers only those).
+
+IMPL: `gateway` (the adapter's `decode` → canonical Structs → the hub's `wire.encode_parts`,
+what ingest does), `floor` (`msgspec.json.decode` + `msgspec.json.encode` of the same frames,
+untyped: the least any JSON-in/JSON-out step costs), `pydantic` (bench/pydantic_wonderful.py,
+wonderful only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bench.common import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def dialects() -> list[str]:
+    return sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
+
+
+def corpus(dialect: str, single: bool = False) -> list[tuple[bytes, str | None, int]]:
+    """(minified body, ?conversation=, frames in it) of the dialect's valid fixtures."""
+    out = []
+    for expected_path in sorted((FIXTURES / dialect).glob("*.expected.json")):
+        if expected_path.name.startswith("bad_"):
+            continue
+        expected = json.loads(expected_path.read_text())
+        if "error" in expected:
+            continue
+        events, ignored = len(expected.get("events", [])), expected.get("ignored") or 0
+        body_path = Path(str(expected_path).replace(".expected.json", ".json"))
+        try:
+            body = json.loads(body_path.read_bytes())
+        except ValueError:
+            continue
+        if single and (events != 1 or ignored or isinstance(body, list)):
+            continue
+        if events + ignored == 0:
+            continue
+        minified = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        out.append((minified, expected.get("conversation"), events + ignored))
+    return out
+
+
+def implementation(dialect: str, impl: str) -> Callable[[bytes, str | None], int]:
+    """A function doing one frame's decode → encode, returning the events it made."""
+    if impl == "floor":
+        decode, encode = msgspec.json.decode, msgspec.json.encode
+
+        def floor(body: bytes, conversation: str | None) -> int:
+            encode(decode(body))
+            return 1
+
+        return floor
+    if impl == "pydantic":
+        if dialect != "wonderful":
+            raise SystemExit("the pydantic reference implements the wonderful dialect only")
+        from bench.pydantic_wonderful import decode_encode
+
+        def pyd(body: bytes, conversation: str | None) -> int:
+            decode_encode(body, conversation)
+            return 1
+
+        return pyd
+    from gateway.adapter import Registry
+    from gateway.hub.wire import encode_parts
+
+    adapter = Registry.load([dialect]).get(dialect)
+    adapter_decode = adapter.decode
+
+    def gateway(body: bytes, conversation: str | None) -> int:
+        events = adapter_decode(body, conversation=conversation).events
+        for event in events:
+            encode_parts(event)
+        return len(events)
+
+    return gateway
+
+
+def check_pydantic(frames: list[tuple[bytes, str | None, int]]) -> list[str]:
+    """Frames whose pydantic output differs from the gateway's (should be none)."""
+    from gateway.adapter import Registry
+    from gateway.model import event_encoder
+
+    from bench.pydantic_wonderful import decode_encode
+
+    adapter = Registry.load(["wonderful"]).get("wonderful")
+    bad = []
+    for body, conversation, _ in frames:
+        event = adapter.decode(body, conversation=conversation).events[0]
+        ours = msgspec.json.decode(event_encoder.encode(event))
+        theirs = msgspec.json.decode(decode_encode(body, conversation))
+        if ours != theirs:
+            bad.append(f"{body[:60]!r}: gateway {ours} != pydantic {theirs}")
+    return bad
+
+
+def measure(fn: Callable[[bytes, str | None], int], frames: list[Any], seconds: float) -> float:
+    """Frames per second over passes of the corpus until `seconds` have passed."""
+    per_pass = sum(n for _, _, n in frames)
+    count = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    passes = 0
+    while True:
+        for body, conversation, _ in frames:
+            fn(body, conversation)
+        count += per_pass
+        passes += 1
+        now = time.perf_counter()
+        if now >= deadline or passes >= 10_000_000:
+            return count / (now - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.codec")
+    parser.add_argument("dialect")
+    parser.add_argument("impl", choices=["gateway", "floor", "pydantic"])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--single", action="store_true")
+    args = parser.parse_args(argv)
+    frames = corpus(args.dialect, args.single or args.impl == "pydantic")
+    fn = implementation(args.dialect, args.impl)
+    result: dict[str, Any] = {
+        "bodies": len(frames),
+        "frames": sum(n for _, _, n in frames),
+        "mean_body_bytes": sum(len(b) for b, _, _ in frames) / len(frames),
+    }
+    if args.impl == "pydantic":
+        result["mismatches"] = check_pydantic(frames)
+    measure(fn, frames, min(0.3, args.seconds))  # warm caches
+    result["runs"] = [measure(fn, frames, args.seconds) for _ in range(args.runs)]
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The five scenarios of issue 11, each with its references in the same run.
+
+Each function starts what it needs (a private redis-server, the gateway or a reference server)
+as separate processes, drives them with a `bench.loadgen` or `bench.codec` worker process, and
+returns raw runs plus their median/min/max.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import flush, gateway, peer, redis_server, summary
+
+DIALECTS = ("genesys", "server_events", "signalwire", "visitor_widget", "wonderful")
+PEERS = ("floor", "socketio", "broadcaster")
+
+
+@dataclass
+class Context:
+    outdir: Path
+    sizes: dict[str, Any]
+    auth: bool
+    log_level: str
+    run_json: Callable[[list[str], float], dict[str, Any]]
+    say: Callable[[str], None]
+
+    @property
+    def runs(self) -> int:
+        return int(self.sizes["runs"])
+
+    def server(self, kind: str, redis_url: str, profile: Path | None = None) -> Any:
+        if kind == "gateway":
+            return gateway(redis_url, self.outdir, self.log_level, profile, self.auth)
+        return peer(kind, redis_url, self.outdir)
+
+    def loadgen(self, scenario: str, url: str, redis_url: str, pids: dict[str, int],
+                *extra: str, timeout: float = 600) -> dict[str, Any]:
+        argv = [
+            "-m", "bench.loadgen", scenario, "--url", url, "--redis", redis_url,
+            "--runs", str(self.runs), "--pids", ",".join(f"{k}={v}" for k, v in pids.items()),
+            *extra,
+        ]  # fmt: skip
+        if not self.auth:
+            argv.append("--no-auth")
+        return self.run_json(argv, timeout)
+
+
+# -- 1. codec ----------------------------------------------------------------------------------
+
+
+def codec(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    seconds = str(ctx.sizes["codec_seconds"])
+    jobs = [(d, impl, []) for d in DIALECTS for impl in ("gateway", "floor")]
+    jobs += [("wonderful", "gateway", ["--single"]), ("wonderful", "pydantic", [])]
+    for dialect, impl, extra in jobs:
+        key = f"{dialect}/{impl}" + ("-single" if extra else "")
+        result = ctx.run_json(
+            ["-m", "bench.codec", dialect, impl, "--runs", str(ctx.runs), "--seconds", seconds,
+             *extra], 300,
+        )  # fmt: skip
+        result["summary"] = summary(result["runs"])
+        out[key] = result
+        ctx.say(f"  {key:32} {result['summary']['median']:>12,.0f} frames/s")
+        if result.get("mismatches"):
+            ctx.say(f"  !! pydantic output differs on {len(result['mismatches'])} frames")
+    return out
+
+
+# -- 2. ingest ---------------------------------------------------------------------------------
+
+
+def ingest(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    seconds = str(ctx.sizes["ingest_seconds"])
+    batch = ctx.sizes["ingest_batch"]
+    cases = [
+        ("gateway", 1, 32), ("gateway", batch, 8), ("bare", 1, 32), ("bare", batch, 8),
+    ]  # fmt: skip
+    with redis_server(ctx.outdir) as (redis_url, redis_proc):
+        with ctx.server("gateway", redis_url) as (url, gw):
+            for target, size, concurrency in cases:
+                flush(redis_url)
+                time.sleep(0.2)
+                pids = {"gateway": gw.pid, "redis": redis_proc.pid}
+                result = ctx.loadgen(
+                    "ingest", url, redis_url, pids, "--target", target, "--batch", str(size),
+                    "--concurrency", str(concurrency), "--seconds", seconds,
+                )  # fmt: skip
+                result["summary"] = summary([r["events_per_s"] for r in result["runs"]])
+                key = f"{target}/{'batch' if size > 1 else 'single'}"
+                result["batch"], result["concurrency"] = size, concurrency
+                out[key] = result
+                errors = sum(r["errors"] for r in result["runs"])
+                ctx.say(f"  {key:16} {result['summary']['median']:>12,.0f} events/s"
+                        + (f"  ({errors} errors)" if errors else ""))
+    return out
+
+
+# -- 3. fan-out --------------------------------------------------------------------------------
+
+
+def fanout(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    seconds = str(ctx.sizes["fanout_seconds"])
+    rate = str(ctx.sizes["paced_rate"])
+    with redis_server(ctx.outdir) as (redis_url, redis_proc):
+        for kind in ("gateway", *PEERS):
+            patterns = (False, True) if kind in ("gateway", "floor") else (False,)
+            with ctx.server(kind, redis_url) as (url, server):
+                for subs in ctx.sizes["fanout_subs"]:
+                    for pattern in patterns:
+                        key = f"{kind}/{subs}/{'pattern' if pattern else 'conversation'}"
+                        pids = {"server": server.pid, "redis": redis_proc.pid}
+                        extra = ["--kind", kind, "--subs", str(subs), "--seconds", seconds,
+                                 "--rate", rate, *(["--pattern"] if pattern else [])]
+                        try:
+                            result = ctx.loadgen("fanout", url, redis_url, pids, *extra)
+                        except Exception as exc:  # one failing server must not end the run
+                            ctx.say(f"  {key:32} FAILED: {str(exc)[-300:]}")
+                            out[key] = {"error": str(exc)[-2000:]}
+                            continue
+                        runs = result["runs"]
+                        result["summary"] = {
+                            "deliveries_per_s": summary([r["deliveries_per_s"] for r in runs]),
+                            "p50_ms": summary([r["p50_ms"] for r in runs]),
+                            "p99_ms": summary([r["p99_ms"] for r in runs]),
+                            "paced_per_s": summary([r["paced_per_s"] for r in runs]),
+                        }
+                        out[key] = result
+                        s = result["summary"]
+                        ctx.say(
+                            f"  {key:32} {s['deliveries_per_s']['median']:>10,.0f} deliveries/s"
+                            f"  p50 {s['p50_ms']['median']:.2f} ms  p99 {s['p99_ms']['median']:.2f}"
+                            f" ms (paced {s['paced_per_s']['median']:,.0f}/s)"
+                        )
+    return out
+
+
+# -- 4. idle connections -----------------------------------------------------------------------
+
+
+def idle(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    smoke = ctx.sizes["idle_sizes"][0] < 100
+    with redis_server(ctx.outdir) as (redis_url, redis_proc):
+        for kind in ctx.sizes["idle_kinds"]:
+            for size in ctx.sizes["idle_sizes"]:
+                key = f"{kind}/{size}"
+                runs = []
+                for _ in range(ctx.runs):
+                    flush(redis_url)
+                    with ctx.server(kind, redis_url) as (url, server):
+                        try:
+                            result = ctx.run_json(
+                                ["-m", "bench.loadgen", "idle", "--url", url, "--redis",
+                                 redis_url, "--pids", f"server={server.pid}", "--kind", kind,
+                                 "--subs", str(size), "--settle", "0.3" if smoke else "2",
+                                 *([] if ctx.auth else ["--no-auth"])], 600,
+                            )  # fmt: skip
+                        except Exception as exc:
+                            ctx.say(f"  {key:20} FAILED: {str(exc)[-300:]}")
+                            runs.append({"error": str(exc)[-2000:]})
+                            continue
+                    runs.append(result)
+                good = [r["bytes_per_socket"] for r in runs if "bytes_per_socket" in r]
+                out[key] = {"runs": runs, "summary": summary(good)}
+                if good:
+                    ctx.say(f"  {key:20} {out[key]['summary']['median'] / 1024:>8.1f} KiB/socket"
+                            f"  (connect {runs[-1].get('connect_s', 0):.1f} s)")
+    return out
+
+
+# -- 5. resume ---------------------------------------------------------------------------------
+
+
+def resume(ctx: Context) -> dict[str, Any]:
+    with redis_server(ctx.outdir) as (redis_url, redis_proc):
+        with ctx.server("gateway", redis_url) as (url, gw):
+            result = ctx.loadgen(
+                "resume", url, redis_url, {"gateway": gw.pid},
+                "--events", str(ctx.sizes["resume_events"]),
+            )  # fmt: skip
+    result["summary"] = {
+        "replay_s": summary([r["replay_s"] for r in result["runs"]]),
+        "xrange_s": summary([r["xrange_s"] for r in result["runs"]]),
+    }
+    s = result["summary"]
+    ctx.say(f"  replay {result['events']} events: {s['replay_s']['median'] * 1000:.0f} ms"
+            f"  (bare XRANGE {s['xrange_s']['median'] * 1000:.0f} ms)")
+    return result
+
+
+# -- profiles ----------------------------------------------------------------------------------
+
+
+def profiles(ctx: Context) -> dict[str, str]:
+    """pyinstrument text profiles of the gateway's hot paths: the codec (in-process), batched
+    ingest and fan-out to the largest subscriber count. Written next to the results."""
+    out: dict[str, str] = {}
+    seconds = str(ctx.sizes["codec_seconds"] * 2)
+    for dialect in DIALECTS:
+        path = ctx.outdir / f"profile-codec-{dialect}.txt"
+        ctx.run_json(["-m", "bench.profile_codec", dialect, "--seconds", seconds,
+                      "--out", str(path)], 300)  # fmt: skip
+        out[f"codec/{dialect}"] = str(path)
+    biggest = str(max(ctx.sizes["fanout_subs"]))
+    for name, scenario, extra in (
+        ("ingest-batch", "ingest",
+         ["--target", "gateway", "--batch", str(ctx.sizes["ingest_batch"]), "--concurrency", "8",
+          "--seconds", str(ctx.sizes["ingest_seconds"])]),
+        ("ingest-single", "ingest",
+         ["--target", "gateway", "--batch", "1", "--concurrency", "32",
+          "--seconds", str(ctx.sizes["ingest_seconds"])]),
+        ("fanout", "fanout",
+         ["--kind", "gateway", "--subs", biggest, "--seconds", str(ctx.sizes["fanout_seconds"]),
+          "--rate", str(ctx.sizes["paced_rate"])]),
+    ):  # fmt: skip
+        path = ctx.outdir / f"profile-gateway-{name}.txt"
+        with redis_server(ctx.outdir) as (redis_url, redis_proc):
+            with ctx.server("gateway", redis_url, profile=path) as (url, gw):
+                ctx.loadgen(scenario, url, redis_url, {"gateway": gw.pid}, *extra)
+        out[f"gateway/{name}"] = str(path)
+        ctx.say(f"  {name}: {path}")
+    return out

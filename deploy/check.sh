@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Checks the container and deployment files on a machine with no Docker engine and no cluster,
+# only Python 3.11+ and pip (with PyPI). Quiet on success; on failure says what and shows logs.
+#   1. the Dockerfile's builder stage: its COPY lines (less .dockerignore) into a temp dir, then
+#      its RUN (deploy/build-venv.sh: wheel → fresh venv), exactly as written;
+#   2. compose (structure, settings through the gateway's own loader) and nginx.conf;
+#   3. deploy/k8s against the Kubernetes schemas (kubernetes-validate, offline) plus cross-checks;
+#   4. the runtime stage: the image's CMD from that venv with the image's ENV, /healthz and
+#      /readyz answer 200, the HEALTHCHECK (and compose's) pass, SIGTERM closes a subscribed
+#      socket with 1001 and exits 0 within GATEWAY_SHUTDOWN_TIMEOUT_S, logs are JSON.
+# The commands are read from the Dockerfile and manifests (deploy/check.py), never repeated here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+work=$(mktemp -d "${TMPDIR:-/tmp}/gateway-deploy-check.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# The validation tools (PyYAML comes with kubernetes-validate), installed while the image builds.
+"$PYTHON" -m venv "$work/tools"
+"$work/tools/bin/python" -m pip install --quiet kubernetes-validate >"$work/tools.log" 2>&1 &
+tools=$!
+
+"$PYTHON" deploy/check.py build "$work"
+
+if ! wait "$tools"; then
+  echo "deploy/check: installing kubernetes-validate failed" >&2
+  sed 's/^/  | /' "$work/tools.log" >&2
+  exit 1
+fi
+"$work/tools/bin/python" deploy/check.py run "$work"

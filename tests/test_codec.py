@@ -1,0 +1,108 @@
+"""The codec helpers every dialect shares: timestamps, ids, error paths."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from gateway.codec import convert_each, derived_id, invalid, loads, to_at
+from gateway.errors import DecodeError, MalformedJSON
+from gateway.model import format_at
+
+
+def reference(value: float | str) -> str:
+    """`to_at` the slow way: through `datetime` (the definition the fast paths must match)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return format_at(datetime.fromisoformat(value))
+    seconds = value / 1000 if value > 1e11 else value
+    return format_at(datetime.fromtimestamp(seconds, UTC))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1700000000, "2023-11-14T22:13:20.000Z"),
+        (1700000000123, "2023-11-14T22:13:20.123Z"),
+        (1700000000.5, "2023-11-14T22:13:20.500Z"),
+        ("1700000000123", "2023-11-14T22:13:20.123Z"),
+        ("1700000000", "2023-11-14T22:13:20.000Z"),
+        ("1700000000.25", "2023-11-14T22:13:20.250Z"),
+        ("2024-01-02T03:04:05.678Z", "2024-01-02T03:04:05.678Z"),
+        ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05.000Z"),
+        ("2024-01-02T03:04:05.123456+02:00", "2024-01-02T01:04:05.123Z"),
+        ("2024-01-02 03:04:05", "2024-01-02T03:04:05.000Z"),
+        (0, "1970-01-01T00:00:00.000Z"),
+    ],
+)
+def test_timestamp_forms(value: float | str, expected: str) -> None:
+    assert to_at(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "2024-02-30T03:04:05.678Z", "2024-01-02T24:00:00.000Z", "1969-12-31T23:59:59.999Z",
+     "0001-01-01T00:00:00+00:00", -5, float("nan"), float("inf"), True, 10**20, [1]],
+)
+def test_not_timestamps(value: object) -> None:
+    with pytest.raises(ValueError):
+        to_at(value)  # type: ignore[arg-type]
+
+
+def test_missing_timestamps_take_the_default() -> None:
+    assert to_at(None, "2020-01-01T00:00:00.000Z") == "2020-01-01T00:00:00.000Z"
+    assert to_at("", "2020-01-01T00:00:00.000Z") == "2020-01-01T00:00:00.000Z"
+    assert to_at(None).endswith("Z")
+
+
+def test_fast_paths_match_datetime() -> None:
+    rng = random.Random(7)
+    for _ in range(20_000):
+        pick = rng.random()
+        value: float | str
+        if pick < 0.25:
+            value = rng.randint(0, 4_102_444_800)
+        elif pick < 0.5:
+            value = rng.randint(10**11 + 1, 4_102_444_800_000)
+        elif pick < 0.75:
+            value = rng.uniform(0, 4_102_444_800)
+        else:
+            value = str(rng.randint(0, 4_102_444_800_000))
+        assert to_at(value) == reference(value), value
+
+
+def test_derived_ids_are_deterministic() -> None:
+    assert derived_id("x:1", "typing", 5) == derived_id("x:1", "typing", 5)
+    assert derived_id("x:1", "typing", 5) != derived_id("x:1", "typing", 6)
+    assert derived_id("x:1", "a").startswith("x:1/~")
+
+
+def test_errors_name_the_frame_and_path() -> None:
+    class Frame(msgspec.Struct):
+        text: str
+
+    def convert(frame: object, index: int) -> Frame | None:
+        if frame == "skip":
+            return None
+        return msgspec.convert(frame, Frame)
+
+    frames, ignored = convert_each([{"text": "a"}, "skip"], convert)
+    assert (len(frames), ignored) == (1, 1)
+    with pytest.raises(DecodeError) as caught:
+        convert_each([{"text": "a"}, {"text": 3}], convert)
+    assert caught.value.body()["index"] == 1 and caught.value.body()["path"] == "$.text"
+    class Wrapper(msgspec.Struct):
+        data: Frame
+
+    with pytest.raises(msgspec.ValidationError) as raised:
+        msgspec.convert({"data": {"text": 1}}, Wrapper)
+    assert invalid(raised.value, 2, "$.events[2]").body()["path"] == "$.events[2].data.text"
+    with pytest.raises(MalformedJSON):
+        loads(b"{")
+    with pytest.raises(MalformedJSON, match="nested too deeply"):
+        loads(b"[" * 100_000)
