@@ -82,10 +82,15 @@ def test_derived_ids_are_deterministic() -> None:
     assert derived_id("x:1", "a").startswith("x:1/~")
 
 
-def test_errors_name_the_frame_and_path() -> None:
-    class Frame(msgspec.Struct):
-        text: str
+class Frame(msgspec.Struct):
+    text: str
 
+
+class Wrapper(msgspec.Struct):
+    data: Frame
+
+
+def test_errors_name_the_frame_and_path() -> None:
     def convert(frame: object, index: int) -> Frame | None:
         if frame == "skip":
             return None
@@ -96,9 +101,6 @@ def test_errors_name_the_frame_and_path() -> None:
     with pytest.raises(DecodeError) as caught:
         convert_each([{"text": "a"}, {"text": 3}], convert)
     assert caught.value.body()["index"] == 1 and caught.value.body()["path"] == "$.text"
-    class Wrapper(msgspec.Struct):
-        data: Frame
-
     with pytest.raises(msgspec.ValidationError) as raised:
         msgspec.convert({"data": {"text": 1}}, Wrapper)
     assert invalid(raised.value, 2, "$.events[2]").body()["path"] == "$.events[2].data.text"

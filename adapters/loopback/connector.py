@@ -37,7 +37,8 @@ log = structlog.get_logger(__name__)
 
 
 class LoopbackConnector(Connector):
-    """Options: `poll_wait` (s, default 10), `backoff_base` (s, 0.2), `backoff_max` (s, 5)."""
+    """Options: `poll_wait` (s, default 10), `request_timeout` (s beyond the poll's wait,
+    default 10), `backoff_base` (s, 0.2), `backoff_max` (s, 5)."""
 
     def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
         if not settings.url:
@@ -47,6 +48,7 @@ class LoopbackConnector(Connector):
         self.poll_wait = float(settings.options.get("poll_wait", 10))
         self.backoff_base = float(settings.options.get("backoff_base", 0.2))
         self.backoff_max = float(settings.options.get("backoff_max", 5))
+        self.request_timeout = float(settings.options.get("request_timeout", 10))
         self.chat_id = ""
         self.after = 0
         self.conversation_id = ""
@@ -104,7 +106,7 @@ class LoopbackConnector(Connector):
             "GET",
             f"/chats/{self.chat_id}/frames",
             params={"after": self.after, "wait": wait},
-            timeout=aiohttp.ClientTimeout(total=wait + 10),
+            timeout=aiohttp.ClientTimeout(total=wait + self.request_timeout),
         )
         decoded = codec.decode_frames(body["frames"])
         return list(decoded.events), int(body["next"])

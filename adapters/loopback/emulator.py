@@ -57,7 +57,9 @@ class Emulator:
         self.failures = 0
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.app = web.Application()
+        self.faults: list[str] = []
+        self.slow_s = 1.0
+        self.app = web.Application(middlewares=[self._misbehave])
         self.app.router.add_post("/chats", self._create)
         self.app.router.add_get("/chats/{chat}/frames", self._frames)
         self.app.router.add_post("/chats/{chat}/messages", self._message)
@@ -78,6 +80,24 @@ class Emulator:
     def fail_next(self, count: int) -> None:
         """Answer the next `count` requests with 503, as a platform outage would."""
         self.failures = count
+
+    def misbehave(self, *faults: str, slow_s: float = 1.0) -> None:
+        """Answer the next polls badly, one fault each: `garbage` (200 with HTML), `slow`
+        (answer after `slow_s`), `silent` (never answer), `error` (503)."""
+        self.faults.extend(faults)
+        self.slow_s = slow_s
+
+    @web.middleware
+    async def _misbehave(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not self.faults or not request.path.endswith("/frames"):
+            return await handler(request)  # type: ignore[no-any-return]
+        fault = self.faults.pop(0)
+        if fault == "garbage":
+            return web.Response(text="<html>upstream error</html>", content_type="text/html")
+        if fault == "error":
+            return web.json_response({"error": "try again"}, status=503)
+        await asyncio.sleep(3600 if fault == "silent" else self.slow_s)
+        return await handler(request)  # type: ignore[no-any-return]
 
     def received(self, chat_id: str) -> list[dict[str, Any]]:
         """What the client sent to `chat_id` (messages and typing), in order."""
