@@ -51,7 +51,9 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | No
 class Proc:
     """A child process that is always stopped (SIGTERM, then SIGKILL) when the block ends."""
 
-    def __init__(self, name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log_path = log
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +112,7 @@ def gateway(
     log_level: str = "info",
     profile: Path | None = None,
     auth: bool = True,
+    tracemalloc: Path | None = None,
 ) -> Iterator[tuple[str, Proc]]:
     """The gateway (Redis engine) as its own process. Yields (base URL, process).
 
@@ -124,6 +127,8 @@ def gateway(
     env = {"GATEWAY_SHUTDOWN_TIMEOUT_S": "2", **gateway_env(auth)}
     if profile is not None:
         env["BENCH_PYINSTRUMENT"] = str(profile)
+    if tracemalloc is not None:
+        env["BENCH_TRACEMALLOC"] = str(tracemalloc)
     with Proc("gateway", argv, logdir / "gateway.log", env) as proc:
         wait_port(port, proc=proc.popen)
         yield f"http://{HOST}:{port}", proc

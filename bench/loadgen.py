@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -24,6 +26,7 @@ from bench.wsclient import Stats, WSProtocol, connect
 
 DIALECT = "wonderful"
 PAD = b"t=" + b"0" * 19
+PUBLISHERS = 4  # concurrent publishing tasks at saturation
 
 
 def frame(event_id: str, session: str, now_ns: int) -> bytes:
@@ -60,13 +63,22 @@ def cpu_of(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+def cpu_share(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
     """Cores each process used over the window (1.0 = one core busy)."""
     return {k: round((after[k] - before[k]) / seconds, 3) for k in before}
 
 
 # ---------------------------------------------------------------------------------------------
 # ingest
+
+
+class _Tally:
+    def __init__(self, workers: int) -> None:
+        self.counts = [0] * workers
+        self.errors = 0
+        self.measuring = False
 
 
 async def ingest(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,11 +97,11 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for run in range(args.runs):
             tag = uuid.uuid4().hex[:8]
-            counts = [0] * args.concurrency
-            errors = [0]
-            state = {"measuring": False}
+            tally = _Tally(args.concurrency)
 
-            async def gateway_worker(k: int, deadline: float, tag: str = tag) -> None:
+            async def gateway_worker(
+                k: int, deadline: float, tag: str = tag, tally: _Tally = tally
+            ) -> None:
                 sid = f"ing-{tag}-{k}"
                 n = 0
                 while time.monotonic() < deadline:
@@ -101,12 +113,14 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
                     async with session.post(url, data=body, headers=headers) as response:
                         reply = await response.read()
                     if response.status != 202 or json.loads(reply)["accepted"] != batch:
-                        errors[0] += 1
+                        tally.errors += 1
                         continue
-                    if state["measuring"]:
-                        counts[k] += batch
+                    if tally.measuring:
+                        tally.counts[k] += batch
 
-            async def bare_worker(k: int, deadline: float, tag: str = tag) -> None:
+            async def bare_worker(
+                k: int, deadline: float, tag: str = tag, tally: _Tally = tally
+            ) -> None:
                 conv = f"{DIALECT}:ing-{tag}-{k}"
                 key, channel = "bench:{" + conv + "}:log", "bench:ev:" + conv
                 while time.monotonic() < deadline:
@@ -117,25 +131,25 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
                         pipe.xadd(key, {"e": payload}, maxlen=10_000, approximate=True)
                         pipe.publish(channel, payload)
                     await pipe.execute()
-                    if state["measuring"]:
-                        counts[k] += batch
+                    if tally.measuring:
+                        tally.counts[k] += batch
 
             worker = bare_worker if args.target == "bare" else gateway_worker
             deadline = time.monotonic() + args.warmup + args.seconds
             tasks = [asyncio.create_task(worker(k, deadline)) for k in range(args.concurrency)]
             await asyncio.sleep(args.warmup)
-            state["measuring"] = True
+            tally.measuring = True
             t0, c0 = time.monotonic(), cpu_of(args.pids)
             await asyncio.sleep(args.seconds)
-            state["measuring"] = False
+            tally.measuring = False
             t1, c1 = time.monotonic(), cpu_of(args.pids)
-            done = sum(counts)
+            done = sum(tally.counts)
             await asyncio.wait_for(asyncio.gather(*tasks), 60)
             runs.append(
                 {
                     "run": run,
                     "events_per_s": done / (t1 - t0),
-                    "errors": errors[0],
+                    "errors": tally.errors,
                     "cpu": cpu_share(c0, c1, t1 - t0),
                 }
             )
@@ -176,7 +190,7 @@ async def open_subscriber(
         await proto.recv_until(b"sid")  # engine.io open packet
         proto.send_text("40")
         await proto.recv_until(b"40")  # namespace connected
-        proto.send_text('421["subscribe",%s]' % json.dumps(target))
+        proto.send_text(f'421["subscribe",{json.dumps(target)}]')
     else:
         raise ValueError(kind)
     await proto.recv_until(_subscribed_marker(kind), timeout=30)
@@ -236,8 +250,10 @@ class Publisher:
     async def publish(self, n: int) -> None:
         now = time.monotonic_ns()
         kind = self.kind
+        first = self.n
+        self.n += n  # reserved before any await: concurrent publishers never share an id
         if kind == "gateway":
-            frames = [frame(f"e{self.n + i}", self.sid, now) for i in range(n)]
+            frames = [frame(f"e{first + i}", self.sid, now) for i in range(n)]
             body = frames[0] if n == 1 else b"[" + b",".join(frames) + b"]"
             url = f"{self.base}/v1/dialects/{DIALECT}/events"
             headers = signed(body) if self.auth else {}
@@ -260,7 +276,6 @@ class Publisher:
             data = {**self.event_dict, "content": {"kind": "text", "text": text}}
             for _ in range(n):
                 await self.manager.emit("event", data, room=self.conv)
-        self.n += n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,11 +289,14 @@ async def wait_for(predicate: Callable[[], bool], stats: Stats, timeout: float) 
         if left <= 0:
             return False
         stats.progress.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stats.progress.wait(), min(left, 0.2))
-        except TimeoutError:
-            pass
     return True
+
+
+async def drain(stats: Stats, expected: int, timeout: float = 15) -> bool:
+    """Wait until `expected` deliveries were counted; False if they were not in time."""
+    return await wait_for(lambda: stats.delivered >= expected, stats, timeout)
 
 
 async def fanout(args: argparse.Namespace) -> dict[str, Any]:
@@ -303,32 +321,36 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         if min(s.count for s in subs) == 0:
             raise RuntimeError(f"{args.kind}: some subscribers got nothing in the warm-up")
-        await wait_for(lambda: stats.delivered >= published * n_subs, stats, 10)
+        await drain(stats, published * n_subs)
 
         window = min(500, max(10, 20_000 // n_subs))
         batch = max(1, min(100, window // 4))
         for run in range(args.runs):
             result: dict[str, Any] = {"run": run}
-            # -- saturation: keep `window` events in flight, as fast as they are delivered
+            # -- saturation: `PUBLISHERS` tasks keep up to `window` events in flight
             base_delivered = stats.delivered
-            sent = 0
+            sent = [0]
             t0, c0 = time.monotonic(), cpu_of(args.pids)
             end = t0 + args.seconds
-            while time.monotonic() < end:
-                if sent - (stats.delivered - base_delivered) / n_subs + batch > window:
-                    stats.progress.clear()
-                    try:
-                        await asyncio.wait_for(stats.progress.wait(), 0.5)
-                    except TimeoutError:
-                        pass
-                    continue
-                await pub.publish(batch)
-                sent += batch
+
+            async def saturate(
+                end: float = end, base: int = base_delivered, sent: list[int] = sent
+            ) -> None:
+                while time.monotonic() < end:
+                    if sent[0] - (stats.delivered - base) / n_subs + batch > window:
+                        stats.progress.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stats.progress.wait(), 0.5)
+                        continue
+                    sent[0] += batch
+                    await pub.publish(batch)
+
+            await asyncio.gather(*(saturate() for _ in range(PUBLISHERS)))
             t1, c1 = time.monotonic(), cpu_of(args.pids)
             result["deliveries_per_s"] = (stats.delivered - base_delivered) / (t1 - t0)
             result["cpu"] = cpu_share(c0, c1, t1 - t0)
-            published += sent
-            drained = await wait_for(lambda: stats.delivered >= published * n_subs, stats, 15)
+            published += sent[0]
+            drained = await drain(stats, published * n_subs)
             result["missing_after_saturation"] = (
                 0 if drained else published * n_subs - stats.delivered
             )
@@ -337,21 +359,23 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
             # -- paced: `rate` deliveries/s, latency of each delivery
             events_per_s = args.rate / n_subs
             tick = max(0.01, 1 / events_per_s)
-            per_tick = max(1, round(events_per_s * tick))
+            ticks = int(args.seconds / tick)
             stats.latencies = []
             stats.record = True
             base_delivered = stats.delivered
             start = time.monotonic()
-            ticks = int(args.seconds / tick)
             t_c0 = cpu_of(args.pids)
+            paced = 0
             for k in range(ticks):
                 delay = start + k * tick - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await pub.publish(per_tick)
-            sent = ticks * per_tick
-            published += sent
-            drained = await wait_for(lambda: stats.delivered >= published * n_subs, stats, 15)
+                due = round(events_per_s * (k + 1) * tick) - paced
+                if due > 0:
+                    await pub.publish(due)
+                    paced += due
+            published += paced
+            drained = await drain(stats, published * n_subs)
             stats.record = False
             elapsed = time.monotonic() - start
             lat = sorted(stats.latencies)
@@ -388,10 +412,16 @@ async def idle(args: argparse.Namespace) -> dict[str, Any]:
     socks = await open_many(args.kind, args.url, stats, targets[:first], args.auth)
     await asyncio.sleep(args.settle)
     rss0 = rss_bytes(pid)
+    if args.snapshot:  # the server's tracemalloc baseline (see bench.run_gateway)
+        os.kill(pid, signal.SIGUSR1)
+        await asyncio.sleep(2)
     socks += await open_many(args.kind, args.url, stats, targets[first:], args.auth)
     connect_s = time.monotonic() - started
     await asyncio.sleep(args.settle)
     rss1 = rss_bytes(pid)
+    if args.snapshot:
+        os.kill(pid, signal.SIGUSR1)
+        await asyncio.sleep(5)
     alive = sum(1 for s in socks if not s.is_closed)
     for s in socks:
         s.close()
@@ -501,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", required=True)
     p.add_argument("--subs", type=int, required=True)
     p.add_argument("--settle", type=float, default=2.0)
+    p.add_argument("--snapshot", action="store_true", help="signal the server's tracemalloc")
 
     p = sub.add_parser("resume", parents=[common])
     p.add_argument("--events", type=int, default=10_000)

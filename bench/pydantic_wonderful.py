@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from gateway.codec import derived_id, to_at
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
-
-from gateway.codec import derived_id, to_at
 
 DIALECT = "wonderful"
 Timestamp = str | float | None
@@ -218,7 +217,9 @@ def _content(data: MessageData) -> Content:
     if not data.media_url:
         raise ValueError(f"`{kind}` messages need `mediaUrl`")
     if kind == "image":
-        return Content(kind="image", url=data.media_url, file_name=data.file_name, caption=data.text)
+        return Content(
+            kind="image", url=data.media_url, file_name=data.file_name, caption=data.text
+        )
     if kind == "document":
         return Content(kind="file", url=data.media_url, file_name=data.file_name)
     return Content(kind="audio", url=data.media_url, voice=True if kind == "voice" else None)

@@ -32,13 +32,22 @@ class Context:
     def runs(self) -> int:
         return int(self.sizes["runs"])
 
-    def server(self, kind: str, redis_url: str, profile: Path | None = None) -> Any:
+    def server(
+        self, kind: str, redis_url: str, profile: Path | None = None, memory: Path | None = None
+    ) -> Any:
         if kind == "gateway":
-            return gateway(redis_url, self.outdir, self.log_level, profile, self.auth)
+            return gateway(redis_url, self.outdir, self.log_level, profile, self.auth, memory)
         return peer(kind, redis_url, self.outdir)
 
-    def loadgen(self, scenario: str, url: str, redis_url: str, pids: dict[str, int],
-                *extra: str, timeout: float = 600) -> dict[str, Any]:
+    def loadgen(
+        self,
+        scenario: str,
+        url: str,
+        redis_url: str,
+        pids: dict[str, int],
+        *extra: str,
+        timeout: float = 600,
+    ) -> dict[str, Any]:
         argv = [
             "-m", "bench.loadgen", scenario, "--url", url, "--redis", redis_url,
             "--runs", str(self.runs), "--pids", ",".join(f"{k}={v}" for k, v in pids.items()),
@@ -81,23 +90,27 @@ def ingest(ctx: Context) -> dict[str, Any]:
     cases = [
         ("gateway", 1, 32), ("gateway", batch, 8), ("bare", 1, 32), ("bare", batch, 8),
     ]  # fmt: skip
-    with redis_server(ctx.outdir) as (redis_url, redis_proc):
-        with ctx.server("gateway", redis_url) as (url, gw):
-            for target, size, concurrency in cases:
-                flush(redis_url)
-                time.sleep(0.2)
-                pids = {"gateway": gw.pid, "redis": redis_proc.pid}
-                result = ctx.loadgen(
-                    "ingest", url, redis_url, pids, "--target", target, "--batch", str(size),
-                    "--concurrency", str(concurrency), "--seconds", seconds,
-                )  # fmt: skip
-                result["summary"] = summary([r["events_per_s"] for r in result["runs"]])
-                key = f"{target}/{'batch' if size > 1 else 'single'}"
-                result["batch"], result["concurrency"] = size, concurrency
-                out[key] = result
-                errors = sum(r["errors"] for r in result["runs"])
-                ctx.say(f"  {key:16} {result['summary']['median']:>12,.0f} events/s"
-                        + (f"  ({errors} errors)" if errors else ""))
+    with (
+        redis_server(ctx.outdir) as (redis_url, redis_proc),
+        ctx.server("gateway", redis_url) as (url, gw),
+    ):
+        for target, size, concurrency in cases:
+            flush(redis_url)
+            time.sleep(0.2)
+            pids = {"gateway": gw.pid, "redis": redis_proc.pid}
+            result = ctx.loadgen(
+                "ingest", url, redis_url, pids, "--target", target, "--batch", str(size),
+                "--concurrency", str(concurrency), "--seconds", seconds,
+            )  # fmt: skip
+            result["summary"] = summary([r["events_per_s"] for r in result["runs"]])
+            key = f"{target}/{'batch' if size > 1 else 'single'}"
+            result["batch"], result["concurrency"] = size, concurrency
+            out[key] = result
+            errors = sum(r["errors"] for r in result["runs"])
+            ctx.say(
+                f"  {key:16} {result['summary']['median']:>12,.0f} events/s"
+                + (f"  ({errors} errors)" if errors else "")
+            )
     return out
 
 
@@ -116,8 +129,17 @@ def fanout(ctx: Context) -> dict[str, Any]:
                     for pattern in patterns:
                         key = f"{kind}/{subs}/{'pattern' if pattern else 'conversation'}"
                         pids = {"server": server.pid, "redis": redis_proc.pid}
-                        extra = ["--kind", kind, "--subs", str(subs), "--seconds", seconds,
-                                 "--rate", rate, *(["--pattern"] if pattern else [])]
+                        extra = [
+                            "--kind",
+                            kind,
+                            "--subs",
+                            str(subs),
+                            "--seconds",
+                            seconds,
+                            "--rate",
+                            rate,
+                            *(["--pattern"] if pattern else []),
+                        ]
                         try:
                             result = ctx.loadgen("fanout", url, redis_url, pids, *extra)
                         except Exception as exc:  # one failing server must not end the run
@@ -147,9 +169,9 @@ def fanout(ctx: Context) -> dict[str, Any]:
 def idle(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {}
     smoke = ctx.sizes["idle_sizes"][0] < 100
-    with redis_server(ctx.outdir) as (redis_url, redis_proc):
-        for kind in ctx.sizes["idle_kinds"]:
-            for size in ctx.sizes["idle_sizes"]:
+    with redis_server(ctx.outdir) as (redis_url, _):
+        for kind, sizes in ctx.sizes["idle_kinds"].items():
+            for size in sizes:
                 key = f"{kind}/{size}"
                 runs = []
                 for _ in range(ctx.runs):
@@ -159,7 +181,7 @@ def idle(ctx: Context) -> dict[str, Any]:
                             result = ctx.run_json(
                                 ["-m", "bench.loadgen", "idle", "--url", url, "--redis",
                                  redis_url, "--pids", f"server={server.pid}", "--kind", kind,
-                                 "--subs", str(size), "--settle", "0.3" if smoke else "2",
+                                 "--subs", str(size), "--settle", "0.3" if smoke else "1.5",
                                  *([] if ctx.auth else ["--no-auth"])], 600,
                             )  # fmt: skip
                         except Exception as exc:
@@ -170,8 +192,10 @@ def idle(ctx: Context) -> dict[str, Any]:
                 good = [r["bytes_per_socket"] for r in runs if "bytes_per_socket" in r]
                 out[key] = {"runs": runs, "summary": summary(good)}
                 if good:
-                    ctx.say(f"  {key:20} {out[key]['summary']['median'] / 1024:>8.1f} KiB/socket"
-                            f"  (connect {runs[-1].get('connect_s', 0):.1f} s)")
+                    ctx.say(
+                        f"  {key:20} {out[key]['summary']['median'] / 1024:>8.1f} KiB/socket"
+                        f"  (connect {runs[-1].get('connect_s', 0):.1f} s)"
+                    )
     return out
 
 
@@ -179,19 +203,23 @@ def idle(ctx: Context) -> dict[str, Any]:
 
 
 def resume(ctx: Context) -> dict[str, Any]:
-    with redis_server(ctx.outdir) as (redis_url, redis_proc):
-        with ctx.server("gateway", redis_url) as (url, gw):
-            result = ctx.loadgen(
-                "resume", url, redis_url, {"gateway": gw.pid},
-                "--events", str(ctx.sizes["resume_events"]),
-            )  # fmt: skip
+    with (
+        redis_server(ctx.outdir) as (redis_url, _),
+        ctx.server("gateway", redis_url) as (url, gw),
+    ):
+        result = ctx.loadgen(
+            "resume", url, redis_url, {"gateway": gw.pid},
+            "--events", str(ctx.sizes["resume_events"]),
+        )  # fmt: skip
     result["summary"] = {
         "replay_s": summary([r["replay_s"] for r in result["runs"]]),
         "xrange_s": summary([r["xrange_s"] for r in result["runs"]]),
     }
     s = result["summary"]
-    ctx.say(f"  replay {result['events']} events: {s['replay_s']['median'] * 1000:.0f} ms"
-            f"  (bare XRANGE {s['xrange_s']['median'] * 1000:.0f} ms)")
+    ctx.say(
+        f"  replay {result['events']} events: {s['replay_s']['median'] * 1000:.0f} ms"
+        f"  (bare XRANGE {s['xrange_s']['median'] * 1000:.0f} ms)"
+    )
     return result
 
 
@@ -221,9 +249,25 @@ def profiles(ctx: Context) -> dict[str, str]:
           "--rate", str(ctx.sizes["paced_rate"])]),
     ):  # fmt: skip
         path = ctx.outdir / f"profile-gateway-{name}.txt"
-        with redis_server(ctx.outdir) as (redis_url, redis_proc):
-            with ctx.server("gateway", redis_url, profile=path) as (url, gw):
-                ctx.loadgen(scenario, url, redis_url, {"gateway": gw.pid}, *extra)
+        with (
+            redis_server(ctx.outdir) as (redis_url, _),
+            ctx.server("gateway", redis_url, profile=path) as (url, gw),
+        ):
+            ctx.loadgen(scenario, url, redis_url, {"gateway": gw.pid}, *extra)
         out[f"gateway/{name}"] = str(path)
         ctx.say(f"  {name}: {path}")
+    # memory: what an idle subscribed socket allocates (tracemalloc, growth by source line)
+    path = ctx.outdir / "profile-gateway-idle-memory.txt"
+    size = str(min(2000, max(ctx.sizes["idle_sizes"])))
+    with (
+        redis_server(ctx.outdir) as (redis_url, _),
+        ctx.server("gateway", redis_url, memory=path) as (url, gw),
+    ):
+        ctx.run_json(
+            ["-m", "bench.loadgen", "idle", "--url", url, "--redis", redis_url, "--pids",
+             f"server={gw.pid}", "--kind", "gateway", "--subs", size, "--settle", "1",
+             "--snapshot", *([] if ctx.auth else ["--no-auth"])], 600,
+        )  # fmt: skip
+    out["gateway/idle-memory"] = str(path)
+    ctx.say(f"  idle memory: {path}")
     return out

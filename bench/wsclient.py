@@ -108,7 +108,7 @@ class WSProtocol(asyncio.Protocol):
             if end > size:
                 break
             opcode = b0 & 0x0F
-            if opcode == _OP_TEXT or opcode == _OP_BINARY:
+            if opcode in (_OP_TEXT, _OP_BINARY):
                 if self.eio and n == 1 and buf[start] == 0x32:
                     self.transport.write(_mask(_OP_TEXT, b"3"))  # type: ignore[union-attr]
                 elif self.counting:
@@ -117,9 +117,7 @@ class WSProtocol(asyncio.Protocol):
                     if stats.record:
                         at = buf.find(b"t=", start, end)
                         if at >= 0:
-                            stats.latencies.append(
-                                time.monotonic_ns() - int(buf[at + 2 : at + 21])
-                            )
+                            stats.latencies.append(time.monotonic_ns() - int(buf[at + 2 : at + 21]))
                 else:
                     self._text(bytes(buf[start:end]))
             elif opcode == _OP_PING:

@@ -3,9 +3,9 @@ without a cluster. Read the Dockerfile, compose file and manifests; repeat none 
 
     python deploy/check.py build WORK   the builder stage: its COPY lines (with .dockerignore)
                                         into WORK/ctx, then its RUN, making WORK/opt/venv
-    python deploy/check.py run WORK     the runtime stage from WORK/opt/venv, then compose,
-                                        nginx.conf and deploy/k8s (needs PyYAML and
-                                        kubernetes-validate: WORK/tools)
+    python deploy/check.py run WORK     compose, nginx.conf and deploy/k8s, then the runtime
+                                        stage from WORK/opt/venv (needs PyYAML and
+                                        kubernetes-validate beside the python running it)
 
 Stdlib only for `build`; `run` also imports yaml. Prints nothing on success; on failure, what
 failed (and the relevant log) on stderr, and exits 1.
@@ -31,7 +31,7 @@ import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -43,7 +43,7 @@ class CheckFailed(Exception):
     pass
 
 
-def fail(message: str, log: str | None = None) -> None:
+def fail(message: str, log: str | None = None) -> NoReturn:
     if log:
         message += "\n" + textwrap.indent(log.rstrip(), "  | ")
     raise CheckFailed(message)
@@ -115,9 +115,7 @@ def exec_or_shell(arguments: str) -> list[str]:
 
 
 def expand(value: str, env: dict[str, str]) -> str:
-    return re.sub(
-        r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), value
-    )
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), value)
 
 
 def env_pairs(arguments: str, env: dict[str, str]) -> dict[str, str]:
@@ -158,7 +156,9 @@ def parse_dockerfile() -> dict[str, Any]:
     for word, arguments in builder[1:]:
         if word == "COPY":
             flags, rest = flags_and_args(arguments)
-            expect(not flags, f"Dockerfile: builder COPY with flags not supported here: {arguments}")
+            expect(
+                not flags, f"Dockerfile: builder COPY with flags not supported here: {arguments}"
+            )
             parts = rest.split()
             copies.append((parts[:-1], parts[-1]))
         elif word == "RUN":
@@ -214,10 +214,13 @@ def parse_dockerfile() -> dict[str, Any]:
     expect(facts["expose"] == [8080], f"Dockerfile: want EXPOSE 8080, have {facts['expose']}")
     expect(facts.get("stopsignal") == "SIGTERM", "Dockerfile: want STOPSIGNAL SIGTERM")
     expect(facts.get("cmd") == ["gateway", "serve"], 'Dockerfile: want CMD ["gateway", "serve"]')
-    expect(facts["env"].get("GATEWAY_LOG_FORMAT") == "json", "Dockerfile: want GATEWAY_LOG_FORMAT=json")
+    expect(
+        facts["env"].get("GATEWAY_LOG_FORMAT") == "json", "Dockerfile: want GATEWAY_LOG_FORMAT=json"
+    )
     expect("healthcheck" in facts, "Dockerfile: no HEALTHCHECK")
     expect(
-        any("urllib" in a for a in facts["healthcheck"]) and "/healthz" in " ".join(facts["healthcheck"]),
+        any("urllib" in a for a in facts["healthcheck"])
+        and "/healthz" in " ".join(facts["healthcheck"]),
         "Dockerfile: the HEALTHCHECK must GET /healthz with urllib",
     )
     return facts
@@ -317,7 +320,9 @@ def build(work: Path) -> None:
         ["/bin/sh", "-c", command], cwd=ctx, env=env, capture_output=True, text=True
     )
     if done.returncode != 0:
-        fail(f"builder stage: `{facts['run']}` failed ({done.returncode})", done.stdout + done.stderr)
+        fail(
+            f"builder stage: `{facts['run']}` failed ({done.returncode})", done.stdout + done.stderr
+        )
     expect((venv / "bin" / "gateway").is_file(), "builder stage: the venv has no `gateway` command")
 
 
@@ -372,7 +377,9 @@ def seconds(value: str | int | float) -> float:
     return total
 
 
-def run_command(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+def run_command(
+    argv: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
     resolved = shutil.which(argv[0], path=env["PATH"]) or argv[0]
     return subprocess.run(
         [resolved, *argv[1:]], env=env, capture_output=True, text=True, timeout=timeout + 5
@@ -428,7 +435,7 @@ async def main(url, token):
                           aiohttp.WSMsgType.CLOSED):
                 print("closed", ws.close_code, flush=True)
                 return
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), 60))
 """
 
 
@@ -442,13 +449,15 @@ def check_runtime(work: Path, facts: dict[str, Any], compose: dict[str, Any]) ->
     # client tokens are signed with. Harmless to a gateway that does no auth.
     secret = os.urandom(32).hex()
     env["GATEWAY_JWT_SECRET"] = secret
-    token = hs256_token(secret, {"sub": "deploy-check", "read": ["*"], "exp": int(time.time()) + 600})
+    token = hs256_token(
+        secret, {"sub": "deploy-check", "read": ["*"], "exp": int(time.time()) + 600}
+    )
     auth = {"Authorization": f"Bearer {token}"}
     settings = settings_of(venv / "bin" / "python", env)
     drain = float(settings["shutdown_timeout_s"])
     base = f"http://127.0.0.1:{port}"
     rundir = work / "run"
-    rundir.mkdir()
+    rundir.mkdir(exist_ok=True)
     log_path = work / "gateway.log"
     with open(log_path, "wb") as log_file:
         cmd = facts["cmd"]
@@ -465,8 +474,10 @@ def check_runtime(work: Path, facts: dict[str, Any], compose: dict[str, Any]) ->
         pending = ["/healthz", "/readyz"]
         while pending:
             if server.poll() is not None:
-                fail(f"`{' '.join(cmd)}` exited ({server.returncode}) before it was ready",
-                     log_path.read_text())
+                fail(
+                    f"`{' '.join(cmd)}` exited ({server.returncode}) before it was ready",
+                    log_path.read_text(),
+                )
             expect(time.monotonic() < deadline, f"{pending} did not answer 200 within 30 s")
             try:
                 if get(base + pending[0])[0] == 200:
@@ -485,7 +496,9 @@ def check_runtime(work: Path, facts: dict[str, Any], compose: dict[str, Any]) ->
         )
         done = subprocess.run(
             [str(venv / "bin" / "python"), "-c", INSTALLED_DIALECTS],
-            env=env, capture_output=True, text=True,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             fail("the venv cannot load its dialects", done.stderr)
@@ -506,21 +519,28 @@ def check_runtime(work: Path, facts: dict[str, Any], compose: dict[str, Any]) ->
         timeout = seconds(facts["healthcheck_timeout"])
         done = run_command(facts["healthcheck"], env, timeout)
         if done.returncode != 0:
-            fail("the Dockerfile's HEALTHCHECK failed against a healthy gateway",
-                 done.stdout + done.stderr)
+            fail(
+                "the Dockerfile's HEALTHCHECK failed against a healthy gateway",
+                done.stdout + done.stderr,
+            )
         for name, service in compose["services"].items():
             if service.get("image") == compose_gateway_image(compose):
                 test = service["healthcheck"]["test"]
                 argv = test[1:] if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
                 done = run_command(argv, env, seconds(service["healthcheck"]["timeout"]))
                 if done.returncode != 0:
-                    fail(f"compose: {name}'s healthcheck failed against a ready gateway",
-                         done.stdout + done.stderr)
+                    fail(
+                        f"compose: {name}'s healthcheck failed against a ready gateway",
+                        done.stdout + done.stderr,
+                    )
 
         # SIGTERM with a subscribed socket: closed 1001, exit 0 within the drain time.
         client = subprocess.Popen(
             [str(venv / "bin" / "python"), "-c", WS_CLIENT, f"ws://127.0.0.1:{port}/v1/ws", token],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert client.stdout is not None
         line = client.stdout.readline().strip()
@@ -532,8 +552,10 @@ def check_runtime(work: Path, facts: dict[str, Any], compose: dict[str, Any]) ->
         try:
             code = server.wait(timeout=drain + 5)
         except subprocess.TimeoutExpired:
-            fail(f"the gateway did not exit within {drain + 5:.0f} s of {facts['stopsignal']}",
-                 log_path.read_text())
+            fail(
+                f"the gateway did not exit within {drain + 5:.0f} s of {facts['stopsignal']}",
+                log_path.read_text(),
+            )
         elapsed = time.monotonic() - started
         logs = log_path.read_text()
         expect(code == 0, f"the gateway exited {code} on {facts['stopsignal']}\n{logs}")
@@ -542,7 +564,10 @@ def check_runtime(work: Path, facts: dict[str, Any], compose: dict[str, Any]) ->
             f"the gateway took {elapsed:.1f} s to exit; the drain time is {drain:.0f} s",
         )
         out, err = client.communicate(timeout=10)
-        expect(out.strip() == "closed 1001", f"WebSocket on shutdown: want `closed 1001`, got {out!r} {err}")
+        expect(
+            out.strip() == "closed 1001",
+            f"WebSocket on shutdown: want `closed 1001`, got {out!r} {err}",
+        )
 
         done = run_command(facts["healthcheck"], env, timeout)
         expect(done.returncode != 0, "the HEALTHCHECK passed with no gateway running")
@@ -573,6 +598,7 @@ def compose_gateway_image(compose: dict[str, Any]) -> str | None:
 
 def interpolated(value: str) -> str:
     """Compose's `${VAR}`, `${VAR:-default}`, `${VAR:?error}`: the default, else a stand-in."""
+
     def one(match: re.Match[str]) -> str:
         default = re.match(r"[^:?-]*:?-(.*)", match.group(1))
         return default.group(1) if default else "stand-in-" + "x" * 40
@@ -601,7 +627,8 @@ def check_compose(compose: dict[str, Any], facts: dict[str, Any], venv_python: P
         service = services[name]
         context = (DEPLOY / service["build"]["context"]).resolve()
         expect(
-            context == ROOT and (context / service["build"].get("dockerfile", "Dockerfile")).is_file(),
+            context == ROOT
+            and (context / service["build"].get("dockerfile", "Dockerfile")).is_file(),
             f"{where}: {name}: build must use the project's Dockerfile",
         )
         env = {k: interpolated(str(v)) for k, v in (service.get("environment") or {}).items()}
@@ -610,9 +637,12 @@ def check_compose(compose: dict[str, Any], facts: dict[str, Any], venv_python: P
             f"{where}: {name}: GATEWAY_REDIS_URL must be redis://redis:6379/0",
         )
         settings = settings_of(venv_python, env)
-        expect(settings["port"] == port, f"{where}: {name}: port {settings['port']} != EXPOSE {port}")
         expect(
-            (service.get("depends_on") or {}).get("redis", {}).get("condition") == "service_healthy",
+            settings["port"] == port, f"{where}: {name}: port {settings['port']} != EXPOSE {port}"
+        )
+        expect(
+            (service.get("depends_on") or {}).get("redis", {}).get("condition")
+            == "service_healthy",
             f"{where}: {name}: must depend on redis being healthy",
         )
         expect(
@@ -671,35 +701,49 @@ def check_nginx(gateways: list[str], port: int, heartbeat: float) -> None:
 
 
 def check_k8s(work: Path, facts: dict[str, Any], venv_python: Path) -> None:
-    import yaml
-
     k8s = DEPLOY / "k8s"
     files = sorted(p for p in k8s.glob("*.yaml") if p.name != "kustomization.yaml")
-    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    kustomization = load_yaml(k8s / "kustomization.yaml")
     expect(
         sorted(kustomization["resources"])
         == sorted(p.name for p in files if "example" not in p.name),
         "deploy/k8s/kustomization.yaml must list every manifest but the examples",
     )
     # Schemas ship in the package: a proxy that goes nowhere proves no network is needed.
-    offline = {**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-               "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-               "NO_PROXY": "", "no_proxy": ""}
+    offline = {
+        **os.environ,
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
     tool = Path(sys.executable).parent / "kubernetes-validate"  # installed beside this python
     for version in ("1.29.0", None):  # the oldest we support, and the newest the tool knows
         argv = [str(tool), "--strict", "--quiet", *([] if version is None else ["-k", version])]
-        done = subprocess.run([*argv, *map(str, files)], env=offline, capture_output=True, text=True)
+        done = subprocess.run(
+            [*argv, *map(str, files)], env=offline, capture_output=True, text=True
+        )
         if done.returncode != 0 or done.stdout.strip() or done.stderr.strip():
-            fail(f"kubernetes-validate {version or '(latest)'} rejected deploy/k8s",
-                 done.stdout + done.stderr)
+            fail(
+                f"kubernetes-validate {version or '(latest)'} rejected deploy/k8s",
+                done.stdout + done.stderr,
+            )
 
     docs: dict[str, dict[str, Any]] = {}
     for path in files:
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in load_yaml(path, every=True):
             if doc:
                 docs[doc["kind"]] = doc
-    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                 "ConfigMap", "Secret"):
+    for kind in (
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "Secret",
+    ):
         expect(kind in docs, f"deploy/k8s: no {kind}")
     deployment = docs["Deployment"]
     spec = deployment["spec"]
@@ -729,7 +773,8 @@ def check_k8s(work: Path, facts: dict[str, Any], venv_python: Path) -> None:
     )
     anti = pod.get("affinity", {}).get("podAntiAffinity", {})
     terms = anti.get("preferredDuringSchedulingIgnoredDuringExecution", []) + [
-        {"podAffinityTerm": t} for t in anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+        {"podAffinityTerm": t}
+        for t in anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])
     ]
     expect(
         any(
@@ -741,23 +786,37 @@ def check_k8s(work: Path, facts: dict[str, Any], venv_python: Path) -> None:
     )
     security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
     expect(security.get("runAsNonRoot") is True, "Deployment: want runAsNonRoot")
-    expect(security.get("runAsUser", facts["uid"]) == facts["uid"],
-           f"Deployment: runAsUser must be the image's USER {facts['uid']}")
+    expect(
+        security.get("runAsUser", facts["uid"]) == facts["uid"],
+        f"Deployment: runAsUser must be the image's USER {facts['uid']}",
+    )
     expect(security.get("readOnlyRootFilesystem") is True, "Deployment: want a read-only root fs")
-    expect(security.get("allowPrivilegeEscalation") is False, "Deployment: want no privilege escalation")
+    expect(
+        security.get("allowPrivilegeEscalation") is False,
+        "Deployment: want no privilege escalation",
+    )
 
     configmap, secret = docs["ConfigMap"], docs["Secret"]
     refs = {
-        ("configMapRef" if "configMapRef" in e else "secretRef"): e.get("configMapRef") or e.get("secretRef")
+        ("configMapRef" if "configMapRef" in e else "secretRef"): e.get("configMapRef")
+        or e.get("secretRef")
         for e in container.get("envFrom", [])
     }
-    expect(refs.get("configMapRef", {}).get("name") == configmap["metadata"]["name"],
-           "Deployment: envFrom must take the ConfigMap")
-    expect(refs.get("secretRef", {}).get("name") == secret["metadata"]["name"],
-           "Deployment: envFrom must take the dialects' Secret")
+    expect(
+        refs.get("configMapRef", {}).get("name") == configmap["metadata"]["name"],
+        "Deployment: envFrom must take the ConfigMap",
+    )
+    expect(
+        refs.get("secretRef", {}).get("name") == secret["metadata"]["name"],
+        "Deployment: envFrom must take the dialects' Secret",
+    )
     settings = settings_of(venv_python, dict(configmap["data"]))
     fields = {f"GATEWAY_{f.upper()}" for f in settings["fields"]}
-    dialects = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["gateway.adapters"])
+    dialects = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][
+            "gateway.adapters"
+        ]
+    )
 
     def known(key: str) -> bool:
         return key in fields or any(key.startswith(f"GATEWAY_{d.upper()}_") for d in dialects)
@@ -767,7 +826,9 @@ def check_k8s(work: Path, facts: dict[str, Any], venv_python: Path) -> None:
     values = {**secret.get("stringData", {}), **secret.get("data", {})}
     for key, value in values.items():
         expect(known(key), f"Secret: {key} is not a gateway setting")
-        expect("REPLACE-ME" in str(value), f"Secret example: {key} must be a REPLACE-ME placeholder")
+        expect(
+            "REPLACE-ME" in str(value), f"Secret example: {key} must be a REPLACE-ME placeholder"
+        )
 
     pre_stop = container["lifecycle"]["preStop"]
     sleep = (pre_stop.get("sleep") or {}).get("seconds")
@@ -787,25 +848,44 @@ def check_k8s(work: Path, facts: dict[str, Any], venv_python: Path) -> None:
     service = docs["Service"]["spec"]
     expect(service["selector"].items() <= labels.items(), "Service: selector misses the pods")
     expect(service.get("sessionAffinity", "None") == "None", "Service: no session affinity wanted")
-    expect(all(p["targetPort"] in ports or p["targetPort"] in ports.values() for p in service["ports"]),
-           "Service: targetPort is not the container's port")
+    expect(
+        all(
+            p["targetPort"] in ports or p["targetPort"] in ports.values() for p in service["ports"]
+        ),
+        "Service: targetPort is not the container's port",
+    )
     hpa = docs["HorizontalPodAutoscaler"]
     expect(hpa["apiVersion"] == "autoscaling/v2", "HPA: want autoscaling/v2")
-    expect(hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"],
-           "HPA: targets another Deployment")
+    expect(
+        hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"],
+        "HPA: targets another Deployment",
+    )
     expect(hpa["spec"]["minReplicas"] >= 2, "HPA: minReplicas must keep 2 replicas")
-    expect(any(m.get("resource", {}).get("name") == "cpu" for m in hpa["spec"]["metrics"]),
-           "HPA: want a CPU metric")
+    expect(
+        any(m.get("resource", {}).get("name") == "cpu" for m in hpa["spec"]["metrics"]),
+        "HPA: want a CPU metric",
+    )
     pdb = docs["PodDisruptionBudget"]["spec"]
-    expect(pdb["selector"]["matchLabels"].items() <= labels.items(), "PDB: selector misses the pods")
+    expect(
+        pdb["selector"]["matchLabels"].items() <= labels.items(), "PDB: selector misses the pods"
+    )
+
+
+def load_yaml(path: Path, every: bool = False) -> Any:
+    import yaml  # type: ignore[import-untyped]
+
+    try:
+        text = path.read_text()
+        return list(yaml.safe_load_all(text)) if every else yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        fail(f"{path.relative_to(ROOT)}: not valid YAML", str(exc))
 
 
 def run(work: Path) -> None:
-    import yaml
 
     facts = json.loads((work / "dockerfile.json").read_text())
     venv_python = work / IMAGE_VENV.lstrip("/") / "bin" / "python"
-    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    compose = load_yaml(DEPLOY / "docker-compose.yml")
     gateways = check_compose(compose, facts, venv_python)
     heartbeat = settings_of(venv_python, {})["ws_heartbeat_s"]
     check_nginx(gateways, facts["expose"][0], heartbeat)

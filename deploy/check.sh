@@ -14,16 +14,25 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/gateway-deploy-check.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+tools=""
+cleanup() {
+  if [ -n "$tools" ]; then kill "$tools" 2>/dev/null || true; wait "$tools" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # The validation tools (PyYAML comes with kubernetes-validate), installed while the image builds.
 "$PYTHON" -m venv "$work/tools"
-"$work/tools/bin/python" -m pip install --quiet kubernetes-validate >"$work/tools.log" 2>&1 &
+# Pinned: a newer release may drop the 1.29 schemas deploy/check.py validates against.
+"$work/tools/bin/python" -m pip install --quiet kubernetes-validate==1.37.0 >"$work/tools.log" 2>&1 &
 tools=$!
 
 "$PYTHON" deploy/check.py build "$work"
 
-if ! wait "$tools"; then
+status=0
+wait "$tools" || status=$?
+tools=""
+if [ "$status" -ne 0 ]; then
   echo "deploy/check: installing kubernetes-validate failed" >&2
   sed 's/^/  | /' "$work/tools.log" >&2
   exit 1

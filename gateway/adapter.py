@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
-from gateway.errors import UnknownDialect, Unsupported
+from gateway.errors import MalformedJSON, UnknownDialect, Unsupported
 from gateway.model import Command, Event, Start
 
 if TYPE_CHECKING:
@@ -154,14 +154,22 @@ class Adapter(abc.ABC):
     test_only: ClassVar[bool] = False
     """True for dialects that exist for tests and demos; loaded only when named explicitly."""
 
-    @abc.abstractmethod
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
         """Decode a webhook body: one native frame, an array of them, or the dialect's envelope.
 
         `conversation` is the native conversation id for dialects whose frames do not carry it.
-        Raises `MalformedJSON` for a body that is not JSON and `DecodeError` (with `index` and
-        `path`) for a known frame that breaks its schema; a batch decodes all or nothing.
+        Raises `MalformedJSON` for a body that is not JSON (or nested too deeply to parse) and
+        `DecodeError` (with `index` and `path`) for a known frame that breaks its schema, or
+        `RequestError` for a missing `conversation`; a batch decodes all or nothing.
         """
+        try:
+            return self.decode_body(body, conversation)
+        except RecursionError:  # msgspec's typed decoders recurse on nesting, like the parser
+            raise MalformedJSON("body is nested too deeply") from None
+
+    @abc.abstractmethod
+    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
+        """The dialect's decoding, under the contract of `decode` (which calls it)."""
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         """The native request for `command` in the session whose `snapshot` is `session`."""

@@ -29,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--dialects", help="comma-separated dialects to load (default: all)")
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        default=None,
+        help="run every dialect against its in-process emulator (docs/console.md)",
+    )
 
     decode = commands.add_parser(
         "decode", help="native frames (JSON or JSONL) → canonical events (JSONL), offline"
@@ -73,6 +79,7 @@ def serve(args: argparse.Namespace) -> int:
                 "dialects": dialects,
                 "log_format": args.log_format,
                 "log_level": args.log_level,
+                "demo": args.demo,
             },
         )
     except ConfigError as exc:

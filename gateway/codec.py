@@ -78,7 +78,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         except ValueError:
             raise ValueError(f"not a timestamp: {text!r}") from None
         at = format_at(moment)
-        if not "1970" <= at[:4]:  # the documented range; `format_at` shifts to UTC first
+        if not at[:4] >= "1970":  # the documented range; `format_at` shifts to UTC first
             raise ValueError(f"timestamp out of range: {text!r}")
         return at
     if value is None:

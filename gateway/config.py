@@ -46,6 +46,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retention_ended_s: float = 7 * 86400
     """How long a conversation's log is kept after its `ended` event."""
     shutdown_timeout_s: float = 10.0
+    demo: bool = False
+    """Start every loaded dialect's platform emulator in-process and point its connector at
+    it (docs/console.md); with no JWT key configured it also turns authentication off."""
     auth: Literal["jwt", "none"] = "jwt"
     """`none` lets anyone in (development only; a warning is logged at start)."""
     jwt_secret: str | None = None

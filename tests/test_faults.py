@@ -17,7 +17,9 @@ async def test_redis_restart_mid_stream_loses_nothing(
 ) -> None:
     server = redis_factory()
     gateway = GatewayClient(
-        await aiohttp_client(create_app(Settings(redis_url=server.url, dialects=["loopback"], auth="none")))
+        await aiohttp_client(
+            create_app(Settings(redis_url=server.url, dialects=["loopback"], auth="none"))
+        )
     )
     conv = f"loopback:{conversation}"
     ws = await gateway.ws()
@@ -72,7 +74,9 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     from gateway.model import Message, Party, Text
 
     gateway = GatewayClient(
-        await aiohttp_client(create_app(Settings(redis_url=redis_url, dialects=["loopback"], auth="none")))
+        await aiohttp_client(
+            create_app(Settings(redis_url=redis_url, dialects=["loopback"], auth="none"))
+        )
     )
     conv = f"loopback:{conversation}"
     ws = await gateway.ws()

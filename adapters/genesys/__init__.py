@@ -31,7 +31,7 @@ class GenesysAdapter(Adapter):
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "url"})
     typing_preview: ClassVar[bool] = True
 
-    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
         return decode.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:

@@ -23,7 +23,7 @@ class LoopbackAdapter(Adapter):
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
     test_only = True
 
-    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
         return codec.decode(body, conversation)
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:

@@ -28,7 +28,7 @@ class ServerEventsAdapter(Adapter):
         {"text", "url", "image", "file", "location"}
     )
 
-    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
         return codec.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:

@@ -32,7 +32,7 @@ class SignalWireAdapter(Adapter):
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
 
-    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
         return codec.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:

@@ -28,7 +28,7 @@ class VisitorWidgetAdapter(Adapter):
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "url", "image", "file"})
     typing_preview: ClassVar[bool] = True  # `chat.typing {typing: {is, text}}`
 
-    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
         return codec.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:

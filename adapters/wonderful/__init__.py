@@ -45,7 +45,7 @@ class WonderfulAdapter(Adapter):
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "image", "file"})
 
-    def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
+    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
         return decode.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:

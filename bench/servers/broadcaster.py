@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from broadcaster import Broadcast
-from broadcaster._base import Event, Subscriber
 from broadcaster._backends.redis import RedisBackend
+from broadcaster._base import Event, Subscriber
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -83,9 +83,7 @@ def build(redis_url: str) -> Starlette:
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
 
-    return Starlette(
-        routes=[WebSocketRoute("/ws", ws_endpoint)], lifespan=lifespan
-    )
+    return Starlette(routes=[WebSocketRoute("/ws", ws_endpoint)], lifespan=lifespan)
 
 
 def main() -> None:

@@ -217,11 +217,13 @@ class Sessions:
         connector = adapter.connector(self.settings_for(adapter.name), self.http)
         events = await connector.open(command)
         conversation = connector.conversation_id
-        if not await self.store.acquire(conversation, self.lease_ttl):
+        if conversation in self.owned or not await self.store.acquire(conversation, self.lease_ttl):
+            # The platform put us into a conversation that is already live (SignalWire joins
+            # by address): keep the running session, drop the extra link.
             await connector.close()
-            raise RequestError(
-                f"{conversation} is already owned by another replica", code="SESSION_CONFLICT"
-            )
+            await self.hub.publish(events)
+            log.info("session.joined_live", dialect=adapter.name, conversation_id=conversation)
+            return Started(ref=command.ref, conversation=conversation, status="active")
         # Publish before the record exists: a crash in between leaves no half-started session.
         await self.hub.publish(events)
         record = SessionRecord(

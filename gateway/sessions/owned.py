@@ -173,9 +173,8 @@ class OwnedSession:
                 await self._persist("ended")
             published = await self.publish(events) if events else []
             await self._persist()
-        if ended:
-            log.info("session.ended")
-            self._spawn_stop(release=True)
+        # The pump keeps running until the connector's inbound ends: what the platform still
+        # says after the end (a participant leaving) belongs to the transcript.
         ack = Ack(ref=command.ref, conversation=self.conversation)
         for event, result in zip(events, published, strict=True):
             if isinstance(event, Message) or ack.id is None:

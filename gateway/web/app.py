@@ -19,6 +19,7 @@ from gateway.hub import create_hub
 from gateway.sessions import Sessions, create_store
 from gateway.web import api, commands, ingest, protocol, telemetry, ws
 from gateway.web.auth import Authenticator, token_of
+from gateway.web.console import setup_console
 from gateway.web.keys import (
     AUTH,
     CLIENT_LIMITS,
@@ -120,8 +121,11 @@ def create_app(
         if (secrets := settings.dialect(adapter.name).options.get("webhook_secrets"))
     }
     if not app[AUTH].enabled:
-        log.warning("auth.disabled", hint="GATEWAY_AUTH=none: anyone who reaches this "
-                    "gateway may read and send; use it for development only")
+        log.warning(
+            "auth.disabled",
+            hint="GATEWAY_AUTH=none: anyone who reaches this "
+            "gateway may read and send; use it for development only",
+        )
     app[CONNECTIONS] = set()  # each socket's handler removes it when it closes
     for failure in registry.failures:
         log.error(
@@ -141,6 +145,11 @@ def create_app(
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.prometheus)
+    setup_console(app)
+    if settings.demo:
+        from gateway.demo import setup_demo
+
+        setup_demo(app)
     return app
 
 

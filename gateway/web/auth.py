@@ -75,8 +75,9 @@ class Grant(msgspec.Struct, kw_only=True):
         if not self.can_read(target):
             raise Forbidden(f"this token may not read {target!r}")
 
-    def check_command(self, op: str, conversation: str | None = None,
-                      dialect: str | None = None) -> None:
+    def check_command(
+        self, op: str, conversation: str | None = None, dialect: str | None = None
+    ) -> None:
         if not self.can_command(op):
             raise Forbidden(f"this token may not send {op!r}")
         if conversation is not None and not self.can_read(conversation):
@@ -95,7 +96,14 @@ class Authenticator:
     key material is missing or unreadable."""
 
     def __init__(self, settings: Settings) -> None:
-        self.enabled = settings.auth == "jwt"
+        keyed = (
+            settings.jwt_secret
+            or settings.jwt_secret_file
+            or settings.jwt_public_key_file
+            or settings.jwt_jwks_file
+        )
+        # Demo mode is an explicit developer's choice: without a key it lets everyone in.
+        self.enabled = settings.auth == "jwt" and not (settings.demo and not keyed)
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
         self.leeway = settings.jwt_leeway_s
@@ -127,8 +135,10 @@ class Authenticator:
         if not self.enabled:
             return open_grant()
         if not token:
-            raise Unauthorized("a bearer token is required (Authorization header, `token` "
-                               "query parameter, or `bearer.<token>` WebSocket subprotocol)")
+            raise Unauthorized(
+                "a bearer token is required (Authorization header, `token` "
+                "query parameter, or `bearer.<token>` WebSocket subprotocol)"
+            )
         try:
             claims = self._decode(token)
         except jwt.ExpiredSignatureError:
@@ -139,8 +149,12 @@ class Authenticator:
 
     def _decode(self, token: str) -> dict[str, Any]:
         options = {"require": ["exp", "sub"]}
-        common: dict[str, Any] = {"audience": self.audience, "issuer": self.issuer,
-                                  "leeway": self.leeway, "options": options}
+        common: dict[str, Any] = {
+            "audience": self.audience,
+            "issuer": self.issuer,
+            "leeway": self.leeway,
+            "options": options,
+        }
         header = jwt.get_unverified_header(token)
         algorithm = header.get("alg")
         if algorithm == "HS256" and self._secret:
@@ -187,5 +201,5 @@ def token_of(headers: Any, query: Any, protocols: Iterable[str] = ()) -> str | N
         return str(query["token"])
     for protocol in protocols:
         if protocol.startswith("bearer."):
-            return protocol[len("bearer."):]
+            return protocol[len("bearer.") :]
     return None

@@ -18,8 +18,8 @@ from gateway import metrics
 from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
 from gateway.web.auth import Forbidden, token_of
 from gateway.web.keys import AUTH, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
-from gateway.web.signatures import verify
 from gateway.web.responses import json_response
+from gateway.web.signatures import verify
 
 log = structlog.get_logger(__name__)
 

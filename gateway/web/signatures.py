@@ -30,23 +30,32 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
-def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[str],
-           window_s: float, now: float | None = None) -> None:
+def verify(
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    window_s: float,
+    now: float | None = None,
+) -> None:
     """Raise `Unauthorized` (`SIGNATURE_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`)
     unless `body` carries a fresh signature by one of `secrets`."""
     stamp = headers.get(TIMESTAMP_HEADER)
     given = headers.get(SIGNATURE_HEADER)
     if not stamp or not given:
-        raise Unauthorized(f"this dialect's webhooks must be signed ({TIMESTAMP_HEADER} and "
-                           f"{SIGNATURE_HEADER})", code="SIGNATURE_MISSING")
+        raise Unauthorized(
+            f"this dialect's webhooks must be signed ({TIMESTAMP_HEADER} and {SIGNATURE_HEADER})",
+            code="SIGNATURE_MISSING",
+        )
     try:
         timestamp = int(stamp)
     except ValueError:
-        raise Unauthorized(f"{TIMESTAMP_HEADER} must be epoch seconds",
-                           code="SIGNATURE_INVALID") from None
+        raise Unauthorized(
+            f"{TIMESTAMP_HEADER} must be epoch seconds", code="SIGNATURE_INVALID"
+        ) from None
     if abs((now if now is not None else time.time()) - timestamp) > window_s:
-        raise Unauthorized(f"signature timestamp outside the {window_s:g} s window",
-                           code="SIGNATURE_EXPIRED")
+        raise Unauthorized(
+            f"signature timestamp outside the {window_s:g} s window", code="SIGNATURE_EXPIRED"
+        )
     offered = [part.strip() for part in given.split(",") if part.strip()]
     for secret in secrets:
         expected = sign(secret, timestamp, body)

@@ -24,11 +24,11 @@ from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
 from gateway.hub import Subscription, is_pattern
 from gateway.model import Command, Start
-from gateway.web.auth import Grant, token_of
-from gateway.web.limits import LimitExceeded, TokenBucket
 from gateway.sessions.replies import Recovered, Started
 from gateway.web import protocol
+from gateway.web.auth import Grant, token_of
 from gateway.web.keys import AUTH, CLIENT_LIMITS, CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS
+from gateway.web.limits import LimitExceeded, TokenBucket
 from gateway.web.responses import error_response
 
 log = structlog.get_logger(__name__)
@@ -182,8 +182,9 @@ class Connection:
             case Start():
                 self.grant.check_command("start", dialect=frame.dialect)
             case _:
-                self.grant.check_command(str(type(frame).__struct_config__.tag),
-                                         conversation=frame.conversation)
+                self.grant.check_command(
+                    str(type(frame).__struct_config__.tag), conversation=frame.conversation
+                )
 
     async def _subscribe(self, frame: protocol.Subscribe) -> None:
         target = frame.conversation
@@ -192,14 +193,16 @@ class Connection:
         limit = self.settings.max_subscriptions
         if target not in self.subscriptions and len(self.subscriptions) >= limit:
             raise LimitExceeded(f"a socket may hold {limit} subscriptions", limit=limit)
-        previous = self.subscriptions.pop(target, None)
-        if previous is not None:
-            previous.close()
-            metrics.WS_SUBSCRIPTIONS.dec()
         subscription = await self.hub.subscribe(target, self, frame.since)
         if self._closing:
             subscription.close()
             return
+        # Replace after the await: two subscribes to one target may be in flight at once
+        # (`start` subscribes its caller too), and the last one answered wins, alone.
+        previous = self.subscriptions.pop(target, None)
+        if previous is not None:
+            previous.close()
+            metrics.WS_SUBSCRIPTIONS.dec()
         self.subscriptions[target] = subscription
         metrics.WS_SUBSCRIPTIONS.inc()
         self.send(protocol.Subscribed(ref=frame.ref, conversation=target, seq=subscription.seq))
@@ -286,8 +289,9 @@ def _close_at_expiry(connection: Connection) -> asyncio.TimerHandle | None:
 
     def expire() -> None:
         log.info("ws.token_expired", connection=connection.id)
-        connection._spawn(connection.ws.close(code=protocol.CLOSE_TOKEN_EXPIRED,
-                                              message=b"token expired"))
+        connection._spawn(
+            connection.ws.close(code=protocol.CLOSE_TOKEN_EXPIRED, message=b"token expired")
+        )
 
     return loop.call_at(loop.time() + max(expires_at - time.time(), 0), expire)
 

@@ -16,8 +16,9 @@ SECRET = "test-secret-of-a-decent-length-0123456789"
 
 def token(sub: str = "client-1", ttl: float = 300, secret: str = SECRET, **claims: Any) -> str:
     """An HS256 token for `sub` with `claims` (read, commands, dialects, ingest)."""
-    return jwt.encode({"sub": sub, "exp": int(time.time() + ttl), **claims}, secret,
-                      algorithm="HS256")
+    return jwt.encode(
+        {"sub": sub, "exp": int(time.time() + ttl), **claims}, secret, algorithm="HS256"
+    )
 
 
 @pytest.fixture

@@ -50,22 +50,32 @@ async def test_reads_are_scoped(make_secure: Any, conversation: str) -> None:
     mine, theirs = f"a{conversation}", f"b{conversation}"
     ingest_token = token(ingest=["loopback"])
     for chat in (mine, theirs):
-        async with gateway.client.post("/v1/dialects/loopback/events",
-                                       json=loopback_message(chat, 1),
-                                       params={"token": ingest_token}) as response:
+        async with gateway.client.post(
+            "/v1/dialects/loopback/events",
+            json=loopback_message(chat, 1),
+            params={"token": ingest_token},
+        ) as response:
             assert response.status == 202
     reader = token(**READER)
-    async with gateway.client.get(f"/v1/conversations/loopback:{mine}/events",
-                                  params={"token": reader}) as response:
+    async with gateway.client.get(
+        f"/v1/conversations/loopback:{mine}/events", params={"token": reader}
+    ) as response:
         assert response.status == 200
-    async with gateway.client.get(f"/v1/conversations/loopback:{theirs}/events",
-                                  params={"token": reader}) as response:
+    async with gateway.client.get(
+        f"/v1/conversations/loopback:{theirs}/events", params={"token": reader}
+    ) as response:
         assert await status_and_code(response) == (403, "FORBIDDEN")
-    async with gateway.client.post("/v1/dialects/loopback/events", json=loopback_message(mine, 2),
-                                   params={"token": token(read=["*"])}) as response:
+    async with gateway.client.post(
+        "/v1/dialects/loopback/events",
+        json=loopback_message(mine, 2),
+        params={"token": token(read=["*"])},
+    ) as response:
         assert await status_and_code(response) == (403, "FORBIDDEN")
-    async with gateway.client.post("/v1/conversations", params={"token": reader}, json={
-        "dialect": "loopback", "participant": {"from": "x"}}) as response:
+    async with gateway.client.post(
+        "/v1/conversations",
+        params={"token": reader},
+        json={"dialect": "loopback", "participant": {"from": "x"}},
+    ) as response:
         assert await status_and_code(response) == (403, "FORBIDDEN")
 
 
@@ -90,7 +100,10 @@ async def test_websocket_handshake_and_scopes(make_secure: Any, conversation: st
         ("subscribe", {"conversation": "loopback:*"}),
         ("subscribe", {"conversation": "*"}),
         ("history", {"conversation": f"loopback:b{conversation}"}),
-        ("send", {"conversation": f"loopback:a{conversation}", "content": {"kind": "text", "text": "x"}}),
+        (
+            "send",
+            {"conversation": f"loopback:a{conversation}", "content": {"kind": "text", "text": "x"}},
+        ),
         ("start", {"dialect": "loopback", "participant": {"from": "u"}}),
     ]:
         await client.send(op, ref=op, **fields)
@@ -110,8 +123,9 @@ async def test_expired_token_closes_the_socket(make_secure: Any) -> None:
 
 def _rsa_key() -> tuple[rsa.RSAPrivateKey, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return key, public
 
 
@@ -129,17 +143,32 @@ async def test_rs256(make_gateway: Any, tmp_path: Path, source: str) -> None:
     else:
         numbers = key.public_key().public_numbers()
         path = tmp_path / "jwks.json"
-        path.write_text(json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256",
-                                              "use": "sig", "n": _b64(numbers.n),
-                                              "e": _b64(numbers.e)}]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "keys": [
+                        {
+                            "kty": "RSA",
+                            "kid": "k1",
+                            "alg": "RS256",
+                            "use": "sig",
+                            "n": _b64(numbers.n),
+                            "e": _b64(numbers.e),
+                        }
+                    ]
+                }
+            )
+        )
     gateway: GatewayClient = await make_gateway(auth="jwt", **{f"jwt_{source}": str(path)})
-    good = jwt.encode({"sub": "rs", "exp": int(time.time()) + 60}, key, algorithm="RS256",
-                      headers={"kid": "k1"})
+    good = jwt.encode(
+        {"sub": "rs", "exp": int(time.time()) + 60}, key, algorithm="RS256", headers={"kid": "k1"}
+    )
     async with gateway.client.get("/v1/dialects", params={"token": good}) as response:
         assert response.status == 200
     other, _ = _rsa_key()
-    forged = jwt.encode({"sub": "rs", "exp": int(time.time()) + 60}, other, algorithm="RS256",
-                        headers={"kid": "k1"})
+    forged = jwt.encode(
+        {"sub": "rs", "exp": int(time.time()) + 60}, other, algorithm="RS256", headers={"kid": "k1"}
+    )
     async with gateway.client.get("/v1/dialects", params={"token": forged}) as response:
         assert await status_and_code(response) == (401, "UNAUTHORIZED")
     hs = token()  # an HS256 token must not pass where RS256 keys are configured

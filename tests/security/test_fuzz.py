@@ -24,14 +24,20 @@ from gateway.web.app import create_app
 from tests.support import WsClient
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-DIALECTS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) + ["loopback"]
+DIALECTS = [*sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()), "loopback"]
 REGISTRY = Registry.load(DIALECTS)
 DECLARED = {"MALFORMED_JSON", "INVALID_FRAME", "INVALID_REQUEST"}
 SAMPLES = {
-    dialect: [msgspec.json.decode(p.read_bytes()) for p in sorted((FIXTURES / dialect).glob("*.json"))
-              if not p.name.endswith(".expected.json") and not p.name.startswith("bad_")]
-    for dialect in DIALECTS if (FIXTURES / dialect).is_dir()
+    dialect: [
+        msgspec.json.decode(p.read_bytes())
+        for p in sorted((FIXTURES / dialect).glob("*.json"))
+        if not p.name.endswith(".expected.json") and not p.name.startswith("bad_")
+    ]
+    for dialect in DIALECTS
+    if (FIXTURES / dialect).is_dir()
 }
+
+
 def _all_keys(value: Any, into: set[str]) -> set[str]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -44,14 +50,32 @@ def _all_keys(value: Any, into: set[str]) -> set[str]:
 
 
 KEYS = sorted(_all_keys(list(SAMPLES.values()), set()))
-scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-           | st.floats(allow_nan=False) | st.text(max_size=30)
-           | st.sampled_from(["", "x" * 5_000, "2024-13-45T99:99:99Z", "1e400", "-1",
-                              "message", "Message", "chat_session_message", "text"]))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | st.sampled_from(
+        [
+            "",
+            "x" * 5_000,
+            "2024-13-45T99:99:99Z",
+            "1e400",
+            "-1",
+            "message",
+            "Message",
+            "chat_session_message",
+            "text",
+        ]
+    )
+)
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=25,
 )
 
@@ -106,36 +130,63 @@ def test_mutated_fixtures(dialect: str, seed: int, replacement: Any) -> None:
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_hostile_shapes(dialect: str) -> None:
-    for body in [b"[" * 100_000, b'{"a":' * 50_000, b"\x00\xff", b'"' + b"x" * 2_000_000 + b'"',
-                 b"[" + b"{}," * 50_000 + b"{}]", b"1" * 10_000, b"\xef\xbb\xbf{}"]:
+    for body in [
+        b"[" * 100_000,
+        b'{"a":' * 50_000,
+        b"\x00\xff",
+        b'"' + b"x" * 2_000_000 + b'"',
+        b"[" + b"{}," * 50_000 + b"{}]",
+        b"1" * 10_000,
+        b"\xef\xbb\xbf{}",
+    ]:
         check_decode(dialect, body)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(bodies=st.lists(st.tuples(st.sampled_from(DIALECTS), json_values), min_size=1, max_size=8),
-       frames=st.lists(json_values | st.text(max_size=50), min_size=1, max_size=8))
-def test_ingest_and_websocket_never_fail_hard(bodies: list[tuple[str, Any]],
-                                             frames: list[Any]) -> None:
+@given(
+    bodies=st.lists(st.tuples(st.sampled_from(DIALECTS), json_values), min_size=1, max_size=8),
+    frames=st.lists(json_values | st.text(max_size=50), min_size=1, max_size=8),
+)
+def test_ingest_and_websocket_never_fail_hard(
+    bodies: list[tuple[str, Any]], frames: list[Any]
+) -> None:
     asyncio.run(_gateway_scenario(bodies, frames))
 
 
 async def _gateway_scenario(bodies: list[tuple[str, Any]], frames: list[Any]) -> None:
-    app = create_app(Settings(auth="none", dialects=DIALECTS, ws_rate=1000, ws_burst=1000),
-                     Registry.load(DIALECTS))
+    app = create_app(
+        Settings(auth="none", dialects=DIALECTS, ws_rate=1000, ws_burst=1000),
+        Registry.load(DIALECTS),
+    )
     async with TestClient(TestServer(app)) as http:
         for dialect, value in bodies:
-            async with http.post(f"/v1/dialects/{dialect}/events", data=msgspec.json.encode(value),
-                                 params={"conversation": "c1"}) as response:
+            async with http.post(
+                f"/v1/dialects/{dialect}/events",
+                data=msgspec.json.encode(value),
+                params={"conversation": "c1"},
+            ) as response:
                 assert response.status in (202, 400, 413, 422), (dialect, value, response.status)
                 body = await response.json()
                 assert response.status == 202 or body["error"]["code"]
         ws = WsClient(await http.ws_connect("/v1/ws"))
         await ws.wait_for(lambda f: f["op"] == "welcome")
         for frame in frames:  # (frames over the size limit close the socket: tested elsewhere)
-            await ws.send_raw(frame if isinstance(frame, str) else msgspec.json.encode(frame).decode())
+            await ws.send_raw(
+                frame if isinstance(frame, str) else msgspec.json.encode(frame).decode()
+            )
         await ws.send("ping", ref="alive")
         await ws.reply("pong", "alive")
-        allowed = {"welcome", "error", "pong", "subscribed", "unsubscribed", "history", "event",
-                   "ack", "started", "recovered"}
+        allowed = {
+            "welcome",
+            "error",
+            "pong",
+            "subscribed",
+            "unsubscribed",
+            "history",
+            "event",
+            "ack",
+            "started",
+            "recovered",
+        }
         assert {f["op"] for f in ws.frames} <= allowed
         await ws.close()

@@ -14,8 +14,9 @@ from tests.support import GatewayClient, WsClient, loopback_message
 
 
 async def post(gateway: GatewayClient, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    async with gateway.client.post("/v1/dialects/loopback/events", data=body,
-                                   headers=headers) as response:
+    async with gateway.client.post(
+        "/v1/dialects/loopback/events", data=body, headers=headers
+    ) as response:
         return response.status, await response.json()
 
 
@@ -27,16 +28,37 @@ async def test_signed_webhooks(make_secure: Any, conversation: str) -> None:
     now = int(time.time())
     cases = [
         ({}, 401, "SIGNATURE_MISSING"),
-        ({"X-Gateway-Timestamp": str(now), "X-Gateway-Signature": "v1=00"}, 401,
-         "SIGNATURE_INVALID"),
-        ({"X-Gateway-Timestamp": "yesterday", "X-Gateway-Signature": sign("new-key", now, body)},
-         401, "SIGNATURE_INVALID"),
-        ({"X-Gateway-Timestamp": str(now - 3600),
-          "X-Gateway-Signature": sign("new-key", now - 3600, body)}, 401, "SIGNATURE_EXPIRED"),
-        ({"X-Gateway-Timestamp": str(now),
-          "X-Gateway-Signature": sign("new-key", now, body + b" ")}, 401, "SIGNATURE_INVALID"),
-        ({"X-Gateway-Timestamp": str(now), "X-Gateway-Signature": sign("retired", now, body)},
-         401, "SIGNATURE_INVALID"),
+        (
+            {"X-Gateway-Timestamp": str(now), "X-Gateway-Signature": "v1=00"},
+            401,
+            "SIGNATURE_INVALID",
+        ),
+        (
+            {"X-Gateway-Timestamp": "yesterday", "X-Gateway-Signature": sign("new-key", now, body)},
+            401,
+            "SIGNATURE_INVALID",
+        ),
+        (
+            {
+                "X-Gateway-Timestamp": str(now - 3600),
+                "X-Gateway-Signature": sign("new-key", now - 3600, body),
+            },
+            401,
+            "SIGNATURE_EXPIRED",
+        ),
+        (
+            {
+                "X-Gateway-Timestamp": str(now),
+                "X-Gateway-Signature": sign("new-key", now, body + b" "),
+            },
+            401,
+            "SIGNATURE_INVALID",
+        ),
+        (
+            {"X-Gateway-Timestamp": str(now), "X-Gateway-Signature": sign("retired", now, body)},
+            401,
+            "SIGNATURE_INVALID",
+        ),
     ]
     for headers, status, code in cases:
         got_status, got = await post(gateway, body, headers)
@@ -45,13 +67,15 @@ async def test_signed_webhooks(make_secure: Any, conversation: str) -> None:
         headers = {"X-Gateway-Timestamp": str(now), "X-Gateway-Signature": sign(key, now, body)}
         assert (await post(gateway, body, headers))[0] == 202
     both = f"{sign('retired', now, body)}, {sign('new-key', now, body)}"
-    assert (await post(gateway, body, {"X-Gateway-Timestamp": str(now),
-                                       "X-Gateway-Signature": both}))[0] == 202
+    assert (
+        await post(gateway, body, {"X-Gateway-Timestamp": str(now), "X-Gateway-Signature": both})
+    )[0] == 202
 
 
 async def test_a_flooding_client_is_limited_and_others_are_not(make_secure: Any) -> None:
-    gateway: GatewayClient = await make_secure(ws_rate=20, ws_burst=10, client_rate=1000,
-                                               client_burst=1000)
+    gateway: GatewayClient = await make_secure(
+        ws_rate=20, ws_burst=10, client_rate=1000, client_burst=1000
+    )
     flooder = WsClient(await gateway.client.ws_connect("/v1/ws", params={"token": token("f")}))
     calm = WsClient(await gateway.client.ws_connect("/v1/ws", params={"token": token("c")}))
     for client in (flooder, calm):
@@ -90,8 +114,9 @@ async def test_per_client_limit_spans_connections(make_secure: Any) -> None:
 
 async def test_subscriptions_per_socket(make_secure: Any) -> None:
     gateway: GatewayClient = await make_secure(max_subscriptions=2)
-    client = WsClient(await gateway.client.ws_connect("/v1/ws",
-                                                      params={"token": token(read=["*"])}))
+    client = WsClient(
+        await gateway.client.ws_connect("/v1/ws", params={"token": token(read=["*"])})
+    )
     await client.wait_for(lambda f: f["op"] == "welcome")
     await client.subscribe("loopback:1")
     await client.subscribe("loopback:2")

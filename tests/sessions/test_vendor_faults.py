@@ -17,18 +17,28 @@ from tests.support import GatewayClient
 
 def gateway_tasks() -> int:
     """Running tasks of the gateway's own code (not the emulator's or the test's)."""
-    return sum("/gateway/" in getattr(t.get_coro(), "cr_code", t.get_coro()).co_filename  # type: ignore[union-attr]
-               for t in asyncio.all_tasks())
+    return sum(
+        "/gateway/" in getattr(t.get_coro(), "cr_code", t.get_coro()).co_filename  # type: ignore[union-attr]
+        for t in asyncio.all_tasks()
+    )
 
 
 @pytest.fixture
-async def touchy_gateway(make_gateway: Callable[..., Any],
-                         emulator: tuple[Emulator, TestServer]) -> GatewayClient:
+async def touchy_gateway(
+    make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer]
+) -> GatewayClient:
     _, server = emulator
-    return await make_gateway(dialect_settings={"loopback": {  # type: ignore[no-any-return]
-        "url": str(server.make_url("")), "poll_wait": "0.2", "request_timeout": "0.3",
-        "backoff_base": "0.02", "backoff_max": "0.1",
-    }})
+    return await make_gateway(
+        dialect_settings={
+            "loopback": {  # type: ignore[no-any-return]
+                "url": str(server.make_url("")),
+                "poll_wait": "0.2",
+                "request_timeout": "0.3",
+                "backoff_base": "0.02",
+                "backoff_max": "0.1",
+            }
+        }
+    )
 
 
 @pytest.mark.parametrize("fault", ["garbage", "slow", "silent", "error"])
@@ -42,14 +52,24 @@ async def test_platform_faults(
     tasks_before = gateway_tasks()
     platform.misbehave(fault, fault, fault, slow_s=0.8)
     platform.agent_says(native, "said during the trouble")
-    restored = await ws.wait_for(lambda f: f["op"] == "event" and f["event"]["type"] == "link"
-                                 and f["event"]["state"] == "restored", timeout=10)
+    restored = await ws.wait_for(
+        lambda f: (
+            f["op"] == "event"
+            and f["event"]["type"] == "link"
+            and f["event"]["state"] == "restored"
+        ),
+        timeout=10,
+    )
     links = [e["state"] for e in ws.events(conversation) if e["type"] == "link"]
     assert links[0] == "down" and links.count("retrying") == 3 and links[-1] == "restored"
     assert restored["event"]["missed"] >= 1
     assert ("agent", "said during the trouble") in await wait_texts(ws, conversation, 1)
-    await ws.send("send", ref="after", conversation=conversation,
-                  content={"kind": "text", "text": "all good?"})
+    await ws.send(
+        "send",
+        ref="after",
+        conversation=conversation,
+        content={"kind": "text", "text": "all good?"},
+    )
     assert (await ws.reply("ack", "after"))["op"] == "ack"
     assert ("agent", "echo: all good?") in await wait_texts(ws, conversation, 3)
     ids = [e["id"] for e in ws.events(conversation)]
