@@ -3,10 +3,10 @@
     python -m bench                 every scenario, full sizes, 3 runs each (~15 min on 2 cores)
     python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 2 min)
     python -m bench --only codec,resume --runs 5
-    python -m bench --profile       also profile the gateway where targets are missed
+    python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
 
 On first use it makes `bench/.venv` (the peers: python-socketio, Starlette, broadcaster, uvicorn,
-pydantic, matplotlib, pyinstrument, py-spy; plus this project, editable) and re-runs itself
+pydantic, matplotlib, py-spy; plus this project, editable) and re-runs itself
 there. Results: `bench/results/<stamp>.json` (and `latest.json`); a full run also rewrites the
 generated part of `docs/benchmarks.md` and the plots in `docs/benchmarks/`.
 """
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="after the measurements, profile the gateway (pyinstrument)",
+        help="after the measurements, profile the gateway (py-spy, tracemalloc)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     parser.add_argument("--verbose-install", action="store_true")

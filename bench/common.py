@@ -110,13 +110,13 @@ def gateway(
     redis_url: str,
     logdir: Path,
     log_level: str = "info",
-    profile: Path | None = None,
     auth: bool = True,
     tracemalloc: Path | None = None,
 ) -> Iterator[tuple[str, Proc]]:
     """The gateway (Redis engine) as its own process. Yields (base URL, process).
 
-    Default settings except a short drain on SIGTERM; `profile` runs it under pyinstrument."""
+    Default settings except a short drain on SIGTERM (and what `bench.auth` sets);
+    `tracemalloc` turns on the allocation tracing of `bench.run_gateway`."""
     port = free_port()
     argv = [
         python(), "-m", "bench.run_gateway", "serve", "--host", HOST, "--port", str(port),
@@ -125,8 +125,6 @@ def gateway(
     from bench.auth import gateway_env
 
     env = {"GATEWAY_SHUTDOWN_TIMEOUT_S": "2", **gateway_env(auth)}
-    if profile is not None:
-        env["BENCH_PYINSTRUMENT"] = str(profile)
     if tracemalloc is not None:
         env["BENCH_TRACEMALLOC"] = str(tracemalloc)
     with Proc("gateway", argv, logdir / "gateway.log", env) as proc:

@@ -1,11 +1,8 @@
-"""Run `gateway serve` with a raised fd limit (and, if asked, under a profiler).
+"""Run `gateway serve` with a raised fd limit (and, if asked, with tracemalloc).
 
-- `BENCH_PYINSTRUMENT=<file.txt>` profiles the whole process until it stops (SIGTERM) and
-  writes pyinstrument's text report there.
-- `BENCH_TRACEMALLOC=<file.txt>` traces allocations: the first SIGUSR1 takes a baseline
-  snapshot, each later one writes the growth since it, by source line, to the file.
-
-The gateway itself is unchanged: this is only its entry point.
+`BENCH_TRACEMALLOC=<file.txt>` traces allocations: the first SIGUSR1 takes a baseline snapshot,
+each later one writes the growth since it, by source line, to the file. (CPU profiles are taken
+from outside, with py-spy: see `bench.spy`.) The gateway itself is unchanged.
 """
 
 from __future__ import annotations
@@ -48,19 +45,7 @@ def main() -> int:
 
     if out := os.environ.get("BENCH_TRACEMALLOC"):
         _tracemalloc(out)
-    out = os.environ.get("BENCH_PYINSTRUMENT")
-    if not out:
-        return gateway_main(sys.argv[1:])
-    from pyinstrument import Profiler
-
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
-    profiler.start()
-    try:
-        return gateway_main(sys.argv[1:])  # returns after aiohttp handled SIGTERM
-    finally:
-        profiler.stop()
-        with open(out, "w") as f:
-            f.write(profiler.output_text(unicode=True, show_all=False))
+    return gateway_main(sys.argv[1:])
 
 
 if __name__ == "__main__":

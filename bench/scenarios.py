@@ -7,13 +7,16 @@ returns raw runs plus their median/min/max.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import flush, gateway, peer, redis_server, summary
+from bench import spy
+from bench.common import ROOT, flush, gateway, peer, redis_server, summary
 
 DIALECTS = ("genesys", "server_events", "signalwire", "visitor_widget", "wonderful")
 PEERS = ("floor", "socketio", "broadcaster")
@@ -32,11 +35,9 @@ class Context:
     def runs(self) -> int:
         return int(self.sizes["runs"])
 
-    def server(
-        self, kind: str, redis_url: str, profile: Path | None = None, memory: Path | None = None
-    ) -> Any:
+    def server(self, kind: str, redis_url: str, memory: Path | None = None) -> Any:
         if kind == "gateway":
-            return gateway(redis_url, self.outdir, self.log_level, profile, self.auth, memory)
+            return gateway(redis_url, self.outdir, self.log_level, self.auth, memory)
         return peer(kind, redis_url, self.outdir)
 
     def loadgen(
@@ -227,33 +228,59 @@ def resume(ctx: Context) -> dict[str, Any]:
 
 
 def profiles(ctx: Context) -> dict[str, str]:
-    """pyinstrument text profiles of the gateway's hot paths: the codec (in-process), batched
-    ingest and fan-out to the largest subscriber count. Written next to the results."""
+    """Where the gateway's time goes (py-spy, summarised by `bench.spy`) in the codec of each
+    dialect, single and batched ingest and fan-out to the most subscribers; and what an idle
+    subscribed socket allocates (tracemalloc). Text files next to the results."""
     out: dict[str, str] = {}
-    seconds = str(ctx.sizes["codec_seconds"] * 2)
+    seconds = max(1.0, ctx.sizes["codec_seconds"] * 3)
     for dialect in DIALECTS:
-        path = ctx.outdir / f"profile-codec-{dialect}.txt"
-        ctx.run_json(["-m", "bench.profile_codec", dialect, "--seconds", seconds,
-                      "--out", str(path)], 300)  # fmt: skip
+        raw, path = (
+            ctx.outdir / f"spy-codec-{dialect}.raw",
+            ctx.outdir / f"profile-codec-{dialect}.txt",
+        )
+        argv = [sys.executable, "-m", "bench.codec", dialect, "gateway", "--runs", "1",
+                "--seconds", str(seconds)]  # fmt: skip
+        spy.record(argv, seconds, raw, rate=1000)
+        title = f"codec {dialect}: decode → encode, one core (the measuring loop only)"
+        path.write_text(spy.summarise(raw, title, within="measure (bench/codec.py"))
         out[f"codec/{dialect}"] = str(path)
+    ctx.say(f"  codec: {ctx.outdir}/profile-codec-*.txt")
     biggest = str(max(ctx.sizes["fanout_subs"]))
-    for name, scenario, extra in (
-        ("ingest-batch", "ingest",
-         ["--target", "gateway", "--batch", str(ctx.sizes["ingest_batch"]), "--concurrency", "8",
-          "--seconds", str(ctx.sizes["ingest_seconds"])]),
-        ("ingest-single", "ingest",
-         ["--target", "gateway", "--batch", "1", "--concurrency", "32",
-          "--seconds", str(ctx.sizes["ingest_seconds"])]),
-        ("fanout", "fanout",
-         ["--kind", "gateway", "--subs", biggest, "--seconds", str(ctx.sizes["fanout_seconds"]),
-          "--rate", str(ctx.sizes["paced_rate"])]),
-    ):  # fmt: skip
-        path = ctx.outdir / f"profile-gateway-{name}.txt"
+    window = max(2.0, ctx.sizes["fanout_seconds"])
+    cases = [
+        ("ingest-single", 0.8, window, "ingest", ["--target", "gateway", "--batch", "1",
+         "--concurrency", "32", "--seconds", str(window + 1)]),
+        ("ingest-batch", 0.8, window, "ingest", ["--target", "gateway", "--batch",
+         str(ctx.sizes["ingest_batch"]), "--concurrency", "8", "--seconds", str(window + 1)]),
+        # started once the subscribers are connected and warm: the saturation phase
+        ("fanout", 5.0 if biggest == "1000" else 1.5, window, "fanout", ["--kind", "gateway",
+         "--subs", biggest, "--seconds", str(window + 5), "--rate", str(ctx.sizes["paced_rate"])]),
+    ]  # fmt: skip
+    for name, delay, length, scenario, extra in cases:
+        raw, path = ctx.outdir / f"spy-{name}.raw", ctx.outdir / f"profile-gateway-{name}.txt"
         with (
             redis_server(ctx.outdir) as (redis_url, _),
-            ctx.server("gateway", redis_url, profile=path) as (url, gw),
+            ctx.server("gateway", redis_url) as (url, gw),
         ):
-            ctx.loadgen(scenario, url, redis_url, {"gateway": gw.pid}, *extra)
+            argv = [sys.executable, "-m", "bench.loadgen", scenario, "--url", url, "--redis",
+                    redis_url, "--runs", "1", "--pids", f"gateway={gw.pid}", *extra,
+                    *([] if ctx.auth else ["--no-auth"])]  # fmt: skip
+            load = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            try:
+                time.sleep(delay)
+                spy.record(gw.pid, length, raw)
+                load.communicate(timeout=300)
+            finally:
+                if load.poll() is None:
+                    load.kill()
+        path.write_text(
+            spy.summarise(
+                raw,
+                f"gateway under {name} load ({biggest} subscribers)"
+                if name == "fanout"
+                else f"gateway under {name} load",
+            )
+        )
         out[f"gateway/{name}"] = str(path)
         ctx.say(f"  {name}: {path}")
     # memory: what an idle subscribed socket allocates (tracemalloc, growth by source line)

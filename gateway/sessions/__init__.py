@@ -45,7 +45,9 @@ __all__ = ["Ack", "Recovered", "Reply", "Sessions", "Started", "create_store"]
 
 _CAPABILITY: dict[type, Capability] = {
     Start: "start",
-    Recover: "recover",
+    # Recovering is the gateway's own (history + resume from the snapshot): any dialect that
+    # can start a session can recover it.
+    Recover: "start",
     Send: "send",
     SetTyping: "typing",
     MarkRead: "read",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -28,18 +28,45 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture
-def make_signalwire(make_gateway: Callable[..., Any], platform: TestServer) -> Callable[..., Any]:
+async def make_signalwire(
+    make_gateway: Callable[..., Any], platform: TestServer, emulator: Emulator
+) -> AsyncIterator[Callable[..., Any]]:
     """`await make_signalwire(**options)`: the gateway with the signalwire dialect pointed at
-    the in-process emulator."""
+    the in-process emulator.
+
+    At teardown (before the emulator and the gateways go) every conversation still open is
+    ended by the platform and its `ended` awaited: a session handed over at shutdown would
+    stay runnable in the shared Redis, and a later test's gateway would take it over.
+    """
+    made: list[GatewayClient] = []
 
     async def make(**extra: str) -> GatewayClient:
         options = {"url": str(platform.make_url("")), "token": "good-token", **FAST, **extra}
         client: GatewayClient = await make_gateway(
             dialects=["signalwire"], dialect_settings={"signalwire": options}
         )
+        made.append(client)
         return client
 
-    return make
+    yield make
+    live = [c for c in made if not c.client.server.closed]
+    open_ = [c for c in emulator.conversations.values() if not c.ended]
+    if not live or not open_:
+        return
+    ws = await live[0].ws()
+    await ws.send("subscribe", conversation="signalwire:*", ref="all")
+    await ws.reply("subscribed", "all")
+    for conv in open_:
+        await emulator.end_session(conv.id)
+    for conv in open_:
+        await ws.wait_for(
+            lambda f, c=f"signalwire:{conv.id}": (
+                f["op"] == "event"
+                and f["event"]["type"] == "ended"
+                and f["event"]["conversation_id"] == c
+            )
+        )
+    await ws.close()
 
 
 @pytest.fixture
@@ -300,8 +327,9 @@ async def test_another_replica_takes_the_session_over_and_loses_nothing(
 async def test_subscribing_right_after_started_delivers_each_event_once(
     gateway: GatewayClient, emulator: Emulator
 ) -> None:
+    # A regression test of a core race (fixed in f40551d: the last subscribe answered wins).
     # Hold the auto-subscription's hub call until the client's own subscribe has gone through,
-    # as a slow store round trip does (the race shows ~1 run in 3 on Redis without this).
+    # as a slow store round trip does (the race showed ~1 run in 3 on Redis without this).
     hub = gateway.client.app[HUB]
     subscribe = hub.subscribe
     client_done = asyncio.Event()
