@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.config import Settings
+from gateway.hub import Hub, create_hub
 from gateway.web.app import create_app
 from tests.redis_server import RedisServer, external_url
 from tests.support import GatewayClient
@@ -49,6 +50,15 @@ def hub_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return "memory://"
     return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+async def memory_hub() -> AsyncIterator[Hub]:
+    """A started memory hub, for connector tests that publish what they receive."""
+    hub = create_hub("memory://")
+    await hub.start()
+    yield hub
+    await hub.close()
 
 
 @pytest.fixture

@@ -135,18 +135,22 @@ class Inbound:
     """Runs a connector's `inbound()` in the background; tests wait on what it collected.
 
     Shared by every dialect's connector tests (`await inbound.until(lambda events: ...)`);
-    `await inbound.stop()` at the end (or use it through a fixture that does).
+    `await inbound.stop()` at the end (or use it through a fixture that does). With
+    `publish_to`, every batch is published to that hub first, as the sessions layer does.
     """
 
-    def __init__(self, connector: Any, timeout: float = TIMEOUT) -> None:
+    def __init__(self, connector: Any, timeout: float = TIMEOUT, publish_to: Any = None) -> None:
         self.events: list[Any] = []
         self.timeout = timeout
+        self.hub = publish_to
         self._changed = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._run(connector))
 
     async def _run(self, connector: Any) -> None:
         try:
             async for batch in connector.inbound():
+                if self.hub is not None:
+                    await self.hub.publish(batch)
                 self.events.extend(batch)
                 self._changed.set()
         finally:
@@ -182,3 +186,10 @@ class Inbound:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.task
+
+
+async def stored(hub: Any, conversation: str) -> list[Any]:
+    """The canonical events a hub holds for `conversation`, oldest first."""
+    from gateway.model import event_decoder
+
+    return [event_decoder.decode(payload) for _, payload in await hub.read(conversation)]

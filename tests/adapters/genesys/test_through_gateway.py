@@ -4,7 +4,7 @@ the connector's output published to the hub as the sessions layer does it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,10 @@ import pytest
 
 from adapters.genesys.emulator import Emulator
 from gateway.adapter import Connector
-from gateway.hub import Hub, create_hub
-from gateway.model import Event, Link, Message, Send, Text, event_decoder
+from gateway.hub import Hub
+from gateway.model import Link, Message, Send, Text
 from tests.adapters.genesys.conftest import START, texts
-from tests.support import GatewayClient, Inbound
+from tests.support import GatewayClient, Inbound, stored
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "genesys"
 
@@ -76,40 +76,15 @@ async def test_ingest_rejects_a_bad_batch_whole(gateway: GatewayClient) -> None:
 # --- connector → hub ------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    hub = create_hub("memory://")
-    await hub.start()
-    yield hub
-    await hub.close()
-
-
-class Publishing:
-    """Wraps a connector: every inbound batch is published to the hub before it is handed on,
-    as the sessions layer does (watch it with `Inbound(Publishing(connector, hub))`)."""
-
-    def __init__(self, connector: Connector, hub: Hub) -> None:
-        self.connector = connector
-        self.hub = hub
-
-    async def inbound(self) -> AsyncIterator[Sequence[Event]]:
-        async for batch in self.connector.inbound():
-            await self.hub.publish(batch)
-            yield batch
-
-
-async def stored(hub: Hub, conversation: str) -> list[Event]:
-    return [event_decoder.decode(payload) for _, payload in await hub.read(conversation)]
-
-
 async def test_echo_stored_once_and_takeover_loses_nothing(
-    make: Callable[..., Connector], emulator: Emulator, hub: Hub, inbounds: list[Inbound]
+    make: Callable[..., Connector], emulator: Emulator, memory_hub: Hub, inbounds: list[Inbound]
 ) -> None:
+    hub = memory_hub
     first = make()
     await hub.publish(await first.open(START))
     conv = first.conversation_id
     chat = conv.removeprefix("genesys:")
-    inbound = Inbound(Publishing(first, hub))
+    inbound = Inbound(first, publish_to=hub)
     inbounds.append(inbound)
     (sent,) = await first.send(Send(conversation=conv, content=Text(text="hello")))
     await hub.publish([sent])
@@ -124,7 +99,7 @@ async def test_echo_stored_once_and_takeover_loses_nothing(
 
     second = make()
     await hub.publish(await second.resume(state))
-    takeover = Inbound(Publishing(second, hub))
+    takeover = Inbound(second, publish_to=hub)
     inbounds.append(takeover)
     (again,) = await second.send(Send(conversation=conv, content=Text(text="hello")))
     await hub.publish([again])

@@ -3,51 +3,21 @@ the user's echo is stored once, and a reconnect plus a takeover leave the log wh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
-
 import msgspec
-import pytest
 
 from adapters.wonderful.emulator import Emulator
-from gateway.hub import Hub, create_hub
-from gateway.model import Event, Link, Message, Participant, Send, Start, Text, event_decoder
+from gateway.hub import Hub
+from gateway.model import Event, Link, Message, Participant, Send, Start, Text
 from tests.adapters.wonderful.conftest import Make, texts
-from tests.support import Inbound
+from tests.support import Inbound, stored
 
 START = Start(
     dialect="wonderful", participant=Participant(from_="u@example.com", from_type="email")
 )
 
 
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    hub = create_hub("memory://")
-    await hub.start()
-    yield hub
-    await hub.close()
-
-
-class Publisher(Inbound):
-    """`Inbound` that publishes every batch to the hub before the test sees it."""
-
-    def __init__(self, connector: Any, hub: Hub) -> None:
-        self.hub = hub
-        super().__init__(connector)
-
-    async def _run(self, connector: Any) -> None:
-        try:
-            async for batch in connector.inbound():
-                await self.hub.publish(batch)
-                self.events.extend(batch)
-                self._changed.set()
-        finally:
-            self._changed.set()
-
-
 async def stored_texts(hub: Hub, conversation: str) -> list[tuple[str, str]]:
-    rows = await hub.read(conversation)
-    events: Sequence[Event] = [event_decoder.decode(payload) for _, payload in rows]
+    events = await stored(hub, conversation)
     return [
         (e.sender.role, e.content.text)
         for e in events
@@ -60,13 +30,14 @@ def restored(events: list[Event]) -> bool:
 
 
 async def test_echo_is_stored_once_and_takeover_loses_nothing(
-    emulator: Emulator, make: Make, hub: Hub
+    emulator: Emulator, make: Make, memory_hub: Hub
 ) -> None:
+    hub = memory_hub
     first = make()
     await hub.publish(await first.open(START))
     conv = first.conversation_id
     sid = conv.removeprefix("wonderful:")
-    inbound = Publisher(first, hub)
+    inbound = Inbound(first, publish_to=hub)
     try:
         # the echo may reach the hub before or after the send's answer: it is stored once
         [sent] = await first.send(Send(conversation=conv, content=Text("hello")))
@@ -84,7 +55,7 @@ async def test_echo_is_stored_once_and_takeover_loses_nothing(
     second = make()
     await hub.publish(await second.resume(state))
     await second.send(Send(conversation=conv, content=Text("bye")))
-    await Publisher(second, hub).finished()
+    await Inbound(second, publish_to=hub).finished()
 
     history = [
         ("user" if m["speaker"] == "customer" else "bot", m["data"]["text"])
