@@ -283,19 +283,28 @@ class SignalWireConnector(Connector):
         log.debug("connector.connected", conversation_id=self.conversation_id)
 
     async def _reply_to(self, ws: aiohttp.ClientWebSocketResponse, rid: str) -> RpcResponse:
-        """Wait for the response to request `rid`; frames before it are kept for the reader."""
-        async with asyncio.timeout(self._timeout.total):
-            while True:
-                msg = await ws.receive()
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    raise VendorError("signalwire closed the socket on connect", code=UNREACHABLE)
-                try:
-                    reply = _response.decode(msg.data)
-                except msgspec.DecodeError:
-                    reply = None
-                if reply is not None and reply.method is None and reply.id == rid:
-                    return reply
-                self._backlog.append(msg.data)
+        """Wait for the response to request `rid`; frames before it are kept for the reader.
+        A platform that does not answer within `timeout_s` is unreachable (`VendorError`)."""
+        try:
+            async with asyncio.timeout(self._timeout.total):
+                while True:
+                    msg = await ws.receive()
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        raise VendorError(
+                            "signalwire closed the socket on connect", code=UNREACHABLE
+                        )
+                    try:
+                        reply = _response.decode(msg.data)
+                    except msgspec.DecodeError:
+                        reply = None
+                    if reply is not None and reply.method is None and reply.id == rid:
+                        return reply
+                    self._backlog.append(msg.data)
+        except TimeoutError:
+            raise VendorError(
+                f"signalwire did not answer signalwire.connect within {self._timeout.total}s",
+                code=UNREACHABLE,
+            ) from None
 
     async def _drop(self) -> None:
         ws, self._ws = self._ws, None

@@ -21,7 +21,7 @@ The scripted agent: on a new conversation it sends `greeting` (if any); it answe
 text with `"echo: <text>"` after `reply_delay`; the text "bye" makes it end the conversation
 (our own `conversation.ended` event). Test controls: `agent_says`, `end_session`,
 `add_call_log`, `drop_connections`, `refuse_connections`, `redeliver_first` (pending events
-before the connect result), `wait_for`; inspection:
+before the connect result), `answer_connect` (False: a hung platform), `wait_for`; inspection:
 `received`, `acks`, `conversations`, `texts`.
 """
 
@@ -79,8 +79,10 @@ class Emulator:
         self.received: list[tuple[str, str, Any]] = []  # (method or "ws", path, body)
         self.refuse_connections = False  # True: WebSocket upgrades answer 503 (an outage)
         self.redeliver_first = False  # True: pending events go out before the connect result
+        self.answer_connect = True  # False: `signalwire.connect` is never answered (hung)
         self.acks: list[str | int] = []
         self._links: dict[str, _Link] = {}
+        self._sockets: set[web.WebSocketResponse] = set()  # every open socket, bound or not
         self._ids = itertools.count(1)
         self._groups: dict[frozenset[str], str] = {}  # the newer join: one group per address set
         self._tasks: set[asyncio.Task[None]] = set()
@@ -231,6 +233,13 @@ class Emulator:
             raise web.HTTPServiceUnavailable()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            return await self._serve(ws)
+        finally:
+            self._sockets.discard(ws)
+
+    async def _serve(self, ws: web.WebSocketResponse) -> web.WebSocketResponse:
         link: _Link | None = None
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -243,6 +252,8 @@ class Emulator:
                     self.acks.append(frame["id"])
                 continue
             if frame["method"] == "signalwire.connect":
+                if not self.answer_connect:
+                    continue
                 link = await self._connect(ws, frame)
                 if link is None:
                     break
@@ -371,6 +382,8 @@ class Emulator:
         for task in list(self._tasks):
             task.cancel()
         await self.drop_connections()
+        for ws in list(self._sockets):  # sockets not bound to a link yet (mid-connect) too
+            await ws.close(message=b"emulator shutting down")
 
 
 def _error(status: int, code: str, message: str) -> web.HTTPException:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from adapters.signalwire.connector import SignalWireConnector, _refusal
 from adapters.signalwire.emulator import Emulator
@@ -289,3 +292,29 @@ async def test_the_newer_join_with_our_own_address(make: Factory, emulator: Emul
         ("agent", "echo: hello"),
         ("agent", "while away"),
     ]
+
+
+async def test_a_platform_that_never_answers_connect_is_unreachable(
+    make: Factory, emulator: Emulator
+) -> None:
+    emulator.answer_connect = False
+    with pytest.raises(VendorError) as info:
+        await make(timeout_s="0.2").open(START)
+    assert (info.value.code, info.value.recoverable) == ("VENDOR_UNREACHABLE", True)
+
+
+async def test_emulator_shutdown_closes_sockets_still_connecting(
+    platform: TestServer, emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A socket whose `signalwire.connect` is not answered yet holds no link; shutting the
+    emulator down must close it too, or the server waits on its handler (and a connector
+    waits on the answer) until a timeout."""
+    emulator.answer_connect = False
+    ws = await http.ws_connect(platform.make_url("/api/relay/ws"))
+    await ws.send_json({"jsonrpc": "2.0", "id": "c1", "method": "signalwire.connect"})
+    await emulator.wait_for(lambda: any(kind == "ws" for kind, _, _ in emulator.received))
+    async with asyncio.timeout(5):
+        await platform.close()
+        msg = await ws.receive()
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    await ws.close()
