@@ -29,6 +29,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: int = 8080
     redis_url: str | None = None
     """`redis://…` switches the hub to Redis (shared by every replica); unset means memory."""
+    redis_namespace: str = "gw"
+    """Prefix of every Redis key and channel: gateways that must not share conversations can
+    share one Redis under different namespaces."""
     dialects: list[str] | None = None
     """Dialects to load (comma-separated in the environment); unset loads every built-in one."""
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -103,6 +106,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for key, ok, why in checks:
             if not ok:
                 raise ConfigError(f"{key} = {getattr(self, key)!r}: {why}")
+        if (
+            not self.redis_namespace
+            or not self.redis_namespace.replace("-", "").replace("_", "").isalnum()
+        ):
+            raise ConfigError(
+                f"redis_namespace = {self.redis_namespace!r}: letters, digits, - and _ only"
+            )
         if self.redis_url and not self.redis_url.startswith(
             ("memory://", "redis://", "rediss://", "unix://")
         ):

@@ -71,9 +71,19 @@ def conversation() -> str:
 def make_gateway(aiohttp_client: Callable[..., Any], hub_url: str) -> Callable[..., Any]:
     """Start the gateway on the hub under test: `await make_gateway(**settings)`."""
 
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+
     async def make(**overrides: Any) -> GatewayClient:
         settings = Settings(
-            **{"redis_url": hub_url, "dialects": ["loopback"], "auth": "none", **overrides}
+            **{
+                "redis_url": hub_url,
+                "dialects": ["loopback"],
+                "auth": "none",
+                # Each test's gateway keeps to itself in the shared Redis: no session it leaves
+                # behind is taken over by a later test's gateway.
+                "redis_namespace": namespace,
+                **overrides,
+            }
         )
         client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
         return GatewayClient(client)

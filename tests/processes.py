@@ -16,7 +16,11 @@ class GatewayProcess:
     """One replica: `gateway serve` on a free port with the given environment."""
 
     def __init__(
-        self, redis_url: str, env: dict[str, str] | None = None, log_path: Path | None = None
+        self,
+        redis_url: str,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        namespace: str = "gw",
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -28,6 +32,7 @@ class GatewayProcess:
             "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_DIALECTS": "loopback",
             "GATEWAY_AUTH": "none",
+            "GATEWAY_REDIS_NAMESPACE": namespace,
             **(env or {}),
         }
         self.log_path = log_path

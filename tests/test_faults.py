@@ -69,7 +69,7 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     """Events stored while a replica's pub/sub missed them are replayed from the log."""
     import redis.asyncio as aioredis
 
-    from gateway.hub.redis import _keys
+    from gateway.hub.redis import stream_keys
     from gateway.hub.wire import encode_parts, join
     from gateway.model import Message, Party, Text
 
@@ -84,7 +84,7 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     await gateway.ingest("loopback", loopback_message(conversation, 1))
     # Store seq 2 behind the hub's back (as if its PUBLISH never reached this replica).
     client = aioredis.Redis.from_url(redis_url)
-    seq_key, ids_key, log_key = _keys(conv)
+    seq_key, ids_key, log_key = stream_keys(conv)
     missed = Message(
         id=f"{conv}/lost",
         conversation_id=conv,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import aiohttp
@@ -14,8 +15,9 @@ from tests.support import WsClient, loopback_message
 
 @pytest.fixture
 def replicas(redis_url: str, tmp_path) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:  # type: ignore[no-untyped-def]
-    a = GatewayProcess(redis_url, log_path=tmp_path / "a.log").start()
-    b = GatewayProcess(redis_url, log_path=tmp_path / "b.log").start()
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    a = GatewayProcess(redis_url, log_path=tmp_path / "a.log", namespace=namespace).start()
+    b = GatewayProcess(redis_url, log_path=tmp_path / "b.log", namespace=namespace).start()
     yield a, b
     a.kill()
     b.kill()

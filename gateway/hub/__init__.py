@@ -11,7 +11,13 @@ from gateway.hub.base import Hub, Published, Sink, Subscription, is_pattern
 __all__ = ["Hub", "Published", "Sink", "Subscription", "create_hub", "is_pattern"]
 
 
-def create_hub(url: str | None, *, maxlen: int = 10_000, ended_ttl: float = 7 * 86400) -> Hub:
+def create_hub(
+    url: str | None,
+    *,
+    maxlen: int = 10_000,
+    ended_ttl: float = 7 * 86400,
+    namespace: str = "gw",
+) -> Hub:
     """The engine for `url`: `None`, `""` or `memory://` → memory; `redis://`, `rediss://`,
     `unix://` → Redis. Raises `RequestError` for any other scheme."""
     if not url or url.startswith("memory://"):
@@ -21,7 +27,7 @@ def create_hub(url: str | None, *, maxlen: int = 10_000, ended_ttl: float = 7 * 
     if url.startswith(("redis://", "rediss://", "unix://")):
         from gateway.hub.redis import RedisHub
 
-        return RedisHub(url, maxlen=maxlen, ended_ttl=ended_ttl)
+        return RedisHub(url, maxlen=maxlen, ended_ttl=ended_ttl, namespace=namespace)
     raise RequestError(
         f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory:// or redis://"
     )

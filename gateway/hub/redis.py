@@ -1,6 +1,8 @@
 """The `redis://` hub: logs in Redis Streams, fan-out through one pub/sub connection per process.
 
-Per conversation `c` (the braces keep the three keys in one Redis Cluster slot):
+Per conversation `c` (the braces keep the three keys in one Redis Cluster slot), under the
+namespace `gw` (`GATEWAY_REDIS_NAMESPACE`: gateways that must not share data share a Redis
+under different namespaces):
 
     gw:{c}:seq   INCR counter: the last seq assigned
     gw:{c}:ids   hash event id → seq: the dedup index
@@ -59,13 +61,12 @@ end
 return out
 """
 
-CONTROL_CHANNEL = b"gw:ctl"  # always subscribed, so the listener has something to listen on
-CHANNEL_PREFIX = "gw:ev:"
 CONFIRM_TIMEOUT = 5.0
 
 
-def _keys(conversation: str) -> tuple[str, str, str]:
-    base = "gw:{" + conversation + "}"
+def stream_keys(conversation: str, namespace: str = "gw") -> tuple[str, str, str]:
+    """The seq counter, dedup hash and log stream keys of a conversation."""
+    base = namespace + ":{" + conversation + "}"
     return base + ":seq", base + ":ids", base + ":log"
 
 
@@ -80,8 +81,12 @@ class RedisHub(Hub):
         ended_ttl: float = 7 * 86400,
         max_backoff: float = 2.0,
         max_connections: int = 64,
+        namespace: str = "gw",
     ) -> None:
         self.url = url
+        self.namespace = namespace
+        self._prefix = f"{namespace}:ev:"
+        self._control = f"{namespace}:ctl".encode()  # always subscribed: the link never idles
         self.maxlen = maxlen
         self.ended_ttl = int(ended_ttl)
         self.max_backoff = max_backoff
@@ -178,7 +183,7 @@ class RedisHub(Hub):
                 pipe.evalsha(self._sha or "", 3, *args)
             for index in ephemeral:
                 event = events[index]
-                pipe.publish(CHANNEL_PREFIX + event.conversation_id, event_encoder.encode(event))
+                pipe.publish(self._prefix + event.conversation_id, event_encoder.encode(event))
             replies = await pipe.execute()
         results: list[Published | None] = [None] * len(events)
         for (conversation, _), reply in zip(calls, replies, strict=False):
@@ -190,8 +195,8 @@ class RedisHub(Hub):
 
     def _script_args(self, conversation: str, events: list[Event]) -> list[Any]:
         args: list[Any] = [
-            *_keys(conversation),
-            CHANNEL_PREFIX + conversation,
+            *stream_keys(conversation, self.namespace),
+            self._prefix + conversation,
             self.maxlen,
             self.ended_ttl,
         ]
@@ -208,7 +213,11 @@ class RedisHub(Hub):
         if limit <= 0:
             return []
         rows = await self._call(
-            self._redis.xrange, _keys(conversation)[2], f"{after + 1}-0", "+", count=limit
+            self._redis.xrange,
+            stream_keys(conversation, self.namespace)[2],
+            f"{after + 1}-0",
+            "+",
+            count=limit,
         )
         return [(int(entry_id.split(b"-", 1)[0]), fields[b"e"]) for entry_id, fields in rows]
 
@@ -219,12 +228,16 @@ class RedisHub(Hub):
             return []
         end = "+" if before is None else f"{before - 1}-0"
         rows = await self._call(
-            self._redis.xrevrange, _keys(conversation)[2], end, "-", count=limit
+            self._redis.xrevrange,
+            stream_keys(conversation, self.namespace)[2],
+            end,
+            "-",
+            count=limit,
         )
         return [(int(entry_id.split(b"-", 1)[0]), fields[b"e"]) for entry_id, fields in rows[::-1]]
 
     async def head(self, conversation: str) -> int:
-        value = await self._call(self._redis.get, _keys(conversation)[0])
+        value = await self._call(self._redis.get, stream_keys(conversation, self.namespace)[0])
         return int(value) if value is not None else 0
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
@@ -237,7 +250,7 @@ class RedisHub(Hub):
     # -- subscriptions --------------------------------------------------------------------------
 
     def _channel(self, subscription: Subscription) -> bytes:
-        return (CHANNEL_PREFIX + subscription.target).encode()
+        return (self._prefix + subscription.target).encode()
 
     async def _attach(self, subscription: Subscription) -> None:
         table = self._exact if subscription.exact else self._patterns
@@ -278,9 +291,9 @@ class RedisHub(Hub):
             pubsub = self._pubsub
             if pubsub is None:
                 return
-            want_exact = {(CHANNEL_PREFIX + t).encode() for t in self._exact}
-            want_patterns = {(CHANNEL_PREFIX + t).encode() for t in self._patterns}
-            have = self._active - {CONTROL_CHANNEL}
+            want_exact = {(self._prefix + t).encode() for t in self._exact}
+            want_patterns = {(self._prefix + t).encode() for t in self._patterns}
+            have = self._active - {self._control}
             subscribe = [c for c in want_exact if c not in have]
             psubscribe = [c for c in want_patterns if c not in have]
             unsubscribe = [c for c in have if c not in want_exact and c not in want_patterns]
@@ -307,9 +320,9 @@ class RedisHub(Hub):
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(CONTROL_CHANNEL)
+                await pubsub.subscribe(self._control)
                 async with self._sync_lock:
-                    self._active = {CONTROL_CHANNEL}
+                    self._active = {self._control}
                     self._pubsub = pubsub
                 await self._sync()
                 reader = asyncio.create_task(self._read(pubsub))
@@ -371,7 +384,7 @@ class RedisHub(Hub):
 
     async def _read(self, pubsub: PubSub) -> None:
         """Route every message of the link to the subscriptions it is for, in arrival order."""
-        prefix_len = len(CHANNEL_PREFIX)
+        prefix_len = len(self._prefix)
         exact, patterns = self._exact, self._patterns
         control_confirmed = False
         while True:
@@ -386,7 +399,7 @@ class RedisHub(Hub):
             else:
                 if kind in ("subscribe", "psubscribe"):
                     channel = message["channel"]
-                    if channel == CONTROL_CHANNEL:
+                    if channel == self._control:
                         if control_confirmed:  # redis-py reconnected and resubscribed by itself
                             self._recheck_all()
                         control_confirmed = True

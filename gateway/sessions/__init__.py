@@ -57,12 +57,12 @@ _CAPABILITY: dict[type, Capability] = {
 _encoder = msgspec.json.Encoder()
 
 
-def create_store(redis_url: str | None) -> SessionStore:
+def create_store(redis_url: str | None, namespace: str = "gw") -> SessionStore:
     """The store that matches the hub: Redis when the gateway shares one, else memory."""
     if redis_url and not redis_url.startswith("memory://"):
         from gateway.sessions.redis_store import RedisStore
 
-        return RedisStore(redis_url)
+        return RedisStore(redis_url, namespace)
     return MemoryStore()
 
 

@@ -26,8 +26,7 @@ from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
 
 log = structlog.get_logger(__name__)
 
-RUNNABLE = "gw:sessions"
-HANDOVER = b"gw:handover"  # a replica that released its sessions on shutdown says so here
+
 REFS_TTL = 86400
 
 _RENEW = (
@@ -50,33 +49,38 @@ class _Rpc(msgspec.Struct, omit_defaults=True):
 _rpc_decoder = msgspec.json.Decoder(_Rpc)
 
 
-def _record_key(conversation: str) -> str:
-    return "gw:s:{" + conversation + "}"
-
-
-def _lease_key(conversation: str) -> str:
-    return "gw:lease:{" + conversation + "}"
-
-
-def _refs_key(scope: str) -> str:
-    return "gw:refs:{" + scope + "}"
+def lease_key(conversation: str, namespace: str = "gw") -> str:
+    """Where the replica owning `conversation`'s vendor session keeps its lease."""
+    return f"{namespace}:lease:{{{conversation}}}"
 
 
 class RedisStore(SessionStore):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "gw") -> None:
         self.replica = secrets.token_hex(8)
+        self.namespace = namespace
+        self._runnable = f"{namespace}:sessions"
+        self._handover = f"{namespace}:handover".encode()  # "I released my sessions"
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
         )
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
-        self._channel = f"gw:rpc:{self.replica}".encode()
+        self._channel = self._rpc(self.replica).encode()
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._serve: RequestHandler | None = None
         self._on_handover: Callable[[], None] = lambda: None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _record_key(self, conversation: str) -> str:
+        return f"{self.namespace}:s:{{{conversation}}}"
+
+    def _refs_key(self, scope: str) -> str:
+        return f"{self.namespace}:refs:{{{scope}}}"
+
+    def _rpc(self, replica: str) -> str:
+        return f"{self.namespace}:rpc:{replica}"
 
     async def start(self, serve: RequestHandler, on_handover: Callable[[], None]) -> None:
         self._serve = serve
@@ -108,7 +112,7 @@ class RedisStore(SessionStore):
     # -- records --------------------------------------------------------------------------
 
     async def load(self, conversation: str) -> SessionRecord | None:
-        raw = await self._call(self._redis.get, _record_key(conversation))
+        raw = await self._call(self._redis.get, self._record_key(conversation))
         return record_decoder.decode(raw) if raw is not None else None
 
     async def save(self, record: SessionRecord, ttl: float | None = None) -> None:
@@ -116,19 +120,19 @@ class RedisStore(SessionStore):
 
         record.updated_at = time.time()
         pipe = self._redis.pipeline(transaction=True)
-        key = _record_key(record.conversation_id)
+        key = self._record_key(record.conversation_id)
         if ttl is not None:
             pipe.set(key, record_encoder.encode(record), px=int(ttl * 1000))
         else:
             pipe.set(key, record_encoder.encode(record))
         if record.status == "active":
-            pipe.sadd(RUNNABLE, record.conversation_id)
+            pipe.sadd(self._runnable, record.conversation_id)
         else:
-            pipe.srem(RUNNABLE, record.conversation_id)
+            pipe.srem(self._runnable, record.conversation_id)
         await self._call(pipe.execute)
 
     async def runnable(self) -> list[str]:
-        members = await self._call(self._redis.smembers, RUNNABLE)
+        members = await self._call(self._redis.smembers, self._runnable)
         return sorted(m.decode() for m in members)
 
     # -- leases ---------------------------------------------------------------------------
@@ -136,40 +140,48 @@ class RedisStore(SessionStore):
     async def acquire(self, conversation: str, ttl: float) -> bool:
         return bool(
             await self._call(
-                self._redis.set, _lease_key(conversation), self.replica, nx=True, px=int(ttl * 1000)
+                self._redis.set,
+                lease_key(conversation, self.namespace),
+                self.replica,
+                nx=True,
+                px=int(ttl * 1000),
             )
         )
 
     async def renew(self, conversation: str, ttl: float) -> bool:
         return bool(
             await self._call(
-                self._renew, keys=[_lease_key(conversation)], args=[self.replica, int(ttl * 1000)]
+                self._renew,
+                keys=[lease_key(conversation, self.namespace)],
+                args=[self.replica, int(ttl * 1000)],
             )
         )
 
     async def release(self, conversation: str) -> None:
-        await self._call(self._release, keys=[_lease_key(conversation)], args=[self.replica])
+        await self._call(
+            self._release, keys=[lease_key(conversation, self.namespace)], args=[self.replica]
+        )
 
     async def owner(self, conversation: str) -> str | None:
-        value = await self._call(self._redis.get, _lease_key(conversation))
+        value = await self._call(self._redis.get, lease_key(conversation, self.namespace))
         return value.decode() if value is not None else None
 
     # -- command results ------------------------------------------------------------------
 
     async def result(self, scope: str, ref: str) -> bytes | None:
-        value: bytes | None = await self._call(self._redis.hget, _refs_key(scope), ref)
+        value: bytes | None = await self._call(self._redis.hget, self._refs_key(scope), ref)
         return value
 
     async def remember(self, scope: str, ref: str, answer: bytes) -> None:
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(_refs_key(scope), ref, answer)
-        pipe.expire(_refs_key(scope), REFS_TTL)
+        pipe.hset(self._refs_key(scope), ref, answer)
+        pipe.expire(self._refs_key(scope), REFS_TTL)
         await self._call(pipe.execute)
 
     # -- forwarding -----------------------------------------------------------------------
 
     async def announce_handover(self) -> None:
-        await self._call(self._redis.publish, HANDOVER, self.replica)
+        await self._call(self._redis.publish, self._handover, self.replica)
 
     async def forward(self, owner: str, command: bytes, wait_s: float) -> bytes:
         request_id = secrets.token_hex(8)
@@ -179,7 +191,7 @@ class RedisStore(SessionStore):
             message = msgspec.json.encode(
                 _Rpc("request", request_id, self.replica, msgspec.Raw(command))
             )
-            receivers = await self._call(self._redis.publish, f"gw:rpc:{owner}", message)
+            receivers = await self._call(self._redis.publish, self._rpc(owner), message)
             if not receivers:
                 raise OwnerGone(owner)
             return await asyncio.wait_for(future, wait_s)
@@ -191,14 +203,14 @@ class RedisStore(SessionStore):
         body = await self._serve(bytes(request.body))
         message = msgspec.json.encode(_Rpc("answer", request.id, self.replica, msgspec.Raw(body)))
         with contextlib.suppress(RedisError):
-            await self._redis.publish(f"gw:rpc:{request.sender}", message)
+            await self._redis.publish(self._rpc(request.sender), message)
 
     async def _listen(self) -> None:
         backoff = 0.05
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self._channel, HANDOVER)
+                await pubsub.subscribe(self._channel, self._handover)
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is None:
@@ -209,7 +221,7 @@ class RedisStore(SessionStore):
                         continue
                     if message["type"] != "message":
                         continue
-                    if message["channel"] == HANDOVER:
+                    if message["channel"] == self._handover:
                         if message["data"] != self.replica.encode():
                             self._on_handover()
                         continue

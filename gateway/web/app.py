@@ -156,7 +156,10 @@ def create_app(
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     hub = create_hub(
-        settings.redis_url, maxlen=settings.retention_maxlen, ended_ttl=settings.retention_ended_s
+        settings.redis_url,
+        maxlen=settings.retention_maxlen,
+        ended_ttl=settings.retention_ended_s,
+        namespace=settings.redis_namespace,
     )
     await hub.start()
     app[HUB] = hub
@@ -186,7 +189,7 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     sessions = Sessions(
         app[REGISTRY],
         app[HUB],
-        create_store(settings.redis_url),
+        create_store(settings.redis_url, settings.redis_namespace),
         app[HTTP],
         settings.dialect,
         lease_ttl=settings.lease_ttl_s,

@@ -15,6 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from adapters.loopback.emulator import Emulator
+from gateway.sessions.redis_store import lease_key
 from tests.processes import GatewayProcess
 from tests.support import WsClient, loopback_message
 
@@ -32,8 +33,9 @@ async def test_sigterm_drains_and_hands_over(
         "GATEWAY_LEASE_TTL_S": str(LEASE_TTL),
         "GATEWAY_SHUTDOWN_TIMEOUT_S": "5",
     }
-    a = GatewayProcess(redis_url, env, tmp_path / "a.log").start()
-    b = GatewayProcess(redis_url, env, tmp_path / "b.log").start()
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    a = GatewayProcess(redis_url, env, tmp_path / "a.log", namespace).start()
+    b = GatewayProcess(redis_url, env, tmp_path / "b.log", namespace).start()
     store = aioredis.Redis.from_url(redis_url)
     chat = f"drain-{uuid.uuid4().hex[:8]}"
     acknowledged: list[str] = []
@@ -48,8 +50,8 @@ async def test_sigterm_drains_and_hands_over(
                 participant={"from": f"u-{uuid.uuid4().hex[:8]}"},
             )
             conversation = (await on_a.reply("started", "s"))["conversation"]
-            lease_key = "gw:lease:{" + conversation + "}"
-            owner_a = await store.get(lease_key)
+            lease = lease_key(conversation, namespace)
+            owner_a = await store.get(lease)
             assert owner_a is not None
 
             stop = asyncio.Event()
@@ -77,7 +79,7 @@ async def test_sigterm_drains_and_hands_over(
             assert on_a.ws.close_code == 1001
             taken = None
             while time.monotonic() - sent_at < LEASE_TTL:
-                owner = await store.get(lease_key)
+                owner = await store.get(lease)
                 if owner is not None and owner != owner_a:
                     taken = time.monotonic() - sent_at
                     break

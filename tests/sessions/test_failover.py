@@ -28,8 +28,10 @@ def replicas(redis_url: str, tmp_path: Path) -> Iterator[Callable[[str], list[Ga
             "GATEWAY_LOOPBACK_BACKOFF_BASE": "0.05",
             "GATEWAY_LEASE_TTL_S": "1",
         }
+        namespace = f"t{uuid.uuid4().hex[:10]}"
         for name in ("a", "b"):
-            started.append(GatewayProcess(redis_url, env, tmp_path / f"{name}.log").start())
+            log = tmp_path / f"{name}.log"
+            started.append(GatewayProcess(redis_url, env, log, namespace).start())
         return started
 
     yield start

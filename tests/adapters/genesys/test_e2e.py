@@ -269,12 +269,15 @@ async def test_what_genesys_cannot_carry_is_unsupported(gateway: GatewayClient) 
             "conversation": conversation,
             "content": {"kind": "file", "url": "https://example.com/a.pdf", "name": "a.pdf"},
         },
-        {"op": "recover", "conversation": conversation},
     ]
     for n, frame in enumerate(cases):
         await ws.send(ref=f"u{n}", **frame)  # type: ignore[arg-type]
         error = await ws.reply("error", f"u{n}")
         assert (error["op"], error["code"]) == ("error", "UNSUPPORTED"), (frame, error)
+    # Recovering is the gateway's own (its history and the connector's snapshot).
+    await ws.send("recover", ref="r", conversation=conversation)
+    recovered = await ws.reply("recovered", "r")
+    assert (recovered["op"], recovered["status"]) == ("recovered", "active")
     await ws.close()
 
 
