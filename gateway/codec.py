@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -107,10 +106,8 @@ def _valid_day(day: str) -> bool:
     return valid
 
 
-def _epoch_ms(ms: int, original: object) -> str:
-    if not 0 <= ms <= _MAX_MS:
-        raise ValueError(f"timestamp out of range: {original!r}")
-    second, millis = divmod(ms, 1000)
+def _prefix(second: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SS.` of an epoch second (cached: a stream revisits its seconds)."""
     prefix = _seconds.get(second)
     if prefix is None:
         if len(_seconds) > 4096:  # bounded: a long-running process sees new seconds forever
@@ -120,18 +117,27 @@ def _epoch_ms(ms: int, original: object) -> str:
             f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
             f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
         )
-    return prefix + _MILLIS[millis]
+    return prefix
+
+
+def _epoch_ms(ms: int, original: object) -> str:
+    if not 0 <= ms <= _MAX_MS:
+        raise ValueError(f"timestamp out of range: {original!r}")
+    second, millis = divmod(ms, 1000)
+    return (_seconds.get(second) or _prefix(second)) + _MILLIS[millis]
 
 
 def _epoch_float(value: float) -> str:
-    if value != value or value in (float("inf"), float("-inf")):
+    if not 0 <= value <= _MAX_MS:  # NaN fails every comparison: refused here too
         raise ValueError(f"not a timestamp: {value!r}")
     seconds = value / 1000 if value > _MS_THRESHOLD else value
-    whole = math.floor(seconds)
+    whole = int(seconds)  # not negative: int() is floor
     micros = round((seconds - whole) * 1e6)  # half-even, as datetime.fromtimestamp
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
-    return _epoch_ms(whole * 1000 + micros // 1000, value)
+    if whole > _MAX_MS // 1000:
+        raise ValueError(f"timestamp out of range: {value!r}")
+    return (_seconds.get(whole) or _prefix(whole)) + _MILLIS[micros // 1000]
 
 
 def loads(body: bytes | str) -> Any:
