@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 import msgspec
@@ -66,7 +67,7 @@ def redactor(redact_customer_data: bool) -> Any:
     """A structlog processor masking secrets always, and customer data when asked to."""
     keys = SECRET_KEYS | CUSTOMER_KEYS if redact_customer_data else SECRET_KEYS
 
-    def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key in keys & event.keys():
             if event[key] is not None:
                 event[key] = MASK
@@ -75,47 +76,72 @@ def redactor(redact_customer_data: bool) -> Any:
     return redact
 
 
+class _NamedWriter(structlog.WriteLogger):
+    """structlog's plain writer, carrying the logger's name (`structlog.get_logger(__name__)`)."""
+
+    def __init__(self, file: Any, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+def _add_name(logger: Any, _: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event.setdefault("logger", getattr(logger, "name", None))
+    return event
+
+
 def configure(
     fmt: Literal["auto", "json", "console"] = "auto",
     level: str = "info",
     stream: Any = None,
     redact: bool = True,
 ) -> None:
-    """Configure structlog and the standard library's logging once, for the whole process."""
+    """Configure structlog and the standard library's logging once, for the whole process.
+
+    The gateway's own lines go straight through structlog's processors to the stream (no
+    `logging` round trip: about a third of the cost, and an ingest request writes two lines);
+    the standard library's loggers reach the same processors through a `logging` handler.
+    """
     stream = stream or sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redactor(redact),
-    ]
     renderer: Any
     if as_json:
-        shared.append(
-            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
-        )
         renderer = structlog.processors.JSONRenderer(serializer=_serialize)
+        exceptions: list[Any] = [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        ]
     else:
         renderer = structlog.dev.ConsoleRenderer(
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
+        exceptions = []
+    common: list[Any] = [
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redactor(redact),
+        *exceptions,
+    ]
     structlog.configure(
         processors=[
-            *shared[:1],
-            structlog.stdlib.filter_by_level,
-            *shared[1:],
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _add_name,
+            *common,
+            renderer,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=lambda *args: _NamedWriter(stream, args[0] if args else "gateway"),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                *common,
+            ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
