@@ -68,12 +68,12 @@ class Connection:
         self.subscriptions: dict[str, Subscription] = {}
         self._queue: deque[bytes] = deque()
         self._limit = self.settings.ws_send_queue
-        self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
+        # The writer runs only while there is something to send: an idle socket holds no task.
+        self._writer: asyncio.Task[None] | None = None
 
     # -- Sink -------------------------------------------------------------------------------
 
@@ -84,7 +84,8 @@ class Connection:
             self._evict()
             return
         self._queue.append(_frames.frame_for(payload))
-        self._ready.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
 
     async def drained(self) -> None:
         while not self._closing and len(self._queue) > self._limit // 2:
@@ -100,25 +101,26 @@ class Connection:
         self._queue.append(
             frame if isinstance(frame, bytes) else protocol.server_encoder.encode(frame)
         )
-        self._ready.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
 
     def send_error(self, error: GatewayError, ref: str | None = None) -> None:
         self.send(protocol.error_frame(error, ref))
 
     async def _write(self) -> None:
+        """Send until the queue is empty, then end (the next frame starts a new writer)."""
         queue, ws = self._queue, self.ws
         low = self._limit // 2
         try:
-            while True:
-                await self._ready.wait()
-                self._ready.clear()
-                while queue:
-                    await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
-                    if len(queue) <= low:
-                        self._room.set()
-                self._room.set()
+            while queue:
+                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                if len(queue) <= low:
+                    self._room.set()
         except (ConnectionError, RuntimeError):  # the peer went away mid-write
             self._closing = True
+        finally:
+            # No await between the last `while queue` and here: nothing queued is stranded.
+            self._writer = None
             self._room.set()
 
     def _evict(self) -> None:
@@ -268,9 +270,10 @@ class Connection:
         self.subscriptions.clear()
         metrics.WS_SUBSCRIPTIONS.dec(len(subscriptions))
         await self.hub.wait_closed(subscriptions)
-        for task in [self._writer, *self._tasks]:
+        tasks = [*self._tasks] + ([self._writer] if self._writer is not None else [])
+        for task in tasks:
             task.cancel()
-        for task in [self._writer, *self._tasks]:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
