@@ -81,10 +81,9 @@ async def test_a_flooding_client_is_limited_and_others_are_not(make_secure: Any)
     for client in (flooder, calm):
         await client.wait_for(lambda f: f["op"] == "welcome")
     await asyncio.gather(*(flooder.send("ping", ref=f"f{n}") for n in range(60)))
-    for n in range(5):
+    for n in range(5):  # its own bucket: the flood next door costs it nothing
         await calm.send("ping", ref=f"c{n}")
         assert (await calm.reply("pong", f"c{n}"))["op"] == "pong"
-        await asyncio.sleep(0.06)
     await flooder.send("ping", ref="last")
     await flooder.wait_for(lambda f: f.get("ref") == "last")
     limited = [f for f in flooder.frames if f["op"] == "error"]

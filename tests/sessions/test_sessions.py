@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 
 from adapters.loopback.emulator import Emulator
+from gateway.web.keys import SESSIONS
 from tests.support import GatewayClient, WsClient
 
 PARTICIPANT = {"from": "+15550100", "from_type": "phone", "name": "Grace"}
@@ -291,8 +292,10 @@ async def test_idle_sessions_are_released_and_resume_on_use(
     conversation = await start(ws)
     async with gateway.client.get("/readyz") as response:
         assert response.status == 200
-    app_sessions = gateway.client.app["sessions"] if False else None  # noqa: F841
-    await asyncio.sleep(1.0)  # idle for longer than session_idle_s
+    owned = gateway.client.app[SESSIONS].owned
+    async with asyncio.timeout(10):  # idle for longer than session_idle_s: let go
+        while conversation in owned:
+            await asyncio.sleep(0.05)
     platform.agent_says(conversation.split(":", 1)[1], "while you were away")
     await asyncio.sleep(0.3)
     assert not any(
