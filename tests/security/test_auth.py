@@ -115,8 +115,8 @@ async def test_websocket_handshake_and_scopes(make_secure: Any, conversation: st
 
 async def test_expired_token_closes_the_socket(make_secure: Any) -> None:
     gateway: GatewayClient = await make_secure(jwt_leeway_s=0)
-    client = await ws(gateway, params={"token": token(ttl=1.2, **READER)})
-    async with asyncio.timeout(5):
+    client = await ws(gateway, params={"token": token(ttl=2, **READER)})
+    async with asyncio.timeout(8):
         await client._reader
     assert client.ws.close_code == 4401
 
