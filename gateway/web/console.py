@@ -19,8 +19,9 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
-from gateway.web.keys import REGISTRY, SETTINGS
+from gateway.web.ingest import decode as decode_body
+from gateway.web.ingest import read_body
+from gateway.web.keys import REGISTRY
 from gateway.web.responses import json_response
 
 log = structlog.get_logger(__name__)
@@ -48,25 +49,8 @@ async def decode(request: web.Request) -> web.Response:
     """`POST /v1/dialects/{dialect}/decode`: a native body → its canonical events, unpublished."""
     dialect = request.match_info["dialect"]
     adapter = request.app[REGISTRY].get(dialect)
-    limit = request.app[SETTINGS].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(
-            f"body of {request.content_length} bytes exceeds {limit}", limit=limit
-        )
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"body exceeds {limit} bytes", limit=limit) from None
-    try:
-        decoded = adapter.decode(body, conversation=request.query.get("conversation") or None)
-    except GatewayError:
-        raise
-    except Exception as exc:  # a dialect bug still answers with a clear error, as ingest does
-        log.exception("console.decode_crashed", dialect=dialect)
-        raise DecodeError(
-            f"the {dialect} adapter could not decode this body ({type(exc).__name__})",
-            code="DECODE_FAILED",
-        ) from exc
+    body = await read_body(request)
+    decoded = decode_body(adapter, body, request.query.get("conversation") or None)
     return json_response({"events": decoded.events, "ignored": decoded.ignored})
 
 

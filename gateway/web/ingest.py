@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from gateway import metrics
+from gateway.adapter import Adapter, Decoded
 from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
 from gateway.web.auth import Forbidden, token_of
 from gateway.web.keys import AUTH, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
@@ -64,30 +65,40 @@ def _check_sender(request: web.Request, dialect: str, body: bytes) -> None:
         raise Forbidden(f"this token may not post {dialect!r} frames")
 
 
-async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
-    adapter = request.app[REGISTRY].get(dialect)
-    settings = request.app[SETTINGS]
-    limit = settings.max_body_bytes
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, or `PayloadTooLarge` past `max_body_bytes` (checked before reading
+    when the length is announced)."""
+    limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(
             f"body of {request.content_length} bytes exceeds {limit}", limit=limit
         )
     try:
-        body = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body exceeds {limit} bytes", limit=limit) from None
-    _check_sender(request, dialect, body)
-    started = time.perf_counter()
+
+
+def decode(adapter: Adapter, body: bytes, conversation: str | None) -> Decoded:
+    """`adapter.decode`, with a dialect's bug turned into a clear `DECODE_FAILED`, not a 500."""
     try:
-        decoded = adapter.decode(body, conversation=conversation)
+        return adapter.decode(body, conversation=conversation)
     except GatewayError:
         raise
-    except Exception as exc:  # a dialect bug must still answer with a clear error, not a 500
-        log.exception("ingest.decode_crashed")
+    except Exception as exc:
+        log.exception("ingest.decode_crashed", dialect=adapter.name)
         raise DecodeError(
-            f"the {dialect} adapter could not decode this body ({type(exc).__name__})",
+            f"the {adapter.name} adapter could not decode this body ({type(exc).__name__})",
             code="DECODE_FAILED",
         ) from exc
+
+
+async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
+    adapter = request.app[REGISTRY].get(dialect)
+    body = await read_body(request)
+    _check_sender(request, dialect, body)
+    started = time.perf_counter()
+    decoded = decode(adapter, body, conversation)
     metrics.DECODE_SECONDS.labels(dialect).observe(time.perf_counter() - started)
     started = time.perf_counter()
     published = await request.app[HUB].publish(decoded.events)
