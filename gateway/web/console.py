@@ -16,15 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import structlog
 from aiohttp import web
 
 from gateway.web.ingest import decode as decode_body
 from gateway.web.ingest import read_body
 from gateway.web.keys import REGISTRY
 from gateway.web.responses import json_response
-
-log = structlog.get_logger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 
