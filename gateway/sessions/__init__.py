@@ -34,10 +34,12 @@ from gateway.model import (
     Status,
     command_decoder,
 )
+from gateway.sessions import forwarding
+from gateway.sessions.flights import Flights
 from gateway.sessions.owned import OwnedSession
 from gateway.sessions.record import SessionRecord
 from gateway.sessions.replies import Ack, Recovered, Reply, Started, replies_decoder
-from gateway.sessions.store import ForwardedError, MemoryStore, OwnerGone, SessionStore
+from gateway.sessions.store import MemoryStore, OwnerGone, SessionStore
 
 log = structlog.get_logger(__name__)
 
@@ -96,8 +98,8 @@ class Sessions:
         self.owned: dict[str, OwnedSession] = {}
         self.takeovers = 0
         """Sessions this replica resumed after another owner (or an idle release) let go."""
-        self._taking: dict[str, asyncio.Future[bool]] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Future[bytes]] = {}
+        self._taking = Flights()  # one takeover attempt per conversation at a time
+        self._commands = Flights()  # one run per (scope, ref) at a time
         self._scanner: asyncio.Task[None] | None = None
         self._scan_soon = asyncio.Event()
 
@@ -172,28 +174,20 @@ class Sessions:
 
     async def _idempotent(self, scope: str, command: Command, run: Callable[..., object]) -> Reply:
         """Run `command` once per `ref` (in `scope`): repeats get the stored answer."""
-        if command.ref is None:
+        ref = command.ref
+        if ref is None:
             return await run(command)  # type: ignore[no-any-return, misc]
-        key = (scope, command.ref)
-        stored = await self.store.result(scope, command.ref)
-        if stored is None and key in self._inflight:
-            stored = await asyncio.shield(self._inflight[key])
-        if stored is not None:
-            return replies_decoder.decode(stored)[0]
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
+        if (scope, ref) not in self._commands:  # a repeat of a finished command: its answer
+            stored = await self.store.result(scope, ref)
+            if stored is not None:
+                return replies_decoder.decode(stored)[0]
+
+        async def once() -> Reply:
             reply: Reply = await run(command)  # type: ignore[misc]
-            answer = _encoder.encode([reply])
-            await self.store.remember(scope, command.ref, answer)
-            future.set_result(answer)
+            await self.store.remember(scope, ref, _encoder.encode([reply]))
             return reply
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # nobody else may be waiting: don't warn about it
-            raise
-        finally:
-            del self._inflight[key]
+
+        return await self._commands.run((scope, ref), once)
 
     def _check(self, adapter: Adapter, command: Command) -> None:
         needed = _CAPABILITY[type(command)]
@@ -277,7 +271,7 @@ class Sessions:
                 continue
             except TimeoutError:
                 break
-            return _unpack(answer)
+            return forwarding.unpack(answer)
         raise RequestError(
             f"the replica owning {conversation} did not answer in time", code="OWNER_UNAVAILABLE"
         )
@@ -285,43 +279,19 @@ class Sessions:
     async def _serve_forwarded(self, body: bytes) -> bytes:
         """Answer a command another replica forwarded to this one (its owner)."""
         try:
-            command = command_decoder.decode(body)
-            replies = await self.execute(command)
+            return forwarding.replies(await self.execute(command_decoder.decode(body)))
         except GatewayError as exc:
-            return _encoder.encode(
-                {"error": exc.body(), "status": exc.status, "recoverable": exc.recoverable}
-            )
+            return forwarding.refusal(exc)
         except Exception as exc:
             log.exception("sessions.forwarded_failed")
-            return _encoder.encode(
-                {
-                    "error": {"code": "INTERNAL", "message": type(exc).__name__},
-                    "status": 500,
-                    "recoverable": True,
-                }
-            )
-        return _encoder.encode({"replies": replies})
+            return forwarding.failure(exc)
 
     # -- ownership --------------------------------------------------------------------------
 
     async def _take_over(self, conversation: str) -> bool:
         """Acquire the lease and resume the session here; False if another replica got it.
         Concurrent calls for one conversation share one attempt."""
-        pending = self._taking.get(conversation)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._taking[conversation] = future
-        try:
-            taken = await self._resume(conversation)
-            future.set_result(taken)
-            return taken
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del self._taking[conversation]
+        return await self._taking.run(conversation, lambda: self._resume(conversation))
 
     async def _resume(self, conversation: str) -> bool:
         if conversation in self.owned:
@@ -364,20 +334,3 @@ class Sessions:
 
     def _forget(self, conversation: str) -> None:
         self.owned.pop(conversation, None)
-
-
-class _Answer(msgspec.Struct):
-    replies: list[Reply] | None = None
-    error: dict[str, object] | None = None
-    status: int = 500
-    recoverable: bool = False
-
-
-_answer_decoder = msgspec.json.Decoder(_Answer)
-
-
-def _unpack(answer: bytes) -> Reply:
-    decoded = _answer_decoder.decode(answer)
-    if decoded.error is not None or not decoded.replies:
-        raise ForwardedError(decoded.error or {}, decoded.status, decoded.recoverable)
-    return decoded.replies[0]

@@ -1,0 +1,50 @@
+"""The answers a replica sends back for a command another replica forwarded to it.
+
+{"replies": [<reply>]}                                       carried out
+{"error": {"code", "message", ...}, "status", "recoverable"} refused, kept as it was
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.errors import GatewayError
+from gateway.sessions.replies import Reply
+from gateway.sessions.store import ForwardedError
+
+_encoder = msgspec.json.Encoder()
+
+
+class _Answer(msgspec.Struct, omit_defaults=True):
+    replies: list[Reply] | None = None
+    error: dict[str, object] | None = None
+    status: int = 500
+    recoverable: bool = False
+
+
+_decoder = msgspec.json.Decoder(_Answer)
+
+
+def replies(answer: list[Reply]) -> bytes:
+    return _encoder.encode(_Answer(replies=answer))
+
+
+def refusal(error: GatewayError) -> bytes:
+    return _encoder.encode(
+        _Answer(error=error.body(), status=error.status, recoverable=error.recoverable)
+    )
+
+
+def failure(exc: Exception) -> bytes:
+    """An unexpected failure on the owner: recoverable, named, without its details."""
+    return _encoder.encode(
+        _Answer(error={"code": "INTERNAL", "message": type(exc).__name__}, recoverable=True)
+    )
+
+
+def unpack(answer: bytes) -> Reply:
+    """The reply in `answer`, or the owner's refusal raised as a `ForwardedError`."""
+    decoded = _decoder.decode(answer)
+    if decoded.error is not None or not decoded.replies:
+        raise ForwardedError(decoded.error or {}, decoded.status, decoded.recoverable)
+    return decoded.replies[0]
