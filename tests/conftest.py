@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -59,6 +60,13 @@ async def memory_hub() -> AsyncIterator[Hub]:
     await hub.start()
     yield hub
     await hub.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for connectors under test (the gateway hands them its own)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

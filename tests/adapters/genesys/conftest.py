@@ -40,12 +40,6 @@ async def gms(aiohttp_server: Any, emulator: Emulator) -> TestServer:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def make(
     gms: TestServer, emulator: Emulator, http: aiohttp.ClientSession
 ) -> Callable[..., Connector]:

@@ -34,12 +34,6 @@ async def platform(aiohttp_server: Any) -> Platform:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def connect(
     platform: Platform, http: aiohttp.ClientSession
 ) -> Callable[..., ServerEventsConnector]:

@@ -33,12 +33,6 @@ async def platform(aiohttp_server: Any, emulator: Emulator) -> TestServer:
     return server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 Factory = Callable[..., SignalWireConnector]
 
 

@@ -80,12 +80,6 @@ async def server(emulator: Emulator) -> AsyncIterator[TestServer]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def make(server: TestServer, http: aiohttp.ClientSession) -> Callable[..., VisitorWidgetConnector]:
     def make(**options: str) -> VisitorWidgetConnector:
         settings = DialectSettings(

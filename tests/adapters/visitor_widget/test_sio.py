@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -50,12 +49,6 @@ def test_frames() -> None:
         sio.socket_url("https://h.example/") == "wss://h.example/socket/?EIO=3&transport=websocket"
     )
     assert sio.socket_url("http://h:1", "/io") == "ws://h:1/io/?EIO=3&transport=websocket"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_client_pings_and_refused_emits(http: aiohttp.ClientSession) -> None:

@@ -29,12 +29,6 @@ async def server(emulator: Emulator, aiohttp_server: Any) -> TestServer:
     return server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 Make = Callable[..., WonderfulConnector]
 
 
