@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -67,6 +68,18 @@ def ensure_venv(quiet: bool = True) -> None:
         stamp.touch()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     os.execve(str(python), [str(python), "-m", "bench", *sys.argv[1:]], env)
+
+
+def ensure_redis() -> None:
+    """redis-server from Debian's packages when it is missing (as `./dev test` does)."""
+    if shutil.which("redis-server"):
+        return
+    print("bench: redis-server not found; installing it from Debian's packages", file=sys.stderr)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
 
 
 # -- sizes -------------------------------------------------------------------------------------
@@ -149,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     parser.add_argument("--verbose-install", action="store_true")
     args = parser.parse_args(argv)
+    ensure_redis()
     ensure_venv(quiet=not args.verbose_install)
     raise_fd_limit()
 
