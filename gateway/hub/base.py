@@ -64,6 +64,8 @@ class Subscription:
     `subscribed`) and then calls `start()`, so nothing is delivered before the announcement.
     """
 
+    __slots__ = ("_buffers", "_fills", "closed", "cursors", "exact", "hub", "sink", "target")
+
     def __init__(self, hub: Hub, target: str, sink: Sink) -> None:
         self.hub = hub
         self.target = target

@@ -71,8 +71,43 @@ class _FrameCache:
 _frames = _FrameCache()
 
 
+class _Batch:
+    """Wire frames bound for sockets during this turn of the event loop, written once per
+    socket at its end: a burst of events costs one write (one syscall) per socket, not one per
+    event, and nothing waits longer than the turn it arrived in."""
+
+    def __init__(self) -> None:
+        self.pending: dict[Connection, list[bytes]] = {}
+        self.scheduled = False
+
+    def add(self, connection: Connection, wire: bytes) -> None:
+        chunks = self.pending.get(connection)
+        if chunks is not None:
+            chunks.append(wire)
+            return
+        self.pending[connection] = [wire]
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        pending, self.pending = self.pending, {}
+        for connection, chunks in pending.items():
+            connection._write_now(chunks)
+
+
+_batch = _Batch()
+
+
 class Connection:
     """One client socket: what it subscribed to, and its bounded outgoing queue."""
+
+    __slots__ = (
+        "__weakref__", "_client_limits", "_closing", "_frames", "_limit", "_queue", "_room",
+        "_tasks", "_transport", "_writer", "app", "grant", "hub", "id", "settings",
+        "subscriptions", "ws",
+    )
 
     def __init__(
         self,
@@ -93,8 +128,7 @@ class Connection:
         self.subscriptions: dict[str, Subscription] = {}
         self._queue: deque[bytes] = deque()
         self._limit = self.settings.ws_send_queue
-        self._room = asyncio.Event()
-        self._room.set()
+        self._room: asyncio.Event | None = None  # made when a replay first waits for room
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         # The writer runs only while there is something to send: an idle socket holds no task.
@@ -108,8 +142,14 @@ class Connection:
 
     async def drained(self) -> None:
         while not self._closing and len(self._queue) > self._limit // 2:
+            if self._room is None:
+                self._room = asyncio.Event()
             self._room.clear()
             await self._room.wait()
+
+    def _make_room(self) -> None:
+        if self._room is not None:
+            self._room.set()
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -136,7 +176,7 @@ class Connection:
             and not transport.is_closing()
             and transport.get_write_buffer_size() <= WRITE_BUFFER_HIGH
         ):
-            transport.write(wire if wire is not None else wire_frame(frame))
+            _batch.add(self, wire if wire is not None else wire_frame(frame))
             return
         if len(self._queue) >= self._limit:
             self._evict()
@@ -144,6 +184,12 @@ class Connection:
         self._queue.append(frame)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
+
+    def _write_now(self, chunks: list[bytes]) -> None:
+        """Write what `_batch` gathered for this socket (dropped if it is going away)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and not self.ws.closed:
+            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def send_error(self, error: GatewayError, ref: str | None = None) -> None:
         self.send(protocol.error_frame(error, ref))
@@ -156,17 +202,17 @@ class Connection:
             while queue:
                 await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
                 if len(queue) <= low:
-                    self._room.set()
+                    self._make_room()
         except (ConnectionError, RuntimeError):  # the peer went away mid-write
             self._closing = True
         finally:
             # No await between the last `while queue` and here: nothing queued is stranded.
             self._writer = None
-            self._room.set()
+            self._make_room()
 
     def _evict(self) -> None:
         self._closing = True
-        self._room.set()
+        self._make_room()
         metrics.WS_EVICTIONS.inc()
         log.warning("ws.evicted", connection=self.id, queued=len(self._queue))
         self._spawn(
@@ -306,7 +352,7 @@ class Connection:
     async def close(self) -> None:
         """Drop every subscription and stop the writer (the socket is closed by then)."""
         self._closing = True
-        self._room.set()
+        self._make_room()
         subscriptions = list(self.subscriptions.values())
         self.subscriptions.clear()
         metrics.WS_SUBSCRIPTIONS.dec(len(subscriptions))
