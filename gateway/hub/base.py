@@ -73,7 +73,7 @@ class Subscription:
         self.sink = sink
         self.cursors: dict[str, int] = {}
         self._buffers: dict[str, list[tuple[int, bytes]]] = {}
-        self._fills: dict[str, asyncio.Task[None]] = {}
+        self._fills: dict[str, asyncio.Task[None]] | None = None  # replays under way
         self.closed = False
 
     @property
@@ -123,11 +123,13 @@ class Subscription:
     def _fill(self, conversation: str) -> None:
         self._buffers.setdefault(conversation, [])
         task = asyncio.create_task(self._run_fill(conversation))
+        if self._fills is None:
+            self._fills = {}
         self._fills[conversation] = task
         task.add_done_callback(lambda t: self._forget(conversation, t))
 
     def _forget(self, conversation: str, task: asyncio.Task[None]) -> None:
-        if self._fills.get(conversation) is task:
+        if self._fills is not None and self._fills.get(conversation) is task:
             del self._fills[conversation]
 
     async def _run_fill(self, conversation: str) -> None:
@@ -174,7 +176,7 @@ class Subscription:
         if self.closed:
             return
         self.closed = True
-        for task in list(self._fills.values()):
+        for task in list((self._fills or {}).values()):
             task.cancel()
         self.hub._detach(self)
 
@@ -260,7 +262,7 @@ class Hub(abc.ABC):
 
     async def wait_closed(self, subscriptions: Sequence[Subscription]) -> None:
         """Close subscriptions and let their replay tasks finish cancelling."""
-        tasks = [t for s in subscriptions for t in s._fills.values()]
+        tasks = [t for s in subscriptions for t in (s._fills or {}).values()]
         for s in subscriptions:
             s.close()
         for task in tasks:

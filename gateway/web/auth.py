@@ -55,12 +55,20 @@ class Grant(msgspec.Struct, kw_only=True):
     dialects: tuple[str, ...] = ("*",)
     ingest: tuple[str, ...] = ()
     expires_at: float | None = None
-    owned: set[str] = msgspec.field(default_factory=set)
+    owned: set[str] | None = None
     """Conversations this client started through this grant (readable without a claim)."""
+
+    def own(self, conversation: str) -> None:
+        """Let this client read a conversation it started."""
+        if self.owned is None:
+            self.owned = set()
+        self.owned.add(conversation)
 
     def can_read(self, target: str) -> bool:
         """`target` is a conversation id or a pattern; a pattern needs a claim as wide."""
-        return target in self.owned or any(fnmatchcase(target, scope) for scope in self.read)
+        if self.owned is not None and target in self.owned:
+            return True
+        return any(fnmatchcase(target, scope) for scope in self.read)
 
     def can_command(self, op: str) -> bool:
         return "*" in self.commands or op in self.commands

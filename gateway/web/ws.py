@@ -99,6 +99,10 @@ class _Batch:
 
 _batch = _Batch()
 
+# Idle sockets are most sockets: what one holds is made when first needed (an empty deque is
+# over 600 bytes). Readers see the shared empty one; a writer replaces it before appending.
+_NO_FRAMES: deque[bytes] = deque(maxlen=0)
+
 
 class Connection:
     """One client socket: what it subscribed to, and its bounded outgoing queue."""
@@ -126,11 +130,11 @@ class Connection:
         self.hub = app[HUB]
         self.settings = app[SETTINGS]
         self.subscriptions: dict[str, Subscription] = {}
-        self._queue: deque[bytes] = deque()
+        self._queue = _NO_FRAMES
         self._limit = self.settings.ws_send_queue
         self._room: asyncio.Event | None = None  # made when a replay first waits for room
         self._closing = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] | None = None
         # The writer runs only while there is something to send: an idle socket holds no task.
         self._writer: asyncio.Task[None] | None = None
 
@@ -181,6 +185,8 @@ class Connection:
         if len(self._queue) >= self._limit:
             self._evict()
             return
+        if self._queue is _NO_FRAMES:
+            self._queue = deque()
         self._queue.append(frame)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
@@ -221,6 +227,8 @@ class Connection:
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -333,7 +341,7 @@ class Connection:
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
-                    self.grant.owned.add(reply.conversation)
+                    self.grant.own(reply.conversation)
                     await self._subscribe(
                         protocol.Subscribe(conversation=reply.conversation, since=0)
                     )
@@ -357,7 +365,7 @@ class Connection:
         self.subscriptions.clear()
         metrics.WS_SUBSCRIPTIONS.dec(len(subscriptions))
         await self.hub.wait_closed(subscriptions)
-        tasks = [*self._tasks] + ([self._writer] if self._writer is not None else [])
+        tasks = [*(self._tasks or ())] + ([self._writer] if self._writer is not None else [])
         for task in tasks:
             task.cancel()
         for task in tasks:
