@@ -34,11 +34,8 @@ def _frames_of(body: Any) -> list[Any]:
 
 
 def _convert(frame: Any, index: int) -> Event | None:
-    if (
-        isinstance(frame, dict)
-        and frame.get("kind") not in KINDS
-        and isinstance(frame.get("kind"), str)
-    ):
+    kind = frame.get("kind") if isinstance(frame, dict) else None
+    if isinstance(kind, str) and kind not in KINDS:
         return None  # an event name this dialect does not know: ignored, counted
     return to_event(msgspec.convert(frame, Frame))
 

@@ -162,6 +162,8 @@ class Subscription:
                 break
         # No await from here on: the buffer cannot grow while it is switched back to live.
         buffered = [(s, p) for s, p in self._buffers.pop(conversation, ()) if s > cursor]
+        if not self._buffers:
+            self._buffers = {}  # a dict keeps its grown table when emptied; idle ones are many
         if all(s == cursor + i for i, (s, _) in enumerate(buffered, 1)):
             for seq, payload in buffered:
                 self.sink.deliver(conversation, seq, payload)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -134,6 +135,7 @@ def create_app(
     app.cleanup_ctx.append(_hub_ctx)
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
+    app.cleanup_ctx.append(_expiry_ctx)
     app.on_shutdown.append(_close_sockets)
     app.router.add_post("/v1/dialects/{dialect}/events", ingest.ingest)
     app.router.add_get("/v1/dialects", api.dialects)
@@ -202,6 +204,18 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = sessions
     yield
     await sessions.close()
+
+
+async def _expiry_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The sweep that closes sockets whose token expired (only when tokens can expire)."""
+    if not app[AUTH].enabled:
+        yield
+        return
+    sweep = asyncio.create_task(ws.close_expired(app), name="token-expiry")
+    yield
+    sweep.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweep
 
 
 async def _close_sockets(app: web.Application) -> None:

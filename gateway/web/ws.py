@@ -377,21 +377,21 @@ class Connection:
         return len(self._queue)
 
 
-def _close_at_expiry(connection: Connection) -> asyncio.TimerHandle | None:
-    """Close the socket with 4401 when its token expires (the client reconnects with a new
-    token and resumes with `since`)."""
-    expires_at = connection.grant.expires_at
-    if expires_at is None:
-        return None
-    loop = asyncio.get_running_loop()
-
-    def expire() -> None:
-        log.info("ws.token_expired", connection=connection.id)
-        connection._spawn(
-            connection.ws.close(code=protocol.CLOSE_TOKEN_EXPIRED, message=b"token expired")
-        )
-
-    return loop.call_at(loop.time() + max(expires_at - time.time(), 0), expire)
+async def close_expired(app: web.Application, every: float = 1.0) -> None:
+    """Close, with 4401, every socket whose token has expired (the client reconnects with a
+    new token and resumes with `since`). One sweep a second for all sockets, rather than a
+    timer each: most sockets are idle, and they are many."""
+    while True:
+        await asyncio.sleep(every)
+        now = time.time()
+        connections: set[Connection] = app[CONNECTIONS]
+        for connection in list(connections):
+            expires_at = connection.grant.expires_at
+            if expires_at is not None and expires_at <= now and not connection._closing:
+                connection._closing = True
+                log.info("ws.token_expired", connection=connection.id)
+                connection._spawn(connection.ws.close(code=protocol.CLOSE_TOKEN_EXPIRED,
+                                                      message=b"token expired"))
 
 
 def _ref_of(data: bytes | str) -> str | None:
@@ -424,7 +424,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     connection = Connection(app, ws, grant, request.transport)
-    expiry = _close_at_expiry(connection)
     app[CONNECTIONS].add(connection)
     metrics.WS_CONNECTIONS.inc()
     with structlog.contextvars.bound_contextvars(connection=connection.id):
@@ -451,8 +450,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                 elif message.type == WSMsgType.ERROR:
                     log.info("ws.error", error=str(ws.exception()))
         finally:
-            if expiry is not None:
-                expiry.cancel()
             await connection.close()
             app[CONNECTIONS].discard(connection)
             metrics.WS_CONNECTIONS.dec()

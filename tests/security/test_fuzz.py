@@ -136,6 +136,11 @@ def test_hostile_shapes(dialect: str) -> None:
         b"\x00\xff",
         b'"' + b"x" * 2_000_000 + b'"',
         b"[" + b"{}," * 50_000 + b"{}]",
+        b'{"kind": []}',
+        b'{"type": {}}',
+        b'{"event": []}',
+        b'{"method": [], "params": {"event_type": {}}}',
+        b'[{"type": ["message"]}]',
         b"1" * 10_000,
         b"\xef\xbb\xbf{}",
     ]:
