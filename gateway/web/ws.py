@@ -78,7 +78,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.pending: dict[Connection, list[bytes]] = {}
-        self.scheduled = False
+        self.scheduled: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
 
     def add(self, connection: Connection, wire: bytes) -> None:
         chunks = self.pending.get(connection)
@@ -86,12 +86,13 @@ class _Batch:
             chunks.append(wire)
             return
         self.pending[connection] = [wire]
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        loop = asyncio.get_running_loop()
+        if self.scheduled is not loop:  # none due, or due on a loop that has since stopped
+            self.scheduled = loop
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        self.scheduled = False
+        self.scheduled = None
         pending, self.pending = self.pending, {}
         for connection, chunks in pending.items():
             connection._write_now(chunks)
