@@ -29,9 +29,6 @@ NoticeKind: TypeAlias = Literal["info", "inactivity_warning", "call_log"]
 ActionKind: TypeAlias = Literal["forward", "end", "hangup"]
 IdentityType: TypeAlias = Literal["phone", "email", "name"]
 
-ROLES: frozenset[str] = frozenset(Role.__args__)  # type: ignore[attr-defined]
-SESSION_STATUSES: frozenset[str] = frozenset(SessionStatus.__args__)  # type: ignore[attr-defined]
-
 
 class Party(msgspec.Struct, omit_defaults=True, frozen=True):
     """Who said or did something. `id` is the dialect's own participant id, when it has one."""

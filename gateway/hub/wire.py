@@ -31,8 +31,3 @@ def read_seq(payload: bytes) -> int:
         return 0
     start += 6
     return int(payload[start : payload.index(b",", start)])
-
-
-def json_array(payloads: list[bytes]) -> bytes:
-    """Stored events as one JSON array, without decoding them."""
-    return b"[" + b",".join(payloads) + b"]"
