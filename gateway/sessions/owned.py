@@ -20,7 +20,7 @@ from gateway.adapter import Connector
 from gateway.codec import derived_id
 from gateway.errors import GatewayError, SessionNotFound
 from gateway.hub import Hub, Published
-from gateway.model import Command, Ended, Event, Message, now_at
+from gateway.model import Command, Ended, Event, Link, Message, now_at
 from gateway.sessions.record import SessionRecord
 from gateway.sessions.replies import Ack
 
@@ -55,6 +55,8 @@ class OwnedSession:
         self.ended_ttl = ended_ttl
         self.on_done = on_done
         self.last_activity = time.monotonic()
+        self.link: str = "up"
+        """The vendor link as the connector last reported it (`up`, `down`, `retrying`)."""
         self._lock = asyncio.Lock()  # commands and snapshots, one at a time
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -84,6 +86,9 @@ class OwnedSession:
             async for batch in self.connector.inbound():
                 if not batch:
                     continue
+                for event in batch:
+                    if isinstance(event, Link):
+                        self.link = "up" if event.state == "restored" else event.state
                 ended = any(isinstance(e, Ended) for e in batch)
                 if ended:
                     # The record says `ended` before anyone can see the `ended` event, so a

@@ -49,17 +49,19 @@ def provider(app: web.Application) -> Callable[[], list[Sample]]:
         ]
         sessions = app.get(SESSIONS)
         if sessions is not None:
-            by_dialect = Counter(s.record.dialect for s in sessions.owned.values())
+            owned = Counter((s.record.dialect, s.link) for s in sessions.owned.values())
             for adapter in app[REGISTRY]:
                 if "start" in adapter.capabilities:
-                    samples.append(
-                        Sample(
-                            "sessions_owned",
-                            by_dialect.get(adapter.name, 0),
-                            (("dialect", adapter.name),),
-                            help="Vendor sessions this replica owns, by dialect.",
+                    for state in ("up", "down", "retrying"):
+                        samples.append(
+                            Sample(
+                                "sessions_owned",
+                                owned.get((adapter.name, state), 0),
+                                (("dialect", adapter.name), ("state", state)),
+                                help="Vendor sessions this replica owns, by dialect and the "
+                                "state of their vendor link.",
+                            )
                         )
-                    )
             samples.append(
                 Sample(
                     "session_takeovers_total",

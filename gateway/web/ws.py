@@ -109,9 +109,23 @@ class Connection:
     """One client socket: what it subscribed to, and its bounded outgoing queue."""
 
     __slots__ = (
-        "__weakref__", "_client_limits", "_closing", "_frames", "_limit", "_queue", "_room",
-        "_tasks", "_transport", "_writer", "app", "grant", "hub", "id", "settings",
-        "subscriptions", "ws",
+        "__weakref__",
+        "_client_limits",
+        "_closing",
+        "_frames",
+        "_limit",
+        "_queue",
+        "_room",
+        "_tasks",
+        "_transport",
+        "_writer",
+        "app",
+        "grant",
+        "hub",
+        "id",
+        "settings",
+        "subscriptions",
+        "ws",
     )
 
     def __init__(
@@ -391,8 +405,9 @@ async def close_expired(app: web.Application, every: float = 1.0) -> None:
             if expires_at is not None and expires_at <= now and not connection._closing:
                 connection._closing = True
                 log.info("ws.token_expired", connection=connection.id)
-                connection._spawn(connection.ws.close(code=protocol.CLOSE_TOKEN_EXPIRED,
-                                                      message=b"token expired"))
+                connection._spawn(
+                    connection.ws.close(code=protocol.CLOSE_TOKEN_EXPIRED, message=b"token expired")
+                )
 
 
 def _ref_of(data: bytes | str) -> str | None:

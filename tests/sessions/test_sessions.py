@@ -328,7 +328,7 @@ async def test_metrics_follow_sessions_and_vendor_requests(
     await ws.send("send", ref="m", conversation=conversation, content={"kind": "text", "text": "x"})
     await ws.reply("ack", "m")
     after = await scrape()
-    owned = 'gateway_sessions_owned{dialect="loopback"}'
+    owned = 'gateway_sessions_owned{dialect="loopback",state="up"}'
     assert value(after, owned) == value(before, owned) + 1
     posts = 'gateway_vendor_request_seconds_count{dialect="loopback",method="POST"}'
     assert value(after, posts) >= value(before, posts) + 2  # the start and the send
