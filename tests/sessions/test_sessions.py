@@ -213,6 +213,13 @@ async def test_vendor_outage_gives_link_events_and_loses_nothing(
     conversation = await start(ws)
     native = conversation.split(":", 1)[1]
     platform.fail_next(3)
+    # Speak once the link is down: a long poll already under way would otherwise carry the
+    # message before the outage begins, and nothing would be missed.
+    await ws.wait_for(
+        lambda f: (
+            f["op"] == "event" and f["event"]["type"] == "link" and f["event"]["state"] == "down"
+        )
+    )
     platform.agent_says(native, "during the outage")
     restored = await ws.wait_for(
         lambda f: (

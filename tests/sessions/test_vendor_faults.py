@@ -51,6 +51,13 @@ async def test_platform_faults(
     native = conversation.split(":", 1)[1]
     tasks_before = gateway_tasks()
     platform.misbehave(fault, fault, fault, slow_s=0.8)
+    # Speak once the link is down, so no poll already under way carries it before the trouble.
+    await ws.wait_for(
+        lambda f: (
+            f["op"] == "event" and f["event"]["type"] == "link" and f["event"]["state"] == "down"
+        ),
+        timeout=10,
+    )
     platform.agent_says(native, "said during the trouble")
     restored = await ws.wait_for(
         lambda f: (
