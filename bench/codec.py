@@ -6,7 +6,7 @@ the frames in it (its canonical events plus its ignored frames, from `<case>.exp
 one pass decodes each body and encodes its events. `--single` keeps the bodies that are one
 frame making one event (the pydantic reference covers only those).
 
-IMPL: `gateway` (the adapter's `decode` → canonical Structs → the hub's `wire.encode_parts`,
+IMPL: `gateway` (the adapter's `decode` → canonical Structs → the hub's `wire.encode`,
 what ingest does), `floor` (`msgspec.json.decode` + `msgspec.json.encode` of the same frames,
 untyped: the least any JSON-in/JSON-out step costs), `pydantic` (bench/pydantic_wonderful.py,
 wonderful only).
@@ -78,7 +78,7 @@ def implementation(dialect: str, impl: str) -> Callable[[bytes, str | None], int
 
         return pyd
     from gateway.adapter import Registry
-    from gateway.hub.wire import encode_parts
+    from gateway.hub.wire import encode
 
     adapter = Registry.load([dialect]).get(dialect)
     adapter_decode = adapter.decode
@@ -86,7 +86,7 @@ def implementation(dialect: str, impl: str) -> Callable[[bytes, str | None], int
     def gateway(body: bytes, conversation: str | None) -> int:
         events = adapter_decode(body, conversation=conversation).events
         for event in events:
-            encode_parts(event)
+            encode(event)
         return len(events)
 
     return gateway

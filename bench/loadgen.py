@@ -48,8 +48,7 @@ def canonical(session: str) -> bytes:
 
     adapter = Registry.load([DIALECT]).get(DIALECT)
     event = adapter.decode(frame("e-0", session, 0)).events[0]
-    head, tail = wire.encode_parts(event)
-    return wire.join(head, 1, tail)
+    return wire.encode_stored(event, 1)
 
 
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:

@@ -61,8 +61,13 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         return _epoch_float(value)  # type: ignore[arg-type]
     if kind is str:
         text: str = value  # type: ignore[assignment]
-        if len(text) == 24 and text[10] == "T" and _valid_day(text[:10]) and _CLOCK.match(text, 11):
-            return text
+        if len(text) == 24 and text[23] == "Z" and text[19] == "." and (ms := text[20:23]).isdigit() and ms.isascii():
+            # Canonical already: the second is checked once (cached), the milliseconds here.
+            valid = _canonical_seconds.get(text[:19])
+            if valid is None:
+                valid = _canonical_second(text[:19])
+            if valid:
+                return text
         if text.isdigit() and text.isascii():
             number = int(text)
             return _epoch_ms(number if number > _MS_THRESHOLD else number * 1000, text)
@@ -85,24 +90,29 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
     raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
 
 
-_CLOCK = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z")  # the part after the `T`
+_CLOCK = re.compile(r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")  # `THH:MM:SS`
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 _seconds: dict[int, str] = {}
-_days: dict[str, bool] = {}
+_canonical_seconds: dict[str, bool] = {}
 
 
-def _valid_day(day: str) -> bool:
-    """Whether `day` is `YYYY-MM-DD` of a real date from 1970 on (cached: few days recur)."""
-    valid = _days.get(day)
-    if valid is None:
-        try:
-            valid = day[4] == "-" and day[7] == "-" and date.fromisoformat(day).year >= 1970
-        except ValueError:
-            valid = False
-        if len(_days) > 4096:
-            _days.clear()
-        _days[day] = valid
+def _canonical_second(second: str) -> bool:
+    """Whether `second` is `YYYY-MM-DDTHH:MM:SS` of a real time from 1970 on (cached: a stream
+    revisits its seconds; bounded, as a long-running process sees new ones forever)."""
+    day = second[:10]
+    try:
+        valid = (
+            day[4] == "-"
+            and day[7] == "-"
+            and date.fromisoformat(day).year >= 1970
+            and _CLOCK.fullmatch(second, 10) is not None
+        )
+    except ValueError:
+        valid = False
+    if len(_canonical_seconds) > 4096:
+        _canonical_seconds.clear()
+    _canonical_seconds[second] = valid
     return valid
 
 

@@ -30,7 +30,7 @@ ActionKind: TypeAlias = Literal["forward", "end", "hangup"]
 IdentityType: TypeAlias = Literal["phone", "email", "name"]
 
 
-class Party(msgspec.Struct, omit_defaults=True, frozen=True):
+class Party(msgspec.Struct, omit_defaults=True, frozen=True, gc=False):
     """Who said or did something. `id` is the dialect's own participant id, when it has one."""
 
     role: Role
@@ -42,7 +42,7 @@ class Party(msgspec.Struct, omit_defaults=True, frozen=True):
 # Content (tag `kind`)
 
 
-class _Content(msgspec.Struct, tag_field="kind", omit_defaults=True, frozen=True):
+class _Content(msgspec.Struct, tag_field="kind", omit_defaults=True, frozen=True, gc=False):
     pass
 
 
@@ -112,13 +112,17 @@ Content: TypeAlias = Text | Url | Image | File | Audio | Location | Action
 # Events (tag `type`)
 
 
-class _Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
+class _Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True, gc=False):
     """Fields every event carries.
 
     `seq` comes first after the tag on purpose: the Redis hub splices the sequence number it
     assigns into the encoded event without re-encoding it (see `gateway.hub.wire`). `seq` is 0
     until the hub assigns it, and stays 0 on ephemeral events (`signal`), which are never stored.
     `at` is ISO 8601 UTC with milliseconds and a `Z` (see `format_at`).
+
+    Events, parties and contents are `gc=False`: they hold JSON values only (strings, numbers,
+    dicts and lists from a decoder), so they can never be part of a reference cycle, and the
+    collector need not track the hundreds of thousands a second ingest makes.
     """
 
     seq: int = 0

@@ -70,7 +70,7 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     import redis.asyncio as aioredis
 
     from gateway.hub.redis import stream_keys
-    from gateway.hub.wire import encode_parts, join
+    from gateway.hub.wire import encode_stored
     from gateway.model import Message, Party, Text
 
     gateway = GatewayClient(
@@ -96,7 +96,7 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     seq = await client.incr(seq_key)
     await client.hset(ids_key, missed.id, seq)
     await client.xadd(
-        log_key, {"e": join(*encode_parts(missed)[:1], seq, encode_parts(missed)[1])}, id=f"{seq}-0"
+        log_key, {"e": encode_stored(missed, seq)}, id=f"{seq}-0"
     )
     await client.aclose()
     await gateway.ingest("loopback", loopback_message(conversation, 3))

@@ -69,8 +69,7 @@ class MemoryHub(Hub):
                 continue
             entry.seq += 1
             entry.ids[event.id] = entry.seq
-            parts = wire.encode_parts(event)
-            payload = wire.join(parts[0], entry.seq, parts[1])
+            payload = wire.encode_stored(event, entry.seq)
             entry.entries.append((entry.seq, payload))
             if isinstance(event, Ended):
                 entry.expires_at = time.time() + self.ended_ttl

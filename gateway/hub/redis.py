@@ -37,19 +37,22 @@ log = structlog.get_logger(__name__)
 
 PUBLISH_SCRIPT = """
 -- KEYS: seq counter, id->seq hash, log stream
--- ARGV: channel, maxlen, ttl after `ended` (s); then per event: id, head, tail, ended (0|1)
+-- ARGV: channel, maxlen, ttl after `ended` (s); then per event: id, JSON without seq, ended (0|1)
+-- `seq` goes right after the first comma, which closes the type tag (see gateway/hub/wire.py).
 local out = {}
-for i = 4, #ARGV, 4 do
+for i = 4, #ARGV, 3 do
   local known = redis.call('HGET', KEYS[2], ARGV[i])
   if known then
     out[#out + 1] = -tonumber(known)
   else
     local seq = redis.call('INCR', KEYS[1])
     redis.call('HSET', KEYS[2], ARGV[i], seq)
-    local payload = ARGV[i + 1] .. '"seq":' .. seq .. ',' .. ARGV[i + 2]
+    local json = ARGV[i + 1]
+    local cut = string.find(json, ',', 1, true)
+    local payload = string.sub(json, 1, cut) .. '"seq":' .. seq .. ',' .. string.sub(json, cut + 1)
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', payload)
     redis.call('PUBLISH', ARGV[1], payload)
-    if ARGV[i + 3] == '1' then
+    if ARGV[i + 2] == '1' then
       for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
     end
     out[#out + 1] = seq
@@ -179,9 +182,9 @@ class RedisHub(Hub):
             self.maxlen,
             self.ended_ttl,
         ]
+        encode = wire.encode
         for event in events:
-            head, tail = wire.encode_parts(event)
-            args += (event.id, head, tail, 1 if isinstance(event, Ended) else 0)
+            args += (event.id, encode(event), 1 if isinstance(event, Ended) else 0)
         return args
 
     # -- reading --------------------------------------------------------------------------------
