@@ -61,8 +61,11 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         return _epoch_float(value)  # type: ignore[arg-type]
     if kind is str:
         text: str = value  # type: ignore[assignment]
-        ms = text[20:23]
-        if len(text) == 24 and text[23] == "Z" and text[19] == "." and ms.isdigit() and ms.isascii():
+        ms = text[20:23]  # canonical: `YYYY-MM-DDTHH:MM:SS.mmmZ`
+        if (
+            len(text) == 24 and text[19] == "." and text[23] == "Z"
+            and ms.isdigit() and ms.isascii()
+        ):
             # Canonical already: the second is checked once (cached), the milliseconds here.
             valid = _canonical_seconds.get(text[:19])
             if valid is None:
