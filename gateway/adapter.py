@@ -51,6 +51,19 @@ class Decoded(msgspec.Struct, frozen=True):
     ignored: int = 0
 
 
+class HistoryPage(msgspec.Struct, kw_only=True):
+    """A page of the platform's own history of a conversation, as `Connector.history` reads it.
+
+    `events` are in time order (oldest first). The first page (no cursor) is the newest;
+    `next` is the opaque cursor of the page before it in time (older), `prev` of the page after
+    it (newer); None where there is none. Only the connector that made a cursor reads it.
+    """
+
+    events: list[Event]
+    next: str | None = None
+    prev: str | None = None
+
+
 class NativeRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One request in the platform's own terms, as `Adapter.encode` builds it.
 
@@ -136,6 +149,13 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release the link without ending the vendor session (another replica may resume)."""
+
+    async def history(self, cursor: str | None, limit: int) -> HistoryPage:
+        """Up to `limit` events of the platform's own history from `cursor` (the newest page
+        when None), for dialects with the `history` capability. Raises `RequestError` at
+        `$.cursor` for a cursor this connector did not make, or a `GatewayError` on refusal.
+        The events are read, not published: the gateway's log keeps its own order."""
+        raise Unsupported("this dialect does not page the platform's history")
 
 
 class Adapter(abc.ABC):

@@ -296,7 +296,17 @@ class Forward(_Command, tag="forward", kw_only=True):
     destination: str
 
 
-Command: TypeAlias = Start | Recover | Send | SetTyping | MarkRead | End | Forward
+class FetchHistory(_Command, tag="history", kw_only=True):
+    """Read the platform's own history of the conversation (dialects with the `history`
+    capability): `limit` events from `cursor` (the newest when omitted), answered with a
+    `history` page whose `next` cursor goes back in time and `prev` forward."""
+
+    conversation: str
+    cursor: str | None = None
+    limit: int = 50
+
+
+Command: TypeAlias = Start | Recover | Send | SetTyping | MarkRead | End | Forward | FetchHistory
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import structlog
 from adapters.server_events import codec
 from adapters.server_events import native as n
 from adapters.server_events.errors import NO_EVENTS, TOO_MANY_POLLS, vendor_code, vendor_error
-from gateway.adapter import Connector, DialectSettings, NativeRequest
+from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import (
     GatewayError,
@@ -206,6 +206,40 @@ class ServerEventsConnector(Connector):
             "sent_end": self._sent_end,
             "ended": self._ended,
         }
+
+    async def history(self, cursor: str | None, limit: int) -> HistoryPage:
+        """A page of `GET chats/{id}/history` (client and server events; the platform sends
+        it whole). Newest page first; a cursor is `before:<n>` (the `limit` events before index
+        n: older) or `after:<n>` (from index n on: newer), indexes into the history's events in
+        time order, which only grows at its end, so they stay valid while the chat goes on.
+        Typing is left out (stale by the time anyone reads history). Reading changes nothing in
+        the session: parties and untimed frames are decoded on copies."""
+        body = await self._call("GET", self._path("history"))
+        decoded = codec.decode(
+            body,
+            self._chat_id,
+            parties=dict(self._parties),
+            file_url=self._file_url,
+            untimed=codec.Untimed(),
+        )
+        events: list[Event] = [e for e in decoded.events if not isinstance(e, Typing)]
+        total = len(events)
+        if cursor is None:
+            start, end = max(0, total - limit), total
+        else:
+            direction, _, index = cursor.partition(":")
+            if direction not in ("before", "after") or not index.isdigit():
+                raise RequestError("not a server_events history cursor", path="$.cursor")
+            at = min(int(index), total)
+            if direction == "before":
+                start, end = max(0, at - limit), at
+            else:
+                start, end = at, min(total, at + limit)
+        return HistoryPage(
+            events=events[start:end],
+            next=f"before:{start}" if start > 0 else None,
+            prev=f"after:{end}" if end < total else None,
+        )
 
     async def close(self) -> None:
         """Stop polling (the held poll is cancelled); the chat stays open on the platform."""

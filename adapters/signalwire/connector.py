@@ -2,7 +2,8 @@
 
 Wire (see `docs/dialects/signalwire.md`):
 
-- REST on `settings.url` with `Authorization: Bearer <token>`: join, send, history pages.
+- REST on `settings.url` with `Authorization: Bearer <token>`: join, send, history pages (the
+  backfill after a reconnect, and `history` pages for frontends, see `history.py`).
 - A JSON-RPC 2.0 WebSocket at `<url with ws scheme>` + `ws_path` (default `/api/relay/ws`, our
   choice). The first request is `signalwire.connect` with `params.authentication.jwt_token` —
   the Relay shape — and, after a reconnect, the `protocol` the last connect returned, so the
@@ -37,11 +38,13 @@ from typing import Any
 import aiohttp
 import msgspec
 import structlog
+from yarl import URL
 
 from adapters.signalwire import codec
 from adapters.signalwire.codec import DIALECT
+from adapters.signalwire.history import Cursor, collect_chat, decode_cursor, encode_cursor
 from adapters.signalwire.native import Page, Row, RpcResponse
-from gateway.adapter import Connector, DialectSettings, NativeRequest
+from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id, to_at
 from gateway.errors import (
     DecodeError,
@@ -225,6 +228,56 @@ class SignalWireConnector(Connector):
                 waiters.remove(waiter)
             if not waiters:
                 self._echoes.pop(text, None)
+
+    async def history(self, cursor: str | None, limit: int) -> HistoryPage:
+        """A page of the platform's chat history, as the SDK's getMessages collects it (see
+        `history.py`): `limit` chat rows, oldest first in the answer; `next` pages back in time,
+        `prev` forward. A cursor must name a page of this conversation on the platform's own
+        origin: it is client input, and we fetch it with our token."""
+        start = self._cursor(cursor) if cursor is not None else None
+        if start is None:
+            request = codec.history_request(self._group or self._address, limit)
+            url = str(URL(self._base + request.path).with_query(request.query))
+        else:
+            url = start.url
+        pages: list[tuple[str, Page]] = []
+        while True:
+            body = await self._request(NativeRequest(method="GET"), url=url)
+            try:
+                pages.append((url, msgspec.convert(body, Page)))
+            except msgspec.ValidationError as exc:
+                raise VendorError(f"signalwire history page unreadable: {exc}") from None
+            chat = collect_chat(pages, self._native, limit, start)
+            if chat.complete or chat.fetch is None:
+                break
+            url = chat.fetch
+        events: list[Event] = []
+        for row in reversed(chat.rows):  # the platform's rows are newest first
+            try:
+                events.append(codec.row_event(row, self._native, self._self_ids()))
+            except DecodeError:
+                log.warning("connector.undecodable_row", conversation_id=self.conversation_id)
+        return HistoryPage(
+            events=events,
+            next=encode_cursor(chat.next) if chat.next else None,
+            prev=encode_cursor(chat.prev) if chat.prev else None,
+        )
+
+    def _cursor(self, token: str) -> Cursor:
+        """The cursor `token` names, if it is one of ours for this conversation."""
+        try:
+            cursor = decode_cursor(token)
+        except ValueError as exc:
+            raise RequestError(str(exc), path="$.cursor") from None
+        url, base = URL(cursor.url), URL(self._base)
+        key = self._group or self._address
+        if url.origin() != base.origin() or url.path != (
+            f"{base.path.rstrip('/')}/api/fabric/conversations/{key}/messages"
+        ):
+            raise RequestError(
+                "the cursor names another conversation or host", path="$.cursor"
+            )
+        return cursor
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -25,6 +25,7 @@ from gateway.hub import Hub, is_pattern
 from gateway.model import (
     Command,
     End,
+    FetchHistory,
     Forward,
     MarkRead,
     Recover,
@@ -38,12 +39,27 @@ from gateway.sessions import forwarding
 from gateway.sessions.flights import Flights
 from gateway.sessions.owned import OwnedSession
 from gateway.sessions.record import SessionRecord
-from gateway.sessions.replies import Ack, Recovered, Reply, Started, replies_decoder
+from gateway.sessions.replies import (
+    Ack,
+    PlatformHistory,
+    Recovered,
+    Reply,
+    Started,
+    replies_decoder,
+)
 from gateway.sessions.store import MemoryStore, OwnerGone, SessionStore
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Ack", "Recovered", "Reply", "Sessions", "Started", "create_store"]
+__all__ = [
+    "Ack",
+    "PlatformHistory",
+    "Recovered",
+    "Reply",
+    "Sessions",
+    "Started",
+    "create_store",
+]
 
 _CAPABILITY: dict[type, Capability] = {
     Start: "start",
@@ -55,8 +71,11 @@ _CAPABILITY: dict[type, Capability] = {
     MarkRead: "read",
     End: "end",
     Forward: "forward",
+    FetchHistory: "history",
 }
 _encoder = msgspec.json.Encoder()
+MAX_PLATFORM_PAGE = 100
+"""The most events one page of a platform's history may ask for."""
 
 
 def create_store(redis_url: str | None, namespace: str = "gw") -> SessionStore:
@@ -170,6 +189,8 @@ class Sessions:
             raise RequestError(
                 f"conversation {record.conversation_id} has ended", code="SESSION_ENDED"
             )
+        if isinstance(command, FetchHistory):  # a read: nothing to do once
+            return [await self._route(command)]
         return [await self._idempotent(command.conversation, command, self._route)]
 
     async def _idempotent(self, scope: str, command: Command, run: Callable[..., object]) -> Reply:
@@ -193,6 +214,8 @@ class Sessions:
         needed = _CAPABILITY[type(command)]
         if needed not in adapter.capabilities:
             raise Unsupported(f"dialect {adapter.name!r} cannot {needed}")
+        if isinstance(command, FetchHistory) and not 1 <= command.limit <= MAX_PLATFORM_PAGE:
+            raise RequestError(f"`limit` must be between 1 and {MAX_PLATFORM_PAGE}", path="$.limit")
         if isinstance(command, Send):
             kind = command.content.__struct_config__.tag
             if kind not in adapter.content_kinds:

@@ -14,15 +14,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import msgspec
 import structlog
 
 from gateway.adapter import Connector
 from gateway.codec import derived_id
 from gateway.errors import GatewayError, SessionNotFound
-from gateway.hub import Hub, Published
-from gateway.model import Command, Ended, Event, Link, Message, now_at
+from gateway.hub import Hub, Published, wire
+from gateway.model import Command, Ended, Event, FetchHistory, Link, Message, now_at
 from gateway.sessions.record import SessionRecord
-from gateway.sessions.replies import Ack
+from gateway.sessions.replies import Ack, PlatformHistory
 
 if TYPE_CHECKING:
     from gateway.sessions.store import SessionStore
@@ -168,9 +169,22 @@ class OwnedSession:
         task = asyncio.ensure_future(self.stop(release=release))
         task.add_done_callback(lambda t: None)
 
-    async def execute(self, command: Command) -> Ack:
-        """Carry out a command and publish what it made; the ack names the message it sent."""
+    async def execute(self, command: Command) -> Ack | PlatformHistory:
+        """Carry out a command and publish what it made; the ack names the message it sent.
+        A `history` read asks the platform and publishes nothing."""
         self.last_activity = time.monotonic()
+        if isinstance(command, FetchHistory):
+            page = await self.connector.history(command.cursor, command.limit)
+            return PlatformHistory(
+                ref=command.ref,
+                conversation=self.conversation,
+                source="platform",
+                events=[msgspec.Raw(wire.encode(event)) for event in page.events],
+                has_next=page.next is not None,
+                has_prev=page.prev is not None,
+                next=page.next,
+                prev=page.prev,
+            )
         async with self._lock:
             events = await self.connector.send(command)
             ended = any(isinstance(e, Ended) for e in events)

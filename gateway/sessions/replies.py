@@ -5,6 +5,8 @@ They travel between replicas as JSON too (a command forwarded to the owner comes
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 
@@ -36,5 +38,18 @@ class Ack(_Reply, tag="ack", kw_only=True):
     seq: int | None = None
 
 
-Reply = Started | Recovered | Ack
+class PlatformHistory(_Reply, tag="history", kw_only=True):
+    """A page of the platform's own history (`history` with `source: "platform"`): events in
+    time order; `next` (older) and `prev` (newer) are opaque cursors to pass back."""
+
+    conversation: str
+    source: Literal["platform"]  # required, so that it is always written
+    events: list[msgspec.Raw]
+    has_next: bool
+    has_prev: bool
+    next: str | None = None
+    prev: str | None = None
+
+
+Reply = Started | Recovered | Ack | PlatformHistory
 replies_decoder: msgspec.json.Decoder[list[Reply]] = msgspec.json.Decoder(list[Reply])

@@ -140,6 +140,7 @@ def create_app(
     app.router.add_post("/v1/dialects/{dialect}/events", ingest.ingest)
     app.router.add_get("/v1/dialects", api.dialects)
     app.router.add_get("/v1/conversations/{conversation}/events", api.conversation_events)
+    app.router.add_get("/v1/conversations/{conversation}/history", commands.platform_history)
     app.router.add_get("/v1/schema", api.schema)
     app.router.add_get("/v1/ws", ws.ws_handler)
     app.router.add_post("/v1/conversations", commands.start)

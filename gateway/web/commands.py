@@ -7,6 +7,8 @@
     POST /v1/conversations/{id}/end              end       → 200 ack
     POST /v1/conversations/{id}/forward          forward   → 200 ack
     POST /v1/conversations/{id}/recover          recover   → 200 recovered
+    GET  /v1/conversations/{id}/history?cursor=&limit=
+                                                 the platform's own history → 200 history
 
 The body holds the command's fields (without `op` and `conversation`, which the route gives).
 """
@@ -20,7 +22,7 @@ from aiohttp import web
 
 from gateway.codec import loads, path_of
 from gateway.errors import NotFound, RequestError
-from gateway.model import Command, Start
+from gateway.model import Command, FetchHistory, Start
 from gateway.web.keys import GRANT, SESSIONS
 from gateway.web.responses import json_response
 
@@ -70,4 +72,20 @@ async def command(request: web.Request) -> web.Response:
     fields.update(op=op, conversation=request.match_info["conversation"])
     request[GRANT].check_command(op, conversation=request.match_info["conversation"])
     (reply,) = await request.app[SESSIONS].execute(_command(fields))
+    return json_response(reply)
+
+
+async def platform_history(request: web.Request) -> web.Response:
+    """A page of the platform's own history (the WebSocket's `history` with `source:
+    "platform"`); reading it needs read access to the conversation, as the log does."""
+    conversation = request.match_info["conversation"]
+    request[GRANT].check_read(conversation)
+    query = request.query
+    limit = query.get("limit", "50")
+    if not limit.isdigit():
+        raise RequestError(f"`limit` must be an integer, got {limit!r}", path="query.limit")
+    fetch = FetchHistory(
+        conversation=conversation, cursor=query.get("cursor") or None, limit=int(limit)
+    )
+    (reply,) = await request.app[SESSIONS].execute(fetch)
     return json_response(reply)

@@ -1,6 +1,7 @@
 """The unified WebSocket protocol: JSON text frames tagged by `op`.
 
-Client → server: `subscribe`, `unsubscribe`, `history`, `ping`, and the commands of
+Client → server: `subscribe`, `unsubscribe`, `history` (of the gateway's log, or with
+`source: "platform"` of the platform's own), `ping`, and the commands of
 `gateway.model` (`start`, `recover`, `send`, `typing`, `read`, `end`, `forward`), which decode
 straight into the model's Structs. Server → client: `welcome`, `subscribed`, `unsubscribed`,
 `event`, `history`, `started`, `recovered`, `ack`, `error`, `pong`. Every client frame may carry
@@ -13,7 +14,7 @@ slowly; reconnect and resume with `since`), 4401 the token expired (reconnect wi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -45,10 +46,19 @@ class Unsubscribe(_Op, tag="unsubscribe", kw_only=True):
 
 
 class History(_Op, tag="history", kw_only=True):
-    """The `limit` events before seq `before` (the latest when omitted), oldest first."""
+    """A page of a conversation's history, oldest first.
+
+    `source: "gateway"` (the default) reads the gateway's log: the `limit` events before seq
+    `before` (the latest when omitted), answered with `has_more`. `source: "platform"` asks
+    the platform itself (dialects with the `history` capability): `limit` events from
+    `cursor` (the newest when omitted), answered with `has_next`/`has_prev` and the cursors
+    `next` (older) and `prev` (newer).
+    """
 
     conversation: str
+    source: Literal["gateway", "platform"] = "gateway"
     before: int | None = None
+    cursor: str | None = None
     limit: int = 50
 
 

@@ -23,7 +23,7 @@ from gateway import metrics
 from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
 from gateway.hub import Subscription, is_pattern
-from gateway.model import Command, Start
+from gateway.model import Command, FetchHistory, Start
 from gateway.sessions.replies import Recovered, Started
 from gateway.web import protocol
 from gateway.web.auth import Grant, token_of
@@ -332,6 +332,14 @@ class Connection:
             raise RequestError(
                 "history needs one conversation, not a pattern", path="$.conversation"
             )
+        if frame.source == "platform":
+            await self._platform_history(frame)
+            return
+        if frame.cursor is not None:
+            raise RequestError(
+                '`cursor` pages the platform\'s history: add `"source": "platform"`',
+                path="$.cursor",
+            )
         limit_max = self.settings.history_max_limit
         if not 1 <= frame.limit <= limit_max:
             raise RequestError(f"`limit` must be between 1 and {limit_max}", path="$.limit")
@@ -345,6 +353,22 @@ class Connection:
                 ref=frame.ref, conversation=frame.conversation, events=events, has_more=has_more
             )
         )
+
+    async def _platform_history(self, frame: protocol.History) -> None:
+        """`history` with `source: "platform"`: read by the session's owner, like a command."""
+        if frame.before is not None:
+            raise RequestError(
+                "`before` is a seq of the gateway's log: the platform pages by `cursor`",
+                path="$.before",
+            )
+        sessions = self.app.get(SESSIONS)
+        if sessions is None:
+            raise Unsupported("the platform's history needs the sessions layer")
+        fetch = FetchHistory(
+            ref=frame.ref, conversation=frame.conversation, cursor=frame.cursor, limit=frame.limit
+        )
+        for reply in await sessions.execute(fetch):
+            self.send(reply)
 
     async def _command(self, command: Command) -> None:
         op = type(command).__struct_config__.tag

@@ -420,3 +420,51 @@ async def test_a_reposted_body_without_timestamps_deduplicates(gateway: GatewayC
         "ended",
     ]
     await ws.close()
+
+
+async def test_platform_history_pages_the_chat_history(gateway: GatewayClient) -> None:
+    """`history` with `source: "platform"` reads `GET chats/{id}/history`: the messages and
+    receipts the log holds, by the same ids (typing left out), newest page first, `next` older
+    and `prev` newer."""
+    ws = await gateway.ws()
+    conversation = await start(ws)
+    for n in range(3):
+        await command(
+            ws, "send", f"m{n}", conversation=conversation,
+            content={"kind": "text", "text": f"q{n}"},
+        )
+        await wait_text(ws, conversation, f"echo: q{n}")
+    logged = [e["id"] for e in ws.events(conversation) if e["type"] in ("message", "receipt")]
+
+    pages = []
+    fields: dict[str, Any] = {}
+    while True:
+        await ws.send(
+            "history", ref=f"h{len(pages)}", conversation=conversation, source="platform",
+            limit=3, **fields,
+        )
+        page = await ws.reply("history", f"h{len(pages)}")
+        assert page["op"] == "history" and page["source"] == "platform", page
+        assert len(page["events"]) <= 3
+        pages.append(page)
+        if not page["has_next"]:
+            break
+        fields = {"cursor": page["next"]}
+    assert not pages[0]["has_prev"] and pages[-1]["has_prev"] == (len(pages) > 1)
+    read = [e["id"] for p in reversed(pages) for e in p["events"]]
+    assert len(read) == len(set(read))
+    assert set(logged) <= set(read), (logged, read)  # the platform's copies of the same ids
+    assert all(e["type"] != "typing" for p in pages for e in p["events"])
+    if len(pages) > 1:  # `prev` leads back to the newer page
+        await ws.send(
+            "history", ref="back", conversation=conversation, source="platform", limit=3,
+            cursor=pages[1]["prev"],
+        )
+        back = await ws.reply("history", "back")
+        assert [e["id"] for e in back["events"]] == [e["id"] for e in pages[0]["events"]]
+    await ws.send(
+        "history", ref="bad", conversation=conversation, source="platform", cursor="x:1"
+    )
+    error = await ws.reply("error", "bad")
+    assert (error["code"], error["path"]) == ("INVALID_REQUEST", "$.cursor")
+    await ws.close()

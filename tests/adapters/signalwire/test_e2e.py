@@ -16,7 +16,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from adapters.signalwire.emulator import Emulator
-from gateway.web.keys import HUB
+from adapters.signalwire.history import Cursor, encode_cursor
+from gateway.web.keys import HUB, SESSIONS
 from tests.adapters.signalwire.conftest import FAST
 from tests.support import GatewayClient, WsClient
 
@@ -360,4 +361,121 @@ async def test_subscribing_right_after_started_delivers_each_event_once(
     # `started` promised a subscription from seq 1: each event once, none missing.
     seqs = [e["seq"] for e in ws.events(conversation)]
     assert seqs == list(range(1, len(seqs) + 1)), seqs
+    await ws.close()
+
+
+async def history_page(ws: WsClient, conversation: str, ref: str, **fields: Any) -> dict[str, Any]:
+    await ws.send("history", ref=ref, conversation=conversation, source="platform", **fields)
+    return await ws.reply("history", ref)
+
+
+def page_texts(page: dict[str, Any]) -> list[str]:
+    return [e["content"]["text"] for e in page["events"]]
+
+
+async def test_platform_history_pages_back_and_forth(
+    gateway: GatewayClient, emulator: Emulator
+) -> None:
+    """`history` with `source: "platform"` pages the platform's chat rows as the SDK does:
+    call logs and other conversations left out, `has_next`/`has_prev` with cursors, every
+    message once in either direction, over platform pages that hold call logs too."""
+    address = unique("agent")
+    ws = await gateway.ws()
+    conversation = await start(ws, address)
+    await wait_text(ws, conversation, GREETING)
+    for n in range(6):
+        await emulator.agent_says(address, f"a{n}")
+        emulator.add_call_log(address)
+    await ws.send(
+        "send", ref="m1", conversation=conversation, content={"kind": "text", "text": "mine"}
+    )
+    await ws.reply("ack", "m1")
+    await wait_text(ws, conversation, "echo: mine")
+    chat = [GREETING, *(f"a{n}" for n in range(6)), "mine", "echo: mine"]
+
+    first = await history_page(ws, conversation, "h0", limit=4)
+    assert first["op"] == "history" and first["source"] == "platform", first
+    assert page_texts(first) == chat[-4:]  # the newest page, oldest first
+    assert (first["has_next"], first["has_prev"]) == (True, False)
+    assert "prev" not in first
+    (mine,) = [e for e in first["events"] if e["content"]["text"] == "mine"]
+    assert mine["sender"]["role"] == "user"
+    assert mine["id"] == next(e["id"] for e in messages(ws, conversation) if e["content"]["text"] == "mine")
+    assert all("seq" not in e for e in first["events"])  # read from the platform, not the log
+
+    pages, page = [first], first
+    while page["has_next"]:
+        page = await history_page(ws, conversation, f"h{len(pages)}", cursor=page["next"], limit=4)
+        pages.append(page)
+    assert [t for p in reversed(pages) for t in page_texts(p)] == chat
+    assert not page["has_next"] and page["has_prev"]
+
+    back: list[str] = page_texts(page)
+    while page["has_prev"]:
+        page = await history_page(ws, conversation, f"b{len(back)}", cursor=page["prev"], limit=4)
+        back += page_texts(page)
+    assert sorted(back) == sorted(chat) and len(back) == len(chat)
+
+    # The HTTP form answers the same page.
+    status, body = await gateway.get(f"/v1/conversations/{conversation}/history", limit=4)
+    assert status == 200, body
+    assert page_texts(body) == chat[-4:] and body["next"] == first["next"]
+    status, body = await gateway.get(
+        f"/v1/conversations/{conversation}/history", limit=4, cursor=first["next"]
+    )
+    assert page_texts(body) == page_texts(pages[1])
+    await ws.close()
+
+
+async def test_platform_history_refuses_bad_requests_precisely(
+    gateway: GatewayClient, emulator: Emulator, platform: TestServer
+) -> None:
+    address = unique("agent")
+    ws = await gateway.ws()
+    conversation = await start(ws, address)
+    foreign = encode_cursor(Cursor(url="http://127.0.0.1:9/api/fabric/conversations/x/messages"))
+    other = encode_cursor(
+        Cursor(url=str(platform.make_url("/api/fabric/conversations/someone-else/messages")))
+    )
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"source": "platform", "cursor": "not-a-cursor"}, "INVALID_REQUEST", "$.cursor"),
+        ({"source": "platform", "cursor": foreign}, "INVALID_REQUEST", "$.cursor"),
+        ({"source": "platform", "cursor": other}, "INVALID_REQUEST", "$.cursor"),
+        ({"source": "platform", "before": 3}, "INVALID_REQUEST", "$.before"),
+        ({"source": "platform", "limit": 0}, "INVALID_REQUEST", "$.limit"),
+        ({"source": "platform", "limit": 101}, "INVALID_REQUEST", "$.limit"),
+        ({"cursor": "x"}, "INVALID_REQUEST", "$.cursor"),  # the gateway's log pages by `before`
+    ]
+    requests_before = len(emulator.received)
+    for n, (fields, code, path) in enumerate(cases):
+        await ws.send("history", ref=f"e{n}", conversation=conversation, **fields)
+        error = await ws.reply("error", f"e{n}")
+        assert (error["code"], error["path"]) == (code, path), (fields, error)
+    assert len(emulator.received) == requests_before  # nothing was fetched for them
+    await ws.send("history", ref="nf", conversation="signalwire:nobody", source="platform")
+    assert (await ws.reply("error", "nf"))["code"] == "SESSION_NOT_FOUND"
+    status, body = await gateway.get(f"/v1/conversations/{conversation}/history", limit="x")
+    error = body["error"]
+    assert (status, error["code"], error["path"]) == (400, "INVALID_REQUEST", "query.limit")
+    await ws.close()
+
+
+async def test_platform_history_is_read_by_the_owning_replica(
+    make_signalwire: Callable[..., Any], emulator: Emulator, hub_url: str
+) -> None:
+    """Asked of a replica that does not own the session, the read is forwarded to the owner."""
+    if hub_url.startswith("memory"):
+        pytest.skip("replicas share sessions through Redis only")
+    first: GatewayClient = await make_signalwire()
+    second: GatewayClient = await make_signalwire()
+    address = unique("agent")
+    ws = await first.ws()
+    conversation = await start(ws, address)
+    await wait_text(ws, conversation, GREETING)
+    other = await second.ws()
+    page = await history_page(other, conversation, "h1", limit=5)
+    assert page_texts(page) == [GREETING], page
+    assert conversation in first.client.server.app[SESSIONS].owned
+    assert conversation not in second.client.server.app[SESSIONS].owned
+    await other.close()
     await ws.close()

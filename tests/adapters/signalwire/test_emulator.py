@@ -50,14 +50,15 @@ async def test_history_pages_follow_links_and_collect_chat(
     for n in range(5):
         await emulator.agent_says("a", f"m{n}")
         emulator.add_call_log("a")
-    url: str | None = str(client.make_url("/api/fabric/conversations/a/messages?page_size=3"))
-    pages: list[Page] = []
-    page = collect_chat(pages, "a", 4)
-    while url is not None:
+    url = str(client.make_url("/api/fabric/conversations/a/messages?page_size=3"))
+    pages: list[tuple[str, Page]] = []
+    while True:
         resp = await client.session.get(url, headers=AUTH)  # links are absolute URLs
-        pages.append(msgspec.convert(await resp.json(), Page))
+        pages.append((url, msgspec.convert(await resp.json(), Page)))
         page = collect_chat(pages, "a", 4)
-        url = None if page.complete else page.next
+        if page.complete or page.fetch is None:
+            break
+        url = page.fetch
     assert [r.text for r in page.rows] == ["m4", "m3", "m2", "m1"]  # newest first
     assert page.has_next
     assert len(pages) == 3  # 3 rows a page, half of them call logs

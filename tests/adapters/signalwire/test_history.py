@@ -1,12 +1,21 @@
-"""`collect_chat`: chat pages as the SDK's getMessages builds them, from platform pages."""
+"""`collect_chat`: chat pages as the SDK's getMessages builds them, with cursors that continue
+exactly where a page stopped, in both directions."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from adapters.signalwire.history import collect_chat
+from adapters.signalwire.history import (
+    ChatPage,
+    Cursor,
+    collect_chat,
+    decode_cursor,
+    encode_cursor,
+)
 from adapters.signalwire.native import Links, Page, Row
 
 ADDR = "addr-1"
@@ -23,59 +32,113 @@ def _page(rows: list[Row], next_: str | None = None, prev: str | None = None) ->
     return Page(data=rows, links=Links(next=next_, prev=prev))
 
 
-@pytest.mark.parametrize(
-    ("pages", "size", "ids", "has_next", "has_prev", "complete", "carry"),
-    [
-        # one page, enough chat rows: logs and other conversations are skipped
-        (
-            [_page([_row(1), _row(2, "log"), _row(3, conversation="x"), _row(4)], next_="n")],
-            2,
-            ["m1", "m4"],
-            True,
-            False,
-            True,
-            [],
-        ),
-        # short page with a next link: not complete, the caller fetches `next`
-        ([_page([_row(1), _row(2, "log")], next_="n")], 2, ["m1"], True, False, False, []),
-        # two pages fill it; the rest of the second page is carried
-        (
-            [
-                _page([_row(1), _row(2, "log")], next_="n"),
-                _page([_row(3), _row(4), _row(5)], prev="p"),
-            ],
-            2,
-            ["m1", "m3"],
-            True,
-            True,
-            True,
-            ["m4", "m5"],
-        ),
-        # the last page: no next, no carry
-        ([_page([_row(1, newer=True), _row(2)], prev="p")], 5, ["m1", "m2"], False, True, True, []),
-        ([], 3, [], False, False, True, []),
-    ],
+def test_one_page_skips_logs_and_other_conversations() -> None:
+    page = _page([_row(1), _row(2, "log"), _row(3, conversation="x"), _row(4)], next_="n")
+    chat = collect_chat([("u", page)], ADDR, 2)
+    assert [r.id for r in chat.rows] == ["m1", "m4"]
+    assert chat.complete
+    assert chat.next == Cursor(url="n")  # the page is used up: the next one starts at 0
+    assert chat.prev is None and not chat.has_prev
+
+
+def test_a_short_page_asks_for_the_next_link() -> None:
+    chat = collect_chat([("u", _page([_row(1), _row(2, "log")], next_="n"))], ADDR, 2)
+    assert not chat.complete
+    assert chat.fetch == "n"
+    assert [r.id for r in chat.rows] == ["m1"]
+
+
+def test_two_pages_fill_it_and_next_continues_mid_page() -> None:
+    pages = [
+        ("u1", _page([_row(1), _row(2, "log")], next_="u2")),
+        ("u2", _page([_row(3), _row(4), _row(5)], prev="u1")),
+    ]
+    chat = collect_chat(pages, ADDR, 2)
+    assert [r.id for r in chat.rows] == ["m1", "m3"]
+    assert chat.complete and chat.has_next
+    assert chat.next == Cursor(url="u2", start=1)
+    following = collect_chat([pages[1]], ADDR, 2, chat.next)
+    assert [r.id for r in following.rows] == ["m4", "m5"]
+    assert following.next is None  # the last page, used up
+    assert following.prev == Cursor(url="u2", before=1)
+    back = collect_chat([pages[1]], ADDR, 2, following.prev)
+    assert [r.id for r in back.rows] == ["m3"]  # only this page's rows before index 1
+    assert back.prev == Cursor(url="u1", before=-1)  # then the platform's prev link
+    assert back.next == Cursor(url="u2", start=1)
+
+
+def test_the_last_page() -> None:
+    chat = collect_chat([("u", _page([_row(1, newer=True), _row(2)], prev="p"))], ADDR, 5)
+    assert [r.id for r in chat.rows] == ["m1", "m2"]
+    assert chat.complete and not chat.has_next
+    assert chat.prev == Cursor(url="p", before=-1)
+
+
+def test_no_pages() -> None:
+    assert collect_chat([], ADDR, 3) == ChatPage(rows=[])
+
+
+def test_back_from_the_end_of_a_page_takes_its_last_rows() -> None:
+    page = _page([_row(n) for n in range(1, 6)], next_="older", prev="newer")
+    chat = collect_chat([("u", page)], ADDR, 2, Cursor(url="u", before=-1))
+    assert [r.id for r in chat.rows] == ["m4", "m5"]
+    assert chat.next == Cursor(url="older")
+    assert chat.prev == Cursor(url="u", before=3)
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=6),
+    logs=st.integers(min_value=0, max_value=3),
+    limit=st.integers(min_value=1, max_value=7),
 )
-def test_collect_chat(
-    pages: list[Page],
-    size: int,
-    ids: list[str],
-    has_next: bool,
-    has_prev: bool,
-    complete: bool,
-    carry: list[str],
+def test_paging_forward_then_back_visits_every_row_once(
+    sizes: list[int], logs: int, limit: int
 ) -> None:
-    page = collect_chat(pages, ADDR, size)
-    assert [r.id for r in page.rows] == ids
-    assert (page.has_next, page.has_prev, page.complete) == (has_next, has_prev, complete)
-    assert [r.id for r in page.carry] == carry
+    """Any platform paging, any limit: following `next` to the end reads every chat row once,
+    in order, and following `prev` from there reads them all again, in reverse page order."""
+    pages: dict[str, Page] = {}
+    n = 0
+    expected: list[str] = []
+    for i, size in enumerate(sizes):
+        rows = []
+        for _ in range(size):
+            n += 1
+            rows.append(_row(n))
+            expected.append(f"m{n}")
+        rows += [_row(1000 + i * 10 + k, "log") for k in range(logs)]
+        pages[f"p{i}"] = _page(
+            rows,
+            next_=f"p{i + 1}" if i + 1 < len(sizes) else None,
+            prev=f"p{i - 1}" if i else None,
+        )
+
+    def read(cursor: Cursor | None) -> ChatPage:
+        url = cursor.url if cursor else "p0"
+        read_pages = [(url, pages[url])]
+        chat = collect_chat(read_pages, ADDR, limit, cursor)
+        while not chat.complete:
+            assert chat.fetch is not None
+            read_pages.append((chat.fetch, pages[chat.fetch]))
+            chat = collect_chat(read_pages, ADDR, limit, cursor)
+        return chat
+
+    forward: list[list[str]] = []
+    chat = read(None)
+    forward.append([r.id for r in chat.rows])
+    while chat.next is not None:
+        chat = read(chat.next)
+        forward.append([r.id for r in chat.rows])
+    assert [i for page in forward for i in page] == expected
+    backward: list[str] = []
+    while chat.prev is not None:
+        chat = read(chat.prev)
+        backward = [r.id for r in chat.rows] + backward
+    assert backward + forward[-1] == expected
 
 
-def test_carry_leads_the_next_page() -> None:
-    first = collect_chat([_page([_row(1), _row(2), _row(3)], next_="n")], ADDR, 2)
-    assert [r.id for r in first.carry] == ["m3"]
-    assert first.next == "n"
-    second = collect_chat([_page([_row(4), _row(5)])], ADDR, 2, carry=first.carry)
-    assert [r.id for r in second.rows] == ["m3", "m4"]
-    assert [r.id for r in second.carry] == ["m5"]
-    assert second.has_next
+def test_cursor_tokens_round_trip_and_refuse_others() -> None:
+    for cursor in (Cursor(url="https://x/y?c=1"), Cursor(url="u", start=3), Cursor(url="u", before=-1)):
+        assert decode_cursor(encode_cursor(cursor)) == cursor
+    for bad in ("", "%%%", "bm9wZQ", encode_cursor(Cursor(url="u", start=-1))):
+        with pytest.raises(ValueError, match="not a signalwire history cursor"):
+            decode_cursor(bad)
