@@ -21,6 +21,7 @@ from gateway.adapter import Connector
 from gateway.codec import derived_id
 from gateway.errors import GatewayError, SessionNotFound
 from gateway.hub import Hub, Published, wire
+from gateway.logging import bound
 from gateway.model import Command, Ended, Event, FetchHistory, Link, Message, now_at
 from gateway.sessions.record import SessionRecord
 from gateway.sessions.replies import Ack, PlatformHistory
@@ -63,8 +64,7 @@ class OwnedSession:
         self._stopping = False
 
     def run(self) -> None:
-        bind = structlog.contextvars.bound_contextvars
-        with bind(conversation_id=self.conversation, dialect=self.record.dialect):
+        with bound(conversation_id=self.conversation, dialect=self.record.dialect):
             self._tasks = [
                 asyncio.create_task(self._pump(), name=f"pump-{self.conversation}"),
                 asyncio.create_task(self._keep(), name=f"lease-{self.conversation}"),

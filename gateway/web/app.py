@@ -17,6 +17,7 @@ from gateway.adapter import Registry
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.hub import create_hub
+from gateway.logging import bound
 from gateway.sessions import Sessions, create_store
 from gateway.web import api, commands, ingest, protocol, telemetry, ws
 from gateway.web.auth import Authenticator, token_of
@@ -49,7 +50,7 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     route = request.match_info.route.resource
     route_name = route.canonical if route is not None else "unmatched"
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
+    with bound(request_id=request_id):
         try:
             if _needs_token(request):
                 grant = request.app[AUTH].authenticate(token_of(request.headers, request.query))

@@ -23,6 +23,7 @@ from gateway import metrics
 from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
 from gateway.hub import Subscription, is_pattern
+from gateway.logging import bound
 from gateway.model import Command, FetchHistory, Start
 from gateway.sessions.replies import Recovered, Started
 from gateway.web import protocol
@@ -466,7 +467,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     connection = Connection(app, ws, grant, request.transport)
     app[CONNECTIONS].add(connection)
     metrics.WS_CONNECTIONS.inc()
-    with structlog.contextvars.bound_contextvars(connection=connection.id):
+    with bound(connection=connection.id):
         log.info("ws.connected", peer=request.remote)
         connection.send(
             protocol.Welcome(
