@@ -8,19 +8,27 @@ events the platform does not identify get a `derived_id` from what makes them (t
 frame's own time, never the receive time: a re-posted time-less body deduplicates).
 A frame without a chat id takes `conversation`; with neither it is invalid (`$.data.chatId`).
 
+Two decode paths give the same result. The fast one decodes every body form straight into
+the native Structs (`msgspec.Raw` spans for the frames of arrays and envelopes, each then
+decoded typed); the exact one (`_decode_slow`: parse untyped, convert frame by frame) runs
+only when the fast one meets something it does not handle (an invalid known frame, a
+packet inside an array, a body that is not JSON), because it is the one that names the
+frame `index` and JSON `path` of an error. tests/adapters/visitor_widget/test_codec.py
+checks that both agree on every fixture and on mutations of them.
+
 Commands go the other way in `commands.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
 from adapters.visitor_widget import native as n
 from gateway.adapter import Decoded
-from gateway.codec import conversation_id, derived_id, event_id, invalid, loads, to_at
+from gateway.codec import derived_id, event_id, invalid, loads, to_at
 from gateway.errors import (
     DecodeError,
     GatewayError,
@@ -58,9 +66,35 @@ STATUSES = {"pending": "queued", "open": "active", "closed": "completed"}
 _JOIN = frozenset({"agent_join", "agent_assign"})
 _LEAVE = frozenset({"agent_leave", "agent_unassign"})
 
-_fast_decoder: msgspec.json.Decoder[n.Frame | list[n.Frame]] = msgspec.json.Decoder(
-    n.Frame | list[n.Frame]
+# Hoisted constants: built once, not per frame (Parties and Agents are never mutated).
+_CONV_PREFIX = f"{DIALECT}:"  # `gateway.codec.conversation_id(DIALECT, x)` is this + x
+_SYSTEM = Party(role="system")
+_NO_AGENT = n.Agent()
+_NO_CHAT = "no chat id in the frame nor a ?conversation="
+
+# The fast path's decoders. A body is a frame or an array far more often than anything else,
+# so one decoder tries both at once; array items stay `Raw` spans until each is decoded typed.
+_body_decoder: msgspec.json.Decoder[n.Frame | list[msgspec.Raw]] = msgspec.json.Decoder(
+    n.Frame | list[msgspec.Raw]
 )
+_frame_decoder: msgspec.json.Decoder[n.Frame] = msgspec.json.Decoder(n.Frame)
+_envelope_decoder = msgspec.json.Decoder(n.Envelope)
+_named_decoder = msgspec.json.Decoder(n.Named)
+_str_decoder = msgspec.json.Decoder(str)
+_QUOTE = ord('"')
+
+
+def _packet_decoders() -> dict[str, tuple[type[Any], msgspec.json.Decoder[Any]]]:
+    """For each event name, its frame Struct and a decoder of that frame's `data` alone (a
+    Socket.IO packet `["name", data]` carries the name apart from the data)."""
+    out: dict[str, tuple[type[Any], msgspec.json.Decoder[Any]]] = {}
+    for name, frame_type in n.FRAME_BY_NAME.items():
+        (data,) = (f for f in msgspec.structs.fields(frame_type) if f.name == "data")
+        out[name] = (frame_type, msgspec.json.Decoder(data.type))
+    return out
+
+
+_PACKETS = _packet_decoders()
 
 
 class InvalidField(Exception):
@@ -79,23 +113,87 @@ class InvalidField(Exception):
 def decode(body: bytes | str, conversation: str | None = None) -> Decoded:
     """Decode an ingest body (see the module docstring). Raises `MalformedJSON` or
     `DecodeError` (with `index` and `path`); nothing else escapes."""
+    if body[:10] == b'{"events":':
+        # A minified envelope, as platforms send it: skip the frame decode that would fail.
+        # (Any other spelling of an envelope gets there too, one failed decode later.)
+        return _decode_object(body, conversation)
     try:
-        parsed = _fast_decoder.decode(body)
-    except msgspec.DecodeError:  # unknown names, envelopes, bad frames: the careful path
-        return _decode_slow(body, conversation)
-    if parsed.__class__ is n.MessageReceived:  # the hot path: one text message
-        fast = _text_message(parsed, conversation)
-        if fast is not None:
-            return Decoded(fast, 0)
-    if isinstance(parsed, list):
-        return Decoded(_events_of(parsed, conversation), 0)
+        parsed = _body_decoder.decode(body)
+    except msgspec.DecodeError:  # an envelope, an unknown event, or an error
+        return _decode_object(body, conversation)
+    if parsed.__class__ is list:
+        return _decode_array(parsed, body, conversation)
     try:
-        return Decoded(frame_events(parsed, conversation), 0)
+        return Decoded(_BUILDERS[parsed.__class__](parsed, conversation, False), 0)
     except InvalidField as exc:
         raise DecodeError(f"frame 0: {exc} at {exc.path}", index=0, path=exc.path) from None
 
 
+def _decode_object(body: bytes | str, conversation: str | None) -> Decoded:
+    """A body that is no known frame nor an array: the envelope decoded in one pass, or else
+    the exact path."""
+    try:
+        envelope = _envelope_decoder.decode(body)
+    except msgspec.DecodeError:
+        return _decode_slow(body, conversation)
+    if envelope.event is not msgspec.UNSET:  # a frame with an `events` key: not an envelope
+        return _decode_slow(body, conversation)
+    return _decode_frames(envelope.events, body, conversation)
+
+
+def _decode_array(items: list[msgspec.Raw], body: bytes | str, conversation: str | None) -> Decoded:
+    """An array body: one Socket.IO packet when its first item is a string, else frames."""
+    if items and memoryview(items[0])[0] == _QUOTE:  # a Raw span starts at its value
+        return _decode_packet(items, body, conversation)
+    return _decode_frames(items, body, conversation)
+
+
+def _decode_frames(
+    items: list[msgspec.Raw], body: bytes | str, conversation: str | None
+) -> Decoded:
+    """Frames of an array or envelope, each decoded typed from its span. An unknown event name
+    is counted; any other failure hands the whole body to the exact path, which names the
+    frame and path of the error (a batch decodes all or nothing)."""
+    frames: list[n.Frame] = []
+    ignored = 0
+    for raw in items:
+        try:
+            frames.append(_frame_decoder.decode(raw))
+        except msgspec.ValidationError:
+            if not _is_unknown(raw):
+                return _decode_slow(body, conversation)
+            ignored += 1
+    return Decoded(_events_of(frames, conversation), ignored)
+
+
+def _is_unknown(raw: msgspec.Raw) -> bool:
+    """Whether `raw` is an object whose `event` is a name this dialect does not know."""
+    try:
+        name = _named_decoder.decode(raw).event
+    except msgspec.ValidationError:
+        return False
+    return isinstance(name, str) and name not in n.EVENT_NAMES
+
+
+def _decode_packet(
+    items: list[msgspec.Raw], body: bytes | str, conversation: str | None
+) -> Decoded:
+    """`["name", data]` with a known name and valid data; anything else takes the exact path."""
+    if len(items) == 2:
+        known = _PACKETS.get(_str_decoder.decode(items[0]))
+        if known is not None:
+            make, data_decoder = known
+            try:
+                data = data_decoder.decode(items[1])
+            except msgspec.ValidationError:
+                return _decode_slow(body, conversation)
+            return Decoded(_events_of((make(data=data),), conversation), 0)
+    return _decode_slow(body, conversation)
+
+
 def _decode_slow(body: bytes | str, conversation: str | None) -> Decoded:
+    """The exact path: parse untyped, then convert frame by frame. It is the reference for
+    every error (`MalformedJSON`, or `DecodeError` with the frame `index` and `path`)."""
     raw = _frames_of(loads(body))
     frames: list[n.Frame] = []
     ignored = 0
@@ -131,10 +229,11 @@ def _packet_as_frame(item: Any) -> Any:
 
 
 def _events_of(frames: Iterable[n.Frame], conversation: str | None) -> list[Event]:
+    """The events of decoded frames; an `InvalidField` names the frame's index among them."""
     events: list[Event] = []
     for index, frame in enumerate(frames):
         try:
-            events += frame_events(frame, conversation)
+            events += _BUILDERS[frame.__class__](frame, conversation, False)
         except InvalidField as exc:
             msg = f"frame {index}: {exc} at {exc.path}"
             raise DecodeError(msg, index=index, path=exc.path) from None
@@ -158,159 +257,282 @@ def frame_events(
     `conversation` is the native conversation id for frames without a chat id; with `pin`
     it is the conversation of every event whatever chat id the frame carries (a session's
     conversation never changes, even when the platform creates its chat later)."""
-    if frame.__class__ is n.MessageReceived:
-        fast = _text_message(frame, conversation, pin)
-        if fast is not None:
-            return fast
+    return _BUILDERS[frame.__class__](frame, conversation, pin)
 
-    def conv_of(chat_id: str | None, path: str = "$.data.chatId") -> str:
-        return _conv(None if pin else chat_id, conversation, path)
 
-    match frame:
-        case n.MessageReceived(data=d):
-            conv = conv_of(d.chatId)
-            return row_events(conv, d.message, frame.at, "$.data.message")
-        case n.AgentTyping(data=d):
-            conv = conv_of(d.chatId)
-            at, key = _stamp(frame.at, "$.at")
-            sender = Party(role="agent", id=d.agentId)
-            eid = derived_id(conv, "typing", key, d.agentId, d.typing.is_)
+# ---------------------------------------------------------------------------------------------
+# One builder per frame type, `(frame, conversation, pin) -> events` (see `frame_events`)
+
+
+def _message_received(frame: n.MessageReceived, conversation: str | None, pin: bool) -> list[Event]:
+    d = frame.data
+    native = conversation if pin else d.chatId or conversation
+    if not native:
+        raise InvalidField("$.data.chatId", _NO_CHAT)
+    conv = _CONV_PREFIX + native
+    row = d.message
+    content = row.content
+    text = content.text
+    created = row.createdAt
+    # The hot path, inlined (most frames are one text message with its own time): the same
+    # event `row_events` makes, without its calls. Anything else, or a time `to_at` refuses,
+    # goes through `row_events`, which also names the error.
+    if (
+        text
+        and content.type == "text"
+        and row.type == "message"
+        and not row.attachments
+        and created is not None
+        and created != ""
+    ):
+        try:
+            at = to_at(created)
+        except ValueError:
+            pass
+        else:
             return [
-                Typing(
-                    id=eid,
+                Message(
+                    id=f"{conv}/{row.id}",
                     conversation_id=conv,
                     dialect=DIALECT,
                     at=at,
-                    sender=sender,
-                    active=d.typing.is_,
-                    preview=d.typing.text or None,
+                    sender=_sender(row),
+                    content=Text(text),
                 )
             ]
-        case n.ContactRead(data=d):
-            conv = conv_of(d.chatId)
-            at, key = _stamp(d.lastReadAt, "$.data.lastReadAt", frame.at)
-            return [_receipt(conv, at, d.byId, key)]
-        case n.Closed(data=d):
-            conv = conv_of(d.chatId)
-            return _closed_events(conv, d, frame.at)
-        case n.AgentJoined(data=d) | n.AgentAssigned(data=d):
-            conv = conv_of(d.chatId)
-            at, eid, party = _agent_change(conv, d, frame, "joined")
-            common: dict[str, Any] = {"conversation_id": conv, "dialect": DIALECT, "at": at}
-            return [
-                status_event(conv, "open", at),
-                ParticipantJoined(id=eid, participant=party, **common),
-            ]
-        case n.AgentLeft(data=d) | n.AgentUnassigned(data=d):
-            conv = conv_of(d.chatId)
-            at, eid, party = _agent_change(conv, d, frame, "left")
-            common = {"conversation_id": conv, "dialect": DIALECT, "at": at}
-            return [ParticipantLeft(id=eid, participant=party, **common)]
-        case n.AccountUpdated(data=d) | n.AccountStatusUpdated(data=d):
-            conv = conv_of(None)
-            status = d if isinstance(d, str) else d.status
-            at, key = _stamp(frame.at, "$.at")
-            return [availability_event(conv, status, at, key)]
-        case n.ServerError(data=d):
-            conv = conv_of(None)
-            at, key = _stamp(frame.at, "$.at")
-            return [error_event(conv, d, at, key)]
-        case n.Initialized(data=d):
-            chat_id = d.chat.id if d.chat is not None else d.visitor.chatId
-            conv = conv_of(chat_id, "$.data.chat.id")
-            at, key = _stamp(frame.at, "$.at")
-            events: list[Event] = []
-            if d.chat is not None:
-                events.append(status_event(conv, d.chat.status, at))
-            if d.account is not None:
-                events.append(availability_event(conv, d.account.status, at, key))
-            if d.chat is not None:
-                for i, row in enumerate(d.chat.messages):
-                    events += row_events(conv, row, frame.at, f"$.data.chat.messages[{i}]")
+    return row_events(conv, row, frame.at, "$.data.message")
+
+
+def _agent_typing(frame: n.AgentTyping, conversation: str | None, pin: bool) -> list[Event]:
+    d = frame.data
+    conv = _conv(None if pin else d.chatId, conversation)
+    at, key = _stamp(frame.at, "$.at")
+    typing = d.typing
+    return [
+        Typing(
+            id=derived_id(conv, "typing", key, d.agentId, typing.is_),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            sender=Party(role="agent", id=d.agentId),
+            active=typing.is_,
+            preview=typing.text or None,
+        )
+    ]
+
+
+def _contact_read(frame: n.ContactRead, conversation: str | None, pin: bool) -> list[Event]:
+    d = frame.data
+    conv = _conv(None if pin else d.chatId, conversation)
+    at, key = _stamp(d.lastReadAt, "$.data.lastReadAt", frame.at)
+    return [
+        Receipt(
+            id=derived_id(conv, "read", key, d.byId),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            sender=Party(role="user", id=d.byId),
+            status="read",
+            up_to=at,
+        )
+    ]
+
+
+def _closed(frame: n.Closed, conversation: str | None, pin: bool) -> list[Event]:
+    d = frame.data
+    conv = _conv(None if pin else d.chatId, conversation)
+    reason, by = _end_reason(d.closeType, None)
+    events: list[Event] = []
+    row = d.message
+    if row is not None:
+        events = row_events(conv, row, frame.at, "$.data.message")
+        if row.type == "event" and row.content.type == "chat_close":
+            if d.closeType:  # the frame's close type is the authority over the row's guess
+                ended = events[0]
+                assert isinstance(ended, Ended)
+                events[0] = msgspec.structs.replace(ended, reason=reason, by=by)
             return events
-    raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover - Frame is closed
+    at, key = _stamp(frame.at, "$.at")
+    events.append(
+        Ended(
+            id=derived_id(conv, "closed", key, d.closeType),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            reason=reason,
+            by=by,
+        )
+    )
+    return events
 
 
-def _text_message(
-    frame: n.MessageReceived, conversation: str | None, pin: bool = False
-) -> list[Event] | None:
-    """The hot path, inlined: one text message with its own `createdAt`, else `None`."""
-    row = frame.data.message
-    content = row.content
-    native = conversation if pin else frame.data.chatId or conversation
-    if (
-        native
-        and content.type == "text"
-        and content.text
-        and row.type == "message"
-        and not row.attachments
-        and row.createdAt  # else the frame's `at` is the fallback: the careful path
-    ):
-        try:
-            at = to_at(row.createdAt)
-        except ValueError:
-            return None  # the careful path says where
-        conv = f"{DIALECT}:{native}"
-        return [
-            Message(
-                id=f"{conv}/{row.id}",
-                conversation_id=conv,
-                dialect=DIALECT,
-                at=at,
-                sender=_sender(row),
-                content=Text(content.text),
-            )
-        ]
-    return None
+def _agent_joined(
+    frame: n.AgentJoined | n.AgentAssigned, conversation: str | None, pin: bool
+) -> list[Event]:
+    conv = _conv(None if pin else frame.data.chatId, conversation)
+    at, eid, party = _agent_change(conv, frame, "joined")
+    return [
+        status_event(conv, "open", at),
+        ParticipantJoined(id=eid, conversation_id=conv, dialect=DIALECT, at=at, participant=party),
+    ]
+
+
+def _agent_left(
+    frame: n.AgentLeft | n.AgentUnassigned, conversation: str | None, pin: bool
+) -> list[Event]:
+    conv = _conv(None if pin else frame.data.chatId, conversation)
+    at, eid, party = _agent_change(conv, frame, "left")
+    return [
+        ParticipantLeft(id=eid, conversation_id=conv, dialect=DIALECT, at=at, participant=party)
+    ]
+
+
+def _account(
+    frame: n.AccountUpdated | n.AccountStatusUpdated, conversation: str | None, pin: bool
+) -> list[Event]:
+    conv = _conv(None, conversation)
+    d = frame.data
+    status = d if isinstance(d, str) else d.status
+    at, key = _stamp(frame.at, "$.at")
+    return [availability_event(conv, status, at, key)]
+
+
+def _server_error(frame: n.ServerError, conversation: str | None, pin: bool) -> list[Event]:
+    conv = _conv(None, conversation)
+    at, key = _stamp(frame.at, "$.at")
+    return [error_event(conv, frame.data, at, key)]
+
+
+def _initialized(frame: n.Initialized, conversation: str | None, pin: bool) -> list[Event]:
+    d = frame.data
+    chat = d.chat
+    chat_id = chat.id if chat is not None else d.visitor.chatId
+    conv = _conv(None if pin else chat_id, conversation, "$.data.chat.id")
+    at, key = _stamp(frame.at, "$.at")
+    events: list[Event] = []
+    if chat is not None:
+        events.append(status_event(conv, chat.status, at))
+    if d.account is not None:
+        events.append(availability_event(conv, d.account.status, at, key))
+    if chat is not None:
+        for i, row in enumerate(chat.messages):
+            events += row_events(conv, row, frame.at, f"$.data.chat.messages[{i}]")
+    return events
+
+
+_BUILDERS: dict[type, Callable[[Any, str | None, bool], list[Event]]] = {
+    n.MessageReceived: _message_received,
+    n.AgentTyping: _agent_typing,
+    n.ContactRead: _contact_read,
+    n.Closed: _closed,
+    n.AgentJoined: _agent_joined,
+    n.AgentAssigned: _agent_joined,
+    n.AgentLeft: _agent_left,
+    n.AgentUnassigned: _agent_left,
+    n.AccountUpdated: _account,
+    n.AccountStatusUpdated: _account,
+    n.ServerError: _server_error,
+    n.Initialized: _initialized,
+}
+"""The builder of each frame type: a dict lookup instead of a chain of class patterns."""
+assert set(_BUILDERS) == set(n.FRAME_TYPES), "every frame type needs a builder"
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
 
 
 def row_events(
     conv: str, row: n.MessageRow, fallback_at: n.Timestamp = None, path: str = "$"
 ) -> list[Event]:
-    """A chat row (message or event) as canonical events; the first has id `<conv>/<row id>`."""
-    at = _at(row.createdAt, f"{path}.createdAt", fallback_at)
+    """A chat row (message or event) as canonical events; the first has id `<conv>/<row id>`.
+    `path` is the row's JSON path, for errors."""
+    at = _row_at(row.createdAt, fallback_at, path)
     eid = f"{conv}/{row.id}"
-    kind = row.content.type
-    if row.type == "message" and kind == "text" and not row.attachments and row.content.text:
-        return [  # the hot path: one text message
+    content = row.content
+    kind = content.type
+    text = content.text
+    if row.type == "message":
+        if kind == "text" and text and not row.attachments:  # the hot path: one text message
+            return [
+                Message(
+                    id=eid,
+                    conversation_id=conv,
+                    dialect=DIALECT,
+                    at=at,
+                    sender=_sender(row),
+                    content=Text(text),
+                )
+            ]
+        if kind == "rate_form":
+            return [
+                Form(
+                    id=eid,
+                    conversation_id=conv,
+                    dialect=DIALECT,
+                    at=at,
+                    request_id=row.id,
+                    name="rate_form",
+                )
+            ]
+        sender = _sender(row)
+        contents = _contents(row, path)
+        if not contents:
+            raise InvalidField(
+                f"{path}.content.text", "a message with neither text nor attachments"
+            )
+        return [
             Message(
+                id=eid if i == 0 else event_id(conv, f"{row.id}/{i}"),
+                conversation_id=conv,
+                dialect=DIALECT,
+                at=at,
+                sender=sender,
+                content=item,
+            )
+            for i, item in enumerate(contents)
+        ]
+    # an event row
+    if kind in _JOIN:
+        return [
+            ParticipantJoined(
                 id=eid,
                 conversation_id=conv,
                 dialect=DIALECT,
                 at=at,
-                sender=_sender(row),
-                content=Text(row.content.text),
+                participant=Party(role="agent", id=row.agentId),
             )
         ]
-    common: dict[str, Any] = {"conversation_id": conv, "dialect": DIALECT, "at": at}
-    if row.type == "event":
-        if kind in _JOIN:
-            return [ParticipantJoined(id=eid, participant=_agent(row.agentId), **common)]
-        if kind in _LEAVE:
-            return [ParticipantLeft(id=eid, participant=_agent(row.agentId), **common)]
-        if kind == "chat_close":
-            data = row.content.data
-            close_type = data.get("closeType") if isinstance(data, dict) else None
-            reason, by = _end_reason(close_type, row.subType)
-            return [Ended(id=eid, reason=reason, by=by, text=row.content.text or None, **common)]
-        if row.content.text:
-            return [Notice(id=eid, kind="info", text=row.content.text, **common)]
-        return []
-    if kind == "rate_form":
-        return [Form(id=eid, request_id=row.id, name="rate_form", **common)]
-    sender = _sender(row)
-    contents = _contents(row)
-    if not contents:
-        raise InvalidField(f"{path}.content.text", "a message with neither text nor attachments")
-    return [
-        Message(
-            id=eid if i == 0 else event_id(conv, f"{row.id}/{i}"),
-            sender=sender,
-            content=content,
-            **common,
-        )
-        for i, content in enumerate(contents)
-    ]
+    if kind in _LEAVE:
+        return [
+            ParticipantLeft(
+                id=eid,
+                conversation_id=conv,
+                dialect=DIALECT,
+                at=at,
+                participant=Party(role="agent", id=row.agentId),
+            )
+        ]
+    if kind == "chat_close":
+        data = content.data
+        close_type = data.get("closeType") if isinstance(data, dict) else None
+        reason, by = _end_reason(close_type, row.subType)
+        return [
+            Ended(
+                id=eid,
+                conversation_id=conv,
+                dialect=DIALECT,
+                at=at,
+                reason=reason,
+                by=by,
+                text=text or None,
+            )
+        ]
+    if text:
+        return [
+            Notice(id=eid, conversation_id=conv, dialect=DIALECT, at=at, kind="info", text=text)
+        ]
+    return []
 
 
 def status_event(conv: str, native_status: str, at: str) -> Status:
@@ -338,73 +560,50 @@ def availability_event(conv: str, status: str, at: str, key: str | None = None) 
 def error_of(err: n.ServerErrorData) -> GatewayError:
     """An error ack or `server.error` as our error: 404/`not_found` → `SessionNotFound`,
     400/422/`bad_request` → `RequestError`, anything else → `VendorError` (recoverable)."""
-    details: dict[str, Any] = {"vendor_code": err.code, "vendor_type": err.type, "event": err.event}
+    return _error_class(err)(err.message, **_error_details(err))
+
+
+def _error_class(err: n.ServerErrorData) -> type[GatewayError]:
+    """The class `error_of` makes (an event needs its `code` and `recoverable`, no instance)."""
     code = str(err.code)
     status = int(code) if code.isdigit() else None
     if status == 404 or err.type == "not_found":
-        return SessionNotFound(err.message, **details)
+        return SessionNotFound
     if status in (400, 422) or err.type in ("bad_request", "validation_error"):
-        return RequestError(err.message, **details)
-    return VendorError(err.message, **details)
+        return RequestError
+    return VendorError
+
+
+def _error_details(err: n.ServerErrorData) -> dict[str, Any]:
+    """The error's details as `GatewayError` keeps them (`None` values left out)."""
+    details = {"vendor_code": err.code, "vendor_type": err.type, "event": err.event}
+    return {k: v for k, v in details.items() if v is not None}
 
 
 def error_event(conv: str, err: n.ServerErrorData, at: str, key: str | None = None) -> Error:
-    exc = error_of(err)
+    cls = _error_class(err)
     key = at if key is None else key
     return Error(
         id=derived_id(conv, "error", key, err.code, err.type, err.event, err.message),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        code=exc.code,
+        code=cls.code,
         message=err.message,
-        recoverable=exc.recoverable,
-        metadata=exc.details,
+        recoverable=cls.recoverable,
+        metadata=_error_details(err),
     )
 
 
-def _receipt(conv: str, at: str, by_id: str | None, key: str) -> Event:
-    return Receipt(
-        id=derived_id(conv, "read", key, by_id),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=Party(role="user", id=by_id),
-        status="read",
-        up_to=at,
-    )
-
-
-def _closed_events(conv: str, d: n.ClosedData, frame_at: n.Timestamp) -> list[Event]:
-    reason, by = _end_reason(d.closeType, None)
-    if d.message is not None:
-        events = row_events(conv, d.message, frame_at, "$.data.message")
-        if d.message.type == "event" and d.message.content.type == "chat_close":
-            if d.closeType:  # the frame's close type is the authority over the row's guess
-                ended = events[0]
-                assert isinstance(ended, Ended)
-                events[0] = msgspec.structs.replace(ended, reason=reason, by=by)
-            return events
-    else:
-        events = []
-    at, key = _stamp(frame_at, "$.at")
-    ended = Ended(
-        id=derived_id(conv, "closed", key, d.closeType),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        reason=reason,
-        by=by,
-    )
-    return [*events, ended]
-
-
-def _agent_change(conv: str, d: n.AgentData, frame: n.Frame, what: str) -> tuple[str, str, Party]:
-    agent = d.agent or n.Agent()
+def _agent_change(
+    conv: str, frame: n.AgentJoined | n.AgentAssigned | n.AgentLeft | n.AgentUnassigned, what: str
+) -> tuple[str, str, Party]:
+    d = frame.data
+    agent = d.agent or _NO_AGENT
     row = d.message
     if row is not None:
-        at = _at(row.createdAt, "$.data.message.createdAt", frame.at)
-        eid = event_id(conv, row.id)
+        at = _row_at(row.createdAt, frame.at, "$.data.message")
+        eid = f"{conv}/{row.id}"
         agent_id = agent.id or row.agentId
     else:
         at, key = _stamp(frame.at, "$.at")
@@ -426,26 +625,27 @@ def _end_reason(close_type: object, sub_type: str | None) -> tuple[EndReason, En
 
 
 def _sender(row: n.MessageRow) -> Party:
-    role = ROLES.get(row.subType, "system")
-    if role == "user":
-        return Party(role=role, id=row.visitorId)
-    if role == "agent":
-        return Party(role=role, id=row.agentId)
-    if role == "bot":
-        return Party(role=role, id=row.triggerId)
-    return Party(role=role)
+    """Who wrote a message row, by its `subType` (`ROLES`; unknown ones are the system)."""
+    sub_type = row.subType
+    if sub_type == "agent":
+        return Party(role="agent", id=row.agentId)
+    if sub_type == "contact":
+        return Party(role="user", id=row.visitorId)
+    if sub_type == "trigger":
+        return Party(role="bot", id=row.triggerId)
+    return _SYSTEM
 
 
-def _agent(agent_id: str | None) -> Party:
-    return Party(role="agent", id=agent_id)
-
-
-def _contents(row: n.MessageRow) -> list[Content]:
+def _contents(row: n.MessageRow, path: str) -> list[Content]:
+    """A message row's contents; an attachment without a `url` is an `InvalidField` (the
+    canonical Image and File refuse one without a location)."""
     text = row.content.text
     if not row.attachments:
         return [Text(text)] if text is not None else []
     contents: list[Content] = []
-    for a in row.attachments:
+    for i, a in enumerate(row.attachments):
+        if not a.url:
+            raise InvalidField(f"{path}.attachments[{i}].url", "an attachment without a url")
         if a.type == "image":
             contents.append(Image(url=a.url, file_name=a.fileName))
         else:
@@ -461,11 +661,12 @@ def _contents(row: n.MessageRow) -> list[Content]:
     return contents
 
 
-def _conv(chat_id: str | None, conversation: str | None, path: str = "$.data.chatId") -> str:
-    native = chat_id or conversation
+def _conv(native: str | None, conversation: str | None, path: str = "$.data.chatId") -> str:
+    """The canonical conversation of a frame: its chat id `native`, else `conversation`."""
+    native = native or conversation
     if not native:
-        raise InvalidField(path, "no chat id in the frame nor a ?conversation=")
-    return conversation_id(DIALECT, native)
+        raise InvalidField(path, _NO_CHAT)
+    return _CONV_PREFIX + native
 
 
 def _at(value: n.Timestamp, path: str, fallback: n.Timestamp = None) -> str:
@@ -476,6 +677,20 @@ def _at(value: n.Timestamp, path: str, fallback: n.Timestamp = None) -> str:
     try:
         return to_at(value)
     except ValueError:
+        raise InvalidField(path, f"not a timestamp: {value!r}") from None
+
+
+def _row_at(value: n.Timestamp, fallback: n.Timestamp, row_path: str) -> str:
+    """`_at` of a row's `createdAt`; the error's path is built only when there is an error
+    (this is on every row's path)."""
+    if (value is None or value == "") and fallback is not None and fallback != "":
+        value, path = fallback, "$.at"
+    else:
+        path = ""
+    try:
+        return to_at(value)
+    except ValueError:
+        path = path or f"{row_path}.createdAt"
         raise InvalidField(path, f"not a timestamp: {value!r}") from None
 
 

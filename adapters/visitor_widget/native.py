@@ -225,3 +225,26 @@ Frame: TypeAlias = (
 )
 FRAME_TYPES: tuple[type[_Frame], ...] = Frame.__args__
 EVENT_NAMES: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in FRAME_TYPES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Body shapes for the codec's one-pass decode (ours: see codec.py)
+
+
+class Envelope(msgspec.Struct, gc=False):
+    """The `{"events": [...]}` ingest envelope with its frames left undecoded (`Raw` spans),
+    so each frame is decoded by the frame decoder. `event` is only read to tell an envelope
+    from a frame that happens to carry an `events` key (such a body is a frame)."""
+
+    events: list[msgspec.Raw]
+    event: Any = msgspec.UNSET
+
+
+class Named(msgspec.Struct, gc=False):
+    """Any JSON object, of which only the `event` name is read (to count unknown frames)."""
+
+    event: Any = None
+
+
+FRAME_BY_NAME: dict[str, type[_Frame]] = {str(t.__struct_config__.tag): t for t in FRAME_TYPES}
+"""The frame Struct of each event name (a Socket.IO packet names its event apart from data)."""

@@ -341,3 +341,100 @@ def test_error_acks(ack: dict[str, Any], code: str, recoverable: bool) -> None:
     exc = error_of(msgspec.convert(ack, ServerErrorData))
     assert (exc.code, exc.recoverable, exc.message) == (code, recoverable, ack["message"])
     assert exc.details.get("vendor_code") == ack.get("code")
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast decode path (typed, one pass) against the exact one (untyped, frame by frame)
+
+
+def _outcome(decode: Any, body: bytes, conversation: str | None) -> Any:
+    """What a decode function makes of a body: its events and ignored count, or its error."""
+    try:
+        decoded = decode(body, conversation)
+    except GatewayError as exc:
+        return (type(exc).__name__, str(exc), exc.details)
+    return ([msgspec.to_builtins(e) for e in decoded.events], decoded.ignored)
+
+
+def _variants(frame: Any) -> list[Any]:
+    """Body forms and mutations of one native frame (or body) that both paths must agree on."""
+    out: list[Any] = [frame, [frame], {"events": [frame]}, [frame, frame]]
+    unknown = {"event": "visitor.updated", "data": {"name": "Ann"}}
+    out += [[unknown, frame], {"events": [frame, unknown]}, [frame, 7], {"events": [None, frame]}]
+    out += [{"events": frame}, {**frame, "events": [frame]} if isinstance(frame, dict) else frame]
+    if isinstance(frame, dict) and "event" in frame:
+        out += [[frame["event"], frame.get("data")], [frame["event"]], [[frame["event"], 1]]]
+        out += [[frame["event"], frame.get("data"), 3], {**frame, "at": "soon"}]
+        out += [{**frame, "event": "chat.unknown"}, {**frame, "data": None}]
+
+    def leaves(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        found = [prefix]
+        if isinstance(node, dict):
+            for k, v in node.items():
+                found += leaves(v, (*prefix, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                found += leaves(v, (*prefix, i))
+        return found
+
+    for path in leaves(frame)[1:]:
+        for value in (None, 1, 1.5, "x", "", True, [], {}):
+            mutated = json.loads(json.dumps(frame))
+            node = mutated
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] = value
+            out += [mutated, [mutated, mutated]]
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fast_and_exact_paths_agree(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fixture, in every body form and with every leaf replaced by values of other
+    types: the fast path gives what the exact path gives (events, ignored count, or the
+    error with its message, index and path)."""
+    from adapters.visitor_widget import codec
+    from gateway.codec import to_at
+
+    def fixed_clock(value: Any, default: str | None = None) -> str:  # no receive-time drift
+        return to_at(value, "2024-01-01T00:00:00.000Z" if default is None else default)
+
+    monkeypatch.setattr(codec, "to_at", fixed_clock)
+    raw = (FIXTURES / f"{case}.json").read_bytes()
+    conversation = json.loads((FIXTURES / f"{case}.expected.json").read_text())["conversation"]
+    bodies = [raw]
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(raw)
+        bodies += [json.dumps(v).encode() for v in _variants(parsed)]
+        bodies += [json.dumps(parsed, separators=(",", ":")).encode()]  # minified
+    for body in bodies:
+        for conv in (conversation, None):
+            fast = _outcome(codec.decode, body, conv)
+            exact = _outcome(codec._decode_slow, body, conv)
+            assert fast == exact, body
+
+
+@pytest.mark.parametrize("url", [None, ""])
+def test_attachment_without_url_is_an_invalid_frame(url: str | None) -> None:
+    """Not the canonical model's `ValueError`: a `DecodeError` naming the field."""
+    body = _received(content={"type": "upload"}, attachments=[{"type": "file", "url": url}])
+    with pytest.raises(DecodeError) as info:
+        adapter.decode(json.dumps(body).encode())
+    assert info.value.details["path"] == "$.data.message.attachments[0].url"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("bad_")])
+def test_valid_fixtures_take_the_fast_path(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every valid body form (frame, array with unknown events, envelope, packet) decodes
+    without the exact path, which is there for errors only."""
+    from adapters.visitor_widget import codec
+
+    def refuse(body: Any, conversation: Any) -> Any:
+        raise AssertionError("the exact path ran")
+
+    expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
+    body = json.dumps(json.loads((FIXTURES / f"{case}.json").read_bytes()), separators=(",", ":"))
+    monkeypatch.setattr(codec, "_decode_slow", refuse)
+    decoded = codec.decode(body.encode(), expected["conversation"])
+    assert [msgspec.to_builtins(e) for e in decoded.events] == expected["events"]
+    assert decoded.ignored == expected["ignored"]
