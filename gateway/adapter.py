@@ -189,7 +189,8 @@ class Adapter(abc.ABC):
 
     @abc.abstractmethod
     def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        """The dialect's decoding, under the contract of `decode` (which calls it)."""
+        """The dialect's decoding, under the contract of `decode` (which calls it). A dialect
+        whose decoding is a module function may assign it: `decode_body = staticmethod(f)`."""
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         """The native request for `command` in the session whose `snapshot` is `session`."""

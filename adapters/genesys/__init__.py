@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from adapters.genesys import decode, encode
 from adapters.genesys.connector import GenesysConnector
 from adapters.genesys.entries import DIALECT
-from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
+from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
 from gateway.model import Command
 
 if TYPE_CHECKING:
@@ -31,8 +31,8 @@ class GenesysAdapter(Adapter):
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "url"})
     typing_preview: ClassVar[bool] = True
 
-    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        return decode.decode(body, conversation)
+    # The module's function itself, not a method calling it: one call less on ingest's path.
+    decode_body = staticmethod(decode.decode)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.signalwire import codec
-from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
+from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
 from gateway.model import Command
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ class SignalWireAdapter(Adapter):
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
 
-    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        return codec.decode(body, conversation)
+    # The module's function itself, not a method calling it: one call less on ingest's path.
+    decode_body = staticmethod(codec.decode)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return codec.encode(command, session)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.visitor_widget import codec, commands
 from adapters.visitor_widget.connector import VisitorWidgetConnector
-from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
+from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
 from gateway.model import Command
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ class VisitorWidgetAdapter(Adapter):
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "url", "image", "file"})
     typing_preview: ClassVar[bool] = True  # `chat.typing {typing: {is, text}}`
 
-    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        return codec.decode(body, conversation)
+    # The module's function itself, not a method calling it: one call less on ingest's path.
+    decode_body = staticmethod(codec.decode)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return commands.encode(command, session)

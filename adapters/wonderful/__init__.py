@@ -34,7 +34,7 @@ import aiohttp
 
 from adapters.wonderful import decode, encode
 from adapters.wonderful.connector import WonderfulConnector
-from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings, NativeRequest
+from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
 from gateway.model import Command
 
 
@@ -45,8 +45,8 @@ class WonderfulAdapter(Adapter):
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "image", "file"})
 
-    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        return decode.decode(body, conversation)
+    # The module's function itself, not a method calling it: one call less on ingest's path.
+    decode_body = staticmethod(decode.decode)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)
