@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
-from gateway.errors import MalformedJSON, UnknownDialect, Unsupported
+from gateway.codec import unparsable
+from gateway.errors import UnknownDialect, Unsupported
 from gateway.model import Command, Event, Start
 
 if TYPE_CHECKING:
@@ -178,14 +179,15 @@ class Adapter(abc.ABC):
         """Decode a webhook body: one native frame, an array of them, or the dialect's envelope.
 
         `conversation` is the native conversation id for dialects whose frames do not carry it.
-        Raises `MalformedJSON` for a body that is not JSON (or nested too deeply to parse) and
+        Raises `MalformedJSON` for a body that is not JSON (not UTF-8, or nested too deeply to
+        parse) and
         `DecodeError` (with `index` and `path`) for a known frame that breaks its schema, or
         `RequestError` for a missing `conversation`; a batch decodes all or nothing.
         """
         try:
             return self.decode_body(body, conversation)
-        except RecursionError:  # msgspec's typed decoders recurse on nesting, like the parser
-            raise MalformedJSON("body is nested too deeply") from None
+        except (RecursionError, UnicodeDecodeError) as exc:
+            raise unparsable(exc) from None
 
     @abc.abstractmethod
     def decode_body(self, body: bytes, conversation: str | None) -> Decoded:

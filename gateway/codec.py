@@ -160,8 +160,17 @@ def loads(body: bytes | str) -> Any:
         return _raw_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedJSON("body is nested too deeply") from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise unparsable(exc) from None
+
+
+def unparsable(exc: RecursionError | UnicodeDecodeError) -> MalformedJSON:
+    """The `MalformedJSON` for what msgspec's decoders raise besides `DecodeError`: recursion
+    past their depth (typed decoders recurse on nesting, like the parser) and bad UTF-8 inside
+    a string."""
+    if isinstance(exc, RecursionError):
+        return MalformedJSON("body is nested too deeply")
+    return MalformedJSON(f"body is not valid UTF-8 ({exc.reason} inside a string)")
 
 
 def path_of(exc: msgspec.ValidationError) -> str:

@@ -258,7 +258,9 @@ class Connection:
             metrics.WS_COMMANDS.labels("invalid", "error").inc()
             self.send_error(RequestError(str(exc), path=path_of(exc)), _ref_of(data))
             return
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # msgspec raises UnicodeDecodeError for bad UTF-8 inside a string (text frames
+            # reach us undecoded), RecursionError for nesting deeper than it parses
             metrics.WS_COMMANDS.labels("invalid", "error").inc()
             self.send_error(MalformedJSON(f"frame is not valid JSON: {exc}"))
             return

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -143,8 +144,23 @@ def test_hostile_shapes(dialect: str) -> None:
         b'[{"type": ["message"]}]',
         b"1" * 10_000,
         b"\xef\xbb\xbf{}",
+        b'{"text": "\xff"}',  # bad UTF-8 inside strings: msgspec raises UnicodeDecodeError
+        b'[{"type": "message", "data": "\xc3\x28"}]',
+        b'{"events": [{"a": "\xed\xa0\x80"}]}',
     ]:
         check_decode(dialect, body)
+
+
+@pytest.mark.parametrize("dialect", sorted(SAMPLES))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), flips=st.integers(1, 4))
+def test_byte_flipped_fixtures(dialect: str, seed: int, flips: int) -> None:
+    """Below the JSON layer: random bytes of a real body replaced (bad UTF-8, broken tokens)."""
+    rng = random.Random(seed)
+    body = bytearray(msgspec.json.encode(rng.choice(SAMPLES[dialect])))
+    for _ in range(flips):
+        body[rng.randrange(len(body))] = rng.randrange(256)
+    check_decode(dialect, bytes(body))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -179,6 +195,7 @@ async def _gateway_scenario(bodies: list[tuple[str, Any]], frames: list[Any]) ->
             await ws.send_raw(
                 frame if isinstance(frame, str) else msgspec.json.encode(frame).decode()
             )
+        await ws.ws.send_frame(b'{"op": "ping", "ref": "\xff"}', WSMsgType.TEXT)  # bad UTF-8
         await ws.send("ping", ref="alive")
         await ws.reply("pong", "alive")
         allowed = {
