@@ -16,6 +16,10 @@ Unknown event types, JSON-RPC responses and other methods, and rows of another t
 are ignored and counted. A known frame that breaks its schema raises `DecodeError` with the
 frame index and JSON path; a body that is not JSON raises `MalformedJSON`.
 
+Decoding has a fast path (the whole body decoded typed in one pass, then mapped) and the exact
+path (parsed untyped, converted frame by frame); the fast path hands every body it cannot vouch
+for, every invalid one included, to the exact path, so both give the same events and errors.
+
 `encode(command, session)` builds the REST request of a `Start` (join: the older body, or the
 newer one when the session names our own fabric address), `Send` (message) or `Recover` (first
 history page); anything else raises `Unsupported`.
@@ -29,11 +33,19 @@ from typing import Any
 import msgspec
 
 from adapters.signalwire.native import (
+    ABSENT,
     EVENT_TYPES,
     SUBTYPES,
     ConversationEnded,
-    LiveEvent,
+    FastConversationEnded,
+    FastMessageEvent,
+    FastMessageUpdated,
+    FastPage,
+    FastRow,
+    FastRpcEvent,
+    FrameHead,
     MessageUpdated,
+    ParamsHead,
     Row,
     RpcEvent,
 )
@@ -58,13 +70,52 @@ DEFAULT_PAGE_SIZE = 10  # the SDK's getMessages default
 MESSAGES_PATH = "/api/fabric/messages"
 JOIN_PATH = "/api/fabric/conversations/join"
 
-_live_decoder = msgspec.json.Decoder(LiveEvent)
 _PREFIX = conversation_id(DIALECT, "")
-_PLAIN = (msgspec.Raw(b"{}"), msgspec.Raw(b""))  # absent or empty: nothing to parse
 _NO_SELF: frozenset[str] = frozenset()
+_EVENT_METHOD = "signalwire.event"
 
 # ---------------------------------------------------------------------------------------------
 # Decode
+#
+# Two paths that give the same answer. The fast path decodes the whole body typed, in one pass
+# (`native.Fast*`: the same types as `Row` and `RpcEvent`), and maps it with as few calls as it
+# can. Whenever it meets anything it is not sure of (a typed decode fails, a row names no
+# conversation, a timestamp is no time, a shape it does not handle), it gives up and the body
+# takes the exact path: parsed untyped, each frame converted on its own, which names the
+# failing frame's index and JSON path. Errors therefore always come from the exact path, and
+# the fast path only has to be right about the bodies it accepts.
+
+_frames_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_page_decoder = msgspec.json.Decoder(FastPage)
+_rows_decoder = msgspec.json.Decoder(list[FastRow])
+_rpc_decoder = msgspec.json.Decoder(FastRpcEvent)
+_row_decoder = msgspec.json.Decoder(FastRow)
+_head_decoder = msgspec.json.Decoder(FrameHead)
+_params_head_decoder = msgspec.json.Decoder(ParamsHead)
+
+# What a body is, guessed from how it opens: its form (`{` or `[`) and its first key. A guess
+# only: it picks the typed decoder to try first, and every decoder checks the whole body.
+_ROW, _RPC, _PAGE, _ROWS, _RPCS, _OTHER = range(6)
+_OPENINGS = {
+    b'{"id': _ROW,  # a bare row
+    b'{"js': _RPC,  # `{"jsonrpc": "2.0", ...`: a live event
+    b'{"me': _RPC,
+    b'{"da': _PAGE,  # `{"data": [...], "links": ...}`: a history page
+    b'[{"i': _ROWS,
+    b'[{"j': _RPCS,
+    b'[{"m': _RPCS,
+}
+_WHITESPACE = b" \t\r\n"
+
+
+class _Slow(Exception):
+    """The fast path cannot vouch for this body: decode it the exact way."""
+
+
+# What makes the fast path give up: `_Slow`, any msgspec error (`DecodeError` and
+# `ValidationError` are `ValueError`s), `to_at`'s `ValueError`, and nesting too deep for a
+# typed decoder (the exact path reports that as it always has).
+_GIVE_UP = (_Slow, ValueError, RecursionError)
 
 
 def decode(
@@ -77,9 +128,256 @@ def decode(
     `conversation` is the native conversation id for rows that carry none; `self_ids` are the
     addresses whose rows are the user's own.
     """
-    fast = _decode_live(body, self_ids)
-    if fast is not None:
-        return fast
+    # The fast path, inline (one call less on every body). A frame's shape is decided by which
+    # keys it has, as the exact path does; how the body opens only says which typed decoder to
+    # try first. Anything it cannot vouch for raises one of `_GIVE_UP`: the exact path.
+    try:
+        if type(body) is not bytes:
+            body = _as_bytes(body)
+        opening = _OPENINGS.get(body[:4])
+        if opening is None:
+            opening = _opening(body)
+        event: Event | None
+        if opening == _RPC:
+            try:
+                rpc = _rpc_decoder.decode(body)
+            except msgspec.ValidationError:
+                event = _classify(body, conversation, self_ids, top=True)
+            else:
+                params = rpc.params
+                if type(params) is FastMessageEvent:  # the live chat message: no detour
+                    event = _row_event(
+                        params.params, conversation, self_ids, params.is_author, params.timestamp
+                    )
+                else:
+                    event = _rpc_event(rpc, conversation, self_ids)
+        elif opening == _ROW:
+            try:
+                row = _row_decoder.decode(body)
+            except msgspec.ValidationError:
+                event = _classify(body, conversation, self_ids, top=True)
+            else:
+                if row.method is ABSENT and row.jsonrpc is ABSENT:
+                    event = _row_event(row, conversation, self_ids, False, None)
+                else:
+                    event = _classify(body, conversation, self_ids, top=True)
+        elif opening == _PAGE:
+            return _page(_page_decoder.decode(body), conversation, self_ids)
+        elif opening == _ROWS:
+            try:
+                decoded = _rows(_rows_decoder.decode(body), conversation, self_ids)
+            except msgspec.ValidationError:
+                decoded = None
+            if decoded is None:  # not rows only: frame by frame
+                decoded = _frames(body, conversation, self_ids, rpc_first=False)
+            return decoded
+        elif opening == _RPCS:
+            return _frames(body, conversation, self_ids, rpc_first=True)
+        else:
+            raise _Slow  # a scalar, or no JSON: no frame at all, and the exact path says so
+        return Decoded([event]) if event is not None else Decoded([], 1)
+    except _GIVE_UP:
+        pass  # outside the handler, so that its errors do not chain this exception
+    return _decode_exact(body, conversation, self_ids)
+
+
+def _as_bytes(body: bytes | str) -> bytes:
+    """A `str` body (the connector's WebSocket text) as bytes; anything else gives up."""
+    if type(body) is not str:
+        raise _Slow
+    return body.encode()  # lone surrogates: `UnicodeEncodeError`, a `ValueError`
+
+
+def _opening(body: bytes) -> int:
+    """`_OPENINGS` of a body that is pretty-printed (tests, people) or opens with another key."""
+    opening = _OPENINGS.get(body[:64].translate(None, _WHITESPACE)[:4])
+    if opening is not None:
+        return opening
+    form = body.lstrip(_WHITESPACE)[:1]
+    return _ROW if form == b"{" else _ROWS if form == b"[" else _OTHER
+
+
+def _frames(
+    body: bytes, conversation: str | None, self_ids: Collection[str], rpc_first: bool
+) -> Decoded:
+    """An array of frames of any kind, each decoded on its own (`rpc_first`: the likely kind)."""
+    events: list[Event] = []
+    ignored = 0
+    for raw in _frames_decoder.decode(body):
+        event = _frame(raw, conversation, self_ids, rpc_first, top=False)
+        if event is None:
+            ignored += 1
+        else:
+            events.append(event)
+    return Decoded(events, ignored)
+
+
+def _page(page: FastPage, conversation: str | None, self_ids: Collection[str]) -> Decoded:
+    """A history page of rows (the exact path: its frames, each as a bare row)."""
+    if page.id is not ABSENT or page.method is not ABSENT:
+        raise _Slow  # an object with `data` and `id` / `method` is a frame, not a page
+    decoded = _rows(page.data, conversation, self_ids)
+    if decoded is None:
+        raise _Slow  # a JSON-RPC frame among the rows
+    return decoded
+
+
+def _rows(
+    rows: list[FastRow], conversation: str | None, self_ids: Collection[str]
+) -> Decoded | None:
+    """Frames decoded as rows in one pass; `None` when one of them is a JSON-RPC frame."""
+    events: list[Event] = []
+    ignored = 0
+    for row in rows:
+        if row.method is not ABSENT or row.jsonrpc is not ABSENT:
+            return None
+        event = _row_event(row, conversation, self_ids, False, None)
+        if event is None:
+            ignored += 1
+        else:
+            events.append(event)
+    return Decoded(events, ignored)
+
+
+def _frame(
+    buf: bytes | msgspec.Raw,
+    conversation: str | None,
+    self_ids: Collection[str],
+    rpc_first: bool,
+    top: bool,
+) -> Event | None:
+    """One object frame as its event, or `None` when it is ignored (the exact path's `_convert`).
+
+    The likely decoder first: a live event (`FastRpcEvent`) or a bare row (`FastRow`). When it
+    does not fit, `_classify` decides what the frame is.
+    """
+    if rpc_first:
+        try:
+            rpc = _rpc_decoder.decode(buf)
+        except msgspec.ValidationError:
+            return _classify(buf, conversation, self_ids, top)
+        return _rpc_event(rpc, conversation, self_ids)
+    try:
+        row = _row_decoder.decode(buf)
+    except msgspec.ValidationError:
+        return _classify(buf, conversation, self_ids, top)
+    if row.method is not ABSENT or row.jsonrpc is not ABSENT:
+        return _classify(buf, conversation, self_ids, top)
+    return _row_event(row, conversation, self_ids, False, None)
+
+
+def _classify(
+    buf: bytes | msgspec.Raw, conversation: str | None, self_ids: Collection[str], top: bool
+) -> Event | None:
+    """A frame the likely decoder did not fit, by the keys it has (as `_convert` decides):
+    JSON-RPC that is not a known event is ignored; anything else must decode as what it is."""
+    head = _head_decoder.decode(buf)  # any object decodes; anything else gives up
+    is_page = head.data is not ABSENT and head.id is msgspec.UNSET and head.method is msgspec.UNSET
+    if top and is_page:
+        raise _Slow  # a page that does not open with `data`: rare, the exact path
+    if head.method is not msgspec.UNSET or head.jsonrpc is not ABSENT:
+        if head.method != _EVENT_METHOD:
+            return None  # a response, an ack, a ping: not an event
+        event_type = _params_head_decoder.decode(head.params).event_type
+        if isinstance(event_type, str) and event_type not in EVENT_TYPES:
+            return None  # an event we do not map
+        return _rpc_event(_rpc_decoder.decode(buf), conversation, self_ids)
+    row = _row_decoder.decode(buf)
+    return _row_event(row, conversation, self_ids, False, None)
+
+
+def _rpc_event(
+    rpc: FastRpcEvent, conversation: str | None, self_ids: Collection[str]
+) -> Event | None:
+    """`rpc_events` of a fast-decoded live event (`None`: a row we do not map, ignored)."""
+    params = rpc.params
+    if isinstance(params, FastConversationEnded):
+        body = params.params
+        native = body.conversation_id or body.group_id or conversation
+        if native is None:
+            raise _Slow
+        conv = _PREFIX + native
+        at = to_at(body.ts if body.ts is not None else params.timestamp)
+        return Ended(
+            id=derived_id(conv, "ended", at, body.reason, body.by),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            reason=body.reason,
+            by=body.by,
+            text=body.text,
+        )
+    row = params.params
+    event = _row_event(row, conversation, self_ids, params.is_author, params.timestamp)
+    if event is not None and type(params) is FastMessageUpdated:
+        event.metadata = {**event.metadata, "updates": event.id}
+        event.id = derived_id(event.conversation_id, "updated", row.id, row.ts, row.text)
+    return event
+
+
+def _row_event(
+    row: FastRow,
+    conversation: str | None,
+    self_ids: Collection[str],
+    is_author: bool,
+    fallback_ts: float | str | None,
+) -> Message | Notice | None:
+    """`row_event` of a fast-decoded row, `None` for a type/subtype we do not map.
+
+    Maps exactly as `row_event` does (keep the two in step; `test_codec` compares them on
+    every fixture); where `row_event` raises, this gives up instead.
+    """
+    subtype = row.subtype
+    if row.type != "message" or (subtype != "chat" and subtype != "log"):
+        return None
+    native = row.conversation_id or row.group_id or conversation
+    if native is None:
+        raise _Slow
+    conv = _PREFIX + native
+    ts = row.ts
+    at = to_at(ts if ts is not None else fallback_ts)
+    # The decoded `metadata` dict is this row's own: it becomes the event's without a copy.
+    metadata = row.metadata
+    if metadata is None:
+        metadata = {}
+    details = row.details
+    if details:
+        metadata["details"] = details
+    if row.hidden:
+        metadata["hidden"] = True
+    if subtype == "log":
+        return Notice(
+            id=f"{conv}/{row.id}",
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            kind="call_log",
+            text=row.text or _call_log_text(details),
+            metadata=metadata,
+        )
+    text = row.text
+    if text is None:
+        raise _Slow
+    sender = row.user_id or row.from_fabric_address_id or row.from_address_id
+    mine = is_author or row.is_author or (sender is not None and sender in self_ids)
+    return Message(
+        id=f"{conv}/{row.id}",
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        sender=Party(role="user" if mine else "agent", id=sender, name=row.user_name),
+        content=Text(text),
+        metadata=metadata,
+    )
+
+
+# The exact path: what every body took before the fast path, and still the reference for it.
+
+
+def _decode_exact(
+    body: bytes | str, conversation: str | None, self_ids: Collection[str]
+) -> Decoded:
+    """Parse untyped and convert frame by frame: slower, and exact about errors (index, path)."""
     doc = loads(body)
     frames: list[Any]
     if isinstance(doc, list):
@@ -96,60 +394,6 @@ def decode(
 
     batches, ignored = convert_each(frames, convert)
     return Decoded([event for batch in batches for event in batch], ignored)
-
-
-def _decode_live(body: bytes | str, self_ids: Collection[str]) -> Decoded | None:
-    """The hot path (one live chat message, float `ts`); `None` sends the body the long way.
-
-    Maps exactly as `row_event` does, with fewer calls: keep the two in step.
-    """
-    try:
-        live = _live_decoder.decode(body)
-    except msgspec.DecodeError:
-        return None
-    row = live.params.params
-    native = row.conversation_id or row.group_id
-    if native is None:
-        return None
-    metadata: dict[str, Any] = {}
-    if row.metadata not in _PLAIN or row.details not in _PLAIN or row.hidden:
-        extra = _extra_metadata(row.metadata, row.details)
-        if extra is None:
-            return None
-        metadata = extra
-        if row.hidden:
-            metadata["hidden"] = True
-    sender = row.user_id or row.from_fabric_address_id or row.from_address_id
-    mine = live.params.is_author or row.is_author or (bool(self_ids) and sender in self_ids)
-    conv = _PREFIX + native
-    try:
-        at = to_at(row.ts)
-    except ValueError:
-        return None
-    message = Message(
-        id=f"{conv}/{row.id}",
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=Party(role="user" if mine else "agent", id=sender, name=row.user_name),
-        content=Text(row.text),
-        metadata=metadata,
-    )
-    return Decoded([message])
-
-
-def _extra_metadata(metadata: msgspec.Raw, details: msgspec.Raw) -> dict[str, Any] | None:
-    try:
-        meta = msgspec.json.decode(metadata) if len(metadata) else None
-        info = msgspec.json.decode(details) if len(details) else None
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(meta, dict | None) or not isinstance(info, dict | None):
-        return None
-    out: dict[str, Any] = dict(meta) if meta else {}
-    if info:
-        out["details"] = info
-    return out
 
 
 def _convert(

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters.signalwire import SignalWireAdapter, codec
+from adapters.signalwire import SignalWireAdapter, codec, native
 from adapters.signalwire.native import RpcEvent
 from gateway.adapter import NativeRequest
 from gateway.codec import to_at
@@ -200,6 +200,180 @@ def test_live_and_page_paths_stamp_the_same_at() -> None:
         (fast,) = codec.decode(json.dumps(live)).events
         (page,) = codec.decode(json.dumps({"data": [row], "links": {}})).events
         assert fast.at == page.at == to_at(value), value
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path (typed, whole body) against the exact path (untyped, frame by frame)
+
+
+def _outcome(decode: Any, body: bytes | str, conversation: str | None = None) -> Any:
+    """What decoding gives: the events as JSON and the ignored count, or the error in full."""
+    try:
+        decoded = decode(body, conversation, frozenset({ME}))
+    except GatewayError as exc:
+        return ("error", type(exc).__name__, exc.body())
+    except Exception as exc:  # whatever escapes, both paths must agree on it
+        return ("escaped", type(exc).__name__, str(exc))
+    return ("ok", _as_json(decoded.events), decoded.ignored)
+
+
+def _minified(path: Path) -> bytes:
+    return json.dumps(json.loads(path.read_bytes()), separators=(",", ":")).encode()
+
+
+@pytest.fixture
+def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row without `ts` is stamped now: the same `now` for both paths, so they compare."""
+
+    def fixed(value: Any, default: str | None = None) -> str:
+        return to_at(value, default or "2024-01-01T00:00:00.000Z")
+
+    monkeypatch.setattr(codec, "to_at", fixed)
+
+
+@pytest.mark.parametrize("path", GOOD + BAD, ids=lambda p: p.stem)
+def test_fast_and_exact_paths_agree_on_every_fixture(path: Path) -> None:
+    conversation = _expected(path)["conversation"]
+    bodies: list[bytes | str] = [path.read_bytes(), path.read_text()]
+    if not path.name.startswith("bad_not_json"):
+        bodies.append(_minified(path))
+    for body in bodies:
+        fast = _outcome(codec.decode, body, conversation)
+        assert fast == _outcome(codec._decode_exact, body, conversation)
+
+
+@pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
+def test_valid_fixtures_take_the_fast_path(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A regression here costs only speed, which no other test would notice."""
+    expected = _expected(path)
+
+    def no_exact(*args: Any) -> Any:
+        raise AssertionError("took the exact path")
+
+    monkeypatch.setattr(codec, "_decode_exact", no_exact)
+    for body in (path.read_bytes(), _minified(path)):
+        decoded = codec.decode(body, expected["conversation"])
+        assert _as_json(decoded.events) == expected["events"]
+
+
+_ROW_C = {"id": "r1", "conversation_id": CONV, "user_id": "u1", "ts": 1708192187.5, "text": "t"}
+_EVENT = json.loads(_rpc({**ROW, "subtype": "chat", "text": "x"}))
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"links": {}, "data": [_ROW_C]},  # a page that does not open with `data`
+        {"jsonrpc": "2.0", "data": [_ROW_C]},  # no id, no method: a page still
+        {"data": [_ROW_C], "jsonrpc": "2.0"},
+        {"data": [_ROW_C], "id": "x"},  # with an id: a row (and an invalid one)
+        {"data": [_ROW_C], "method": "signalwire.event"},  # with a method: JSON-RPC
+        {"data": [_ROW_C, _EVENT]},  # a live event among the rows of a page
+        {"data": [_ROW_C, {**_EVENT, "id": 5}]},
+        {"data": [_ROW_C, {"jsonrpc": "2.0", "id": "c1", "result": {}}]},
+        {"data": {"id": "r1"}},
+        {**_ROW_C, "method": "signalwire.ping"},  # a row's fields with a method: JSON-RPC
+        {**_ROW_C, "jsonrpc": "2.0"},
+        {"text": "t", **_ROW_C},  # a row opening with another key
+        {"params": _EVENT["params"], **_EVENT},  # an event opening with another key
+        {**_EVENT, "method": "signalwire.ping"},
+        {**_EVENT, "method": None},
+        {**_EVENT, "method": 5},
+        {**_EVENT, "id": None},
+        {**_EVENT, "jsonrpc": "1.0"},
+        {**_EVENT, "params": {**_EVENT["params"], "event_type": "call.state"}},
+        {**_EVENT, "params": {**_EVENT["params"], "event_type": 5}},
+        {**_EVENT, "params": {**_EVENT["params"], "event_channel": 5}},
+        {**_EVENT, "params": []},
+        {"jsonrpc": "2.0", "id": None, "error": {"code": 1}},
+        {"metadata": {}, **_ROW_C},  # opens like a JSON-RPC `method`
+        {**_ROW_C, "kind": 5},
+        {**_ROW_C, "type": 5},
+        {**_ROW_C, "subtype": "poll", "id": 5},  # ignored before it is checked
+        {**_ROW_C, "conversation_id": None},
+        {**_ROW_C, "ts": None},
+        {**_ROW_C, "ts": "2024-02-17T17:49:52+02:00"},
+        {**_ROW_C, "metadata": {"a": {"b": [1, None]}}, "details": {"c": 1}, "hidden": True},
+        [_ROW_C, _EVENT],  # arrays of both kinds, either first
+        [_EVENT, _ROW_C, {"jsonrpc": "2.0", "id": "p", "method": "signalwire.ping"}],
+        [_ROW_C, {**_ROW_C, "id": None}],
+        [_ROW_C, 5],
+        [],
+        {},
+        "row",
+        None,
+    ],
+)
+def test_fast_and_exact_paths_agree_on_shapes(doc: Any, fixed_now: None) -> None:
+    for body in (json.dumps(doc), json.dumps(doc, indent=1), json.dumps(doc) + "  "):
+        assert _outcome(codec.decode, body.encode()) == _outcome(codec._decode_exact, body)
+
+
+def test_fast_and_exact_paths_agree_on_odd_bytes() -> None:
+    for body in [
+        b'{"\\u0069d": "r1", "conversation_id": "c", "text": "t"}',  # an escaped key
+        b'{"id": "r1", "id": 5, "conversation_id": "c", "text": "t"}',  # a duplicate key
+        b'{"id": 5, "id": "r1", "conversation_id": "c", "text": "t"}',
+        b'\xef\xbb\xbf{"id": "r1", "conversation_id": "c", "text": "t"}',
+        b'{"id": "r1", "conversation_id": "c", "text": "\xff"}',  # `loads` lets it escape
+        b"[" * 5000 + b"]" * 5000,
+        b'{"id": "r1", "conversation_id": "c", "text": "t", "metadata": '
+        + b'{"a": ' * 3000
+        + b"1"
+        + b"}" * 3001,
+    ]:
+        assert _outcome(codec.decode, body) == _outcome(codec._decode_exact, body)
+
+
+def test_fast_and_exact_paths_agree_on_mutated_bodies(fixed_now: None) -> None:
+    rng = random.Random(7)
+    junk: list[Any] = [None, 0, 1, 1e12, -1.5, "", "x", "chat", "log", True, [], {}, [None]]
+    keys = ["id", "method", "jsonrpc", "data", "params", "type", "subtype", "ts", "text"]
+    bodies = [json.loads(p.read_bytes()) for p in GOOD]
+
+    def mutate(node: Any) -> Any:
+        if isinstance(node, dict) and rng.random() < 0.8:
+            node = dict(node)
+            roll = rng.random()
+            if roll < 0.15 and node:
+                del node[rng.choice(list(node))]
+            elif roll < 0.3:
+                node[rng.choice(keys)] = rng.choice(junk)
+            elif roll < 0.4:
+                node = dict(rng.sample(list(node.items()), len(node)))  # another key order
+            elif node:
+                key = rng.choice(list(node))
+                node[key] = mutate(node[key]) if rng.random() < 0.7 else rng.choice(junk)
+        elif isinstance(node, list) and node and rng.random() < 0.8:
+            node = list(node)
+            i = rng.randrange(len(node))
+            node[i] = mutate(node[i]) if rng.random() < 0.7 else rng.choice(junk)
+        return node
+
+    for _ in range(3000):
+        body = json.dumps(mutate(rng.choice(bodies)), separators=(",", ":")).encode()
+        assert _outcome(codec.decode, body) == _outcome(codec._decode_exact, body), body
+
+
+def test_fast_structs_mirror_the_native_ones() -> None:
+    """The fast path's Structs accept exactly what `Row` and `RpcEvent` accept."""
+
+    def fields(cls: Any, *skip: str) -> dict[str, Any]:
+        return {
+            f.name: (f.type, f.default) for f in msgspec.structs.fields(cls) if f.name not in skip
+        }
+
+    assert fields(native.FastRow, "method", "jsonrpc") == fields(native.Row)
+    assert fields(native.FastMessageEvent, "params") == fields(native.MessageEvent, "params")
+    assert fields(native.FastRpcEvent, "params") == fields(native.RpcEvent, "params")
+    for fast, slow in [
+        (native.FastMessageEvent, native.MessageEvent),
+        (native.FastMessageUpdated, native.MessageUpdated),
+        (native.FastConversationEnded, native.ConversationEnded),
+    ]:
+        assert fast.__struct_config__.tag == slow.__struct_config__.tag
+        assert fast.__struct_config__.tag_field == slow.__struct_config__.tag_field
+    assert fields(native.FastConversationEnded) == fields(native.ConversationEnded)
 
 
 # ---------------------------------------------------------------------------------------------
