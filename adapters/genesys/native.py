@@ -216,3 +216,40 @@ class Transcript(msgspec.Struct, kw_only=True, frozen=True):
     transcript: list[Any]
     chatId: str | None = None
     sessionId: str | None = None
+
+
+# --- decode-only probes (the fast path of `decode.decode`) ----------------------------------
+
+EntryT = typing.TypeVar("EntryT")
+
+
+class Container(msgspec.Struct, typing.Generic[EntryT], kw_only=True, frozen=True):
+    """An object body that is not an entry, decoded typed in one pass: a GMS envelope
+    (`messages` and the status fields) or a widget transcript (`transcript`).
+
+    `Container[Entry]` types every entry at once (the body holds known entries only);
+    `Container[msgspec.Raw]` keeps each entry as its span, to be decoded one by one (a body
+    with entries of unknown types, to count). The probe accepts no more than `Envelope` and
+    `Transcript` do, and the fields that decide which of them a body is stay `UNSET` when
+    absent, so the decoder can tell a body that is neither (it then takes the exact path).
+    """
+
+    type: msgspec.UnsetType = msgspec.UNSET  # any `type` at all: an entry, never a container
+    transcript: list[EntryT] | msgspec.UnsetType = msgspec.UNSET
+    messages: list[EntryT] | msgspec.UnsetType = msgspec.UNSET
+    statusCode: int | msgspec.UnsetType = msgspec.UNSET
+    chatEnded: bool | msgspec.UnsetType = msgspec.UNSET
+    nextPosition: int | msgspec.UnsetType | None = msgspec.UNSET
+    alias: str | int | None = None
+    userId: str | None = None
+    secureKey: str | None = None
+    chatId: str | None = None
+    sessionId: str | None = None
+    errors: list[GmsError] = []
+
+
+class TypeProbe(msgspec.Struct):
+    """The `type` of an object and nothing else (every other key is skipped unread): tells an
+    entry of an unknown type, only counted, from a known one without decoding it whole."""
+
+    type: Any = None

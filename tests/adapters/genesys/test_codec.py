@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from adapters.genesys import GenesysAdapter
 from adapters.genesys.errors import command_error, error_code
+from gateway.adapter import Decoded
 from gateway.codec import derived_id, to_at
 from gateway.errors import (
     DecodeError,
@@ -352,16 +353,236 @@ def test_events_are_canonical_structs() -> None:
     assert event.content == Text(text="t")
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("bad_")])
-def test_typed_fast_paths_agree_with_the_generic_path(case: str) -> None:
+# --- the fast path and the exact path --------------------------------------------------------
+#
+# `decode` decodes a body typed in one pass and falls back to the exact path (untyped parse,
+# one `convert` per frame) whenever anything is off; the exact path alone names errors. These
+# tests hold the two to the same output: events, ignored count, and error code, message,
+# index and path.
+
+
+def _outcome(run: Any) -> Any:
+    """What a decode gives: its events and ignored count, or its error in full."""
+    try:
+        decoded = run()
+    except GatewayError as exc:
+        return ("error", type(exc), exc.code, str(exc), exc.details)
+    return ([msgspec.to_builtins(e) for e in decoded.events], decoded.ignored)
+
+
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One current time for both paths (frames without a time are given it)."""
+    from adapters.genesys import decode as decoder
+    from adapters.genesys import entries
+
+    now = "2030-01-01T00:00:00.000Z"
+    monkeypatch.setattr(entries, "to_at", lambda v, d=None: to_at(v, now))
+    monkeypatch.setattr(decoder, "now_at", lambda: now)
+
+
+def _exact(body: bytes, conversation: str | None) -> Any:
     from adapters.genesys import decode as decoder
     from gateway.codec import loads
 
-    conversation = json.loads((FIXTURES / f"{case}.expected.json").read_text())["conversation"]
-    body = (FIXTURES / f"{case}.json").read_bytes()
-    compact = msgspec.json.encode(msgspec.json.decode(body))  # no leading whitespace
-    generic = decoder._decode_generic(loads(body), conversation)
-    assert decoder.decode(compact, conversation) == generic
+    return _outcome(lambda: decoder._decode_generic(loads(body), conversation))
+
+
+def _fast(body: bytes, conversation: str | None) -> Any:
+    return _outcome(lambda: ADAPTER.decode(body, conversation=conversation))
+
+
+def _fixture(case: str) -> tuple[bytes, str | None]:
+    expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
+    return (FIXTURES / f"{case}.json").read_bytes(), expected["conversation"]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.usefixtures("frozen_now")
+def test_fast_and_exact_paths_agree_on_every_fixture(case: str) -> None:
+    body, conversation = _fixture(case)
+    try:
+        compact = msgspec.json.encode(msgspec.json.decode(body))
+    except msgspec.DecodeError:  # bad_json
+        compact = body
+    for form in (body, compact, b"\n  " + compact):  # as stored (pretty), minified, indented
+        assert _fast(form, conversation) == _exact(form, conversation)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("bad_")])
+def test_valid_fixtures_never_take_the_exact_path(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path covers every valid form (arrays, envelopes with unknown entries, widget
+    transcripts, single entries), minified as platforms send them."""
+    from adapters.genesys import decode as decoder
+
+    body, conversation = _fixture(case)
+    expected = _exact(body, conversation)
+    compact = msgspec.json.encode(msgspec.json.decode(body))
+
+    def refuse(raw: Any, conversation: str | None) -> Decoded:
+        raise AssertionError("took the exact path")
+
+    monkeypatch.setattr(decoder, "_decode_generic", refuse)
+    assert _fast(compact, conversation) == expected
+
+
+_MESSAGE = {"type": "Message", "index": 3, "utcTime": T, "text": "hi", "from": AGENT}
+_WIDGET = {
+    "type": "MessageReceived",
+    "index": 4,
+    "timestamp": T,
+    "content": {"text": "yo", "type": {"url": True}},
+    "party": {"id": 2, "type": {"agent": True}, "name": "Anna"},
+}
+_VALUES: list[Any] = [
+    None, True, 0, -1, 1, T, 10**11, 10**11 + 1000, 253_402_300_799_999, 253_402_300_800_000,
+    10**30, 1.5, float(T), "", "x", "Agent", "url", str(T), "2015-05-28T20:31:40.250Z",
+    "2015-05-28T22:31:41+02:00", [], [1], {}, {"agent": True}, {"type": "Client"},
+]  # fmt: skip
+_KEYS = [
+    "type", "index", "utcTime", "timestamp", "from", "party", "text", "content", "reason",
+    "error", "isTyping", "chatId", "sessionId", "restored",
+]  # fmt: skip
+
+
+def _mutations(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """`frame` with each of its keys dropped, and each key set to each odd value."""
+    out = [{k: v for k, v in frame.items() if k != drop} for drop in frame]
+    out += [{**frame, key: value} for key in _KEYS for value in _VALUES]
+    return out
+
+
+def _bodies(frame: dict[str, Any]) -> list[Any]:
+    """`frame` alone, in arrays (with known and unknown neighbours), and in every container."""
+    unknown = {"type": "Nickname", "index": 1, "utcTime": T}
+    return [
+        frame,
+        [frame],
+        [_MESSAGE, frame],
+        [unknown, frame],
+        {"chatId": CHAT, "messages": [frame]},
+        {"statusCode": 0, "chatId": CHAT, "chatEnded": True, "messages": [unknown, frame]},
+        {"statusCode": 2, "messages": [frame], "errors": [{"code": 50}]},
+        {"chatId": CHAT, "transcript": [frame]},
+        {"sessionId": CHAT, "transcript": [unknown, frame], "messages": [5]},
+    ]
+
+
+@pytest.mark.parametrize("base", [_MESSAGE, _WIDGET], ids=["gms", "widget"])
+@pytest.mark.usefixtures("frozen_now")
+def test_fast_and_exact_paths_agree_on_mutated_frames(base: dict[str, Any]) -> None:
+    for frame in _mutations(base):
+        for body in _bodies(frame):
+            raw = msgspec.json.encode(body)
+            for conversation in (CHAT, None):
+                assert _fast(raw, conversation) == _exact(raw, conversation), raw
+
+
+_CONTAINERS: list[Any] = [
+    {},
+    {"chatId": CHAT},
+    {"type": None, "messages": []},
+    {"type": "Message", "messages": [], "text": "x", "from": AGENT},
+    {"messages": None},
+    {"messages": [], "statusCode": "0"},
+    {"messages": [], "statusCode": 1},
+    {"messages": [], "chatEnded": 1},
+    {"messages": [_MESSAGE], "nextPosition": None, "chatId": ""},
+    {"nextPosition": 4, "chatId": CHAT},
+    {"chatEnded": False},
+    {"statusCode": 2, "chatId": CHAT, "errors": [{"code": "x", "advice": None}]},
+    {"statusCode": 2, "chatId": CHAT, "errors": None},
+    {"statusCode": 0, "chatId": CHAT, "messages": [{"type": 5}]},
+    {"statusCode": 0, "chatId": CHAT, "messages": [{"type": "Message"}]},
+    {"statusCode": 0, "chatId": CHAT, "messages": [1]},
+    {"transcript": None},
+    {"transcript": [], "chatId": 5},
+    {"transcript": [_MESSAGE], "sessionId": None},
+    {"transcript": [{"type": "Nickname"}], "statusCode": "bad"},
+    {"transcript": [_MESSAGE], "alias": [], "chatId": CHAT},
+    {"chatId": CHAT, "messages": [_MESSAGE, {"type": "SessionEnded", "timestamp": "x"}]},
+    {"chatId": CHAT, "messages": [_MESSAGE], "messages ": 1},
+    {"data": {"messages": []}},
+    {"type": "Message", "text": "a", "text ": 5, "from": AGENT, "utcTime": T},
+    {"type": "Message", "text": 5, "from": AGENT, "utcTime": T} | {"text": "dup"},
+]
+
+
+@pytest.mark.parametrize("body", _CONTAINERS, ids=lambda b: json.dumps(b)[:50])
+@pytest.mark.usefixtures("frozen_now")
+def test_fast_and_exact_paths_agree_on_odd_objects(body: Any) -> None:
+    raw = msgspec.json.encode(body)
+    for conversation in (CHAT, None):
+        assert _fast(raw, conversation) == _exact(raw, conversation)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type":"Message","text":5,"text":"dup","from":{"type":"Agent"},"utcTime":1}',
+        b'{"type":"Message","text":"dup","text":5,"from":{"type":"Agent"},"utcTime":1}',
+        b'[{"type":"Message","type":"Nickname","text":"x","from":{"type":"Agent"}}]',
+        b'{"messages":[],"messages":5}',
+        b'{"messages":5,"messages":[]}',
+        b'{"transcript":[],"type":null}',
+        b"[]",
+        b"{}",
+        b"[{}]",
+        b' [{"type":"Notice","text":"x","chatId":"c"}] ',
+        b'{"type":"Notice","text":"x","chatId":"c"} x',
+        b'[{"type":"Notice","text":"x\\"messages\\"","chatId":"c"}]',
+        b'{"type":"Notice","text":"]}","chatId":"c","x":[]}',
+        b"[" * 2000 + b"]" * 2000,
+    ],
+)
+@pytest.mark.usefixtures("frozen_now")
+def test_fast_and_exact_paths_agree_on_odd_json(raw: bytes) -> None:
+    for conversation in (CHAT, None):
+        assert _fast(raw, conversation) == _exact(raw, conversation)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        100_000_000_999, 100_000_001_000, 100_000_001_001, 1_432_845_095_000, 1_432_845_095_999,
+        4_102_444_800_000, 253_402_300_799_999, 253_402_300_800_000, 99_999_999_999,
+    ],
+)  # fmt: skip
+def test_epoch_ms_fast_path_is_to_at(stamp: int) -> None:
+    """`events_of` formats GMS epoch milliseconds itself; it must be `to_at`, to the byte."""
+    from adapters.genesys.entries import events_of
+    from adapters.genesys.native import GmsNotice
+
+    try:
+        expected = to_at(stamp)
+    except ValueError:
+        with pytest.raises(ValueError, match="timestamp"):
+            events_of([GmsNotice(text="x", utcTime=stamp)], CHAT)
+        return
+    for offset in (0, 1, 499, 999):
+        if to_at(stamp - offset) != to_at(stamp) and offset:
+            expected = to_at(stamp - offset)
+        (event,) = events_of([GmsNotice(text="x", utcTime=stamp - offset)], CHAT)
+        assert event.at == to_at(stamp - offset)
+    assert expected
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(ms=st.integers(min_value=0, max_value=253_402_300_799_999 + 10))
+def test_epoch_ms_fast_path_is_to_at_everywhere(ms: int) -> None:
+    from adapters.genesys.entries import events_of
+    from adapters.genesys.native import GmsNotice
+
+    try:
+        expected = to_at(ms)
+    except ValueError:
+        with pytest.raises(ValueError, match="timestamp"):
+            events_of([GmsNotice(text="x", utcTime=ms)], CHAT)
+        return
+    (event,) = events_of([GmsNotice(text="x", utcTime=ms)], CHAT)
+    assert event.at == expected
 
 
 def test_an_entry_with_a_messages_field_is_not_an_envelope() -> None:
