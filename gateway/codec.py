@@ -36,8 +36,13 @@ def derived_id(conversation: str, *parts: object) -> str:
     Built from what makes the event itself (its name, time, sender, text…), so the same frame
     posted twice gets the same id and is deduplicated, while two different frames do not.
     """
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).hexdigest()
-    return f"{conversation}/~{digest}"
+    key = "\x1f".join([part if type(part) is str else str(part) for part in parts])
+    hasher = _BLAKE.copy()  # cheaper than building a keyed-size hasher each time
+    hasher.update(key.encode())
+    return conversation + "/~" + hasher.hexdigest()
+
+
+_BLAKE = hashlib.blake2b(digest_size=10)
 
 
 def to_at(value: str | float | None, default: str | None = None) -> str:
