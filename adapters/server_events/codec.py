@@ -10,6 +10,13 @@ Context the connector knows and a webhook does not is passed in explicitly: `par
 joined, so a message names its sender's role and name), `file_url` (where received files
 are fetched: a template with `{file_id}`), `received_at` (the `at` of untimed frames) and
 `untimed` (where the stream stands, for the ids of untimed frames: see `Untimed`).
+
+Decoding has two paths that give the same frames. The fast one (`_typed_frames`) picks the
+body's form from its first byte and decodes it typed in one pass, frame by frame only where a
+body mixes known and unknown events; it only ever answers with frames. Whenever it cannot
+(a frame breaks its schema, the body is no JSON, an odd shape), the exact path
+(`_exact_frames`: typed, then the envelope, then untyped frame by frame) decodes the body
+again and raises the error with its `index` and `path`.
 """
 
 from __future__ import annotations
@@ -23,8 +30,14 @@ import msgspec
 
 from adapters.server_events import native as n
 from gateway.adapter import Decoded, NativeRequest
-from gateway.codec import conversation_id, convert_each, derived_id, loads, to_at
-from gateway.errors import DecodeError, RequestError, SessionNotFound, Unsupported
+from gateway.codec import conversation_id, convert_each, joined_id, loads, to_at
+from gateway.errors import (
+    DecodeError,
+    GatewayError,
+    RequestError,
+    SessionNotFound,
+    Unsupported,
+)
 from gateway.model import (
     Command,
     End,
@@ -74,15 +87,8 @@ STATUSES: Final[dict[str, SessionStatus]] = {
 }
 _Parties = Mapping[str, Party]
 _NO_PARTIES: Final[_Parties] = {}
-
-_one_or_many = msgspec.json.Decoder(n.ServerEvent | list[n.ServerEvent])
-
-
-class _Envelope(msgspec.Struct, frozen=True, gc=False):
-    events: list[n.ServerEvent]
-
-
-_envelope = msgspec.json.Decoder(_Envelope)
+_Frames = tuple[Sequence[n.ServerEvent], int]
+"""Typed frames in body order, and how many unknown frames were skipped."""
 
 
 class _Bad(Exception):
@@ -147,15 +153,8 @@ def decode(
     breaks its schema) and `RequestError` naming `conversation` when a body with known events
     comes without it. Unknown event names are counted in `Decoded.ignored`.
     """
-    ignored = 0
-    try:
-        decoded = _one_or_many.decode(body)
-        frames = decoded if type(decoded) is list else (decoded,)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        try:
-            frames = _envelope.decode(body).events
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            frames, ignored = convert_each(_frames_of(loads(body)), _convert)
+    typed = _typed_frames(body) if type(body) is bytes else None
+    frames, ignored = _exact_frames(body) if typed is None else typed
     if not frames:
         return Decoded([], ignored)
     if not conversation:
@@ -165,6 +164,127 @@ def decode(
         )
     events = to_events(frames, conversation, parties, file_url, received_at, untimed)
     return Decoded(events, ignored)
+
+
+# The fast path's decoders. A Raw is a span of the body, decoded typed only where needed.
+_frame = msgspec.json.Decoder(n.ServerEvent)
+_frame_list = msgspec.json.Decoder(list[n.ServerEvent])
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class _TypedEnvelope(msgspec.Struct, frozen=True, gc=False):
+    """`{"events": [...]}` with every frame known. `event` is read only to notice an object
+    with both keys, which the exact path may take for one frame instead."""
+
+    events: list[n.ServerEvent]
+    event: Any = msgspec.UNSET
+
+
+class _Probe(msgspec.Struct, frozen=True, gc=False):
+    """What the exact path looks at in an object body it could not decode typed."""
+
+    event: Any = msgspec.UNSET
+    events: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+
+
+_typed_envelope = msgspec.json.Decoder(_TypedEnvelope)
+_probe = msgspec.json.Decoder(_Probe)
+_ENVELOPE_START: Final = b'{"events":'
+
+
+def _typed_frames(body: bytes) -> _Frames | None:
+    """The frames of `body` as `_exact_frames` gives them, or `None` when this cannot tell.
+
+    Never raises for a bad body: any error (no JSON, a frame that breaks its schema, nesting
+    too deep) means "cannot tell", and the exact path decodes the body again to raise the
+    error the contract names, with its frame `index` and `path`.
+    """
+    try:
+        # The first bytes say the body's form, instead of one decoder tried after the other.
+        if body.startswith(b"{"):
+            try:
+                if body.startswith(_ENVELOPE_START):  # the long-poll form
+                    envelope = _typed_envelope.decode(body)
+                    return (envelope.events, 0) if envelope.event is msgspec.UNSET else None
+                return (_frame.decode(body),), 0  # one frame: most bodies
+            except msgspec.ValidationError:  # unknown events, or a frame breaking its schema
+                return _object_frames(body)
+        if body.startswith(b"["):
+            try:
+                return _frame_list.decode(body), 0
+            except msgspec.ValidationError:  # an unknown event among them: one by one
+                return _each(_raw_list.decode(body))
+        return None  # whitespace first, or neither object nor array: the exact path
+    except (ValueError, GatewayError, RecursionError):  # msgspec's errors are ValueErrors
+        return None
+
+
+def _object_frames(body: bytes) -> _Frames | None:
+    """An object body the typed decoders refused, read as the exact path reads it: the
+    envelope when it has `events` and no `event`, else one frame (ignored when its name is
+    unknown). `None` for the odd shapes."""
+    probe = _probe.decode(body)
+    if probe.event is msgspec.UNSET:
+        if isinstance(probe.events, list):  # the envelope, with unknown events in it
+            return _each(probe.events)
+        return None  # neither key: no frame at all
+    if probe.events is msgspec.UNSET:
+        frame = _convert(loads(body), 0)
+        return ((), 1) if frame is None else ((frame,), 0)
+    return None  # both `event` and `events`: the exact path knows which one wins
+
+
+class _Tag(msgspec.Struct, frozen=True, gc=False):
+    """Only a frame's `event` (the last one, as in a dict), skipping its other fields."""
+
+    event: Any = None
+
+
+_tag = msgspec.json.Decoder(_Tag)
+
+
+def _each(raws: list[msgspec.Raw]) -> _Frames:
+    """Frames decoded one by one, for a body that mixes known and unknown events.
+
+    An unknown name is counted as `_exact_frames` counts it (its frame is never converted);
+    any other frame is decoded typed, and raises if it breaks its schema. Reading the tag
+    first is cheaper than letting the typed decoder raise on every unknown frame.
+    """
+    frames: list[n.ServerEvent] = []
+    ignored = 0
+    for raw in raws:
+        name = _tag.decode(raw).event
+        if type(name) is str and name not in n.EVENT_NAMES:
+            ignored += 1
+        else:
+            frames.append(_frame.decode(raw))
+    return frames, ignored
+
+
+# The exact path: how bodies were always decoded. It names a bad frame's index and path.
+_one_or_many = msgspec.json.Decoder(n.ServerEvent | list[n.ServerEvent])
+
+
+class _Envelope(msgspec.Struct, frozen=True, gc=False):
+    events: list[n.ServerEvent]
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
+def _exact_frames(body: bytes | str) -> _Frames:
+    """The frames of `body`: one typed decode, else the envelope, else frame by frame untyped
+    (unknown names are counted). Raises `MalformedJSON` or `DecodeError`."""
+    try:
+        decoded = _one_or_many.decode(body)
+        return (decoded if type(decoded) is list else [decoded]), 0
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    try:
+        return _envelope.decode(body).events, 0
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    return convert_each(_frames_of(loads(body)), _convert)
 
 
 def _frames_of(body: Any) -> list[Any]:
@@ -227,12 +347,14 @@ def to_events(
         except _Bad as exc:
             msg = f"frame {index}: {exc} at {exc.path}"
             raise DecodeError(msg, index=index, path=exc.path) from None
-        if type(event) is ParticipantJoined and event.participant.id is not None:
+        if kind is n.PartyJoined:
             if known is parties:
                 known = dict(parties)  # later frames of this batch know the new party
-            known[event.participant.id] = event.participant  # type: ignore[index]
+            known[frame.party_id] = event.participant  # type: ignore[index,union-attr]
         out.append(event)
     return out
+
+
 
 
 def _seconds(value: str | float | None, path: str) -> float | None:
@@ -253,29 +375,6 @@ def _sender(party_id: str | None, known: Mapping[str, Party]) -> Party:
     return known.get(party_id) or _AGENTS.get(party_id) or _agent(party_id)
 
 
-# One builder per native event: (frame, conversation id, at, known parties, file base) → event.
-# Events the platform identifies take `<conv>/<msg_id>`; the others a `derived_id` of their
-# own fields, with `at` where the same frame may legitimately happen twice (typing, joins).
-
-
-def _message(
-    f: n.ChatMessage, conv: str, at: str, when: str, known: _Parties, _: str | None
-) -> Event:
-    text = f.msg if f.msg is not None else f.msg_text
-    if text is None:
-        raise _Bad("$.msg", "a message needs `msg` or `msg_text`")
-    pid = f.party_id
-    sender = USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid)
-    return Message(
-        id=f"{conv}/{f.msg_id}",
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=sender,
-        content=Text(text),
-    )
-
-
 def _agent(party_id: str) -> Party:
     """An agent we know only by id (Parties are frozen: one per id is shared)."""
     if len(_AGENTS) >= 1024:
@@ -287,50 +386,90 @@ def _agent(party_id: str) -> Party:
 _AGENTS: dict[str, Party] = {}
 
 
-def _typing(
-    f: n.Typing | n.NotTyping, conv: str, at: str, when: str, known: _Parties, _: str | None
+# One builder per native event: (frame, conversation id, at, when, known parties, file base) →
+# event. Events the platform identifies take `<conv>/<msg_id>`; the others a derived id of
+# their own fields (`gateway.codec.joined_id`), with `when` where the same frame may
+# legitimately happen twice (typing, joins). Each builds its event with keywords directly: the
+# typed decoder already checked every field's type and literal values, so nothing is validated
+# twice.
+
+
+def _message(
+    f: n.ChatMessage, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
-    name = f.__struct_config__.tag
-    return Typing(
-        id=derived_id(conv, name, when, f.party_id),
+    text = f.msg if f.msg is not None else f.msg_text
+    if text is None:
+        raise _Bad("$.msg", "a message needs `msg` or `msg_text`")
+    pid = f.party_id
+    return Message(
+        id=f"{conv}/{f.msg_id}",
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        sender=_sender(f.party_id, known),
-        active=type(f) is n.Typing,
+        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+        content=Text(text),
+    )
+
+
+def _typing(f: n.Typing, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
+    pid = f.party_id
+    return Typing(
+        id=joined_id(conv, f"chat_session_typing\x1f{when}\x1f{pid}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+        active=True,
+    )
+
+
+def _not_typing(
+    f: n.NotTyping, conv: str, at: str, when: str, known: _Parties, _: str | None
+) -> Event:
+    pid = f.party_id
+    return Typing(
+        id=joined_id(conv, f"chat_session_not_typing\x1f{when}\x1f{pid}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+        active=False,
     )
 
 
 def _status(
     f: n.SessionStatus, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
+    ewt = f.ewt
     return Status(
-        id=derived_id(conv, "chat_session_status", when, f.state),
+        id=joined_id(conv, f"chat_session_status\x1f{when}\x1f{f.state}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
         status=STATUSES[f.state],
-        wait_s=_seconds(f.ewt, "$.ewt"),
+        wait_s=None if ewt is None else _seconds(ewt, "$.ewt"),
     )
 
 
 def _joined(
     f: n.PartyJoined, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
-    full = " ".join(p for p in (f.first_name, f.last_name) if p)
-    party = Party(role=_ROLES[f.type], id=f.party_id, name=f.display_name or full or None)
+    name = f.display_name
+    if not name:
+        full = " ".join(p for p in (f.first_name, f.last_name) if p)
+        name = full or None
     return ParticipantJoined(
-        id=derived_id(conv, "chat_session_party_joined", when, f.party_id),
+        id=joined_id(conv, f"chat_session_party_joined\x1f{when}\x1f{f.party_id}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        participant=party,
+        participant=Party(role=_ROLES[f.type], id=f.party_id, name=name),
     )
 
 
 def _left(f: n.PartyLeft, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
     return ParticipantLeft(
-        id=derived_id(conv, "chat_session_party_left", when, f.party_id),
+        id=joined_id(conv, f"chat_session_party_left\x1f{when}\x1f{f.party_id}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -342,7 +481,7 @@ def _ended(
     f: n.SessionEnded, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
     return Ended(
-        id=derived_id(conv, "chat_session_ended", when),
+        id=joined_id(conv, f"chat_session_ended\x1f{when}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -354,7 +493,8 @@ def _inactivity(
     f: n.InactivityTimeout, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
     return Ended(
-        id=derived_id(conv, "chat_session_inactivity_timeout", when),  # one id for both spellings
+        # one id for both spellings
+        id=joined_id(conv, f"chat_session_inactivity_timeout\x1f{when}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -368,7 +508,7 @@ def _warning(
     f: n.TimeoutWarning, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
     return Notice(
-        id=derived_id(conv, "chat_session_timeout_warning", when, f.msg),
+        id=joined_id(conv, f"chat_session_timeout_warning\x1f{when}\x1f{f.msg}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -378,14 +518,15 @@ def _warning(
 
 
 def _form(f: n.FormShow, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
+    timeout = f.form_timeout
     return Form(
-        id=derived_id(conv, "chat_session_form_show", f.form_request_id),
+        id=joined_id(conv, f"chat_session_form_show\x1f{f.form_request_id}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
         request_id=str(f.form_request_id),
         name=f.form_name,
-        timeout_s=_seconds(f.form_timeout, "$.form_timeout"),
+        timeout_s=None if timeout is None else _seconds(timeout, "$.form_timeout"),
     )
 
 
@@ -403,13 +544,14 @@ def _signal(f: n.Signaling, conv: str, at: str, when: str, known: _Parties, _: s
 def _file(
     f: n.ChatFile, conv: str, at: str, when: str, known: _Parties, file_url: str | None
 ) -> Event:
-    if not f.file_id:
+    file_id = f.file_id
+    if not file_id:
         raise _Bad("$.file_id", "a file needs a `file_id`")
-    url = file_url.replace("{file_id}", f.file_id) if file_url else None
+    url = file_url.replace("{file_id}", file_id) if file_url else None
     content: Image | File = (
-        Image(url=url, file_id=f.file_id, file_name=f.file_name)
+        Image(url=url, file_id=file_id, file_name=f.file_name)
         if f.file_type == "image"
-        else File(url=url, file_id=f.file_id, file_name=f.file_name)
+        else File(url=url, file_id=file_id, file_name=f.file_name)
     )
     return Message(
         id=f"{conv}/{f.msg_id}",
@@ -424,11 +566,11 @@ def _file(
 def _location(
     f: n.ChatLocation, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
-    eid = (
-        derived_id(conv, "chat_session_location", when, f.party_id, f.latitude, f.longitude)
-        if f.msg_id is None
-        else f"{conv}/{f.msg_id}"
-    )
+    if f.msg_id is None:
+        key = f"chat_session_location\x1f{when}\x1f{f.party_id}\x1f{f.latitude}\x1f{f.longitude}"
+        eid = joined_id(conv, key)
+    else:
+        eid = f"{conv}/{f.msg_id}"
     return Message(
         id=eid,
         conversation_id=conv,
@@ -441,7 +583,7 @@ def _location(
 
 def _case(f: n.CaseSet, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
     return Notice(
-        id=derived_id(conv, "chat_session_case_set", f.case_id),
+        id=joined_id(conv, f"chat_session_case_set\x1f{f.case_id}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -455,8 +597,9 @@ def _receipt(
     f: n.MessageDelivered, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
     read = type(f) is n.MessageRead
+    name = "chat_session_message_read" if read else "chat_session_message_delivered"
     return Receipt(
-        id=derived_id(conv, f.__struct_config__.tag, f.ref_msg_id, f.party_id),
+        id=joined_id(conv, f"{name}\x1f{f.ref_msg_id}\x1f{f.party_id}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -469,7 +612,7 @@ def _receipt(
 _BUILDERS: Final[dict[type[Any], Callable[..., Event]]] = {
     n.ChatMessage: _message,
     n.Typing: _typing,
-    n.NotTyping: _typing,
+    n.NotTyping: _not_typing,
     n.SessionStatus: _status,
     n.PartyJoined: _joined,
     n.PartyLeft: _left,
@@ -486,7 +629,6 @@ _BUILDERS: Final[dict[type[Any], Callable[..., Event]]] = {
     n.MessageRead: _receipt,
 }
 assert set(_BUILDERS) == set(n.ServerEvent.__args__)
-
 
 # ---------------------------------------------------------------------------------------------
 # encode

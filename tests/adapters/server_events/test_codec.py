@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.server_events import ServerEventsAdapter, codec
-from gateway.codec import to_at
+from gateway.codec import derived_id, to_at
 from gateway.errors import DecodeError, GatewayError, MalformedJSON, RequestError
 from gateway.model import Party
 
@@ -371,3 +371,168 @@ _frames = st.builds(
 def test_decode_raises_only_gateway_errors(body: Any) -> None:
     with contextlib.suppress(GatewayError):  # any other exception fails the test
         adapter.decode(msgspec.json.encode(body), conversation="c1")
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path (`codec._typed_frames`) must give exactly the exact path's frames, or step aside
+
+
+def _agree(body: bytes) -> codec._Frames | None:
+    """Check that the fast path agrees with the exact one on `body`; its answer."""
+    fast = codec._typed_frames(body)
+    try:
+        frames, ignored = codec._exact_frames(body)
+    except GatewayError:
+        assert fast is None  # every error is the exact path's to raise
+        return fast
+    if fast is not None:
+        assert (list(fast[0]), fast[1]) == (list(frames), ignored)
+        assert [type(f) for f in fast[0]] == [type(f) for f in frames]
+    return fast
+
+
+def _minified(body: bytes) -> bytes:
+    return json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fast_path_agrees_on_every_fixture(case: str) -> None:
+    body = (FIXTURES / f"{case}.json").read_bytes()
+    _agree(body)
+    with contextlib.suppress(ValueError):  # bad_malformed_json
+        minified = _minified(body)
+        fast = _agree(minified)
+        if not case.startswith("bad_"):  # the benchmark's bodies: all on the fast path
+            assert fast is not None
+
+
+ODD_BODIES: list[bytes] = [
+    # an envelope that also names an event: the exact path reads one or the other
+    b'{"events":[{"event":"chat_session_ended","timestamp":1}],"event":"chat_session_ended"}',
+    b'{"events":[{"event":"chat_session_ended","timestamp":1}],"event":"zzz"}',
+    b'{"event":"zzz","events":[{"event":"chat_session_ended","timestamp":1}]}',
+    b'{"event":"chat_session_ended","events":[{"event":"zzz"}]}',
+    b'{"events":[{"event":"zzz"},{"event":"chat_session_ended"}],"event":7}',
+    # repeated keys: the typed and the untyped readings must not part ways
+    b'{"event":"chat_session_ended","event":"zzz"}',
+    b'{"event":"zzz","event":"chat_session_ended"}',
+    b'[{"event":"zzz"},{"event":"chat_session_ended","event":"chat_session_ended"}]',
+    b'[{"event":"zzz"},{"event":"zzz","event":"chat_session_ended"}]',
+    b'{"events":[{"event":"zzz"}],"events":[{"event":"chat_session_ended"}]}',
+    b'[{"event":"chat_session_party_left","party_id":"a","party_id":"b"},{"event":"x"}]',
+    # unknown single frames, empty forms, and the rest
+    b'{"event":"chat_session_end"}',
+    b'{"event":null}',
+    b"{}",
+    b"[]",
+    b'{"events":[]}',
+    b'{"events":{}}',
+    b' {"event":"chat_session_ended"}',
+    b'{"events":[{"event":"zzz"},1]}',
+    b'[{"event":"zzz"},{"event":"chat_session_typing","party_id":1}]',
+    b'[{"event":"zzz"},{"event":"chat_session_ended","timestamp":1e400}]',
+    b'[{"event":"zzz"},' + b"[" * 5000 + b"]" * 5000 + b"]",
+    b'[{"event":"zzz"},{"event":"chat_session_signaling","msg_id":1,"data":'
+    + b"[" * 5000
+    + b"]" * 5000
+    + b"}]",
+    b'[{"event":"zzz"}] x',
+    b'{"events":[{"event":"zzz"}]',
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES)
+def test_fast_path_agrees_on_odd_bodies(body: bytes) -> None:
+    _agree(body)
+    try:
+        fast: Any = events_json(body, "c1", received_at="2024-01-01T00:00:00.000Z")
+    except (GatewayError, RecursionError) as exc:
+        fast = (type(exc), str(exc), getattr(exc, "details", None))
+    with pytest.MonkeyPatch.context() as patch:  # the whole decode on the exact path alone
+        patch.setattr(codec, "_typed_frames", lambda body: None)
+        try:
+            exact: Any = events_json(body, "c1", received_at="2024-01-01T00:00:00.000Z")
+        except (GatewayError, RecursionError) as exc:
+            exact = (type(exc), str(exc), getattr(exc, "details", None))
+    assert fast == exact
+
+
+_unknown = st.builds(
+    lambda name, fields: {"event": name, **fields},
+    st.sampled_from(["chat_session_end", "chat_session_form_data", "zzz"]),
+    st.dictionaries(_fields, _json_values, max_size=2),
+)
+_any_frame = st.one_of(_frames, _unknown, _json_values)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        _any_frame,
+        st.lists(_any_frame, max_size=4),
+        st.builds(lambda frames: {"events": frames}, st.lists(_any_frame, max_size=4)),
+        st.builds(
+            lambda frames, event: {"events": frames, "event": event},
+            st.lists(_any_frame, max_size=3),
+            _json_values | st.sampled_from(sorted(codec.n.EVENT_NAMES)),
+        ),
+    )
+)
+def test_fast_path_agrees_on_generated_bodies(body: Any) -> None:
+    _agree(msgspec.json.encode(body))
+
+
+WHEN = object()  # the frame's canonical `at`, or its place in a fresh stream when untimed
+
+# (frame, the parts `gateway.codec.derived_id` takes for it, as docs/dialects/server_events.md says)
+DERIVED: list[tuple[dict[str, Any], tuple[Any, ...]]] = [
+    (
+        {"event": "chat_session_status", "state": "ivr", "timestamp": 1},
+        ("chat_session_status", WHEN, "ivr"),
+    ),
+    ({"event": "chat_session_typing", "timestamp": 1}, ("chat_session_typing", WHEN, None)),
+    (
+        {"event": "chat_session_not_typing", "party_id": "p"},
+        ("chat_session_not_typing", WHEN, "p"),
+    ),
+    (
+        {"event": "chat_session_party_joined", "party_id": "p"},
+        ("chat_session_party_joined", WHEN, "p"),
+    ),
+    (
+        {"event": "chat_session_party_left", "party_id": "p", "timestamp": "1700000000123"},
+        ("chat_session_party_left", WHEN, "p"),
+    ),
+    ({"event": "chat_session_ended"}, ("chat_session_ended", WHEN)),
+    ({"event": "chat_session_inactvity_timeout"}, ("chat_session_inactivity_timeout", WHEN)),
+    (
+        {"event": "chat_session_timeout_warning", "msg": "m", "timestamp": 2.5},
+        ("chat_session_timeout_warning", WHEN, "m"),
+    ),
+    (
+        {"event": "chat_session_location", "latitude": 1, "longitude": -0.1, "timestamp": "1"},
+        ("chat_session_location", WHEN, None, 1.0, -0.1),
+    ),
+    (
+        {"event": "chat_session_form_show", "form_request_id": 7, "form_name": "f"},
+        ("chat_session_form_show", 7),
+    ),
+    ({"event": "chat_session_case_set", "case_id": 42}, ("chat_session_case_set", 42)),
+    (
+        {"event": "chat_session_message_read", "ref_msg_id": 3},
+        ("chat_session_message_read", 3, None),
+    ),
+    (
+        {"event": "chat_session_message_delivered", "ref_msg_id": "m", "party_id": "p"},
+        ("chat_session_message_delivered", "m", "p"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("frame", "parts"), DERIVED)
+def test_derived_ids_are_gateway_derived_ids(frame: dict[str, Any], parts: tuple[Any, ...]) -> None:
+    """The builders' `joined_id` keys give `gateway.codec.derived_id` of the documented parts."""
+    (event,) = codec.decode(msgspec.json.encode(frame), "c1").events
+    when = event.at if "timestamp" in frame else "~#0"
+    expected = derived_id(CONV, *(when if part is WHEN else part for part in parts))
+    assert event.id == expected
