@@ -88,18 +88,22 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
             return _epoch_ms(number if number > _MS_THRESHOLD else number * 1000, text)
         if not text:
             return default if default is not None else format_at(datetime.now(UTC))
-        try:
-            return _epoch_float(float(text))
-        except ValueError:
-            pass
+        if "T" not in text and ":" not in text:  # not ISO: maybe `"1708192187.67"`
+            try:
+                return _epoch_float(float(text))
+            except ValueError:
+                pass
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"not a timestamp: {text!r}") from None
-        at = format_at(moment)
-        if not at[:4] >= "1970":  # the documented range; `format_at` shifts to UTC first
-            raise ValueError(f"timestamp out of range: {text!r}")
-        return at
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        # Exact integer milliseconds since the epoch (aware datetimes subtract exactly), then
+        # the cached seconds: `isoformat` truncates microseconds to milliseconds the same way.
+        delta = moment - _EPOCH
+        since = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+        return _epoch_ms(since, text)
     if value is None:
         return default if default is not None else format_at(datetime.now(UTC))
     raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
@@ -107,6 +111,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
 
 _CLOCK = re.compile(r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")  # `THH:MM:SS`
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 _seconds: dict[int, str] = {}
 _canonical_seconds: dict[str, bool] = {}

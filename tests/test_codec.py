@@ -87,6 +87,22 @@ def test_fast_paths_match_datetime() -> None:
         assert to_at(value) == reference(value), value
 
 
+def test_iso_strings_match_datetime() -> None:
+    """ISO forms (offsets, naive, microseconds, a space for the `T`) against `datetime`."""
+    rng = random.Random(11)
+    for _ in range(20_000):
+        moment = datetime.fromtimestamp(rng.uniform(86_400, 253_402_214_400), UTC)
+        offset = rng.choice(["Z", "+00:00", "+02:00", "-05:30", "+14:00", "-12:00", ""])
+        text = moment.replace(tzinfo=None).isoformat(
+            sep=rng.choice("T "), timespec=rng.choice(["seconds", "milliseconds", "microseconds"])
+        )
+        value = text + offset
+        assert to_at(value) == reference(value), value
+    for out_of_range in ("1969-12-31T23:59:59Z", "1970-01-01T00:30:00+01:00", "9999-12-31T23:00:00-02:00"):
+        with pytest.raises(ValueError, match="out of range"):
+            to_at(out_of_range)
+
+
 def test_derived_ids_are_deterministic() -> None:
     assert derived_id("x:1", "typing", 5) == derived_id("x:1", "typing", 5)
     assert derived_id("x:1", "typing", 5) != derived_id("x:1", "typing", 6)
