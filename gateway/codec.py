@@ -72,13 +72,8 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         return _epoch_float(value)  # type: ignore[arg-type]
     if kind is str:
         text: str = value  # type: ignore[assignment]
-        ms = text[20:23]  # canonical: `YYYY-MM-DDTHH:MM:SS.mmmZ`
-        if (
-            len(text) == 24 and text[19] == "." and text[23] == "Z"
-            and ms.isdigit() and ms.isascii()
-        ):
-            # Canonical already: the second is checked once (cached), the milliseconds here.
-            valid = _canonical_seconds.get(text[:19])
+        if text[19:] in CANONICAL_TAILS:  # canonical already? the second is checked once
+            valid = canonical_seconds.get(text[:19])
             if valid is None:
                 valid = _canonical_second(text[:19])
             if valid:
@@ -114,7 +109,15 @@ _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 _seconds: dict[int, str] = {}
-_canonical_seconds: dict[str, bool] = {}
+
+CANONICAL_TAILS: frozenset[str] = frozenset(f".{ms:03d}Z" for ms in range(1000))
+"""Every `.mmmZ` a canonical time ends with: `text[19:] in CANONICAL_TAILS` checks the length,
+the dot, three ASCII digits and the `Z` in one lookup."""
+canonical_seconds: dict[str, bool] = {}
+"""`YYYY-MM-DDTHH:MM:SS` heads `to_at` has checked, and whether each is a real time from 1970
+on. A decoder's hot loop may take a canonical string as it is when
+`text[19:] in CANONICAL_TAILS and canonical_seconds.get(text[:19])`, and call `to_at` otherwise
+(which fills this cache); only `to_at` writes it."""
 
 
 def _canonical_second(second: str) -> bool:
@@ -130,9 +133,9 @@ def _canonical_second(second: str) -> bool:
         )
     except ValueError:
         valid = False
-    if len(_canonical_seconds) > 4096:
-        _canonical_seconds.clear()
-    _canonical_seconds[second] = valid
+    if len(canonical_seconds) > 4096:
+        canonical_seconds.clear()
+    canonical_seconds[second] = valid
     return valid
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from gateway.codec import convert_each, derived_id, invalid, loads, to_at
+from gateway.codec import convert_each, derived_id, invalid, joined_id, loads, to_at
 from gateway.errors import DecodeError, MalformedJSON
 from gateway.model import format_at
 
@@ -101,6 +101,15 @@ def test_iso_strings_match_datetime() -> None:
     for out_of_range in ("1969-12-31T23:59:59Z", "1970-01-01T00:30:00+01:00", "9999-12-31T23:00:00-02:00"):
         with pytest.raises(ValueError, match="out of range"):
             to_at(out_of_range)
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [("connected", "2024-01-01T00:00:00.000Z"), ("ended",), ("down", "net", True, None, 2.5)],
+)
+def test_joined_id_is_derived_id_of_the_joined_parts(parts: tuple[object, ...]) -> None:
+    joined = "\x1f".join(map(str, parts))
+    assert joined_id("c:1", joined) == derived_id("c:1", *parts)
 
 
 def test_derived_ids_are_deterministic() -> None:

@@ -22,6 +22,9 @@ carries its time). Content: text, image, document → file, voice/audio → audi
 location, action. The event's `metadata` is the message's own, plus `locale` and, for an action
 carrying one, `action_metadata` (these two are the platform's and win over same-named keys).
 Times go through `gateway.codec.to_at`.
+
+Speed: `decode` is on every ingest. It decodes typed in one pass and falls back to an exact,
+untyped, frame-by-frame path for anything unusual, which alone names errors (see `decode`).
 """
 
 from __future__ import annotations
@@ -42,11 +45,11 @@ from adapters.wonderful.frames import (
     ReconnectedFrame,
     ReconnectingFrame,
 )
-from adapters.wonderful.native import ChatSession, MessageData
+from adapters.wonderful.native import ChatSession, MessageData, Timestamp
 from adapters.wonderful.native import Message as NativeMessage
 from gateway.adapter import Decoded
-from gateway.codec import conversation_id, derived_id, invalid, loads, to_at
-from gateway.errors import DecodeError
+from gateway.codec import CANONICAL_TAILS, canonical_seconds, invalid, joined_id, loads, to_at
+from gateway.errors import DecodeError, GatewayError
 from gateway.model import (
     Action,
     Audio,
@@ -82,6 +85,10 @@ _STATUSES: dict[str, SessionStatus] = {
 }
 
 
+_PREFIX = DIALECT + ":"  # of every conversation id: `conversation_id(DIALECT, native)`
+_JSON_SPACE = frozenset((b" ", b"\t", b"\r", b"\n"))
+
+
 class Fault(Exception):
     """A frame that typed fine but breaks a rule the types cannot say; `path` is in the frame."""
 
@@ -99,20 +106,93 @@ class Fault(Exception):
 
 def decode(body: bytes, conversation: str | None = None) -> Decoded:
     """Decode a webhook body; `conversation` is the native session id (`?conversation=`) for
-    frames that name none."""
+    frames that name none.
+
+    Two paths give the same result. The fast one decodes typed in one pass: one frame straight
+    into its Struct, an array or an envelope into raw frames each then decoded typed. Whenever
+    it meets anything else (an unknown body form, a frame that breaks its schema or a rule,
+    malformed JSON) the exact path (`_decode_raw`) decodes the whole body again untyped, frame
+    by frame, and says which frame and path are wrong. So the fast path never names an error
+    itself, except a lone well-formed frame that breaks a rule (`Fault`: frame 0, as always).
+    """
+    if body[:1] != b"[":
+        try:
+            # The hot path: one well-formed frame, decoded straight into its typed form.
+            frame = frames.frame_decoder.decode(body)
+        except msgspec.DecodeError:
+            return _decode_body(body, conversation)
+        try:
+            if type(frame) is MessageFrame:  # most traffic: skip `to_event`'s dispatch
+                return Decoded([_message(frame.data, "$.data", frame.timestamp, True)])
+            return Decoded([to_event(frame, conversation, owned=True)])
+        except Fault as fault:
+            raise fault.error(0) from None
+    # An array: the single-frame decoder would only fail on it (and an exception is dear).
+    return _decode_body(body, conversation)
+
+
+def _decode_body(body: bytes, conversation: str | None) -> Decoded:
+    """Any body but one well-formed frame: typed when `_decode_typed` can, else exactly."""
     try:
-        # The hot path: one well-formed frame, decoded straight into its typed form.
-        frame = frames.frame_decoder.decode(body)
-    except msgspec.DecodeError:
+        decoded = _decode_typed(body, conversation)
+    except (msgspec.DecodeError, Fault, GatewayError, RecursionError):
+        decoded = None  # the exact path says what is wrong, and where
+    if decoded is None:
         return _decode_raw(loads(body), conversation)
-    try:
-        return Decoded([to_event(frame, conversation)])
-    except Fault as fault:
-        raise fault.error(0) from None
+    return decoded
+
+
+def _decode_typed(body: bytes, conversation: str | None) -> Decoded | None:
+    """An array, an envelope, a `ChatSession` or one unknown frame, typed in one pass; `None`
+    (or any exception) when the body is something else, for the exact path to explain. Each
+    form is told from the others as `frames.split` tells them."""
+    head = body[:1]
+    if head in _JSON_SPACE:
+        head = body.lstrip(b" \t\r\n")[:1]
+    if head == b"[":
+        return _decode_frames(frames.array_decoder.decode(body), conversation)
+    if head != b"{":
+        return None
+    probe = frames.object_decoder.decode(body)
+    if probe.type is not msgspec.UNSET:  # a frame that `frame_decoder` refused
+        return Decoded([], 1) if frames.is_unknown_kind(probe.type) else None
+    events = probe.events
+    if not isinstance(events, msgspec.UnsetType):  # the envelope
+        session_id = probe.session_id
+        if session_id is msgspec.UNSET:
+            session_id = None
+        elif session_id is not None and not isinstance(session_id, str):
+            return None
+        return _decode_frames(events, session_id or conversation)
+    if probe.session_id is not msgspec.UNSET and probe.status is not msgspec.UNSET:
+        session = frames.session_decoder.decode(body)
+        return Decoded([status_event(session), *_message_events(session.messages)])
+    return None
+
+
+def _decode_frames(raws: list[msgspec.Raw], conversation: str | None) -> Decoded | None:
+    """The frames of an array or envelope, each decoded typed; an unknown event name is
+    counted in `ignored`. `None`, `Fault` or a msgspec error for anything else."""
+    events: list[Event] = []
+    ignored = 0
+    for raw in raws:
+        try:
+            frame = frames.frame_decoder.decode(raw)
+        except msgspec.ValidationError:
+            if frames.is_unknown_kind(frames.kind_decoder.decode(raw).type):
+                ignored += 1
+                continue
+            return None
+        if type(frame) is MessageFrame:
+            events.append(_message(frame.data, "$.data", frame.timestamp, True))
+        else:
+            events.append(to_event(frame, conversation, owned=True))
+    return Decoded(events, ignored)
 
 
 def _decode_raw(body: Any, conversation: str | None) -> Decoded:
-    """Every other body form, frame by frame, so that faults name their frame and path."""
+    """The exact path: every body form, parsed untyped, frame by frame, so that faults name
+    their frame and path. Slow; `decode` comes here only for bodies the fast path refused."""
     try:
         split = frames.split(body)
     except msgspec.ValidationError as exc:  # a ChatSession that breaks its schema
@@ -139,80 +219,128 @@ def _decode_raw(body: Any, conversation: str | None) -> Decoded:
     return Decoded(events, ignored)
 
 
-def to_event(frame: Frame, conversation: str | None = None) -> Event:
+def to_event(frame: Frame, conversation: str | None = None, *, owned: bool = False) -> Event:
     """One typed frame as its canonical event; `conversation` is the native session id for
-    frames that carry none. Raises `Fault` for a frame the types let through but is wrong."""
+    frames that carry none. Raises `Fault` for a frame the types let through but is wrong.
+    `owned`: the frame is the caller's to give away (a message's `metadata` dict is then
+    reused, not copied)."""
     if type(frame) is MessageFrame:
-        return message_event(frame.data, "$.data", frame.timestamp)
+        return _message(frame.data, "$.data", frame.timestamp, owned)
     if type(frame) is ConnectedFrame:
-        conv = conversation_id(DIALECT, frame.data.session_id)
-        at = _at(frame.data.connected_at, "$.data.connectedAt")
-        return Link(id=derived_id(conv, "connected", at), state="up", **_common(conv, at))
+        connected = frame.data
+        conv = _PREFIX + connected.session_id
+        at = _at(connected.connected_at, "$.data.connectedAt")
+        return Link(
+            id=joined_id(conv, f"connected\x1f{at}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            state="up",
+        )
+    # The others name their session on the frame (or the caller does), and their time too.
+    # Checked in this order (session, then time) so a frame breaking both names the session.
     conv = _conversation(frame.session_id or conversation)
+    if type(frame) is ReconnectedFrame:
+        reconnected = frame.data
+        if frame.timestamp is not None:  # unused, but a frame time that is no time is a fault
+            _at(frame.timestamp, "$.timestamp")
+        at = _at(reconnected.reconnected_at, "$.data.reconnectedAt")
+        return Link(
+            id=joined_id(conv, f"reconnected\x1f{at}\x1f{reconnected.missed_messages}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            state="restored",
+            missed=reconnected.missed_messages,
+        )
     at = _at(frame.timestamp, "$.timestamp")
-    match frame:
-        case DisconnectedFrame(data=d):
-            return Link(
-                id=derived_id(conv, "disconnected", at, d.reason, d.will_retry),
-                state="down",
-                reason=d.reason,
-                will_retry=d.will_retry,
-                **_common(conv, at),
-            )
-        case ReconnectingFrame(data=d):
-            return Link(
-                id=derived_id(conv, "reconnecting", at, d.attempt, d.max_attempts),
-                state="retrying",
-                attempt=d.attempt,
-                max_attempts=d.max_attempts,
-                **_common(conv, at),
-            )
-        case ReconnectedFrame(data=d):
-            at = _at(d.reconnected_at, "$.data.reconnectedAt")
-            return Link(
-                id=derived_id(conv, "reconnected", at, d.missed_messages),
-                state="restored",
-                missed=d.missed_messages,
-                **_common(conv, at),
-            )
-        case EndedFrame(data=d):
-            # A session ends once: the id leaves the time out, so every report of it dedups.
-            return Ended(
-                id=derived_id(conv, "ended"),
-                reason=_end_reason(d.reason, d.ended_by),
-                by=d.ended_by,
-                **_common(conv, at),
-            )
-        case ErrorFrame(data=d):
-            return Error(
-                id=derived_id(conv, "error", at, d.code, d.message),
-                code=d.code,
-                message=d.message,
-                recoverable=d.recoverable,
-                **_common(conv, at),
-            )
+    if type(frame) is EndedFrame:
+        ended = frame.data
+        # A session ends once: the id leaves the time out, so every report of it dedups.
+        return Ended(
+            id=joined_id(conv, "ended"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            reason=_end_reason(ended.reason, ended.ended_by),
+            by=ended.ended_by,
+        )
+    if type(frame) is DisconnectedFrame:
+        down = frame.data
+        return Link(
+            id=joined_id(conv, f"disconnected\x1f{at}\x1f{down.reason}\x1f{down.will_retry}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            state="down",
+            reason=down.reason,
+            will_retry=down.will_retry,
+        )
+    if type(frame) is ReconnectingFrame:
+        retrying = frame.data
+        return Link(
+            id=joined_id(
+                conv, f"reconnecting\x1f{at}\x1f{retrying.attempt}\x1f{retrying.max_attempts}"
+            ),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            state="retrying",
+            attempt=retrying.attempt,
+            max_attempts=retrying.max_attempts,
+        )
+    if type(frame) is ErrorFrame:
+        error = frame.data
+        return Error(
+            id=joined_id(conv, f"error\x1f{at}\x1f{error.code}\x1f{error.message}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            code=error.code,
+            message=error.message,
+            recoverable=error.recoverable,
+        )
     raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover - exhaustive union
 
 
 def message_event(message: NativeMessage, path: str = "$", frame_at: Any = None) -> Message:
     """A native `Message` as the canonical message. `path` is where it sits in its frame;
-    `frame_at` is the frame's own `timestamp`, used when the message carries none."""
-    conv = f"{DIALECT}:{message.session_id}"
-    if message.timestamp is not None:
-        at = _at(message.timestamp, path + ".timestamp")
+    `frame_at` is the frame's own `timestamp`, used when the message carries none. The
+    message is left as it was (its `metadata` is copied)."""
+    return _message(message, path, frame_at, False)
+
+
+def _message(message: NativeMessage, path: str, frame_at: Timestamp, owned: bool) -> Message:
+    """`message_event`, on the hot path: `owned` says the message's `metadata` dict may become
+    the event's (the message was decoded for this call alone), saving a copy."""
+    conv = _PREFIX + message.session_id
+    stamp = message.timestamp
+    if type(stamp) is str and stamp[19:] in CANONICAL_TAILS and canonical_seconds.get(stamp[:19]):
+        at = stamp  # canonical, its second already checked by `to_at`: the call is saved
+    elif stamp is not None:
+        at = _at(stamp, path + ".timestamp")
     else:
         at = _at(frame_at, "$.timestamp")
     data = message.data
     # Text is most of the traffic: built here, it skips a call on the hot path.
-    if data.type == "text" and data.text is not None:
-        content: Content = Text(data.text)
+    text = data.text
+    if data.type == "text" and text is not None:
+        content: Content = Text(text)
     else:
         content = _content(data, path + ".data")
-    metadata = {} if message.metadata is None else dict(message.metadata)
-    if message.locale is not None:
-        metadata["locale"] = message.locale
-    if data.action is not None and data.action.metadata:
-        metadata["action_metadata"] = data.action.metadata
+    native_metadata = message.metadata
+    if native_metadata is None:
+        metadata: dict[str, Any] = {}
+    elif owned:
+        metadata = native_metadata
+    else:
+        metadata = dict(native_metadata)
+    locale = message.locale
+    if locale is not None:
+        metadata["locale"] = locale
+    action = data.action
+    if action is not None and action.metadata:
+        metadata["action_metadata"] = action.metadata
     return Message(
         id=f"{conv}/{message.event_id}",
         conversation_id=conv,
@@ -227,19 +355,31 @@ def message_event(message: NativeMessage, path: str = "$", frame_at: Any = None)
 def status_event(session: ChatSession) -> Status:
     """The session's status as a `status` event, at `createdAt` (the session's own time).
     Raises `DecodeError` for a `createdAt` that is no time."""
-    conv = conversation_id(DIALECT, session.session_id)
+    conv = _PREFIX + session.session_id
     status = _STATUSES[session.status]
     try:
         at = _at(session.created_at, "$.createdAt")
     except Fault as fault:
         raise fault.error(0) from None
-    return Status(id=derived_id(conv, "status", status), status=status, **_common(conv, at))
+    return Status(
+        id=joined_id(conv, f"status\x1f{status}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        status=status,
+    )
 
 
 def message_events(messages: Iterable[NativeMessage]) -> list[Event]:
-    """A session's history messages as canonical events; `DecodeError` names a bad one."""
+    """A session's history messages as canonical events; `DecodeError` names a bad one. The
+    messages are left as they were."""
+    return _message_events(messages, False)
+
+
+def _message_events(messages: Iterable[NativeMessage], owned: bool = True) -> list[Event]:
+    """`message_events`; `owned` as in `_message`."""
     try:
-        return [message_event(m, f"$.messages[{i}]") for i, m in enumerate(messages)]
+        return [_message(m, f"$.messages[{i}]", None, owned) for i, m in enumerate(messages)]
     except Fault as fault:
         raise fault.error(0) from None
 
@@ -288,14 +428,10 @@ def _end_reason(reason: str, by: str | None) -> EndReason:
 def _conversation(native: str | None) -> str:
     if not native:
         raise Fault("$.sessionId", "no session id: give `sessionId` or `?conversation=`")
-    return conversation_id(DIALECT, native)
+    return _PREFIX + native
 
 
-def _common(conv: str, at: str) -> dict[str, Any]:
-    return {"conversation_id": conv, "dialect": DIALECT, "at": at}
-
-
-def _at(value: str | float | None, path: str) -> str:
+def _at(value: Timestamp, path: str) -> str:
     """`gateway.codec.to_at`; raises `Fault` at `path` for a value that is no time."""
     try:
         return to_at(value)

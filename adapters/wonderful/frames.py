@@ -111,6 +111,41 @@ KNOWN_TYPES: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in FR
 frame_decoder: msgspec.json.Decoder[Frame] = msgspec.json.Decoder(Frame)
 
 
+# ---------------------------------------------------------------------------------------------
+# Typed readers of whole bodies (the fast path of `decode`). Each reads a body in one pass and
+# leaves the frames in it as `msgspec.Raw` spans (cheap: a recorded slice, validated as JSON),
+# which `frame_decoder` then decodes one by one. They only say what a body is; whenever one of
+# them raises, or a body is anything unusual, `decode` takes the exact path (`split` below).
+
+
+class ObjectBody(msgspec.Struct, frozen=True, gc=False):
+    """The top-level keys of an object body that is not one well-formed frame, enough to tell
+    its form as `split` does: `type` (a frame, known or not), `events` (the envelope, its frames
+    left raw), `sessionId` and `status` (a `ChatSession`). A key that is absent is `UNSET`."""
+
+    type: Any = msgspec.UNSET
+    events: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+    session_id: Any = msgspec.field(name="sessionId", default=msgspec.UNSET)
+    status: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+class Kind(msgspec.Struct, frozen=True, gc=False):
+    """Only the `type` of a frame (`None` when absent): what `is_unknown` looks at."""
+
+    type: Any = None
+
+
+array_decoder: msgspec.json.Decoder[list[msgspec.Raw]] = msgspec.json.Decoder(list[msgspec.Raw])
+object_decoder: msgspec.json.Decoder[ObjectBody] = msgspec.json.Decoder(ObjectBody)
+kind_decoder: msgspec.json.Decoder[Kind] = msgspec.json.Decoder(Kind)
+session_decoder: msgspec.json.Decoder[ChatSession] = msgspec.json.Decoder(ChatSession)
+
+
+def is_unknown_kind(kind: Any) -> bool:
+    """Whether a frame's `type` value names an event this dialect does not know."""
+    return isinstance(kind, str) and kind not in KNOWN_TYPES
+
+
 class Body(msgspec.Struct, frozen=True, gc=False):
     """A webhook body split into frames: the raw frames, the session their envelope names (if
     any), and a ChatSession when the body was one."""
@@ -143,11 +178,7 @@ def split(body: Any) -> Body | str:
 
 def is_unknown(frame: Any) -> bool:
     """A frame whose event name this dialect does not know (ignored and counted, not fatal)."""
-    return (
-        isinstance(frame, dict)
-        and isinstance(kind := frame.get("type"), str)
-        and (kind not in KNOWN_TYPES)
-    )
+    return isinstance(frame, dict) and is_unknown_kind(frame.get("type"))
 
 
 def convert(frame: Any) -> Frame:

@@ -12,6 +12,8 @@ import msgspec
 import pytest
 
 from adapters.wonderful import WonderfulAdapter
+from adapters.wonderful import decode as wonderful_decode
+from gateway.codec import loads, to_at
 from gateway.errors import DecodeError, GatewayError, MalformedJSON
 from gateway.model import event_encoder
 
@@ -242,3 +244,146 @@ def test_no_other_exception_escapes_decode(case: str) -> None:
 def test_core_to_at_refuses_a_time_before_1970(value: str) -> None:
     with pytest.raises(DecodeError):
         decode(message({"type": "text", "text": "x"}, timestamp=value))
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path (`decode`: typed, one pass) against the exact one (`_decode_raw`: untyped, frame
+# by frame). They must agree on every body: the same events, or the same error.
+
+
+def _outcome(fn: Any, body: bytes) -> Any:
+    """What `fn(body)` gives, comparable: events as JSON and the ignored count, or the error."""
+    try:
+        decoded = fn(body)
+    except GatewayError as exc:
+        return ("error", exc.body())
+    except RecursionError:
+        return ("error", "nested too deeply")
+    return ([msgspec.json.decode(event_encoder.encode(e)) for e in decoded.events], decoded.ignored)
+
+
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames without a time are stamped now: fixed here, so two decodes can be compared."""
+
+    def fixed_to_at(value: Any, default: str | None = None) -> str:
+        return to_at(value, AT if default is None else default)
+
+    monkeypatch.setattr(wonderful_decode, "to_at", fixed_to_at)
+
+
+def _fast(body: bytes) -> Any:
+    return wonderful_decode.decode(body, SID)
+
+
+def _exact(body: bytes) -> Any:
+    return wonderful_decode._decode_raw(loads(body), SID)
+
+
+def _bodies(value: Any) -> list[bytes]:
+    """`value` as posted: minified, pretty, with leading whitespace; alone, in an array and in
+    an envelope (so every form goes through the fast path's array and envelope readers)."""
+    out = []
+    for form in (value, [value], {"events": [value]}, {"sessionId": "env", "events": [value]}):
+        out += [json.dumps(form).encode(), b" \n" + json.dumps(form, indent=2).encode()]
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fast_and_exact_paths_agree_on_every_fixture(case: str, frozen_now: None) -> None:
+    raw = (FIXTURES / f"{case}.json").read_bytes()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        assert _outcome(_fast, raw) == _outcome(_exact, raw)
+        return
+    for body in [raw, *_bodies(value)]:
+        assert _outcome(_fast, body) == _outcome(_exact, body), body
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("bad_")])
+def test_fast_and_exact_paths_agree_on_mutated_fixtures(case: str, frozen_now: None) -> None:
+    """Every value of every fixture replaced by every wrong type, and every key dropped: the
+    fast path gives exactly what the exact path gives (events, or error with index and path)."""
+    body = json.loads((FIXTURES / f"{case}.json").read_text())
+    for path in _paths(body)[1:]:
+        mutations: list[Any] = []
+        for value in [*WRONG, "2024-02-30T13:00:00.000Z", "2024-02-02T13:00:00.123Z"]:
+            mutated = copy.deepcopy(body)
+            node = mutated
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+            mutations.append(mutated)
+        dropped = copy.deepcopy(body)
+        node = dropped
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+        mutations.append(dropped)
+        for mutated in mutations:
+            encoded = json.dumps(mutated).encode()
+            assert _outcome(_fast, encoded) == _outcome(_exact, encoded), encoded
+            in_array = json.dumps([{"type": "typing"}, mutated]).encode()
+            assert _outcome(_fast, in_array) == _outcome(_exact, in_array), in_array
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b" ",
+        b"[",
+        b"[]",
+        b"{}",
+        b"null",
+        b"[null]",
+        b'{"events": []}',
+        b'{"events": {}}',
+        b'{"events": [], "sessionId": 5}',
+        b'{"events": [], "sessionId": null}',
+        b'{"events": [{"type": "presence"}], "type": "x"}',
+        b'{"type": null}',
+        b'{"type": 5}',
+        b'{"type": "typing"} ',
+        b'{"sessionId": "s", "status": "completed"}',
+        b'{"sessionId": "s", "status": "completed", "events": []}',
+        b'[{"type": "ended", "data": {"reason": "error"}}, {"type": "typing"}, 7]',
+        b'[{"type": "ended", "data": {"reason": "error"}, "timestamp": "noon"}, {"type": 1}]',
+        b'[{"type": "ended", "data": {"reason": "error"}}] x',
+        b"\t[]",
+    ],
+)
+def test_fast_and_exact_paths_agree_on_odd_bodies(body: bytes, frozen_now: None) -> None:
+    assert _outcome(_fast, body) == _outcome(_exact, body)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-02-02T13:00:00.99xZ",
+        "2024-02-02T13:00:00.9999Z",
+        "2024-02-02T13:00:00,000Z",
+        "2024-02-02T13:00:00.000z",
+        "2024-02-02T13:00:00.\u0661\u0662\u0663Z",
+        "2024-02-30T13:00:00.000Z",
+        "2024-02-02T24:00:00.000Z",
+        "1969-12-31T23:59:59.000Z",
+    ],
+)
+def test_remembered_seconds_let_through_only_what_to_at_accepts(value: str) -> None:
+    """A message skips `to_at` for a canonical time whose second `to_at` has checked: after one
+    good time in that second, any other value still gets `to_at`'s own answer."""
+    for seen in ("2024-02-02T13:00:00.001Z", "2024-02-30T13:00:00.001Z", value[:19] + ".000Z"):
+        with contextlib.suppress(DecodeError):
+            decode(message({"type": "text", "text": "x"}, timestamp=seen))
+    try:
+        expected: Any = to_at(value)
+    except ValueError:
+        expected = DecodeError
+    try:
+        [event] = decode(message({"type": "text", "text": "x"}, timestamp=value))
+        got: Any = event["at"]
+    except DecodeError:
+        got = DecodeError
+    assert got == expected
