@@ -22,6 +22,7 @@ from adapters.genesys.errors import error_code
 from gateway.codec import derived_id, to_at
 from gateway.errors import DecodeError
 from gateway.model import (
+    Content,
     Ended,
     EndedBy,
     EndReason,
@@ -220,32 +221,24 @@ def _derived(entry: n.Entry, conv: str, at: str, *parts: object) -> str:
 # --- one handler per entry type: (entry, conv, at, index) → event ---------------------------
 
 
-def _gms_message(entry: Any, conv: str, at: str, index: int) -> Event:
-    sender = _party(entry, index)
-    text = entry.text
-    i = entry.index
-    return Message(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, sender.id, text),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=sender,
-        content=Text(text=text),
-    )
+def _gms_text(content: Callable[[str], Content]) -> Callable[[Any, str, str, int], Event]:
+    """The handler of a GMS entry whose text is the message: `content` makes its content
+    (`Text` for `Message`, `Url` for `PushUrl`)."""
 
+    def handle(entry: Any, conv: str, at: str, index: int) -> Event:
+        sender = _party(entry, index)
+        text = entry.text
+        i = entry.index
+        return Message(
+            id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, sender.id, text),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            sender=sender,
+            content=content(text),
+        )
 
-def _gms_push_url(entry: Any, conv: str, at: str, index: int) -> Event:
-    sender = _party(entry, index)
-    text = entry.text
-    i = entry.index
-    return Message(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, sender.id, text),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=sender,
-        content=Url(url=text),
-    )
+    return handle
 
 
 def _widget_message(entry: Any, conv: str, at: str, index: int) -> Event:
@@ -265,52 +258,24 @@ def _widget_message(entry: Any, conv: str, at: str, index: int) -> Event:
     )
 
 
-def _gms_joined(entry: Any, conv: str, at: str, index: int) -> Event:
-    who = _party(entry, index)
-    i = entry.index
-    return ParticipantJoined(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, who.id),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        participant=who,
-    )
+def _presence(
+    kind: type[ParticipantJoined] | type[ParticipantLeft], default: Role | None = None
+) -> Callable[[Any, str, str, int], Event]:
+    """The handler of a party joining or leaving (`kind`); `default` is the role of a party
+    the entry does not describe (the widget's agent events)."""
 
+    def handle(entry: Any, conv: str, at: str, index: int) -> Event:
+        who = _party(entry, index, default)
+        i = entry.index
+        return kind(
+            id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, who.id),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            participant=who,
+        )
 
-def _agent_connected(entry: Any, conv: str, at: str, index: int) -> Event:
-    who = _party(entry, index, "agent")
-    i = entry.index
-    return ParticipantJoined(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, who.id),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        participant=who,
-    )
-
-
-def _gms_left(entry: Any, conv: str, at: str, index: int) -> Event:
-    who = _party(entry, index)
-    i = entry.index
-    return ParticipantLeft(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, who.id),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        participant=who,
-    )
-
-
-def _agent_disconnected(entry: Any, conv: str, at: str, index: int) -> Event:
-    who = _party(entry, index, "agent")
-    i = entry.index
-    return ParticipantLeft(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, who.id),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        participant=who,
-    )
+    return handle
 
 
 def _gms_typing(entry: Any, conv: str, at: str, index: int) -> Event:
@@ -406,13 +371,13 @@ def _error(entry: Any, conv: str, at: str, index: int) -> Event:
 
 
 _HANDLERS: dict[type[Any], Callable[[Any, str, str, int], Event]] = {
-    n.GmsMessage: _gms_message,
-    n.GmsPushUrl: _gms_push_url,
+    n.GmsMessage: _gms_text(Text),
+    n.GmsPushUrl: _gms_text(lambda url: Url(url=url)),
     n.MessageReceived: _widget_message,
-    n.GmsJoined: _gms_joined,
-    n.AgentConnected: _agent_connected,
-    n.GmsLeft: _gms_left,
-    n.AgentDisconnected: _agent_disconnected,
+    n.GmsJoined: _presence(ParticipantJoined),
+    n.AgentConnected: _presence(ParticipantJoined, "agent"),
+    n.GmsLeft: _presence(ParticipantLeft),
+    n.AgentDisconnected: _presence(ParticipantLeft, "agent"),
     n.GmsTypingStarted: _gms_typing,
     n.GmsTypingStopped: _gms_typing,
     n.AgentTyping: _agent_typing,

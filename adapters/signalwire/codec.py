@@ -37,6 +37,7 @@ from adapters.signalwire.native import (
     EVENT_TYPES,
     SUBTYPES,
     ConversationEnded,
+    EndedBody,
     FastConversationEnded,
     FastMessageEvent,
     FastMessageUpdated,
@@ -297,16 +298,7 @@ def _rpc_event(
         if native is None:
             raise _Slow
         conv = _PREFIX + native
-        at = to_at(body.ts if body.ts is not None else params.timestamp)
-        return Ended(
-            id=derived_id(conv, "ended", at, body.reason, body.by),
-            conversation_id=conv,
-            dialect=DIALECT,
-            at=at,
-            reason=body.reason,
-            by=body.by,
-            text=body.text,
-        )
+        return _ended_event(body, conv, to_at(body.ts if body.ts is not None else params.timestamp))
     row = params.params
     event = _row_event(row, conversation, self_ids, params.is_author, params.timestamp)
     if event is not None and type(params) is FastMessageUpdated:
@@ -511,7 +503,11 @@ def _ended(params: ConversationEnded, conversation: str | None, index: int) -> E
     conv = conversation_id(DIALECT, native)
     ts = body.ts if body.ts is not None else params.timestamp
     path = "$.params.params.ts" if body.ts is not None else "$.params.timestamp"
-    at = _at(ts, index, path)
+    return _ended_event(body, conv, _at(ts, index, path))
+
+
+def _ended_event(body: EndedBody, conv: str, at: str) -> Ended:
+    """The `ended` of our `conversation.ended` event's body (both decode paths)."""
     return Ended(
         id=derived_id(conv, "ended", at, body.reason, body.by),
         conversation_id=conv,

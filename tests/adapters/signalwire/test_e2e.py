@@ -88,6 +88,11 @@ async def start(ws: WsClient, address: str, ref: str = "s1") -> str:
     return conversation
 
 
+def native(conversation: str) -> str:
+    """The platform's id of a canonical conversation id (`signalwire:<address>`)."""
+    return conversation.split(":", 1)[1]
+
+
 def messages(ws: WsClient, conversation: str) -> list[dict[str, Any]]:
     return [e for e in ws.events(conversation) if e["type"] == "message"]
 
@@ -287,30 +292,36 @@ async def test_the_newer_join_with_our_own_fabric_address(
     await ws.close()
 
 
-async def test_another_replica_takes_the_session_over_and_loses_nothing(
-    make_signalwire: Callable[..., Any], emulator: Emulator, hub_url: str
-) -> None:
+async def two_replicas(
+    make_signalwire: Callable[..., Any], hub_url: str
+) -> tuple[GatewayClient, GatewayClient, WsClient, str]:
+    """Two gateways on one Redis, and a conversation started on the first (skips on memory)."""
     if hub_url.startswith("memory"):
         pytest.skip("replicas share sessions through Redis only")
     first: GatewayClient = await make_signalwire()
     second: GatewayClient = await make_signalwire()
-    address = unique("agent")
     ws = await first.ws()
-    conversation = await start(ws, address)
+    return first, second, ws, await start(ws, unique("agent"))
+
+
+async def test_another_replica_takes_the_session_over_and_loses_nothing(
+    make_signalwire: Callable[..., Any], emulator: Emulator, hub_url: str
+) -> None:
+    first, second, ws, conversation = await two_replicas(make_signalwire, hub_url)
     await ws.send(
         "send", ref="m1", conversation=conversation, content={"kind": "text", "text": "hi"}
     )
     await wait_text(ws, conversation, "echo: hi")
     await ws.close()
     await first.client.close()  # hands the session over: snapshot saved, lease released
-    await emulator.agent_says(address, "between owners")
+    await emulator.agent_says(native(conversation), "between owners")
 
     ws2 = await second.ws()
     await ws2.send("recover", ref="r", conversation=conversation)
     recovered = await ws2.reply("recovered", "r")
     assert (recovered["op"], recovered["status"]) == ("recovered", "active"), recovered
     await ws2.wait_for(lambda f: f["op"] == "subscribed" and f["conversation"] == conversation)
-    await emulator.agent_says(address, "new owner")
+    await emulator.agent_says(native(conversation), "new owner")
     await wait_text(ws2, conversation, "new owner")
     events = recovered["events"] + ws2.events(conversation)
     said = [(e["sender"]["role"], e["content"]["text"]) for e in events if e["type"] == "message"]
@@ -464,13 +475,7 @@ async def test_platform_history_is_read_by_the_owning_replica(
     make_signalwire: Callable[..., Any], emulator: Emulator, hub_url: str
 ) -> None:
     """Asked of a replica that does not own the session, the read is forwarded to the owner."""
-    if hub_url.startswith("memory"):
-        pytest.skip("replicas share sessions through Redis only")
-    first: GatewayClient = await make_signalwire()
-    second: GatewayClient = await make_signalwire()
-    address = unique("agent")
-    ws = await first.ws()
-    conversation = await start(ws, address)
+    first, second, ws, conversation = await two_replicas(make_signalwire, hub_url)
     await wait_text(ws, conversation, GREETING)
     other = await second.ws()
     page = await history_page(other, conversation, "h1", limit=5)
