@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -208,6 +208,28 @@ def invalid(exc: msgspec.ValidationError, index: int, prefix: str = "") -> Decod
     return DecodeError(
         f"frame {index}: {message if sep else exc} at {path}", index=index, path=path
     )
+
+
+def decode_known(
+    raws: Iterable[msgspec.Raw],
+    name_of: Callable[[msgspec.Raw], object],
+    known: Container[str],
+    decode: Callable[[msgspec.Raw], T],
+) -> tuple[list[T], int]:
+    """Each raw frame typed with `decode`, except the frames whose name (`name_of`: typically a
+    decoder of a Struct holding the tag field alone) is a string the dialect does not know:
+    those are only counted. Returns the frames and that count; raises what `decode` or
+    `name_of` raise. Reading the name first is cheaper than letting `decode` fail on each
+    unknown frame (an exception is dear)."""
+    out: list[T] = []
+    ignored = 0
+    for raw in raws:
+        name = name_of(raw)
+        if type(name) is str and name not in known:
+            ignored += 1
+        else:
+            out.append(decode(raw))
+    return out, ignored
 
 
 def convert_each(

@@ -35,7 +35,7 @@ import msgspec
 from adapters.genesys import native as n
 from adapters.genesys.entries import DIALECT, ended, error_event, events_of, time_of, to_event
 from gateway.adapter import Decoded
-from gateway.codec import conversation_id, invalid, loads
+from gateway.codec import conversation_id, decode_known, invalid, loads
 from gateway.errors import DecodeError
 from gateway.model import (
     Ended,
@@ -153,15 +153,9 @@ def _known_entries(frames: Sequence[msgspec.Raw]) -> tuple[list[n.Entry], int]:
     `msgspec.ValidationError` at a frame that is no object or breaks its schema: the exact path
     reports it.
     """
-    out: list[n.Entry] = []
-    ignored = 0
-    for raw in frames:
-        kind = _type_probe.decode(raw).type
-        if type(kind) is str and kind not in n.ENTRY_TYPES:
-            ignored += 1
-        else:
-            out.append(_entry_decoder.decode(raw))
-    return out, ignored
+    return decode_known(
+        frames, lambda raw: _type_probe.decode(raw).type, n.ENTRY_TYPES, _entry_decoder.decode
+    )
 
 
 def _decode_generic(raw: Any, conversation: str | None) -> Decoded:

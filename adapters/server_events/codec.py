@@ -30,7 +30,7 @@ import msgspec
 
 from adapters.server_events import native as n
 from gateway.adapter import Decoded, NativeRequest
-from gateway.codec import conversation_id, convert_each, joined_id, loads, to_at
+from gateway.codec import conversation_id, convert_each, decode_known, joined_id, loads, to_at
 from gateway.errors import (
     DecodeError,
     GatewayError,
@@ -250,15 +250,7 @@ def _each(raws: list[msgspec.Raw]) -> _Frames:
     any other frame is decoded typed, and raises if it breaks its schema. Reading the tag
     first is cheaper than letting the typed decoder raise on every unknown frame.
     """
-    frames: list[n.ServerEvent] = []
-    ignored = 0
-    for raw in raws:
-        name = _tag.decode(raw).event
-        if type(name) is str and name not in n.EVENT_NAMES:
-            ignored += 1
-        else:
-            frames.append(_frame.decode(raw))
-    return frames, ignored
+    return decode_known(raws, lambda raw: _tag.decode(raw).event, n.EVENT_NAMES, _frame.decode)
 
 
 # The exact path: how bodies were always decoded. It names a bad frame's index and path.
