@@ -274,6 +274,10 @@ class Connection:
                     await self._subscribe(frame)
                 case protocol.Unsubscribe():
                     self._unsubscribe(frame)
+                case protocol.History(source="platform"):
+                    # the platform answers at its own pace: off the read loop, like a command
+                    self._spawn(self._command(_fetch_history(frame)))
+                    return
                 case protocol.History():
                     await self._history(frame)
                 case protocol.Ping():
@@ -335,9 +339,6 @@ class Connection:
             raise RequestError(
                 "history needs one conversation, not a pattern", path="$.conversation"
             )
-        if frame.source == "platform":
-            await self._platform_history(frame)
-            return
         if frame.cursor is not None:
             raise RequestError(
                 '`cursor` pages the platform\'s history: add `"source": "platform"`',
@@ -356,22 +357,6 @@ class Connection:
                 ref=frame.ref, conversation=frame.conversation, events=events, has_more=has_more
             )
         )
-
-    async def _platform_history(self, frame: protocol.History) -> None:
-        """`history` with `source: "platform"`: read by the session's owner, like a command."""
-        if frame.before is not None:
-            raise RequestError(
-                "`before` is a seq of the gateway's log: the platform pages by `cursor`",
-                path="$.before",
-            )
-        sessions = self.app.get(SESSIONS)
-        if sessions is None:
-            raise Unsupported("the platform's history needs the sessions layer")
-        fetch = FetchHistory(
-            ref=frame.ref, conversation=frame.conversation, cursor=frame.cursor, limit=frame.limit
-        )
-        for reply in await sessions.execute(fetch):
-            self.send(reply)
 
     async def _command(self, command: Command) -> None:
         op = type(command).__struct_config__.tag
@@ -445,6 +430,18 @@ def _ref_of(data: bytes | str) -> str | None:
         return None
     ref = value.get("ref") if isinstance(value, dict) else None
     return ref if isinstance(ref, str) else None
+
+
+def _fetch_history(frame: protocol.History) -> FetchHistory:
+    """The session command a `history` with `source: "platform"` stands for."""
+    if frame.before is not None:
+        raise RequestError(
+            "`before` is a seq of the gateway's log: the platform pages by `cursor`",
+            path="$.before",
+        )
+    return FetchHistory(
+        ref=frame.ref, conversation=frame.conversation, cursor=frame.cursor, limit=frame.limit
+    )
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
