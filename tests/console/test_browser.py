@@ -156,6 +156,34 @@ async def test_socket_drop_resumes_with_since_and_no_duplicate(
     await page.screenshot(path=str(artifacts / "reconnected.png"), full_page=True)
 
 
+async def test_platform_history_panel(page: Any, artifacts: Path) -> None:
+    """signalwire pages its own history: the panel shows the platform's messages, read, not
+    added to the log; a dialect without the capability has the button disabled. (The demo's
+    signalwire agent is one address: earlier tests' messages may be in its history too.)"""
+    await _start(page, "loopback")
+    assert await page.locator("#history-button").is_disabled()
+    await _start(page, "signalwire")
+    for text in ("first question", "second question"):
+        await _say(page, text)
+        await _messages(page, f"echo: {text}", user=False).wait_for(timeout=WAIT_MS)
+    before = await _seqs(page)
+    await page.click("#history-button")
+    history = page.locator("#history-log .event-message")
+    await history.filter(has_text="echo: second question").wait_for(timeout=WAIT_MS)
+    texts = await history.all_text_contents()
+    order = [
+        next(i for i, t in enumerate(texts) if wanted in t)
+        for wanted in ("first question", "echo: first question", "second question")
+    ]
+    assert order == sorted(order), texts  # oldest first, as the log
+    assert sum("first question" in t and "echo" not in t for t in texts) == 1
+    mine = page.locator("#history-log .event-message.role-user", has_text="question")
+    assert await mine.count() == 2  # the user's own rows map to the user
+    assert "from the platform" in (await page.locator("#history-status").text_content() or "")
+    assert await _seqs(page) == before  # read, never added to the conversation's log
+    await page.screenshot(path=str(artifacts / "platform-history.png"), full_page=True)
+
+
 async def test_decode_panel_shows_canonical_events(page: Any, artifacts: Path) -> None:
     await page.select_option("#decode-dialect", "loopback")
     frame = '{"kind": "message", "id": "m1", "chat": "pasted", "from": {"role": "agent"}, '

@@ -206,7 +206,8 @@
       "data-type": ev.type,
     });
     li.append(
-      el("span", { class: "meta" }, el("time", { dateTime: ev.at, text: time(ev.at) }), " ", el("span", { class: "seq", text: `#${ev.seq}` })),
+      // Events read from a platform or a decode have no seq: they are not in the log.
+      el("span", { class: "meta" }, el("time", { dateTime: ev.at, text: time(ev.at) }), " ", el("span", { class: "seq", text: ev.seq ? `#${ev.seq}` : "" })),
       el("span", { class: "who", text: d.who }),
       el("div", { class: "body" }, d.body),
       el("pre", { class: "json", text: JSON.stringify(ev, null, 2) })
@@ -291,6 +292,11 @@
     const log = $("log");
     log.replaceChildren(...[...conv.events.keys()].sort((a, b) => a - b).map((seq) => renderEvent(conv.events.get(seq))));
     $("composer").hidden = false;
+    state.historyCursor = null;
+    $("history-log").replaceChildren();
+    $("history-log").hidden = true;
+    $("history-older").hidden = true;
+    $("history-status").textContent = "";
     updateComposer();
     renderConversationList();
   }
@@ -452,15 +458,19 @@
       case "recovered":
         state.pending.delete(frame.ref);
         break;
+      case "history":
+        if (frame.source === "platform") onPlatformHistory(frame);
+        break;
       case "error": {
         const pending = frame.ref ? state.pending.get(frame.ref) : null;
         state.pending.delete(frame.ref);
         if (pending && pending.op === "start") $("start-button").disabled = false;
+        if (pending && pending.op === "history") $("history-status").textContent = "";
         alertMsg(`${pending ? `${pending.op} failed — ` : ""}${frame.code}: ${frame.message}`);
         break;
       }
       default:
-        break; // subscribed, unsubscribed, pong, history
+        break; // subscribed, unsubscribed, pong
     }
   }
 
@@ -511,6 +521,36 @@
   $("end-button").addEventListener("click", () => {
     if (state.selected) command("end", { conversation: state.selected });
   });
+  // The platform's own history (dialects with `history`): a page at a time, going back with
+  // its `next` cursor; pages are read, never added to the conversation's log.
+  function askHistory(cursor) {
+    if (!state.selected) return;
+    const fields = { conversation: state.selected, source: "platform", limit: 20 };
+    if (cursor) fields.cursor = cursor;
+    if (state.pending.has(command("history", fields))) {
+      $("history-status").textContent = "Asking the platform…";
+    }
+  }
+
+  function onPlatformHistory(frame) {
+    state.pending.delete(frame.ref);
+    if (frame.conversation !== state.selected) return;
+    const list = $("history-log");
+    const older = frame.events.map(renderEvent);
+    if (state.historyCursor) list.prepend(...older);
+    else list.replaceChildren(...older);
+    list.hidden = false;
+    state.historyCursor = frame.has_next ? frame.next : null;
+    $("history-older").hidden = !frame.has_next;
+    $("history-status").textContent = `${list.children.length} from the platform${frame.has_next ? "" : ", from the first"}`;
+  }
+
+  $("history-button").addEventListener("click", () => {
+    state.historyCursor = null;
+    askHistory(null);
+  });
+  $("history-older").addEventListener("click", () => askHistory(state.historyCursor));
+
   $("show-json").addEventListener("change", (event) => {
     $("log").classList.toggle("show-json", event.target.checked);
   });
