@@ -403,30 +403,23 @@ def _message(
     )
 
 
-def _typing(f: n.Typing, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
-    pid = f.party_id
-    return Typing(
-        id=joined_id(conv, f"chat_session_typing\x1f{when}\x1f{pid}"),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
-        active=True,
-    )
+def _typing(name: str, active: bool) -> Callable[..., Event]:
+    """The builder of `chat_session_typing` (`active`) or `chat_session_not_typing`."""
 
+    def build(
+        f: n.Typing | n.NotTyping, conv: str, at: str, when: str, known: _Parties, _: str | None
+    ) -> Event:
+        pid = f.party_id
+        return Typing(
+            id=joined_id(conv, f"{name}\x1f{when}\x1f{pid}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+            active=active,
+        )
 
-def _not_typing(
-    f: n.NotTyping, conv: str, at: str, when: str, known: _Parties, _: str | None
-) -> Event:
-    pid = f.party_id
-    return Typing(
-        id=joined_id(conv, f"chat_session_not_typing\x1f{when}\x1f{pid}"),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
-        active=False,
-    )
+    return build
 
 
 def _status(
@@ -603,8 +596,8 @@ def _receipt(
 
 _BUILDERS: Final[dict[type[Any], Callable[..., Event]]] = {
     n.ChatMessage: _message,
-    n.Typing: _typing,
-    n.NotTyping: _not_typing,
+    n.Typing: _typing("chat_session_typing", active=True),
+    n.NotTyping: _typing("chat_session_not_typing", active=False),
     n.SessionStatus: _status,
     n.PartyJoined: _joined,
     n.PartyLeft: _left,
