@@ -79,7 +79,7 @@ _EVENT_METHOD = "signalwire.event"
 # Decode
 #
 # Two paths that give the same answer. The fast path decodes the whole body typed, in one pass
-# (`native.Fast*`: the same types as `Row` and `RpcEvent`), and maps it with as few calls as it
+# (`native.Fast*`: `Row` and `RpcEvent` plus presence fields), and maps it with as few calls as it
 # can. Whenever it meets anything it is not sure of (a typed decode fails, a row names no
 # conversation, a timestamp is no time, a shape it does not handle), it gives up and the body
 # takes the exact path: parsed untyped, each frame converted on its own, which names the

@@ -32,24 +32,29 @@ EVENT_TYPES = MESSAGE_EVENTS | {"conversation.ended"}
 SUBTYPES = frozenset({"chat", "log"})
 
 
-class Row(msgspec.Struct, kw_only=True):
-    """One conversation message row (REST history, or `params.params` of a live event)."""
+class Row(msgspec.Struct, kw_only=True, gc=False):
+    """One conversation message row (REST history, or `params.params` of a live event).
+
+    Fields in the order the platform sends them: msgspec matches a key against the next field
+    first, so this order decodes a row about a tenth faster. `gc=False` here and below: these
+    hold JSON values only, never a cycle.
+    """
 
     id: str
-    ts: float | str | None = None  # float epoch seconds (other forms tolerated)
     conversation_id: str | None = None  # older API
-    group_id: str | None = None  # newer API
     user_id: str | None = None  # older API
-    from_fabric_address_id: str | None = None  # newer API
-    from_address_id: str | None = None  # the SDK's types name this one too
-    user_name: str | None = None
+    ts: float | str | None = None  # float epoch seconds (other forms tolerated)
+    details: dict[str, Any] | None = None
     type: str = "message"
     subtype: str = "chat"
     kind: str | None = None
     hidden: bool = False
     text: str | None = None
-    details: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    user_name: str | None = None
+    group_id: str | None = None  # newer API
+    from_fabric_address_id: str | None = None  # newer API
+    from_address_id: str | None = None  # the SDK's types name this one too
     is_author: bool | None = None  # our own: lets a webhook row say it is the user's
 
     @property
@@ -61,7 +66,7 @@ class Row(msgspec.Struct, kw_only=True):
         return self.user_id or self.from_fabric_address_id or self.from_address_id
 
 
-class EndedBody(msgspec.Struct, kw_only=True):
+class EndedBody(msgspec.Struct, kw_only=True, gc=False):
     """`params.params` of our own `conversation.ended` event."""
 
     conversation_id: str | None = None
@@ -76,7 +81,7 @@ class EndedBody(msgspec.Struct, kw_only=True):
         return self.conversation_id or self.group_id
 
 
-class _EventParams(msgspec.Struct, tag_field="event_type", kw_only=True):
+class _EventParams(msgspec.Struct, tag_field="event_type", kw_only=True, gc=False):
     event_channel: str | None = None
     timestamp: float | str | None = None
     is_author: bool = False
@@ -94,13 +99,14 @@ class ConversationEnded(_EventParams, tag="conversation.ended", kw_only=True):
     params: EndedBody
 
 
-class RpcEvent(msgspec.Struct, kw_only=True):
-    """A `signalwire.event` request of the Relay WebSocket; answered with an empty result."""
+class RpcEvent(msgspec.Struct, kw_only=True, gc=False):
+    """A `signalwire.event` request of the Relay WebSocket; answered with an empty result.
+    (Fields in wire order, as `Row`.)"""
 
+    jsonrpc: Literal["2.0"] = "2.0"
     id: str | int
     method: Literal["signalwire.event"]
     params: MessageEvent | MessageUpdated | ConversationEnded
-    jsonrpc: Literal["2.0"] = "2.0"
 
 
 class Links(msgspec.Struct, kw_only=True):
@@ -134,70 +140,39 @@ class RpcResponse(msgspec.Struct, kw_only=True):
 
 
 # ---------------------------------------------------------------------------------------------
-# The codec's fast path (see `codec.decode`): whole bodies decoded typed in one pass. These
-# mirror `Row` and `RpcEvent` field for field and type for type, so a body they accept is a
-# body the exact path accepts with the same values; they are `gc=False` (JSON values only, no
-# cycles) and add presence fields, `Raw` with an empty default, that tell the frame's shape
-# apart exactly as the exact path does (by which keys are present). `test_codec` keeps the
-# mirrors in step with the originals.
+# The codec's fast path (see `codec.decode`): whole bodies decoded typed in one pass. These are
+# the native Structs above with presence fields added, `Raw` with an empty default, that tell
+# a frame's shape apart exactly as the exact path does (by which keys are present); so a body
+# they accept is a body the exact path accepts with the same values.
 
 ABSENT = msgspec.Raw(b"")
 """The default of a presence field: the key was not in the object (`is ABSENT`)."""
 
 
-class FastRow(msgspec.Struct, kw_only=True, gc=False):
-    """`Row`, plus whether the object also has `method` / `jsonrpc` (then it is no row).
+class FastRow(Row, kw_only=True, gc=False):
+    """`Row`, plus whether the object also has `method` / `jsonrpc` (then it is no row)."""
 
-    Fields in the order the platform sends them: msgspec matches a key against the next field
-    first, so this order decodes a row about a tenth faster than `Row`'s.
-    """
-
-    id: str
-    conversation_id: str | None = None  # older API
-    user_id: str | None = None  # older API
-    ts: float | str | None = None
-    details: dict[str, Any] | None = None
-    type: str = "message"
-    subtype: str = "chat"
-    kind: str | None = None
-    hidden: bool = False
-    text: str | None = None
-    metadata: dict[str, Any] | None = None
-    user_name: str | None = None
-    group_id: str | None = None  # newer API
-    from_fabric_address_id: str | None = None  # newer API
-    from_address_id: str | None = None
-    is_author: bool | None = None
     method: msgspec.Raw = ABSENT
     jsonrpc: msgspec.Raw = ABSENT
 
 
-class _FastEventParams(msgspec.Struct, tag_field="event_type", kw_only=True, gc=False):
-    event_channel: str | None = None
-    timestamp: float | str | None = None
-    is_author: bool = False
-
-
-class FastMessageEvent(_FastEventParams, tag="conversation.message", kw_only=True, gc=False):
+class FastMessageEvent(MessageEvent, tag="conversation.message", kw_only=True, gc=False):
     params: FastRow
 
 
 class FastMessageUpdated(
-    _FastEventParams, tag="conversation.message.updated", kw_only=True, gc=False
+    MessageUpdated, tag="conversation.message.updated", kw_only=True, gc=False
 ):
     params: FastRow
 
 
-class FastConversationEnded(_FastEventParams, tag="conversation.ended", kw_only=True, gc=False):
-    params: EndedBody
+FastConversationEnded = ConversationEnded
+"""Its body has no row: the exact path's Struct serves the fast one as it is."""
 
 
-class FastRpcEvent(msgspec.Struct, kw_only=True, gc=False):
-    """`RpcEvent`, its rows as `FastRow` (fields in wire order, as `FastRow`)."""
+class FastRpcEvent(RpcEvent, kw_only=True, gc=False):
+    """`RpcEvent`, its rows as `FastRow`."""
 
-    jsonrpc: Literal["2.0"] = "2.0"
-    id: str | int
-    method: Literal["signalwire.event"]
     params: FastMessageEvent | FastMessageUpdated | FastConversationEnded
 
 
