@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import time
 from collections.abc import Callable, Container, Iterable
@@ -210,17 +211,25 @@ def invalid(exc: msgspec.ValidationError, index: int, prefix: str = "") -> Decod
     )
 
 
+def tag_reader(key: str) -> Callable[[msgspec.Raw], Any]:
+    """A reader of the value at `key` of a JSON object (`None` when absent), every other key
+    skipped unread: how a dialect tells a frame's event name without decoding the frame.
+    The reader raises `msgspec.ValidationError` for a value that is no object."""
+    decode = msgspec.json.Decoder(msgspec.defstruct("Tag", [(key, Any, None)], gc=False)).decode
+    value = operator.attrgetter(key)
+    return lambda raw: value(decode(raw))
+
+
 def decode_known(
     raws: Iterable[msgspec.Raw],
     name_of: Callable[[msgspec.Raw], object],
     known: Container[str],
     decode: Callable[[msgspec.Raw], T],
 ) -> tuple[list[T], int]:
-    """Each raw frame typed with `decode`, except the frames whose name (`name_of`: typically a
-    decoder of a Struct holding the tag field alone) is a string the dialect does not know:
-    those are only counted. Returns the frames and that count; raises what `decode` or
-    `name_of` raise. Reading the name first is cheaper than letting `decode` fail on each
-    unknown frame (an exception is dear)."""
+    """Each raw frame typed with `decode`, except the frames whose name (`name_of`, usually a
+    `tag_reader`) is a string the dialect does not know: those are only counted. Returns the
+    frames and that count; raises what `decode` or `name_of` raise. Reading the name first is
+    cheaper than letting `decode` fail on each unknown frame (an exception is dear)."""
     out: list[T] = []
     ignored = 0
     for raw in raws:

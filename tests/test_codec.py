@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from gateway.codec import convert_each, derived_id, invalid, joined_id, loads, to_at
+from gateway.codec import convert_each, derived_id, invalid, joined_id, loads, tag_reader, to_at
 from gateway.errors import DecodeError, MalformedJSON
 from gateway.model import format_at
 
@@ -144,3 +144,12 @@ def test_errors_name_the_frame_and_path() -> None:
         loads(b"{")
     with pytest.raises(MalformedJSON, match="nested too deeply"):
         loads(b"[" * 100_000)
+
+
+def test_tag_reader_reads_one_key_of_an_object() -> None:
+    event_of = tag_reader("event")
+    assert event_of(msgspec.Raw(b'{"data": {"event": "x"}, "event": "chat.closed"}')) == "chat.closed"
+    assert event_of(msgspec.Raw(b'{"data": 1}')) is None
+    assert event_of(msgspec.Raw(b'{"event": ["not", "a", "name"]}')) == ["not", "a", "name"]
+    with pytest.raises(msgspec.ValidationError):
+        event_of(msgspec.Raw(b"[1]"))

@@ -35,7 +35,7 @@ import msgspec
 from adapters.genesys import native as n
 from adapters.genesys.entries import DIALECT, ended, error_event, events_of, time_of, to_event
 from gateway.adapter import Decoded
-from gateway.codec import conversation_id, decode_known, invalid, loads
+from gateway.codec import conversation_id, decode_known, invalid, loads, tag_reader
 from gateway.errors import DecodeError
 from gateway.model import (
     Ended,
@@ -55,7 +55,7 @@ _container_decoder: msgspec.json.Decoder[n.Container[n.Entry]] = msgspec.json.De
 _raw_container_decoder: msgspec.json.Decoder[n.Container[msgspec.Raw]] = msgspec.json.Decoder(
     n.Container[msgspec.Raw]
 )
-_type_probe: msgspec.json.Decoder[n.TypeProbe] = msgspec.json.Decoder(n.TypeProbe)
+_type_of = tag_reader("type")
 _ENVELOPE_KEYS = ("messages", "statusCode", "chatEnded", "nextPosition")
 _UNSET = msgspec.UNSET
 T = TypeVar("T")
@@ -153,9 +153,7 @@ def _known_entries(frames: Sequence[msgspec.Raw]) -> tuple[list[n.Entry], int]:
     `msgspec.ValidationError` at a frame that is no object or breaks its schema: the exact path
     reports it.
     """
-    return decode_known(
-        frames, lambda raw: _type_probe.decode(raw).type, n.ENTRY_TYPES, _entry_decoder.decode
-    )
+    return decode_known(frames, _type_of, n.ENTRY_TYPES, _entry_decoder.decode)
 
 
 def _decode_generic(raw: Any, conversation: str | None) -> Decoded:

@@ -246,10 +246,3 @@ class Container(msgspec.Struct, typing.Generic[EntryT], kw_only=True, frozen=Tru
     chatId: str | None = None
     sessionId: str | None = None
     errors: list[GmsError] = []
-
-
-class TypeProbe(msgspec.Struct):
-    """The `type` of an object and nothing else (every other key is skipped unread): tells an
-    entry of an unknown type, only counted, from a known one without decoding it whole."""
-
-    type: Any = None

@@ -30,7 +30,15 @@ import msgspec
 
 from adapters.server_events import native as n
 from gateway.adapter import Decoded, NativeRequest
-from gateway.codec import conversation_id, convert_each, decode_known, joined_id, loads, to_at
+from gateway.codec import (
+    conversation_id,
+    convert_each,
+    decode_known,
+    joined_id,
+    loads,
+    tag_reader,
+    to_at,
+)
 from gateway.errors import (
     DecodeError,
     GatewayError,
@@ -234,13 +242,7 @@ def _object_frames(body: bytes) -> _Frames | None:
     return None  # both `event` and `events`: the exact path knows which one wins
 
 
-class _Tag(msgspec.Struct, frozen=True, gc=False):
-    """Only a frame's `event` (the last one, as in a dict), skipping its other fields."""
-
-    event: Any = None
-
-
-_tag = msgspec.json.Decoder(_Tag)
+_event_of = tag_reader("event")
 
 
 def _each(raws: list[msgspec.Raw]) -> _Frames:
@@ -250,7 +252,7 @@ def _each(raws: list[msgspec.Raw]) -> _Frames:
     any other frame is decoded typed, and raises if it breaks its schema. Reading the tag
     first is cheaper than letting the typed decoder raise on every unknown frame.
     """
-    return decode_known(raws, lambda raw: _tag.decode(raw).event, n.EVENT_NAMES, _frame.decode)
+    return decode_known(raws, _event_of, n.EVENT_NAMES, _frame.decode)
 
 
 # The exact path: how bodies were always decoded. It names a bad frame's index and path.

@@ -28,7 +28,7 @@ import msgspec
 
 from adapters.visitor_widget import native as n
 from gateway.adapter import Decoded
-from gateway.codec import derived_id, event_id, invalid, loads, to_at
+from gateway.codec import derived_id, event_id, invalid, loads, tag_reader, to_at
 from gateway.errors import (
     DecodeError,
     GatewayError,
@@ -79,7 +79,7 @@ _body_decoder: msgspec.json.Decoder[n.Frame | list[msgspec.Raw]] = msgspec.json.
 )
 _frame_decoder: msgspec.json.Decoder[n.Frame] = msgspec.json.Decoder(n.Frame)
 _envelope_decoder = msgspec.json.Decoder(n.Envelope)
-_named_decoder = msgspec.json.Decoder(n.Named)
+_event_of = tag_reader("event")
 _str_decoder = msgspec.json.Decoder(str)
 _QUOTE = ord('"')
 
@@ -169,7 +169,7 @@ def _decode_frames(
 def _is_unknown(raw: msgspec.Raw) -> bool:
     """Whether `raw` is an object whose `event` is a name this dialect does not know."""
     try:
-        name = _named_decoder.decode(raw).event
+        name = _event_of(raw)
     except msgspec.ValidationError:
         return False
     return isinstance(name, str) and name not in n.EVENT_NAMES

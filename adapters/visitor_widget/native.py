@@ -240,11 +240,5 @@ class Envelope(msgspec.Struct, gc=False):
     event: Any = msgspec.UNSET
 
 
-class Named(msgspec.Struct, gc=False):
-    """Any JSON object, of which only the `event` name is read (to count unknown frames)."""
-
-    event: Any = None
-
-
 FRAME_BY_NAME: dict[str, type[_Frame]] = {str(t.__struct_config__.tag): t for t in FRAME_TYPES}
 """The frame Struct of each event name (a Socket.IO packet names its event apart from data)."""

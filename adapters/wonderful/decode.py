@@ -179,7 +179,7 @@ def _decode_frames(raws: list[msgspec.Raw], conversation: str | None) -> Decoded
         try:
             frame = frames.frame_decoder.decode(raw)
         except msgspec.ValidationError:
-            if frames.is_unknown_kind(frames.kind_decoder.decode(raw).type):
+            if frames.is_unknown_kind(frames.kind_of(raw)):
                 ignored += 1
                 continue
             return None

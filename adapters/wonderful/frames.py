@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 
 from adapters.wonderful.native import ChatSession, Message, Timestamp
+from gateway.codec import tag_reader
 
 EVENTS_KEY = "events"
 
@@ -129,15 +130,10 @@ class ObjectBody(msgspec.Struct, frozen=True, gc=False):
     status: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
-class Kind(msgspec.Struct, frozen=True, gc=False):
-    """Only the `type` of a frame (`None` when absent): what `is_unknown` looks at."""
-
-    type: Any = None
-
-
 array_decoder: msgspec.json.Decoder[list[msgspec.Raw]] = msgspec.json.Decoder(list[msgspec.Raw])
 object_decoder: msgspec.json.Decoder[ObjectBody] = msgspec.json.Decoder(ObjectBody)
-kind_decoder: msgspec.json.Decoder[Kind] = msgspec.json.Decoder(Kind)
+kind_of = tag_reader("type")
+"""A frame's `type` alone (`None` when absent), what `is_unknown_kind` looks at."""
 session_decoder: msgspec.json.Decoder[ChatSession] = msgspec.json.Decoder(ChatSession)
 
 
