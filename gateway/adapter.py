@@ -175,6 +175,12 @@ class Adapter(abc.ABC):
     test_only: ClassVar[bool] = False
     """True for dialects that exist for tests and demos; loaded only when named explicitly."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        implemented = cls.decode is not Adapter.decode or cls.decode_body is not Adapter.decode_body
+        if "name" in cls.__dict__ and not implemented:
+            raise TypeError(f"dialect {cls.__name__} implements neither decode nor decode_body")
+
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
         """Decode a webhook body: one native frame, an array of them, or the dialect's envelope.
 
@@ -183,16 +189,24 @@ class Adapter(abc.ABC):
         parse) and
         `DecodeError` (with `index` and `path`) for a known frame that breaks its schema, or
         `RequestError` for a missing `conversation`; a batch decodes all or nothing.
+
+        A dialect implements `decode_body`, which this calls, mapping what msgspec raises
+        besides its `DecodeError` (`RecursionError`, `UnicodeDecodeError`). A dialect whose
+        decoding is a module function that keeps this whole contract itself may assign it here
+        instead, `decode = staticmethod(f)` with `f(body, conversation=None)`: ingest's hot
+        path then makes one call less. The dialect's tests must then show the contract (bad
+        UTF-8 and deep nesting are `MalformedJSON`), as `tests/test_fuzz.py` does for all.
         """
         try:
             return self.decode_body(body, conversation)
         except (RecursionError, UnicodeDecodeError) as exc:
             raise unparsable(exc) from None
 
-    @abc.abstractmethod
     def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        """The dialect's decoding, under the contract of `decode` (which calls it). A dialect
-        whose decoding is a module function may assign it: `decode_body = staticmethod(f)`."""
+        """The dialect's decoding, under the contract of `decode` (which calls it) but for the
+        two errors `decode` maps. A dialect whose decoding is a module function may assign it:
+        `decode_body = staticmethod(f)`. Every dialect implements this or `decode`."""
+        raise NotImplementedError  # pragma: no cover - `__init_subclass__` refuses such a class
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         """The native request for `command` in the session whose `snapshot` is `session`."""

@@ -18,6 +18,7 @@ from gateway.model import format_at
 T = TypeVar("T")
 
 _MS_THRESHOLD = 1e11  # DIALECTS.md: a numeric epoch above this is milliseconds
+_MS_THRESHOLD_INT = 100_000_000_000  # the same, for ints (an int-to-int comparison is cheaper)
 _raw_decoder = msgspec.json.Decoder()
 
 
@@ -66,12 +67,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
     (`fromtimestamp` rounds half-even to the microsecond, then milliseconds are truncated).
     """
     kind = type(value)
-    if kind is int:
-        whole: int = value  # type: ignore[assignment]
-        return _epoch_ms(whole if whole > _MS_THRESHOLD else whole * 1000, whole)
-    if kind is float:
-        return _epoch_float(value)  # type: ignore[arg-type]
-    if kind is str:
+    if kind is str:  # the most common form first
         text: str = value  # type: ignore[assignment]
         if text[19:] in CANONICAL_TAILS:  # canonical already? the second is checked once
             valid = canonical_seconds.get(text[:19])
@@ -81,7 +77,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
                 return text
         if text.isdigit() and text.isascii():
             number = int(text)
-            return _epoch_ms(number if number > _MS_THRESHOLD else number * 1000, text)
+            return _epoch_ms(number if number > _MS_THRESHOLD_INT else number * 1000, text)
         if not text:
             return default if default is not None else format_at(datetime.now(UTC))
         if "T" not in text and ":" not in text:  # not ISO: maybe `"1708192187.67"`
@@ -100,6 +96,11 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         delta = moment - _EPOCH
         since = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
         return _epoch_ms(since, text)
+    if kind is float:
+        return _epoch_float(value)  # type: ignore[arg-type]
+    if kind is int:
+        whole: int = value  # type: ignore[assignment]
+        return _epoch_ms(whole if whole > _MS_THRESHOLD_INT else whole * 1000, whole)
     if value is None:
         return default if default is not None else format_at(datetime.now(UTC))
     raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
@@ -107,6 +108,8 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
 
 _CLOCK = re.compile(r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")  # `THH:MM:SS`
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_MAX_SECOND = _MAX_MS // 1000
+_MAX_MS_FLOAT = float(_MAX_MS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 _seconds: dict[int, str] = {}
@@ -157,20 +160,21 @@ def _prefix(second: int) -> str:
 def _epoch_ms(ms: int, original: object) -> str:
     if not 0 <= ms <= _MAX_MS:
         raise ValueError(f"timestamp out of range: {original!r}")
-    second, millis = divmod(ms, 1000)
-    return (_seconds.get(second) or _prefix(second)) + _MILLIS[millis]
+    second = ms // 1000
+    return (_seconds.get(second) or _prefix(second)) + _MILLIS[ms - second * 1000]
 
 
 def _epoch_float(value: float) -> str:
-    if not 0 <= value <= _MAX_MS:  # NaN fails every comparison: refused here too
+    # Float bounds: comparing a float with an int costs CPython a conversion each time.
+    if not 0.0 <= value <= _MAX_MS_FLOAT:  # NaN fails every comparison: refused here too
         raise ValueError(f"not a timestamp: {value!r}")
     seconds = value / 1000 if value > _MS_THRESHOLD else value
     whole = int(seconds)  # not negative: int() is floor
     micros = round((seconds - whole) * 1e6)  # half-even, as datetime.fromtimestamp
-    if micros >= 1_000_000:
+    if micros >= 1_000_000:  # rounded up into the next second (the only way past the bound)
         whole, micros = whole + 1, micros - 1_000_000
-    if whole > _MAX_MS // 1000:
-        raise ValueError(f"timestamp out of range: {value!r}")
+        if whole > _MAX_SECOND:
+            raise ValueError(f"timestamp out of range: {value!r}")
     return (_seconds.get(whole) or _prefix(whole)) + _MILLIS[micros // 1000]
 
 
