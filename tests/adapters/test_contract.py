@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from gateway.adapter import Adapter, Registry
+from gateway.adapter import Adapter, Decoded, Registry
 from gateway.errors import GatewayError
 from gateway.model import Event, event_encoder
 
@@ -73,6 +73,20 @@ def test_declares_itself(adapter: Adapter) -> None:
     assert "ingest" in described["capabilities"]
     if "send" in adapter.capabilities:
         assert adapter.content_kinds, "a dialect that sends must say which content kinds"
+
+
+def test_a_dialect_must_decode() -> None:
+    """A dialect implements `decode_body` (wrapped by `Adapter.decode`) or `decode` itself."""
+    with pytest.raises(TypeError, match="neither decode nor decode_body"):
+
+        class Mute(Adapter):  # defining the class is what fails
+            name = "mute"
+
+    class Whole(Adapter):
+        name = "whole"
+        decode = staticmethod(lambda body, conversation=None: Decoded([], len(body)))
+
+    assert Whole().decode(b"abc", conversation=None).ignored == 3
 
 
 @pytest.mark.parametrize(
