@@ -89,11 +89,10 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
             moment = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"not a timestamp: {text!r}") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        # Exact integer milliseconds since the epoch (aware datetimes subtract exactly), then
-        # the cached seconds: `isoformat` truncates microseconds to milliseconds the same way.
-        delta = moment - _EPOCH
+        # Exact integer milliseconds since the epoch (datetimes subtract exactly; a naive one
+        # is UTC, so it subtracts the naive epoch), then the cached seconds: `isoformat`
+        # truncates microseconds to milliseconds the same way.
+        delta = moment - (_NAIVE_EPOCH if moment.tzinfo is None else _EPOCH)
         since = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
         return _epoch_ms(since, text)
     if kind is float:
@@ -111,6 +110,7 @@ _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _MAX_SECOND = _MAX_MS // 1000
 _MAX_MS_FLOAT = float(_MAX_MS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 _seconds: dict[int, str] = {}
 
