@@ -13,7 +13,8 @@ are fetched: a template with `{file_id}`), `received_at` (the `at` of untimed fr
 
 Decoding has two paths that give the same frames. The fast one (`_typed_frames`) picks the
 body's form from its first byte and decodes it typed in one pass, frame by frame only where a
-body mixes known and unknown events; it only ever answers with frames. Whenever it cannot
+body mixes known and unknown events; it only ever answers with frames. (`decode` itself
+takes the commonest body, one timed frame, straight to its builder.) Whenever it cannot
 (a frame breaks its schema, the body is no JSON, an odd shape), the exact path
 (`_exact_frames`: typed, then the envelope, then untyped frame by frame) decodes the body
 again and raises the error with its `index` and `path`.
@@ -33,11 +34,10 @@ from gateway.adapter import Decoded, NativeRequest
 from gateway.codec import (
     conversation_id,
     convert_each,
-    decode_known,
     joined_id,
     loads,
-    tag_reader,
     to_at,
+    unparsable,
 )
 from gateway.errors import (
     DecodeError,
@@ -62,6 +62,7 @@ from gateway.model import (
     ParticipantLeft,
     Party,
     Receipt,
+    ReceiptStatus,
     Role,
     Send,
     SessionStatus,
@@ -106,6 +107,10 @@ class _Bad(Exception):
         super().__init__(message)
         self.path = path
 
+    def at(self, index: int) -> DecodeError:
+        """The error `decode` raises for this field of frame `index`."""
+        return DecodeError(f"frame {index}: {self} at {self.path}", index=index, path=self.path)
+
 
 class Untimed:
     """Where a stream of server events stands, for the ids of frames without a timestamp.
@@ -140,6 +145,7 @@ class Untimed:
 
 _frame_key = msgspec.json.Encoder()
 _ANCHORS: Final = frozenset({n.ChatMessage, n.ChatFile, n.ChatLocation})
+_EVENT_NAMES: Final = n.EVENT_NAMES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,12 +163,46 @@ def decode(
 ) -> Decoded:
     """Decode a body of server events for native chat `conversation`.
 
-    Raises `MalformedJSON` (not JSON), `DecodeError` with `index`/`path` (a known event that
-    breaks its schema) and `RequestError` naming `conversation` when a body with known events
-    comes without it. Unknown event names are counted in `Decoded.ignored`.
+    Raises `MalformedJSON` (not JSON, bad UTF-8 inside a string, nesting too deep),
+    `DecodeError` with `index`/`path` (a known event that breaks its schema) and `RequestError`
+    naming `conversation` when a body with known events comes without it. Unknown event names
+    are counted in `Decoded.ignored`. The adapter's `decode` is this function itself (one call
+    less on ingest's path), so it keeps `Adapter.decode`'s whole contract.
     """
-    typed = _typed_frames(body) if type(body) is bytes else None
-    frames, ignored = _exact_frames(body) if typed is None else typed
+    # Most bodies are one timed frame, and platforms send its name first: decoded typed and
+    # built right here, without the dispatch of `_typed_frames` nor the loop of `to_events`
+    # (`{"event":` is no envelope, which starts `{"events":`). Any decode error goes the long
+    # way, where the exact path names it; anything else (no conversation, an untimed frame)
+    # goes through `to_events`, which alone places untimed frames.
+    if type(body) is bytes and body.startswith(_FRAME_START):
+        try:
+            frame = _frame.decode(body)
+        except msgspec.ValidationError:  # an unknown event, or a frame breaking its schema
+            typed = _object_frames(body)
+            frames, ignored = _exact_frames_of(body) if typed is None else typed
+        except (ValueError, RecursionError):  # no JSON, bad UTF-8 (a ValueError), too deep
+            frames, ignored = _exact_frames_of(body)
+        else:
+            stamp = frame.timestamp
+            if stamp and conversation:  # a falsy stamp may be untimed (None, ""): the loop's
+                try:
+                    try:
+                        at = to_at(stamp)
+                    except (ValueError, OverflowError, OSError):
+                        raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
+                    kind = type(frame)
+                    if untimed is not None and kind in _ANCHORS:
+                        untimed.anchor(frame.msg_id)
+                    conv = f"{DIALECT}:{conversation}"
+                    known = parties or _AGENTS  # as `to_events` looks senders up
+                    event = _BUILDERS[kind](frame, conv, at, at, known, file_url)
+                except _Bad as exc:
+                    raise exc.at(0) from None
+                return Decoded([event], 0)
+            frames, ignored = (frame,), 0
+    else:
+        typed = _typed_frames(body) if type(body) is bytes else None
+        frames, ignored = _exact_frames_of(body) if typed is None else typed
     if not frames:
         return Decoded([], ignored)
     if not conversation:
@@ -172,6 +212,15 @@ def decode(
         )
     events = to_events(frames, conversation, parties, file_url, received_at, untimed)
     return Decoded(events, ignored)
+
+
+def _exact_frames_of(body: bytes | str) -> _Frames:
+    """`_exact_frames`, with what msgspec raises besides its own errors (`RecursionError`,
+    `UnicodeDecodeError`) as the `MalformedJSON` the contract of `decode` names."""
+    try:
+        return _exact_frames(body)
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise unparsable(exc) from None
 
 
 # The fast path's decoders. A Raw is a span of the body, decoded typed only where needed.
@@ -198,6 +247,7 @@ class _Probe(msgspec.Struct, frozen=True, gc=False):
 _typed_envelope = msgspec.json.Decoder(_TypedEnvelope)
 _probe = msgspec.json.Decoder(_Probe)
 _ENVELOPE_START: Final = b'{"events":'
+_FRAME_START: Final = b'{"event":'
 
 
 def _typed_frames(body: bytes) -> _Frames | None:
@@ -230,29 +280,48 @@ def _typed_frames(body: bytes) -> _Frames | None:
 def _object_frames(body: bytes) -> _Frames | None:
     """An object body the typed decoders refused, read as the exact path reads it: the
     envelope when it has `events` and no `event`, else one frame (ignored when its name is
-    unknown). `None` for the odd shapes."""
-    probe = _probe.decode(body)
-    if probe.event is msgspec.UNSET:
-        if isinstance(probe.events, list):  # the envelope, with unknown events in it
-            return _each(probe.events)
-        return None  # neither key: no frame at all
-    if probe.events is msgspec.UNSET:
-        frame = _convert(loads(body), 0)
-        return ((), 1) if frame is None else ((frame,), 0)
-    return None  # both `event` and `events`: the exact path knows which one wins
+    unknown). `None` for the odd shapes, and (never raising) for any error."""
+    try:
+        probe = _probe.decode(body)
+        if probe.event is msgspec.UNSET:
+            if isinstance(probe.events, list):  # the envelope, with unknown events in it
+                return _each(probe.events)
+            return None  # neither key: no frame at all
+        if probe.events is msgspec.UNSET:
+            frame = _convert(loads(body), 0)
+            return ((), 1) if frame is None else ((frame,), 0)
+        return None  # both `event` and `events`: the exact path knows which one wins
+    except (ValueError, GatewayError, RecursionError):
+        return None
 
 
-_event_of = tag_reader("event")
+class _Name(msgspec.Struct, frozen=True, gc=False):
+    """A frame's `event` (`None` when absent), every other key skipped unread: what
+    `gateway.codec.tag_reader` reads, without its two call layers per frame."""
+
+    event: Any = None
+
+
+_name_of = msgspec.json.Decoder(_Name).decode
 
 
 def _each(raws: list[msgspec.Raw]) -> _Frames:
     """Frames decoded one by one, for a body that mixes known and unknown events.
 
     An unknown name is counted as `_exact_frames` counts it (its frame is never converted);
-    any other frame is decoded typed, and raises if it breaks its schema. Reading the tag
-    first is cheaper than letting the typed decoder raise on every unknown frame.
+    any other frame is decoded typed, and raises if it breaks its schema (as the name reader
+    does for a frame that is no object). Reading the name first is cheaper than letting the
+    typed decoder raise on every unknown frame (`gateway.codec.decode_known`, inlined).
     """
-    return decode_known(raws, _event_of, n.EVENT_NAMES, _frame.decode)
+    frames: list[n.ServerEvent] = []
+    ignored = 0
+    for raw in raws:
+        name = _name_of(raw).event
+        if type(name) is str and name not in _EVENT_NAMES:
+            ignored += 1
+        else:
+            frames.append(_frame.decode(raw))
+    return frames, ignored
 
 
 # The exact path: how bodies were always decoded. It names a bad frame's index and path.
@@ -310,45 +379,59 @@ def to_events(
 
     `untimed` is where the stream stands for frames without a timestamp (see `Untimed`); a
     fresh one (the start of a stream) when omitted, so one body always decodes the same.
+    Raises `DecodeError` naming the frame's index and path for a field with no meaning.
     """
+    # Ingest's hot loop, written for CPython: no `enumerate` (a frame's index is how many
+    # events precede it), builders looked up by type, and the bookkeeping of untimed frames
+    # (`Untimed`, anchors) paid only by bodies or streams that have them.
     conv = f"{DIALECT}:{chat_id}"  # gateway.codec.conversation_id, inlined: hot path
-    known = parties
-    after: n.NativeId | None = None  # the last message's msg_id, until an `Untimed` is needed
+    # Builders look a sender up in `known`, then in `_AGENTS`: without parties (a webhook),
+    # `known` is `_AGENTS` itself, so a sender costs one lookup instead of a miss and a hit.
+    known = parties or _AGENTS
     out: list[Event] = []
-    for index, frame in enumerate(frames):
-        kind = type(frame)
-        try:
+    try:
+        for frame in frames:
             stamp = frame.timestamp
-            if stamp is None or stamp == "":
-                if received_at is None:
-                    received_at = now_at()  # once per batch: untimed frames share one instant
-                at = received_at
-                if untimed is None:  # only bodies with untimed frames pay for one
-                    untimed = Untimed()
-                    untimed.anchor(after)
-                when = untimed.place(frame)
-            else:
+            # Truthy first: a number or a non-empty string is the common case, and comparing
+            # an int with "" costs CPython two failed rich comparisons. 0 is a time too.
+            if stamp or (stamp is not None and stamp != ""):
                 try:
                     at = when = to_at(stamp)
                 except (ValueError, OverflowError, OSError):
                     raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
-            if kind in _ANCHORS:
-                if untimed is not None:
-                    untimed.anchor(frame.msg_id)  # type: ignore[union-attr]
-                elif frame.msg_id is not None:  # type: ignore[union-attr]
-                    after = frame.msg_id  # type: ignore[union-attr]
+            else:
+                if received_at is None:
+                    received_at = now_at()  # once per batch: untimed frames share one instant
+                at = received_at
+                if untimed is None:  # the first untimed frame of a fresh stream
+                    untimed = Untimed()
+                    untimed.anchor(_last_msg_id(frames, len(out)))
+                when = untimed.place(frame)
+            kind = type(frame)
+            if untimed is not None and kind in _ANCHORS:
+                untimed.anchor(frame.msg_id)  # type: ignore[union-attr]
             event = _BUILDERS[kind](frame, conv, at, when, known, file_url)
-        except _Bad as exc:
-            msg = f"frame {index}: {exc} at {exc.path}"
-            raise DecodeError(msg, index=index, path=exc.path) from None
-        if kind is n.PartyJoined:
-            if known is parties:
-                known = dict(parties)  # later frames of this batch know the new party
-            known[frame.party_id] = event.participant  # type: ignore[index,union-attr]
-        out.append(event)
+            if kind is _JOINED:
+                if known is parties or known is _AGENTS:
+                    known = dict(parties)  # later frames of this batch know the new party
+                known[frame.party_id] = event.participant  # type: ignore[index,union-attr]
+            out.append(event)
+    except _Bad as exc:
+        raise exc.at(len(out)) from None  # a frame's index: how many events precede it
     return out
 
 
+_JOINED: Final = n.PartyJoined
+
+
+def _last_msg_id(frames: Sequence[n.ServerEvent], stop: int) -> n.NativeId | None:
+    """The `msg_id` of the last message before `frames[stop]` that has one: where a fresh
+    stream's first untimed frame is placed (looked up then, not tracked on every frame)."""
+    for index in range(stop - 1, -1, -1):
+        frame = frames[index]
+        if type(frame) in _ANCHORS and frame.msg_id is not None:  # type: ignore[union-attr]
+            return frame.msg_id  # type: ignore[union-attr]
+    return None
 
 
 def _seconds(value: str | float | None, path: str) -> float | None:
@@ -361,12 +444,6 @@ def _seconds(value: str | float | None, path: str) -> float | None:
     if not math.isfinite(seconds):
         raise _Bad(path, f"not a number of seconds: {value!r}")
     return seconds
-
-
-def _sender(party_id: str | None, known: Mapping[str, Party]) -> Party:
-    if party_id is None:
-        return USER
-    return known.get(party_id) or _AGENTS.get(party_id) or _agent(party_id)
 
 
 def _agent(party_id: str) -> Party:
@@ -442,9 +519,9 @@ def _joined(
     f: n.PartyJoined, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
     name = f.display_name
-    if not name:
-        full = " ".join(p for p in (f.first_name, f.last_name) if p)
-        name = full or None
+    if not name:  # "first last", or whichever of them is given (a join with a generator is dear)
+        first, last = f.first_name, f.last_name
+        name = (f"{first} {last}" if last else first) if first else (last or None)
     return ParticipantJoined(
         id=joined_id(conv, f"chat_session_party_joined\x1f{when}\x1f{f.party_id}"),
         conversation_id=conv,
@@ -455,12 +532,13 @@ def _joined(
 
 
 def _left(f: n.PartyLeft, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
+    pid = f.party_id
     return ParticipantLeft(
-        id=joined_id(conv, f"chat_session_party_left\x1f{when}\x1f{f.party_id}"),
+        id=joined_id(conv, f"chat_session_party_left\x1f{when}\x1f{pid}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        participant=_sender(f.party_id, known),
+        participant=known.get(pid) or _AGENTS.get(pid) or _agent(pid),
     )
 
 
@@ -518,13 +596,14 @@ def _form(f: n.FormShow, conv: str, at: str, when: str, known: _Parties, _: str 
 
 
 def _signal(f: n.Signaling, conv: str, at: str, when: str, known: _Parties, _: str | None) -> Event:
+    pid = f.party_id
     return Signal(
         id=f"{conv}/{f.msg_id}",
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
         data=f.data,
-        sender=_sender(f.party_id, known),
+        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
     )
 
 
@@ -540,12 +619,13 @@ def _file(
         if f.file_type == "image"
         else File(url=url, file_id=file_id, file_name=f.file_name)
     )
+    pid = f.party_id
     return Message(
         id=f"{conv}/{f.msg_id}",
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        sender=_sender(f.party_id, known),
+        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
         content=content,
     )
 
@@ -553,8 +633,9 @@ def _file(
 def _location(
     f: n.ChatLocation, conv: str, at: str, when: str, known: _Parties, _: str | None
 ) -> Event:
+    pid = f.party_id
     if f.msg_id is None:
-        key = f"chat_session_location\x1f{when}\x1f{f.party_id}\x1f{f.latitude}\x1f{f.longitude}"
+        key = f"chat_session_location\x1f{when}\x1f{pid}\x1f{f.latitude}\x1f{f.longitude}"
         eid = joined_id(conv, key)
     else:
         eid = f"{conv}/{f.msg_id}"
@@ -563,7 +644,7 @@ def _location(
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        sender=_sender(f.party_id, known),
+        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
         content=Location(latitude=f.latitude, longitude=f.longitude, url=f.url),
     )
 
@@ -580,20 +661,25 @@ def _case(f: n.CaseSet, conv: str, at: str, when: str, known: _Parties, _: str |
     )
 
 
-def _receipt(
-    f: n.MessageDelivered, conv: str, at: str, when: str, known: _Parties, _: str | None
-) -> Event:
-    read = type(f) is n.MessageRead
-    name = "chat_session_message_read" if read else "chat_session_message_delivered"
-    return Receipt(
-        id=joined_id(conv, f"{name}\x1f{f.ref_msg_id}\x1f{f.party_id}"),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=_sender(f.party_id, known),
-        status="read" if read else "delivered",
-        message_id=f"{conv}/{f.ref_msg_id}",
-    )
+def _receipt(name: str, status: ReceiptStatus) -> Callable[..., Event]:
+    """The builder of `chat_session_message_delivered` or `chat_session_message_read`."""
+
+    def build(
+        f: n.MessageDelivered, conv: str, at: str, when: str, known: _Parties, _: str | None
+    ) -> Event:
+        pid = f.party_id
+        ref = f.ref_msg_id
+        return Receipt(
+            id=joined_id(conv, f"{name}\x1f{ref}\x1f{pid}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+            status=status,
+            message_id=f"{conv}/{ref}",
+        )
+
+    return build
 
 
 _BUILDERS: Final[dict[type[Any], Callable[..., Event]]] = {
@@ -612,8 +698,8 @@ _BUILDERS: Final[dict[type[Any], Callable[..., Event]]] = {
     n.ChatFile: _file,
     n.ChatLocation: _location,
     n.CaseSet: _case,
-    n.MessageDelivered: _receipt,
-    n.MessageRead: _receipt,
+    n.MessageDelivered: _receipt("chat_session_message_delivered", "delivered"),
+    n.MessageRead: _receipt("chat_session_message_read", "read"),
 }
 assert set(_BUILDERS) == set(n.ServerEvent.__args__)
 

@@ -391,6 +391,15 @@ def _agree(body: bytes) -> codec._Frames | None:
     return fast
 
 
+def _outcome(body: bytes, conversation: str | None, **context: Any) -> Any:
+    """What `codec.decode` gives for `body`: its events and count, or its error."""
+    try:
+        decoded = codec.decode(body, conversation, **context)
+    except (GatewayError, RecursionError) as exc:
+        return (type(exc), str(exc), getattr(exc, "details", None))
+    return msgspec.to_builtins(decoded)
+
+
 def _minified(body: bytes) -> bytes:
     return json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -441,6 +450,13 @@ ODD_BODIES: list[bytes] = [
 ]
 
 
+def _exact_only(patch: pytest.MonkeyPatch) -> None:
+    """Turn the fast paths off: `_typed_frames`, and `decode`'s own path for one frame (which
+    takes the bodies starting with `_FRAME_START`)."""
+    patch.setattr(codec, "_typed_frames", lambda body: None)
+    patch.setattr(codec, "_FRAME_START", b"\x00never")
+
+
 @pytest.mark.parametrize("body", ODD_BODIES)
 def test_fast_path_agrees_on_odd_bodies(body: bytes) -> None:
     _agree(body)
@@ -449,7 +465,7 @@ def test_fast_path_agrees_on_odd_bodies(body: bytes) -> None:
     except (GatewayError, RecursionError) as exc:
         fast = (type(exc), str(exc), getattr(exc, "details", None))
     with pytest.MonkeyPatch.context() as patch:  # the whole decode on the exact path alone
-        patch.setattr(codec, "_typed_frames", lambda body: None)
+        _exact_only(patch)
         try:
             exact: Any = events_json(body, "c1", received_at="2024-01-01T00:00:00.000Z")
         except (GatewayError, RecursionError) as exc:
@@ -479,7 +495,13 @@ _any_frame = st.one_of(_frames, _unknown, _json_values)
     )
 )
 def test_fast_path_agrees_on_generated_bodies(body: Any) -> None:
-    _agree(msgspec.json.encode(body))
+    encoded = msgspec.json.encode(body)
+    _agree(encoded)
+    context = {"received_at": "2024-01-01T00:00:00.000Z"}
+    fast = _outcome(encoded, "c1", **context)
+    with pytest.MonkeyPatch.context() as patch:  # the whole decode on the exact path alone
+        _exact_only(patch)
+        assert _outcome(encoded, "c1", **context) == fast
 
 
 WHEN = object()  # the frame's canonical `at`, or its place in a fresh stream when untimed
@@ -536,3 +558,98 @@ def test_derived_ids_are_gateway_derived_ids(frame: dict[str, Any], parts: tuple
     when = event.at if "timestamp" in frame else "~#0"
     expected = derived_id(CONV, *(when if part is WHEN else part for part in parts))
     assert event.id == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# `decode`'s own path for a body of one frame (built without `to_events`' loop) must give what
+# the loop gives, errors and the state of a stream's `Untimed` included.
+
+
+_ONE_FRAME_BODIES = [
+    *((FIXTURES / f"{case}.json").read_bytes() for case in CASES),
+    *(body for body, _, _ in BAD_TABLE),
+    b'{"event":"chat_session_typing","party_id":"a","timestamp":0}',
+    b'{"event":"chat_session_typing","party_id":"a","timestamp":""}',
+    b'{"event":"chat_session_message","msg_id":"m","msg":"x","timestamp":1e400}',
+    b'{"event":"chat_session_message","msg_id":"m","party_id":"a","msg":"x","timestamp":1}',
+    b'{"event":"chat_session_party_joined","party_id":"a","first_name":"A","timestamp":1}',
+    b'{"event":"chat_session_file","msg_id":"m","file_id":"f","file_type":"image","timestamp":1}',
+    b'{"event":"chat_session_end","timestamp":1}',
+    b'{"event":"chat_session_ended","timestamp":1} x',
+]
+_CONTEXTS: list[dict[str, Any]] = [
+    {},
+    {"parties": {"a": Party(role="bot", id="a", name="A")}, "file_url": "https://f/{file_id}"},
+    {"received_at": "2024-01-01T00:00:00.000Z"},
+]
+
+
+@pytest.mark.parametrize("body", _ONE_FRAME_BODIES)
+@pytest.mark.parametrize("conversation", ["c1", None])
+@pytest.mark.parametrize("context", _CONTEXTS)
+def test_one_frame_path_agrees_with_the_loop(
+    body: bytes, conversation: str | None, context: dict[str, Any]
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(codec, "_FRAME_START", b"\x00never")  # to `_typed_frames`, `to_events`
+        slow = _outcome(body, conversation, **context)
+    assert _outcome(body, conversation, **context) == slow
+
+
+def test_one_frame_path_anchors_the_stream() -> None:
+    """A timed message decoded alone moves a stream's `Untimed` as the loop moves it."""
+    message = b'{"event":"chat_session_message","msg_id":"m9","msg":"x","timestamp":1}'
+    typing = b'{"event":"chat_session_typing","party_id":"a"}'
+    ids = []
+    for one_frame_path in (True, False):
+        untimed = codec.Untimed()
+        with pytest.MonkeyPatch.context() as patch:
+            if not one_frame_path:
+                patch.setattr(codec, "_FRAME_START", b"\x00never")
+            codec.decode(message, "c1", untimed=untimed)
+            ids.append(codec.decode(typing, "c1", untimed=untimed).events[0].id)
+    assert (
+        ids[0] == ids[1] == codec.decode(b"[" + message + b"," + typing + b"]", "c1").events[1].id
+    )
+
+
+def test_untimed_frames_of_a_body_count_from_its_last_message_with_an_id() -> None:
+    """Without an `Untimed`, the first untimed frame of a body looks back for the last message
+    with a `msg_id` (a location may have none): the place polls frame by frame give it."""
+    frames = [
+        {"event": "chat_session_file", "msg_id": 5, "file_id": "f", "timestamp": 1},
+        {"event": "chat_session_message", "msg_id": "m1", "msg": "x", "timestamp": 2},
+        {"event": "chat_session_location", "latitude": 1, "longitude": 2, "timestamp": 3},
+        {"event": "chat_session_status", "state": "queued", "timestamp": 4},
+        {"event": "chat_session_typing", "party_id": "a"},
+        {"event": "chat_session_message", "msg_id": "m2", "msg": "y"},
+        {"event": "chat_session_typing", "party_id": "a"},
+    ]
+    untimed = codec.Untimed()
+    polled = [
+        codec.decode(msgspec.json.encode(frame), "c1", untimed=untimed).events[0].id
+        for frame in frames
+    ]
+    assert [e["id"] for e in events_json(msgspec.json.encode(frames), "c1")] == polled
+    assert codec.decode(msgspec.json.encode(frames[2:5]), "c1").events[2].id != polled[4]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"event":"chat_session_message","msg_id":"m","msg":"\xff","timestamp":1}',
+        b'[{"event":"chat_session_message","msg_id":"m","msg":"\xff","timestamp":1}]',
+        b'{"events":[{"event":"chat_session_message","msg_id":"m","msg":"\xff"}]}',
+        b'[{"event":"zzz"},{"event":"chat_session_message","msg_id":"m","msg":"\xed\xa0\x80"}]',
+        b'{"event":"chat_session_signaling","msg_id":1,"data":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'[{"event":"chat_session_signaling","msg_id":1,"data":'
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}]",
+    ],
+)
+def test_decode_itself_keeps_the_adapter_contract(body: bytes) -> None:
+    """The adapter's `decode` is `codec.decode` itself: it maps bad UTF-8 and deep nesting."""
+    assert adapter.decode is codec.decode
+    with pytest.raises(MalformedJSON):
+        codec.decode(body, conversation="c1")
