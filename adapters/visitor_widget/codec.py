@@ -5,7 +5,8 @@ the envelope `{"events": [...]}`, or a raw Socket.IO event payload `["<name>", <
 Ids: conversation `visitor_widget:<chatId>`; a message row's event `<conv>/<message id>`
 (`<conv>/<message id>/<n>` for the n-th extra event of one row, e.g. a second attachment);
 events the platform does not identify get a `derived_id` from what makes them (the
-frame's own time, never the receive time: a re-posted time-less body deduplicates).
+frame's own time, never the receive time: a re-posted time-less body deduplicates), written
+as `joined_id` of one f-string, which gives the same id for half the cost.
 A frame without a chat id takes `conversation`; with neither it is invalid (`$.data.chatId`).
 
 Two decode paths give the same result. The fast one decodes every body form straight into
@@ -28,7 +29,7 @@ import msgspec
 
 from adapters.visitor_widget import native as n
 from gateway.adapter import Decoded
-from gateway.codec import derived_id, event_id, invalid, loads, tag_reader, to_at
+from gateway.codec import event_id, invalid, joined_id, loads, tag_reader, to_at, unparsable
 from gateway.errors import (
     DecodeError,
     GatewayError,
@@ -71,6 +72,9 @@ _CONV_PREFIX = f"{DIALECT}:"  # `gateway.codec.conversation_id(DIALECT, x)` is t
 _SYSTEM = Party(role="system")
 _NO_AGENT = n.Agent()
 _NO_CHAT = "no chat id in the frame nor a ?conversation="
+# `str()` of None and the booleans, for derived-id keys: an f-string formats these through
+# `format()`, ~60 ns each, where a str is copied as it is.
+_NONE, _TRUE, _FALSE = "None", "True", "False"
 
 # The fast path's decoders. A body is a frame or an array far more often than anything else,
 # so one decoder tries both at once; array items stay `Raw` spans until each is decoded typed.
@@ -108,6 +112,16 @@ class InvalidField(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # Decode
+#
+# `decode` is assigned as the adapter's `decode` itself (no wrapper), so it keeps the whole
+# contract: what msgspec raises besides `DecodeError` (`UnicodeDecodeError` for bad UTF-8
+# inside a string, `RecursionError` for deep nesting) sends the body to the exact path, whose
+# `loads` names it `MalformedJSON`. Every typed decode below catches `_NOT_JSON` for that.
+# Any other error met on the fast path goes to the exact path too, which names it (but for
+# an `InvalidField` of a one-frame body, named at once as the exact path would): the fast
+# path never decides an error the exact path would decide otherwise.
+
+_NOT_JSON = (UnicodeDecodeError, RecursionError)
 
 
 def decode(body: bytes | str, conversation: str | None = None) -> Decoded:
@@ -121,6 +135,8 @@ def decode(body: bytes | str, conversation: str | None = None) -> Decoded:
         parsed = _body_decoder.decode(body)
     except msgspec.DecodeError:  # an envelope, an unknown event, or an error
         return _decode_object(body, conversation)
+    except _NOT_JSON:
+        return _decode_slow(body, conversation)
     if parsed.__class__ is list:
         return _decode_array(parsed, body, conversation)
     try:
@@ -134,7 +150,7 @@ def _decode_object(body: bytes | str, conversation: str | None) -> Decoded:
     the exact path."""
     try:
         envelope = _envelope_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, *_NOT_JSON):
         return _decode_slow(body, conversation)
     if envelope.event is not msgspec.UNSET:  # a frame with an `events` key: not an envelope
         return _decode_slow(body, conversation)
@@ -151,28 +167,32 @@ def _decode_array(items: list[msgspec.Raw], body: bytes | str, conversation: str
 def _decode_frames(
     items: list[msgspec.Raw], body: bytes | str, conversation: str | None
 ) -> Decoded:
-    """Frames of an array or envelope, each decoded typed from its span. An unknown event name
-    is counted; any other failure hands the whole body to the exact path, which names the
-    frame and path of the error (a batch decodes all or nothing)."""
-    frames: list[n.Frame] = []
+    """Frames of an array or envelope, each decoded typed from its span and mapped at once.
+    An unknown event name is counted; any other failure (an invalid frame or field, bad
+    UTF-8, deep nesting) hands the whole body to the exact path, which names the frame and
+    path of the error (a batch decodes all or nothing)."""
+    events: list[Event] = []
     ignored = 0
     for raw in items:
         try:
-            frames.append(_frame_decoder.decode(raw))
+            frame = _frame_decoder.decode(raw)
+            events += _BUILDERS[frame.__class__](frame, conversation, False)
         except msgspec.ValidationError:
             if not _is_unknown(raw):
                 return _decode_slow(body, conversation)
             ignored += 1
-    return Decoded(_events_of(frames, conversation), ignored)
+        except (InvalidField, msgspec.DecodeError, *_NOT_JSON):
+            return _decode_slow(body, conversation)
+    return Decoded(events, ignored)
 
 
 def _is_unknown(raw: msgspec.Raw) -> bool:
     """Whether `raw` is an object whose `event` is a name this dialect does not know."""
     try:
         name = _event_of(raw)
-    except msgspec.ValidationError:
+    except (msgspec.DecodeError, *_NOT_JSON):
         return False
-    return isinstance(name, str) and name not in n.EVENT_NAMES
+    return type(name) is str and name not in n.EVENT_NAMES
 
 
 def _decode_packet(
@@ -180,14 +200,15 @@ def _decode_packet(
 ) -> Decoded:
     """`["name", data]` with a known name and valid data; anything else takes the exact path."""
     if len(items) == 2:
-        known = _PACKETS.get(_str_decoder.decode(items[0]))
-        if known is not None:
-            make, data_decoder = known
-            try:
-                data = data_decoder.decode(items[1])
-            except msgspec.ValidationError:
+        try:
+            known = _PACKETS.get(_str_decoder.decode(items[0]))
+            if known is None:
                 return _decode_slow(body, conversation)
-            return Decoded(_events_of((make(data=data),), conversation), 0)
+            make, data_decoder = known
+            frame = make(data=data_decoder.decode(items[1]))
+            return Decoded(_BUILDERS[make](frame, conversation, False), 0)
+        except (InvalidField, msgspec.DecodeError, *_NOT_JSON):
+            pass
     return _decode_slow(body, conversation)
 
 
@@ -207,6 +228,8 @@ def _decode_slow(body: bytes | str, conversation: str | None) -> Decoded:
             frames.append(msgspec.convert(frame, n.Frame))
         except msgspec.ValidationError as exc:
             raise invalid(exc, index) from None
+        except RecursionError as exc:  # `loads` parsed it, yet converting recursed too deep
+            raise unparsable(exc) from None
     return Decoded(_events_of(frames, conversation), ignored)
 
 
@@ -262,6 +285,18 @@ def frame_events(
 
 # ---------------------------------------------------------------------------------------------
 # One builder per frame type, `(frame, conversation, pin) -> events` (see `frame_events`)
+#
+# These run once per frame, so they are written flat: every call layer costs CPython
+# 30-100 ns, more than most of what a builder does. Three patterns repeat inline:
+# - the conversation: `conversation if pin else chatId or conversation`, refused when empty
+#   (`_conv` says it once, for the cold paths);
+# - the frame's time (`_stamp` says it once): `to_at` called once, its `ValueError` turned
+#   into `InvalidField` naming the value's path; `key`, what a derived id is built from, is
+#   that time, or `""` for a frame without one (it is then stamped with the receive time, and
+#   an id built from that would make a re-posted body a new event);
+# - derived ids: `joined_id(conv, f"name\x1f{part}\x1f...")` is `derived_id(conv, "name",
+#   part, ...)` without its varargs and join (an f-string field is `str(part)` for the str,
+#   int, float, bool and None parts used here).
 
 
 def _message_received(frame: n.MessageReceived, conversation: str | None, pin: bool) -> list[Event]:
@@ -273,49 +308,69 @@ def _message_received(frame: n.MessageReceived, conversation: str | None, pin: b
     row = d.message
     content = row.content
     text = content.text
-    created = row.createdAt
     # The hot path, inlined (most frames are one text message with its own time): the same
-    # event `row_events` makes, without its calls. Anything else, or a time `to_at` refuses,
-    # goes through `row_events`, which also names the error.
-    if (
-        text
-        and content.type == "text"
-        and row.type == "message"
-        and not row.attachments
-        and created is not None
-        and created != ""
-    ):
+    # event `row_events` makes, without its calls. Anything else (a row without a time of its
+    # own, or one `to_at` refuses) goes through `row_events`, which also names the error.
+    if text and content.type == "text" and row.type == "message" and not row.attachments:
+        created = row.createdAt
+        if created is None or created == "":  # the frame's time stands in
+            return row_events(conv, row, frame.at, "$.data.message")
         try:
             at = to_at(created)
         except ValueError:
-            pass
+            return row_events(conv, row, frame.at, "$.data.message")
+        sub_type = row.subType  # `_sender`, inlined
+        if sub_type == "agent":
+            sender = Party("agent", row.agentId)
+        elif sub_type == "contact":
+            sender = Party("user", row.visitorId)
+        elif sub_type == "trigger":
+            sender = Party("bot", row.triggerId)
         else:
-            return [
-                Message(
-                    id=f"{conv}/{row.id}",
-                    conversation_id=conv,
-                    dialect=DIALECT,
-                    at=at,
-                    sender=_sender(row),
-                    content=Text(text),
-                )
-            ]
+            sender = _SYSTEM
+        return [
+            Message(
+                id=f"{conv}/{row.id}",
+                conversation_id=conv,
+                dialect=DIALECT,
+                at=at,
+                sender=sender,
+                content=Text(text),
+            )
+        ]
     return row_events(conv, row, frame.at, "$.data.message")
 
 
 def _agent_typing(frame: n.AgentTyping, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
-    conv = _conv(None if pin else d.chatId, conversation)
-    at, key = _stamp(frame.at, "$.at")
+    native = conversation if pin else d.chatId or conversation
+    if not native:
+        raise InvalidField("$.data.chatId", _NO_CHAT)
+    conv = _CONV_PREFIX + native
+    value = frame.at
+    if value is None or value == "":
+        at = to_at(value)
+        key = ""
+    else:
+        try:
+            at = key = to_at(value)
+        except ValueError:
+            raise InvalidField("$.at", f"not a timestamp: {value!r}") from None
     typing = d.typing
+    agent = d.agentId
+    active = typing.is_
     return [
         Typing(
-            id=derived_id(conv, "typing", key, d.agentId, typing.is_),
+            id=joined_id(
+                conv,
+                f"typing\x1f{key}\x1f{_NONE if agent is None else agent}"
+                f"\x1f{_TRUE if active else _FALSE}",
+            ),
             conversation_id=conv,
             dialect=DIALECT,
             at=at,
-            sender=Party(role="agent", id=d.agentId),
-            active=typing.is_,
+            sender=Party("agent", agent),
+            active=active,
             preview=typing.text or None,
         )
     ]
@@ -323,15 +378,30 @@ def _agent_typing(frame: n.AgentTyping, conversation: str | None, pin: bool) -> 
 
 def _contact_read(frame: n.ContactRead, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
-    conv = _conv(None if pin else d.chatId, conversation)
-    at, key = _stamp(d.lastReadAt, "$.data.lastReadAt", frame.at)
+    native = conversation if pin else d.chatId or conversation
+    if not native:
+        raise InvalidField("$.data.chatId", _NO_CHAT)
+    conv = _CONV_PREFIX + native
+    value = d.lastReadAt
+    path = "$.data.lastReadAt"
+    if value is None or value == "":  # the frame's own time stands in
+        value, path = frame.at, "$.at"
+    if value is None or value == "":
+        at = to_at(value)
+        key = ""
+    else:
+        try:
+            at = key = to_at(value)
+        except ValueError:
+            raise InvalidField(path, f"not a timestamp: {value!r}") from None
+    by = d.byId
     return [
         Receipt(
-            id=derived_id(conv, "read", key, d.byId),
+            id=joined_id(conv, f"read\x1f{key}\x1f{_NONE if by is None else by}"),
             conversation_id=conv,
             dialect=DIALECT,
             at=at,
-            sender=Party(role="user", id=d.byId),
+            sender=Party("user", by),
             status="read",
             up_to=at,
         )
@@ -340,22 +410,37 @@ def _contact_read(frame: n.ContactRead, conversation: str | None, pin: bool) -> 
 
 def _closed(frame: n.Closed, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
-    conv = _conv(None if pin else d.chatId, conversation)
-    reason, by = _end_reason(d.closeType, None)
+    native = conversation if pin else d.chatId or conversation
+    if not native:
+        raise InvalidField("$.data.chatId", _NO_CHAT)
+    conv = _CONV_PREFIX + native
+    close_type = d.closeType
+    reason, by = _end_reason(close_type, None)
     events: list[Event] = []
     row = d.message
     if row is not None:
+        content = row.content
+        if row.type == "event" and content.type == "chat_close":
+            if not close_type:  # the row's own guess (by its `closeType` or `subType`)
+                return row_events(conv, row, frame.at, "$.data.message")
+            # The frame's close type is the authority over the row's guess: the row's event
+            # with the frame's reason, built at once.
+            return [
+                Ended(
+                    id=f"{conv}/{row.id}",
+                    conversation_id=conv,
+                    dialect=DIALECT,
+                    at=_row_at(row.createdAt, frame.at, "$.data.message"),
+                    reason=reason,
+                    by=by,
+                    text=content.text or None,
+                )
+            ]
         events = row_events(conv, row, frame.at, "$.data.message")
-        if row.type == "event" and row.content.type == "chat_close":
-            if d.closeType:  # the frame's close type is the authority over the row's guess
-                ended = events[0]
-                assert isinstance(ended, Ended)
-                events[0] = msgspec.structs.replace(ended, reason=reason, by=by)
-            return events
-    at, key = _stamp(frame.at, "$.at")
+    at, key = _stamp(frame.at)
     events.append(
         Ended(
-            id=derived_id(conv, "closed", key, d.closeType),
+            id=joined_id(conv, f"closed\x1f{key}\x1f{_NONE if close_type is None else close_type}"),
             conversation_id=conv,
             dialect=DIALECT,
             at=at,
@@ -369,54 +454,145 @@ def _closed(frame: n.Closed, conversation: str | None, pin: bool) -> list[Event]
 def _agent_joined(
     frame: n.AgentJoined | n.AgentAssigned, conversation: str | None, pin: bool
 ) -> list[Event]:
-    conv = _conv(None if pin else frame.data.chatId, conversation)
-    at, eid, party = _agent_change(conv, frame, "joined")
+    d = frame.data
+    native = conversation if pin else d.chatId or conversation
+    if not native:
+        raise InvalidField("$.data.chatId", _NO_CHAT)
+    conv = _CONV_PREFIX + native
+    agent = d.agent or _NO_AGENT
+    agent_id = agent.id
+    row = d.message
+    if row is not None:  # the row's id and time (`row_events` of it makes the same event)
+        at = _row_at(row.createdAt, frame.at, "$.data.message")
+        eid = f"{conv}/{row.id}"
+        agent_id = agent_id or row.agentId
+    else:
+        at, key = _stamp(frame.at)
+        eid = joined_id(conv, f"joined\x1f{key}\x1f{_NONE if agent_id is None else agent_id}")
     return [
-        status_event(conv, "open", at),
-        ParticipantJoined(id=eid, conversation_id=conv, dialect=DIALECT, at=at, participant=party),
+        Status(
+            id=joined_id(conv, "status\x1fopen"),  # `status_event(conv, "open", at)`
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            status="active",
+        ),
+        ParticipantJoined(
+            id=eid,
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            participant=Party("agent", agent_id, agent.nickname or agent.fullName or agent.name),
+        ),
     ]
 
 
 def _agent_left(
     frame: n.AgentLeft | n.AgentUnassigned, conversation: str | None, pin: bool
 ) -> list[Event]:
-    conv = _conv(None if pin else frame.data.chatId, conversation)
-    at, eid, party = _agent_change(conv, frame, "left")
+    d = frame.data
+    native = conversation if pin else d.chatId or conversation
+    if not native:
+        raise InvalidField("$.data.chatId", _NO_CHAT)
+    conv = _CONV_PREFIX + native
+    agent = d.agent or _NO_AGENT
+    agent_id = agent.id
+    row = d.message
+    if row is not None:  # as in `_agent_joined`
+        at = _row_at(row.createdAt, frame.at, "$.data.message")
+        eid = f"{conv}/{row.id}"
+        agent_id = agent_id or row.agentId
+    else:
+        at, key = _stamp(frame.at)
+        eid = joined_id(conv, f"left\x1f{key}\x1f{_NONE if agent_id is None else agent_id}")
     return [
-        ParticipantLeft(id=eid, conversation_id=conv, dialect=DIALECT, at=at, participant=party)
+        ParticipantLeft(
+            id=eid,
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            participant=Party("agent", agent_id, agent.nickname or agent.fullName or agent.name),
+        )
     ]
 
 
 def _account(
     frame: n.AccountUpdated | n.AccountStatusUpdated, conversation: str | None, pin: bool
 ) -> list[Event]:
-    conv = _conv(None, conversation)
+    if not conversation:  # an account event carries no chat id
+        raise InvalidField("$.data.chatId", _NO_CHAT)
+    conv = _CONV_PREFIX + conversation
     d = frame.data
     status = d if isinstance(d, str) else d.status
-    at, key = _stamp(frame.at, "$.at")
-    return [availability_event(conv, status, at, key)]
+    value = frame.at
+    if value is None or value == "":
+        at = to_at(value)
+        key = ""
+    else:
+        try:
+            at = key = to_at(value)
+        except ValueError:
+            raise InvalidField("$.at", f"not a timestamp: {value!r}") from None
+    return [
+        Availability(  # `availability_event(conv, status, at, key)`
+            id=joined_id(conv, f"availability\x1f{status}\x1f{key}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            online=status == "online",
+        )
+    ]
 
 
 def _server_error(frame: n.ServerError, conversation: str | None, pin: bool) -> list[Event]:
     conv = _conv(None, conversation)
-    at, key = _stamp(frame.at, "$.at")
+    at, key = _stamp(frame.at)
     return [error_event(conv, frame.data, at, key)]
 
 
 def _initialized(frame: n.Initialized, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
     chat = d.chat
-    chat_id = chat.id if chat is not None else d.visitor.chatId
-    conv = _conv(None if pin else chat_id, conversation, "$.data.chat.id")
-    at, key = _stamp(frame.at, "$.at")
+    native = conversation if pin else (chat.id if chat is not None else d.visitor.chatId)
+    native = native or conversation
+    if not native:
+        raise InvalidField("$.data.chat.id", _NO_CHAT)
+    conv = _CONV_PREFIX + native
+    at, key = _stamp(frame.at)
     events: list[Event] = []
     if chat is not None:
-        events.append(status_event(conv, chat.status, at))
-    if d.account is not None:
-        events.append(availability_event(conv, d.account.status, at, key))
+        status = chat.status
+        events.append(
+            Status(  # `status_event(conv, status, at)`
+                id=joined_id(conv, f"status\x1f{status}"),
+                conversation_id=conv,
+                dialect=DIALECT,
+                at=at,
+                status=STATUSES[status],  # type: ignore[arg-type]
+            )
+        )
+    account = d.account
+    if account is not None:
+        online = account.status
+        events.append(
+            Availability(  # `availability_event(conv, online, at, key)`
+                id=joined_id(conv, f"availability\x1f{online}\x1f{key}"),
+                conversation_id=conv,
+                dialect=DIALECT,
+                at=at,
+                online=online == "online",
+            )
+        )
     if chat is not None:
+        fallback = frame.at
         for i, row in enumerate(chat.messages):
-            events += row_events(conv, row, frame.at, f"$.data.chat.messages[{i}]")
+            try:
+                events += row_events(conv, row, fallback)
+            except InvalidField:
+                # Redone with the row's path, built only now: the f-string costs more than
+                # the rest of a row's loop, and only an error needs it.
+                row_events(conv, row, fallback, f"$.data.chat.messages[{i}]")
+                raise  # pragma: no cover - the same row fails the same way
     return events
 
 
@@ -447,7 +623,14 @@ def row_events(
 ) -> list[Event]:
     """A chat row (message or event) as canonical events; the first has id `<conv>/<row id>`.
     `path` is the row's JSON path, for errors."""
-    at = _row_at(row.createdAt, fallback_at, path)
+    created = row.createdAt
+    if created is None or created == "":  # the frame's time stands in, else now
+        at = _row_at(created, fallback_at, path)
+    else:  # `_row_at`, inlined for a row with its own time (nearly every row)
+        try:
+            at = to_at(created)
+        except ValueError:
+            raise InvalidField(f"{path}.createdAt", f"not a timestamp: {created!r}") from None
     eid = f"{conv}/{row.id}"
     content = row.content
     kind = content.type
@@ -500,7 +683,7 @@ def row_events(
                 conversation_id=conv,
                 dialect=DIALECT,
                 at=at,
-                participant=Party(role="agent", id=row.agentId),
+                participant=Party("agent", row.agentId),
             )
         ]
     if kind in _LEAVE:
@@ -510,7 +693,7 @@ def row_events(
                 conversation_id=conv,
                 dialect=DIALECT,
                 at=at,
-                participant=Party(role="agent", id=row.agentId),
+                participant=Party("agent", row.agentId),
             )
         ]
     if kind == "chat_close":
@@ -538,7 +721,7 @@ def row_events(
 def status_event(conv: str, native_status: str, at: str) -> Status:
     """The chat's status; its id is the native status, so the same status never repeats."""
     return Status(
-        id=derived_id(conv, "status", native_status),
+        id=joined_id(conv, f"status\x1f{native_status}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -549,7 +732,7 @@ def status_event(conv: str, native_status: str, at: str) -> Status:
 def availability_event(conv: str, status: str, at: str, key: str | None = None) -> Availability:
     """`key`: the time the id is built from (`at` unless the frame carried no time)."""
     return Availability(
-        id=derived_id(conv, "availability", status, at if key is None else key),
+        id=joined_id(conv, f"availability\x1f{status}\x1f{at if key is None else key}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -575,16 +758,25 @@ def _error_class(err: n.ServerErrorData) -> type[GatewayError]:
 
 
 def _error_details(err: n.ServerErrorData) -> dict[str, Any]:
-    """The error's details as `GatewayError` keeps them (`None` values left out)."""
-    details = {"vendor_code": err.code, "vendor_type": err.type, "event": err.event}
-    return {k: v for k, v in details.items() if v is not None}
+    """The error's details as `GatewayError` keeps them (`None` values left out; no dict
+    comprehension: in CPython 3.11 that is a function call and a second dict)."""
+    details: dict[str, Any] = {}
+    if err.code is not None:
+        details["vendor_code"] = err.code
+    if err.type is not None:
+        details["vendor_type"] = err.type
+    if err.event is not None:
+        details["event"] = err.event
+    return details
 
 
 def error_event(conv: str, err: n.ServerErrorData, at: str, key: str | None = None) -> Error:
     cls = _error_class(err)
     key = at if key is None else key
     return Error(
-        id=derived_id(conv, "error", key, err.code, err.type, err.event, err.message),
+        id=joined_id(
+            conv, f"error\x1f{key}\x1f{err.code}\x1f{err.type}\x1f{err.event}\x1f{err.message}"
+        ),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -593,24 +785,6 @@ def error_event(conv: str, err: n.ServerErrorData, at: str, key: str | None = No
         recoverable=cls.recoverable,
         metadata=_error_details(err),
     )
-
-
-def _agent_change(
-    conv: str, frame: n.AgentJoined | n.AgentAssigned | n.AgentLeft | n.AgentUnassigned, what: str
-) -> tuple[str, str, Party]:
-    d = frame.data
-    agent = d.agent or _NO_AGENT
-    row = d.message
-    if row is not None:
-        at = _row_at(row.createdAt, frame.at, "$.data.message")
-        eid = f"{conv}/{row.id}"
-        agent_id = agent.id or row.agentId
-    else:
-        at, key = _stamp(frame.at, "$.at")
-        eid = derived_id(conv, what, key, agent.id)
-        agent_id = agent.id
-    name = agent.nickname or agent.fullName or agent.name
-    return at, eid, Party(role="agent", id=agent_id, name=name)
 
 
 def _end_reason(close_type: object, sub_type: str | None) -> tuple[EndReason, EndedBy | None]:
@@ -628,11 +802,11 @@ def _sender(row: n.MessageRow) -> Party:
     """Who wrote a message row, by its `subType` (`ROLES`; unknown ones are the system)."""
     sub_type = row.subType
     if sub_type == "agent":
-        return Party(role="agent", id=row.agentId)
+        return Party("agent", row.agentId)
     if sub_type == "contact":
-        return Party(role="user", id=row.visitorId)
+        return Party("user", row.visitorId)
     if sub_type == "trigger":
-        return Party(role="bot", id=row.triggerId)
+        return Party("bot", row.triggerId)
     return _SYSTEM
 
 
@@ -669,20 +843,10 @@ def _conv(native: str | None, conversation: str | None, path: str = "$.data.chat
     return _CONV_PREFIX + native
 
 
-def _at(value: n.Timestamp, path: str, fallback: n.Timestamp = None) -> str:
-    """`value` (else `fallback`, else now) through `to_at`; its `ValueError` as `InvalidField`
-    naming the JSON path of the value that is no time."""
-    if (value is None or value == "") and fallback is not None and fallback != "":
-        value, path = fallback, "$.at"
-    try:
-        return to_at(value)
-    except ValueError:
-        raise InvalidField(path, f"not a timestamp: {value!r}") from None
-
-
 def _row_at(value: n.Timestamp, fallback: n.Timestamp, row_path: str) -> str:
-    """`_at` of a row's `createdAt`; the error's path is built only when there is an error
-    (this is on every row's path)."""
+    """A row's time: its `createdAt`, else the frame's `at` (`fallback`), else now, through
+    `to_at`; its `ValueError` as `InvalidField` naming the value's path. The path is built
+    only when there is an error (this is on every row's path)."""
     if (value is None or value == "") and fallback is not None and fallback != "":
         value, path = fallback, "$.at"
     else:
@@ -694,10 +858,15 @@ def _row_at(value: n.Timestamp, fallback: n.Timestamp, row_path: str) -> str:
         raise InvalidField(path, f"not a timestamp: {value!r}") from None
 
 
-def _stamp(value: n.Timestamp, path: str, fallback: n.Timestamp = None) -> tuple[str, str]:
-    """`(at, key)`: the event's time as `_at`, and the time its derived id is built from,
-    which is `""` when the frame carries no time (then `at` is the receive time, and an id
-    built from it would make a re-posted body a new event)."""
-    at = _at(value, path, fallback)
-    timed = (value is not None and value != "") or (fallback is not None and fallback != "")
-    return at, at if timed else ""
+def _stamp(value: n.Timestamp) -> tuple[str, str]:
+    """`(at, key)` of a frame's own time `value` (its `at`): the event's time through
+    `to_at` (now when there is none), its `ValueError` as `InvalidField` at `$.at`; and the
+    time a derived id is built from, `""` for a frame without one (its `at` is then the
+    receive time, and an id built from that would make a re-posted body a new event)."""
+    if value is None or value == "":
+        return to_at(value), ""
+    try:
+        at = to_at(value)
+    except ValueError:
+        raise InvalidField("$.at", f"not a timestamp: {value!r}") from None
+    return at, at

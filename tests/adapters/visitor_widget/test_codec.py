@@ -438,3 +438,120 @@ def test_valid_fixtures_take_the_fast_path(case: str, monkeypatch: pytest.Monkey
     decoded = codec.decode(body.encode(), expected["conversation"])
     assert [msgspec.to_builtins(e) for e in decoded.events] == expected["events"]
     assert decoded.ignored == expected["ignored"]
+
+
+# ---------------------------------------------------------------------------------------------
+# `decode` is the adapter's `decode` itself (no `Adapter.decode` wrapper): it keeps the contract
+
+
+def test_adapter_decode_is_the_codec_function() -> None:
+    from adapters.visitor_widget import codec
+
+    assert VisitorWidgetAdapter.decode is codec.decode
+
+
+def _body_forms(frame: dict[str, Any]) -> list[bytes]:
+    """A frame as every body form the fast path decodes (minified, as platforms send it)."""
+    unknown = {"event": "visitor.updated", "data": {"name": "Ann"}}
+    forms: list[Any] = [frame, [frame, frame], {"events": [frame]}, [unknown, frame]]
+    forms.append([frame["event"], frame["data"]])
+    return [json.dumps(f, separators=(",", ":")).encode() for f in forms]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _received(),
+        {"event": "chat.agent_typing", "at": 1, "data": {"chatId": C, "typing": {"is": True}}},
+    ],
+    ids=["message", "typing"],
+)
+def test_bad_utf8_and_deep_nesting_in_every_body_form(frame: dict[str, Any]) -> None:
+    """What the typed decoders raise besides `DecodeError` (`UnicodeDecodeError`,
+    `RecursionError`), met in any frame of any body form, is `MalformedJSON`, as on the exact
+    path."""
+    from adapters.visitor_widget import codec
+
+    for body in _body_forms(frame):
+        spot = body.rindex(b'"chatId":"') + len(b'"chatId":"')
+        deep = b"[" * 3000 + b"]" * 3000
+        for bad in (
+            body[:spot] + b"\xff" + body[spot:],
+            body[: spot - 1] + deep + body[spot + len(C) + 1 :],
+        ):
+            with pytest.raises(MalformedJSON) as fast:
+                codec.decode(bad, C)
+            with pytest.raises(MalformedJSON) as exact:
+                codec._decode_slow(bad, C)
+            assert str(fast.value) == str(exact.value), bad[:80]
+    # Deep nesting where the typed decoders take anything (`content.data`): they recurse too.
+    anything = _received(content={"type": "text", "text": "hi", "data": "DEEP"})
+    for body in _body_forms(anything):
+        with pytest.raises(MalformedJSON, match="nested too deeply"):
+            codec.decode(body.replace(b'"DEEP"', b"[" * 3000 + b"]" * 3000), C)
+
+
+def test_an_invalid_field_in_a_batch_is_named_by_the_exact_path() -> None:
+    """A batch whose later frame has a time `to_at` refuses: the fast path hands the body to
+    the exact path, which names that frame (its index among the known frames)."""
+    from adapters.visitor_widget import codec
+
+    bad = _received(createdAt="not a time")
+    unknown = {"event": "visitor.updated"}
+    for body, index in (
+        ([_received(), bad], 1),
+        ({"events": [_received(), _received(), bad]}, 2),
+        ([unknown, bad], 0),
+    ):
+        raw = json.dumps(body).encode()
+        with pytest.raises(DecodeError) as info:
+            codec.decode(raw, C)
+        assert (info.value.details["index"], info.value.details["path"]) == (
+            index,
+            "$.data.message.createdAt",
+        )
+        assert _outcome(codec.decode, raw, C) == _outcome(codec._decode_slow, raw, C)
+
+
+@pytest.mark.parametrize("at", [None, 1709633730, 1709633730.25, "2024-03-05T10:15:30.000Z"])
+@pytest.mark.parametrize("agent", [None, "a1"])
+def test_derived_ids_are_derived_id_of_their_parts(at: Any, agent: str | None) -> None:
+    """The builders write derived ids as `joined_id` of one f-string (None, booleans and
+    numbers spelled as `str` spells them): the same ids as `derived_id` of the parts."""
+    from gateway.codec import derived_id, to_at
+
+    conv = f"visitor_widget:{C}"
+    key = "" if at is None else to_at(at)
+    typing = {"chatId": C, "agentId": agent, "typing": {"is": False}}
+    frames: list[tuple[dict[str, Any], str]] = [
+        (
+            {"event": "chat.agent_typing", "at": at, "data": typing},
+            derived_id(conv, "typing", key, agent, False),
+        ),
+        (
+            {"event": "chat.contact_read", "at": at, "data": {"chatId": C, "lastReadAt": None}},
+            derived_id(conv, "read", key, None),
+        ),
+        (
+            {"event": "chat.closed", "at": at, "data": {"chatId": C}},
+            derived_id(conv, "closed", key, None),
+        ),
+        (
+            {"event": "chat.agent_left", "at": at, "data": {"chatId": C, "agent": {"id": agent}}},
+            derived_id(conv, "left", key, agent),
+        ),
+        (
+            {"event": "account.updated", "at": at, "data": {"status": "online"}},
+            derived_id(conv, "availability", "online", key),
+        ),
+        (
+            {"event": "server.error", "at": at, "data": {"message": "m", "code": 500}},
+            derived_id(conv, "error", key, 500, None, None, "m"),
+        ),
+    ]
+    for frame, expected in frames:
+        assert _decode(frame, conversation=C)[0]["id"] == expected, frame["event"]
+    joined = {"event": "chat.agent_joined", "at": at, "data": {"chatId": C, "agent": {"id": agent}}}
+    status, participant = _decode(joined)
+    assert status["id"] == derived_id(conv, "status", "open")
+    assert participant["id"] == derived_id(conv, "joined", key, agent)
