@@ -188,13 +188,15 @@ class FastPage(msgspec.Struct, kw_only=True, gc=False):
 class FrameHead(msgspec.Struct, gc=False):
     """The keys that decide what an object frame is, and nothing else: decodes any object.
 
-    `id` and `method` keep their value (`msgspec.UNSET` when absent); the others only say
-    whether they are there (`ABSENT`), `params` keeping its bytes for `ParamsHead`.
+    `id`, `method` and `jsonrpc` keep their value (`msgspec.UNSET` when absent): read, as the
+    typed `FastRpcEvent` reads them, so their strings are checked (UTF-8) as there. `params` and
+    `data` only say whether they are there (`ABSENT`), `params` keeping its bytes for
+    `ParamsHead`.
     """
 
     id: Any = msgspec.UNSET
     method: Any = msgspec.UNSET
-    jsonrpc: msgspec.Raw = ABSENT
+    jsonrpc: Any = msgspec.UNSET
     params: msgspec.Raw = ABSENT
     data: msgspec.Raw = ABSENT
 

@@ -305,12 +305,20 @@ _EVENT = json.loads(_rpc({**ROW, "subtype": "chat", "text": "x"}))
     ],
 )
 def test_fast_and_exact_paths_agree_on_shapes(doc: Any, fixed_now: None) -> None:
-    for body in (json.dumps(doc), json.dumps(doc, indent=1), json.dumps(doc) + "  "):
+    # Minified, as platforms send it (where the guesses of `_OPENINGS` and `_likely_ours` hit),
+    # and spaced or indented (where they miss): the answer must not depend on them.
+    compact = json.dumps(doc, separators=(",", ":"))
+    for body in (compact, json.dumps(doc), json.dumps(doc, indent=1), json.dumps(doc) + "  "):
         assert _outcome(codec.decode, body.encode()) == _outcome(codec._decode_exact, body)
 
 
-def test_fast_and_exact_paths_agree_on_odd_bytes() -> None:
+def test_fast_and_exact_paths_agree_on_odd_bytes(fixed_now: None) -> None:
     for body in [
+        b"",  # under the four bytes `_OPENINGS` reads
+        b"1",
+        b"[]",
+        b"{}",
+        b" [] ",
         b'{"\\u0069d": "r1", "conversation_id": "c", "text": "t"}',  # an escaped key
         b'{"id": "r1", "id": 5, "conversation_id": "c", "text": "t"}',  # a duplicate key
         b'{"id": 5, "id": "r1", "conversation_id": "c", "text": "t"}',
@@ -353,6 +361,49 @@ def test_fast_and_exact_paths_agree_on_mutated_bodies(fixed_now: None) -> None:
     for _ in range(3000):
         body = json.dumps(mutate(rng.choice(bodies)), separators=(",", ":")).encode()
         assert _outcome(codec.decode, body) == _outcome(codec._decode_exact, body), body
+
+
+_LIVE = json.loads(_minified(FIXTURES / "rpc_message_agent.json"))
+_TYPING = {
+    "jsonrpc": "2.0",
+    "id": "t1",
+    "method": "signalwire.event",
+    "params": {"event_type": "conversation.typing", "params": {}},
+}
+_PING = {"jsonrpc": "2.0", "id": "p1", "method": "signalwire.ping", "params": {}}
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        _LIVE,  # one live event
+        _LIVE["params"]["params"],  # a bare row
+        {"data": [_LIVE["params"]["params"]], "links": {}},  # a history page
+        [_LIVE["params"]["params"]] * 2,  # an array of rows
+        [_LIVE, _TYPING, _PING],  # an array of frames, ours (read whole) and others (heads)
+    ],
+    ids=["event", "row", "page", "rows", "frames"],
+)
+def test_adapter_decode_keeps_the_contract(doc: Any) -> None:
+    """`SignalWireAdapter.decode` is `codec.decode` itself (no `Adapter.decode` around it), so
+    the codec maps what msgspec raises besides `DecodeError`: bad UTF-8 inside a string a
+    decoder reads, and nesting too deep, are `MalformedJSON` whichever decoder meets them.
+    (A frame we skip is read no further than its head, `native.FrameHead`: what else it holds
+    is not looked at, as `tests/security/test_fuzz.py` notes.)"""
+    assert SignalWireAdapter.decode is codec.decode
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    assert ADAPTER.decode(body).events  # the body itself is good
+    spots = [
+        (value, at)
+        for value in (b'"Ada (agent)"', b'"2.0"', b'"p1"', b'"signalwire.ping"')
+        for at in range(len(body))
+        if body.startswith(value, at)
+    ]
+    assert spots
+    for value, at in spots:  # every occurrence: in the frames we read whole, and in the heads
+        for bad in (b'"\xff' + value[1:], b"[" * 3000 + b"]" * 3000):
+            with pytest.raises(MalformedJSON):
+                ADAPTER.decode(body[:at] + bad + body[at + len(value) :])
 
 
 def test_fast_structs_mirror_the_native_ones() -> None:
