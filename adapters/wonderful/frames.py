@@ -21,12 +21,12 @@ can follow the real wire when it is known.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, TypeAlias
 
 import msgspec
 
 from adapters.wonderful.native import ChatSession, Message, Timestamp
-from gateway.codec import tag_reader
 
 EVENTS_KEY = "events"
 
@@ -109,32 +109,57 @@ Frame: TypeAlias = (
 FRAME_TYPES: tuple[type[_Frame], ...] = Frame.__args__
 KNOWN_TYPES: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in FRAME_TYPES)
 
-frame_decoder: msgspec.json.Decoder[Frame] = msgspec.json.Decoder(Frame)
-
 
 # ---------------------------------------------------------------------------------------------
-# Typed readers of whole bodies (the fast path of `decode`). Each reads a body in one pass and
-# leaves the frames in it as `msgspec.Raw` spans (cheap: a recorded slice, validated as JSON),
-# which `frame_decoder` then decodes one by one. They only say what a body is; whenever one of
-# them raises, or a body is anything unusual, `decode` takes the exact path (`split` below).
+# Typed readers of whole bodies (the fast path of `decode`). `body_decoder` reads a lone frame
+# straight into its typed form, or an array into `RawFrame`s, in one pass; `object_decoder` tells
+# the other object bodies apart. A `RawFrame` leaves its `data` as a `msgspec.Raw` span (cheap: a
+# recorded slice, validated as JSON) for the decoder of `DATA_DECODERS` its `type` names, so a
+# frame with an unknown event name is skipped without a failed typed decode (an exception is
+# dear). They only say what a body is; whenever one of them raises, or a body is anything
+# unusual, `decode` takes the exact path (`split` below).
+
+
+class RawFrame(msgspec.Struct, frozen=True, gc=False):
+    """A frame of an array or envelope, as read in the body's one pass: `type` as it is (any
+    JSON value, `None` when absent), `data` raw (`UNSET` when absent), and the frame's own
+    `timestamp` and `sessionId` typed as `_Frame` types them."""
+
+    type: Any = None
+    data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    timestamp: Timestamp = None
+    session_id: str | None = msgspec.field(name="sessionId", default=None)
 
 
 class ObjectBody(msgspec.Struct, frozen=True, gc=False):
     """The top-level keys of an object body that is not one well-formed frame, enough to tell
     its form as `split` does: `type` (a frame, known or not), `events` (the envelope, its frames
-    left raw), `sessionId` and `status` (a `ChatSession`). A key that is absent is `UNSET`."""
+    read as `RawFrame`s), `sessionId` and `status` (a `ChatSession`). A key that is absent is
+    `UNSET`."""
 
     type: Any = msgspec.UNSET
-    events: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+    events: list[RawFrame] | msgspec.UnsetType = msgspec.UNSET
     session_id: Any = msgspec.field(name="sessionId", default=msgspec.UNSET)
     status: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
-array_decoder: msgspec.json.Decoder[list[msgspec.Raw]] = msgspec.json.Decoder(list[msgspec.Raw])
+body_decoder: msgspec.json.Decoder[Frame | list[RawFrame]] = msgspec.json.Decoder(
+    Frame | list[RawFrame]
+)
 object_decoder: msgspec.json.Decoder[ObjectBody] = msgspec.json.Decoder(ObjectBody)
-kind_of = tag_reader("type")
-"""A frame's `type` alone (`None` when absent), what `is_unknown_kind` looks at."""
 session_decoder: msgspec.json.Decoder[ChatSession] = msgspec.json.Decoder(ChatSession)
+
+
+def _data_decoder(frame_type: type[_Frame]) -> Callable[[msgspec.Raw], Any]:
+    """The decoder of a frame type's `data` field."""
+    (data,) = [f.type for f in msgspec.structs.fields(frame_type) if f.name == "data"]
+    return msgspec.json.Decoder(data).decode
+
+
+DATA_DECODERS: dict[str, Callable[[msgspec.Raw], Any]] = {
+    str(t.__struct_config__.tag): _data_decoder(t) for t in FRAME_TYPES
+}
+"""By event name: the decoder of a `RawFrame`'s `data`, typed as that frame's `data` field."""
 
 
 def is_unknown_kind(kind: Any) -> bool:

@@ -352,10 +352,56 @@ def test_fast_and_exact_paths_agree_on_mutated_fixtures(case: str, frozen_now: N
         b'[{"type": "ended", "data": {"reason": "error"}, "timestamp": "noon"}, {"type": 1}]',
         b'[{"type": "ended", "data": {"reason": "error"}}] x',
         b"\t[]",
+        # Frames of an array or envelope, read as `RawFrame`s before their `data` is typed.
+        b'[{"type": "ended"}]',
+        b'[{"type": "ended", "data": null}]',
+        b'[{"type": "message"}]',
+        b'[{"type": "message", "data": 5}]',
+        b'[{"type": "message", "data": {"eventId": "e"}}]',
+        b'[{"type": ["message"]}]',
+        b'[{"type": null, "data": {}}]',
+        b"[{}]",
+        b'[{"type": "typing", "timestamp": true}]',
+        b'[{"type": "typing", "sessionId": 5}, {"type": "presence", "data": 1}]',
+        b'[{"type": "ended", "data": {"reason": "error"}, "sessionId": 7}]',
+        b'[{"type": "ended", "data": {"reason": "error"}, "sessionId": ""}]',
+        b'[{"type": "ended", "data": {"reason": "error"}, "sessionId": "f"}]',
+        b'[{"type": "ended", "data": {"reason": "error"}, "timestamp": "2024-02-30T13:00:00Z"}]',
+        b'{"sessionId": "env", "events": [{"type": "ended", "data": {"reason": "nope"}}]}',
+        b'{"sessionId": "env", "events": [{"type": "reconnecting"}]}',
+        b'{"events": [{"type": "typing", "timestamp": {}}]}',
     ],
 )
 def test_fast_and_exact_paths_agree_on_odd_bodies(body: bytes, frozen_now: None) -> None:
     assert _outcome(_fast, body) == _outcome(_exact, body)
+
+
+_TEXT_FRAME = message({"type": "text", "text": "hi"})
+_ENDED_FRAME = {"type": "ended", "data": {"reason": "error", "endedBy": "agent"}, "timestamp": AT}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _TEXT_FRAME,
+        _ENDED_FRAME,
+        [_TEXT_FRAME],
+        [{"type": "typing"}, _ENDED_FRAME],
+        {"sessionId": SID, "events": [_TEXT_FRAME, _ENDED_FRAME]},
+    ],
+)
+@pytest.mark.parametrize("spoil", ["bad_utf8", "deep"])
+def test_bad_utf8_and_deep_nesting_in_a_known_frame_are_malformed_json(
+    body: Any, spoil: str
+) -> None:
+    """`decode` is the adapter's own (`WonderfulAdapter.decode`), so it maps what msgspec raises
+    besides `DecodeError` itself, wherever the fast path meets it: in a lone frame, or in the
+    `data` of a frame of an array or envelope, decoded after the body's first pass."""
+    encoded = json.dumps(body, separators=(",", ":")).encode()
+    marker = b'"agent"' if b'"agent"' in encoded else b'"hi"'
+    spoiled = b'"\xff"' if spoil == "bad_utf8" else b"[" * 3000 + b"]" * 3000
+    with pytest.raises(MalformedJSON):
+        adapter.decode(encoded.replace(marker, spoiled, 1), conversation=SID)
 
 
 @pytest.mark.parametrize(
