@@ -15,27 +15,31 @@ Raises `MalformedJSON` for a body that is not JSON and `DecodeError` (with `inde
 known entry that breaks its schema; unknown entry types are counted in `Decoded.ignored`.
 
 Two paths, one result. The fast path (`decode`) decodes the whole body typed from its bytes
-in one pass, its form told by its first byte, and builds the events with `events_of`. It gives
-up whenever anything is off: a body that is not JSON or breaks its schema, a bad timestamp, a
-frame of no chat or no party, a body of no known form (`_Exact`). The exact path
-(`_decode_generic`: untyped parse, then one `msgspec.convert` per frame, then `to_event`) then
-decodes the same body again and raises the error with the index, path and message it always
-had. The typed decoders accept no more than `convert` does (less, at most: a duplicate key
-whose first value is of the wrong type), so where the fast path succeeds the exact path gives
-the same events; a test holds the two to the same output on every fixture and on mutations.
+in one pass, its form told by its first byte, each entry as an `AnyEntry` (every entry type's
+fields in one Struct, so neither GMS's late `type` key nor an unknown type costs a second
+read), and builds the events with `events_of`. It gives up whenever anything is off: a body
+that is not JSON or breaks its schema (any entry's, even of an unknown type), a bad timestamp,
+a frame of no chat or no party or without a field its type requires, a body of no known form
+(`_Exact`). The exact path (`_decode_generic`: untyped parse, then one `msgspec.convert` per
+frame, then `to_event`) then decodes the same body again and raises the error with the index,
+path and message it always had. For a known type the typed decoders with `events_of`'s checks
+accept no more than `convert` does (less, at most: a duplicate key whose first value is of the
+wrong type, a field of another entry type of the wrong type), so where the fast path succeeds
+the exact path gives the same events; a test holds the two to the same output on every
+fixture and on mutations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
 from adapters.genesys import native as n
 from adapters.genesys.entries import DIALECT, ended, error_event, events_of, time_of, to_event
 from gateway.adapter import Decoded
-from gateway.codec import conversation_id, decode_known, invalid, loads, tag_reader
+from gateway.codec import conversation_id, invalid, loads
 from gateway.errors import DecodeError
 from gateway.model import (
     Ended,
@@ -44,21 +48,12 @@ from gateway.model import (
     now_at,
 )
 
-_entry_decoder: msgspec.json.Decoder[n.Entry] = msgspec.json.Decoder(n.Entry)
-_batch_decoder: msgspec.json.Decoder[list[n.Entry]] = msgspec.json.Decoder(list[n.Entry])
-_raw_batch_decoder: msgspec.json.Decoder[list[msgspec.Raw]] = msgspec.json.Decoder(
-    list[msgspec.Raw]
-)
-_container_decoder: msgspec.json.Decoder[n.Container[n.Entry]] = msgspec.json.Decoder(
-    n.Container[n.Entry]
-)
-_raw_container_decoder: msgspec.json.Decoder[n.Container[msgspec.Raw]] = msgspec.json.Decoder(
-    n.Container[msgspec.Raw]
-)
-_type_of = tag_reader("type")
+# The fast path's decoders, their bound `decode` kept (one attribute lookup less per body).
+_decode_entry = msgspec.json.Decoder(n.AnyEntry).decode
+_decode_batch = msgspec.json.Decoder(list[n.AnyEntry]).decode
+_decode_container_body = msgspec.json.Decoder(n.Container).decode
 _ENVELOPE_KEYS = ("messages", "statusCode", "chatEnded", "nextPosition")
 _UNSET = msgspec.UNSET
-T = TypeVar("T")
 
 
 class _Exact(Exception):
@@ -69,21 +64,24 @@ def decode(body: bytes, conversation: str | None = None) -> Decoded:
     """Decode a webhook body (see the module docstring).
 
     The form of the body is told by its first byte, so each form is decoded typed once: an
-    array as `list[Entry]`, an object that looks like an envelope or a transcript as a
+    array as `list[AnyEntry]`, an object that looks like an envelope or a transcript as a
     `Container`, any other object as one entry. A body that takes none of these, or that the
     fast path gives up on, takes the exact path, which also raises every error.
+
+    This is the adapter's `decode` itself (no `Adapter.decode` around it), so it keeps that
+    contract whole: what msgspec raises besides its errors, bad UTF-8 inside a string
+    (`UnicodeDecodeError`, a `ValueError`) and nesting too deep (`RecursionError`), sends the
+    body to the exact path too, whose `loads` makes it `MalformedJSON`.
     """
-    first = body[:1]
-    if first != b"[" and first != b"{":  # pretty-printed: the first byte that is no space
-        first = body.lstrip()[:1]
+    # The first byte as an int (`body[0]`: no slice to allocate, an int comparison).
+    first = body[0] if body else 0
+    if first != 91 and first != 123:  # not `[` or `{`: pretty-printed, the first non-space
+        stripped = body.lstrip()
+        first = stripped[0] if stripped else 0
     try:
-        if first == b"[":
-            try:
-                entries, ignored = _batch_decoder.decode(body), 0
-            except msgspec.ValidationError:  # an unknown type to count, or a broken entry
-                entries, ignored = _known_entries(_raw_batch_decoder.decode(body))
-            return Decoded(events_of(entries, conversation), ignored)
-        if first == b"{":
+        if first == 91:  # `[`
+            return events_of(_decode_batch(body), conversation)
+        if first == 123:  # `{`
             # Routing only, by the cheapest test there is: an entry holds no array, so an
             # object ending with one is most likely a container (a GMS envelope ends with its
             # `messages`, a transcript with its `transcript`). A body routed wrongly fails its
@@ -91,69 +89,52 @@ def decode(body: bytes, conversation: str | None = None) -> Decoded:
             if body.endswith(b"]}"):
                 return _decode_container(body, conversation)
             try:
-                entry = _entry_decoder.decode(body)
-            except msgspec.ValidationError:
+                entry = _decode_entry(body)
+            except msgspec.ValidationError:  # no `type`: an envelope or a transcript, maybe
                 return _decode_container(body, conversation)
-            return Decoded(events_of((entry,), conversation))
-    except (_Exact, ValueError, DecodeError):  # ValueError: msgspec's errors, a bad time
-        pass
+            return events_of((entry,), conversation)
+    except (_Exact, ValueError, DecodeError, RecursionError):  # ValueError: msgspec's errors
+        pass  # (`UnicodeDecodeError` too), a bad time
     return _decode_generic(loads(body), conversation)
 
 
 def _decode_container(body: bytes, conversation: str | None) -> Decoded:
-    """A GMS envelope or a widget transcript (by the rules of `_decode_generic`): typed at once
-    when all its entries are known, else entry by entry."""
-    container: n.Container[n.Entry] | n.Container[msgspec.Raw]
-    entries: Sequence[n.Entry]
-    try:
-        container = _container_decoder.decode(body)
-        entries, ignored = _frames(container), 0
-    except msgspec.ValidationError:  # an unknown type to count, or a broken entry
-        container = _raw_container_decoder.decode(body)
-        entries, ignored = _known_entries(_frames(container))
-    if container.transcript is not _UNSET:  # the widget's: its chat may be named `sessionId`
-        chat = container.chatId or container.sessionId or conversation
-        return Decoded(events_of(entries, chat), ignored)
-    status, chat_ended = container.statusCode, container.chatEnded
+    """A GMS envelope or a widget transcript (by the rules of `_decode_generic`)."""
+    container = _decode_container_body(body)
+    transcript = container.transcript
+    if transcript is not _UNSET:  # the widget's (it wins): its chat may be named `sessionId`
+        return events_of(transcript, container.chatId or container.sessionId or conversation)
+    messages, status, chat_ended = container.messages, container.statusCode, container.chatEnded
     if (
-        container.messages is _UNSET
+        messages is _UNSET
         and status is _UNSET
         and chat_ended is _UNSET
         and container.nextPosition is _UNSET
     ):
         raise _Exact  # neither an envelope nor a transcript: the exact path names the error
+    entries = [] if messages is _UNSET else messages
     chat = container.chatId or conversation
-    events = events_of(entries, chat)
+    decoded = events_of(entries, chat)
     if (status is _UNSET or status == 0) and chat_ended is not True:
-        return Decoded(events, ignored)  # a poll's usual reply: its entries and nothing else
+        return decoded  # a poll's usual reply: its entries and nothing else
+    status = 0 if status is _UNSET else status
     return _envelope_decoded(
-        events,
-        entries[-1] if entries else None,
-        ignored,
+        decoded.events,
+        _last_known(entries) if status != 0 else None,  # read only for GMS errors
+        decoded.ignored,
         chat,
-        0 if status is _UNSET else status,
+        status,
         chat_ended is True,
         container.errors,
     )
 
 
-def _frames(container: n.Container[T]) -> list[T]:
-    """A container's entries: its `transcript` (which wins, as on the exact path), else its
-    `messages`, else none."""
-    if container.transcript is not _UNSET:
-        return container.transcript
-    return [] if container.messages is _UNSET else container.messages
-
-
-def _known_entries(frames: Sequence[msgspec.Raw]) -> tuple[list[n.Entry], int]:
-    """The entries of `frames` (kept raw), and how many were of unknown types (the rule of
-    `convert_entries`: an object whose `type` is a string naming no entry is only counted).
-
-    Each frame's `type` is probed first, so an unknown one costs no failed decode. Raises
-    `msgspec.ValidationError` at a frame that is no object or breaks its schema: the exact path
-    reports it.
-    """
-    return decode_known(frames, _type_of, n.ENTRY_TYPES, _entry_decoder.decode)
+def _last_known(entries: Sequence[n.AnyEntry]) -> n.AnyEntry | None:
+    """The last entry of a known type (`convert_entries` keeps only those), if any."""
+    for entry in reversed(entries):
+        if entry.type in n.ENTRY_TYPES:
+            return entry
+    return None
 
 
 def _decode_generic(raw: Any, conversation: str | None) -> Decoded:
@@ -214,21 +195,21 @@ def decode_envelope(env: n.Envelope, chat: str | None) -> Decoded:
 
 def _envelope_decoded(
     events: list[Event],
-    last: n.Entry | None,
+    last: n.Entry | n.AnyEntry | None,
     ignored: int,
     chat: str | None,
     status: int,
     chat_ended: bool,
     errors: Sequence[n.GmsError],
 ) -> Decoded:
-    """The envelope's own events after its entries' `events`, `last` the last of its entries
-    (see `decode_envelope`)."""
+    """The envelope's own events after its entries' `events`, `last` the last of its known
+    entries (see `decode_envelope`; read only when `status` is not 0)."""
     if status == 0 and not chat_ended:
         return Decoded(events, ignored)
     conv = _conv_required(chat, 0)
     at = events[-1].at if events else now_at()
-    when = at if last is not None and time_of(last) not in (None, "") else ""
     if status != 0:
+        when = at if last is not None and time_of(last) not in (None, "") else ""
         errors = errors or [n.GmsError(code=52, advice=f"statusCode {status}")]
         events += [error_event(conv, e.code, e.advice, at, when) for e in errors]
     if chat_ended:

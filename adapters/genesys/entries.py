@@ -5,21 +5,24 @@
 received), its time (`utcTime` / `timestamp`, ms, s, strings, ISO) and its party's role.
 `ended` and `error_event` build the events every path shares (decoder, envelope, connector).
 
-`events_of` is `to_event` for a whole batch, the decoder's fast path and the per-frame hot path
-of ingest: one handler per entry type builds its event with keyword arguments straight from the
-typed entry (the decoder already checked every field's type), parties are cached, GMS epoch
-milliseconds are formatted inline, and the rare cases (index-less ids, the widget's boolean
-party form, errors) are kept out of line.
+`events_of` is `to_event` for a whole batch of `AnyEntry` (every type's fields in one Struct,
+unknown types included), the decoder's fast path and the per-frame hot path of ingest: one
+handler per entry type builds its event with keyword arguments straight from the typed entry
+(the decoder already checked every field's type), parties are cached and looked up inline,
+GMS epoch milliseconds are formatted inline, and the rare cases (index-less ids, the widget's
+boolean party form, errors) are kept out of line. The handlers serve both paths: they read
+only the fields their type owns, which `Entry` and `AnyEntry` share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from adapters.genesys import native as n
 from adapters.genesys.errors import error_code
-from gateway.codec import derived_id, to_at
+from gateway.adapter import Decoded
+from gateway.codec import joined_id, to_at
 from gateway.errors import DecodeError
 from gateway.model import (
     Content,
@@ -54,15 +57,24 @@ _END_REASONS: dict[int, tuple[EndReason, EndedBy]] = {
     3: ("error", "system"),
 }
 _AGENT = Party(role="agent")  # a widget agent event without its party
+_ENDED = joined_id("", "ended")
+"""What `derived_id(conv, "ended")` adds to `conv`: `joined_id` hashes the key alone and puts
+the conversation before it, so this part of the id is the same for every conversation."""
 
 
 def ended(
     conv: str, at: str, reason: EndReason, by: EndedBy | None, text: str | None = None
 ) -> Ended:
-    """The one `ended` event of a conversation (its id does not depend on who reports it)."""
-    eid = derived_id(conv, "ended")
+    """The one `ended` event of a conversation (its id does not depend on who reports it):
+    its id is `derived_id(conv, "ended")`, `conv` and the constant `_ENDED`."""
     return Ended(
-        id=eid, conversation_id=conv, dialect=DIALECT, at=at, reason=reason, by=by, text=text
+        id=conv + _ENDED,
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        reason=reason,
+        by=by,
+        text=text,
     )
 
 
@@ -70,10 +82,12 @@ def error_event(
     conv: str, vendor_code: int | str, text: str | None, at: str, when: str | None = None
 ) -> Error:
     """A widget or GMS error code as a canonical `error` event (`metadata.vendor_code`); its id
-    is derived from `when` (default `at`): empty for an error of a frame without a time."""
+    is derived from `when` (default `at`): empty for an error of a frame without a time.
+    The id is `derived_id(conv, "error", when, vendor_code)`, its parts joined here (an
+    f-string `{x}` is `str(x)` for the int or string a code is)."""
     code, recoverable = error_code(vendor_code)
     return Error(
-        id=derived_id(conv, "error", at if when is None else when, vendor_code),
+        id=joined_id(conv, f"error\x1f{at if when is None else when}\x1f{vendor_code}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -97,49 +111,74 @@ def to_event(entry: n.Entry, conv: str, index: int = 0) -> Event:
         raise DecodeError(
             f"frame {index}: bad timestamp {stamp!r}", index=index, path=path
         ) from None
-    return _HANDLERS[type(entry)](entry, conv, at, index)
+    return _HANDLERS[str(entry.__struct_config__.tag)](entry, conv, at, None, index)
 
 
-def events_of(entries: Sequence[n.Entry], chat: str | None) -> list[Event]:
-    """The events of `entries` of the chat `chat`, unless an entry names its own: `to_event`
-    for a whole batch, the decoder's fast path.
+def events_of(entries: Sequence[n.AnyEntry], chat: str | None) -> Decoded:
+    """The events of `entries` of the chat `chat` (unless an entry names its own), and how
+    many were of unknown types (only counted, the rule of `decode.convert_entries`): the
+    decoder's fast path, `to_event` for a whole batch.
 
     On the first entry that is not right it raises `ValueError` (a time that is no time) or
-    `DecodeError` (no chat, no party) without the care `to_event` takes to name the frame (the
-    index it gives is the entry's place in `entries`, not in the body): the decoder then
-    decodes the body again on its exact path, which reports the error.
+    `DecodeError` (no chat, no party, a field its type requires that is None) without the care
+    `to_event` takes to name the frame (the index it gives is always 0): the decoder then
+    decodes the body again on its exact path, which reports the error. So the loop keeps no
+    index (no `enumerate`).
     """
-    default = f"{DIALECT}:{chat}" if chat else None  # `conversation_id`, inlined
+    # `conversation_id` inlined, `DIALECT` written out (a literal, no global lookup per entry).
+    default = f"genesys:{chat}" if chat else None
     events: list[Event] = []
     append = events.append
-    for index, entry in enumerate(entries):
+    ignored = 0
+    for entry in entries:
+        handle = _HANDLERS.get(entry.type)
+        if handle is None:  # a type we do not know: counted, nothing else looked at
+            ignored += 1
+            continue
         own = entry.chatId or entry.sessionId
-        conv = f"{DIALECT}:{own}" if own else default
+        conv = f"genesys:{own}" if own else default
         if conv is None:
-            raise DecodeError("no chat id", index=index, path="$.chatId")
-        stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp
-        if type(stamp) is int and _MS_LOW <= stamp <= _MS_HIGH:  # GMS `utcTime`: see `_MS_LOW`
+            raise DecodeError("no chat id", index=0, path="$.chatId")
+        stamp = entry.utcTime
+        if stamp is None:
+            stamp = entry.timestamp
+        if type(stamp) is int:
+            # GMS epoch milliseconds (see `_second_prefixes`): a cached second is in range.
             second = stamp // 1000
             prefix = _second_prefixes.get(second)
-            if prefix is None:
-                prefix = _second_prefix(second)
-            at = prefix + _MILLIS[stamp % 1000]
+            at = prefix + _MILLIS[stamp - second * 1000] if prefix is not None else _int_at(stamp)
         else:
             at = to_at(stamp)
-        append(_HANDLERS[type(entry)](entry, conv, at, index))
-    return events
+        # The party, when it is a cached one (`_party`'s first case, inlined).
+        who = entry.from_
+        if who is None:
+            who = entry.party
+        party = _parties.get(who) if who is not None and type(who.type) is str else None
+        append(handle(entry, conv, at, party, 0))
+    return Decoded(events, ignored)
 
 
 # GMS stamps every entry with `utcTime` in epoch milliseconds, so `events_of` formats those
 # itself instead of calling `to_at`, a general parser (ISO, seconds, strings) whose call was
-# about 290 ns of the 800 ns an entry took here; inline it is about 120 ns (4 % of the codec
-# benchmark). Only the split into second and millisecond is done here: each second is
-# formatted by `to_at` itself and cached (a stream revisits its seconds), so the result is
-# `to_at`'s by construction, and a test compares the two over the whole range.
+# about 290 ns of the 800 ns an entry took here. Only the split into second and millisecond is
+# done here: each second is formatted by `to_at` itself and cached (a stream revisits its
+# seconds), so the result is `to_at`'s by construction, and a test compares the two over the
+# whole range. The cache holds only seconds of millisecond stamps `to_at` accepts
+# (`_MS_LOW`..`_MS_HIGH`), whose seconds no other int shares (an int up to 1e11 is seconds, and
+# its `// 1000` is below `_MS_LOW // 1000`), so `events_of` takes a hit as proof of the range
+# and tests the bounds only on a miss (`_int_at`).
 _MS_LOW = 100_000_001_000  # above `to_at`'s 1e11 threshold (ms, not s) with a whole second
 _MS_HIGH = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, `to_at`'s last
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 _second_prefixes: dict[int, str] = {}
+
+
+def _int_at(stamp: int) -> str:
+    """`to_at(stamp)` for an int whose second `_second_prefixes` does not hold (yet)."""
+    if _MS_LOW <= stamp <= _MS_HIGH:
+        second = stamp // 1000
+        return _second_prefix(second) + _MILLIS[stamp - second * 1000]
+    return to_at(stamp)
 
 
 def _second_prefix(second: int) -> str:
@@ -150,7 +189,7 @@ def _second_prefix(second: int) -> str:
     return prefix
 
 
-def time_of(entry: n.Entry) -> n.Stamp:
+def time_of(entry: n.Entry | n.AnyEntry) -> n.Stamp:
     """The entry's own time (`utcTime`, else `timestamp`), `None` when it carries none."""
     return entry.utcTime if entry.utcTime is not None else entry.timestamp
 
@@ -161,19 +200,23 @@ _parties: dict[n.Who, Party] = {}
 """Parties by their native form (hashable when `type` is a string): a party speaks many times,
 so its `Party` is built once."""
 
+_EitherEntry: TypeAlias = n.Entry | n.AnyEntry  # the exact path's, the fast path's
 
-def _party(entry: n.Entry, index: int, default: Role | None = None) -> Party:
+
+def _party(entry: _EitherEntry, index: int, default: Role | None = None) -> Party:
     """The entry's party (`from`, else `party`), cached when its `type` is a string; `default`
     is the role of a party without any (widget agent events); `DecodeError` when there is
-    neither."""
-    try:  # the common case first, one lookup: a party seen before. No party is a KeyError,
-        # the widget's boolean `type` (a dict, unhashable) a TypeError: both take the long way.
-        return _parties[entry.from_ or entry.party]  # type: ignore[index]
-    except (KeyError, TypeError):
-        pass
-    who = entry.from_ if entry.from_ is not None else entry.party
-    if who is not None and type(who.type) is str:  # hashable: cached
-        return _cache_party(who)
+    neither.
+
+    The forms that are not cached (no party, no `type`, the widget's object of booleans,
+    which is unhashable) are told by a type test, not by a failed lookup: an exception costs
+    more than the test does on every entry."""
+    who = entry.from_
+    if who is None:
+        who = entry.party
+    if who is not None and type(who.type) is str:
+        party = _parties.get(who)
+        return party if party is not None else _cache_party(who)
     if who is None and default is not None:
         return _AGENT if default == "agent" else Party(role=default)
     return _odd_party(entry, who, index, default)
@@ -186,16 +229,22 @@ def _cache_party(who: n.Who) -> Party:
     return party
 
 
-def _odd_party(entry: n.Entry, who: n.Who | None, index: int, default: Role | None) -> Party:
-    """The rare party forms: none at all, no type, or the widget's object of booleans."""
+def _odd_party(entry: _EitherEntry, who: n.Who | None, index: int, default: Role | None) -> Party:
+    """The rare party forms: none at all, no type, or the widget's object of booleans (whose
+    first true key naming a role, in the object's order, gives the role)."""
     if who is None:
         if default is None:
             raise DecodeError(f"frame {index}: missing `from`", index=index, path="$.from")
         return Party(role=default)
     kind = who.type
     role: Role | None = default
-    if isinstance(kind, dict):  # the widget's boolean form: {"agent": true}
-        role = next((_ROLES[k.lower()] for k, v in kind.items() if v and k.lower() in _ROLES), None)
+    if type(kind) is dict:  # the widget's boolean form: {"agent": true}
+        role = None
+        for key, value in kind.items():
+            if value:
+                role = _ROLES.get(key.lower())
+                if role is not None:
+                    break
     if role is None:
         key = "from" if entry.from_ is not None else "party"
         raise DecodeError(f"frame {index}: no party type", index=index, path=f"$.{key}.type")
@@ -210,27 +259,49 @@ def _make_party(who: n.Who, role: Role) -> Party:
 # --- ids ------------------------------------------------------------------------------------
 
 
-def _derived(entry: n.Entry, conv: str, at: str, *parts: object) -> str:
-    """The id of an entry without an index: derived from its type, its own time (empty when
-    it carries none: the receive time would make a re-posted body a new event) and `parts`."""
-    stamp = time_of(entry)
+def _derived(entry: _EitherEntry, conv: str, at: str, tag: str, rest: str = "") -> str:
+    """The id of an entry of type `tag` without an index: `derived_id(conv, tag, when, *parts)`
+    from its type, its own time (empty when it carries none: the receive time would make a
+    re-posted body a new event) and its other parts, which the caller gives already joined as
+    `rest` (each part after a `"\x1f"`, written `{part}` in an f-string, which is `str(part)`
+    for the strings, ints, bools and None parts are). `joined_id` then hashes the one string:
+    half the cost of `derived_id`'s varargs, conversions and join."""
+    stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp  # `time_of`
     when = "" if stamp is None or stamp == "" else at
-    return derived_id(conv, entry.__struct_config__.tag, when, *parts)
+    return joined_id(conv, f"{tag}\x1f{when}{rest}")
 
 
-# --- one handler per entry type: (entry, conv, at, index) → event ---------------------------
+def _missing(field: str, index: int) -> DecodeError:
+    """A field the entry's type requires is None: only an `AnyEntry` can have that (see
+    `native.AnyEntry`), and the decoder's exact path then names the error."""
+    return DecodeError(f"frame {index}: missing `{field}`", index=index, path=f"$.{field}")
 
 
-def _gms_text(content: Callable[[str], Content]) -> Callable[[Any, str, str, int], Event]:
+# --- one handler per entry type: (entry, conv, at, party, index) → event --------------------
+#
+# `party` is the entry's party when the caller has it at hand (`events_of` looks it up in
+# `_parties` inline, saving the call to `_party` on the hot path), else None: a handler whose
+# entry has a party then calls `_party`, which also raises the errors naming `index`. The tag
+# of the type is the handler's own (a literal, or bound by its factory): an `AnyEntry` has no
+# Struct tag.
+
+_Handler = Callable[[Any, str, str, Party | None, int], Event]
+
+
+def _gms_text(tag: str, content: Callable[[str], Content]) -> _Handler:
     """The handler of a GMS entry whose text is the message: `content` makes its content
     (`Text` for `Message`, `Url` for `PushUrl`)."""
 
-    def handle(entry: Any, conv: str, at: str, index: int) -> Event:
-        sender = _party(entry, index)
+    def handle(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
+        sender = party if party is not None else _party(entry, index)
         text = entry.text
+        if text is None:
+            raise _missing("text", index)
         i = entry.index
         return Message(
-            id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, sender.id, text),
+            id=f"{conv}/{i}"
+            if i is not None
+            else _derived(entry, conv, at, tag, f"\x1f{sender.id}\x1f{text}"),
             conversation_id=conv,
             dialect=DIALECT,
             at=at,
@@ -241,15 +312,19 @@ def _gms_text(content: Callable[[str], Content]) -> Callable[[Any, str, str, int
     return handle
 
 
-def _widget_message(entry: Any, conv: str, at: str, index: int) -> Event:
-    sender = _party(entry, index)
+def _widget_message(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
+    sender = party if party is not None else _party(entry, index)
     content = entry.content
+    if content is None:
+        raise _missing("content", index)
     text = content.text
     kind = content.type
     url = kind == "url" if type(kind) is str else bool(kind.get("url"))
     i = entry.index
     return Message(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, sender.id, text),
+        id=f"{conv}/{i}"
+        if i is not None
+        else _derived(entry, conv, at, "MessageReceived", f"\x1f{sender.id}\x1f{text}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -259,16 +334,16 @@ def _widget_message(entry: Any, conv: str, at: str, index: int) -> Event:
 
 
 def _presence(
-    kind: type[ParticipantJoined] | type[ParticipantLeft], default: Role | None = None
-) -> Callable[[Any, str, str, int], Event]:
+    tag: str, kind: type[ParticipantJoined] | type[ParticipantLeft], default: Role | None = None
+) -> _Handler:
     """The handler of a party joining or leaving (`kind`); `default` is the role of a party
     the entry does not describe (the widget's agent events)."""
 
-    def handle(entry: Any, conv: str, at: str, index: int) -> Event:
-        who = _party(entry, index, default)
+    def handle(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
+        who = party if party is not None else _party(entry, index, default)
         i = entry.index
         return kind(
-            id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, who.id),
+            id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, tag, f"\x1f{who.id}"),
             conversation_id=conv,
             dialect=DIALECT,
             at=at,
@@ -278,27 +353,35 @@ def _presence(
     return handle
 
 
-def _gms_typing(entry: Any, conv: str, at: str, index: int) -> Event:
-    who = _party(entry, index)
-    active = type(entry) is n.GmsTypingStarted
-    i = entry.index
-    return Typing(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, who.id, active),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=who,
-        active=active,
-        preview=entry.text or None,
-    )
+def _gms_typing(tag: str, active: bool) -> _Handler:
+    """The handler of GMS `TypingStarted` (`active`) or `TypingStopped`."""
+
+    def handle(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
+        who = party if party is not None else _party(entry, index)
+        i = entry.index
+        return Typing(
+            id=f"{conv}/{i}"
+            if i is not None
+            else _derived(entry, conv, at, tag, f"\x1f{who.id}\x1f{active}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            sender=who,
+            active=active,
+            preview=entry.text or None,
+        )
+
+    return handle
 
 
-def _agent_typing(entry: Any, conv: str, at: str, index: int) -> Event:
-    who = _party(entry, index, "agent")
+def _agent_typing(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
+    who = party if party is not None else _party(entry, index, "agent")
     active = entry.isTyping
     i = entry.index
     return Typing(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, who.id, active),
+        id=f"{conv}/{i}"
+        if i is not None
+        else _derived(entry, conv, at, "AgentTyping", f"\x1f{who.id}\x1f{active}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -307,11 +390,13 @@ def _agent_typing(entry: Any, conv: str, at: str, index: int) -> Event:
     )
 
 
-def _notice(entry: Any, conv: str, at: str, index: int) -> Event:
+def _notice(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
     text = entry.text
+    if text is None:
+        raise _missing("text", index)
     i = entry.index
     return Notice(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, text),
+        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, "Notice", f"\x1f{text}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -320,15 +405,16 @@ def _notice(entry: Any, conv: str, at: str, index: int) -> Event:
     )
 
 
-def _session_ended(entry: Any, conv: str, at: str, index: int) -> Event:
+def _session_ended(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
     reason = entry.reason
     why, by = _reason(reason)
     return ended(conv, at, why, by, reason.description)
 
 
 def _reason(reason: n.Reason) -> tuple[EndReason, EndedBy | None]:
-    if reason.code in _END_REASONS:
-        return _END_REASONS[reason.code]
+    known = _END_REASONS.get(reason.code)  # type: ignore[arg-type]  # None: not a code
+    if known is not None:
+        return known
     if reason.leaveRequest:
         return _END_REASONS[1]
     if reason.agent:
@@ -338,11 +424,11 @@ def _reason(reason: n.Reason) -> tuple[EndReason, EndedBy | None]:
     return "completed", None
 
 
-def _interrupted(entry: Any, conv: str, at: str, index: int) -> Event:
+def _interrupted(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
     """The widget's own link to GMS went down (`onInterrupted`)."""
     i = entry.index
     return Link(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at),
+        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, "Interrupted"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -352,11 +438,11 @@ def _interrupted(entry: Any, conv: str, at: str, index: int) -> Event:
     )
 
 
-def _continued(entry: Any, conv: str, at: str, index: int) -> Event:
+def _continued(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
     """The widget's own link to GMS is back (`onContinued`)."""
     i = entry.index
     return Link(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at),
+        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, "Continued"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -364,26 +450,31 @@ def _continued(entry: Any, conv: str, at: str, index: int) -> Event:
     )
 
 
-def _error(entry: Any, conv: str, at: str, index: int) -> Event:
-    stamp = time_of(entry)
+def _error(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
+    error = entry.error
+    if error is None:
+        raise _missing("error", index)
+    stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp  # `time_of`
     when = "" if stamp is None or stamp == "" else at
-    return error_event(conv, entry.error.code, entry.error.description, at, when)
+    return error_event(conv, error.code, error.description, at, when)
 
 
-_HANDLERS: dict[type[Any], Callable[[Any, str, str, int], Event]] = {
-    n.GmsMessage: _gms_text(Text),
-    n.GmsPushUrl: _gms_text(lambda url: Url(url=url)),
-    n.MessageReceived: _widget_message,
-    n.GmsJoined: _presence(ParticipantJoined),
-    n.AgentConnected: _presence(ParticipantJoined, "agent"),
-    n.GmsLeft: _presence(ParticipantLeft),
-    n.AgentDisconnected: _presence(ParticipantLeft, "agent"),
-    n.GmsTypingStarted: _gms_typing,
-    n.GmsTypingStopped: _gms_typing,
-    n.AgentTyping: _agent_typing,
-    n.GmsNotice: _notice,
-    n.SessionEnded: _session_ended,
-    n.Interrupted: _interrupted,
-    n.Continued: _continued,
-    n.WidgetError: _error,
+_HANDLERS: dict[str, _Handler] = {
+    "Message": _gms_text("Message", Text),
+    "PushUrl": _gms_text("PushUrl", lambda url: Url(url=url)),
+    "MessageReceived": _widget_message,
+    "ParticipantJoined": _presence("ParticipantJoined", ParticipantJoined),
+    "AgentConnected": _presence("AgentConnected", ParticipantJoined, "agent"),
+    "ParticipantLeft": _presence("ParticipantLeft", ParticipantLeft),
+    "AgentDisconnected": _presence("AgentDisconnected", ParticipantLeft, "agent"),
+    "TypingStarted": _gms_typing("TypingStarted", True),
+    "TypingStopped": _gms_typing("TypingStopped", False),
+    "AgentTyping": _agent_typing,
+    "Notice": _notice,
+    "SessionEnded": _session_ended,
+    "Interrupted": _interrupted,
+    "Continued": _continued,
+    "Error": _error,
 }
+"""The handler of each entry type, by its tag (`native.ENTRY_TYPES`, which a test holds equal
+to these keys)."""

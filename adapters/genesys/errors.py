@@ -46,11 +46,13 @@ def _number(vendor_code: int | str) -> int | None:
 
 def error_code(vendor_code: int | str) -> tuple[str, bool]:
     """The canonical error code and whether retrying may help, for a genesys error code."""
-    number = _number(vendor_code)
+    # An int (the usual form) is taken as it is: `int()` only parses the string form.
+    number = vendor_code if type(vendor_code) is int else _number(vendor_code)
     if number is None:
         return "VENDOR_ERROR", False
-    if number in _CODES:
-        return _CODES[number]
+    known = _CODES.get(number)
+    if known is not None:
+        return known
     return "VENDOR_ERROR", 150 <= number < 200
 
 

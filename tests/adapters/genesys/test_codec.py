@@ -480,6 +480,66 @@ def test_fast_and_exact_paths_agree_on_mutated_frames(base: dict[str, Any]) -> N
                 assert _fast(raw, conversation) == _exact(raw, conversation), raw
 
 
+_WIDGET_AGENT = {"id": 2, "type": "Agent", "name": "Anna"}
+_EVERY_TYPE: list[dict[str, Any]] = [
+    {"type": "PushUrl", "index": 4, "utcTime": T, "text": "https://x.io", "from": AGENT},
+    {"type": "Notice", "index": 5, "utcTime": T, "text": "please hold"},
+    {"type": "ParticipantJoined", "index": 1, "utcTime": T, "from": AGENT},
+    {"type": "ParticipantLeft", "index": 9, "utcTime": T, "from": AGENT, "text": "bye"},
+    {"type": "TypingStarted", "index": 6, "utcTime": T, "text": "typ", "from": AGENT},
+    {"type": "TypingStopped", "utcTime": T, "from": AGENT},
+    {"type": "AgentConnected", "index": 1, "timestamp": T, "party": _WIDGET_AGENT},
+    {"type": "AgentDisconnected", "timestamp": T, "party": _WIDGET_AGENT},
+    {"type": "AgentTyping", "isTyping": False, "timestamp": T, "party": {"id": 2}},
+    {"type": "SessionEnded", "reason": {"code": 2, "description": "x"}, "timestamp": T},
+    {"type": "Interrupted", "timestamp": T},
+    {"type": "Continued", "index": 8, "timestamp": T},
+    {"type": "Error", "error": {"code": 100, "description": "busy"}, "timestamp": T},
+    {"type": "FileUploaded", "index": 7, "utcTime": T, "text": "f.pdf", "from": AGENT},
+]
+"""A frame of every other entry type, and one of a type we do not know."""
+
+
+def test_the_handlers_are_the_entry_types() -> None:
+    from adapters.genesys.entries import _HANDLERS
+    from adapters.genesys.native import ENTRY_TYPES
+
+    assert set(_HANDLERS) == ENTRY_TYPES
+    assert {f["type"] for f in [_MESSAGE, _WIDGET, *_EVERY_TYPE]} >= ENTRY_TYPES
+
+
+@pytest.mark.parametrize("base", _EVERY_TYPE, ids=lambda f: f["type"])
+@pytest.mark.usefixtures("frozen_now")
+def test_fast_and_exact_paths_agree_on_mutated_frames_of_every_type(base: dict[str, Any]) -> None:
+    """The fast path reads every entry as an `AnyEntry`, which holds the fields of all types
+    and requires none but `type`: each type's own rules must still hold (a required field
+    absent or null, another type's field of an odd value, an unknown type's odd fields)."""
+    for frame in _mutations(base):
+        for body in _bodies(frame)[:6]:  # the frame alone, in arrays, in an envelope
+            raw = msgspec.json.encode(body)
+            for conversation in (CHAT, None):
+                assert _fast(raw, conversation) == _exact(raw, conversation), raw
+
+
+def test_the_end_id_is_derived_id() -> None:
+    """`entries.ended` adds a constant to the conversation: `derived_id`'s id, for any."""
+    from adapters.genesys.entries import ended
+
+    for conv in ("genesys:c1", "genesys:", "genesys:\x1f/~ünï"):
+        assert ended(conv, AT, "user", "user").id == derived_id(conv, "ended")
+
+
+def test_cached_epoch_seconds_never_serve_epoch_seconds() -> None:
+    """`events_of` takes a cached second as proof that an int is epoch ms in range; an int of
+    epoch seconds (up to 1e11) never shares a second with one, even next to the threshold."""
+    from adapters.genesys.entries import events_of
+    from adapters.genesys.native import AnyEntry
+
+    for stamp in (100_000_001_000, 100_000_001_999, 100_000_000_999, 100_000_000_000, 100_000_001):
+        (event,) = events_of([AnyEntry(type="Notice", text="x", utcTime=stamp)], CHAT).events
+        assert event.at == to_at(stamp)
+
+
 _CONTAINERS: list[Any] = [
     {},
     {"chatId": CHAT},
@@ -553,18 +613,20 @@ def test_fast_and_exact_paths_agree_on_odd_json(raw: bytes) -> None:
 def test_epoch_ms_fast_path_is_to_at(stamp: int) -> None:
     """`events_of` formats GMS epoch milliseconds itself; it must be `to_at`, to the byte."""
     from adapters.genesys.entries import events_of
-    from adapters.genesys.native import GmsNotice
+    from adapters.genesys.native import AnyEntry
 
     try:
         expected = to_at(stamp)
     except ValueError:
         with pytest.raises(ValueError, match="timestamp"):
-            events_of([GmsNotice(text="x", utcTime=stamp)], CHAT)
+            events_of([AnyEntry(type="Notice", text="x", utcTime=stamp)], CHAT)
         return
     for offset in (0, 1, 499, 999):
         if to_at(stamp - offset) != to_at(stamp) and offset:
             expected = to_at(stamp - offset)
-        (event,) = events_of([GmsNotice(text="x", utcTime=stamp - offset)], CHAT)
+        (event,) = events_of(
+            [AnyEntry(type="Notice", text="x", utcTime=stamp - offset)], CHAT
+        ).events
         assert event.at == to_at(stamp - offset)
     assert expected
 
@@ -573,15 +635,15 @@ def test_epoch_ms_fast_path_is_to_at(stamp: int) -> None:
 @given(ms=st.integers(min_value=0, max_value=253_402_300_799_999 + 10))
 def test_epoch_ms_fast_path_is_to_at_everywhere(ms: int) -> None:
     from adapters.genesys.entries import events_of
-    from adapters.genesys.native import GmsNotice
+    from adapters.genesys.native import AnyEntry
 
     try:
         expected = to_at(ms)
     except ValueError:
         with pytest.raises(ValueError, match="timestamp"):
-            events_of([GmsNotice(text="x", utcTime=ms)], CHAT)
+            events_of([AnyEntry(type="Notice", text="x", utcTime=ms)], CHAT)
         return
-    (event,) = events_of([GmsNotice(text="x", utcTime=ms)], CHAT)
+    (event,) = events_of([AnyEntry(type="Notice", text="x", utcTime=ms)], CHAT).events
     assert event.at == expected
 
 
