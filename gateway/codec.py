@@ -114,6 +114,14 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 _MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 _seconds: dict[int, str] = {}
 
+MILLIS_TAILS: tuple[str, ...] = _MILLIS
+"""`"mmmZ"` of every millisecond 0..999, what follows an `epoch_second_prefixes` value."""
+epoch_second_prefixes: dict[int, str] = _seconds
+"""`YYYY-MM-DDTHH:MM:SS.` of the epoch seconds `to_at` has formatted, all in its range. A
+decoder's hot loop whose stamps are epoch milliseconds may format an int `ms` above 1e11 itself,
+as `prefix + MILLIS_TAILS[ms % 1000]` when `ms // 1000` is here (a hit proves the range), and
+call `to_at` otherwise (which fills this cache); only `to_at` writes it."""
+
 CANONICAL_TAILS: frozenset[str] = frozenset(f".{ms:03d}Z" for ms in range(1000))
 """Every `.mmmZ` a canonical time ends with: `text[19:] in CANONICAL_TAILS` checks the length,
 the dot, three ASCII digits and the `Z` in one lookup."""

@@ -22,7 +22,7 @@ from typing import Any, TypeAlias
 from adapters.genesys import native as n
 from adapters.genesys.errors import error_code
 from gateway.adapter import Decoded
-from gateway.codec import joined_id, to_at
+from gateway.codec import MILLIS_TAILS, epoch_second_prefixes, joined_id, to_at
 from gateway.errors import DecodeError
 from gateway.model import (
     Content,
@@ -143,10 +143,15 @@ def events_of(entries: Sequence[n.AnyEntry], chat: str | None) -> Decoded:
         if stamp is None:
             stamp = entry.timestamp
         if type(stamp) is int:
-            # GMS epoch milliseconds (see `_second_prefixes`): a cached second is in range.
+            # GMS epoch milliseconds, formatted here when `to_at` has cached their second
+            # (`gateway.codec.epoch_second_prefixes`): its call was ~290 ns of ~800 an entry took.
             second = stamp // 1000
-            prefix = _second_prefixes.get(second)
-            at = prefix + _MILLIS[stamp - second * 1000] if prefix is not None else _int_at(stamp)
+            prefix = _prefixes(second)
+            at = (
+                prefix + _TAILS[stamp - second * 1000]
+                if prefix is not None and stamp > _MS_THRESHOLD
+                else to_at(stamp)
+            )
         else:
             at = to_at(stamp)
         # The party, when it is a cached one (`_party`'s first case, inlined).
@@ -158,35 +163,9 @@ def events_of(entries: Sequence[n.AnyEntry], chat: str | None) -> Decoded:
     return Decoded(events, ignored)
 
 
-# GMS stamps every entry with `utcTime` in epoch milliseconds, so `events_of` formats those
-# itself instead of calling `to_at`, a general parser (ISO, seconds, strings) whose call was
-# about 290 ns of the 800 ns an entry took here. Only the split into second and millisecond is
-# done here: each second is formatted by `to_at` itself and cached (a stream revisits its
-# seconds), so the result is `to_at`'s by construction, and a test compares the two over the
-# whole range. The cache holds only seconds of millisecond stamps `to_at` accepts
-# (`_MS_LOW`..`_MS_HIGH`), whose seconds no other int shares (an int up to 1e11 is seconds, and
-# its `// 1000` is below `_MS_LOW // 1000`), so `events_of` takes a hit as proof of the range
-# and tests the bounds only on a miss (`_int_at`).
-_MS_LOW = 100_000_001_000  # above `to_at`'s 1e11 threshold (ms, not s) with a whole second
-_MS_HIGH = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, `to_at`'s last
-_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
-_second_prefixes: dict[int, str] = {}
-
-
-def _int_at(stamp: int) -> str:
-    """`to_at(stamp)` for an int whose second `_second_prefixes` does not hold (yet)."""
-    if _MS_LOW <= stamp <= _MS_HIGH:
-        second = stamp // 1000
-        return _second_prefix(second) + _MILLIS[stamp - second * 1000]
-    return to_at(stamp)
-
-
-def _second_prefix(second: int) -> str:
-    """`YYYY-MM-DDTHH:MM:SS.` of an epoch second, from `to_at` (cached, bounded)."""
-    if len(_second_prefixes) > 4096:  # a long-running process sees new seconds forever
-        _second_prefixes.clear()
-    prefix = _second_prefixes[second] = to_at(second * 1000)[:-4]
-    return prefix
+_MS_THRESHOLD = 100_000_000_000  # `to_at`'s: an int above it is milliseconds, else seconds
+_prefixes = epoch_second_prefixes.get
+_TAILS = MILLIS_TAILS
 
 
 def time_of(entry: n.Entry | n.AnyEntry) -> n.Stamp:

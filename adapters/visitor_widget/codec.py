@@ -347,15 +347,7 @@ def _agent_typing(frame: n.AgentTyping, conversation: str | None, pin: bool) -> 
     if not native:
         raise InvalidField("$.data.chatId", _NO_CHAT)
     conv = _CONV_PREFIX + native
-    value = frame.at
-    if value is None or value == "":
-        at = to_at(value)
-        key = ""
-    else:
-        try:
-            at = key = to_at(value)
-        except ValueError:
-            raise InvalidField("$.at", f"not a timestamp: {value!r}") from None
+    at, key = _stamp(frame.at)
     typing = d.typing
     agent = d.agentId
     active = typing.is_
@@ -383,17 +375,10 @@ def _contact_read(frame: n.ContactRead, conversation: str | None, pin: bool) -> 
         raise InvalidField("$.data.chatId", _NO_CHAT)
     conv = _CONV_PREFIX + native
     value = d.lastReadAt
-    path = "$.data.lastReadAt"
     if value is None or value == "":  # the frame's own time stands in
-        value, path = frame.at, "$.at"
-    if value is None or value == "":
-        at = to_at(value)
-        key = ""
+        at, key = _stamp(frame.at)
     else:
-        try:
-            at = key = to_at(value)
-        except ValueError:
-            raise InvalidField(path, f"not a timestamp: {value!r}") from None
+        at, key = _stamp(value, "$.data.lastReadAt")
     by = d.byId
     return [
         Receipt(
@@ -454,21 +439,7 @@ def _closed(frame: n.Closed, conversation: str | None, pin: bool) -> list[Event]
 def _agent_joined(
     frame: n.AgentJoined | n.AgentAssigned, conversation: str | None, pin: bool
 ) -> list[Event]:
-    d = frame.data
-    native = conversation if pin else d.chatId or conversation
-    if not native:
-        raise InvalidField("$.data.chatId", _NO_CHAT)
-    conv = _CONV_PREFIX + native
-    agent = d.agent or _NO_AGENT
-    agent_id = agent.id
-    row = d.message
-    if row is not None:  # the row's id and time (`row_events` of it makes the same event)
-        at = _row_at(row.createdAt, frame.at, "$.data.message")
-        eid = f"{conv}/{row.id}"
-        agent_id = agent_id or row.agentId
-    else:
-        at, key = _stamp(frame.at)
-        eid = joined_id(conv, f"joined\x1f{key}\x1f{_NONE if agent_id is None else agent_id}")
+    conv, at, eid, agent = _agent_change(frame, conversation, pin, "joined")
     return [
         Status(
             id=joined_id(conv, "status\x1fopen"),  # `status_event(conv, "open", at)`
@@ -477,43 +448,41 @@ def _agent_joined(
             at=at,
             status="active",
         ),
-        ParticipantJoined(
-            id=eid,
-            conversation_id=conv,
-            dialect=DIALECT,
-            at=at,
-            participant=Party("agent", agent_id, agent.nickname or agent.fullName or agent.name),
-        ),
+        ParticipantJoined(id=eid, conversation_id=conv, dialect=DIALECT, at=at, participant=agent),
     ]
 
 
 def _agent_left(
     frame: n.AgentLeft | n.AgentUnassigned, conversation: str | None, pin: bool
 ) -> list[Event]:
+    conv, at, eid, agent = _agent_change(frame, conversation, pin, "left")
+    return [
+        ParticipantLeft(id=eid, conversation_id=conv, dialect=DIALECT, at=at, participant=agent)
+    ]
+
+
+def _agent_change(
+    frame: n.AgentJoined | n.AgentAssigned | n.AgentLeft | n.AgentUnassigned,
+    conversation: str | None,
+    pin: bool,
+    name: str,
+) -> tuple[str, str, str, Party]:
+    """What an agent's joining and leaving share: `(conversation, at, id, agent)`. The id is
+    the frame's row's when it carries one (`row_events` of that row makes the same event),
+    else derived from `name`, the frame's time and the agent."""
     d = frame.data
-    native = conversation if pin else d.chatId or conversation
-    if not native:
-        raise InvalidField("$.data.chatId", _NO_CHAT)
-    conv = _CONV_PREFIX + native
+    conv = _conv(None if pin else d.chatId, conversation)
     agent = d.agent or _NO_AGENT
     agent_id = agent.id
     row = d.message
-    if row is not None:  # as in `_agent_joined`
+    if row is not None:
         at = _row_at(row.createdAt, frame.at, "$.data.message")
         eid = f"{conv}/{row.id}"
         agent_id = agent_id or row.agentId
     else:
         at, key = _stamp(frame.at)
-        eid = joined_id(conv, f"left\x1f{key}\x1f{_NONE if agent_id is None else agent_id}")
-    return [
-        ParticipantLeft(
-            id=eid,
-            conversation_id=conv,
-            dialect=DIALECT,
-            at=at,
-            participant=Party("agent", agent_id, agent.nickname or agent.fullName or agent.name),
-        )
-    ]
+        eid = joined_id(conv, f"{name}\x1f{key}\x1f{_NONE if agent_id is None else agent_id}")
+    return conv, at, eid, Party("agent", agent_id, agent.nickname or agent.fullName or agent.name)
 
 
 def _account(
@@ -524,15 +493,7 @@ def _account(
     conv = _CONV_PREFIX + conversation
     d = frame.data
     status = d if isinstance(d, str) else d.status
-    value = frame.at
-    if value is None or value == "":
-        at = to_at(value)
-        key = ""
-    else:
-        try:
-            at = key = to_at(value)
-        except ValueError:
-            raise InvalidField("$.at", f"not a timestamp: {value!r}") from None
+    at, key = _stamp(frame.at)
     return [
         Availability(  # `availability_event(conv, status, at, key)`
             id=joined_id(conv, f"availability\x1f{status}\x1f{key}"),
@@ -858,15 +819,15 @@ def _row_at(value: n.Timestamp, fallback: n.Timestamp, row_path: str) -> str:
         raise InvalidField(path, f"not a timestamp: {value!r}") from None
 
 
-def _stamp(value: n.Timestamp) -> tuple[str, str]:
-    """`(at, key)` of a frame's own time `value` (its `at`): the event's time through
-    `to_at` (now when there is none), its `ValueError` as `InvalidField` at `$.at`; and the
-    time a derived id is built from, `""` for a frame without one (its `at` is then the
-    receive time, and an id built from that would make a re-posted body a new event)."""
+def _stamp(value: n.Timestamp, path: str = "$.at") -> tuple[str, str]:
+    """`(at, key)` of a frame's time `value` (by default its own `at`): the event's time
+    through `to_at` (now when there is none), its `ValueError` as `InvalidField` at `path`;
+    and the time a derived id is built from, `""` for a frame without one (its `at` is then
+    the receive time, and an id built from that would make a re-posted body a new event)."""
     if value is None or value == "":
         return to_at(value), ""
     try:
         at = to_at(value)
     except ValueError:
-        raise InvalidField("$.at", f"not a timestamp: {value!r}") from None
+        raise InvalidField(path, f"not a timestamp: {value!r}") from None
     return at, at

@@ -258,10 +258,7 @@ def to_event(frame: Frame, conversation: str | None = None, *, owned: bool = Fal
 
 # ---------------------------------------------------------------------------------------------
 # One builder per event name: `(data, frame timestamp, native session id) -> event`, the session
-# being the frame's own `sessionId` or else the caller's. Each is the whole work of its frame on
-# the hot path, so what they share (`to_at` whose `ValueError` is a `Fault`, the session check)
-# is written out in each: a call layer costs more than the lines. Only the faults themselves,
-# off the hot path, are made by helpers.
+# being the frame's own `sessionId` or else the caller's.
 
 
 def _bad_time(path: str, exc: ValueError) -> Fault:
@@ -270,6 +267,18 @@ def _bad_time(path: str, exc: ValueError) -> Fault:
 
 def _no_session() -> Fault:
     return Fault("$.sessionId", "no session id: give `sessionId` or `?conversation=`")
+
+
+def _session_at(session: str | None, timestamp: Timestamp) -> tuple[str, str]:
+    """`(conversation, at)` of a frame that names its session (or whose caller does) and
+    carries its time in `timestamp`. Checked in this order, so a frame breaking both names the
+    session."""
+    if not session:
+        raise _no_session()
+    try:
+        return _PREFIX + session, to_at(timestamp)
+    except ValueError as exc:
+        raise _bad_time("$.timestamp", exc) from None
 
 
 def _connected(connected: Connected, timestamp: Timestamp, session: str | None) -> Event:
@@ -315,13 +324,7 @@ def _reconnected(reconnected: Reconnected, timestamp: Timestamp, session: str | 
 
 
 def _ended(ended: EndedData, timestamp: Timestamp, session: str | None) -> Event:
-    if not session:
-        raise _no_session()
-    conv = _PREFIX + session
-    try:
-        at = to_at(timestamp)
-    except ValueError as exc:
-        raise _bad_time("$.timestamp", exc) from None
+    conv, at = _session_at(session, timestamp)
     # A session ends once: the id leaves the time out, so every report of it dedups.
     return Ended(
         id=joined_id(conv, "ended"),
@@ -334,13 +337,7 @@ def _ended(ended: EndedData, timestamp: Timestamp, session: str | None) -> Event
 
 
 def _disconnected(down: Disconnected, timestamp: Timestamp, session: str | None) -> Event:
-    if not session:
-        raise _no_session()
-    conv = _PREFIX + session
-    try:
-        at = to_at(timestamp)
-    except ValueError as exc:
-        raise _bad_time("$.timestamp", exc) from None
+    conv, at = _session_at(session, timestamp)
     return Link(
         id=joined_id(conv, f"disconnected\x1f{at}\x1f{down.reason}\x1f{down.will_retry}"),
         conversation_id=conv,
@@ -353,13 +350,7 @@ def _disconnected(down: Disconnected, timestamp: Timestamp, session: str | None)
 
 
 def _reconnecting(retrying: Reconnecting, timestamp: Timestamp, session: str | None) -> Event:
-    if not session:
-        raise _no_session()
-    conv = _PREFIX + session
-    try:
-        at = to_at(timestamp)
-    except ValueError as exc:
-        raise _bad_time("$.timestamp", exc) from None
+    conv, at = _session_at(session, timestamp)
     return Link(
         id=joined_id(
             conv, f"reconnecting\x1f{at}\x1f{retrying.attempt}\x1f{retrying.max_attempts}"
@@ -374,13 +365,7 @@ def _reconnecting(retrying: Reconnecting, timestamp: Timestamp, session: str | N
 
 
 def _error(error: ErrorData, timestamp: Timestamp, session: str | None) -> Event:
-    if not session:
-        raise _no_session()
-    conv = _PREFIX + session
-    try:
-        at = to_at(timestamp)
-    except ValueError as exc:
-        raise _bad_time("$.timestamp", exc) from None
+    conv, at = _session_at(session, timestamp)
     return Error(
         id=joined_id(conv, f"error\x1f{at}\x1f{error.code}\x1f{error.message}"),
         conversation_id=conv,
