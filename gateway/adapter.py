@@ -195,7 +195,7 @@ class Adapter(abc.ABC):
         decoding is a module function that keeps this whole contract itself may assign it here
         instead, `decode = staticmethod(f)` with `f(body, conversation=None)`: ingest's hot
         path then makes one call less. The dialect's tests must then show the contract (bad
-        UTF-8 and deep nesting are `MalformedJSON`), as `tests/test_fuzz.py` does for all.
+        UTF-8 and deep nesting are `MalformedJSON`), as `tests/security/test_fuzz.py` does for all.
         """
         try:
             return self.decode_body(body, conversation)

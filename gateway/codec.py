@@ -196,6 +196,23 @@ def loads(body: bytes | str) -> Any:
         raise unparsable(exc) from None
 
 
+def is_utf8(body: bytes | str) -> bool:
+    """Whether `body` is text: a `str`, or bytes that are UTF-8.
+
+    A typed decoder checks the strings it reads, but skips unread the ones it has no field for
+    (unknown keys, frames of unknown events), bad bytes and all. So a fast path sends a body
+    that is neither ASCII nor UTF-8 (`not body.isascii() and not is_utf8(body)`, the first test
+    being the cheap one) to its exact path, which parses every string and names the bad byte:
+    both paths refuse the same bodies."""
+    if type(body) is str:
+        return True
+    try:
+        body.decode()  # type: ignore[union-attr]
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def unparsable(exc: RecursionError | UnicodeDecodeError) -> MalformedJSON:
     """The `MalformedJSON` for what msgspec's decoders raise besides `DecodeError`: recursion
     past their depth (typed decoders recurse on nesting, like the parser) and bad UTF-8 inside

@@ -39,7 +39,7 @@ import msgspec
 from adapters.genesys import native as n
 from adapters.genesys.entries import DIALECT, ended, error_event, events_of, time_of, to_event
 from gateway.adapter import Decoded
-from gateway.codec import conversation_id, invalid, loads
+from gateway.codec import conversation_id, invalid, is_utf8, loads
 from gateway.errors import DecodeError
 from gateway.model import (
     Ended,
@@ -73,6 +73,8 @@ def decode(body: bytes, conversation: str | None = None) -> Decoded:
     (`UnicodeDecodeError`, a `ValueError`) and nesting too deep (`RecursionError`), sends the
     body to the exact path too, whose `loads` makes it `MalformedJSON`.
     """
+    if not body.isascii() and not is_utf8(body):  # bad bytes a typed decode could skip unread
+        return _decode_generic(loads(body), conversation)
     # The first byte as an int (`body[0]`: no slice to allocate, an int comparison).
     first = body[0] if body else 0
     if first != 91 and first != 123:  # not `[` or `{`: pretty-printed, the first non-space

@@ -34,6 +34,7 @@ from gateway.adapter import Decoded, NativeRequest
 from gateway.codec import (
     conversation_id,
     convert_each,
+    is_utf8,
     joined_id,
     loads,
     to_at,
@@ -174,11 +175,13 @@ def decode(
     # (`{"event":` is no envelope, which starts `{"events":`). Any decode error goes the long
     # way, where the exact path names it; anything else (no conversation, an untimed frame)
     # goes through `to_events`, which alone places untimed frames.
-    if type(body) is bytes and body.startswith(_FRAME_START):
+    # Bad bytes a typed decode could skip unread: the exact path, which reads every string.
+    fast = body if isinstance(body, bytes) and (body.isascii() or is_utf8(body)) else None
+    if fast is not None and fast.startswith(_FRAME_START):
         try:
-            frame = _frame.decode(body)
+            frame = _frame.decode(fast)
         except msgspec.ValidationError:  # an unknown event, or a frame breaking its schema
-            typed = _object_frames(body)
+            typed = _object_frames(fast)
             frames, ignored = _exact_frames_of(body) if typed is None else typed
         except (ValueError, RecursionError):  # no JSON, bad UTF-8 (a ValueError), too deep
             frames, ignored = _exact_frames_of(body)
@@ -201,7 +204,7 @@ def decode(
                 return Decoded([event], 0)
             frames, ignored = (frame,), 0
     else:
-        typed = _typed_frames(body) if type(body) is bytes else None
+        typed = _typed_frames(fast) if fast is not None else None
         frames, ignored = _exact_frames_of(body) if typed is None else typed
     if not frames:
         return Decoded([], ignored)
@@ -216,7 +219,10 @@ def decode(
 
 def _exact_frames_of(body: bytes | str) -> _Frames:
     """`_exact_frames`, with what msgspec raises besides its own errors (`RecursionError`,
-    `UnicodeDecodeError`) as the `MalformedJSON` the contract of `decode` names."""
+    `UnicodeDecodeError`) as the `MalformedJSON` the contract of `decode` names, and bad UTF-8
+    anywhere (`_exact_frames` decodes typed first, skipping unknown keys unread) as well."""
+    if not is_utf8(body):
+        loads(body)  # raises: a bad byte in a string, or outside any, is no JSON text
     try:
         return _exact_frames(body)
     except (RecursionError, UnicodeDecodeError) as exc:

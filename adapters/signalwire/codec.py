@@ -57,6 +57,7 @@ from gateway.codec import (
     convert_each,
     derived_id,
     event_id,
+    is_utf8,
     joined_id,
     loads,
     to_at,
@@ -156,6 +157,8 @@ def decode(
     # The fast path, inline (one call less on every body). A frame's shape is decided by which
     # keys it has, as the exact path does; how the body opens only says which typed decoder to
     # try first. Anything it cannot vouch for raises one of `_GIVE_UP`: the exact path.
+    if not body.isascii() and not is_utf8(body):  # bad bytes a typed decode could skip unread
+        return _decode_exact(body, conversation, self_ids)
     try:
         if type(body) is not bytes:
             body = _as_bytes(body)

@@ -274,9 +274,7 @@ class SignalWireConnector(Connector):
         if url.origin() != base.origin() or url.path != (
             f"{base.path.rstrip('/')}/api/fabric/conversations/{key}/messages"
         ):
-            raise RequestError(
-                "the cursor names another conversation or host", path="$.cursor"
-            )
+            raise RequestError("the cursor names another conversation or host", path="$.cursor")
         return cursor
 
     async def close(self) -> None:

@@ -29,7 +29,16 @@ import msgspec
 
 from adapters.visitor_widget import native as n
 from gateway.adapter import Decoded
-from gateway.codec import event_id, invalid, joined_id, loads, tag_reader, to_at, unparsable
+from gateway.codec import (
+    event_id,
+    invalid,
+    is_utf8,
+    joined_id,
+    loads,
+    tag_reader,
+    to_at,
+    unparsable,
+)
 from gateway.errors import (
     DecodeError,
     GatewayError,
@@ -127,6 +136,8 @@ _NOT_JSON = (UnicodeDecodeError, RecursionError)
 def decode(body: bytes | str, conversation: str | None = None) -> Decoded:
     """Decode an ingest body (see the module docstring). Raises `MalformedJSON` or
     `DecodeError` (with `index` and `path`); nothing else escapes."""
+    if not body.isascii() and not is_utf8(body):  # bad bytes a typed decode could skip unread
+        return _decode_slow(body, conversation)
     if body[:10] == b'{"events":':
         # A minified envelope, as platforms send it: skip the frame decode that would fail.
         # (Any other spelling of an envelope gets there too, one failed decode later.)

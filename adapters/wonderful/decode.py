@@ -55,7 +55,7 @@ from adapters.wonderful.frames import (
 from adapters.wonderful.native import ChatSession, MessageData, Timestamp
 from adapters.wonderful.native import Message as NativeMessage
 from gateway.adapter import Decoded
-from gateway.codec import invalid, joined_id, loads, to_at
+from gateway.codec import invalid, is_utf8, joined_id, loads, to_at
 from gateway.errors import DecodeError, GatewayError
 from gateway.model import (
     Action,
@@ -130,6 +130,8 @@ def decode(body: bytes, conversation: str | None = None) -> Decoded:
     which frame and path are wrong. So the fast path never names an error itself, except a lone
     well-formed frame that breaks a rule (`Fault`: frame 0, as always).
     """
+    if not body.isascii() and not is_utf8(body):  # bad bytes a typed decode could skip unread
+        return _decode_raw(loads(body), conversation)
     try:
         # The hot path: one frame straight into its typed form, or an array into raw frames
         # (one decoder for both: no look at the body's first byte first).

@@ -418,8 +418,8 @@ def test_bad_utf8_and_deep_nesting_in_a_known_frame_are_malformed_json(
     ],
 )
 def test_remembered_seconds_let_through_only_what_to_at_accepts(value: str) -> None:
-    """A message skips `to_at` for a canonical time whose second `to_at` has checked: after one
-    good time in that second, any other value still gets `to_at`'s own answer."""
+    """`to_at` remembers the seconds of the canonical times it has checked: after one good
+    time in that second, any other value still gets `to_at`'s own answer in a message."""
     for seen in ("2024-02-02T13:00:00.001Z", "2024-02-30T13:00:00.001Z", value[:19] + ".000Z"):
         with contextlib.suppress(DecodeError):
             decode(message({"type": "text", "text": "x"}, timestamp=seen))
