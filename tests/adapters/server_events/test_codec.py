@@ -591,9 +591,12 @@ def test_one_frame_path_agrees_with_the_loop(
     body: bytes, conversation: str | None, context: dict[str, Any]
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(codec, "_FRAME_START", b"\x00never")  # to `_typed_frames`, `to_events`
-        slow = _outcome(body, conversation, **context)
-    assert _outcome(body, conversation, **context) == slow
+        # One clock for both: an untimed frame without `received_at` is stamped "now".
+        patch.setattr(codec, "now_at", lambda: "2024-05-05T05:05:05.005Z")
+        with pytest.MonkeyPatch.context() as slow_path:
+            slow_path.setattr(codec, "_FRAME_START", b"\x00never")  # to `to_events`
+            slow = _outcome(body, conversation, **context)
+        assert _outcome(body, conversation, **context) == slow
 
 
 def test_one_frame_path_anchors_the_stream() -> None:
