@@ -312,7 +312,7 @@ def frame_events(
 
 def _message_received(frame: n.MessageReceived, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
-    native = conversation if pin else d.chatId or conversation
+    native = conversation if pin else d.chatId or conversation  # `_conv`, inlined: hot path
     if not native:
         raise InvalidField("$.data.chatId", _NO_CHAT)
     conv = _CONV_PREFIX + native
@@ -354,10 +354,7 @@ def _message_received(frame: n.MessageReceived, conversation: str | None, pin: b
 
 def _agent_typing(frame: n.AgentTyping, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
-    native = conversation if pin else d.chatId or conversation
-    if not native:
-        raise InvalidField("$.data.chatId", _NO_CHAT)
-    conv = _CONV_PREFIX + native
+    conv = _conv(None if pin else d.chatId, conversation)
     at, key = _stamp(frame.at)
     typing = d.typing
     agent = d.agentId
@@ -381,10 +378,7 @@ def _agent_typing(frame: n.AgentTyping, conversation: str | None, pin: bool) -> 
 
 def _contact_read(frame: n.ContactRead, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
-    native = conversation if pin else d.chatId or conversation
-    if not native:
-        raise InvalidField("$.data.chatId", _NO_CHAT)
-    conv = _CONV_PREFIX + native
+    conv = _conv(None if pin else d.chatId, conversation)
     value = d.lastReadAt
     if value is None or value == "":  # the frame's own time stands in
         at, key = _stamp(frame.at)
@@ -406,10 +400,7 @@ def _contact_read(frame: n.ContactRead, conversation: str | None, pin: bool) -> 
 
 def _closed(frame: n.Closed, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
-    native = conversation if pin else d.chatId or conversation
-    if not native:
-        raise InvalidField("$.data.chatId", _NO_CHAT)
-    conv = _CONV_PREFIX + native
+    conv = _conv(None if pin else d.chatId, conversation)
     close_type = d.closeType
     reason, by = _end_reason(close_type, None)
     events: list[Event] = []
