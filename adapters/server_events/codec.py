@@ -452,6 +452,14 @@ def _seconds(value: str | float | None, path: str) -> float | None:
     return seconds
 
 
+def _sender(party_id: str | None, known: Mapping[str, Party]) -> Party:
+    """Who a frame is from: the user when it names no party, else the party this batch knows
+    (`known`), an agent already seen (`_AGENTS`), or a new agent by that id."""
+    if party_id is None:
+        return USER
+    return known.get(party_id) or _AGENTS.get(party_id) or _agent(party_id)
+
+
 def _agent(party_id: str) -> Party:
     """An agent we know only by id (Parties are frozen: one per id is shared)."""
     if len(_AGENTS) >= 1024:
@@ -483,7 +491,7 @@ def _message(
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+        sender=_sender(pid, known),
         content=Text(text),
     )
 
@@ -500,7 +508,7 @@ def _typing(name: str, active: bool) -> Callable[..., Event]:
             conversation_id=conv,
             dialect=DIALECT,
             at=at,
-            sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+            sender=_sender(pid, known),
             active=active,
         )
 
@@ -544,7 +552,7 @@ def _left(f: n.PartyLeft, conv: str, at: str, when: str, known: _Parties, _: str
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        participant=known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+        participant=_sender(pid, known),
     )
 
 
@@ -609,7 +617,7 @@ def _signal(f: n.Signaling, conv: str, at: str, when: str, known: _Parties, _: s
         dialect=DIALECT,
         at=at,
         data=f.data,
-        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+        sender=_sender(pid, known),
     )
 
 
@@ -631,7 +639,7 @@ def _file(
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+        sender=_sender(pid, known),
         content=content,
     )
 
@@ -650,7 +658,7 @@ def _location(
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+        sender=_sender(pid, known),
         content=Location(latitude=f.latitude, longitude=f.longitude, url=f.url),
     )
 
@@ -680,7 +688,7 @@ def _receipt(name: str, status: ReceiptStatus) -> Callable[..., Event]:
             conversation_id=conv,
             dialect=DIALECT,
             at=at,
-            sender=USER if pid is None else known.get(pid) or _AGENTS.get(pid) or _agent(pid),
+            sender=_sender(pid, known),
             status=status,
             message_id=f"{conv}/{ref}",
         )
