@@ -57,18 +57,15 @@ _END_REASONS: dict[int, tuple[EndReason, EndedBy]] = {
     3: ("error", "system"),
 }
 _AGENT = Party(role="agent")  # a widget agent event without its party
-_ENDED = joined_id("", "ended")
-"""What `derived_id(conv, "ended")` adds to `conv`: `joined_id` hashes the key alone and puts
-the conversation before it, so this part of the id is the same for every conversation."""
 
 
 def ended(
     conv: str, at: str, reason: EndReason, by: EndedBy | None, text: str | None = None
 ) -> Ended:
     """The one `ended` event of a conversation (its id does not depend on who reports it):
-    its id is `derived_id(conv, "ended")`, `conv` and the constant `_ENDED`."""
+    its id is `derived_id(conv, "ended")`."""
     return Ended(
-        id=conv + _ENDED,
+        id=joined_id(conv, "ended"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
