@@ -69,8 +69,8 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
     kind = type(value)
     if kind is str:  # the most common form first
         text: str = value  # type: ignore[assignment]
-        if text[19:] in CANONICAL_TAILS:  # canonical already? the second is checked once
-            valid = canonical_seconds.get(text[:19])
+        if text[19:] in _CANONICAL_TAILS:  # canonical already? the second is checked once
+            valid = _canonical_seconds.get(text[:19])
             if valid is None:
                 valid = _canonical_second(text[:19])
             if valid:
@@ -122,14 +122,12 @@ decoder's hot loop whose stamps are epoch milliseconds may format an int `ms` ab
 as `prefix + MILLIS_TAILS[ms % 1000]` when `ms // 1000` is here (a hit proves the range), and
 call `to_at` otherwise (which fills this cache); only `to_at` writes it."""
 
-CANONICAL_TAILS: frozenset[str] = frozenset(f".{ms:03d}Z" for ms in range(1000))
-"""Every `.mmmZ` a canonical time ends with: `text[19:] in CANONICAL_TAILS` checks the length,
+_CANONICAL_TAILS: frozenset[str] = frozenset(f".{ms:03d}Z" for ms in range(1000))
+"""Every `.mmmZ` a canonical time ends with: `text[19:] in _CANONICAL_TAILS` checks the length,
 the dot, three ASCII digits and the `Z` in one lookup."""
-canonical_seconds: dict[str, bool] = {}
+_canonical_seconds: dict[str, bool] = {}
 """`YYYY-MM-DDTHH:MM:SS` heads `to_at` has checked, and whether each is a real time from 1970
-on. A decoder's hot loop may take a canonical string as it is when
-`text[19:] in CANONICAL_TAILS and canonical_seconds.get(text[:19])`, and call `to_at` otherwise
-(which fills this cache); only `to_at` writes it."""
+on (bounded: see `_canonical_second`)."""
 
 
 def _canonical_second(second: str) -> bool:
@@ -145,9 +143,9 @@ def _canonical_second(second: str) -> bool:
         )
     except ValueError:
         valid = False
-    if len(canonical_seconds) > 4096:
-        canonical_seconds.clear()
-    canonical_seconds[second] = valid
+    if len(_canonical_seconds) > 4096:
+        _canonical_seconds.clear()
+    _canonical_seconds[second] = valid
     return valid
 
 
