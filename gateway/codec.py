@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import operator
 import re
 import time
 from collections.abc import Callable, Container, Iterable
@@ -238,29 +237,39 @@ def invalid(exc: msgspec.ValidationError, index: int, prefix: str = "") -> Decod
     )
 
 
+def tag_decoder(key: str) -> Callable[[msgspec.Raw], Any]:
+    """A decoder of a JSON object that reads the value at `key` alone, every other key skipped
+    unread: `tag_decoder(key)(raw).tag` is that value (`None` when absent). It is msgspec's
+    decoder itself, no Python around it, for loops over many frames (`decode_known`). Raises
+    `msgspec.ValidationError` for a value that is no object."""
+    fields = [("tag", Any, None)]
+    return msgspec.json.Decoder(
+        msgspec.defstruct("Tag", fields, rename={"tag": key}, frozen=True, gc=False)
+    ).decode
+
+
 def tag_reader(key: str) -> Callable[[msgspec.Raw], Any]:
     """A reader of the value at `key` of a JSON object (`None` when absent), every other key
     skipped unread: how a dialect tells a frame's event name without decoding the frame.
     The reader raises `msgspec.ValidationError` for a value that is no object."""
-    decode = msgspec.json.Decoder(msgspec.defstruct("Tag", [(key, Any, None)], gc=False)).decode
-    value = operator.attrgetter(key)
-    return lambda raw: value(decode(raw))
+    decode = tag_decoder(key)
+    return lambda raw: decode(raw).tag
 
 
 def decode_known(
     raws: Iterable[msgspec.Raw],
-    name_of: Callable[[msgspec.Raw], object],
+    tag_of: Callable[[msgspec.Raw], Any],
     known: Container[str],
     decode: Callable[[msgspec.Raw], T],
 ) -> tuple[list[T], int]:
-    """Each raw frame typed with `decode`, except the frames whose name (`name_of`, usually a
-    `tag_reader`) is a string the dialect does not know: those are only counted. Returns the
-    frames and that count; raises what `decode` or `name_of` raise. Reading the name first is
-    cheaper than letting `decode` fail on each unknown frame (an exception is dear)."""
+    """Each raw frame typed with `decode`, except the frames whose name (`tag_of(raw).tag`,
+    `tag_of` a `tag_decoder`) is a string the dialect does not know: those are only counted.
+    Returns the frames and that count; raises what `decode` or `tag_of` raise. Reading the name
+    first is cheaper than letting `decode` fail on each unknown frame (an exception is dear)."""
     out: list[T] = []
     ignored = 0
     for raw in raws:
-        name = name_of(raw)
+        name = tag_of(raw).tag
         if type(name) is str and name not in known:
             ignored += 1
         else:

@@ -34,9 +34,11 @@ from gateway.adapter import Decoded, NativeRequest
 from gateway.codec import (
     conversation_id,
     convert_each,
+    decode_known,
     is_utf8,
     joined_id,
     loads,
+    tag_decoder,
     to_at,
     unparsable,
 )
@@ -146,7 +148,6 @@ class Untimed:
 
 _frame_key = msgspec.json.Encoder()
 _ANCHORS: Final = frozenset({n.ChatMessage, n.ChatFile, n.ChatLocation})
-_EVENT_NAMES: Final = n.EVENT_NAMES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,14 +302,7 @@ def _object_frames(body: bytes) -> _Frames | None:
         return None
 
 
-class _Name(msgspec.Struct, frozen=True, gc=False):
-    """A frame's `event` (`None` when absent), every other key skipped unread: what
-    `gateway.codec.tag_reader` reads, without its two call layers per frame."""
-
-    event: Any = None
-
-
-_name_of = msgspec.json.Decoder(_Name).decode
+_event_of = tag_decoder("event")
 
 
 def _each(raws: list[msgspec.Raw]) -> _Frames:
@@ -316,18 +310,8 @@ def _each(raws: list[msgspec.Raw]) -> _Frames:
 
     An unknown name is counted as `_exact_frames` counts it (its frame is never converted);
     any other frame is decoded typed, and raises if it breaks its schema (as the name reader
-    does for a frame that is no object). Reading the name first is cheaper than letting the
-    typed decoder raise on every unknown frame (`gateway.codec.decode_known`, inlined).
-    """
-    frames: list[n.ServerEvent] = []
-    ignored = 0
-    for raw in raws:
-        name = _name_of(raw).event
-        if type(name) is str and name not in _EVENT_NAMES:
-            ignored += 1
-        else:
-            frames.append(_frame.decode(raw))
-    return frames, ignored
+    does for a frame that is no object)."""
+    return decode_known(raws, _event_of, n.EVENT_NAMES, _frame.decode)
 
 
 # The exact path: how bodies were always decoded. It names a bad frame's index and path.
