@@ -190,10 +190,7 @@ def decode(
             stamp = frame.timestamp
             if stamp and conversation:  # a falsy stamp may be untimed (None, ""): the loop's
                 try:
-                    try:
-                        at = to_at(stamp)
-                    except (ValueError, OverflowError, OSError):
-                        raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
+                    at = _frame_at(stamp)
                     kind = type(frame)
                     if untimed is not None and kind in _ANCHORS:
                         untimed.anchor(frame.msg_id)
@@ -385,10 +382,7 @@ def to_events(
             # Truthy first: a number or a non-empty string is the common case, and comparing
             # an int with "" costs CPython two failed rich comparisons. 0 is a time too.
             if stamp or (stamp is not None and stamp != ""):
-                try:
-                    at = when = to_at(stamp)
-                except (ValueError, OverflowError, OSError):
-                    raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
+                at = when = _frame_at(stamp)
             else:
                 if received_at is None:
                     received_at = now_at()  # once per batch: untimed frames share one instant
@@ -412,6 +406,14 @@ def to_events(
 
 
 _JOINED: Final = n.PartyJoined
+
+
+def _frame_at(stamp: str | float) -> str:
+    """`to_at` of a frame's own `timestamp`; `_Bad` at `$.timestamp` for one that is no time."""
+    try:
+        return to_at(stamp)
+    except (ValueError, OverflowError, OSError):
+        raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
 
 
 def _last_msg_id(frames: Sequence[n.ServerEvent], stop: int) -> n.NativeId | None:
