@@ -4,6 +4,8 @@
     python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 2 min)
     python -m bench --only codec,resume --runs 5
     python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
+    python -m bench --python /usr/bin/python3.11
+                                    every process on that CPython (bench/.venv made on it)
 
 On first use it makes `bench/.venv` (the peers: python-socketio, Starlette, broadcaster, uvicorn,
 pydantic, matplotlib, py-spy; plus this project, editable) and re-runs itself
@@ -36,19 +38,28 @@ def _in_venv() -> bool:
     return Path(sys.prefix).resolve() == VENV.resolve()
 
 
-def ensure_venv(quiet: bool = True) -> None:
-    """Make or refresh bench/.venv, then re-run this command inside it."""
+def ensure_venv(interpreter: str | None, quiet: bool = True) -> None:
+    """Make or refresh bench/.venv on `interpreter` (default: this one), then re-run this
+    command inside it. Every process of a run (gateway, peers, load, codec workers) is the
+    venv's Python, so all sides of a comparison run on one build. A venv made on another
+    interpreter is made again: a CPython build's options (PGO, LTO, a shared libpython) move
+    these numbers by a tenth or more."""
     if _in_venv() or os.environ.get("BENCH_NO_VENV"):
         return
+    base = os.path.realpath(shutil.which(interpreter) or interpreter) if interpreter else None
+    base = base or os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     python = VENV / "bin" / "python"
+    if python.exists() and _venv_base() != base:
+        print(f"bench: making bench/.venv again, on {base}", file=sys.stderr, flush=True)
+        shutil.rmtree(VENV)
     requirements = BENCH / "requirements.txt"
     digest = hashlib.sha256(
         requirements.read_bytes() + (ROOT / "pyproject.toml").read_bytes()
     ).hexdigest()[:16]
     stamp = VENV / f".installed-{digest}"
     if not python.exists():
-        print("bench: creating bench/.venv (first run)", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        print(f"bench: creating bench/.venv on {base}", file=sys.stderr, flush=True)
+        subprocess.run([base, "-m", "venv", str(VENV)], check=True)
     if not stamp.exists():
         print("bench: installing the peers into bench/.venv", file=sys.stderr, flush=True)
         pip = [str(python), "-m", "pip", "--disable-pip-version-check", "install"]
@@ -68,6 +79,19 @@ def ensure_venv(quiet: bool = True) -> None:
         stamp.touch()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     os.execve(str(python), [str(python), "-m", "bench", *sys.argv[1:]], env)
+
+
+def _venv_base() -> str | None:
+    """The interpreter bench/.venv was made on (`executable` in its pyvenv.cfg)."""
+    try:
+        lines = (VENV / "pyvenv.cfg").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "executable":
+            return os.path.realpath(value.strip())
+    return None
 
 
 def ensure_redis() -> None:
@@ -160,10 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         help="after the measurements, profile the gateway (py-spy, tracemalloc)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
+    parser.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the CPython that bench/.venv (every process of the run) is made on; default: "
+        "this one. The recorded runs use a PGO+LTO build, as the container's image is",
+    )
     parser.add_argument("--verbose-install", action="store_true")
     args = parser.parse_args(argv)
     ensure_redis()
-    ensure_venv(quiet=not args.verbose_install)
+    ensure_venv(args.python, quiet=not args.verbose_install)
     raise_fd_limit()
 
     from bench import report, scenarios

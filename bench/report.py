@@ -9,6 +9,7 @@ import platform
 import re
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,24 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": sys.version.split()[0],
+        "interpreter": interpreter(),
         "redis_server": redis_version,
         "packages": versions,
     }
+
+
+def interpreter() -> str:
+    """Which CPython build this is: its path and how it links libpython. A build with a shared
+    libpython and without PGO/LTO (what pyenv and a plain `./configure` make) runs this code a
+    tenth or more slower than a release build (Debian's python3.11, python:3.11-slim's)."""
+    path = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    with open("/proc/self/maps") as f:
+        shared = any("libpython" in line for line in f)
+    flags = str(sysconfig.get_config_var("CONFIG_ARGS") or "")
+    built = [opt for opt in ("--enable-optimizations", "--with-lto") if opt in flags]
+    return f"{path}, {'shared' if shared else 'static'} libpython" + (
+        f", configured {' '.join(built)}" if built else ""
+    )
 
 
 # -- targets -----------------------------------------------------------------------------------
@@ -196,7 +212,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"- `nproc`: {m['nproc']}; CPU: {m['cpu']}; memory: {m['memory_gib']} GiB; "
         f"kernel {m['kernel']}",
-        f"- Python {m['python']}; {m['redis_server']}",
+        f"- Python {m['python']} ({m.get('interpreter', 'build not recorded')}); "
+        f"{m['redis_server']}",
         "- " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v != "-"),
         "",
         "### Targets",
