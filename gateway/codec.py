@@ -62,24 +62,36 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
 
     This is on every dialect's decode path, so the common forms skip `datetime`: epochs are
     split with integer arithmetic and each formatted second is cached; a string already in
-    canonical form is checked and returned as it is. Results equal `datetime`'s
+    canonical form is checked and returned as it is, and one of whole seconds in a zone `Z`,
+    `±HH:MM` or none is its head's cached second less its offset. Results equal
+    `datetime`'s
     (`fromtimestamp` rounds half-even to the microsecond, then milliseconds are truncated).
     """
     kind = type(value)
     if kind is str:  # the most common form first
         text: str = value  # type: ignore[assignment]
         if text[19:] in _CANONICAL_TAILS:  # canonical already? the second is checked once
-            valid = _canonical_seconds.get(text[:19])
-            if valid is None:
-                valid = _canonical_second(text[:19])
-            if valid:
+            second = _head_seconds.get(text[:19])
+            if second is None:
+                second = _head_second(text[:19])
+            if second >= 0:
                 return text
         if text.isdigit() and text.isascii():
             number = int(text)
             return _epoch_ms(number if number > _MS_THRESHOLD_INT else number * 1000, text)
         if not text:
             return default if default is not None else format_at(datetime.now(UTC))
-        if "T" not in text and ":" not in text:  # not ISO: maybe `"1708192187.67"`
+        if text[10:11] == "T":
+            # Whole seconds in another zone (`Z`, `+01:00`, none): the head's cached second.
+            # A fraction with a zone is left to `fromisoformat`: parsed here, it cost as much.
+            offset = _ZONES.get(text[19:])
+            if offset is not None:
+                second = _head_seconds.get(text[:19])
+                if second is None:
+                    second = _head_second(text[:19])
+                if second >= 0:
+                    return _epoch_ms((second - offset) * 1000, text)
+        elif ":" not in text:  # not ISO: maybe `"1708192187.67"`
             try:
                 return _epoch_float(float(text))
             except ValueError:
@@ -104,7 +116,9 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
     raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
 
 
-_CLOCK = re.compile(r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")  # `THH:MM:SS`
+# `YYYY-MM-DDTHH:MM:SS`, digits where digits belong (`date.fromisoformat` alone would take a
+# week date, `2024-W10-2`, for a day); whether the day exists is `date`'s to say.
+_HEAD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _MAX_SECOND = _MAX_MS // 1000
 _MAX_MS_FLOAT = float(_MAX_MS)
@@ -124,28 +138,41 @@ call `to_at` otherwise (which fills this cache); only `to_at` writes it."""
 _CANONICAL_TAILS: frozenset[str] = frozenset(f".{ms:03d}Z" for ms in range(1000))
 """Every `.mmmZ` a canonical time ends with: `text[19:] in _CANONICAL_TAILS` checks the length,
 the dot, three ASCII digits and the `Z` in one lookup."""
-_canonical_seconds: dict[str, bool] = {}
-"""`YYYY-MM-DDTHH:MM:SS` heads `to_at` has checked, and whether each is a real time from 1970
-on (bounded: see `_canonical_second`)."""
+_head_seconds: dict[str, int] = {}
+"""`YYYY-MM-DDTHH:MM:SS` heads `to_at` has read: the epoch second of each, or -1 for a head
+that is no real time from 1970 on (bounded: see `_head_second`)."""
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_ZONES: dict[str, int] = {
+    "": 0,  # naive: UTC
+    "Z": 0,
+    **{
+        f"{sign}{h:02d}:{m:02d}": (1 if sign == "+" else -1) * (h * 3600 + m * 60)
+        for sign in "+-"
+        for h in range(24)
+        for m in range(60)
+    },
+}
+"""What may follow the whole seconds of an ISO time `to_at` reads itself, as the offset in
+seconds east of UTC; any other tail (a fraction, `+0100`, `+01`) is `fromisoformat`'s."""
 
 
-def _canonical_second(second: str) -> bool:
-    """Whether `second` is `YYYY-MM-DDTHH:MM:SS` of a real time from 1970 on (cached: a stream
-    revisits its seconds; bounded, as a long-running process sees new ones forever)."""
-    day = second[:10]
+def _head_second(head: str) -> int:
+    """The epoch second of `head` if it is `YYYY-MM-DDTHH:MM:SS` of a real time from 1970 on,
+    else -1 (cached: a stream revisits its seconds; bounded, as a long-running process sees new
+    ones forever)."""
+    second = -1
     try:
-        valid = (
-            day[4] == "-"
-            and day[7] == "-"
-            and date.fromisoformat(day).year >= 1970
-            and _CLOCK.fullmatch(second, 10) is not None
-        )
-    except ValueError:
-        valid = False
-    if len(_canonical_seconds) > 4096:
-        _canonical_seconds.clear()
-    _canonical_seconds[second] = valid
-    return valid
+        if _HEAD.fullmatch(head) is not None:
+            days = date.fromisoformat(head[:10]).toordinal() - _EPOCH_DAY
+            if days >= 0:
+                h, m, s = int(head[11:13]), int(head[14:16]), int(head[17:19])
+                second = days * 86_400 + h * 3600 + m * 60 + s
+    except ValueError:  # no such day
+        pass
+    if len(_head_seconds) > 4096:
+        _head_seconds.clear()
+    _head_seconds[head] = second
+    return second
 
 
 def _prefix(second: int) -> str:

@@ -109,6 +109,8 @@ def test_iso_strings_match_datetime() -> None:
         "2024-03-05T10:15:31.1234567Z",
         "1969-12-31T23:00:00-02:00",  # a head before 1970, in range once shifted
         "2024-02-29T23:59:59.999-00:01",
+        "2024-W10-2T10:15:31.120Z",  # a week date: not canonical, though `-` sits where it would
+        "2024-03-05T10:15:31.5",  # naive, one fraction digit
     ):
         assert to_at(value) == reference(value), value
     for bad in (
