@@ -27,7 +27,6 @@ history page); anything else raises `Unsupported`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -45,6 +44,7 @@ from adapters.signalwire.native import (
     FastPage,
     FastRow,
     FastRpcEvent,
+    FastRpcParams,
     FrameHead,
     MessageUpdated,
     ParamsHead,
@@ -102,7 +102,9 @@ _rows_decoder = msgspec.json.Decoder(list[FastRow])
 _rpc_decoder = msgspec.json.Decoder(FastRpcEvent)
 _row_decoder = msgspec.json.Decoder(FastRow)
 _head_decoder = msgspec.json.Decoder(FrameHead)
+_heads_decoder = msgspec.json.Decoder(list[FrameHead])
 _params_head_decoder = msgspec.json.Decoder(ParamsHead)
+_params_decoder: msgspec.json.Decoder[FastRpcParams] = msgspec.json.Decoder(FastRpcParams)
 
 # What a body is, guessed from how it opens: its form (`{` or `[`) and its first key. A guess
 # only: it picks the typed decoder to try first, and every decoder checks the whole body.
@@ -120,14 +122,6 @@ _OPENINGS = {
     ord("m"): _RPCS,  # [{"method
 }
 _WHITESPACE = b" \t\r\n"
-
-# Whether a frame of an array of JSON-RPC frames is likely an event we map. A guess again,
-# which only picks the decoder to try first: the typed `FastRpcEvent` fits our events and
-# nothing else, and its failure costs an exception (~1.5 µs), while the frame's head
-# (`_classify`) tells a ping, a response or another event type for far less. Arrays mix
-# kinds, so they pay the search (~0.1 µs a frame); a body of one frame does not: it is most
-# likely our event. A regex rather than `in`: it searches a `Raw` (any buffer) as it is.
-_likely_ours = re.compile(rb'"event_type":"conversation\.(?:message|ended)').search
 
 
 class _Slow(Exception):
@@ -178,7 +172,7 @@ def decode(
                         params.params, conversation, self_ids, params.is_author, params.timestamp
                     )
                 else:
-                    event = _rpc_event(rpc, conversation, self_ids)
+                    event = _rpc_event(params, conversation, self_ids)
         elif opening == _ROW:
             try:
                 row = _row_decoder.decode(body)
@@ -203,10 +197,13 @@ def decode(
             except msgspec.ValidationError:
                 decoded = None
             if decoded is None:  # not rows only: frame by frame
-                decoded = _frames(body, conversation, self_ids, rpc_first=False)
+                decoded = _frames(body, conversation, self_ids)
             return decoded
         elif opening == _RPCS:
-            return _frames(body, conversation, self_ids, rpc_first=True)
+            decoded = _rpc_frames(body, conversation, self_ids)
+            if decoded is None:  # a row among them: frame by frame
+                decoded = _frames(body, conversation, self_ids)
+            return decoded
         else:
             raise _Slow  # a scalar, or no JSON: no frame at all, and the exact path says so
         return Decoded([event]) if event is not None else Decoded([], 1)
@@ -232,14 +229,12 @@ def _opening(body: bytes) -> int:
     return _ROW if form == b"{" else _ROWS if form == b"[" else _OTHER
 
 
-def _frames(
-    body: bytes, conversation: str | None, self_ids: Collection[str], rpc_first: bool
-) -> Decoded:
-    """An array of frames of any kind, each decoded on its own (`rpc_first`: the likely kind)."""
+def _frames(body: bytes, conversation: str | None, self_ids: Collection[str]) -> Decoded:
+    """An array of frames of mixed kinds (rows and JSON-RPC), each decoded on its own."""
     events: list[Event] = []
     ignored = 0
     for raw in _frames_decoder.decode(body):
-        event = _frame(raw, conversation, self_ids, rpc_first)
+        event = _frame(raw, conversation, self_ids)
         if event is None:
             ignored += 1
         else:
@@ -264,28 +259,48 @@ def _rows(
     return Decoded(events, ignored)
 
 
-def _frame(
-    raw: msgspec.Raw, conversation: str | None, self_ids: Collection[str], rpc_first: bool
-) -> Event | None:
-    """One object frame of an array as its event, or `None` when it is ignored (the exact
-    path's `_convert`).
+def _rpc_frames(body: bytes, conversation: str | None, self_ids: Collection[str]) -> Decoded | None:
+    """An array of JSON-RPC frames, their heads (`FrameHead`) decoded in one pass; `None` when
+    one of them is a row (no `method` nor `jsonrpc`: no head tells it, `_frames` does).
 
-    The likely decoder first: a live event (`FastRpcEvent`, when `_likely_ours`) or a bare row
-    (`FastRow`). When it does not fit, `_classify` decides what the frame is.
+    A head says what its frame is, as `_classify` does: only a `signalwire.event` whose
+    `event_type` (`ParamsHead`) we map has its `params` decoded typed; pings, responses and
+    other event types are counted with no typed decode, let alone a failed one (an exception).
+    One pass for the heads instead of one for the frames' bytes (`_frames`), then a search of
+    each frame's bytes for our event types and a second head for each frame we skip: ~17 %
+    less time for `rpc_batch_array` (two events of ours among five frames).
     """
-    if rpc_first:
-        if _likely_ours(raw) is None:
-            return _classify(raw, conversation, self_ids, top=False)
-        try:
-            rpc = _rpc_decoder.decode(raw)
-        except msgspec.ValidationError:
-            return _classify(raw, conversation, self_ids, top=False)
-        params = rpc.params
-        if type(params) is FastMessageEvent:  # the live chat message: no detour
-            return _row_event(
-                params.params, conversation, self_ids, params.is_author, params.timestamp
-            )
-        return _rpc_event(rpc, conversation, self_ids)
+    events: list[Event] = []
+    ignored = 0
+    for head in _heads_decoder.decode(body):
+        method = head.method
+        if method is msgspec.UNSET and head.jsonrpc is msgspec.UNSET:
+            return None
+        event = None
+        if method == _EVENT_METHOD:
+            event_type = _params_head_decoder.decode(head.params).event_type
+            if not isinstance(event_type, str) or event_type in EVENT_TYPES:
+                event = _rpc_event(_params_of(head), conversation, self_ids)
+        if event is None:
+            ignored += 1
+        else:
+            events.append(event)
+    return Decoded(events, ignored)
+
+
+def _params_of(head: FrameHead) -> FastRpcParams:
+    """The typed `params` of a `signalwire.event` from its head: what `FastRpcEvent` decodes,
+    its envelope checked as `FastRpcEvent` types it (`jsonrpc` absent or `"2.0"`, `id` a
+    string or an integer); anything else gives up."""
+    jsonrpc, kind = head.jsonrpc, type(head.id)
+    if (jsonrpc is not msgspec.UNSET and jsonrpc != "2.0") or (kind is not str and kind is not int):
+        raise _Slow
+    return _params_decoder.decode(head.params)
+
+
+def _frame(raw: msgspec.Raw, conversation: str | None, self_ids: Collection[str]) -> Event | None:
+    """One object frame of a mixed array as its event, or `None` when it is ignored (the exact
+    path's `_convert`): a bare row (`FastRow`) first, else `_classify` decides what it is."""
     try:
         row = _row_decoder.decode(raw)
     except msgspec.ValidationError:
@@ -310,20 +325,20 @@ def _classify(
         event_type = _params_head_decoder.decode(head.params).event_type
         if isinstance(event_type, str) and event_type not in EVENT_TYPES:
             return None  # an event we do not map
-        return _rpc_event(_rpc_decoder.decode(buf), conversation, self_ids)
+        return _rpc_event(_rpc_decoder.decode(buf).params, conversation, self_ids)
     row = _row_decoder.decode(buf)
     return _row_event(row, conversation, self_ids, False, None)
 
 
 def _rpc_event(
-    rpc: FastRpcEvent, conversation: str | None, self_ids: Collection[str]
+    params: FastRpcParams, conversation: str | None, self_ids: Collection[str]
 ) -> Event | None:
-    """`rpc_events` of a fast-decoded live event (`None`: a row we do not map, ignored).
+    """`rpc_events` of a fast-decoded live event's `params` (`None`: a row we do not map,
+    ignored).
 
     Ids it derives are `joined_id` of one f-string: the same id as the exact path's
     `derived_id` of those parts (`{x}` formats as `str(x)` for every type here), for half the cost.
     """
-    params = rpc.params
     if isinstance(params, FastConversationEnded):
         body = params.params
         native = body.conversation_id or body.group_id or conversation

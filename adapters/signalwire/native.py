@@ -21,7 +21,7 @@ platform documents no end of a chat); the emulator sends it when the agent close
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
@@ -170,10 +170,14 @@ FastConversationEnded = ConversationEnded
 """Its body has no row: the exact path's Struct serves the fast one as it is."""
 
 
+FastRpcParams: TypeAlias = FastMessageEvent | FastMessageUpdated | FastConversationEnded
+"""The `params` of a `FastRpcEvent`, tagged by `event_type`."""
+
+
 class FastRpcEvent(RpcEvent, kw_only=True, gc=False):
     """`RpcEvent`, its rows as `FastRow`."""
 
-    params: FastMessageEvent | FastMessageUpdated | FastConversationEnded
+    params: FastRpcParams
 
 
 class FastPage(msgspec.Struct, kw_only=True, gc=False):

@@ -298,6 +298,21 @@ _EVENT = json.loads(_rpc({**ROW, "subtype": "chat", "text": "x"}))
         [_EVENT, _ROW_C, {"jsonrpc": "2.0", "id": "p", "method": "signalwire.ping"}],
         [_ROW_C, {**_ROW_C, "id": None}],
         [_ROW_C, 5],
+        # Arrays opening with JSON-RPC are read as heads (`_rpc_frames`): each envelope check.
+        [{**_EVENT, "jsonrpc": "1.0"}],
+        [{**_EVENT, "jsonrpc": None}],
+        [{**_EVENT, "id": None}],
+        [{**_EVENT, "id": 1.5}],
+        [{**_EVENT, "id": True}],
+        [{**_EVENT, "id": 10**30}],
+        [{k: v for k, v in _EVENT.items() if k != "id"}],
+        [{k: v for k, v in _EVENT.items() if k != "params"}],
+        [{**_EVENT, "params": []}],
+        [{**_EVENT, "params": {**_EVENT["params"], "event_type": "call.state"}}, _EVENT],
+        [{**_EVENT, "params": {**_EVENT["params"], "event_type": 5}}],
+        [{"jsonrpc": "2.0", "id": "c1", "result": {}}, {**_EVENT, "method": 5}],
+        [{"method": "signalwire.event", "id": 3, "params": _EVENT["params"]}],
+        [_EVENT, 5],
         [],
         {},
         "row",
@@ -305,7 +320,7 @@ _EVENT = json.loads(_rpc({**ROW, "subtype": "chat", "text": "x"}))
     ],
 )
 def test_fast_and_exact_paths_agree_on_shapes(doc: Any, fixed_now: None) -> None:
-    # Minified, as platforms send it (where the guesses of `_OPENINGS` and `_likely_ours` hit),
+    # Minified, as platforms send it (where the guesses of `_OPENINGS` hit),
     # and spaced or indented (where they miss): the answer must not depend on them.
     compact = json.dumps(doc, separators=(",", ":"))
     for body in (compact, json.dumps(doc), json.dumps(doc, indent=1), json.dumps(doc) + "  "):

@@ -411,7 +411,9 @@ async def test_platform_history_pages_back_and_forth(
     assert "prev" not in first
     (mine,) = [e for e in first["events"] if e["content"]["text"] == "mine"]
     assert mine["sender"]["role"] == "user"
-    assert mine["id"] == next(e["id"] for e in messages(ws, conversation) if e["content"]["text"] == "mine")
+    assert mine["id"] == next(
+        e["id"] for e in messages(ws, conversation) if e["content"]["text"] == "mine"
+    )
     assert all("seq" not in e for e in first["events"])  # read from the platform, not the log
 
     pages, page = [first], first

@@ -137,7 +137,11 @@ def test_paging_forward_then_back_visits_every_row_once(
 
 
 def test_cursor_tokens_round_trip_and_refuse_others() -> None:
-    for cursor in (Cursor(url="https://x/y?c=1"), Cursor(url="u", start=3), Cursor(url="u", before=-1)):
+    for cursor in (
+        Cursor(url="https://x/y?c=1"),
+        Cursor(url="u", start=3),
+        Cursor(url="u", before=-1),
+    ):
         assert decode_cursor(encode_cursor(cursor)) == cursor
     for bad in ("", "%%%", "bm9wZQ", encode_cursor(Cursor(url="u", start=-1))):
         with pytest.raises(ValueError, match="not a signalwire history cursor"):
