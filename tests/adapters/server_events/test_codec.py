@@ -297,6 +297,11 @@ STAMPS: list[str | float] = [
     "8999999999999",
     "0700000000123",
     "1700000000\u0661\u0662\u0663",
+    100000000000,
+    "0100000000001",
+    "9999999999999",
+    "170000000012\u0663",
+    True,
 ]
 
 
@@ -326,6 +331,21 @@ def test_timestamps_agree_on_a_sweep() -> None:
         assert _decoded_at(value) == to_at(value), value
         assert _decoded_at(value * 1000) == to_at(value * 1000), value
         assert _decoded_at(str(int(value * 1000))) == to_at(int(value * 1000)), value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=-(2**40), max_value=2**49))
+def test_epoch_milliseconds_are_to_at_before_and_after_their_second_is_cached(ms: int) -> None:
+    """`_frame_at` formats epoch milliseconds itself once `to_at` has cached their second: the
+    same time (or refusal) either way, for the int and for its digits as a string."""
+    for value in (ms, str(ms), ms):  # the first finds its second uncached (unless drawn before)
+        try:
+            decoded = _decoded_at(value)
+        except DecodeError:
+            with pytest.raises(ValueError, match="timestamp"):
+                to_at(value)
+            continue
+        assert decoded == to_at(value), value
 
 
 _json_values = st.recursive(

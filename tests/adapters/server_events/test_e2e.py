@@ -430,7 +430,10 @@ async def test_platform_history_pages_the_chat_history(gateway: GatewayClient) -
     conversation = await start(ws)
     for n in range(3):
         await command(
-            ws, "send", f"m{n}", conversation=conversation,
+            ws,
+            "send",
+            f"m{n}",
+            conversation=conversation,
             content={"kind": "text", "text": f"q{n}"},
         )
         await wait_text(ws, conversation, f"echo: q{n}")
@@ -440,8 +443,12 @@ async def test_platform_history_pages_the_chat_history(gateway: GatewayClient) -
     fields: dict[str, Any] = {}
     while True:
         await ws.send(
-            "history", ref=f"h{len(pages)}", conversation=conversation, source="platform",
-            limit=3, **fields,
+            "history",
+            ref=f"h{len(pages)}",
+            conversation=conversation,
+            source="platform",
+            limit=3,
+            **fields,
         )
         page = await ws.reply("history", f"h{len(pages)}")
         assert page["op"] == "history" and page["source"] == "platform", page
@@ -457,14 +464,16 @@ async def test_platform_history_pages_the_chat_history(gateway: GatewayClient) -
     assert all(e["type"] != "typing" for p in pages for e in p["events"])
     if len(pages) > 1:  # `prev` leads back to the newer page
         await ws.send(
-            "history", ref="back", conversation=conversation, source="platform", limit=3,
+            "history",
+            ref="back",
+            conversation=conversation,
+            source="platform",
+            limit=3,
             cursor=pages[1]["prev"],
         )
         back = await ws.reply("history", "back")
         assert [e["id"] for e in back["events"]] == [e["id"] for e in pages[0]["events"]]
-    await ws.send(
-        "history", ref="bad", conversation=conversation, source="platform", cursor="x:1"
-    )
+    await ws.send("history", ref="bad", conversation=conversation, source="platform", cursor="x:1")
     error = await ws.reply("error", "bad")
     assert (error["code"], error["path"]) == ("INVALID_REQUEST", "$.cursor")
     await ws.close()
