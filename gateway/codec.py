@@ -193,7 +193,8 @@ def _epoch_ms(ms: int, original: object) -> str:
     if not 0 <= ms <= _MAX_MS:
         raise ValueError(f"timestamp out of range: {original!r}")
     second = ms // 1000
-    return (_seconds.get(second) or _prefix(second)) + _MILLIS[ms - second * 1000]
+    # `ms % 1000`: one operation on a big int, where `ms - second * 1000` is two.
+    return (_seconds.get(second) or _prefix(second)) + _MILLIS[ms % 1000]
 
 
 def _epoch_float(value: float) -> str:

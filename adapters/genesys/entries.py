@@ -145,7 +145,7 @@ def events_of(entries: Sequence[n.AnyEntry], chat: str | None) -> Decoded:
             second = stamp // 1000
             prefix = _prefixes(second)
             at = (
-                prefix + _TAILS[stamp - second * 1000]
+                prefix + _TAILS[stamp % 1000]
                 if prefix is not None and stamp > _MS_THRESHOLD
                 else to_at(stamp)
             )
