@@ -775,26 +775,26 @@ def _sender(row: n.MessageRow) -> Party:
 
 def _contents(row: n.MessageRow, path: str) -> list[Content]:
     """A message row's contents; an attachment without a `url` is an `InvalidField` (the
-    canonical Image and File refuse one without a location)."""
+    canonical Image and File refuse one without a location). The row's text is the caption of
+    a first attachment that is an image, else a `Text` before the attachments."""
     text = row.content.text
-    if not row.attachments:
+    attachments = row.attachments
+    if not attachments:
         return [Text(text)] if text is not None else []
     contents: list[Content] = []
-    for i, a in enumerate(row.attachments):
+    caption = text or None  # the first attachment's (built in place, not `structs.replace`d)
+    for i, a in enumerate(attachments):
         if not a.url:
             raise InvalidField(f"{path}.attachments[{i}].url", "an attachment without a url")
         if a.type == "image":
-            contents.append(Image(url=a.url, file_name=a.fileName))
+            contents.append(Image(url=a.url, file_name=a.fileName, caption=caption))
         else:
+            if caption:
+                contents.append(Text(caption))
             contents.append(
                 File(url=a.url, file_name=a.fileName, mime_type=a.fileType, size=a.size)
             )
-    if text:
-        first = contents[0]
-        if isinstance(first, Image):
-            contents[0] = msgspec.structs.replace(first, caption=text)
-        else:
-            contents.insert(0, Text(text))
+        caption = None
     return contents
 
 
