@@ -1,4 +1,4 @@
-"""Codec worker (one process, one core): `python -m bench.codec DIALECT IMPL --runs R --seconds S`.
+"""Codec worker (one process, one core): `python -m bench.codec DIALECT IMPL... --runs R`.
 
 The corpus of a dialect is every valid body of `tests/fixtures/<dialect>/` (no `bad_*`): single
 frames, arrays and the dialect's envelopes, minified as platforms send them. A body counts for
@@ -9,7 +9,10 @@ frame making one event (the pydantic reference covers only those).
 IMPL: `gateway` (the adapter's `decode` → canonical Structs → the hub's `wire.encode`,
 what ingest does), `floor` (`msgspec.json.decode` + `msgspec.json.encode` of the same frames,
 untyped: the least any JSON-in/JSON-out step costs), `pydantic` (bench/pydantic_wonderful.py,
-wonderful only).
+wonderful only; it implies `--single`). Given several, they run in turn, run by run, in this
+one process: a host whose speed drifts (a shared VM's does, by half within minutes) then moves
+each ratio's two sides alike, where runs of one after runs of the other would skew it.
+Prints one JSON line: the corpus, and `runs` of frames/s by IMPL.
 """
 
 from __future__ import annotations
@@ -130,22 +133,27 @@ def measure(fn: Callable[[bytes, str | None], int], frames: list[Any], seconds: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.codec")
     parser.add_argument("dialect")
-    parser.add_argument("impl", choices=["gateway", "floor", "pydantic"])
+    parser.add_argument("impl", nargs="+", choices=["gateway", "floor", "pydantic"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--single", action="store_true")
     args = parser.parse_args(argv)
-    frames = corpus(args.dialect, args.single or args.impl == "pydantic")
-    fn = implementation(args.dialect, args.impl)
+    frames = corpus(args.dialect, args.single or "pydantic" in args.impl)
+    fns = {impl: implementation(args.dialect, impl) for impl in args.impl}
     result: dict[str, Any] = {
         "bodies": len(frames),
         "frames": sum(n for _, _, n in frames),
         "mean_body_bytes": sum(len(b) for b, _, _ in frames) / len(frames),
     }
-    if args.impl == "pydantic":
+    if "pydantic" in fns:
         result["mismatches"] = check_pydantic(frames)
-    measure(fn, frames, min(0.3, args.seconds))  # warm caches
-    result["runs"] = [measure(fn, frames, args.seconds) for _ in range(args.runs)]
+    for fn in fns.values():
+        measure(fn, frames, min(0.3, args.seconds))  # warm caches
+    runs: dict[str, list[float]] = {impl: [] for impl in fns}
+    for _ in range(args.runs):
+        for impl, fn in fns.items():
+            runs[impl].append(measure(fn, frames, args.seconds))
+    result["runs"] = runs
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

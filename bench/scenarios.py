@@ -63,21 +63,29 @@ class Context:
 
 
 def codec(ctx: Context) -> dict[str, Any]:
+    """Each dialect's gateway and floor, and wonderful's single frames against pydantic, the
+    two of a pair alternating run by run in one worker (see `bench.codec`)."""
     out: dict[str, Any] = {}
     seconds = str(ctx.sizes["codec_seconds"])
-    jobs = [(d, impl, []) for d in DIALECTS for impl in ("gateway", "floor")]
-    jobs += [("wonderful", "gateway", ["--single"]), ("wonderful", "pydantic", [])]
-    for dialect, impl, extra in jobs:
-        key = f"{dialect}/{impl}" + ("-single" if extra else "")
+    jobs = [(d, ("gateway", "floor")) for d in DIALECTS]
+    jobs.append(("wonderful", ("gateway", "pydantic")))  # on single frames: pydantic's corpus
+    for dialect, impls in jobs:
         result = ctx.run_json(
-            ["-m", "bench.codec", dialect, impl, "--runs", str(ctx.runs), "--seconds", seconds,
-             *extra], 300,
-        )  # fmt: skip
-        result["summary"] = summary(result["runs"])
-        out[key] = result
-        ctx.say(f"  {key:32} {result['summary']['median']:>12,.0f} frames/s")
-        if result.get("mismatches"):
-            ctx.say(f"  !! pydantic output differs on {len(result['mismatches'])} frames")
+            ["-m", "bench.codec", dialect, *impls, "--runs", str(ctx.runs), "--seconds", seconds],
+            600,
+        )
+        single = "pydantic" in impls
+        for impl in impls:
+            key = f"{dialect}/{impl}" + ("-single" if single and impl == "gateway" else "")
+            runs = result["runs"][impl]
+            entry = {k: v for k, v in result.items() if k not in ("runs", "mismatches")}
+            entry.update(runs=runs, summary=summary(runs))
+            if impl == "pydantic":
+                entry["mismatches"] = result.get("mismatches", [])
+            out[key] = entry
+            ctx.say(f"  {key:32} {entry['summary']['median']:>12,.0f} frames/s")
+            if entry.get("mismatches"):
+                ctx.say(f"  !! pydantic output differs on {len(entry['mismatches'])} frames")
     return out
 
 
