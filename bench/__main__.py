@@ -39,16 +39,18 @@ def _in_venv() -> bool:
 
 
 def ensure_venv(interpreter: str | None, quiet: bool = True) -> None:
-    """Make or refresh bench/.venv on `interpreter` (default: this one), then re-run this
-    command inside it. Every process of a run (gateway, peers, load, codec workers) is the
-    venv's Python, so all sides of a comparison run on one build. A venv made on another
-    interpreter is made again: a CPython build's options (PGO, LTO, a shared libpython) move
-    these numbers by a tenth or more."""
+    """Make or refresh bench/.venv on `interpreter`, then re-run this command inside it.
+    Every process of a run (gateway, peers, load, codec workers) is the venv's Python, so all
+    sides of a comparison run on one build. Without `interpreter` the venv stays on the one it
+    was made on (at first use: this one); a venv made on another than the one named is made
+    again: a CPython build's options (PGO, LTO, a shared libpython) move these numbers by a
+    tenth or more."""
     if _in_venv() or os.environ.get("BENCH_NO_VENV"):
         return
-    base = os.path.realpath(shutil.which(interpreter) or interpreter) if interpreter else None
-    base = base or os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     python = VENV / "bin" / "python"
+    base = os.path.realpath(shutil.which(interpreter) or interpreter) if interpreter else None
+    base = base or (_venv_base() if python.exists() else None)
+    base = base or os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     if python.exists() and _venv_base() != base:
         print(f"bench: making bench/.venv again, on {base}", file=sys.stderr, flush=True)
         shutil.rmtree(VENV)
@@ -187,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--python",
         metavar="PATH",
-        help="the CPython that bench/.venv (every process of the run) is made on; default: "
-        "this one. The recorded runs use a PGO+LTO build, as the container's image is",
+        help="the CPython that bench/.venv (every process of the run) is made on; default: the "
+        "one it was made on, at first use this one. The recorded runs use a PGO+LTO build, as "
+        "the container's image is",
     )
     parser.add_argument("--verbose-install", action="store_true")
     args = parser.parse_args(argv)
