@@ -273,19 +273,27 @@ def _rpc_frames(body: bytes, conversation: str | None, self_ids: Collection[str]
     events: list[Event] = []
     ignored = 0
     for head in _heads_decoder.decode(body):
-        method = head.method
-        if method is msgspec.UNSET and head.jsonrpc is msgspec.UNSET:
+        if head.method is msgspec.UNSET and head.jsonrpc is msgspec.UNSET:
             return None
-        event = None
-        if method == _EVENT_METHOD:
-            event_type = _params_head_decoder.decode(head.params).event_type
-            if not isinstance(event_type, str) or event_type in EVENT_TYPES:
-                event = _rpc_event(_params_of(head), conversation, self_ids)
+        event = _rpc_head_event(head, conversation, self_ids)
         if event is None:
             ignored += 1
         else:
             events.append(event)
     return Decoded(events, ignored)
+
+
+def _rpc_head_event(
+    head: FrameHead, conversation: str | None, self_ids: Collection[str]
+) -> Event | None:
+    """A JSON-RPC frame by its head, as `_convert` decides: a response, an ack, a ping or an
+    event type we do not map is `None` (ignored); our event is decoded from its `params`."""
+    if head.method != _EVENT_METHOD:
+        return None
+    event_type = _params_head_decoder.decode(head.params).event_type
+    if isinstance(event_type, str) and event_type not in EVENT_TYPES:
+        return None
+    return _rpc_event(_params_of(head), conversation, self_ids)
 
 
 def _params_of(head: FrameHead) -> FastRpcParams:
@@ -320,12 +328,7 @@ def _classify(
     if top and is_page:
         raise _Slow  # a page that does not open with `data`: rare, the exact path
     if head.method is not msgspec.UNSET or head.jsonrpc is not msgspec.UNSET:
-        if head.method != _EVENT_METHOD:
-            return None  # a response, an ack, a ping: not an event
-        event_type = _params_head_decoder.decode(head.params).event_type
-        if isinstance(event_type, str) and event_type not in EVENT_TYPES:
-            return None  # an event we do not map
-        return _rpc_event(_rpc_decoder.decode(buf).params, conversation, self_ids)
+        return _rpc_head_event(head, conversation, self_ids)
     row = _row_decoder.decode(buf)
     return _row_event(row, conversation, self_ids, False, None)
 
