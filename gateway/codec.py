@@ -16,8 +16,10 @@ from gateway.model import format_at
 
 T = TypeVar("T")
 
-_MS_THRESHOLD = 1e11  # DIALECTS.md: a numeric epoch above this is milliseconds
-_MS_THRESHOLD_INT = 100_000_000_000  # the same, for ints (an int-to-int comparison is cheaper)
+MS_THRESHOLD = 100_000_000_000
+"""DIALECTS.md: an epoch above this is milliseconds, else seconds (what `to_at` and the
+decoders formatting `epoch_second_prefixes` themselves compare an int with)."""
+_MS_THRESHOLD_FLOAT = 1e11  # the same, for floats (a float-to-float comparison is cheaper)
 _raw_decoder = msgspec.json.Decoder()
 
 
@@ -63,8 +65,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
     This is on every dialect's decode path, so the common forms skip `datetime`: epochs are
     split with integer arithmetic and each formatted second is cached; a string already in
     canonical form is checked and returned as it is, and one of whole seconds in a zone `Z`,
-    `±HH:MM` or none is its head's cached second less its offset. Results equal
-    `datetime`'s
+    `±HH:MM` or none is its head's cached second less its offset. Results equal `datetime`'s
     (`fromtimestamp` rounds half-even to the microsecond, then milliseconds are truncated).
     """
     kind = type(value)
@@ -78,7 +79,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
                 return text
         if text.isdigit() and text.isascii():
             number = int(text)
-            return _epoch_ms(number if number > _MS_THRESHOLD_INT else number * 1000, text)
+            return _epoch_ms(number if number > MS_THRESHOLD else number * 1000, text)
         if not text:
             return default if default is not None else format_at(datetime.now(UTC))
         if text[10:11] == "T":
@@ -110,7 +111,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         return _epoch_float(value)  # type: ignore[arg-type]
     if kind is int:
         whole: int = value  # type: ignore[assignment]
-        return _epoch_ms(whole if whole > _MS_THRESHOLD_INT else whole * 1000, whole)
+        return _epoch_ms(whole if whole > MS_THRESHOLD else whole * 1000, whole)
     if value is None:
         return default if default is not None else format_at(datetime.now(UTC))
     raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
@@ -201,7 +202,7 @@ def _epoch_float(value: float) -> str:
     # Float bounds: comparing a float with an int costs CPython a conversion each time.
     if not 0.0 <= value <= _MAX_MS_FLOAT:  # NaN fails every comparison: refused here too
         raise ValueError(f"not a timestamp: {value!r}")
-    seconds = value / 1000 if value > _MS_THRESHOLD else value
+    seconds = value / 1000 if value > _MS_THRESHOLD_FLOAT else value
     whole = int(seconds)  # not negative: int() is floor
     micros = round((seconds - whole) * 1e6)  # half-even, as datetime.fromtimestamp
     if micros >= 1_000_000:  # rounded up into the next second (the only way past the bound)

@@ -22,7 +22,7 @@ from typing import Any, TypeAlias
 from adapters.genesys import native as n
 from adapters.genesys.errors import error_code
 from gateway.adapter import Decoded
-from gateway.codec import MILLIS_TAILS, epoch_second_prefixes, joined_id, to_at
+from gateway.codec import MILLIS_TAILS, MS_THRESHOLD, epoch_second_prefixes, joined_id, to_at
 from gateway.errors import DecodeError
 from gateway.model import (
     Content,
@@ -146,7 +146,7 @@ def events_of(entries: Sequence[n.AnyEntry], chat: str | None) -> Decoded:
             prefix = _prefixes(second)
             at = (
                 prefix + _TAILS[stamp % 1000]
-                if prefix is not None and stamp > _MS_THRESHOLD
+                if prefix is not None and stamp > MS_THRESHOLD
                 else to_at(stamp)
             )
         else:
@@ -160,7 +160,6 @@ def events_of(entries: Sequence[n.AnyEntry], chat: str | None) -> Decoded:
     return Decoded(events, ignored)
 
 
-_MS_THRESHOLD = 100_000_000_000  # `to_at`'s: an int above it is milliseconds, else seconds
 _prefixes = epoch_second_prefixes.get
 _TAILS = MILLIS_TAILS
 

@@ -33,6 +33,7 @@ from adapters.server_events import native as n
 from gateway.adapter import Decoded, NativeRequest
 from gateway.codec import (
     MILLIS_TAILS,
+    MS_THRESHOLD,
     conversation_id,
     convert_each,
     decode_known,
@@ -422,7 +423,7 @@ def _frame_at(stamp: str | float) -> str:
     ms: object = stamp
     if type(ms) is str and len(ms) == 13 and ms.isdigit() and ms.isascii():
         ms = int(ms)
-    if type(ms) is int and ms > _MS_THRESHOLD:
+    if type(ms) is int and ms > MS_THRESHOLD:
         prefix = _prefixes(ms // 1000)
         if prefix is not None:  # `%` is one operation on a big int less than `ms - second * 1000`
             return prefix + _TAILS[ms % 1000]
@@ -432,7 +433,6 @@ def _frame_at(stamp: str | float) -> str:
         raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
 
 
-_MS_THRESHOLD: Final = 100_000_000_000  # `to_at`'s: an int above it is milliseconds
 _prefixes: Final = epoch_second_prefixes.get
 _TAILS: Final = MILLIS_TAILS
 
