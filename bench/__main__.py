@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH, RESULTS, ROOT, VENV, raise_fd_limit
+from bench.common import BENCH, COMPILED_TREE, RESULTS, ROOT, VENV, code_root, raise_fd_limit
 
 SCENARIOS = ("codec", "ingest", "fanout", "idle", "resume")
 
@@ -144,6 +144,20 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def use_compiled_tree() -> str:
+    """Make `COMPILED_TREE` (scripts/compiled_tree.py, on this venv's interpreter) and point
+    every process of the run at it; returns how the build is described in the record."""
+    say("bench: compiling setup.py's modules (build/bench-compiled)")
+    script = ROOT / "scripts" / "compiled_tree.py"
+    argv = [sys.executable, str(script), str(COMPILED_TREE)]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    os.environ["BENCH_CODE"] = os.environ["PYTHONPATH"] = str(COMPILED_TREE)
+    modules = sorted(p.relative_to(COMPILED_TREE) for p in COMPILED_TREE.glob("[ag]*/**/*.so"))
+    from mypy.version import __version__ as mypyc_version
+
+    return f"{len(modules)} modules compiled with mypyc {mypyc_version}"
+
+
 # -- running the parts -------------------------------------------------------------------------
 
 
@@ -151,7 +165,7 @@ def run_json(argv: list[str], timeout: float) -> dict[str, Any]:
     """Run a bench worker process and parse the JSON it prints last."""
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=code_root()
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stderr[-4000:]}")
@@ -193,11 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         "one it was made on, at first use this one. The recorded runs use a PGO+LTO build, as "
         "the container's image is",
     )
+    parser.add_argument(
+        "--pure",
+        action="store_true",
+        help="run the project's modules as Python source; default: setup.py's modules compiled "
+        "(mypyc), as the wheel and the container ship them",
+    )
     parser.add_argument("--verbose-install", action="store_true")
     args = parser.parse_args(argv)
     ensure_redis()
     ensure_venv(args.python, quiet=not args.verbose_install)
     raise_fd_limit()
+    build = "pure Python" if args.pure else use_compiled_tree()
 
     from bench import report, scenarios
 
@@ -215,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "auth": args.auth,
         "log_level": args.log_level,
         "sizes": sizes,
-        "machine": report.machine(),
+        "machine": {**report.machine(), "build": build},
     }
     started = time.monotonic()
     ctx = scenarios.Context(outdir, sizes, args.auth, args.log_level, run_json, say)

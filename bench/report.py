@@ -222,6 +222,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"kernel {m['kernel']}",
         f"- Python {m['python']} ({m.get('interpreter', 'build not recorded')}); "
         f"{m['redis_server']}",
+        f"- Gateway build: {m.get('build', 'pure Python (not recorded)')}",
         "- " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v != "-"),
         "",
         "### Targets",

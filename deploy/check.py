@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 IMAGE_VENV = "/opt/venv"
 BASE_IMAGE = "python:3.11-slim"
+BUILDER_IMAGE = "python:3.11"
+"""The builder's image: the same CPython as `BASE_IMAGE` (the venv it makes runs there) plus the
+C compiler that compiling setup.py's modules needs."""
 
 
 class CheckFailed(Exception):
@@ -140,9 +143,9 @@ def parse_dockerfile() -> dict[str, Any]:
     builder, runtime = parsed
     builder_from = builder[0][1].split()
     expect(
-        builder_from[0] == BASE_IMAGE
+        builder_from[0] == BUILDER_IMAGE
         and [w.lower() for w in builder_from[1:]] == ["as", "builder"],
-        f"Dockerfile: first stage must be `FROM {BASE_IMAGE} AS builder`, is {builder_from}",
+        f"Dockerfile: first stage must be `FROM {BUILDER_IMAGE} AS builder`, is {builder_from}",
     )
     expect(
         runtime[0][1].split()[0] == BASE_IMAGE,

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from gateway.errors import DecodeError, MalformedJSON
-from gateway.model import format_at
+from gateway.model import now_at
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ def joined_id(conversation: str, key: str) -> str:
 _BLAKE = hashlib.blake2b(digest_size=10)
 
 
-def to_at(value: str | float | None, default: str | None = None) -> str:
+def to_at(value: object, default: str | None = None) -> str:
     """A native timestamp as the canonical one (UTC, milliseconds, `Z`).
 
     Accepts ISO 8601 strings (naive means UTC), epoch seconds or milliseconds as numbers, and
@@ -81,7 +81,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
             number = int(text)
             return _epoch_ms(number if number > MS_THRESHOLD else number * 1000, text)
         if not text:
-            return default if default is not None else format_at(datetime.now(UTC))
+            return default if default is not None else now_at()
         if text[10:11] == "T":
             # Whole seconds in another zone (`Z`, `+01:00`, none): the head's cached second.
             # A fraction with a zone is left to `fromisoformat`: parsed here, it cost as much.
@@ -113,7 +113,7 @@ def to_at(value: str | float | None, default: str | None = None) -> str:
         whole: int = value  # type: ignore[assignment]
         return _epoch_ms(whole if whole > MS_THRESHOLD else whole * 1000, whole)
     if value is None:
-        return default if default is not None else format_at(datetime.now(UTC))
+        return default if default is not None else now_at()
     raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
 
 

@@ -11,6 +11,7 @@ are optional and omitted from the JSON when unset (`omit_defaults`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
@@ -325,9 +326,19 @@ def format_at(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds") + "Z"
 
 
-def now_at() -> str:
-    """The current time as a canonical timestamp."""
+def _system_clock() -> str:
     return format_at(datetime.now(UTC))
+
+
+clock: Callable[[], str] = _system_clock
+"""What "now" is, as a canonical timestamp: `now_at`, and so every decoder stamping a frame
+that carries no time, reads it at each call. Where tests freeze time: set it (a compiled
+module calls the functions it imports directly, so replacing one of them would not reach it)."""
+
+
+def now_at() -> str:
+    """The current time as a canonical timestamp: `clock()`."""
+    return clock()
 
 
 def json_schema() -> dict[str, Any]:

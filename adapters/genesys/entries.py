@@ -57,6 +57,12 @@ _END_REASONS: dict[int, tuple[EndReason, EndedBy]] = {
     3: ("error", "system"),
 }
 _AGENT = Party(role="agent")  # a widget agent event without its party
+_parties: dict[n.Who, Party] = {}
+"""Parties by their native form (hashable when `type` is a string): a party speaks many times,
+so its `Party` is built once. (Module state is declared before the functions using it: the
+compiled build types a global by its first declaration.)"""
+_prefixes = epoch_second_prefixes.get
+_TAILS = MILLIS_TAILS
 
 
 def ended(
@@ -155,13 +161,9 @@ def events_of(entries: Sequence[n.AnyEntry], chat: str | None) -> Decoded:
         who = entry.from_
         if who is None:
             who = entry.party
-        party = _parties.get(who) if who is not None and type(who.type) is str else None
+        party = _parties.get(who) if who is not None and isinstance(who.type, str) else None
         append(handle(entry, conv, at, party, 0))
     return Decoded(events, ignored)
-
-
-_prefixes = epoch_second_prefixes.get
-_TAILS = MILLIS_TAILS
 
 
 def time_of(entry: n.Entry | n.AnyEntry) -> n.Stamp:
@@ -171,9 +173,6 @@ def time_of(entry: n.Entry | n.AnyEntry) -> n.Stamp:
 
 # --- parties --------------------------------------------------------------------------------
 
-_parties: dict[n.Who, Party] = {}
-"""Parties by their native form (hashable when `type` is a string): a party speaks many times,
-so its `Party` is built once."""
 
 _EitherEntry: TypeAlias = n.Entry | n.AnyEntry  # the exact path's, the fast path's
 
@@ -189,7 +188,7 @@ def _party(entry: _EitherEntry, index: int, default: Role | None = None) -> Part
     who = entry.from_
     if who is None:
         who = entry.party
-    if who is not None and type(who.type) is str:
+    if who is not None and isinstance(who.type, str):
         party = _parties.get(who)
         return party if party is not None else _cache_party(who)
     if who is None and default is not None:

@@ -236,23 +236,8 @@ _frame_list = msgspec.json.Decoder(list[n.ServerEvent])
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-class _TypedEnvelope(msgspec.Struct, frozen=True, gc=False):
-    """`{"events": [...]}` with every frame known. `event` is read only to notice an object
-    with both keys, which the exact path may take for one frame instead."""
-
-    events: list[n.ServerEvent]
-    event: Any = msgspec.UNSET
-
-
-class _Probe(msgspec.Struct, frozen=True, gc=False):
-    """What the exact path looks at in an object body it could not decode typed."""
-
-    event: Any = msgspec.UNSET
-    events: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
-
-
-_typed_envelope = msgspec.json.Decoder(_TypedEnvelope)
-_probe = msgspec.json.Decoder(_Probe)
+_typed_envelope = msgspec.json.Decoder(n.TypedEnvelope)
+_probe = msgspec.json.Decoder(n.EnvelopeProbe)
 _ENVELOPE_START: Final = b'{"events":'
 _FRAME_START: Final = b'{"event":'
 _CONV: Final = f"{DIALECT}:"  # `conversation_id(DIALECT, chat)` is `_CONV + chat`: one concat
@@ -319,11 +304,7 @@ def _each(raws: list[msgspec.Raw]) -> _Frames:
 _one_or_many = msgspec.json.Decoder(n.ServerEvent | list[n.ServerEvent])
 
 
-class _Envelope(msgspec.Struct, frozen=True, gc=False):
-    events: list[n.ServerEvent]
-
-
-_envelope = msgspec.json.Decoder(_Envelope)
+_envelope = msgspec.json.Decoder(n.ExactEnvelope)
 
 
 def _exact_frames(body: bytes | str) -> _Frames:

@@ -161,6 +161,30 @@ class Envelope(msgspec.Struct, frozen=True, gc=False):
     events: list[Any]
 
 
+# The bodies the decoder reads typed (here, not in `codec`: a compiled module holds no Structs).
+
+
+class ExactEnvelope(msgspec.Struct, frozen=True, gc=False):
+    """`{"events": [...]}` as the exact path reads it: every frame typed, none unknown."""
+
+    events: list[ServerEvent]
+
+
+class TypedEnvelope(msgspec.Struct, frozen=True, gc=False):
+    """`{"events": [...]}` with every frame known. `event` is read only to notice an object
+    with both keys, which the exact path may take for one frame instead."""
+
+    events: list[ServerEvent]
+    event: Any = msgspec.UNSET
+
+
+class EnvelopeProbe(msgspec.Struct, frozen=True, gc=False):
+    """What the exact path looks at in an object body it could not decode typed."""
+
+    event: Any = msgspec.UNSET
+    events: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+
+
 # ---------------------------------------------------------------------------------------------
 # Client events (client → platform), sent as `{"events": [...]}`
 

@@ -439,9 +439,10 @@ def _decode_exact(
     if isinstance(doc, list):
         frames = doc
     elif isinstance(doc, dict) and "data" in doc and "id" not in doc and "method" not in doc:
-        frames = doc["data"]
-        if not isinstance(frames, list):
+        data = doc["data"]
+        if not isinstance(data, list):
             raise DecodeError("`data` of a history page must be an array", index=0, path="$.data")
+        frames = data
     else:
         frames = [doc]
 

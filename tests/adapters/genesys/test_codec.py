@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from adapters.genesys import GenesysAdapter
 from adapters.genesys.errors import command_error, error_code
+from gateway import model
 from gateway.adapter import Decoded
 from gateway.codec import derived_id, to_at
 from gateway.errors import (
@@ -373,12 +374,9 @@ def _outcome(run: Any) -> Any:
 @pytest.fixture
 def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
     """One current time for both paths (frames without a time are given it)."""
-    from adapters.genesys import decode as decoder
-    from adapters.genesys import entries
 
     now = "2030-01-01T00:00:00.000Z"
-    monkeypatch.setattr(entries, "to_at", lambda v, d=None: to_at(v, now))
-    monkeypatch.setattr(decoder, "now_at", lambda: now)
+    monkeypatch.setattr(model, "clock", lambda: now)
 
 
 def _exact(body: bytes, conversation: str | None) -> Any:
@@ -684,12 +682,9 @@ def test_untimed_frames_get_ids_that_do_not_depend_on_the_receive_time(
 ) -> None:
     """A body re-posted later decodes to the same ids (so the hub dedups it); only `at`, the
     receive time, differs."""
-    from adapters.genesys import decode as decoder
-    from adapters.genesys import entries
 
     def decode_at(now: str) -> list[dict[str, Any]]:
-        monkeypatch.setattr(entries, "to_at", lambda v, d=None: to_at(v, now))
-        monkeypatch.setattr(decoder, "now_at", lambda: now)
+        monkeypatch.setattr(model, "clock", lambda: now)
         return decode(body)
 
     first = decode_at("2030-01-01T00:00:00.000Z")

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.server_events import ServerEventsAdapter, codec
+from gateway import model
 from gateway.codec import derived_id, to_at
 from gateway.errors import DecodeError, GatewayError, MalformedJSON, RequestError
 from gateway.model import Party
@@ -612,7 +613,7 @@ def test_one_frame_path_agrees_with_the_loop(
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
         # One clock for both: an untimed frame without `received_at` is stamped "now".
-        patch.setattr(codec, "now_at", lambda: "2024-05-05T05:05:05.005Z")
+        patch.setattr(model, "clock", lambda: "2024-05-05T05:05:05.005Z")
         with pytest.MonkeyPatch.context() as slow_path:
             slow_path.setattr(codec, "_FRAME_START", b"\x00never")  # to `to_events`
             slow = _outcome(body, conversation, **context)

@@ -13,6 +13,7 @@ import pytest
 
 from adapters.signalwire import SignalWireAdapter, codec, native
 from adapters.signalwire.native import RpcEvent
+from gateway import model
 from gateway.adapter import NativeRequest
 from gateway.codec import to_at
 from gateway.errors import DecodeError, GatewayError, MalformedJSON, RequestError, Unsupported
@@ -225,10 +226,7 @@ def _minified(path: Path) -> bytes:
 def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
     """A row without `ts` is stamped now: the same `now` for both paths, so they compare."""
 
-    def fixed(value: Any, default: str | None = None) -> str:
-        return to_at(value, default or "2024-01-01T00:00:00.000Z")
-
-    monkeypatch.setattr(codec, "to_at", fixed)
+    monkeypatch.setattr(model, "clock", lambda: "2024-01-01T00:00:00.000Z")
 
 
 @pytest.mark.parametrize("path", GOOD + BAD, ids=lambda p: p.stem)

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from adapters.visitor_widget import VisitorWidgetAdapter
+from gateway import model
 from gateway.errors import DecodeError, GatewayError, MalformedJSON
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "visitor_widget"
@@ -170,15 +171,11 @@ def test_timeless_frames_reposted_get_the_same_ids(
 ) -> None:
     """A frame with no time of its own is stamped with the receive time, but its ids do not
     depend on it: the same body posted again is deduplicated."""
-    from adapters.visitor_widget import codec
     from gateway.codec import to_at
 
     clock = iter(range(1_700_000_000_000, 1_800_000_000_000, 1000))
 
-    def receive_time(value: Any, default: str | None = None) -> str:
-        return to_at(next(clock)) if value is None or value == "" else to_at(value, default)
-
-    monkeypatch.setattr(codec, "to_at", receive_time)
+    monkeypatch.setattr(model, "clock", lambda: to_at(next(clock)))  # ticks on every call
     first, again = _decode(body, conversation=C), _decode(body, conversation=C)
     assert [e["at"] for e in first] != [e["at"] for e in again]  # received at other times
     assert [e["id"] for e in first] == [e["id"] for e in again]
@@ -394,12 +391,8 @@ def test_fast_and_exact_paths_agree(case: str, monkeypatch: pytest.MonkeyPatch) 
     types: the fast path gives what the exact path gives (events, ignored count, or the
     error with its message, index and path)."""
     from adapters.visitor_widget import codec
-    from gateway.codec import to_at
 
-    def fixed_clock(value: Any, default: str | None = None) -> str:  # no receive-time drift
-        return to_at(value, "2024-01-01T00:00:00.000Z" if default is None else default)
-
-    monkeypatch.setattr(codec, "to_at", fixed_clock)
+    monkeypatch.setattr(model, "clock", lambda: "2024-01-01T00:00:00.000Z")  # no drift
     raw = (FIXTURES / f"{case}.json").read_bytes()
     conversation = json.loads((FIXTURES / f"{case}.expected.json").read_text())["conversation"]
     bodies = [raw]

@@ -13,6 +13,7 @@ import pytest
 
 from adapters.wonderful import WonderfulAdapter
 from adapters.wonderful import decode as wonderful_decode
+from gateway import model
 from gateway.codec import loads, to_at
 from gateway.errors import DecodeError, GatewayError, MalformedJSON
 from gateway.model import event_encoder
@@ -266,10 +267,7 @@ def _outcome(fn: Any, body: bytes) -> Any:
 def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
     """Frames without a time are stamped now: fixed here, so two decodes can be compared."""
 
-    def fixed_to_at(value: Any, default: str | None = None) -> str:
-        return to_at(value, AT if default is None else default)
-
-    monkeypatch.setattr(wonderful_decode, "to_at", fixed_to_at)
+    monkeypatch.setattr(model, "clock", lambda: AT)
 
 
 def _fast(body: bytes) -> Any:
