@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable, Container, Iterable
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -16,11 +16,11 @@ from gateway.model import now_at
 
 T = TypeVar("T")
 
-MS_THRESHOLD = 100_000_000_000
+MS_THRESHOLD: Final = 100_000_000_000
 """DIALECTS.md: an epoch above this is milliseconds, else seconds (what `to_at` and the
 decoders formatting `epoch_second_prefixes` themselves compare an int with)."""
-_MS_THRESHOLD_FLOAT = 1e11  # the same, for floats (a float-to-float comparison is cheaper)
-_raw_decoder = msgspec.json.Decoder()
+_MS_THRESHOLD_FLOAT: Final = 1e11  # the same, for floats (a float-to-float comparison is cheaper)
+_raw_decoder: Final = msgspec.json.Decoder()
 
 
 def conversation_id(dialect: str, native_id: str) -> str:
@@ -51,7 +51,7 @@ def joined_id(conversation: str, key: str) -> str:
     return f"{conversation}/~{hasher.hexdigest()}"  # one string built, not two concatenations
 
 
-_BLAKE = hashlib.blake2b(digest_size=10)
+_BLAKE: Final = hashlib.blake2b(digest_size=10)
 
 
 def to_at(value: object, default: str | None = None) -> str:
@@ -119,31 +119,31 @@ def to_at(value: object, default: str | None = None) -> str:
 
 # `YYYY-MM-DDTHH:MM:SS`, digits where digits belong (`date.fromisoformat` alone would take a
 # week date, `2024-W10-2`, for a day); whether the day exists is `date`'s to say.
-_HEAD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
-_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-_MAX_SECOND = _MAX_MS // 1000
-_MAX_MS_FLOAT = float(_MAX_MS)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
-_seconds: dict[int, str] = {}
+_HEAD: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
+_MAX_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_MAX_SECOND: Final = _MAX_MS // 1000
+_MAX_MS_FLOAT: Final = float(_MAX_MS)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH: Final = datetime(1970, 1, 1)
+_MILLIS: Final = tuple(f"{ms:03d}Z" for ms in range(1000))
+_seconds: Final[dict[int, str]] = {}
 
-MILLIS_TAILS: tuple[str, ...] = _MILLIS
+MILLIS_TAILS: Final[tuple[str, ...]] = _MILLIS
 """`"mmmZ"` of every millisecond 0..999, what follows an `epoch_second_prefixes` value."""
-epoch_second_prefixes: dict[int, str] = _seconds
+epoch_second_prefixes: Final[dict[int, str]] = _seconds
 """`YYYY-MM-DDTHH:MM:SS.` of the epoch seconds `to_at` has formatted, all in its range. A
 decoder's hot loop whose stamps are epoch milliseconds may format an int `ms` above 1e11 itself,
 as `prefix + MILLIS_TAILS[ms % 1000]` when `ms // 1000` is here (a hit proves the range), and
 call `to_at` otherwise (which fills this cache); only `to_at` writes it."""
 
-_CANONICAL_TAILS: frozenset[str] = frozenset(f".{ms:03d}Z" for ms in range(1000))
+_CANONICAL_TAILS: Final[frozenset[str]] = frozenset(f".{ms:03d}Z" for ms in range(1000))
 """Every `.mmmZ` a canonical time ends with: `text[19:] in _CANONICAL_TAILS` checks the length,
 the dot, three ASCII digits and the `Z` in one lookup."""
-_head_seconds: dict[str, int] = {}
+_head_seconds: Final[dict[str, int]] = {}
 """`YYYY-MM-DDTHH:MM:SS` heads `to_at` has read: the epoch second of each, or -1 for a head
 that is no real time from 1970 on (bounded: see `_head_second`)."""
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
-_ZONES: dict[str, int] = {
+_EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
+_ZONES: Final[dict[str, int]] = {
     "": 0,  # naive: UTC
     "Z": 0,
     **{

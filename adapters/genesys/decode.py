@@ -32,7 +32,7 @@ fixture and on mutations.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -49,11 +49,11 @@ from gateway.model import (
 )
 
 # The fast path's decoders, their bound `decode` kept (one attribute lookup less per body).
-_decode_entry = msgspec.json.Decoder(n.AnyEntry).decode
-_decode_batch = msgspec.json.Decoder(list[n.AnyEntry]).decode
-_decode_container_body = msgspec.json.Decoder(n.Container).decode
-_ENVELOPE_KEYS = ("messages", "statusCode", "chatEnded", "nextPosition")
-_UNSET = msgspec.UNSET
+_decode_entry: Final = msgspec.json.Decoder(n.AnyEntry).decode
+_decode_batch: Final = msgspec.json.Decoder(list[n.AnyEntry]).decode
+_decode_container_body: Final = msgspec.json.Decoder(n.Container).decode
+_ENVELOPE_KEYS: Final = ("messages", "statusCode", "chatEnded", "nextPosition")
+_UNSET: Final = msgspec.UNSET
 
 
 class _Exact(Exception):

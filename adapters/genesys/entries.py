@@ -17,7 +17,7 @@ only the fields their type owns, which `Entry` and `AnyEntry` share.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from adapters.genesys import native as n
 from adapters.genesys.errors import error_code
@@ -43,26 +43,26 @@ from gateway.model import (
     Url,
 )
 
-DIALECT = "genesys"
+DIALECT: Final = "genesys"
 
-_ROLES: dict[str, Role] = {
+_ROLES: Final[dict[str, Role]] = {
     "client": "user",
     "agent": "agent",
     "supervisor": "supervisor",
     "external": "system",  # DIALECTS.md: External is the routing strategy, i.e. the system
 }
-_END_REASONS: dict[int, tuple[EndReason, EndedBy]] = {
+_END_REASONS: Final[dict[int, tuple[EndReason, EndedBy]]] = {
     1: ("user", "user"),
     2: ("agent", "agent"),
     3: ("error", "system"),
 }
-_AGENT = Party(role="agent")  # a widget agent event without its party
-_parties: dict[n.Who, Party] = {}
+_AGENT: Final = Party(role="agent")  # a widget agent event without its party
+_parties: Final[dict[n.Who, Party]] = {}
 """Parties by their native form (hashable when `type` is a string): a party speaks many times,
 so its `Party` is built once. (Module state is declared before the functions using it: the
 compiled build types a global by its first declaration.)"""
-_prefixes = epoch_second_prefixes.get
-_TAILS = MILLIS_TAILS
+_prefixes: Final = epoch_second_prefixes.get
+_TAILS: Final = MILLIS_TAILS
 
 
 def ended(
@@ -433,7 +433,7 @@ def _error(entry: Any, conv: str, at: str, party: Party | None, index: int) -> E
     return error_event(conv, error.code, error.description, at, when)
 
 
-_HANDLERS: dict[str, _Handler] = {
+_HANDLERS: Final[dict[str, _Handler]] = {
     "Message": _gms_text("Message", Text),
     "PushUrl": _gms_text("PushUrl", lambda url: Url(url=url)),
     "MessageReceived": _widget_message,

@@ -149,7 +149,7 @@ class Untimed:
             self._counts.clear()
 
 
-_frame_key = msgspec.json.Encoder()
+_frame_key: Final = msgspec.json.Encoder()
 _ANCHORS: Final = frozenset({n.ChatMessage, n.ChatFile, n.ChatLocation})
 
 
@@ -231,13 +231,13 @@ def _exact_frames_of(body: bytes | str) -> _Frames:
 
 
 # The fast path's decoders. A Raw is a span of the body, decoded typed only where needed.
-_frame = msgspec.json.Decoder(n.ServerEvent)
-_frame_list = msgspec.json.Decoder(list[n.ServerEvent])
-_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_frame: Final = msgspec.json.Decoder(n.ServerEvent)
+_frame_list: Final = msgspec.json.Decoder(list[n.ServerEvent])
+_raw_list: Final = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-_typed_envelope = msgspec.json.Decoder(n.TypedEnvelope)
-_probe = msgspec.json.Decoder(n.EnvelopeProbe)
+_typed_envelope: Final = msgspec.json.Decoder(n.TypedEnvelope)
+_probe: Final = msgspec.json.Decoder(n.EnvelopeProbe)
 _ENVELOPE_START: Final = b'{"events":'
 _FRAME_START: Final = b'{"event":'
 _CONV: Final = f"{DIALECT}:"  # `conversation_id(DIALECT, chat)` is `_CONV + chat`: one concat
@@ -288,7 +288,7 @@ def _object_frames(body: bytes) -> _Frames | None:
         return None
 
 
-_event_of = tag_decoder("event")
+_event_of: Final = tag_decoder("event")
 
 
 def _each(raws: list[msgspec.Raw]) -> _Frames:
@@ -301,10 +301,10 @@ def _each(raws: list[msgspec.Raw]) -> _Frames:
 
 
 # The exact path: how bodies were always decoded. It names a bad frame's index and path.
-_one_or_many = msgspec.json.Decoder(n.ServerEvent | list[n.ServerEvent])
+_one_or_many: Final = msgspec.json.Decoder(n.ServerEvent | list[n.ServerEvent])
 
 
-_envelope = msgspec.json.Decoder(n.ExactEnvelope)
+_envelope: Final = msgspec.json.Decoder(n.ExactEnvelope)
 
 
 def _exact_frames(body: bytes | str) -> _Frames:
@@ -456,7 +456,7 @@ def _agent(party_id: str) -> Party:
     return party
 
 
-_AGENTS: dict[str, Party] = {}
+_AGENTS: Final[dict[str, Party]] = {}
 
 
 # One builder per native event: (frame, conversation id, at, when, known parties, file base) →

@@ -28,7 +28,7 @@ history page); anything else raises `Unsupported`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -76,14 +76,14 @@ from gateway.model import (
     Text,
 )
 
-DIALECT = "signalwire"
-DEFAULT_PAGE_SIZE = 10  # the SDK's getMessages default
-MESSAGES_PATH = "/api/fabric/messages"
-JOIN_PATH = "/api/fabric/conversations/join"
+DIALECT: Final = "signalwire"
+DEFAULT_PAGE_SIZE: Final = 10  # the SDK's getMessages default
+MESSAGES_PATH: Final = "/api/fabric/messages"
+JOIN_PATH: Final = "/api/fabric/conversations/join"
 
-_PREFIX = conversation_id(DIALECT, "")
-_NO_SELF: frozenset[str] = frozenset()
-_EVENT_METHOD = "signalwire.event"
+_PREFIX: Final = conversation_id(DIALECT, "")
+_NO_SELF: Final[frozenset[str]] = frozenset()
+_EVENT_METHOD: Final = "signalwire.event"
 
 # ---------------------------------------------------------------------------------------------
 # Decode
@@ -96,15 +96,15 @@ _EVENT_METHOD = "signalwire.event"
 # failing frame's index and JSON path. Errors therefore always come from the exact path, and
 # the fast path only has to be right about the bodies it accepts.
 
-_frames_decoder = msgspec.json.Decoder(list[msgspec.Raw])
-_page_decoder = msgspec.json.Decoder(FastPage)
-_rows_decoder = msgspec.json.Decoder(list[FastRow])
-_rpc_decoder = msgspec.json.Decoder(FastRpcEvent)
-_row_decoder = msgspec.json.Decoder(FastRow)
-_head_decoder = msgspec.json.Decoder(FrameHead)
-_heads_decoder = msgspec.json.Decoder(list[FrameHead])
-_params_head_decoder = msgspec.json.Decoder(ParamsHead)
-_params_decoder: msgspec.json.Decoder[FastRpcParams] = msgspec.json.Decoder(FastRpcParams)
+_frames_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_page_decoder: Final = msgspec.json.Decoder(FastPage)
+_rows_decoder: Final = msgspec.json.Decoder(list[FastRow])
+_rpc_decoder: Final = msgspec.json.Decoder(FastRpcEvent)
+_row_decoder: Final = msgspec.json.Decoder(FastRow)
+_head_decoder: Final = msgspec.json.Decoder(FrameHead)
+_heads_decoder: Final = msgspec.json.Decoder(list[FrameHead])
+_params_head_decoder: Final = msgspec.json.Decoder(ParamsHead)
+_params_decoder: Final[msgspec.json.Decoder[FastRpcParams]] = msgspec.json.Decoder(FastRpcParams)
 
 # What a body is, guessed from how it opens: its form (`{` or `[`) and its first key. A guess
 # only: it picks the typed decoder to try first, and every decoder checks the whole body.
@@ -112,7 +112,7 @@ _params_decoder: msgspec.json.Decoder[FastRpcParams] = msgspec.json.Decoder(Fast
 # object; a slice would cost a body ~0.1 µs more): a row `{"id`, a live event `{"jsonrpc` or
 # `{"method`, a history page `{"data`, arrays of rows `[{"id` and of events `[{"jsonrpc`.
 _ROW, _RPC, _PAGE, _ROWS, _RPCS, _OTHER = range(6)
-_OPENINGS = {
+_OPENINGS: Final = {
     ord("d"): _ROW,  # {"id
     ord("s"): _RPC,  # {"jsonrpc
     ord("e"): _RPC,  # {"method
@@ -121,7 +121,7 @@ _OPENINGS = {
     ord("j"): _RPCS,  # [{"jsonrpc
     ord("m"): _RPCS,  # [{"method
 }
-_WHITESPACE = b" \t\r\n"
+_WHITESPACE: Final = b" \t\r\n"
 
 
 class _Slow(Exception):
@@ -133,7 +133,7 @@ class _Slow(Exception):
 # `ValueError`, nesting too deep for a typed decoder, and a body too short to guess from
 # (`IndexError`). The exact path maps bad UTF-8 and deep nesting to `MalformedJSON` (`loads`):
 # `decode` keeps `Adapter.decode`'s whole contract itself.
-_GIVE_UP = (_Slow, ValueError, RecursionError, IndexError)
+_GIVE_UP: Final = (_Slow, ValueError, RecursionError, IndexError)
 
 
 def decode(

@@ -23,7 +23,7 @@ Commands go the other way in `commands.py`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -69,32 +69,37 @@ from gateway.model import (
     Typing,
 )
 
-DIALECT = n.DIALECT
+DIALECT: Final = n.DIALECT
 
-ROLES: dict[str, Role] = {"contact": "user", "agent": "agent", "trigger": "bot", "system": "system"}
-STATUSES = {"pending": "queued", "open": "active", "closed": "completed"}
-_JOIN = frozenset({"agent_join", "agent_assign"})
-_LEAVE = frozenset({"agent_leave", "agent_unassign"})
+ROLES: Final[dict[str, Role]] = {
+    "contact": "user",
+    "agent": "agent",
+    "trigger": "bot",
+    "system": "system",
+}
+STATUSES: Final = {"pending": "queued", "open": "active", "closed": "completed"}
+_JOIN: Final = frozenset({"agent_join", "agent_assign"})
+_LEAVE: Final = frozenset({"agent_leave", "agent_unassign"})
 
 # Hoisted constants: built once, not per frame (Parties and Agents are never mutated).
-_CONV_PREFIX = f"{DIALECT}:"  # `gateway.codec.conversation_id(DIALECT, x)` is this + x
-_SYSTEM = Party(role="system")
-_NO_AGENT = n.Agent()
-_NO_CHAT = "no chat id in the frame nor a ?conversation="
+_CONV_PREFIX: Final = f"{DIALECT}:"  # `gateway.codec.conversation_id(DIALECT, x)` is this + x
+_SYSTEM: Final = Party(role="system")
+_NO_AGENT: Final = n.Agent()
+_NO_CHAT: Final = "no chat id in the frame nor a ?conversation="
 # `str()` of None and the booleans, for derived-id keys: an f-string formats these through
 # `format()`, ~60 ns each, where a str is copied as it is.
 _NONE, _TRUE, _FALSE = "None", "True", "False"
 
 # The fast path's decoders. A body is a frame or an array far more often than anything else,
 # so one decoder tries both at once; array items stay `Raw` spans until each is decoded typed.
-_body_decoder: msgspec.json.Decoder[n.Frame | list[msgspec.Raw]] = msgspec.json.Decoder(
+_body_decoder: Final[msgspec.json.Decoder[n.Frame | list[msgspec.Raw]]] = msgspec.json.Decoder(
     n.Frame | list[msgspec.Raw]
 )
-_frame_decoder: msgspec.json.Decoder[n.Frame] = msgspec.json.Decoder(n.Frame)
-_envelope_decoder = msgspec.json.Decoder(n.Envelope)
-_event_of = tag_reader("event")
-_str_decoder = msgspec.json.Decoder(str)
-_QUOTE = ord('"')
+_frame_decoder: Final[msgspec.json.Decoder[n.Frame]] = msgspec.json.Decoder(n.Frame)
+_envelope_decoder: Final = msgspec.json.Decoder(n.Envelope)
+_event_of: Final = tag_reader("event")
+_str_decoder: Final = msgspec.json.Decoder(str)
+_QUOTE: Final = ord('"')
 
 
 def _packet_decoders() -> dict[str, tuple[type[Any], msgspec.json.Decoder[Any]]]:
@@ -107,7 +112,7 @@ def _packet_decoders() -> dict[str, tuple[type[Any], msgspec.json.Decoder[Any]]]
     return out
 
 
-_PACKETS = _packet_decoders()
+_PACKETS: Final = _packet_decoders()
 
 
 class InvalidField(Exception):
@@ -130,7 +135,7 @@ class InvalidField(Exception):
 # an `InvalidField` of a one-frame body, named at once as the exact path would): the fast
 # path never decides an error the exact path would decide otherwise.
 
-_NOT_JSON = (UnicodeDecodeError, RecursionError)
+_NOT_JSON: Final = (UnicodeDecodeError, RecursionError)
 
 
 def decode(body: bytes | str, conversation: str | None = None) -> Decoded:
@@ -559,7 +564,7 @@ def _initialized(frame: n.Initialized, conversation: str | None, pin: bool) -> l
     return events
 
 
-_BUILDERS: dict[type, Callable[[Any, str | None, bool], list[Event]]] = {
+_BUILDERS: Final[dict[type, Callable[[Any, str | None, bool], list[Event]]]] = {
     n.MessageReceived: _message_received,
     n.AgentTyping: _agent_typing,
     n.ContactRead: _contact_read,

@@ -30,7 +30,7 @@ untyped, frame-by-frame path for anything unusual, which alone names errors (see
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
@@ -76,30 +76,30 @@ from gateway.model import (
     Text,
 )
 
-DIALECT = "wonderful"
+DIALECT: Final = "wonderful"
 
-_SENDERS: dict[str, Party] = {
+_SENDERS: Final[dict[str, Party]] = {
     "user": Party(role="user"),
     "customer": Party(role="user"),  # the backend's word for the SDK's `user`
     "agent": Party(role="bot"),  # the Wonderful AI agent
     "human_agent": Party(role="agent"),
     "system": Party(role="system"),
 }
-_STATUSES: dict[str, SessionStatus] = {
+_STATUSES: Final[dict[str, SessionStatus]] = {
     "in-progress": "active",
     "completed": "completed",
     "failed": "failed",
 }
 
 
-_PREFIX = DIALECT + ":"  # of every conversation id: `conversation_id(DIALECT, native)`
-_UNSET = msgspec.UNSET
+_PREFIX: Final = DIALECT + ":"  # of every conversation id: `conversation_id(DIALECT, native)`
+_UNSET: Final = msgspec.UNSET
 # What msgspec's decoders raise for a body they cannot read: its `DecodeError` (bad JSON, or
 # JSON that is not the type asked for), and bad UTF-8 inside a string or nesting past the
 # recursion limit. The fast path answers each by taking the exact path, whose `loads` maps the
 # last two to `MalformedJSON` (`decode` is the adapter's own: it keeps that contract itself).
-_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-_decode_body = frames.body_decoder.decode  # bound once: two lookups less per body
+_UNREADABLE: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_decode_body: Final = frames.body_decoder.decode  # bound once: two lookups less per body
 
 
 class Fault(Exception):
@@ -380,7 +380,7 @@ def _error(error: ErrorData, timestamp: Timestamp, session: str | None) -> Event
 
 
 _Builder: TypeAlias = Callable[[Any, Timestamp, str | None], Event]
-_BUILDERS: dict[type[Any], _Builder] = {
+_BUILDERS: Final[dict[type[Any], _Builder]] = {
     ConnectedFrame: _connected,
     DisconnectedFrame: _disconnected,
     ReconnectingFrame: _reconnecting,
@@ -389,12 +389,12 @@ _BUILDERS: dict[type[Any], _Builder] = {
     ErrorFrame: _error,
 }
 """The builder of each typed frame but `MessageFrame` (which `_message` builds)."""
-_KINDS: dict[str, tuple[Callable[[msgspec.Raw], Any], _Builder]] = {
+_KINDS: Final[dict[str, tuple[Callable[[msgspec.Raw], Any], _Builder]]] = {
     str(t.__struct_config__.tag): (frames.DATA_DECODERS[str(t.__struct_config__.tag)], b)
     for t, b in _BUILDERS.items()
 }
 """By event name (but `message`): the decoder of a raw frame's `data`, and its builder."""
-_decode_message = frames.DATA_DECODERS["message"]
+_decode_message: Final = frames.DATA_DECODERS["message"]
 
 
 def message_event(message: NativeMessage, path: str = "$", frame_at: Any = None) -> Message:

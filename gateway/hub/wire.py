@@ -10,9 +10,11 @@ every event has fields after its tag. Readers take the number back out of the sa
 
 from __future__ import annotations
 
+from typing import Final
+
 from gateway.model import Event, event_encoder
 
-encode = event_encoder.encode
+encode: Final = event_encoder.encode
 """The event's JSON without `seq` (what the engines splice `seq` into)."""
 
 
