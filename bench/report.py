@@ -199,10 +199,13 @@ def failures(r: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def text(r: dict[str, Any]) -> str:
-    lines = ["target".ljust(60) + "measured".ljust(44) + "met"]
-    for what, target, measured, ok in targets(r):
-        mark = "n/a" if ok is None else ("yes" if ok else "NO")
-        lines.append(f"{what} {target}".ljust(60) + measured.ljust(44) + mark)
+    rows = [
+        (f"{what} {target}", measured, "n/a" if ok is None else ("yes" if ok else "NO"))
+        for what, target, measured, ok in targets(r)
+    ]
+    wide = max([len("target"), *(len(row[0]) for row in rows)]) + 2  # a column never runs on
+    lines = ["target".ljust(wide) + "measured".ljust(44) + "met"]
+    lines += [wanted.ljust(wide) + measured.ljust(44) + mark for wanted, measured, mark in rows]
     if r.get("smoke"):
         lines.append("(smoke run: tiny sizes, the targets are not judged on it)")
     return "\n".join(lines)
