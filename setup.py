@@ -1,7 +1,7 @@
 """The build's one step beyond pyproject.toml: the codec's hot modules compiled with mypyc.
 
 Every ingested frame runs through these modules (`decode` → canonical events → `wire.encode`);
-compiled, the same Python source runs 1.15-1.5x faster (docs/benchmarks.md, "Compiled").
+compiled, the same Python source runs 1.1-1.4x faster (docs/benchmarks.md, "the compiled build").
 They are plain, `mypy --strict` typed Python, and stay importable as such: an editable install
 (`pip install -e .`, what `./dev` makes) is never compiled, so an edit takes effect at once (a
 compiled module beside its source would shadow the edit); `GATEWAY_PURE_PYTHON=1` builds a
