@@ -327,6 +327,13 @@ def build(work: Path) -> None:
             f"builder stage: `{facts['run']}` failed ({done.returncode})", done.stdout + done.stderr
         )
     expect((venv / "bin" / "gateway").is_file(), "builder stage: the venv has no `gateway` command")
+    # The image ships the codec compiled (setup.py): a wheel that fell back to the sources
+    # would serve as well, only slower, and nothing else would notice.
+    probe = "import gateway.codec as m; print(m.__file__)"
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe], cwd=work, capture_output=True, text=True
+    ).stdout.strip()
+    expect(where.endswith(".so"), f"builder stage: gateway.codec is not compiled ({where!r})")
 
 
 # ── the runtime stage ───────────────────────────────────────────────────────────────────────
