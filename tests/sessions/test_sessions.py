@@ -295,7 +295,10 @@ async def test_idle_sessions_are_released_and_resume_on_use(
     platform, server = emulator
     gateway: GatewayClient = await make_gateway(
         session_idle_s=0.3,
-        lease_ttl_s=0.3,
+        # The idle check runs at each renewal (every ttl/3). A lease this short is still lost
+        # only by a stall of over a second, which a loaded CI machine could reach with 0.3 s:
+        # the session was then taken over (and polled) instead of released.
+        lease_ttl_s=1.5,
         dialect_settings={"loopback": {"url": str(server.make_url("")), "poll_wait": "0.1"}},
     )
     ws = await gateway.ws()
