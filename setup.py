@@ -7,10 +7,14 @@ They are plain, `mypy --strict` typed Python, and stay importable as such: an ed
 compiled module beside its source would shadow the edit); `GATEWAY_PURE_PYTHON=1` builds a
 wheel without compiling too.
 
-Rules a compiled module keeps (mypyc's, checked by the suite run on a compiled build,
-`./dev test --compiled`): it defines no `msgspec.Struct` (msgspec reads a Struct's annotations,
-which mypyc does not keep: those live in the dialects' `native`/`frames` modules), and its
-module-level names are declared before the functions that use them.
+Rules a compiled module keeps (mypyc's; `tests/test_build.py` and the suite run on a compiled
+build, `./dev test --compiled`, check them): it defines no `msgspec.Struct` (msgspec reads a
+Struct's annotations, which mypyc does not keep: those live in the dialects' `native`/`frames`
+modules), and mypy finds no unreachable code in it (what mypy takes for unreachable, mypyc
+compiles as such).
+
+setuptools runs this file as `__main__`; `tests/test_build.py` imports it for
+`compiled_modules` alone.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
+from pathlib import Path
 
 from setuptools import setup
 
@@ -25,7 +30,7 @@ from setuptools import setup
 def compiled_modules() -> list[str]:
     """The source files of the modules pyproject.toml's mypy override with `warn_unreachable`
     names: the modules compiled are the modules type-checked as compiled ones, one list."""
-    with open("pyproject.toml", "rb") as file:
+    with open(Path(__file__).parent / "pyproject.toml", "rb") as file:
         overrides = tomllib.load(file)["tool"]["mypy"]["overrides"]
     (modules,) = [o["module"] for o in overrides if o.get("warn_unreachable")]
     return [name.replace(".", "/") + ".py" for name in modules]
@@ -41,4 +46,5 @@ def ext_modules() -> list[object]:
     return list(mypycify(compiled_modules(), opt_level="3"))
 
 
-setup(ext_modules=ext_modules())
+if __name__ == "__main__":
+    setup(ext_modules=ext_modules())

@@ -59,8 +59,7 @@ _END_REASONS: Final[dict[int, tuple[EndReason, EndedBy]]] = {
 _AGENT: Final = Party(role="agent")  # a widget agent event without its party
 _parties: Final[dict[n.Who, Party]] = {}
 """Parties by their native form (hashable when `type` is a string): a party speaks many times,
-so its `Party` is built once. (Module state is declared before the functions using it: the
-compiled build types a global by its first declaration.)"""
+so its `Party` is built once."""
 _prefixes: Final = epoch_second_prefixes.get
 _TAILS: Final = MILLIS_TAILS
 
