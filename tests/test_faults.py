@@ -95,9 +95,7 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     )
     seq = await client.incr(seq_key)
     await client.hset(ids_key, missed.id, seq)
-    await client.xadd(
-        log_key, {"e": encode_stored(missed, seq)}, id=f"{seq}-0"
-    )
+    await client.xadd(log_key, {"e": encode_stored(missed, seq)}, id=f"{seq}-0")
     await client.aclose()
     await gateway.ingest("loopback", loopback_message(conversation, 3))
     events = await ws.wait_events(3, conv)

@@ -140,7 +140,10 @@ async def test_every_invalid_command_gets_its_error(session_gateway: GatewayClie
         ({"op": "end", "conversation": "loopback:*"}, "INVALID_REQUEST"),
         # the platform's own history, on a dialect that cannot page it
         ({"op": "history", "conversation": conversation, "source": "platform"}, "UNSUPPORTED"),
-        ({"op": "history", "conversation": "loopback:nope", "source": "platform"}, "SESSION_NOT_FOUND"),
+        (
+            {"op": "history", "conversation": "loopback:nope", "source": "platform"},
+            "SESSION_NOT_FOUND",
+        ),
     ]
     for n, (frame, code) in enumerate(cases):
         await ws.send(ref=f"bad{n}", **frame)  # type: ignore[arg-type]
