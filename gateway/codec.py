@@ -71,7 +71,17 @@ def to_at(value: object, default: str | None = None) -> str:
     kind = type(value)
     if kind is str:  # the most common form first
         text: str = value  # type: ignore[assignment]
-        if text[19:] in _CANONICAL_TAILS:  # canonical already? the second is checked once
+        # Canonical already (`YYYY-MM-DDTHH:MM:SS.mmmZ`)? The second is checked once. The tail
+        # is read as ints because compiled, `ord(text[i])` reads a character in place, where
+        # `text[19:] in <every .mmmZ>` made a string and hashed it: 300 instructions more.
+        if (
+            len(text) == 24
+            and ord(text[19]) == 46  # "."
+            and ord(text[23]) == 90  # "Z"
+            and 48 <= ord(text[20]) <= 57  # three ASCII digits
+            and 48 <= ord(text[21]) <= 57
+            and 48 <= ord(text[22]) <= 57
+        ):
             second = _head_seconds.get(text[:19])
             if second is None:
                 second = _head_second(text[:19])
@@ -136,9 +146,6 @@ decoder's hot loop whose stamps are epoch milliseconds may format an int `ms` ab
 as `prefix + MILLIS_TAILS[ms % 1000]` when `ms // 1000` is here (a hit proves the range), and
 call `to_at` otherwise (which fills this cache); only `to_at` writes it."""
 
-_CANONICAL_TAILS: Final[frozenset[str]] = frozenset(f".{ms:03d}Z" for ms in range(1000))
-"""Every `.mmmZ` a canonical time ends with: `text[19:] in _CANONICAL_TAILS` checks the length,
-the dot, three ASCII digits and the `Z` in one lookup."""
 _head_seconds: Final[dict[str, int]] = {}
 """`YYYY-MM-DDTHH:MM:SS` heads `to_at` has read: the epoch second of each, or -1 for a head
 that is no real time from 1970 on (bounded: see `_head_second`)."""
