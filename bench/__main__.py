@@ -4,6 +4,8 @@
     python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 2 min)
     python -m bench --only codec,resume --runs 5
     python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
+    python -m bench --instructions  also count the codec's instructions per frame (callgrind,
+                                    ~10 min; `--only instructions` for that alone)
     python -m bench --python /usr/bin/python3.11
                                     every process on that CPython (bench/.venv made on it)
 
@@ -29,6 +31,8 @@ from typing import Any
 from bench.common import BENCH, COMPILED_TREE, RESULTS, ROOT, VENV, code_root, raise_fd_limit
 
 SCENARIOS = ("codec", "ingest", "fanout", "idle", "resume")
+OPTIONAL = ("instructions",)
+"""Scenarios run only when `--only` names them."""
 
 
 # -- the bench venv ----------------------------------------------------------------------------
@@ -186,7 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run (CI)")
     parser.add_argument("--runs", type=int, help="repetitions of each measurement")
-    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios of {', '.join(SCENARIOS + OPTIONAL)} (default: all but "
+        f"{', '.join(OPTIONAL)})",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count the codec's instructions per frame (callgrind; needs valgrind)",
+    )
     parser.add_argument(
         "--no-auth",
         dest="auth",
@@ -223,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench import report, scenarios
 
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(only) - set(SCENARIOS)
+    if args.instructions and "instructions" not in only:
+        only.append("instructions")
+    unknown = set(only) - set(SCENARIOS) - set(OPTIONAL)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     sizes = plan(args)
@@ -254,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=1))
     say("")
     say(report.text(results))
-    write_docs = not args.smoke and not args.no_docs
+    # The generated section is one whole run's: a run of some scenarios leaves it alone.
+    write_docs = not args.smoke and not args.no_docs and set(SCENARIOS) <= set(only)
     plots_dir = (ROOT / "docs" / "benchmarks") if write_docs else outdir
     report.plots(results, plots_dir)
     if write_docs:

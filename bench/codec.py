@@ -9,10 +9,16 @@ frame making one event (the pydantic reference covers only those).
 IMPL: `gateway` (the adapter's `decode` → canonical Structs → the hub's `wire.encode`,
 what ingest does), `floor` (`msgspec.json.decode` + `msgspec.json.encode` of the same frames,
 untyped: the least any JSON-in/JSON-out step costs), `pydantic` (bench/pydantic_wonderful.py,
-wonderful only; it implies `--single`). Given several, they run in turn, run by run, in this
-one process: a host whose speed drifts (a shared VM's does, by half within minutes) then moves
-each ratio's two sides alike, where runs of one after runs of the other would skew it.
+wonderful only; it implies `--single`). Given several, they share each run in this one
+process: a run is `--slices` rounds, each giving every IMPL a slice of `--seconds / --slices`
+in turn, and an IMPL's figure for the run is its frames over its time in all of them. A host
+whose speed drifts (a shared VM's does, by half within seconds) then moves a ratio's two sides
+alike (whole runs in turn gave one code ratios from 4.3 to 5.5 within a minute).
 Prints one JSON line: the corpus, and `runs` of frames/s by IMPL.
+
+`--passes N` times nothing: it makes one pass of each IMPL, then N more, and prints the corpus.
+It is for counting instructions (`bench.instructions`, under callgrind), where the difference
+between two counts of different N is the cost of the passes alone.
 """
 
 from __future__ import annotations
@@ -113,21 +119,42 @@ def check_pydantic(frames: list[tuple[bytes, str | None, int]]) -> list[str]:
     return bad
 
 
-def measure(fn: Callable[[bytes, str | None], int], frames: list[Any], seconds: float) -> float:
-    """Frames per second over passes of the corpus until `seconds` have passed."""
+def one_pass(fn: Callable[[bytes, str | None], int], frames: list[Any]) -> None:
+    for body, conversation, _ in frames:
+        fn(body, conversation)
+
+
+def passes(
+    fn: Callable[[bytes, str | None], int], frames: list[Any], seconds: float
+) -> tuple[int, float]:
+    """`(frames, seconds taken)` of whole passes of the corpus until `seconds` have passed."""
     per_pass = sum(n for _, _, n in frames)
     count = 0
     started = time.perf_counter()
     deadline = started + seconds
-    passes = 0
     while True:
-        for body, conversation, _ in frames:
-            fn(body, conversation)
+        one_pass(fn, frames)
         count += per_pass
-        passes += 1
         now = time.perf_counter()
-        if now >= deadline or passes >= 10_000_000:
-            return count / (now - started)
+        if now >= deadline or count >= 10_000_000 * per_pass:
+            return count, now - started
+
+
+def interleaved(
+    fns: dict[str, Callable[[bytes, str | None], int]],
+    frames: list[Any],
+    seconds: float,
+    slices: int,
+) -> dict[str, float]:
+    """One run: frames/s of each function over `slices` rounds of `seconds / slices` each,
+    the functions taking turns within every round."""
+    totals = {impl: [0, 0.0] for impl in fns}
+    for _ in range(slices):
+        for impl, fn in fns.items():
+            count, taken = passes(fn, frames, seconds / slices)
+            totals[impl][0] += count
+            totals[impl][1] += taken
+    return {impl: count / taken for impl, (count, taken) in totals.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("impl", nargs="+", choices=["gateway", "floor", "pydantic"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--slices", type=int, default=10, help="turns per run (see above)")
     parser.add_argument("--single", action="store_true")
+    parser.add_argument("--passes", type=int, help="run N passes untimed (see above)")
     args = parser.parse_args(argv)
     frames = corpus(args.dialect, args.single or "pydantic" in args.impl)
     fns = {impl: implementation(args.dialect, impl) for impl in args.impl}
@@ -147,12 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "pydantic" in fns:
         result["mismatches"] = check_pydantic(frames)
+    if args.passes is not None:
+        for fn in fns.values():
+            for _ in range(1 + args.passes):  # the first warms caches, as in timed runs
+                one_pass(fn, frames)
+        sys.stdout.write(json.dumps(result) + "\n")
+        return 0
     for fn in fns.values():
-        measure(fn, frames, min(0.3, args.seconds))  # warm caches
+        passes(fn, frames, min(0.3, args.seconds))  # warm caches
     runs: dict[str, list[float]] = {impl: [] for impl in fns}
     for _ in range(args.runs):
-        for impl, fn in fns.items():
-            runs[impl].append(measure(fn, frames, args.seconds))
+        for impl, rate in interleaved(fns, frames, args.seconds, max(1, args.slices)).items():
+            runs[impl].append(rate)
     result["runs"] = runs
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

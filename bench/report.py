@@ -97,6 +97,16 @@ def _med(section: dict[str, Any] | None, *path: str) -> float:
     return float(node) if isinstance(node, (int, float)) else float("nan")
 
 
+def _paired(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> float:
+    """The median over runs of `ours / theirs`, run by run: the two sides of a codec pair
+    share each run (`bench.codec`), so each run's ratio has seen one phase of the host."""
+    if not ours or not theirs:
+        return float("nan")
+    ratios = sorted(a / b for a, b in zip(ours["runs"], theirs["runs"], strict=True))
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
+
 def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     """(what, target, measured, met) for every target of the issue that this run measured."""
     rows: list[tuple[str, str, str, bool | None]] = []
@@ -114,10 +124,9 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 v = _med(res, "summary", "median")
                 row(f"codec {key.split('/')[0]}", "≥ 500,000 frames/s per core",
                     f"{v:,.0f}", check(v, v >= 500_000))  # fmt: skip
-        ours = _med(codec.get("wonderful/gateway-single"), "summary", "median")
-        pyd = _med(codec.get("wonderful/pydantic"), "summary", "median")
-        row("codec wonderful vs pydantic v2", "≥ 5×", f"{_down(ours / pyd, 1):.1f}×",
-            check(ours / pyd, ours / pyd >= 5))  # fmt: skip
+        times = _paired(codec.get("wonderful/gateway-single"), codec.get("wonderful/pydantic"))
+        row("codec wonderful vs pydantic v2", "≥ 5×", f"{_down(times, 1):.1f}× (median of runs)",
+            check(times, times >= 5))  # fmt: skip
     ingest = r.get("ingest")
     if ingest:
         gw = _med(ingest.get("gateway/batch"), "summary", "median")
@@ -166,12 +175,14 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
 def failures(r: dict[str, Any]) -> dict[str, list[str]]:
     """Per scenario run, what broke (a server that failed, a reference that disagrees)."""
     out: dict[str, list[str]] = {}
-    for name in ("codec", "ingest", "fanout", "idle", "resume"):
+    for name in ("codec", "instructions", "ingest", "fanout", "idle", "resume"):
         section = r.get(name)
         if section is None:
             continue
         bad = out.setdefault(name, [])
-        if name == "codec":
+        if name == "instructions" and "error" in section:
+            bad.append(section["error"])
+        elif name == "codec":
             bad += [f"{k}: {len(v['mismatches'])} mismatches" for k, v in section.items()
                     if v.get("mismatches")]  # fmt: skip
         elif name == "ingest":
@@ -204,8 +215,13 @@ def text(r: dict[str, Any]) -> str:
         for what, target, measured, ok in targets(r)
     ]
     wide = max([len("target"), *(len(row[0]) for row in rows)]) + 2  # a column never runs on
-    lines = ["target".ljust(wide) + "measured".ljust(44) + "met"]
+    lines = ["target".ljust(wide) + "measured".ljust(44) + "met"] if rows else []
     lines += [wanted.ljust(wide) + measured.ljust(44) + mark for wanted, measured, mark in rows]
+    counted = r.get("instructions") or {}
+    single, pyd = counted.get("wonderful/gateway-single"), counted.get("wonderful/pydantic")
+    if single and pyd:
+        lines.append(f"instructions per frame, wonderful single frames: pydantic v2 / gateway "
+                     f"{pyd['per_frame'] / single['per_frame']:.2f}×")  # fmt: skip
     if r.get("smoke"):
         lines.append("(smoke run: tiny sizes, the targets are not judged on it)")
     return "\n".join(lines)
@@ -246,7 +262,7 @@ def markdown(r: dict[str, Any]) -> str:
                 continue
             dialect = key.split("/")[0]
             floor = codec.get(f"{dialect}/floor", {})
-            ratio = _med(res, "summary", "median") / _med(floor, "summary", "median")
+            ratio = _paired(res, floor)
             out.append(f"| {dialect} | {res['bodies']} / {res['frames']} | "
                        f"{fmt_summary(res['summary'])} | {fmt_summary(floor['summary'])} | "
                        f"{100 * ratio:.0f} % |")  # fmt: skip
@@ -259,6 +275,9 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{fmt_summary(pyd['summary'])} (outputs equal on "
                 f"{pyd['frames'] - len(pyd.get('mismatches', []))}/{pyd['frames']} frames).",
             ]
+    counted = r.get("instructions")
+    if counted and "error" not in counted:
+        out += instruction_table(counted)
     ingest = r.get("ingest")
     if ingest:
         out += ["", "### 2. Ingest (events/s accepted, Redis engine)", "",
@@ -330,6 +349,25 @@ def markdown(r: dict[str, Any]) -> str:
             f"{fmt_summary({k: v * 1000 for k, v in s['xrange_s'].items()}, ' ms')}.",
         ]
     return "\n".join(out) + "\n"
+
+
+def instruction_table(counted: dict[str, Any]) -> list[str]:
+    """The markdown of an `instructions` section (`bench.instructions`)."""
+    out = ["", "### 1b. Codec in instructions per frame (callgrind)", "",
+           "| dialect | gateway decode→encode | floor | gateway / floor (as speed) |",
+           "|---|---|---|---|"]  # fmt: skip
+    for key, res in counted.items():
+        if key.endswith("/gateway"):
+            dialect = key.split("/")[0]
+            floor = counted[f"{dialect}/floor"]["per_frame"]
+            out.append(f"| {dialect} | {res['per_frame']:,} | {floor:,} | "
+                       f"{100 * floor / res['per_frame']:.0f} % |")  # fmt: skip
+    single, pyd = counted.get("wonderful/gateway-single"), counted.get("wonderful/pydantic")
+    if single and pyd:
+        out += ["", f"Wonderful single frames: gateway {single['per_frame']:,}, pydantic v2 "
+                f"{pyd['per_frame']:,} instructions per frame "
+                f"({pyd['per_frame'] / single['per_frame']:.2f}×)."]  # fmt: skip
+    return out
 
 
 def update_docs(r: dict[str, Any], path: Path) -> None:

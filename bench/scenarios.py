@@ -7,6 +7,7 @@ returns raw runs plus their median/min/max.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 from bench import spy
 from bench.common import code_root, flush, gateway, peer, redis_server, summary
+from bench.instructions import count_all
 
 DIALECTS = ("genesys", "server_events", "signalwire", "visitor_widget", "wonderful")
 PEERS = ("floor", "socketio", "broadcaster")
@@ -62,14 +64,19 @@ class Context:
 # -- 1. codec ----------------------------------------------------------------------------------
 
 
+CODEC_JOBS = [
+    *((d, ("gateway", "floor")) for d in DIALECTS),
+    ("wonderful", ("gateway", "pydantic")),  # on single frames: pydantic's corpus
+]
+"""The codec's pairs: each dialect against the floor, and wonderful against pydantic."""
+
+
 def codec(ctx: Context) -> dict[str, Any]:
     """Each dialect's gateway and floor, and wonderful's single frames against pydantic, the
-    two of a pair alternating run by run in one worker (see `bench.codec`)."""
+    two of a pair sharing each run in one worker (see `bench.codec`)."""
     out: dict[str, Any] = {}
     seconds = str(ctx.sizes["codec_seconds"])
-    jobs = [(d, ("gateway", "floor")) for d in DIALECTS]
-    jobs.append(("wonderful", ("gateway", "pydantic")))  # on single frames: pydantic's corpus
-    for dialect, impls in jobs:
+    for dialect, impls in CODEC_JOBS:
         result = ctx.run_json(
             ["-m", "bench.codec", dialect, *impls, "--runs", str(ctx.runs), "--seconds", seconds],
             600,
@@ -87,6 +94,17 @@ def codec(ctx: Context) -> dict[str, Any]:
             if entry.get("mismatches"):
                 ctx.say(f"  !! pydantic output differs on {len(entry['mismatches'])} frames")
     return out
+
+
+def instructions(ctx: Context) -> dict[str, Any]:
+    """The codec's pairs in instructions per frame (callgrind; see `bench.instructions`).
+    Not one of the default scenarios: it needs valgrind and takes minutes."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        ctx.say("  valgrind is not on the PATH (Debian: apt-get install valgrind)")
+        return {"error": "valgrind is not on the PATH"}
+    jobs = [(d, impl, "pydantic" in impls) for d, impls in CODEC_JOBS for impl in impls]
+    return count_all(jobs, valgrind, ctx.say)
 
 
 # -- 2. ingest ---------------------------------------------------------------------------------
@@ -250,7 +268,7 @@ def profiles(ctx: Context) -> dict[str, str]:
                 "--seconds", str(seconds)]  # fmt: skip
         spy.record(argv, seconds, raw, rate=1000)
         title = f"codec {dialect}: decode → encode, one core (the measuring loop only)"
-        path.write_text(spy.summarise(raw, title, within="measure (bench/codec.py"))
+        path.write_text(spy.summarise(raw, title, within="passes (bench/codec.py"))
         out[f"codec/{dialect}"] = str(path)
     ctx.say(f"  codec: {ctx.outdir}/profile-codec-*.txt")
     biggest = str(max(ctx.sizes["fanout_subs"]))
