@@ -223,7 +223,7 @@ def _decode_frames(raws: list[RawFrame], conversation: str | None) -> Decoded | 
             return None
         read, build = entry
         events.append(build(read(data), raw.timestamp, raw.session_id or conversation))
-    return Decoded(events, ignored)
+    return _Decoded(events, ignored)
 
 
 def _decode_raw(body: Any, conversation: str | None) -> Decoded:
