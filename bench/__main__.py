@@ -5,7 +5,7 @@
     python -m bench --only codec,resume --runs 5
     python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
     python -m bench --instructions  also count the codec's instructions per frame (callgrind,
-                                    ~10 min; `--only instructions` for that alone)
+                                    ~3 min; `--only instructions` for that alone)
     python -m bench --python /usr/bin/python3.11
                                     every process on that CPython (bench/.venv made on it)
 

@@ -120,6 +120,7 @@ def check_pydantic(frames: list[tuple[bytes, str | None, int]]) -> list[str]:
 
 
 def one_pass(fn: Callable[[bytes, str | None], int], frames: list[Any]) -> None:
+    """Every body of the corpus through `fn` once."""
     for body, conversation, _ in frames:
         fn(body, conversation)
 
