@@ -38,6 +38,12 @@ from bench.common import ROOT
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
+def result_key(dialect: str, impl: str, single: bool) -> str:
+    """How a run's results name one side of a codec pair: `wonderful/gateway`, and
+    `wonderful/gateway-single` for the gateway on pydantic's corpus (`--single`)."""
+    return f"{dialect}/{impl}" + ("-single" if single and impl == "gateway" else "")
+
+
 def dialects() -> list[str]:
     return sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench.codec import result_key
 from bench.common import code_root
 
 FEW, MANY = 10, 200
@@ -70,7 +71,7 @@ def count_all(
 
     def one(job: tuple[str, str, bool]) -> tuple[str, dict[str, Any]]:
         dialect, impl, single = job
-        key = f"{dialect}/{impl}" + ("-single" if single and impl == "gateway" else "")
+        key = result_key(dialect, impl, single)
         result = per_frame(valgrind, dialect, impl, single)
         say(f"  {key:32} {result['per_frame']:>12,} instructions/frame")
         return key, result

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import spy
+from bench.codec import result_key
 from bench.common import code_root, flush, gateway, peer, redis_server, summary
 from bench.instructions import count_all
 
@@ -83,7 +84,7 @@ def codec(ctx: Context) -> dict[str, Any]:
         )
         single = "pydantic" in impls
         for impl in impls:
-            key = f"{dialect}/{impl}" + ("-single" if single and impl == "gateway" else "")
+            key = result_key(dialect, impl, single)
             runs = result["runs"][impl]
             entry = {k: v for k, v in result.items() if k not in ("runs", "mismatches")}
             entry.update(runs=runs, summary=summary(runs))
