@@ -100,6 +100,7 @@ _UNSET: Final = msgspec.UNSET
 # last two to `MalformedJSON` (`decode` is the adapter's own: it keeps that contract itself).
 _UNREADABLE: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _decode_body: Final = frames.body_decoder.decode  # bound once: two lookups less per body
+_SESSION_FIRST: Final = b'{"sessionId":'  # how an envelope or a ChatSession opens, minified
 # The message path's classes (of modules mypyc does not compile) as `Final` names: compiled,
 # a plain imported name is read from the module's dict at every use (≈ 110 instructions, four
 # times a message frame: 2 % of its cost), a `Final` one from a C static.
@@ -131,14 +132,19 @@ def decode(body: bytes, conversation: str | None = None) -> Decoded:
 
     Two paths give the same result. The fast one decodes typed in one pass: one frame straight
     into its Struct, an array into `RawFrame`s whose `data` is then decoded typed, an envelope
-    or a `ChatSession` after one failed read (see `_decode_object`). Whenever it meets anything
-    else (an unknown body form, a frame that breaks its schema or a rule, malformed JSON) the
-    exact path (`_decode_raw`) decodes the whole body again untyped, frame by frame, and says
-    which frame and path are wrong. So the fast path never names an error itself, except a lone
-    well-formed frame that breaks a rule (`Fault`: frame 0, as always).
+    or a `ChatSession` by a probe of its keys (see `_decode_object`): straight away when it
+    opens with `sessionId`, as platforms send both, else after one failed read. Whenever it
+    meets anything else (an unknown body form, a frame that breaks its schema or a rule,
+    malformed JSON) the exact path (`_decode_raw`) decodes the whole body again untyped, frame
+    by frame, and says which frame and path are wrong. So the fast path never names an error
+    itself, except a lone well-formed frame that breaks a rule (`Fault`: frame 0, as always).
     """
     if not body.isascii() and not is_utf8(body):  # bad bytes a typed decode could skip unread
         return _decode_raw(loads(body), conversation)
+    if body[:13] == _SESSION_FIRST:
+        # An envelope or a ChatSession as platforms send them: skip the frame decode that
+        # would fail (its exception costs as much as the probe that follows).
+        return _decode_object(body, conversation)
     try:
         # The hot path: one frame straight into its typed form, or an array into raw frames
         # (one decoder for both: no look at the body's first byte first).
@@ -183,8 +189,12 @@ def _decode_typed(body: bytes, conversation: str | None) -> Decoded | None:
     exception) when the body is something else, for the exact path to explain. Each form is
     told from the others as `frames.split` tells them."""
     probe = frames.object_decoder.decode(body)  # raises for anything but an object
-    if probe.type is not _UNSET:  # a frame that `body_decoder` refused
-        return Decoded([], 1) if frames.is_unknown_kind(probe.type) else None
+    if probe.type is not _UNSET:  # a frame: unknown, broken, or sent here by its `sessionId`
+        if frames.is_unknown_kind(probe.type):
+            return Decoded([], 1)
+        # A known frame opening with `sessionId` (see `decode`) is read as an array's frame
+        # is; one that breaks its schema fails there too, for the exact path to explain.
+        return _decode_frames([frames.raw_frame_decoder.decode(body)], conversation)
     events = probe.events
     if not isinstance(events, msgspec.UnsetType):  # the envelope
         session_id = probe.session_id

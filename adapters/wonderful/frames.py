@@ -147,6 +147,7 @@ body_decoder: msgspec.json.Decoder[Frame | list[RawFrame]] = msgspec.json.Decode
     Frame | list[RawFrame]
 )
 object_decoder: msgspec.json.Decoder[ObjectBody] = msgspec.json.Decoder(ObjectBody)
+raw_frame_decoder: msgspec.json.Decoder[RawFrame] = msgspec.json.Decoder(RawFrame)
 session_decoder: msgspec.json.Decoder[ChatSession] = msgspec.json.Decoder(ChatSession)
 
 

@@ -368,6 +368,19 @@ def test_fast_and_exact_paths_agree_on_mutated_fixtures(case: str, frozen_now: N
         b'{"sessionId": "env", "events": [{"type": "ended", "data": {"reason": "nope"}}]}',
         b'{"sessionId": "env", "events": [{"type": "reconnecting"}]}',
         b'{"events": [{"type": "typing", "timestamp": {}}]}',
+        # Frames opening with `sessionId`, as an envelope or a ChatSession does (`decode`
+        # sends such a body to the probe of its keys first).
+        b'{"sessionId":"s","type":"ended","data":{"reason":"error"},"timestamp":1706878800}',
+        b'{"sessionId":"s","type":"message","data":{"eventId":"e","sessionId":"t",'
+        b'"speaker":"user","data":{"type":"text","text":"hi"},"timestamp":1706878800}}',
+        b'{"sessionId":"s","type":"typing"}',
+        b'{"sessionId":"s","type":"ended"}',
+        b'{"sessionId":"s","type":"ended","data":{"reason":"nope"}}',
+        b'{"sessionId":"","type":"ended","data":{"reason":"error"}}',
+        b'{"sessionId":"s","type":"connected","data":{"sessionId":"s","connectedAt":"noon"}}',
+        b'{"sessionId":"s","status":"completed","messages":[],"type":"ended"}',
+        b'{"sessionId":5,"events":[]}',
+        b'{"sessionId":"s"}',
     ],
 )
 def test_fast_and_exact_paths_agree_on_odd_bodies(body: bytes, frozen_now: None) -> None:
