@@ -44,9 +44,12 @@ Capability: TypeAlias = Literal[
 ]
 
 
-class Decoded(msgspec.Struct, frozen=True):
+class Decoded(msgspec.Struct, frozen=True, gc=False):
     """What a body decodes to: canonical events in native order, and how many frames were
     skipped because the dialect does not know their event name (counted, never fatal)."""
+
+    # `gc=False`: one is made for every body, and it is never part of a cycle (events do not
+    # refer back to it), so the collector need not track it (≈ 100 instructions a body).
 
     events: list[Event]
     ignored: int = 0

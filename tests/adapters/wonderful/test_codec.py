@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters.wonderful import WonderfulAdapter
+from adapters.wonderful import WonderfulAdapter, native
 from adapters.wonderful import decode as wonderful_decode
 from gateway import model
 from gateway.codec import loads, to_at
@@ -444,3 +444,17 @@ def test_remembered_seconds_let_through_only_what_to_at_accepts(value: str) -> N
     except DecodeError:
         got = DecodeError
     assert got == expected
+
+
+def test_message_fields_are_read_in_the_native_order() -> None:
+    """`_message_fields` unpacks a native message by position: its order is `Message`'s."""
+    names = [field.name for field in msgspec.structs.fields(native.Message)]
+    assert names == ["event_id", "session_id", "speaker", "data", "locale", "metadata", "timestamp"]
+    message = msgspec.convert(
+        {"eventId": "e", "sessionId": "s", "speaker": "user", "data": {"type": "text"},
+         "locale": "en", "metadata": {"k": 1}, "timestamp": 5},
+        native.Message,
+    )  # fmt: skip
+    assert wonderful_decode._message_fields(message) == (
+        "e", "s", "user", message.data, "en", {"k": 1}, 5,
+    )  # fmt: skip
