@@ -147,6 +147,8 @@ body_decoder: msgspec.json.Decoder[Frame | list[RawFrame]] = msgspec.json.Decode
     Frame | list[RawFrame]
 )
 object_decoder: msgspec.json.Decoder[ObjectBody] = msgspec.json.Decoder(ObjectBody)
+# A lone frame as a `RawFrame`: a known frame that reached `object_decoder` because it opens
+# with `sessionId`, as an envelope does (see `decode.decode`).
 raw_frame_decoder: msgspec.json.Decoder[RawFrame] = msgspec.json.Decoder(RawFrame)
 session_decoder: msgspec.json.Decoder[ChatSession] = msgspec.json.Decoder(ChatSession)
 
