@@ -197,15 +197,17 @@ def _decode_object(body: bytes, conversation: str | None) -> Decoded:
 
 
 def _decode_typed(body: bytes, conversation: str | None) -> Decoded | None:
-    """An envelope, a `ChatSession` or one unknown frame, typed in one pass; `None` (or any
+    """An envelope, a `ChatSession`, one unknown frame, or a known frame that opens with
+    `sessionId` (sent here untried, see `decode`), typed in one pass; `None` (or any
     exception) when the body is something else, for the exact path to explain. Each form is
     told from the others as `frames.split` tells them."""
     probe = frames.object_decoder.decode(body)  # raises for anything but an object
-    if probe.type is not _UNSET:  # a frame: unknown, broken, or sent here by its `sessionId`
+    if probe.type is not _UNSET:  # a frame
         if frames.is_unknown_kind(probe.type):
             return Decoded([], 1)
-        # A known frame opening with `sessionId` (see `decode`) is read as an array's frame
-        # is; one that breaks its schema fails there too, for the exact path to explain.
+        if not body.startswith(_SESSION_FIRST):
+            return None  # a known frame `body_decoder` refused is broken: no second try
+        # Read as an array's frame is; one that breaks its schema fails there, as above.
         return _decode_frames([frames.raw_frame_decoder.decode(body)], conversation)
     events = probe.events
     if not isinstance(events, msgspec.UnsetType):  # the envelope
