@@ -1,21 +1,21 @@
 # syntax=docker/dockerfile:1
-# The gateway's image. Two stages: the builder makes a wheel of the project (its hot modules
-# compiled) and installs it, with its dependencies, into /opt/venv (deploy/build-venv.sh, which
-# deploy/check.sh also runs); the runtime stage is python:3.11-slim plus that venv, run as a
-# non-root user.
+# The gateway's image. Two stages: the builder installs the project (a pure-Python wheel) and
+# the runtime dependencies uv.lock pins, hashes checked, into /opt/venv (deploy/build-venv.sh,
+# which deploy/check.sh also runs); the runtime stage is python:3.11-slim plus that venv, run as
+# a non-root user.
 #
 #   docker build -t chat-dialect-gateway .
 #   docker run -p 8080:8080 -e GATEWAY_REDIS_URL=redis://redis:6379/0 chat-dialect-gateway
 
-# The builder is the full python:3.11 image (the slim one's Python, plus a C compiler): the
-# wheel compiles the codec's hot modules with mypyc (setup.py). The runtime stays slim.
-FROM python:3.11 AS builder
+# The builder is the same slim image: nothing is compiled, and the venv it makes runs there.
+FROM python:3.11-slim AS builder
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml uv.lock README.md ./
+COPY scripts/uv-bootstrap.txt scripts/
 COPY gateway/ gateway/
 COPY adapters/ adapters/
 COPY deploy/build-venv.sh deploy/
-RUN --mount=type=cache,target=/root/.cache/pip sh deploy/build-venv.sh /opt/venv
+RUN --mount=type=cache,target=/root/.cache/uv sh deploy/build-venv.sh /opt/venv
 
 FROM python:3.11-slim AS runtime
 # Numeric user so that Kubernetes' runAsNonRoot can verify it without a runAsUser.

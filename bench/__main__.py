@@ -9,8 +9,8 @@
     python -m bench --python /usr/bin/python3.11
                                     every process on that CPython (bench/.venv made on it)
 
-On first use it makes `bench/.venv` (the peers: python-socketio, Starlette, broadcaster, uvicorn,
-pydantic, matplotlib, py-spy; plus this project, editable) and re-runs itself
+On first use it makes `bench/.venv` (uv.lock's `bench` group: python-socketio, Starlette,
+broadcaster, uvicorn, pydantic, matplotlib, py-spy; plus this project, editable) and re-runs itself
 there. Results: `bench/results/<stamp>.json` (and `latest.json`); a full run also rewrites the
 generated part of `docs/benchmarks.md` and the plots in `docs/benchmarks/`.
 """
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH, COMPILED_TREE, RESULTS, ROOT, VENV, code_root, raise_fd_limit
+from bench.common import RESULTS, ROOT, VENV, raise_fd_limit
 
 SCENARIOS = ("codec", "ingest", "fanout", "idle", "resume")
 OPTIONAL = ("instructions",)
@@ -58,21 +58,20 @@ def ensure_venv(interpreter: str | None, quiet: bool = True) -> None:
     if python.exists() and _venv_base() != base:
         print(f"bench: making bench/.venv again, on {base}", file=sys.stderr, flush=True)
         shutil.rmtree(VENV)
-    requirements = BENCH / "requirements.txt"
-    digest = hashlib.sha256(
-        requirements.read_bytes() + (ROOT / "pyproject.toml").read_bytes()
-    ).hexdigest()[:16]
-    stamp = VENV / f".installed-{digest}"
+    lock = ROOT / "uv.lock"
+    digest = hashlib.sha256(lock.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = VENV / f".installed-{digest[:16]}"
     if not python.exists():
         print(f"bench: creating bench/.venv on {base}", file=sys.stderr, flush=True)
         subprocess.run([base, "-m", "venv", str(VENV)], check=True)
     if not stamp.exists():
-        print("bench: installing the peers into bench/.venv", file=sys.stderr, flush=True)
-        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "install"]
+        print("bench: installing the peers (uv.lock) into bench/.venv", file=sys.stderr, flush=True)
+        # The lock's runtime and `bench` group, the project editable: `./dev uv` is the pinned uv.
+        argv = [str(ROOT / "dev"), "uv", "sync", "--locked", "--group", "bench", "--python", base]
+        env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
         log = None if not quiet else open(VENV / "install.log", "w")  # noqa: SIM115
         try:
-            subprocess.run([*pip, "-e", str(ROOT)], check=True, stdout=log, stderr=log)
-            subprocess.run([*pip, "-r", str(requirements)], check=True, stdout=log, stderr=log)
+            subprocess.run(argv, check=True, stdout=log, stderr=log, env=env, cwd=ROOT)
         except subprocess.CalledProcessError:
             if log is not None:
                 log.close()
@@ -148,20 +147,6 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def use_compiled_tree() -> str:
-    """Make `COMPILED_TREE` (scripts/compiled_tree.py, on this venv's interpreter) and point
-    every process of the run at it; returns how the build is described in the record."""
-    say("bench: compiling setup.py's modules (build/bench-compiled)")
-    script = ROOT / "scripts" / "compiled_tree.py"
-    argv = [sys.executable, str(script), str(COMPILED_TREE)]
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    os.environ["BENCH_CODE"] = os.environ["PYTHONPATH"] = str(COMPILED_TREE)
-    modules = sorted(p.relative_to(COMPILED_TREE) for p in COMPILED_TREE.glob("[ag]*/**/*.so"))
-    from mypy.version import __version__ as mypyc_version
-
-    return f"{len(modules)} modules compiled with mypyc {mypyc_version}"
-
-
 # -- running the parts -------------------------------------------------------------------------
 
 
@@ -169,7 +154,7 @@ def run_json(argv: list[str], timeout: float) -> dict[str, Any]:
     """Run a bench worker process and parse the JSON it prints last."""
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=code_root()
+        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stderr[-4000:]}")
@@ -221,18 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         "one it was made on, at first use this one. The recorded runs use a PGO+LTO build, as "
         "the container's image is",
     )
-    parser.add_argument(
-        "--pure",
-        action="store_true",
-        help="run the project's modules as Python source; default: setup.py's modules compiled "
-        "(mypyc), as the wheel and the container ship them",
-    )
     parser.add_argument("--verbose-install", action="store_true")
     args = parser.parse_args(argv)
     ensure_redis()
     ensure_venv(args.python, quiet=not args.verbose_install)
     raise_fd_limit()
-    build = "pure Python" if args.pure else use_compiled_tree()
+    build = "pure Python"
 
     from bench import report, scenarios
 

@@ -20,15 +20,6 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 VENV = BENCH / ".venv"
 HOST = "127.0.0.1"  # everything binds here and only here
-COMPILED_TREE = ROOT / "build" / "bench-compiled"
-
-
-def code_root() -> Path:
-    """Where a run's processes import the project from (their working directory and
-    PYTHONPATH): by default `COMPILED_TREE`, the tree with setup.py's modules compiled as the
-    wheel ships them, which `python -m bench` makes and names in `BENCH_CODE`; with `--pure`,
-    the tree itself."""
-    return Path(os.environ.get("BENCH_CODE", ROOT))
 
 
 def raise_fd_limit(want: int = 65536) -> int:
@@ -73,7 +64,7 @@ class Proc:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
-            cwd=code_root(),
+            cwd=ROOT,
         )
 
     @property

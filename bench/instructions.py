@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.codec import result_key
-from bench.common import code_root
+from bench.common import ROOT
 
 FEW, MANY = 10, 200
 """Passes of the shorter process of a pair, and how many more the longer one makes."""
@@ -41,9 +41,7 @@ def collected(valgrind: str, dialect: str, impl: str, single: bool, passes: int)
     if single:
         argv.append("--single")
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, cwd=code_root(), env=env, timeout=1800
-    )
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
     found = _COLLECTED.search(proc.stderr)
     if proc.returncode != 0 or found is None:
         raise RuntimeError(f"{' '.join(argv[4:])} under callgrind failed:\n{proc.stderr[-2000:]}")

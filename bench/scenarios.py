@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import spy
 from bench.codec import result_key
-from bench.common import code_root, flush, gateway, peer, redis_server, summary
+from bench.common import ROOT, flush, gateway, peer, redis_server, summary
 from bench.instructions import count_all
 
 DIALECTS = ("genesys", "server_events", "signalwire", "visitor_widget", "wonderful")
@@ -292,7 +292,7 @@ def profiles(ctx: Context) -> dict[str, str]:
             argv = [sys.executable, "-m", "bench.loadgen", scenario, "--url", url, "--redis",
                     redis_url, "--runs", "1", "--pids", f"gateway={gw.pid}", *extra,
                     *([] if ctx.auth else ["--no-auth"])]  # fmt: skip
-            load = subprocess.Popen(argv, cwd=code_root(), stdout=subprocess.PIPE, text=True)
+            load = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
             try:
                 time.sleep(delay)
                 spy.record(gw.pid, length, raw)

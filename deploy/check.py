@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 IMAGE_VENV = "/opt/venv"
 BASE_IMAGE = "python:3.11-slim"
-BUILDER_IMAGE = "python:3.11"
-"""The builder's image: the same CPython as `BASE_IMAGE` (the venv it makes runs there) plus the
-C compiler that compiling setup.py's modules needs."""
+BUILDER_IMAGE = "python:3.11-slim"
+"""The builder's image: the same as `BASE_IMAGE`, since the venv it makes runs there (the wheel is
+pure Python: no compiler needed)."""
 
 
 class CheckFailed(Exception):
@@ -327,13 +327,28 @@ def build(work: Path) -> None:
             f"builder stage: `{facts['run']}` failed ({done.returncode})", done.stdout + done.stderr
         )
     expect((venv / "bin" / "gateway").is_file(), "builder stage: the venv has no `gateway` command")
-    # The image ships the codec compiled (setup.py): a wheel that fell back to the sources
-    # would serve as well, only slower, and nothing else would notice.
-    probe = "import gateway.codec as m; print(m.__file__)"
-    where = subprocess.run(
+    # The venv holds exactly the lock's runtime packages and the project, installed as a wheel
+    # (not a link back to the build context, which the image does not keep).
+    probe = "import gateway, msgspec; print(gateway.__file__, msgspec.__version__)"
+    where, _, msgspec_version = subprocess.run(
         [str(venv / "bin" / "python"), "-c", probe], cwd=work, capture_output=True, text=True
-    ).stdout.strip()
-    expect(where.endswith(".so"), f"builder stage: gateway.codec is not compiled ({where!r})")
+    ).stdout.strip().partition(" ")
+    expect(
+        where.startswith(str(venv)), f"builder stage: gateway imports from {where!r}, not the venv"
+    )
+    wheels = list((venv / "lib").glob("python3*/site-packages/chat_dialect_gateway-*.dist-info/WHEEL"))
+    expect(len(wheels) == 1, f"builder stage: the project is not installed as a wheel ({wheels})")
+    tags = [line for line in wheels[0].read_text().splitlines() if line.startswith("Tag: ")]
+    expect(tags == ["Tag: py3-none-any"], f"builder stage: the wheel is not pure Python: {tags}")
+    locked = {
+        package["name"]: package["version"]
+        for package in tomllib.loads((ROOT / "uv.lock").read_text())["package"]
+        if "version" in package
+    }
+    expect(
+        msgspec_version == locked.get("msgspec"),
+        f"builder stage: msgspec {msgspec_version}, uv.lock pins {locked.get('msgspec')}",
+    )
 
 
 # ── the runtime stage ───────────────────────────────────────────────────────────────────────

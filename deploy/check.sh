@@ -21,10 +21,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The validation tools (PyYAML comes with kubernetes-validate), installed while the image builds.
-"$PYTHON" -m venv "$work/tools"
-# Pinned: a newer release may drop the 1.29 schemas deploy/check.py validates against.
-"$work/tools/bin/python" -m pip install --quiet kubernetes-validate==1.37.0 >"$work/tools.log" 2>&1 &
+# The validation tools (uv.lock's `deploy` group: kubernetes-validate, PyYAML with it), installed
+# while the image builds.
+UV_PROJECT_ENVIRONMENT="$work/tools" ./dev uv sync --locked --only-group deploy \
+  --python "$PYTHON" >"$work/tools.log" 2>&1 &
 tools=$!
 
 "$PYTHON" deploy/check.py build "$work"

@@ -11,7 +11,7 @@ import msgspec
 
 from gateway import __version__
 from gateway.adapter import Decoded, Registry
-from gateway.config import ConfigError, Settings, load
+from gateway.config import ConfigError, Settings, describe, load
 from gateway.errors import GatewayError, MalformedJSON
 from gateway.model import event_encoder
 
@@ -21,7 +21,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the gateway (memory engine unless --redis-url)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (memory engine unless --redis-url)",
+        description="Run the gateway. Settings come from defaults, then --config FILE, then "
+        "GATEWAY_* environment variables, then these flags.",
+        epilog=describe(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument("--host", help="address to listen on (GATEWAY_HOST, default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port to listen on (GATEWAY_PORT, default 8080)")
     serve.add_argument("--redis-url", help="redis://… to share the hub (GATEWAY_REDIS_URL)")

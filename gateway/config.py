@@ -7,7 +7,11 @@ names the key and says why (`ConfigError`).
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
 import os
+import textwrap
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -141,6 +145,45 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _FIELDS = set(Settings.__struct_fields__) - {"dialect_settings"}
+
+
+def describe() -> str:
+    """Every setting as `gateway serve --help` lists it: name, environment variable, default and
+    the docstring its field carries in `Settings` (read from this module's source)."""
+    notes: dict[str, str] = {}
+    try:
+        tree = ast.parse(inspect.getsource(Settings))
+    except (OSError, TypeError):  # no source shipped: names and defaults alone
+        tree = None
+    if tree is not None:
+        body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+        for field, doc in itertools.pairwise(body):
+            if (
+                isinstance(field, ast.AnnAssign)
+                and isinstance(field.target, ast.Name)
+                and isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)
+            ):
+                notes[field.target.id] = " ".join(doc.value.value.split())
+    defaults = Settings()
+    lines = ["settings (TOML key; environment GATEWAY_<KEY>; default):"]
+    for key in Settings.__struct_fields__:
+        if key not in _FIELDS:
+            continue
+        default = getattr(defaults, key)
+        shown = "unset" if default is None else msgspec.json.encode(default).decode()
+        lines.append(f"  {key:<20} GATEWAY_{key.upper():<22} {shown}")
+        if key in notes:
+            lines += textwrap.wrap(
+                notes[key], 96, initial_indent="      ", subsequent_indent="      "
+            )
+    lines += [
+        "dialect connectors: GATEWAY_<DIALECT>_URL and GATEWAY_<DIALECT>_<OPTION> (or",
+        "  [dialects.<dialect>] in the TOML file; <option>_file reads a secret from a file);",
+        "  each dialect's options: docs/dialects/<dialect>.md",
+    ]
+    return "\n".join(lines)
 
 
 def load(

@@ -332,8 +332,7 @@ def _system_clock() -> str:
 
 clock: Callable[[], str] = _system_clock
 """What "now" is, as a canonical timestamp: `now_at`, and so every decoder stamping a frame
-that carries no time, reads it at each call. Where tests freeze time: set it (a compiled
-module calls the functions it imports directly, so replacing one of them would not reach it)."""
+that carries no time, reads it at each call. Where tests freeze time: set it."""
 
 
 def now_at() -> str:

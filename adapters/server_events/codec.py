@@ -150,7 +150,8 @@ class Untimed:
 
 
 _frame_key: Final = msgspec.json.Encoder()
-_ANCHORS: Final = frozenset({n.ChatMessage, n.ChatFile, n.ChatLocation})
+_ANCHORS: Final = (n.ChatMessage, n.ChatFile, n.ChatLocation)
+"""The frames that carry a `msg_id` an untimed frame is placed after."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ def decode(
                 try:
                     at = _frame_at(stamp)
                     kind = type(frame)
-                    if untimed is not None and kind in _ANCHORS:
+                    if untimed is not None and isinstance(frame, _ANCHORS):
                         untimed.anchor(frame.msg_id)
                     conv = _CONV + conversation
                     known = parties or _AGENTS  # as `to_events` looks senders up
@@ -377,8 +378,8 @@ def to_events(
                     untimed.anchor(_last_msg_id(frames, len(out)))
                 when = untimed.place(frame)
             kind = type(frame)
-            if untimed is not None and kind in _ANCHORS:
-                untimed.anchor(frame.msg_id)  # type: ignore[union-attr]
+            if untimed is not None and isinstance(frame, _ANCHORS):
+                untimed.anchor(frame.msg_id)
             event = _BUILDERS[kind](frame, conv, at, when, known, file_url)
             if kind is _JOINED:
                 if known is parties or known is _AGENTS:
@@ -423,8 +424,8 @@ def _last_msg_id(frames: Sequence[n.ServerEvent], stop: int) -> n.NativeId | Non
     stream's first untimed frame is placed (looked up then, not tracked on every frame)."""
     for index in range(stop - 1, -1, -1):
         frame = frames[index]
-        if type(frame) in _ANCHORS and frame.msg_id is not None:  # type: ignore[union-attr]
-            return frame.msg_id  # type: ignore[union-attr]
+        if isinstance(frame, _ANCHORS) and frame.msg_id is not None:
+            return frame.msg_id
     return None
 
 

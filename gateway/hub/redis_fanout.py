@@ -163,14 +163,14 @@ class RedisFanOut:
             except asyncio.CancelledError:
                 self._listening.clear()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 raise
             except Exception as exc:
                 self._listening.clear()
                 self._pubsub = None
                 log.warning("hub.link_lost", error=str(exc), retry_in=backoff)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 for future in self._pending.values():
                     if not future.done():
                         future.set_exception(StoreUnavailable("pub/sub link lost"))

@@ -10,12 +10,12 @@ every event has fields after its tag. Readers take the number back out of the sa
 
 from __future__ import annotations
 
-from typing import Final
-
 from gateway.model import Event, event_encoder
 
-encode: Final = event_encoder.encode
-"""The event's JSON without `seq` (what the engines splice `seq` into)."""
+
+def encode(event: Event) -> bytes:
+    """The event's JSON without `seq` (what the engines splice `seq` into)."""
+    return event_encoder.encode(event)
 
 
 def splice(payload: bytes, seq: int) -> bytes:

@@ -236,12 +236,12 @@ class RedisStore(SessionStore):
                             future.set_result(bytes(rpc.body))
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 raise
             except Exception as exc:
                 self._listening.clear()
                 log.warning("sessions.rpc_link_lost", error=str(exc), retry_in=backoff)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
