@@ -330,13 +330,18 @@ def build(work: Path) -> None:
     # The venv holds exactly the lock's runtime packages and the project, installed as a wheel
     # (not a link back to the build context, which the image does not keep).
     probe = "import gateway, msgspec; print(gateway.__file__, msgspec.__version__)"
-    where, _, msgspec_version = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", probe], cwd=work, capture_output=True, text=True
-    ).stdout.strip().partition(" ")
+    where, _, msgspec_version = (
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", probe], cwd=work, capture_output=True, text=True
+        )
+        .stdout.strip()
+        .partition(" ")
+    )
     expect(
         where.startswith(str(venv)), f"builder stage: gateway imports from {where!r}, not the venv"
     )
-    wheels = list((venv / "lib").glob("python3*/site-packages/chat_dialect_gateway-*.dist-info/WHEEL"))
+    site = venv / "lib"
+    wheels = list(site.glob("python3*/site-packages/chat_dialect_gateway-*.dist-info/WHEEL"))
     expect(len(wheels) == 1, f"builder stage: the project is not installed as a wheel ({wheels})")
     tags = [line for line in wheels[0].read_text().splitlines() if line.startswith("Tag: ")]
     expect(tags == ["Tag: py3-none-any"], f"builder stage: the wheel is not pure Python: {tags}")
