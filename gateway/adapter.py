@@ -28,6 +28,8 @@ from gateway.model import Command, Event, Start
 if TYPE_CHECKING:
     import aiohttp
 
+    from gateway.demo import Wiring
+
 ENTRY_POINT_GROUP = "gateway.adapters"
 
 Capability: TypeAlias = Literal[
@@ -220,6 +222,11 @@ class Adapter(abc.ABC):
     ) -> Connector:  # pragma: no cover - overridden by client dialects
         """A connector for one new vendor session, doing its HTTP with `http`."""
         raise Unsupported(f"dialect {self.name!r} has no connector")
+
+    def demo(self) -> Wiring | None:
+        """How demo mode runs this dialect against its platform emulator (its emulator
+        module's `demo_wiring()`), or None for a dialect without an emulator."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """What `GET /v1/dialects` shows of this dialect."""

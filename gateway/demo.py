@@ -4,15 +4,17 @@
 cleanup contexts to the app:
 
 - `emulators_ctx` (first of all, so it stops last): starts the emulator of each loaded dialect
-  that `WIRING` knows on `127.0.0.1` with an ephemeral port (aiohttp `AppRunner`/`TCPSite`), and
-  points the dialect's connector at it by writing its `[dialects.<name>]` table into the app's
-  settings (environment variables `GATEWAY_<DIALECT>_*` still take precedence over it).
+  that has one (`Adapter.demo`) on `127.0.0.1` with an ephemeral port (aiohttp `AppRunner`,
+  `TCPSite`), and points the dialect's connector at it by writing its `[dialects.<name>]`
+  table into the app's settings (environment variables `GATEWAY_<DIALECT>_*` still take
+  precedence over it).
 - `director_ctx` (last of all, so it stops first): a `*` subscription on the hub that makes the
   scripted agents send a file when a user asks for one (a user text holding the word "file").
 
 The emulators' own scripted agents join, type, answer `echo: <text>`, and end the chat when the
-user says "bye". Each dialect's wiring (emulator constructor, base path, connector options, how
-its agent sends a file) is one row of `WIRING`: change it there when an emulator changes.
+user says "bye". This module knows no dialect: each one's wiring (emulator constructor, base path,
+connector options, how its agent sends a file) is its emulator module's `demo_wiring()`, which
+its adapter's `demo()` returns.
 
 `Demo` does the same without an app: `async with Demo(["genesys"]) as demo: demo.settings`.
 """
@@ -21,11 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import itertools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from types import TracebackType
 from typing import Any
 
@@ -33,12 +35,12 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from gateway.adapter import DialectSettings
+from gateway.adapter import ENTRY_POINT_GROUP, DialectSettings, Registry
 from gateway.web.keys import HUB, REGISTRY, SETTINGS
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["DEMO", "WIRING", "Demo", "DemoFiles", "Wiring", "setup_demo"]
+__all__ = ["DEMO", "Demo", "DemoFiles", "Wiring", "setup_demo", "wirings"]
 
 FileSender = Callable[[Any, str, "DemoFiles"], Awaitable[bool]]
 """`send_file(emulator, native conversation id, files)`: the agent sends a file; False when
@@ -57,139 +59,6 @@ class Wiring:
     """The connector options (`GATEWAY_<DIALECT>_<NAME>`)."""
     send_file: FileSender | None = None
 
-
-def _emulator(dialect: str) -> Any:
-    """The dialect's `Emulator` class (imported on demand: a broken dialect skips itself)."""
-    return importlib.import_module(f"adapters.{dialect}.emulator").Emulator
-
-
-# -- how each scripted agent sends a file ----------------------------------------------------
-# Only `server_events` has a public control for it (`push`); the others use the emulator's own
-# helpers, looked up defensively so an emulator change degrades to "no file", never a crash.
-
-
-async def _file_server_events(emulator: Any, native: str, files: DemoFiles) -> bool:
-    if native not in emulator.chats:
-        return False
-    file_id = f"demo-file-{next(files.ids)}"
-    emulator.files[file_id] = (files.receipt, "receipt.txt", "text/plain")
-    emulator.push(
-        native,
-        "chat_session_file",
-        msg_id=f"a-{file_id}",
-        file_id=file_id,
-        file_type="attachment",
-        file_name="receipt.txt",
-        party_id="agent-1",
-    )
-    return True
-
-
-async def _file_wonderful(emulator: Any, native: str, files: DemoFiles) -> bool:
-    session = emulator.sessions.get(native)
-    say = getattr(emulator, "_say", None)
-    if session is None or say is None:
-        return False
-    data = {"type": "image", "mediaUrl": files.url("diagram.svg"), "fileName": "diagram.svg"}
-    await say(session, "agent", data)
-    return True
-
-
-async def _file_visitor_widget(emulator: Any, native: str, files: DemoFiles) -> bool:
-    chat = emulator.chats.get(native)
-    row_of, broadcast = getattr(emulator, "_row", None), getattr(emulator, "_broadcast", None)
-    if chat is None or row_of is None or broadcast is None:
-        return False
-    attachment = {
-        "type": "file",
-        "fileName": "receipt.txt",
-        "fileType": "text/plain",
-        "url": files.url("receipt.txt"),
-        "size": len(files.receipt),
-    }
-    row = row_of(
-        chat,
-        "message",
-        "agent",
-        {"type": "upload", "text": "Here is your receipt"},
-        agentId="agent-1",
-        attachments=[attachment],
-    )
-    await broadcast(chat, "chat.message_received", {"chatId": native, "message": row})
-    return True
-
-
-async def _file_genesys(emulator: Any, native: str, files: DemoFiles) -> bool:
-    # GMS chat has no files: agents push a URL (a `PushUrl` transcript entry).
-    session = emulator.sessions.get(native)
-    add, agent = getattr(emulator, "_add", None), getattr(emulator, "_agent", None)
-    if session is None or add is None or agent is None:
-        return False
-    add(session, "PushUrl", agent(), text=files.url("receipt.txt"))
-    return True
-
-
-async def _file_signalwire(emulator: Any, native: str, files: DemoFiles) -> bool:
-    if native not in emulator.conversations:  # text only: the agent sends a link as text
-        return False
-    await emulator.agent_says(native, f"Your receipt: {files.url('receipt.txt')}")
-    return True
-
-
-async def _file_loopback(emulator: Any, native: str, files: DemoFiles) -> bool:
-    if native not in emulator.chats:  # text only
-        return False
-    emulator.agent_says(native, f"Your receipt: {files.url('receipt.txt')}")
-    return True
-
-
-WIRING: dict[str, Wiring] = {
-    "genesys": Wiring(
-        build=lambda pace: _emulator("genesys")(
-            service="demo", agent_delay=0.6 * pace, reply_delay=0.8 * pace
-        ),
-        path="/genesys/2/chat/demo",
-        options={"poll_interval": "0.5", "retry_base": "0.2", "retry_cap": "2"},
-        send_file=_file_genesys,
-    ),
-    "server_events": Wiring(
-        build=lambda pace: _emulator("server_events")(
-            app_id="demo-app", poll_hold=10.0, agent_delay=0.6 * pace
-        ),
-        path="/clientweb/api/v1",
-        options={"app_id": "demo-app", "retry_base": "0.2", "retry_max": "2"},
-        send_file=_file_server_events,
-    ),
-    "signalwire": Wiring(
-        build=lambda pace: _emulator("signalwire")(
-            tokens={"demo-token": "subscriber-demo"}, reply_delay=0.8 * pace
-        ),
-        options={"token": "demo-token", "agent_id": "demo-agent", "backoff_s": "0.2"},
-        send_file=_file_signalwire,
-    ),
-    "visitor_widget": Wiring(
-        build=lambda pace: _emulator("visitor_widget")(
-            key="demo-key",
-            agent_delay=0.4 * pace,
-            typing_delay=0.3 * pace,
-            reply_delay=0.7 * pace,
-        ),
-        options={"key": "demo-key", "retry_base": "0.2", "retry_max": "2"},
-        send_file=_file_visitor_widget,
-    ),
-    "wonderful": Wiring(
-        build=lambda pace: _emulator("wonderful")(
-            api_keys=("demo-key",), greeting_delay=0.5 * pace, reply_delay=0.8 * pace
-        ),
-        options={"api_key": "demo-key", "backoff": "0.2", "backoff_max": "2"},
-        send_file=_file_wonderful,
-    ),
-    "loopback": Wiring(
-        build=lambda pace: _emulator("loopback")(reply_delay=0.4 * pace),
-        options={"poll_wait": "10", "backoff_base": "0.2", "backoff_max": "2"},
-        send_file=_file_loopback,
-    ),
-}
 
 _RECEIPT = b"Demo receipt\n\n1 x Chat dialect gateway demo ..... 0.00\n\nThank you!\n"
 _DIAGRAM = (
@@ -235,8 +104,25 @@ async def _serve(app: web.Application, host: str) -> tuple[web.AppRunner, str]:
     return runner, f"http://{host}:{port}"
 
 
+def wirings(dialects: Iterable[str] | None = None) -> dict[str, Wiring]:
+    """The demo wiring of each dialect named (default: every installed one, test-only ones
+    included) whose adapter has an emulator; a dialect that fails to load is left out."""
+    if dialects is None:
+        dialects = [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    found: dict[str, Wiring] = {}
+    for adapter in Registry.load(dialects):
+        try:
+            wiring = adapter.demo()
+        except Exception as exc:  # one broken emulator must not stop the others
+            log.error("demo.wiring_failed", dialect=adapter.name, error=f"{exc!r}")
+            continue
+        if wiring is not None:
+            found[adapter.name] = wiring
+    return found
+
+
 class Demo:
-    """The emulators of `dialects` (those `WIRING` knows), each on its own ephemeral port.
+    """The emulators of `dialects` (those that have one), each on its own ephemeral port.
 
     After `start()`: `emulators[name]` is the emulator (its test controls work), `urls[name]` its
     base URL and `settings[name]` the `DialectSettings` that point the connector at it.
@@ -250,7 +136,7 @@ class Demo:
         host: str = "127.0.0.1",
         wiring: dict[str, Wiring] | None = None,
     ) -> None:
-        self.wiring = wiring if wiring is not None else WIRING
+        self.wiring = wiring if wiring is not None else wirings(dialects)
         wanted = list(self.wiring) if dialects is None else list(dialects)
         self.dialects = [d for d in wanted if d in self.wiring]
         self.pace = pace

@@ -22,6 +22,8 @@ from gateway.model import Command
 if TYPE_CHECKING:
     import aiohttp
 
+    from gateway.demo import Wiring
+
 
 class GenesysAdapter(Adapter):
     name = DIALECT
@@ -41,3 +43,8 @@ class GenesysAdapter(Adapter):
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         return GenesysConnector(settings, http)
+
+    def demo(self) -> Wiring:
+        from adapters.genesys.emulator import demo_wiring
+
+        return demo_wiring()

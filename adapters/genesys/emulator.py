@@ -36,6 +36,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.demo import DemoFiles, Wiring
+
 PREFIX = "/genesys/2/chat"
 OPS = frozenset({"send", "refresh", "startTyping", "stopTyping", "disconnect"})
 
@@ -313,3 +315,25 @@ def _error(
             messages=session.transcript[position - 1 :],
         )
     return web.json_response(body)
+
+
+# -- demo mode (gateway/demo.py) ---------------------------------------------------------------
+
+
+def demo_wiring() -> Wiring:
+    """How `gateway serve --demo` runs this dialect: this emulator, and the connector's options."""
+    return Wiring(
+        build=lambda pace: Emulator(service="demo", agent_delay=0.6 * pace, reply_delay=0.8 * pace),
+        path="/genesys/2/chat/demo",
+        options={"poll_interval": "0.5", "retry_base": "0.2", "retry_cap": "2"},
+        send_file=_send_file,
+    )
+
+
+async def _send_file(emulator: Emulator, native: str, files: DemoFiles) -> bool:
+    # GMS chat has no files: agents push a URL (a `PushUrl` transcript entry).
+    session = emulator.sessions.get(native)
+    if session is None:
+        return False
+    emulator._add(session, "PushUrl", emulator._agent(), text=files.url("receipt.txt"))
+    return True

@@ -6,13 +6,16 @@ gateway's own layers (ingest, hub, sessions, replicas) are tested end to end wit
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import aiohttp
 
 from adapters.loopback import codec
 from adapters.loopback.connector import LoopbackConnector
 from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings
+
+if TYPE_CHECKING:
+    from gateway.demo import Wiring
 
 
 class LoopbackAdapter(Adapter):
@@ -28,3 +31,8 @@ class LoopbackAdapter(Adapter):
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         return LoopbackConnector(settings, http)
+
+    def demo(self) -> Wiring:
+        from adapters.loopback.emulator import demo_wiring
+
+        return demo_wiring()

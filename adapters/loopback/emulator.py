@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.demo import DemoFiles, Wiring
+
 
 class _Chat:
     def __init__(self, chat_id: str) -> None:
@@ -182,3 +184,22 @@ class Emulator:
     async def _cleanup(self, app: web.Application) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+# -- demo mode (gateway/demo.py) ---------------------------------------------------------------
+
+
+def demo_wiring() -> Wiring:
+    """How `gateway serve --demo` runs this dialect: this emulator, and the connector's options."""
+    return Wiring(
+        build=lambda pace: Emulator(reply_delay=0.4 * pace),
+        options={"poll_wait": "10", "backoff_base": "0.2", "backoff_max": "2"},
+        send_file=_send_file,
+    )
+
+
+async def _send_file(emulator: Emulator, native: str, files: DemoFiles) -> bool:
+    if native not in emulator.chats:  # text only
+        return False
+    emulator.agent_says(native, f"Your receipt: {files.url('receipt.txt')}")
+    return True

@@ -18,6 +18,8 @@ from gateway.model import Command
 if TYPE_CHECKING:
     import aiohttp
 
+    from gateway.demo import Wiring
+
 
 class ServerEventsAdapter(Adapter):
     name = codec.DIALECT
@@ -39,3 +41,8 @@ class ServerEventsAdapter(Adapter):
         from adapters.server_events.connector import ServerEventsConnector
 
         return ServerEventsConnector(settings, http)
+
+    def demo(self) -> Wiring:
+        from adapters.server_events.emulator import demo_wiring
+
+        return demo_wiring()

@@ -37,6 +37,8 @@ from typing import Any, ClassVar
 import msgspec
 from aiohttp import BodyPartReader, web
 
+from gateway.demo import DemoFiles, Wiring
+
 STATUS: dict[str, int] = {
     "1000": 400,
     "2000": 401,
@@ -400,3 +402,33 @@ async def _json(request: web.Request) -> Any:
         return msgspec.json.decode(await request.read())
     except msgspec.DecodeError:
         raise PlatformError("5003") from None
+
+
+# -- demo mode (gateway/demo.py) ---------------------------------------------------------------
+
+
+def demo_wiring() -> Wiring:
+    """How `gateway serve --demo` runs this dialect: this emulator, and the connector's options."""
+    return Wiring(
+        build=lambda pace: Emulator(app_id="demo-app", poll_hold=10.0, agent_delay=0.6 * pace),
+        path="/clientweb/api/v1",
+        options={"app_id": "demo-app", "retry_base": "0.2", "retry_max": "2"},
+        send_file=_send_file,
+    )
+
+
+async def _send_file(emulator: Emulator, native: str, files: DemoFiles) -> bool:
+    if native not in emulator.chats:
+        return False
+    file_id = f"demo-file-{next(files.ids)}"
+    emulator.files[file_id] = (files.receipt, "receipt.txt", "text/plain")
+    emulator.push(
+        native,
+        "chat_session_file",
+        msg_id=f"a-{file_id}",
+        file_id=file_id,
+        file_type="attachment",
+        file_name="receipt.txt",
+        party_id="agent-1",
+    )
+    return True

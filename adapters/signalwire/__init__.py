@@ -18,6 +18,8 @@ from gateway.model import Command
 if TYPE_CHECKING:
     import aiohttp
 
+    from gateway.demo import Wiring
+
 
 class SignalWireAdapter(Adapter):
     """Decodes webhook bodies (live events, history pages, rows); encodes join/send/history.
@@ -44,3 +46,8 @@ class SignalWireAdapter(Adapter):
         from adapters.signalwire.connector import SignalWireConnector
 
         return SignalWireConnector(settings, http)
+
+    def demo(self) -> Wiring:
+        from adapters.signalwire.emulator import demo_wiring
+
+        return demo_wiring()

@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from gateway.demo import DemoFiles, Wiring
+
 WS_PATH = "/api/relay/ws"
 AGENT_NAME = "Agent Smith"
 
@@ -392,3 +394,24 @@ def _error(status: int, code: str, message: str) -> web.HTTPException:
         status, web.HTTPUnprocessableEntity
     )
     return cls(text=json.dumps(body), content_type="application/json")
+
+
+# -- demo mode (gateway/demo.py) ---------------------------------------------------------------
+
+
+def demo_wiring() -> Wiring:
+    """How `gateway serve --demo` runs this dialect: this emulator, and the connector's options."""
+    return Wiring(
+        build=lambda pace: Emulator(
+            tokens={"demo-token": "subscriber-demo"}, reply_delay=0.8 * pace
+        ),
+        options={"token": "demo-token", "agent_id": "demo-agent", "backoff_s": "0.2"},
+        send_file=_send_file,
+    )
+
+
+async def _send_file(emulator: Emulator, native: str, files: DemoFiles) -> bool:
+    if native not in emulator.conversations:  # text only: the agent sends a link as text
+        return False
+    await emulator.agent_says(native, f"Your receipt: {files.url('receipt.txt')}")
+    return True

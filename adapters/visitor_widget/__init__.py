@@ -19,6 +19,8 @@ from gateway.model import Command
 if TYPE_CHECKING:
     import aiohttp
 
+    from gateway.demo import Wiring
+
 
 class VisitorWidgetAdapter(Adapter):
     name = codec.DIALECT
@@ -38,3 +40,8 @@ class VisitorWidgetAdapter(Adapter):
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         return VisitorWidgetConnector(settings, http)
+
+    def demo(self) -> Wiring:
+        from adapters.visitor_widget.emulator import demo_wiring
+
+        return demo_wiring()

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import BodyPartReader, WSCloseCode, web
 
 from adapters.visitor_widget.sio import ServerSocket
+from gateway.demo import DemoFiles, Wiring
 from gateway.model import now_at
 
 AGENT = {"id": "agent-1", "fullName": "Emma Emulator", "nickname": "Emma"}
@@ -380,3 +381,43 @@ def _valid_message(event: str, data: dict[str, Any]) -> bool:
 
 def _error(message: str, type_: str, event: str, code: int) -> dict[str, Any]:
     return {"message": message, "type": type_, "event": event, "code": code}
+
+
+# -- demo mode (gateway/demo.py) ---------------------------------------------------------------
+
+
+def demo_wiring() -> Wiring:
+    """How `gateway serve --demo` runs this dialect: this emulator, and the connector's options."""
+    return Wiring(
+        build=lambda pace: Emulator(
+            key="demo-key",
+            agent_delay=0.4 * pace,
+            typing_delay=0.3 * pace,
+            reply_delay=0.7 * pace,
+        ),
+        options={"key": "demo-key", "retry_base": "0.2", "retry_max": "2"},
+        send_file=_send_file,
+    )
+
+
+async def _send_file(emulator: Emulator, native: str, files: DemoFiles) -> bool:
+    chat = emulator.chats.get(native)
+    if chat is None:
+        return False
+    attachment = {
+        "type": "file",
+        "fileName": "receipt.txt",
+        "fileType": "text/plain",
+        "url": files.url("receipt.txt"),
+        "size": len(files.receipt),
+    }
+    row = emulator._row(
+        chat,
+        "message",
+        "agent",
+        {"type": "upload", "text": "Here is your receipt"},
+        agentId="agent-1",
+        attachments=[attachment],
+    )
+    await emulator._broadcast(chat, "chat.message_received", {"chatId": native, "message": row})
+    return True

@@ -28,7 +28,7 @@ tests and the demo mode).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 
@@ -36,6 +36,9 @@ from adapters.wonderful import decode, encode
 from adapters.wonderful.connector import WonderfulConnector
 from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
 from gateway.model import Command
+
+if TYPE_CHECKING:
+    from gateway.demo import Wiring
 
 
 class WonderfulAdapter(Adapter):
@@ -55,3 +58,8 @@ class WonderfulAdapter(Adapter):
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         return WonderfulConnector(settings, http)
+
+    def demo(self) -> Wiring:
+        from adapters.wonderful.emulator import demo_wiring
+
+        return demo_wiring()

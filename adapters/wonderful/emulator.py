@@ -37,6 +37,7 @@ from aiohttp import WSCloseCode, web
 
 from adapters.wonderful.encode import IDEMPOTENCY_HEADER
 from adapters.wonderful.idempotency import IdempotentPosts
+from gateway.demo import DemoFiles, Wiring
 from gateway.model import now_at
 
 SESSIONS = "/api/v1/chat/sessions"
@@ -341,3 +342,26 @@ class Emulator:
         for session in self.sessions.values():
             for ws in list(session.sockets):
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"shutdown")
+
+
+# -- demo mode (gateway/demo.py) ---------------------------------------------------------------
+
+
+def demo_wiring() -> Wiring:
+    """How `gateway serve --demo` runs this dialect: this emulator, and the connector's options."""
+    return Wiring(
+        build=lambda pace: Emulator(
+            api_keys=("demo-key",), greeting_delay=0.5 * pace, reply_delay=0.8 * pace
+        ),
+        options={"api_key": "demo-key", "backoff": "0.2", "backoff_max": "2"},
+        send_file=_send_file,
+    )
+
+
+async def _send_file(emulator: Emulator, native: str, files: DemoFiles) -> bool:
+    session = emulator.sessions.get(native)
+    if session is None:
+        return False
+    data = {"type": "image", "mediaUrl": files.url("diagram.svg"), "fileName": "diagram.svg"}
+    await emulator._say(session, "agent", data)
+    return True

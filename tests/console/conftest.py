@@ -18,12 +18,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.config import Settings
-from gateway.demo import WIRING, setup_demo
+from gateway.demo import setup_demo, wirings
 from gateway.web.app import create_app
 from gateway.web.console import setup_console
 from tests.support import GatewayClient
 
-DIALECTS = sorted(WIRING)  # the five platforms and loopback
+DIALECTS = sorted(wirings())  # the five platforms and loopback
 PACE = 0.25  # the scripted agents' delays, scaled down for tests
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 CHROMIUM_ARGS = [
