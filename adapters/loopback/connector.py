@@ -34,13 +34,15 @@ from gateway.model import (
     Text,
     now_at,
 )
+from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
 
 class LoopbackConnector(Connector):
-    """Options: `poll_wait` (s, default 10), `request_timeout` (s beyond the poll's wait,
-    default 10), `backoff_base` (s, 0.2), `backoff_max` (s, 5)."""
+    """Options: `poll_wait` (s the platform holds a poll, default 10) and the common link
+    options of `gateway.reconnect` (`timeout_s` beyond the poll's wait, 10; `backoff_s`, 0.2;
+    `backoff_max_s`, 5; `max_attempts`, 0: a test platform is retried forever)."""
 
     def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
         if not settings.url:
@@ -48,9 +50,9 @@ class LoopbackConnector(Connector):
         self.base = settings.url.rstrip("/")
         self.http = http
         self.poll_wait = float(settings.options.get("poll_wait", 10))
-        self.backoff_base = float(settings.options.get("backoff_base", 0.2))
-        self.backoff_max = float(settings.options.get("backoff_max", 5))
-        self.request_timeout = float(settings.options.get("request_timeout", 10))
+        self.link = LinkOptions.read(
+            settings.options, timeout_s=10, backoff_s=0.2, backoff_max_s=5, max_attempts=0
+        )
         self.chat_id = ""
         self.after = 0
         self.conversation_id = ""
@@ -108,7 +110,7 @@ class LoopbackConnector(Connector):
             "GET",
             f"/chats/{self.chat_id}/frames",
             params={"after": self.after, "wait": wait},
-            timeout=aiohttp.ClientTimeout(total=wait + self.request_timeout),
+            timeout=aiohttp.ClientTimeout(total=wait + self.link.timeout_s),
         )
         return await self._decode(body["frames"]), int(body["next"])
 
@@ -124,7 +126,7 @@ class LoopbackConnector(Connector):
                 if attempt == 1:
                     yield [self._link("down", reason=exc.message, will_retry=True)]
                 yield [self._link("retrying", attempt=attempt)]
-                await asyncio.sleep(min(self.backoff_base * 2 ** (attempt - 1), self.backoff_max))
+                await asyncio.sleep(self.link.delay(attempt))
                 continue
             if attempt:
                 log.info("connector.restored", attempts=attempt, fetched=len(events))
