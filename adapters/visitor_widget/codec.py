@@ -23,7 +23,7 @@ Commands go the other way in `commands.py`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -35,6 +35,7 @@ from gateway.codec import (
     is_utf8,
     joined_id,
     loads,
+    path_of,
     tag_reader,
     to_at,
     unparsable,
@@ -70,6 +71,7 @@ from gateway.model import (
 )
 
 DIALECT: Final = n.DIALECT
+T = TypeVar("T")
 
 ROLES: Final[dict[str, Role]] = {
     "contact": "user",
@@ -85,6 +87,7 @@ _LEAVE: Final = frozenset({"agent_leave", "agent_unassign"})
 _CONV_PREFIX: Final = f"{DIALECT}:"  # `gateway.codec.conversation_id(DIALECT, x)` is this + x
 _SYSTEM: Final = Party(role="system")
 _NO_AGENT: Final = n.Agent()
+_NO_DATA: Final = n.EventRowData()
 _NO_CHAT: Final = "no chat id in the frame nor a ?conversation="
 # `str()` of None and the booleans, for derived-id keys: an f-string formats these through
 # `format()`, ~60 ns each, where a str is copied as it is.
@@ -100,13 +103,6 @@ _envelope_decoder: Final = msgspec.json.Decoder(n.Envelope)
 _event_of: Final = tag_reader("event")
 _str_decoder: Final = msgspec.json.Decoder(str)
 _QUOTE: Final = ord('"')
-# The text message path's classes (of modules mypyc does not compile) as `Final` names:
-# compiled, a plain imported name is read from the module's dict at every use (≈ 110
-# instructions), a `Final` one from a C static.
-_Decoded: Final = Decoded
-_Party: Final = Party
-_Message: Final = Message
-_Text: Final = Text
 
 
 def _packet_decoders() -> dict[str, tuple[type[Any], msgspec.json.Decoder[Any]]]:
@@ -163,7 +159,7 @@ def decode(body: bytes | str, conversation: str | None = None) -> Decoded:
     if parsed.__class__ is list:
         return _decode_array(parsed, body, conversation)
     try:
-        return _Decoded(_BUILDERS[parsed.__class__](parsed, conversation, False), 0)
+        return Decoded(_BUILDERS[parsed.__class__](parsed, conversation, False), 0)
     except InvalidField as exc:
         raise DecodeError(f"frame 0: {exc} at {exc.path}", index=0, path=exc.path) from None
 
@@ -206,7 +202,7 @@ def _decode_frames(
             ignored += 1
         except (InvalidField, msgspec.DecodeError, *_NOT_JSON):
             return _decode_slow(body, conversation)
-    return _Decoded(events, ignored)
+    return Decoded(events, ignored)
 
 
 def _is_unknown(raw: msgspec.Raw) -> bool:
@@ -324,44 +320,8 @@ def frame_events(
 
 def _message_received(frame: n.MessageReceived, conversation: str | None, pin: bool) -> list[Event]:
     d = frame.data
-    native = conversation if pin else d.chatId or conversation  # `_conv`, inlined: hot path
-    if not native:
-        raise InvalidField("$.data.chatId", _NO_CHAT)
-    conv = _CONV_PREFIX + native
-    row = d.message
-    content = row.content
-    text = content.text
-    # The hot path, inlined (most frames are one text message with its own time): the same
-    # event `row_events` makes, without its calls. Anything else (a row without a time of its
-    # own, or one `to_at` refuses) goes through `row_events`, which also names the error.
-    if text and content.type == "text" and row.type == "message" and not row.attachments:
-        created = row.createdAt
-        if created is None or created == "":  # the frame's time stands in
-            return row_events(conv, row, frame.at, "$.data.message")
-        try:
-            at = to_at(created)
-        except ValueError:
-            return row_events(conv, row, frame.at, "$.data.message")
-        sub_type = row.subType  # `_sender`, inlined
-        if sub_type == "agent":
-            sender = _Party("agent", row.agentId)
-        elif sub_type == "contact":
-            sender = _Party("user", row.visitorId)
-        elif sub_type == "trigger":
-            sender = _Party("bot", row.triggerId)
-        else:
-            sender = _SYSTEM
-        return [
-            _Message(
-                id=f"{conv}/{row.id}",
-                conversation_id=conv,
-                dialect=DIALECT,
-                at=at,
-                sender=sender,
-                content=_Text(text),
-            )
-        ]
-    return row_events(conv, row, frame.at, "$.data.message")
+    conv = _conv(None if pin else d.chatId, conversation)
+    return row_events(conv, d.message, frame.at, "$.data.message")
 
 
 def _agent_typing(frame: n.AgentTyping, conversation: str | None, pin: bool) -> list[Event]:
@@ -418,23 +378,9 @@ def _closed(frame: n.Closed, conversation: str | None, pin: bool) -> list[Event]
     events: list[Event] = []
     row = d.message
     if row is not None:
-        content = row.content
-        if row.type == "event" and content.type == "chat_close":
-            if not close_type:  # the row's own guess (by its `closeType` or `subType`)
-                return row_events(conv, row, frame.at, "$.data.message")
-            # The frame's close type is the authority over the row's guess: the row's event
-            # with the frame's reason, built at once.
-            return [
-                Ended(
-                    id=f"{conv}/{row.id}",
-                    conversation_id=conv,
-                    dialect=DIALECT,
-                    at=_row_at(row.createdAt, frame.at, "$.data.message"),
-                    reason=reason,
-                    by=by,
-                    text=content.text or None,
-                )
-            ]
+        if row.type == "event" and row.content.type == "chat_close":
+            # The row is the close itself; the frame's `closeType`, when it has one, decides.
+            return row_events(conv, row, frame.at, "$.data.message", close_type)
         events = row_events(conv, row, frame.at, "$.data.message")
     at, key = _stamp(frame.at)
     events.append(
@@ -453,50 +399,61 @@ def _closed(frame: n.Closed, conversation: str | None, pin: bool) -> list[Event]
 def _agent_joined(
     frame: n.AgentJoined | n.AgentAssigned, conversation: str | None, pin: bool
 ) -> list[Event]:
-    conv, at, eid, agent = _agent_change(frame, conversation, pin, "joined")
-    return [
-        Status(
-            id=joined_id(conv, "status\x1fopen"),  # `status_event(conv, "open", at)`
-            conversation_id=conv,
-            dialect=DIALECT,
-            at=at,
-            status="active",
-        ),
-        ParticipantJoined(id=eid, conversation_id=conv, dialect=DIALECT, at=at, participant=agent),
-    ]
+    joined = _agent_change(frame, conversation, pin, ParticipantJoined)
+    conv = joined.conversation_id
+    return [status_event(conv, "open", joined.at), joined]
 
 
 def _agent_left(
     frame: n.AgentLeft | n.AgentUnassigned, conversation: str | None, pin: bool
 ) -> list[Event]:
-    conv, at, eid, agent = _agent_change(frame, conversation, pin, "left")
-    return [
-        ParticipantLeft(id=eid, conversation_id=conv, dialect=DIALECT, at=at, participant=agent)
-    ]
+    return [_agent_change(frame, conversation, pin, ParticipantLeft)]
 
 
 def _agent_change(
     frame: n.AgentJoined | n.AgentAssigned | n.AgentLeft | n.AgentUnassigned,
     conversation: str | None,
     pin: bool,
-    name: str,
-) -> tuple[str, str, str, Party]:
-    """What an agent's joining and leaving share: `(conversation, at, id, agent)`. The id is
-    the frame's row's when it carries one (`row_events` of that row makes the same event),
-    else derived from `name`, the frame's time and the agent."""
+    change: type[ParticipantJoined | ParticipantLeft],
+) -> ParticipantJoined | ParticipantLeft:
+    """An agent's joining or leaving (`change`). The agent is `agent` (joined, left),
+    `assigned` or `unassigned`; who (un)assigned them goes to `metadata` as the row's
+    `content.data` says it. The id is the frame's row's when it carries one (`row_events` of
+    that row makes the same event), else derived from the change, the frame's time and the
+    agent."""
     d = frame.data
     conv = _conv(None if pin else d.chatId, conversation)
-    agent = d.agent or _NO_AGENT
+    metadata: dict[str, Any] = {}
+    if isinstance(d, n.AssignedData):
+        agent = d.assigned
+        if d.assignedBy is not None and d.assignedBy.id is not None:
+            metadata["assigned_by"] = d.assignedBy.id
+    elif isinstance(d, n.UnassignedData):
+        agent = d.unassigned
+        if d.unassignedBy is not None and d.unassignedBy.id is not None:
+            metadata["unassigned_by"] = d.unassignedBy.id
+    else:
+        agent = d.agent or _NO_AGENT
     agent_id = agent.id
     row = d.message
     if row is not None:
         at = _row_at(row.createdAt, frame.at, "$.data.message")
         eid = f"{conv}/{row.id}"
-        agent_id = agent_id or row.agentId
+        row_agent, row_metadata = _row_agent(row, "$.data.message")
+        agent_id = agent_id or row_agent
+        metadata = {**row_metadata, **metadata}  # the event `row_events` makes of the row
     else:
         at, key = _stamp(frame.at)
+        name = "joined" if change is ParticipantJoined else "left"
         eid = joined_id(conv, f"{name}\x1f{key}\x1f{_NONE if agent_id is None else agent_id}")
-    return conv, at, eid, Party("agent", agent_id, agent.nickname or agent.fullName or agent.name)
+    return change(
+        id=eid,
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        participant=Party("agent", agent_id, agent.nickname or agent.fullname),
+        metadata=metadata,
+    )
 
 
 def _account(
@@ -507,6 +464,8 @@ def _account(
     conv = _CONV_PREFIX + conversation
     d = frame.data
     status = d if isinstance(d, str) else d.status
+    if status is None:  # the account changed in a way no canonical event tells
+        return []
     at, key = _stamp(frame.at)
     return [
         Availability(  # `availability_event(conv, status, at, key)`
@@ -515,6 +474,40 @@ def _account(
             dialect=DIALECT,
             at=at,
             online=status == "online",
+        )
+    ]
+
+
+def _rated(frame: n.Rated, conversation: str | None, pin: bool) -> list[Event]:
+    """The visitor rated the chat: the events of its `rate_form` row (the form, and the rating
+    as a notice, as that row makes them wherever it appears), else a rating notice of its own."""
+    d = frame.data
+    conv = _conv(None if pin else d.chatId, conversation)
+    rating = d.rating
+    row = d.message
+    if row is not None:
+        # The frame's rating is the authority over what the row's `content.data` says.
+        rid = f"{conv}/{row.id}/rating"
+        events = [e for e in row_events(conv, row, frame.at, "$.data.message") if e.id != rid]
+        at = _row_at(row.createdAt, frame.at, "$.data.message")
+        return [*events, rating_notice(rid, conv, at, rating)]
+    at, key = _stamp(frame.at)
+    return [rating_notice(joined_id(conv, f"rated\x1f{key}"), conv, at, rating)]
+
+
+def _deleted(frame: n.Deleted, conversation: str | None, pin: bool) -> list[Event]:
+    """A deleted chat has ended; a chat is deleted once, so the id is derived from that alone."""
+    conv = _conv(None if pin else frame.data.chatId, conversation)
+    at, _ = _stamp(frame.at)
+    return [
+        Ended(
+            id=joined_id(conv, "deleted"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            reason="completed",
+            by="system",
+            metadata={"deleted": True},
         )
     ]
 
@@ -580,6 +573,8 @@ _BUILDERS: Final[dict[type, Callable[[Any, str | None, bool], list[Event]]]] = {
     n.AgentAssigned: _agent_joined,
     n.AgentLeft: _agent_left,
     n.AgentUnassigned: _agent_left,
+    n.Rated: _rated,
+    n.Deleted: _deleted,
     n.AccountUpdated: _account,
     n.AccountStatusUpdated: _account,
     n.ServerError: _server_error,
@@ -594,10 +589,15 @@ assert set(_BUILDERS) == set(n.FRAME_TYPES), "every frame type needs a builder"
 
 
 def row_events(
-    conv: str, row: n.MessageRow, fallback_at: n.Timestamp = None, path: str = "$"
+    conv: str,
+    row: n.MessageRow,
+    fallback_at: n.Timestamp = None,
+    path: str = "$",
+    close_type: str | None = None,
 ) -> list[Event]:
     """A chat row (message or event) as canonical events; the first has id `<conv>/<row id>`.
-    `path` is the row's JSON path, for errors."""
+    `path` is the row's JSON path, for errors; `close_type` (a `chat.closed` frame's) decides a
+    `chat_close` row's reason over the row's own `closeType`."""
     created = row.createdAt
     if created is None or created == "":  # the frame's time stands in, else now
         at = _row_at(created, fallback_at, path)
@@ -623,7 +623,7 @@ def row_events(
                 )
             ]
         if kind == "rate_form":
-            return [
+            form: list[Event] = [
                 Form(
                     id=eid,
                     conversation_id=conv,
@@ -633,6 +633,10 @@ def row_events(
                     name="rate_form",
                 )
             ]
+            rating = _rating_of(content.data)
+            if rating is not None:  # the visitor has answered the form
+                form.append(rating_notice(f"{eid}/rating", conv, at, rating))
+            return form
         sender = _sender(row)
         contents = _contents(row, path)
         if not contents:
@@ -650,31 +654,24 @@ def row_events(
             )
             for i, item in enumerate(contents)
         ]
-    # an event row
-    if kind in _JOIN:
+    # an event row: its agent is in `content.data` (the row's own `agentId` is null)
+    if kind in _JOIN or kind in _LEAVE:
+        agent_id, metadata = _row_agent(row, path)
+        change = ParticipantJoined if kind in _JOIN else ParticipantLeft
         return [
-            ParticipantJoined(
+            change(
                 id=eid,
                 conversation_id=conv,
                 dialect=DIALECT,
                 at=at,
-                participant=Party("agent", row.agentId),
-            )
-        ]
-    if kind in _LEAVE:
-        return [
-            ParticipantLeft(
-                id=eid,
-                conversation_id=conv,
-                dialect=DIALECT,
-                at=at,
-                participant=Party("agent", row.agentId),
+                participant=Party("agent", agent_id),
+                metadata=metadata,
             )
         ]
     if kind == "chat_close":
-        data = content.data
-        close_type = data.get("closeType") if isinstance(data, dict) else None
-        reason, by = _end_reason(close_type, row.subType)
+        data = _event_data(row, path)
+        reason, by = _end_reason(close_type or data.closeType, row.subType)
+        agent_id = data.agentId or row.agentId
         return [
             Ended(
                 id=eid,
@@ -684,6 +681,7 @@ def row_events(
                 reason=reason,
                 by=by,
                 text=text or None,
+                metadata={} if agent_id is None else {"agent_id": agent_id},
             )
         ]
     if text:
@@ -691,6 +689,24 @@ def row_events(
             Notice(id=eid, conversation_id=conv, dialect=DIALECT, at=at, kind="info", text=text)
         ]
     return []
+
+
+def rating_notice(eid: str, conv: str, at: str, rating: n.Rating) -> Notice:
+    """The visitor's rating of the chat, as a notice (the model has no rating event: **ours**);
+    `metadata` holds it as data."""
+    text = f"Chat rated {rating.value:g}" + (f": {rating.text}" if rating.text else "")
+    metadata: dict[str, Any] = {"rating": rating.value}
+    if rating.text:
+        metadata["rating_text"] = rating.text
+    return Notice(
+        id=eid,
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        kind="info",
+        text=text,
+        metadata=metadata,
+    )
 
 
 def status_event(conv: str, native_status: str, at: str) -> Status:
@@ -774,30 +790,81 @@ def _end_reason(close_type: object, sub_type: str | None) -> tuple[EndReason, En
 
 
 def _sender(row: n.MessageRow) -> Party:
-    """Who wrote a message row, by its `subType` (`ROLES`; unknown ones are the system)."""
+    """Who wrote a message row, by its `subType` (`ROLES`; unknown ones are the system). A
+    trigger message names its automation in `trigger {id, name}`."""
     sub_type = row.subType
     if sub_type == "agent":
         return Party("agent", row.agentId)
     if sub_type == "contact":
         return Party("user", row.visitorId)
     if sub_type == "trigger":
-        return Party("bot", row.triggerId)
+        trigger = row.trigger
+        return Party("bot") if trigger is None else Party("bot", trigger.id, trigger.name)
     return _SYSTEM
+
+
+def _row_agent(row: n.MessageRow, path: str) -> tuple[str | None, dict[str, Any]]:
+    """The agent an `agent_*` event row is about, and who (un)assigned them as metadata:
+    `content.data.agentId` (join, leave), `assigned` (assign), `unassigned` (unassign); the
+    row's own `agentId` only where `content.data` names no one."""
+    data = _event_data(row, path)
+    kind = row.content.type
+    if kind == "agent_assign":
+        by = {} if data.assignedBy is None else {"assigned_by": data.assignedBy}
+        return data.assigned or row.agentId, by
+    if kind == "agent_unassign":
+        by = {} if data.unassignedBy is None else {"unassigned_by": data.unassignedBy}
+        return data.unassigned or row.agentId, by
+    return data.agentId or row.agentId, {}
+
+
+def _event_data(row: n.MessageRow, path: str) -> n.EventRowData:
+    """An event row's `content.data` (absent or null: no data)."""
+    data = row.content.data
+    return _NO_DATA if data is None else _typed(data, n.EventRowData, f"{path}.content.data")
+
+
+def _typed(value: Any, kind: type[T], path: str) -> T:
+    """`value` (a part of a frame that msgspec left untyped) as `kind`; a mismatch is an
+    `InvalidField` at its JSON path under `path`."""
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        message = str(exc).partition(" - at `")[0]
+        raise InvalidField(path + path_of(exc)[1:], message) from None
+
+
+def _rating_of(data: Any) -> n.Rating | None:
+    """The rating a `rate_form` row's `content.data` holds, once the visitor has rated (a
+    number `value`); None before (the form's data before an answer is not public)."""
+    if not isinstance(data, dict):
+        return None
+    value = data.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    text = data.get("text")
+    return n.Rating(value=value, text=text if isinstance(text, str) else None)
 
 
 def _contents(row: n.MessageRow, path: str) -> list[Content]:
     """A message row's contents; an attachment without a `url` is an `InvalidField` (the
     canonical Image and File refuse one without a location). The row's text is the caption of
-    a first attachment that is an image, else a `Text` before the attachments."""
+    a first attachment that is an image, else a `Text` before the attachments. An upload row
+    without `attachments` describes its file in `content.data` (`MessageContent.Upload`)."""
     text = row.content.text
     attachments = row.attachments
+    data_path = f"{path}.attachments"
+    if not attachments and row.content.type == "upload" and row.content.data is not None:
+        data_path = f"{path}.content.data"
+        attachments = [_typed(row.content.data, n.Attachment, data_path)]
     if not attachments:
         return [Text(text)] if text is not None else []
     contents: list[Content] = []
-    caption = text or None  # the first attachment's (built in place, not `structs.replace`d)
+    caption = text or None  # the first attachment's
     for i, a in enumerate(attachments):
         if not a.url:
-            raise InvalidField(f"{path}.attachments[{i}].url", "an attachment without a url")
+            where = f"{data_path}[{i}].url" if row.attachments else f"{data_path}.url"
+            raise InvalidField(where, "an attachment without a url")
         if a.type == "image":
             contents.append(Image(url=a.url, file_name=a.fileName, caption=caption))
         else:

@@ -26,7 +26,10 @@ Timestamp: TypeAlias = str | int | float | None
 
 
 class Attachment(msgspec.Struct, kw_only=True, gc=False):
-    """A file of an `upload` message; `type` is `image` or `file`."""
+    """A file of an `upload` message; `type` is `image` or `file`. The vendor's `Attachment`
+    (smartsupp-sdk-websocket `src/types.ts`) also carries `expireAt`, `width`, `height` and
+    `thumb400`, which no canonical field holds. An upload row may carry it in `attachments`
+    or only as its `content.data` (`MessageContent.Upload`)."""
 
     type: str = "file"
     fileName: str | None = None
@@ -37,16 +40,25 @@ class Attachment(msgspec.Struct, kw_only=True, gc=False):
 
 class Content(msgspec.Struct, kw_only=True, gc=False):
     """`type`: `text` | `upload` | `rate_form` for messages; `agent_join` | `agent_leave` |
-    `agent_assign` | `agent_unassign` | `chat_close` for event rows."""
+    `agent_assign` | `agent_unassign` | `chat_close` for event rows. What `data` holds depends
+    on `type` (an `Attachment`, a rating, `EventRowData`), so it is read by the builders."""
 
     type: str
     text: str | None = None
     data: Any = None
 
 
+class Trigger(msgspec.Struct, kw_only=True, gc=False):
+    """The automation that wrote a `trigger` message (`IMessage.trigger`)."""
+
+    id: str | None = None
+    name: str | None = None
+
+
 class MessageRow(msgspec.Struct, kw_only=True, gc=False):
-    """One row of a chat: a message (`type: message`) or a chat event (`type: event`).
-    `subType` says who: `contact` (the visitor), `agent`, `trigger` (automation), `system`."""
+    """One row of a chat (`IMessage`): a message (`type: message`) or a chat event
+    (`type: event`). `subType` says who: `contact` (the visitor), `agent`, `trigger`
+    (automation), `system`. An event row's `agentId` is null: its agent is in `content.data`."""
 
     id: str
     type: Literal["message", "event"] = "message"
@@ -54,17 +66,39 @@ class MessageRow(msgspec.Struct, kw_only=True, gc=False):
     chatId: str | None = None
     visitorId: str | None = None
     agentId: str | None = None
-    triggerId: str | None = None
+    trigger: Trigger | None = None
     createdAt: Timestamp = None
     content: Content
     attachments: list[Attachment] = []
 
 
+class EventRowData(msgspec.Struct, kw_only=True, gc=False):
+    """`content.data` of an event row (`MessageEventContent`): `agentId` for `agent_join`,
+    `agent_leave` and an agent's `chat_close`; `assigned`/`assignedBy` for `agent_assign`;
+    `unassigned`/`unassignedBy` for `agent_unassign`; `closeType` for `chat_close`. The agents
+    are ids here, agent objects on the `chat.agent_*` frames."""
+
+    agentId: str | None = None
+    assigned: str | None = None
+    assignedBy: str | None = None
+    unassigned: str | None = None
+    unassignedBy: str | None = None
+    closeType: str | None = None
+
+
+class Rating(msgspec.Struct, kw_only=True, gc=False):
+    """The visitor's rating of a chat (`Rating`; a `rate_form` row's `content.data`)."""
+
+    value: int | float
+    text: str | None = None
+
+
 class Agent(msgspec.Struct, kw_only=True, gc=False):
+    """The vendor's `Agent` (also `status`, `groups`, `description`, `avatar`: not mapped)."""
+
     id: str | None = None
-    fullName: str | None = None
     nickname: str | None = None
-    name: str | None = None
+    fullname: str | None = None
 
 
 class TypingState(msgspec.Struct, kw_only=True, gc=False):
@@ -115,13 +149,49 @@ class ClosedData(msgspec.Struct, kw_only=True, gc=False):
 
 
 class AgentData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.agent_joined` / `chat.agent_left` (`Events.ChatAgentJoined` / `ChatAgentLeft`)."""
+
     chatId: str | None = None
     agent: Agent | None = None
     message: MessageRow | None = None
 
 
+class AssignedData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.agent_assigned` (`Events.ChatAgentAssigned`): the agent is `assigned`."""
+
+    assigned: Agent
+    assignedBy: Agent | None = None
+    chatId: str | None = None
+    message: MessageRow | None = None
+
+
+class UnassignedData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.agent_unassigned` (`Events.ChatAgentUnassigned`): the agent is `unassigned`."""
+
+    unassigned: Agent
+    unassignedBy: Agent | None = None
+    chatId: str | None = None
+    message: MessageRow | None = None
+
+
+class RatedData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.rated` (`Events.ChatRated`): the rating and its `rate_form` row."""
+
+    rating: Rating
+    chatId: str | None = None
+    message: MessageRow | None = None
+
+
+class DeletedData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.deleted` (`Events.ChatDeleted`)."""
+
+    chatId: str | None = None
+
+
 class AccountData(msgspec.Struct, kw_only=True, gc=False):
-    status: Literal["online", "offline"]
+    """`Events.AccountUpdated`: `status` is optional (the account changed otherwise)."""
+
+    status: Literal["online", "offline"] | None = None
 
 
 class ServerErrorData(msgspec.Struct, kw_only=True, gc=False):
@@ -182,11 +252,19 @@ class AgentLeft(_Frame, tag="chat.agent_left"):
 
 
 class AgentAssigned(_Frame, tag="chat.agent_assigned"):
-    data: AgentData
+    data: AssignedData
 
 
 class AgentUnassigned(_Frame, tag="chat.agent_unassigned"):
-    data: AgentData
+    data: UnassignedData
+
+
+class Rated(_Frame, tag="chat.rated"):
+    data: RatedData
+
+
+class Deleted(_Frame, tag="chat.deleted"):
+    data: DeletedData
 
 
 class AccountUpdated(_Frame, tag="account.updated"):
@@ -218,6 +296,8 @@ Frame: TypeAlias = (
     | AgentLeft
     | AgentAssigned
     | AgentUnassigned
+    | Rated
+    | Deleted
     | AccountUpdated
     | AccountStatusUpdated
     | ServerError

@@ -70,7 +70,12 @@ def test_every_event_name_has_a_fixture() -> None:
     [
         ("contact", {"visitorId": "v1"}, {"role": "user", "id": "v1"}),
         ("agent", {"agentId": "a1"}, {"role": "agent", "id": "a1"}),
-        ("trigger", {"triggerId": "t1"}, {"role": "bot", "id": "t1"}),
+        (
+            "trigger",
+            {"trigger": {"id": "t1", "name": "Hi"}},
+            {"role": "bot", "id": "t1", "name": "Hi"},
+        ),
+        ("trigger", {"trigger": None}, {"role": "bot"}),
         ("system", {}, {"role": "system"}),
         ("something_new", {}, {"role": "system"}),
     ],
@@ -150,6 +155,10 @@ TIMELESS = [
     {"event": "chat.closed", "data": {"chatId": C, "closeType": "agent_close"}},
     {"event": "chat.agent_joined", "data": {"chatId": C, "agent": {"id": "a1"}}},
     {"event": "chat.agent_left", "data": {"chatId": C, "agent": {"id": "a1"}}},
+    {"event": "chat.agent_assigned", "data": {"chatId": C, "assigned": {"id": "a1"}}},
+    {"event": "chat.agent_unassigned", "data": {"chatId": C, "unassigned": {"id": "a1"}}},
+    {"event": "chat.rated", "data": {"chatId": C, "rating": {"value": 4, "text": None}}},
+    {"event": "chat.deleted", "data": {"chatId": C}},
     {"event": "account.updated", "data": {"status": "offline"}},
     {"event": "account.status_updated", "data": "online"},
     {"event": "server.error", "data": {"message": "boom", "code": 500}},
@@ -181,7 +190,13 @@ def test_timeless_frames_reposted_get_the_same_ids(
     assert [e["id"] for e in first] == [e["id"] for e in again]
     # … while a frame that does carry a time keeps it in its derived ids
     timed = [_decode({**body, "at": at}, conversation=C)[0]["id"] for at in (1, 2)]
-    if body["event"] not in ("initialized", "chat.message_received", "chat.agent_joined"):
+    if body["event"] not in (
+        "initialized",
+        "chat.message_received",
+        "chat.agent_joined",
+        "chat.agent_assigned",
+        "chat.deleted",  # a chat is deleted once: its id is the fact alone
+    ):
         assert timed[0] != timed[1]
 
 
@@ -196,17 +211,112 @@ def test_status_id_is_stable_across_reconnects() -> None:
     assert status_at(1) == status_at(2)
 
 
-def test_joined_frame_and_row_share_the_id() -> None:
+AGENT = {"id": "a1", "nickname": "Jana", "fullname": "Jana Nováková"}
+BOSS = {"id": "a9", "nickname": "Eva", "fullname": "Eva Dvořáková"}
+AGENT_FRAMES = [
+    ("chat.agent_joined", {"agent": AGENT}, "agent_join", {"agentId": "a1"}, {}),
+    ("chat.agent_left", {"agent": AGENT}, "agent_leave", {"agentId": "a1"}, {}),
+    (
+        "chat.agent_assigned",
+        {"assigned": AGENT, "assignedBy": BOSS},
+        "agent_assign",
+        {"assigned": "a1", "assignedBy": "a9"},
+        {"assigned_by": "a9"},
+    ),
+    (
+        "chat.agent_unassigned",
+        {"unassigned": AGENT, "unassignedBy": BOSS},
+        "agent_unassign",
+        {"unassigned": "a1", "unassignedBy": "a9"},
+        {"unassigned_by": "a9"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("event", "agents", "kind", "data", "metadata"), AGENT_FRAMES, ids=[f[0] for f in AGENT_FRAMES]
+)
+def test_agent_frame_and_its_row_make_one_event(
+    event: str, agents: dict[str, Any], kind: str, data: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    """`chat.agent_*` names the agent as an object (`agent`, `assigned`, `unassigned`; the
+    nickname, else `fullname`, is its name); its event row names it by id in `content.data`
+    (the row's own `agentId` is null, smartsupp-sdk-websocket src/types.ts). Both make the
+    same event, with the same id, so the row in a later `initialized` deduplicates."""
     row = _row(
-        id="m9", type="event", subType="system", content={"type": "agent_join"}, agentId="a1"
+        id="m9",
+        type="event",
+        subType="system",
+        agentId=None,
+        content={"type": kind, "text": None, "data": data},
     )
-    frame = {
-        "event": "chat.agent_joined",
-        "data": {"chatId": C, "agent": {"id": "a1"}, "message": row},
+    frame = _decode({"event": event, "data": {"chatId": C, **agents, "message": row}})[-1]
+    from_row = _decode({"event": "chat.message_received", "data": {"chatId": C, "message": row}})
+    assert frame["id"] == from_row[0]["id"] == f"visitor_widget:{C}/m9"
+    assert frame["participant"] == {"role": "agent", "id": "a1", "name": "Jana"}
+    assert from_row[0]["participant"] == {"role": "agent", "id": "a1"}
+    assert frame.get("metadata", {}) == from_row[0].get("metadata", {}) == metadata
+    nameless = _decode({"event": event, "data": {"chatId": C, **agents}}, C)[-1]["participant"]
+    assert nameless == {"role": "agent", "id": "a1", "name": "Jana"}
+    full = {
+        k: {"id": "a1", "fullname": "Jana Nováková"} if v is AGENT else v for k, v in agents.items()
     }
-    joined = _decode(frame)[1]
-    from_row = _decode({"event": "chat.message_received", "data": {"chatId": C, "message": row}})[0]
-    assert joined["id"] == from_row["id"] == f"visitor_widget:{C}/m9"
+    assert _decode({"event": event, "data": {"chatId": C, **full}})[-1]["participant"] == {
+        "role": "agent",
+        "id": "a1",
+        "name": "Jana Nováková",
+    }
+
+
+def test_event_row_agent_falls_back_to_the_row() -> None:
+    """A row whose `content.data` names no agent keeps its own `agentId` (older rows)."""
+    row = _row(type="event", subType="system", agentId="a2", content={"type": "agent_leave"})
+    (event,) = _decode({"event": "chat.message_received", "data": {"chatId": C, "message": row}})
+    assert event["participant"] == {"role": "agent", "id": "a2"}
+
+
+@pytest.mark.parametrize(
+    ("close", "reason", "by", "metadata"),
+    [
+        ({"closeType": "agent_close", "agentId": "a1"}, "agent", "agent", {"agent_id": "a1"}),
+        ({"closeType": "visitor_close"}, "user", "user", {}),
+        (None, "completed", "system", {}),
+    ],
+)
+def test_chat_close_row(
+    close: dict[str, Any] | None, reason: str, by: str, metadata: dict[str, Any]
+) -> None:
+    """`chat_close` rows (subType system) carry `closeType` and, for an agent's close, the
+    `agentId` in `content.data` (src/types.ts `MessageEventContent.ChatClose`)."""
+    content = {"type": "chat_close", "text": None, "data": close}
+    row = _row(type="event", subType="system", agentId=None, content=content)
+    (event,) = _decode({"event": "chat.closed", "data": {"chatId": C, "message": row}})
+    assert (event["reason"], event["by"], event.get("metadata", {})) == (reason, by, metadata)
+
+
+def test_rated_without_its_row() -> None:
+    body = {"event": "chat.rated", "at": 1, "data": {"chatId": C, "rating": {"value": 3}}}
+    (event,) = _decode(body)
+    assert (event["type"], event["text"], event["metadata"]) == (
+        "notice",
+        "Chat rated 3",
+        {"rating": 3},
+    )
+
+
+def test_rated_frame_decides_over_its_row() -> None:
+    """The frame's `rating` is the authority; the row's own (stale) data is not repeated."""
+    row = _row(id="m7", subType="system", content={"type": "rate_form", "data": {"value": 1}})
+    body = {"event": "chat.rated", "data": {"chatId": C, "rating": {"value": 5}, "message": row}}
+    form, notice = _decode(body)
+    assert (form["type"], form["id"]) == ("form", f"visitor_widget:{C}/m7")
+    assert (notice["id"], notice["metadata"]) == (f"visitor_widget:{C}/m7/rating", {"rating": 5})
+
+
+def test_deleted_chat_ends_it() -> None:
+    body = {"event": "chat.deleted", "data": {"chatId": C}}
+    (event,) = _decode(body)
+    assert (event["type"], event["reason"], event["by"]) == ("ended", "completed", "system")
 
 
 MALFORMED = [
@@ -236,6 +346,38 @@ MALFORMED = [
         "$.at",
     ),
     ({"event": "chat.agent_joined", "data": {"chatId": C, "agent": "Jana"}}, 0, "$.data.agent"),
+    ({"event": "chat.agent_assigned", "data": {"chatId": C, "agent": {}}}, 0, "$.data"),
+    (
+        {"event": "chat.agent_unassigned", "data": {"chatId": C, "unassigned": 1}},
+        0,
+        "$.data.unassigned",
+    ),
+    (
+        {"event": "chat.rated", "data": {"chatId": C, "rating": {"value": "5"}}},
+        0,
+        "$.data.rating.value",
+    ),
+    ({"event": "chat.deleted", "data": None}, 0, "$.data"),
+    (
+        _received(type="event", content={"type": "agent_join", "data": "a1"}),
+        0,
+        "$.data.message.content.data",
+    ),
+    (
+        _received(type="event", content={"type": "agent_assign", "data": {"assigned": 5}}),
+        0,
+        "$.data.message.content.data.assigned",
+    ),
+    (
+        _received(content={"type": "upload", "data": {"url": "u", "size": "big"}}),
+        0,
+        "$.data.message.content.data.size",
+    ),
+    (
+        _received(content={"type": "upload", "data": {"type": "file"}}),
+        0,
+        "$.data.message.content.data.url",
+    ),
     ({"event": "account.updated", "data": {"status": "away"}}, 0, "$.data.status"),
     ({"event": "server.error", "data": {"code": 500}}, 0, "$.data"),
     ({"event": "initialized", "data": {"visitor": None}}, 0, "$.data.visitor"),
