@@ -1,8 +1,10 @@
 """The visitor widget connector: one visitor's Socket.IO v2 session with the platform.
 
 Settings: `GATEWAY_VISITOR_WIDGET_URL` (default `https://websocket-visitors.smartsupp.com`) and
-options `key` (the account key, required), `group`, `path` (`/socket`), `timeout` (ack and
-connect timeout, s), `retry_base` / `retry_max` (backoff, s), `retry_attempts`.
+options `key` (the account key, required), `group`, `path` (`/socket`), and the common link
+options of `gateway.reconnect` with the vendor SDK's socket.io-client 2 defaults: `timeout_s`
+(connect, and the wait for an ack: 20), `backoff_s` (1), `backoff_max_s` (5), `max_attempts`
+(0: never give up). The server sets the ping interval (Engine.IO v3): `heartbeat_s` is unused.
 
 Lazy chats: when the `visitor.connect` ack carries no chat (the platform creates it with the
 first message), `open` sends nothing more and the conversation is `visitor_widget:<visitor id>`;
@@ -10,12 +12,19 @@ the chat id, learnt from the first `chat.message` ack (or any frame naming it), 
 snapshot, but the conversation id never changes: every event of the session is pinned to it.
 An `end` before any chat exists ends the session without a call.
 
-Every (re)connect emits `visitor.connect` and turns its ack into the `initialized` state, from
-which only what was not published yet is emitted (rows after the persisted cursor and not seen,
-status and availability only when they changed). Commands wait until the link is initialized.
-A sent message's ack is the Message its echo will carry; the echo is dropped by message id.
+Every (re)connect emits `visitor.connect` (the first with `id: null`, every later one with the
+identity the platform returned, as the SDK does: `commands.reconnect_frame`) and turns its ack
+into the `initialized` state, from which only what was not published yet is emitted (rows
+after the persisted cursor and not seen, status and availability only when they changed).
+Commands wait until the link is initialized. `chat.typing` and `chat.read` are emitted without
+an ack (`commands.NO_ACK`); every other command waits for its ack. A sent message's ack is the
+Message its echo will carry; the echo is dropped by message id.
 
-    snapshot() = {"visitor_id", "chat_id", "conversation_id", "last_id", "status", "online"}
+    snapshot() = {"visitor_id", "chat_id", "conversation_id", "last_id", "status", "online",
+                  "connect", "identity"}
+
+(`connect`: the first `visitor.connect` values without the key; `identity`: the visitor the
+last ack returned, without its read-only fields.)
 
 The snapshot describes what `open`/`resume` returned and `inbound()` has handed out, nothing
 the reader has merely queued: the sessions layer persists it after publishing each batch, so a
@@ -55,6 +64,7 @@ from gateway.model import (
     Status,
     now_at,
 )
+from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
@@ -73,12 +83,16 @@ class VisitorWidgetConnector(Connector):
         self._key = opts.get("key")
         self._group = opts.get("group")
         self._path = opts.get("path", "/socket")
-        self._timeout = _number(opts, "timeout", 10.0)
-        self._retry_base = _number(opts, "retry_base", 0.5)
-        self._retry_max = _number(opts, "retry_max", 30.0)
-        self._attempts = int(_number(opts, "retry_attempts", 10))
+        # socket.io-client 2's defaults, which the vendor SDK keeps: `timeout` 20 s,
+        # `reconnectionDelay` 1 s, `reconnectionDelayMax` 5 s, `reconnectionAttempts` Infinity.
+        self._options = LinkOptions.read(
+            opts, timeout_s=20.0, backoff_s=1.0, backoff_max_s=5.0, max_attempts=0
+        )
+        self._timeout = self._options.timeout_s
         self.conversation_id = ""
         self._visitor_id: str | None = None
+        self._connect: dict[str, Any] = {}  # the first `visitor.connect`, without the key
+        self._identity: dict[str, Any] = {}  # what the last ack said the visitor is
         self._chat_id: str | None = None
         # What the reader has processed (filters what a reconnect re-emits) …
         self._cursor: str | None = None  # last chat row
@@ -100,6 +114,7 @@ class VisitorWidgetConnector(Connector):
 
     async def open(self, command: Start) -> Sequence[Event]:
         request = commands.encode(command, self._session())
+        self._connect = {k: v for k, v in request.frame.items() if k != "key"}
         client, events = await self._handshake(request.frame)
         self._start(client)
         log.info("connector.opened", conversation_id=self.conversation_id)
@@ -117,6 +132,8 @@ class VisitorWidgetConnector(Connector):
         )
         self._cursor = state.get("last_id")
         self._status, self._online = state.get("status"), state.get("online")
+        self._connect = dict(state.get("connect") or {})
+        self._identity = dict(state.get("identity") or {"id": self._visitor_id})
         client, events = await self._handshake(commands.reconnect_frame(self._session()))
         if self._status == "closed":
             self._ended = True  # its `ended` was published before the takeover
@@ -133,6 +150,8 @@ class VisitorWidgetConnector(Connector):
             "last_id": last_id,
             "status": status,
             "online": online,
+            "connect": self._connect,
+            "identity": self._identity,
         }
 
     async def inbound(self) -> AsyncIterator[Sequence[Event]]:
@@ -161,6 +180,9 @@ class VisitorWidgetConnector(Connector):
             return []
         if request.event == "chat.upload_init":
             return await self._send_file(request)
+        if request.event in commands.NO_ACK:
+            await self._emit(await self._link(), request)
+            return []
         result = await self._call(await self._link(), request)
         if request.event == "chat.message":
             return self._sent(result)
@@ -180,7 +202,13 @@ class VisitorWidgetConnector(Connector):
     # -- the link ------------------------------------------------------------------------------
 
     def _session(self) -> dict[str, Any]:
-        return {"key": self._key, "group": self._group, "visitor_id": self._visitor_id}
+        return {
+            "key": self._key,
+            "group": self._group,
+            "visitor_id": self._visitor_id,
+            "connect": self._connect,
+            "identity": self._identity,
+        }
 
     async def _handshake(self, frame: Any) -> tuple[sio.Client, list[Event]]:
         """Connect, emit `visitor.connect` and take in its state: the initialized client and
@@ -196,6 +224,7 @@ class VisitorWidgetConnector(Connector):
         try:
             result = await self._call(client, NativeRequest(event="visitor.connect", frame=frame))
             data = _convert(result, n.InitializedData, "visitor.connect")
+            self._identity = commands.identity_of(result["visitor"])
             return client, self._initialized(data)
         except BaseException:
             await client.close()
@@ -222,6 +251,16 @@ class VisitorWidgetConnector(Connector):
                     raise codec.error_of(msgspec.convert(err, n.ServerErrorData))
             raise VendorError(f"{request.event} failed: {err!r}")
         return args[1] if len(args) > 1 else None
+
+    async def _emit(self, client: sio.Client, request: NativeRequest) -> None:
+        """Emit without an ack, as the SDK's `send(name, data)` does: socket.io-client 2 keeps
+        its undefined callback argument, which goes on the wire as a trailing null
+        (`42["chat.read",null,null]`); no ack id, so nothing answers."""
+        assert request.event is not None
+        try:
+            await client.emit(request.event, request.frame, None)
+        except sio.Disconnected as exc:
+            raise VendorError(f"link lost during {request.event}") from exc
 
     async def _link(self) -> sio.Client:
         """The initialized client; commands wait here while the link is (re)connecting."""
@@ -260,19 +299,22 @@ class VisitorWidgetConnector(Connector):
                 self._ready.clear()
                 await client.close()
                 log.info("connector.link_lost", conversation_id=self.conversation_id)
-                self._emit(self._link_event("down", reason="link lost", will_retry=True))
+                self._publish(self._link_event("down", reason="link lost", will_retry=True))
                 if not await self._reconnect():
                     break
         self._out.put_nowait(None)
 
     async def _reconnect(self) -> bool:
-        for attempt in range(1, self._attempts + 1):
-            self._emit(
+        options = self._options
+        attempts = options.max_attempts or None  # 0: no limit
+        attempt = 0
+        while not options.gives_up(attempt := attempt + 1):
+            self._publish(
                 self._link_event(
-                    "retrying", attempt=attempt, max_attempts=self._attempts, will_retry=True
+                    "retrying", attempt=attempt, max_attempts=attempts, will_retry=True
                 )
             )
-            await asyncio.sleep(min(self._retry_max, self._retry_base * 2 ** (attempt - 1)))
+            await asyncio.sleep(options.delay(attempt))
             try:
                 client, events = await self._handshake(commands.reconnect_frame(self._session()))
             except SessionNotFound as exc:
@@ -286,7 +328,7 @@ class VisitorWidgetConnector(Connector):
             self._out.put_nowait(([restored, *events], self._mark()))
             log.info("connector.reconnected", conversation_id=self.conversation_id, attempt=attempt)
             return not self._ended
-        return self._give_up(VendorError(f"gave up after {self._attempts} attempts"))
+        return self._give_up(VendorError(f"gave up after {options.max_attempts} attempts"))
 
     def _give_up(self, exc: GatewayError) -> bool:
         log.warning("connector.gave_up", conversation_id=self.conversation_id, error=exc.message)
@@ -419,7 +461,7 @@ class VisitorWidgetConnector(Connector):
         self._seen.add(row.id)  # its echo is dropped by id
         return self._safe(lambda: codec.row_events(self.conversation_id, row))
 
-    def _emit(self, event: Event) -> None:
+    def _publish(self, event: Event) -> None:
         self._out.put_nowait(([event], None))
 
     def _link_event(self, state: LinkState, **fields: Any) -> Link:
@@ -483,10 +525,3 @@ def _convert(value: Any, kind: type[Any], what: str) -> Any:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
         raise VendorError(f"unexpected {what} ack: {exc}") from None
-
-
-def _number(options: Mapping[str, str], name: str, default: float) -> float:
-    try:
-        return float(options.get(name, default))
-    except ValueError:
-        raise RequestError(f"GATEWAY_VISITOR_WIDGET_{name.upper()} is not a number") from None
