@@ -13,11 +13,11 @@ snapshot, but the conversation id never changes: every event of the session is p
 An `end` before any chat exists ends the session without a call.
 
 Every (re)connect emits `visitor.connect` (the first with `id: null`, every later one with the
-identity the platform returned, as the SDK does: `commands.reconnect_frame`) and turns its ack
+identity the platform returned, as the SDK does: `encode.reconnect_frame`) and turns its ack
 into the `initialized` state, from which only what was not published yet is emitted (rows
 after the persisted cursor and not seen, status and availability only when they changed).
 Commands wait until the link is initialized. `chat.typing` and `chat.read` are emitted without
-an ack (`commands.NO_ACK`); every other command waits for its ack. A sent message's ack is the
+an ack (`encode.NO_ACK`); every other command waits for its ack. A sent message's ack is the
 Message its echo will carry; the echo is dropped by message id.
 
     snapshot() = {"visitor_id", "chat_id", "conversation_id", "last_id", "status", "online",
@@ -47,8 +47,10 @@ import aiohttp
 import msgspec
 import structlog
 
-from adapters.visitor_widget import codec, commands, sio
+from adapters.visitor_widget import encode, errors, sio
 from adapters.visitor_widget import native as n
+from adapters.visitor_widget.decode import PIN, SPEC, STATUSES
+from gateway import decoding
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
@@ -69,7 +71,7 @@ from gateway.reconnect import LinkOptions
 log = structlog.get_logger(__name__)
 
 DEFAULT_URL = "https://websocket-visitors.smartsupp.com"
-_NATIVE_STATUS = {v: k for k, v in codec.STATUSES.items()}
+_NATIVE_STATUS = {v: k for k, v in STATUSES.items()}
 
 Mark = tuple[str | None, str | None, str | None]  # last row id, chat status, account status
 Batch = tuple[list[Event], Mark | None]  # events, and the state once they are handed out
@@ -113,7 +115,7 @@ class VisitorWidgetConnector(Connector):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self, command: Start) -> Sequence[Event]:
-        request = commands.encode(command, self._session())
+        request = encode.encode(command, self._session())
         self._connect = {k: v for k, v in request.frame.items() if k != "key"}
         client, events = await self._handshake(request.frame)
         self._start(client)
@@ -127,14 +129,12 @@ class VisitorWidgetConnector(Connector):
             raise RequestError("visitor_widget snapshot without visitor_id") from None
         self._chat_id = state.get("chat_id")
         native = self._chat_id or self._visitor_id
-        self.conversation_id = state.get("conversation_id") or conversation_id(
-            codec.DIALECT, native
-        )
+        self.conversation_id = state.get("conversation_id") or conversation_id(n.DIALECT, native)
         self._cursor = state.get("last_id")
         self._status, self._online = state.get("status"), state.get("online")
         self._connect = dict(state.get("connect") or {})
         self._identity = dict(state.get("identity") or {"id": self._visitor_id})
-        client, events = await self._handshake(commands.reconnect_frame(self._session()))
+        client, events = await self._handshake(encode.reconnect_frame(self._session()))
         if self._status == "closed":
             self._ended = True  # its `ended` was published before the takeover
         self._start(client)
@@ -168,7 +168,7 @@ class VisitorWidgetConnector(Connector):
     async def send(self, command: Command) -> Sequence[Event]:
         if self._ended:
             raise SessionNotFound(f"{self.conversation_id} has ended")
-        request = commands.encode(
+        request = encode.encode(
             command, {**self._session(), "conversation_id": self.conversation_id}
         )
         if request.event == "chat.close" and self._chat_id is None:
@@ -180,7 +180,7 @@ class VisitorWidgetConnector(Connector):
             return []
         if request.event == "chat.upload_init":
             return await self._send_file(request)
-        if request.event in commands.NO_ACK:
+        if request.event in encode.NO_ACK:
             await self._emit(await self._link(), request)
             return []
         result = await self._call(await self._link(), request)
@@ -223,9 +223,7 @@ class VisitorWidgetConnector(Connector):
             raise VendorError(f"platform unreachable: {type(exc).__name__}") from exc
         try:
             result = await self._call(client, NativeRequest(event="visitor.connect", frame=frame))
-            data = _convert(result, n.InitializedData, "visitor.connect")
-            self._identity = commands.identity_of(result["visitor"])
-            return client, self._initialized(data)
+            return client, self._initialized(result)
         except BaseException:
             await client.close()
             raise
@@ -248,7 +246,7 @@ class VisitorWidgetConnector(Connector):
             )
             if isinstance(err, dict):
                 with contextlib.suppress(msgspec.ValidationError):
-                    raise codec.error_of(msgspec.convert(err, n.ServerErrorData))
+                    raise errors.error_of(msgspec.convert(err, n.ServerErrorData))
             raise VendorError(f"{request.event} failed: {err!r}")
         return args[1] if len(args) > 1 else None
 
@@ -316,7 +314,7 @@ class VisitorWidgetConnector(Connector):
             )
             await asyncio.sleep(options.delay(attempt))
             try:
-                client, events = await self._handshake(commands.reconnect_frame(self._session()))
+                client, events = await self._handshake(encode.reconnect_frame(self._session()))
             except SessionNotFound as exc:
                 return self._give_up(exc)
             except GatewayError as exc:
@@ -335,7 +333,7 @@ class VisitorWidgetConnector(Connector):
         at = now_at()
         common: dict[str, Any] = {
             "conversation_id": self.conversation_id,
-            "dialect": codec.DIALECT,
+            "dialect": n.DIALECT,
             "at": at,
         }
         error = Error(
@@ -362,7 +360,7 @@ class VisitorWidgetConnector(Connector):
         return Ended(
             id=derived_id(self.conversation_id, "ended", "before-chat"),
             conversation_id=self.conversation_id,
-            dialect=codec.DIALECT,
+            dialect=n.DIALECT,
             at=now_at(),
             reason="user",
             by="user",
@@ -370,62 +368,65 @@ class VisitorWidgetConnector(Connector):
 
     # -- events --------------------------------------------------------------------------------
 
-    def _initialized(self, data: n.InitializedData) -> list[Event]:
-        """What a (re)connect's state adds to what was published."""
+    def _initialized(self, ack: Any) -> list[Event]:
+        """What a (re)connect's state adds to what was published. The ack is decoded as the
+        frames it stands for: the `initialized` state (status, availability) and one
+        `chat.message_received` for each row not handed out yet, so one bad row is one `error`
+        event, not the loss of the whole state."""
+        data = _convert(ack, n.InitializedData, "visitor.connect")
         self._visitor_id = data.visitor.id
-        chat_id = data.chat.id if data.chat is not None else data.visitor.chatId
+        self._identity = encode.identity_of(ack["visitor"])
+        chat = data.chat
+        chat_id = chat.id if chat is not None else data.visitor.chatId
         if chat_id:
             self._chat_id = chat_id
         if not self.conversation_id:
             # The platform may create the chat only with the first message: until then the
             # visitor id names the conversation, and it keeps naming it (see the module doc).
-            self.conversation_id = conversation_id(codec.DIALECT, chat_id or data.visitor.id)
+            self.conversation_id = conversation_id(n.DIALECT, chat_id or data.visitor.id)
         at = now_at()
-        events: list[Event] = []
-        if data.chat is not None:
-            events.append(codec.status_event(self.conversation_id, data.chat.status, at))
-        if data.account is not None:
-            events.append(codec.availability_event(self.conversation_id, data.account.status, at))
-        if data.chat is not None:
-            rows = data.chat.messages
-            ids = [row.id for row in rows]
+        state = {**ack, "chat": None if chat is None else {**ack["chat"], "messages": []}}
+        frames: list[dict[str, Any]] = [{"event": "initialized", "at": at, "data": state}]
+        if chat is not None:
+            ids = [row.id for row in chat.messages]
             start = ids.index(self._cursor) + 1 if self._cursor in ids else 0
-            for row in rows[start:]:
-                if row.id not in self._seen:
-                    self._seen.add(row.id)
-                    events += self._safe(
-                        lambda row=row: codec.row_events(self.conversation_id, row)
-                    )
-            if rows:
-                self._cursor = rows[-1].id
-        return self._changes(events)
+            for i in range(start, len(ids)):
+                if ids[i] not in self._seen:
+                    self._seen.add(ids[i])
+                    message = {"chatId": chat.id, "message": ack["chat"]["messages"][i]}
+                    frames.append({"event": "chat.message_received", "at": at, "data": message})
+            if ids:
+                self._cursor = ids[-1]
+        return self._changes(decoding.build(self._parse(frames)).events)
 
     def _live(self, name: str, data: Any) -> list[Event]:
-        try:
-            frame = codec.frame_of(name, data, now_at())
-        except msgspec.ValidationError as exc:
-            log.warning("connector.bad_frame", native_event=name, error=str(exc))
-            return []
-        if frame is None:
+        parsed = self._parse([{"event": name, "at": now_at(), "data": data}])
+        if parsed.ignored:
             log.debug("connector.ignored", native_event=name)
-            return []
-        row = getattr(frame.data, "message", None)
-        if isinstance(row, n.MessageRow):
-            if row.id in self._seen:
-                log.debug("connector.echo_dropped", message_id=row.id)
-                return []
-            self._seen.add(row.id)
-            self._cursor = row.id
-        chat_id = getattr(frame.data, "chatId", None)
-        if chat_id and self._chat_id is None:
-            self._chat_id = chat_id
-        native = self.conversation_id.split(":", 1)[1]
-        events = self._safe(lambda: codec.frame_events(frame, native, pin=True))
-        if isinstance(frame, n.AgentTyping):
+        for _, _, frame in parsed.frames:
+            row = getattr(frame.data, "message", None)
+            if isinstance(row, n.MessageRow):
+                if row.id in self._seen:
+                    log.debug("connector.echo_dropped", message_id=row.id)
+                    return []
+                self._seen.add(row.id)
+                self._cursor = row.id
+            chat_id = getattr(frame.data, "chatId", None)
+            if chat_id and self._chat_id is None:
+                self._chat_id = chat_id
+        events = decoding.build(parsed).events
+        if name == "chat.agent_typing":
             # Typing carries neither id nor time: two identical ones in one millisecond would
             # share the derived id, and on-off-on must not collapse to on-off.
             events = [msgspec.structs.replace(e, id=f"{e.id}.{next(self._typing)}") for e in events]
         return self._changes(events)
+
+    def _parse(self, frames: list[dict[str, Any]]) -> decoding.Parsed[n.Frame]:
+        """Frames of this session through the shared pipeline: each in the session's
+        conversation (`PIN`), a bad one isolated as an `error` event."""
+        native = self.conversation_id.split(":", 1)[1]
+        body = msgspec.json.encode(frames)
+        return decoding.parse(SPEC, body, conversation=native, options=PIN, isolate=True)
 
     def _changes(self, events: list[Event]) -> list[Event]:
         """Drop status and availability that repeat what was published; note the end."""
@@ -447,19 +448,14 @@ class VisitorWidgetConnector(Connector):
             out.append(event)
         return out
 
-    def _safe(self, make: Any) -> list[Event]:
-        try:
-            return list(make())
-        except codec.InvalidField as exc:
-            log.warning("connector.bad_frame", path=exc.path, error=str(exc))
-            return []
-
     def _sent(self, result: Any) -> list[Event]:
+        """The events of a sent message: its ack is the Message its echo will carry."""
         row = _convert(result, n.MessageRow, "chat.message")
         if self._chat_id is None and row.chatId:
             self._chat_id = row.chatId  # the chat the platform created for this message
         self._seen.add(row.id)  # its echo is dropped by id
-        return self._safe(lambda: codec.row_events(self.conversation_id, row))
+        frame = {"event": "chat.message_received", "at": now_at(), "data": {"message": result}}
+        return decoding.build(self._parse([frame])).events
 
     def _publish(self, event: Event) -> None:
         self._out.put_nowait(([event], None))
@@ -469,7 +465,7 @@ class VisitorWidgetConnector(Connector):
         return Link(
             id=derived_id(self.conversation_id, "link", state, at, next(self._links)),
             conversation_id=self.conversation_id,
-            dialect=codec.DIALECT,
+            dialect=n.DIALECT,
             at=at,
             state=state,
             **fields,
@@ -494,7 +490,7 @@ class VisitorWidgetConnector(Connector):
                     )
         except aiohttp.ClientError as exc:
             raise VendorError(f"upload failed: {type(exc).__name__}") from exc
-        result = await self._call(client, commands.upload_finish(info.token))
+        result = await self._call(client, encode.upload_finish(info.token))
         return self._sent(result)
 
     async def _fetch(self, url: str) -> tuple[bytes, str]:

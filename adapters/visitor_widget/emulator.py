@@ -22,7 +22,7 @@ upload endpoints' paths, message ids.
 A scripted agent joins every new chat, answers each visitor text with typing and then
 `"echo: <text>"`, and ends the chat when the visitor says "bye". Test controls: `agent_says`,
 `end_session`, `assign_agent`, `unassign_agent`, `rate_chat`, `delete_chat`,
-`drop_connections`, `set_account_status`, `server_error`, `refuse_connections`;
+`drop_connections`, `set_account_status`, `server_error`, `send_raw`, `refuse_connections`;
 `lazy_chat=True` creates a visitor's chat with its first message instead of at connect;
 what clients sent is in `received` (and as it came, with its ack request, in `packets`),
 per-chat state in `chats`.
@@ -170,6 +170,10 @@ class Emulator:
         chat = self.chats[chat_id]
         chat.status = "closed"
         await self._broadcast(chat, "chat.deleted", {"chatId": chat.id})
+
+    async def send_raw(self, chat_id: str, event: str, data: Any) -> None:
+        """Send any server event as given (a test's way to send what the platform should not)."""
+        await self._broadcast(self.chats[chat_id], event, data)
 
     async def server_error(
         self, chat_id: str, message: str, code: int = 500, type: str = "server_error"

@@ -10,7 +10,10 @@ any timestamp form; events such as `chat.agent_typing` carry no time of their ow
 `initialized` frame, which the vendor client builds from the `visitor.connect` ack.
 
 Field names are the platform's (camelCase) on purpose: these Structs decode the wire directly.
-Everything optional here is optional (or absent) on the wire in some version.
+Their shapes are the vendor SDK's types (smartsupp/smartsupp-sdk-websocket: `src/types.ts`,
+`src/events.ts`, `ConnectedData` in `src/visitor.ts`); everything optional here is optional (or
+absent) on the wire there or in some version, and the fields no canonical event holds are left
+out (msgspec skips them).
 """
 
 from __future__ import annotations
@@ -303,22 +306,10 @@ Frame: TypeAlias = (
     | ServerError
     | Initialized
 )
-FRAME_TYPES: tuple[type[_Frame], ...] = Frame.__args__
-EVENT_NAMES: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in FRAME_TYPES)
 
 
-# ---------------------------------------------------------------------------------------------
-# Body shapes for the codec's one-pass decode (ours: see codec.py)
-
-
-class Envelope(msgspec.Struct, gc=False):
-    """The `{"events": [...]}` ingest envelope with its frames left undecoded (`Raw` spans),
-    so each frame is decoded by the frame decoder. `event` is only read to tell an envelope
-    from a frame that happens to carry an `events` key (such a body is a frame)."""
+class Events(msgspec.Struct, gc=False):
+    """The `{"events": [...]}` ingest envelope (ours), its frames left undecoded for the
+    pipeline (`gateway.decoding`) to decode one by one."""
 
     events: list[msgspec.Raw]
-    event: Any = msgspec.UNSET
-
-
-FRAME_BY_NAME: dict[str, type[_Frame]] = {str(t.__struct_config__.tag): t for t in FRAME_TYPES}
-"""The frame Struct of each event name (a Socket.IO packet names its event apart from data)."""

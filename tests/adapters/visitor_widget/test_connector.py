@@ -268,6 +268,20 @@ async def test_agent_controls(session: Any, emulator: Emulator) -> None:
     await inbound.finished()
 
 
+async def test_a_bad_frame_is_an_error_event_and_the_session_goes_on(
+    session: Any, emulator: Emulator
+) -> None:
+    """A known event that breaks its schema cannot be re-sent by the platform: it becomes an
+    `error` event naming why (the shared pipeline's isolation), and later frames still flow."""
+    connector, inbound, _ = session
+    chat_id = connector.snapshot()["chat_id"]
+    await emulator.send_raw(chat_id, "chat.agent_typing", {"chatId": chat_id, "typing": {"is": 1}})
+    error = await has(inbound, Error)
+    assert (error.code, error.metadata["path"]) == ("INVALID_FRAME", "$.data.typing.is")
+    row = await emulator.agent_says(chat_id, "still here")
+    await has(inbound, Message, id=f"{connector.conversation_id}/{row['id']}")
+
+
 async def test_forced_reconnect_loses_nothing(session: Any, emulator: Emulator) -> None:
     connector, inbound, _ = session
     await has(inbound, Status, status="active")

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from adapters.visitor_widget import VisitorWidgetAdapter
-from adapters.visitor_widget.commands import upload_finish
+from adapters.visitor_widget.encode import upload_finish
 from gateway.errors import RequestError, Unsupported
 from gateway.model import (
     Action,
@@ -172,7 +172,7 @@ def test_start_carries_the_group() -> None:
 def test_reconnect_frame_resends_the_identity() -> None:
     """src/visitor.ts visitorConnect: the first connect's values, with the identity the ack
     returned laid over them, but for the platform's read-only fields."""
-    from adapters.visitor_widget.commands import identity_of, reconnect_frame
+    from adapters.visitor_widget.encode import identity_of, reconnect_frame
 
     first = {"id": None, "name": "Ann", "lang": "en", **PAGE_NULL, "pageUrl": "https://x/"}
     visitor = {"id": "v1", "chatId": "c1", "bannedAt": None, "name": "Ann B.", "visits": 2}

@@ -1,4 +1,4 @@
-"""Visitor widget commands: canonical commands → native emits. Pure: no I/O, no logging.
+"""Visitor widget encode: canonical commands → native emits. Pure: no I/O, no logging.
 
 `encode(command, session)` builds the native emit (`NativeRequest.event` + `frame`) from a
 command and the connector's `snapshot()` (plus `key` and `group` from the settings). Image/file
