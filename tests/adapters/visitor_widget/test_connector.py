@@ -282,6 +282,28 @@ async def test_a_bad_frame_is_an_error_event_and_the_session_goes_on(
     await has(inbound, Message, id=f"{connector.conversation_id}/{row['id']}")
 
 
+async def test_a_bad_row_in_the_connect_ack_costs_that_row_alone(
+    session: Any, emulator: Emulator
+) -> None:
+    """The ack after a reconnect is decoded as its state plus one frame per new row: a row
+    that cannot be mapped is one `error` event, and the rows around it still arrive."""
+    connector, inbound, _ = session
+    await has(inbound, Status, status="active")
+    chat_id = connector.snapshot()["chat_id"]
+    chat = emulator.chats[chat_id]
+    emulator.refuse_connections = True
+    await emulator.drop_connections()
+    await has(inbound, Link, state="down")
+    bad = {**chat.messages[-1], "id": "m-bad", "createdAt": "soon"}
+    chat.messages.append(bad)
+    after = await emulator.agent_says(chat_id, "after the bad row")
+    emulator.refuse_connections = False
+    await has(inbound, Link, state="restored")
+    await has(inbound, Message, id=f"{connector.conversation_id}/{after['id']}")
+    error = await has(inbound, Error)
+    assert (error.code, error.metadata["path"]) == ("INVALID_FRAME", "$.data.message.createdAt")
+
+
 async def test_forced_reconnect_loses_nothing(session: Any, emulator: Emulator) -> None:
     connector, inbound, _ = session
     await has(inbound, Status, status="active")
