@@ -52,8 +52,12 @@ E = TypeVar("E", bound=Event)
 STATUSES: dict[str, SessionStatus] = {"pending": "queued", "open": "active", "closed": "completed"}
 PIN = {"pin": True}
 """The options of a connector's decode: every frame in the session's conversation."""
-_JOIN = frozenset({"agent_join", "agent_assign"})
-_LEAVE = frozenset({"agent_leave", "agent_unassign"})
+_CHANGES: dict[str, type[ParticipantJoined | ParticipantLeft]] = {
+    "agent_join": ParticipantJoined,
+    "agent_assign": ParticipantJoined,
+    "agent_leave": ParticipantLeft,
+    "agent_unassign": ParticipantLeft,
+}
 _AGENT_FIELDS = {  # an event row's kind: its `content.data`'s agent, who did it, metadata key
     "agent_assign": ("assigned", "assignedBy", "assigned_by"),
     "agent_unassign": ("unassigned", "unassignedBy", "unassigned_by"),
@@ -214,10 +218,9 @@ def _row(
             for i, c in enumerate(contents)
         ]
     # an event row: its agent is in `content.data` (the row's own `agentId` is null)
-    if kind in _JOIN or kind in _LEAVE:
+    change = _CHANGES.get(kind)
+    if change is not None:
         agent_id, metadata = _row_agent(row, path)
-        change: type[ParticipantJoined | ParticipantLeft]
-        change = ParticipantJoined if kind in _JOIN else ParticipantLeft
         return [
             _event(change, scope, eid, at, participant=Party("agent", agent_id), metadata=metadata)
         ]
