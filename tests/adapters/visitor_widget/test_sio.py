@@ -44,6 +44,9 @@ def test_parse_errors(text: str) -> None:
 def test_frames() -> None:
     assert sio.event_frame("chat.read", {}) == '42["chat.read",{}]'
     assert sio.event_frame("chat.read", {}, ack_id=3) == '423["chat.read",{}]'
+    # What socket.io-client 2 sends for the SDK's `send("chat.read", null)` (no callback: its
+    # undefined slot kept, serialised as null, and no ack id).
+    assert sio.event_frame("chat.read", None, None) == '42["chat.read",null,null]'
     assert sio.ack_frame(3, None, {"id": "m1"}) == '433[null,{"id":"m1"}]'
     assert (
         sio.socket_url("https://h.example/") == "wss://h.example/socket/?EIO=3&transport=websocket"
