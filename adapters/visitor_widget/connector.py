@@ -50,7 +50,6 @@ import structlog
 from adapters.visitor_widget import encode, errors, sio
 from adapters.visitor_widget import native as n
 from adapters.visitor_widget.decode import PIN, SPEC, STATUSES
-from gateway import decoding
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
@@ -185,7 +184,7 @@ class VisitorWidgetConnector(Connector):
             return []
         result = await self._call(await self._link(), request)
         if request.event == "chat.message":
-            return self._sent(result)
+            return await self._sent(result)
         return []
 
     async def close(self) -> None:
@@ -223,7 +222,7 @@ class VisitorWidgetConnector(Connector):
             raise VendorError(f"platform unreachable: {type(exc).__name__}") from exc
         try:
             result = await self._call(client, NativeRequest(event="visitor.connect", frame=frame))
-            return client, self._initialized(result)
+            return client, await self._initialized(result)
         except BaseException:
             await client.close()
             raise
@@ -288,7 +287,7 @@ class VisitorWidgetConnector(Connector):
             try:
                 while not self._ended:
                     name, data = await client.receive()
-                    events = self._live(name, data)
+                    events = await self._live(name, data)
                     if events:
                         self._out.put_nowait((events, self._mark()))
             except sio.Disconnected:
@@ -368,7 +367,7 @@ class VisitorWidgetConnector(Connector):
 
     # -- events --------------------------------------------------------------------------------
 
-    def _initialized(self, ack: Any) -> list[Event]:
+    async def _initialized(self, ack: Any) -> list[Event]:
         """What a (re)connect's state adds to what was published. The ack is decoded as the
         frames it stands for: the `initialized` state (status, availability) and one
         `chat.message_received` for each row not handed out yet, so one bad row is one `error`
@@ -397,36 +396,37 @@ class VisitorWidgetConnector(Connector):
                     frames.append({"event": "chat.message_received", "at": at, "data": message})
             if ids:
                 self._cursor = ids[-1]
-        return self._changes(decoding.build(self._parse(frames)).events)
+        return self._changes(await self._decode(frames))
 
-    def _live(self, name: str, data: Any) -> list[Event]:
-        parsed = self._parse([{"event": name, "at": now_at(), "data": data}])
-        if parsed.ignored:
+    async def _live(self, name: str, data: Any) -> list[Event]:
+        if name not in SPEC.known:
             log.debug("connector.ignored", native_event=name)
-        for _, _, frame in parsed.frames:
-            row = getattr(frame.data, "message", None)
-            if isinstance(row, n.MessageRow):
-                if row.id in self._seen:
-                    log.debug("connector.echo_dropped", message_id=row.id)
-                    return []
-                self._seen.add(row.id)
-                self._cursor = row.id
-            chat_id = getattr(frame.data, "chatId", None)
-            if chat_id and self._chat_id is None:
-                self._chat_id = chat_id
-        events = decoding.build(parsed).events
+            return []
+        # A row seen already (the echo of a sent message) is dropped by its id, read before
+        # decoding; a bad frame is still marked seen: it would fail the same way again.
+        row = data.get("message") if isinstance(data, dict) else None
+        row_id = row.get("id") if isinstance(row, dict) else None
+        if isinstance(row_id, str):
+            if row_id in self._seen:
+                log.debug("connector.echo_dropped", message_id=row_id)
+                return []
+            self._seen.add(row_id)
+            self._cursor = row_id
+        chat_id = data.get("chatId") if isinstance(data, dict) else None
+        if isinstance(chat_id, str) and chat_id and self._chat_id is None:
+            self._chat_id = chat_id
+        events = await self._decode([{"event": name, "at": now_at(), "data": data}])
         if name == "chat.agent_typing":
             # Typing carries neither id nor time: two identical ones in one millisecond would
             # share the derived id, and on-off-on must not collapse to on-off.
             events = [msgspec.structs.replace(e, id=f"{e.id}.{next(self._typing)}") for e in events]
         return self._changes(events)
 
-    def _parse(self, frames: list[dict[str, Any]]) -> decoding.Parsed[n.Frame]:
-        """Frames of this session through the shared pipeline: each in the session's
-        conversation (`PIN`), a bad one isolated as an `error` event."""
+    async def _decode(self, frames: list[dict[str, Any]]) -> list[Event]:
+        """Frames of this session through the shared pipeline (`Connector.decode_batch`): each
+        in the session's conversation (`PIN`), a bad one an `error` event."""
         native = self.conversation_id.split(":", 1)[1]
-        body = msgspec.json.encode(frames)
-        return decoding.parse(SPEC, body, conversation=native, options=PIN, isolate=True)
+        return await self.decode_batch(SPEC, msgspec.json.encode(frames), native, PIN)
 
     def _changes(self, events: list[Event]) -> list[Event]:
         """Drop status and availability that repeat what was published; note the end."""
@@ -448,14 +448,14 @@ class VisitorWidgetConnector(Connector):
             out.append(event)
         return out
 
-    def _sent(self, result: Any) -> list[Event]:
+    async def _sent(self, result: Any) -> list[Event]:
         """The events of a sent message: its ack is the Message its echo will carry."""
         row = _convert(result, n.MessageRow, "chat.message")
         if self._chat_id is None and row.chatId:
             self._chat_id = row.chatId  # the chat the platform created for this message
         self._seen.add(row.id)  # its echo is dropped by id
         frame = {"event": "chat.message_received", "at": now_at(), "data": {"message": result}}
-        return decoding.build(self._parse([frame])).events
+        return await self._decode([frame])
 
     def _publish(self, event: Event) -> None:
         self._out.put_nowait(([event], None))
@@ -491,7 +491,7 @@ class VisitorWidgetConnector(Connector):
         except aiohttp.ClientError as exc:
             raise VendorError(f"upload failed: {type(exc).__name__}") from exc
         result = await self._call(client, encode.upload_finish(info.token))
-        return self._sent(result)
+        return await self._sent(result)
 
     async def _fetch(self, url: str) -> tuple[bytes, str]:
         """The file to upload: a `data:` URL is decoded here, anything else is fetched."""
