@@ -30,7 +30,7 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 async def make_signalwire(
-    make_gateway: Callable[..., Any], platform: TestServer, emulator: Emulator
+    make_gateway: Callable[..., Any], hosts: dict[str, str], emulator: Emulator
 ) -> AsyncIterator[Callable[..., Any]]:
     """`await make_signalwire(**options)`: the gateway with the signalwire dialect pointed at
     the in-process emulator.
@@ -42,7 +42,7 @@ async def make_signalwire(
     made: list[GatewayClient] = []
 
     async def make(**extra: str) -> GatewayClient:
-        options = {"url": str(platform.make_url("")), "token": "good-token", **FAST, **extra}
+        options = {**hosts, "token": "good-token", **FAST, **extra}
         client: GatewayClient = await make_gateway(
             dialects=["signalwire"], dialect_settings={"signalwire": options}
         )
