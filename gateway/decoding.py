@@ -14,6 +14,8 @@ to its canonical events — and this module does the rest, the same way for all:
 - **Unknown names.** A frame whose name (a string at `Spec.tag`) the dialect does not know is
   skipped unread and counted (`Decoded.ignored`), never fatal: platforms add events. A dialect
   lists in `Spec.silent` the names it knows but maps to nothing (skipped too, not counted).
+  A frame that names its event deeper inside, or that only its keys tell apart, is skipped and
+  counted the same when `Spec.conversation` raises `Skip` for it.
 - **Errors.** A body that is not JSON, not UTF-8 or nested too deeply is `MalformedJSON`. A known
   frame that breaks its schema is `DecodeError` with the frame's `index` in the body and the
   JSON `path` inside the frame (`$.data.text`), as msgspec names it; a builder refusing a frame
@@ -73,6 +75,11 @@ class Refused(Exception):
         self.path = path
 
 
+class Skip(Exception):
+    """Raised by `Spec.conversation` for a frame that, read, is one the dialect does not map (its
+    event named inside it, say): skipped and counted as ignored, like an unknown name."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     """A body form that wraps frames: an object holding `key`, decoded as `type`, whose
@@ -97,7 +104,7 @@ class Spec(Generic[F]):
     conversation: Callable[[F, Scope], str | None]
     """A frame's NATIVE conversation id (it may read `scope.envelope`, `scope.conversation`);
     None when neither the frame nor the body says (a `RequestError` naming the `conversation`
-    parameter then)."""
+    parameter then). It may raise `Skip` for a frame the dialect does not map."""
     envelopes: tuple[Envelope, ...] = ()
     silent: frozenset[str] = frozenset()
     """Names the dialect knows and maps to no event (skipped unread, not counted as ignored)."""
@@ -259,6 +266,9 @@ def parse(
                 continue
             frame = typed.decode(raw)
             native = spec.conversation(frame, scope)
+        except Skip:
+            parsed.ignored += 1
+            continue
         except RecursionError as exc:
             raise _unparsable(exc) from None
         except (msgspec.ValidationError, DecodeError, Refused) as exc:

@@ -1,10 +1,10 @@
 """The `signalwire` dialect: SignalWire Call Fabric chat (`client.chat`), issue 6.
 
-Modules: `native` (the platform's frames), `decode` and `encode` (pure), `errors` (the
-platform's refusals), `history` (pure chat-page collection as the SDK's getMessages does),
-`relay` (the JSON-RPC socket: where it is, joining and resuming), `connector` (one live
-conversation over REST + the Relay socket), `emulator` (the platform, in-process). Wire and
-mapping: `docs/dialects/signalwire.md`.
+Modules: `native` (the platform's frames), `decode` (the dialect's spec for the shared decode
+pipeline, and history pages as the SDK's getMessages folds them), `encode` (commands to REST
+requests), `errors` (the platform's refusals), `relay` (the JSON-RPC socket: where it is,
+joining and resuming), `connector` (one live conversation over REST + the Relay socket),
+`emulator` (the platform, in-process). Wire and mapping: `docs/dialects/signalwire.md`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adapters.signalwire import decode, encode
+from adapters.signalwire import encode
+from adapters.signalwire.decode import SPEC
 from adapters.signalwire.native import DIALECT
 from gateway.adapter import (
     Adapter,
     Capability,
     Connector,
-    Decoded,
     DialectSettings,
     NativeRequest,
 )
@@ -38,13 +38,11 @@ class SignalWireAdapter(Adapter):
     """
 
     name = DIALECT
+    spec = SPEC
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "recover", "send", "history"}
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
-
-    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        return decode.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)

@@ -4,7 +4,7 @@ Wire (see `docs/dialects/signalwire.md`):
 
 - REST on the REST host (`https://fabric.<space domain>`, or `GATEWAY_SIGNALWIRE_URL`) with
   `Authorization: Bearer <token>`: join, send, history pages (the backfill after a reconnect,
-  and `history` pages for frontends, see `history.py`).
+  and `history` pages for frontends, see `decode.collect_chat`).
 - The Relay JSON-RPC 2.0 WebSocket, a host of its own (`relay.py`: where it is, joining with
   `signalwire.connect`, resuming with the saved `authorization_state` and `protocol`). Every
   request the platform sends is acknowledged by its id with `{"jsonrpc": "2.0", "id": <id>,
@@ -44,16 +44,25 @@ import msgspec
 import structlog
 from yarl import URL
 
-from adapters.signalwire.decode import EVENT_METHOD, decode, row_event
+from adapters.signalwire.decode import (
+    EVENT_METHOD,
+    SPEC,
+    Cursor,
+    collect_chat,
+    decode_cursor,
+    encode_cursor,
+    row_event,
+)
 from adapters.signalwire.encode import encode, history_request
 from adapters.signalwire.errors import UNREACHABLE, rest_refusal
-from adapters.signalwire.history import Cursor, collect_chat, decode_cursor, encode_cursor
 from adapters.signalwire.native import AUTHORIZATION_STATE, DIALECT, AuthorizationState, Page, Row
 from adapters.signalwire.relay import LinkLost, Relay, hosts
+from gateway import decoding
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id, to_at
+from gateway.context import ConversationContext
+from gateway.decoding import Refused
 from gateway.errors import (
-    DecodeError,
     GatewayError,
     RequestError,
     Unsupported,
@@ -235,10 +244,10 @@ class SignalWireConnector(Connector):
                 self._echoes.pop(text, None)
 
     async def history(self, cursor: str | None, limit: int) -> HistoryPage:
-        """A page of the platform's chat history, as the SDK's getMessages collects it (see
-        `history.py`): `limit` chat rows, oldest first in the answer; `next` pages back in time,
-        `prev` forward. A cursor must name a page of this conversation on the platform's own
-        origin: it is client input, and we fetch it with our token."""
+        """A page of the platform's chat history, as the SDK's getMessages collects it
+        (`decode.collect_chat`): `limit` chat rows, oldest first in the answer; `next` pages
+        back in time, `prev` forward. A cursor must name a page of this conversation on the
+        platform's own origin: it is client input, and we fetch it with our token."""
         start = self._cursor(cursor) if cursor is not None else None
         if start is None:
             request = history_request(self._group or self._address, limit)
@@ -259,8 +268,8 @@ class SignalWireConnector(Connector):
         events: list[Event] = []
         for row in reversed(chat.rows):  # the platform's rows are newest first
             try:
-                events.append(row_event(row, self._native, self._own_address()))
-            except DecodeError:
+                events.append(row_event(row, self.conversation_id, self._own_address()))
+            except Refused:
                 log.warning("connector.undecodable_row", conversation_id=self.conversation_id)
         return HistoryPage(
             events=events,
@@ -335,15 +344,14 @@ class SignalWireConnector(Connector):
         if isinstance(params, dict) and params.get("event_type") == AUTHORIZATION_STATE:
             self._keep_authorization_state(params.get("params"))
             return
-        try:
-            decoded = decode(data, self._native, self._own_address())
-        except DecodeError as exc:
-            log.warning(
-                "connector.undecodable",
-                conversation_id=self.conversation_id,
-                path=exc.details.get("path"),
-            )
-            return
+        context = ConversationContext(own_address=self._own_address())
+        decoded = decoding.decode(
+            SPEC,
+            data.encode(),
+            conversation=self._native,
+            contexts={self.conversation_id: context},
+            isolate=True,  # a bad frame becomes an `error` event; the link goes on
+        )
         self._emit(self._fresh(decoded.events))
 
     def _keep_authorization_state(self, params: Any) -> None:
@@ -410,8 +418,8 @@ class SignalWireConnector(Connector):
             if row.conversation != self._native:
                 continue
             try:
-                event = row_event(row, self._native, self._own_address())
-            except DecodeError:
+                event = row_event(row, self.conversation_id, self._own_address())
+            except Refused:
                 log.warning("connector.undecodable_row", conversation_id=self.conversation_id)
                 continue
             if self._since is None or event.at >= self._since:

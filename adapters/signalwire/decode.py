@@ -1,29 +1,40 @@
-"""SignalWire decoding: native frames → canonical events. Pure: no I/O, no logging.
+"""SignalWire frames → canonical events: the dialect's spec for the shared pipeline
+(`gateway.decoding`). Pure: no I/O, no logging.
 
-`decode(body, conversation, own_address)` accepts one frame, an array of frames, or a REST
-history page (`{"data": [...], "links": {...}}`); a frame is a JSON-RPC `signalwire.event` or a
-bare message row (see `native.py`). Mapping:
+A body is one frame, an array of frames, or a REST history page (`{"data": [...], "links":
+{...}}`, the envelope); a frame is a JSON-RPC message of the Relay socket or a bare message row
+(`native.py`). The two shapes share no key that names an event (a live event names it at
+`params.event_type`, a row by its `type`/`subtype`), so frames are read untyped, told apart by
+their keys (`conversation`), and converted to the native Structs by the builder (`build`),
+where msgspec names the path of anything that breaks them. Mapping:
 
 - a row of subtype `chat` → `Message` (text), id `"signalwire:<conv>/<row id>"`; a chat row
-  whose `text` is null or absent is a message with empty text (the SDK keeps such a row among
-  its text messages);
+  whose `text` is null or absent is a message with empty text (the SDK's types allow it, and
+  its v4 `Address.textMessage` keeps every chat row among the text messages);
 - a row of subtype `log` (call history) → `Notice(kind="call_log")`, never a Message;
 - `conversation.message.updated` → `Message` with a derived id and `metadata.updates` naming
   the original (the original id would be dropped by the hub's dedup);
 - `conversation.ended` (our own) → `Ended`;
-- the sender is the user when `is_author` is true or an author field of the row
-  (`user_id`, `from_fabric_address_id`, `from_address_id`) is `own_address`, the gateway's own
-  address in the conversation; otherwise an agent.
+- the sender is the user when `is_author` is true or an author field of the row (`user_id`,
+  `from_fabric_address_id`, `from_address_id`) is the conversation's own address
+  (`ConversationContext.own_address`); otherwise an agent. A live event with `is_author: true`
+  teaches the conversation that its author is the own address (`Scope.learn`): history rows
+  carry no `is_author`.
 
-Unknown event types (`signalwire.authorization.state` among them: it is the link's, not the
-conversation's), JSON-RPC responses and other methods, and rows of another type/subtype are
-ignored and counted. A known frame that breaks its schema raises `DecodeError` with the frame
-index and JSON path; a body that is not JSON raises `MalformedJSON`.
+Skipped and counted as ignored: JSON-RPC methods other than `signalwire.event` (by name),
+responses, event types we do not map (`signalwire.authorization.state` among them: it is the
+link's, not the conversation's), and rows of another type/subtype.
+
+History pages (`collect_chat`, below) fold REST pages into chat pages the way the SDK's
+`chat.getMessages` does, with cursors we can hand to a frontend; the connector fetches them
+and maps their rows with `row_event`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import binascii
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -34,159 +45,142 @@ from adapters.signalwire.native import (
     SUBTYPES,
     ConversationEnded,
     MessageUpdated,
+    Page,
     Row,
     RpcEvent,
 )
-from gateway.adapter import Decoded
-from gateway.codec import conversation_id, convert_each, derived_id, event_id, loads, to_at
-from gateway.errors import DecodeError
+from gateway.codec import event_id, to_at
+from gateway.decoding import Envelope, Refused, Scope, Skip, Spec
 from gateway.model import Ended, Event, Message, Notice, Party, Text
 
 EVENT_METHOD = "signalwire.event"
 
 
-def decode(
-    body: bytes | str, conversation: str | None = None, own_address: str | None = None
-) -> Decoded:
-    """Decode a body (frame, array, or history page) into canonical events; see the module doc.
+class PageEnvelope(msgspec.Struct):
+    """A REST history page: its rows are the frames (`links` is the connector's to follow)."""
 
-    `conversation` is the native conversation id for rows that carry none; `own_address` is
-    the gateway's own address in the conversation (its rows are the user's).
-    """
-    doc = loads(body)
-    frames: list[Any]
-    if isinstance(doc, list):
-        frames = doc
-    elif isinstance(doc, dict) and "data" in doc and "id" not in doc and "method" not in doc:
-        data = doc["data"]
-        if not isinstance(data, list):
-            raise DecodeError("`data` of a history page must be an array", index=0, path="$.data")
-        frames = data
-    else:
-        frames = [doc]
-
-    def convert(frame: Any, index: int) -> list[Event] | None:
-        return _convert(frame, index, conversation, own_address)
-
-    batches, ignored = convert_each(frames, convert)
-    return Decoded([event for batch in batches for event in batch], ignored)
+    data: list[msgspec.Raw]
 
 
-def _convert(
-    frame: Any, index: int, conversation: str | None, own_address: str | None
-) -> list[Event] | None:
-    """One frame's events, or None for a frame we do not map (ignored, counted)."""
-    if isinstance(frame, dict) and ("method" in frame or "jsonrpc" in frame):
+def _is_rpc(frame: Any) -> bool:
+    return isinstance(frame, dict) and ("method" in frame or "jsonrpc" in frame)
+
+
+def _maps(row: Any) -> bool:
+    """Whether a row (as parsed) is of a type and subtype we map; one whose `type` or `subtype`
+    is no string is left to the builder's conversion to refuse."""
+    if not isinstance(row, dict):
+        return True
+    kind, subtype = row.get("type", "message"), row.get("subtype", "chat")
+    return not (
+        (isinstance(kind, str) and kind != "message")
+        or (isinstance(subtype, str) and subtype not in SUBTYPES)
+    )
+
+
+def conversation(frame: Any, scope: Scope) -> str:
+    """A frame's native conversation (`conversation_id`, else `group_id`, else the body's);
+    raises `Skip` for a frame we do not map, and `Refused` (or msgspec's error) for one that
+    names no conversation or breaks its Struct before it could."""
+    if _is_rpc(frame):
         if frame.get("method") != EVENT_METHOD:
-            return None  # a response, an ack, a ping: not an event
+            raise Skip  # a response, or a request whose method is no string
         params = frame.get("params")
         event_type = params.get("event_type") if isinstance(params, dict) else None
         if isinstance(event_type, str) and event_type not in EVENT_TYPES:
-            return None
-        events = rpc_events(msgspec.convert(frame, RpcEvent), conversation, own_address, index)
-        return events or None
-    if isinstance(frame, dict):
-        kind, subtype = frame.get("type", "message"), frame.get("subtype", "chat")
-        if (isinstance(kind, str) and kind != "message") or (
-            isinstance(subtype, str) and subtype not in SUBTYPES
-        ):
-            return None
-    row = msgspec.convert(frame, Row)
-    return [row_event(row, conversation, own_address, index=index)]
+            raise Skip
+        body = params.get("params") if isinstance(params, dict) else None
+        if event_type != "conversation.ended" and not _maps(body):
+            raise Skip
+        kind: type[Any] = RpcEvent
+        prefix = "$.params.params"
+    else:
+        if not _maps(frame):
+            raise Skip
+        body, kind, prefix = frame, Row, "$"
+    found = body.get("conversation_id") or body.get("group_id") if isinstance(body, dict) else None
+    if isinstance(found, str):
+        return found
+    if found is None and scope.conversation is not None:
+        return scope.conversation
+    msgspec.convert(frame, kind)  # a frame that breaks its Struct: msgspec says where
+    raise Refused("no conversation_id nor group_id", f"{prefix}.conversation_id")
 
 
-def rpc_events(
-    rpc: RpcEvent, conversation: str | None, own_address: str | None, index: int
-) -> list[Event]:
-    """The canonical events of one live event (one, or none for a row of an unknown subtype)."""
-    params = rpc.params
+def build(frame: Any, scope: Scope) -> Iterable[Event]:
+    """One frame's canonical event (`conversation` has skipped those we do not map)."""
+    if not _is_rpc(frame):
+        yield row_event(msgspec.convert(frame, Row), scope.conversation_id, _own(scope), scope)
+        return
+    params = msgspec.convert(frame, RpcEvent).params
     if isinstance(params, ConversationEnded):
-        return [_ended(params, conversation, index)]
+        yield _ended(params, scope)
+        return
     row = params.params
-    if row.type != "message" or row.subtype not in SUBTYPES:
-        return []
+    if params.is_author and row.sender:
+        scope.learn(own_address=row.sender)
     event = row_event(
         row,
-        conversation,
-        own_address,
+        scope.conversation_id,
+        _own(scope),
+        scope,
         is_author=params.is_author,
         fallback_ts=params.timestamp,
-        index=index,
         prefix="$.params.params",
     )
     if isinstance(params, MessageUpdated):
         event.metadata = {**event.metadata, "updates": event.id}
-        event.id = derived_id(event.conversation_id, "updated", row.id, row.ts, row.text)
-    return [event]
+        event.id = scope.event_id("updated", row.id, row.ts, row.text)
+    yield event
+
+
+def _own(scope: Scope) -> str | None:
+    return scope.context().own_address
 
 
 def row_event(
     row: Row,
-    conversation: str | None,
-    own_address: str | None = None,
+    conversation_id: str,
+    own_address: str | None,
+    scope: Scope | None = None,
     *,
     is_author: bool = False,
     fallback_ts: float | str | None = None,
-    index: int = 0,
     prefix: str = "$",
 ) -> Message | Notice:
-    """One message row as a `Message` (subtype chat) or a call-log `Notice` (subtype log).
-
-    Raises `DecodeError` (at `prefix`) for a row without a conversation, or a timestamp that
-    is no time. A row without `ts` takes `fallback_ts` (the event's).
-    """
-    native = row.conversation or conversation
-    if native is None:
-        raise DecodeError(
-            f"frame {index}: no conversation_id nor group_id",
-            index=index,
-            path=f"{prefix}.conversation_id",
-        )
-    conv = conversation_id(DIALECT, native)
-    at = _at(row.ts if row.ts is not None else fallback_ts, index, f"{prefix}.ts")
+    """One message row of `conversation_id` as a `Message` (subtype chat) or a call-log
+    `Notice` (subtype log). A row without `ts` takes `fallback_ts` (the event's), else the
+    body's arrival (`scope`), else now. Raises `Refused` for a timestamp that is no time."""
+    ts = row.ts if row.ts is not None else fallback_ts
+    at = _at(ts, scope, f"{prefix}.ts")
     metadata: dict[str, Any] = dict(row.metadata) if row.metadata else {}
     if row.details:
         metadata["details"] = row.details
     if row.hidden:
         metadata["hidden"] = True
+    common: dict[str, Any] = {
+        "id": event_id(conversation_id, row.id),
+        "conversation_id": conversation_id,
+        "dialect": DIALECT,
+        "at": at,
+        "metadata": metadata,
+    }
     if row.subtype == "log":
-        return Notice(
-            id=event_id(conv, row.id),
-            conversation_id=conv,
-            dialect=DIALECT,
-            at=at,
-            kind="call_log",
-            text=row.text or _call_log_text(row.details),
-            metadata=metadata,
-        )
+        return Notice(kind="call_log", text=row.text or _call_log_text(row.details), **common)
     mine = is_author or bool(row.is_author) or row.is_from(own_address)
-    return Message(
-        id=event_id(conv, row.id),
-        conversation_id=conv,
-        dialect=DIALECT,
-        at=at,
-        sender=Party(role="user" if mine else "agent", id=row.sender, name=row.user_name),
-        content=Text(row.text or ""),
-        metadata=metadata,
-    )
+    sender = Party(role="user" if mine else "agent", id=row.sender, name=row.user_name)
+    return Message(sender=sender, content=Text(row.text or ""), **common)
 
 
-def _ended(params: ConversationEnded, conversation: str | None, index: int) -> Ended:
+def _ended(params: ConversationEnded, scope: Scope) -> Ended:
     body = params.params
-    native = body.conversation or conversation
-    if native is None:
-        raise DecodeError(
-            f"frame {index}: no conversation_id nor group_id",
-            index=index,
-            path="$.params.params.conversation_id",
-        )
-    conv = conversation_id(DIALECT, native)
-    ts = body.ts if body.ts is not None else params.timestamp
-    path = "$.params.params.ts" if body.ts is not None else "$.params.timestamp"
-    at = _at(ts, index, path)
+    if body.ts is not None:
+        at = _at(body.ts, scope, "$.params.params.ts")
+    else:
+        at = _at(params.timestamp, scope, "$.params.timestamp")
     return Ended(
-        id=derived_id(conv, "ended", at, body.reason, body.by),
-        conversation_id=conv,
+        id=scope.event_id("ended", at, body.reason, body.by),
+        conversation_id=scope.conversation_id,
         dialect=DIALECT,
         at=at,
         reason=body.reason,
@@ -195,14 +189,169 @@ def _ended(params: ConversationEnded, conversation: str | None, index: int) -> E
     )
 
 
-def _at(value: float | str | None, index: int, path: str) -> str:
+def _at(value: float | str | None, scope: Scope | None, path: str) -> str:
     try:
-        return to_at(value)
+        return to_at(value, scope.received_at if scope is not None else None)
     except ValueError as exc:
-        message = f"frame {index}: bad timestamp {value!r}: {exc}"
-        raise DecodeError(message, index=index, path=path) from None
+        raise Refused(f"bad timestamp {value!r}: {exc}", path) from None
 
 
 def _call_log_text(details: Mapping[str, Any] | None) -> str:
     status = details.get("status") if details else None
     return f"call {status}" if status else "call"
+
+
+SPEC: Spec[Any] = Spec(
+    dialect=DIALECT,
+    frame=Any,
+    tag="method",
+    build=build,
+    conversation=conversation,
+    envelopes=(Envelope("data", PageEnvelope, frames="data"),),
+    known=frozenset({EVENT_METHOD}),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# History pages
+#
+# Chat-history paging the way the SDK's `chat.getMessages` does it, with cursors we can hand
+# to a frontend.
+#
+# The platform pages every row of a conversation, newest first (chat text, call logs, other
+# conversations' rows on shared pages), and links pages by opaque absolute URLs. A frontend wants
+# `limit` chat messages at a time. As in the SDK, a row belongs when `subtype == "chat"` and its
+# conversation (`conversation_id`, or `group_id` in the newer API) is the one asked for, and a
+# short page is filled from the `next` link.
+#
+# A `Cursor` names a place among those rows: a platform page URL and an index among that page's
+# chat rows. Going *forward* (`next`, older rows) collects from that index on, across `next`
+# links, until `limit` rows are in; going *back* (`prev`, newer rows) takes the `limit` rows
+# before an index of one page (the platform's `prev` link when the page holds none before it).
+# So a page that stops in the middle of a platform page continues exactly where it stopped, in
+# either direction, with no row shown twice or skipped::
+#
+#     pages = [(url, first_page)]                       # GET .../conversations/{addr}/messages
+#     chat = collect_chat(pages, addr, 10)
+#     while not chat.complete:                          # fewer than 10 rows and a `next` link
+#         pages.append((chat.fetch, get(chat.fetch)))   # links are opaque absolute URLs
+#         chat = collect_chat(pages, addr, 10)
+#     chat.rows, chat.next, chat.prev                   # rows newest first, as the platform
+#
+# `encode_cursor`/`decode_cursor` turn a `Cursor` into the opaque token frontends pass back; the
+# connector checks that its URL is on the platform's own origin and conversation before it
+# fetches anything (a cursor is client input).
+
+MAX_PAGES = 20
+"""Platform pages one answer reads at most (a conversation of call logs could be long)."""
+
+
+class Cursor(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A place among the chat rows of the platform page at `url`.
+
+    Forward (`before` is None): the rows from chat index `start` on, then the next pages'.
+    Back (`before` set): the `limit` rows before chat index `before` of this page alone
+    (`-1`: before the page's end, i.e. its last rows).
+    """
+
+    url: str
+    start: int = 0
+    before: int | None = None
+
+
+class ChatPage(msgspec.Struct, kw_only=True):
+    """One page of chat rows (newest first), and the cursors around it."""
+
+    rows: list[Row]
+    next: Cursor | None = None
+    """Where the older rows continue; None at the conversation's first message."""
+    prev: Cursor | None = None
+    """Where the newer rows are; None on the newest page."""
+    complete: bool = True
+    """False while the page is short and `fetch` (a `next` link) could fill it."""
+    fetch: str | None = None
+
+    @property
+    def has_next(self) -> bool:
+        return self.next is not None
+
+    @property
+    def has_prev(self) -> bool:
+        return self.prev is not None
+
+
+def chat_rows(page: Page, conversation: str) -> list[Row]:
+    """The page's chat rows of `conversation`, in the platform's order."""
+    return [r for r in page.data if r.subtype == "chat" and r.conversation == conversation]
+
+
+def collect_chat(
+    pages: Sequence[tuple[str, Page]],
+    conversation: str,
+    limit: int,
+    cursor: Cursor | None = None,
+) -> ChatPage:
+    """Collect up to `limit` chat rows of `conversation` from `pages`: `(url, page)` pairs in
+    the order read, the first at `cursor` (None: the newest page, from its start)."""
+    if not pages:
+        return ChatPage(rows=[])
+    first_url, first = pages[0]
+    if cursor is not None and cursor.before is not None:
+        return _back(first_url, first, conversation, limit, cursor.before)
+    start = cursor.start if cursor is not None else 0
+    rows: list[Row] = []
+    next_cursor: Cursor | None = None
+    for index, (url, page) in enumerate(pages):
+        chat = chat_rows(page, conversation)
+        offset = start if index == 0 else 0
+        taken = chat[offset : offset + limit - len(rows)]
+        rows += taken
+        if offset + len(taken) < len(chat):  # the page holds more: continue right here
+            next_cursor = Cursor(url=url, start=offset + len(taken))
+            break
+        next_cursor = Cursor(url=page.links.next) if page.links.next else None
+        if len(rows) >= limit:
+            break
+    else:
+        if len(rows) < limit and next_cursor is not None and len(pages) < MAX_PAGES:
+            return ChatPage(rows=rows, complete=False, fetch=next_cursor.url)
+    return ChatPage(rows=rows, next=next_cursor, prev=_before(first_url, first, start))
+
+
+def _back(url: str, page: Page, conversation: str, limit: int, before: int) -> ChatPage:
+    chat = chat_rows(page, conversation)
+    end = len(chat) if before < 0 else min(before, len(chat))
+    begin = max(0, end - limit)
+    if end < len(chat):
+        next_cursor: Cursor | None = Cursor(url=url, start=end)
+    else:
+        next_cursor = Cursor(url=page.links.next) if page.links.next else None
+    return ChatPage(rows=chat[begin:end], next=next_cursor, prev=_before(url, page, begin))
+
+
+def _before(url: str, page: Page, start: int) -> Cursor | None:
+    """The cursor of the rows newer than chat index `start` of the page at `url`."""
+    if start > 0:
+        return Cursor(url=url, before=start)
+    return Cursor(url=page.links.prev, before=-1) if page.links.prev else None
+
+
+_cursor_encoder = msgspec.json.Encoder()
+_cursor_decoder = msgspec.json.Decoder(Cursor)
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    """The opaque token a frontend passes back (URL-safe base64 of the cursor's JSON)."""
+    return base64.urlsafe_b64encode(_cursor_encoder.encode(cursor)).rstrip(b"=").decode()
+
+
+def decode_cursor(token: str) -> Cursor:
+    """The cursor a token names; `ValueError` for anything `encode_cursor` did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        cursor = _cursor_decoder.decode(raw)
+    except (binascii.Error, msgspec.DecodeError, ValueError):
+        raise ValueError("not a signalwire history cursor") from None
+    if cursor.start < 0 or (cursor.before is not None and cursor.before < -1):
+        raise ValueError("not a signalwire history cursor")
+    return cursor

@@ -398,3 +398,18 @@ async def test_emulator_shutdown_closes_sockets_still_connecting(
         msg = await ws.receive()
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     await ws.close()
+
+
+async def test_a_bad_frame_on_the_socket_is_an_error_event_and_the_link_goes_on(
+    make: Factory, emulator: Emulator
+) -> None:
+    connector, inbound = await opened(make)
+    await inbound.until(lambda _: len(inbound.texts()) == 1)
+    conv = emulator.conversations[ADDR]
+    bad = {"id": "b1", "conversation_id": ADDR, "ts": "soon", "type": "message", "text": "x"}
+    await emulator._emit(conv.subscriber, "conversation.message", bad)
+    await emulator.agent_says(ADDR, "still here")
+    await inbound.until(lambda _: "still here" in inbound.texts())
+    (error,) = inbound.of_type("error")
+    assert (error.code, error.metadata["path"]) == ("INVALID_FRAME", "$.params.params.ts")
+    assert error.conversation_id == connector.conversation_id

@@ -1,8 +1,8 @@
 """signalwire decoding: fixtures, the mapping tables, error paths. Pure, no I/O.
 
 Each fixture's `.expected.json` carries `_label`: whether the body is CAPTURED (copied from the
-vendor's docs or tests) or RECONSTRUCTED (built by us from the vendor's types and code), and
-from where; `own_address`, where present, is the gateway's own address it is decoded with.
+vendor's docs or tests), RECONSTRUCTED (built by us from the vendor's types and code) or OURS,
+and from where.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ import msgspec
 import pytest
 
 from adapters.signalwire import SignalWireAdapter
-from adapters.signalwire.decode import decode
+from adapters.signalwire.decode import SPEC
+from gateway import decoding
 from gateway.codec import to_at
+from gateway.context import ConversationContext
+from gateway.decoding import Decoded
 from gateway.errors import DecodeError, GatewayError, MalformedJSON
-from gateway.model import Message, Text, event_encoder
+from gateway.model import Error, Message, Text, event_encoder
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "signalwire"
 GOOD = sorted(
@@ -32,6 +35,17 @@ BAD = sorted(p for p in FIXTURES.glob("bad_*.json") if not p.name.endswith(".exp
 ADAPTER = SignalWireAdapter()
 CONV = "9dbe9e94-c797-461e-b5a3-af6d095deaf4"
 ME = "5f1d2c3b-aaaa-4bbb-8ccc-0123456789ab"
+
+
+def decode(
+    body: bytes | str, conversation: str | None = None, own_address: str | None = None
+) -> Decoded:
+    """`body` through the pipeline as ingest runs it: parsed, then built with each of its
+    conversations' context (here: `own_address` as the gateway's own address in all)."""
+    raw = body.encode() if isinstance(body, str) else body
+    parsed = decoding.parse(SPEC, raw, conversation=conversation)
+    context = ConversationContext(own_address=own_address)
+    return decoding.build(parsed, {conv: context for conv in parsed.conversations})
 
 
 def _expected(path: Path) -> dict[str, Any]:
@@ -53,12 +67,9 @@ def _as_json(events: list[Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
 def test_fixture_decodes_to_expected(path: Path) -> None:
     expected = _expected(path)
-    body, conversation = path.read_bytes(), expected["conversation"]
-    decoded = decode(body, conversation, expected.get("own_address"))
+    decoded = ADAPTER.decode(path.read_bytes(), conversation=expected["conversation"])
     assert _as_json(decoded.events) == expected["events"]
     assert decoded.ignored == expected["ignored"]
-    if "own_address" not in expected:  # the webhook path: the adapter's decode
-        assert ADAPTER.decode(body, conversation=conversation) == decoded
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
@@ -224,3 +235,39 @@ def test_bad_utf8_and_deep_nesting_are_malformed_json() -> None:
     for bad in (body.replace(b'"Ada"', b'"\xffAda"'), b"[" * 3000 + b"]" * 3000):
         with pytest.raises(MalformedJSON):
             ADAPTER.decode(bad)
+
+
+def test_an_is_author_event_teaches_the_own_address() -> None:
+    """History rows carry no `is_author`: the live echo that does names the gateway's own
+    address, which the conversation keeps (`learned`, for the hub) and later frames use."""
+    echo = json.loads(_rpc({**NEWER, "text": "mine"}, is_author=True))
+    later = {**NEWER, "id": "m2", "text": "mine too, from history"}
+    decoded = decode(json.dumps([echo, later]))
+    assert [e.sender.role for e in decoded.events] == ["user", "user"]  # type: ignore[attr-defined]
+    assert decoded.learned == {f"signalwire:{CONV}": ConversationContext(own_address=ME)}
+    assert decode(json.dumps([later])).events[0].sender.role == "agent"  # type: ignore[attr-defined]
+
+
+def test_skipped_frames_are_counted_as_ignored() -> None:
+    frames = [
+        {"jsonrpc": "2.0", "id": "p1", "method": "signalwire.ping", "params": {}},
+        {"jsonrpc": "2.0", "id": "c1", "result": {}},
+        json.loads(_rpc({**ROW, "subtype": "reaction", "text": "x"})),
+        json.loads(_rpc({**ROW, "text": "x"}, event_type="call.state")),
+        {**ROW, "type": "event", "text": "x"},
+        json.loads(_rpc({**ROW, "text": "kept"})),
+    ]
+    decoded = decode(json.dumps(frames))
+    assert (len(decoded.events), decoded.ignored) == (1, 5)
+
+
+def test_a_connector_batch_keeps_its_good_frames() -> None:
+    """On a connector's socket (`isolate`), a bad frame becomes an `error` event naming it."""
+    frames = [json.loads(_rpc({**ROW, "text": "good"})), json.loads(_rpc({**ROW, "ts": "soon"}))]
+    body = json.dumps(frames).encode()
+    decoded = decoding.decode(SPEC, body, conversation=CONV, isolate=True)
+    message, error = decoded.events
+    assert isinstance(message, Message) and message.content == Text("good")
+    assert isinstance(error, Error)
+    assert error.metadata == {"index": 1, "path": "$.params.params.ts"}
+    assert decoded.rejected == 1

@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from adapters.signalwire.decode import decode
+from adapters.signalwire import SignalWireAdapter
+from adapters.signalwire.decode import collect_chat
 from adapters.signalwire.emulator import Emulator
-from adapters.signalwire.history import collect_chat
 from adapters.signalwire.native import Page
 
 AUTH = {"Authorization": "Bearer good-token"}
@@ -39,7 +39,10 @@ async def test_newer_join_makes_a_group(aiohttp_client: Any, emulator: Emulator)
     row = await emulator.agent_says(group, "hello group")
     assert row["group_id"] == group
     assert row["from_fabric_address_id"] == "bot"
-    assert decode(msgspec.json.encode(row)).events[0].conversation_id == f"signalwire:{group}"
+    assert (
+        SignalWireAdapter().decode(msgspec.json.encode(row)).events[0].conversation_id
+        == f"signalwire:{group}"
+    )
 
 
 async def test_history_pages_follow_links_and_collect_chat(
