@@ -25,6 +25,7 @@ drops state and protocol and connects afresh, as the SDK does.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -37,7 +38,7 @@ from yarl import URL
 
 from adapters.signalwire.errors import STALE_STATE_CODES, UNREACHABLE, connect_refusal
 from adapters.signalwire.native import RpcResponse
-from gateway.errors import VendorError
+from gateway.errors import RequestError, VendorError
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +59,9 @@ class Hosts(NamedTuple):
 
 def hosts(token: str, url: str | None = None, relay_url: str | None = None) -> Hosts:
     """Where the REST API and the Relay socket are, for `token` and the configured overrides
-    (see the module doc)."""
+    (see the module doc). Raises `RequestError` (`NOT_CONFIGURED`) for a configured relay
+    whose host has no domain to derive the REST host from (an address, `localhost`) when
+    `url` is not configured: the token must not go to a host we guessed."""
     channel = _channel(token)
     if relay_url:
         relay, host = relay_url, URL(relay_url).host
@@ -67,12 +70,23 @@ def hosts(token: str, url: str | None = None, relay_url: str | None = None) -> H
     else:
         relay, host = DEFAULT_RELAY, None
     if url:
-        rest = url.rstrip("/")
-    elif host and "." in host:
-        rest = f"https://fabric.{host.split('.', 1)[1]}"
-    else:
-        rest = DEFAULT_REST
-    return Hosts(rest=rest, relay=relay)
+        return Hosts(rest=url.rstrip("/"), relay=relay)
+    if host is None:
+        return Hosts(rest=DEFAULT_REST, relay=relay)
+    if "." not in host or _is_address(host):
+        raise RequestError(
+            f"signalwire relay {host!r} names no domain: set GATEWAY_SIGNALWIRE_URL",
+            code="NOT_CONFIGURED",
+        )
+    return Hosts(rest=f"https://fabric.{host.split('.', 1)[1]}", relay=relay)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _channel(token: str) -> str | None:

@@ -161,6 +161,29 @@ async def test_start_agent_messages_send_and_echo_once(
     await ws.close()
 
 
+async def test_a_message_carries_its_metadata_and_details_to_the_platform_and_back(
+    gateway: GatewayClient, emulator: Emulator
+) -> None:
+    address = unique("agent")
+    ws = await gateway.ws()
+    conversation = await start(ws, address)
+    metadata = {"order": 7, "details": {"channel": "web"}}
+    content = {"kind": "text", "text": "with extras"}
+    await ws.send("send", ref="m1", conversation=conversation, content=content, metadata=metadata)
+    ack = await ws.reply("ack", "m1")
+    assert ack["op"] == "ack", ack
+    body = {
+        "conversation_id": address,
+        "text": "with extras",
+        "metadata": {"order": 7},
+        "details": {"channel": "web"},
+    }
+    assert ("POST", "/api/fabric/messages", body) in emulator.received
+    sent = await wait_text(ws, conversation, "with extras")
+    assert (sent["id"], sent["metadata"], sent["sender"]["role"]) == (ack["id"], metadata, "user")
+    await ws.close()
+
+
 async def test_commands_signalwire_cannot_carry_are_unsupported(gateway: GatewayClient) -> None:
     ws = await gateway.ws()
     conversation = await start(ws, unique("agent"))

@@ -13,6 +13,7 @@ import jwt
 import pytest
 
 from adapters.signalwire.relay import Hosts, hosts
+from gateway.errors import RequestError
 
 
 def _token(**header: str) -> str:
@@ -82,3 +83,15 @@ def test_ch_is_read_from_the_header_not_the_claims() -> None:
         algorithm="HS256",
     )
     assert hosts(token).relay == "wss://relay.signalwire.com"
+
+
+@pytest.mark.parametrize(
+    "relay_url", ["ws://127.0.0.1:8002/", "ws://localhost:8002/", "ws://[::1]/"]
+)
+def test_a_relay_without_a_domain_needs_the_rest_url(relay_url: str) -> None:
+    """The SDK would make `fabric.0.0.1` of `127.0.0.1`: we refuse to guess where the token
+    goes."""
+    with pytest.raises(RequestError) as info:
+        hosts(_token(), None, relay_url)
+    assert info.value.code == "NOT_CONFIGURED"
+    assert hosts(_token(), "http://127.0.0.1:8001", relay_url).rest == "http://127.0.0.1:8001"
