@@ -43,6 +43,8 @@ class SignalWireAdapter(Adapter):
         {"ingest", "start", "recover", "send", "history"}
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
+    decode_options: ClassVar[frozenset[str]] = frozenset({"address_id"})
+    """Our own fabric address, as configured: rows from it are the user's on webhooks too."""
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)

@@ -57,7 +57,6 @@ from adapters.signalwire.encode import encode, history_request
 from adapters.signalwire.errors import UNREACHABLE, rest_refusal
 from adapters.signalwire.native import AUTHORIZATION_STATE, DIALECT, AuthorizationState, Page, Row
 from adapters.signalwire.relay import LinkLost, Relay, hosts
-from gateway import decoding
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id, to_at
 from gateway.context import ConversationContext
@@ -164,6 +163,11 @@ class SignalWireConnector(Connector):
             table = body.get("table") if isinstance(body, dict) else None
             native = group or (isinstance(table, dict) and table.get("conversation_id"))
             self._bind(address, native if isinstance(native, str) and native else address)
+        try:
+            await self._keep_own_address()
+        except BaseException:
+            await self._relay.drop()
+            raise
         self._start()
         log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
         at = now_at()
@@ -187,6 +191,7 @@ class SignalWireConnector(Connector):
             raise RequestError(f"not a signalwire snapshot: {exc}") from None
         await self._relay.connect()
         try:
+            await self._keep_own_address()
             events = self._fresh(await self._backfill())
         except BaseException:
             await self._relay.drop()
@@ -344,15 +349,8 @@ class SignalWireConnector(Connector):
         if isinstance(params, dict) and params.get("event_type") == AUTHORIZATION_STATE:
             self._keep_authorization_state(params.get("params"))
             return
-        context = ConversationContext(own_address=self._own_address())
-        decoded = decoding.decode(
-            SPEC,
-            data.encode(),
-            conversation=self._native,
-            contexts={self.conversation_id: context},
-            isolate=True,  # a bad frame becomes an `error` event; the link goes on
-        )
-        self._emit(self._fresh(decoded.events))
+        # A bad frame becomes an `error` event (`isolate`); the link goes on.
+        self._emit(self._fresh(await self.decode_batch(SPEC, data.encode(), self._native)))
 
     def _keep_authorization_state(self, params: Any) -> None:
         try:
@@ -457,6 +455,17 @@ class SignalWireConnector(Connector):
     def _own_address(self) -> str | None:
         """The gateway's own address in the conversation: its rows are the user's."""
         return self._from or self._relay.identity
+
+    async def _keep_own_address(self) -> None:
+        """Make the own address the conversation's context (the hub's, when the sessions
+        layer gave us it): the frames decoded here, and on webhooks, map to it."""
+        own = self._own_address()
+        if own is None:
+            return
+        learned = ConversationContext(own_address=own)
+        self._context = self._context.merge(learned)
+        if self.contexts is not None:
+            await self.contexts.remember({self.conversation_id: learned})
 
     def _fresh(self, events: Sequence[Event]) -> list[Event]:
         """Our conversation's events not yet seen; advances the cursor and resolves echoes."""

@@ -17,9 +17,9 @@ where msgspec names the path of anything that breaks them. Mapping:
 - `conversation.ended` (our own) → `Ended`;
 - the sender is the user when `is_author` is true or an author field of the row (`user_id`,
   `from_fabric_address_id`, `from_address_id`) is the conversation's own address
-  (`ConversationContext.own_address`); otherwise an agent. A live event with `is_author: true`
-  teaches the conversation that its author is the own address (`Scope.learn`): history rows
-  carry no `is_author`.
+  (`ConversationContext.own_address`, else the configured `address_id`); otherwise an agent.
+  A live event with `is_author: true` teaches the conversation that its author is the own
+  address (`Scope.learn`): history rows carry no `is_author`.
 
 Skipped and counted as ignored: JSON-RPC methods other than `signalwire.event` (by name),
 responses, event types we do not map (`signalwire.authorization.state` among them: it is the
@@ -135,7 +135,10 @@ def build(frame: Any, scope: Scope) -> Iterable[Event]:
 
 
 def _own(scope: Scope) -> str | None:
-    return scope.context().own_address
+    """The conversation's own address: its context's, else the configured one (`address_id`,
+    our own fabric address, which ingest hands over as a decode option)."""
+    configured = scope.options.get("address_id")
+    return scope.context().own_address or (configured if isinstance(configured, str) else None)
 
 
 def row_event(
@@ -208,6 +211,7 @@ SPEC: Spec[Any] = Spec(
     build=build,
     conversation=conversation,
     envelopes=(Envelope("data", PageEnvelope, frames="data"),),
+    contextual=True,
     known=frozenset({EVENT_METHOD}),
 )
 

@@ -509,3 +509,74 @@ async def test_platform_history_is_read_by_the_owning_replica(
     assert conversation not in second.client.server.app[SESSIONS].owned
     await other.close()
     await ws.close()
+
+
+def _row(conversation: str, n: int, author: str, text: str) -> dict[str, Any]:
+    """A history row as REST returns it: no `is_author`."""
+    return {
+        "id": f"hist-{n}",
+        "conversation_id": conversation,
+        "user_id": author,
+        "ts": 1731412800.0 + n,
+        "type": "message",
+        "subtype": "chat",
+        "text": text,
+    }
+
+
+async def webhook_roles(gateway: GatewayClient, conversation: str) -> dict[str, str]:
+    """text → role of the conversation's messages in the gateway's log."""
+    status, log = await gateway.get(f"/v1/conversations/{conversation}/events")
+    assert status == 200, log
+    return {
+        e["content"]["text"]: e["sender"]["role"] for e in log["events"] if e["type"] == "message"
+    }
+
+
+async def test_a_webhook_history_row_of_the_connectors_own_address_is_the_users(
+    gateway: GatewayClient, emulator: Emulator
+) -> None:
+    """The own address is the conversation's (kept in the hub by the connector), not the
+    path's: a history row relayed by webhook, without `is_author`, maps as the connector's."""
+    address = unique("agent")
+    ws = await gateway.ws()
+    conversation = await start(ws, address)
+    await wait_text(ws, conversation, GREETING)
+    page = {"data": [_row(address, 1, "subscriber-1", "mine"), _row(address, 2, address, "theirs")]}
+    status, body = await gateway.ingest("signalwire", page)
+    assert status == 202, body
+    roles = await webhook_roles(gateway, conversation)
+    assert (roles["mine"], roles["theirs"]) == ("user", "agent")
+    await ws.close()
+
+
+async def test_a_webhook_learns_the_own_address_from_an_is_author_echo(
+    gateway: GatewayClient,
+) -> None:
+    """No connector, no configuration: the live echo (`is_author: true`) of one body names the
+    own address, and a later body's history row of that author is the user's."""
+    native = unique("conv")
+    row = _row(native, 1, "me-9", "echoed")
+    echo = {
+        "jsonrpc": "2.0",
+        "id": "e1",
+        "method": "signalwire.event",
+        "params": {"event_type": "conversation.message", "is_author": True, "params": row},
+    }
+    assert (await gateway.ingest("signalwire", echo))[0] == 202
+    later = {"data": [_row(native, 2, "me-9", "from history"), _row(native, 3, "x", "other")]}
+    assert (await gateway.ingest("signalwire", later))[0] == 202
+    roles = await webhook_roles(gateway, f"signalwire:{native}")
+    assert roles == {"echoed": "user", "from history": "user", "other": "agent"}
+
+
+async def test_a_webhook_row_of_the_configured_address_is_the_users(
+    make_signalwire: Callable[..., Any],
+) -> None:
+    me = unique("me")
+    gateway: GatewayClient = await make_signalwire(address_id=me)
+    native = unique("group")
+    rows = [_row(native, 1, me, "mine"), _row(native, 2, "agent-1", "theirs")]
+    assert (await gateway.ingest("signalwire", rows))[0] == 202
+    roles = await webhook_roles(gateway, f"signalwire:{native}")
+    assert roles == {"mine": "user", "theirs": "agent"}
