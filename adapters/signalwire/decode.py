@@ -99,9 +99,9 @@ def conversation(frame: Any, scope: Scope) -> str:
             raise Skip
         body, kind, prefix = frame, Row, "$"
     found = body.get("conversation_id") or body.get("group_id") if isinstance(body, dict) else None
-    if isinstance(found, str):
+    if isinstance(found, str) and found:
         return found
-    if found is None and scope.conversation is not None:
+    if found in (None, "") and scope.conversation is not None:
         return scope.conversation
     msgspec.convert(frame, kind)  # a frame that breaks its Struct: msgspec says where
     raise Refused("no conversation_id nor group_id", f"{prefix}.conversation_id")
@@ -193,8 +193,10 @@ def _ended(params: ConversationEnded, scope: Scope) -> Ended:
 
 
 def _at(value: float | str | None, scope: Scope | None, path: str) -> str:
+    if value is None and scope is not None:
+        return scope.received_at
     try:
-        return to_at(value, scope.received_at if scope is not None else None)
+        return to_at(value)
     except ValueError as exc:
         raise Refused(f"bad timestamp {value!r}: {exc}", path) from None
 

@@ -173,6 +173,8 @@ def test_event_channel_a_string_or_an_array(channel: Any) -> None:
         ),
         (b'{"jsonrpc": "2.0", "id": "e1", "method": "signalwire.event"}', "$"),
         (b'{"jsonrpc": "2.0", "id": {}, "method": "signalwire.event", "params": {}}', "$.id"),
+        (json.dumps({**ROW, "conversation_id": "", "text": "x"}).encode(), "$.conversation_id"),
+        (_rpc({**ROW, "conversation_id": 5, "text": "x"}), "$.params.params.conversation_id"),
         (b"[1]", "$"),
         (b"null", "$"),
     ],
