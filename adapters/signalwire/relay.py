@@ -10,8 +10,8 @@ may carry `ch`, the host of the space's Relay (`jwtDecode(token, {header: true})
   `DependencyContainer.apiHost`); without one, `https://fabric.signalwire.com`.
 
 Our settings override both: `url` (`GATEWAY_SIGNALWIRE_URL`) is the REST base and the option
-`relay_url` the socket; a configured `relay_url` also stands in for `ch` when the REST host is
-derived, as the SDK's `host` option does.
+`relay_url` the socket (v3 `JWTSession` too lets its `host` option win over `ch`); a configured
+`relay_url` also stands in for `ch` when the REST host is derived, as the SDK's `host` does.
 
 Joining: the first request is `signalwire.connect` with `authentication.jwt_token`. The platform
 then sends `signalwire.authorization.state` events, whose opaque `authorization_state` the client
