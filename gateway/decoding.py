@@ -14,6 +14,8 @@ to its canonical events — and this module does the rest, the same way for all:
 - **Unknown names.** A frame whose name (a string at `Spec.tag`) the dialect does not know is
   skipped unread and counted (`Decoded.ignored`), never fatal: platforms add events. A dialect
   lists in `Spec.silent` the names it knows but maps to nothing (skipped too, not counted).
+  A frame that names its event deeper inside, or that only its keys tell apart, is skipped and
+  counted the same when `Spec.conversation` raises `Skip` for it.
 - **Errors.** A body that is not JSON, not UTF-8 or nested too deeply is `MalformedJSON`. A known
   frame that breaks its schema is `DecodeError` with the frame's `index` in the body and the
   JSON `path` inside the frame (`$.data.text`), as msgspec names it; a builder refusing a frame
@@ -72,6 +74,11 @@ class Refused(Exception):
         self.path = path
 
 
+class Skip(Exception):
+    """Raised by `Spec.conversation` for a frame that, read, is one the dialect does not map (its
+    event named inside it, say): skipped and counted as ignored, like an unknown name."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     """A body form that wraps frames: an object holding `key`, decoded as `type`, whose
@@ -96,7 +103,7 @@ class Spec(Generic[F]):
     conversation: Callable[[F, Scope], str | None]
     """A frame's NATIVE conversation id (it may read `scope.envelope`, `scope.conversation`);
     None when neither the frame nor the body says (a `RequestError` naming the `conversation`
-    parameter then)."""
+    parameter then). It may raise `Skip` for a frame the dialect does not map."""
     envelopes: tuple[Envelope, ...] = ()
     contextual: bool = False
     """Whether the builders read the conversation's context (`Scope.context`): the stored
@@ -261,6 +268,9 @@ def parse(
                 continue
             frame = typed.decode(raw)
             native = spec.conversation(frame, scope)
+        except Skip:
+            parsed.ignored += 1
+            continue
         except RecursionError as exc:
             raise _unparsable(exc) from None
         except (msgspec.ValidationError, DecodeError, Refused) as exc:
