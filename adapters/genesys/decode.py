@@ -5,11 +5,13 @@ A body is one entry (GMS or widget form), an array of entries, a GMS v2 response
 (`{"transcript": [...], "chatId"}`). The chat id comes from the entry's own `chatId` /
 `sessionId`, else the envelope's `chatId`, else the `?conversation=` ingest parameter.
 
-Event ids are `"genesys:<chatId>/<index>"` (the transcript index, so a widget `restored` replay
-of an entry dedups against the entry itself); entries without an index get a `derived_id` from
-what makes them (their time when they carry one, never the time they were received, so a
-re-posted body dedups); the end of a session is always `derived_id(conv, "ended")`, so the GMS
-`chatEnded` flag, the widget `SessionEnded` and the connector's own end are one event.
+Event ids are `"genesys:<chatId>/<n>"`, `n` the line's GMS transcript position (GMS counts from
+1, the widget from 0: widget line `i` is GMS entry `i + 1`), so one line dedups whichever form
+and however often (a widget `restored` replay) it arrives, and two lines never share an id;
+entries without an index get a `derived_id` from what makes them (their time when they carry
+one, never the time they were received, so a re-posted body dedups); the end of a session is
+always `derived_id(conv, "ended")`, so the GMS `chatEnded` flag, the widget `SessionEnded` and
+the connector's own end are one event.
 
 Raises `MalformedJSON` for a body that is not JSON and `DecodeError` (with `index`, `path`) for a
 known entry that breaks its schema; unknown entry types are counted in `Decoded.ignored`.
@@ -185,7 +187,8 @@ def parse_envelope(raw: Any) -> n.Envelope:
 
 def decode_envelope(env: n.Envelope, chat: str | None) -> Decoded:
     """A GMS response (its `chatId`, else `chat`) as canonical events: its entries, then an
-    `error` event per GMS error (statusCode 1 or 2), then `ended` when `chatEnded` is set.
+    `error` event per GMS error (statusCode 1 or 2), then `ended` when `chatEnded` is set
+    (reason `error` when the status is not 0: DIALECTS.md, "statusCode 2 with chatEnded").
     Envelope-made events carry the time of the last entry (the envelope has none of its own),
     else the current time, which their ids do not depend on (a re-posted body dedups)."""
     entries, ignored = convert_entries(env.messages)
@@ -215,7 +218,12 @@ def _envelope_decoded(
         errors = errors or [n.GmsError(code=52, advice=f"statusCode {status}")]
         events += [error_event(conv, e.code, e.advice, at, when) for e in errors]
     if chat_ended:
-        events.append(ended_from(events, conv, at))
+        # An error reply that ends the chat is the chat ended by error (the widget's reason
+        # code 3), whoever left last: not a normal completion.
+        if status != 0:
+            events.append(ended(conv, at, "error", "system"))
+        else:
+            events.append(ended_from(events, conv, at))
     return Decoded(events, ignored)
 
 

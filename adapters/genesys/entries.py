@@ -1,8 +1,10 @@
 """One known transcript entry (GMS or widget form) as its canonical event. Pure.
 
-`to_event` gives an entry its id (`"genesys:<chatId>/<index>"` from the transcript index, else a
-`derived_id` from what makes the entry: its time when it carries one, never the time it was
-received), its time (`utcTime` / `timestamp`, ms, s, strings, ISO) and its party's role.
+`to_event` gives an entry its id (`"genesys:<chatId>/<n>"`, `n` the line's GMS transcript
+position: a GMS `index`, counted from 1, or a widget `index`, counted from 0, plus one; see
+`_line_id`), else a `derived_id` from what makes the entry: its time when it carries one, never
+the time it was received), its time (`utcTime` / `timestamp`, ms, s, strings, ISO) and its
+party's role.
 `ended` and `error_event` build the events every path shares (decoder, envelope, connector).
 
 `events_of` is `to_event` for a whole batch of `AnyEntry` (every type's fields in one Struct,
@@ -244,6 +246,30 @@ def _derived(entry: _EitherEntry, conv: str, at: str, tag: str, rest: str = "") 
     return joined_id(conv, f"{tag}\x1f{when}{rest}")
 
 
+def _line_id(conv: str, i: int | str, first: int, index: int) -> str:
+    """The id of the transcript line whose native index is `i`: `"<conv>/<n>"`, `n` the line's
+    position in the GMS transcript.
+
+    GMS numbers a chat's transcript from 1, the widget from 0 (the seed: "0-based index of this
+    message in chat session transcript"); `first` is the form's first index. Widget line `i` is
+    GMS entry `i + 1`, so a line that reaches the gateway in both forms has one id, and a widget
+    event is never taken for another GMS entry. An index that is no position (not a whole
+    number, or below `first`) is a `DecodeError` at `$.index`."""
+    if type(i) is int:
+        n = i
+    elif i.isdigit() and i.isascii():  # type: ignore[union-attr]  # a str
+        n = int(i)
+    else:
+        n = -1
+    if n < first:
+        raise DecodeError(
+            f"frame {index}: `index` {i!r} is no transcript position (from {first})",
+            index=index,
+            path="$.index",
+        )
+    return f"{conv}/{n + 1 - first}"
+
+
 def _missing(field: str, index: int) -> DecodeError:
     """A field the entry's type requires is None: only an `AnyEntry` can have that (see
     `native.AnyEntry`), and the decoder's exact path then names the error."""
@@ -272,7 +298,7 @@ def _gms_text(tag: str, content: Callable[[str], Content]) -> _Handler:
             raise _missing("text", index)
         i = entry.index
         return Message(
-            id=f"{conv}/{i}"
+            id=_line_id(conv, i, 1, index)
             if i is not None
             else _derived(entry, conv, at, tag, f"\x1f{sender.id}\x1f{text}"),
             conversation_id=conv,
@@ -295,7 +321,7 @@ def _widget_message(entry: Any, conv: str, at: str, party: Party | None, index: 
     url = kind == "url" if type(kind) is str else bool(kind.get("url"))
     i = entry.index
     return Message(
-        id=f"{conv}/{i}"
+        id=_line_id(conv, i, 0, index)
         if i is not None
         else _derived(entry, conv, at, "MessageReceived", f"\x1f{sender.id}\x1f{text}"),
         conversation_id=conv,
@@ -310,13 +336,17 @@ def _presence(
     tag: str, kind: type[ParticipantJoined] | type[ParticipantLeft], default: Role | None = None
 ) -> _Handler:
     """The handler of a party joining or leaving (`kind`); `default` is the role of a party
-    the entry does not describe (the widget's agent events)."""
+    the entry does not describe: given for the widget's agent events, whose indexes count
+    from 0 (GMS's from 1)."""
+    first = 1 if default is None else 0
 
     def handle(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
         who = party if party is not None else _party(entry, index, default)
         i = entry.index
         return kind(
-            id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, tag, f"\x1f{who.id}"),
+            id=_line_id(conv, i, first, index)
+            if i is not None
+            else _derived(entry, conv, at, tag, f"\x1f{who.id}"),
             conversation_id=conv,
             dialect=DIALECT,
             at=at,
@@ -333,7 +363,7 @@ def _gms_typing(tag: str, active: bool) -> _Handler:
         who = party if party is not None else _party(entry, index)
         i = entry.index
         return Typing(
-            id=f"{conv}/{i}"
+            id=_line_id(conv, i, 1, index)
             if i is not None
             else _derived(entry, conv, at, tag, f"\x1f{who.id}\x1f{active}"),
             conversation_id=conv,
@@ -352,7 +382,7 @@ def _agent_typing(entry: Any, conv: str, at: str, party: Party | None, index: in
     active = entry.isTyping
     i = entry.index
     return Typing(
-        id=f"{conv}/{i}"
+        id=_line_id(conv, i, 0, index)
         if i is not None
         else _derived(entry, conv, at, "AgentTyping", f"\x1f{who.id}\x1f{active}"),
         conversation_id=conv,
@@ -369,7 +399,9 @@ def _notice(entry: Any, conv: str, at: str, party: Party | None, index: int) -> 
         raise _missing("text", index)
     i = entry.index
     return Notice(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, "Notice", f"\x1f{text}"),
+        id=_line_id(conv, i, 1, index)
+        if i is not None
+        else _derived(entry, conv, at, "Notice", f"\x1f{text}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -398,10 +430,11 @@ def _reason(reason: n.Reason) -> tuple[EndReason, EndedBy | None]:
 
 
 def _interrupted(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
-    """The widget's own link to GMS went down (`onInterrupted`)."""
+    """The widget's own link to GMS went down (`onInterrupted`): no transcript line, so its id
+    is derived (an `index` it may carry is one of its parts, never a line id)."""
     i = entry.index
     return Link(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, "Interrupted"),
+        id=_derived(entry, conv, at, "Interrupted", "" if i is None else f"\x1f{i}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
@@ -412,10 +445,10 @@ def _interrupted(entry: Any, conv: str, at: str, party: Party | None, index: int
 
 
 def _continued(entry: Any, conv: str, at: str, party: Party | None, index: int) -> Event:
-    """The widget's own link to GMS is back (`onContinued`)."""
+    """The widget's own link to GMS is back (`onContinued`); its id as `_interrupted`'s."""
     i = entry.index
     return Link(
-        id=f"{conv}/{i}" if i is not None else _derived(entry, conv, at, "Continued"),
+        id=_derived(entry, conv, at, "Continued", "" if i is None else f"\x1f{i}"),
         conversation_id=conv,
         dialect=DIALECT,
         at=at,

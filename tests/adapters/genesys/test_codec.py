@@ -118,7 +118,7 @@ DECODE_TABLE: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         },
         {
             "type": "message",
-            "id": f"{CONV}/5",
+            "id": f"{CONV}/6",  # widget index 5 (0-based) is GMS entry 6
             "sender": {"role": "user", "id": "1", "name": "Bob"},
         },
     ),
@@ -201,7 +201,91 @@ def test_gms_error_envelope_becomes_error_events() -> None:
         {"vendor_code": 50},
     )
     assert isinstance(ended, Ended)
-    assert ended.reason == "completed"
+    assert (ended.reason, ended.by) == ("error", "system")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "by"),
+    [(0, "agent", "agent"), (2, "error", "system"), (1, "error", "system")],
+    ids=["statusCode 0: who left last", "statusCode 2: ended by error", "statusCode 1 too"],
+)
+def test_chat_ended_by_error_is_not_a_completion(status: int, reason: str, by: str) -> None:
+    """DIALECTS.md, genesys: `statusCode: 2` with `chatEnded: true` is an unrecoverable error,
+    the chat ended by error (the widget's reason code 3), even when an agent left last."""
+    left = {"type": "ParticipantLeft", "index": 9, "utcTime": T, "from": AGENT}
+    body = {"statusCode": status, "chatId": CHAT, "chatEnded": True, "messages": [left]}
+    events = decode(body)
+    assert events[-1]["type"] == "ended"
+    assert (events[-1]["reason"], events[-1]["by"]) == (reason, by)
+    assert events[-1]["id"] == derived_id(CONV, "ended")
+
+
+# --- one transcript line, two numberings ----------------------------------------------------
+#
+# GMS numbers a chat's transcript from 1, the widget from 0 (DIALECTS.md, genesys, "Dedup"; the
+# seed: "0-based index of this message in chat session transcript"). The id is the line's GMS
+# position: a line that arrives in both forms is one event, two lines are never one.
+
+_GMS_LINE = {"type": "Message", "index": 3, "utcTime": T, "text": "hi", "from": AGENT}
+_WIDGET_LINE = {
+    "type": "MessageReceived",
+    "index": 2,
+    "timestamp": T,
+    "content": {"text": "hi", "type": "text"},
+    "party": {"id": "7", "type": "Agent", "name": "Anna"},
+}
+
+
+def test_one_line_in_both_forms_has_one_id() -> None:
+    assert decode(_GMS_LINE) == decode(_WIDGET_LINE) == decode({**_WIDGET_LINE, "index": "2"})
+    assert decode(_GMS_LINE)[0]["id"] == f"{CONV}/3"
+
+
+@pytest.mark.parametrize(
+    ("widget", "gms"),
+    [
+        ({"type": "AgentConnected", "index": 1, "party": AGENT}, {"type": "ParticipantJoined"}),
+        ({"type": "AgentDisconnected", "index": 1, "party": AGENT}, {"type": "ParticipantLeft"}),
+        ({"type": "AgentTyping", "index": 1, "party": AGENT}, {"type": "TypingStarted"}),
+    ],
+    ids=lambda f: f["type"],
+)
+def test_every_widget_line_counts_from_0(widget: dict[str, Any], gms: dict[str, Any]) -> None:
+    line = decode({**widget, "timestamp": T})[0]
+    entry = decode({**gms, "index": 2, "utcTime": T, "from": AGENT})[0]
+    assert line["id"] == entry["id"] == f"{CONV}/2"
+
+
+def test_a_widget_line_is_never_taken_for_another_gms_entry() -> None:
+    """Widget line 3 is GMS entry 4, not GMS entry 3 (the old ids collided there)."""
+    assert decode({**_WIDGET_LINE, "index": 3})[0]["id"] == f"{CONV}/4"
+    assert decode(_GMS_LINE)[0]["id"] != decode({**_WIDGET_LINE, "index": 3})[0]["id"]
+
+
+def test_link_and_error_frames_are_no_transcript_lines() -> None:
+    """`Interrupted`, `Continued` and `Error` are no lines (the seed gives them no index): an
+    `index` they carry keeps them apart, never makes a line's id."""
+    for kind in ("Interrupted", "Continued"):
+        (event,) = decode({"type": kind, "index": 2, "timestamp": T})
+        (other,) = decode({"type": kind, "index": 3, "timestamp": T})
+        assert "/~" in event["id"] and event["id"] != other["id"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {**_GMS_LINE, "index": 0},
+        {**_GMS_LINE, "index": "x"},
+        {**_GMS_LINE, "index": "1_0"},
+        {**_WIDGET_LINE, "index": -1},
+        {**_WIDGET_LINE, "index": " 2"},
+    ],
+    ids=["gms 0", "gms x", "gms 1_0", "widget -1", "widget space"],
+)
+def test_an_index_that_is_no_position_is_refused(frame: dict[str, Any]) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode([_GMS_LINE, frame])
+    assert (info.value.details["index"], info.value.details["path"]) == (1, "$.index")
 
 
 def test_gms_retry_status_without_errors_is_a_recoverable_error() -> None:
