@@ -1,9 +1,10 @@
 """The genesys connector: one GMS Chat API v2 session, driven over HTTP polling.
 
 Settings: `GATEWAY_GENESYS_URL` is the service URL (`https://host/genesys/2/chat/<service>`);
-options (`GATEWAY_GENESYS_<NAME>`): `apikey` (sent as the `apikey` header), `poll_interval`
-(seconds between refreshes, 2), `retry_base` (0.5) and `retry_cap` (30) for the capped
-exponential backoff, `max_attempts` (8) before the link is given up, `timeout` (30, per request).
+options (`GATEWAY_GENESYS_<NAME>`): `apikey` (sent as the `apikey` header) and the common link
+options of `gateway.reconnect` (`poll_interval_s` between refreshes, 2; `backoff_s` 0.5 and
+`backoff_max_s` 30 for the jittered backoff; `max_attempts` 8 before the link is given up;
+`timeout_s` 30, per request).
 
 State (`snapshot()`, JSON): `chat_id`, `user_id`, `secure_key`, `alias` (always the latest GMS
 gave), `position` (the next `transcriptPosition` to refresh from), `claimed` (the highest
@@ -12,10 +13,12 @@ transcript index already returned by `send`) and `active` (an agent has joined: 
 so nothing between the last persisted position and now is skipped; the hub dedups what is
 fetched twice.
 
-Errors: statusCode 1 and transport failures are retried with backoff (polls: all of them;
-commands: only statusCode 1, since a dropped POST may have been applied); statusCode 2 maps to
-`SessionNotFound` / `RequestError` / `Unsupported` / `VendorError` (`vendor_code` kept); a
-command into a chat that has ended raises `RequestError` with code `SESSION_ENDED`.
+Errors: statusCode 1 ("error, retry") and transport failures are retried with backoff (polls:
+all of them; commands: only statusCode 1, since a dropped POST may have been applied);
+statusCode 2 ("fatal") maps to `SessionNotFound` / `RequestError` / `Unsupported` /
+`VendorError` (`vendor_code` kept), or, with `chatEnded`, ends the chat by error (a poll
+publishes `error` then `ended` reason `error`); a command into a chat that has ended raises
+`RequestError` with code `SESSION_ENDED`.
 
 Own messages: GMS echoes the client's messages into the transcript; their canonical id is the
 transcript index, which only GMS knows. `send` posts with the current `transcriptPosition`, finds
@@ -61,6 +64,7 @@ from gateway.model import (
     Url,
     now_at,
 )
+from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
@@ -84,17 +88,10 @@ class GenesysConnector(Connector):
         if not settings.url:
             raise RequestError("GATEWAY_GENESYS_URL (the GMS chat service URL) is not set")
         options = settings.options
-        try:
-            self._poll = float(options.get("poll_interval", 2.0))
-            self._retry_base = float(options.get("retry_base", 0.5))
-            self._retry_cap = float(options.get("retry_cap", 30.0))
-            self._max_attempts = int(options.get("max_attempts", 8))
-            timeout = float(options.get("timeout", 30.0))
-        except ValueError as exc:
-            raise RequestError(f"bad genesys connector option: {exc}") from None
+        self._link = LinkOptions.read(options)  # the policy's own defaults are GMS's
         self._base = settings.url.rstrip("/")
         self._headers = {"apikey": options["apikey"]} if options.get("apikey") else {}
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=self._link.timeout_s)
         self._http = http
         self._state: dict[str, Any] = {}
         self._send_lock = asyncio.Lock()
@@ -116,7 +113,7 @@ class GenesysConnector(Connector):
             "user_id": env.userId or "",
             "secure_key": env.secureKey,
             "alias": "" if env.alias is None else str(env.alias),
-            "position": env.nextPosition or 1,
+            "position": _next_position(env, 1),
             "claimed": 0,
             "active": False,
         }
@@ -166,12 +163,12 @@ class GenesysConnector(Connector):
                 events = await self._refresh()
             except _Transient as exc:
                 attempt += 1
-                if attempt > self._max_attempts:
+                if self._link.gives_up(attempt):
                     log.error("connector.gave_up", conversation_id=self.conversation_id)
-                    yield [self._link("down", reason=exc.reason, will_retry=False)]
+                    yield [self._link_event("down", reason=exc.reason, will_retry=False)]
                     return
                 yield self._retrying(attempt, exc.reason)
-                await self._sleep(self._backoff(attempt))
+                await self._sleep(self._link.delay(attempt))
                 continue
             except GatewayError as exc:
                 log.error("connector.failed", conversation_id=self.conversation_id, code=exc.code)
@@ -179,21 +176,21 @@ class GenesysConnector(Connector):
                 return
             if attempt:
                 log.info("connector.reconnected", conversation_id=self.conversation_id)
-                events = [self._link("restored", attempt=attempt, missed=len(events)), *events]
+                restored = self._link_event("restored", attempt=attempt, missed=len(events))
+                events = [restored, *events]
                 attempt = 0
             if events:
                 yield events
             if any(isinstance(e, Ended) for e in events):
                 log.info("connector.ended", conversation_id=self.conversation_id)
                 return
-            await self._sleep(self._poll)
+            await self._sleep(self._link.poll_interval_s)
 
     async def _refresh(self) -> list[Event]:
         """One poll from `position`; advances `position` and `alias`."""
         env = await self._post(refresh_request(self._state))
         events = self._activated(decode_envelope(env, self._state["chat_id"]).events)
-        if env.nextPosition is not None:
-            self._state["position"] = env.nextPosition
+        self._state["position"] = _next_position(env, self._state["position"])
         return events
 
     def _activated(self, events: list[Event]) -> list[Event]:
@@ -231,9 +228,10 @@ class GenesysConnector(Connector):
         if attempt == 1:
             self._outages += 1
             log.warning("connector.link_down", conversation_id=self.conversation_id, reason=reason)
-            batch.append(self._link("down", reason=reason, will_retry=True))
+            batch.append(self._link_event("down", reason=reason, will_retry=True))
+        most = self._link.max_attempts or None  # 0: never given up
         batch.append(
-            self._link("retrying", reason=reason, attempt=attempt, max_attempts=self._max_attempts)
+            self._link_event("retrying", reason=reason, attempt=attempt, max_attempts=most)
         )
         return batch
 
@@ -251,15 +249,12 @@ class GenesysConnector(Connector):
         )
         if isinstance(exc, SessionNotFound):  # the chat is gone for good
             return [error, ended(conv, at, "error", "system")]
-        return [error, self._link("down", reason=exc.code, will_retry=False)]
+        return [error, self._link_event("down", reason=exc.code, will_retry=False)]
 
-    def _link(self, state: LinkState, **fields: Any) -> Link:
+    def _link_event(self, state: LinkState, **fields: Any) -> Link:
         conv, at = self.conversation_id, now_at()
         eid = derived_id(conv, "link", self._outages, state, fields.get("attempt"), at)
         return Link(id=eid, conversation_id=conv, dialect=DIALECT, at=at, state=state, **fields)
-
-    def _backoff(self, attempt: int) -> float:
-        return float(min(self._retry_cap, self._retry_base * 2 ** (attempt - 1)))
 
     async def _sleep(self, delay: float) -> None:
         """Sleep `delay`, or less when `close` or our own `End` wakes the loop."""
@@ -338,9 +333,11 @@ class GenesysConnector(Connector):
                 env = await self._post(request)
             except _Transient as exc:
                 attempt += 1
-                if exc.applied is not False or attempt >= self._max_attempts:
+                if exc.applied is not False or self._link.gives_up(attempt):
                     raise VendorError(f"genesys did not answer: {exc.reason}") from None
-                await asyncio.sleep(self._backoff(attempt))
+                if request.form is not None and "alias" in request.form:
+                    request.form["alias"] = self._state["alias"]  # the refusal's, if it moved
+                await asyncio.sleep(self._link.delay(attempt))
                 continue
             if env.statusCode != 0:  # refused, the chat having ended
                 raise _has_ended()
@@ -377,6 +374,17 @@ class GenesysConnector(Connector):
             first = env.errors[0] if env.errors else n.GmsError(code=52)
             raise command_error(first.code, first.advice)
         return env
+
+
+def _next_position(env: n.Envelope, position: int) -> int:
+    """The `transcriptPosition` to refresh from after `env`, a reply to a request from
+    `position`: GMS's `nextPosition`, else one past the last entry the reply holds (the
+    request-chat reply of the GMS v2 docs' sample carries no `nextPosition`), else `position`."""
+    if env.nextPosition is not None:
+        return env.nextPosition
+    indexes = [m.get("index") for m in env.messages if isinstance(m, dict)]
+    numbers = [int(i) for i in indexes if type(i) is int or (type(i) is str and i.isdigit())]
+    return max([position, *(i + 1 for i in numbers)])
 
 
 def _has_ended() -> RequestError:

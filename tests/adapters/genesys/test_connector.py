@@ -298,6 +298,25 @@ async def test_alias_changes_are_followed(
     assert not inbox.of_type("error")
 
 
+async def test_a_retried_command_takes_the_latest_alias(
+    make: Callable[..., Connector], emulator: Emulator
+) -> None:
+    """GMS moves the chat and refuses a send with statusCode 1 ("retry"), its reply naming the
+    new `alias`: the retry goes with that alias (the old one is honoured for one request only,
+    so a retry with it would be refused)."""
+    connector = make()
+    await connector.open(START)  # no inbound: no poll picks the new alias up first
+    chat = chat_of(connector)
+    old = connector.snapshot()["alias"]
+    new = emulator.move_session(chat)
+    emulator.fail_next(1, status_code=1)
+    (sent,) = await connector.send(
+        Send(conversation=connector.conversation_id, content=Text(text="moved"))
+    )
+    assert [f["alias"] for f in emulator.ops(chat, "send")] == [old, new]
+    assert isinstance(sent, Message)
+
+
 async def test_resume_from_a_snapshot_continues_without_loss(
     make: Callable[..., Connector], emulator: Emulator, inbounds: list[Inbound]
 ) -> None:
@@ -354,6 +373,22 @@ async def test_a_vanished_chat_ends_the_inbound(
     assert ended.reason == "error"
 
 
+async def test_a_chat_gms_ends_by_error_ends_by_error(
+    session: tuple[Connector, Inbound], emulator: Emulator
+) -> None:
+    """A poll answered statusCode 2 with `chatEnded: true` (DIALECTS.md: unrecoverable, the chat
+    ended by error) publishes the error, then `ended` reason `error`, and the inbound ends."""
+    connector, inbox = session
+    emulator.fail_session(chat_of(connector), code=100)
+    await inbox.finished()
+    error, ended = inbox.events[-2:]
+    assert isinstance(error, Error)
+    assert (error.code, error.metadata) == ("VENDOR_ERROR", {"vendor_code": 100})
+    assert isinstance(ended, Ended)
+    assert (ended.reason, ended.by) == ("error", "system")
+    assert ended.id == derived_id(connector.conversation_id, "ended")
+
+
 async def test_command_errors_are_mapped(
     session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
@@ -403,4 +438,4 @@ def test_settings_are_checked(http: aiohttp.ClientSession) -> None:
     with pytest.raises(RequestError):
         GenesysConnector(DialectSettings(), http)
     with pytest.raises(RequestError):
-        GenesysConnector(DialectSettings(url="http://x", options={"poll_interval": "soon"}), http)
+        GenesysConnector(DialectSettings(url="http://x", options={"poll_interval_s": "soon"}), http)
