@@ -216,7 +216,8 @@ def _envelope_decoded(
     if status != 0:
         when = at if last is not None and time_of(last) not in (None, "") else ""
         errors = errors or [n.GmsError(code=52, advice=f"statusCode {status}")]
-        events += [error_event(conv, e.code, e.advice, at, when) for e in errors]
+        fatal = status == 2  # GMS: 1 is "retry", 2 is fatal
+        events += [error_event(conv, e.code, e.advice, at, when, fatal) for e in errors]
     if chat_ended:
         # An error reply that ends the chat is the chat ended by error (the widget's reason
         # code 3), whoever left last: not a normal completion.

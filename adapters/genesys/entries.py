@@ -83,12 +83,18 @@ def ended(
 
 
 def error_event(
-    conv: str, vendor_code: int | str, text: str | None, at: str, when: str | None = None
+    conv: str,
+    vendor_code: int | str,
+    text: str | None,
+    at: str,
+    when: str | None = None,
+    fatal: bool = False,
 ) -> Error:
     """A widget or GMS error code as a canonical `error` event (`metadata.vendor_code`); its id
     is derived from `when` (default `at`): empty for an error of a frame without a time.
     The id is `derived_id(conv, "error", when, vendor_code)`, its parts joined here (an
-    f-string `{x}` is `str(x)` for the int or string a code is)."""
+    f-string `{x}` is `str(x)` for the int or string a code is). `fatal` (a GMS statusCode 2)
+    makes it not recoverable whatever its code."""
     code, recoverable = error_code(vendor_code)
     return Error(
         id=joined_id(conv, f"error\x1f{at if when is None else when}\x1f{vendor_code}"),
@@ -97,7 +103,7 @@ def error_event(
         at=at,
         code=code,
         message=text or f"genesys error {vendor_code}",
-        recoverable=recoverable,
+        recoverable=recoverable and not fatal,
         metadata={"vendor_code": vendor_code},
     )
 

@@ -384,6 +384,7 @@ async def test_a_chat_gms_ends_by_error_ends_by_error(
     error, ended = inbox.events[-2:]
     assert isinstance(error, Error)
     assert (error.code, error.metadata) == ("VENDOR_ERROR", {"vendor_code": 100})
+    assert not error.recoverable  # code 100 is, but not in a statusCode 2 reply
     assert isinstance(ended, Ended)
     assert (ended.reason, ended.by) == ("error", "system")
     assert ended.id == derived_id(connector.conversation_id, "ended")
