@@ -20,6 +20,7 @@ as `docs/dialects/genesys.md` describes it): form-encoded POSTs, JSON replies.
             (from 1 without one)
     entries: {"from": {"nickname", "participantId" (a number, as in the docs' sample),
               "type"}, "index" (from 1), "type", "text"?, "utcTime" (epoch ms)}
+    requests whose body is no form (JSON, say) are refused with HTTP 415
     errors: HTTP 200 with statusCode 2 and `errors: [{code, advice}]` (widget codes: 2 missing
     parameter, 3 bad value, 50 unknown session), with `chatEnded: true` when the chat is over;
     HTTP 401 when an `apikey` header is required and wrong; statusCode 1 (retry) only when a
@@ -50,6 +51,8 @@ from gateway.demo import DemoFiles, Wiring
 
 PREFIX = "/genesys/2/chat"
 OPS = frozenset({"send", "refresh", "startTyping", "stopTyping", "disconnect"})
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+"""What GMS takes a request's parameters as (the docs' `Content-Type` of every request)."""
 
 
 @dataclass
@@ -172,6 +175,8 @@ class Emulator:
         return None
 
     async def _request_chat(self, request: web.Request) -> web.Response:
+        if request.content_type not in FORM_TYPES:
+            return _not_a_form(request)
         form = {k: str(v) for k, v in (await request.post()).items()}
         self._record(Received("requestChat", None, form))
         if (denied := self._unauthorized(request)) is not None:
@@ -199,6 +204,8 @@ class Emulator:
         return web.json_response(reply)
 
     async def _chat_op(self, request: web.Request) -> web.Response:
+        if request.content_type not in FORM_TYPES:
+            return _not_a_form(request)
         form = {k: str(v) for k, v in (await request.post()).items()}
         chat_id, op = request.match_info["chat_id"], request.match_info["op"]
         self._record(Received(op, chat_id, form))
@@ -323,6 +330,14 @@ class Emulator:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _not_a_form(request: web.Request) -> web.Response:
+    """A body that is no form: GMS answers 415. The GMS Chat API page of 8.5.0
+    (https://docs.genesys.com/Documentation:GMS:API:ChatAPI:8.5.0, "Structures") says so of
+    its requests ("accepted in 'application/x-www-form-urlencoded' or 'multipart/form-data'
+    formats ... a 415 (Unsupported Media Type) error will occur"); we take v2 to do the same."""
+    return web.Response(status=415, text=f"unsupported media type {request.content_type!r}")
 
 
 def _error(

@@ -50,7 +50,7 @@ async def test_start_requests_a_chat_and_the_agent_joins(
     chat = chat_of(connector)
     assert connector.conversation_id == f"genesys:{chat}"
     (request,) = [r for r in emulator.received if r.op == "requestChat"]
-    assert request.form == {"nickname": "Bob", "subject": "Refund"}
+    assert request.form == {"nickname": "Bob", "subject": "Refund"}  # a form (else a 415)
     joined = inbox.of_type("participant_joined")
     assert [(e.id, e.participant.role) for e in joined] == [
         (f"genesys:{chat}/1", "user"),

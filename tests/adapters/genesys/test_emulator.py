@@ -115,6 +115,16 @@ async def test_missing_and_unknown(client: Client, emulator: Emulator) -> None:
     assert body["errors"][0]["code"] == 2  # message is mandatory
 
 
+async def test_a_body_that_is_no_form_is_refused(client: Client, emulator: Emulator) -> None:
+    """GMS takes form-encoded (or multipart) parameters only: a JSON body is a 415."""
+    async with client.post(emulator.path, json={"nickname": "Bob"}) as response:
+        assert response.status == 415
+    chat = await start(client, emulator)
+    async with client.post(f"{emulator.path}/{chat['chatId']}/refresh", json=auth(chat)) as r:
+        assert r.status == 415
+    assert [r.op for r in emulator.received] == ["requestChat"]
+
+
 async def test_stale_alias_is_honoured_once(client: Client, emulator: Emulator) -> None:
     chat = await start(client, emulator)
     new = emulator.move_session(chat["chatId"])
