@@ -35,15 +35,17 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+import msgspec
 import structlog
 
 from adapters.genesys import native as n
-from adapters.genesys.decode import convert_entries, decode_envelope, parse_envelope
+from adapters.genesys.decode import SPEC, ended, line_of
 from adapters.genesys.encode import encode, refresh_request
-from adapters.genesys.entries import DIALECT, ended, to_event
 from adapters.genesys.errors import command_error
+from adapters.genesys.native import DIALECT
+from gateway import decoding
 from gateway.adapter import Connector, DialectSettings, NativeRequest
-from gateway.codec import conversation_id, derived_id, loads
+from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
 from gateway.model import (
     Command,
@@ -68,8 +70,17 @@ from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
-_MESSAGE_ENTRIES = (n.GmsMessage, n.GmsPushUrl, n.MessageReceived)
 _ECHO_LOOKUPS = 3  # refreshes `send` makes to find its own entry when the reply lacks it
+
+
+class _Answer(msgspec.Struct, frozen=True):
+    """A GMS reply: its control fields, and its body for the pipeline to decode."""
+
+    reply: n.Reply
+    body: bytes
+
+
+_read_reply = msgspec.json.Decoder(n.Reply).decode
 
 
 class _Transient(Exception):
@@ -105,7 +116,8 @@ class GenesysConnector(Connector):
 
     async def open(self, command: Start) -> Sequence[Event]:
         request = encode(command, {})
-        env = await self._command(request)
+        answer = await self._command(request)
+        env = answer.reply
         if not env.chatId or not env.secureKey:
             raise VendorError("genesys accepted the chat but gave no chatId/secureKey")
         self._state = {
@@ -113,11 +125,12 @@ class GenesysConnector(Connector):
             "user_id": env.userId or "",
             "secure_key": env.secureKey,
             "alias": "" if env.alias is None else str(env.alias),
-            "position": _next_position(env, 1),
+            "position": 1,
             "claimed": 0,
             "active": False,
         }
         self.conversation_id = conversation_id(DIALECT, env.chatId)
+        events = self._decode(answer)
         log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
         conv = self.conversation_id
         queued = Status(
@@ -127,7 +140,7 @@ class GenesysConnector(Connector):
             at=now_at(),
             status="queued",
         )
-        return [queued, *self._activated(decode_envelope(env, env.chatId).events)]
+        return [queued, *self._activated(events)]
 
     async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
         if not state.get("chat_id") or not state.get("secure_key"):
@@ -188,9 +201,23 @@ class GenesysConnector(Connector):
 
     async def _refresh(self) -> list[Event]:
         """One poll from `position`; advances `position` and `alias`."""
-        env = await self._post(refresh_request(self._state))
-        events = self._activated(decode_envelope(env, self._state["chat_id"]).events)
-        self._state["position"] = _next_position(env, self._state["position"])
+        answer = await self._post(refresh_request(self._state))
+        return self._activated(self._decode(answer))
+
+    def _decode(self, answer: _Answer) -> list[Event]:
+        """The events of a reply to a request from `position` (a bad entry becomes an `error`
+        event, the others are kept), and `position` moved past it: to GMS's `nextPosition`,
+        else one past the last entry it holds (the request-chat reply of the GMS v2 docs'
+        sample carries no `nextPosition`)."""
+        chat = self._state["chat_id"]
+        events = decoding.decode(SPEC, answer.body, conversation=chat, isolate=True).events
+        position = answer.reply.nextPosition
+        if position is None:
+            lines = [line_of(e.id) for e in events]
+            position = max(
+                [self._state["position"], *(line + 1 for line in lines if line is not None)]
+            )
+        self._state["position"] = position
         return events
 
     def _activated(self, events: list[Event]) -> list[Event]:
@@ -287,13 +314,13 @@ class GenesysConnector(Connector):
     async def _send_message(self, request: NativeRequest, content: Content) -> Message:
         async with self._send_lock:  # one at a time, so each finds its own transcript entry
             position = int(self._state["position"])
-            env = await self._command(request)
-            found = self._own_entry(env.messages, content)
+            answer = await self._command(request)
+            found = self._own_entry(answer.body, content)
             for _ in range(_ECHO_LOOKUPS):
                 if found is not None:
                     break
                 lookup = await self._post(refresh_request(self._state, position))
-                found = self._own_entry(lookup.messages, content)
+                found = self._own_entry(lookup.body, content)
             if found is None:
                 raise VendorError(
                     "genesys accepted the message but it never reached the transcript"
@@ -302,35 +329,30 @@ class GenesysConnector(Connector):
             self._state["claimed"] = index
             return message
 
-    def _own_entry(self, messages: list[Any], content: Content) -> tuple[int, Message] | None:
-        """Our message's entry among `messages`: a client message with our content, past the
-        last one `send` claimed (two identical texts get two entries, in order)."""
+    def _own_entry(self, body: bytes, content: Content) -> tuple[int, Message] | None:
+        """Our message's entry in a reply's `body`: a client message with our content, past
+        the last one `send` claimed (two identical texts get two entries, in order). The reply
+        is decoded as a poll's would be, so the message is the one the poll will publish."""
         wanted = Url(url=content.url) if isinstance(content, Url) else content
-        entries, _ = convert_entries(messages)
-        for _, entry in entries:
-            if not isinstance(entry, _MESSAGE_ENTRIES) or entry.index is None:
-                continue
-            try:
-                index = int(entry.index)
-            except ValueError:
-                continue
-            if index <= self._state["claimed"]:
-                continue
-            event = to_event(entry, self.conversation_id)
+        chat = self._state["chat_id"]
+        for event in decoding.decode(SPEC, body, conversation=chat, isolate=True).events:
+            line = line_of(event.id)
             if (
                 isinstance(event, Message)
+                and line is not None
+                and line > self._state["claimed"]
                 and event.sender.role == "user"
                 and event.content == wanted
             ):
-                return index, event
+                return line, event
         return None
 
-    async def _command(self, request: NativeRequest) -> n.Envelope:
+    async def _command(self, request: NativeRequest) -> _Answer:
         """POST a command; retries only replies that say GMS did nothing (statusCode 1)."""
         attempt = 0
         while True:
             try:
-                env = await self._post(request)
+                answer = await self._post(request)
             except _Transient as exc:
                 attempt += 1
                 if exc.applied is not False or self._link.gives_up(attempt):
@@ -339,12 +361,12 @@ class GenesysConnector(Connector):
                     request.form["alias"] = self._state["alias"]  # the refusal's, if it moved
                 await asyncio.sleep(self._link.delay(attempt))
                 continue
-            if env.statusCode != 0:  # refused, the chat having ended
+            if answer.reply.statusCode != 0:  # refused, the chat having ended
                 raise _has_ended()
-            return env
+            return answer
 
-    async def _post(self, request: NativeRequest) -> n.Envelope:
-        """One form POST. Returns the GMS envelope (statusCode 0, or 2 with `chatEnded`);
+    async def _post(self, request: NativeRequest) -> _Answer:
+        """One form POST. Returns the GMS reply (statusCode 0, or 2 with `chatEnded`);
         raises `_Transient` for what a retry may fix and a `GatewayError` otherwise."""
         url = self._base + request.path
         log.debug("connector.request", conversation_id=self.conversation_id, path=request.path)
@@ -360,8 +382,8 @@ class GenesysConnector(Connector):
         if status >= 500 or status == 429:
             raise _Transient(f"HTTP {status}")
         try:
-            env = parse_envelope(loads(body))
-        except GatewayError:
+            env = _read_reply(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             raise VendorError(
                 f"genesys sent no GMS reply (HTTP {status})", vendor_code=status
             ) from None
@@ -373,18 +395,7 @@ class GenesysConnector(Connector):
         if env.statusCode != 0 and not env.chatEnded:
             first = env.errors[0] if env.errors else n.GmsError(code=52)
             raise command_error(first.code, first.advice)
-        return env
-
-
-def _next_position(env: n.Envelope, position: int) -> int:
-    """The `transcriptPosition` to refresh from after `env`, a reply to a request from
-    `position`: GMS's `nextPosition`, else one past the last entry the reply holds (the
-    request-chat reply of the GMS v2 docs' sample carries no `nextPosition`), else `position`."""
-    if env.nextPosition is not None:
-        return env.nextPosition
-    indexes = [m.get("index") for m in env.messages if isinstance(m, dict)]
-    numbers = [int(i) for i in indexes if type(i) is int or (type(i) is str and i.isdigit())]
-    return max([position, *(i + 1 for i in numbers)])
+        return _Answer(env, body)
 
 
 def _has_ended() -> RequestError:
