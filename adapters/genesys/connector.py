@@ -20,6 +20,10 @@ statusCode 2 ("fatal") maps to `SessionNotFound` / `RequestError` / `Unsupported
 publishes `error` then `ended` reason `error`); a command into a chat that has ended raises
 `RequestError` with code `SESSION_ENDED`.
 
+Replies are decoded with the dialect's pipeline spec (`decode.SPEC`), isolating bad entries: a
+bad entry of a poll becomes an `error` event naming it, the entries around it are published,
+and the cursor moves past it.
+
 Own messages: GMS echoes the client's messages into the transcript; their canonical id is the
 transcript index, which only GMS knows. `send` posts with the current `transcriptPosition`, finds
 its own entry in the reply (or, when the reply carries no transcript, in a refresh from the

@@ -390,6 +390,25 @@ async def test_a_chat_gms_ends_by_error_ends_by_error(
     assert ended.id == derived_id(connector.conversation_id, "ended")
 
 
+async def test_a_bad_entry_of_a_poll_is_an_error_and_its_neighbours_live(
+    session: tuple[Connector, Inbound], emulator: Emulator
+) -> None:
+    """A platform's poll cannot be re-sent: a bad entry becomes an `error` event naming it, the
+    entries around it are published, and the cursor moves past it (reported once)."""
+    connector, inbox = session
+    chat = chat_of(connector)
+    transcript = emulator.sessions[chat].transcript
+    bad = {"type": "Message", "index": len(transcript) + 1, "utcTime": 1432845095000}
+    transcript.append({**bad, "text": None, "from": {"type": "Agent", "participantId": 2}})
+    await emulator.agent_says(chat, "after the bad one")
+    events = await inbox.until(lambda ev: "after the bad one" in texts(ev))
+    (error,) = [e for e in events if isinstance(e, Error)]
+    assert (error.code, error.metadata["path"]) == ("INVALID_FRAME", "$.text")
+    await emulator.agent_says(chat, "later")
+    events = await inbox.until(lambda ev: "later" in texts(ev))
+    assert len([e for e in events if isinstance(e, Error)]) == 1
+
+
 async def test_command_errors_are_mapped(
     session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
