@@ -393,7 +393,7 @@ class GenesysConnector(Connector):
             ) from None
         if env.alias is not None:
             self._state["alias"] = str(env.alias)  # GMS may move the chat: always the latest
-        if env.statusCode == 1:
+        if env.statusCode == 1 and not env.chatEnded:  # ended, a retry cannot help
             first = env.errors[0] if env.errors else None
             raise _Transient(f"statusCode 1 ({first.code if first else '?'})", applied=False)
         if env.statusCode != 0 and not env.chatEnded:

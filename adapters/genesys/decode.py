@@ -226,8 +226,9 @@ def _reason(reason: n.Reason) -> tuple[EndReason, EndedBy | None]:
 
 def reply_events(reply: n.Reply, scope: Scope, events: list[Event]) -> Iterator[Event]:
     """The events a GMS reply stands for after its entries' `events`: an `error` per GMS
-    error (statusCode 1 or 2; not recoverable in a 2), then `ended` when `chatEnded` is set
-    (reason `error` when the status is not 0, else told by who left last).
+    error (statusCode 1 or 2; not recoverable in a 2, nor when the chat ended), then `ended`
+    when `chatEnded` is set (reason `error` when the status is not 0, else told by who left
+    last).
 
     They take the time of the reply's last event (the reply has none), else the receive time;
     their ids depend on the reply's position in the transcript, not on a time, so a re-posted
@@ -249,7 +250,8 @@ def reply_events(reply: n.Reply, scope: Scope, events: list[Event]) -> Iterator[
         errors = reply.errors or [n.GmsError(code=52, advice=f"statusCode {status}")]
         for error in errors:
             eid = derived_id(conv, "error", f"statusCode {status}", anchor, error.code)
-            yield error_event(conv, eid, error.code, error.advice, at, fatal=status == 2)
+            fatal = status == 2 or reply.chatEnded  # GMS's 1 is "retry", unless it ended
+            yield error_event(conv, eid, error.code, error.advice, at, fatal)
     if reply.chatEnded:
         # A failed reply that ends the chat is the chat ended by error (the widget's reason
         # code 3), whoever left last: not a normal completion.

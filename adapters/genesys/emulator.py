@@ -74,7 +74,7 @@ class ChatSession:
     form: dict[str, str]
     transcript: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
-    failed: int | None = None  # the error code GMS ended the chat with (`fail_session`)
+    failed: tuple[int, int] | None = None  # statusCode and error code (`fail_session`)
     stale_alias: str | None = None  # honoured for one request after `move_session`
     agent_joined: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -133,11 +133,12 @@ class Emulator:
         self._add(session, "ParticipantLeft", self._agent())
         session.ended = True
 
-    def fail_session(self, chat_id: str, code: int = 52) -> None:
-        """GMS ends the chat by error `code`: every later request of it is answered statusCode 2
-        with `chatEnded: true` (and the transcript)."""
+    def fail_session(self, chat_id: str, code: int = 52, status_code: int = 2) -> None:
+        """GMS ends the chat by error `code`: every later request of it is answered
+        `status_code` (2, fatal, as GMS does; 1 to see a client not retry an ended chat) with
+        `chatEnded: true` (and the transcript)."""
         session = self.sessions[chat_id]
-        session.ended, session.failed = True, code
+        session.ended, session.failed = True, (status_code, code)
         self._changed.set()
 
     def drop_connections(self, count: int = 1) -> None:
@@ -239,7 +240,8 @@ class Emulator:
         except ValueError:
             return _error(2, 3, "transcriptPosition must be a number")
         if session.failed is not None:
-            return _error(2, session.failed, "chat ended by error", session, position)
+            status_code, code = session.failed
+            return _error(status_code, code, "chat ended by error", session, position)
         if session.ended and op != "refresh":
             return _error(2, 50, "chat session has ended", session, position)
         return await self._apply(session, op, form, position)

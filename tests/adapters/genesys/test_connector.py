@@ -373,18 +373,21 @@ async def test_a_vanished_chat_ends_the_inbound(
     assert ended.reason == "error"
 
 
+@pytest.mark.parametrize("status_code", [2, 1])
 async def test_a_chat_gms_ends_by_error_ends_by_error(
-    session: tuple[Connector, Inbound], emulator: Emulator
+    session: tuple[Connector, Inbound], emulator: Emulator, status_code: int
 ) -> None:
     """A poll answered statusCode 2 with `chatEnded: true` (DIALECTS.md: unrecoverable, the chat
-    ended by error) publishes the error, then `ended` reason `error`, and the inbound ends."""
+    ended by error) publishes the error, then `ended` reason `error`, and the inbound ends; a
+    statusCode 1 ("retry") that says the chat ended is not retried either."""
     connector, inbox = session
-    emulator.fail_session(chat_of(connector), code=100)
+    emulator.fail_session(chat_of(connector), code=100, status_code=status_code)
     await inbox.finished()
+    assert not inbox.of_type("link")  # no retry
     error, ended = inbox.events[-2:]
     assert isinstance(error, Error)
     assert (error.code, error.metadata) == ("VENDOR_ERROR", {"vendor_code": 100})
-    assert not error.recoverable  # code 100 is, but not in a statusCode 2 reply
+    assert not error.recoverable  # code 100 is, but not when the chat ended
     assert isinstance(ended, Ended)
     assert (ended.reason, ended.by) == ("error", "system")
     assert ended.id == derived_id(connector.conversation_id, "ended")
