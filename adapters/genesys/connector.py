@@ -20,9 +20,9 @@ statusCode 2 ("fatal") maps to `SessionNotFound` / `RequestError` / `Unsupported
 publishes `error` then `ended` reason `error`); a command into a chat that has ended raises
 `RequestError` with code `SESSION_ENDED`.
 
-Replies are decoded with the dialect's pipeline spec (`decode.SPEC`), isolating bad entries: a
-bad entry of a poll becomes an `error` event naming it, the entries around it are published,
-and the cursor moves past it.
+Replies are decoded with the dialect's pipeline spec (`decode.SPEC`) by `decode_batch`, isolating
+bad entries: a bad entry of a poll becomes an `error` event naming it, the entries around it are
+published, and the cursor moves past it.
 
 Own messages: GMS echoes the client's messages into the transcript; their canonical id is the
 transcript index, which only GMS knows. `send` posts with the current `transcriptPosition`, finds
@@ -47,7 +47,6 @@ from adapters.genesys.decode import SPEC, ended, line_of
 from adapters.genesys.encode import encode, refresh_request
 from adapters.genesys.errors import command_error
 from adapters.genesys.native import DIALECT
-from gateway import decoding
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
@@ -134,7 +133,7 @@ class GenesysConnector(Connector):
             "active": False,
         }
         self.conversation_id = conversation_id(DIALECT, env.chatId)
-        events = self._decode(answer)
+        events = await self._decode(answer)
         log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
         conv = self.conversation_id
         queued = Status(
@@ -206,15 +205,14 @@ class GenesysConnector(Connector):
     async def _refresh(self) -> list[Event]:
         """One poll from `position`; advances `position` and `alias`."""
         answer = await self._post(refresh_request(self._state))
-        return self._activated(self._decode(answer))
+        return self._activated(await self._decode(answer))
 
-    def _decode(self, answer: _Answer) -> list[Event]:
+    async def _decode(self, answer: _Answer) -> list[Event]:
         """The events of a reply to a request from `position` (a bad entry becomes an `error`
         event, the others are kept), and `position` moved past it: to GMS's `nextPosition`,
         else one past the last entry it holds (the request-chat reply of the GMS v2 docs'
         sample carries no `nextPosition`)."""
-        chat = self._state["chat_id"]
-        events = decoding.decode(SPEC, answer.body, conversation=chat, isolate=True).events
+        events = await self.decode_batch(SPEC, answer.body, self._state["chat_id"])
         position = answer.reply.nextPosition
         if position is None:
             lines = [line_of(e.id) for e in events]
@@ -319,12 +317,12 @@ class GenesysConnector(Connector):
         async with self._send_lock:  # one at a time, so each finds its own transcript entry
             position = int(self._state["position"])
             answer = await self._command(request)
-            found = self._own_entry(answer.body, content)
+            found = await self._own_entry(answer.body, content)
             for _ in range(_ECHO_LOOKUPS):
                 if found is not None:
                     break
                 lookup = await self._post(refresh_request(self._state, position))
-                found = self._own_entry(lookup.body, content)
+                found = await self._own_entry(lookup.body, content)
             if found is None:
                 raise VendorError(
                     "genesys accepted the message but it never reached the transcript"
@@ -333,13 +331,12 @@ class GenesysConnector(Connector):
             self._state["claimed"] = index
             return message
 
-    def _own_entry(self, body: bytes, content: Content) -> tuple[int, Message] | None:
+    async def _own_entry(self, body: bytes, content: Content) -> tuple[int, Message] | None:
         """Our message's entry in a reply's `body`: a client message with our content, past
         the last one `send` claimed (two identical texts get two entries, in order). The reply
         is decoded as a poll's would be, so the message is the one the poll will publish."""
         wanted = Url(url=content.url) if isinstance(content, Url) else content
-        chat = self._state["chat_id"]
-        for event in decoding.decode(SPEC, body, conversation=chat, isolate=True).events:
+        for event in await self.decode_batch(SPEC, body, self._state["chat_id"]):
             line = line_of(event.id)
             if (
                 isinstance(event, Message)

@@ -143,3 +143,15 @@ async def test_echo_stored_once_and_takeover_loses_nothing(
         ("user", "hello"),
         ("agent", "echo: hello"),
     ]
+
+
+async def test_ingest_of_a_reply_that_ended_by_error(gateway: GatewayClient) -> None:
+    """The reply's own events (its error, `ended` reason `error`) come through ingest's two
+    phases too, after its entries; re-posted, they are duplicates."""
+    status, body = await gateway.ingest("genesys", fixture("gms_chat_ended_by_error"))
+    assert (status, body["accepted"]) == (202, 3)
+    _, log = await gateway.get("/v1/conversations/genesys:0001HaBT6FA0003N/events")
+    assert [e["type"] for e in log["events"]] == ["participant_left", "error", "ended"]
+    assert (log["events"][-1]["reason"], log["events"][-1]["by"]) == ("error", "system")
+    _, again = await gateway.ingest("genesys", fixture("gms_chat_ended_by_error"))
+    assert (again["accepted"], again["duplicates"]) == (0, 3)
