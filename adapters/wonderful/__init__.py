@@ -8,10 +8,11 @@ messages, end, forward) goes to REST paths that are NOT public: ours, configurab
 (`encode.SESSIONS_PATH`). Webhook bodies decode in both forms: those raw frames, and the SDK's
 `SessionEvent` objects as a backend relays them.
 
-Modules: `native.py` (the Structs: frames, the seed's objects), `decode.py` (frames → canonical
-events), `encode.py` (commands → socket frames and REST requests), `errors.py` (the platform's
-refusals as gateway errors), `connector.py` (one live session), `emulator.py` and
-`idempotency.py` (the platform, in-process, for tests and the demo mode).
+Modules: `native.py` (the Structs: frames, envelopes, the seed's objects), `decode.py` (the
+spec for the shared decode pipeline: frames → canonical events), `encode.py` (commands →
+socket frames and REST requests), `errors.py` (the platform's refusals as gateway errors),
+`connector.py` (one live session), `emulator.py` and `idempotency.py` (the platform,
+in-process, for tests and the demo mode).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 
-from adapters.wonderful import decode, encode
+from adapters.wonderful import encode
 from adapters.wonderful.connector import WonderfulConnector
+from adapters.wonderful.decode import SPEC
+from adapters.wonderful.native import DIALECT
 from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
 from gateway.model import Command
 
@@ -31,13 +34,12 @@ if TYPE_CHECKING:
 
 
 class WonderfulAdapter(Adapter):
-    name = decode.DIALECT
+    name = DIALECT
+    spec = SPEC
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "recover", "send", "end", "forward"}
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text", "image", "file"})
-
-    decode_body = staticmethod(decode.decode)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)

@@ -54,9 +54,11 @@ import msgspec
 import structlog
 
 from adapters.wonderful import decode, encode
+from adapters.wonderful.decode import SPEC
 from adapters.wonderful.encode import IDEMPOTENCY_HEADER
 from adapters.wonderful.errors import handshake_error, platform_error
 from adapters.wonderful.native import (
+    DIALECT,
     ChatSession,
     Connected,
     ConnectedFrame,
@@ -69,7 +71,8 @@ from adapters.wonderful.native import (
     SendResponse,
     StartFrame,
 )
-from gateway.adapter import Connector, DialectSettings, NativeRequest
+from gateway import decoding
+from gateway.adapter import Connector, Decoded, DialectSettings, NativeRequest
 from gateway.codec import derived_id, tag_reader
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
 from gateway.model import (
@@ -140,9 +143,8 @@ class WonderfulConnector(Connector):
         self._agent_id = command.agent_id or self._agent_id
         self._locale = command.locale
         self._chat_path = request.path
-        ws, started = await self._connect(request.query)
-        self._session_id = started.communication_id
-        self.conversation_id = f"{decode.DIALECT}:{self._session_id}"
+        ws, self._session_id, started = await self._connect(request.query)
+        self.conversation_id = f"{DIALECT}:{self._session_id}"
         try:
             await ws.send_str(msgspec.json.encode(request.frame).decode())  # init
         except (aiohttp.ClientError, ConnectionError) as exc:
@@ -150,14 +152,14 @@ class WonderfulConnector(Connector):
             raise VendorError(f"the socket failed: {type(exc).__name__}") from None
         log.info("connector.opened", conversation_id=self.conversation_id)
         self._listen(ws)
-        return [*decode.to_events(started), self._link_up()]
+        return [*self._decode(started).events, self._link_up()]
 
     async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
         self._session_id = str(state["session_id"])
         self._position = self._upto = int(state.get("position", 0))
         self._agent_id = state.get("agent_id") or self._agent_id
         self._locale = state.get("locale")
-        self.conversation_id = f"{decode.DIALECT}:{self._session_id}"
+        self.conversation_id = f"{DIALECT}:{self._session_id}"
         if not self._agent_id:
             raise RequestError("resume needs the session's agent (`agent_id`)")
         self._chat_path = encode.chat_path(self._agent_id)
@@ -245,8 +247,9 @@ class WonderfulConnector(Connector):
 
     async def _connect(
         self, query: Mapping[str, str]
-    ) -> tuple[aiohttp.ClientWebSocketResponse, StartFrame]:
-        """Open the chat socket and take its first frame, which must be `start`."""
+    ) -> tuple[aiohttp.ClientWebSocketResponse, str, bytes]:
+        """Open the chat socket and take its first frame, which must be `start`: returns the
+        socket, the communication id and the frame as it came."""
         url = _socket_url(self._base) + self._chat_path
         try:
             async with asyncio.timeout(self._link.timeout_s):
@@ -264,20 +267,21 @@ class WonderfulConnector(Connector):
                 first = await ws.receive()
             if first.type is not aiohttp.WSMsgType.TEXT:
                 raise VendorError("the socket closed before `start`")
+            started = str(first.data).encode()
             try:
-                started = _start_decoder.decode(first.data)
+                session = _start_decoder.decode(started).communication_id
             except msgspec.DecodeError:
                 raise VendorError("the socket did not open with `start`") from None
         except BaseException:
             await ws.close()
             raise
-        return ws, started
+        return ws, session, started
 
     async def _rejoin(self) -> aiohttp.ClientWebSocketResponse:
         """Open the socket back into this session (ours: see the module docstring)."""
         query = {**encode.CHAT_QUERY, self._rejoin_param: self._session_id}
-        ws, started = await self._connect(query)
-        if started.communication_id != self._session_id:
+        ws, session, _ = await self._connect(query)
+        if session != self._session_id:
             await ws.close()
             raise VendorError("the platform opened another session instead of this one")
         return ws
@@ -307,23 +311,25 @@ class WonderfulConnector(Connector):
                 await ws.close()
             self._batches.put_nowait(None)
 
+    def _decode(self, frame: bytes) -> Decoded:
+        """A frame of the socket, or one of the SDK's link reports the connector makes; a bad
+        frame is an `error` event (`isolate`: the session goes on)."""
+        return decoding.decode(SPEC, frame, conversation=self._session_id or None, isolate=True)
+
     def _live(self, text: str) -> list[Event]:
-        """One socket frame as the events not delivered yet. A frame that does not decode
-        becomes an `error` event (the session goes on)."""
+        """One socket frame as the events not delivered yet."""
         try:
-            decoded = decode.decode(text.encode(), self._session_id)
-        except GatewayError as exc:
+            decoded = self._decode(text.encode())
+        except GatewayError as exc:  # not JSON at all: no frame to isolate
             log.warning("connector.bad_frame", error=exc.message)
-            conv = self.conversation_id
             return [
                 Error(
-                    id=derived_id(conv, "invalid_frame", text),
-                    conversation_id=conv,
-                    dialect=decode.DIALECT,
+                    id=derived_id(self.conversation_id, "bad-frame", text),
+                    conversation_id=self.conversation_id,
+                    dialect=DIALECT,
                     at=now_at(),
                     code=exc.code,
                     message=exc.message,
-                    recoverable=True,
                 )
             ]
         out: list[Event] = []
@@ -441,7 +447,7 @@ class WonderfulConnector(Connector):
     def _link_event(self, frame: Any) -> Event:
         """`frame`, one of the SDK's own link events, stamped now and decoded."""
         stamped = msgspec.structs.replace(frame, timestamp=now_at())
-        [event] = decode.to_events(stamped, self._session_id)
+        [event] = self._decode(msgspec.json.encode(stamped)).events
         return event
 
     def _end_if_over(self, history: ChatSession) -> list[Event]:

@@ -20,11 +20,18 @@ from urllib.parse import quote
 
 import msgspec
 
-from adapters.wonderful.decode import DIALECT, Fault, message_event
-from adapters.wonderful.native import InitFrame, MessageData, SendResponse, UserMessageFrame
+from adapters.wonderful.decode import message_event
+from adapters.wonderful.native import (
+    DIALECT,
+    InitFrame,
+    MessageData,
+    SendResponse,
+    UserMessageFrame,
+)
 from adapters.wonderful.native import Message as NativeMessage
 from gateway.adapter import NativeRequest
-from gateway.errors import RequestError, Unsupported
+from gateway.decoding import Refused
+from gateway.errors import RequestError, Unsupported, VendorError
 from gateway.model import (
     Command,
     Content,
@@ -146,8 +153,8 @@ def sent_message(command: Send, response: SendResponse, locale: str | None = Non
     )
     try:
         return message_event(native)
-    except Fault as fault:  # a send answer whose timestamp is no time
-        raise fault.error(0) from None
+    except Refused as refused:  # a send answer whose timestamp is no time
+        raise VendorError(f"unexpected send answer: {refused} at {refused.path}") from None
 
 
 def native_session_id(conversation: str) -> str:

@@ -24,6 +24,9 @@ Two optional top-level fields of every frame are OURS: `timestamp` (when the fra
 most frames carry no time of their own) and `sessionId` (most carry no session either; a
 message's own session wins). The REST objects (`ChatSession`, `SendResponse`) are the seed's;
 the REST error body (`{"error": {"code", "message"}}`) is ours: the seed documents only the codes.
+
+A webhook body is one frame, an array of frames, the envelope `{"sessionId"?, "events": [...]}`
+(ours, `EventsBody`), or a `ChatSession` as recover returns it (`SessionBody`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from __future__ import annotations
 from typing import Any, Literal, TypeAlias
 
 import msgspec
+
+DIALECT = "wonderful"
 
 Speaker: TypeAlias = Literal["user", "customer", "agent", "system", "human_agent"]
 DataType: TypeAlias = Literal["text", "image", "document", "voice", "audio", "location", "action"]
@@ -218,6 +223,10 @@ class ErrorFrame(_Frame, tag="error", frozen=True, kw_only=True):
     data: ErrorData
 
 
+class SessionFrame(_Frame, tag="session", frozen=True, kw_only=True):
+    """Ours, internal: what a `ChatSession` body (`SessionBody`) stands for as one frame."""
+
+
 Frame: TypeAlias = (
     StartFrame
     | TranscriptFrame
@@ -230,8 +239,27 @@ Frame: TypeAlias = (
     | ReconnectedFrame
     | EndedFrame
     | ErrorFrame
+    | SessionFrame
 )
-KNOWN_TYPES: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in Frame.__args__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhook envelopes
+
+
+class EventsBody(msgspec.Struct, frozen=True):
+    """Ours: a batch of frames, and the session of those that name none."""
+
+    events: list[msgspec.Raw]
+    session_id: str | None = msgspec.field(name="sessionId", default=None)
+
+
+class SessionBody(ChatSession, frozen=True):
+    """A `ChatSession` posted whole: one frame, its status and messages (`SessionFrame`)."""
+
+    @property
+    def frames(self) -> list[msgspec.Raw]:
+        return [msgspec.Raw(b'{"type":"session"}')]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -65,19 +65,78 @@ def test_fixture(case: str) -> None:
     assert decoded.ignored == expected["ignored"]
 
 
-@pytest.mark.parametrize(
-    ("speaker", "role"),
-    [
-        ("user", "user"),
-        ("customer", "user"),
-        ("agent", "bot"),
-        ("human_agent", "agent"),
-        ("system", "system"),
-    ],
-)
+SPEAKERS = [
+    ("user", "user"),
+    ("customer", "user"),  # the backend's word for the SDK's `user`: both, everywhere
+    ("agent", "bot"),
+    ("human_agent", "agent"),
+    ("system", "system"),
+]
+
+
+@pytest.mark.parametrize(("speaker", "role"), SPEAKERS)
 def test_speaker_roles(speaker: str, role: str) -> None:
     [event] = decode(message({"type": "text", "text": "hi"}, speaker))
     assert event["sender"] == {"role": role}
+
+
+def transcript(**data: Any) -> dict[str, Any]:
+    """A chat-WebSocket line as the public integration notes show it (§4b)."""
+    line = {
+        "id": "l1",
+        "communication_id": SID,
+        "speaker": "agent",
+        "text": "hi",
+        "created_at": 1706612345000,
+        "start_time": 1706612345000,
+        "end_time": 1706612345500,
+        "tool_details": None,
+        "is_eot": False,
+    }
+    return {"type": "transcript", "data": {**line, **data}}
+
+
+@pytest.mark.parametrize(("speaker", "role"), SPEAKERS)
+def test_transcript_speaker_roles(speaker: str, role: str) -> None:
+    [event] = decode(transcript(speaker=speaker))
+    assert (event["sender"], event["id"]) == ({"role": role}, f"wonderful:{SID}/l1")
+
+
+@pytest.mark.parametrize(
+    ("data", "at"),
+    [
+        ({}, "2024-01-30T10:59:05.000Z"),  # the notes' epoch milliseconds
+        ({"created_at": 1706612345}, "2024-01-30T10:59:05.000Z"),
+        ({"created_at": "2024-01-30T10:59:05.123Z"}, "2024-01-30T10:59:05.123Z"),
+        ({"start_time": None, "end_time": None, "is_eot": None}, "2024-01-30T10:59:05.000Z"),
+        ({"text": ""}, "2024-01-30T10:59:05.000Z"),
+    ],
+)
+def test_transcript_variants(data: dict[str, Any], at: str) -> None:
+    [event] = decode(transcript(**data))
+    assert event["at"] == at
+
+
+def test_a_transcript_decodes_like_its_history_line() -> None:
+    """The same line streamed and recovered: the same id, time, sender and content."""
+    line = transcript(speaker="customer", text="Order #12345")
+    history = message({"type": "text", "text": "Order #12345"}, "customer", eventId="l1")
+    history["data"]["timestamp"] = 1706612345000
+    [live], [recovered] = decode(line), decode(history)
+    assert live == recovered
+
+
+def test_the_raw_session_and_a_recovered_one_are_one_status() -> None:
+    [up] = decode({"type": "start", "event": "start", "communication_id": SID})
+    recovered = {"sessionId": SID, "status": "in-progress", "messages": [], "createdAt": AT}
+    [status] = decode(recovered)
+    assert (up["type"], up["status"], up["id"]) == ("status", "active", status["id"])
+
+
+def test_communication_ended_is_the_session_s_one_end() -> None:
+    [raw] = decode({"type": "communication_ended"}, SID)
+    [sdk] = decode({"type": "ended", "data": {"reason": "completed"}, "timestamp": AT}, SID)
+    assert (raw["type"], raw["reason"], raw["id"]) == ("ended", "completed", sdk["id"])
 
 
 URL = "https://example.com/f"
