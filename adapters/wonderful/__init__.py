@@ -11,8 +11,8 @@ messages, end, forward) goes to REST paths that are NOT public: ours, configurab
 Modules: `native.py` (the Structs: frames, envelopes, the seed's objects), `decode.py` (the
 spec for the shared decode pipeline: frames → canonical events), `encode.py` (commands →
 socket frames and REST requests), `errors.py` (the platform's refusals as gateway errors),
-`connector.py` (one live session), `emulator.py` and `idempotency.py` (the platform,
-in-process, for tests and the demo mode).
+`connector.py` (one live session), `emulator.py` (the platform, in-process, for tests and the
+demo mode).
 """
 
 from __future__ import annotations

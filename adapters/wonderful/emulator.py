@@ -17,7 +17,7 @@ under `/api/v1/chat/sessions`: `GET …/{id}` (the seed's `ChatSession`, its `me
 `Message`s with the transcript lines' ids and times), `POST …/{id}/messages` (the seed's
 `ChatMessage`, answered `{eventId, timestamp}`), `POST …/{id}/end`, `POST …/{id}/forward`;
 errors `{"error": {"code", "message"}}` with the seed's codes and our `UNAUTHORIZED` and
-`SESSION_ENDED`. POSTs honour `Idempotency-Key` (see `idempotency.py`).
+`SESSION_ENDED`. POSTs honour `Idempotency-Key` (ours, `IdempotentPosts`).
 
 The scripted agent greets when a session starts, answers each user text with `"echo: <text>"`
 and ends the session when the user says "bye". Wonderful has no typing indicators nor read
@@ -44,7 +44,6 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.wonderful.encode import CHAT_PATH, IDEMPOTENCY_HEADER, SESSIONS_PATH
-from adapters.wonderful.idempotency import IdempotentPosts
 from gateway.codec import to_at
 from gateway.demo import DemoFiles, Wiring
 
@@ -102,6 +101,70 @@ class _Refused(web.HTTPException):
         self.status_code = status
         body = _encode({"error": {"code": code, "message": message}}).decode()
         super().__init__(text=body, content_type="application/json")
+
+
+# -- Idempotency-Key (our convention, see `adapters.wonderful`) -------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A POST's answer as kept for its key."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+class IdempotentPosts:
+    """A POST to the same path with the key of one already carried out gets that first answer
+    again and is not carried out twice; a repeat arriving while the first runs waits for its
+    answer. Refusals (HTTP exceptions) are not kept: a retry of a refused POST is tried afresh.
+    `lose` makes the next POSTs be carried out but answered with the `lost()` error, as by a
+    proxy that lost the answer: what a client retries, and what must not be delivered twice."""
+
+    def __init__(self, lost: Callable[[], Exception]) -> None:
+        self.lost = lost
+        self.lose = 0
+        self._answers: dict[tuple[str, str], asyncio.Future[Answer | None]] = {}
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method != "POST":
+            return await handler(request)
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        slot = (request.path, key) if key else None
+        answer = None
+        if slot is not None and slot in self._answers:
+            answer = await asyncio.shield(self._answers[slot])  # None: the first was refused
+        if answer is None:
+            answer = await self._carry_out(request, handler, slot)
+        if self.lose > 0:
+            self.lose -= 1
+            raise self.lost()
+        return web.Response(
+            status=answer.status, body=answer.body, content_type=answer.content_type
+        )
+
+    async def _carry_out(
+        self, request: web.Request, handler: Handler, slot: tuple[str, str] | None
+    ) -> Answer:
+        future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+        if slot is not None:
+            self._answers[slot] = future
+        try:
+            response = await handler(request)
+        except BaseException:
+            future.set_result(None)
+            if slot is not None:
+                del self._answers[slot]
+            raise
+        assert isinstance(response, web.Response)
+        assert isinstance(response.body, bytes)
+        answer = Answer(response.status, response.body, response.content_type)
+        future.set_result(answer)
+        return answer
 
 
 class Emulator:
@@ -176,9 +239,7 @@ class Emulator:
     # -- HTTP ------------------------------------------------------------------------------
 
     @web.middleware
-    async def _auth(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         how, credential = _credential(request)
         if credential not in self.api_keys:
             raise _Refused(401, "UNAUTHORIZED", "a valid API key or token is required")
