@@ -209,7 +209,7 @@ class WonderfulConnector(Connector):
             raise RequestError("the session has ended", code="SESSION_ENDED")
         request = encode.encode(command, self._session())
         if request.frame is not None:
-            return [await self._say(request.frame, command)]
+            return [await self._say(request.frame)]
         ending = None
         if isinstance(command, End | Forward):
             reason: EndReason = "user" if isinstance(command, End) else "forwarded"
@@ -232,7 +232,7 @@ class WonderfulConnector(Connector):
         self._closing = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         if self._ws is not None:
             await self._ws.close()
@@ -348,7 +348,7 @@ class WonderfulConnector(Connector):
             out.append(event)
         return out
 
-    async def _say(self, frame: Any, command: Command) -> Message:
+    async def _say(self, frame: Any) -> Message:
         """Send a text frame; returns its echo (waits `timeout_s` for it)."""
         ws = self._ws
         if ws is None or ws.closed:
@@ -426,8 +426,8 @@ class WonderfulConnector(Connector):
         lines only: a file the agent sent is in the history alone)."""
         try:
             return self._fresh(await self._history())
-        except GatewayError as exc:  # the next turn or reconnect fetches them
-            log.warning("connector.sync_failed", error=exc.message)
+        except (GatewayError, aiohttp.ClientError) as exc:  # the next turn or reconnect will
+            log.warning("connector.sync_failed", error=str(exc))
             return []
 
     def _fresh(self, history: ChatSession) -> list[Event]:

@@ -21,10 +21,11 @@ errors `{"error": {"code", "message"}}` with the seed's codes and our `UNAUTHORI
 
 The scripted agent greets when a session starts, answers each user text with `"echo: <text>"`
 and ends the session when the user says "bye". Wonderful has no typing indicators nor read
-receipts, so the script has none. Delays are parameters (tests use 0).
+receipts, so the script has none. Delays are parameters (tests use 0); with `mask_pii`, long
+runs of digits in the user's lines are masked, in the echo and the history alike.
 
-Test controls: `agent_says`, `agent_sends`, `end_session`, `drop_connections` (optionally
-refusing the next N socket connects, to force retries), `hold_connections` /
+Test controls: `agent_says`, `agent_sends`, `send_raw`, `end_session`, `drop_connections`
+(optionally refusing the next N socket connects, to force retries), `hold_connections` /
 `release_connections` (new handshakes wait), `lose_answers` (the next N POSTs are carried out
 but answered 502, as by a proxy that lost the answer), and what clients sent: `received` (every
 HTTP request, with its idempotency key and auth) and, per session, `metadata` (from `init`) and
@@ -34,6 +35,7 @@ HTTP request, with its idempotency key and auth) and, per session, `metadata` (f
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -51,6 +53,7 @@ SESSIONS = SESSIONS_PATH
 REJOIN_PARAM = "communicationId"
 GREETING = "Hi! I'm your Wonderful assistant. How can I help?"
 _SCHEMES = ("token", "apikey")  # the subprotocol pair's first element
+_PII = re.compile(r"\d{9,}")
 _encode = msgspec.json.encode
 
 
@@ -178,8 +181,10 @@ class Emulator:
         greeting: str | None = GREETING,
         greeting_delay: float = 0.0,
         reply_delay: float = 0.0,
+        mask_pii: bool = False,
     ) -> None:
         self.api_keys = set(api_keys)
+        self.mask_pii = mask_pii
         self.greeting = greeting
         self.greeting_delay = greeting_delay
         self.reply_delay = reply_delay
@@ -213,6 +218,12 @@ class Emulator:
         line = await self._say(session, speaker, data)
         await self._push(session, {"type": "turn_ended"})
         return line
+
+    async def send_raw(self, session_id: str, text: str) -> None:
+        """Send `text` as it is on the session's sockets (what no platform should send)."""
+        session = self.sessions[session_id]
+        for ws in list(session.sockets):
+            await ws.send_str(text)
 
     async def end_session(self, session_id: str, reason: str = "completed") -> None:
         """The platform ends the session (`reason` `error`: it failed)."""
@@ -349,6 +360,8 @@ class Emulator:
         if not isinstance(text, str) or not text or session.status != "in-progress":
             return
         session.received.append({"type": "message", "text": text})
+        if self.mask_pii:  # what the seed's `PII_MASKING_ENABLED` warns of: the line is masked
+            text = _PII.sub("[redacted]", text)
         await self._say(session, "customer", {"type": "text", "text": text})
         self._script(session, self.reply_delay, self._reply, text)
 

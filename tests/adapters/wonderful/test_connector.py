@@ -14,6 +14,7 @@ from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorEr
 from gateway.model import (
     End,
     Ended,
+    Error,
     Event,
     File,
     Forward,
@@ -236,6 +237,40 @@ async def test_the_platform_ends_the_session(
     last = inbound.events[-1]
     assert isinstance(last, Ended)
     assert (last.reason, last.by) == ("completed", None)
+
+
+async def test_a_masked_echo_still_acknowledges_its_send(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
+    emulator.mask_pii = True
+    connector = make()
+    await connector.open(start())
+    inbound = collect(connector)
+    card = Text("my card is 4111111111111111")
+    [sent] = await connector.send(Send(conversation=connector.conversation_id, content=card))
+    assert isinstance(sent, Message)
+    assert sent.content == Text("my card is [redacted]")  # the line as the platform keeps it
+    await inbound.until(said("echo: my card is [redacted]"))
+    assert [e for e in inbound.events if e.id == sent.id] == [sent]
+
+
+async def test_a_bad_socket_frame_is_an_error_event_and_the_session_goes_on(
+    emulator: Emulator, make: Make, collect: Collect
+) -> None:
+    connector = make()
+    await connector.open(start())
+    inbound = collect(connector)
+    sid = connector.conversation_id.removeprefix("wonderful:")
+    await emulator.send_raw(sid, "not json")
+    await emulator.send_raw(sid, '{"type": "transcript", "data": {"id": "x"}}')
+    await emulator.agent_says(sid, "still here")
+    await inbound.until(said("still here"))
+    errors = [e for e in inbound.events if isinstance(e, Error)]
+    assert [(e.code, e.conversation_id) for e in errors] == [
+        ("MALFORMED_JSON", connector.conversation_id),
+        ("INVALID_FRAME", connector.conversation_id),
+    ]
+    assert errors[1].metadata == {"index": 0, "path": "$.data"}
 
 
 async def test_reconnect_reports_the_link_and_loses_nothing(
