@@ -3,11 +3,12 @@ integration notes' wire) and our REST paths, over real HTTP and WebSocket on loo
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from adapters.wonderful.connector import WonderfulConnector
 from adapters.wonderful.emulator import GREETING, Emulator
 from adapters.wonderful.errors import platform_error
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
@@ -32,11 +33,24 @@ from tests.adapters.wonderful.conftest import Make, history_read, texts
 from tests.support import Inbound
 
 Collect = Callable[[Any], Inbound]
+Live = Callable[[], Awaitable[tuple[WonderfulConnector, Inbound, str]]]
 
 
 def start(**fields: Any) -> Start:
     participant = Participant(from_="+1234567890", from_type="phone")
     return Start(dialect="wonderful", participant=participant, **fields)
+
+
+@pytest.fixture
+def live(make: Make, collect: Collect) -> Live:
+    """`await live()`: a started session's connector, its inbound collected, its native id."""
+
+    async def live() -> tuple[WonderfulConnector, Inbound, str]:
+        connector = make()
+        await connector.open(start())
+        return connector, collect(connector), connector.conversation_id.removeprefix("wonderful:")
+
+    return live
 
 
 def said(text: str) -> Callable[[list[Event]], bool]:
@@ -152,12 +166,9 @@ async def test_a_media_send_retried_after_a_lost_answer_is_delivered_once(
 
 
 async def test_a_file_the_agent_sends_comes_from_the_history_at_its_turn_s_end(
-    emulator: Emulator, make: Make, collect: Collect
+    emulator: Emulator, live: Live
 ) -> None:
-    connector = make()
-    await connector.open(start())
-    inbound = collect(connector)
-    sid = connector.conversation_id.removeprefix("wonderful:")
+    _, inbound, sid = await live()
     data = {"type": "document", "mediaUrl": "https://x/invoice.pdf", "fileName": "invoice.pdf"}
     line = await emulator.agent_sends(sid, data)  # no transcript: only `turn_ended`
     await inbound.until(lambda events: any(e.id.endswith(line) for e in events))
@@ -167,13 +178,8 @@ async def test_a_file_the_agent_sends_comes_from_the_history_at_its_turn_s_end(
     assert file.content == File(url="https://x/invoice.pdf", file_name="invoice.pdf")
 
 
-async def test_agent_messages_arrive_in_order(
-    emulator: Emulator, make: Make, collect: Collect
-) -> None:
-    connector = make()
-    await connector.open(start())
-    inbound = collect(connector)
-    sid = connector.conversation_id.removeprefix("wonderful:")
+async def test_agent_messages_arrive_in_order(emulator: Emulator, live: Live) -> None:
+    _, inbound, sid = await live()
     for n in range(5):
         await emulator.agent_says(sid, f"m{n}")
     await emulator.agent_says(sid, "a human here", speaker="human_agent")
@@ -193,10 +199,8 @@ async def test_image_and_document_reach_the_platform(emulator: Emulator, make: M
     assert emulator.sessions[sid].received == [{"type": "image", "mediaUrl": "https://x/a.png"}]
 
 
-async def test_user_says_bye_and_the_agent_ends(make: Make, collect: Collect) -> None:
-    connector = make()
-    await connector.open(start())
-    inbound = collect(connector)
+async def test_user_says_bye_and_the_agent_ends(live: Live) -> None:
+    connector, inbound, _ = await live()
     await connector.send(Send(conversation=connector.conversation_id, content=Text("bye")))
     await inbound.finished()
     last = inbound.events[-1]
@@ -212,12 +216,8 @@ async def test_user_says_bye_and_the_agent_ends(make: Make, collect: Collect) ->
         (lambda conv: Forward(conversation=conv, destination="support-team"), "forwarded"),
     ],
 )
-async def test_end_and_forward(
-    command: Callable[[str], Any], reason: str, make: Make, collect: Collect
-) -> None:
-    connector = make()
-    await connector.open(start())
-    inbound = collect(connector)
+async def test_end_and_forward(command: Callable[[str], Any], reason: str, live: Live) -> None:
+    connector, inbound, _ = await live()
     [done] = await connector.send(command(connector.conversation_id))
     await inbound.finished()
     last = inbound.events[-1]
@@ -226,26 +226,18 @@ async def test_end_and_forward(
     assert done == last  # the socket's `communication_ended` is the end we asked for
 
 
-async def test_the_platform_ends_the_session(
-    emulator: Emulator, make: Make, collect: Collect
-) -> None:
-    connector = make()
-    await connector.open(start())
-    inbound = collect(connector)
-    await emulator.end_session(connector.conversation_id.removeprefix("wonderful:"))
+async def test_the_platform_ends_the_session(emulator: Emulator, live: Live) -> None:
+    _, inbound, sid = await live()
+    await emulator.end_session(sid)
     await inbound.finished()
     last = inbound.events[-1]
     assert isinstance(last, Ended)
     assert (last.reason, last.by) == ("completed", None)
 
 
-async def test_a_masked_echo_still_acknowledges_its_send(
-    emulator: Emulator, make: Make, collect: Collect
-) -> None:
+async def test_a_masked_echo_still_acknowledges_its_send(emulator: Emulator, live: Live) -> None:
     emulator.mask_pii = True
-    connector = make()
-    await connector.open(start())
-    inbound = collect(connector)
+    connector, inbound, _ = await live()
     card = Text("my card is 4111111111111111")
     [sent] = await connector.send(Send(conversation=connector.conversation_id, content=card))
     assert isinstance(sent, Message)
@@ -255,12 +247,9 @@ async def test_a_masked_echo_still_acknowledges_its_send(
 
 
 async def test_a_bad_socket_frame_is_an_error_event_and_the_session_goes_on(
-    emulator: Emulator, make: Make, collect: Collect
+    emulator: Emulator, live: Live
 ) -> None:
-    connector = make()
-    await connector.open(start())
-    inbound = collect(connector)
-    sid = connector.conversation_id.removeprefix("wonderful:")
+    connector, inbound, sid = await live()
     await emulator.send_raw(sid, "not json")
     await emulator.send_raw(sid, '{"type": "transcript", "data": {"id": "x"}}')
     await emulator.agent_says(sid, "still here")
