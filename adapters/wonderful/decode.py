@@ -113,20 +113,20 @@ def build(frame: Frame, scope: Scope) -> Iterable[Event]:
         case TranscriptFrame(data=line):
             yield transcript_event(line, "$.data")
         case MessageFrame(data=message):
-            yield message_event(message, "$.data", frame.timestamp, scope.received_at)
+            yield message_event(message, "$.data", frame.timestamp, scope)
         case StartFrame():
-            yield _status(conv, "active", _at(frame.timestamp, "$.timestamp", scope.received_at))
+            yield _status(conv, "active", _at(frame.timestamp, "$.timestamp", scope))
         case CommunicationEndedFrame():
-            at = _at(frame.timestamp, "$.timestamp", scope.received_at)
+            at = _at(frame.timestamp, "$.timestamp", scope)
             yield _ended(conv, at, "completed", None)
         case EndedFrame(data=ended):
-            at = _at(frame.timestamp, "$.timestamp", scope.received_at)
+            at = _at(frame.timestamp, "$.timestamp", scope)
             yield _ended(conv, at, end_reason(ended.reason, ended.ended_by), ended.ended_by)
         case ConnectedFrame(data=connected):
-            at = _at(connected.connected_at, "$.data.connectedAt", scope.received_at)
+            at = _at(connected.connected_at, "$.data.connectedAt", scope)
             yield Link(id=scope.event_id("connected", at), **_on(conv, at), state="up")
         case DisconnectedFrame(data=down):
-            at = _at(frame.timestamp, "$.timestamp", scope.received_at)
+            at = _at(frame.timestamp, "$.timestamp", scope)
             eid = scope.event_id("disconnected", at, down.reason, down.will_retry)
             yield Link(
                 id=eid,
@@ -136,7 +136,7 @@ def build(frame: Frame, scope: Scope) -> Iterable[Event]:
                 will_retry=down.will_retry,
             )
         case ReconnectingFrame(data=retry):
-            at = _at(frame.timestamp, "$.timestamp", scope.received_at)
+            at = _at(frame.timestamp, "$.timestamp", scope)
             eid = scope.event_id("reconnecting", at, retry.attempt, retry.max_attempts)
             yield Link(
                 id=eid,
@@ -152,7 +152,7 @@ def build(frame: Frame, scope: Scope) -> Iterable[Event]:
             eid = scope.event_id("reconnected", at, missed)
             yield Link(id=eid, **_on(conv, at), state="restored", missed=missed)
         case ErrorFrame(data=error):
-            at = _at(frame.timestamp, "$.timestamp", scope.received_at)
+            at = _at(frame.timestamp, "$.timestamp", scope)
             yield Error(
                 id=scope.event_id("error", at, error.code, error.message),
                 **_on(conv, at),
@@ -165,7 +165,7 @@ def build(frame: Frame, scope: Scope) -> Iterable[Event]:
                 raise Refused("`session` stands for a ChatSession body alone", "$.type")
             yield _session_status(scope.envelope)
             for i, message in enumerate(scope.envelope.messages):
-                yield message_event(message, f"$.messages[{i}]", None, scope.received_at)
+                yield message_event(message, f"$.messages[{i}]", None, scope)
 
 
 SPEC: Spec[Frame] = Spec(
@@ -187,9 +187,12 @@ def _on(conv: str, at: str) -> dict[str, Any]:
     return {"conversation_id": conv, "dialect": DIALECT, "at": at}
 
 
-def _at(value: Any, path: str, default: str | None = None) -> str:
+def _at(value: Any, path: str, scope: Scope | None = None) -> str:
+    """`value` as a canonical time; none is the body's arrival (`scope`'s), or now."""
+    if value is None and scope is not None:
+        return scope.received_at
     try:
-        return to_at(value, default)
+        return to_at(value)
     except ValueError as exc:
         raise Refused(f"not a timestamp ({exc})", path) from None
 
@@ -223,15 +226,15 @@ def transcript_event(line: TranscriptData, path: str = "$") -> Message:
 
 
 def message_event(
-    message: NativeMessage, path: str = "$", frame_at: Any = None, default: str | None = None
+    message: NativeMessage, path: str = "$", frame_at: Any = None, scope: Scope | None = None
 ) -> Message:
     """A native `Message` as the canonical message. `path` is where it sits in its frame;
-    `frame_at` is the frame's own `timestamp`, used when the message carries none, and
-    `default` the time when neither does. The event's metadata is the message's own, plus
+    `frame_at` is the frame's own `timestamp`, used when the message carries none, and the
+    body's arrival (`scope`'s) the time when neither does. The event's metadata is the message's own, plus
     `locale` and an action's `action_metadata` (the platform's: they win over custom keys)."""
     conv = f"{DIALECT}:{message.session_id}"
     if message.timestamp is None:
-        at = _at(frame_at, "$.timestamp", default)
+        at = _at(frame_at, "$.timestamp", scope)
     else:
         at = _at(message.timestamp, f"{path}.timestamp")
     metadata = dict(message.metadata or {})
