@@ -230,8 +230,9 @@ def message_event(
 ) -> Message:
     """A native `Message` as the canonical message. `path` is where it sits in its frame;
     `frame_at` is the frame's own `timestamp`, used when the message carries none, and the
-    body's arrival (`scope`'s) the time when neither does. The event's metadata is the message's own, plus
-    `locale` and an action's `action_metadata` (the platform's: they win over custom keys)."""
+    body's arrival (`scope`'s) the time when neither does. The event's metadata is the
+    message's own, plus `locale` and an action's `action_metadata` (the platform's: they win
+    over custom keys)."""
     conv = f"{DIALECT}:{message.session_id}"
     if message.timestamp is None:
         at = _at(frame_at, "$.timestamp", scope)
