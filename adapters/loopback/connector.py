@@ -18,7 +18,6 @@ import structlog
 
 from adapters.loopback.decode import SPEC
 from adapters.loopback.native import DIALECT
-from gateway import decoding
 from gateway.adapter import Connector, DialectSettings
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported, VendorError
@@ -111,7 +110,7 @@ class LoopbackConnector(Connector):
             params={"after": self.after, "wait": wait},
             timeout=aiohttp.ClientTimeout(total=wait + self.request_timeout),
         )
-        return self._decode(body["frames"]), int(body["next"])
+        return await self._decode(body["frames"]), int(body["next"])
 
     async def inbound(self) -> AsyncIterator[Sequence[Event]]:
         attempt = 0
@@ -137,11 +136,10 @@ class LoopbackConnector(Connector):
             if any(e.__struct_config__.tag == "ended" for e in events):
                 return
 
-    def _decode(self, frames: list[Any]) -> list[Event]:
+    async def _decode(self, frames: list[Any]) -> list[Event]:
         """The platform's frames (parsed by `_call`) as events; a bad one becomes an `error`
         event, the good ones of its batch are kept."""
-        body = msgspec.json.encode(frames)
-        return decoding.decode(SPEC, body, conversation=self.chat_id, isolate=True).events
+        return await self.decode_batch(SPEC, msgspec.json.encode(frames), self.chat_id)
 
     def _link(self, state: LinkState, **fields: Any) -> Link:
         at = now_at()
@@ -162,7 +160,7 @@ class LoopbackConnector(Connector):
                     f"/chats/{self.chat_id}/messages",
                     json={"text": text, "client_id": command.ref},
                 )
-                return self._decode([body["frame"]])
+                return await self._decode([body["frame"]])
             case SetTyping():
                 await self._call(
                     "POST", f"/chats/{self.chat_id}/typing", json={"active": command.active}
