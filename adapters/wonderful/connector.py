@@ -71,8 +71,7 @@ from adapters.wonderful.native import (
     SendResponse,
     StartFrame,
 )
-from gateway import decoding
-from gateway.adapter import Connector, Decoded, DialectSettings, NativeRequest
+from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import derived_id, tag_reader
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
 from gateway.model import (
@@ -152,7 +151,7 @@ class WonderfulConnector(Connector):
             raise VendorError(f"the socket failed: {type(exc).__name__}") from None
         log.info("connector.opened", conversation_id=self.conversation_id)
         self._listen(ws)
-        return [*self._decode(started).events, self._link_up()]
+        return [*await self._decode(started), await self._link_up()]
 
     async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
         self._session_id = str(state["session_id"])
@@ -170,7 +169,7 @@ class WonderfulConnector(Connector):
         except BaseException:
             await ws.close()
             raise
-        events = [decode.status_event(history), self._link_up(), *self._fresh(history)]
+        events = [decode.status_event(history), await self._link_up(), *self._fresh(history)]
         self._position = self._upto  # returned events count at once: published before persisted
         self._listen(ws)
         return [*events, *self._end_if_over(history)]
@@ -296,7 +295,7 @@ class WonderfulConnector(Connector):
         try:
             async for frame in ws:
                 if frame.type is aiohttp.WSMsgType.TEXT:
-                    batch = self._live(frame.data)
+                    batch = await self._live(frame.data)
                     if _is_turn_end(frame.data):
                         batch += await self._sync()
                     if batch:
@@ -311,15 +310,15 @@ class WonderfulConnector(Connector):
                 await ws.close()
             self._batches.put_nowait(None)
 
-    def _decode(self, frame: bytes) -> Decoded:
-        """A frame of the socket, or one of the SDK's link reports the connector makes; a bad
-        frame is an `error` event (`isolate`: the session goes on)."""
-        return decoding.decode(SPEC, frame, conversation=self._session_id or None, isolate=True)
+    async def _decode(self, frame: bytes) -> list[Event]:
+        """A frame of the socket, or one of the SDK's link reports the connector makes, through
+        the shared pipeline; a bad frame is an `error` event (the session goes on)."""
+        return await self.decode_batch(SPEC, frame, self._session_id)
 
-    def _live(self, text: str) -> list[Event]:
+    async def _live(self, text: str) -> list[Event]:
         """One socket frame as the events not delivered yet."""
         try:
-            decoded = self._decode(text.encode())
+            decoded = await self._decode(text.encode())
         except GatewayError as exc:  # not JSON at all: no frame to isolate
             log.warning("connector.bad_frame", error=exc.message)
             return [
@@ -333,7 +332,7 @@ class WonderfulConnector(Connector):
                 )
             ]
         out: list[Event] = []
-        for event in decoded.events:
+        for event in decoded:
             if isinstance(event, Message):
                 line = event.id.rpartition("/")[2]
                 if line in self._seen:
@@ -388,11 +387,11 @@ class WonderfulConnector(Connector):
     async def _reconnect(self) -> AsyncIterator[list[Event]]:
         """The SDK's policy: `max_attempts` tries, jittered exponential backoff, then give up."""
         self._ws = None
-        yield [self._link_event(DisconnectedFrame(data=Disconnected("network", True)))]
+        yield [await self._link_event(DisconnectedFrame(data=Disconnected("network", True)))]
         attempt = 1
         while not self._link.gives_up(attempt):
             retrying = Reconnecting(attempt, self._link.max_attempts)
-            yield [self._link_event(ReconnectingFrame(data=retrying))]
+            yield [await self._link_event(ReconnectingFrame(data=retrying))]
             await asyncio.sleep(self._link.delay(attempt))
             ws = None
             try:
@@ -416,10 +415,10 @@ class WonderfulConnector(Connector):
                 self._listen(ws)
             else:
                 await ws.close()
-            yield [self._link_event(ReconnectedFrame(data=restored)), *missed, *over]
+            yield [await self._link_event(ReconnectedFrame(data=restored)), *missed, *over]
             return
         self._ended = True  # the SDK gives up here too; the session layer decides what next
-        yield [self._link_event(DisconnectedFrame(data=Disconnected("network", False)))]
+        yield [await self._link_event(DisconnectedFrame(data=Disconnected("network", False)))]
 
     async def _sync(self) -> list[Event]:
         """At the end of a turn, the history's lines the socket did not carry (it streams text
@@ -441,13 +440,13 @@ class WonderfulConnector(Connector):
             self._echoed(event)
         return events
 
-    def _link_up(self) -> Event:
-        return self._link_event(ConnectedFrame(data=Connected(self._session_id, now_at())))
+    async def _link_up(self) -> Event:
+        return await self._link_event(ConnectedFrame(data=Connected(self._session_id, now_at())))
 
-    def _link_event(self, frame: Any) -> Event:
+    async def _link_event(self, frame: Any) -> Event:
         """`frame`, one of the SDK's own link events, stamped now and decoded."""
         stamped = msgspec.structs.replace(frame, timestamp=now_at())
-        [event] = self._decode(msgspec.json.encode(stamped)).events
+        [event] = await self._decode(msgspec.json.encode(stamped))
         return event
 
     def _end_if_over(self, history: ChatSession) -> list[Event]:
