@@ -33,12 +33,13 @@ or both (then its id is already seen): nothing falls between. An inbound batch c
 `open`/`resume` return count at once (the caller publishes them before persisting the snapshot).
 `snapshot()` = `{session_id, position, agent_id, locale}`.
 
-Link: the raw wire has no way back into a running session that the notes document; ours is the
-chat URL with `REJOIN_PARAM=<session id>` (default `communicationId`), answered with the same
-`start`. A lost socket gives `link down` (will_retry), then per attempt `link retrying`
-(attempt, max_attempts) and a jittered backoff, then `link restored` with `missed` = lines
-fetched on recovery. After `max_attempts` failures, `link down` (will_retry false) ends
-`inbound()`; so does `ended`.
+End: `communication_ended`, or a close with code 1000 (the notes: the session ended normally,
+do not reconnect). Link: the raw wire has no way back into a running session that the notes
+document; ours is the chat URL with `REJOIN_PARAM=<session id>` (default `communicationId`),
+answered with the same `start`. Any other close is a lost socket: it gives `link down`
+(will_retry), then per attempt `link retrying` (attempt, max_attempts) and a jittered backoff,
+then `link restored` with `missed` = lines fetched on recovery. After `max_attempts` failures,
+`link down` (will_retry false) ends `inbound()`; so does `ended`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import structlog
+from aiohttp import WSCloseCode
 
 from adapters.wonderful import decode, encode
 from adapters.wonderful.decode import SPEC
@@ -292,20 +294,26 @@ class WonderfulConnector(Connector):
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Read the socket into `_batches` until it closes or the session ends, apart from
         `inbound()`: a `send` waiting for its echo must not wait for the caller to ask."""
+        code = None  # the platform's close code, as it said it
         try:
-            async for frame in ws:
+            while not self._ended:
+                frame = await ws.receive()
                 if frame.type is aiohttp.WSMsgType.TEXT:
                     batch = await self._live(frame.data)
                     if _is_turn_end(frame.data):
                         batch += await self._sync()
                     if batch:
                         self._batches.put_nowait((batch, self._upto))
-                if self._ended:
+                elif frame.type in _CLOSED:
+                    code = frame.data if frame.type is aiohttp.WSMsgType.CLOSE else None
                     break
         except (aiohttp.ClientError, ConnectionError) as exc:  # lost like a close: reconnect
             log.debug("connector.read_failed", error=type(exc).__name__)
         finally:
             self._fail_echoes("the link was lost before the platform echoed the message")
+            if code == WSCloseCode.OK and not self._ended and not self._closing:
+                # The notes: an intentional close (1000) is the session's normal end.
+                self._batches.put_nowait(([self._end()], self._upto))
             if self._ended:
                 await ws.close()
             self._batches.put_nowait(None)
@@ -342,8 +350,7 @@ class WonderfulConnector(Connector):
                 self._echoed(event)
             elif isinstance(event, Ended):
                 self._ended = True
-                if self._ending is not None:  # the raw wire says no more than "ended"
-                    event = self._ending
+                event = self._ending or event  # the raw wire says no more than "ended"
             out.append(event)
         return out
 
@@ -398,8 +405,7 @@ class WonderfulConnector(Connector):
                 ws = await self._rejoin()
                 history = await self._history()
             except SessionNotFound:
-                self._ended = True
-                yield [decode.ended_event(self._session_id, "error", "system")]
+                yield [self._end("error", "system")]
                 return
             except (GatewayError, aiohttp.ClientError, TimeoutError) as exc:
                 log.info("connector.retry_failed", attempt=attempt, error=type(exc).__name__)
@@ -449,14 +455,17 @@ class WonderfulConnector(Connector):
         [event] = await self._decode(msgspec.json.encode(stamped))
         return event
 
+    def _end(self, reason: EndReason = "completed", by: Any = None) -> Ended:
+        """The session's end, as the connector learns it (the end it asked for, if it did)."""
+        self._ended = True
+        return self._ending or decode.ended_event(self._session_id, reason, by)
+
     def _end_if_over(self, history: ChatSession) -> list[Event]:
         """`ended` when the history says the session is over (it ended while nobody listened)."""
         status = decode.STATUSES[history.status]
         if status == "active":
             return []
-        self._ended = True
-        reason: EndReason = "completed" if status == "completed" else "error"
-        return [decode.ended_event(self._session_id, reason)]
+        return [self._end("completed" if status == "completed" else "error")]
 
     # -- REST ------------------------------------------------------------------------------
 
@@ -518,6 +527,7 @@ def _count(options: Mapping[str, str], name: str, default: int) -> int:
 
 
 _type_of = tag_reader("type")
+_CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 
 
 def _is_turn_end(text: str) -> bool:

@@ -229,12 +229,15 @@ class Emulator:
         """The platform ends the session (`reason` `error`: it failed)."""
         await self._ended(self.sessions[session_id], reason)
 
-    async def drop_connections(self, refuse_next: int = 0) -> None:
-        """Close every live socket (a server restart); refuse the next `refuse_next` connects."""
+    async def drop_connections(
+        self, refuse_next: int = 0, code: int = WSCloseCode.SERVICE_RESTART
+    ) -> None:
+        """Close every live socket (a server restart); refuse the next `refuse_next` connects.
+        `code` 1000 is, in the notes, a session's normal end."""
         self._refuse = refuse_next
         for session in self.sessions.values():
             for ws in list(session.sockets):
-                await ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"restart")
+                await ws.close(code=code, message=b"restart")
 
     def lose_answers(self, count: int = 1) -> None:
         """Carry out the next `count` POSTs but answer each with a 502 (the answer is lost)."""

@@ -289,6 +289,18 @@ async def test_reconnect_reports_the_link_and_loses_nothing(
     assert texts([*opened, *inbound.events]) == [GREETING, "while you were away", "live again"]
 
 
+async def test_a_normal_close_is_the_session_s_end(emulator: Emulator, live: Live) -> None:
+    """The notes: an intentional close (1000) means the session ended normally: no reconnect."""
+    _, inbound, _ = await live()
+    await inbound.until(said(GREETING))
+    await emulator.drop_connections(code=1000)
+    await inbound.finished()
+    assert links(inbound.events) == []
+    last = inbound.events[-1]
+    assert isinstance(last, Ended)
+    assert (last.reason, last.by) == ("completed", None)
+
+
 async def test_gives_up_after_max_attempts(
     emulator: Emulator, make: Make, collect: Collect
 ) -> None:
