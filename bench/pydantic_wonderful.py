@@ -123,6 +123,33 @@ class ErrorFrame(_Frame):
     data: ErrorData
 
 
+class TranscriptData(BaseModel):  # the chat WebSocket's: snake_case
+    id: str
+    communication_id: str
+    speaker: Literal["user", "customer", "agent", "system", "human_agent"]
+    text: str
+    created_at: Timestamp = None
+    start_time: Timestamp = None
+    end_time: Timestamp = None
+    tool_details: dict[str, Any] | None = None
+    is_eot: bool | None = None
+
+
+class StartFrame(_Frame):
+    type: Literal["start"]
+    communication_id: str
+    event: str | None = None
+
+
+class TranscriptFrame(_Frame):
+    type: Literal["transcript"]
+    data: TranscriptData
+
+
+class CommunicationEndedFrame(_Frame):
+    type: Literal["communication_ended"]
+
+
 Frame = Annotated[
     MessageFrame
     | ConnectedFrame
@@ -130,7 +157,10 @@ Frame = Annotated[
     | ReconnectingFrame
     | ReconnectedFrame
     | EndedFrame
-    | ErrorFrame,
+    | ErrorFrame
+    | StartFrame
+    | TranscriptFrame
+    | CommunicationEndedFrame,
     Field(discriminator="type"),
 ]
 frame_adapter: TypeAdapter[Any] = TypeAdapter(Frame)
@@ -179,6 +209,8 @@ class CanonicalEvent(BaseModel):
     missed: int | None = None
     # ended
     by: str | None = None
+    # status
+    status: str | None = None
     # error
     code: str | None = None
     message: str | None = None
@@ -226,6 +258,21 @@ def _content(data: MessageData) -> Content:
 
 
 def to_event(frame: Any, conversation: str | None = None) -> CanonicalEvent:
+    if isinstance(frame, TranscriptFrame):
+        line = frame.data
+        conv = f"{DIALECT}:{line.communication_id}"
+        return CanonicalEvent(
+            type="message", id=f"{conv}/{line.id}", conversation_id=conv,
+            at=to_at(line.created_at),
+            metadata=None if line.tool_details is None else {"tool_details": line.tool_details},
+            sender=Party(role=_SENDERS[line.speaker]), content=Content(kind="text", text=line.text),
+        )  # fmt: skip
+    if isinstance(frame, StartFrame):
+        conv = f"{DIALECT}:{frame.communication_id}"
+        return CanonicalEvent(
+            type="status", id=derived_id(conv, "status", "active"), conversation_id=conv,
+            at=to_at(frame.timestamp), status="active",
+        )  # fmt: skip
     if isinstance(frame, MessageFrame):
         m = frame.data
         conv = f"{DIALECT}:{m.session_id}"
@@ -255,6 +302,11 @@ def to_event(frame: Any, conversation: str | None = None) -> CanonicalEvent:
         raise ValueError("no session id")
     conv = f"{DIALECT}:{native}"
     at = to_at(frame.timestamp)
+    if isinstance(frame, CommunicationEndedFrame):
+        return CanonicalEvent(
+            type="ended", id=derived_id(conv, "ended"), conversation_id=conv, at=at,
+            reason="completed",
+        )  # fmt: skip
     d = frame.data
     if isinstance(frame, DisconnectedFrame):
         return CanonicalEvent(

@@ -1,18 +1,32 @@
-"""Wonderful's documented objects, as private msgspec Structs (camelCase on the wire).
+"""Wonderful's native objects and frames, as private msgspec Structs.
 
-These are the shapes the SDK document (`shared/seeds/000_cc53bfd60d4363ad.txt`) gives:
+Two families of frames decode, each one tagged by `type`:
 
-- `Message`: `{eventId, sessionId, speaker, locale?, data: MessageData, metadata?, timestamp?}`,
-  where `speaker` is `user|agent|system|human_agent` (the backend says `customer` for `user`:
-  both are accepted) and `MessageData` is `{type, text?, mediaUrl?, fileName?, action?,
-  latitude?, longitude?, locationName?, locationAddress?}`.
-- `ChatSession`: what start and recover return, `{sessionId, agentId?, status, connectionState?,
-  createdAt?, participant?, messages}`.
-- `SendResponse`: what sending a message returns, `{eventId, timestamp}`.
+- **The platform's chat WebSocket** (`wss://<host>/api/v1/agents/{agentId}/chat?commType=chat`),
+  as the public integration notes "Connecting to Wonderful Agent Chat via WebSocket" (§4,
+  quoted in shared/DIALECTS.md) give it; snake_case:
 
-The session-event frames that carry these over the WebSocket are our own representation and
-live apart in `frames.py`. The REST error body (`{"error": {"code", "message"}}`) is our own too:
-the SDK only documents the codes.
+      {"type": "start", "event": "start", "communication_id": "<uuid>"}
+      {"type": "transcript", "data": {"id", "communication_id", "speaker", "text", "created_at",
+                                      "start_time", "end_time", "tool_details", "is_eot"}}
+      {"type": "turn_ended"}
+      {"type": "communication_ended"}
+
+  and the client's `{"type": "init", "metadata": {...}}` and `{"type": "message", "text"}`.
+- **The SDK's `SessionEvent` objects** (the seed, `shared/seeds/000_cc53bfd60d4363ad.txt`), as a
+  backend relays them; camelCase: `{"type": "message"|"connected"|"disconnected"|
+  "reconnecting"|"reconnected"|"ended"|"error", "data": {...}}`.
+
+`speaker` is `user|customer|agent|system|human_agent` in both: the SDK says `user` where the
+backend says `customer`, and either is accepted everywhere.
+
+Two optional top-level fields of every frame are OURS: `timestamp` (when the frame was emitted:
+most frames carry no time of their own) and `sessionId` (most carry no session either; a
+message's own session wins). The REST objects (`ChatSession`, `SendResponse`) are the seed's;
+the REST error body (`{"error": {"code", "message"}}`) is ours: the seed documents only the codes.
+
+A webhook body is one frame, an array of frames, the envelope `{"sessionId"?, "events": [...]}`
+(ours, `EventsBody`), or a `ChatSession` as recover returns it (`SessionBody`).
 """
 
 from __future__ import annotations
@@ -21,6 +35,8 @@ from typing import Any, Literal, TypeAlias
 
 import msgspec
 
+DIALECT = "wonderful"
+
 Speaker: TypeAlias = Literal["user", "customer", "agent", "system", "human_agent"]
 DataType: TypeAlias = Literal["text", "image", "document", "voice", "audio", "location", "action"]
 IdentityType: TypeAlias = Literal["phone", "email", "name"]
@@ -28,14 +44,17 @@ SessionStatus: TypeAlias = Literal["in-progress", "completed", "failed"]
 Timestamp: TypeAlias = str | float | None
 """ISO 8601, epoch seconds or milliseconds, or a string of either (see `gateway.codec.to_at`)."""
 
+# ---------------------------------------------------------------------------------------------
+# The seed's objects
 
-class MessageAction(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+
+class MessageAction(msgspec.Struct, frozen=True, omit_defaults=True):
     type: Literal["forward", "end", "hangup"]
     destination: str | None = None
     metadata: dict[str, Any] | None = None
 
 
-class MessageData(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
+class MessageData(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
     type: DataType
     text: str | None = None
     media_url: str | None = None
@@ -47,7 +66,7 @@ class MessageData(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, ren
     location_address: str | None = None
 
 
-class Message(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
+class Message(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
     event_id: str
     session_id: str
     speaker: Speaker
@@ -57,7 +76,7 @@ class Message(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename=
     timestamp: Timestamp = None
 
 
-class Participant(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
+class Participant(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
     """`fromType` defaults to `name`: the seed's answer for "participant data missing"."""
 
     from_: str = msgspec.field(name="from")
@@ -66,7 +85,9 @@ class Participant(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, ren
     to_type: IdentityType | None = None
 
 
-class ChatSession(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
+class ChatSession(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+    """What recover returns: the session, its status and its messages so far."""
+
     session_id: str
     status: SessionStatus
     messages: list[Message] = []
@@ -76,17 +97,182 @@ class ChatSession(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, ren
     participant: Participant | None = None
 
 
-class SendResponse(msgspec.Struct, frozen=True, gc=False, rename="camel"):
+class SendResponse(msgspec.Struct, frozen=True, rename="camel"):
     event_id: str
     timestamp: Timestamp = None
 
 
-class ErrorDetail(msgspec.Struct, frozen=True, gc=False):
+class ErrorDetail(msgspec.Struct, frozen=True):
     code: str
     message: str = ""
 
 
-class ErrorBody(msgspec.Struct, frozen=True, gc=False):
+class ErrorBody(msgspec.Struct, frozen=True):
     """Our own REST error body: `{"error": {"code": "SESSION_NOT_FOUND", "message": "..."}}`."""
 
     error: ErrorDetail
+
+
+# ---------------------------------------------------------------------------------------------
+# The `data` of the SDK's session events
+
+
+class Connected(msgspec.Struct, frozen=True, rename="camel"):
+    session_id: str
+    connected_at: Timestamp
+
+
+class Disconnected(msgspec.Struct, frozen=True, rename="camel"):
+    reason: Literal["network", "timeout", "server", "manual"]
+    will_retry: bool
+
+
+class Reconnecting(msgspec.Struct, frozen=True, rename="camel"):
+    attempt: int
+    max_attempts: int
+
+
+class Reconnected(msgspec.Struct, frozen=True, rename="camel"):
+    reconnected_at: Timestamp
+    missed_messages: int
+
+
+class EndedData(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+    reason: Literal["completed", "forwarded", "error"]
+    ended_by: Literal["user", "agent", "system"] | None = None
+
+
+class ErrorData(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+    recoverable: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# The chat WebSocket's `transcript` line
+
+
+class TranscriptData(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the conversation. `created_at`, `start_time` and `end_time` are epoch
+    milliseconds in the notes (any form `to_at` reads is taken); `tool_details` is null or
+    `{function_name, description, output, params}` when the agent called a tool; `is_eot`
+    marks the end of a turn."""
+
+    id: str
+    communication_id: str
+    speaker: Speaker
+    text: str
+    created_at: Timestamp = None
+    start_time: Timestamp = None
+    end_time: Timestamp = None
+    tool_details: dict[str, Any] | None = None
+    is_eot: bool | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames (tag `type`)
+
+
+class _Frame(msgspec.Struct, tag_field="type", frozen=True, kw_only=True, omit_defaults=True):
+    timestamp: Timestamp = None
+    session_id: str | None = msgspec.field(name="sessionId", default=None)
+
+
+class StartFrame(_Frame, tag="start", frozen=True, kw_only=True):
+    communication_id: str
+    event: str | None = None
+
+
+class TranscriptFrame(_Frame, tag="transcript", frozen=True, kw_only=True):
+    data: TranscriptData
+
+
+class TurnEndedFrame(_Frame, tag="turn_ended", frozen=True, kw_only=True):
+    pass
+
+
+class CommunicationEndedFrame(_Frame, tag="communication_ended", frozen=True, kw_only=True):
+    pass
+
+
+class MessageFrame(_Frame, tag="message", frozen=True, kw_only=True):
+    data: Message
+
+
+class ConnectedFrame(_Frame, tag="connected", frozen=True, kw_only=True):
+    data: Connected
+
+
+class DisconnectedFrame(_Frame, tag="disconnected", frozen=True, kw_only=True):
+    data: Disconnected
+
+
+class ReconnectingFrame(_Frame, tag="reconnecting", frozen=True, kw_only=True):
+    data: Reconnecting
+
+
+class ReconnectedFrame(_Frame, tag="reconnected", frozen=True, kw_only=True):
+    data: Reconnected
+
+
+class EndedFrame(_Frame, tag="ended", frozen=True, kw_only=True):
+    data: EndedData
+
+
+class ErrorFrame(_Frame, tag="error", frozen=True, kw_only=True):
+    data: ErrorData
+
+
+class SessionFrame(_Frame, tag="session", frozen=True, kw_only=True):
+    """Ours, internal: what a `ChatSession` body (`SessionBody`) stands for as one frame."""
+
+
+Frame: TypeAlias = (
+    StartFrame
+    | TranscriptFrame
+    | TurnEndedFrame
+    | CommunicationEndedFrame
+    | MessageFrame
+    | ConnectedFrame
+    | DisconnectedFrame
+    | ReconnectingFrame
+    | ReconnectedFrame
+    | EndedFrame
+    | ErrorFrame
+    | SessionFrame
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhook envelopes
+
+
+class EventsBody(msgspec.Struct, frozen=True):
+    """Ours: a batch of frames, and the session of those that name none."""
+
+    events: list[msgspec.Raw]
+    session_id: str | None = msgspec.field(name="sessionId", default=None)
+
+
+class SessionBody(ChatSession, frozen=True):
+    """A `ChatSession` posted whole: one frame, its status and messages (`SessionFrame`)."""
+
+    @property
+    def frames(self) -> list[msgspec.Raw]:
+        return [msgspec.Raw(b'{"type":"session"}')]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the client sends on the chat WebSocket
+
+
+class InitFrame(msgspec.Struct, tag_field="type", tag="init", frozen=True):
+    """Session metadata, sent once after the socket is open."""
+
+    metadata: dict[str, Any]
+
+
+class UserMessageFrame(msgspec.Struct, tag_field="type", tag="message", frozen=True):
+    """A user text message."""
+
+    text: str

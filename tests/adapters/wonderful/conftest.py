@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from adapters.wonderful import WonderfulAdapter
 from adapters.wonderful.connector import WonderfulConnector
-from adapters.wonderful.emulator import Emulator
+from adapters.wonderful.emulator import SESSIONS, Emulator
 from gateway.adapter import DialectSettings
 from gateway.model import Event, Message, Text
 from tests.support import Inbound
@@ -38,7 +39,13 @@ async def make(server: TestServer, http: aiohttp.ClientSession) -> AsyncIterator
     made: list[WonderfulConnector] = []
 
     def make(**options: str) -> WonderfulConnector:
-        defaults = {"api_key": "test-key", "backoff": "0", "ping_interval": "5", "timeout": "5"}
+        defaults = {
+            "api_key": "test-key",
+            "agent_id": "agent-uuid",
+            "backoff_s": "0",
+            "heartbeat_s": "5",
+            "timeout_s": "5",
+        }
         settings = DialectSettings(url=str(server.make_url("")), options=defaults | options)
         connector = WonderfulAdapter().connector(settings, http)
         assert isinstance(connector, WonderfulConnector)
@@ -48,6 +55,17 @@ async def make(server: TestServer, http: aiohttp.ClientSession) -> AsyncIterator
     yield make
     for connector in made:
         await connector.close()
+
+
+async def history_read(emulator: Emulator, count: int = 1) -> None:
+    """Wait until the session history was read `count` times (the connector reads it at the
+    end of each of the agent's turns): what the platform says after that is not in it."""
+    async with asyncio.timeout(5):
+        while (
+            sum(r.path.startswith(SESSIONS + "/") and r.method == "GET" for r in emulator.received)
+            < count
+        ):
+            await asyncio.sleep(0.01)
 
 
 def texts(events: list[Event]) -> list[str]:

@@ -1,17 +1,20 @@
-"""The emulated platform answers as the adapter's wire definition says, errors included."""
+"""The emulated platform speaks the chat WebSocket of the public integration notes ("Connecting
+to Wonderful Agent Chat via WebSocket": subprotocol or header auth, `start`, `init`, `message`,
+plain text, `transcript`, `turn_ended`, `communication_ended`) and our REST paths, errors
+included."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 
-from adapters.wonderful.emulator import SESSIONS, Emulator
+from adapters.wonderful.emulator import GREETING, REJOIN_PARAM, SESSIONS, Emulator
 
-AUTH = {"Authorization": "Bearer test-key"}
-START = {"from": "+1234567890", "fromType": "phone", "metadata": {"from": "+1234567890"}}
+CHAT = "/api/v1/agents/agent-1/chat"
+AUTH = {"X-API-Key": "test-key"}
 
 
 @pytest.fixture
@@ -20,42 +23,149 @@ async def client(emulator: Emulator, aiohttp_client: Any) -> TestClient[Any, Any
     return client
 
 
+async def frames_until(ws: ClientWebSocketResponse, kind: str) -> list[dict[str, Any]]:
+    """The frames up to and including the first of type `kind`."""
+    out: list[dict[str, Any]] = []
+    while not out or out[-1]["type"] != kind:
+        out.append(await ws.receive_json(timeout=5))
+    return out
+
+
 async def started(client: TestClient[Any, Any]) -> str:
-    response = await client.post(SESSIONS, json=START, headers=AUTH)
-    assert response.status == 201
-    body = await response.json()
-    assert (body["status"], body["participant"]) == (
-        "in-progress",
-        {"from": "+1234567890", "fromType": "phone"},
-    )
-    return str(body["sessionId"])
+    """A session started over the socket (greeted, then closed); returns its id."""
+    async with client.ws_connect(CHAT, params={"commType": "chat"}, headers=AUTH) as ws:
+        start = await ws.receive_json(timeout=5)
+        await frames_until(ws, "turn_ended")
+    return str(start["communication_id"])
 
 
 async def error_of(response: Any) -> tuple[int, str]:
     return response.status, (await response.json())["error"]["code"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "x"}])
-async def test_requests_need_a_key(client: TestClient[Any, Any], headers: dict[str, str]) -> None:
-    assert await error_of(await client.post(SESSIONS, json=START, headers=headers)) == (
-        401,
-        "UNAUTHORIZED",
-    )
+@pytest.mark.parametrize(
+    ("protocols", "headers", "chosen"),
+    [
+        (("token", "test-key"), {}, "token"),
+        (("apikey", "test-key"), {}, "apikey"),
+        ((), {"X-API-Key": "test-key"}, None),
+        ((), {"Authorization": "Bearer test-key"}, None),
+    ],
+)
+async def test_a_session_over_the_socket(
+    client: TestClient[Any, Any],
+    emulator: Emulator,
+    protocols: tuple[str, ...],
+    headers: dict[str, str],
+    chosen: str | None,
+) -> None:
+    """The notes' lifecycle: start, init, the greeting, a message and its echo, the agent's
+    answer, `turn_ended`; the server picks the subprotocol scheme, as a browser requires."""
+    async with client.ws_connect(CHAT, protocols=protocols, headers=headers) as ws:
+        assert ws.protocol == chosen
+        start = await ws.receive_json(timeout=5)
+        assert start.keys() == {"type", "event", "communication_id"}
+        assert (start["type"], start["event"]) == ("start", "start")
+        sid = start["communication_id"]
+        await ws.send_json({"type": "init", "metadata": {"from": "u-1", "from_type": "name"}})
+        greeting = await frames_until(ws, "turn_ended")
+        assert [f["type"] for f in greeting] == ["transcript", "turn_ended"]
+        line = greeting[0]["data"]
+        assert line.keys() == {
+            "id", "communication_id", "speaker", "text", "created_at", "start_time",
+            "end_time", "tool_details", "is_eot",
+        }  # fmt: skip
+        assert (line["communication_id"], line["speaker"], line["text"]) == (sid, "agent", GREETING)
+        assert isinstance(line["created_at"], int) and line["created_at"] > 1e11  # epoch ms
+        await ws.send_json({"type": "message", "text": "hi"})
+        turn = await frames_until(ws, "turn_ended")
+        said = [
+            (f["data"]["speaker"], f["data"]["text"]) for f in turn if f["type"] == "transcript"
+        ]
+        assert said == [("customer", "hi"), ("agent", "echo: hi")]
+    session = emulator.sessions[sid]
+    assert session.metadata == {"from": "u-1", "from_type": "name"}
+    assert session.received == [{"type": "message", "text": "hi"}]
+    # the history holds the same lines, with the same ids and times, in the seed's form
+    history = [(m["eventId"], m["speaker"], m["data"]["text"]) for m in session.messages]
+    lines = [(f["data"]["id"], f["data"]["speaker"], f["data"]["text"]) for f in turn[:2]]
+    assert history[1:] == lines
+
+
+async def test_plain_text_is_a_user_message(client: TestClient[Any, Any]) -> None:
+    """The notes: a frame that is not JSON, or JSON without `type`, is a plain text message."""
+    async with client.ws_connect(CHAT, headers=AUTH) as ws:
+        await frames_until(ws, "turn_ended")
+        for frame, text in [("hello there", "hello there"), ('{"text": "x"}', '{"text": "x"}')]:
+            await ws.send_str(frame)
+            turn = await frames_until(ws, "turn_ended")
+            assert turn[0]["data"]["speaker"] == "customer"
+            assert turn[0]["data"]["text"] == text
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "code"),
+    ("protocols", "headers"),
     [
-        ({"fromType": "phone"}, 400, "MISSING_PARTICIPANT"),
-        ({"from": "u"}, 400, "MISSING_PARTICIPANT"),
-        ({"from": "u", "fromType": "fax"}, 400, "INVALID_REQUEST"),
-        ([], 400, "MISSING_PARTICIPANT"),
+        ((), {}),
+        (("token", "nope"), {}),
+        ((), {"X-API-Key": "nope"}),
+        ((), {"Authorization": "Basic test-key"}),
     ],
 )
-async def test_start_errors(
-    client: TestClient[Any, Any], body: Any, status: int, code: str
+async def test_the_socket_needs_a_credential(
+    client: TestClient[Any, Any], protocols: tuple[str, ...], headers: dict[str, str]
 ) -> None:
-    assert await error_of(await client.post(SESSIONS, json=body, headers=AUTH)) == (status, code)
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect(CHAT, protocols=protocols, headers=headers)
+    assert refused.value.status == 401
+
+
+async def test_bye_ends_the_communication(client: TestClient[Any, Any], emulator: Emulator) -> None:
+    async with client.ws_connect(CHAT, headers=AUTH) as ws:
+        sid = (await ws.receive_json(timeout=5))["communication_id"]
+        await frames_until(ws, "turn_ended")
+        await ws.send_json({"type": "message", "text": "bye"})
+        frames = await frames_until(ws, "communication_ended")
+        assert frames[-1] == {"type": "communication_ended"}
+        assert [f["data"]["text"] for f in frames[:-1]] == ["bye", "Goodbye!"]
+        assert (await ws.receive(timeout=5)).type is WSMsgType.CLOSE
+    assert emulator.sessions[sid].status == "completed"
+
+
+async def test_rejoin_a_session(client: TestClient[Any, Any], emulator: Emulator) -> None:
+    """Ours: `communicationId` on the chat URL opens the socket back into a session; an ended
+    one says so and closes; an unknown one is refused."""
+    sid = await started(client)
+    params = {"commType": "chat", REJOIN_PARAM: sid}
+    async with client.ws_connect(CHAT, params=params, headers=AUTH) as ws:
+        assert (await ws.receive_json(timeout=5))["communication_id"] == sid
+        await emulator.agent_says(sid, "still here")
+        [line, _] = await frames_until(ws, "turn_ended")
+        assert line["data"]["text"] == "still here"
+    assert len(emulator.sessions) == 1
+    await emulator.end_session(sid)
+    async with client.ws_connect(CHAT, params=params, headers=AUTH) as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "start"
+        assert (await ws.receive_json(timeout=5))["type"] == "communication_ended"
+        assert (await ws.receive(timeout=5)).type is WSMsgType.CLOSE
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect(CHAT, params={REJOIN_PARAM: "nope"}, headers=AUTH)
+    assert refused.value.status == 404
+
+
+async def test_a_file_is_in_the_history_alone(
+    client: TestClient[Any, Any], emulator: Emulator
+) -> None:
+    sid = await started(client)
+    params = {REJOIN_PARAM: sid}
+    async with client.ws_connect(CHAT, params=params, headers=AUTH) as ws:
+        await ws.receive_json(timeout=5)
+        data = {"type": "image", "mediaUrl": "https://x/a.png"}
+        line = await emulator.agent_sends(sid, data)
+        assert await ws.receive_json(timeout=5) == {"type": "turn_ended"}  # no transcript
+    response = await client.get(f"{SESSIONS}/{sid}", headers=AUTH)
+    messages = (await response.json())["messages"]
+    assert (messages[-1]["eventId"], messages[-1]["data"]) == (line, data)
 
 
 @pytest.mark.parametrize(
@@ -68,8 +178,16 @@ async def test_send_validation(client: TestClient[Any, Any], body: dict[str, Any
     assert await error_of(response) == (400, "INVALID_REQUEST")
 
 
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"X-API-Key": "x"}])
+async def test_rest_needs_a_key(client: TestClient[Any, Any], headers: dict[str, str]) -> None:
+    assert await error_of(await client.get(f"{SESSIONS}/x", headers=headers)) == (
+        401,
+        "UNAUTHORIZED",
+    )
+
+
 async def test_unknown_sessions(client: TestClient[Any, Any]) -> None:
-    for method, path in [("GET", ""), ("POST", "/messages"), ("POST", "/end"), ("GET", "/ws")]:
+    for method, path in [("GET", ""), ("POST", "/messages"), ("POST", "/end")]:
         response = await client.request(method, f"{SESSIONS}/nope{path}", json={}, headers=AUTH)
         assert await error_of(response) == (404, "SESSION_NOT_FOUND")
 
@@ -87,33 +205,6 @@ async def test_forward_needs_a_destination_and_ends(
     assert emulator.sessions[sid].status == "completed"
     response = await client.post(f"{SESSIONS}/{sid}/end", headers=AUTH)
     assert await error_of(response) == (409, "SESSION_ENDED")
-
-
-async def test_socket_with_a_token_greets_and_echoes(client: TestClient[Any, Any]) -> None:
-    sid = await started(client)
-    async with client.ws_connect(f"{SESSIONS}/{sid}/ws?token=test-key") as ws:
-        connected = await ws.receive_json(timeout=5)
-        assert connected["type"] == "connected"
-        assert connected["data"]["sessionId"] == sid
-        await client.post(
-            f"{SESSIONS}/{sid}/messages", json={"type": "text", "text": "hi"}, headers=AUTH
-        )
-        seen: list[tuple[str, str]] = []
-        while ("agent", "echo: hi") not in seen:
-            frame = await ws.receive_json(timeout=5)
-            if frame["type"] == "message":
-                seen.append((frame["data"]["speaker"], frame["data"]["data"]["text"]))
-        assert ("customer", "hi") in seen
-
-
-async def test_a_socket_to_an_ended_session_closes(
-    client: TestClient[Any, Any], emulator: Emulator
-) -> None:
-    sid = await started(client)
-    await emulator.end_session(sid)
-    async with client.ws_connect(f"{SESSIONS}/{sid}/ws", headers=AUTH) as ws:
-        assert (await ws.receive_json(timeout=5))["type"] == "connected"
-        assert (await ws.receive(timeout=5)).type is WSMsgType.CLOSE
 
 
 async def test_a_repeated_idempotency_key_is_carried_out_once(

@@ -1,4 +1,5 @@
-"""The wonderful encoder: every command as its REST request, and every validation error."""
+"""The wonderful encoder: every command as its chat-WebSocket frame or REST request, and every
+validation error."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from gateway.model import (
 adapter = WonderfulAdapter()
 CONV = "wonderful:s-1"
 BASE = "/api/v1/chat/sessions"
+AGENT = {"agent_id": "agent-uuid"}
 
 
 def encode(command: Command, session: dict[str, Any] | None = None) -> NativeRequest:
@@ -43,32 +45,33 @@ def start(**participant: Any) -> Start:
     return Start(dialect="wonderful", participant=Participant(**participant))
 
 
-def test_start_as_the_seed_shows() -> None:
+def test_start_opens_the_chat_socket_with_init_as_the_seed_merges_it() -> None:
+    """The notes: the socket `/api/v1/agents/{agentId}/chat?commType=chat`, then `init` with the
+    session metadata; the seed: the metadata merged with the participant info."""
     command = Start(
         dialect="wonderful",
-        participant=Participant(
-            from_="user-123", from_type="phone", to="+1234567890", to_type="phone"
-        ),
+        participant=Participant(from_="user-123", from_type="phone"),
         agent_id="agent-uuid",
         metadata={"customer_id": "cust-456", "subscription_plan": "premium", "from": "spoofed"},
     )
     request = encode(command)
-    assert (request.method, request.path) == ("POST", BASE)
-    assert request.json == {
-        "from": "user-123",
-        "fromType": "phone",
-        "agentId": "agent-uuid",
-        "to": "+1234567890",
-        "toType": "phone",
-        "locale": "en-US",
+    assert (request.method, request.path, request.query) == (
+        "GET",
+        "/api/v1/agents/agent-uuid/chat",
+        {"commType": "chat"},
+    )
+    assert request.frame == {
+        "type": "init",
         "metadata": {
             "from": "user-123",
             "from_type": "phone",
             "from_number": "user-123",
+            "locale": "en-US",
             "customer_id": "cust-456",
             "subscription_plan": "premium",
         },
     }
+    assert encode(start(from_="u"), {"agent_id": "a/b c"}).path == "/api/v1/agents/a%2Fb%20c/chat"
 
 
 @pytest.mark.parametrize(
@@ -85,24 +88,25 @@ def test_start_as_the_seed_shows() -> None:
     ],
 )
 def test_start_identity_rules(participant: dict[str, Any], identity: dict[str, Any]) -> None:
-    body = encode(start(**participant)).json
+    metadata = encode(start(**participant), AGENT).frame["metadata"]
     p = Participant(**participant)
-    assert body["metadata"] == {"from": p.from_, "from_type": p.from_type, **identity}
-    assert body["fromType"] == p.from_type
+    assert metadata == {"from": p.from_, "from_type": p.from_type, **identity, "locale": "en-US"}
 
 
 def test_start_locale_subject_and_default_agent() -> None:
     command = Start(
         dialect="wonderful", participant=Participant(from_="u"), locale="he-IL", subject="refund"
     )
-    body = encode(command, {"agent_id": "agent-default"}).json
-    assert (body["locale"], body["agentId"], body["metadata"]["subject"]) == (
-        "he-IL",
-        "agent-default",
-        "refund",
-    )
-    assert "agentId" not in encode(start(from_="u")).json
-    assert encode(start(from_="u")).json["locale"] == "en-US"
+    request = encode(command, {"agent_id": "agent-default"})
+    assert request.path == "/api/v1/agents/agent-default/chat"
+    assert request.frame["metadata"] == {
+        "from": "u",
+        "from_type": "name",
+        "subject": "refund",
+        "locale": "he-IL",
+    }
+    with pytest.raises(RequestError, match="agent"):
+        encode(start(from_="u"))
 
 
 @pytest.mark.parametrize(
@@ -110,7 +114,6 @@ def test_start_locale_subject_and_default_agent() -> None:
     [
         (start(from_=""), "MISSING_PARTICIPANT"),
         (start(from_="   ", from_type="phone"), "MISSING_PARTICIPANT"),
-        (start(from_="u", to_type="phone"), "INVALID_REQUEST"),
         (Send(conversation=CONV, content=Text("")), "INVALID_REQUEST"),
         (Send(conversation=CONV, content=Image(file_id="f1")), "INVALID_REQUEST"),
         (Send(conversation=CONV, content=File(file_id="f1")), "INVALID_REQUEST"),
@@ -122,14 +125,20 @@ def test_start_locale_subject_and_default_agent() -> None:
 )
 def test_validation_errors(command: Command, code: str) -> None:
     with pytest.raises(RequestError) as caught:
-        encode(command)
+        encode(command, AGENT)
     assert caught.value.code == code
+
+
+def test_text_is_a_frame_on_the_socket() -> None:
+    """The notes: `{"type": "message", "text"}`; the frame has no place for metadata."""
+    request = encode(Send(conversation=CONV, content=Text("Hello"), metadata={"order_id": "1"}))
+    assert request.frame == {"type": "message", "text": "Hello"}
+    assert (request.path, request.json) == ("", None)
 
 
 @pytest.mark.parametrize(
     ("content", "body"),
     [
-        (Text("Hello"), {"type": "text", "text": "Hello"}),
         (Image(url="https://x/s.png"), {"type": "image", "mediaUrl": "https://x/s.png"}),
         (
             Image(url="https://x/s.png", caption="look", file_name="s.png"),
@@ -146,9 +155,20 @@ def test_send(content: Any, body: dict[str, Any]) -> None:
     assert (request.method, request.path, request.json) == ("POST", f"{BASE}/s-1/messages", body)
 
 
-def test_send_with_metadata() -> None:
-    request = encode(Send(conversation=CONV, content=Text("Order"), metadata={"order_id": "1"}))
-    assert request.json == {"type": "text", "text": "Order", "metadata": {"order_id": "1"}}
+def test_media_send_with_metadata() -> None:
+    content = Image(url="https://x/s.png")
+    request = encode(Send(conversation=CONV, content=content, metadata={"order_id": "1"}))
+    assert request.json == {
+        "type": "image",
+        "mediaUrl": "https://x/s.png",
+        "metadata": {"order_id": "1"},
+    }
+
+
+def test_the_rest_paths_are_configurable() -> None:
+    session = {"sessions_path": "/v2/conversations"}
+    assert encode(End(conversation=CONV), session).path == "/v2/conversations/s-1/end"
+    assert encode(Recover(conversation=CONV), session).path == "/v2/conversations/s-1"
 
 
 @pytest.mark.parametrize(
@@ -174,8 +194,8 @@ def test_recover_end_forward() -> None:
     )
 
 
-def test_a_sent_message_has_the_id_and_content_of_its_echo() -> None:
-    command = Send(conversation=CONV, content=Text("hi"), metadata={"k": "v"})
+def test_a_sent_media_message_has_the_id_and_content_of_its_history_line() -> None:
+    command = Send(conversation=CONV, content=Image(url="https://x/a.png"), metadata={"k": "v"})
     sent = sent_message(command, SendResponse("ev-9", "2024-02-02T13:00:00.000Z"), "fr-FR")
     echo = {
         "type": "message",
@@ -184,7 +204,7 @@ def test_a_sent_message_has_the_id_and_content_of_its_echo() -> None:
             "sessionId": "s-1",
             "speaker": "customer",
             "locale": "fr-FR",
-            "data": {"type": "text", "text": "hi"},
+            "data": {"type": "image", "mediaUrl": "https://x/a.png"},
             "metadata": {"k": "v"},
             "timestamp": "2024-02-02T13:00:00.000Z",
         },
@@ -199,9 +219,6 @@ def test_idempotency_keys_follow_the_ref_in_its_scope() -> None:
     def send(conversation: str = CONV, ref: str | None = "r1") -> Send:
         return Send(conversation=conversation, content=Text("x"), ref=ref)
 
-    def start(who: str, ref: str = "r1") -> Start:
-        return Start(dialect="wonderful", ref=ref, participant=Participant(from_=who))
-
     key = idempotency_key(send())
     assert key is not None and len(key) == 32
     assert idempotency_key(send()) == key  # a retry, from any replica, names the same delivery
@@ -210,10 +227,10 @@ def test_idempotency_keys_follow_the_ref_in_its_scope() -> None:
         idempotency_key(send(ref="r2")),
         idempotency_key(send(conversation="wonderful:s-2")),
         idempotency_key(End(conversation=CONV, ref="r1")),
-        idempotency_key(start("a@example.com")),
     ]
-    assert len({key, *others}) == 5
-    assert idempotency_key(start("a@example.com")) != idempotency_key(start("b@example.com"))
+    assert len({key, *others}) == 4
+    start = Start(dialect="wonderful", ref="r1", participant=Participant(from_="a@example.com"))
+    assert idempotency_key(start) is None  # a start is no POST: it opens the socket
 
 
 def test_adapter_describes_itself() -> None:
