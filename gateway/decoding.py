@@ -51,6 +51,7 @@ How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example)
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class Envelope:
     key: str
     type: type[Any]
     frames: str = "frames"
+    decoder: msgspec.json.Decoder[Any] = field(init=False, repr=False, compare=False)
     after: Callable[[Any, Scope, list[Event]], Iterable[Event]] | None = None
     """Events the envelope itself stands for, beyond its frames' (a GMS reply's status and end),
     or None: built last, from the decoded envelope, the scope and the body's events so far."""
@@ -116,25 +118,57 @@ class Spec(Generic[F]):
     """Names the dialect knows and maps to no event (skipped unread, not counted as ignored)."""
     known: frozenset[str] = field(default=frozenset())
     """The names `frame` decodes; derived from the union's tags when left empty."""
+    silent_types: frozenset[type[Any]] = field(default=frozenset(), init=False)
+    """The union's members whose names are `silent` (derived)."""
+    decoder: msgspec.json.Decoder[F] = field(init=False)
+    peek: msgspec.json.Decoder[Any] = field(init=False)
+    envelope_keys: tuple[bytes, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.known:
             object.__setattr__(self, "known", _tags(self.frame) | self.silent)
+        members = typing.get_args(self.frame) or (self.frame,)
+        silent_types = {m for m in members if _tag_of(m) in self.silent}
+        object.__setattr__(self, "silent_types", frozenset(silent_types))
+        # Built once per dialect: the frame decoder, and the reader of a body's envelope keys.
+        object.__setattr__(self, "decoder", msgspec.json.Decoder(self.frame))
+        keys = (self.tag, *(envelope.key for envelope in self.envelopes))
+        object.__setattr__(self, "peek", _peek(keys))
+        quoted = tuple(msgspec.json.encode(envelope.key) for envelope in self.envelopes)
+        object.__setattr__(self, "envelope_keys", quoted)
+        for envelope in self.envelopes:
+            object.__setattr__(envelope, "decoder", msgspec.json.Decoder(envelope.type))
+
+
+def _tag_of(member: Any) -> str | None:
+    """A Struct type's tag value (None for anything else)."""
+    config = getattr(member, "__struct_config__", None)
+    if isinstance(config, msgspec.structs.StructConfig) and isinstance(config.tag, str):
+        return config.tag
+    return None
 
 
 def _tags(union: Any) -> frozenset[str]:
     """The tag values of a union's Structs (a Struct alone: its own)."""
     members = typing.get_args(union) or (union,)
-    return frozenset(
-        member.__struct_config__.tag
-        for member in members
-        if isinstance(getattr(member, "__struct_config__", None), msgspec.structs.StructConfig)
-        and isinstance(member.__struct_config__.tag, str)
-    )
+    return frozenset(tag for member in members if (tag := _tag_of(member)) is not None)
 
 
 class Scope:
     """What a builder knows beside its frame: the body's, and the conversation's context."""
+
+    __slots__ = (
+        "_contexts",
+        "_received_at",
+        "conversation",
+        "conversation_id",
+        "dialect",
+        "envelope",
+        "envelope_form",
+        "index",
+        "learned",
+        "options",
+    )
 
     def __init__(
         self,
@@ -198,6 +232,8 @@ class Decoded(msgspec.Struct, frozen=True, gc=False):
 class Parsed(Generic[F]):
     """A body after the first phase: its typed frames, each with its index and conversation."""
 
+    __slots__ = ("failures", "frames", "ignored", "isolate", "scope", "spec")
+
     def __init__(self, spec: Spec[F], scope: Scope, isolate: bool) -> None:
         self.spec = spec
         self.scope = scope
@@ -212,30 +248,15 @@ class Parsed(Generic[F]):
         return {conv for _, conv, _ in self.frames}
 
 
-_peek_decoders: dict[tuple[str, ...], msgspec.json.Decoder[Any]] = {}
-
-
 def _peek(keys: tuple[str, ...]) -> msgspec.json.Decoder[Any]:
     """A decoder reading only `keys` of an object, the rest skipped: each an empty `Raw` when
     absent (a present key's raw JSON is never empty)."""
-    decoder = _peek_decoders.get(keys)
-    if decoder is None:
-        fields = [(f"k{i}", msgspec.Raw, msgspec.Raw()) for i in range(len(keys))]
-        rename = {f"k{i}": key for i, key in enumerate(keys)}
-        decoder = msgspec.json.Decoder(msgspec.defstruct("Peek", fields, rename=rename))
-        _peek_decoders[keys] = decoder
-    return decoder
+    fields = [(f"k{i}", msgspec.Raw, msgspec.Raw()) for i in range(len(keys))]
+    rename = {f"k{i}": key for i, key in enumerate(keys)}
+    return msgspec.json.Decoder(msgspec.defstruct("Peek", fields, rename=rename))
 
 
 _raws = msgspec.json.Decoder(list[msgspec.Raw])
-_typed: dict[Any, msgspec.json.Decoder[Any]] = {}
-
-
-def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
-    decoder = _typed.get(kind)
-    if decoder is None:
-        decoder = _typed[kind] = msgspec.json.Decoder(kind)
-    return decoder
 
 
 def parse(
@@ -263,23 +284,37 @@ def parse(
         raise _unparsable(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"body is not valid JSON: {exc}") from None
-    name_of = _peek((spec.tag,))
-    typed = _decoder(spec.frame)
+    typed = spec.decoder
     for index, raw in enumerate(raws):
         scope.index = index
         try:
-            name = _read_name(name_of, raw, index)
-            if isinstance(name, str) and (name not in spec.known or name in spec.silent):
-                parsed.ignored += name not in spec.known
+            # Decoded as the dialect's frame at once; only a frame that fails is asked its
+            # name, which tells an unknown event (skipped) from a broken known one.
+            try:
+                frame = typed.decode(raw)
+            except msgspec.ValidationError:
+                name = _name(spec.tag, raw)
+                if isinstance(name, str) and (name not in spec.known or name in spec.silent):
+                    parsed.ignored += name not in spec.known
+                    continue
+                raise
+            if type(frame) in spec.silent_types:
                 continue
-            frame = typed.decode(raw)
             native = spec.conversation(frame, scope)
         except Skip:
             parsed.ignored += 1
             continue
         except RecursionError as exc:
             raise _unparsable(exc) from None
-        except (msgspec.ValidationError, DecodeError, Refused) as exc:
+        except msgspec.ValidationError as exc:
+            error = _frame_error(exc, index)
+            if not parsed.isolate:
+                raise error from None
+            parsed.failures.append((index, f"{spec.dialect}:{conversation}", error))
+            continue
+        except msgspec.DecodeError as exc:  # one frame, as the body was: not JSON at all
+            raise MalformedJSON(f"body is not valid JSON: {exc}") from None
+        except (DecodeError, Refused) as exc:
             error = _frame_error(exc, index)
             if not parsed.isolate:
                 raise error from None
@@ -305,7 +340,7 @@ def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None 
     if contexts is not None:
         scope._contexts = contexts
     events: list[Event] = []
-    failures = list(parsed.failures)
+    failures = parsed.failures
     for index, conv, frame in parsed.frames:
         scope.index, scope.conversation_id = index, conv
         try:
@@ -314,7 +349,7 @@ def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None 
             error = _frame_error(exc, index)
             if not parsed.isolate:
                 raise error from None
-            failures.append((index, conv, error))
+            failures = [*failures, (index, conv, error)]
     for index, conv, error in failures:
         events.append(_error_event(spec.dialect, conv, index, error, scope.received_at))
     if scope.envelope_form is not None and scope.envelope_form.after is not None:
@@ -339,33 +374,41 @@ def decode(
 
 
 def _forms(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw]:
-    """The raw frames of a body: an array's items, an envelope's frames, or the body itself."""
-    start = body.lstrip()[:1]
+    """The raw frames of a body: an array's items, an envelope's frames, or the body itself
+    (whose JSON the frame's own decode then checks)."""
+    start = body[:1] if body[:1] not in b" \t\r\n" else body.lstrip()[:1]
     if start == b"[":
         return _raws.decode(body)
-    if start == b"{" and spec.envelopes:
-        keys = (spec.tag, *(envelope.key for envelope in spec.envelopes))
-        peeked = msgspec.structs.astuple(_peek(keys).decode(body))
+    # The envelope keys' names must be in the body for it to be one (a cheap test first).
+    if start == b"{" and any(key in body for key in spec.envelope_keys):
+        peeked = msgspec.structs.astuple(spec.peek.decode(body))
         if not peeked[0]:
             for envelope, present in zip(spec.envelopes, peeked[1:], strict=True):
                 if present:
                     try:
-                        scope.envelope = _decoder(envelope.type).decode(body)
+                        scope.envelope = envelope.decoder.decode(body)
                     except msgspec.ValidationError as exc:
                         raise _frame_error(exc, 0) from None
                     scope.envelope_form = envelope
                     frames: list[msgspec.Raw] = getattr(scope.envelope, envelope.frames)
                     return frames
-    msgspec.json.decode(body)  # one frame: it must at least be JSON
     return [msgspec.Raw(body)]
 
 
-def _read_name(reader: msgspec.json.Decoder[Any], raw: msgspec.Raw, index: int) -> Any:
+def _name(tag: str, raw: msgspec.Raw) -> Any:
+    """The value at `tag` of a raw frame (None when absent, or when the frame is no object)."""
     try:
-        name = reader.decode(raw).k0
-    except msgspec.ValidationError:  # not an object: let the typed decode say so
+        return _names(tag).decode(raw).name
+    except msgspec.ValidationError:
         return None
-    return msgspec.json.decode(name) if name else None
+
+
+@functools.cache
+def _names(tag: str) -> msgspec.json.Decoder[Any]:
+    """A decoder of the value at `tag` alone, every other key skipped unread."""
+    return msgspec.json.Decoder(
+        msgspec.defstruct("Name", [("name", Any, None)], rename={"name": tag})
+    )
 
 
 def _frame_error(exc: Exception, index: int) -> DecodeError:
