@@ -2,8 +2,9 @@
 
 REST plus a GET long poll (`chats/{chatId}/events`). The wire as we implement it, the mapping
 and our own inventions are in `docs/dialects/server_events.md`. Modules: `native` (the
-platform's frames), `codec` (pure decode/encode), `connector` (one vendor session's I/O),
-`emulator` (the platform, in-process, for tests and the demo mode).
+platform's frames), `decode` and `encode` (pure), `errors` (the platform's error codes),
+`connector` (one vendor session's I/O), `emulator` (the platform, in-process, for tests and
+the demo mode).
 """
 
 from __future__ import annotations
@@ -11,8 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adapters.server_events import codec
-from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
+from adapters.server_events import decode, encode
+from adapters.server_events.native import DIALECT
+from gateway.adapter import (
+    Adapter,
+    Capability,
+    Connector,
+    Decoded,
+    DialectSettings,
+    NativeRequest,
+)
 from gateway.model import Command
 
 if TYPE_CHECKING:
@@ -22,7 +31,7 @@ if TYPE_CHECKING:
 
 
 class ServerEventsAdapter(Adapter):
-    name = codec.DIALECT
+    name = DIALECT
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "recover", "send", "typing", "read", "end", "history", "files"}
     )
@@ -30,12 +39,11 @@ class ServerEventsAdapter(Adapter):
         {"text", "url", "image", "file", "location"}
     )
 
-    # The module's function itself, not a method calling it: one call less on ingest's path.
-    # It keeps `Adapter.decode`'s whole contract (bad UTF-8 and deep nesting are MalformedJSON).
-    decode = staticmethod(codec.decode)
+    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
+        return decode.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
-        return codec.encode(command, session)
+        return encode.encode(command, session)
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         from adapters.server_events.connector import ServerEventsConnector

@@ -26,10 +26,10 @@ async def gateway(make_gateway: Callable[..., Any], platform: Platform) -> Gatew
         "url": platform.url,
         "app_id": APP_ID,
         "tenant_url": TENANT,
-        "retry_base": "0.01",
-        "retry_max": "0.04",
+        "backoff_s": "0.01",
+        "backoff_max_s": "0.04",
         "max_attempts": "5",
-        "poll_timeout": "5",
+        "timeout_s": "5",
     }
     client: GatewayClient = await make_gateway(
         dialects=["server_events"], dialect_settings={"server_events": options}
@@ -111,11 +111,7 @@ async def test_a_chat_through_the_unified_websocket(
     kinds = [e["type"] for e in ws.events(conversation)]
     assert kinds[:4] == ["availability", "status", "status", "participant_joined"]
     greeting = await wait_text(ws, conversation, "Hello!")
-    assert greeting["sender"] == {
-        "role": "agent",
-        "id": "agent-1",
-        "name": "Alice",
-    }  # the join names the sender
+    assert greeting["sender"] == {"role": "agent", "id": "agent-1"}  # the role the join announced
 
     # The agent's messages reach the subscriber in order.
     for i in range(10):
