@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
+from gateway import decoding
 from gateway.codec import unparsable
+from gateway.decoding import Decoded as Decoded
+from gateway.decoding import Parsed, Spec
 from gateway.errors import UnknownDialect, Unsupported
 from gateway.model import Command, Event, Start
 
@@ -44,17 +47,6 @@ Capability: TypeAlias = Literal[
     "history",  # page the platform's history
     "files",  # upload files
 ]
-
-
-class Decoded(msgspec.Struct, frozen=True, gc=False):
-    """What a body decodes to: canonical events in native order, and how many frames were
-    skipped because the dialect does not know their event name (counted, never fatal)."""
-
-    # `gc=False`: one is made for every body, and it is never part of a cycle (events do not
-    # refer back to it), so the collector need not track it (≈ 100 instructions a body).
-
-    events: list[Event]
-    ignored: int = 0
 
 
 class HistoryPage(msgspec.Struct, kw_only=True):
@@ -180,11 +172,25 @@ class Adapter(abc.ABC):
     test_only: ClassVar[bool] = False
     """True for dialects that exist for tests and demos; loaded only when named explicitly."""
 
+    spec: ClassVar[Spec[Any] | None] = None
+    """The dialect's description for the shared decode pipeline (`gateway.decoding`)."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        implemented = cls.decode is not Adapter.decode or cls.decode_body is not Adapter.decode_body
+        implemented = (
+            cls.spec is not None
+            or cls.decode is not Adapter.decode
+            or cls.decode_body is not Adapter.decode_body
+        )
         if "name" in cls.__dict__ and not implemented:
-            raise TypeError(f"dialect {cls.__name__} implements neither decode nor decode_body")
+            raise TypeError(f"dialect {cls.__name__} has no spec and no decode_body")
+
+    def parse(self, body: bytes, *, conversation: str | None = None) -> Parsed[Any] | None:
+        """The pipeline's first phase for this dialect (`decoding.parse`), or None for a
+        dialect not on the pipeline (`decode` does all then)."""
+        if self.spec is None:
+            return None
+        return decoding.parse(self.spec, body, conversation=conversation)
 
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
         """Decode a webhook body: one native frame, an array of them, or the dialect's envelope.
@@ -201,7 +207,11 @@ class Adapter(abc.ABC):
         instead, `decode = staticmethod(f)` with `f(body, conversation=None)`: ingest's hot
         path then makes one call less. The dialect's tests must then show the contract (bad
         UTF-8 and deep nesting are `MalformedJSON`), as `tests/security/test_fuzz.py` does for all.
+        A dialect on the pipeline (`spec`) decodes with empty contexts here; ingest reads the
+        stored ones between `parse` and `decoding.build`.
         """
+        if self.spec is not None:
+            return decoding.decode(self.spec, body, conversation=conversation)
         try:
             return self.decode_body(body, conversation)
         except (RecursionError, UnicodeDecodeError) as exc:

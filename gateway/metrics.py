@@ -25,6 +25,13 @@ INGEST_FRAMES = Counter(
     ["dialect", "outcome"],
     registry=REGISTRY,
 )
+CONNECTOR_FRAMES_REJECTED = Counter(
+    "gateway_connector_frames_rejected_total",
+    "Native frames a connector received that did not decode: each became an `error` event, "
+    "the good frames of its batch were published.",
+    ["dialect"],
+    registry=REGISTRY,
+)
 INGEST_REQUESTS = Counter(
     "gateway_ingest_requests_total",
     "Ingest requests, by dialect and HTTP status.",

@@ -10,24 +10,23 @@ from typing import TYPE_CHECKING, ClassVar
 
 import aiohttp
 
-from adapters.loopback import codec
 from adapters.loopback.connector import LoopbackConnector
-from gateway.adapter import Adapter, Capability, Connector, Decoded, DialectSettings
+from adapters.loopback.decode import SPEC
+from adapters.loopback.native import DIALECT
+from gateway.adapter import Adapter, Capability, Connector, DialectSettings
 
 if TYPE_CHECKING:
     from gateway.demo import Wiring
 
 
 class LoopbackAdapter(Adapter):
-    name = codec.DIALECT
+    name = DIALECT
+    spec = SPEC
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "recover", "send", "typing", "end"}
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
     test_only = True
-
-    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        return codec.decode(body, conversation)
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         return LoopbackConnector(settings, http)

@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+import msgspec
 import structlog
 
-from adapters.loopback import codec
+from adapters.loopback.decode import SPEC
+from adapters.loopback.native import DIALECT
+from gateway import decoding
 from gateway.adapter import Connector, DialectSettings
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported, VendorError
@@ -80,12 +83,12 @@ class LoopbackConnector(Connector):
             },
         )
         self.chat_id = str(body["chat_id"])
-        self.conversation_id = conversation_id(codec.DIALECT, self.chat_id)
+        self.conversation_id = conversation_id(DIALECT, self.chat_id)
         return [
             Status(
                 id=derived_id(self.conversation_id, "status", "active"),
                 conversation_id=self.conversation_id,
-                dialect=codec.DIALECT,
+                dialect=DIALECT,
                 at=now_at(),
                 status="active",
             )
@@ -94,7 +97,7 @@ class LoopbackConnector(Connector):
     async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
         self.chat_id = str(state["chat_id"])
         self.after = int(state.get("after", 0))
-        self.conversation_id = conversation_id(codec.DIALECT, self.chat_id)
+        self.conversation_id = conversation_id(DIALECT, self.chat_id)
         events, self.after = await self._poll(wait=0)
         return events
 
@@ -108,8 +111,7 @@ class LoopbackConnector(Connector):
             params={"after": self.after, "wait": wait},
             timeout=aiohttp.ClientTimeout(total=wait + self.request_timeout),
         )
-        decoded = codec.decode_frames(body["frames"])
-        return list(decoded.events), int(body["next"])
+        return self._decode(body["frames"]), int(body["next"])
 
     async def inbound(self) -> AsyncIterator[Sequence[Event]]:
         attempt = 0
@@ -135,12 +137,18 @@ class LoopbackConnector(Connector):
             if any(e.__struct_config__.tag == "ended" for e in events):
                 return
 
+    def _decode(self, frames: list[Any]) -> list[Event]:
+        """The platform's frames (parsed by `_call`) as events; a bad one becomes an `error`
+        event, the good ones of its batch are kept."""
+        body = msgspec.json.encode(frames)
+        return decoding.decode(SPEC, body, conversation=self.chat_id, isolate=True).events
+
     def _link(self, state: LinkState, **fields: Any) -> Link:
         at = now_at()
         return Link(
             id=derived_id(self.conversation_id, "link", state, at, fields.get("attempt")),
             conversation_id=self.conversation_id,
-            dialect=codec.DIALECT,
+            dialect=DIALECT,
             at=at,
             state=state,
             **fields,
@@ -154,7 +162,7 @@ class LoopbackConnector(Connector):
                     f"/chats/{self.chat_id}/messages",
                     json={"text": text, "client_id": command.ref},
                 )
-                return list(codec.decode_frames([body["frame"]]).events)
+                return self._decode([body["frame"]])
             case SetTyping():
                 await self._call(
                     "POST", f"/chats/{self.chat_id}/typing", json={"active": command.active}

@@ -74,6 +74,13 @@ class Emulator:
     def agent_says(self, chat_id: str, text: str) -> dict[str, Any]:
         return self.chats[chat_id].add("message", text=text, **{"from": AGENT})
 
+    def send_raw(self, chat_id: str, frame: dict[str, Any]) -> None:
+        """Test control: the platform sends `frame` as it is (a malformed one, say)."""
+        chat = self.chats[chat_id]
+        chat.frames.append(frame)
+        chat.changed.set()
+        chat.changed = asyncio.Event()
+
     def end_session(self, chat_id: str) -> None:
         chat = self.chats[chat_id]
         chat.ended = True

@@ -12,6 +12,8 @@ from typing import Literal
 
 import msgspec
 
+DIALECT = "loopback"
+
 
 class Sender(msgspec.Struct, frozen=True):
     role: Literal["user", "bot", "agent", "supervisor", "system", "external"]
@@ -44,6 +46,3 @@ class EndedFrame(_Frame, tag="ended", frozen=True, kw_only=True):
 
 
 Frame = MessageFrame | TypingFrame | JoinedFrame | EndedFrame
-KINDS = frozenset(
-    t.__struct_config__.tag for t in (MessageFrame, TypingFrame, JoinedFrame, EndedFrame)
-)

@@ -1,6 +1,7 @@
 """Event log and fan-out engines, chosen by URL scheme: `memory://` (default) or `redis://`.
 
-One small interface (`Hub`: publish, read, subscribe) in `base`; one module per engine.
+One small interface (`Hub`: publish, read, subscribe; contexts, remember) in `base`; one module
+per engine.
 """
 
 from __future__ import annotations

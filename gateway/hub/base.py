@@ -10,6 +10,9 @@ in where the log lives and how an event reaches the process (`memory`: a dict an
 - a live event whose seq is not the next one (a lost pub/sub message, a Redis reconnect) makes
   the subscription re-read the log from its cursor before it delivers anything newer;
 - replays wait for the sink to drain, so a resume of 10,000 events never overflows a socket.
+
+Next to its log, a hub keeps each conversation's `ConversationContext` (`contexts`, `remember`):
+what decoding learned that no single frame carries, shared by every replica and ended with the log.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
 
 import msgspec
 import structlog
 
+from gateway.context import ConversationContext
 from gateway.errors import RequestError
 from gateway.model import Event
 
@@ -225,6 +229,26 @@ class Hub(abc.ABC):
     @abc.abstractmethod
     async def head(self, conversation: str) -> int:
         """The last seq assigned in `conversation` (0 when it has none)."""
+
+    @abc.abstractmethod
+    async def contexts(self, conversations: Collection[str]) -> dict[str, ConversationContext]:
+        """The stored context of each conversation named (`gateway.context.EMPTY` for one with
+        none), read in one round trip. Raises `StoreUnavailable` if the store cannot be reached.
+        """
+
+    @abc.abstractmethod
+    async def remember(self, learned: Mapping[str, ConversationContext]) -> None:
+        """Lay each learned context over its conversation's stored one, with the semantics of
+        `ConversationContext.merge` (a newly known own address replaces the old one; a party's
+        newest announced role wins), in one round trip.
+
+        Atomic per conversation and field by field, so replicas remembering different parties
+        at once lose nothing. A context ends with its conversation's log: it expires with it
+        `ended_ttl` after `ended`, and is never trimmed (a log's trim keeps its conversation).
+        One remembered before the conversation's first stored event is kept as an ended log
+        would be, until that event adopts it. Raises `StoreUnavailable` if the store cannot be
+        reached; remembering again is harmless (merging is idempotent).
+        """
 
     @abc.abstractmethod
     async def ready(self) -> bool:

@@ -1,28 +1,32 @@
 """The `memory://` hub: one process, logs in dicts. The default engine and the tests' baseline.
 
-Same semantics as the Redis engine (dedup, seq, retention, replay, patterns); events reach
-subscriptions by a direct call, so a memory hub never has gaps to repair.
+Same semantics as the Redis engine (dedup, seq, retention, replay, patterns, conversation
+context); events reach subscriptions by a direct call, so a memory hub never has gaps to repair.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
+from gateway.context import EMPTY, ConversationContext
 from gateway.hub import wire
 from gateway.hub.base import Hub, Published, Subscription
 from gateway.model import EPHEMERAL, Ended, Event, event_encoder
 
 
 class _Log:
-    __slots__ = ("entries", "expires_at", "ids", "seq")
+    """One conversation: its log, dedup index and context, forgotten together."""
+
+    __slots__ = ("context", "entries", "expires_at", "ids", "seq")
 
     def __init__(self, maxlen: int) -> None:
         self.seq = 0
         self.ids: dict[str, int] = {}
         self.entries: deque[tuple[int, bytes]] = deque(maxlen=maxlen)
         self.expires_at: float | None = None
+        self.context = EMPTY
 
 
 class MemoryHub(Hub):
@@ -67,6 +71,8 @@ class MemoryHub(Hub):
             if known is not None:
                 results.append(Published(event.id, known, duplicate=True))
                 continue
+            if entry.seq == 0:  # the first event adopts a context remembered before it
+                entry.expires_at = None
             entry.seq += 1
             entry.ids[event.id] = entry.seq
             payload = wire.encode_stored(event, entry.seq)
@@ -113,6 +119,23 @@ class MemoryHub(Hub):
     async def head(self, conversation: str) -> int:
         entry = self._log(conversation)
         return entry.seq if entry is not None else 0
+
+    async def contexts(self, conversations: Collection[str]) -> dict[str, ConversationContext]:
+        found = {}
+        for conversation in conversations:
+            entry = self._log(conversation)
+            found[conversation] = entry.context if entry is not None else EMPTY
+        return found
+
+    async def remember(self, learned: Mapping[str, ConversationContext]) -> None:
+        for conversation, context in learned.items():
+            if context == EMPTY:
+                continue
+            entry = self._log(conversation, create=True)
+            assert entry is not None
+            if entry.seq == 0:  # no log yet: kept as an ended one is, until its first event
+                entry.expires_at = time.time() + self.ended_ttl
+            entry.context = entry.context.merge(context)
 
     async def ready(self) -> bool:
         return True

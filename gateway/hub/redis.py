@@ -1,25 +1,28 @@
 """The `redis://` hub: logs in Redis Streams, fan-out through one pub/sub connection per process.
 
-Per conversation `c` (the braces keep the three keys in one Redis Cluster slot), under the
+Per conversation `c` (the braces keep its keys in one Redis Cluster slot), under the
 namespace `gw` (`GATEWAY_REDIS_NAMESPACE`: gateways that must not share data share a Redis
 under different namespaces):
 
     gw:{c}:seq   INCR counter: the last seq assigned
     gw:{c}:ids   hash event id → seq: the dedup index
     gw:{c}:log   stream of stored events, entry id `<seq>-0`, field `e` = the event's JSON
+    gw:{c}:ctx   hash: the conversation's context, fields `own_address` and `role:<party id>`
     gw:ev:c      pub/sub channel the stored events are published on (patterns: gw:ev:genesys:*)
 
 `PUBLISH_SCRIPT` does dedup + seq + append + publish for one conversation's events atomically,
 so seq order is publish order. A batch is one pipeline of one script call per conversation: one
-round trip. The listener reconnects with capped backoff; after a reconnect every subscription
+round trip. `REMEMBER_SCRIPT` writes a context field by field (HSET: replicas writing
+different parties at once both land) and gives it its log's end; `ended` expires all four keys
+together. The listener reconnects with capped backoff; after a reconnect every subscription
 re-reads the log from its cursors, so no subscriber stays deaf or misses what was published
 while the link was down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar, cast, get_args
 
 import redis.asyncio as aioredis
 import structlog
@@ -27,16 +30,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from gateway.context import EMPTY, ConversationContext
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Hub, Published, Subscription
 from gateway.hub.redis_fanout import RedisFanOut
-from gateway.model import EPHEMERAL, Ended, Event, event_encoder
+from gateway.model import EPHEMERAL, Ended, Event, Role, event_encoder
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+
 PUBLISH_SCRIPT = """
--- KEYS: seq counter, id->seq hash, log stream
+-- KEYS: seq counter, id->seq hash, log stream, context hash
 -- ARGV: channel, maxlen, ttl after `ended` (s); then per event: id, JSON without seq, ended (0|1)
 -- `seq` goes right after the first comma, which closes the type tag (see gateway/hub/wire.py).
 local out = {}
@@ -46,6 +52,9 @@ for i = 4, #ARGV, 3 do
     out[#out + 1] = -tonumber(known)
   else
     local seq = redis.call('INCR', KEYS[1])
+    if seq == 1 then  -- the first event adopts a context remembered before it (REMEMBER_SCRIPT)
+      redis.call('PERSIST', KEYS[4])
+    end
     redis.call('HSET', KEYS[2], ARGV[i], seq)
     local json = ARGV[i + 1]
     local cut = string.find(json, ',', 1, true)
@@ -53,7 +62,7 @@ for i = 4, #ARGV, 3 do
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', payload)
     redis.call('PUBLISH', ARGV[1], payload)
     if ARGV[i + 2] == '1' then
-      for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
+      for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
     end
     out[#out + 1] = seq
   end
@@ -61,11 +70,36 @@ end
 return out
 """
 
+REMEMBER_SCRIPT = """
+-- KEYS: context hash, the log's seq counter
+-- ARGV: how long a context whose log has no event yet is kept (s); then field, value pairs
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+-- The context ends when its log does: at the same instant, or never while the log is open.
+local ends = redis.call('PEXPIRETIME', KEYS[2])
+if ends > 0 then
+  redis.call('PEXPIREAT', KEYS[1], ends)
+elseif ends == -1 then
+  redis.call('PERSIST', KEYS[1])
+else  -- no log yet: kept as an ended one is, until PUBLISH_SCRIPT's first event adopts it
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+OWN_ADDRESS = "own_address"
+ROLE = "role:"
+ROLES: frozenset[str] = frozenset(get_args(Role))
+
 
 def stream_keys(conversation: str, namespace: str = "gw") -> tuple[str, str, str]:
     """The seq counter, dedup hash and log stream keys of a conversation."""
     base = namespace + ":{" + conversation + "}"
     return base + ":seq", base + ":ids", base + ":log"
+
+
+def context_key(conversation: str, namespace: str = "gw") -> str:
+    """The hash holding a conversation's context (beside its log, in the same slot)."""
+    return namespace + ":{" + conversation + "}:ctx"
 
 
 class RedisHub(Hub):
@@ -97,7 +131,8 @@ class RedisHub(Hub):
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         )
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._pool)
-        self._sha: str | None = None
+        self._publish_sha = ""  # until start() loads them, a call reloads and tries again
+        self._remember_sha = ""
         self._fanout = RedisFanOut(self._redis, namespace, max_backoff)
 
     @property
@@ -108,7 +143,7 @@ class RedisHub(Hub):
 
     async def start(self) -> None:
         try:
-            self._sha = await self._redis.script_load(PUBLISH_SCRIPT)
+            await self._load_scripts()
         except RedisError as exc:
             raise StoreUnavailable(f"Redis at {_safe(self.url)} is unreachable: {exc}") from exc
         await self._fanout.start()
@@ -128,19 +163,26 @@ class RedisHub(Hub):
 
     # -- writing --------------------------------------------------------------------------------
 
+    async def _load_scripts(self) -> None:
+        self._publish_sha = await self._redis.script_load(PUBLISH_SCRIPT)
+        self._remember_sha = await self._redis.script_load(REMEMBER_SCRIPT)
+
+    async def _scripted(self, run: Callable[[], Awaitable[T]]) -> T:
+        """`run()`, which calls the hub's scripts; once more after reloading them if the server
+        lost its script cache (it restarted). Raises `StoreUnavailable` for any Redis error."""
+        try:
+            try:
+                return await run()
+            except NoScriptError:
+                await self._load_scripts()
+                return await run()
+        except RedisError as exc:
+            raise StoreUnavailable(f"event store unavailable: {exc}") from exc
+
     async def publish(self, events: Sequence[Event]) -> list[Published]:
         if not events:
             return []
-        try:
-            return await self._publish(events)
-        except NoScriptError:  # the server restarted and lost its script cache
-            try:
-                self._sha = await self._redis.script_load(PUBLISH_SCRIPT)
-                return await self._publish(events)
-            except RedisError as exc:
-                raise StoreUnavailable(f"event store unavailable: {exc}") from exc
-        except RedisError as exc:
-            raise StoreUnavailable(f"event store unavailable: {exc}") from exc
+        return await self._scripted(lambda: self._publish(events))
 
     async def _publish(self, events: Sequence[Event]) -> list[Published]:
         self.round_trips += 1
@@ -156,11 +198,11 @@ class RedisHub(Hub):
             for conversation, indexes in groups.items()
         ]
         if len(calls) == 1 and not ephemeral:  # the common webhook case: no pipeline needed
-            replies = [await self._redis.evalsha(self._sha or "", 3, *calls[0][1])]
+            replies = [await self._redis.evalsha(self._publish_sha, 4, *calls[0][1])]
         else:
             pipe = self._redis.pipeline(transaction=False)
             for _, args in calls:
-                pipe.evalsha(self._sha or "", 3, *args)
+                pipe.evalsha(self._publish_sha, 4, *args)
             for index in ephemeral:
                 event = events[index]
                 pipe.publish(
@@ -178,6 +220,7 @@ class RedisHub(Hub):
     def _script_args(self, conversation: str, events: list[Event]) -> list[Any]:
         args: list[Any] = [
             *stream_keys(conversation, self.namespace),
+            context_key(conversation, self.namespace),
             self._fanout.channel(conversation),
             self.maxlen,
             self.ended_ttl,
@@ -219,8 +262,36 @@ class RedisHub(Hub):
         return [(int(entry_id.split(b"-", 1)[0]), fields[b"e"]) for entry_id, fields in rows[::-1]]
 
     async def head(self, conversation: str) -> int:
-        value = await self._call(self._redis.get, stream_keys(conversation, self.namespace)[0])
+        value = await self._call(self._redis.get, self._seq_key(conversation))
         return int(value) if value is not None else 0
+
+    # -- conversation context -----------------------------------------------------------------
+
+    async def contexts(self, conversations: Collection[str]) -> dict[str, ConversationContext]:
+        names = list(conversations)
+        if not names:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for conversation in names:
+            pipe.hgetall(context_key(conversation, self.namespace))
+        rows = await self._call(pipe.execute)
+        return {conversation: _context(row) for conversation, row in zip(names, rows, strict=True)}
+
+    async def remember(self, learned: Mapping[str, ConversationContext]) -> None:
+        calls = [(c, _fields(context)) for c, context in learned.items() if context != EMPTY]
+        if calls:
+            await self._scripted(lambda: self._remember(calls))
+
+    async def _remember(self, calls: list[tuple[str, list[str]]]) -> None:
+        self.round_trips += 1
+        pipe = self._redis.pipeline(transaction=False)
+        for conversation, fields in calls:
+            keys = context_key(conversation, self.namespace), self._seq_key(conversation)
+            pipe.evalsha(self._remember_sha, 2, *keys, self.ended_ttl, *fields)
+        await pipe.execute()
+
+    def _seq_key(self, conversation: str) -> str:
+        return stream_keys(conversation, self.namespace)[0]
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         self.round_trips += 1
@@ -236,6 +307,28 @@ class RedisHub(Hub):
 
     def _detach(self, subscription: Subscription) -> None:
         self._fanout.detach(subscription)
+
+
+def _fields(context: ConversationContext) -> list[str]:
+    """The context hash fields (name, value, …) that lay `context` over a stored one."""
+    fields = [] if context.own_address is None else [OWN_ADDRESS, context.own_address]
+    for party, role in context.roles.items():
+        fields += (ROLE + party, role)
+    return fields
+
+
+def _context(row: dict[bytes, bytes]) -> ConversationContext:
+    """A context hash as read back (`EMPTY` when there is none). A role this version does not
+    know (written by a newer one) is left out: context then says nothing about that party."""
+    own_address = None
+    roles: dict[str, Role] = {}
+    for field, value in row.items():
+        name, text = field.decode(), value.decode()
+        if name == OWN_ADDRESS:
+            own_address = text
+        elif name.startswith(ROLE) and text in ROLES:
+            roles[name.removeprefix(ROLE)] = cast(Role, text)
+    return ConversationContext(own_address=own_address, roles=roles) if row else EMPTY
 
 
 def _safe(url: str) -> str:

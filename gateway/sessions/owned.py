@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 
+from gateway import metrics
 from gateway.adapter import Connector
 from gateway.codec import derived_id
 from gateway.errors import GatewayError, SessionNotFound
 from gateway.hub import Hub, Published, wire
 from gateway.logging import bound
-from gateway.model import Command, Ended, Event, FetchHistory, Link, Message, now_at
+from gateway.model import Command, Ended, Error, Event, FetchHistory, Link, Message, now_at
 from gateway.sessions.record import SessionRecord
 from gateway.sessions.replies import Ack, PlatformHistory
 
@@ -90,6 +91,9 @@ class OwnedSession:
                 for event in batch:
                     if isinstance(event, Link):
                         self.link = "up" if event.state == "restored" else event.state
+                    elif isinstance(event, Error) and event.code == "INVALID_FRAME":
+                        metrics.CONNECTOR_FRAMES_REJECTED.labels(self.record.dialect).inc()
+                        log.warning("session.frame_rejected", reason=event.message)
                 ended = any(isinstance(e, Ended) for e in batch)
                 if ended:
                     # The record says `ended` before anyone can see the `ended` event, so a

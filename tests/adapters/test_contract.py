@@ -76,8 +76,9 @@ def test_declares_itself(adapter: Adapter) -> None:
 
 
 def test_a_dialect_must_decode() -> None:
-    """A dialect implements `decode_body` (wrapped by `Adapter.decode`) or `decode` itself."""
-    with pytest.raises(TypeError, match="neither decode nor decode_body"):
+    """A dialect gives the pipeline its `spec`, or (not yet on it) implements `decode_body` or
+    `decode` itself."""
+    with pytest.raises(TypeError, match="has no spec and no decode_body"):
 
         class Mute(Adapter):  # defining the class is what fails
             name = "mute"

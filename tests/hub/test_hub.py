@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from gateway.errors import RequestError
 from gateway.hub import Hub, create_hub
-from gateway.model import Ended, Message, Party, Signal, Text, event_decoder
-
-
-def message(conv: str, n: int, text: str | None = None) -> Message:
-    return Message(
-        id=f"{conv}/{n}",
-        conversation_id=conv,
-        dialect="t",
-        at="2024-01-01T00:00:00.000Z",
-        sender=Party(role="agent"),
-        content=Text(text or f"m{n}"),
-    )
+from gateway.model import Signal, event_decoder
+from tests.hub.events import ended, message
 
 
 class Collect:
@@ -46,14 +35,6 @@ class Collect:
                 self.changed.clear()
                 await self.changed.wait()
         return self.seqs(conversation)
-
-
-@pytest.fixture
-async def hub(hub_url: str) -> AsyncIterator[Hub]:
-    engine = create_hub(hub_url, maxlen=200)
-    await engine.start()
-    yield engine
-    await engine.close()
 
 
 async def test_sequences_and_deduplicates(hub: Hub, conversation: str) -> None:
@@ -182,17 +163,10 @@ async def test_order_under_concurrent_publishers(hub: Hub, conversation: str) ->
 
 async def test_ended_sets_expiry(hub: Hub, conversation: str) -> None:
     conv = f"t:{conversation}"
-    ended = Ended(
-        id=f"{conv}/end",
-        conversation_id=conv,
-        dialect="t",
-        at="2024-01-01T00:00:00.000Z",
-        reason="completed",
-    )
     short = create_hub(getattr(hub, "url", "memory://"), ended_ttl=1)
     await short.start()
     try:
-        await short.publish([message(conv, 1), ended])
+        await short.publish([message(conv, 1), ended(conv)])
         assert await short.head(conv) == 2
         async with asyncio.timeout(5):
             while await short.head(conv):

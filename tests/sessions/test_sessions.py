@@ -242,6 +242,37 @@ async def test_vendor_outage_gives_link_events_and_loses_nothing(
     await ws.close()
 
 
+async def test_a_bad_frame_from_the_platform_is_reported_and_its_neighbours_published(
+    session_gateway: GatewayClient, emulator: tuple[Emulator, TestServer]
+) -> None:
+    """DIALECTS.md, "Canonical mapping": one bad frame never takes good ones down with it on a
+    connector's poll; it becomes an `error` event naming the frame and why."""
+
+    async def rejected() -> float:
+        async with session_gateway.client.get("/metrics") as response:
+            text = await response.text()
+        metric = 'gateway_connector_frames_rejected_total{dialect="loopback"}'
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(metric))
+
+    platform, _ = emulator
+    counted = await rejected()
+    ws = await session_gateway.ws()
+    conversation = await start(ws)
+    native = conversation.split(":", 1)[1]
+    before = len(texts(ws, conversation))
+    platform.agent_says(native, "before")
+    platform.send_raw(native, {"kind": "message", "chat": native, "id": "bad", "text": 42})
+    platform.agent_says(native, "after")
+    assert (await wait_texts(ws, conversation, before + 2))[before:] == [
+        ("agent", "before"),
+        ("agent", "after"),
+    ]
+    errors = [e for e in ws.events(conversation) if e["type"] == "error"]
+    assert [(e["code"], e["metadata"]["path"]) for e in errors] == [("INVALID_FRAME", "$.text")]
+    assert await rejected() == counted + 1
+    await ws.close()
+
+
 async def test_http_commands(
     session_gateway: GatewayClient, emulator: tuple[Emulator, TestServer]
 ) -> None:

@@ -1,0 +1,379 @@
+"""The decode pipeline every dialect shares: native bytes in, canonical events out.
+
+    body ─▶ form (one frame | an array | the dialect's envelope) ─▶ raw frames
+         ─▶ each frame's name known? no: counted as ignored
+         ─▶ typed frame (the dialect's msgspec union) ─▶ its conversation ─▶ the dialect's builder
+         ─▶ canonical events (+ what the frames taught the conversation's context)
+
+A dialect describes itself with a `Spec` — its native Structs, the key that names a frame's
+event, its envelopes, how a frame names its conversation, and a plain builder from one typed frame
+to its canonical events — and this module does the rest, the same way for all:
+
+- **Forms.** A JSON array is a batch of frames. A JSON object is one of the dialect's
+  `Envelope`s when it holds that envelope's key and not the frame's name key; else it is a frame.
+- **Unknown names.** A frame whose name (a string at `Spec.tag`) the dialect does not know is
+  skipped unread and counted (`Decoded.ignored`), never fatal: platforms add events. A dialect
+  lists in `Spec.silent` the names it knows but maps to nothing (skipped too, not counted).
+- **Errors.** A body that is not JSON, not UTF-8 or nested too deeply is `MalformedJSON`. A known
+  frame that breaks its schema is `DecodeError` with the frame's `index` in the body and the
+  JSON `path` inside the frame (`$.data.text`), as msgspec names it; a builder refusing a frame
+  raises `Refused` (message and path), which becomes the same. A batch decodes all or nothing
+  (webhooks: the sender fixes and retries). With `isolate=True` (connectors: a platform's poll
+  or socket cannot be re-sent) each bad frame becomes an `error` event naming the frame and why,
+  and the good frames of the batch are kept (`Decoded.rejected` counts the bad ones).
+- **Conversation context.** What a conversation knows beyond any one frame (the gateway's own
+  address, the roles parties announced: `gateway.context`) is handed to the builder through
+  `Scope.context()`; what a frame teaches it, the builder records with `Scope.learn()`. A later
+  frame of the same body sees what an earlier one taught. `Decoded.learned` carries it out, for
+  the hub to keep (`Hub.remember`). Two phases let a caller read the stored contexts between
+  them: `parse` (forms, names, typed frames, conversations) then `build` (events).
+
+A builder is a plain function `build(frame, scope) -> Iterable[Event]`: pure, no I/O, no logging.
+
+How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example):
+
+- `native.py` holds the frame Structs (a tagged union) and the envelope Structs; `DIALECT`.
+- `decode.py` holds the builders and `SPEC = Spec(dialect=…, frame=…, tag=…, build=…,
+  conversation=…, envelopes=(…), silent=…)`. Builders read `scope.conversation_id`,
+  `scope.received_at`, `scope.envelope`, `scope.options`, `scope.context()` and call
+  `scope.learn(...)`, `scope.event_id(...)`; they raise `Refused(message, path)` for a frame
+  they cannot map.
+- The adapter class sets `spec = SPEC`: `Adapter.decode` (webhooks, `gateway decode`) and
+  ingest (which reads the stored contexts between `parse` and `build`) need nothing else.
+- A connector decodes what its platform sends with `decode(SPEC, body, conversation=<native id>,
+  contexts={<conversation id>: context}, options=…, isolate=True)`: bad frames come back as
+  `error` events (counted by the sessions layer), the good ones as usual. It keeps its
+  conversation's context across batches by merging `Decoded.learned` into it, and keeps it in its
+  `snapshot()` so a takeover starts from it.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from gateway.codec import derived_id
+from gateway.context import EMPTY, ConversationContext
+from gateway.errors import DecodeError, MalformedJSON, RequestError
+from gateway.model import Error, Event, Role, now_at
+
+F = TypeVar("F")
+
+
+class Refused(Exception):
+    """Raised by a builder for a frame that decodes but cannot be mapped (a time that is no
+    time, a required value missing in a way the Structs cannot say): `path` is inside the frame."""
+
+    def __init__(self, message: str, path: str = "$") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A body form that wraps frames: an object holding `key`, decoded as `type`, whose
+    attribute `frames` (a `list[msgspec.Raw]`) holds the frames. The decoded envelope is handed
+    to the builder (`Scope.envelope`): its other fields (a chat id, a status) are the body's."""
+
+    key: str
+    type: type[Any]
+    frames: str = "frames"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec(Generic[F]):
+    """What a dialect supplies to the pipeline."""
+
+    dialect: str
+    frame: Any
+    """The native frame type: a tagged union of Structs (or one Struct)."""
+    tag: str
+    """The key whose string value names a frame's event."""
+    build: Callable[[F, Scope], Iterable[Event]]
+    conversation: Callable[[F, Scope], str | None]
+    """A frame's NATIVE conversation id (it may read `scope.envelope`, `scope.conversation`);
+    None when neither the frame nor the body says (a `RequestError` naming the `conversation`
+    parameter then)."""
+    envelopes: tuple[Envelope, ...] = ()
+    silent: frozenset[str] = frozenset()
+    """Names the dialect knows and maps to no event (skipped unread, not counted as ignored)."""
+    known: frozenset[str] = field(default=frozenset())
+    """The names `frame` decodes; derived from the union's tags when left empty."""
+
+    def __post_init__(self) -> None:
+        if not self.known:
+            object.__setattr__(self, "known", _tags(self.frame) | self.silent)
+
+
+def _tags(union: Any) -> frozenset[str]:
+    """The tag values of a union's Structs (a Struct alone: its own)."""
+    members = typing.get_args(union) or (union,)
+    return frozenset(
+        member.__struct_config__.tag
+        for member in members
+        if isinstance(getattr(member, "__struct_config__", None), msgspec.structs.StructConfig)
+        and isinstance(member.__struct_config__.tag, str)
+    )
+
+
+class Scope:
+    """What a builder knows beside its frame: the body's, and the conversation's context."""
+
+    def __init__(
+        self,
+        dialect: str,
+        conversation: str | None,
+        contexts: Mapping[str, ConversationContext],
+        options: Mapping[str, Any],
+    ) -> None:
+        self.dialect = dialect
+        self.conversation = conversation
+        """The native conversation id the caller gave (`?conversation=`, the connector's)."""
+        self.options = options
+        """What the caller tells the dialect's builders (a file URL template, say)."""
+        self.envelope: Any = None
+        """The decoded envelope, when the body was one."""
+        self.index = 0
+        """The frame's position in the body."""
+        self.conversation_id = ""
+        """The canonical id of the frame's conversation (`<dialect>:<native id>`)."""
+        self.learned: dict[str, ConversationContext] = {}
+        self._contexts = contexts
+        self._received_at: str | None = None
+
+    @property
+    def received_at(self) -> str:
+        """One instant for the whole body: the time of frames that carry none."""
+        if self._received_at is None:
+            self._received_at = now_at()
+        return self._received_at
+
+    def context(self) -> ConversationContext:
+        """The frame's conversation's context, with what earlier frames of this body taught."""
+        stored = self._contexts.get(self.conversation_id, EMPTY)
+        learned = self.learned.get(self.conversation_id)
+        return stored if learned is None else stored.merge(learned)
+
+    def learn(self, *, own_address: str | None = None, roles: Mapping[str, Role] = {}) -> None:
+        """Record what this frame teaches its conversation's context."""
+        before = self.learned.get(self.conversation_id, EMPTY)
+        update = ConversationContext(own_address=own_address, roles=dict(roles))
+        self.learned[self.conversation_id] = before.merge(update)
+
+    def event_id(self, *parts: object) -> str:
+        """A deterministic id for an event the platform does not identify (`derived_id`)."""
+        return derived_id(self.conversation_id, *parts)
+
+
+class Decoded(msgspec.Struct, frozen=True, gc=False):
+    """What a body decodes to: canonical events in native order, how many frames were skipped as
+    unknown names (`ignored`), how many were bad and became `error` events (`rejected`, only when
+    isolating), and what the body taught each conversation's context (`learned`)."""
+
+    events: list[Event]
+    ignored: int = 0
+    rejected: int = 0
+    learned: dict[str, ConversationContext] = {}
+
+
+class Parsed(Generic[F]):
+    """A body after the first phase: its typed frames, each with its index and conversation."""
+
+    def __init__(self, spec: Spec[F], scope: Scope, isolate: bool) -> None:
+        self.spec = spec
+        self.scope = scope
+        self.isolate = isolate
+        self.frames: list[tuple[int, str, F]] = []
+        self.failures: list[tuple[int, str, DecodeError]] = []
+        self.ignored = 0
+
+    @property
+    def conversations(self) -> set[str]:
+        """The canonical ids of the conversations the body's frames belong to."""
+        return {conv for _, conv, _ in self.frames}
+
+
+_peek_decoders: dict[tuple[str, ...], msgspec.json.Decoder[Any]] = {}
+
+
+def _peek(keys: tuple[str, ...]) -> msgspec.json.Decoder[Any]:
+    """A decoder reading only `keys` of an object, the rest skipped: each an empty `Raw` when
+    absent (a present key's raw JSON is never empty)."""
+    decoder = _peek_decoders.get(keys)
+    if decoder is None:
+        fields = [(f"k{i}", msgspec.Raw, msgspec.Raw()) for i in range(len(keys))]
+        rename = {f"k{i}": key for i, key in enumerate(keys)}
+        decoder = msgspec.json.Decoder(msgspec.defstruct("Peek", fields, rename=rename))
+        _peek_decoders[keys] = decoder
+    return decoder
+
+
+_raws = msgspec.json.Decoder(list[msgspec.Raw])
+_typed: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
+    decoder = _typed.get(kind)
+    if decoder is None:
+        decoder = _typed[kind] = msgspec.json.Decoder(kind)
+    return decoder
+
+
+def parse(
+    spec: Spec[F],
+    body: bytes,
+    *,
+    conversation: str | None = None,
+    contexts: Mapping[str, ConversationContext] | None = None,
+    options: Mapping[str, Any] | None = None,
+    isolate: bool = False,
+) -> Parsed[F]:
+    """The first phase: the body's typed frames and their conversations.
+
+    Raises `MalformedJSON` (not JSON, not UTF-8, too deep), `DecodeError` (a known frame breaking
+    its schema, or an envelope that is no envelope) and `RequestError` (no conversation anywhere).
+    With `isolate` and a `conversation` (a connector's session), a bad frame is kept as a
+    failure instead, in that conversation, and `build` turns it into an `error` event.
+    """
+    scope = Scope(spec.dialect, conversation, contexts or {}, options or {})
+    parsed: Parsed[F] = Parsed(spec, scope, isolate and conversation is not None)
+    try:
+        body.decode()  # every string checked once, even those of frames skipped unread
+        raws = _forms(spec, body, scope)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise _unparsable(exc) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJSON(f"body is not valid JSON: {exc}") from None
+    name_of = _peek((spec.tag,))
+    typed = _decoder(spec.frame)
+    for index, raw in enumerate(raws):
+        scope.index = index
+        try:
+            name = _read_name(name_of, raw, index)
+            if isinstance(name, str) and (name not in spec.known or name in spec.silent):
+                parsed.ignored += name not in spec.known
+                continue
+            frame = typed.decode(raw)
+            native = spec.conversation(frame, scope)
+        except RecursionError as exc:
+            raise _unparsable(exc) from None
+        except (msgspec.ValidationError, DecodeError, Refused) as exc:
+            error = _frame_error(exc, index)
+            if not parsed.isolate:
+                raise error from None
+            parsed.failures.append((index, f"{spec.dialect}:{conversation}", error))
+            continue
+        if native is None:
+            raise RequestError(
+                f"{spec.dialect} frame {index} names no conversation: "
+                "the `conversation` parameter is required",
+                parameter="conversation",
+            )
+        parsed.frames.append((index, f"{spec.dialect}:{native}", frame))
+    return parsed
+
+
+def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None = None) -> Decoded:
+    """The second phase: the canonical events of `parsed`'s frames, built with `contexts` (the
+    stored context of each of `parsed.conversations`; those given to `parse` otherwise).
+
+    Raises `DecodeError` for a frame the builder refuses, unless `parse` was isolating: then,
+    and for the frames `parse` kept as failures, the batch carries an `error` event instead."""
+    spec, scope = parsed.spec, parsed.scope
+    if contexts is not None:
+        scope._contexts = contexts
+    events: list[Event] = []
+    failures = list(parsed.failures)
+    for index, conv, frame in parsed.frames:
+        scope.index, scope.conversation_id = index, conv
+        try:
+            events.extend(spec.build(frame, scope))
+        except (Refused, DecodeError, msgspec.ValidationError, ValueError) as exc:
+            error = _frame_error(exc, index)
+            if not parsed.isolate:
+                raise error from None
+            failures.append((index, conv, error))
+    for index, conv, error in failures:
+        events.append(_error_event(spec.dialect, conv, index, error, scope.received_at))
+    return Decoded(events, parsed.ignored, len(failures), scope.learned)
+
+
+def decode(
+    spec: Spec[F],
+    body: bytes,
+    *,
+    conversation: str | None = None,
+    contexts: Mapping[str, ConversationContext] | None = None,
+    options: Mapping[str, Any] | None = None,
+    isolate: bool = False,
+) -> Decoded:
+    """`build(parse(...))`: a body decoded in one call, with the contexts the caller has."""
+    parsed = parse(
+        spec, body, conversation=conversation, contexts=contexts, options=options, isolate=isolate
+    )
+    return build(parsed)
+
+
+def _forms(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw]:
+    """The raw frames of a body: an array's items, an envelope's frames, or the body itself."""
+    start = body.lstrip()[:1]
+    if start == b"[":
+        return _raws.decode(body)
+    if start == b"{" and spec.envelopes:
+        keys = (spec.tag, *(envelope.key for envelope in spec.envelopes))
+        peeked = msgspec.structs.astuple(_peek(keys).decode(body))
+        if not peeked[0]:
+            for envelope, present in zip(spec.envelopes, peeked[1:], strict=True):
+                if present:
+                    try:
+                        scope.envelope = _decoder(envelope.type).decode(body)
+                    except msgspec.ValidationError as exc:
+                        raise _frame_error(exc, 0) from None
+                    frames: list[msgspec.Raw] = getattr(scope.envelope, envelope.frames)
+                    return frames
+    msgspec.json.decode(body)  # one frame: it must at least be JSON
+    return [msgspec.Raw(body)]
+
+
+def _read_name(reader: msgspec.json.Decoder[Any], raw: msgspec.Raw, index: int) -> Any:
+    try:
+        name = reader.decode(raw).k0
+    except msgspec.ValidationError:  # not an object: let the typed decode say so
+        return None
+    return msgspec.json.decode(name) if name else None
+
+
+def _frame_error(exc: Exception, index: int) -> DecodeError:
+    if isinstance(exc, DecodeError):
+        return exc
+    if isinstance(exc, Refused):
+        message, path = str(exc), exc.path
+    else:
+        text = str(exc)
+        message, sep, tail = text.rpartition(" - at `")
+        message, path = (message, tail.rstrip("`")) if sep else (text, "$")
+    return DecodeError(f"frame {index}: {message} at {path}", index=index, path=path)
+
+
+def _unparsable(exc: RecursionError | UnicodeDecodeError) -> MalformedJSON:
+    if isinstance(exc, RecursionError):
+        return MalformedJSON("body is nested too deeply")
+    return MalformedJSON(f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+
+
+def _error_event(dialect: str, conv: str, index: int, error: DecodeError, at: str) -> Error:
+    """The `error` event standing for a bad frame of a connector's batch."""
+    return Error(
+        id=derived_id(conv, "bad-frame", at, index, str(error)),
+        conversation_id=conv,
+        dialect=dialect,
+        at=at,
+        code=error.code,
+        message=str(error),
+        recoverable=False,
+        metadata={"index": index, "path": error.details.get("path", "$")},
+    )
