@@ -2,7 +2,8 @@
 
 REST plus a GET long poll (`chats/{chatId}/events`). The wire as we implement it, the mapping
 and our own inventions are in `docs/dialects/server_events.md`. Modules: `native` (the
-platform's frames), `decode` and `encode` (pure), `errors` (the platform's error codes),
+platform's frames), `decode` (the spec for `gateway.decoding`) and `encode` (pure), `errors`
+(the platform's error codes),
 `connector` (one vendor session's I/O), `emulator` (the platform, in-process, for tests and
 the demo mode).
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adapters.server_events import decode, encode
+from adapters.server_events import encode
+from adapters.server_events.decode import SPEC
 from adapters.server_events.native import DIALECT
 from gateway.adapter import (
     Adapter,
     Capability,
     Connector,
-    Decoded,
     DialectSettings,
     NativeRequest,
 )
@@ -32,15 +33,13 @@ if TYPE_CHECKING:
 
 class ServerEventsAdapter(Adapter):
     name = DIALECT
+    spec = SPEC
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "recover", "send", "typing", "read", "end", "history", "files"}
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset(
         {"text", "url", "image", "file", "location"}
     )
-
-    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        return decode.decode(body, conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)

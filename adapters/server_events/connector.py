@@ -47,8 +47,10 @@ import structlog
 
 from adapters.server_events import decode, encode
 from adapters.server_events import native as n
+from adapters.server_events.decode import SPEC
 from adapters.server_events.errors import NO_EVENTS, TOO_MANY_POLLS, vendor_code, vendor_error
 from adapters.server_events.native import DIALECT
+from gateway import decoding
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.context import EMPTY, ConversationContext
@@ -125,7 +127,7 @@ class ServerEventsConnector(Connector):
             raise RequestError("GATEWAY_SERVER_EVENTS_APP_ID is not set", field="app_id")
         self._http = http
         self._base, file_base = _api_base(settings.url)
-        self._file_url = f"{file_base}{{file_id}}"  # a template for decode.read
+        self._file_url = f"{file_base}{{file_id}}"  # the builders' `file_url` template
         self._app_id = options["app_id"]
         self._query = {"tenantUrl": options["tenant_url"]} if options.get("tenant_url") else {}
         self._cache_buster = options.get("cache_buster", "nonce")
@@ -229,15 +231,15 @@ class ServerEventsConnector(Connector):
         the session: what the history teaches is not kept, frames it cannot decode are left out
         (a poll reports them)."""
         body = await self._call("GET", self._path("history"))
-        reading = decode.read(
+        decoded = decoding.decode(
+            SPEC,
             body,
-            self._chat_id,
-            self._context,
-            file_url=self._file_url,
-            untimed=decode.Untimed(),
+            conversation=self._chat_id,
+            contexts={self.conversation_id: self._context},
+            options={"file_url": self._file_url, "untimed": decode.Untimed()},
             isolate=True,
         )
-        events: list[Event] = [e for e in reading.events if not isinstance(e, Typing)]
+        events: list[Event] = [e for e in decoded.events if not isinstance(e, Typing | Error)]
         total = len(events)
         if cursor is None:
             start, end = max(0, total - limit), total
@@ -386,24 +388,17 @@ class ServerEventsConnector(Connector):
         what it taught. A frame that cannot be decoded becomes an `error` event after the
         others; a body that is no JSON at all raises."""
         untimed = decode.Untimed() if history else self._untimed
-        reading = decode.read(
+        decoded = decoding.decode(
+            SPEC,
             body,
-            self._chat_id,
-            self._context,
-            file_url=self._file_url,
-            untimed=untimed,
+            conversation=self._chat_id,
+            contexts={self.conversation_id: self._context},
+            options={"file_url": self._file_url, "untimed": untimed},
             isolate=True,
         )
         self._untimed = untimed
-        self._context = self._context.merge(reading.learned)
-        for error in reading.errors:
-            log.error(
-                "connector.bad_frame",
-                conversation_id=self.conversation_id,
-                code=error.code,
-                **error.details,
-            )
-        return [*reading.events, *(self._error(error) for error in reading.errors)]
+        self._context = self._context.merge(decoded.learned.get(self.conversation_id, EMPTY))
+        return decoded.events
 
     def _fresh(self, events: list[Event]) -> list[Event]:
         """The events not seen yet, with what they teach us applied (parties, end, reads)."""

@@ -1,41 +1,37 @@
-"""`server_events` decoding: a body of server events → canonical events. Pure: no I/O, no logs.
+"""`server_events` frames → canonical events: the dialect's spec for the shared pipeline
+(`gateway.decoding`). Pure: no I/O, no logs.
 
 A body is one frame, an array of frames, or the long-poll/history envelope `{"events": [...]}`.
-Frames carry no chat id, so the caller names the native chat (`conversation`). Ids:
-`"server_events:<chat_id>"` for the conversation, `"<conv>/<msg_id>"` for frames the platform
-identifies (messages, files, located messages, signaling), otherwise a `gateway.codec.derived_id`
-of the frame's own fields, so re-posting the same frames deduplicates.
+Frames carry no chat id: the conversation is the caller's (`?conversation=`, the connector's
+chat). Ids: `"<conv>/<msg_id>"` for frames the platform identifies (messages, files, located
+messages, signaling), otherwise a derived id of the frame's own fields (`Scope.event_id`), so
+re-posting the same frames deduplicates.
 
 What one frame does not say comes from the conversation's context (`gateway.context`):
 
 - who a party is. The client's own lines carry `party_id` equal to the chat id (the iOS SDK's
   `ContactCenterEvent.chatSessionMessage`: "Client party ID always matches the chat ID"), or no
   `party_id` at all: role `user`. Any other party has the role it announced when it joined
-  (`chat_session_party_joined` type scenario → bot, internal → agent, external → external),
-  given by `context.roles` or learned earlier in the same body; `agent` when no join was seen.
-  `read` returns the roles the body announced (`Reading.learned`), for the caller to keep.
-- where received files are fetched (`file_url`, a template with `{file_id}`), when frames
-  without a timestamp happened (`received_at`, and `Untimed` for their ids).
-
-`decode` is the adapter's whole-or-nothing contract (a webhook body); `read` is the same
-decoding with the context in and out and, for a connector's poll, per-frame isolation
-(`isolate=True`: a bad frame becomes an error in `Reading.errors`, the good ones are kept).
+  (`chat_session_party_joined` type scenario → bot, internal → agent, external → external):
+  the join teaches the context (`Scope.learn`), later frames read it (`Scope.context`),
+  whichever body or path brings them; `agent` when no join was seen.
+- what the caller knows (`options`): `file_url` (where received files are fetched, a template
+  with `{file_id}`) and `untimed` (the connector's place in its stream, see `Untimed`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 import msgspec
 
 from adapters.server_events import native as n
 from adapters.server_events.native import DIALECT
-from gateway.adapter import Decoded
-from gateway.codec import invalid, joined_id, tag_reader, to_at, unparsable
-from gateway.context import EMPTY, ConversationContext
-from gateway.errors import DecodeError, MalformedJSON, RequestError
+from gateway.codec import to_at
+from gateway.decoding import Envelope, Refused, Scope, Spec
 from gateway.model import (
     Content,
     Ended,
@@ -57,7 +53,6 @@ from gateway.model import (
     Status,
     Text,
     Typing,
-    now_at,
 )
 
 E = TypeVar("E", bound=Event)
@@ -81,121 +76,31 @@ STATUSES: dict[str, SessionStatus] = {
 }
 
 
-class Reading(NamedTuple):
-    """What `read` makes of a body."""
-
-    events: list[Event]
-    ignored: int
-    """Frames skipped because their event name is unknown (client-only events in history)."""
-    learned: ConversationContext
-    """The roles the body's joins announced (empty when none)."""
-    errors: list[DecodeError]
-    """With `isolate=True`, the frames that could not be decoded (their `index` and `path`)."""
-
-
-def decode(body: bytes | str, conversation: str | None = None) -> Decoded:
-    """Decode a webhook body, all or nothing, without a conversation's context.
-
-    Raises `MalformedJSON` (not JSON, not UTF-8, nested too deeply), `DecodeError` with the
-    frame's `index` and `path`, and `RequestError` naming `conversation` when a body with known
-    events comes without it. Unknown event names are counted in `Decoded.ignored`.
-    """
-    reading = read(body, conversation)
-    return Decoded(reading.events, reading.ignored)
-
-
-def read(
-    body: bytes | str,
-    conversation: str | None,
-    context: ConversationContext = EMPTY,
-    *,
-    file_url: str | None = None,
-    received_at: str | None = None,
-    untimed: Untimed | None = None,
-    isolate: bool = False,
-) -> Reading:
-    """Decode a body of server events for native chat `conversation` in its `context`.
-
-    Raises what `decode` raises; with `isolate`, only for the body as a whole (not JSON, no
-    conversation): a frame that breaks its schema is reported in `Reading.errors` instead and
-    the others are decoded. `untimed` is where the stream stands for frames without a
-    timestamp (see `Untimed`); a fresh one when omitted, so one body always decodes the same.
-    """
-    try:
-        raws = _raw_frames(body)
-        frames: list[tuple[int, n.ServerEvent]] = []
-        errors: list[DecodeError] = []
-        ignored = 0
-        for index, raw in enumerate(raws):
-            try:
-                name = _name_of(raw)
-                if type(name) is str and name not in n.EVENT_NAMES:
-                    ignored += 1
-                    continue
-                frames.append((index, _frame.decode(raw)))
-            except msgspec.ValidationError as exc:
-                errors.append(invalid(exc, index))
-                if not isolate:
-                    raise errors[-1] from None
-    except (RecursionError, UnicodeDecodeError) as exc:
-        raise unparsable(exc) from None
-    if frames and not conversation:
-        raise RequestError(
-            "server_events frames carry no chat id: the `conversation` parameter is required",
-            parameter="conversation",
-        )
-    scope = _Scope(conversation or "", context, file_url, received_at, untimed)
-    typed = [frame for _, frame in frames]
-    events: list[Event] = []
-    for position, (index, frame) in enumerate(frames):
+def build(frame: n.ServerEvent, scope: Scope) -> Iterator[Event]:
+    """The canonical event of one server event, at the frame's time (`when` in derived ids:
+    that time, or the frame's place in the stream when it has none)."""
+    stream = _stream(scope)
+    stamp = frame.timestamp
+    if stamp is not None and stamp != "":
         try:
-            events.append(scope.build(frame, typed, position))
-        except _Bad as exc:
-            errors.append(exc.at(index))
-            if not isolate:
-                raise errors[-1] from None
-    return Reading(events, ignored, scope.learned(), errors)
+            at = when = to_at(stamp)
+        except (ValueError, OverflowError, OSError):
+            raise Refused(f"not a timestamp: {stamp!r}", "$.timestamp") from None
+    else:
+        at, when = scope.received_at, stream.place(frame)
+    if isinstance(frame, _ANCHORS):
+        stream.anchor(frame.msg_id)
+    yield _BUILDERS[type(frame)](frame, _Frame(scope, at, when))
 
 
-_body = msgspec.json.Decoder(list[msgspec.Raw] | dict[str, msgspec.Raw])
-_envelope_events = msgspec.json.Decoder(list[msgspec.Raw])
-_frame = msgspec.json.Decoder(n.ServerEvent)
-_name_of = tag_reader("event")
-
-
-def _raw_frames(body: bytes | str) -> Sequence[msgspec.Raw]:
-    """The body's frames, each undecoded: an array's items, an envelope's `events` (an object
-    with `events` and no `event`), or the body itself (any other object, one frame)."""
-    if isinstance(body, bytes) and not body.isascii():
-        try:  # a typed decode skips unknown keys unread: a bad byte there would pass unseen
-            body.decode()
-        except UnicodeDecodeError:
-            raise MalformedJSON("body is not valid UTF-8") from None
-    try:
-        shape = _body.decode(body)
-    except msgspec.ValidationError as exc:  # a scalar: no frame at all
-        raise invalid(exc, 0) from None
-    except msgspec.DecodeError as exc:
-        raise MalformedJSON(f"body is not valid JSON: {exc}") from None
-    if isinstance(shape, list):
-        return shape
-    if "events" in shape and "event" not in shape:
-        try:
-            return _envelope_events.decode(shape["events"])
-        except msgspec.ValidationError as exc:
-            raise invalid(exc, 0, "$.events") from None
-    return [msgspec.Raw(body)]
-
-
-class _Bad(Exception):
-    """A field of the right JSON type but no meaning (a timestamp that is no time, …)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-    def at(self, index: int) -> DecodeError:
-        return DecodeError(f"frame {index}: {self} at {self.path}", index=index, path=self.path)
+SPEC: Spec[n.ServerEvent] = Spec(
+    dialect=DIALECT,
+    frame=n.ServerEvent,
+    tag="event",
+    build=build,
+    conversation=lambda frame, scope: scope.conversation or None,
+    envelopes=(Envelope("events", n.Envelope, frames="events"),),
+)
 
 
 class Untimed:
@@ -232,74 +137,43 @@ class Untimed:
 _frame_key = msgspec.json.Encoder()
 _ANCHORS = (n.ChatMessage, n.ChatFile, n.ChatLocation)
 """The frames that carry a `msg_id` an untimed frame is placed after."""
+_bodies: WeakKeyDictionary[Scope, Untimed] = WeakKeyDictionary()
 
 
-class _Scope:
-    """One body's decoding: the conversation, what is known of its parties, the stream's place."""
+def _stream(scope: Scope) -> Untimed:
+    """Where the stream stands: the connector's (`options["untimed"]`, across its polls), or
+    one of this body's own (a webhook body decodes alone: its first frame starts the stream)."""
+    given = scope.options.get("untimed")
+    if isinstance(given, Untimed):
+        return given
+    stream = _bodies.get(scope)
+    if stream is None:
+        stream = _bodies[scope] = Untimed()
+    return stream
 
-    def __init__(
-        self,
-        chat_id: str,
-        context: ConversationContext,
-        file_url: str | None,
-        received_at: str | None,
-        untimed: Untimed | None,
-    ) -> None:
-        self.chat_id = chat_id
-        self.conv = f"{DIALECT}:{chat_id}"
-        self.context = context
-        self.file_url = file_url
-        self.received_at = received_at
-        self.untimed = untimed
-        self.announced: dict[str, Role] = {}
-        self.at = self.when = ""
 
-    def learned(self) -> ConversationContext:
-        return ConversationContext(roles=self.announced) if self.announced else EMPTY
+class _Frame:
+    """One frame's building: its scope, time, and who its parties are."""
 
-    def build(self, frame: n.ServerEvent, frames: list[n.ServerEvent], position: int) -> Event:
-        """The event of `frame`, the `position`-th decoded frame of `frames`."""
-        stamp = frame.timestamp
-        if stamp is not None and stamp != "":
-            try:
-                self.at = self.when = to_at(stamp)
-            except (ValueError, OverflowError, OSError):
-                raise _Bad("$.timestamp", f"not a timestamp: {stamp!r}") from None
-        else:
-            if self.received_at is None:
-                self.received_at = now_at()  # once per body: untimed frames share one instant
-            self.at = self.received_at
-            if self.untimed is None:  # the first untimed frame of a fresh stream
-                self.untimed = Untimed()
-                self.untimed.anchor(_last_msg_id(frames, position))
-            self.when = self.untimed.place(frame)
-        if self.untimed is not None and isinstance(frame, _ANCHORS):
-            self.untimed.anchor(frame.msg_id)
-        return _BUILDERS[type(frame)](frame, self)
+    __slots__ = ("at", "conv", "scope", "when")
+
+    def __init__(self, scope: Scope, at: str, when: str) -> None:
+        self.scope, self.at, self.when = scope, at, when
+        self.conv = scope.conversation_id
 
     def sender(self, party_id: str | None) -> Party:
         """Who a frame is from: the client (no party, or the chat id), else the party with the
-        role it announced (in this body, or in the conversation's context), else an agent."""
-        if party_id is None or party_id == self.chat_id:
+        role it announced (the conversation's context), else an agent."""
+        if party_id is None or party_id == self.scope.conversation:
             return USER
-        role = self.announced.get(party_id) or self.context.role_of(party_id) or "agent"
-        return Party(role=role, id=party_id)
+        return Party(role=self.scope.context().role_of(party_id) or "agent", id=party_id)
 
     def derived(self, *parts: object) -> str:
-        return joined_id(self.conv, "\x1f".join(str(p) for p in parts))
+        return self.scope.event_id(*parts)
 
     def event(self, event_type: type[E], /, **fields: Any) -> E:
-        """An event of `event_type` in this conversation at the current frame's time."""
+        """An event of `event_type` in this conversation at the frame's time."""
         return event_type(conversation_id=self.conv, dialect=DIALECT, at=self.at, **fields)
-
-
-def _last_msg_id(frames: Sequence[n.ServerEvent], stop: int) -> n.NativeId | None:
-    """The `msg_id` of the last message before `frames[stop]` that has one: where a fresh
-    stream's first untimed frame is placed."""
-    for frame in reversed(frames[:stop]):
-        if isinstance(frame, _ANCHORS) and frame.msg_id is not None:
-            return frame.msg_id
-    return None
 
 
 def _number(value: str | float | None, path: str) -> float | None:
@@ -309,16 +183,16 @@ def _number(value: str | float | None, path: str) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise _Bad(path, f"not a number: {value!r}") from None
+        raise Refused(f"not a number: {value!r}", path) from None
     if not math.isfinite(number):
-        raise _Bad(path, f"not a number: {value!r}")
+        raise Refused(f"not a number: {value!r}", path)
     return number
 
 
 def _coordinate(value: str | float, path: str) -> float:
     number = _number(value, path)
     if number is None:
-        raise _Bad(path, "a location needs both coordinates")
+        raise Refused("a location needs both coordinates", path)
     return number
 
 
@@ -327,11 +201,11 @@ def _coordinate(value: str | float, path: str) -> float:
 # frame's time, or its place in the stream) where the same frame may legitimately come twice.
 
 
-def _message(f: n.ChatMessage, s: _Scope) -> Event:
+def _message(f: n.ChatMessage, s: _Frame) -> Event:
     # `msg_text` is the plain text the server makes of `msg` (which may be HTML): the text.
     text = f.msg_text if f.msg_text is not None else f.msg
     if text is None:
-        raise _Bad("$.msg", "a message needs `msg` or `msg_text`")
+        raise Refused("a message needs `msg` or `msg_text`", "$.msg")
     html = f.msg if f.msg_text is not None and f.msg not in (None, f.msg_text) else None
     sender = s.sender(f.party_id)
     if f.msg_id is None:
@@ -347,8 +221,8 @@ def _message(f: n.ChatMessage, s: _Scope) -> Event:
     )
 
 
-def _typing(name: str, active: bool) -> Callable[[n.Typing | n.NotTyping, _Scope], Event]:
-    def build(f: n.Typing | n.NotTyping, s: _Scope) -> Event:
+def _typing(name: str, active: bool) -> Callable[[n.Typing | n.NotTyping, _Frame], Event]:
+    def build(f: n.Typing | n.NotTyping, s: _Frame) -> Event:
         sender = s.sender(f.party_id)
         eid = s.derived(name, s.when, sender.id)
         return s.event(Typing, id=eid, sender=sender, active=active)
@@ -356,7 +230,7 @@ def _typing(name: str, active: bool) -> Callable[[n.Typing | n.NotTyping, _Scope
     return build
 
 
-def _status(f: n.SessionStatus, s: _Scope) -> Event:
+def _status(f: n.SessionStatus, s: _Frame) -> Event:
     return s.event(
         Status,
         id=s.derived("chat_session_status", s.when, f.state),
@@ -365,11 +239,11 @@ def _status(f: n.SessionStatus, s: _Scope) -> Event:
     )
 
 
-def _joined(f: n.PartyJoined, s: _Scope) -> Event:
+def _joined(f: n.PartyJoined, s: _Frame) -> Event:
     name = f.display_name or " ".join(p for p in (f.first_name, f.last_name) if p) or None
     role = ROLES[f.type]
-    if f.party_id != s.chat_id:
-        s.announced[f.party_id] = role
+    if f.party_id != s.scope.conversation:  # the client's own party is not announced
+        s.scope.learn(roles={f.party_id: role})
     return s.event(
         ParticipantJoined,
         id=s.derived("chat_session_party_joined", s.when, f.party_id),
@@ -377,7 +251,7 @@ def _joined(f: n.PartyJoined, s: _Scope) -> Event:
     )
 
 
-def _left(f: n.PartyLeft, s: _Scope) -> Event:
+def _left(f: n.PartyLeft, s: _Frame) -> Event:
     return s.event(
         ParticipantLeft,
         id=s.derived("chat_session_party_left", s.when, f.party_id),
@@ -385,11 +259,11 @@ def _left(f: n.PartyLeft, s: _Scope) -> Event:
     )
 
 
-def _ended(f: n.SessionEnded, s: _Scope) -> Event:
+def _ended(f: n.SessionEnded, s: _Frame) -> Event:
     return s.event(Ended, id=s.derived("chat_session_ended", s.when), reason="completed")
 
 
-def _inactivity(f: n.InactivityTimeout, s: _Scope) -> Event:
+def _inactivity(f: n.InactivityTimeout, s: _Frame) -> Event:
     return s.event(
         Ended,
         id=s.derived("chat_session_inactivity_timeout", s.when),  # one id for both spellings
@@ -399,7 +273,7 @@ def _inactivity(f: n.InactivityTimeout, s: _Scope) -> Event:
     )
 
 
-def _warning(f: n.TimeoutWarning, s: _Scope) -> Event:
+def _warning(f: n.TimeoutWarning, s: _Frame) -> Event:
     return s.event(
         Notice,
         id=s.derived("chat_session_timeout_warning", s.when, f.msg),
@@ -408,7 +282,7 @@ def _warning(f: n.TimeoutWarning, s: _Scope) -> Event:
     )
 
 
-def _form(f: n.FormShow, s: _Scope) -> Event:
+def _form(f: n.FormShow, s: _Frame) -> Event:
     return s.event(
         Form,
         id=s.derived("chat_session_form_show", f.form_request_id),
@@ -418,14 +292,15 @@ def _form(f: n.FormShow, s: _Scope) -> Event:
     )
 
 
-def _signal(f: n.Signaling, s: _Scope) -> Event:
+def _signal(f: n.Signaling, s: _Frame) -> Event:
     return s.event(Signal, id=f"{s.conv}/{f.msg_id}", data=f.data, sender=s.sender(f.party_id))
 
 
-def _file(f: n.ChatFile, s: _Scope) -> Event:
+def _file(f: n.ChatFile, s: _Frame) -> Event:
     if not f.file_id:
-        raise _Bad("$.file_id", "a file needs a `file_id`")
-    url = s.file_url.replace("{file_id}", f.file_id) if s.file_url else None
+        raise Refused("a file needs a `file_id`", "$.file_id")
+    template = s.scope.options.get("file_url")
+    url = template.replace("{file_id}", f.file_id) if template else None
     content: Content = (
         Image(url=url, file_id=f.file_id, file_name=f.file_name)
         if f.file_type == "image"
@@ -434,7 +309,7 @@ def _file(f: n.ChatFile, s: _Scope) -> Event:
     return s.event(Message, id=f"{s.conv}/{f.msg_id}", sender=s.sender(f.party_id), content=content)
 
 
-def _location(f: n.ChatLocation, s: _Scope) -> Event:
+def _location(f: n.ChatLocation, s: _Frame) -> Event:
     latitude = _coordinate(f.latitude, "$.latitude")
     longitude = _coordinate(f.longitude, "$.longitude")
     sender = s.sender(f.party_id)
@@ -446,7 +321,7 @@ def _location(f: n.ChatLocation, s: _Scope) -> Event:
     return s.event(Message, id=eid, sender=sender, content=content)
 
 
-def _case(f: n.CaseSet, s: _Scope) -> Event:
+def _case(f: n.CaseSet, s: _Frame) -> Event:
     return s.event(
         Notice,
         id=s.derived("chat_session_case_set", f.case_id),
@@ -456,8 +331,8 @@ def _case(f: n.CaseSet, s: _Scope) -> Event:
     )
 
 
-def _receipt(name: str, status: ReceiptStatus) -> Callable[[n.MessageDelivered, _Scope], Event]:
-    def build(f: n.MessageDelivered, s: _Scope) -> Event:
+def _receipt(name: str, status: ReceiptStatus) -> Callable[[n.MessageDelivered, _Frame], Event]:
+    def build(f: n.MessageDelivered, s: _Frame) -> Event:
         sender = s.sender(f.party_id)
         ref = f.ref_msg_id
         # Without a reference (iOS types it optional) only its time tells two receipts apart.
@@ -473,7 +348,7 @@ def _receipt(name: str, status: ReceiptStatus) -> Callable[[n.MessageDelivered, 
     return build
 
 
-_BUILDERS: dict[type[Any], Callable[[Any, _Scope], Event]] = {
+_BUILDERS: dict[type[Any], Callable[[Any, _Frame], Event]] = {
     n.ChatMessage: _message,
     n.Typing: _typing("chat_session_typing", active=True),
     n.NotTyping: _typing("chat_session_not_typing", active=False),

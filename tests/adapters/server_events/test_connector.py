@@ -367,7 +367,7 @@ async def test_a_malformed_batch_is_reported_and_the_session_goes_on(
     await inbound.until(lambda events: "still here" in texts(events))
     (error,) = [e for e in inbound.events if isinstance(e, Error)]
     assert error.code == "INVALID_FRAME"
-    assert error.recoverable is True
+    assert error.recoverable is False  # that frame will not come again
 
 
 async def test_a_failed_session_ends(connect: Connect, collect: Any, platform: Any) -> None:
