@@ -340,8 +340,9 @@ class ServerEventsConnector(Connector):
         )
         yield [self._link("down", reason=cause.message, will_retry=True)]
         policy = self._policy
-        attempt = 1
-        while not policy.gives_up(attempt):
+        attempt = 0
+        while not policy.gives_up(attempt + 1):  # max_attempts 0: never gives up
+            attempt += 1
             yield [
                 self._link(
                     "retrying",
@@ -351,7 +352,6 @@ class ServerEventsConnector(Connector):
                 )
             ]
             await asyncio.sleep(policy.delay(attempt))
-            attempt += 1
             if self._closed:
                 return
             try:
@@ -361,12 +361,12 @@ class ServerEventsConnector(Connector):
                 yield [self._end_event("error", "the platform no longer knows this chat")]
                 return
             except GatewayError as exc:
-                log.debug("connector.retry_failed", attempt=attempt - 1, code=exc.code)
+                log.debug("connector.retry_failed", attempt=attempt, code=exc.code)
                 continue
             log.info(
                 "connector.reconnected",
                 conversation_id=self.conversation_id,
-                attempt=attempt - 1,
+                attempt=attempt,
                 missed=len(missed),
             )
             yield [self._link("restored", missed=len(missed)), *missed]
