@@ -473,3 +473,27 @@ async def test_platform_history_pages_the_chat_history(gateway: GatewayClient) -
     error = await ws.reply("error", "bad")
     assert (error["code"], error["path"]) == ("INVALID_REQUEST", "$.cursor")
     await ws.close()
+
+
+async def test_a_bad_frame_of_a_poll_reaches_frontends_as_an_error_beside_the_good_ones(
+    gateway: GatewayClient, platform: Platform
+) -> None:
+    """One poll answers a frame that cannot be decoded between two good ones: the frontend sees
+    both good ones (a location sent with string coordinates, as iOS sends them, and a bot's
+    line) and an `error` event naming the bad frame."""
+    ws = await gateway.ws()
+    conversation = await start(ws)
+    chat = native(conversation)
+    emulator = platform.emulator
+    await emulator.until(lambda: emulator.chats[chat].polls == 1)
+    emulator.push(chat, "chat_session_party_joined", party_id="sc-9", type="scenario")
+    emulator.push(chat, "chat_session_location", msg_id="l9", latitude="x", longitude="1")
+    emulator.push(chat, "chat_session_location", msg_id="l10", latitude="1.5", longitude="-2")
+    emulator.push(chat, "chat_session_message", party_id="sc-9", msg_id="b9", msg="beep")
+    said = await wait_text(ws, conversation, "beep")
+    assert said["sender"] == {"role": "bot", "id": "sc-9"}
+    error = await wait_event(ws, conversation, lambda e: e["type"] == "error")
+    assert (error["code"], error["metadata"]["path"]) == ("INVALID_FRAME", "$.latitude")
+    located = next(e for e in ws.events(conversation) if e["id"] == f"{conversation}/l10")
+    assert located["content"] == {"kind": "location", "latitude": 1.5, "longitude": -2.0}
+    await ws.close()
