@@ -197,7 +197,7 @@ def _coordinate(value: str | float, path: str) -> float:
 
 
 # One builder per native event: (frame, scope) → event. Events the platform identifies take
-# `<conv>/<msg_id>`; the others a derived id of their own fields, with `scope.when` (the
+# `<conv>/<msg_id>`; the others a derived id of their own fields, with `when` (the
 # frame's time, or its place in the stream) where the same frame may legitimately come twice.
 
 
@@ -206,7 +206,7 @@ def _message(f: n.ChatMessage, s: _Frame) -> Event:
     text = f.msg_text if f.msg_text is not None else f.msg
     if text is None:
         raise Refused("a message needs `msg` or `msg_text`", "$.msg")
-    html = f.msg if f.msg_text is not None and f.msg not in (None, f.msg_text) else None
+    html = f.msg if f.msg_text is not None and f.msg and f.msg != f.msg_text else None
     sender = s.sender(f.party_id)
     if f.msg_id is None:
         eid = s.derived("chat_session_message", s.when, sender.id, text)

@@ -130,7 +130,7 @@ DECODE_TABLE: list[tuple[dict[str, Any], dict[str, Any]]] = [
             "msg_text": "x",
             "timestamp": 1,
         },
-        {"type": "message", "content": {"kind": "text", "text": "x"}, "metadata": {"html": ""}},
+        {"type": "message", "content": {"kind": "text", "text": "x"}},
     ),
     (  # the iOS SDK's test message (Example/Tests/ContactCenterTests.swift): HTML and its text
         {
