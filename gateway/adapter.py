@@ -23,6 +23,7 @@ import msgspec
 
 from gateway import decoding
 from gateway.codec import unparsable
+from gateway.context import EMPTY, ContextStore, ConversationContext
 from gateway.decoding import Decoded as Decoded
 from gateway.decoding import Parsed, Spec
 from gateway.errors import UnknownDialect, Unsupported
@@ -121,6 +122,41 @@ class Connector(abc.ABC):
 
     conversation_id: str
     """`"<dialect>:<native id>"`, known once `open` or `resume` has returned."""
+    contexts: ContextStore | None = None
+    """Where the conversation's context is kept (the hub), set by the sessions layer; without
+    one (a connector on its own, in a test) the context lives in the connector."""
+    _context: ConversationContext = EMPTY
+
+    async def decode_batch(
+        self,
+        spec: Spec[Any],
+        body: bytes,
+        native: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """What the platform sent, in conversation `native`, as events: decoded by the shared
+        pipeline (`decoding.decode(..., isolate=True)`: each bad frame an `error` event, the
+        good ones of its batch kept) with the conversation's stored context, read just before
+        (DIALECTS.md: context is the conversation's, whichever path a frame takes); what the
+        frames taught it is kept before the events are returned. Raises `StoreUnavailable`
+        when the store is unreachable (nothing was decoded: read the batch again)."""
+        conversation = f"{spec.dialect}:{native}"
+        context = self._context
+        if spec.contextual and self.contexts is not None:
+            context = (await self.contexts.contexts([conversation]))[conversation]
+        decoded = decoding.decode(
+            spec,
+            body,
+            conversation=native,
+            contexts={conversation: context},
+            options=options,
+            isolate=True,
+        )
+        if decoded.learned:
+            if self.contexts is not None:
+                await self.contexts.remember(decoded.learned)
+            self._context = context.merge(decoded.learned.get(conversation, EMPTY))
+        return decoded.events
 
     @abc.abstractmethod
     async def open(self, command: Start) -> Sequence[Event]:
@@ -174,6 +210,9 @@ class Adapter(abc.ABC):
 
     spec: ClassVar[Spec[Any] | None] = None
     """The dialect's description for the shared decode pipeline (`gateway.decoding`)."""
+    decode_options: ClassVar[frozenset[str]] = frozenset()
+    """The dialect settings its builders read (`Scope.options`), e.g. `own_address`: ingest
+    hands them over as configured (`GATEWAY_<DIALECT>_<NAME>`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -185,12 +224,18 @@ class Adapter(abc.ABC):
         if "name" in cls.__dict__ and not implemented:
             raise TypeError(f"dialect {cls.__name__} has no spec and no decode_body")
 
-    def parse(self, body: bytes, *, conversation: str | None = None) -> Parsed[Any] | None:
+    def parse(
+        self,
+        body: bytes,
+        *,
+        conversation: str | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> Parsed[Any] | None:
         """The pipeline's first phase for this dialect (`decoding.parse`), or None for a
         dialect not on the pipeline (`decode` does all then)."""
         if self.spec is None:
             return None
-        return decoding.parse(self.spec, body, conversation=conversation)
+        return decoding.parse(self.spec, body, conversation=conversation, options=options)
 
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
         """Decode a webhook body: one native frame, an array of them, or the dialect's envelope.

@@ -13,6 +13,9 @@ the conversation's log); decoding reads it before and records what it learned af
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from typing import Protocol
+
 import msgspec
 
 from gateway.model import Role
@@ -48,3 +51,15 @@ class ConversationContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaul
 
 
 EMPTY = ConversationContext()
+
+
+class ContextStore(Protocol):
+    """Where contexts are kept (the hub: `Hub.contexts`, `Hub.remember`)."""
+
+    async def contexts(self, conversations: Collection[str]) -> dict[str, ConversationContext]:
+        """The context of each conversation named (`EMPTY` for one with none)."""
+        ...
+
+    async def remember(self, learned: Mapping[str, ConversationContext]) -> None:
+        """Lay each context over the stored one (`ConversationContext.merge`)."""
+        ...

@@ -40,11 +40,10 @@ How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example)
   they cannot map.
 - The adapter class sets `spec = SPEC`: `Adapter.decode` (webhooks, `gateway decode`) and
   ingest (which reads the stored contexts between `parse` and `build`) need nothing else.
-- A connector decodes what its platform sends with `decode(SPEC, body, conversation=<native id>,
-  contexts={<conversation id>: context}, options=…, isolate=True)`: bad frames come back as
-  `error` events (counted by the sessions layer), the good ones as usual. It keeps its
-  conversation's context across batches by merging `Decoded.learned` into it, and keeps it in its
-  `snapshot()` so a takeover starts from it.
+- A connector decodes what its platform sends with `Connector.decode_batch(SPEC, body, native,
+  options)`: `decode(..., isolate=True)` with the conversation's context (`Connector.context`,
+  which the sessions layer seeds from the hub and keeps there when decoding extends it): bad
+  frames come back as `error` events (counted by the sessions layer), the good ones as usual.
 """
 
 from __future__ import annotations
@@ -99,6 +98,9 @@ class Spec(Generic[F]):
     None when neither the frame nor the body says (a `RequestError` naming the `conversation`
     parameter then)."""
     envelopes: tuple[Envelope, ...] = ()
+    contextual: bool = False
+    """Whether the builders read the conversation's context (`Scope.context`): the stored
+    contexts are read (a round trip to the store on ingest) only for such a dialect."""
     silent: frozenset[str] = frozenset()
     """Names the dialect knows and maps to no event (skipped unread, not counted as ignored)."""
     known: frozenset[str] = field(default=frozenset())

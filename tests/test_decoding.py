@@ -78,6 +78,7 @@ SPEC: Spec[Frame] = Spec(
     conversation=conversation,
     envelopes=(Envelope("items", Batch, frames="items"),),
     silent=frozenset({"tick"}),
+    contextual=True,
 )
 
 

@@ -18,7 +18,6 @@ import structlog
 
 from adapters.loopback.decode import SPEC
 from adapters.loopback.native import DIALECT
-from gateway import decoding
 from gateway.adapter import Connector, DialectSettings
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported, VendorError
@@ -35,13 +34,15 @@ from gateway.model import (
     Text,
     now_at,
 )
+from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
 
 class LoopbackConnector(Connector):
-    """Options: `poll_wait` (s, default 10), `request_timeout` (s beyond the poll's wait,
-    default 10), `backoff_base` (s, 0.2), `backoff_max` (s, 5)."""
+    """Options: `poll_wait` (s the platform holds a poll, default 10) and the common link
+    options of `gateway.reconnect` (`timeout_s` beyond the poll's wait, 10; `backoff_s`, 0.2;
+    `backoff_max_s`, 5; `max_attempts`, 0: a test platform is retried forever)."""
 
     def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
         if not settings.url:
@@ -49,9 +50,9 @@ class LoopbackConnector(Connector):
         self.base = settings.url.rstrip("/")
         self.http = http
         self.poll_wait = float(settings.options.get("poll_wait", 10))
-        self.backoff_base = float(settings.options.get("backoff_base", 0.2))
-        self.backoff_max = float(settings.options.get("backoff_max", 5))
-        self.request_timeout = float(settings.options.get("request_timeout", 10))
+        self.link = LinkOptions.read(
+            settings.options, timeout_s=10, backoff_s=0.2, backoff_max_s=5, max_attempts=0
+        )
         self.chat_id = ""
         self.after = 0
         self.conversation_id = ""
@@ -109,9 +110,9 @@ class LoopbackConnector(Connector):
             "GET",
             f"/chats/{self.chat_id}/frames",
             params={"after": self.after, "wait": wait},
-            timeout=aiohttp.ClientTimeout(total=wait + self.request_timeout),
+            timeout=aiohttp.ClientTimeout(total=wait + self.link.timeout_s),
         )
-        return self._decode(body["frames"]), int(body["next"])
+        return await self._decode(body["frames"]), int(body["next"])
 
     async def inbound(self) -> AsyncIterator[Sequence[Event]]:
         attempt = 0
@@ -125,7 +126,7 @@ class LoopbackConnector(Connector):
                 if attempt == 1:
                     yield [self._link("down", reason=exc.message, will_retry=True)]
                 yield [self._link("retrying", attempt=attempt)]
-                await asyncio.sleep(min(self.backoff_base * 2 ** (attempt - 1), self.backoff_max))
+                await asyncio.sleep(self.link.delay(attempt))
                 continue
             if attempt:
                 log.info("connector.restored", attempts=attempt, fetched=len(events))
@@ -137,11 +138,10 @@ class LoopbackConnector(Connector):
             if any(e.__struct_config__.tag == "ended" for e in events):
                 return
 
-    def _decode(self, frames: list[Any]) -> list[Event]:
+    async def _decode(self, frames: list[Any]) -> list[Event]:
         """The platform's frames (parsed by `_call`) as events; a bad one becomes an `error`
         event, the good ones of its batch are kept."""
-        body = msgspec.json.encode(frames)
-        return decoding.decode(SPEC, body, conversation=self.chat_id, isolate=True).events
+        return await self.decode_batch(SPEC, msgspec.json.encode(frames), self.chat_id)
 
     def _link(self, state: LinkState, **fields: Any) -> Link:
         at = now_at()
@@ -162,7 +162,7 @@ class LoopbackConnector(Connector):
                     f"/chats/{self.chat_id}/messages",
                     json={"text": text, "client_id": command.ref},
                 )
-                return self._decode([body["frame"]])
+                return await self._decode([body["frame"]])
             case SetTyping():
                 await self._call(
                     "POST", f"/chats/{self.chat_id}/typing", json={"active": command.active}

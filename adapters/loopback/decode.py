@@ -30,8 +30,9 @@ class Frames(msgspec.Struct):
     frames: list[msgspec.Raw]
 
 
-def _party(sender: Sender) -> Party:
-    return Party(role=sender.role, id=sender.id, name=sender.name)
+def _party(sender: Sender, scope: Scope) -> Party:
+    role = sender.role or scope.context().role_of(sender.id) or "agent"
+    return Party(role=role, id=sender.id, name=sender.name)
 
 
 def build(frame: Frame, scope: Scope) -> Iterable[Event]:
@@ -46,14 +47,20 @@ def build(frame: Frame, scope: Scope) -> Iterable[Event]:
         case MessageFrame():
             content = Text(frame.text)
             yield Message(
-                id=event_id(conv, frame.id), sender=_party(frame.sender), content=content, **common
+                id=event_id(conv, frame.id),
+                sender=_party(frame.sender, scope),
+                content=content,
+                **common,
             )
         case TypingFrame():
             eid = scope.event_id("typing", at, frame.sender.id, frame.active)
-            yield Typing(id=eid, sender=_party(frame.sender), active=frame.active, **common)
+            yield Typing(id=eid, sender=_party(frame.sender, scope), active=frame.active, **common)
         case JoinedFrame():
             eid = scope.event_id("joined", at, frame.sender.id)
-            yield ParticipantJoined(id=eid, participant=_party(frame.sender), **common)
+            party = _party(frame.sender, scope)
+            if party.id is not None and frame.sender.role is not None:
+                scope.learn(roles={party.id: frame.sender.role})
+            yield ParticipantJoined(id=eid, participant=party, **common)
         case EndedFrame():
             reason: EndReason = (
                 "user" if frame.by == "user" else "agent" if frame.by == "agent" else "completed"
@@ -68,4 +75,5 @@ SPEC: Spec[Frame] = Spec(
     build=build,
     conversation=lambda frame, scope: frame.chat,
     envelopes=(Envelope("frames", Frames),),
+    contextual=True,
 )

@@ -200,7 +200,7 @@ def demo_wiring() -> Wiring:
     """How `gateway serve --demo` runs this dialect: this emulator, and the connector's options."""
     return Wiring(
         build=lambda pace: Emulator(reply_delay=0.4 * pace),
-        options={"poll_wait": "10", "backoff_base": "0.2", "backoff_max": "2"},
+        options={"poll_wait": "10", "backoff_s": "0.2", "backoff_max_s": "2"},
         send_file=_send_file,
     )
 

@@ -16,7 +16,10 @@ DIALECT = "loopback"
 
 
 class Sender(msgspec.Struct, frozen=True):
-    role: Literal["user", "bot", "agent", "supervisor", "system", "external"]
+    """A frame's party. A message or typing frame may leave `role` out: the role its party
+    announced when it joined holds (the conversation's context), else `agent`."""
+
+    role: Literal["user", "bot", "agent", "supervisor", "system", "external"] | None = None
     id: str | None = None
     name: str | None = None
 

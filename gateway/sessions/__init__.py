@@ -233,7 +233,7 @@ class Sessions:
     async def _start(self, command: Start) -> Started:
         adapter = self.registry.get(command.dialect)
         self._check(adapter, command)
-        connector = adapter.connector(self.settings_for(adapter.name), self.http)
+        connector = self._connector(adapter)
         events = await connector.open(command)
         conversation = connector.conversation_id
         if conversation in self.owned or not await self.store.acquire(conversation, self.lease_ttl):
@@ -324,7 +324,7 @@ class Sessions:
             return False
         try:
             adapter = self.registry.get(record.dialect)
-            connector = adapter.connector(self.settings_for(adapter.name), self.http)
+            connector = self._connector(adapter)
             events = await connector.resume(record.state)
         except BaseException:
             with contextlib.suppress(GatewayError):
@@ -339,6 +339,12 @@ class Sessions:
         self.takeovers += 1
         log.info("session.taken_over", conversation_id=conversation, fetched=len(events))
         return True
+
+    def _connector(self, adapter: Adapter) -> Connector:
+        """A new connector of `adapter`'s, keeping its conversation's context in the hub."""
+        connector = adapter.connector(self.settings_for(adapter.name), self.http)
+        connector.contexts = self.hub
+        return connector
 
     def _run(self, record: SessionRecord, connector: Connector) -> OwnedSession:
         session = OwnedSession(

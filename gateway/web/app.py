@@ -26,6 +26,7 @@ from gateway.web.keys import (
     AUTH,
     CLIENT_LIMITS,
     CONNECTIONS,
+    DECODE_OPTIONS,
     GRANT,
     HTTP,
     HUB,
@@ -121,6 +122,14 @@ def create_app(
         adapter.name: [k.strip() for k in secrets.split(",") if k.strip()]
         for adapter in registry
         if (secrets := settings.dialect(adapter.name).options.get("webhook_secrets"))
+    }
+    app[DECODE_OPTIONS] = {
+        adapter.name: {
+            name: value
+            for name, value in settings.dialect(adapter.name).options.items()
+            if name in adapter.decode_options
+        }
+        for adapter in registry
     }
     if not app[AUTH].enabled:
         log.warning(

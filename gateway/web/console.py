@@ -47,7 +47,9 @@ async def decode(request: web.Request) -> web.Response:
     dialect = request.match_info["dialect"]
     adapter = request.app[REGISTRY].get(dialect)
     body = await read_body(request)
-    decoded = decode_body(adapter, body, request.query.get("conversation") or None)
+    decoded = await decode_body(
+        request.app, adapter, body, request.query.get("conversation") or None
+    )
     return json_response({"events": decoded.events, "ignored": decoded.ignored})
 
 

@@ -14,11 +14,11 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from gateway import metrics
+from gateway import decoding, metrics
 from gateway.adapter import Adapter, Decoded
 from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
 from gateway.web.auth import Forbidden, token_of
-from gateway.web.keys import AUTH, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
+from gateway.web.keys import AUTH, DECODE_OPTIONS, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
 from gateway.web.responses import json_response
 from gateway.web.signatures import verify
 
@@ -79,10 +79,20 @@ async def read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge(f"body exceeds {limit} bytes", limit=limit) from None
 
 
-def decode(adapter: Adapter, body: bytes, conversation: str | None) -> Decoded:
-    """`adapter.decode`, with a dialect's bug turned into a clear `DECODE_FAILED`, not a 500."""
+async def decode(
+    app: web.Application, adapter: Adapter, body: bytes, conversation: str | None
+) -> Decoded:
+    """The body's events, decoded with the stored context of each conversation it names
+    (DIALECTS.md: context is the conversation's, not the path's), and a dialect's bug turned
+    into a clear `DECODE_FAILED`, not a 500. Nothing is stored: `Decoded.learned` is for the
+    caller to keep (`Hub.remember`) with the events."""
     try:
-        return adapter.decode(body, conversation=conversation)
+        options = app[DECODE_OPTIONS].get(adapter.name)
+        parsed = adapter.parse(body, conversation=conversation, options=options)
+        if parsed is None:  # a dialect not on the shared pipeline
+            return adapter.decode(body, conversation=conversation)
+        wanted = parsed.conversations if parsed.spec.contextual else ()
+        return decoding.build(parsed, await app[HUB].contexts(wanted) if wanted else {})
     except GatewayError:
         raise
     except Exception as exc:
@@ -98,10 +108,13 @@ async def _ingest(request: web.Request, dialect: str, conversation: str | None) 
     body = await read_body(request)
     _check_sender(request, dialect, body)
     started = time.perf_counter()
-    decoded = decode(adapter, body, conversation)
+    decoded = await decode(request.app, adapter, body, conversation)
     metrics.DECODE_SECONDS.labels(dialect).observe(time.perf_counter() - started)
     started = time.perf_counter()
-    published = await request.app[HUB].publish(decoded.events)
+    hub = request.app[HUB]
+    if decoded.learned:  # first: a retried body re-learns it, and no event goes out without it
+        await hub.remember(decoded.learned)
+    published = await hub.publish(decoded.events)
     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
     duplicates = sum(p.duplicate for p in published)
     accepted = len(published) - duplicates

@@ -22,6 +22,8 @@ AUTH = web.AppKey("auth", Authenticator)
 CLIENT_LIMITS = web.AppKey("client_limits", ClientLimits)
 WEBHOOK_KEYS = web.AppKey("webhook_keys", dict[str, list[str]])
 """Per dialect, the active webhook signing keys (`GATEWAY_<DIALECT>_WEBHOOK_SECRETS`)."""
+DECODE_OPTIONS = web.AppKey("decode_options", dict[str, dict[str, str]])
+"""Per dialect, the settings its decoding reads (`Adapter.decode_options`), as configured."""
 GRANT = web.RequestKey("grant", Grant)
 """The request's `Grant`, set by the middleware on routes that need a token."""
 REGISTRY = web.AppKey("registry", Registry)

@@ -29,7 +29,7 @@ async def session_gateway(
             "loopback": {
                 "url": str(server.make_url("")),
                 "poll_wait": "1",
-                "backoff_base": "0.02",
+                "backoff_s": "0.02",
             }
         }
     )

@@ -273,6 +273,50 @@ async def test_a_bad_frame_from_the_platform_is_reported_and_its_neighbours_publ
     await ws.close()
 
 
+async def test_a_role_announced_on_one_path_holds_on_the_other(
+    session_gateway: GatewayClient, emulator: tuple[Emulator, TestServer]
+) -> None:
+    """DIALECTS.md: context is the conversation's, not the path's. A party announced by a
+    webhook is known to the connector's frames, and one announced through the connector is
+    known to a webhook's: the same frame maps to the same event whichever way it comes."""
+    platform, _ = emulator
+    ws = await session_gateway.ws()
+    conversation = await start(ws)
+    native = conversation.split(":", 1)[1]
+    before = len(texts(ws, conversation))
+    joined = {"kind": "joined", "chat": native, "from": {"id": "hook-bot", "role": "bot"}}
+    assert (await session_gateway.ingest("loopback", joined))[0] == 202
+    platform.send_raw(
+        native,
+        {"kind": "joined", "chat": native, "ts": 1, "from": {"id": "sup", "role": "supervisor"}},
+    )
+    for n, who in ((1, "hook-bot"), (2, "sup")):
+        platform.send_raw(
+            native,
+            {
+                "kind": "message",
+                "chat": native,
+                "id": f"x{n}",
+                "text": f"via poll {n}",
+                "from": {"id": who},
+            },
+        )
+    assert (await wait_texts(ws, conversation, before + 2))[before:] == [
+        ("bot", "via poll 1"),
+        ("supervisor", "via poll 2"),
+    ]
+    hooked = {
+        "kind": "message",
+        "chat": native,
+        "id": "w1",
+        "text": "via hook",
+        "from": {"id": "sup"},
+    }
+    assert (await session_gateway.ingest("loopback", hooked))[0] == 202
+    assert (await wait_texts(ws, conversation, before + 3))[-1] == ("supervisor", "via hook")
+    await ws.close()
+
+
 async def test_http_commands(
     session_gateway: GatewayClient, emulator: tuple[Emulator, TestServer]
 ) -> None:

@@ -33,9 +33,9 @@ async def touchy_gateway(
             "loopback": {  # type: ignore[no-any-return]
                 "url": str(server.make_url("")),
                 "poll_wait": "0.2",
-                "request_timeout": "0.3",
-                "backoff_base": "0.02",
-                "backoff_max": "0.1",
+                "timeout_s": "0.3",
+                "backoff_s": "0.02",
+                "backoff_max_s": "0.1",
             }
         }
     )

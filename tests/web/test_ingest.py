@@ -42,6 +42,25 @@ async def test_reposting_changes_nothing(gateway: GatewayClient, conversation: s
     assert len(log["events"]) == 2
 
 
+async def test_a_role_announced_in_one_body_holds_for_the_next(
+    gateway: GatewayClient, conversation: str
+) -> None:
+    """DIALECTS.md: context (the role a party announced on joining) is the conversation's, not
+    the request's: a later body's frame from that party, with no role of its own, maps to it."""
+    joined = {"kind": "joined", "chat": conversation, "from": {"id": "b7", "role": "bot"}}
+    assert (await gateway.ingest("loopback", joined))[0] == 202
+    message = loopback_message(conversation, 1)
+    message["from"] = {"id": "b7"}
+    stranger = loopback_message(conversation, 2)
+    stranger["from"] = {"id": "someone"}
+    assert (await gateway.ingest("loopback", [message, stranger]))[0] == 202
+    _, log = await gateway.get(f"/v1/conversations/loopback:{conversation}/events")
+    assert [e["sender"]["role"] for e in log["events"] if e["type"] == "message"] == [
+        "bot",
+        "agent",
+    ]
+
+
 async def test_a_bad_frame_rejects_the_whole_batch(
     gateway: GatewayClient, conversation: str
 ) -> None:
