@@ -50,15 +50,15 @@ from adapters.server_events import native as n
 from adapters.server_events.decode import SPEC
 from adapters.server_events.errors import NO_EVENTS, TOO_MANY_POLLS, vendor_code, vendor_error
 from adapters.server_events.native import DIALECT
-from gateway import decoding
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id
-from gateway.context import EMPTY, ConversationContext
+from gateway.context import ConversationContext
 from gateway.errors import (
     GatewayError,
     PayloadTooLarge,
     RequestError,
     SessionNotFound,
+    StoreUnavailable,
     VendorError,
 )
 from gateway.model import (
@@ -138,7 +138,6 @@ class ServerEventsConnector(Connector):
         self._client_id = options.get("client_id") or str(uuid.uuid4())
         self._chat_id = ""
         self.conversation_id = ""
-        self._context = EMPTY  # the roles parties announced
         self._last_msg_id: str | None = None
         self._sent_end = False
         self._ended = False
@@ -203,7 +202,7 @@ class ServerEventsConnector(Connector):
         self._ended = bool(state.get("ended"))
         self._context = _context_of(state)
         body = await self._call("GET", self._path("history"))
-        events = self._fresh(self._decode(body, history=True))
+        events = self._fresh(await self._decode(body, history=True))
         log.info(
             "connector.resumed",
             dialect=DIALECT,
@@ -227,19 +226,14 @@ class ServerEventsConnector(Connector):
         it whole). Newest page first; a cursor is `before:<n>` (the `limit` events before index
         n: older) or `after:<n>` (from index n on: newer), indexes into the history's events in
         time order, which only grows at its end, so they stay valid while the chat goes on.
-        Typing is left out (stale by the time anyone reads history). Reading changes nothing in
-        the session: what the history teaches is not kept, frames it cannot decode are left out
-        (a poll reports them)."""
+        Typing is left out (stale by the time anyone reads history), and frames that cannot be
+        decoded (a poll reports them). Reading leaves the poll's place in the stream as it was."""
         body = await self._call("GET", self._path("history"))
-        decoded = decoding.decode(
-            SPEC,
-            body,
-            conversation=self._chat_id,
-            contexts={self.conversation_id: self._context},
-            options={"file_url": self._file_url, "untimed": decode.Untimed()},
-            isolate=True,
-        )
-        events: list[Event] = [e for e in decoded.events if not isinstance(e, Typing | Error)]
+        events: list[Event] = [
+            e
+            for e in await self._decode(body, history=True, keep_place=False)
+            if not isinstance(e, Typing | Error)
+        ]
         total = len(events)
         if cursor is None:
             start, end = max(0, total - limit), total
@@ -282,7 +276,11 @@ class ServerEventsConnector(Connector):
                         yield batch
                     continue
                 try:
-                    batch = self._fresh(self._decode(body))
+                    batch = self._fresh(await self._decode(body))
+                except StoreUnavailable as exc:  # the context is not to be had: history later
+                    async for batch in self._recover(exc):
+                        yield batch
+                    continue
                 except GatewayError as exc:  # a body that is no JSON must not stop the session
                     log.error(
                         "connector.bad_batch",
@@ -356,7 +354,7 @@ class ServerEventsConnector(Connector):
                 return
             try:
                 body = await self._call("GET", self._path("history"))
-                missed = self._fresh(self._decode(body, history=True))
+                missed = self._fresh(await self._decode(body, history=True))
             except SessionNotFound:
                 yield [self._end_event("error", "the platform no longer knows this chat")]
                 return
@@ -382,23 +380,20 @@ class ServerEventsConnector(Connector):
             self._end_event("error", "lost the link to the platform"),
         ]
 
-    def _decode(self, body: bytes, *, history: bool = False) -> list[Event]:
-        """Decode a poll's body, or the whole `history` (which restarts the stream's place
-        for untimed frames: see `decode.Untimed`), in the conversation's context, and keep
-        what it taught. A frame that cannot be decoded becomes an `error` event after the
-        others; a body that is no JSON at all raises."""
+    async def _decode(
+        self, body: bytes, *, history: bool = False, keep_place: bool = True
+    ) -> list[Event]:
+        """Decode a poll's body, or the whole `history` (which restarts the stream's place for
+        untimed frames: see `decode.Untimed`), with the conversation's context
+        (`Connector.decode_batch`: read from the hub, and what the body taught kept there). A
+        frame that cannot be decoded becomes an `error` event after the others; a body that is
+        no JSON at all raises `MalformedJSON`, an unreachable hub `StoreUnavailable`."""
         untimed = decode.Untimed() if history else self._untimed
-        decoded = decoding.decode(
-            SPEC,
-            body,
-            conversation=self._chat_id,
-            contexts={self.conversation_id: self._context},
-            options={"file_url": self._file_url, "untimed": untimed},
-            isolate=True,
-        )
-        self._untimed = untimed
-        self._context = self._context.merge(decoded.learned.get(self.conversation_id, EMPTY))
-        return decoded.events
+        options = {"file_url": self._file_url, "untimed": untimed}
+        events = await self.decode_batch(SPEC, body, self._chat_id, options)
+        if keep_place:
+            self._untimed = untimed
+        return events
 
     def _fresh(self, events: list[Event]) -> list[Event]:
         """The events not seen yet, with what they teach us applied (parties, end, reads)."""

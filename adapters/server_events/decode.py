@@ -100,6 +100,7 @@ SPEC: Spec[n.ServerEvent] = Spec(
     build=build,
     conversation=lambda frame, scope: scope.conversation or None,
     envelopes=(Envelope("events", n.Envelope, frames="events"),),
+    contextual=True,  # senders' roles are the ones their joins announced
 )
 
 

@@ -497,3 +497,37 @@ async def test_a_bad_frame_of_a_poll_reaches_frontends_as_an_error_beside_the_go
     located = next(e for e in ws.events(conversation) if e["id"] == f"{conversation}/l10")
     assert located["content"] == {"kind": "location", "latitude": 1.5, "longitude": -2.0}
     await ws.close()
+
+
+async def test_a_role_announced_on_one_path_holds_on_the_other(
+    gateway: GatewayClient, platform: Platform
+) -> None:
+    """DIALECTS.md: a party's role learned from `chat_session_party_joined` holds for its later
+    events whichever body or path they arrive by. A scenario that joined through the poll is a
+    bot in a webhook body; one that joined through a webhook is a bot in the poll."""
+    ws = await gateway.ws()
+    conversation = await start(ws)
+    chat = native(conversation)
+    emulator = platform.emulator
+    emulator.push(chat, "chat_session_party_joined", party_id="sc-poll", type="scenario")
+    await wait_event(
+        ws,
+        conversation,
+        lambda e: e["type"] == "participant_joined" and e["participant"]["id"] == "sc-poll",
+    )
+    line = {"event": "chat_session_message", "party_id": "sc-poll", "msg_id": "w1", "msg": "hook"}
+    status, _ = await gateway.ingest("server_events", line, conversation=chat)
+    assert status == 202
+    assert (await wait_text(ws, conversation, "hook"))["sender"] == {"role": "bot", "id": "sc-poll"}
+
+    joined = {
+        "event": "chat_session_party_joined",
+        "party_id": "sc-hook",
+        "type": "scenario",
+        "timestamp": 1700000000000,
+    }
+    status, _ = await gateway.ingest("server_events", joined, conversation=chat)
+    assert status == 202
+    emulator.push(chat, "chat_session_message", party_id="sc-hook", msg_id="p1", msg="poll")
+    assert (await wait_text(ws, conversation, "poll"))["sender"] == {"role": "bot", "id": "sc-hook"}
+    await ws.close()
