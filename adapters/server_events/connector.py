@@ -24,8 +24,8 @@ nothing is lost or doubled. A frame of a poll that cannot be decoded becomes an 
 the batch's other frames are published.
 
 The roles parties announced (`chat_session_party_joined`) are the conversation's context
-(`gateway.context`): the connector decodes every body in it, keeps what each body taught, and
-carries it in its snapshot, so a takeover knows them too.
+(`gateway.context`): the connector decodes every body in it (`Connector.decode_batch`: kept in
+the hub, shared with webhook ingest) and carries the roles in its snapshot too.
 
 Echo: the client chooses `msg_id`, so `send` returns the Message with the id its echo decodes
 to (`server_events:<chat>/<msg_id>`), and the hub publishes it once.
@@ -111,8 +111,8 @@ def _option(options: Mapping[str, str], name: str, default: int) -> int:
 def _api_base(url: str) -> tuple[str, str]:
     """The API base and the file base of the platform at `url` (see the module docstring)."""
     url = url.rstrip("/")
-    root, sep, _ = url.partition("/clientweb/")
-    api = url if sep and "/clientweb/api/" in f"{url}/" else f"{root}/clientweb/api/v2"
+    root = url.partition("/clientweb/")[0]
+    api = url if "/clientweb/api/" in url else f"{root}/clientweb/api/v2"
     return f"{api}/", f"{root}/clientweb/file/"
 
 

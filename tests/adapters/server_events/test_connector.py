@@ -450,6 +450,11 @@ async def test_requests_use_v2_with_a_fresh_nonce_on_every_poll(
             "https://h.example/clientweb/file/",
         ),
         (
+            "https://h.example/clientweb/api",
+            "https://h.example/clientweb/api/v2/",
+            "https://h.example/clientweb/file/",
+        ),
+        (
             "https://h.example/clientweb/api/v1",
             "https://h.example/clientweb/api/v1/",
             "https://h.example/clientweb/file/",
