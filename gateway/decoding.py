@@ -11,9 +11,12 @@ to its canonical events — and this module does the rest, the same way for all:
 
 - **Forms.** A JSON array is a batch of frames. A JSON object is one of the dialect's
   `Envelope`s when it holds that envelope's key and not the frame's name key; else it is a frame.
+  An envelope may stand for events of its own besides its frames' (`Envelope.after`).
 - **Unknown names.** A frame whose name (a string at `Spec.tag`) the dialect does not know is
   skipped unread and counted (`Decoded.ignored`), never fatal: platforms add events. A dialect
   lists in `Spec.silent` the names it knows but maps to nothing (skipped too, not counted).
+  A frame that names its event deeper inside, or that only its keys tell apart, is skipped and
+  counted the same when `Spec.conversation` raises `Skip` for it.
 - **Errors.** A body that is not JSON, not UTF-8 or nested too deeply is `MalformedJSON`. A known
   frame that breaks its schema is `DecodeError` with the frame's `index` in the body and the
   JSON `path` inside the frame (`$.data.text`), as msgspec names it; a builder refusing a frame
@@ -72,6 +75,11 @@ class Refused(Exception):
         self.path = path
 
 
+class Skip(Exception):
+    """Raised by `Spec.conversation` for a frame that, read, is one the dialect does not map (its
+    event named inside it, say): skipped and counted as ignored, like an unknown name."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     """A body form that wraps frames: an object holding `key`, decoded as `type`, whose
@@ -81,6 +89,9 @@ class Envelope:
     key: str
     type: type[Any]
     frames: str = "frames"
+    after: Callable[[Any, Scope, list[Event]], Iterable[Event]] | None = None
+    """Events the envelope itself stands for, beyond its frames' (a GMS reply's status and end),
+    or None: built last, from the decoded envelope, the scope and the body's events so far."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +107,7 @@ class Spec(Generic[F]):
     conversation: Callable[[F, Scope], str | None]
     """A frame's NATIVE conversation id (it may read `scope.envelope`, `scope.conversation`);
     None when neither the frame nor the body says (a `RequestError` naming the `conversation`
-    parameter then)."""
+    parameter then). It may raise `Skip` for a frame the dialect does not map."""
     envelopes: tuple[Envelope, ...] = ()
     contextual: bool = False
     """Whether the builders read the conversation's context (`Scope.context`): the stored
@@ -139,6 +150,8 @@ class Scope:
         """What the caller tells the dialect's builders (a file URL template, say)."""
         self.envelope: Any = None
         """The decoded envelope, when the body was one."""
+        self.envelope_form: Envelope | None = None
+        """Which of the dialect's `Envelope`s the body was."""
         self.index = 0
         """The frame's position in the body."""
         self.conversation_id = ""
@@ -261,6 +274,9 @@ def parse(
                 continue
             frame = typed.decode(raw)
             native = spec.conversation(frame, scope)
+        except Skip:
+            parsed.ignored += 1
+            continue
         except RecursionError as exc:
             raise _unparsable(exc) from None
         except (msgspec.ValidationError, DecodeError, Refused) as exc:
@@ -301,6 +317,8 @@ def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None 
             failures.append((index, conv, error))
     for index, conv, error in failures:
         events.append(_error_event(spec.dialect, conv, index, error, scope.received_at))
+    if scope.envelope_form is not None and scope.envelope_form.after is not None:
+        events.extend(scope.envelope_form.after(scope.envelope, scope, events))
     return Decoded(events, parsed.ignored, len(failures), scope.learned)
 
 
@@ -335,6 +353,7 @@ def _forms(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw]:
                         scope.envelope = _decoder(envelope.type).decode(body)
                     except msgspec.ValidationError as exc:
                         raise _frame_error(exc, 0) from None
+                    scope.envelope_form = envelope
                     frames: list[msgspec.Raw] = getattr(scope.envelope, envelope.frames)
                     return frames
     msgspec.json.decode(body)  # one frame: it must at least be JSON

@@ -57,6 +57,9 @@ class Wiring:
     """Appended to the emulator's base URL to make the connector's `url`."""
     options: dict[str, str] = field(default_factory=dict)
     """The connector options (`GATEWAY_<DIALECT>_<NAME>`)."""
+    urls: dict[str, str] = field(default_factory=dict)
+    """Connector options that are addresses on the emulator: option name → path appended to
+    its base URL (a socket the platform serves apart from `url`, say)."""
     send_file: FileSender | None = None
 
 
@@ -163,8 +166,9 @@ class Demo:
             self._runners.append(runner)
             self.emulators[name] = emulator
             self.urls[name] = base
+            urls = {option: base + path for option, path in wiring.urls.items()}
             self.settings[name] = DialectSettings(
-                url=base + wiring.path, options=dict(wiring.options)
+                url=base + wiring.path, options={**wiring.options, **urls}
             )
             log.info("demo.emulator_started", dialect=name, url=base + wiring.path)
 

@@ -12,7 +12,7 @@ from gateway import decoding
 from gateway.context import ConversationContext
 from gateway.decoding import Envelope, Refused, Scope, Spec
 from gateway.errors import DecodeError, MalformedJSON, RequestError
-from gateway.model import Error, Event, Message, ParticipantJoined, Party, Role, Text
+from gateway.model import Error, Event, Message, Notice, ParticipantJoined, Party, Role, Text
 
 
 class Said(msgspec.Struct, tag_field="type", tag="said", frozen=True):
@@ -207,3 +207,32 @@ def test_a_bad_envelope_names_its_path() -> None:
     with pytest.raises(DecodeError) as caught:
         decoding.decode(SPEC, body({"items": "nope"}))
     assert caught.value.details["path"] == "$.items"
+
+
+def test_an_envelope_may_stand_for_events_of_its_own() -> None:
+    """`Envelope.after` builds last, with the decoded envelope and the body's events so far
+    (genesys: a GMS reply's status and end)."""
+
+    def closing(batch: Batch, scope: Scope, events: list[Event]) -> Iterable[Event]:
+        conv = f"toy:{batch.chat}"
+        yield Notice(
+            id=f"{conv}/after",
+            kind="info",
+            text=f"{len(events)} before",
+            conversation_id=conv,
+            dialect="toy",
+            at=scope.received_at,
+        )
+
+    spec = Spec(
+        dialect="toy",
+        frame=Frame,
+        tag="type",
+        build=build,
+        conversation=conversation,
+        envelopes=(Envelope("items", Batch, frames="items", after=closing),),
+    )
+    events = decoding.decode(spec, body({"items": [said(1), said(2)], "chat": "c1"})).events
+    assert [e.id for e in events] == ["toy:c1/m1", "toy:c1/m2", "toy:c1/after"]
+    assert isinstance(events[-1], Notice) and events[-1].text == "2 before"
+    assert [e.id for e in decoding.decode(spec, body([said(1)])).events] == ["toy:c1/m1"]

@@ -1,9 +1,10 @@
 """The genesys connector: one GMS Chat API v2 session, driven over HTTP polling.
 
 Settings: `GATEWAY_GENESYS_URL` is the service URL (`https://host/genesys/2/chat/<service>`);
-options (`GATEWAY_GENESYS_<NAME>`): `apikey` (sent as the `apikey` header), `poll_interval`
-(seconds between refreshes, 2), `retry_base` (0.5) and `retry_cap` (30) for the capped
-exponential backoff, `max_attempts` (8) before the link is given up, `timeout` (30, per request).
+options (`GATEWAY_GENESYS_<NAME>`): `apikey` (sent as the `apikey` header) and the common link
+options of `gateway.reconnect` (`poll_interval_s` between refreshes, 2; `backoff_s` 0.5 and
+`backoff_max_s` 30 for the jittered backoff; `max_attempts` 8 before the link is given up;
+`timeout_s` 30, per request).
 
 State (`snapshot()`, JSON): `chat_id`, `user_id`, `secure_key`, `alias` (always the latest GMS
 gave), `position` (the next `transcriptPosition` to refresh from), `claimed` (the highest
@@ -12,10 +13,16 @@ transcript index already returned by `send`) and `active` (an agent has joined: 
 so nothing between the last persisted position and now is skipped; the hub dedups what is
 fetched twice.
 
-Errors: statusCode 1 and transport failures are retried with backoff (polls: all of them;
-commands: only statusCode 1, since a dropped POST may have been applied); statusCode 2 maps to
-`SessionNotFound` / `RequestError` / `Unsupported` / `VendorError` (`vendor_code` kept); a
-command into a chat that has ended raises `RequestError` with code `SESSION_ENDED`.
+Errors: statusCode 1 ("error, retry") and transport failures are retried with backoff (polls:
+all of them; commands: only statusCode 1, since a dropped POST may have been applied);
+statusCode 2 ("fatal") maps to `SessionNotFound` / `RequestError` / `Unsupported` /
+`VendorError` (`vendor_code` kept), or, with `chatEnded`, ends the chat by error (a poll
+publishes `error` then `ended` reason `error`); a command into a chat that has ended raises
+`RequestError` with code `SESSION_ENDED`.
+
+Replies are decoded with the dialect's pipeline spec (`decode.SPEC`) by `decode_batch`, isolating
+bad entries: a bad entry of a poll becomes an `error` event naming it, the entries around it are
+published, and the cursor moves past it.
 
 Own messages: GMS echoes the client's messages into the transcript; their canonical id is the
 transcript index, which only GMS knows. `send` posts with the current `transcriptPosition`, finds
@@ -32,15 +39,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+import msgspec
 import structlog
 
 from adapters.genesys import native as n
-from adapters.genesys.decode import convert_entries, decode_envelope, parse_envelope
+from adapters.genesys.decode import SPEC, ended, line_of
 from adapters.genesys.encode import encode, refresh_request
-from adapters.genesys.entries import DIALECT, ended, to_event
 from adapters.genesys.errors import command_error
+from adapters.genesys.native import DIALECT
 from gateway.adapter import Connector, DialectSettings, NativeRequest
-from gateway.codec import conversation_id, derived_id, loads
+from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
 from gateway.model import (
     Command,
@@ -61,11 +69,21 @@ from gateway.model import (
     Url,
     now_at,
 )
+from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
-_MESSAGE_ENTRIES = (n.GmsMessage, n.GmsPushUrl, n.MessageReceived)
 _ECHO_LOOKUPS = 3  # refreshes `send` makes to find its own entry when the reply lacks it
+
+
+class _Answer(msgspec.Struct, frozen=True):
+    """A GMS reply: its control fields, and its body for the pipeline to decode."""
+
+    reply: n.Reply
+    body: bytes
+
+
+_read_reply = msgspec.json.Decoder(n.Reply).decode
 
 
 class _Transient(Exception):
@@ -84,17 +102,10 @@ class GenesysConnector(Connector):
         if not settings.url:
             raise RequestError("GATEWAY_GENESYS_URL (the GMS chat service URL) is not set")
         options = settings.options
-        try:
-            self._poll = float(options.get("poll_interval", 2.0))
-            self._retry_base = float(options.get("retry_base", 0.5))
-            self._retry_cap = float(options.get("retry_cap", 30.0))
-            self._max_attempts = int(options.get("max_attempts", 8))
-            timeout = float(options.get("timeout", 30.0))
-        except ValueError as exc:
-            raise RequestError(f"bad genesys connector option: {exc}") from None
+        self._link = LinkOptions.read(options)  # the policy's own defaults are GMS's
         self._base = settings.url.rstrip("/")
         self._headers = {"apikey": options["apikey"]} if options.get("apikey") else {}
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=self._link.timeout_s)
         self._http = http
         self._state: dict[str, Any] = {}
         self._send_lock = asyncio.Lock()
@@ -108,7 +119,8 @@ class GenesysConnector(Connector):
 
     async def open(self, command: Start) -> Sequence[Event]:
         request = encode(command, {})
-        env = await self._command(request)
+        answer = await self._command(request)
+        env = answer.reply
         if not env.chatId or not env.secureKey:
             raise VendorError("genesys accepted the chat but gave no chatId/secureKey")
         self._state = {
@@ -116,11 +128,12 @@ class GenesysConnector(Connector):
             "user_id": env.userId or "",
             "secure_key": env.secureKey,
             "alias": "" if env.alias is None else str(env.alias),
-            "position": env.nextPosition or 1,
+            "position": 1,
             "claimed": 0,
             "active": False,
         }
         self.conversation_id = conversation_id(DIALECT, env.chatId)
+        events = await self._decode(answer)
         log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
         conv = self.conversation_id
         queued = Status(
@@ -130,7 +143,7 @@ class GenesysConnector(Connector):
             at=now_at(),
             status="queued",
         )
-        return [queued, *self._activated(decode_envelope(env, env.chatId).events)]
+        return [queued, *self._activated(events)]
 
     async def resume(self, state: Mapping[str, Any]) -> Sequence[Event]:
         if not state.get("chat_id") or not state.get("secure_key"):
@@ -166,12 +179,12 @@ class GenesysConnector(Connector):
                 events = await self._refresh()
             except _Transient as exc:
                 attempt += 1
-                if attempt > self._max_attempts:
+                if self._link.gives_up(attempt):
                     log.error("connector.gave_up", conversation_id=self.conversation_id)
-                    yield [self._link("down", reason=exc.reason, will_retry=False)]
+                    yield [self._link_event("down", reason=exc.reason, will_retry=False)]
                     return
                 yield self._retrying(attempt, exc.reason)
-                await self._sleep(self._backoff(attempt))
+                await self._sleep(self._link.delay(attempt))
                 continue
             except GatewayError as exc:
                 log.error("connector.failed", conversation_id=self.conversation_id, code=exc.code)
@@ -179,21 +192,34 @@ class GenesysConnector(Connector):
                 return
             if attempt:
                 log.info("connector.reconnected", conversation_id=self.conversation_id)
-                events = [self._link("restored", attempt=attempt, missed=len(events)), *events]
+                restored = self._link_event("restored", attempt=attempt, missed=len(events))
+                events = [restored, *events]
                 attempt = 0
             if events:
                 yield events
             if any(isinstance(e, Ended) for e in events):
                 log.info("connector.ended", conversation_id=self.conversation_id)
                 return
-            await self._sleep(self._poll)
+            await self._sleep(self._link.poll_interval_s)
 
     async def _refresh(self) -> list[Event]:
         """One poll from `position`; advances `position` and `alias`."""
-        env = await self._post(refresh_request(self._state))
-        events = self._activated(decode_envelope(env, self._state["chat_id"]).events)
-        if env.nextPosition is not None:
-            self._state["position"] = env.nextPosition
+        answer = await self._post(refresh_request(self._state))
+        return self._activated(await self._decode(answer))
+
+    async def _decode(self, answer: _Answer) -> list[Event]:
+        """The events of a reply to a request from `position` (a bad entry becomes an `error`
+        event, the others are kept), and `position` moved past it: to GMS's `nextPosition`,
+        else one past the last entry it holds (the request-chat reply of the GMS v2 docs'
+        sample carries no `nextPosition`)."""
+        events = await self.decode_batch(SPEC, answer.body, self._state["chat_id"])
+        position = answer.reply.nextPosition
+        if position is None:
+            lines = [line_of(e.id) for e in events]
+            position = max(
+                [self._state["position"], *(line + 1 for line in lines if line is not None)]
+            )
+        self._state["position"] = position
         return events
 
     def _activated(self, events: list[Event]) -> list[Event]:
@@ -231,9 +257,10 @@ class GenesysConnector(Connector):
         if attempt == 1:
             self._outages += 1
             log.warning("connector.link_down", conversation_id=self.conversation_id, reason=reason)
-            batch.append(self._link("down", reason=reason, will_retry=True))
+            batch.append(self._link_event("down", reason=reason, will_retry=True))
+        most = self._link.max_attempts or None  # 0: never given up
         batch.append(
-            self._link("retrying", reason=reason, attempt=attempt, max_attempts=self._max_attempts)
+            self._link_event("retrying", reason=reason, attempt=attempt, max_attempts=most)
         )
         return batch
 
@@ -251,15 +278,12 @@ class GenesysConnector(Connector):
         )
         if isinstance(exc, SessionNotFound):  # the chat is gone for good
             return [error, ended(conv, at, "error", "system")]
-        return [error, self._link("down", reason=exc.code, will_retry=False)]
+        return [error, self._link_event("down", reason=exc.code, will_retry=False)]
 
-    def _link(self, state: LinkState, **fields: Any) -> Link:
+    def _link_event(self, state: LinkState, **fields: Any) -> Link:
         conv, at = self.conversation_id, now_at()
         eid = derived_id(conv, "link", self._outages, state, fields.get("attempt"), at)
         return Link(id=eid, conversation_id=conv, dialect=DIALECT, at=at, state=state, **fields)
-
-    def _backoff(self, attempt: int) -> float:
-        return float(min(self._retry_cap, self._retry_base * 2 ** (attempt - 1)))
 
     async def _sleep(self, delay: float) -> None:
         """Sleep `delay`, or less when `close` or our own `End` wakes the loop."""
@@ -292,13 +316,13 @@ class GenesysConnector(Connector):
     async def _send_message(self, request: NativeRequest, content: Content) -> Message:
         async with self._send_lock:  # one at a time, so each finds its own transcript entry
             position = int(self._state["position"])
-            env = await self._command(request)
-            found = self._own_entry(env.messages, content)
+            answer = await self._command(request)
+            found = await self._own_entry(answer.body, content)
             for _ in range(_ECHO_LOOKUPS):
                 if found is not None:
                     break
                 lookup = await self._post(refresh_request(self._state, position))
-                found = self._own_entry(lookup.messages, content)
+                found = await self._own_entry(lookup.body, content)
             if found is None:
                 raise VendorError(
                     "genesys accepted the message but it never reached the transcript"
@@ -307,47 +331,43 @@ class GenesysConnector(Connector):
             self._state["claimed"] = index
             return message
 
-    def _own_entry(self, messages: list[Any], content: Content) -> tuple[int, Message] | None:
-        """Our message's entry among `messages`: a client message with our content, past the
-        last one `send` claimed (two identical texts get two entries, in order)."""
+    async def _own_entry(self, body: bytes, content: Content) -> tuple[int, Message] | None:
+        """Our message's entry in a reply's `body`: a client message with our content, past
+        the last one `send` claimed (two identical texts get two entries, in order). The reply
+        is decoded as a poll's would be, so the message is the one the poll will publish."""
         wanted = Url(url=content.url) if isinstance(content, Url) else content
-        entries, _ = convert_entries(messages)
-        for _, entry in entries:
-            if not isinstance(entry, _MESSAGE_ENTRIES) or entry.index is None:
-                continue
-            try:
-                index = int(entry.index)
-            except ValueError:
-                continue
-            if index <= self._state["claimed"]:
-                continue
-            event = to_event(entry, self.conversation_id)
+        for event in await self.decode_batch(SPEC, body, self._state["chat_id"]):
+            line = line_of(event.id)
             if (
                 isinstance(event, Message)
+                and line is not None
+                and line > self._state["claimed"]
                 and event.sender.role == "user"
                 and event.content == wanted
             ):
-                return index, event
+                return line, event
         return None
 
-    async def _command(self, request: NativeRequest) -> n.Envelope:
+    async def _command(self, request: NativeRequest) -> _Answer:
         """POST a command; retries only replies that say GMS did nothing (statusCode 1)."""
         attempt = 0
         while True:
             try:
-                env = await self._post(request)
+                answer = await self._post(request)
             except _Transient as exc:
                 attempt += 1
-                if exc.applied is not False or attempt >= self._max_attempts:
+                if exc.applied is not False or self._link.gives_up(attempt):
                     raise VendorError(f"genesys did not answer: {exc.reason}") from None
-                await asyncio.sleep(self._backoff(attempt))
+                if request.form is not None and "alias" in request.form:
+                    request.form["alias"] = self._state["alias"]  # the refusal's, if it moved
+                await asyncio.sleep(self._link.delay(attempt))
                 continue
-            if env.statusCode != 0:  # refused, the chat having ended
+            if answer.reply.statusCode != 0:  # refused, the chat having ended
                 raise _has_ended()
-            return env
+            return answer
 
-    async def _post(self, request: NativeRequest) -> n.Envelope:
-        """One form POST. Returns the GMS envelope (statusCode 0, or 2 with `chatEnded`);
+    async def _post(self, request: NativeRequest) -> _Answer:
+        """One form POST. Returns the GMS reply (statusCode 0, or 2 with `chatEnded`);
         raises `_Transient` for what a retry may fix and a `GatewayError` otherwise."""
         url = self._base + request.path
         log.debug("connector.request", conversation_id=self.conversation_id, path=request.path)
@@ -363,20 +383,20 @@ class GenesysConnector(Connector):
         if status >= 500 or status == 429:
             raise _Transient(f"HTTP {status}")
         try:
-            env = parse_envelope(loads(body))
-        except GatewayError:
+            env = _read_reply(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             raise VendorError(
                 f"genesys sent no GMS reply (HTTP {status})", vendor_code=status
             ) from None
         if env.alias is not None:
             self._state["alias"] = str(env.alias)  # GMS may move the chat: always the latest
-        if env.statusCode == 1:
+        if env.statusCode == 1 and not env.chatEnded:  # ended, a retry cannot help
             first = env.errors[0] if env.errors else None
             raise _Transient(f"statusCode 1 ({first.code if first else '?'})", applied=False)
         if env.statusCode != 0 and not env.chatEnded:
             first = env.errors[0] if env.errors else n.GmsError(code=52)
             raise command_error(first.code, first.advice)
-        return env
+        return _Answer(env, body)
 
 
 def _has_ended() -> RequestError:

@@ -1,225 +1,266 @@
-"""Genesys decoder: native frames → canonical events. Pure.
+"""Genesys frames → canonical events: the dialect's spec for the shared pipeline. Pure.
 
-A body is one entry (GMS or widget form), an array of entries, a GMS v2 response envelope
+A body is one entry (GMS or widget form), an array of entries, a GMS v2 reply
 (`{"statusCode", "chatId", "chatEnded", "messages": [...]}`) or a widget transcript
-(`{"transcript": [...], "chatId"}`). The chat id comes from the entry's own `chatId` /
-`sessionId`, else the envelope's `chatId`, else the `?conversation=` ingest parameter.
+(`{"transcript": [...], "chatId"}`); see `native`. The chat id comes from the entry's own
+`chatId` / `sessionId`, else the envelope's, else the `?conversation=` parameter.
 
-Event ids are `"genesys:<chatId>/<index>"` (the transcript index, so a widget `restored` replay
-of an entry dedups against the entry itself); entries without an index get a `derived_id` from
-what makes them (their time when they carry one, never the time they were received, so a
-re-posted body dedups); the end of a session is always `derived_id(conv, "ended")`, so the GMS
-`chatEnded` flag, the widget `SessionEnded` and the connector's own end are one event.
+Ids. A transcript line's id is `"genesys:<chatId>/<n>"`, `n` its position in the GMS transcript:
+GMS counts from 1, the widget from 0 (widget line `i` is GMS entry `i + 1`), so one line dedups
+whichever form and however often (a widget `restored` replay) it arrives, and two lines never
+share an id. Entries without an index get a `derived_id` from what makes them (their time when
+they carry one, never the time they were received, so a re-posted body dedups). The end of a
+chat is always `derived_id(conv, "ended")`, so the GMS `chatEnded` flag, the widget
+`SessionEnded` and the connector's own end are one event.
 
-Raises `MalformedJSON` for a body that is not JSON and `DecodeError` (with `index`, `path`) for a
-known entry that breaks its schema; unknown entry types are counted in `Decoded.ignored`.
-
-Two paths, one result. The fast path (`decode`) decodes the whole body typed from its bytes
-in one pass, its form told by its first byte, each entry as an `AnyEntry` (every entry type's
-fields in one Struct, so neither GMS's late `type` key nor an unknown type costs a second
-read), and builds the events with `events_of`. It gives up whenever anything is off: a body
-that is not JSON or breaks its schema (any entry's, even of an unknown type), a bad timestamp,
-a frame of no chat or no party or without a field its type requires, a body of no known form
-(`_Exact`). The exact path (`_decode_generic`: untyped parse, then one `msgspec.convert` per
-frame, then `to_event`) then decodes the same body again and raises the error with the index,
-path and message it always had. For a known type the typed decoders with `events_of`'s checks
-accept no more than `convert` does (less, at most: a duplicate key whose first value is of the
-wrong type, a field of another entry type of the wrong type), so where the fast path succeeds
-the exact path gives the same events; a test holds the two to the same output on every
-fixture and on mutations.
+A GMS reply also stands for events of its own, after its entries' (`reply_events`): an `error`
+per GMS error (statusCode 1 or 2), and `ended` when `chatEnded` is set (reason `error` when the
+status is not 0: DIALECTS.md, "statusCode 2 with chatEnded").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
-
-import msgspec
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from adapters.genesys import native as n
-from adapters.genesys.entries import DIALECT, ended, error_event, events_of, time_of, to_event
-from gateway.adapter import Decoded
-from gateway.codec import conversation_id, invalid, is_utf8, loads
-from gateway.errors import DecodeError
+from adapters.genesys.errors import error_code
+from adapters.genesys.native import DIALECT
+from gateway.codec import derived_id, to_at
+from gateway.decoding import Envelope, Refused, Scope, Spec
+from gateway.errors import RequestError
 from gateway.model import (
     Ended,
+    EndedBy,
+    EndReason,
+    Error,
     Event,
+    Link,
+    Message,
+    Notice,
+    ParticipantJoined,
     ParticipantLeft,
-    now_at,
+    Party,
+    Role,
+    Text,
+    Typing,
+    Url,
 )
 
-# The fast path's decoders, their bound `decode` kept (one attribute lookup less per body).
-_decode_entry: Final = msgspec.json.Decoder(n.AnyEntry).decode
-_decode_batch: Final = msgspec.json.Decoder(list[n.AnyEntry]).decode
-_decode_container_body: Final = msgspec.json.Decoder(n.Container).decode
-_ENVELOPE_KEYS: Final = ("messages", "statusCode", "chatEnded", "nextPosition")
-_UNSET: Final = msgspec.UNSET
+_ROLES: dict[str, Role] = {
+    "client": "user",
+    "agent": "agent",
+    "supervisor": "supervisor",
+    "external": "system",  # DIALECTS.md: External is the routing strategy, i.e. the system
+}
+_END_REASONS: dict[int, tuple[EndReason, EndedBy]] = {
+    1: ("user", "user"),
+    2: ("agent", "agent"),
+    3: ("error", "system"),
+}
 
 
-class _Exact(Exception):
-    """The fast path cannot decide this body: decode it on the exact path."""
-
-
-def decode(body: bytes, conversation: str | None = None) -> Decoded:
-    """Decode a webhook body (see the module docstring).
-
-    The form of the body is told by its first byte, so each form is decoded typed once: an
-    array as `list[AnyEntry]`, an object that looks like an envelope or a transcript as a
-    `Container`, any other object as one entry. A body that takes none of these, or that the
-    fast path gives up on, takes the exact path, which also raises every error.
-
-    This is the adapter's `decode` itself (no `Adapter.decode` around it), so it keeps that
-    contract whole: what msgspec raises besides its errors, bad UTF-8 inside a string
-    (`UnicodeDecodeError`, a `ValueError`) and nesting too deep (`RecursionError`), sends the
-    body to the exact path too, whose `loads` makes it `MalformedJSON`.
-    """
-    if not body.isascii() and not is_utf8(body):  # bad bytes a typed decode could skip unread
-        return _decode_generic(loads(body), conversation)
-    # The first byte as an int (`body[0]`: no slice to allocate, an int comparison).
-    first = body[0] if body else 0
-    if first != 91 and first != 123:  # not `[` or `{`: pretty-printed, the first non-space
-        stripped = body.lstrip()
-        first = stripped[0] if stripped else 0
-    try:
-        if first == 91:  # `[`
-            return events_of(_decode_batch(body), conversation)
-        if first == 123:  # `{`
-            # Routing only, by the cheapest test there is: an entry holds no array, so an
-            # object ending with one is most likely a container (a GMS envelope ends with its
-            # `messages`, a transcript with its `transcript`). A body routed wrongly fails its
-            # typed decode and takes the next way.
-            if body.endswith(b"]}"):
-                return _decode_container(body, conversation)
-            try:
-                entry = _decode_entry(body)
-            except msgspec.ValidationError:  # no `type`: an envelope or a transcript, maybe
-                return _decode_container(body, conversation)
-            return events_of((entry,), conversation)
-    except (_Exact, ValueError, DecodeError, RecursionError):  # ValueError: msgspec's errors
-        pass  # (`UnicodeDecodeError` too), a bad time
-    return _decode_generic(loads(body), conversation)
-
-
-def _decode_container(body: bytes, conversation: str | None) -> Decoded:
-    """A GMS envelope or a widget transcript (by the rules of `_decode_generic`)."""
-    container = _decode_container_body(body)
-    transcript = container.transcript
-    if transcript is not _UNSET:  # the widget's (it wins): its chat may be named `sessionId`
-        return events_of(transcript, container.chatId or container.sessionId or conversation)
-    messages, status, chat_ended = container.messages, container.statusCode, container.chatEnded
-    if (
-        messages is _UNSET
-        and status is _UNSET
-        and chat_ended is _UNSET
-        and container.nextPosition is _UNSET
-    ):
-        raise _Exact  # neither an envelope nor a transcript: the exact path names the error
-    entries = [] if messages is _UNSET else messages
-    chat = container.chatId or conversation
-    decoded = events_of(entries, chat)
-    if (status is _UNSET or status == 0) and chat_ended is not True:
-        return decoded  # a poll's usual reply: its entries and nothing else
-    status = 0 if status is _UNSET else status
-    return _envelope_decoded(
-        decoded.events,
-        _last_known(entries) if status != 0 else None,  # read only for GMS errors
-        decoded.ignored,
-        chat,
-        status,
-        chat_ended is True,
-        container.errors,
+def ended(
+    conv: str, at: str, reason: EndReason, by: EndedBy | None, text: str | None = None
+) -> Ended:
+    """The one `ended` event of a conversation: its id does not depend on who reports it."""
+    return Ended(
+        id=derived_id(conv, "ended"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        reason=reason,
+        by=by,
+        text=text,
     )
 
 
-def _last_known(entries: Sequence[n.AnyEntry]) -> n.AnyEntry | None:
-    """The last entry of a known type (`convert_entries` keeps only those), if any."""
-    for entry in reversed(entries):
-        if entry.type in n.ENTRY_TYPES:
-            return entry
-    return None
+def error_event(
+    conv: str, eid: str, vendor_code: int | str, text: str | None, at: str, fatal: bool = False
+) -> Error:
+    """A widget or GMS error code as a canonical `error` event (`metadata.vendor_code`), id
+    `eid`; `fatal` (a GMS statusCode 2) makes it not recoverable whatever its code."""
+    code, recoverable = error_code(vendor_code)
+    return Error(
+        id=eid,
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        code=code,
+        message=text or f"genesys error {vendor_code}",
+        recoverable=recoverable and not fatal,
+        metadata={"vendor_code": vendor_code},
+    )
 
 
-def _decode_generic(raw: Any, conversation: str | None) -> Decoded:
-    """The exact path: an untyped body, converted frame by frame (see the module docstring)."""
-    if isinstance(raw, dict) and "type" not in raw:
-        if "transcript" in raw:
-            try:
-                tr = msgspec.convert(raw, n.Transcript)
-            except msgspec.ValidationError as exc:
-                raise invalid(exc, 0) from None
-            return _decode_entries(tr.transcript, tr.chatId or tr.sessionId or conversation)
-        if any(key in raw for key in _ENVELOPE_KEYS):
-            return decode_envelope(parse_envelope(raw), conversation)
-    return _decode_entries(raw if isinstance(raw, list) else [raw], conversation)
+# --- one entry ------------------------------------------------------------------------------
 
 
-def _decode_entries(frames: Sequence[Any], conversation: str | None) -> Decoded:
-    entries, ignored = convert_entries(frames)
-    return Decoded([to_event(e, _conv_of(e, conversation, i), i) for i, e in entries], ignored)
-
-
-def convert_entries(frames: Sequence[Any]) -> tuple[list[tuple[int, n.Entry]], int]:
-    """The known entries of `frames` with their index in the batch, and how many were unknown."""
-    out: list[tuple[int, n.Entry]] = []
-    ignored = 0
-    for index, frame in enumerate(frames):
-        if isinstance(frame, dict):
-            kind = frame.get("type")
-            if isinstance(kind, str) and kind not in n.ENTRY_TYPES:
-                ignored += 1
-                continue
-        try:
-            out.append((index, msgspec.convert(frame, n.Entry)))
-        except msgspec.ValidationError as exc:
-            raise invalid(exc, index) from None
-    return out, ignored
-
-
-def parse_envelope(raw: Any) -> n.Envelope:
-    """A GMS v2 response from parsed JSON; `DecodeError` (index 0) when it breaks its schema."""
+def build(entry: n.Entry, scope: Scope) -> Iterator[Event]:
+    """One known entry as its canonical event."""
+    conv = scope.conversation_id
+    stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp
     try:
-        return msgspec.convert(raw, n.Envelope)
-    except msgspec.ValidationError as exc:
-        raise invalid(exc, 0) from None
+        at = to_at(stamp, scope.received_at)
+    except ValueError as exc:
+        raise Refused(
+            str(exc), "$.utcTime" if entry.utcTime is not None else "$.timestamp"
+        ) from None
+    # A derived id's time is the entry's own: the receive time would make a re-post new.
+    when = "" if stamp is None or stamp == "" else at
+    tag = str(entry.__struct_config__.tag)
+    common: dict[str, Any] = {"conversation_id": conv, "dialect": DIALECT, "at": at}
+
+    def line_id(*parts: object) -> str:
+        if entry.index is None:
+            return scope.event_id(tag, when, *parts)
+        return _line_id(conv, entry.index, 0 if isinstance(entry, n.WIDGET_LINES) else 1)
+
+    match entry:
+        case n.GmsMessage() | n.GmsPushUrl():
+            sender = _party(entry)
+            content = Text(entry.text) if isinstance(entry, n.GmsMessage) else Url(url=entry.text)
+            yield Message(
+                id=line_id(sender.id, entry.text), sender=sender, content=content, **common
+            )
+        case n.MessageReceived():
+            sender, text, kind = _party(entry), entry.content.text, entry.content.type
+            url = kind == "url" if isinstance(kind, str) else bool(kind.get("url"))
+            content = Url(url=text) if url else Text(text)
+            yield Message(id=line_id(sender.id, text), sender=sender, content=content, **common)
+        case n.GmsJoined() | n.AgentConnected():
+            who = _party(entry, "agent" if isinstance(entry, n.AgentConnected) else None)
+            yield ParticipantJoined(id=line_id(who.id), participant=who, **common)
+        case n.GmsLeft() | n.AgentDisconnected():
+            who = _party(entry, "agent" if isinstance(entry, n.AgentDisconnected) else None)
+            yield ParticipantLeft(id=line_id(who.id), participant=who, **common)
+        case n.GmsTypingStarted() | n.GmsTypingStopped():
+            who, active = _party(entry), isinstance(entry, n.GmsTypingStarted)
+            preview = entry.text or None
+            yield Typing(
+                id=line_id(who.id, active), sender=who, active=active, preview=preview, **common
+            )
+        case n.AgentTyping():
+            who = _party(entry, "agent")
+            yield Typing(
+                id=line_id(who.id, entry.isTyping), sender=who, active=entry.isTyping, **common
+            )
+        case n.GmsNotice():
+            yield Notice(id=line_id(entry.text), kind="info", text=entry.text, **common)
+        case n.SessionEnded():
+            why, by = _reason(entry.reason)
+            yield ended(conv, at, why, by, entry.reason.description)
+        case n.Interrupted() | n.Continued():
+            # The widget's own link to GMS (`onInterrupted` / `onContinued`): no transcript
+            # line, so its id is derived; an `index` it may carry is one of its parts.
+            parts = () if entry.index is None else (entry.index,)
+            eid = scope.event_id(tag, when, *parts)
+            if isinstance(entry, n.Interrupted):
+                yield Link(
+                    id=eid,
+                    state="down",
+                    reason="widget link interrupted",
+                    will_retry=True,
+                    **common,
+                )
+            else:
+                yield Link(id=eid, state="restored", **common)
+        case n.WidgetError():
+            code = entry.error.code
+            eid = scope.event_id("error", when, code)
+            yield error_event(conv, eid, code, entry.error.description, at)
 
 
-def decode_envelope(env: n.Envelope, chat: str | None) -> Decoded:
-    """A GMS response (its `chatId`, else `chat`) as canonical events: its entries, then an
-    `error` event per GMS error (statusCode 1 or 2), then `ended` when `chatEnded` is set.
-    Envelope-made events carry the time of the last entry (the envelope has none of its own),
-    else the current time, which their ids do not depend on (a re-posted body dedups)."""
-    entries, ignored = convert_entries(env.messages)
-    chat = env.chatId or chat
-    events = [to_event(e, _conv_of(e, chat, i), i) for i, e in entries]
-    last = entries[-1][1] if entries else None
-    return _envelope_decoded(events, last, ignored, chat, env.statusCode, env.chatEnded, env.errors)
+def _line_id(conv: str, index: int | str, first: int) -> str:
+    """The id of transcript line `index` of a form that counts from `first` (GMS 1, widget 0):
+    `"<conv>/<n>"`, `n` the line's GMS position. An index that is no position (not a whole
+    number, or below `first`) is refused at `$.index`."""
+    if isinstance(index, int):
+        number = index
+    else:
+        number = int(index) if index.isdigit() and index.isascii() else -1
+    if number < first:
+        raise Refused(f"`index` {index!r} is no transcript position (from {first})", "$.index")
+    return f"{conv}/{number + 1 - first}"
 
 
-def _envelope_decoded(
-    events: list[Event],
-    last: n.Entry | n.AnyEntry | None,
-    ignored: int,
-    chat: str | None,
-    status: int,
-    chat_ended: bool,
-    errors: Sequence[n.GmsError],
-) -> Decoded:
-    """The envelope's own events after its entries' `events`, `last` the last of its known
-    entries (see `decode_envelope`; read only when `status` is not 0)."""
-    if status == 0 and not chat_ended:
-        return Decoded(events, ignored)
-    conv = _conv_required(chat, 0)
-    at = events[-1].at if events else now_at()
+def line_of(event_id: str) -> int | None:
+    """The GMS transcript position of the event `event_id` names, None for an event that is no
+    transcript line (a derived id): the inverse of `_line_id`."""
+    tail = event_id.rpartition("/")[2]
+    return int(tail) if tail.isdigit() and tail.isascii() else None
+
+
+def _party(entry: n.Entry, default: Role | None = None) -> Party:
+    """The entry's party (`from`, else `party`); `default` is the role of a party the entry
+    does not describe (the widget's agent events). The widget's object of booleans gives the
+    role of its first true key that names one, in the object's order."""
+    who = entry.from_ if entry.from_ is not None else entry.party
+    if who is None:
+        if default is None:
+            raise Refused("missing `from`", "$.from")
+        return Party(role=default)
+    kind, role = who.type, default
+    if isinstance(kind, str):
+        role = _ROLES[kind.lower()]
+    elif isinstance(kind, dict):
+        role = next((_ROLES[k.lower()] for k, v in kind.items() if v and k.lower() in _ROLES), None)
+    if role is None:
+        key = "from" if entry.from_ is not None else "party"
+        raise Refused("no party type", f"$.{key}.type")
+    pid = who.participantId if who.participantId is not None else who.id
+    return Party(role=role, id=None if pid is None else str(pid), name=who.nickname or who.name)
+
+
+def _reason(reason: n.Reason) -> tuple[EndReason, EndedBy | None]:
+    """`SessionEnded.reason`: its code, else its boolean form, else a plain completion."""
+    known = None if reason.code is None else _END_REASONS.get(reason.code)
+    if known is None:
+        flag = 1 if reason.leaveRequest else 2 if reason.agent else 3 if reason.error else 0
+        known = _END_REASONS.get(flag)
+    return known if known is not None else ("completed", None)
+
+
+# --- the envelopes --------------------------------------------------------------------------
+
+
+def reply_events(reply: n.Reply, scope: Scope, events: list[Event]) -> Iterator[Event]:
+    """The events a GMS reply stands for after its entries' `events`: an `error` per GMS
+    error (statusCode 1 or 2; not recoverable in a 2, nor when the chat ended), then `ended`
+    when `chatEnded` is set (reason `error` when the status is not 0, else told by who left
+    last).
+
+    They take the time of the reply's last event (the reply has none), else the receive time;
+    their ids depend on the reply's position in the transcript, not on a time, so a re-posted
+    reply dedups."""
+    status = reply.statusCode
+    if status == 0 and not reply.chatEnded:
+        return
+    chat = reply.chatId or scope.conversation
+    if not chat:
+        raise RequestError(
+            "genesys reply names no chat: the `conversation` parameter is required",
+            parameter="conversation",
+        )
+    conv = f"{DIALECT}:{chat}"
+    mine = [e for e in events if e.conversation_id == conv]
+    at = mine[-1].at if mine else scope.received_at
     if status != 0:
-        when = at if last is not None and time_of(last) not in (None, "") else ""
-        errors = errors or [n.GmsError(code=52, advice=f"statusCode {status}")]
-        events += [error_event(conv, e.code, e.advice, at, when) for e in errors]
-    if chat_ended:
-        events.append(ended_from(events, conv, at))
-    return Decoded(events, ignored)
+        anchor = reply.nextPosition if reply.nextPosition is not None else len(mine)
+        errors = reply.errors or [n.GmsError(code=52, advice=f"statusCode {status}")]
+        for error in errors:
+            eid = derived_id(conv, "error", f"statusCode {status}", anchor, error.code)
+            fatal = status == 2 or reply.chatEnded  # GMS's 1 is "retry", unless it ended
+            yield error_event(conv, eid, error.code, error.advice, at, fatal)
+    if reply.chatEnded:
+        # A failed reply that ends the chat is the chat ended by error (the widget's reason
+        # code 3), whoever left last: not a normal completion.
+        yield (
+            ended(conv, at, "error", "system") if status != 0 else _ended_by_leaver(mine, conv, at)
+        )
 
 
-def ended_from(events: Sequence[Event], conv: str, at: str) -> Ended:
+def _ended_by_leaver(events: Sequence[Event], conv: str, at: str) -> Ended:
     """The `ended` event of a GMS `chatEnded`: who left last tells who ended it."""
     for event in reversed(events):
         if isinstance(event, ParticipantLeft):
@@ -231,16 +272,24 @@ def ended_from(events: Sequence[Event], conv: str, at: str) -> Ended:
     return ended(conv, at, "completed", None)
 
 
-def _conv_of(entry: n.Entry, conversation: str | None, index: int) -> str:
-    chat = entry.chatId or entry.sessionId or conversation
-    return f"{DIALECT}:{chat}" if chat else _conv_required(chat, index)  # `conversation_id`
+def _chat(entry: n.Entry, scope: Scope) -> str | None:
+    """The entry's native chat id: its own, else its envelope's, else the caller's."""
+    envelope = scope.envelope
+    own = entry.chatId or entry.sessionId or (envelope.chat if envelope is not None else None)
+    return own or scope.conversation
 
 
-def _conv_required(chat: str | None, index: int) -> str:
-    if not chat:
-        raise DecodeError(
-            f"frame {index}: no chat id (give `chatId` or the ?conversation= parameter)",
-            index=index,
-            path="$.chatId",
-        )
-    return conversation_id(DIALECT, chat)
+SPEC: Spec[n.Entry] = Spec(
+    dialect=DIALECT,
+    frame=n.Entry,
+    tag="type",
+    build=build,
+    conversation=_chat,
+    envelopes=(
+        Envelope("transcript", n.Transcript, "transcript"),  # the widget's wins over a reply's
+        *(
+            Envelope(key, n.Reply, "messages", after=reply_events)
+            for key in ("messages", "statusCode", "chatEnded", "nextPosition")
+        ),
+    ),
+)

@@ -4,23 +4,34 @@
     app = emulator.app          # serve it; the connector's base URL is
                                 # f"{server_url}/genesys/2/chat/customer-support"
 
-Wire (as `docs/dialects/genesys.md` describes it): form-encoded POSTs, JSON replies.
+Wire (the GMS Chat API v2 docs, https://docs.genesys.com/Documentation/GMS/latest/API/ChatAPIv2,
+as `docs/dialects/genesys.md` describes it): form-encoded POSTs, JSON replies.
 
     POST /genesys/2/chat/{service}                request chat (nickname | firstName+lastName)
+        reply (the docs' sample): {"statusCode": 0, "alias", "userId", "secureKey",
+        "messages": [the client's ParticipantJoined], "chatId"}: no `nextPosition`
     POST /genesys/2/chat/{service}/{chatId}/{op}  op: send, refresh, startTyping, stopTyping,
                                                   disconnect
-    every op: userId, secureKey, alias, transcriptPosition (1-based; default 1)
+    every op: userId, secureKey, alias, transcriptPosition (1-based)
     reply: {"statusCode", "alias", "userId", "secureKey", "chatId", "chatEnded",
-            "nextPosition", "messages": [transcript entries from transcriptPosition]}
+            "nextPosition", "messages": [transcript entries from transcriptPosition]}; the
+            transcript only when the request gives `transcriptPosition` (the docs: "Including
+            this parameter enables the return of the transcript"), but a refresh's always
+            (from 1 without one)
+    entries: {"from": {"nickname", "participantId" (a number, as in the docs' sample),
+              "type"}, "index" (from 1), "type", "text"?, "utcTime" (epoch ms)}
+    requests whose body is no form (JSON, say) are refused with HTTP 415
     errors: HTTP 200 with statusCode 2 and `errors: [{code, advice}]` (widget codes: 2 missing
-    parameter, 3 bad value, 50 unknown session); HTTP 401 when an `apikey` header is required
-    and wrong; statusCode 1 (retry) only when a test asks for it (`fail_next`).
+    parameter, 3 bad value, 50 unknown session), with `chatEnded: true` when the chat is over;
+    HTTP 401 when an `apikey` header is required and wrong; statusCode 1 (retry) only when a
+    test asks for it (`fail_next`).
 
 The scripted agent: joins when a chat starts (after `agent_delay`); answers every client message
 with typing then `"echo: <text>"` (after `reply_delay`); on the text "bye" it leaves and the chat
-ends. Test controls: `agent_says`, `agent_typing`, `end_session`, `drop_connections` (the next
-refresh polls lose their connection), `fail_next` (statusCode 1/2 replies), `move_session` (a
-new `alias`; the old one is honoured for one more request), and `received` / `sessions` to
+ends. Test controls: `agent_says`, `agent_typing`, `end_session`, `fail_session` (GMS ends the
+chat by error: every later reply is statusCode 2 with `chatEnded`), `drop_connections` (the
+next refresh polls lose their connection), `fail_next` (statusCode 1/2 replies), `move_session`
+(a new `alias`; the old one is honoured for one more request), and `received` / `sessions` to
 inspect what the client sent. `wait_until(predicate)` waits on emulator state without sleeps.
 """
 
@@ -40,6 +51,8 @@ from gateway.demo import DemoFiles, Wiring
 
 PREFIX = "/genesys/2/chat"
 OPS = frozenset({"send", "refresh", "startTyping", "stopTyping", "disconnect"})
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+"""What GMS takes a request's parameters as (the docs' `Content-Type` of every request)."""
 
 
 @dataclass
@@ -61,11 +74,12 @@ class ChatSession:
     form: dict[str, str]
     transcript: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
+    failed: tuple[int, int] | None = None  # statusCode and error code (`fail_session`)
     stale_alias: str | None = None  # honoured for one request after `move_session`
     agent_joined: asyncio.Event = field(default_factory=asyncio.Event)
 
     def client(self) -> dict[str, Any]:
-        return {"nickname": self.nickname, "participantId": self.user_id, "type": "Client"}
+        return {"nickname": self.nickname, "participantId": 1, "type": "Client"}
 
 
 class Emulator:
@@ -119,12 +133,21 @@ class Emulator:
         self._add(session, "ParticipantLeft", self._agent())
         session.ended = True
 
+    def fail_session(self, chat_id: str, code: int = 52, status_code: int = 2) -> None:
+        """GMS ends the chat by error `code`: every later request of it is answered
+        `status_code` (2, fatal, as GMS does; 1 to see a client not retry an ended chat) with
+        `chatEnded: true` (and the transcript)."""
+        session = self.sessions[chat_id]
+        session.ended, session.failed = True, (status_code, code)
+        self._changed.set()
+
     def drop_connections(self, count: int = 1) -> None:
         """The next `count` refresh polls lose their connection (the client sees it drop)."""
         self._drops += count
 
     def fail_next(self, count: int = 1, *, status_code: int = 1, code: int = 100) -> None:
-        """The next `count` chat requests answer `statusCode` with error `code`, doing nothing."""
+        """The next `count` requests into a known chat (right userId, secureKey and alias)
+        answer `statusCode` with error `code` and the chat's envelope, doing nothing."""
         self._failures += [(status_code, code)] * count
 
     def move_session(self, chat_id: str) -> str:
@@ -153,6 +176,8 @@ class Emulator:
         return None
 
     async def _request_chat(self, request: web.Request) -> web.Response:
+        if request.content_type not in FORM_TYPES:
+            return _not_a_form(request)
         form = {k: str(v) for k, v in (await request.post()).items()}
         self._record(Received("requestChat", None, form))
         if (denied := self._unauthorized(request)) is not None:
@@ -175,9 +200,13 @@ class Emulator:
         self.sessions[session.chat_id] = session
         self._add(session, "ParticipantJoined", session.client())
         self._spawn(self._agent_joins(session))
-        return web.json_response(self._reply(session, 1))
+        reply = self._reply(session, 1)
+        del reply["chatEnded"], reply["nextPosition"]  # as the docs' sample reply
+        return web.json_response(reply)
 
     async def _chat_op(self, request: web.Request) -> web.Response:
+        if request.content_type not in FORM_TYPES:
+            return _not_a_form(request)
         form = {k: str(v) for k, v in (await request.post()).items()}
         chat_id, op = request.match_info["chat_id"], request.match_info["op"]
         self._record(Received(op, chat_id, form))
@@ -188,9 +217,6 @@ class Emulator:
             assert request.transport is not None
             request.transport.close()  # the poll's connection drops mid-request
             return web.Response(status=503)
-        if self._failures:
-            status_code, code = self._failures.pop(0)
-            return _error(status_code, code, "failure requested by the test")
         session = self.sessions.get(chat_id)
         if op not in OPS:
             return _error(2, 1, f"unknown command {op!r}")
@@ -203,16 +229,25 @@ class Emulator:
             if alias != session.stale_alias:
                 return _error(2, 3, f"alias {alias} does not serve this chat")
             session.stale_alias = None
+        if self._failures:  # a reply of the chat (its current `alias`), which did nothing
+            status_code, code = self._failures.pop(0)
+            return _error(status_code, code, "failure requested by the test", session)
+        given = form.get("transcriptPosition")
+        if given is None and op == "refresh":
+            given = "1"
         try:
-            position = max(1, int(form.get("transcriptPosition") or 1))
+            position = None if given is None else max(1, int(given))
         except ValueError:
             return _error(2, 3, "transcriptPosition must be a number")
+        if session.failed is not None:
+            status_code, code = session.failed
+            return _error(status_code, code, "chat ended by error", session, position)
         if session.ended and op != "refresh":
             return _error(2, 50, "chat session has ended", session, position)
         return await self._apply(session, op, form, position)
 
     async def _apply(
-        self, session: ChatSession, op: str, form: dict[str, str], position: int
+        self, session: ChatSession, op: str, form: dict[str, str], position: int | None
     ) -> web.Response:
         if op == "send":
             text = form.get("message")
@@ -222,7 +257,7 @@ class Emulator:
             self._add(session, kind, session.client(), text=text)
             self._spawn(self._agent_replies(session, text))
             if not self.send_returns_transcript:
-                return web.json_response(self._reply(session, position, messages=False))
+                return web.json_response(self._reply(session, None))
         elif op in ("startTyping", "stopTyping"):
             kind = "TypingStarted" if op == "startTyping" else "TypingStopped"
             self._add(session, kind, session.client(), text=form.get("message") or None)
@@ -255,7 +290,7 @@ class Emulator:
     # --- helpers ----------------------------------------------------------------------------
 
     def _agent(self) -> dict[str, Any]:
-        return {"nickname": self.agent_name, "participantId": "AGENT0001", "type": "Agent"}
+        return {"nickname": self.agent_name, "participantId": 2, "type": "Agent"}
 
     def _add(
         self, session: ChatSession, kind: str, who: dict[str, Any], text: str | None = None
@@ -275,7 +310,8 @@ class Emulator:
         self.received.append(received)
         self._changed.set()
 
-    def _reply(self, session: ChatSession, position: int, messages: bool = True) -> dict[str, Any]:
+    def _reply(self, session: ChatSession, position: int | None) -> dict[str, Any]:
+        """A statusCode 0 reply; its transcript from `position` (none when it is None)."""
         return {
             "statusCode": 0,
             "alias": session.alias,
@@ -283,8 +319,8 @@ class Emulator:
             "secureKey": session.secure_key,
             "chatId": session.chat_id,
             "chatEnded": session.ended,
-            "nextPosition": len(session.transcript) + 1 if messages else position,
-            "messages": session.transcript[position - 1 :] if messages else [],
+            "nextPosition": len(session.transcript) + 1,
+            "messages": [] if position is None else session.transcript[position - 1 :],
         }
 
     def _spawn(self, coro: Any) -> None:
@@ -298,12 +334,20 @@ class Emulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def _not_a_form(request: web.Request) -> web.Response:
+    """A body that is no form: GMS answers 415. The GMS Chat API page of 8.5.0
+    (https://docs.genesys.com/Documentation:GMS:API:ChatAPI:8.5.0, "Structures") says so of
+    its requests ("accepted in 'application/x-www-form-urlencoded' or 'multipart/form-data'
+    formats ... a 415 (Unsupported Media Type) error will occur"); we take v2 to do the same."""
+    return web.Response(status=415, text=f"unsupported media type {request.content_type!r}")
+
+
 def _error(
     status_code: int,
     code: int,
     advice: str,
     session: ChatSession | None = None,
-    position: int = 1,
+    position: int | None = None,
 ) -> web.Response:
     body: dict[str, Any] = {"statusCode": status_code, "errors": [{"code": code, "advice": advice}]}
     if session is not None:
@@ -312,7 +356,7 @@ def _error(
             alias=session.alias,
             chatEnded=session.ended,
             nextPosition=len(session.transcript) + 1,
-            messages=session.transcript[position - 1 :],
+            messages=[] if position is None else session.transcript[position - 1 :],
         )
     return web.json_response(body)
 
@@ -325,7 +369,7 @@ def demo_wiring() -> Wiring:
     return Wiring(
         build=lambda pace: Emulator(service="demo", agent_delay=0.6 * pace, reply_delay=0.8 * pace),
         path="/genesys/2/chat/demo",
-        options={"poll_interval": "0.5", "retry_base": "0.2", "retry_cap": "2"},
+        options={"poll_interval_s": "0.5", "backoff_s": "0.2", "backoff_max_s": "2"},
         send_file=_send_file,
     )
 

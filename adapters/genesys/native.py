@@ -2,24 +2,27 @@
 
 Two forms of the same transcript reach the gateway, and both decode:
 
-GMS Chat API v2 (what the connector polls; a webhook may post it too). A response envelope::
+GMS Chat API v2 (what the connector polls; a webhook may post it too;
+https://docs.genesys.com/Documentation/GMS/latest/API/ChatAPIv2). A reply envelope::
 
     {"statusCode": 0, "alias": "117", "userId": "...", "secureKey": "...", "chatId": "...",
      "chatEnded": false, "nextPosition": 3, "messages": [<entry>, ...]}
 
-with transcript entries (index from 1, `utcTime` epoch ms)::
+with transcript entries (index from 1, `utcTime` epoch ms, `participantId` a number in the
+docs' sample)::
 
     {"type": "Message", "index": 2, "utcTime": 1432845095000, "text": "hi",
-     "from": {"nickname": "Anna", "participantId": "2", "type": "Agent"}}
+     "from": {"nickname": "Anna", "participantId": 2, "type": "Agent"}}
 
-Widget form (the seed's `session.getTranscript()` / `session.on*` events)::
+Widget form (the seed's `session.getTranscript()` / `session.on*` events; index from 0)::
 
-    {"type": "MessageReceived", "index": 2, "timestamp": 1432845095000,
+    {"type": "MessageReceived", "index": 1, "timestamp": 1432845095000,
      "content": {"text": "hi", "type": "text"}, "party": {"id": 2, "type": "Agent", "name": "Anna"}}
 
 The seed documents `content.type` and `party.type` both as a string and as an object of
 booleans (`{"url": true}`); both are accepted. Either form may name its party `from` or
-`party` and its time `utcTime` or `timestamp`: every entry accepts both spellings.
+`party` and its time `utcTime` or `timestamp`: every entry accepts both spellings. An entry's
+`type` tells its form (and so how its `index` counts).
 
 Our own invention (the seed's callbacks carry no such fields): a widget frame may carry its chat
 as `chatId` (or `sessionId`); `AgentTyping`, `Interrupted`, `Continued` and `Error` frames carry a
@@ -30,10 +33,11 @@ as `chatId` (or `sessionId`); `AgentTyping`, `Interrupted`, `Continued` and `Err
 
 from __future__ import annotations
 
-import typing
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 import msgspec
+
+DIALECT = "genesys"
 
 Stamp: TypeAlias = int | float | str | None
 PartyType: TypeAlias = Literal[
@@ -41,11 +45,7 @@ PartyType: TypeAlias = Literal[
 ]
 
 
-# `gc=False` on the Structs a decoder makes (a few per entry): they hold JSON values only, never
-# a cycle, so the collector need not track them (a typed decode is about 6 % faster).
-
-
-class Who(msgspec.Struct, frozen=True, gc=False):
+class Who(msgspec.Struct, frozen=True):
     """A transcript party: GMS `from` (`nickname`, `participantId`) or widget `party` (`name`,
     `id`); `type` is a string or the widget's object of booleans (`{"agent": true}`)."""
 
@@ -56,12 +56,12 @@ class Who(msgspec.Struct, frozen=True, gc=False):
     id: str | int | None = None
 
 
-class WidgetContent(msgspec.Struct, frozen=True, gc=False):
+class WidgetContent(msgspec.Struct, frozen=True):
     text: str
     type: Literal["text", "url"] | dict[str, bool] = "text"
 
 
-class Reason(msgspec.Struct, frozen=True, gc=False):
+class Reason(msgspec.Struct, frozen=True):
     """`SessionEnded.reason`: `code` 1 leave request, 2 agent, 3 error, or the boolean form."""
 
     code: int | None = None
@@ -71,13 +71,13 @@ class Reason(msgspec.Struct, frozen=True, gc=False):
     error: bool = False
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, gc=False):
+class ErrorInfo(msgspec.Struct, frozen=True):
     code: int | str
     description: str | None = None
 
 
-class _Entry(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=False):
-    """Fields every entry may carry. `index` is the transcript position (the event id)."""
+class _Entry(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
+    """Fields every entry may carry. `index` is the transcript position (see `decode`)."""
 
     index: int | str | None = None
     utcTime: Stamp = None
@@ -89,7 +89,7 @@ class _Entry(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=Fal
     restored: bool = False
 
 
-# --- GMS Chat API v2 transcript entries -----------------------------------------------------
+# --- GMS Chat API v2 transcript entries (index from 1) -------------------------------------
 
 
 class GmsMessage(_Entry, tag="Message", frozen=True):
@@ -120,7 +120,7 @@ class GmsNotice(_Entry, tag="Notice", frozen=True):
     text: str
 
 
-# --- Widget (seed) events -------------------------------------------------------------------
+# --- Widget (seed) events (index from 0) ----------------------------------------------------
 
 
 class AgentConnected(_Entry, tag="AgentConnected", frozen=True):
@@ -172,22 +172,22 @@ Entry: TypeAlias = (
     | Continued
     | WidgetError
 )
-ENTRY_TYPES: frozenset[str] = frozenset(
-    str(t.__struct_config__.tag) for t in typing.get_args(Entry)
-)
+
+WIDGET_LINES = (AgentConnected, AgentDisconnected, MessageReceived, AgentTyping)
+"""The widget events that are transcript lines, their `index` counted from 0 (the seed)."""
 
 
-# --- GMS response envelope ------------------------------------------------------------------
+# --- envelopes ------------------------------------------------------------------------------
 
 
-class GmsError(msgspec.Struct, frozen=True, gc=False):
+class GmsError(msgspec.Struct, frozen=True):
     code: int | str
     advice: str | None = None
 
 
-class Envelope(msgspec.Struct, kw_only=True, frozen=True):
-    """A GMS v2 response. `messages` stay raw here: each entry is converted on its own so a
-    bad one is reported with its index in the batch and an unknown `type` is only counted."""
+class Reply(msgspec.Struct, kw_only=True, frozen=True):
+    """A GMS v2 reply. statusCode 0 ok, 1 error (retry), 2 fatal (DIALECTS.md). `messages` stay
+    raw: the pipeline decodes each entry on its own (an unknown `type` is only counted)."""
 
     statusCode: int = 0
     alias: str | int | None = None
@@ -196,70 +196,21 @@ class Envelope(msgspec.Struct, kw_only=True, frozen=True):
     chatId: str | None = None
     chatEnded: bool = False
     nextPosition: int | None = None
-    messages: list[Any] = []
+    messages: list[msgspec.Raw] = []
     errors: list[GmsError] = []
+
+    @property
+    def chat(self) -> str | None:
+        return self.chatId
 
 
 class Transcript(msgspec.Struct, kw_only=True, frozen=True):
     """The widget's `getTranscript` result posted whole (our own envelope)."""
 
-    transcript: list[Any]
+    transcript: list[msgspec.Raw]
     chatId: str | None = None
     sessionId: str | None = None
 
-
-# --- decode-only forms (the fast path of `decode.decode`) -----------------------------------
-
-
-class AnyEntry(msgspec.Struct, kw_only=True, frozen=True, gc=False):
-    """Any entry, of a known type or not, as the decode fast path reads it: the fields of
-    every entry type in one Struct, `type` a plain string.
-
-    Why not `Entry`: a tagged union must find its tag before it decodes a field, and GMS sends
-    `type` third (after `from` and `index`), so msgspec reads such an entry twice (about 100 ns
-    more per entry); and one entry of an unknown type fails a whole `list[Entry]`, where this
-    decodes it (to be counted). For a known `type` it accepts no more than that type's Struct
-    but in two ways, which `entries.events_of` makes up for: the fields of other types are
-    checked too (so it refuses more, sending the body to the exact path), and `text`,
-    `content` and `error`, which some types require, may be absent or null here (the handlers
-    of those types refuse a None).
-    """
-
-    type: str
-    from_: Who | None = msgspec.field(default=None, name="from")
-    index: int | str | None = None
-    text: str | None = None
-    utcTime: Stamp = None
-    party: Who | None = None
-    content: WidgetContent | None = None
-    timestamp: Stamp = None
-    chatId: str | None = None
-    sessionId: str | None = None
-    isTyping: bool = True
-    reason: Reason = Reason()
-    error: ErrorInfo | None = None
-    restored: bool = False
-
-
-class Container(msgspec.Struct, kw_only=True, frozen=True, gc=False):
-    """An object body that is not an entry, decoded typed in one pass: a GMS envelope
-    (`messages` and the status fields) or a widget transcript (`transcript`), its entries as
-    `AnyEntry`.
-
-    The probe accepts no more than `Envelope` and `Transcript` do, and the fields that decide
-    which of them a body is stay `UNSET` when absent, so the decoder can tell a body that is
-    neither (it then takes the exact path).
-    """
-
-    type: msgspec.UnsetType = msgspec.UNSET  # any `type` at all: an entry, never a container
-    transcript: list[AnyEntry] | msgspec.UnsetType = msgspec.UNSET
-    messages: list[AnyEntry] | msgspec.UnsetType = msgspec.UNSET
-    statusCode: int | msgspec.UnsetType = msgspec.UNSET
-    chatEnded: bool | msgspec.UnsetType = msgspec.UNSET
-    nextPosition: int | msgspec.UnsetType | None = msgspec.UNSET
-    alias: str | int | None = None
-    userId: str | None = None
-    secureKey: str | None = None
-    chatId: str | None = None
-    sessionId: str | None = None
-    errors: list[GmsError] = []
+    @property
+    def chat(self) -> str | None:
+        return self.chatId or self.sessionId

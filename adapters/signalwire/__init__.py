@@ -1,9 +1,10 @@
 """The `signalwire` dialect: SignalWire Call Fabric chat (`client.chat`), issue 6.
 
-Modules: `native` (the platform's frames), `codec` (pure decode/encode), `history` (pure
-chat-page collection as the SDK's getMessages does), `connector` (one live conversation over
-REST + the JSON-RPC WebSocket), `emulator` (the platform, in-process). Wire and mapping:
-`docs/dialects/signalwire.md`.
+Modules: `native` (the platform's frames), `decode` (the dialect's spec for the shared decode
+pipeline, and history pages as the SDK's getMessages folds them), `encode` (commands to REST
+requests), `errors` (the platform's refusals), `relay` (the JSON-RPC socket: where it is,
+joining and resuming), `connector` (one live conversation over REST + the Relay socket),
+`emulator` (the platform, in-process). Wire and mapping: `docs/dialects/signalwire.md`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adapters.signalwire import codec
-from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
+from adapters.signalwire import encode
+from adapters.signalwire.decode import SPEC
+from adapters.signalwire.native import DIALECT
+from gateway.adapter import (
+    Adapter,
+    Capability,
+    Connector,
+    DialectSettings,
+    NativeRequest,
+)
 from gateway.model import Command
 
 if TYPE_CHECKING:
@@ -28,19 +37,17 @@ class SignalWireAdapter(Adapter):
     commands answer `UNSUPPORTED`.
     """
 
-    name = codec.DIALECT
+    name = DIALECT
+    spec = SPEC
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "recover", "send", "history"}
     )
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
-
-    # The module's function itself, not a method calling it: one call less on ingest's path.
-    # It keeps `Adapter.decode`'s whole contract (bad UTF-8 and deep nesting are
-    # `MalformedJSON`), see `codec.decode`.
-    decode = staticmethod(codec.decode)
+    decode_options: ClassVar[frozenset[str]] = frozenset({"address_id"})
+    """Our own fabric address, as configured: rows from it are the user's on webhooks too."""
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
-        return codec.encode(command, session)
+        return encode.encode(command, session)
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         from adapters.signalwire.connector import SignalWireConnector

@@ -2,28 +2,32 @@
 
 Wire (see `docs/dialects/signalwire.md`):
 
-- REST on `settings.url` with `Authorization: Bearer <token>`: join, send, history pages (the
-  backfill after a reconnect, and `history` pages for frontends, see `history.py`).
-- A JSON-RPC 2.0 WebSocket at `<url with ws scheme>` + `ws_path` (default `/api/relay/ws`, our
-  choice). The first request is `signalwire.connect` with `params.authentication.jwt_token` —
-  the Relay shape — and, after a reconnect, the `protocol` the last connect returned, so the
-  platform redelivers what we did not acknowledge. Every `signalwire.event` is acknowledged
-  by its id with `{"jsonrpc": "2.0", "id": <id>, "result": {}}`; other requests get `{}` too.
+- REST on the REST host (`https://fabric.<space domain>`, or `GATEWAY_SIGNALWIRE_URL`) with
+  `Authorization: Bearer <token>`: join, send, history pages (the backfill after a reconnect,
+  and `history` pages for frontends, see `decode.collect_chat`).
+- The Relay JSON-RPC 2.0 WebSocket, a host of its own (`relay.py`: where it is, joining with
+  `signalwire.connect`, resuming with the saved `authorization_state` and `protocol`). Every
+  request the platform sends is acknowledged by its id with `{"jsonrpc": "2.0", "id": <id>,
+  "result": {}}`.
 
 A background reader owns the socket. When it drops, the reader reports `Link` down/retrying,
-reconnects with capped exponential backoff, backfills the REST history from the last message
-it saw (following `links.next`), then reports `Link` restored with `missed` = the fetched
-events it had not seen. `send` registers the text before posting and returns the canonical
-Message its echo (`is_author: true`) decodes to, so the hub publishes it once.
+reconnects on the shared policy (`gateway.reconnect.LinkOptions`: jittered, capped backoff),
+backfills the REST history from the last message it saw (following `links.next`), then reports
+`Link` restored with `missed` = the fetched events it had not seen. `send` registers the text
+before posting and returns the canonical Message its echo (`is_author: true`) decodes to, so
+the hub publishes it once.
 
 Joining: with the option `address_id` (our own fabric address) the connector uses the newer
 join (`from_fabric_address_id` + `fabric_address_ids`, answered with a `group_id` that names
 the conversation in sends, history and rows); without it, the older `{"conversation_id": addr}`.
+Our own address in the conversation (rows from it are the user's, history included) is that
+fabric address, else the subscriber `identity` the Relay connect answered.
 
-Settings: `url` (`GATEWAY_SIGNALWIRE_URL`), options `token` (required), `address_id` (our own
-fabric address: the newer join), `agent_id` (the address to chat with when `start` names
-none), `ws_path`, `page_size`, `max_attempts`, `backoff_s`, `backoff_max_s`, `echo_timeout_s`,
-`timeout_s`, `heartbeat_s`.
+Settings: `url` (`GATEWAY_SIGNALWIRE_URL`, the REST base; default from the token, see
+`relay.py`), options `token` (required), `relay_url` (the Relay socket; default from the
+token), `address_id`, `agent_id` (the address to chat with when `start` names none),
+`page_size`, `echo_timeout_s`, and the common link options `timeout_s`, `backoff_s`,
+`backoff_max_s`, `max_attempts`, `heartbeat_s`.
 """
 
 from __future__ import annotations
@@ -40,17 +44,26 @@ import msgspec
 import structlog
 from yarl import URL
 
-from adapters.signalwire import codec
-from adapters.signalwire.codec import DIALECT
-from adapters.signalwire.history import Cursor, collect_chat, decode_cursor, encode_cursor
-from adapters.signalwire.native import Page, Row, RpcResponse
+from adapters.signalwire.decode import (
+    EVENT_METHOD,
+    SPEC,
+    Cursor,
+    collect_chat,
+    decode_cursor,
+    encode_cursor,
+    row_event,
+)
+from adapters.signalwire.encode import encode, history_request
+from adapters.signalwire.errors import UNREACHABLE, rest_refusal
+from adapters.signalwire.native import AUTHORIZATION_STATE, DIALECT, AuthorizationState, Page, Row
+from adapters.signalwire.relay import LinkLost, Relay, hosts
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id, to_at
+from gateway.context import ConversationContext
+from gateway.decoding import Refused
 from gateway.errors import (
-    DecodeError,
     GatewayError,
     RequestError,
-    SessionNotFound,
     Unsupported,
     VendorError,
 )
@@ -68,80 +81,81 @@ from gateway.model import (
     Text,
     now_at,
 )
+from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
-UNAUTHORIZED = "VENDOR_UNAUTHORIZED"
-UNREACHABLE = "VENDOR_UNREACHABLE"
+# The SDK's own numbers where it has them: v3 `BaseSession` answers a request (connect
+# included) within 10 s and reconnects after 1-4 s; v3 `BaseSession._checkPingDelay` is 15 s.
+# It retries for ever; we give a session up after `max_attempts`.
+LINK_DEFAULTS = {
+    "timeout_s": 10.0,
+    "backoff_s": 1.0,
+    "backoff_max_s": 4.0,
+    "max_attempts": 8,
+    "heartbeat_s": 15.0,
+}
+
 _json = msgspec.json.Encoder()
-_response = msgspec.json.Decoder(RpcResponse)
-
-
-class _LinkLost(Exception):
-    """The WebSocket closed or failed; the reader reconnects."""
+_head = msgspec.json.Decoder(dict[str, Any])
+_auth_state = msgspec.json.Decoder(AuthorizationState)
 
 
 class SignalWireConnector(Connector):
     def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
         options = settings.options
-        if not settings.url or not options.get("token"):
-            raise RequestError(
-                "signalwire needs GATEWAY_SIGNALWIRE_URL and GATEWAY_SIGNALWIRE_TOKEN",
-                code="NOT_CONFIGURED",
-            )
+        token = options.get("token")
+        if not token:
+            raise RequestError("signalwire needs GATEWAY_SIGNALWIRE_TOKEN", code="NOT_CONFIGURED")
         self._http = http
-        self._base = settings.url.rstrip("/")
-        self._token = options["token"]
-        self._ws_url = "ws" + self._base[4:] if self._base.startswith("http") else self._base
-        self._ws_url += options.get("ws_path", "/api/relay/ws")
+        self._token = token
+        self._policy = LinkOptions.read(options, **LINK_DEFAULTS)
+        where = hosts(token, settings.url, options.get("relay_url"))
+        self._base = where.rest
+        self._relay = Relay(
+            http,
+            where.relay,
+            token,
+            timeout_s=self._policy.timeout_s,
+            heartbeat_s=self._policy.heartbeat_s,
+        )
         self._from: str | None = options.get("address_id") or None  # our own fabric address
         self._default_agent = options.get("agent_id")
         try:
             self._page_size = int(options.get("page_size", "50"))
-            self._max_attempts = int(options.get("max_attempts", "8"))
-            self._backoff = float(options.get("backoff_s", "0.5"))
-            self._backoff_max = float(options.get("backoff_max_s", "15"))
             self._echo_timeout = float(options.get("echo_timeout_s", "5"))
-            self._timeout = aiohttp.ClientTimeout(total=float(options.get("timeout_s", "15")))
-            self._heartbeat = float(options.get("heartbeat_s", "30"))  # finds half-open links
         except ValueError as exc:
             raise RequestError(f"bad signalwire option: {exc}", code="NOT_CONFIGURED") from None
+        self._timeout = aiohttp.ClientTimeout(total=self._policy.timeout_s)
 
         self.conversation_id = ""
         self._address = ""  # the address joined
         self._group: str | None = None  # the newer join's group: then the REST conversation id
         self._native = ""  # the conversation id rows carry (address, or group_id)
-        self._self_id: str | None = None  # our subscriber address: its rows are the user's
-        self._protocol: str | None = None  # Relay session to resume on reconnect
         self._since: str | None = None  # `at` of the newest message seen: backfill cursor
         self._seen: set[str] = set()
         self._echoes: dict[str, deque[asyncio.Future[Message]]] = {}
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._queue: asyncio.Queue[Sequence[Event] | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._ended = False
-        self._backlog: list[str] = []  # frames that came before the connect response
-        self._rpc_ids = itertools.count(1)
         self._link_ids = itertools.count(1)
 
     # -- the Connector contract -----------------------------------------------------------------
 
     async def open(self, command: Start) -> Sequence[Event]:
-        request = codec.encode(
-            command, {"agent_id": self._default_agent, "from_address_id": self._from}
-        )
+        request = encode(command, {"agent_id": self._default_agent, "from_address_id": self._from})
         join = request.json
         address = join["fabric_address_ids"][0] if self._from else join["conversation_id"]
-        await self._connect()
+        await self._relay.connect()
         try:
             body = await self._request(request)
         except BaseException:
-            await self._drop()
+            await self._relay.drop()
             raise
         group = body.get("group_id") if isinstance(body, dict) else None
         if self._from:
             if not isinstance(group, str) or not group:
-                await self._drop()
+                await self._relay.drop()
                 raise VendorError("signalwire join answered without a group_id")
             self._group = group
             self._bind(address, group)
@@ -149,6 +163,11 @@ class SignalWireConnector(Connector):
             table = body.get("table") if isinstance(body, dict) else None
             native = group or (isinstance(table, dict) and table.get("conversation_id"))
             self._bind(address, native if isinstance(native, str) and native else address)
+        try:
+            await self._keep_own_address()
+        except BaseException:
+            await self._relay.drop()
+            raise
         self._start()
         log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
         at = now_at()
@@ -166,16 +185,16 @@ class SignalWireConnector(Connector):
             self._bind(state["address_id"], state["conversation"])
             self._group = state.get("group_id")
             self._from = state.get("from_address_id", self._from)
-            self._self_id = state.get("self_id")
-            self._protocol = state.get("protocol")
+            self._relay.restore(state)
             self._since = state.get("since")
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise RequestError(f"not a signalwire snapshot: {exc}") from None
-        await self._connect()
+        await self._relay.connect()
         try:
+            await self._keep_own_address()
             events = self._fresh(await self._backfill())
         except BaseException:
-            await self._drop()
+            await self._relay.drop()
             raise
         self._start()
         log.info("connector.resumed", dialect=DIALECT, conversation_id=self.conversation_id)
@@ -187,8 +206,7 @@ class SignalWireConnector(Connector):
             "address_id": self._address,
             "group_id": self._group,
             "from_address_id": self._from,
-            "self_id": self._self_id,
-            "protocol": self._protocol,
+            **self._relay.state(),
             "since": self._since,
         }
 
@@ -198,9 +216,9 @@ class SignalWireConnector(Connector):
 
     async def send(self, command: Command) -> Sequence[Event]:
         if not isinstance(command, Send):
-            codec.encode(command, self.snapshot())  # raises Unsupported for what cannot travel
+            encode(command, self.snapshot())  # raises Unsupported for what cannot travel
             raise Unsupported(f"signalwire cannot {command.__struct_config__.tag!r} in a session")
-        request = codec.encode(command, self.snapshot())
+        request = encode(command, self.snapshot())
         text = request.json["text"]
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         waiters = self._echoes.setdefault(text, deque())
@@ -219,8 +237,9 @@ class SignalWireConnector(Connector):
                         conversation_id=self.conversation_id,
                         dialect=DIALECT,
                         at=at,
-                        sender=Party(role="user", id=self._self_id),
+                        sender=Party(role="user", id=self._own_address()),
                         content=Text(text),
+                        metadata=_sent_metadata(request.json),
                     )
                 ]
         finally:
@@ -230,13 +249,13 @@ class SignalWireConnector(Connector):
                 self._echoes.pop(text, None)
 
     async def history(self, cursor: str | None, limit: int) -> HistoryPage:
-        """A page of the platform's chat history, as the SDK's getMessages collects it (see
-        `history.py`): `limit` chat rows, oldest first in the answer; `next` pages back in time,
-        `prev` forward. A cursor must name a page of this conversation on the platform's own
-        origin: it is client input, and we fetch it with our token."""
+        """A page of the platform's chat history, as the SDK's getMessages collects it
+        (`decode.collect_chat`): `limit` chat rows, oldest first in the answer; `next` pages
+        back in time, `prev` forward. A cursor must name a page of this conversation on the
+        platform's own origin: it is client input, and we fetch it with our token."""
         start = self._cursor(cursor) if cursor is not None else None
         if start is None:
-            request = codec.history_request(self._group or self._address, limit)
+            request = history_request(self._group or self._address, limit)
             url = str(URL(self._base + request.path).with_query(request.query))
         else:
             url = start.url
@@ -254,8 +273,8 @@ class SignalWireConnector(Connector):
         events: list[Event] = []
         for row in reversed(chat.rows):  # the platform's rows are newest first
             try:
-                events.append(codec.row_event(row, self._native, self._self_ids()))
-            except DecodeError:
+                events.append(row_event(row, self.conversation_id, self._own_address()))
+            except Refused:
                 log.warning("connector.undecodable_row", conversation_id=self.conversation_id)
         return HistoryPage(
             events=events,
@@ -283,7 +302,7 @@ class SignalWireConnector(Connector):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
             self._reader = None
-        await self._drop()
+        await self._relay.drop()
         self._queue.put_nowait(None)
 
     # -- the vendor link ------------------------------------------------------------------------
@@ -295,81 +314,14 @@ class SignalWireConnector(Connector):
     def _start(self) -> None:
         self._reader = asyncio.get_running_loop().create_task(self._run())
 
-    async def _connect(self) -> None:
-        """Open the WebSocket and authenticate with `signalwire.connect`."""
-        self._backlog.clear()  # frames of a socket that is gone: the platform redelivers them
-        try:
-            ws = await self._http.ws_connect(
-                self._ws_url, timeout=aiohttp.ClientWSTimeout(ws_close=2), heartbeat=self._heartbeat
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            raise VendorError(f"signalwire WebSocket unreachable: {exc}", code=UNREACHABLE) from exc
-        try:
-            params: dict[str, Any] = {
-                "version": {"major": 4, "minor": 0, "revision": 0},
-                "authentication": {"jwt_token": self._token},
-                "event_acks": True,
-            }
-            if self._protocol:
-                params["protocol"] = self._protocol
-            rid = f"c{next(self._rpc_ids)}"
-            call = {"jsonrpc": "2.0", "id": rid, "method": "signalwire.connect", "params": params}
-            await ws.send_str(_json.encode(call).decode())
-            reply = await self._reply_to(ws, rid)
-            if reply.error is not None:
-                code = UNAUTHORIZED if reply.error.code == -32002 else "VENDOR_ERROR"
-                raise VendorError(
-                    f"signalwire.connect refused: {reply.error.message}",
-                    code=code,
-                    vendor_code=reply.error.code,
-                    recoverable=code != UNAUTHORIZED,  # the same token is refused again
-                )
-            result = reply.result if isinstance(reply.result, dict) else {}
-            self._protocol = result.get("protocol") or self._protocol
-            self._self_id = result.get("identity") or self._self_id
-        except BaseException:
-            await ws.close()
-            raise
-        self._ws = ws
-        log.debug("connector.connected", conversation_id=self.conversation_id)
-
-    async def _reply_to(self, ws: aiohttp.ClientWebSocketResponse, rid: str) -> RpcResponse:
-        """Wait for the response to request `rid`; frames before it are kept for the reader.
-        A platform that does not answer within `timeout_s` is unreachable (`VendorError`)."""
-        try:
-            async with asyncio.timeout(self._timeout.total):
-                while True:
-                    msg = await ws.receive()
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        raise VendorError(
-                            "signalwire closed the socket on connect", code=UNREACHABLE
-                        )
-                    try:
-                        reply = _response.decode(msg.data)
-                    except msgspec.DecodeError:
-                        reply = None
-                    if reply is not None and reply.method is None and reply.id == rid:
-                        return reply
-                    self._backlog.append(msg.data)
-        except TimeoutError:
-            raise VendorError(
-                f"signalwire did not answer signalwire.connect within {self._timeout.total}s",
-                code=UNREACHABLE,
-            ) from None
-
-    async def _drop(self) -> None:
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
-
     async def _run(self) -> None:
         """Read the socket until the conversation ends or the link is lost for good."""
         try:
             while not self._ended:
                 try:
-                    await self._pump()
-                except _LinkLost as exc:
-                    await self._drop()
+                    await self._on_frame(await self._relay.receive())
+                except LinkLost as exc:
+                    await self._relay.drop()
                     if not await self._recover(str(exc)):
                         break
         except asyncio.CancelledError:
@@ -378,81 +330,63 @@ class SignalWireConnector(Connector):
             log.exception("connector.failed", conversation_id=self.conversation_id)
             self._emit([self._error("ADAPTER_ERROR", f"signalwire link failed: {exc}")])
         finally:
-            await self._drop()
+            await self._relay.drop()
             self._queue.put_nowait(None)
 
-    async def _pump(self) -> None:
-        ws = self._ws
-        if ws is None:
-            raise _LinkLost("no socket")
-        while self._backlog and not self._ended:
-            await self._on_frame(ws, self._backlog.pop(0))
-        while not self._ended:
-            msg = await ws.receive()
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                await self._on_frame(ws, msg.data)
-            elif msg.type in (
-                aiohttp.WSMsgType.CLOSE,
-                aiohttp.WSMsgType.CLOSING,
-                aiohttp.WSMsgType.CLOSED,
-            ):
-                raise _LinkLost("socket closed")
-            elif msg.type == aiohttp.WSMsgType.ERROR:
-                raise _LinkLost(f"socket error: {ws.exception()}")
-
-    async def _on_frame(self, ws: aiohttp.ClientWebSocketResponse, data: str) -> None:
+    async def _on_frame(self, data: str) -> None:
         try:
-            head = msgspec.json.decode(data)
+            head = _head.decode(data)
         except msgspec.DecodeError:
             log.warning("connector.bad_frame", conversation_id=self.conversation_id)
             return
-        if not isinstance(head, dict) or "method" not in head:
+        if "method" not in head:
             return  # a response to one of ours
-        try:  # every request is answered, events included, before we look inside
-            await ws.send_str(
-                _json.encode({"jsonrpc": "2.0", "id": head.get("id"), "result": {}}).decode()
-            )
-        except ConnectionError as exc:
-            raise _LinkLost(f"ack failed: {exc}") from None
-        if head["method"] != "signalwire.event":
+        await self._relay.answer(head.get("id"))  # every request, before we look inside
+        if head["method"] != EVENT_METHOD:
             log.debug("connector.request", method=head["method"])
             return
-        try:
-            decoded = codec.decode(data, self._native, self._self_ids())
-        except DecodeError as exc:
-            log.warning(
-                "connector.undecodable",
-                conversation_id=self.conversation_id,
-                path=exc.details.get("path"),
-            )
+        params = head.get("params")
+        if isinstance(params, dict) and params.get("event_type") == AUTHORIZATION_STATE:
+            self._keep_authorization_state(params.get("params"))
             return
-        self._emit(self._fresh(decoded.events))
+        # A bad frame becomes an `error` event (`isolate`); the link goes on.
+        self._emit(self._fresh(await self.decode_batch(SPEC, data.encode(), self._native)))
+
+    def _keep_authorization_state(self, params: Any) -> None:
+        try:
+            state = msgspec.convert(params, AuthorizationState)
+        except msgspec.ValidationError as exc:
+            log.warning("connector.bad_authorization_state", error=str(exc))
+            return
+        self._relay.authorization_state = state.authorization_state
 
     async def _recover(self, reason: str) -> bool:
-        """Reconnect with capped backoff, backfill, report it; False when giving up."""
+        """Reconnect on the link policy, backfill, report it; False when giving up."""
         log.info("connector.link_lost", conversation_id=self.conversation_id, reason=reason)
         self._emit([self._link("down", reason=reason, will_retry=True)])
-        for attempt in range(1, self._max_attempts + 1):
-            self._emit([self._link("retrying", attempt=attempt, max_attempts=self._max_attempts)])
-            await asyncio.sleep(min(self._backoff_max, self._backoff * 2 ** (attempt - 1)))
+        limit = self._policy.max_attempts or None  # 0: never given up
+        attempt = 0
+        while not self._policy.gives_up(attempt := attempt + 1):
+            self._emit([self._link("retrying", attempt=attempt, max_attempts=limit)])
+            await asyncio.sleep(self._policy.delay(attempt))
             try:
-                await self._connect()
+                await self._relay.connect()
                 missed = self._fresh(await self._backfill())
             except VendorError as exc:
-                await self._drop()
+                await self._relay.drop()
                 if not exc.recoverable:  # refused auth: the same token is refused again
                     return self._give_up(exc.message)
                 log.debug("connector.retry_failed", attempt=attempt, error=exc.message)
                 continue
             except GatewayError as exc:  # the conversation is gone or refused: no retry helps
-                await self._drop()
+                await self._relay.drop()
                 return self._give_up(exc.message)
             log.info(
                 "connector.reconnected", conversation_id=self.conversation_id, missed=len(missed)
             )
             self._emit([self._link("restored", missed=len(missed)), *missed])
             return True
-        return self._give_up(f"no link after {self._max_attempts} attempts")
+        return self._give_up(f"no link after {self._policy.max_attempts} attempts")
 
     def _give_up(self, reason: str) -> bool:
         log.warning("connector.gave_up", conversation_id=self.conversation_id, reason=reason)
@@ -461,7 +395,7 @@ class SignalWireConnector(Connector):
 
     async def _backfill(self) -> list[Event]:
         """History rows of our conversation since the cursor (all when none), oldest first."""
-        request = codec.history_request(self._group or self._address, self._page_size)
+        request = history_request(self._group or self._address, self._page_size)
         url: str | None = self._base + request.path
         query: dict[str, str] | None = request.query
         rows: list[Row] = []
@@ -482,8 +416,8 @@ class SignalWireConnector(Connector):
             if row.conversation != self._native:
                 continue
             try:
-                event = codec.row_event(row, self._native, self._self_ids())
-            except DecodeError:
+                event = row_event(row, self.conversation_id, self._own_address())
+            except Refused:
                 log.warning("connector.undecodable_row", conversation_id=self.conversation_id)
                 continue
             if self._since is None or event.at >= self._since:
@@ -508,7 +442,7 @@ class SignalWireConnector(Connector):
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise _refusal(resp.status, raw)
+                    raise rest_refusal(resp.status, raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise VendorError(f"signalwire unreachable: {exc!r}", code=UNREACHABLE) from exc
         try:
@@ -518,9 +452,20 @@ class SignalWireConnector(Connector):
 
     # -- events ---------------------------------------------------------------------------------
 
-    def _self_ids(self) -> frozenset[str]:
-        """The senders whose rows are the user's: our subscriber and our own fabric address."""
-        return frozenset(a for a in (self._self_id, self._from) if a)
+    def _own_address(self) -> str | None:
+        """The gateway's own address in the conversation: its rows are the user's."""
+        return self._from or self._relay.identity
+
+    async def _keep_own_address(self) -> None:
+        """Make the own address the conversation's context (the hub's, when the sessions
+        layer gave us it): the frames decoded here, and on webhooks, map to it."""
+        own = self._own_address()
+        if own is None:
+            return
+        learned = ConversationContext(own_address=own)
+        self._context = self._context.merge(learned)
+        if self.contexts is not None:
+            await self.contexts.remember({self.conversation_id: learned})
 
     def _fresh(self, events: Sequence[Event]) -> list[Event]:
         """Our conversation's events not yet seen; advances the cursor and resolves echoes."""
@@ -581,18 +526,9 @@ def _before(ts: float | str | None, cursor: str) -> bool:
         return False
 
 
-def _refusal(status: int, raw: bytes) -> GatewayError:
-    """A REST error (`{"errors": [{"code", "message"}]}`) as a gateway error."""
-    vendor_code: Any = status
-    message = f"signalwire answered {status}"
-    with contextlib.suppress(msgspec.DecodeError, TypeError, KeyError, IndexError, AttributeError):
-        first = msgspec.json.decode(raw)["errors"][0]
-        vendor_code = first.get("code", status)
-        message = f"signalwire answered {status}: {first.get('message', '')}"
-    if status in (401, 403):  # the same token is refused again: not worth a retry
-        return VendorError(message, code=UNAUTHORIZED, vendor_code=vendor_code, recoverable=False)
-    if status == 404:
-        return SessionNotFound(message, vendor_code=vendor_code)
-    if status in (400, 422):
-        return RequestError(message, vendor_code=vendor_code)
-    return VendorError(message, vendor_code=vendor_code)
+def _sent_metadata(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical metadata of a message we posted, as its echo decodes it."""
+    metadata = dict(body.get("metadata") or {})
+    if body.get("details"):
+        metadata["details"] = body["details"]
+    return metadata

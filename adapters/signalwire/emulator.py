@@ -1,28 +1,42 @@
 """An in-process emulator of SignalWire Call Fabric chat, for tests and `gateway serve --demo`.
 
+Two hosts, as the SDK sees the platform (`relay.py`): the REST API (`rest`, the SDK's
+`https://fabric.<space domain>`) and the Relay socket (`relay`, served at `/`: the SDK's
+`wss://relay.signalwire.com` has no path). `app` serves both on one port for demo mode, the
+socket at `/relay`.
+
+REST (`rest`, and `app`):
+
     POST /api/fabric/conversations/join  {"conversation_id": addr}          → {"table": {...}}
                                          or {"from_fabric_address_id": me,
                                              "fabric_address_ids": [addr, me]} → {"group_id": ...}
-    POST /api/fabric/messages            {"conversation_id": addr, "text": t} → {"table": {...}}
+    POST /api/fabric/messages            {"conversation_id": addr, "text": t,
+                                          "metadata"?: {...}, "details"?: {...}} → {"table": {...}}
                                          or {"group_id": g, "text": t,
-                                             "from_fabric_address_id": me} → {"table": {...}}
+                                             "from_fabric_address_id": me, ...} → {"table": {...}}
     GET  /api/fabric/conversations/{addr or group}/messages?page_size=N[&cursor=…]
                                                                          → {"data", "links"}
-    GET  /api/relay/ws                   JSON-RPC 2.0 WebSocket (the path is OUR choice)
 
 REST wants `Authorization: Bearer <token>` (401 otherwise); errors are
-`{"errors": [{"code", "message"}]}`. The WebSocket's first request must be `signalwire.connect`
-with `params.authentication.jwt_token` (error -32002 otherwise); its result names the
-subscriber (`identity`) and a `protocol` string. Events go out as `signalwire.event` requests and
-stay pending until acknowledged: a client that reconnects with `params.protocol` gets the
-unacknowledged ones again, as Relay does. History pages are newest first.
+`{"errors": [{"code", "message"}]}`. A message's `metadata` and `details` (objects) are stored
+on its row: the live event and history return them.
+
+Relay (`relay` at `/`, `app` at `/relay`): the first request must be `signalwire.connect` with
+`params.authentication.jwt_token` (error -32002 otherwise); its result names the subscriber
+(`identity`) and a `protocol` string, and a `signalwire.authorization.state` event follows with
+a new opaque `authorization_state`. A reconnect that sends `protocol` resumes that session (its
+unacknowledged events are redelivered, as Relay does); with `authorization_state` too, the state
+must be the session's latest and the token the session's own (the state stands in for the
+token's validation: a token since removed from `tokens` still resumes), else error -32003 and
+the client must connect afresh. Events go out as `signalwire.event` requests and stay pending
+until acknowledged. History pages are newest first.
 
 The scripted agent: on a new conversation it sends `greeting` (if any); it answers each user
 text with `"echo: <text>"` after `reply_delay`; the text "bye" makes it end the conversation
 (our own `conversation.ended` event). Test controls: `agent_says`, `end_session`,
-`add_call_log`, `drop_connections`, `refuse_connections`, `redeliver_first` (pending events
-before the connect result), `answer_connect` (False: a hung platform), `wait_for`; inspection:
-`received`, `acks`, `conversations`, `texts`.
+`add_call_log`, `drop_connections`, `refuse_connections`, `revoke`, `redeliver_first` (pending
+events before the connect result), `answer_connect` (False: a hung platform), `wait_for`;
+inspection: `received`, `connects`, `acks`, `conversations`, `texts`.
 """
 
 from __future__ import annotations
@@ -40,7 +54,8 @@ from aiohttp import WSMsgType, web
 
 from gateway.demo import DemoFiles, Wiring
 
-WS_PATH = "/api/relay/ws"
+RELAY_PATH = "/relay"
+"""Where `app` (REST and Relay on one port, for demo mode) serves the Relay socket."""
 AGENT_NAME = "Agent Smith"
 
 
@@ -60,8 +75,10 @@ class _Link:
     """One Relay protocol (a client session): its socket, if up, and unacknowledged events."""
 
     subscriber: str
+    token: str
     ws: web.WebSocketResponse | None = None
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    authorization_state: str | None = None  # the latest one handed out
 
 
 class Emulator:
@@ -83,18 +100,27 @@ class Emulator:
         self.redeliver_first = False  # True: pending events go out before the connect result
         self.answer_connect = True  # False: `signalwire.connect` is never answered (hung)
         self.acks: list[str | int] = []
+        self.connects: list[dict[str, Any]] = []  # the params of every signalwire.connect
         self._links: dict[str, _Link] = {}
         self._sockets: set[web.WebSocketResponse] = set()  # every open socket, bound or not
         self._ids = itertools.count(1)
         self._groups: dict[frozenset[str], str] = {}  # the newer join: one group per address set
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
-        self.app = web.Application()
-        self.app.router.add_post("/api/fabric/conversations/join", self._join)
-        self.app.router.add_post("/api/fabric/messages", self._send)
-        self.app.router.add_get("/api/fabric/conversations/{addr}/messages", self._history)
-        self.app.router.add_get(WS_PATH, self._ws)
-        self.app.on_shutdown.append(self._shutdown)
+        self.rest = self._application(rest=True)
+        self.relay = self._application(relay="/")
+        self.app = self._application(rest=True, relay=RELAY_PATH)
+
+    def _application(self, *, rest: bool = False, relay: str | None = None) -> web.Application:
+        app = web.Application()
+        if rest:
+            app.router.add_post("/api/fabric/conversations/join", self._join)
+            app.router.add_post("/api/fabric/messages", self._send)
+            app.router.add_get("/api/fabric/conversations/{addr}/messages", self._history)
+        if relay is not None:
+            app.router.add_get(relay, self._ws)
+        app.on_shutdown.append(self._shutdown)
+        return app
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -120,6 +146,14 @@ class Emulator:
         row["details"] = {"status": status, "start_time": now - 60, "end_time": now}
         conv.rows.append(row)
         return row
+
+    def revoke(self, token: str) -> None:
+        """The token is no longer valid, and neither are the sessions it opened: a reconnect
+        with their `authorization_state` is refused (-32003), a fresh connect too (-32002)."""
+        self.tokens.pop(token, None)
+        for link in self._links.values():
+            if link.token == token:
+                link.authorization_state = None
 
     async def drop_connections(self) -> None:
         """Close every live socket (clients must reconnect; pending events stay queued)."""
@@ -201,9 +235,12 @@ class Emulator:
                 raise _error(422, "missing_parameter", "conversation_id or group_id is required")
             conv = self.conversations.get(address) or self._open(address, address, subscriber)
             sender = subscriber
+        extra = {key: body[key] for key in ("metadata", "details") if body.get(key) is not None}
+        if not all(isinstance(value, dict) for value in extra.values()):
+            raise _error(422, "invalid_parameters", "metadata and details must be objects")
         if conv.ended:
             raise _error(404, "not_found", "conversation is closed")
-        await self._post(conv, sender, text, is_author=True)
+        await self._post(conv, sender, text, is_author=True, **extra)
         self._spawn(self._agent_reply(conv, text))
         return web.json_response({"table": {"conversation_id": conv.id, "text": text}})
 
@@ -247,7 +284,7 @@ class Emulator:
             if msg.type != WSMsgType.TEXT:
                 break
             frame = msg.json()
-            self.received.append(("ws", WS_PATH, frame))
+            self.received.append(("ws", "relay", frame))
             self._touch()
             if "method" not in frame:  # a response: the ack of one of our events
                 if link is not None and link.pending.pop(str(frame.get("id")), None) is not None:
@@ -267,28 +304,52 @@ class Emulator:
 
     async def _connect(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> _Link | None:
         params = frame.get("params") or {}
+        self.connects.append(params)
         token = (params.get("authentication") or {}).get("jwt_token")
-        subscriber = self.tokens.get(token) if isinstance(token, str) else None
-        if subscriber is None:
-            error = {"code": -32002, "message": "Authentication failed"}
-            await ws.send_json({"jsonrpc": "2.0", "id": frame.get("id"), "error": error})
-            return None
-        protocol = params.get("protocol")
+        protocol, state = params.get("protocol"), params.get("authorization_state")
         link = self._links.get(protocol) if isinstance(protocol, str) else None
-        if link is None or link.subscriber != subscriber:
-            protocol = f"signalwire_{uuid.uuid4()}"
-            link = self._links[protocol] = _Link(subscriber)
+        if state is not None:  # resuming: the state stands in for the token's validation
+            if link is None or link.token != token or link.authorization_state != state:
+                await self._refuse(ws, frame, -32003, "Requester validation failed")
+                return None
+        else:
+            subscriber = self.tokens.get(token) if isinstance(token, str) else None
+            if not isinstance(token, str) or subscriber is None:
+                await self._refuse(ws, frame, -32002, "Authentication failed")
+                return None
+            if link is None or link.subscriber != subscriber:
+                protocol = f"signalwire_{uuid.uuid4()}"
+                link = self._links[protocol] = _Link(subscriber, token)
         link.ws = ws
-        result: dict[str, Any] = {"identity": subscriber, "protocol": protocol, "authorization": {}}
+        result: dict[str, Any] = {
+            "identity": link.subscriber,
+            "protocol": protocol,
+            "authorization": {},
+        }
         pending = list(link.pending.values())  # Relay redelivers what was not acked
         if self.redeliver_first:  # a platform is free to push before it answers
             for event in pending:
                 await ws.send_json(event)
         await ws.send_json({"jsonrpc": "2.0", "id": frame.get("id"), "result": result})
+        link.authorization_state = f"state-{uuid.uuid4()}"
+        await ws.send_json(
+            self._event(
+                "signalwire.authorization.state",
+                {"authorization_state": link.authorization_state},
+                channel=f"signalwire_{link.subscriber}",
+            )
+        )
         if not self.redeliver_first:
             for event in pending:
                 await ws.send_json(event)
         return link
+
+    @staticmethod
+    async def _refuse(
+        ws: web.WebSocketResponse, frame: dict[str, Any], code: int, message: str
+    ) -> None:
+        error = {"code": code, "message": message}
+        await ws.send_json({"jsonrpc": "2.0", "id": frame.get("id"), "error": error})
 
     # -- the platform's insides -----------------------------------------------------------------
 
@@ -328,10 +389,16 @@ class Emulator:
         *,
         user_name: str | None = None,
         is_author: bool = False,
+        metadata: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         row = self._row(conv, sender, text)
         if user_name:
             row["user_name"] = user_name
+        if metadata:
+            row["metadata"] = metadata
+        if details:
+            row["details"] = details
         conv.rows.append(row)
         await self._emit(conv.subscriber, "conversation.message", row, is_author=is_author)
         return row
@@ -342,26 +409,33 @@ class Emulator:
         for link in self._links.values():
             if link.subscriber != subscriber:
                 continue
-            event_id = f"e{next(self._ids)}"
-            event = {
-                "jsonrpc": "2.0",
-                "id": event_id,
-                "method": "signalwire.event",
-                "params": {
-                    "event_type": event_type,
-                    "event_channel": f"signalwire_{subscriber}",
-                    "timestamp": time.time(),
-                    "is_author": is_author,
-                    "params": params,
-                },
-            }
-            link.pending[event_id] = event
+            event = self._event(
+                event_type, params, channel=f"signalwire_{subscriber}", is_author=is_author
+            )
+            link.pending[event["id"]] = event
             if link.ws is not None and not link.ws.closed:
                 try:
                     await link.ws.send_json(event)
                 except ConnectionError:
                     link.ws = None  # stays pending: redelivered on reconnect
         self._touch()
+
+    def _event(
+        self, event_type: str, params: dict[str, Any], *, channel: str, is_author: bool = False
+    ) -> dict[str, Any]:
+        """A `signalwire.event` request."""
+        return {
+            "jsonrpc": "2.0",
+            "id": f"e{next(self._ids)}",
+            "method": "signalwire.event",
+            "params": {
+                "event_type": event_type,
+                "event_channel": channel,
+                "timestamp": time.time(),
+                "is_author": is_author,
+                "params": params,
+            },
+        }
 
     async def _agent_reply(self, conv: _Conversation, text: str) -> None:
         await asyncio.sleep(self.reply_delay)
@@ -406,6 +480,7 @@ def demo_wiring() -> Wiring:
             tokens={"demo-token": "subscriber-demo"}, reply_delay=0.8 * pace
         ),
         options={"token": "demo-token", "agent_id": "demo-agent", "backoff_s": "0.2"},
+        urls={"relay_url": RELAY_PATH},
         send_file=_send_file,
     )
 

@@ -1,6 +1,6 @@
 """SignalWire Call Fabric chat: the native frames we read and write (private to this package).
 
-Three shapes reach the codec (see `docs/dialects/signalwire.md`):
+Three shapes reach decoding (see `docs/dialects/signalwire.md`):
 
 - a JSON-RPC 2.0 event from the Relay WebSocket::
 
@@ -15,30 +15,32 @@ Three shapes reach the codec (see `docs/dialects/signalwire.md`):
      "details": {}, "type": "message", "subtype": "chat" | "log", "text": "..."}
 
 Rows come in two vintages: older ``conversation_id`` + ``user_id``, newer ``group_id`` +
-``from_fabric_address_id``; both are accepted. ``conversation.ended`` is OUR OWN invention (the
-platform documents no end of a chat); the emulator sends it when the agent closes a conversation.
+``from_fabric_address_id``; both are accepted. The SDK's types allow a chat row whose ``text``
+is null (`@signalwire/core` `types/conversation.ts`, the v4 SDK's `ConversationMessagePayload`)
+and an ``event_channel`` that is a string or an array of strings (v4 `EventChannel`).
+``conversation.ended`` is OUR OWN invention (the platform documents no end of a chat); the
+emulator sends it when the agent closes a conversation.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 import msgspec
 
 from gateway.model import EndedBy, EndReason
 
+DIALECT = "signalwire"
+
 MESSAGE_EVENTS = frozenset({"conversation.message", "conversation.message.updated"})
 EVENT_TYPES = MESSAGE_EVENTS | {"conversation.ended"}
 SUBTYPES = frozenset({"chat", "log"})
+AUTHORIZATION_STATE = "signalwire.authorization.state"
+"""The event that hands the client the opaque state it sends back on a reconnect."""
 
 
-class Row(msgspec.Struct, kw_only=True, gc=False):
-    """One conversation message row (REST history, or `params.params` of a live event).
-
-    Fields in the order the platform sends them: msgspec matches a key against the next field
-    first, so this order decodes a row about a tenth faster. `gc=False` here and below: these
-    hold JSON values only, never a cycle.
-    """
+class Row(msgspec.Struct, kw_only=True):
+    """One conversation message row (REST history, or `params.params` of a live event)."""
 
     id: str
     conversation_id: str | None = None  # older API
@@ -49,7 +51,7 @@ class Row(msgspec.Struct, kw_only=True, gc=False):
     subtype: str = "chat"
     kind: str | None = None
     hidden: bool = False
-    text: str | None = None
+    text: str | None = None  # null (or absent) on a chat row: a message without text
     metadata: dict[str, Any] | None = None
     user_name: str | None = None
     group_id: str | None = None  # newer API
@@ -65,8 +67,16 @@ class Row(msgspec.Struct, kw_only=True, gc=False):
     def sender(self) -> str | None:
         return self.user_id or self.from_fabric_address_id or self.from_address_id
 
+    def is_from(self, address: str | None) -> bool:
+        """Whether `address` wrote this row (any of the author fields names it)."""
+        return address is not None and address in (
+            self.user_id,
+            self.from_fabric_address_id,
+            self.from_address_id,
+        )
 
-class EndedBody(msgspec.Struct, kw_only=True, gc=False):
+
+class EndedBody(msgspec.Struct, kw_only=True):
     """`params.params` of our own `conversation.ended` event."""
 
     conversation_id: str | None = None
@@ -81,8 +91,8 @@ class EndedBody(msgspec.Struct, kw_only=True, gc=False):
         return self.conversation_id or self.group_id
 
 
-class _EventParams(msgspec.Struct, tag_field="event_type", kw_only=True, gc=False):
-    event_channel: str | None = None
+class _EventParams(msgspec.Struct, tag_field="event_type", kw_only=True):
+    event_channel: str | list[str] | None = None
     timestamp: float | str | None = None
     is_author: bool = False
 
@@ -99,9 +109,8 @@ class ConversationEnded(_EventParams, tag="conversation.ended", kw_only=True):
     params: EndedBody
 
 
-class RpcEvent(msgspec.Struct, kw_only=True, gc=False):
-    """A `signalwire.event` request of the Relay WebSocket; answered with an empty result.
-    (Fields in wire order, as `Row`.)"""
+class RpcEvent(msgspec.Struct, kw_only=True):
+    """A `signalwire.event` request of the Relay WebSocket; answered with an empty result."""
 
     jsonrpc: Literal["2.0"] = "2.0"
     id: str | int
@@ -139,73 +148,8 @@ class RpcResponse(msgspec.Struct, kw_only=True):
     method: str | None = None  # set: this is a request (an event), not a response
 
 
-# ---------------------------------------------------------------------------------------------
-# The codec's fast path (see `codec.decode`): whole bodies decoded typed in one pass. These are
-# the native Structs above with presence fields added, `Raw` with an empty default, that tell
-# a frame's shape apart exactly as the exact path does (by which keys are present); so a body
-# they accept is a body the exact path accepts with the same values.
+class AuthorizationState(msgspec.Struct, kw_only=True):
+    """`params.params` of a `signalwire.authorization.state` event: an opaque string the
+    client keeps and sends back in `signalwire.connect` on a reconnect."""
 
-ABSENT = msgspec.Raw(b"")
-"""The default of a presence field: the key was not in the object (`is ABSENT`)."""
-
-
-class FastRow(Row, kw_only=True, gc=False):
-    """`Row`, plus whether the object also has `method` / `jsonrpc` (then it is no row)."""
-
-    method: msgspec.Raw = ABSENT
-    jsonrpc: msgspec.Raw = ABSENT
-
-
-class FastMessageEvent(MessageEvent, tag="conversation.message", kw_only=True, gc=False):
-    params: FastRow
-
-
-class FastMessageUpdated(
-    MessageUpdated, tag="conversation.message.updated", kw_only=True, gc=False
-):
-    params: FastRow
-
-
-FastConversationEnded = ConversationEnded
-"""Its body has no row: the exact path's Struct serves the fast one as it is."""
-
-
-FastRpcParams: TypeAlias = FastMessageEvent | FastMessageUpdated | FastConversationEnded
-"""The `params` of a `FastRpcEvent`, tagged by `event_type`."""
-
-
-class FastRpcEvent(RpcEvent, kw_only=True, gc=False):
-    """`RpcEvent`, its rows as `FastRow`."""
-
-    params: FastRpcParams
-
-
-class FastPage(msgspec.Struct, kw_only=True, gc=False):
-    """A history page whose frames are all rows; `id` / `method` present: not a page at all.
-    `links` is not read (nor checked: the exact path ignores it too)."""
-
-    data: list[FastRow]
-    id: msgspec.Raw = ABSENT
-    method: msgspec.Raw = ABSENT
-
-
-class FrameHead(msgspec.Struct, gc=False):
-    """The keys that decide what an object frame is, and nothing else: decodes any object.
-
-    `id`, `method` and `jsonrpc` keep their value (`msgspec.UNSET` when absent): read, as the
-    typed `FastRpcEvent` reads them, so their strings are checked (UTF-8) as there. `params` and
-    `data` only say whether they are there (`ABSENT`), `params` keeping its bytes for
-    `ParamsHead`.
-    """
-
-    id: Any = msgspec.UNSET
-    method: Any = msgspec.UNSET
-    jsonrpc: Any = msgspec.UNSET
-    params: msgspec.Raw = ABSENT
-    data: msgspec.Raw = ABSENT
-
-
-class ParamsHead(msgspec.Struct, gc=False):
-    """The `event_type` of a `signalwire.event`'s params, whatever else they hold."""
-
-    event_type: Any = None
+    authorization_state: str

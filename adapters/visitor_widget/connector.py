@@ -1,8 +1,10 @@
 """The visitor widget connector: one visitor's Socket.IO v2 session with the platform.
 
 Settings: `GATEWAY_VISITOR_WIDGET_URL` (default `https://websocket-visitors.smartsupp.com`) and
-options `key` (the account key, required), `group`, `path` (`/socket`), `timeout` (ack and
-connect timeout, s), `retry_base` / `retry_max` (backoff, s), `retry_attempts`.
+options `key` (the account key, required), `group`, `path` (`/socket`), and the common link
+options of `gateway.reconnect` with the vendor SDK's socket.io-client 2 defaults: `timeout_s`
+(connect, and the wait for an ack: 20), `backoff_s` (1), `backoff_max_s` (5), `max_attempts`
+(0: never give up). The server sets the ping interval (Engine.IO v3): `heartbeat_s` is unused.
 
 Lazy chats: when the `visitor.connect` ack carries no chat (the platform creates it with the
 first message), `open` sends nothing more and the conversation is `visitor_widget:<visitor id>`;
@@ -10,12 +12,19 @@ the chat id, learnt from the first `chat.message` ack (or any frame naming it), 
 snapshot, but the conversation id never changes: every event of the session is pinned to it.
 An `end` before any chat exists ends the session without a call.
 
-Every (re)connect emits `visitor.connect` and turns its ack into the `initialized` state, from
-which only what was not published yet is emitted (rows after the persisted cursor and not seen,
-status and availability only when they changed). Commands wait until the link is initialized.
-A sent message's ack is the Message its echo will carry; the echo is dropped by message id.
+Every (re)connect emits `visitor.connect` (the first with `id: null`, every later one with the
+identity the platform returned, as the SDK does: `encode.reconnect_frame`) and turns its ack
+into the `initialized` state, from which only what was not published yet is emitted (rows
+after the persisted cursor and not seen, status and availability only when they changed).
+Commands wait until the link is initialized. `chat.typing` and `chat.read` are emitted without
+an ack (`encode.NO_ACK`); every other command waits for its ack. A sent message's ack is the
+Message its echo will carry; the echo is dropped by message id.
 
-    snapshot() = {"visitor_id", "chat_id", "conversation_id", "last_id", "status", "online"}
+    snapshot() = {"visitor_id", "chat_id", "conversation_id", "last_id", "status", "online",
+                  "connect", "identity"}
+
+(`connect`: the first `visitor.connect` values without the key; `identity`: the visitor the
+last ack returned, without its read-only fields.)
 
 The snapshot describes what `open`/`resume` returned and `inbound()` has handed out, nothing
 the reader has merely queued: the sessions layer persists it after publishing each batch, so a
@@ -38,8 +47,9 @@ import aiohttp
 import msgspec
 import structlog
 
-from adapters.visitor_widget import codec, commands, sio
+from adapters.visitor_widget import encode, errors, sio
 from adapters.visitor_widget import native as n
+from adapters.visitor_widget.decode import PIN, SPEC, STATUSES
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
@@ -55,11 +65,12 @@ from gateway.model import (
     Status,
     now_at,
 )
+from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_URL = "https://websocket-visitors.smartsupp.com"
-_NATIVE_STATUS = {v: k for k, v in codec.STATUSES.items()}
+_NATIVE_STATUS = {v: k for k, v in STATUSES.items()}
 
 Mark = tuple[str | None, str | None, str | None]  # last row id, chat status, account status
 Batch = tuple[list[Event], Mark | None]  # events, and the state once they are handed out
@@ -73,12 +84,16 @@ class VisitorWidgetConnector(Connector):
         self._key = opts.get("key")
         self._group = opts.get("group")
         self._path = opts.get("path", "/socket")
-        self._timeout = _number(opts, "timeout", 10.0)
-        self._retry_base = _number(opts, "retry_base", 0.5)
-        self._retry_max = _number(opts, "retry_max", 30.0)
-        self._attempts = int(_number(opts, "retry_attempts", 10))
+        # socket.io-client 2's defaults, which the vendor SDK keeps: `timeout` 20 s,
+        # `reconnectionDelay` 1 s, `reconnectionDelayMax` 5 s, `reconnectionAttempts` Infinity.
+        self._options = LinkOptions.read(
+            opts, timeout_s=20.0, backoff_s=1.0, backoff_max_s=5.0, max_attempts=0
+        )
+        self._timeout = self._options.timeout_s
         self.conversation_id = ""
         self._visitor_id: str | None = None
+        self._connect: dict[str, Any] = {}  # the first `visitor.connect`, without the key
+        self._identity: dict[str, Any] = {}  # what the last ack said the visitor is
         self._chat_id: str | None = None
         # What the reader has processed (filters what a reconnect re-emits) …
         self._cursor: str | None = None  # last chat row
@@ -99,7 +114,8 @@ class VisitorWidgetConnector(Connector):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self, command: Start) -> Sequence[Event]:
-        request = commands.encode(command, self._session())
+        request = encode.encode(command, self._session())
+        self._connect = {k: v for k, v in request.frame.items() if k != "key"}
         client, events = await self._handshake(request.frame)
         self._start(client)
         log.info("connector.opened", conversation_id=self.conversation_id)
@@ -112,12 +128,12 @@ class VisitorWidgetConnector(Connector):
             raise RequestError("visitor_widget snapshot without visitor_id") from None
         self._chat_id = state.get("chat_id")
         native = self._chat_id or self._visitor_id
-        self.conversation_id = state.get("conversation_id") or conversation_id(
-            codec.DIALECT, native
-        )
+        self.conversation_id = state.get("conversation_id") or conversation_id(n.DIALECT, native)
         self._cursor = state.get("last_id")
         self._status, self._online = state.get("status"), state.get("online")
-        client, events = await self._handshake(commands.reconnect_frame(self._session()))
+        self._connect = dict(state.get("connect") or {})
+        self._identity = dict(state.get("identity") or {"id": self._visitor_id})
+        client, events = await self._handshake(encode.reconnect_frame(self._session()))
         if self._status == "closed":
             self._ended = True  # its `ended` was published before the takeover
         self._start(client)
@@ -133,6 +149,8 @@ class VisitorWidgetConnector(Connector):
             "last_id": last_id,
             "status": status,
             "online": online,
+            "connect": self._connect,
+            "identity": self._identity,
         }
 
     async def inbound(self) -> AsyncIterator[Sequence[Event]]:
@@ -149,7 +167,7 @@ class VisitorWidgetConnector(Connector):
     async def send(self, command: Command) -> Sequence[Event]:
         if self._ended:
             raise SessionNotFound(f"{self.conversation_id} has ended")
-        request = commands.encode(
+        request = encode.encode(
             command, {**self._session(), "conversation_id": self.conversation_id}
         )
         if request.event == "chat.close" and self._chat_id is None:
@@ -161,9 +179,12 @@ class VisitorWidgetConnector(Connector):
             return []
         if request.event == "chat.upload_init":
             return await self._send_file(request)
+        if request.event in encode.NO_ACK:
+            await self._emit(await self._link(), request)
+            return []
         result = await self._call(await self._link(), request)
         if request.event == "chat.message":
-            return self._sent(result)
+            return await self._sent(result)
         return []
 
     async def close(self) -> None:
@@ -180,7 +201,13 @@ class VisitorWidgetConnector(Connector):
     # -- the link ------------------------------------------------------------------------------
 
     def _session(self) -> dict[str, Any]:
-        return {"key": self._key, "group": self._group, "visitor_id": self._visitor_id}
+        return {
+            "key": self._key,
+            "group": self._group,
+            "visitor_id": self._visitor_id,
+            "connect": self._connect,
+            "identity": self._identity,
+        }
 
     async def _handshake(self, frame: Any) -> tuple[sio.Client, list[Event]]:
         """Connect, emit `visitor.connect` and take in its state: the initialized client and
@@ -195,8 +222,7 @@ class VisitorWidgetConnector(Connector):
             raise VendorError(f"platform unreachable: {type(exc).__name__}") from exc
         try:
             result = await self._call(client, NativeRequest(event="visitor.connect", frame=frame))
-            data = _convert(result, n.InitializedData, "visitor.connect")
-            return client, self._initialized(data)
+            return client, await self._initialized(result)
         except BaseException:
             await client.close()
             raise
@@ -219,9 +245,19 @@ class VisitorWidgetConnector(Connector):
             )
             if isinstance(err, dict):
                 with contextlib.suppress(msgspec.ValidationError):
-                    raise codec.error_of(msgspec.convert(err, n.ServerErrorData))
+                    raise errors.error_of(msgspec.convert(err, n.ServerErrorData))
             raise VendorError(f"{request.event} failed: {err!r}")
         return args[1] if len(args) > 1 else None
+
+    async def _emit(self, client: sio.Client, request: NativeRequest) -> None:
+        """Emit without an ack, as the SDK's `send(name, data)` does: socket.io-client 2 keeps
+        its undefined callback argument, which goes on the wire as a trailing null
+        (`42["chat.read",null,null]`); no ack id, so nothing answers."""
+        assert request.event is not None
+        try:
+            await client.emit(request.event, request.frame, None)
+        except sio.Disconnected as exc:
+            raise VendorError(f"link lost during {request.event}") from exc
 
     async def _link(self) -> sio.Client:
         """The initialized client; commands wait here while the link is (re)connecting."""
@@ -251,7 +287,7 @@ class VisitorWidgetConnector(Connector):
             try:
                 while not self._ended:
                     name, data = await client.receive()
-                    events = self._live(name, data)
+                    events = await self._live(name, data)
                     if events:
                         self._out.put_nowait((events, self._mark()))
             except sio.Disconnected:
@@ -260,21 +296,24 @@ class VisitorWidgetConnector(Connector):
                 self._ready.clear()
                 await client.close()
                 log.info("connector.link_lost", conversation_id=self.conversation_id)
-                self._emit(self._link_event("down", reason="link lost", will_retry=True))
+                self._publish(self._link_event("down", reason="link lost", will_retry=True))
                 if not await self._reconnect():
                     break
         self._out.put_nowait(None)
 
     async def _reconnect(self) -> bool:
-        for attempt in range(1, self._attempts + 1):
-            self._emit(
+        options = self._options
+        attempts = options.max_attempts or None  # 0: no limit
+        attempt = 0
+        while not options.gives_up(attempt := attempt + 1):
+            self._publish(
                 self._link_event(
-                    "retrying", attempt=attempt, max_attempts=self._attempts, will_retry=True
+                    "retrying", attempt=attempt, max_attempts=attempts, will_retry=True
                 )
             )
-            await asyncio.sleep(min(self._retry_max, self._retry_base * 2 ** (attempt - 1)))
+            await asyncio.sleep(options.delay(attempt))
             try:
-                client, events = await self._handshake(commands.reconnect_frame(self._session()))
+                client, events = await self._handshake(encode.reconnect_frame(self._session()))
             except SessionNotFound as exc:
                 return self._give_up(exc)
             except GatewayError as exc:
@@ -286,14 +325,14 @@ class VisitorWidgetConnector(Connector):
             self._out.put_nowait(([restored, *events], self._mark()))
             log.info("connector.reconnected", conversation_id=self.conversation_id, attempt=attempt)
             return not self._ended
-        return self._give_up(VendorError(f"gave up after {self._attempts} attempts"))
+        return self._give_up(VendorError(f"gave up after {options.max_attempts} attempts"))
 
     def _give_up(self, exc: GatewayError) -> bool:
         log.warning("connector.gave_up", conversation_id=self.conversation_id, error=exc.message)
         at = now_at()
         common: dict[str, Any] = {
             "conversation_id": self.conversation_id,
-            "dialect": codec.DIALECT,
+            "dialect": n.DIALECT,
             "at": at,
         }
         error = Error(
@@ -320,7 +359,7 @@ class VisitorWidgetConnector(Connector):
         return Ended(
             id=derived_id(self.conversation_id, "ended", "before-chat"),
             conversation_id=self.conversation_id,
-            dialect=codec.DIALECT,
+            dialect=n.DIALECT,
             at=now_at(),
             reason="user",
             by="user",
@@ -328,62 +367,66 @@ class VisitorWidgetConnector(Connector):
 
     # -- events --------------------------------------------------------------------------------
 
-    def _initialized(self, data: n.InitializedData) -> list[Event]:
-        """What a (re)connect's state adds to what was published."""
+    async def _initialized(self, ack: Any) -> list[Event]:
+        """What a (re)connect's state adds to what was published. The ack is decoded as the
+        frames it stands for: the `initialized` state (status, availability) and one
+        `chat.message_received` for each row not handed out yet, so one bad row is one `error`
+        event, not the loss of the whole state."""
+        data = _convert(ack, n.InitializedData, "visitor.connect")
         self._visitor_id = data.visitor.id
-        chat_id = data.chat.id if data.chat is not None else data.visitor.chatId
+        self._identity = encode.identity_of(ack["visitor"])
+        chat = data.chat
+        chat_id = chat.id if chat is not None else data.visitor.chatId
         if chat_id:
             self._chat_id = chat_id
         if not self.conversation_id:
             # The platform may create the chat only with the first message: until then the
             # visitor id names the conversation, and it keeps naming it (see the module doc).
-            self.conversation_id = conversation_id(codec.DIALECT, chat_id or data.visitor.id)
+            self.conversation_id = conversation_id(n.DIALECT, chat_id or data.visitor.id)
         at = now_at()
-        events: list[Event] = []
-        if data.chat is not None:
-            events.append(codec.status_event(self.conversation_id, data.chat.status, at))
-        if data.account is not None:
-            events.append(codec.availability_event(self.conversation_id, data.account.status, at))
-        if data.chat is not None:
-            rows = data.chat.messages
-            ids = [row.id for row in rows]
+        state = {**ack, "chat": None if chat is None else {**ack["chat"], "messages": []}}
+        frames: list[dict[str, Any]] = [{"event": "initialized", "at": at, "data": state}]
+        if chat is not None:
+            ids = [row.id for row in chat.messages]
             start = ids.index(self._cursor) + 1 if self._cursor in ids else 0
-            for row in rows[start:]:
-                if row.id not in self._seen:
-                    self._seen.add(row.id)
-                    events += self._safe(
-                        lambda row=row: codec.row_events(self.conversation_id, row)
-                    )
-            if rows:
-                self._cursor = rows[-1].id
-        return self._changes(events)
+            for i in range(start, len(ids)):
+                if ids[i] not in self._seen:
+                    self._seen.add(ids[i])
+                    message = {"chatId": chat.id, "message": ack["chat"]["messages"][i]}
+                    frames.append({"event": "chat.message_received", "at": at, "data": message})
+            if ids:
+                self._cursor = ids[-1]
+        return self._changes(await self._decode(frames))
 
-    def _live(self, name: str, data: Any) -> list[Event]:
-        try:
-            frame = codec.frame_of(name, data, now_at())
-        except msgspec.ValidationError as exc:
-            log.warning("connector.bad_frame", native_event=name, error=str(exc))
-            return []
-        if frame is None:
+    async def _live(self, name: str, data: Any) -> list[Event]:
+        if name not in SPEC.known:
             log.debug("connector.ignored", native_event=name)
             return []
-        row = getattr(frame.data, "message", None)
-        if isinstance(row, n.MessageRow):
-            if row.id in self._seen:
-                log.debug("connector.echo_dropped", message_id=row.id)
+        # A row seen already (the echo of a sent message) is dropped by its id, read before
+        # decoding; a bad frame is still marked seen: it would fail the same way again.
+        row = data.get("message") if isinstance(data, dict) else None
+        row_id = row.get("id") if isinstance(row, dict) else None
+        if isinstance(row_id, str):
+            if row_id in self._seen:
+                log.debug("connector.echo_dropped", message_id=row_id)
                 return []
-            self._seen.add(row.id)
-            self._cursor = row.id
-        chat_id = getattr(frame.data, "chatId", None)
-        if chat_id and self._chat_id is None:
+            self._seen.add(row_id)
+            self._cursor = row_id
+        chat_id = data.get("chatId") if isinstance(data, dict) else None
+        if isinstance(chat_id, str) and chat_id and self._chat_id is None:
             self._chat_id = chat_id
-        native = self.conversation_id.split(":", 1)[1]
-        events = self._safe(lambda: codec.frame_events(frame, native, pin=True))
-        if isinstance(frame, n.AgentTyping):
+        events = await self._decode([{"event": name, "at": now_at(), "data": data}])
+        if name == "chat.agent_typing":
             # Typing carries neither id nor time: two identical ones in one millisecond would
             # share the derived id, and on-off-on must not collapse to on-off.
             events = [msgspec.structs.replace(e, id=f"{e.id}.{next(self._typing)}") for e in events]
         return self._changes(events)
+
+    async def _decode(self, frames: list[dict[str, Any]]) -> list[Event]:
+        """Frames of this session through the shared pipeline (`Connector.decode_batch`): each
+        in the session's conversation (`PIN`), a bad one an `error` event."""
+        native = self.conversation_id.split(":", 1)[1]
+        return await self.decode_batch(SPEC, msgspec.json.encode(frames), native, PIN)
 
     def _changes(self, events: list[Event]) -> list[Event]:
         """Drop status and availability that repeat what was published; note the end."""
@@ -405,21 +448,16 @@ class VisitorWidgetConnector(Connector):
             out.append(event)
         return out
 
-    def _safe(self, make: Any) -> list[Event]:
-        try:
-            return list(make())
-        except codec.InvalidField as exc:
-            log.warning("connector.bad_frame", path=exc.path, error=str(exc))
-            return []
-
-    def _sent(self, result: Any) -> list[Event]:
+    async def _sent(self, result: Any) -> list[Event]:
+        """The events of a sent message: its ack is the Message its echo will carry."""
         row = _convert(result, n.MessageRow, "chat.message")
         if self._chat_id is None and row.chatId:
             self._chat_id = row.chatId  # the chat the platform created for this message
         self._seen.add(row.id)  # its echo is dropped by id
-        return self._safe(lambda: codec.row_events(self.conversation_id, row))
+        frame = {"event": "chat.message_received", "at": now_at(), "data": {"message": result}}
+        return await self._decode([frame])
 
-    def _emit(self, event: Event) -> None:
+    def _publish(self, event: Event) -> None:
         self._out.put_nowait(([event], None))
 
     def _link_event(self, state: LinkState, **fields: Any) -> Link:
@@ -427,7 +465,7 @@ class VisitorWidgetConnector(Connector):
         return Link(
             id=derived_id(self.conversation_id, "link", state, at, next(self._links)),
             conversation_id=self.conversation_id,
-            dialect=codec.DIALECT,
+            dialect=n.DIALECT,
             at=at,
             state=state,
             **fields,
@@ -452,8 +490,8 @@ class VisitorWidgetConnector(Connector):
                     )
         except aiohttp.ClientError as exc:
             raise VendorError(f"upload failed: {type(exc).__name__}") from exc
-        result = await self._call(client, commands.upload_finish(info.token))
-        return self._sent(result)
+        result = await self._call(client, encode.upload_finish(info.token))
+        return await self._sent(result)
 
     async def _fetch(self, url: str) -> tuple[bytes, str]:
         """The file to upload: a `data:` URL is decoded here, anything else is fetched."""
@@ -483,10 +521,3 @@ def _convert(value: Any, kind: type[Any], what: str) -> Any:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
         raise VendorError(f"unexpected {what} ack: {exc}") from None
-
-
-def _number(options: Mapping[str, str], name: str, default: float) -> float:
-    try:
-        return float(options.get(name, default))
-    except ValueError:
-        raise RequestError(f"GATEWAY_VISITOR_WIDGET_{name.upper()} is not a number") from None

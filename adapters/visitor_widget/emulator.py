@@ -4,20 +4,28 @@
     app = emulator.app        # GET /socket/?EIO=3&transport=websocket, POST /upload/{token},
                               # GET /files/{id}
 
-It speaks Socket.IO v2 (`sio.ServerSocket`) and behaves as DIALECTS.md § visitor_widget says:
-`visitor.connect` (checks the account `key`; `id` resumes a visitor) acks the connected data the
-client turns into `initialized`; every other emit before it is refused with the documented error
-ack `{"message": "Connection not initialized", "type": "auth_error", "event", "code": 403}`;
+It speaks Socket.IO v2 (`sio.ServerSocket`) and the wire of the vendor's own SDK
+(smartsupp/smartsupp-sdk-websocket: `src/visitor.ts` for what a client emits, `src/events.ts`
+and `src/types.ts` for what the server sends, `test/support/server.ts` for its answers):
+`visitor.connect` (checks the account `key`; `id` is required, null for a new visitor, else the
+visitor to resume, whose identity fields the emit updates) acks the connected data the client
+turns into `initialized`; every other emit before it is refused with the documented error ack
+`{"message": "Connection not initialized", "type": "auth_error", "event", "code": 403}`;
 `chat.message` / `chat.upload_finish` ack the Message and echo it later as
-`chat.message_received`; `chat.read` is broadcast as `chat.contact_read` (tabs stay in sync).
-Our inventions (not public): the 401/404/400/409 error acks, the upload endpoints' paths, the
-`closeType` values, message ids.
+`chat.message_received`; `chat.typing` and `chat.read` are never acked (the SDK emits them
+without a callback: a client that waits for their answer waits in vain); payload-less
+commands (`chat.read`, `chat.close`, `chat.upload_init`) take `null`; `chat.read` is broadcast
+as `chat.contact_read` (tabs stay in sync). Event rows name their agent in `content.data`, with
+the row's `agentId` null. Our inventions (not public): the 400/401/404/409 error acks, the
+upload endpoints' paths, message ids.
 
 A scripted agent joins every new chat, answers each visitor text with typing and then
 `"echo: <text>"`, and ends the chat when the visitor says "bye". Test controls: `agent_says`,
-`end_session`, `drop_connections`, `set_account_status`, `server_error`, `refuse_connections`;
+`end_session`, `assign_agent`, `unassign_agent`, `rate_chat`, `delete_chat`,
+`drop_connections`, `set_account_status`, `server_error`, `send_raw`, `refuse_connections`;
 `lazy_chat=True` creates a visitor's chat with its first message instead of at connect;
-what clients sent is in `received`, per-chat state in `chats`.
+what clients sent is in `received` (and as it came, with its ack request, in `packets`),
+per-chat state in `chats`.
 """
 
 from __future__ import annotations
@@ -34,7 +42,18 @@ from adapters.visitor_widget.sio import ServerSocket
 from gateway.demo import DemoFiles, Wiring
 from gateway.model import now_at
 
-AGENT = {"id": "agent-1", "fullName": "Emma Emulator", "nickname": "Emma"}
+AGENT: dict[str, Any] = {
+    "id": "agent-1",
+    "status": "online",
+    "groups": [],
+    "nickname": "Emma",
+    "fullname": "Emma Emulator",
+    "description": "",
+    "avatar": None,
+}
+"""The scripted agent, as the SDK's `Agent` type has it."""
+LEAD = {**AGENT, "id": "agent-2", "nickname": "Lea", "fullname": "Lea Lead"}
+"""The agent who (un)assigns others (`assign_agent`)."""
 
 
 @dataclass
@@ -74,6 +93,8 @@ class Emulator:
         """While true, the socket endpoint answers 503 (to test reconnect backoff)."""
         self.received: list[tuple[str, Any]] = []
         """Every event a client emitted, in order: `(name, data)`."""
+        self.packets: list[tuple[str, list[Any], bool]] = []
+        """The same emits as they came: `(name, every argument, whether it asked for an ack)`."""
         self.chats: dict[str, ChatState] = {}
         self.visitors: dict[str, dict[str, Any]] = {}
         self.files: dict[str, tuple[str, str, bytes]] = {}
@@ -113,6 +134,46 @@ class Emulator:
         self.account_status = status
         for chat in self.chats.values():
             await self._broadcast(chat, "account.updated", {"status": status})
+
+    async def assign_agent(self, chat_id: str, unassign: bool = False) -> dict[str, Any]:
+        """The lead (un)assigns the scripted agent; returns the event row."""
+        chat = self.chats[chat_id]
+        kind, field_ = (
+            ("agent_unassign", "unassigned") if unassign else ("agent_assign", "assigned")
+        )
+        data = {field_: AGENT["id"], f"{field_}By": LEAD["id"]}
+        row = self._row(chat, "event", "system", {"type": kind, "text": None, "data": data})
+        event = f"chat.agent_{field_}"
+        await self._broadcast(
+            chat,
+            event,
+            {"chatId": chat.id, field_: AGENT, f"{field_}By": LEAD, "message": row},
+        )
+        return row
+
+    async def unassign_agent(self, chat_id: str) -> dict[str, Any]:
+        return await self.assign_agent(chat_id, unassign=True)
+
+    async def rate_chat(self, chat_id: str, value: int, text: str | None = None) -> None:
+        """The visitor's rating arrives (`chat.rated` with its `rate_form` row)."""
+        chat = self.chats[chat_id]
+        rating = {"value": value, "text": text}
+        row = self._row(
+            chat, "message", "system", {"type": "rate_form", "text": None, "data": rating}
+        )
+        await self._broadcast(
+            chat, "chat.rated", {"chatId": chat.id, "rating": rating, "message": row}
+        )
+
+    async def delete_chat(self, chat_id: str) -> None:
+        """An agent deletes the chat (`chat.deleted`)."""
+        chat = self.chats[chat_id]
+        chat.status = "closed"
+        await self._broadcast(chat, "chat.deleted", {"chatId": chat.id})
+
+    async def send_raw(self, chat_id: str, event: str, data: Any) -> None:
+        """Send any server event as given (a test's way to send what the platform should not)."""
+        await self._broadcast(self.chats[chat_id], event, data)
 
     async def server_error(
         self, chat_id: str, message: str, code: int = 500, type: str = "server_error"
@@ -158,14 +219,23 @@ class Emulator:
                 chat.sockets.discard(sock)
         return ws
 
-    async def _handle(self, sock: ServerSocket, event: str, data: Any) -> list[Any]:
+    async def _handle(
+        self, sock: ServerSocket, event: str, args: list[Any], wants_ack: bool
+    ) -> list[Any] | None:
+        data = args[0] if args else None
         self.received.append((event, data))
+        self.packets.append((event, args, wants_ack))
+        answer = await self._answer(sock, event, data)
+        # The SDK emits typing and read without a callback: the platform answers neither.
+        return None if event in _NEVER_ACKED else answer
+
+    async def _answer(self, sock: ServerSocket, event: str, data: Any) -> list[Any]:
         if event == "visitor.connect":
             return self._connect(sock, data if isinstance(data, dict) else {})
         visitor = self.visitors.get(sock.state.get("visitor", ""))
         if visitor is None:
             return [_error("Connection not initialized", "auth_error", event, 403)]
-        data = data if isinstance(data, dict) else {}
+        data = data if isinstance(data, dict) else {}  # `null` for payload-less commands
         chat = self.chats.get(visitor.get("chatId") or "")
         if chat is None:  # lazy mode, nothing said yet
             if event in ("chat.typing", "chat.read", "chat.close", "chat.rate"):
@@ -178,7 +248,11 @@ class Emulator:
                 return await self._message(chat, event, data)
             case "chat.typing":
                 typing = data.get("typing")
-                if not isinstance(typing, dict) or not isinstance(typing.get("is"), bool):
+                if (
+                    not isinstance(typing, dict)
+                    or not isinstance(typing.get("is"), bool)
+                    or not isinstance(typing.get("text"), str | None)
+                ):
                     return [_error("Invalid typing", "bad_request", event, 400)]
                 chat.typing = typing
                 return [None, None]
@@ -189,7 +263,7 @@ class Emulator:
                 return [None, None]
             case "chat.close":
                 if chat.status != "closed":
-                    self._later(self._close(chat, "contact"))
+                    self._later(self._close(chat, "visitor"))
                 return [None, None]
             case "chat.upload_init":
                 token = secrets.token_urlsafe(12)
@@ -204,21 +278,26 @@ class Emulator:
     def _connect(self, sock: ServerSocket, data: dict[str, Any]) -> list[Any]:
         if data.get("key") != self.key:
             return [_error("Invalid account key", "auth_error", "visitor.connect", 401)]
-        visitor_id = data.get("id")
+        if "id" not in data:  # the SDK always sends it (`ConnectOptions.id: string | null`)
+            return [_error("Visitor id missing", "bad_request", "visitor.connect", 400)]
+        visitor_id = data["id"]
         if visitor_id is not None and visitor_id not in self.visitors:
             return [_error("Visitor not found", "not_found", "visitor.connect", 404)]
         if visitor_id is None:
             visitor_id = self._id("v")
-            fields = ("name", "email", "phone", "lang", "group", "variables")
-            visitor = {
+            self.visitors[visitor_id] = {
                 "id": visitor_id,
                 "chatId": None,
-                **{k: data[k] for k in fields if k in data},
+                "bannedAt": None,
+                "visits": 0,
+                **dict.fromkeys(_IDENTITY),
+                "variables": {},
             }
-            self.visitors[visitor_id] = visitor
             if not self.lazy_chat:
-                self._new_chat(visitor)
+                self._new_chat(self.visitors[visitor_id])
         visitor = self.visitors[visitor_id]
+        visitor.update({k: data[k] for k in _IDENTITY if data.get(k) is not None})
+        visitor["visits"] += 1
         sock.state["visitor"] = visitor_id
         chat = self.chats.get(visitor["chatId"] or "")
         if chat is not None:
@@ -228,11 +307,10 @@ class Emulator:
             None,
             {
                 "serverVersion": 3,
-                "visitor": {k: v for k, v in visitor.items() if v is not None},
-                "account": {"status": self.account_status},
-                "chat": None
-                if chat is None
-                else {"id": chat.id, "status": chat.status, "messages": list(chat.messages)},
+                "visitor": dict(visitor),
+                "browser": None,
+                "account": {"status": self.account_status, "agents": [AGENT], "groups": []},
+                "chat": None if chat is None else _chat_info(chat),
             },
         ]
 
@@ -257,9 +335,8 @@ class Emulator:
         _, name, mime, size, url = upload["file"]
         kind = "image" if mime.startswith("image/") else "file"
         attachment = {"type": kind, "fileName": name, "fileType": mime, "url": url, "size": size}
-        row = self._row(
-            chat, "message", "contact", {"type": "upload", "text": ""}, attachments=[attachment]
-        )
+        content = {"type": "upload", "text": None, "data": attachment}
+        row = self._row(chat, "message", "contact", content, attachments=[attachment])
         self._later(self._echo_and_reply(chat, row, None))
         return [None, row]
 
@@ -295,7 +372,8 @@ class Emulator:
         async with chat.script:
             await asyncio.sleep(self.agent_delay)
             chat.status = "open"
-            row = self._row(chat, "event", "system", {"type": "agent_join"}, agentId=AGENT["id"])
+            content = {"type": "agent_join", "text": None, "data": {"agentId": AGENT["id"]}}
+            row = self._row(chat, "event", "system", content)
             await self._broadcast(
                 chat, "chat.agent_joined", {"chatId": chat.id, "agent": AGENT, "message": row}
             )
@@ -324,10 +402,9 @@ class Emulator:
         if chat.status == "closed":
             return
         chat.status = "closed"
-        close_type = f"{by}_close"
-        content = {"type": "chat_close", "data": {"closeType": close_type}}
-        extra = {"agentId": AGENT["id"]} if by == "agent" else {}
-        row = self._row(chat, "event", by, content, **extra)
+        close_type = f"{by}_close"  # `visitor_close` | `agent_close` (src/types.ts)
+        data = {"closeType": close_type, **({"agentId": AGENT["id"]} if by == "agent" else {})}
+        row = self._row(chat, "event", "system", {"type": "chat_close", "text": None, "data": data})
         await self._broadcast(
             chat, "chat.closed", {"chatId": chat.id, "closeType": close_type, "message": row}
         )
@@ -337,14 +414,21 @@ class Emulator:
     def _row(
         self, chat: ChatState, type_: str, sub: str, content: dict[str, Any], **extra: Any
     ) -> dict[str, Any]:
-        row = {
+        row = {  # `IMessage`
             "id": self._id("m"),
             "type": type_,
             "subType": sub,
+            "channel": {"type": "default", "id": None},
             "chatId": chat.id,
+            "groupId": None,
             "visitorId": chat.visitor_id,
+            "agentId": None,
+            "trigger": None,
             "createdAt": now_at(),
-            "content": content,
+            "content": {"text": None, "data": None, **content},
+            "tags": None,
+            "responseTime": None,
+            "attachments": [],
             **extra,
         }
         chat.messages.append(row)
@@ -366,6 +450,24 @@ class Emulator:
         for task in list(self._tasks):
             task.cancel()
         await self.drop_connections()
+
+
+_NEVER_ACKED = frozenset({"chat.typing", "chat.read"})
+_IDENTITY = ("name", "email", "phone", "lang", "group", "variables")
+"""The visitor fields a `visitor.connect` sets (the SDK re-sends them on every reconnect)."""
+
+
+def _chat_info(chat: ChatState) -> dict[str, Any]:
+    """The `visitor.connect` ack's `chat` (`ChatInfo`)."""
+    return {
+        "id": chat.id,
+        "assignedIds": [AGENT["id"]] if chat.status == "open" else [],
+        "rating": None,
+        "status": chat.status,
+        "readInfo": {"type": "visitor", "lastReadAt": chat.last_read_at},
+        "unreadInfo": {"type": "visitor", "count": 0, "lastReadAt": chat.last_read_at},
+        "messages": list(chat.messages),
+    }
 
 
 def _valid_message(event: str, data: dict[str, Any]) -> bool:
@@ -395,7 +497,7 @@ def demo_wiring() -> Wiring:
             typing_delay=0.3 * pace,
             reply_delay=0.7 * pace,
         ),
-        options={"key": "demo-key", "retry_base": "0.2", "retry_max": "2"},
+        options={"key": "demo-key", "backoff_s": "0.2", "backoff_max_s": "2"},
         send_file=_send_file,
     )
 
@@ -415,8 +517,8 @@ async def _send_file(emulator: Emulator, native: str, files: DemoFiles) -> bool:
         chat,
         "message",
         "agent",
-        {"type": "upload", "text": "Here is your receipt"},
-        agentId="agent-1",
+        {"type": "upload", "text": "Here is your receipt", "data": attachment},
+        agentId=AGENT["id"],
         attachments=[attachment],
     )
     await emulator._broadcast(chat, "chat.message_received", {"chatId": native, "message": row})

@@ -10,7 +10,10 @@ any timestamp form; events such as `chat.agent_typing` carry no time of their ow
 `initialized` frame, which the vendor client builds from the `visitor.connect` ack.
 
 Field names are the platform's (camelCase) on purpose: these Structs decode the wire directly.
-Everything optional here is optional (or absent) on the wire in some version.
+Their shapes are the vendor SDK's types (smartsupp/smartsupp-sdk-websocket: `src/types.ts`,
+`src/events.ts`, `ConnectedData` in `src/visitor.ts`); everything optional here is optional (or
+absent) on the wire there or in some version, and the fields no canonical event holds are left
+out (msgspec skips them).
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ Timestamp: TypeAlias = str | int | float | None
 
 
 class Attachment(msgspec.Struct, kw_only=True, gc=False):
-    """A file of an `upload` message; `type` is `image` or `file`."""
+    """A file of an `upload` message; `type` is `image` or `file`. The vendor's `Attachment`
+    (smartsupp-sdk-websocket `src/types.ts`) also carries `expireAt`, `width`, `height` and
+    `thumb400`, which no canonical field holds. An upload row may carry it in `attachments`
+    or only as its `content.data` (`MessageContent.Upload`)."""
 
     type: str = "file"
     fileName: str | None = None
@@ -37,16 +43,25 @@ class Attachment(msgspec.Struct, kw_only=True, gc=False):
 
 class Content(msgspec.Struct, kw_only=True, gc=False):
     """`type`: `text` | `upload` | `rate_form` for messages; `agent_join` | `agent_leave` |
-    `agent_assign` | `agent_unassign` | `chat_close` for event rows."""
+    `agent_assign` | `agent_unassign` | `chat_close` for event rows. What `data` holds depends
+    on `type` (an `Attachment`, a rating, `EventRowData`), so it is read by the builders."""
 
     type: str
     text: str | None = None
     data: Any = None
 
 
+class Trigger(msgspec.Struct, kw_only=True, gc=False):
+    """The automation that wrote a `trigger` message (`IMessage.trigger`)."""
+
+    id: str | None = None
+    name: str | None = None
+
+
 class MessageRow(msgspec.Struct, kw_only=True, gc=False):
-    """One row of a chat: a message (`type: message`) or a chat event (`type: event`).
-    `subType` says who: `contact` (the visitor), `agent`, `trigger` (automation), `system`."""
+    """One row of a chat (`IMessage`): a message (`type: message`) or a chat event
+    (`type: event`). `subType` says who: `contact` (the visitor), `agent`, `trigger`
+    (automation), `system`. An event row's `agentId` is null: its agent is in `content.data`."""
 
     id: str
     type: Literal["message", "event"] = "message"
@@ -54,17 +69,39 @@ class MessageRow(msgspec.Struct, kw_only=True, gc=False):
     chatId: str | None = None
     visitorId: str | None = None
     agentId: str | None = None
-    triggerId: str | None = None
+    trigger: Trigger | None = None
     createdAt: Timestamp = None
     content: Content
     attachments: list[Attachment] = []
 
 
+class EventRowData(msgspec.Struct, kw_only=True, gc=False):
+    """`content.data` of an event row (`MessageEventContent`): `agentId` for `agent_join`,
+    `agent_leave` and an agent's `chat_close`; `assigned`/`assignedBy` for `agent_assign`;
+    `unassigned`/`unassignedBy` for `agent_unassign`; `closeType` for `chat_close`. The agents
+    are ids here, agent objects on the `chat.agent_*` frames."""
+
+    agentId: str | None = None
+    assigned: str | None = None
+    assignedBy: str | None = None
+    unassigned: str | None = None
+    unassignedBy: str | None = None
+    closeType: str | None = None
+
+
+class Rating(msgspec.Struct, kw_only=True, gc=False):
+    """The visitor's rating of a chat (`Rating`; a `rate_form` row's `content.data`)."""
+
+    value: int | float
+    text: str | None = None
+
+
 class Agent(msgspec.Struct, kw_only=True, gc=False):
+    """The vendor's `Agent` (also `status`, `groups`, `description`, `avatar`: not mapped)."""
+
     id: str | None = None
-    fullName: str | None = None
     nickname: str | None = None
-    name: str | None = None
+    fullname: str | None = None
 
 
 class TypingState(msgspec.Struct, kw_only=True, gc=False):
@@ -115,13 +152,49 @@ class ClosedData(msgspec.Struct, kw_only=True, gc=False):
 
 
 class AgentData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.agent_joined` / `chat.agent_left` (`Events.ChatAgentJoined` / `ChatAgentLeft`)."""
+
     chatId: str | None = None
     agent: Agent | None = None
     message: MessageRow | None = None
 
 
+class AssignedData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.agent_assigned` (`Events.ChatAgentAssigned`): the agent is `assigned`."""
+
+    assigned: Agent
+    assignedBy: Agent | None = None
+    chatId: str | None = None
+    message: MessageRow | None = None
+
+
+class UnassignedData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.agent_unassigned` (`Events.ChatAgentUnassigned`): the agent is `unassigned`."""
+
+    unassigned: Agent
+    unassignedBy: Agent | None = None
+    chatId: str | None = None
+    message: MessageRow | None = None
+
+
+class RatedData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.rated` (`Events.ChatRated`): the rating and its `rate_form` row."""
+
+    rating: Rating
+    chatId: str | None = None
+    message: MessageRow | None = None
+
+
+class DeletedData(msgspec.Struct, kw_only=True, gc=False):
+    """`chat.deleted` (`Events.ChatDeleted`)."""
+
+    chatId: str | None = None
+
+
 class AccountData(msgspec.Struct, kw_only=True, gc=False):
-    status: Literal["online", "offline"]
+    """`Events.AccountUpdated`: `status` is optional (the account changed otherwise)."""
+
+    status: Literal["online", "offline"] | None = None
 
 
 class ServerErrorData(msgspec.Struct, kw_only=True, gc=False):
@@ -182,11 +255,19 @@ class AgentLeft(_Frame, tag="chat.agent_left"):
 
 
 class AgentAssigned(_Frame, tag="chat.agent_assigned"):
-    data: AgentData
+    data: AssignedData
 
 
 class AgentUnassigned(_Frame, tag="chat.agent_unassigned"):
-    data: AgentData
+    data: UnassignedData
+
+
+class Rated(_Frame, tag="chat.rated"):
+    data: RatedData
+
+
+class Deleted(_Frame, tag="chat.deleted"):
+    data: DeletedData
 
 
 class AccountUpdated(_Frame, tag="account.updated"):
@@ -218,27 +299,17 @@ Frame: TypeAlias = (
     | AgentLeft
     | AgentAssigned
     | AgentUnassigned
+    | Rated
+    | Deleted
     | AccountUpdated
     | AccountStatusUpdated
     | ServerError
     | Initialized
 )
-FRAME_TYPES: tuple[type[_Frame], ...] = Frame.__args__
-EVENT_NAMES: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in FRAME_TYPES)
 
 
-# ---------------------------------------------------------------------------------------------
-# Body shapes for the codec's one-pass decode (ours: see codec.py)
-
-
-class Envelope(msgspec.Struct, gc=False):
-    """The `{"events": [...]}` ingest envelope with its frames left undecoded (`Raw` spans),
-    so each frame is decoded by the frame decoder. `event` is only read to tell an envelope
-    from a frame that happens to carry an `events` key (such a body is a frame)."""
+class Events(msgspec.Struct, gc=False):
+    """The `{"events": [...]}` ingest envelope (ours), its frames left undecoded for the
+    pipeline (`gateway.decoding`) to decode one by one."""
 
     events: list[msgspec.Raw]
-    event: Any = msgspec.UNSET
-
-
-FRAME_BY_NAME: dict[str, type[_Frame]] = {str(t.__struct_config__.tag): t for t in FRAME_TYPES}
-"""The frame Struct of each event name (a Socket.IO packet names its event apart from data)."""

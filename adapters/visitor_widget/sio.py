@@ -158,6 +158,15 @@ class Client:
     def closed(self) -> bool:
         return self._ws.closed
 
+    async def emit(self, event: str, *args: Any) -> None:
+        """Emit `event` without an ack: nothing answers it. Raises `Disconnected`."""
+        if self._ws.closed:
+            raise Disconnected("link closed")
+        try:
+            await self._ws.send_str(event_frame(event, *args))
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise Disconnected(str(exc)) from exc
+
     async def call(self, event: str, *args: Any, wait: float = 10.0) -> list[Any]:
         """Emit `event` with an ack; the ack's arguments. Raises `Disconnected`, `TimeoutError`."""
         if self._ws.closed:
@@ -249,8 +258,9 @@ class Client:
             self._events.put_nowait(None)
 
 
-Handler = Callable[["ServerSocket", str, Any], Awaitable[list[Any] | None]]
-"""The emulator's event handler: `(socket, event, data)` → the ack's arguments (or None)."""
+Handler = Callable[["ServerSocket", str, list[Any], bool], Awaitable[list[Any] | None]]
+"""The emulator's event handler: `(socket, event, args, wants_ack)` → the ack's arguments, or
+None to send no ack (an emit that asked for none gets none either way)."""
 
 
 class ServerSocket:
@@ -295,9 +305,10 @@ class ServerSocket:
                     break
                 if packet.kind == EVENT and isinstance(packet.data, list) and packet.data:
                     name, *args = packet.data
-                    result = await handler(self, str(name), args[0] if args else None)
-                    if packet.ack_id is not None and not self.ws.closed:
-                        await self.ws.send_str(ack_frame(packet.ack_id, *(result or [])))
+                    wants_ack = packet.ack_id is not None
+                    result = await handler(self, str(name), args, wants_ack)
+                    if packet.ack_id is not None and result is not None and not self.ws.closed:
+                        await self.ws.send_str(ack_frame(packet.ack_id, *result))
 
     async def emit(self, event: str, data: Any) -> None:
         """Send a server event (dropped when the socket is already closed)."""

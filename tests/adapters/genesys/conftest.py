@@ -45,9 +45,9 @@ def make(
 ) -> Callable[..., Connector]:
     def build(**options: str) -> Connector:
         defaults = {
-            "poll_interval": "0.01",
-            "retry_base": "0.01",
-            "retry_cap": "0.04",
+            "poll_interval_s": "0.01",
+            "backoff_s": "0.01",
+            "backoff_max_s": "0.04",
             "max_attempts": "4",
         }
         url = str(gms.make_url(emulator.path))

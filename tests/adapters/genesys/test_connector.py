@@ -50,7 +50,7 @@ async def test_start_requests_a_chat_and_the_agent_joins(
     chat = chat_of(connector)
     assert connector.conversation_id == f"genesys:{chat}"
     (request,) = [r for r in emulator.received if r.op == "requestChat"]
-    assert request.form == {"nickname": "Bob", "subject": "Refund"}
+    assert request.form == {"nickname": "Bob", "subject": "Refund"}  # a form (else a 415)
     joined = inbox.of_type("participant_joined")
     assert [(e.id, e.participant.role) for e in joined] == [
         (f"genesys:{chat}/1", "user"),
@@ -298,6 +298,25 @@ async def test_alias_changes_are_followed(
     assert not inbox.of_type("error")
 
 
+async def test_a_retried_command_takes_the_latest_alias(
+    make: Callable[..., Connector], emulator: Emulator
+) -> None:
+    """GMS moves the chat and refuses a send with statusCode 1 ("retry"), its reply naming the
+    new `alias`: the retry goes with that alias (the old one is honoured for one request only,
+    so a retry with it would be refused)."""
+    connector = make()
+    await connector.open(START)  # no inbound: no poll picks the new alias up first
+    chat = chat_of(connector)
+    old = connector.snapshot()["alias"]
+    new = emulator.move_session(chat)
+    emulator.fail_next(1, status_code=1)
+    (sent,) = await connector.send(
+        Send(conversation=connector.conversation_id, content=Text(text="moved"))
+    )
+    assert [f["alias"] for f in emulator.ops(chat, "send")] == [old, new]
+    assert isinstance(sent, Message)
+
+
 async def test_resume_from_a_snapshot_continues_without_loss(
     make: Callable[..., Connector], emulator: Emulator, inbounds: list[Inbound]
 ) -> None:
@@ -354,6 +373,45 @@ async def test_a_vanished_chat_ends_the_inbound(
     assert ended.reason == "error"
 
 
+@pytest.mark.parametrize("status_code", [2, 1])
+async def test_a_chat_gms_ends_by_error_ends_by_error(
+    session: tuple[Connector, Inbound], emulator: Emulator, status_code: int
+) -> None:
+    """A poll answered statusCode 2 with `chatEnded: true` (DIALECTS.md: unrecoverable, the chat
+    ended by error) publishes the error, then `ended` reason `error`, and the inbound ends; a
+    statusCode 1 ("retry") that says the chat ended is not retried either."""
+    connector, inbox = session
+    emulator.fail_session(chat_of(connector), code=100, status_code=status_code)
+    await inbox.finished()
+    assert not inbox.of_type("link")  # no retry
+    error, ended = inbox.events[-2:]
+    assert isinstance(error, Error)
+    assert (error.code, error.metadata) == ("VENDOR_ERROR", {"vendor_code": 100})
+    assert not error.recoverable  # code 100 is, but not when the chat ended
+    assert isinstance(ended, Ended)
+    assert (ended.reason, ended.by) == ("error", "system")
+    assert ended.id == derived_id(connector.conversation_id, "ended")
+
+
+async def test_a_bad_entry_of_a_poll_is_an_error_and_its_neighbours_live(
+    session: tuple[Connector, Inbound], emulator: Emulator
+) -> None:
+    """A platform's poll cannot be re-sent: a bad entry becomes an `error` event naming it, the
+    entries around it are published, and the cursor moves past it (reported once)."""
+    connector, inbox = session
+    chat = chat_of(connector)
+    transcript = emulator.sessions[chat].transcript
+    bad = {"type": "Message", "index": len(transcript) + 1, "utcTime": 1432845095000}
+    transcript.append({**bad, "text": None, "from": {"type": "Agent", "participantId": 2}})
+    await emulator.agent_says(chat, "after the bad one")
+    events = await inbox.until(lambda ev: "after the bad one" in texts(ev))
+    (error,) = [e for e in events if isinstance(e, Error)]
+    assert (error.code, error.metadata["path"]) == ("INVALID_FRAME", "$.text")
+    await emulator.agent_says(chat, "later")
+    events = await inbox.until(lambda ev: "later" in texts(ev))
+    assert len([e for e in events if isinstance(e, Error)]) == 1
+
+
 async def test_command_errors_are_mapped(
     session: tuple[Connector, Inbound], emulator: Emulator
 ) -> None:
@@ -403,4 +461,4 @@ def test_settings_are_checked(http: aiohttp.ClientSession) -> None:
     with pytest.raises(RequestError):
         GenesysConnector(DialectSettings(), http)
     with pytest.raises(RequestError):
-        GenesysConnector(DialectSettings(url="http://x", options={"poll_interval": "soon"}), http)
+        GenesysConnector(DialectSettings(url="http://x", options={"poll_interval_s": "soon"}), http)

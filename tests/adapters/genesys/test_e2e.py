@@ -13,7 +13,12 @@ from aiohttp.test_utils import TestServer
 from adapters.genesys.emulator import Emulator
 from tests.support import GatewayClient, WsClient
 
-OPTIONS = {"poll_interval": "0.02", "retry_base": "0.01", "retry_cap": "0.05", "max_attempts": "6"}
+OPTIONS = {
+    "poll_interval_s": "0.02",
+    "backoff_s": "0.01",
+    "backoff_max_s": "0.05",
+    "max_attempts": "6",
+}
 
 
 @pytest.fixture
@@ -176,7 +181,7 @@ async def test_typing_both_ways_and_no_receipts(
         conversation,
         "typing",
         active=True,
-        sender={"role": "agent", "id": "AGENT0001", "name": "Anna"},
+        sender={"role": "agent", "id": "2", "name": "Anna"},  # `participantId` 2
     )
     assert theirs.get("preview") is None
     # GMS has no read receipts: the gateway refuses them before any request is made

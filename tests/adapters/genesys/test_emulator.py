@@ -37,13 +37,43 @@ def auth(chat: dict[str, Any], **form: Any) -> dict[str, Any]:
 
 
 async def test_request_chat_envelope(client: Client, emulator: Emulator) -> None:
+    """The keys of the GMS v2 docs' sample reply to Request Chat, and no others (no
+    `nextPosition`, no `chatEnded`: the connector must do without them)."""
     chat = await start(client, emulator)
     assert chat["statusCode"] == 0
-    assert chat["chatEnded"] is False
-    assert {"chatId", "userId", "secureKey", "alias", "nextPosition", "messages"} <= chat.keys()
-    assert chat["messages"][0]["type"] == "ParticipantJoined"
-    assert chat["messages"][0]["from"]["type"] == "Client"
+    assert chat.keys() == {"statusCode", "alias", "userId", "secureKey", "messages", "chatId"}
+    (joined,) = chat["messages"]
+    assert (joined["type"], joined["index"]) == ("ParticipantJoined", 1)
+    assert joined["from"] == {"nickname": "Bob", "participantId": 1, "type": "Client"}
     assert emulator.sessions[chat["chatId"]].form["userData[Order]"] == "7"
+
+
+async def test_commands_return_the_transcript_only_when_asked(
+    client: Client, emulator: Emulator
+) -> None:
+    """The docs on `transcriptPosition`: "Including this parameter enables the return of the
+    transcript"; a refresh returns it from 1 without one."""
+    chat = await start(client, emulator)
+    path = f"{emulator.path}/{chat['chatId']}"
+    _, body = await post(client, f"{path}/startTyping", **auth(chat))
+    assert (body["statusCode"], body["messages"]) == (0, [])
+    _, body = await post(client, f"{path}/stopTyping", **auth(chat, transcriptPosition=2))
+    assert [m["type"] for m in body["messages"]][-1] == "TypingStopped"
+    assert body["nextPosition"] == body["messages"][-1]["index"] + 1
+    _, body = await post(client, f"{path}/refresh", **auth(chat))
+    assert body["messages"][0]["index"] == 1
+
+
+async def test_a_chat_ended_by_error(client: Client, emulator: Emulator) -> None:
+    chat = await start(client, emulator)
+    emulator.fail_session(chat["chatId"], code=100)
+    _, body = await post(client, f"{emulator.path}/{chat['chatId']}/refresh", **auth(chat))
+    assert (body["statusCode"], body["chatEnded"], body["errors"]) == (
+        2,
+        True,
+        [{"code": 100, "advice": "chat ended by error"}],
+    )
+    assert body["messages"][0]["index"] == 1
 
 
 async def test_refresh_from_a_position(client: Client, emulator: Emulator) -> None:
@@ -85,6 +115,16 @@ async def test_missing_and_unknown(client: Client, emulator: Emulator) -> None:
     assert body["errors"][0]["code"] == 2  # message is mandatory
 
 
+async def test_a_body_that_is_no_form_is_refused(client: Client, emulator: Emulator) -> None:
+    """GMS takes form-encoded (or multipart) parameters only: a JSON body is a 415."""
+    async with client.post(emulator.path, json={"nickname": "Bob"}) as response:
+        assert response.status == 415
+    chat = await start(client, emulator)
+    async with client.post(f"{emulator.path}/{chat['chatId']}/refresh", json=auth(chat)) as r:
+        assert r.status == 415
+    assert [r.op for r in emulator.received] == ["requestChat"]
+
+
 async def test_stale_alias_is_honoured_once(client: Client, emulator: Emulator) -> None:
     chat = await start(client, emulator)
     new = emulator.move_session(chat["chatId"])
@@ -109,7 +149,8 @@ async def test_scripted_agent_and_disconnect(client: Client, emulator: Emulator)
     chat = await start(client, emulator)
     chat_id = chat["chatId"]
     session = emulator.sessions[chat_id]
-    _, body = await post(client, f"{emulator.path}/{chat_id}/send", **auth(chat, message="yo"))
+    form = auth(chat, message="yo", transcriptPosition=1)
+    _, body = await post(client, f"{emulator.path}/{chat_id}/send", **form)
     assert body["messages"][-1]["text"] == "yo"
     async with asyncio.timeout(5):
         await emulator.wait_until(lambda: session.transcript[-1].get("text") == "echo: yo")

@@ -43,7 +43,8 @@ async def test_ingest_dedups_reposts_and_restored_replays(gateway: GatewayClient
     assert (body["accepted"], body["duplicates"], body["ignored"]) == (8, 0, 0)
     status, body = await gateway.ingest("genesys", fixture("gms_refresh_envelope"))
     assert (body["accepted"], body["duplicates"]) == (0, 8)
-    # the widget view of entries 3 and 1 of the same chat, replayed with `restored: true`
+    # the widget view of GMS entries 3 and 2 of the same chat (widget lines 2 and 1: the
+    # widget counts from 0), live and replayed with `restored: true`
     conversation = "0001HaBT6FA0003N"
     status, body = await gateway.ingest(
         "genesys", fixture("widget_restored_replay"), conversation=conversation
@@ -51,6 +52,27 @@ async def test_ingest_dedups_reposts_and_restored_replays(gateway: GatewayClient
     assert (body["accepted"], body["duplicates"]) == (0, 3)
     status, log = await gateway.get(f"/v1/conversations/genesys:{conversation}/events")
     assert [e["seq"] for e in log["events"]] == list(range(1, 9))
+
+
+async def test_a_widget_line_is_not_taken_for_another_gms_entry(gateway: GatewayClient) -> None:
+    """Widget line 8 is GMS entry 9, a line the GMS envelope (entries 1-8) does not hold: it is
+    stored, not dropped as a duplicate of entry 8 (a `Notice`)."""
+    await gateway.ingest("genesys", fixture("gms_refresh_envelope"))
+    conversation = "0001HaBT6FA0003N"
+    line = {
+        "type": "MessageReceived",
+        "index": 8,
+        "timestamp": 1432845103000,
+        "party": {"id": "00015A7CCE8C0005", "type": "Agent", "name": "Anna"},
+        "content": {"text": "Found it", "type": "text"},
+    }
+    _, body = await gateway.ingest("genesys", line, conversation=conversation)
+    assert (body["accepted"], body["duplicates"]) == (1, 0)
+    _, log = await gateway.get(f"/v1/conversations/genesys:{conversation}/events")
+    assert [(e["id"].rsplit("/", 1)[1], e["type"]) for e in log["events"][-2:]] == [
+        ("8", "notice"),
+        ("9", "message"),
+    ]
 
 
 async def test_a_reposted_body_without_times_is_a_duplicate(gateway: GatewayClient) -> None:
@@ -121,3 +143,15 @@ async def test_echo_stored_once_and_takeover_loses_nothing(
         ("user", "hello"),
         ("agent", "echo: hello"),
     ]
+
+
+async def test_ingest_of_a_reply_that_ended_by_error(gateway: GatewayClient) -> None:
+    """The reply's own events (its error, `ended` reason `error`) come through ingest's two
+    phases too, after its entries; re-posted, they are duplicates."""
+    status, body = await gateway.ingest("genesys", fixture("gms_chat_ended_by_error"))
+    assert (status, body["accepted"]) == (202, 3)
+    _, log = await gateway.get("/v1/conversations/genesys:0001HaBT6FA0003N/events")
+    assert [e["type"] for e in log["events"]] == ["participant_left", "error", "ended"]
+    assert (log["events"][-1]["reason"], log["events"][-1]["by"]) == ("error", "system")
+    _, again = await gateway.ingest("genesys", fixture("gms_chat_ended_by_error"))
+    assert (again["accepted"], again["duplicates"]) == (0, 3)

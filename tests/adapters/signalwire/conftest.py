@@ -1,5 +1,7 @@
-"""Shared by the signalwire connector tests: the emulator on loopback, and connectors made
-against it (closed at teardown); `opened` starts one with a `tests.support.Inbound` on it."""
+"""Shared by the signalwire connector tests: the emulator on loopback, its REST API and its
+Relay socket on two servers of their own (two hosts, as the SDK sees the platform), and
+connectors made against it (closed at teardown); `opened` starts one with a
+`tests.support.Inbound` on it."""
 
 from __future__ import annotations
 
@@ -29,20 +31,38 @@ def emulator() -> Emulator:
 
 @pytest.fixture
 async def platform(aiohttp_server: Any, emulator: Emulator) -> TestServer:
-    server: TestServer = await aiohttp_server(emulator.app)
+    """The REST host."""
+    server: TestServer = await aiohttp_server(emulator.rest)
     return server
+
+
+@pytest.fixture
+async def relay(aiohttp_server: Any, emulator: Emulator) -> TestServer:
+    """The Relay host: the socket at `/`."""
+    server: TestServer = await aiohttp_server(emulator.relay)
+    return server
+
+
+@pytest.fixture
+def hosts(platform: TestServer, relay: TestServer) -> dict[str, str]:
+    """The connector options that point it at the two hosts."""
+    return {
+        "url": str(platform.make_url("")),
+        "relay_url": str(relay.make_url("/").with_scheme("ws")),
+    }
 
 
 Factory = Callable[..., SignalWireConnector]
 
 
 @pytest.fixture
-async def make(platform: TestServer, http: aiohttp.ClientSession) -> AsyncIterator[Factory]:
+async def make(hosts: dict[str, str], http: aiohttp.ClientSession) -> AsyncIterator[Factory]:
     made: list[SignalWireConnector] = []
 
     def factory(**options: str) -> SignalWireConnector:
+        url, relay_url = hosts["url"], hosts["relay_url"]
         settings = DialectSettings(
-            url=str(platform.make_url("")), options={"token": "good-token", **FAST, **options}
+            url=url, options={"token": "good-token", "relay_url": relay_url, **FAST, **options}
         )
         connector = SignalWireAdapter().connector(settings, http)
         assert isinstance(connector, SignalWireConnector)

@@ -8,8 +8,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.signalwire.connector import SignalWireConnector, _refusal
+from adapters.signalwire.connector import SignalWireConnector
 from adapters.signalwire.emulator import Emulator
+from adapters.signalwire.errors import rest_refusal
 from gateway.adapter import DialectSettings
 from gateway.errors import RequestError, SessionNotFound, Unsupported, VendorError
 from gateway.model import (
@@ -196,14 +197,14 @@ async def test_rest_errors_map_to_gateway_errors(make: Factory, emulator: Emulat
 
 
 async def test_not_configured(http: aiohttp.ClientSession) -> None:
-    with pytest.raises(RequestError):
-        SignalWireConnector(DialectSettings(url=None, options={"token": "t"}), http)
+    SignalWireConnector(DialectSettings(url=None, options={"token": "t"}), http)  # hosts: default
     with pytest.raises(RequestError):
         SignalWireConnector(DialectSettings(url="http://x", options={}), http)
-    with pytest.raises(RequestError):
+    with pytest.raises(RequestError) as info:
         SignalWireConnector(
             DialectSettings(url="http://x", options={"token": "t", "max_attempts": "many"}), http
         )
+    assert info.value.details["parameter"] == "max_attempts"
 
 
 async def test_bad_token_is_not_recoverable(make: Factory, emulator: Emulator) -> None:
@@ -211,19 +212,98 @@ async def test_bad_token_is_not_recoverable(make: Factory, emulator: Emulator) -
         await make(token="wrong").open(START)
     assert info.value.recoverable is False
     assert info.value.body()["code"] == "VENDOR_UNAUTHORIZED"
-    refused = _refusal(401, b'{"errors": [{"code": "unauthorized", "message": "no"}]}')
+    refused = rest_refusal(401, b'{"errors": [{"code": "unauthorized", "message": "no"}]}')
     assert isinstance(refused, VendorError)
     assert (refused.code, refused.recoverable) == ("VENDOR_UNAUTHORIZED", False)
-    assert _refusal(503, b"").recoverable is True  # an outage may pass
+    assert rest_refusal(503, b"").recoverable is True  # an outage may pass
 
 
 async def test_a_revoked_token_gives_up_at_once(make: Factory, emulator: Emulator) -> None:
+    """The session's state is refused (-32003), so the connector drops it and connects afresh,
+    as the SDK does; the token is refused too (-32002): no retry helps."""
     _, inbound = await opened(make, max_attempts="5")
-    emulator.tokens.clear()  # every connect is refused from now on
+    emulator.revoke("good-token")
     await emulator.drop_connections()
     await inbound.finished()
     links = [(link.state, link.will_retry) for link in inbound.of_type("link")]
     assert links == [("down", True), ("retrying", None), ("down", False)]
+    first, resumed, fresh = emulator.connects
+    assert "authorization_state" not in first
+    assert set(resumed) >= {"authentication", "authorization_state", "protocol"}
+    assert "authorization_state" not in fresh and "protocol" not in fresh
+
+
+async def test_reconnect_sends_the_saved_authorization_state_and_protocol(
+    make: Factory, emulator: Emulator
+) -> None:
+    """`signalwire.connect` on a reconnect: the token again, the `authorization_state` of the
+    last `signalwire.authorization.state` event and the previous `protocol`, which resume
+    the session."""
+    connector, inbound = await opened(make)
+    await inbound.until(lambda _: len(inbound.texts()) == 1)
+    (link,) = emulator._links.values()
+    state, protocol = link.authorization_state, connector.snapshot()["protocol"]
+    assert state is not None and connector.snapshot()["authorization_state"] == state
+    await emulator.drop_connections()
+    await emulator.agent_says(ADDR, "while away")
+    await inbound.until(lambda _: "while away" in inbound.texts())
+    first, again = emulator.connects
+    assert first["authentication"] == {"jwt_token": "good-token"}
+    assert "protocol" not in first and "authorization_state" not in first
+    assert again["authentication"] == {"jwt_token": "good-token"}
+    assert (again["protocol"], again["authorization_state"]) == (protocol, state)
+    assert connector.snapshot()["protocol"] == protocol  # the same session, resumed
+    assert connector.snapshot()["authorization_state"] == link.authorization_state != state
+    states = [e.state for e in inbound.of_type("link")]
+    assert states == ["down", "retrying", "restored"]
+
+
+async def test_a_stale_authorization_state_falls_back_to_a_fresh_connect(
+    make: Factory, emulator: Emulator
+) -> None:
+    """A takeover with a state the platform refuses (-32003) connects afresh, losing nothing:
+    the history backfill brings what the old session had not acknowledged."""
+    first, inbound = await opened(make)
+    await inbound.until(lambda _: len(inbound.texts()) == 1)
+    snapshot = first.snapshot()
+    await first.close()
+    await emulator.agent_says(ADDR, "between owners")
+    second = make()
+    fetched = await second.resume({**snapshot, "authorization_state": "forged"})
+    assert [e.content.text for e in fetched if isinstance(e, Message)][-1:] == [  # type: ignore[union-attr]
+        "between owners"
+    ]
+    resumed, fresh = emulator.connects[1:]
+    assert resumed["authorization_state"] == "forged"
+    assert "protocol" not in fresh and "authorization_state" not in fresh
+    assert second.snapshot()["protocol"] != snapshot["protocol"]  # a new session
+    later = Inbound(second)
+    await emulator.agent_says(ADDR, "after")
+    await later.until(lambda _: "after" in later.texts())
+
+
+async def test_metadata_and_details_go_out_with_a_message_and_come_back(
+    make: Factory, emulator: Emulator
+) -> None:
+    connector, _ = await opened(make, address_id="me-1")
+    (group,) = emulator.conversations
+    metadata = {"order": 7, "details": {"channel": "web"}}
+    (sent,) = await connector.send(
+        Send(conversation=connector.conversation_id, content=Text("hello"), metadata=metadata)
+    )
+    body = {
+        "group_id": group,
+        "text": "hello",
+        "from_fabric_address_id": "me-1",
+        "metadata": {"order": 7},
+        "details": {"channel": "web"},
+    }
+    assert ("POST", "/api/fabric/messages", body) in emulator.received
+    assert isinstance(sent, Message)
+    assert sent.metadata == metadata  # the echo: the platform's row, as decoded
+    page = await connector.history(None, 10)
+    (mine,) = [e for e in page.events if isinstance(e, Message) and e.content == Text("hello")]
+    assert (mine.id, mine.metadata, mine.sender.role) == (sent.id, metadata, "user")
 
 
 async def test_early_frames_before_the_connect_answer_are_kept(
@@ -304,17 +384,32 @@ async def test_a_platform_that_never_answers_connect_is_unreachable(
 
 
 async def test_emulator_shutdown_closes_sockets_still_connecting(
-    platform: TestServer, emulator: Emulator, http: aiohttp.ClientSession
+    relay: TestServer, emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
     """A socket whose `signalwire.connect` is not answered yet holds no link; shutting the
     emulator down must close it too, or the server waits on its handler (and a connector
     waits on the answer) until a timeout."""
     emulator.answer_connect = False
-    ws = await http.ws_connect(platform.make_url("/api/relay/ws"))
+    ws = await http.ws_connect(relay.make_url("/"))
     await ws.send_json({"jsonrpc": "2.0", "id": "c1", "method": "signalwire.connect"})
     await emulator.wait_for(lambda: any(kind == "ws" for kind, _, _ in emulator.received))
     async with asyncio.timeout(5):
-        await platform.close()
+        await relay.close()
         msg = await ws.receive()
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     await ws.close()
+
+
+async def test_a_bad_frame_on_the_socket_is_an_error_event_and_the_link_goes_on(
+    make: Factory, emulator: Emulator
+) -> None:
+    connector, inbound = await opened(make)
+    await inbound.until(lambda _: len(inbound.texts()) == 1)
+    conv = emulator.conversations[ADDR]
+    bad = {"id": "b1", "conversation_id": ADDR, "ts": "soon", "type": "message", "text": "x"}
+    await emulator._emit(conv.subscriber, "conversation.message", bad)
+    await emulator.agent_says(ADDR, "still here")
+    await inbound.until(lambda _: "still here" in inbound.texts())
+    (error,) = inbound.of_type("error")
+    assert (error.code, error.metadata["path"]) == ("INVALID_FRAME", "$.params.params.ts")
+    assert error.conversation_id == connector.conversation_id

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from adapters.signalwire.decode import Cursor, encode_cursor
 from adapters.signalwire.emulator import Emulator
-from adapters.signalwire.history import Cursor, encode_cursor
 from gateway.web.keys import HUB, SESSIONS
 from tests.adapters.signalwire.conftest import FAST
 from tests.support import GatewayClient, WsClient
@@ -30,7 +30,7 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 async def make_signalwire(
-    make_gateway: Callable[..., Any], platform: TestServer, emulator: Emulator
+    make_gateway: Callable[..., Any], hosts: dict[str, str], emulator: Emulator
 ) -> AsyncIterator[Callable[..., Any]]:
     """`await make_signalwire(**options)`: the gateway with the signalwire dialect pointed at
     the in-process emulator.
@@ -42,7 +42,7 @@ async def make_signalwire(
     made: list[GatewayClient] = []
 
     async def make(**extra: str) -> GatewayClient:
-        options = {"url": str(platform.make_url("")), "token": "good-token", **FAST, **extra}
+        options = {**hosts, "token": "good-token", **FAST, **extra}
         client: GatewayClient = await make_gateway(
             dialects=["signalwire"], dialect_settings={"signalwire": options}
         )
@@ -158,6 +158,29 @@ async def test_start_agent_messages_send_and_echo_once(
     ]
     assert ws.events(conversation)[0]["type"] == "status"
     assert_log_whole(ws, conversation)
+    await ws.close()
+
+
+async def test_a_message_carries_its_metadata_and_details_to_the_platform_and_back(
+    gateway: GatewayClient, emulator: Emulator
+) -> None:
+    address = unique("agent")
+    ws = await gateway.ws()
+    conversation = await start(ws, address)
+    metadata = {"order": 7, "details": {"channel": "web"}}
+    content = {"kind": "text", "text": "with extras"}
+    await ws.send("send", ref="m1", conversation=conversation, content=content, metadata=metadata)
+    ack = await ws.reply("ack", "m1")
+    assert ack["op"] == "ack", ack
+    body = {
+        "conversation_id": address,
+        "text": "with extras",
+        "metadata": {"order": 7},
+        "details": {"channel": "web"},
+    }
+    assert ("POST", "/api/fabric/messages", body) in emulator.received
+    sent = await wait_text(ws, conversation, "with extras")
+    assert (sent["id"], sent["metadata"], sent["sender"]["role"]) == (ack["id"], metadata, "user")
     await ws.close()
 
 
@@ -486,3 +509,74 @@ async def test_platform_history_is_read_by_the_owning_replica(
     assert conversation not in second.client.server.app[SESSIONS].owned
     await other.close()
     await ws.close()
+
+
+def _row(conversation: str, n: int, author: str, text: str) -> dict[str, Any]:
+    """A history row as REST returns it: no `is_author`."""
+    return {
+        "id": f"hist-{n}",
+        "conversation_id": conversation,
+        "user_id": author,
+        "ts": 1731412800.0 + n,
+        "type": "message",
+        "subtype": "chat",
+        "text": text,
+    }
+
+
+async def webhook_roles(gateway: GatewayClient, conversation: str) -> dict[str, str]:
+    """text → role of the conversation's messages in the gateway's log."""
+    status, log = await gateway.get(f"/v1/conversations/{conversation}/events")
+    assert status == 200, log
+    return {
+        e["content"]["text"]: e["sender"]["role"] for e in log["events"] if e["type"] == "message"
+    }
+
+
+async def test_a_webhook_history_row_of_the_connectors_own_address_is_the_users(
+    gateway: GatewayClient, emulator: Emulator
+) -> None:
+    """The own address is the conversation's (kept in the hub by the connector), not the
+    path's: a history row relayed by webhook, without `is_author`, maps as the connector's."""
+    address = unique("agent")
+    ws = await gateway.ws()
+    conversation = await start(ws, address)
+    await wait_text(ws, conversation, GREETING)
+    page = {"data": [_row(address, 1, "subscriber-1", "mine"), _row(address, 2, address, "theirs")]}
+    status, body = await gateway.ingest("signalwire", page)
+    assert status == 202, body
+    roles = await webhook_roles(gateway, conversation)
+    assert (roles["mine"], roles["theirs"]) == ("user", "agent")
+    await ws.close()
+
+
+async def test_a_webhook_learns_the_own_address_from_an_is_author_echo(
+    gateway: GatewayClient,
+) -> None:
+    """No connector, no configuration: the live echo (`is_author: true`) of one body names the
+    own address, and a later body's history row of that author is the user's."""
+    native = unique("conv")
+    row = _row(native, 1, "me-9", "echoed")
+    echo = {
+        "jsonrpc": "2.0",
+        "id": "e1",
+        "method": "signalwire.event",
+        "params": {"event_type": "conversation.message", "is_author": True, "params": row},
+    }
+    assert (await gateway.ingest("signalwire", echo))[0] == 202
+    later = {"data": [_row(native, 2, "me-9", "from history"), _row(native, 3, "x", "other")]}
+    assert (await gateway.ingest("signalwire", later))[0] == 202
+    roles = await webhook_roles(gateway, f"signalwire:{native}")
+    assert roles == {"echoed": "user", "from history": "user", "other": "agent"}
+
+
+async def test_a_webhook_row_of_the_configured_address_is_the_users(
+    make_signalwire: Callable[..., Any],
+) -> None:
+    me = unique("me")
+    gateway: GatewayClient = await make_signalwire(address_id=me)
+    native = unique("group")
+    rows = [_row(native, 1, me, "mine"), _row(native, 2, "agent-1", "theirs")]
+    assert (await gateway.ingest("signalwire", rows))[0] == 202
+    roles = await webhook_roles(gateway, f"signalwire:{native}")
+    assert roles == {"mine": "user", "theirs": "agent"}

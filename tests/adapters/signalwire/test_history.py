@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.signalwire.history import (
+from adapters.signalwire.decode import (
     ChatPage,
     Cursor,
     collect_chat,

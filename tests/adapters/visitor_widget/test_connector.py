@@ -26,8 +26,10 @@ from gateway.model import (
     Link,
     MarkRead,
     Message,
+    Notice,
     Participant,
     ParticipantJoined,
+    ParticipantLeft,
     Receipt,
     Send,
     SetTyping,
@@ -44,7 +46,8 @@ START = Start(
     participant=Participant(from_="ann@example.com", from_type="email", name="Ann"),
 )
 E = TypeVar("E", bound=Event)
-FAST = {"retry_base": "0.01", "retry_max": "0.05", "timeout": "2", "retry_attempts": "50"}
+PAGE_NULL = {"pageUrl": None, "pageTitle": None, "referer": None, "domain": None}
+FAST = {"backoff_s": "0.01", "backoff_max_s": "0.05", "timeout_s": "2", "max_attempts": "50"}
 
 
 async def has(inbound: Inbound, kind: type[E], **fields: Any) -> E:
@@ -112,7 +115,14 @@ async def test_start(session: Any, emulator: Emulator) -> None:
     assert (opened[0].status, opened[1].online) == ("queued", True)
     name, data = emulator.received[0]
     assert name == "visitor.connect"
-    assert data == {"key": KEY, "name": "Ann", "email": "ann@example.com", "lang": "en"}
+    assert data == {
+        "id": None,  # src/visitor.ts: always sent, null until the platform gave one
+        "key": KEY,
+        "name": "Ann",
+        "email": "ann@example.com",
+        "lang": "en",
+        **PAGE_NULL,
+    }
     joined = await has(inbound, ParticipantJoined)
     assert joined.participant.role == "agent"
     assert joined.participant.name == "Emma"
@@ -143,19 +153,80 @@ async def test_messages_both_ways_and_echo_once(session: Any, emulator: Emulator
 
 
 async def test_typing_and_read_both_ways(session: Any, emulator: Emulator) -> None:
+    """Typing and read are emitted without an ack, as the SDK does (src/visitor.ts `send(name,
+    data)`, which socket.io-client 2 puts on the wire with a trailing null): the emulator
+    never answers them, so a connector waiting for an answer would fail here."""
     connector, inbound, _ = session
+    conversation = connector.conversation_id
     chat = emulator.chat_of(connector.snapshot()["visitor_id"])
-    assert (
-        await connector.send(SetTyping(conversation=connector.conversation_id, preview="He")) == []
-    )
-    assert chat.typing == {"is": True, "text": "He"}
-    await connector.send(MarkRead(conversation=connector.conversation_id))
+    async with asyncio.timeout(1):  # well under the ack timeout (FAST: 2 s)
+        assert await connector.send(SetTyping(conversation=conversation, preview="He")) == []
+        assert await connector.send(SetTyping(conversation=conversation, active=False)) == []
+        assert await connector.send(MarkRead(conversation=conversation)) == []
     receipt = await has(inbound, Receipt)
     assert (receipt.status, receipt.sender.role, receipt.up_to) == (
         "read",
         "user",
         chat.last_read_at,
     )
+    assert chat.typing == {"is": False, "text": None}
+    assert emulator.packets[-3:] == [
+        ("chat.typing", [{"typing": {"is": True, "text": "He"}}, None], False),
+        ("chat.typing", [{"typing": {"is": False, "text": None}}, None], False),
+        ("chat.read", [None, None], False),
+    ]
+
+
+async def test_close_sends_null_and_waits_for_its_ack(session: Any, emulator: Emulator) -> None:
+    connector, inbound, _ = session
+    await connector.send(End(conversation=connector.conversation_id))
+    assert emulator.packets[-1] == ("chat.close", [None], True)
+    await has(inbound, Ended)
+
+
+async def test_reconnect_resends_the_identity(session: Any, emulator: Emulator) -> None:
+    """Every later `visitor.connect` carries the identity the first ack returned (src/visitor.ts
+    visitorConnect: the connect values, then the identity but for bannedAt/chatId/status)."""
+    connector, inbound, _ = session
+    visitor = connector.snapshot()["visitor_id"]
+    await emulator.drop_connections()
+    await has(inbound, Link, state="restored")
+    first, again = [d for name, d in emulator.received if name == "visitor.connect"]
+    assert first["id"] is None
+    assert again == {
+        **first,
+        "id": visitor,
+        "name": "Ann",
+        "email": "ann@example.com",
+        "phone": None,
+        "lang": "en",
+        "group": None,
+        "variables": {},
+        "visits": 1,
+    }
+    assert not {"chatId", "bannedAt", "status"} & set(again)
+
+
+async def test_agent_assignment_rating_and_deletion(session: Any, emulator: Emulator) -> None:
+    connector, inbound, _ = session
+    await has(inbound, ParticipantJoined)
+    chat_id = connector.snapshot()["chat_id"]
+    assigned = await emulator.assign_agent(chat_id)
+    joined = await has(
+        inbound, ParticipantJoined, id=f"{connector.conversation_id}/{assigned['id']}"
+    )
+    assert (joined.participant.id, joined.participant.name) == ("agent-1", "Emma")
+    assert joined.metadata == {"assigned_by": "agent-2"}
+    unassigned = await emulator.unassign_agent(chat_id)
+    left = await has(inbound, ParticipantLeft, id=f"{connector.conversation_id}/{unassigned['id']}")
+    assert left.metadata == {"unassigned_by": "agent-2"}
+    await emulator.rate_chat(chat_id, 4, "fine")
+    rated = await has(inbound, Notice)
+    assert rated.metadata == {"rating": 4, "rating_text": "fine"}
+    await emulator.delete_chat(chat_id)
+    ended = await has(inbound, Ended)
+    assert (ended.reason, ended.metadata) == ("completed", {"deleted": True})
+    await inbound.finished()
 
 
 async def test_bye_ends_the_session(session: Any) -> None:
@@ -197,6 +268,42 @@ async def test_agent_controls(session: Any, emulator: Emulator) -> None:
     await inbound.finished()
 
 
+async def test_a_bad_frame_is_an_error_event_and_the_session_goes_on(
+    session: Any, emulator: Emulator
+) -> None:
+    """A known event that breaks its schema cannot be re-sent by the platform: it becomes an
+    `error` event naming why (the shared pipeline's isolation), and later frames still flow."""
+    connector, inbound, _ = session
+    chat_id = connector.snapshot()["chat_id"]
+    await emulator.send_raw(chat_id, "chat.agent_typing", {"chatId": chat_id, "typing": {"is": 1}})
+    error = await has(inbound, Error)
+    assert (error.code, error.metadata["path"]) == ("INVALID_FRAME", "$.data.typing.is")
+    row = await emulator.agent_says(chat_id, "still here")
+    await has(inbound, Message, id=f"{connector.conversation_id}/{row['id']}")
+
+
+async def test_a_bad_row_in_the_connect_ack_costs_that_row_alone(
+    session: Any, emulator: Emulator
+) -> None:
+    """The ack after a reconnect is decoded as its state plus one frame per new row: a row
+    that cannot be mapped is one `error` event, and the rows around it still arrive."""
+    connector, inbound, _ = session
+    await has(inbound, Status, status="active")
+    chat_id = connector.snapshot()["chat_id"]
+    chat = emulator.chats[chat_id]
+    emulator.refuse_connections = True
+    await emulator.drop_connections()
+    await has(inbound, Link, state="down")
+    bad = {**chat.messages[-1], "id": "m-bad", "createdAt": "soon"}
+    chat.messages.append(bad)
+    after = await emulator.agent_says(chat_id, "after the bad row")
+    emulator.refuse_connections = False
+    await has(inbound, Link, state="restored")
+    await has(inbound, Message, id=f"{connector.conversation_id}/{after['id']}")
+    error = await has(inbound, Error)
+    assert (error.code, error.metadata["path"]) == ("INVALID_FRAME", "$.data.message.createdAt")
+
+
 async def test_forced_reconnect_loses_nothing(session: Any, emulator: Emulator) -> None:
     connector, inbound, _ = session
     await has(inbound, Status, status="active")
@@ -226,7 +333,7 @@ async def test_forced_reconnect_loses_nothing(session: Any, emulator: Emulator) 
 async def test_gives_up_after_max_attempts(
     make: Callable[..., VisitorWidgetConnector], emulator: Emulator
 ) -> None:
-    connector = make(retry_attempts="2")
+    connector = make(max_attempts="2")
     await connector.open(START)
     inbound = Inbound(connector)
     emulator.refuse_connections = True
@@ -264,6 +371,13 @@ async def test_resume_from_snapshot(
     second = make()
     fetched = await second.resume(state)
     assert second.conversation_id == first.conversation_id
+    name, again = emulator.received[-1]
+    assert name == "visitor.connect"
+    assert (again["id"], again["name"], again["email"]) == (
+        state["visitor_id"],
+        "Ann",
+        "ann@example.com",
+    )
     assert [e.id for e in fetched] == [f"{first.conversation_id}/{missed['id']}"]
     inbound = Inbound(second)
     (sent,) = await second.send(say(second, "after"))
@@ -333,8 +447,9 @@ async def test_resume_an_ended_session(make: Callable[..., VisitorWidgetConnecto
 
 
 def test_bad_option(make: Callable[..., VisitorWidgetConnector]) -> None:
-    with pytest.raises(RequestError, match="RETRY_BASE"):
-        make(retry_base="soon")
+    with pytest.raises(RequestError) as info:
+        make(backoff_s="soon")
+    assert info.value.details["parameter"] == "backoff_s"
 
 
 # -- lazy chats: the platform creates the chat with the first message -------------------------

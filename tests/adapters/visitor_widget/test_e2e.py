@@ -16,7 +16,7 @@ from gateway.web.keys import SESSIONS
 from tests.support import GatewayClient, WsClient
 
 KEY = "e2e-key"
-FAST = {"retry_base": "0.01", "retry_max": "0.05", "timeout": "2", "retry_attempts": "50"}
+FAST = {"backoff_s": "0.01", "backoff_max_s": "0.05", "timeout_s": "2", "max_attempts": "50"}
 
 
 @pytest.fixture

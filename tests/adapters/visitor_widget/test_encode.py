@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from adapters.visitor_widget import VisitorWidgetAdapter
-from adapters.visitor_widget.commands import upload_finish
+from adapters.visitor_widget.encode import upload_finish
 from gateway.errors import RequestError, Unsupported
 from gateway.model import (
     Action,
@@ -31,6 +31,7 @@ from gateway.model import (
 
 adapter = VisitorWidgetAdapter()
 CONV = "visitor_widget:c1"
+PAGE_NULL = {"pageUrl": None, "pageTitle": None, "referer": None, "domain": None}
 SESSION = {"conversation_id": CONV, "visitor_id": "v1", "chat_id": "c1", "key": "k1"}
 
 
@@ -56,7 +57,7 @@ ENCODED = [
         Send(conversation=CONV, content=Image(url="https://x.example/a.png", file_name="a.png")),
         (
             "chat.upload_init",
-            {},
+            None,
             {"url": "https://x.example/a.png", "fileName": "a.png", "fileType": None},
         ),
     ),
@@ -67,22 +68,25 @@ ENCODED = [
         ),
         (
             "chat.upload_init",
-            {},
+            None,
             {"url": "data:text/plain;base64,aGk=", "fileName": None, "fileType": "text/plain"},
         ),
     ),
-    (SetTyping(conversation=CONV), ("chat.typing", {"typing": {"is": True, "text": ""}}, None)),
+    # src/visitor.ts chatTyping(is, text = null): no preview and typing off send `text: null`
+    (SetTyping(conversation=CONV), ("chat.typing", {"typing": {"is": True, "text": None}}, None)),
     (
         SetTyping(conversation=CONV, preview="Hel"),
         ("chat.typing", {"typing": {"is": True, "text": "Hel"}}, None),
     ),
     (
         SetTyping(conversation=CONV, active=False, preview="Hel"),
-        ("chat.typing", {"typing": {"is": False, "text": ""}}, None),
+        ("chat.typing", {"typing": {"is": False, "text": None}}, None),
     ),
-    (MarkRead(conversation=CONV), ("chat.read", {}, None)),
-    (MarkRead(conversation=CONV, up_to=f"{CONV}/m1"), ("chat.read", {}, None)),
-    (End(conversation=CONV), ("chat.close", {}, None)),
+    # src/visitor.ts chatRead / chatClose / chatUploadInit send `null`
+    (MarkRead(conversation=CONV), ("chat.read", None, None)),
+    (MarkRead(conversation=CONV, up_to=f"{CONV}/m1"), ("chat.read", None, None)),
+    (End(conversation=CONV), ("chat.close", None, None)),
+    # src/visitor.ts: `id` always (null on the first connect) and the page context
     (
         Start(
             dialect="visitor_widget",
@@ -90,7 +94,14 @@ ENCODED = [
         ),
         (
             "visitor.connect",
-            {"key": "k1", "name": "Ann", "email": "ann@example.com", "lang": "en"},
+            {
+                "id": None,
+                "key": "k1",
+                "name": "Ann",
+                "email": "ann@example.com",
+                "lang": "en",
+                **PAGE_NULL,
+            },
             None,
         ),
     ),
@@ -105,17 +116,44 @@ ENCODED = [
         (
             "visitor.connect",
             {
+                "id": None,
                 "key": "k1",
                 "phone": "+420123",
                 "lang": "cs",
                 "variables": {"plan": "pro", "subject": "Order 12"},
+                **PAGE_NULL,
             },
             None,
         ),
     ),
     (
         Start(dialect="visitor_widget", participant=Participant(from_="Bob")),
-        ("visitor.connect", {"key": "k1", "name": "Bob", "lang": "en"}, None),
+        (
+            "visitor.connect",
+            {"id": None, "key": "k1", "name": "Bob", "lang": "en", **PAGE_NULL},
+            None,
+        ),
+    ),
+    (
+        Start(
+            dialect="visitor_widget",
+            participant=Participant(from_="Bob"),
+            metadata={"pageUrl": "https://shop.example/cart", "pageTitle": "Cart", "plan": "pro"},
+        ),
+        (
+            "visitor.connect",
+            {
+                "id": None,
+                "key": "k1",
+                "name": "Bob",
+                "lang": "en",
+                "variables": {"plan": "pro"},
+                **PAGE_NULL,
+                "pageUrl": "https://shop.example/cart",
+                "pageTitle": "Cart",
+            },
+            None,
+        ),
     ),
 ]
 
@@ -129,6 +167,34 @@ def test_start_carries_the_group() -> None:
     start = Start(dialect="visitor_widget", participant=Participant(from_="Bob"))
     _, frame, _ = _native(start, {"key": "k1", "group": "sales"})
     assert frame["group"] == "sales"
+
+
+def test_reconnect_frame_resends_the_identity() -> None:
+    """src/visitor.ts visitorConnect: the first connect's values, with the identity the ack
+    returned laid over them, but for the platform's read-only fields."""
+    from adapters.visitor_widget.encode import identity_of, reconnect_frame
+
+    first = {"id": None, "name": "Ann", "lang": "en", **PAGE_NULL, "pageUrl": "https://x/"}
+    visitor = {"id": "v1", "chatId": "c1", "bannedAt": None, "name": "Ann B.", "visits": 2}
+    identity = identity_of(visitor)
+    assert identity == {"id": "v1", "name": "Ann B.", "visits": 2}
+    frame = reconnect_frame({"key": "k1", "connect": first, "identity": identity})
+    assert frame == {**first, "key": "k1", "id": "v1", "name": "Ann B.", "visits": 2}
+    # a snapshot from before identities were kept: the visitor id alone
+    assert reconnect_frame({"key": "k1", "visitor_id": "v1"}) == {
+        "id": "v1",
+        "key": "k1",
+        **PAGE_NULL,
+    }
+
+
+def test_page_context_must_be_text() -> None:
+    start = Start(
+        dialect="visitor_widget", participant=Participant(from_="Bob"), metadata={"pageUrl": 5}
+    )
+    with pytest.raises(RequestError) as info:
+        _native(start)
+    assert info.value.details["parameter"] == "metadata.pageUrl"
 
 
 def test_upload_finish() -> None:

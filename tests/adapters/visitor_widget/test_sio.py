@@ -44,6 +44,9 @@ def test_parse_errors(text: str) -> None:
 def test_frames() -> None:
     assert sio.event_frame("chat.read", {}) == '42["chat.read",{}]'
     assert sio.event_frame("chat.read", {}, ack_id=3) == '423["chat.read",{}]'
+    # What socket.io-client 2 sends for the SDK's `send("chat.read", null)` (no callback: its
+    # undefined slot kept, serialised as null, and no ack id).
+    assert sio.event_frame("chat.read", None, None) == '42["chat.read",null,null]'
     assert sio.ack_frame(3, None, {"id": "m1"}) == '433[null,{"id":"m1"}]'
     assert (
         sio.socket_url("https://h.example/") == "wss://h.example/socket/?EIO=3&transport=websocket"
@@ -58,11 +61,11 @@ async def test_client_pings_and_refused_emits(http: aiohttp.ClientSession) -> No
         try:
             # Several ping rounds pass and the link stays up.
             for _ in range(3):
-                assert await client.call("chat.read", {}) == [
+                assert await client.call("chat.message", {}) == [
                     {
                         "message": "Connection not initialized",
                         "type": "auth_error",
-                        "event": "chat.read",
+                        "event": "chat.message",
                         "code": 403,
                     }
                 ]
@@ -118,3 +121,26 @@ async def test_bad_handshake(http: aiohttp.ClientSession) -> None:
     async with TestServer(app) as server:
         with pytest.raises(sio.SioError):
             await sio.Client.connect(http, str(server.make_url("")))
+
+
+async def test_emit_without_ack_and_connect_without_id(http: aiohttp.ClientSession) -> None:
+    """`emit` sends no ack id (nothing answers); the emulator refuses a `visitor.connect`
+    without `id`, which the vendor SDK always sends (null for a new visitor)."""
+    emulator = Emulator(key="k")
+    async with TestServer(emulator.app) as server:
+        client = await sio.Client.connect(http, str(server.make_url("")))
+        try:
+            (err,) = await client.call("visitor.connect", {"key": "k"})
+            assert (err["code"], err["type"]) == (400, "bad_request")
+            err, connected = await client.call("visitor.connect", {"key": "k", "id": None})
+            assert err is None
+            assert connected["visitor"]["id"]
+            await client.emit("chat.read", None, None)
+            # an ack'ed emit after it comes back only once the read was handled
+            await client.call("chat.close", None)
+        finally:
+            await client.close()
+    assert [p for p in emulator.packets if p[0] != "visitor.connect"] == [
+        ("chat.read", [None, None], False),
+        ("chat.close", [None], True),
+    ]
