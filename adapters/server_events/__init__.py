@@ -2,8 +2,10 @@
 
 REST plus a GET long poll (`chats/{chatId}/events`). The wire as we implement it, the mapping
 and our own inventions are in `docs/dialects/server_events.md`. Modules: `native` (the
-platform's frames), `codec` (pure decode/encode), `connector` (one vendor session's I/O),
-`emulator` (the platform, in-process, for tests and the demo mode).
+platform's frames), `decode` (the spec for `gateway.decoding`) and `encode` (pure), `errors`
+(the platform's error codes),
+`connector` (one vendor session's I/O), `emulator` (the platform, in-process, for tests and
+the demo mode).
 """
 
 from __future__ import annotations
@@ -11,8 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adapters.server_events import codec
-from gateway.adapter import Adapter, Capability, Connector, DialectSettings, NativeRequest
+from adapters.server_events import encode
+from adapters.server_events.decode import SPEC
+from adapters.server_events.native import DIALECT
+from gateway.adapter import (
+    Adapter,
+    Capability,
+    Connector,
+    DialectSettings,
+    NativeRequest,
+)
 from gateway.model import Command
 
 if TYPE_CHECKING:
@@ -22,7 +32,8 @@ if TYPE_CHECKING:
 
 
 class ServerEventsAdapter(Adapter):
-    name = codec.DIALECT
+    name = DIALECT
+    spec = SPEC
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {"ingest", "start", "recover", "send", "typing", "read", "end", "history", "files"}
     )
@@ -30,12 +41,8 @@ class ServerEventsAdapter(Adapter):
         {"text", "url", "image", "file", "location"}
     )
 
-    # The module's function itself, not a method calling it: one call less on ingest's path.
-    # It keeps `Adapter.decode`'s whole contract (bad UTF-8 and deep nesting are MalformedJSON).
-    decode = staticmethod(codec.decode)
-
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
-        return codec.encode(command, session)
+        return encode.encode(command, session)
 
     def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
         from adapters.server_events.connector import ServerEventsConnector

@@ -1,20 +1,31 @@
 """The `server_events` connector: the I/O of one vendor chat session.
 
-Settings: `url` is the API base (`https://host/clientweb/api/v1`); options (all strings, from
+Settings: `url` is the platform's address (`https://host`); the API is under
+`/clientweb/api/v2/` as the mobile SDKs call it (ServicePattern/MobileAPI_Android
+`network/URLProvider.kt`, MobileAPI_IOS `NetworkService/URLProvider.swift`), unless `url`
+already names an API base (`https://host/clientweb/api/v1`). Options (all strings, from
 `GATEWAY_SERVER_EVENTS_<NAME>`): `app_id` (required), `client_id` (a UUID; generated when
-absent and kept in the snapshot), `tenant_url` (sent as `?tenantUrl=`), `poll_timeout`
-(seconds a long poll may take before we give up on it, default 30), `retry_base` /
-`retry_max` / `max_attempts` (the capped exponential backoff of reconnects, default
-0.5 s / 15 s / 8), `max_upload` (bytes of a file fetched by URL to upload, default 10 MiB),
-`auto_delivered` (send `chat_session_message_delivered` for every agent
-message, default true).
+absent and kept in the snapshot), `tenant_url` (sent as `?tenantUrl=`), `cache_buster` (the
+query parameter carrying the current epoch milliseconds on every API request, `nonce` as
+Android sends it, or `timestamp`; empty for none), `upload_field` (the multipart part name of
+`POST files`, default `file-upload-input` as Android names it), `max_upload` (bytes of a file
+fetched by URL to upload, default 10 MiB), `auto_delivered` (send
+`chat_session_message_delivered` for every agent message, default true), and the common link
+options of `gateway.reconnect` (`timeout_s`: one request, a held poll included, default 30;
+`backoff_s` / `backoff_max_s` / `max_attempts`: reconnects, default 0.5 s / 15 s / 8).
 
 Inbound is one long-poll loop on `GET chats/{id}/events`, never two polls at once (the
 platform refuses a second with 5509). 5511 (no events) just polls again, 5509 backs off,
 5005 ends the session. Any other failure reports `Link` down, then retrying attempts with
-backoff, each fetching `GET chats/{id}/history` (client and server events): the first that
-succeeds reports `Link` restored with `missed` = the events it found that had not been seen,
-then those events. Ids are stable across poll and history, so nothing is lost or doubled.
+`gateway.reconnect`'s jittered backoff, each fetching `GET chats/{id}/history` (client and
+server events): the first that succeeds reports `Link` restored with `missed` = the events it
+found that had not been seen, then those events. Ids are stable across poll and history, so
+nothing is lost or doubled. A frame of a poll that cannot be decoded becomes an `error` event;
+the batch's other frames are published.
+
+The roles parties announced (`chat_session_party_joined`) are the conversation's context
+(`gateway.context`): the connector decodes every body in it (`Connector.decode_batch`: kept in
+the hub, shared with webhook ingest) and carries the roles in its snapshot too.
 
 Echo: the client chooses `msg_id`, so `send` returns the Message with the id its echo decodes
 to (`server_events:<chat>/<msg_id>`), and the hub publishes it once.
@@ -23,26 +34,31 @@ to (`server_events:<chat>/<msg_id>`), and the hub publishes it once.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
 import structlog
 
-from adapters.server_events import codec
+from adapters.server_events import decode, encode
 from adapters.server_events import native as n
+from adapters.server_events.decode import SPEC
 from adapters.server_events.errors import NO_EVENTS, TOO_MANY_POLLS, vendor_code, vendor_error
+from adapters.server_events.native import DIALECT
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id
+from gateway.context import ConversationContext
 from gateway.errors import (
     GatewayError,
     PayloadTooLarge,
     RequestError,
     SessionNotFound,
+    StoreUnavailable,
     VendorError,
 )
 from gateway.model import (
@@ -57,8 +73,6 @@ from gateway.model import (
     Link,
     MarkRead,
     Message,
-    ParticipantJoined,
-    Party,
     Receipt,
     Send,
     SetTyping,
@@ -67,6 +81,7 @@ from gateway.model import (
     Typing,
     now_at,
 )
+from gateway.reconnect import LinkOptions
 
 log = structlog.get_logger(__name__)
 
@@ -84,13 +99,21 @@ def _answer(body: bytes, what: str) -> dict[str, Any]:
         raise VendorError(f"the platform's answer to {what} is not a JSON object") from None
 
 
-def _option(options: Mapping[str, str], name: str, default: float) -> float:
+def _option(options: Mapping[str, str], name: str, default: int) -> int:
     try:
-        return float(options.get(name, default))
+        return int(options.get(name, default))
     except ValueError:
         raise RequestError(
-            f"GATEWAY_SERVER_EVENTS_{name.upper()} must be a number", field=name
+            f"GATEWAY_SERVER_EVENTS_{name.upper()} must be a whole number", parameter=name
         ) from None
+
+
+def _api_base(url: str) -> tuple[str, str]:
+    """The API base and the file base of the platform at `url` (see the module docstring)."""
+    url = url.rstrip("/")
+    root = url.partition("/clientweb/")[0]
+    api = url if "/clientweb/api/" in url else f"{root}/clientweb/api/v2"
+    return f"{api}/", f"{root}/clientweb/file/"
 
 
 class ServerEventsConnector(Connector):
@@ -103,23 +126,18 @@ class ServerEventsConnector(Connector):
         if not options.get("app_id"):
             raise RequestError("GATEWAY_SERVER_EVENTS_APP_ID is not set", field="app_id")
         self._http = http
-        self._base = settings.url.rstrip("/") + "/"
-        root, sep, _ = self._base.partition("/clientweb/")
-        file_base = f"{root}/clientweb/file/" if sep else f"{self._base}file/"
+        self._base, file_base = _api_base(settings.url)
+        self._file_url = f"{file_base}{{file_id}}"  # the builders' `file_url` template
         self._app_id = options["app_id"]
         self._query = {"tenantUrl": options["tenant_url"]} if options.get("tenant_url") else {}
-        tenant = f"?{urlencode(self._query)}" if self._query else ""
-        self._file_url = f"{file_base}{{file_id}}{tenant}"  # a template for codec.decode
-        self._poll_timeout = _option(options, "poll_timeout", 30)
-        self._retry_base = _option(options, "retry_base", 0.5)
-        self._retry_max = _option(options, "retry_max", 15)
-        self._max_attempts = int(_option(options, "max_attempts", 8))
-        self._max_upload = int(_option(options, "max_upload", 10 * 1024 * 1024))
+        self._cache_buster = options.get("cache_buster", "nonce")
+        self._upload_field = options.get("upload_field") or "file-upload-input"
+        self._policy = LinkOptions.read(options, timeout_s=30.0, backoff_s=0.5, backoff_max_s=15.0)
+        self._max_upload = _option(options, "max_upload", 10 * 1024 * 1024)
         self._auto_delivered = options.get("auto_delivered", "true").lower() in ("1", "true")
         self._client_id = options.get("client_id") or str(uuid.uuid4())
         self._chat_id = ""
         self.conversation_id = ""
-        self._parties: dict[str, Party] = {}
         self._last_msg_id: str | None = None
         self._sent_end = False
         self._ended = False
@@ -129,21 +147,21 @@ class ServerEventsConnector(Connector):
         self._seen: deque[str] = deque(maxlen=_SEEN)
         self._seen_set: set[str] = set()
         self._links = 0
-        self._untimed = codec.Untimed()  # where the poll stream stands, for untimed frames
+        self._untimed = decode.Untimed()  # where the poll stream stands, for untimed frames
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self, command: Start) -> Sequence[Event]:
         """Check availability, request a chat; returns the availability and the first status."""
         availability = _answer(await self._call("GET", "availability"), "GET availability")
-        request = codec.request_chat(command)
+        request = encode.request_chat(command)
         body = await self._call(request.method, request.path, request.json)
         created = _answer(body, "POST chats")
         chat_id = created.get("chat_id")
         if not isinstance(chat_id, str) or not chat_id:
             raise VendorError("the platform answered `POST chats` without a chat_id")
         self._bind(chat_id)
-        log.info("connector.opened", dialect=codec.DIALECT, conversation_id=self.conversation_id)
+        log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
         at = now_at()
         conv = self.conversation_id
         ewt = _seconds(availability.get("ewt"))
@@ -152,21 +170,21 @@ class ServerEventsConnector(Connector):
             Availability(
                 id=derived_id(conv, "availability", chat_id),
                 conversation_id=conv,
-                dialect=codec.DIALECT,
+                dialect=DIALECT,
                 at=at,
                 online=online,
                 wait_s=ewt,
             ),
         ]
         state = created.get("state")
-        if isinstance(state, str) and state in codec.STATUSES:
+        if isinstance(state, str) and state in decode.STATUSES:
             events.append(
                 Status(
                     id=derived_id(conv, "request_chat", chat_id),
                     conversation_id=conv,
-                    dialect=codec.DIALECT,
+                    dialect=DIALECT,
                     at=at,
-                    status=codec.STATUSES[state],
+                    status=decode.STATUSES[state],
                     wait_s=_seconds(created.get("ewt")),
                 )
             )
@@ -182,16 +200,12 @@ class ServerEventsConnector(Connector):
         self._last_msg_id = state.get("last_msg_id")
         self._sent_end = bool(state.get("sent_end"))
         self._ended = bool(state.get("ended"))
-        for pid, party in (state.get("parties") or {}).items():
-            try:
-                self._parties[pid] = msgspec.convert(party, Party)
-            except msgspec.ValidationError as exc:
-                raise RequestError(f"bad party in the snapshot: {exc}", field="parties") from None
+        self._context = _context_of(state)
         body = await self._call("GET", self._path("history"))
-        events = self._fresh(self._decode(body, history=True))
+        events = self._fresh(await self._decode(body, history=True))
         log.info(
             "connector.resumed",
-            dialect=codec.DIALECT,
+            dialect=DIALECT,
             conversation_id=self.conversation_id,
             fetched=len(events),
         )
@@ -201,7 +215,7 @@ class ServerEventsConnector(Connector):
         return {
             "chat_id": self._chat_id,
             "client_id": self._client_id,
-            "parties": {pid: msgspec.to_builtins(p) for pid, p in self._parties.items()},
+            "roles": dict(self._context.roles),
             "last_msg_id": self._last_msg_id,
             "sent_end": self._sent_end,
             "ended": self._ended,
@@ -212,17 +226,14 @@ class ServerEventsConnector(Connector):
         it whole). Newest page first; a cursor is `before:<n>` (the `limit` events before index
         n: older) or `after:<n>` (from index n on: newer), indexes into the history's events in
         time order, which only grows at its end, so they stay valid while the chat goes on.
-        Typing is left out (stale by the time anyone reads history). Reading changes nothing in
-        the session: parties and untimed frames are decoded on copies."""
+        Typing is left out (stale by the time anyone reads history), and frames that cannot be
+        decoded (a poll reports them). Reading leaves the poll's place in the stream as it was."""
         body = await self._call("GET", self._path("history"))
-        decoded = codec.decode(
-            body,
-            self._chat_id,
-            parties=dict(self._parties),
-            file_url=self._file_url,
-            untimed=codec.Untimed(),
-        )
-        events: list[Event] = [e for e in decoded.events if not isinstance(e, Typing)]
+        events: list[Event] = [
+            e
+            for e in await self._decode(body, history=True, keep_place=False)
+            if not isinstance(e, Typing | Error)
+        ]
         total = len(events)
         if cursor is None:
             start, end = max(0, total - limit), total
@@ -265,8 +276,12 @@ class ServerEventsConnector(Connector):
                         yield batch
                     continue
                 try:
-                    batch = self._fresh(self._decode(body))
-                except GatewayError as exc:  # a poison batch must not stop the session
+                    batch = self._fresh(await self._decode(body))
+                except StoreUnavailable as exc:  # the context is not to be had: history later
+                    async for batch in self._recover(exc):
+                        yield batch
+                    continue
+                except GatewayError as exc:  # a body that is no JSON must not stop the session
                     log.error(
                         "connector.bad_batch",
                         conversation_id=self.conversation_id,
@@ -281,9 +296,7 @@ class ServerEventsConnector(Connector):
             self._polling = False
 
     async def _poll(self) -> bytes:
-        self._poll_task = asyncio.ensure_future(
-            self._call("GET", self._path("events"), deadline_s=self._poll_timeout)
-        )
+        self._poll_task = asyncio.ensure_future(self._call("GET", self._path("events")))
         try:
             return await self._poll_task
         except asyncio.CancelledError:
@@ -301,7 +314,7 @@ class ServerEventsConnector(Connector):
             return
         if code == TOO_MANY_POLLS:
             log.debug("connector.poll_refused", conversation_id=self.conversation_id)
-            await asyncio.sleep(self._retry_base)
+            await asyncio.sleep(self._policy.delay(1))
             return
         if isinstance(exc, SessionNotFound):
             yield [self._end_event("error", "the platform no longer knows this chat")]
@@ -324,18 +337,24 @@ class ServerEventsConnector(Connector):
             vendor_code=vendor_code(cause),
         )
         yield [self._link("down", reason=cause.message, will_retry=True)]
-        for attempt in range(1, self._max_attempts + 1):
+        policy = self._policy
+        attempt = 0
+        while not policy.gives_up(attempt + 1):  # max_attempts 0: never gives up
+            attempt += 1
             yield [
                 self._link(
-                    "retrying", attempt=attempt, max_attempts=self._max_attempts, will_retry=True
+                    "retrying",
+                    attempt=attempt,
+                    max_attempts=policy.max_attempts or None,
+                    will_retry=True,
                 )
             ]
-            await asyncio.sleep(min(self._retry_max, self._retry_base * 2 ** (attempt - 1)))
+            await asyncio.sleep(policy.delay(attempt))
             if self._closed:
                 return
             try:
                 body = await self._call("GET", self._path("history"))
-                missed = self._fresh(self._decode(body, history=True))
+                missed = self._fresh(await self._decode(body, history=True))
             except SessionNotFound:
                 yield [self._end_event("error", "the platform no longer knows this chat")]
                 return
@@ -352,24 +371,29 @@ class ServerEventsConnector(Connector):
             await self._acknowledge(missed)
             return
         log.error(
-            "connector.gave_up", conversation_id=self.conversation_id, attempts=self._max_attempts
+            "connector.gave_up", conversation_id=self.conversation_id, attempts=policy.max_attempts
         )
         yield [
             self._link(
-                "down", reason=f"gave up after {self._max_attempts} attempts", will_retry=False
+                "down", reason=f"gave up after {policy.max_attempts} attempts", will_retry=False
             ),
             self._end_event("error", "lost the link to the platform"),
         ]
 
-    def _decode(self, body: bytes, *, history: bool = False) -> list[Event]:
-        """Decode a poll's body, or the whole `history` (which restarts the stream's place
-        for untimed frames: see `codec.Untimed`)."""
-        untimed = codec.Untimed() if history else self._untimed
-        decoded = codec.decode(
-            body, self._chat_id, parties=self._parties, file_url=self._file_url, untimed=untimed
-        )
-        self._untimed = untimed
-        return decoded.events
+    async def _decode(
+        self, body: bytes, *, history: bool = False, keep_place: bool = True
+    ) -> list[Event]:
+        """Decode a poll's body, or the whole `history` (which restarts the stream's place for
+        untimed frames: see `decode.Untimed`), with the conversation's context
+        (`Connector.decode_batch`: read from the hub, and what the body taught kept there). A
+        frame that cannot be decoded becomes an `error` event after the others; a body that is
+        no JSON at all raises `MalformedJSON`, an unreachable hub `StoreUnavailable`."""
+        untimed = decode.Untimed() if history else self._untimed
+        options = {"file_url": self._file_url, "untimed": untimed}
+        events = await self.decode_batch(SPEC, body, self._chat_id, options)
+        if keep_place:
+            self._untimed = untimed
+        return events
 
     def _fresh(self, events: list[Event]) -> list[Event]:
         """The events not seen yet, with what they teach us applied (parties, end, reads)."""
@@ -380,9 +404,7 @@ class ServerEventsConnector(Connector):
             self._see(event.id)
             if isinstance(event, Typing) and event.sender.role == "user":
                 continue  # the client's own typing, replayed by history: stale by now
-            if isinstance(event, ParticipantJoined) and event.participant.id:
-                self._parties[event.participant.id] = event.participant
-            elif isinstance(event, Message) and event.sender.role != "user":
+            if isinstance(event, Message) and event.sender.role != "user":
                 self._last_msg_id = event.id.rpartition("/")[2]
             elif isinstance(event, Ended) and not self._ended:
                 self._ended = True
@@ -411,7 +433,7 @@ class ServerEventsConnector(Connector):
                 ref = event.id.removeprefix(prefix)
                 receipt = n.ClientDelivered(ref_msg_id=ref)
                 try:
-                    await self._deliver(codec.events_request(self._chat_id, receipt))
+                    await self._deliver(encode.events_request(self._chat_id, receipt))
                 except GatewayError as exc:
                     log.debug("connector.delivered_failed", code=exc.code)
                     continue
@@ -440,19 +462,19 @@ class ServerEventsConnector(Connector):
             file_id, name = await self._upload_from(command.content)
             content = msgspec.structs.replace(command.content, file_id=file_id, file_name=name)
             command = msgspec.structs.replace(command, content=content)
-        request = codec.encode(command, self.snapshot())
+        request = encode.encode(command, self.snapshot())
         await self._deliver(request)
         at = now_at()
         conv = self.conversation_id
         if isinstance(command, Send):
-            msg_id = codec.sent_msg_id(request)
+            msg_id = encode.sent_msg_id(request)
             return [
                 Message(
                     id=f"{conv}/{msg_id}",
                     conversation_id=conv,
-                    dialect=codec.DIALECT,
+                    dialect=DIALECT,
                     at=at,
-                    sender=codec.USER,
+                    sender=decode.USER,
                     content=command.content,
                     metadata=command.metadata,
                 )
@@ -466,9 +488,9 @@ class ServerEventsConnector(Connector):
                 Receipt(
                     id=receipt_id,
                     conversation_id=conv,
-                    dialect=codec.DIALECT,
+                    dialect=DIALECT,
                     at=at,
-                    sender=codec.USER,
+                    sender=decode.USER,
                     status="read",
                     message_id=f"{conv}/{ref}",
                 )
@@ -482,7 +504,7 @@ class ServerEventsConnector(Connector):
     async def upload(self, data: bytes, file_name: str, content_type: str) -> str:
         """`POST files` (multipart); returns the `file_id` to send as Image/File content."""
         form = aiohttp.FormData()
-        form.add_field("file", data, filename=file_name, content_type=content_type)
+        form.add_field(self._upload_field, data, filename=file_name, content_type=content_type)
         body = await self._call("POST", "files", form=form)
         file_id = _answer(body, "POST files").get("file_id")
         if not isinstance(file_id, str):
@@ -518,7 +540,7 @@ class ServerEventsConnector(Connector):
     async def send_form_data(self, request_id: str, name: str, data: dict[str, Any]) -> None:
         """Answer a `form` event (`chat_session_form_data`)."""
         event = n.ClientFormData(form_request_id=request_id, form_name=name, data=data)
-        await self._deliver(codec.events_request(self._chat_id, event))
+        await self._deliver(encode.events_request(self._chat_id, event))
 
     async def send_signal(self, destination_party_id: str, data: Any) -> str:
         """Send WebRTC signaling to a party; returns the `msg_id` chosen."""
@@ -526,18 +548,18 @@ class ServerEventsConnector(Connector):
         event = n.ClientSignaling(
             msg_id=msg_id, destination_party_id=destination_party_id, data=data
         )
-        await self._deliver(codec.events_request(self._chat_id, event))
+        await self._deliver(encode.events_request(self._chat_id, event))
         return msg_id
 
     async def disconnect(self) -> None:
         """`chat_session_disconnect`: the client leaves without ending the chat."""
-        await self._deliver(codec.events_request(self._chat_id, n.ClientDisconnect()))
+        await self._deliver(encode.events_request(self._chat_id, n.ClientDisconnect()))
 
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _bind(self, chat_id: str) -> None:
         self._chat_id = chat_id
-        self.conversation_id = conversation_id(codec.DIALECT, chat_id)
+        self.conversation_id = conversation_id(DIALECT, chat_id)
 
     def _path(self, leaf: str) -> str:
         return f"chats/{self._chat_id}/{leaf}"
@@ -552,12 +574,19 @@ class ServerEventsConnector(Connector):
         json: Any = None,
         *,
         form: aiohttp.FormData | None = None,
-        deadline_s: float | None = None,
     ) -> bytes:
-        """One request; returns the body, or raises the platform's error as a GatewayError."""
+        """One request; returns the body, or raises the platform's error as a GatewayError.
+
+        Every request carries `tenantUrl` and a cache-buster (`nonce=<epoch ms>`, as Android's
+        `URLProvider.generateFullUrl` adds to every API URL) and `Cache-Control: no-cache`
+        (both SDKs' default headers): a proxy must never answer a poll from its cache."""
         headers = {
-            "Authorization": f'{_AUTH_SCHEME} appId="{self._app_id}", clientId="{self._client_id}"'
+            "Authorization": f'{_AUTH_SCHEME} appId="{self._app_id}", clientId="{self._client_id}"',
+            "Cache-Control": "no-cache",
         }
+        query = dict(self._query)
+        if self._cache_buster:
+            query[self._cache_buster] = str(time.time_ns() // 1_000_000)
         data: Any = form
         if json is not None:
             data = msgspec.json.encode(json)
@@ -566,10 +595,10 @@ class ServerEventsConnector(Connector):
             async with self._http.request(
                 method,
                 self._base + path,
-                params=self._query,
+                params=query,
                 data=data,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=deadline_s or 30),
+                timeout=aiohttp.ClientTimeout(total=self._policy.timeout_s),
             ) as response:
                 body = await response.read()
                 status = response.status
@@ -597,7 +626,7 @@ class ServerEventsConnector(Connector):
         return Link(
             id=derived_id(conv, "link", state, at, self._links, self._client_id),
             conversation_id=conv,
-            dialect=codec.DIALECT,
+            dialect=DIALECT,
             at=at,
             state=state,
             **fields,
@@ -610,7 +639,7 @@ class ServerEventsConnector(Connector):
         return Error(
             id=derived_id(conv, "error", exc.code, at, self._links, self._client_id),
             conversation_id=conv,
-            dialect=codec.DIALECT,
+            dialect=DIALECT,
             at=at,
             code=exc.code,
             message=exc.message,
@@ -623,7 +652,7 @@ class ServerEventsConnector(Connector):
         return Ended(
             id=derived_id(conv, "ended", reason, text),
             conversation_id=conv,
-            dialect=codec.DIALECT,
+            dialect=DIALECT,
             at=now_at(),
             reason=reason,
             by="system",
@@ -633,6 +662,19 @@ class ServerEventsConnector(Connector):
 
 class _Closed(Exception):
     """`close()` cancelled the held poll."""
+
+
+def _context_of(state: Mapping[str, Any]) -> ConversationContext:
+    """The context a snapshot carries: `roles` (party id → role), or the `parties` (party id →
+    Party) of snapshots written before roles were the conversation's context."""
+    roles = state.get("roles")
+    if roles is None:
+        parties = state.get("parties") or {}
+        roles = {pid: p.get("role") if isinstance(p, dict) else p for pid, p in parties.items()}
+    try:
+        return msgspec.convert({"roles": roles}, ConversationContext)
+    except msgspec.ValidationError as exc:
+        raise RequestError(f"bad roles in the snapshot: {exc}", parameter="roles") from None
 
 
 def _seconds(value: Any) -> float | None:

@@ -3,14 +3,26 @@
     emulator = Emulator(app_id="demo-app", poll_hold=10.0, agent_delay=0.5)
     runner = web.AppRunner(emulator.app)   # or pytest-aiohttp's aiohttp_server(emulator.app)
 
-It serves the Mobile/Web chat API as DIALECTS.md describes it, under `/clientweb/api/v1/`:
+It serves the Mobile/Web chat API as DIALECTS.md describes it, under `/clientweb/api/v2/`
+where the mobile SDKs call it (ServicePattern/MobileAPI_Android `network/URLProvider.kt`):
 `GET availability`, `POST chats`, the long poll `GET chats/{id}/events` (held `poll_hold`
 seconds; a concurrent second poll is refused with 400/5509; a poll that times out answers
 5511), `POST chats/{id}/events`, `GET chats/{id}/history` (client and server events, never
-signaling), `POST files` (multipart) and `GET /clientweb/file/{fileId}`. Every request must
-carry `Authorization: MOBILE-API-140-327-PLAIN appId="<app_id>", clientId="<uuid>"` (and
-`?tenantUrl=` when a tenant is configured); errors are the platform's
-`{"error_code", "error_message"}` bodies.
+signaling), `POST files` (multipart, the file in the part named `upload_field`, Android's
+`file-upload-input` by default; answered `{file_id, file_name}` as Android's
+`ContactCenterUploadedFileInfo` reads it) and `GET /clientweb/file/{fileId}` (no tenant: Android's
+`generateFileUrl` sends none). Every request must carry
+`Authorization: MOBILE-API-140-327-PLAIN appId="<app_id>", clientId="<uuid>"` (the values
+quoted as the API documents show them, or bare as both SDKs send them) and `?tenantUrl=` when
+a tenant is configured; a poll must carry a cache-buster, `nonce=<epoch ms>` (Android, on
+every request) or `timestamp=<epoch ms>`, or it is refused 400/5003 (**ours**: the platform
+would answer it, but a proxy could answer it from its cache; with `require_cache_buster`
+False it is taken). Errors are the platform's `{"error_code", "error_message"}` bodies.
+
+The client's own lines (messages, files, locations) come back through the poll and the
+history with `party_id` equal to the chat id, as the platform reports the client's party (the
+iOS SDK's `ContactCenterEvent.chatSessionMessage`: "Client party ID always matches the chat
+ID").
 
 A scripted agent plays the other side: it joins when a chat starts (status `connected`,
 `chat_session_party_joined`, a greeting), marks each user message read, types, and answers
@@ -53,7 +65,8 @@ STATUS: dict[str, int] = {
     "5509": 400,
     "5511": 400,
 }
-_AUTH = re.compile(r'^MOBILE-API-140-327-PLAIN appId="([^"]*)", clientId="([^"]*)"$')
+_AUTH = re.compile(r'^MOBILE-API-140-327-PLAIN appId=("?)([^",]*)\1, clientId=("?)([^",]*)\3$')
+_CACHE_BUSTERS = ("nonce", "timestamp")
 _MESSAGES = {
     "1000": "Invalid tenant URL",
     "2000": "Authorization header missing",
@@ -115,6 +128,8 @@ class Emulator:
         greeting: str | None = "Hello! How can I help?",
         max_upload: int = 10 * 1024 * 1024,
         available: bool = True,
+        upload_field: str = "file-upload-input",
+        require_cache_buster: bool = True,
     ) -> None:
         self.app_id = app_id
         self.tenant = tenant
@@ -123,16 +138,19 @@ class Emulator:
         self.greeting = greeting
         self.max_upload = max_upload
         self.available = available
+        self.upload_field = upload_field
+        self.require_cache_buster = require_cache_buster
         self.chats: dict[str, Chat] = {}
         self.files: dict[str, tuple[bytes, str, str]] = {}
         self.fail_next = 0  # requests to fail with 5001 (see drop_connections)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.queries: list[dict[str, str]] = []  # the query of every request, in order
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self.app = web.Application(middlewares=[self._platform])
         self.app.on_cleanup.append(self._stop_agents)
-        api = "/clientweb/api/v1"
+        api = "/clientweb/api/v2"
         self.app.router.add_get(f"{api}/availability", self._availability)
         self.app.router.add_post(f"{api}/chats", self._request_chat)
         self.app.router.add_get(f"{api}/chats/{{chat_id}}/events", self._poll)
@@ -189,6 +207,7 @@ class Emulator:
     @web.middleware
     async def _platform(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
+        self.queries.append(dict(request.query))
         self._touch()
         try:
             if self.fail_next > 0:
@@ -214,10 +233,12 @@ class Emulator:
         match = _AUTH.match(header)
         if match is None:
             raise PlatformError("2001")
-        if not match.group(2):
+        if not match.group(4):
             raise PlatformError("2002")
-        if match.group(1) != self.app_id:
+        if match.group(2) != self.app_id:
             raise PlatformError("3000")
+        if request.path.startswith("/clientweb/file/"):
+            return  # file URLs carry no tenant (Android's `generateFileUrl`)
         if self.tenant is not None and request.query.get("tenantUrl") != self.tenant:
             raise PlatformError("1000")
 
@@ -266,7 +287,7 @@ class Emulator:
         header = _AUTH.match(request.headers["Authorization"])
         assert header is not None  # _authorize checked it
         # unique across emulators: tests share one Redis, where chat ids name conversations
-        chat = Chat(chat_id=f"chat-{uuid.uuid4().hex[:12]}", client_id=header.group(2))
+        chat = Chat(chat_id=f"chat-{uuid.uuid4().hex[:12]}", client_id=header.group(4))
         self.chats[chat.chat_id] = chat
         self._spawn(self._agent_joins(chat))
         return web.json_response(
@@ -288,6 +309,9 @@ class Emulator:
 
     async def _poll(self, request: web.Request) -> web.Response:
         chat = self._chat(request.match_info["chat_id"])
+        fresh = any(request.query.get(name, "").isdigit() for name in _CACHE_BUSTERS)
+        if self.require_cache_buster and not fresh:
+            raise PlatformError("5003")
         if chat.polls:
             raise PlatformError("5509")  # the platform allows one poll per chat at a time
         chat.polls += 1
@@ -328,7 +352,8 @@ class Emulator:
     def _receive(self, chat: Chat, event: dict[str, Any]) -> None:
         chat.received.append(event)
         name = event["event"]
-        stamped = {**event, "timestamp": str(int(time.time() * 1000))}
+        # stored as the client's party, which is the chat itself
+        stamped = {**event, "party_id": chat.chat_id, "timestamp": str(int(time.time() * 1000))}
         if name == "chat_session_signaling":
             return  # relayed to the agent, never stored
         if name in ("chat_session_message", "chat_session_file", "chat_session_location"):
@@ -371,7 +396,7 @@ class Emulator:
             raise PlatformError("5003")
         reader = await request.multipart()
         part = await reader.next()
-        while part is not None and getattr(part, "name", None) != "file":
+        while part is not None and getattr(part, "name", None) != self.upload_field:
             part = await reader.next()
         if not isinstance(part, BodyPartReader):
             raise PlatformError("5003")
@@ -382,8 +407,9 @@ class Emulator:
                 raise PlatformError("5501")
         file_id = f"file-{next(self._ids)}"
         content_type = part.headers.get("Content-Type", "application/octet-stream")
-        self.files[file_id] = (bytes(data), part.filename or file_id, content_type)
-        return web.json_response({"file_id": file_id})
+        name = part.filename or file_id
+        self.files[file_id] = (bytes(data), name, content_type)
+        return web.json_response({"file_id": file_id, "file_name": name})
 
     async def _download(self, request: web.Request) -> web.Response:
         stored = self.files.get(request.match_info["file_id"])
@@ -411,8 +437,7 @@ def demo_wiring() -> Wiring:
     """How `gateway serve --demo` runs this dialect: this emulator, and the connector's options."""
     return Wiring(
         build=lambda pace: Emulator(app_id="demo-app", poll_hold=10.0, agent_delay=0.6 * pace),
-        path="/clientweb/api/v1",
-        options={"app_id": "demo-app", "retry_base": "0.2", "retry_max": "2"},
+        options={"app_id": "demo-app", "backoff_s": "0.2", "backoff_max_s": "2"},
         send_file=_send_file,
     )
 

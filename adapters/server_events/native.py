@@ -11,6 +11,12 @@ long-poll envelope `{"events": [...]}`; none of them carries the chat id (it is 
 seconds, so every frame accepts a number or a string (and ISO 8601). The seed documents no
 timestamp on some events (status, typing, form, signaling); we accept one on every frame.
 
+Where the vendor's own SDKs (ServicePattern/MobileAPI_IOS `Model/Event/HttpResponseDto/*.swift`,
+ServicePattern/MobileAPI_Android `entity/ContactCenterEvent.kt`) type a field more loosely than
+the seed, the Struct follows the SDKs: `msg_id` of a message and `ref_msg_id` of a receipt are
+optional (iOS `String?`), `latitude`/`longitude` are numbers or numeric strings (iOS decodes
+strings, Android decodes leniently), a form may name its `channel` (Android).
+
 Client events (what the gateway sends in `POST chats/{chatId}/events`) are the `Client*`
 Structs at the bottom; they encode to the platform's JSON with `to_builtins`.
 """
@@ -20,6 +26,9 @@ from __future__ import annotations
 from typing import Any, Literal, TypeAlias
 
 import msgspec
+
+DIALECT = "server_events"
+"""The dialect's name: its URL segment and conversation-id prefix."""
 
 Stamp: TypeAlias = str | int | float | None
 NativeId: TypeAlias = str | int
@@ -56,10 +65,11 @@ class PartyLeft(_Server, tag="chat_session_party_left"):
 
 
 class ChatMessage(_Server, tag="chat_session_message"):
-    """`msg` per the seed; some platform versions send `msg_text` instead. A frame without
-    `party_id` is the client's own message (as history returns it)."""
+    """`msg` per the seed (HTML on platforms that format); `msg_text` is its plain text, which
+    the server makes from the HTML (iOS SDK CHANGELOG 0.1.6). The client's own lines carry
+    `party_id` equal to the chat id in history, or none."""
 
-    msg_id: NativeId
+    msg_id: NativeId | None = None
     party_id: str | None = None
     msg: str | None = None
     msg_text: str | None = None
@@ -77,6 +87,7 @@ class FormShow(_Server, tag="chat_session_form_show"):
     form_request_id: NativeId
     form_name: str
     form_timeout: str | float | None = None
+    channel: str | None = None
 
 
 class TimeoutWarning(_Server, tag="chat_session_timeout_warning"):
@@ -98,6 +109,7 @@ class Signaling(_Server, tag="chat_session_signaling"):
 
     msg_id: NativeId
     party_id: str | None = None
+    destination_party_id: str | None = None
     data: Any = None
 
 
@@ -110,10 +122,11 @@ class ChatFile(_Server, tag="chat_session_file"):
 
 
 class ChatLocation(_Server, tag="chat_session_location"):
-    """Not in the seed (DIALECTS.md); `msg_id`/`party_id` are optional."""
+    """Not in the seed (DIALECTS.md); `msg_id`/`party_id` are optional. Coordinates arrive as
+    numbers or as numeric strings (the iOS SDK's `ChatSessionLocationDto` decodes strings)."""
 
-    latitude: float
-    longitude: float
+    latitude: float | str
+    longitude: float | str
     url: str | None = None
     msg_id: NativeId | None = None
     party_id: str | None = None
@@ -124,7 +137,7 @@ class CaseSet(_Server, tag="chat_session_case_set"):
 
 
 class MessageDelivered(_Server, tag="chat_session_message_delivered"):
-    ref_msg_id: NativeId
+    ref_msg_id: NativeId | None = None
     party_id: str | None = None
 
 
@@ -156,33 +169,9 @@ EVENT_NAMES: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in Se
 
 
 class Envelope(msgspec.Struct, frozen=True, gc=False):
-    """The long-poll and history response: `{"events": [...]}`."""
+    """The long-poll and history response: `{"events": [...]}`, each frame read on its own."""
 
-    events: list[Any]
-
-
-# The bodies the decoder reads typed (here, not in `codec`: a compiled module holds no Structs).
-
-
-class ExactEnvelope(msgspec.Struct, frozen=True, gc=False):
-    """`{"events": [...]}` as the exact path reads it: every frame typed, none unknown."""
-
-    events: list[ServerEvent]
-
-
-class TypedEnvelope(msgspec.Struct, frozen=True, gc=False):
-    """`{"events": [...]}` with every frame known. `event` is read only to notice an object
-    with both keys, which the exact path may take for one frame instead."""
-
-    events: list[ServerEvent]
-    event: Any = msgspec.UNSET
-
-
-class EnvelopeProbe(msgspec.Struct, frozen=True, gc=False):
-    """What the exact path looks at in an object body it could not decode typed."""
-
-    event: Any = msgspec.UNSET
-    events: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+    events: list[msgspec.Raw]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ async def platform(aiohttp_server: Any) -> Platform:
         app_id=APP_ID, tenant=TENANT, poll_hold=0.3, agent_delay=0, greeting="Hello!"
     )
     server = await aiohttp_server(emulator.app)
-    return Platform(emulator, str(server.make_url("/clientweb/api/v1")))
+    return Platform(emulator, str(server.make_url("/")).rstrip("/"))
 
 
 @pytest.fixture
@@ -43,10 +43,10 @@ def connect(
             options={
                 "app_id": APP_ID,
                 "tenant_url": TENANT,
-                "retry_base": "0.01",
-                "retry_max": "0.04",
+                "backoff_s": "0.01",
+                "backoff_max_s": "0.04",
                 "max_attempts": "5",
-                "poll_timeout": "5",
+                "timeout_s": "5",
                 **options,
             },
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from gateway.model import (
     Message,
     Participant,
     ParticipantJoined,
+    Party,
     Receipt,
     Send,
     SetTyping,
@@ -30,6 +32,7 @@ from gateway.model import (
     Text,
     Typing,
 )
+from tests.adapters.server_events.conftest import TENANT
 from tests.support import Inbound
 
 START = Start(dialect="server_events", participant=Participant(from_="Ann", name="Ann"))
@@ -74,7 +77,7 @@ async def test_open_then_the_agent_joins_and_greets(
     assert isinstance(joined, ParticipantJoined)
     assert joined.participant.name == "Alice"
     assert isinstance(greeting, Message)
-    assert greeting.sender == joined.participant  # the join names the sender's role and name
+    assert greeting.sender == Party(role="agent", id="agent-1")  # the role the join announced
     # every agent message is acknowledged as delivered
     await platform.emulator.until(
         lambda: any(
@@ -255,7 +258,8 @@ async def test_resume_from_a_snapshot_continues_without_loss(
         sent.id
     ]
     agent = next(e for e in resumed.events if isinstance(e, Message) and e.sender.role != "user")
-    assert agent.sender.name == "Alice"  # parties survive the takeover
+    assert agent.sender == Party(role="agent", id="agent-1")  # roles survive the takeover
+    assert second.snapshot()["roles"] == {"agent-1": "agent"}
 
 
 async def test_close_stops_a_held_poll(connect: Connect, collect: Any, platform: Any) -> None:
@@ -363,7 +367,7 @@ async def test_a_malformed_batch_is_reported_and_the_session_goes_on(
     await inbound.until(lambda events: "still here" in texts(events))
     (error,) = [e for e in inbound.events if isinstance(e, Error)]
     assert error.code == "INVALID_FRAME"
-    assert error.recoverable is True
+    assert error.recoverable is False  # that frame will not come again
 
 
 async def test_a_failed_session_ends(connect: Connect, collect: Any, platform: Any) -> None:
@@ -379,8 +383,11 @@ async def test_a_failed_session_ends(connect: Connect, collect: Any, platform: A
 
 async def test_bad_options_are_request_errors(connect: Connect) -> None:
     with pytest.raises(RequestError) as info:
-        connect(retry_base="soon")
-    assert info.value.details == {"field": "retry_base"}
+        connect(backoff_s="soon")
+    assert info.value.details == {"parameter": "backoff_s"}
+    with pytest.raises(RequestError) as info:
+        connect(max_upload="a lot")
+    assert info.value.details == {"parameter": "max_upload"}
 
 
 async def test_a_file_sent_by_url_is_fetched_and_uploaded(
@@ -404,3 +411,132 @@ async def test_a_file_sent_by_url_is_fetched_and_uploaded(
     missing = Image(url=str(source.make_url("/pics/none.png")))
     with pytest.raises(RequestError):
         await connector.send(Send(conversation=connector.conversation_id, content=missing))
+
+
+async def test_requests_use_v2_with_a_fresh_nonce_on_every_poll(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    """The mobile SDKs' wire: `/clientweb/api/v2/...?tenantUrl=<t>&nonce=<epoch ms>` (Android
+    `network/URLProvider.kt`), so no proxy answers a poll from its cache."""
+    connector, inbound = await started(connect, collect)
+    chat_id = connector.snapshot()["chat_id"]
+    platform.emulator.agent_says(chat_id, "one more")
+    await inbound.until(lambda events: "one more" in texts(events))
+    emulator = platform.emulator
+    polls = [
+        query
+        for (method, path), query in zip(emulator.requests, emulator.queries, strict=True)
+        if (method, path) == ("GET", f"/clientweb/api/v2/chats/{chat_id}/events")
+    ]
+    assert len(polls) >= 2
+    assert all(q["tenantUrl"] == TENANT for q in polls)
+    nonces = [int(q["nonce"]) for q in polls]
+    assert nonces == sorted(nonces)  # the current epoch milliseconds, poll after poll
+    assert abs(nonces[-1] - time.time() * 1000) < 60_000
+    assert all(path.startswith("/clientweb/api/v2/") for _, path in emulator.requests)
+
+
+@pytest.mark.parametrize(
+    ("url", "api", "files"),
+    [
+        (
+            "https://h.example",
+            "https://h.example/clientweb/api/v2/",
+            "https://h.example/clientweb/file/",
+        ),
+        (
+            "https://h.example/",
+            "https://h.example/clientweb/api/v2/",
+            "https://h.example/clientweb/file/",
+        ),
+        (
+            "https://h.example/clientweb/api",
+            "https://h.example/clientweb/api/v2/",
+            "https://h.example/clientweb/file/",
+        ),
+        (
+            "https://h.example/clientweb/api/v1",
+            "https://h.example/clientweb/api/v1/",
+            "https://h.example/clientweb/file/",
+        ),
+    ],
+)
+def test_the_api_base(url: str, api: str, files: str) -> None:
+    from adapters.server_events.connector import _api_base
+
+    assert _api_base(url) == (api, files)
+
+
+async def test_the_upload_part_name_is_an_option(connect: Connect, platform: Any) -> None:
+    connector = connect(upload_field="attachment")
+    await connector.open(START)
+    with pytest.raises(VendorError) as refused:  # the emulator wants Android's name
+        await connector.upload(b"abc", "a.txt", "text/plain")
+    assert refused.value.details["vendor_code"] == "5003"
+    platform.emulator.upload_field = "attachment"
+    file_id = await connector.upload(b"abc", "a.txt", "text/plain")
+    assert platform.emulator.files[file_id][0] == b"abc"
+
+
+async def test_a_bad_frame_does_not_take_its_poll_batch_down(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    chat_id = connector.snapshot()["chat_id"]
+    chats = platform.emulator.chats[chat_id]
+    await platform.emulator.until(lambda: chats.polls == 1)
+    # pushed in one go: one poll answers all three
+    platform.emulator.push(chat_id, "chat_session_location", latitude="north", longitude="1")
+    platform.emulator.push(
+        chat_id, "chat_session_location", msg_id="l1", latitude="52.52", longitude="13.405"
+    )
+    platform.emulator.agent_says(chat_id, "after the bad one")
+    await inbound.until(lambda events: "after the bad one" in texts(events))
+    (located,) = [e for e in inbound.events if isinstance(e, Message) and e.id.endswith("/l1")]
+    assert (located.content.latitude, located.content.longitude) == (52.52, 13.405)  # type: ignore[union-attr]
+    await inbound.until(lambda events: any(isinstance(e, Error) for e in events))
+    (error,) = [e for e in inbound.events if isinstance(e, Error)]
+    assert error.code == "INVALID_FRAME"
+    assert "$.latitude" in error.message
+
+
+async def test_a_scenario_party_stays_a_bot_in_later_polls_and_after_a_takeover(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    chat_id = connector.snapshot()["chat_id"]
+    platform.emulator.push(
+        chat_id, "chat_session_party_joined", party_id="sc-1", display_name="Bot", type="scenario"
+    )
+    await inbound.until(lambda events: sum(isinstance(e, ParticipantJoined) for e in events) == 2)
+    platform.emulator.push(
+        chat_id, "chat_session_message", party_id="sc-1", msg_id="b1", msg="beep"
+    )
+    await inbound.until(lambda events: "beep" in texts(events))
+    (said,) = [e for e in inbound.events if isinstance(e, Message) and e.id.endswith("/b1")]
+    assert said.sender == Party(role="bot", id="sc-1")
+    snapshot = connector.snapshot()
+    assert snapshot["roles"] == {"agent-1": "agent", "sc-1": "bot"}
+    await connector.close()
+    platform.emulator.push(chat_id, "chat_session_typing", party_id="sc-1")
+    second = connect()
+    await second.resume({"chat_id": chat_id, "roles": {"sc-1": "bot"}})
+    resumed = collect(second)
+    platform.emulator.push(
+        chat_id, "chat_session_message", party_id="sc-1", msg_id="b2", msg="boop"
+    )
+    await resumed.until(lambda events: "boop" in texts(events))
+    (again,) = [e for e in resumed.events if isinstance(e, Message) and e.id.endswith("/b2")]
+    assert again.sender == Party(role="bot", id="sc-1")
+
+
+async def test_a_snapshot_of_parties_still_resumes(connect: Connect, collect: Any) -> None:
+    """Snapshots written before roles were the conversation's context carried Parties."""
+    first, _ = await started(connect, collect)
+    chat_id = first.snapshot()["chat_id"]
+    second = connect()
+    old = {"chat_id": chat_id, "parties": {"agent-1": {"role": "bot", "id": "agent-1"}}}
+    await second.resume(old)
+    assert second.snapshot()["roles"] == {"agent-1": "agent"}  # history's join announced agent
+    with pytest.raises(RequestError):
+        await connect().resume({"chat_id": chat_id, "roles": {"x": "wizard"}})

@@ -26,10 +26,10 @@ async def gateway(make_gateway: Callable[..., Any], platform: Platform) -> Gatew
         "url": platform.url,
         "app_id": APP_ID,
         "tenant_url": TENANT,
-        "retry_base": "0.01",
-        "retry_max": "0.04",
+        "backoff_s": "0.01",
+        "backoff_max_s": "0.04",
         "max_attempts": "5",
-        "poll_timeout": "5",
+        "timeout_s": "5",
     }
     client: GatewayClient = await make_gateway(
         dialects=["server_events"], dialect_settings={"server_events": options}
@@ -111,11 +111,7 @@ async def test_a_chat_through_the_unified_websocket(
     kinds = [e["type"] for e in ws.events(conversation)]
     assert kinds[:4] == ["availability", "status", "status", "participant_joined"]
     greeting = await wait_text(ws, conversation, "Hello!")
-    assert greeting["sender"] == {
-        "role": "agent",
-        "id": "agent-1",
-        "name": "Alice",
-    }  # the join names the sender
+    assert greeting["sender"] == {"role": "agent", "id": "agent-1"}  # the role the join announced
 
     # The agent's messages reach the subscriber in order.
     for i in range(10):
@@ -476,4 +472,62 @@ async def test_platform_history_pages_the_chat_history(gateway: GatewayClient) -
     await ws.send("history", ref="bad", conversation=conversation, source="platform", cursor="x:1")
     error = await ws.reply("error", "bad")
     assert (error["code"], error["path"]) == ("INVALID_REQUEST", "$.cursor")
+    await ws.close()
+
+
+async def test_a_bad_frame_of_a_poll_reaches_frontends_as_an_error_beside_the_good_ones(
+    gateway: GatewayClient, platform: Platform
+) -> None:
+    """One poll answers a frame that cannot be decoded between two good ones: the frontend sees
+    both good ones (a location sent with string coordinates, as iOS sends them, and a bot's
+    line) and an `error` event naming the bad frame."""
+    ws = await gateway.ws()
+    conversation = await start(ws)
+    chat = native(conversation)
+    emulator = platform.emulator
+    await emulator.until(lambda: emulator.chats[chat].polls == 1)
+    emulator.push(chat, "chat_session_party_joined", party_id="sc-9", type="scenario")
+    emulator.push(chat, "chat_session_location", msg_id="l9", latitude="x", longitude="1")
+    emulator.push(chat, "chat_session_location", msg_id="l10", latitude="1.5", longitude="-2")
+    emulator.push(chat, "chat_session_message", party_id="sc-9", msg_id="b9", msg="beep")
+    said = await wait_text(ws, conversation, "beep")
+    assert said["sender"] == {"role": "bot", "id": "sc-9"}
+    error = await wait_event(ws, conversation, lambda e: e["type"] == "error")
+    assert (error["code"], error["metadata"]["path"]) == ("INVALID_FRAME", "$.latitude")
+    located = next(e for e in ws.events(conversation) if e["id"] == f"{conversation}/l10")
+    assert located["content"] == {"kind": "location", "latitude": 1.5, "longitude": -2.0}
+    await ws.close()
+
+
+async def test_a_role_announced_on_one_path_holds_on_the_other(
+    gateway: GatewayClient, platform: Platform
+) -> None:
+    """DIALECTS.md: a party's role learned from `chat_session_party_joined` holds for its later
+    events whichever body or path they arrive by. A scenario that joined through the poll is a
+    bot in a webhook body; one that joined through a webhook is a bot in the poll."""
+    ws = await gateway.ws()
+    conversation = await start(ws)
+    chat = native(conversation)
+    emulator = platform.emulator
+    emulator.push(chat, "chat_session_party_joined", party_id="sc-poll", type="scenario")
+    await wait_event(
+        ws,
+        conversation,
+        lambda e: e["type"] == "participant_joined" and e["participant"]["id"] == "sc-poll",
+    )
+    line = {"event": "chat_session_message", "party_id": "sc-poll", "msg_id": "w1", "msg": "hook"}
+    status, _ = await gateway.ingest("server_events", line, conversation=chat)
+    assert status == 202
+    assert (await wait_text(ws, conversation, "hook"))["sender"] == {"role": "bot", "id": "sc-poll"}
+
+    joined = {
+        "event": "chat_session_party_joined",
+        "party_id": "sc-hook",
+        "type": "scenario",
+        "timestamp": 1700000000000,
+    }
+    status, _ = await gateway.ingest("server_events", joined, conversation=chat)
+    assert status == 202
+    emulator.push(chat, "chat_session_message", party_id="sc-hook", msg_id="p1", msg="poll")
+    assert (await wait_text(ws, conversation, "poll"))["sender"] == {"role": "bot", "id": "sc-hook"}
     await ws.close()

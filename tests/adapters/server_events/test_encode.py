@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.server_events import ServerEventsAdapter, codec
+from adapters.server_events import ServerEventsAdapter, encode
 from adapters.server_events import native as n
 from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported
 from gateway.model import (
@@ -108,16 +108,16 @@ def test_encode_start() -> None:
 
 
 def test_msg_id_follows_ref_so_a_retry_dedups() -> None:
-    first = codec.sent_msg_id(
+    first = encode.sent_msg_id(
         adapter.encode(Send(conversation=CONV, content=Text("a"), ref="r1"), SESSION)
     )
-    again = codec.sent_msg_id(
+    again = encode.sent_msg_id(
         adapter.encode(Send(conversation=CONV, content=Text("a"), ref="r1"), SESSION)
     )
-    other = codec.sent_msg_id(
+    other = encode.sent_msg_id(
         adapter.encode(Send(conversation=CONV, content=Text("a"), ref="r2"), SESSION)
     )
-    fresh = codec.sent_msg_id(adapter.encode(Send(conversation=CONV, content=Text("a")), SESSION))
+    fresh = encode.sent_msg_id(adapter.encode(Send(conversation=CONV, content=Text("a")), SESSION))
     assert first == again != other
     assert fresh is not None
     assert uuid.UUID(fresh)
@@ -168,7 +168,7 @@ def test_unsupported(command: Command) -> None:
 
 def test_client_events_without_a_canonical_command() -> None:
     """Form data, delivered receipts, signaling and disconnect: connector methods use these."""
-    request = codec.events_request(
+    request = encode.events_request(
         "c1",
         n.ClientFormData(form_request_id="r", form_name="f", data={"email": "a@b"}),
         n.ClientDelivered(ref_msg_id="a-1"),

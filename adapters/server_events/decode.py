@@ -1,0 +1,371 @@
+"""`server_events` frames → canonical events: the dialect's spec for the shared pipeline
+(`gateway.decoding`). Pure: no I/O, no logs.
+
+A body is one frame, an array of frames, or the long-poll/history envelope `{"events": [...]}`.
+Frames carry no chat id: the conversation is the caller's (`?conversation=`, the connector's
+chat). Ids: `"<conv>/<msg_id>"` for frames the platform identifies (messages, files, located
+messages, signaling), otherwise a derived id of the frame's own fields (`Scope.event_id`), so
+re-posting the same frames deduplicates.
+
+What one frame does not say comes from the conversation's context (`gateway.context`):
+
+- who a party is. The client's own lines carry `party_id` equal to the chat id (the iOS SDK's
+  `ContactCenterEvent.chatSessionMessage`: "Client party ID always matches the chat ID"), or no
+  `party_id` at all: role `user`. Any other party has the role it announced when it joined
+  (`chat_session_party_joined` type scenario → bot, internal → agent, external → external):
+  the join teaches the context (`Scope.learn`), later frames read it (`Scope.context`),
+  whichever body or path brings them; `agent` when no join was seen.
+- what the caller knows (`options`): `file_url` (where received files are fetched, a template
+  with `{file_id}`) and `untimed` (the connector's place in its stream, see `Untimed`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
+
+import msgspec
+
+from adapters.server_events import native as n
+from adapters.server_events.native import DIALECT
+from gateway.codec import to_at
+from gateway.decoding import Envelope, Refused, Scope, Spec
+from gateway.model import (
+    Content,
+    Ended,
+    Event,
+    File,
+    Form,
+    Image,
+    Location,
+    Message,
+    Notice,
+    ParticipantJoined,
+    ParticipantLeft,
+    Party,
+    Receipt,
+    ReceiptStatus,
+    Role,
+    SessionStatus,
+    Signal,
+    Status,
+    Text,
+    Typing,
+)
+
+E = TypeVar("E", bound=Event)
+
+USER = Party(role="user")
+"""The client's own party (the same for lines with no `party_id` and with the chat id)."""
+
+ROLES: dict[str | None, Role] = {
+    "internal": "agent",
+    "scenario": "bot",
+    "external": "external",
+    None: "agent",  # a join without `type` (the SDKs require one): a human agent, as before
+}
+STATUSES: dict[str, SessionStatus] = {
+    "queued": "queued",
+    "ivr": "queued",
+    "connecting": "connecting",
+    "connected": "active",
+    "completed": "completed",
+    "failed": "failed",
+}
+
+
+def build(frame: n.ServerEvent, scope: Scope) -> Iterator[Event]:
+    """The canonical event of one server event, at the frame's time (`when` in derived ids:
+    that time, or the frame's place in the stream when it has none)."""
+    stream = _stream(scope)
+    stamp = frame.timestamp
+    if stamp is not None and stamp != "":
+        try:
+            at = when = to_at(stamp)
+        except (ValueError, OverflowError, OSError):
+            raise Refused(f"not a timestamp: {stamp!r}", "$.timestamp") from None
+    else:
+        at, when = scope.received_at, stream.place(frame)
+    if isinstance(frame, _ANCHORS):
+        stream.anchor(frame.msg_id)
+    yield _BUILDERS[type(frame)](frame, _Frame(scope, at, when))
+
+
+SPEC: Spec[n.ServerEvent] = Spec(
+    dialect=DIALECT,
+    frame=n.ServerEvent,
+    tag="event",
+    build=build,
+    conversation=lambda frame, scope: scope.conversation or None,
+    envelopes=(Envelope("events", n.Envelope, frames="events"),),
+    contextual=True,  # senders' roles are the ones their joins announced
+)
+
+
+class Untimed:
+    """Where a stream of server events stands, for the ids of frames without a timestamp.
+
+    Such a frame's derived id must not depend on when it was received (a re-posted body must
+    deduplicate), nor collide with an equal frame that legitimately comes again (the agent
+    types twice). So it is placed after the last message the stream carried (its `msg_id`:
+    messages, files and located messages, which poll and history both return) and counted
+    among the equal frames since then: `~<msg_id>#<n>`. The connector keeps one per session
+    for its polls, and replaces it with the one a full history decode ends with.
+    """
+
+    __slots__ = ("_after", "_counts")
+
+    def __init__(self) -> None:
+        self._after = ""
+        self._counts: dict[bytes, int] = {}
+
+    def place(self, frame: n.ServerEvent) -> str:
+        """The stand-in for the time of untimed `frame` (and count it)."""
+        key = _frame_key.encode(frame)
+        seen = self._counts.get(key, 0)
+        self._counts[key] = seen + 1
+        return f"~{self._after}#{seen}"
+
+    def anchor(self, msg_id: n.NativeId | None) -> None:
+        """A message with `msg_id` went by: later untimed frames count from there."""
+        if msg_id is not None and str(msg_id) != self._after:
+            self._after = str(msg_id)
+            self._counts.clear()
+
+
+_frame_key = msgspec.json.Encoder()
+_ANCHORS = (n.ChatMessage, n.ChatFile, n.ChatLocation)
+"""The frames that carry a `msg_id` an untimed frame is placed after."""
+_bodies: WeakKeyDictionary[Scope, Untimed] = WeakKeyDictionary()
+
+
+def _stream(scope: Scope) -> Untimed:
+    """Where the stream stands: the connector's (`options["untimed"]`, across its polls), or
+    one of this body's own (a webhook body decodes alone: its first frame starts the stream)."""
+    given = scope.options.get("untimed")
+    if isinstance(given, Untimed):
+        return given
+    stream = _bodies.get(scope)
+    if stream is None:
+        stream = _bodies[scope] = Untimed()
+    return stream
+
+
+class _Frame:
+    """One frame's building: its scope, time, and who its parties are."""
+
+    __slots__ = ("at", "conv", "scope", "when")
+
+    def __init__(self, scope: Scope, at: str, when: str) -> None:
+        self.scope, self.at, self.when = scope, at, when
+        self.conv = scope.conversation_id
+
+    def sender(self, party_id: str | None) -> Party:
+        """Who a frame is from: the client (no party, or the chat id), else the party with the
+        role it announced (the conversation's context), else an agent."""
+        if party_id is None or party_id == self.scope.conversation:
+            return USER
+        return Party(role=self.scope.context().role_of(party_id) or "agent", id=party_id)
+
+    def derived(self, *parts: object) -> str:
+        return self.scope.event_id(*parts)
+
+    def event(self, event_type: type[E], /, **fields: Any) -> E:
+        """An event of `event_type` in this conversation at the frame's time."""
+        return event_type(conversation_id=self.conv, dialect=DIALECT, at=self.at, **fields)
+
+
+def _number(value: str | float | None, path: str) -> float | None:
+    """A number the platform may send as a string ("" and None: absent)."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise Refused(f"not a number: {value!r}", path) from None
+    if not math.isfinite(number):
+        raise Refused(f"not a number: {value!r}", path)
+    return number
+
+
+def _coordinate(value: str | float, path: str) -> float:
+    number = _number(value, path)
+    if number is None:
+        raise Refused("a location needs both coordinates", path)
+    return number
+
+
+# One builder per native event: (frame, scope) → event. Events the platform identifies take
+# `<conv>/<msg_id>`; the others a derived id of their own fields, with `when` (the
+# frame's time, or its place in the stream) where the same frame may legitimately come twice.
+
+
+def _message(f: n.ChatMessage, s: _Frame) -> Event:
+    # `msg_text` is the plain text the server makes of `msg` (which may be HTML): the text.
+    text = f.msg_text if f.msg_text is not None else f.msg
+    if text is None:
+        raise Refused("a message needs `msg` or `msg_text`", "$.msg")
+    html = f.msg if f.msg_text is not None and f.msg and f.msg != f.msg_text else None
+    sender = s.sender(f.party_id)
+    if f.msg_id is None:
+        eid = s.derived("chat_session_message", s.when, sender.id, text)
+    else:
+        eid = f"{s.conv}/{f.msg_id}"
+    return s.event(
+        Message,
+        id=eid,
+        sender=sender,
+        content=Text(text),
+        metadata={"html": html} if html is not None else {},
+    )
+
+
+def _typing(name: str, active: bool) -> Callable[[n.Typing | n.NotTyping, _Frame], Event]:
+    def build(f: n.Typing | n.NotTyping, s: _Frame) -> Event:
+        sender = s.sender(f.party_id)
+        eid = s.derived(name, s.when, sender.id)
+        return s.event(Typing, id=eid, sender=sender, active=active)
+
+    return build
+
+
+def _status(f: n.SessionStatus, s: _Frame) -> Event:
+    return s.event(
+        Status,
+        id=s.derived("chat_session_status", s.when, f.state),
+        status=STATUSES[f.state],
+        wait_s=_number(f.ewt, "$.ewt"),
+    )
+
+
+def _joined(f: n.PartyJoined, s: _Frame) -> Event:
+    name = f.display_name or " ".join(p for p in (f.first_name, f.last_name) if p) or None
+    role = ROLES[f.type]
+    if f.party_id != s.scope.conversation:  # the client's own party is not announced
+        s.scope.learn(roles={f.party_id: role})
+    return s.event(
+        ParticipantJoined,
+        id=s.derived("chat_session_party_joined", s.when, f.party_id),
+        participant=Party(role=role, id=f.party_id, name=name),
+    )
+
+
+def _left(f: n.PartyLeft, s: _Frame) -> Event:
+    return s.event(
+        ParticipantLeft,
+        id=s.derived("chat_session_party_left", s.when, f.party_id),
+        participant=s.sender(f.party_id),
+    )
+
+
+def _ended(f: n.SessionEnded, s: _Frame) -> Event:
+    return s.event(Ended, id=s.derived("chat_session_ended", s.when), reason="completed")
+
+
+def _inactivity(f: n.InactivityTimeout, s: _Frame) -> Event:
+    return s.event(
+        Ended,
+        id=s.derived("chat_session_inactivity_timeout", s.when),  # one id for both spellings
+        reason="inactivity",
+        by="system",
+        text=f.msg or None,
+    )
+
+
+def _warning(f: n.TimeoutWarning, s: _Frame) -> Event:
+    return s.event(
+        Notice,
+        id=s.derived("chat_session_timeout_warning", s.when, f.msg),
+        kind="inactivity_warning",
+        text=f.msg,
+    )
+
+
+def _form(f: n.FormShow, s: _Frame) -> Event:
+    return s.event(
+        Form,
+        id=s.derived("chat_session_form_show", f.form_request_id),
+        request_id=str(f.form_request_id),
+        name=f.form_name,
+        timeout_s=_number(f.form_timeout, "$.form_timeout"),
+    )
+
+
+def _signal(f: n.Signaling, s: _Frame) -> Event:
+    return s.event(Signal, id=f"{s.conv}/{f.msg_id}", data=f.data, sender=s.sender(f.party_id))
+
+
+def _file(f: n.ChatFile, s: _Frame) -> Event:
+    if not f.file_id:
+        raise Refused("a file needs a `file_id`", "$.file_id")
+    template = s.scope.options.get("file_url")
+    url = template.replace("{file_id}", f.file_id) if template else None
+    content: Content = (
+        Image(url=url, file_id=f.file_id, file_name=f.file_name)
+        if f.file_type == "image"
+        else File(url=url, file_id=f.file_id, file_name=f.file_name)
+    )
+    return s.event(Message, id=f"{s.conv}/{f.msg_id}", sender=s.sender(f.party_id), content=content)
+
+
+def _location(f: n.ChatLocation, s: _Frame) -> Event:
+    latitude = _coordinate(f.latitude, "$.latitude")
+    longitude = _coordinate(f.longitude, "$.longitude")
+    sender = s.sender(f.party_id)
+    if f.msg_id is None:
+        eid = s.derived("chat_session_location", s.when, sender.id, latitude, longitude)
+    else:
+        eid = f"{s.conv}/{f.msg_id}"
+    content = Location(latitude=latitude, longitude=longitude, url=f.url)
+    return s.event(Message, id=eid, sender=sender, content=content)
+
+
+def _case(f: n.CaseSet, s: _Frame) -> Event:
+    return s.event(
+        Notice,
+        id=s.derived("chat_session_case_set", f.case_id),
+        kind="info",
+        text=f"case {f.case_id}",
+        metadata={"case_id": str(f.case_id)},
+    )
+
+
+def _receipt(name: str, status: ReceiptStatus) -> Callable[[n.MessageDelivered, _Frame], Event]:
+    def build(f: n.MessageDelivered, s: _Frame) -> Event:
+        sender = s.sender(f.party_id)
+        ref = f.ref_msg_id
+        # Without a reference (iOS types it optional) only its time tells two receipts apart.
+        eid = s.derived(name, ref, sender.id) if ref is not None else s.derived(name, s.when)
+        return s.event(
+            Receipt,
+            id=eid,
+            sender=sender,
+            status=status,
+            message_id=None if ref is None else f"{s.conv}/{ref}",
+        )
+
+    return build
+
+
+_BUILDERS: dict[type[Any], Callable[[Any, _Frame], Event]] = {
+    n.ChatMessage: _message,
+    n.Typing: _typing("chat_session_typing", active=True),
+    n.NotTyping: _typing("chat_session_not_typing", active=False),
+    n.SessionStatus: _status,
+    n.PartyJoined: _joined,
+    n.PartyLeft: _left,
+    n.SessionEnded: _ended,
+    n.InactivityTimeout: _inactivity,
+    n.InactvityTimeout: _inactivity,
+    n.TimeoutWarning: _warning,
+    n.FormShow: _form,
+    n.Signaling: _signal,
+    n.ChatFile: _file,
+    n.ChatLocation: _location,
+    n.CaseSet: _case,
+    n.MessageDelivered: _receipt("chat_session_message_delivered", "delivered"),
+    n.MessageRead: _receipt("chat_session_message_read", "read"),
+}
+assert set(_BUILDERS) == set(n.ServerEvent.__args__)
