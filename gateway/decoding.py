@@ -168,6 +168,7 @@ class Scope:
         "index",
         "learned",
         "options",
+        "state",
     )
 
     def __init__(
@@ -191,6 +192,8 @@ class Scope:
         self.conversation_id = ""
         """The canonical id of the frame's conversation (`<dialect>:<native id>`)."""
         self.learned: dict[str, ConversationContext] = {}
+        self.state: dict[str, Any] = {}
+        """Whatever a dialect's builders keep from one frame of the body to the next."""
         self._contexts = contexts
         self._received_at: str | None = None
 

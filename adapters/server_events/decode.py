@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
-from weakref import WeakKeyDictionary
 
 import msgspec
 
@@ -138,7 +137,6 @@ class Untimed:
 _frame_key = msgspec.json.Encoder()
 _ANCHORS = (n.ChatMessage, n.ChatFile, n.ChatLocation)
 """The frames that carry a `msg_id` an untimed frame is placed after."""
-_bodies: WeakKeyDictionary[Scope, Untimed] = WeakKeyDictionary()
 
 
 def _stream(scope: Scope) -> Untimed:
@@ -147,9 +145,9 @@ def _stream(scope: Scope) -> Untimed:
     given = scope.options.get("untimed")
     if isinstance(given, Untimed):
         return given
-    stream = _bodies.get(scope)
-    if stream is None:
-        stream = _bodies[scope] = Untimed()
+    stream = scope.state.get("untimed")
+    if not isinstance(stream, Untimed):
+        stream = scope.state["untimed"] = Untimed()
     return stream
 
 
