@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 import msgspec
 
 from gateway import decoding
-from gateway.codec import unparsable
 from gateway.context import EMPTY, ContextStore, ConversationContext
 from gateway.decoding import Decoded as Decoded
 from gateway.decoding import Parsed, Spec
@@ -208,21 +207,17 @@ class Adapter(abc.ABC):
     test_only: ClassVar[bool] = False
     """True for dialects that exist for tests and demos; loaded only when named explicitly."""
 
-    spec: ClassVar[Spec[Any] | None] = None
-    """The dialect's description for the shared decode pipeline (`gateway.decoding`)."""
+    spec: ClassVar[Spec[Any]]
+    """The dialect's description for the shared decode pipeline (`gateway.decoding`): its
+    native Structs, envelopes and builders. Every dialect has one; decoding is the pipeline's."""
     decode_options: ClassVar[frozenset[str]] = frozenset()
     """The dialect settings its builders read (`Scope.options`), e.g. `own_address`: ingest
     hands them over as configured (`GATEWAY_<DIALECT>_<NAME>`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        implemented = (
-            cls.spec is not None
-            or cls.decode is not Adapter.decode
-            or cls.decode_body is not Adapter.decode_body
-        )
-        if "name" in cls.__dict__ and not implemented:
-            raise TypeError(f"dialect {cls.__name__} has no spec and no decode_body")
+        if "name" in cls.__dict__ and not isinstance(getattr(cls, "spec", None), Spec):
+            raise TypeError(f"dialect {cls.__name__} has no decoding spec")
 
     def parse(
         self,
@@ -230,43 +225,21 @@ class Adapter(abc.ABC):
         *,
         conversation: str | None = None,
         options: Mapping[str, str] | None = None,
-    ) -> Parsed[Any] | None:
-        """The pipeline's first phase for this dialect (`decoding.parse`), or None for a
-        dialect not on the pipeline (`decode` does all then)."""
-        if self.spec is None:
-            return None
+    ) -> Parsed[Any]:
+        """The pipeline's first phase for this dialect (`decoding.parse`): ingest reads the
+        stored contexts of `Parsed.conversations` before `decoding.build`."""
         return decoding.parse(self.spec, body, conversation=conversation, options=options)
 
     def decode(self, body: bytes, *, conversation: str | None = None) -> Decoded:
-        """Decode a webhook body: one native frame, an array of them, or the dialect's envelope.
+        """Decode a body (one native frame, an array of them, or the dialect's envelope) with
+        empty conversation contexts: `gateway decode` and tests; ingest uses `parse`.
 
         `conversation` is the native conversation id for dialects whose frames do not carry it.
-        Raises `MalformedJSON` for a body that is not JSON (not UTF-8, or nested too deeply to
-        parse) and
-        `DecodeError` (with `index` and `path`) for a known frame that breaks its schema, or
+        Raises `MalformedJSON` for a body that is not JSON (not UTF-8, or nested too deeply),
+        `DecodeError` (with `index` and `path`) for a known frame that breaks its schema, and
         `RequestError` for a missing `conversation`; a batch decodes all or nothing.
-
-        A dialect implements `decode_body`, which this calls, mapping what msgspec raises
-        besides its `DecodeError` (`RecursionError`, `UnicodeDecodeError`). A dialect whose
-        decoding is a module function that keeps this whole contract itself may assign it here
-        instead, `decode = staticmethod(f)` with `f(body, conversation=None)`: ingest's hot
-        path then makes one call less. The dialect's tests must then show the contract (bad
-        UTF-8 and deep nesting are `MalformedJSON`), as `tests/security/test_fuzz.py` does for all.
-        A dialect on the pipeline (`spec`) decodes with empty contexts here; ingest reads the
-        stored ones between `parse` and `decoding.build`.
         """
-        if self.spec is not None:
-            return decoding.decode(self.spec, body, conversation=conversation)
-        try:
-            return self.decode_body(body, conversation)
-        except (RecursionError, UnicodeDecodeError) as exc:
-            raise unparsable(exc) from None
-
-    def decode_body(self, body: bytes, conversation: str | None) -> Decoded:
-        """The dialect's decoding, under the contract of `decode` (which calls it) but for the
-        two errors `decode` maps. A dialect whose decoding is a module function may assign it:
-        `decode_body = staticmethod(f)`. Every dialect implements this or `decode`."""
-        raise NotImplementedError  # pragma: no cover - `__init_subclass__` refuses such a class
+        return decoding.decode(self.spec, body, conversation=conversation)
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         """The native request for `command` in the session whose `snapshot` is `session`."""

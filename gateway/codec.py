@@ -1,24 +1,21 @@
-"""Helpers every dialect codec shares: ids, timestamps and error mapping. Pure functions."""
+"""Helpers every dialect's builders share: ids, timestamps, JSON errors. Pure functions."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import time
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import msgspec
 
-from gateway.errors import DecodeError, MalformedJSON
+from gateway.errors import MalformedJSON
 from gateway.model import now_at
 
-T = TypeVar("T")
-
 MS_THRESHOLD: Final = 100_000_000_000
-"""DIALECTS.md: an epoch above this is milliseconds, else seconds (what `to_at` and the
-decoders formatting `epoch_second_prefixes` themselves compare an int with)."""
+"""DIALECTS.md: an epoch above this is milliseconds, else seconds."""
 _MS_THRESHOLD_FLOAT: Final = 1e11  # the same, for floats (a float-to-float comparison is cheaper)
 _raw_decoder: Final = msgspec.json.Decoder()
 
@@ -136,13 +133,7 @@ _NAIVE_EPOCH: Final = datetime(1970, 1, 1)
 _MILLIS: Final = tuple(f"{ms:03d}Z" for ms in range(1000))
 _seconds: Final[dict[int, str]] = {}
 
-MILLIS_TAILS: Final[tuple[str, ...]] = _MILLIS
-"""`"mmmZ"` of every millisecond 0..999, what follows an `epoch_second_prefixes` value."""
-epoch_second_prefixes: Final[dict[int, str]] = _seconds
-"""`YYYY-MM-DDTHH:MM:SS.` of the epoch seconds `to_at` has formatted, all in its range. A
-decoder's hot loop whose stamps are epoch milliseconds may format an int `ms` above 1e11 itself,
-as `prefix + MILLIS_TAILS[ms % 1000]` when `ms // 1000` is here (a hit proves the range), and
-call `to_at` otherwise (which fills this cache); only `to_at` writes it."""
+"""`YYYY-MM-DDTHH:MM:SS.` of the epoch seconds `to_at` has formatted, all in its range."""
 
 _head_seconds: Final[dict[str, int]] = {}
 """`YYYY-MM-DDTHH:MM:SS` heads `to_at` has read: the epoch second of each, or -1 for a head
@@ -227,23 +218,6 @@ def loads(body: bytes | str) -> Any:
         raise unparsable(exc) from None
 
 
-def is_utf8(body: bytes | str) -> bool:
-    """Whether `body` is text: a `str`, or bytes that are UTF-8.
-
-    A typed decoder checks the strings it reads, but skips unread the ones it has no field for
-    (unknown keys, frames of unknown events), bad bytes and all. So a fast path sends a body
-    that is neither ASCII nor UTF-8 (`not body.isascii() and not is_utf8(body)`, the first test
-    being the cheap one) to its exact path, which parses every string and names the bad byte:
-    both paths refuse the same bodies."""
-    if type(body) is str:
-        return True
-    try:
-        body.decode()  # type: ignore[union-attr]
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def unparsable(exc: RecursionError | UnicodeDecodeError) -> MalformedJSON:
     """The `MalformedJSON` for what msgspec's decoders raise besides `DecodeError`: recursion
     past their depth (typed decoders recurse on nesting, like the parser) and bad UTF-8 inside
@@ -259,78 +233,11 @@ def path_of(exc: msgspec.ValidationError) -> str:
     return tail.rstrip("`") if sep else "$"
 
 
-def invalid(exc: msgspec.ValidationError, index: int, prefix: str = "") -> DecodeError:
-    """A `DecodeError` for frame `index` from msgspec's error, its path under `prefix`
-    (e.g. `"$.data"` when the frame was converted from a nested object)."""
-    message, sep, _ = str(exc).rpartition(" - at `")
-    path = path_of(exc)
-    if prefix:
-        path = prefix + path[1:]
-    return DecodeError(
-        f"frame {index}: {message if sep else exc} at {path}", index=index, path=path
-    )
-
-
-def tag_decoder(key: str) -> Callable[[msgspec.Raw], Any]:
-    """A decoder of a JSON object that reads the value at `key` alone, every other key skipped
-    unread: `tag_decoder(key)(raw).tag` is that value (`None` when absent). It is msgspec's
-    decoder itself, no Python around it, for loops over many frames (`decode_known`). Raises
-    `msgspec.ValidationError` for a value that is no object."""
-    fields = [("tag", Any, None)]
-    return msgspec.json.Decoder(
-        msgspec.defstruct("Tag", fields, rename={"tag": key}, frozen=True, gc=False)
-    ).decode
-
-
 def tag_reader(key: str) -> Callable[[msgspec.Raw], Any]:
     """A reader of the value at `key` of a JSON object (`None` when absent), every other key
     skipped unread: how a dialect tells a frame's event name without decoding the frame.
     The reader raises `msgspec.ValidationError` for a value that is no object."""
-    decode = tag_decoder(key)
-    return lambda raw: decode(raw).tag
-
-
-def decode_known(
-    raws: Iterable[msgspec.Raw],
-    tag_of: Callable[[msgspec.Raw], Any],
-    known: Container[str],
-    decode: Callable[[msgspec.Raw], T],
-) -> tuple[list[T], int]:
-    """Each raw frame typed with `decode`, except the frames whose name (`tag_of(raw).tag`,
-    `tag_of` a `tag_decoder`) is a string the dialect does not know: those are only counted.
-    Returns the frames and that count; raises what `decode` or `tag_of` raise. Reading the name
-    first is cheaper than letting `decode` fail on each unknown frame (an exception is dear)."""
-    out: list[T] = []
-    ignored = 0
-    for raw in raws:
-        name = tag_of(raw).tag
-        if type(name) is str and name not in known:
-            ignored += 1
-        else:
-            out.append(decode(raw))
-    return out, ignored
-
-
-def convert_each(
-    frames: Iterable[Any], convert: Callable[[Any, int], T | None]
-) -> tuple[list[T], int]:
-    """Apply `convert(frame, index)` to every frame; `None` means an unknown (ignored) frame.
-
-    Returns the converted frames and the ignored count. `msgspec.ValidationError` raised by
-    `convert` becomes a `DecodeError` naming the frame index and path, so a batch fails whole;
-    a `ValueError` (a timestamp that is no time, say) names the frame alone.
-    """
-    out: list[T] = []
-    ignored = 0
-    for index, frame in enumerate(frames):
-        try:
-            item = convert(frame, index)
-        except msgspec.ValidationError as exc:
-            raise invalid(exc, index) from None
-        except ValueError as exc:
-            raise DecodeError(f"frame {index}: {exc}", index=index, path="$") from None
-        if item is None:
-            ignored += 1
-        else:
-            out.append(item)
-    return out, ignored
+    fields = [("tag", Any, None)]
+    tag = msgspec.defstruct("Tag", fields, rename={"tag": key}, frozen=True, gc=False)
+    decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(tag)
+    return lambda raw: decoder.decode(raw).tag

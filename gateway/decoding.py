@@ -52,6 +52,7 @@ How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example)
 from __future__ import annotations
 
 import functools
+import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from gateway.codec import derived_id
+from gateway.codec import derived_id, unparsable
 from gateway.context import EMPTY, ConversationContext
 from gateway.errors import DecodeError, MalformedJSON, RequestError
 from gateway.model import Error, Event, Role, now_at
@@ -122,7 +123,7 @@ class Spec(Generic[F]):
     """The union's members whose names are `silent` (derived)."""
     decoder: msgspec.json.Decoder[F] = field(init=False)
     peek: msgspec.json.Decoder[Any] = field(init=False)
-    envelope_keys: tuple[bytes, ...] = field(init=False)
+    envelope_keys: re.Pattern[bytes] | None = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.known:
@@ -134,8 +135,8 @@ class Spec(Generic[F]):
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.frame))
         keys = (self.tag, *(envelope.key for envelope in self.envelopes))
         object.__setattr__(self, "peek", _peek(keys))
-        quoted = tuple(msgspec.json.encode(envelope.key) for envelope in self.envelopes)
-        object.__setattr__(self, "envelope_keys", quoted)
+        quoted = b"|".join(re.escape(msgspec.json.encode(e.key)) for e in self.envelopes)
+        object.__setattr__(self, "envelope_keys", re.compile(quoted) if quoted else None)
         for envelope in self.envelopes:
             object.__setattr__(envelope, "decoder", msgspec.json.Decoder(envelope.type))
 
@@ -284,7 +285,7 @@ def parse(
         body.decode()  # every string checked once, even those of frames skipped unread
         raws = _forms(spec, body, scope)
     except (UnicodeDecodeError, RecursionError) as exc:
-        raise _unparsable(exc) from None
+        raise unparsable(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"body is not valid JSON: {exc}") from None
     typed = spec.decoder
@@ -308,7 +309,7 @@ def parse(
             parsed.ignored += 1
             continue
         except RecursionError as exc:
-            raise _unparsable(exc) from None
+            raise unparsable(exc) from None
         except msgspec.ValidationError as exc:
             error = _frame_error(exc, index)
             if not parsed.isolate:
@@ -379,11 +380,13 @@ def decode(
 def _forms(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw]:
     """The raw frames of a body: an array's items, an envelope's frames, or the body itself
     (whose JSON the frame's own decode then checks)."""
-    start = body[:1] if body[:1] not in b" \t\r\n" else body.lstrip()[:1]
+    start = body[:1]
+    if start in b" \t\r\n":
+        start = body.lstrip()[:1]
     if start == b"[":
         return _raws.decode(body)
     # The envelope keys' names must be in the body for it to be one (a cheap test first).
-    if start == b"{" and any(key in body for key in spec.envelope_keys):
+    if start == b"{" and spec.envelope_keys is not None and spec.envelope_keys.search(body):
         peeked = msgspec.structs.astuple(spec.peek.decode(body))
         if not peeked[0]:
             for envelope, present in zip(spec.envelopes, peeked[1:], strict=True):
@@ -424,12 +427,6 @@ def _frame_error(exc: Exception, index: int) -> DecodeError:
         message, sep, tail = text.rpartition(" - at `")
         message, path = (message, tail.rstrip("`")) if sep else (text, "$")
     return DecodeError(f"frame {index}: {message} at {path}", index=index, path=path)
-
-
-def _unparsable(exc: RecursionError | UnicodeDecodeError) -> MalformedJSON:
-    if isinstance(exc, RecursionError):
-        return MalformedJSON("body is nested too deeply")
-    return MalformedJSON(f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})")
 
 
 def _error_event(dialect: str, conv: str, index: int, error: DecodeError, at: str) -> Error:

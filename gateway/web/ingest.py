@@ -89,8 +89,6 @@ async def decode(
     try:
         options = app[DECODE_OPTIONS].get(adapter.name)
         parsed = adapter.parse(body, conversation=conversation, options=options)
-        if parsed is None:  # a dialect not on the shared pipeline
-            return adapter.decode(body, conversation=conversation)
         wanted = parsed.conversations if parsed.spec.contextual else ()
         return decoding.build(parsed, await app[HUB].contexts(wanted) if wanted else {})
     except GatewayError:
