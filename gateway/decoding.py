@@ -52,7 +52,6 @@ How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example)
 from __future__ import annotations
 
 import functools
-import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -123,7 +122,7 @@ class Spec(Generic[F]):
     """The union's members whose names are `silent` (derived)."""
     decoder: msgspec.json.Decoder[F] = field(init=False)
     peek: msgspec.json.Decoder[Any] = field(init=False)
-    envelope_keys: re.Pattern[bytes] | None = field(init=False)
+    envelope_keys: tuple[bytes, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.known:
@@ -135,8 +134,8 @@ class Spec(Generic[F]):
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.frame))
         keys = (self.tag, *(envelope.key for envelope in self.envelopes))
         object.__setattr__(self, "peek", _peek(keys))
-        quoted = b"|".join(re.escape(msgspec.json.encode(e.key)) for e in self.envelopes)
-        object.__setattr__(self, "envelope_keys", re.compile(quoted) if quoted else None)
+        quoted = tuple(msgspec.json.encode(envelope.key) for envelope in self.envelopes)
+        object.__setattr__(self, "envelope_keys", quoted)
         for envelope in self.envelopes:
             object.__setattr__(envelope, "decoder", msgspec.json.Decoder(envelope.type))
 
@@ -161,25 +160,36 @@ class Scope:
     __slots__ = (
         "_contexts",
         "_received_at",
+        "_state",
         "conversation",
         "conversation_id",
         "dialect",
         "envelope",
         "envelope_form",
+        "failures",
+        "frames",
+        "ignored",
         "index",
+        "isolate",
         "learned",
         "options",
-        "state",
+        "spec",
     )
 
     def __init__(
         self,
-        dialect: str,
+        spec: Spec[Any],
         conversation: str | None,
         contexts: Mapping[str, ConversationContext],
         options: Mapping[str, Any],
+        isolate: bool,
     ) -> None:
-        self.dialect = dialect
+        self.spec = spec
+        self.dialect = spec.dialect
+        self.isolate = isolate
+        self.frames: list[tuple[int, str, Any]] = []
+        self.failures: list[tuple[int, str, DecodeError]] = []
+        self.ignored = 0
         self.conversation = conversation
         """The native conversation id the caller gave (`?conversation=`, the connector's)."""
         self.options = options
@@ -193,10 +203,16 @@ class Scope:
         self.conversation_id = ""
         """The canonical id of the frame's conversation (`<dialect>:<native id>`)."""
         self.learned: dict[str, ConversationContext] = {}
-        self.state: dict[str, Any] = {}
-        """Whatever a dialect's builders keep from one frame of the body to the next."""
         self._contexts = contexts
         self._received_at: str | None = None
+        self._state: dict[str, Any] | None = None
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Whatever a dialect's builders keep from one frame of the body to the next."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     @property
     def received_at(self) -> str:
@@ -233,18 +249,11 @@ class Decoded(msgspec.Struct, frozen=True, gc=False):
     learned: dict[str, ConversationContext] = {}
 
 
-class Parsed(Generic[F]):
-    """A body after the first phase: its typed frames, each with its index and conversation."""
+class Parsed(Scope, Generic[F]):
+    """A body after the first phase (`parse`): its typed frames, each with its index and
+    conversation. It is the scope its builders see in the second (`build`)."""
 
-    __slots__ = ("failures", "frames", "ignored", "isolate", "scope", "spec")
-
-    def __init__(self, spec: Spec[F], scope: Scope, isolate: bool) -> None:
-        self.spec = spec
-        self.scope = scope
-        self.isolate = isolate
-        self.frames: list[tuple[int, str, F]] = []
-        self.failures: list[tuple[int, str, DecodeError]] = []
-        self.ignored = 0
+    __slots__ = ()
 
     @property
     def conversations(self) -> set[str]:
@@ -266,7 +275,6 @@ _raws = msgspec.json.Decoder(list[msgspec.Raw])
 def parse(
     spec: Spec[F],
     body: bytes,
-    *,
     conversation: str | None = None,
     contexts: Mapping[str, ConversationContext] | None = None,
     options: Mapping[str, Any] | None = None,
@@ -279,8 +287,10 @@ def parse(
     With `isolate` and a `conversation` (a connector's session), a bad frame is kept as a
     failure instead, in that conversation, and `build` turns it into an `error` event.
     """
-    scope = Scope(spec.dialect, conversation, contexts or {}, options or {})
-    parsed: Parsed[F] = Parsed(spec, scope, isolate and conversation is not None)
+    parsed: Parsed[F] = Parsed(
+        spec, conversation, contexts or {}, options or {}, isolate and conversation is not None
+    )
+    scope = parsed
     try:
         body.decode()  # every string checked once, even those of frames skipped unread
         raws = _forms(spec, body, scope)
@@ -340,7 +350,7 @@ def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None 
 
     Raises `DecodeError` for a frame the builder refuses, unless `parse` was isolating: then,
     and for the frames `parse` kept as failures, the batch carries an `error` event instead."""
-    spec, scope = parsed.spec, parsed.scope
+    spec, scope = parsed.spec, parsed
     if contexts is not None:
         scope._contexts = contexts
     events: list[Event] = []
@@ -371,10 +381,7 @@ def decode(
     isolate: bool = False,
 ) -> Decoded:
     """`build(parse(...))`: a body decoded in one call, with the contexts the caller has."""
-    parsed = parse(
-        spec, body, conversation=conversation, contexts=contexts, options=options, isolate=isolate
-    )
-    return build(parsed)
+    return build(parse(spec, body, conversation, contexts, options, isolate))
 
 
 def _forms(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw]:
@@ -385,8 +392,7 @@ def _forms(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw]:
         start = body.lstrip()[:1]
     if start == b"[":
         return _raws.decode(body)
-    # The envelope keys' names must be in the body for it to be one (a cheap test first).
-    if start == b"{" and spec.envelope_keys is not None and spec.envelope_keys.search(body):
+    if start == b"{" and _names_any(spec.envelope_keys, body):
         peeked = msgspec.structs.astuple(spec.peek.decode(body))
         if not peeked[0]:
             for envelope, present in zip(spec.envelopes, peeked[1:], strict=True):
@@ -399,6 +405,12 @@ def _forms(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw]:
                     frames: list[msgspec.Raw] = getattr(scope.envelope, envelope.frames)
                     return frames
     return [msgspec.Raw(body)]
+
+
+def _names_any(keys: tuple[bytes, ...], body: bytes) -> bool:
+    """Whether any of the quoted `keys` occurs in `body`: an object without one of them is no
+    envelope, known without reading it."""
+    return any(key in body for key in keys)
 
 
 def _name(tag: str, raw: msgspec.Raw) -> Any:

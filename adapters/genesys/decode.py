@@ -101,7 +101,7 @@ def build(entry: n.Entry, scope: Scope) -> Iterator[Event]:
     conv = scope.conversation_id
     stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp
     try:
-        at = to_at(stamp, scope.received_at)
+        at = scope.received_at if stamp is None or stamp == "" else to_at(stamp)
     except ValueError as exc:
         raise Refused(
             str(exc), "$.utcTime" if entry.utcTime is not None else "$.timestamp"
