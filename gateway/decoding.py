@@ -120,6 +120,9 @@ class Spec(Generic[F]):
     """The names `frame` decodes; derived from the union's tags when left empty."""
     silent_types: frozenset[type[Any]] = field(default=frozenset(), init=False)
     """The union's members whose names are `silent` (derived)."""
+    tagged: bool = field(default=True, init=False)
+    """Whether every frame type is tagged (derived): then an object that decodes as a frame
+    holds the name key, and so is no envelope."""
     decoder: msgspec.json.Decoder[F] = field(init=False)
     peek: msgspec.json.Decoder[Any] = field(init=False)
     envelope_keys: tuple[bytes, ...] = field(init=False)
@@ -130,6 +133,7 @@ class Spec(Generic[F]):
         members = typing.get_args(self.frame) or (self.frame,)
         silent_types = {m for m in members if _tag_of(m) in self.silent}
         object.__setattr__(self, "silent_types", frozenset(silent_types))
+        object.__setattr__(self, "tagged", all(_tag_of(m) is not None for m in members))
         # Built once per dialect: the frame decoder, and the reader of a body's envelope keys.
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.frame))
         keys = (self.tag, *(envelope.key for envelope in self.envelopes))
@@ -290,58 +294,81 @@ def parse(
     parsed: Parsed[F] = Parsed(
         spec, conversation, contexts or {}, options or {}, isolate and conversation is not None
     )
-    scope = parsed
     try:
         body.decode()  # every string checked once, even those of frames skipped unread
-        raws = _forms(spec, body, scope)
+        if _first_byte(body) == b"[":
+            raws = _raws.decode(body)
+        elif not spec.tagged and (envelope := _envelope(spec, body, parsed)) is not None:
+            raws = envelope
+        else:
+            # One object: a frame, the common case, decoded as one at once; only an object
+            # that is no frame of the dialect may be one of its envelopes.
+            try:
+                _decoded(parsed, 0, spec.decoder.decode(body))
+                return parsed
+            except msgspec.ValidationError as exc:
+                envelope = _envelope(spec, body, parsed)
+                if envelope is None:
+                    _failed(parsed, 0, msgspec.Raw(body), exc)
+                    return parsed
+                raws = envelope
     except (UnicodeDecodeError, RecursionError) as exc:
         raise unparsable(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"body is not valid JSON: {exc}") from None
     typed = spec.decoder
     for index, raw in enumerate(raws):
-        scope.index = index
         try:
-            # Decoded as the dialect's frame at once; only a frame that fails is asked its
-            # name, which tells an unknown event (skipped) from a broken known one.
-            try:
-                frame = typed.decode(raw)
-            except msgspec.ValidationError:
-                name = _name(spec.tag, raw)
-                if isinstance(name, str) and (name not in spec.known or name in spec.silent):
-                    parsed.ignored += name not in spec.known
-                    continue
-                raise
-            if type(frame) in spec.silent_types:
-                continue
-            native = spec.conversation(frame, scope)
-        except Skip:
-            parsed.ignored += 1
-            continue
+            frame = typed.decode(raw)
+        except msgspec.ValidationError as exc:
+            _failed(parsed, index, raw, exc)
         except RecursionError as exc:
             raise unparsable(exc) from None
-        except msgspec.ValidationError as exc:
-            error = _frame_error(exc, index)
-            if not parsed.isolate:
-                raise error from None
-            parsed.failures.append((index, f"{spec.dialect}:{conversation}", error))
-            continue
-        except msgspec.DecodeError as exc:  # one frame, as the body was: not JSON at all
-            raise MalformedJSON(f"body is not valid JSON: {exc}") from None
-        except (DecodeError, Refused) as exc:
-            error = _frame_error(exc, index)
-            if not parsed.isolate:
-                raise error from None
-            parsed.failures.append((index, f"{spec.dialect}:{conversation}", error))
-            continue
-        if native is None:
-            raise RequestError(
-                f"{spec.dialect} frame {index} names no conversation: "
-                "the `conversation` parameter is required",
-                parameter="conversation",
-            )
-        parsed.frames.append((index, f"{spec.dialect}:{native}", frame))
+        else:
+            _decoded(parsed, index, frame)
     return parsed
+
+
+def _failed(parsed: Parsed[Any], index: int, raw: msgspec.Raw, exc: Exception) -> None:
+    """Frame `index` did not decode as the dialect's frame: skipped when its name is one the
+    dialect does not know (counted) or maps to nothing; else it is a broken known frame."""
+    spec = parsed.spec
+    name = _name(spec.tag, raw)
+    if isinstance(name, str) and (name not in spec.known or name in spec.silent):
+        parsed.ignored += name not in spec.known
+        return
+    _reject(parsed, index, exc)
+
+
+def _decoded(parsed: Parsed[F], index: int, frame: F) -> None:
+    """Frame `index`, decoded: kept with its conversation, unless the dialect skips it."""
+    spec = parsed.spec
+    if type(frame) in spec.silent_types:
+        return
+    parsed.index = index
+    try:
+        native = spec.conversation(frame, parsed)
+    except Skip:
+        parsed.ignored += 1
+        return
+    except (msgspec.ValidationError, DecodeError, Refused) as exc:
+        _reject(parsed, index, exc)
+        return
+    if native is None:
+        raise RequestError(
+            f"{spec.dialect} frame {index} names no conversation: "
+            "the `conversation` parameter is required",
+            parameter="conversation",
+        )
+    parsed.frames.append((index, f"{spec.dialect}:{native}", frame))
+
+
+def _reject(parsed: Parsed[Any], index: int, exc: Exception) -> None:
+    """A bad frame: the batch's end (raised), or, isolating, a failure kept for `build`."""
+    error = _frame_error(exc, index)
+    if not parsed.isolate:
+        raise error from None
+    parsed.failures.append((index, f"{parsed.dialect}:{parsed.conversation}", error))
 
 
 def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None = None) -> Decoded:
@@ -384,27 +411,29 @@ def decode(
     return build(parse(spec, body, conversation, contexts, options, isolate))
 
 
-def _forms(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw]:
-    """The raw frames of a body: an array's items, an envelope's frames, or the body itself
-    (whose JSON the frame's own decode then checks)."""
+def _first_byte(body: bytes) -> bytes:
     start = body[:1]
-    if start in b" \t\r\n":
-        start = body.lstrip()[:1]
-    if start == b"[":
-        return _raws.decode(body)
-    if start == b"{" and _names_any(spec.envelope_keys, body):
-        peeked = msgspec.structs.astuple(spec.peek.decode(body))
-        if not peeked[0]:
-            for envelope, present in zip(spec.envelopes, peeked[1:], strict=True):
-                if present:
-                    try:
-                        scope.envelope = envelope.decoder.decode(body)
-                    except msgspec.ValidationError as exc:
-                        raise _frame_error(exc, 0) from None
-                    scope.envelope_form = envelope
-                    frames: list[msgspec.Raw] = getattr(scope.envelope, envelope.frames)
-                    return frames
-    return [msgspec.Raw(body)]
+    return body.lstrip()[:1] if start in b" \t\r\n" else start
+
+
+def _envelope(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw] | None:
+    """The frames of a body that is one of the dialect's envelopes (an object holding the
+    envelope's key and no name key), or None for a body that is none."""
+    if not _names_any(spec.envelope_keys, body):
+        return None
+    peeked = msgspec.structs.astuple(spec.peek.decode(body))
+    if peeked[0]:
+        return None
+    for envelope, present in zip(spec.envelopes, peeked[1:], strict=True):
+        if present:
+            try:
+                scope.envelope = envelope.decoder.decode(body)
+            except msgspec.ValidationError as exc:
+                raise _frame_error(exc, 0) from None
+            scope.envelope_form = envelope
+            frames: list[msgspec.Raw] = getattr(scope.envelope, envelope.frames)
+            return frames
+    return None
 
 
 def _names_any(keys: tuple[bytes, ...], body: bytes) -> bool:
