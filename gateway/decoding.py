@@ -53,8 +53,9 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -158,27 +159,29 @@ def _tags(union: Any) -> frozenset[str]:
     return frozenset(tag for member in members if (tag := _tag_of(member)) is not None)
 
 
-class Scope:
-    """What a builder knows beside its frame: the body's, and the conversation's context."""
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
-    __slots__ = (
-        "_contexts",
-        "_received_at",
-        "_state",
-        "conversation",
-        "conversation_id",
-        "dialect",
-        "envelope",
-        "envelope_form",
-        "failures",
-        "frames",
-        "ignored",
-        "index",
-        "isolate",
-        "learned",
-        "options",
-        "spec",
-    )
+
+class Scope:
+    """What a builder knows beside its frame: the body's, and the conversation's context.
+
+    One per body; the attributes a body starts with are the class's, so that making one sets
+    only what the caller gives."""
+
+    envelope: Any = None
+    """The decoded envelope, when the body was one."""
+    envelope_form: Envelope | None = None
+    """Which of the dialect's `Envelope`s the body was."""
+    index = 0
+    """The frame's position in the body."""
+    conversation_id = ""
+    """The canonical id of the frame's conversation (`<dialect>:<native id>`)."""
+    learned: Mapping[str, ConversationContext] = _NOTHING
+    """What the body's frames taught each conversation's context (`learn`)."""
+    ignored = 0
+    failures: Sequence[tuple[int, str, DecodeError]] = ()
+    _received_at: str | None = None
+    _state: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -190,26 +193,13 @@ class Scope:
     ) -> None:
         self.spec = spec
         self.dialect = spec.dialect
-        self.isolate = isolate
-        self.frames: list[tuple[int, str, Any]] = []
-        self.failures: list[tuple[int, str, DecodeError]] = []
-        self.ignored = 0
         self.conversation = conversation
         """The native conversation id the caller gave (`?conversation=`, the connector's)."""
         self.options = options
         """What the caller tells the dialect's builders (a file URL template, say)."""
-        self.envelope: Any = None
-        """The decoded envelope, when the body was one."""
-        self.envelope_form: Envelope | None = None
-        """Which of the dialect's `Envelope`s the body was."""
-        self.index = 0
-        """The frame's position in the body."""
-        self.conversation_id = ""
-        """The canonical id of the frame's conversation (`<dialect>:<native id>`)."""
-        self.learned: dict[str, ConversationContext] = {}
+        self.isolate = isolate
+        self.frames: list[tuple[int, str, Any]] = []
         self._contexts = contexts
-        self._received_at: str | None = None
-        self._state: dict[str, Any] | None = None
 
     @property
     def state(self) -> dict[str, Any]:
@@ -235,7 +225,7 @@ class Scope:
         """Record what this frame teaches its conversation's context."""
         before = self.learned.get(self.conversation_id, EMPTY)
         update = ConversationContext(own_address=own_address, roles=dict(roles))
-        self.learned[self.conversation_id] = before.merge(update)
+        self.learned = {**self.learned, self.conversation_id: before.merge(update)}
 
     def event_id(self, *parts: object) -> str:
         """A deterministic id for an event the platform does not identify (`derived_id`)."""
@@ -250,14 +240,12 @@ class Decoded(msgspec.Struct, frozen=True, gc=False):
     events: list[Event]
     ignored: int = 0
     rejected: int = 0
-    learned: dict[str, ConversationContext] = {}
+    learned: Mapping[str, ConversationContext] = {}
 
 
 class Parsed(Scope, Generic[F]):
     """A body after the first phase (`parse`): its typed frames, each with its index and
     conversation. It is the scope its builders see in the second (`build`)."""
-
-    __slots__ = ()
 
     @property
     def conversations(self) -> set[str]:
@@ -292,11 +280,18 @@ def parse(
     failure instead, in that conversation, and `build` turns it into an `error` event.
     """
     parsed: Parsed[F] = Parsed(
-        spec, conversation, contexts or {}, options or {}, isolate and conversation is not None
+        spec,
+        conversation,
+        _NOTHING if contexts is None else contexts,
+        _NOTHING if options is None else options,
+        isolate and conversation is not None,
     )
     try:
         body.decode()  # every string checked once, even those of frames skipped unread
-        if _first_byte(body) == b"[":
+        start = body[:1]
+        if start in b" \t\r\n":  # (b"" too: an empty body is then no JSON below)
+            start = body.lstrip()[:1]
+        if start == b"[":
             raws = _raws.decode(body)
         elif not spec.tagged and (envelope := _envelope(spec, body, parsed)) is not None:
             raws = envelope
@@ -368,7 +363,7 @@ def _reject(parsed: Parsed[Any], index: int, exc: Exception) -> None:
     error = _frame_error(exc, index)
     if not parsed.isolate:
         raise error from None
-    parsed.failures.append((index, f"{parsed.dialect}:{parsed.conversation}", error))
+    parsed.failures = [*parsed.failures, (index, f"{parsed.dialect}:{parsed.conversation}", error)]
 
 
 def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None = None) -> Decoded:
@@ -409,11 +404,6 @@ def decode(
 ) -> Decoded:
     """`build(parse(...))`: a body decoded in one call, with the contexts the caller has."""
     return build(parse(spec, body, conversation, contexts, options, isolate))
-
-
-def _first_byte(body: bytes) -> bytes:
-    start = body[:1]
-    return body.lstrip()[:1] if start in b" \t\r\n" else start
 
 
 def _envelope(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw] | None:
