@@ -60,7 +60,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from gateway.codec import derived_id, unparsable
+from gateway.codec import derived_id, to_at, unparsable
 from gateway.context import EMPTY, ConversationContext
 from gateway.errors import DecodeError, MalformedJSON, RequestError
 from gateway.model import Error, Event, Role, now_at
@@ -214,6 +214,16 @@ class Scope:
         if self._received_at is None:
             self._received_at = now_at()
         return self._received_at
+
+    def time(self, value: object, path: str) -> str:
+        """A frame's native time `value` as the canonical one (`gateway.codec.to_at`): none
+        (None or "") is the body's `received_at`; one that is no time is `Refused` at `path`."""
+        if value is None or value == "":
+            return self.received_at
+        try:
+            return to_at(value)
+        except ValueError as exc:
+            raise Refused(f"not a timestamp ({exc})", path) from None
 
     def context(self) -> ConversationContext:
         """The frame's conversation's context, with what earlier frames of this body taught."""
