@@ -22,14 +22,14 @@ What one frame does not say comes from the conversation's context (`gateway.cont
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 from adapters.server_events import native as n
 from adapters.server_events.native import DIALECT
-from gateway.codec import to_at
+from gateway.codec import joined_id, to_at
 from gateway.decoding import Envelope, Refused, Scope, Spec
 from gateway.model import (
     Content,
@@ -54,8 +54,6 @@ from gateway.model import (
     Typing,
 )
 
-E = TypeVar("E", bound=Event)
-
 USER = Party(role="user")
 """The client's own party (the same for lines with no `party_id` and with the chat id)."""
 
@@ -75,21 +73,19 @@ STATUSES: dict[str, SessionStatus] = {
 }
 
 
-def build(frame: n.ServerEvent, scope: Scope) -> Iterator[Event]:
-    """The canonical event of one server event, at the frame's time (`when` in derived ids:
-    that time, or the frame's place in the stream when it has none)."""
-    stream = _stream(scope)
+def build(frame: n.ServerEvent, scope: Scope) -> tuple[Event]:
+    """The canonical event of one server event, at the frame's time: its `timestamp`, or the
+    body's receive time when it has none. `when` (in derived ids) is that timestamp, or the
+    frame's place in the stream (`Untimed`) when it has none."""
     stamp = frame.timestamp
-    if stamp is not None and stamp != "":
+    if stamp is None or stamp == "":
+        at, when = scope.received_at, _stream(scope).place(frame)
+    else:
         try:
             at = when = to_at(stamp)
         except (ValueError, OverflowError, OSError):
             raise Refused(f"not a timestamp: {stamp!r}", "$.timestamp") from None
-    else:
-        at, when = scope.received_at, stream.place(frame)
-    if isinstance(frame, _ANCHORS):
-        stream.anchor(frame.msg_id)
-    yield _BUILDERS[type(frame)](frame, _Frame(scope, at, when))
+    return (_BUILDERS[type(frame)](frame, scope, at, when),)
 
 
 SPEC: Spec[n.ServerEvent] = Spec(
@@ -135,44 +131,26 @@ class Untimed:
 
 
 _frame_key = msgspec.json.Encoder()
-_ANCHORS = (n.ChatMessage, n.ChatFile, n.ChatLocation)
-"""The frames that carry a `msg_id` an untimed frame is placed after."""
 
 
 def _stream(scope: Scope) -> Untimed:
     """Where the stream stands: the connector's (`options["untimed"]`, across its polls), or
-    one of this body's own (a webhook body decodes alone: its first frame starts the stream)."""
-    given = scope.options.get("untimed")
-    if isinstance(given, Untimed):
-        return given
-    stream = scope.state.get("untimed")
-    if not isinstance(stream, Untimed):
-        stream = scope.state["untimed"] = Untimed()
+    one of this body's own (a webhook body decodes alone: the stream starts with the body).
+    Found once per body, by the first frame that needs it, and kept in the body's state."""
+    state = scope.state
+    stream = state.get("untimed")
+    if stream is None:
+        given = scope.options.get("untimed")
+        stream = state["untimed"] = given if isinstance(given, Untimed) else Untimed()
     return stream
 
 
-class _Frame:
-    """One frame's building: its scope, time, and who its parties are."""
-
-    __slots__ = ("at", "conv", "scope", "when")
-
-    def __init__(self, scope: Scope, at: str, when: str) -> None:
-        self.scope, self.at, self.when = scope, at, when
-        self.conv = scope.conversation_id
-
-    def sender(self, party_id: str | None) -> Party:
-        """Who a frame is from: the client (no party, or the chat id), else the party with the
-        role it announced (the conversation's context), else an agent."""
-        if party_id is None or party_id == self.scope.conversation:
-            return USER
-        return Party(role=self.scope.context().role_of(party_id) or "agent", id=party_id)
-
-    def derived(self, *parts: object) -> str:
-        return self.scope.event_id(*parts)
-
-    def event(self, event_type: type[E], /, **fields: Any) -> E:
-        """An event of `event_type` in this conversation at the frame's time."""
-        return event_type(conversation_id=self.conv, dialect=DIALECT, at=self.at, **fields)
+def _sender(scope: Scope, party_id: str | None) -> Party:
+    """Who a frame is from: the client (no party, or the chat id), else the party with the
+    role it announced (the conversation's context), else an agent."""
+    if party_id is None or party_id == scope.conversation:
+        return USER
+    return Party(role=scope.context().role_of(party_id) or "agent", id=party_id)
 
 
 def _number(value: str | float | None, path: str) -> float | None:
@@ -195,159 +173,236 @@ def _coordinate(value: str | float, path: str) -> float:
     return number
 
 
-# One builder per native event: (frame, scope) → event. Events the platform identifies take
-# `<conv>/<msg_id>`; the others a derived id of their own fields, with `when` (the
-# frame's time, or its place in the stream) where the same frame may legitimately come twice.
+# One builder per native event: (frame, scope, at, when) → its event, in the frame's
+# conversation at `at`. Events the platform identifies take `<conv>/<msg_id>`; the others a
+# derived id of their own fields: `joined_id` of the parts `derived_id` would join with "\x1f"
+# (docs/dialects/server_events.md lists them), with `when` where the same frame may
+# legitimately come twice.
 
 
-def _message(f: n.ChatMessage, s: _Frame) -> Event:
+def _message(f: n.ChatMessage, scope: Scope, at: str, when: str) -> Event:
+    _stream(scope).anchor(f.msg_id)  # first: a frame refused below anchors the stream too
     # `msg_text` is the plain text the server makes of `msg` (which may be HTML): the text.
     text = f.msg_text if f.msg_text is not None else f.msg
     if text is None:
         raise Refused("a message needs `msg` or `msg_text`", "$.msg")
     html = f.msg if f.msg_text is not None and f.msg and f.msg != f.msg_text else None
-    sender = s.sender(f.party_id)
+    conv = scope.conversation_id
+    sender = _sender(scope, f.party_id)
     if f.msg_id is None:
-        eid = s.derived("chat_session_message", s.when, sender.id, text)
+        eid = joined_id(conv, f"chat_session_message\x1f{when}\x1f{sender.id}\x1f{text}")
     else:
-        eid = f"{s.conv}/{f.msg_id}"
-    return s.event(
-        Message,
+        eid = f"{conv}/{f.msg_id}"
+    return Message(
         id=eid,
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         sender=sender,
         content=Text(text),
         metadata={"html": html} if html is not None else {},
     )
 
 
-def _typing(name: str, active: bool) -> Callable[[n.Typing | n.NotTyping, _Frame], Event]:
-    def build(f: n.Typing | n.NotTyping, s: _Frame) -> Event:
-        sender = s.sender(f.party_id)
-        eid = s.derived(name, s.when, sender.id)
-        return s.event(Typing, id=eid, sender=sender, active=active)
+def _typing(name: str, active: bool) -> Callable[[n.Typing | n.NotTyping, Scope, str, str], Event]:
+    """The builder of a typing frame called `name`, its `active` said by the name."""
+
+    def build(f: n.Typing | n.NotTyping, scope: Scope, at: str, when: str) -> Event:
+        conv = scope.conversation_id
+        sender = _sender(scope, f.party_id)
+        return Typing(
+            id=joined_id(conv, f"{name}\x1f{when}\x1f{sender.id}"),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
+            sender=sender,
+            active=active,
+        )
 
     return build
 
 
-def _status(f: n.SessionStatus, s: _Frame) -> Event:
-    return s.event(
-        Status,
-        id=s.derived("chat_session_status", s.when, f.state),
+def _status(f: n.SessionStatus, scope: Scope, at: str, when: str) -> Event:
+    conv = scope.conversation_id
+    return Status(
+        id=joined_id(conv, f"chat_session_status\x1f{when}\x1f{f.state}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         status=STATUSES[f.state],
         wait_s=_number(f.ewt, "$.ewt"),
     )
 
 
-def _joined(f: n.PartyJoined, s: _Frame) -> Event:
+def _joined(f: n.PartyJoined, scope: Scope, at: str, when: str) -> Event:
     name = f.display_name or " ".join(p for p in (f.first_name, f.last_name) if p) or None
     role = ROLES[f.type]
-    if f.party_id != s.scope.conversation:  # the client's own party is not announced
-        s.scope.learn(roles={f.party_id: role})
-    return s.event(
-        ParticipantJoined,
-        id=s.derived("chat_session_party_joined", s.when, f.party_id),
+    if f.party_id != scope.conversation:  # the client's own party is not announced
+        scope.learn(roles={f.party_id: role})
+    conv = scope.conversation_id
+    return ParticipantJoined(
+        id=joined_id(conv, f"chat_session_party_joined\x1f{when}\x1f{f.party_id}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         participant=Party(role=role, id=f.party_id, name=name),
     )
 
 
-def _left(f: n.PartyLeft, s: _Frame) -> Event:
-    return s.event(
-        ParticipantLeft,
-        id=s.derived("chat_session_party_left", s.when, f.party_id),
-        participant=s.sender(f.party_id),
+def _left(f: n.PartyLeft, scope: Scope, at: str, when: str) -> Event:
+    conv = scope.conversation_id
+    return ParticipantLeft(
+        id=joined_id(conv, f"chat_session_party_left\x1f{when}\x1f{f.party_id}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        participant=_sender(scope, f.party_id),
     )
 
 
-def _ended(f: n.SessionEnded, s: _Frame) -> Event:
-    return s.event(Ended, id=s.derived("chat_session_ended", s.when), reason="completed")
+def _ended(f: n.SessionEnded, scope: Scope, at: str, when: str) -> Event:
+    conv = scope.conversation_id
+    return Ended(
+        id=joined_id(conv, f"chat_session_ended\x1f{when}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        reason="completed",
+    )
 
 
-def _inactivity(f: n.InactivityTimeout, s: _Frame) -> Event:
-    return s.event(
-        Ended,
-        id=s.derived("chat_session_inactivity_timeout", s.when),  # one id for both spellings
+def _inactivity(f: n.InactivityTimeout, scope: Scope, at: str, when: str) -> Event:
+    conv = scope.conversation_id
+    return Ended(
+        # One id for both spellings.
+        id=joined_id(conv, f"chat_session_inactivity_timeout\x1f{when}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         reason="inactivity",
         by="system",
         text=f.msg or None,
     )
 
 
-def _warning(f: n.TimeoutWarning, s: _Frame) -> Event:
-    return s.event(
-        Notice,
-        id=s.derived("chat_session_timeout_warning", s.when, f.msg),
+def _warning(f: n.TimeoutWarning, scope: Scope, at: str, when: str) -> Event:
+    conv = scope.conversation_id
+    return Notice(
+        id=joined_id(conv, f"chat_session_timeout_warning\x1f{when}\x1f{f.msg}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         kind="inactivity_warning",
         text=f.msg,
     )
 
 
-def _form(f: n.FormShow, s: _Frame) -> Event:
-    return s.event(
-        Form,
-        id=s.derived("chat_session_form_show", f.form_request_id),
+def _form(f: n.FormShow, scope: Scope, at: str, when: str) -> Event:
+    conv = scope.conversation_id
+    return Form(
+        id=joined_id(conv, f"chat_session_form_show\x1f{f.form_request_id}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         request_id=str(f.form_request_id),
         name=f.form_name,
         timeout_s=_number(f.form_timeout, "$.form_timeout"),
     )
 
 
-def _signal(f: n.Signaling, s: _Frame) -> Event:
-    return s.event(Signal, id=f"{s.conv}/{f.msg_id}", data=f.data, sender=s.sender(f.party_id))
+def _signal(f: n.Signaling, scope: Scope, at: str, when: str) -> Event:
+    conv = scope.conversation_id
+    return Signal(
+        id=f"{conv}/{f.msg_id}",
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        data=f.data,
+        sender=_sender(scope, f.party_id),
+    )
 
 
-def _file(f: n.ChatFile, s: _Frame) -> Event:
+def _file(f: n.ChatFile, scope: Scope, at: str, when: str) -> Event:
+    _stream(scope).anchor(f.msg_id)
     if not f.file_id:
         raise Refused("a file needs a `file_id`", "$.file_id")
-    template = s.scope.options.get("file_url")
+    template = scope.options.get("file_url")
     url = template.replace("{file_id}", f.file_id) if template else None
     content: Content = (
         Image(url=url, file_id=f.file_id, file_name=f.file_name)
         if f.file_type == "image"
         else File(url=url, file_id=f.file_id, file_name=f.file_name)
     )
-    return s.event(Message, id=f"{s.conv}/{f.msg_id}", sender=s.sender(f.party_id), content=content)
+    conv = scope.conversation_id
+    return Message(
+        id=f"{conv}/{f.msg_id}",
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        sender=_sender(scope, f.party_id),
+        content=content,
+    )
 
 
-def _location(f: n.ChatLocation, s: _Frame) -> Event:
+def _location(f: n.ChatLocation, scope: Scope, at: str, when: str) -> Event:
+    _stream(scope).anchor(f.msg_id)
     latitude = _coordinate(f.latitude, "$.latitude")
     longitude = _coordinate(f.longitude, "$.longitude")
-    sender = s.sender(f.party_id)
+    conv = scope.conversation_id
+    sender = _sender(scope, f.party_id)
     if f.msg_id is None:
-        eid = s.derived("chat_session_location", s.when, sender.id, latitude, longitude)
+        key = f"chat_session_location\x1f{when}\x1f{sender.id}\x1f{latitude}\x1f{longitude}"
+        eid = joined_id(conv, key)
     else:
-        eid = f"{s.conv}/{f.msg_id}"
-    content = Location(latitude=latitude, longitude=longitude, url=f.url)
-    return s.event(Message, id=eid, sender=sender, content=content)
+        eid = f"{conv}/{f.msg_id}"
+    return Message(
+        id=eid,
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
+        sender=sender,
+        content=Location(latitude=latitude, longitude=longitude, url=f.url),
+    )
 
 
-def _case(f: n.CaseSet, s: _Frame) -> Event:
-    return s.event(
-        Notice,
-        id=s.derived("chat_session_case_set", f.case_id),
+def _case(f: n.CaseSet, scope: Scope, at: str, when: str) -> Event:
+    conv = scope.conversation_id
+    return Notice(
+        id=joined_id(conv, f"chat_session_case_set\x1f{f.case_id}"),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         kind="info",
         text=f"case {f.case_id}",
         metadata={"case_id": str(f.case_id)},
     )
 
 
-def _receipt(name: str, status: ReceiptStatus) -> Callable[[n.MessageDelivered, _Frame], Event]:
-    def build(f: n.MessageDelivered, s: _Frame) -> Event:
-        sender = s.sender(f.party_id)
+def _receipt(
+    name: str, status: ReceiptStatus
+) -> Callable[[n.MessageDelivered, Scope, str, str], Event]:
+    """The builder of a receipt frame called `name`, its `status` said by the name."""
+
+    def build(f: n.MessageDelivered, scope: Scope, at: str, when: str) -> Event:
+        conv = scope.conversation_id
+        sender = _sender(scope, f.party_id)
         ref = f.ref_msg_id
         # Without a reference (iOS types it optional) only its time tells two receipts apart.
-        eid = s.derived(name, ref, sender.id) if ref is not None else s.derived(name, s.when)
-        return s.event(
-            Receipt,
-            id=eid,
+        key = f"{name}\x1f{ref}\x1f{sender.id}" if ref is not None else f"{name}\x1f{when}"
+        return Receipt(
+            id=joined_id(conv, key),
+            conversation_id=conv,
+            dialect=DIALECT,
+            at=at,
             sender=sender,
             status=status,
-            message_id=None if ref is None else f"{s.conv}/{ref}",
+            message_id=None if ref is None else f"{conv}/{ref}",
         )
 
     return build
 
 
-_BUILDERS: dict[type[Any], Callable[[Any, _Frame], Event]] = {
+_BUILDERS: dict[type[Any], Callable[[Any, Scope, str, str], Event]] = {
     n.ChatMessage: _message,
     n.Typing: _typing("chat_session_typing", active=True),
     n.NotTyping: _typing("chat_session_not_typing", active=False),
