@@ -181,7 +181,6 @@ class Scope:
     ignored = 0
     failures: Sequence[tuple[int, str, DecodeError]] = ()
     _received_at: str | None = None
-    _state: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -199,14 +198,9 @@ class Scope:
         """What the caller tells the dialect's builders (a file URL template, say)."""
         self.isolate = isolate
         self.frames: list[tuple[int, str, Any]] = []
-        self._contexts = contexts
-
-    @property
-    def state(self) -> dict[str, Any]:
+        self.state: dict[str, Any] = {}
         """Whatever a dialect's builders keep from one frame of the body to the next."""
-        if self._state is None:
-            self._state = {}
-        return self._state
+        self._contexts = contexts
 
     @property
     def received_at(self) -> str:
@@ -297,7 +291,8 @@ def parse(
         isolate and conversation is not None,
     )
     try:
-        body.decode()  # every string checked once, even those of frames skipped unread
+        if not body.isascii():  # every string checked once, even those of frames skipped unread
+            body.decode()
         start = body[:1]
         if start in b" \t\r\n":  # (b"" too: an empty body is then no JSON below)
             start = body.lstrip()[:1]
