@@ -72,10 +72,25 @@ def _maps(row: Any) -> bool:
     if not isinstance(row, dict):
         return True
     kind, subtype = row.get("type", "message"), row.get("subtype", "chat")
-    return not (
-        (isinstance(kind, str) and kind != "message")
-        or (isinstance(subtype, str) and subtype not in SUBTYPES)
+    return (kind == "message" or not isinstance(kind, str)) and (
+        not isinstance(subtype, str) or subtype in SUBTYPES
     )
+
+
+def _event_row(frame: dict[str, Any]) -> Any:
+    """The row (as parsed) of a JSON-RPC frame that is an event we map (`params.params`; for
+    `conversation.ended`, its body); raises `Skip` for any other frame."""
+    if frame.get("method") != EVENT_METHOD:
+        raise Skip  # a response, or a request whose method is no string
+    params = frame.get("params")
+    if not isinstance(params, dict):
+        return None
+    event_type, body = params.get("event_type"), params.get("params")
+    if isinstance(event_type, str) and event_type not in EVENT_TYPES:
+        raise Skip
+    if event_type != "conversation.ended" and not _maps(body):
+        raise Skip
+    return body
 
 
 def conversation(frame: Any, scope: Scope) -> str:
@@ -83,28 +98,21 @@ def conversation(frame: Any, scope: Scope) -> str:
     raises `Skip` for a frame we do not map, and `Refused` (or msgspec's error) for one that
     names no conversation or breaks its Struct before it could."""
     if _is_rpc(frame):
-        if frame.get("method") != EVENT_METHOD:
-            raise Skip  # a response, or a request whose method is no string
-        params = frame.get("params")
-        event_type = params.get("event_type") if isinstance(params, dict) else None
-        if isinstance(event_type, str) and event_type not in EVENT_TYPES:
-            raise Skip
-        body = params.get("params") if isinstance(params, dict) else None
-        if event_type != "conversation.ended" and not _maps(body):
-            raise Skip
-        kind: type[Any] = RpcEvent
-        prefix = "$.params.params"
+        body = _event_row(frame)
+    elif _maps(frame):
+        body = frame
     else:
-        if not _maps(frame):
-            raise Skip
-        body, kind, prefix = frame, Row, "$"
+        raise Skip
     found = body.get("conversation_id") or body.get("group_id") if isinstance(body, dict) else None
     if isinstance(found, str) and found:
         return found
     if found in (None, "") and scope.conversation is not None:
         return scope.conversation
-    msgspec.convert(frame, kind)  # a frame that breaks its Struct: msgspec says where
-    raise Refused("no conversation_id nor group_id", f"{prefix}.conversation_id")
+    if body is frame:
+        msgspec.convert(frame, Row)  # a frame that breaks its Struct: msgspec says where
+        raise Refused("no conversation_id nor group_id", "$.conversation_id")
+    msgspec.convert(frame, RpcEvent)
+    raise Refused("no conversation_id nor group_id", "$.params.params.conversation_id")
 
 
 def build(frame: Any, scope: Scope) -> list[Event]:
