@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -72,10 +72,25 @@ def _maps(row: Any) -> bool:
     if not isinstance(row, dict):
         return True
     kind, subtype = row.get("type", "message"), row.get("subtype", "chat")
-    return not (
-        (isinstance(kind, str) and kind != "message")
-        or (isinstance(subtype, str) and subtype not in SUBTYPES)
+    return (kind == "message" or not isinstance(kind, str)) and (
+        not isinstance(subtype, str) or subtype in SUBTYPES
     )
+
+
+def _event_row(frame: dict[str, Any]) -> Any:
+    """The row (as parsed) of a JSON-RPC frame that is an event we map (`params.params`; for
+    `conversation.ended`, its body); raises `Skip` for any other frame."""
+    if frame.get("method") != EVENT_METHOD:
+        raise Skip  # a response, or a request whose method is no string
+    params = frame.get("params")
+    if not isinstance(params, dict):
+        return None
+    event_type, body = params.get("event_type"), params.get("params")
+    if isinstance(event_type, str) and event_type not in EVENT_TYPES:
+        raise Skip
+    if event_type != "conversation.ended" and not _maps(body):
+        raise Skip
+    return body
 
 
 def conversation(frame: Any, scope: Scope) -> str:
@@ -83,55 +98,55 @@ def conversation(frame: Any, scope: Scope) -> str:
     raises `Skip` for a frame we do not map, and `Refused` (or msgspec's error) for one that
     names no conversation or breaks its Struct before it could."""
     if _is_rpc(frame):
-        if frame.get("method") != EVENT_METHOD:
-            raise Skip  # a response, or a request whose method is no string
-        params = frame.get("params")
-        event_type = params.get("event_type") if isinstance(params, dict) else None
-        if isinstance(event_type, str) and event_type not in EVENT_TYPES:
-            raise Skip
-        body = params.get("params") if isinstance(params, dict) else None
-        if event_type != "conversation.ended" and not _maps(body):
-            raise Skip
-        kind: type[Any] = RpcEvent
-        prefix = "$.params.params"
+        body = _event_row(frame)
+    elif _maps(frame):
+        body = frame
     else:
-        if not _maps(frame):
-            raise Skip
-        body, kind, prefix = frame, Row, "$"
+        raise Skip
     found = body.get("conversation_id") or body.get("group_id") if isinstance(body, dict) else None
     if isinstance(found, str) and found:
         return found
     if found in (None, "") and scope.conversation is not None:
         return scope.conversation
-    msgspec.convert(frame, kind)  # a frame that breaks its Struct: msgspec says where
-    raise Refused("no conversation_id nor group_id", f"{prefix}.conversation_id")
+    if body is frame:
+        msgspec.convert(frame, Row)  # a frame that breaks its Struct: msgspec says where
+        raise Refused("no conversation_id nor group_id", "$.conversation_id")
+    msgspec.convert(frame, RpcEvent)
+    raise Refused("no conversation_id nor group_id", "$.params.params.conversation_id")
 
 
-def build(frame: Any, scope: Scope) -> Iterable[Event]:
+def build(frame: Any, scope: Scope) -> list[Event]:
     """One frame's canonical event (`conversation` has skipped those we do not map)."""
     if not _is_rpc(frame):
-        yield row_event(msgspec.convert(frame, Row), scope.conversation_id, _own(scope), scope)
-        return
+        return [_row_event(msgspec.convert(frame, Row), scope, False, None, "$.ts")]
     params = msgspec.convert(frame, RpcEvent).params
     if isinstance(params, ConversationEnded):
-        yield _ended(params, scope)
-        return
+        return [_ended(params, scope)]
     row = params.params
     if params.is_author and row.sender:
         scope.learn(own_address=row.sender)
-    event = row_event(
-        row,
-        scope.conversation_id,
-        _own(scope),
-        scope,
-        is_author=params.is_author,
-        fallback_ts=params.timestamp,
-        prefix="$.params.params",
-    )
+    event = _row_event(row, scope, params.is_author, params.timestamp, "$.params.params.ts")
     if isinstance(params, MessageUpdated):
         event.metadata = {**event.metadata, "updates": event.id}
         event.id = scope.event_id("updated", row.id, row.ts, row.text)
-    yield event
+    return [event]
+
+
+def _row_event(
+    row: Row, scope: Scope, is_author: bool, fallback_ts: float | str | None, path: str
+) -> Message | Notice:
+    """`row_event` for a frame of the body (`path`: where its `ts` is): the own address is read
+    from the conversation's context only for a chat row no author flag makes the user's."""
+    conv = scope.conversation_id
+    if row.ts is not None:
+        at = _at(row.ts, path)
+    elif fallback_ts is not None:
+        at = _at(fallback_ts, path)
+    else:
+        at = scope.received_at
+    if row.subtype == "log":
+        return _notice(row, conv, at)
+    return _message(row, conv, at, is_author or bool(row.is_author) or row.is_from(_own(scope)))
 
 
 def _own(scope: Scope) -> str | None:
@@ -155,32 +170,60 @@ def row_event(
     `Notice` (subtype log). A row without `ts` takes `fallback_ts` (the event's), else the
     body's arrival (`scope`), else now. Raises `Refused` for a timestamp that is no time."""
     ts = row.ts if row.ts is not None else fallback_ts
-    at = _at(ts, scope, f"{prefix}.ts")
-    metadata: dict[str, Any] = dict(row.metadata) if row.metadata else {}
+    at = scope.received_at if ts is None and scope is not None else _at(ts, f"{prefix}.ts")
+    if row.subtype == "log":
+        return _notice(row, conversation_id, at)
+    mine = is_author or bool(row.is_author) or row.is_from(own_address)
+    return _message(row, conversation_id, at, mine)
+
+
+def _message(row: Row, conversation_id: str, at: str, mine: bool) -> Message:
+    """A chat row as a `Message`: the user's when `mine`, else an agent's."""
+    return Message(
+        id=event_id(conversation_id, row.id),
+        conversation_id=conversation_id,
+        dialect=DIALECT,
+        at=at,
+        metadata=_metadata(row),
+        sender=Party(role="user" if mine else "agent", id=row.sender, name=row.user_name),
+        content=Text(row.text or ""),
+    )
+
+
+def _notice(row: Row, conversation_id: str, at: str) -> Notice:
+    """A log row (call history) as a call-log `Notice`."""
+    return Notice(
+        id=event_id(conversation_id, row.id),
+        conversation_id=conversation_id,
+        dialect=DIALECT,
+        at=at,
+        metadata=_metadata(row),
+        kind="call_log",
+        text=row.text or _call_log_text(row.details),
+    )
+
+
+def _metadata(row: Row) -> dict[str, Any]:
+    """A row's event metadata: its `metadata`, with its `details` and `hidden` when set (a new
+    dict then; the row's own otherwise)."""
+    if not row.details and not row.hidden:
+        return row.metadata or {}
+    metadata = dict(row.metadata) if row.metadata else {}
     if row.details:
         metadata["details"] = row.details
     if row.hidden:
         metadata["hidden"] = True
-    common: dict[str, Any] = {
-        "id": event_id(conversation_id, row.id),
-        "conversation_id": conversation_id,
-        "dialect": DIALECT,
-        "at": at,
-        "metadata": metadata,
-    }
-    if row.subtype == "log":
-        return Notice(kind="call_log", text=row.text or _call_log_text(row.details), **common)
-    mine = is_author or bool(row.is_author) or row.is_from(own_address)
-    sender = Party(role="user" if mine else "agent", id=row.sender, name=row.user_name)
-    return Message(sender=sender, content=Text(row.text or ""), **common)
+    return metadata
 
 
 def _ended(params: ConversationEnded, scope: Scope) -> Ended:
     body = params.params
     if body.ts is not None:
-        at = _at(body.ts, scope, "$.params.params.ts")
+        at = _at(body.ts, "$.params.params.ts")
+    elif params.timestamp is not None:
+        at = _at(params.timestamp, "$.params.timestamp")
     else:
-        at = _at(params.timestamp, scope, "$.params.timestamp")
+        at = scope.received_at
     return Ended(
         id=scope.event_id("ended", at, body.reason, body.by),
         conversation_id=scope.conversation_id,
@@ -192,9 +235,9 @@ def _ended(params: ConversationEnded, scope: Scope) -> Ended:
     )
 
 
-def _at(value: float | str | None, scope: Scope | None, path: str) -> str:
-    if value is None and scope is not None:
-        return scope.received_at
+def _at(value: float | str | None, path: str) -> str:
+    """A native time as the canonical one (None: now); `Refused` at `path` for one that is no
+    time."""
     try:
         return to_at(value)
     except ValueError as exc:
