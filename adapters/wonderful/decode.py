@@ -27,7 +27,7 @@ progress give the same `status`). Times go through `to_at`; a frame without one 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from adapters.wonderful.native import (
@@ -49,6 +49,7 @@ from adapters.wonderful.native import (
     StartFrame,
     TranscriptData,
     TranscriptFrame,
+    TurnEndedFrame,
 )
 from adapters.wonderful.native import Message as NativeMessage
 from gateway.codec import derived_id, to_at
@@ -89,83 +90,162 @@ STATUSES: dict[str, SessionStatus] = {
 
 def conversation(frame: Frame, scope: Scope) -> str | None:
     """A frame's native session id: its own where it names one, else the body's."""
-    match frame:
-        case (
-            StartFrame(communication_id=session)
-            | TranscriptFrame(data=TranscriptData(communication_id=session))
-        ):
-            return session
-        case MessageFrame(data=message):
-            return message.session_id
-        case ConnectedFrame(data=connected):
-            return connected.session_id
-        case SessionFrame() if isinstance(scope.envelope, ChatSession):
-            return scope.envelope.session_id
+    own = frame.own_session()
+    if own is not None:
+        return own
+    if type(frame) is SessionFrame and isinstance(scope.envelope, ChatSession):
+        return scope.envelope.session_id
     envelope = scope.envelope.session_id if isinstance(scope.envelope, EventsBody) else None
     return frame.session_id or envelope or scope.conversation or None
 
 
-def build(frame: Frame, scope: Scope) -> Iterable[Event]:
-    """One typed frame as its canonical events; raises `Refused` for a frame that breaks a
-    rule the types cannot say (a time that is no time, a message without its content)."""
+def build(frame: Frame, scope: Scope) -> tuple[Event, ...]:
+    """One typed frame as its canonical events (`BUILDERS`, by the frame's type); raises
+    `Refused` for a frame that breaks a rule the types cannot say (a time that is no time, a
+    message without its content)."""
+    return BUILDERS[type(frame)](frame, scope)
+
+
+def _transcript(frame: TranscriptFrame, scope: Scope) -> tuple[Event, ...]:
+    """A transcript line: a message."""
+    return (transcript_event(frame.data, "$.data"),)
+
+
+def _message(frame: MessageFrame, scope: Scope) -> tuple[Event, ...]:
+    """An SDK message: a message (at the frame's time when the message has none)."""
+    return (message_event(frame.data, "$.data", frame.timestamp, scope),)
+
+
+def _start(frame: StartFrame, scope: Scope) -> tuple[Event, ...]:
+    """The session is up: status active."""
+    at = _at(frame.timestamp, "$.timestamp", scope)
+    return (_status(scope.conversation_id, "active", at),)
+
+
+def _communication_ended(frame: CommunicationEndedFrame, scope: Scope) -> tuple[Event, ...]:
+    """The raw socket's end: ended, completed."""
+    at = _at(frame.timestamp, "$.timestamp", scope)
+    return (_ended(scope.conversation_id, at, "completed", None),)
+
+
+def _sdk_ended(frame: EndedFrame, scope: Scope) -> tuple[Event, ...]:
+    """The SDK's end: ended, its reason and who ended it (`end_reason`)."""
+    ended = frame.data
+    at = _at(frame.timestamp, "$.timestamp", scope)
+    reason = end_reason(ended.reason, ended.ended_by)
+    return (_ended(scope.conversation_id, at, reason, ended.ended_by),)
+
+
+def _connected(frame: ConnectedFrame, scope: Scope) -> tuple[Event, ...]:
+    """Link up, at `connectedAt`."""
+    at = _at(frame.data.connected_at, "$.data.connectedAt", scope)
     conv = scope.conversation_id
-    match frame:
-        case TranscriptFrame(data=line):
-            yield transcript_event(line, "$.data")
-        case MessageFrame(data=message):
-            yield message_event(message, "$.data", frame.timestamp, scope)
-        case StartFrame():
-            yield _status(conv, "active", _at(frame.timestamp, "$.timestamp", scope))
-        case CommunicationEndedFrame():
-            at = _at(frame.timestamp, "$.timestamp", scope)
-            yield _ended(conv, at, "completed", None)
-        case EndedFrame(data=ended):
-            at = _at(frame.timestamp, "$.timestamp", scope)
-            yield _ended(conv, at, end_reason(ended.reason, ended.ended_by), ended.ended_by)
-        case ConnectedFrame(data=connected):
-            at = _at(connected.connected_at, "$.data.connectedAt", scope)
-            yield Link(id=scope.event_id("connected", at), **_on(conv, at), state="up")
-        case DisconnectedFrame(data=down):
-            at = _at(frame.timestamp, "$.timestamp", scope)
-            eid = scope.event_id("disconnected", at, down.reason, down.will_retry)
-            yield Link(
-                id=eid,
-                **_on(conv, at),
-                state="down",
-                reason=down.reason,
-                will_retry=down.will_retry,
-            )
-        case ReconnectingFrame(data=retry):
-            at = _at(frame.timestamp, "$.timestamp", scope)
-            eid = scope.event_id("reconnecting", at, retry.attempt, retry.max_attempts)
-            yield Link(
-                id=eid,
-                **_on(conv, at),
-                state="retrying",
-                attempt=retry.attempt,
-                max_attempts=retry.max_attempts,
-            )
-        case ReconnectedFrame(data=restored):
-            _at(frame.timestamp, "$.timestamp")  # unused, but a time that is no time is a fault
-            at = _at(restored.reconnected_at, "$.data.reconnectedAt")
-            missed = restored.missed_messages
-            eid = scope.event_id("reconnected", at, missed)
-            yield Link(id=eid, **_on(conv, at), state="restored", missed=missed)
-        case ErrorFrame(data=error):
-            at = _at(frame.timestamp, "$.timestamp", scope)
-            yield Error(
-                id=scope.event_id("error", at, error.code, error.message),
-                **_on(conv, at),
-                code=error.code,
-                message=error.message,
-                recoverable=error.recoverable,
-            )
-        case SessionFrame():
-            if not isinstance(scope.envelope, ChatSession):
-                raise Refused("`session` stands for a ChatSession body alone", "$.type")
-            yield _session_status(scope.envelope)
-            for i, message in enumerate(scope.envelope.messages):
-                yield message_event(message, f"$.messages[{i}]", None, scope)
+    eid = scope.event_id("connected", at)
+    return (Link(id=eid, conversation_id=conv, dialect=DIALECT, at=at, state="up"),)
+
+
+def _disconnected(frame: DisconnectedFrame, scope: Scope) -> tuple[Event, ...]:
+    """Link down: why, and whether the SDK retries."""
+    down = frame.data
+    at = _at(frame.timestamp, "$.timestamp", scope)
+    return (
+        Link(
+            id=scope.event_id("disconnected", at, down.reason, down.will_retry),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            state="down",
+            reason=down.reason,
+            will_retry=down.will_retry,
+        ),
+    )
+
+
+def _reconnecting(frame: ReconnectingFrame, scope: Scope) -> tuple[Event, ...]:
+    """Link retrying: which attempt of how many."""
+    retry = frame.data
+    at = _at(frame.timestamp, "$.timestamp", scope)
+    return (
+        Link(
+            id=scope.event_id("reconnecting", at, retry.attempt, retry.max_attempts),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            state="retrying",
+            attempt=retry.attempt,
+            max_attempts=retry.max_attempts,
+        ),
+    )
+
+
+def _reconnected(frame: ReconnectedFrame, scope: Scope) -> tuple[Event, ...]:
+    """Link restored at `reconnectedAt`, with how many messages were missed. The frame's own
+    `timestamp` is unused, but one that is no time is a fault."""
+    restored = frame.data
+    _at(frame.timestamp, "$.timestamp")
+    at = _at(restored.reconnected_at, "$.data.reconnectedAt")
+    missed = restored.missed_messages
+    return (
+        Link(
+            id=scope.event_id("reconnected", at, missed),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            state="restored",
+            missed=missed,
+        ),
+    )
+
+
+def _error(frame: ErrorFrame, scope: Scope) -> tuple[Event, ...]:
+    """The SDK's error: code, message, whether it is recoverable."""
+    error = frame.data
+    at = _at(frame.timestamp, "$.timestamp", scope)
+    return (
+        Error(
+            id=scope.event_id("error", at, error.code, error.message),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            code=error.code,
+            message=error.message,
+            recoverable=error.recoverable,
+        ),
+    )
+
+
+def _session(frame: SessionFrame, scope: Scope) -> tuple[Event, ...]:
+    """A `ChatSession` body: its status, then its messages."""
+    session = scope.envelope
+    if not isinstance(session, ChatSession):
+        raise Refused("`session` stands for a ChatSession body alone", "$.type")
+    messages = [
+        message_event(message, f"$.messages[{i}]", None, scope)
+        for i, message in enumerate(session.messages)
+    ]
+    return (_session_status(session), *messages)
+
+
+def _nothing(frame: Frame, scope: Scope) -> tuple[Event, ...]:
+    """A frame known to stand for no event (`turn_ended`, which the spec also lists silent)."""
+    return ()
+
+
+BUILDERS: dict[type[Any], Callable[[Any, Scope], tuple[Event, ...]]] = {
+    TranscriptFrame: _transcript,
+    MessageFrame: _message,
+    StartFrame: _start,
+    TurnEndedFrame: _nothing,
+    CommunicationEndedFrame: _communication_ended,
+    EndedFrame: _sdk_ended,
+    ConnectedFrame: _connected,
+    DisconnectedFrame: _disconnected,
+    ReconnectingFrame: _reconnecting,
+    ReconnectedFrame: _reconnected,
+    ErrorFrame: _error,
+    SessionFrame: _session,
+}
+"""Each frame type's builder: every member of `Frame` has one."""
 
 
 SPEC: Spec[Frame] = Spec(
@@ -183,10 +263,6 @@ SPEC: Spec[Frame] = Spec(
 # The events, also built by the connector (history lines, its own link reports, ends).
 
 
-def _on(conv: str, at: str) -> dict[str, Any]:
-    return {"conversation_id": conv, "dialect": DIALECT, "at": at}
-
-
 def _at(value: Any, path: str, scope: Scope | None = None) -> str:
     """`value` as a canonical time; none is the body's arrival (`scope`'s), or now."""
     if value is None and scope is not None:
@@ -198,11 +274,13 @@ def _at(value: Any, path: str, scope: Scope | None = None) -> str:
 
 
 def _status(conv: str, status: SessionStatus, at: str) -> Status:
-    return Status(id=derived_id(conv, "status", status), **_on(conv, at), status=status)
+    eid = derived_id(conv, "status", status)
+    return Status(id=eid, conversation_id=conv, dialect=DIALECT, at=at, status=status)
 
 
 def _ended(conv: str, at: str, reason: EndReason, by: Any) -> Ended:
-    return Ended(id=derived_id(conv, "ended"), **_on(conv, at), reason=reason, by=by)
+    eid = derived_id(conv, "ended")
+    return Ended(id=eid, conversation_id=conv, dialect=DIALECT, at=at, reason=reason, by=by)
 
 
 def ended_event(session: str, reason: EndReason, by: Any = None) -> Ended:
@@ -218,7 +296,9 @@ def transcript_event(line: TranscriptData, path: str = "$") -> Message:
     metadata = {} if line.tool_details is None else {"tool_details": line.tool_details}
     return Message(
         id=f"{conv}/{line.id}",
-        **_on(conv, at),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         sender=SENDERS[line.speaker],
         content=Text(line.text),
         metadata=metadata,
@@ -246,7 +326,9 @@ def message_event(
         metadata["action_metadata"] = action.metadata
     return Message(
         id=f"{conv}/{message.event_id}",
-        **_on(conv, at),
+        conversation_id=conv,
+        dialect=DIALECT,
+        at=at,
         sender=SENDERS[message.speaker],
         content=_content(message.data, f"{path}.data"),
         metadata=metadata,

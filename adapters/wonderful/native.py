@@ -25,6 +25,8 @@ most frames carry no time of their own) and `sessionId` (most carry no session e
 message's own session wins). The REST objects (`ChatSession`, `SendResponse`) are the seed's;
 the REST error body (`{"error": {"code", "message"}}`) is ours: the seed documents only the codes.
 
+The decoded Structs are `gc=False`: what JSON decodes to holds no reference cycles.
+
 A webhook body is one frame, an array of frames, the envelope `{"sessionId"?, "events": [...]}`
 (ours, `EventsBody`), or a `ChatSession` as recover returns it (`SessionBody`).
 """
@@ -48,13 +50,13 @@ Timestamp: TypeAlias = str | float | None
 # The seed's objects
 
 
-class MessageAction(msgspec.Struct, frozen=True, omit_defaults=True):
+class MessageAction(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     type: Literal["forward", "end", "hangup"]
     destination: str | None = None
     metadata: dict[str, Any] | None = None
 
 
-class MessageData(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+class MessageData(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
     type: DataType
     text: str | None = None
     media_url: str | None = None
@@ -66,7 +68,7 @@ class MessageData(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel
     location_address: str | None = None
 
 
-class Message(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+class Message(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
     event_id: str
     session_id: str
     speaker: Speaker
@@ -76,7 +78,7 @@ class Message(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
     timestamp: Timestamp = None
 
 
-class Participant(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+class Participant(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
     """`fromType` defaults to `name`: the seed's answer for "participant data missing"."""
 
     from_: str = msgspec.field(name="from")
@@ -85,7 +87,7 @@ class Participant(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel
     to_type: IdentityType | None = None
 
 
-class ChatSession(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+class ChatSession(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
     """What recover returns: the session, its status and its messages so far."""
 
     session_id: str
@@ -117,32 +119,32 @@ class ErrorBody(msgspec.Struct, frozen=True):
 # The `data` of the SDK's session events
 
 
-class Connected(msgspec.Struct, frozen=True, rename="camel"):
+class Connected(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     session_id: str
     connected_at: Timestamp
 
 
-class Disconnected(msgspec.Struct, frozen=True, rename="camel"):
+class Disconnected(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     reason: Literal["network", "timeout", "server", "manual"]
     will_retry: bool
 
 
-class Reconnecting(msgspec.Struct, frozen=True, rename="camel"):
+class Reconnecting(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     attempt: int
     max_attempts: int
 
 
-class Reconnected(msgspec.Struct, frozen=True, rename="camel"):
+class Reconnected(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     reconnected_at: Timestamp
     missed_messages: int
 
 
-class EndedData(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+class EndedData(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
     reason: Literal["completed", "forwarded", "error"]
     ended_by: Literal["user", "agent", "system"] | None = None
 
 
-class ErrorData(msgspec.Struct, frozen=True):
+class ErrorData(msgspec.Struct, frozen=True, gc=False):
     code: str
     message: str
     recoverable: bool = False
@@ -152,7 +154,7 @@ class ErrorData(msgspec.Struct, frozen=True):
 # The chat WebSocket's `transcript` line
 
 
-class TranscriptData(msgspec.Struct, frozen=True, kw_only=True):
+class TranscriptData(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """One line of the conversation. `created_at`, `start_time` and `end_time` are epoch
     milliseconds in the notes (any form `to_at` reads is taken); `tool_details` is null or
     `{function_name, description, output, params}` when the agent called a tool; `is_eot`
@@ -173,18 +175,31 @@ class TranscriptData(msgspec.Struct, frozen=True, kw_only=True):
 # Frames (tag `type`)
 
 
-class _Frame(msgspec.Struct, tag_field="type", frozen=True, kw_only=True, omit_defaults=True):
+class _Frame(
+    msgspec.Struct, tag_field="type", frozen=True, kw_only=True, omit_defaults=True, gc=False
+):
     timestamp: Timestamp = None
     session_id: str | None = msgspec.field(name="sessionId", default=None)
+
+    def own_session(self) -> str | None:
+        """The session the frame's own event names (a line's, a message's), which wins over
+        the frame's `sessionId`; None for a frame whose event names none."""
+        return None
 
 
 class StartFrame(_Frame, tag="start", frozen=True, kw_only=True):
     communication_id: str
     event: str | None = None
 
+    def own_session(self) -> str:
+        return self.communication_id
+
 
 class TranscriptFrame(_Frame, tag="transcript", frozen=True, kw_only=True):
     data: TranscriptData
+
+    def own_session(self) -> str:
+        return self.data.communication_id
 
 
 class TurnEndedFrame(_Frame, tag="turn_ended", frozen=True, kw_only=True):
@@ -198,9 +213,15 @@ class CommunicationEndedFrame(_Frame, tag="communication_ended", frozen=True, kw
 class MessageFrame(_Frame, tag="message", frozen=True, kw_only=True):
     data: Message
 
+    def own_session(self) -> str:
+        return self.data.session_id
+
 
 class ConnectedFrame(_Frame, tag="connected", frozen=True, kw_only=True):
     data: Connected
+
+    def own_session(self) -> str:
+        return self.data.session_id
 
 
 class DisconnectedFrame(_Frame, tag="disconnected", frozen=True, kw_only=True):
@@ -247,7 +268,7 @@ Frame: TypeAlias = (
 # Webhook envelopes
 
 
-class EventsBody(msgspec.Struct, frozen=True):
+class EventsBody(msgspec.Struct, frozen=True, gc=False):
     """Ours: a batch of frames, and the session of those that name none."""
 
     events: list[msgspec.Raw]
