@@ -20,9 +20,10 @@ Speakers: `user` / `customer` → user, `agent` (the AI agent) → bot, `human_a
 id): a line's, a message's, `start`'s and `connected`'s own session; for the others the frame's
 `sessionId` (ours), the envelope's, or `?conversation=`. Message ids are
 `"<conversation>/<line id or eventId>"`; other events carry no id, so theirs is derived from
-what makes them. A session is up once and ends once: `status` and `ended` ids leave the time
-out, so every report of either deduplicates (the raw `start` and a recovered `ChatSession` in
-progress give the same `status`). Times go through `to_at`; a frame without one is the body's.
+what makes them (`joined_id` of those parts joined by `\\x1f`: `derived_id`'s ids). A session
+is up once and ends once: `status` and `ended` ids leave the time out, so every report of
+either deduplicates (the raw `start` and a recovered `ChatSession` in progress give the same
+`status`). Times go through `to_at`; a frame without one is the body's.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from adapters.wonderful.native import (
     TurnEndedFrame,
 )
 from adapters.wonderful.native import Message as NativeMessage
-from gateway.codec import derived_id, to_at
+from gateway.codec import joined_id, to_at
 from gateway.decoding import Envelope, Refused, Scope, Spec
 from gateway.errors import DecodeError
 from gateway.model import (
@@ -140,18 +141,19 @@ def _connected(frame: ConnectedFrame, scope: Scope) -> tuple[Event, ...]:
     """Link up, at `connectedAt`."""
     at = _at(frame.data.connected_at, "$.data.connectedAt", scope)
     conv = scope.conversation_id
-    eid = scope.event_id("connected", at)
+    eid = joined_id(conv, f"connected\x1f{at}")
     return (Link(id=eid, conversation_id=conv, dialect=DIALECT, at=at, state="up"),)
 
 
 def _disconnected(frame: DisconnectedFrame, scope: Scope) -> tuple[Event, ...]:
     """Link down: why, and whether the SDK retries."""
     down = frame.data
+    conv = scope.conversation_id
     at = _at(frame.timestamp, "$.timestamp", scope)
     return (
         Link(
-            id=scope.event_id("disconnected", at, down.reason, down.will_retry),
-            conversation_id=scope.conversation_id,
+            id=joined_id(conv, f"disconnected\x1f{at}\x1f{down.reason}\x1f{down.will_retry}"),
+            conversation_id=conv,
             dialect=DIALECT,
             at=at,
             state="down",
@@ -164,11 +166,12 @@ def _disconnected(frame: DisconnectedFrame, scope: Scope) -> tuple[Event, ...]:
 def _reconnecting(frame: ReconnectingFrame, scope: Scope) -> tuple[Event, ...]:
     """Link retrying: which attempt of how many."""
     retry = frame.data
+    conv = scope.conversation_id
     at = _at(frame.timestamp, "$.timestamp", scope)
     return (
         Link(
-            id=scope.event_id("reconnecting", at, retry.attempt, retry.max_attempts),
-            conversation_id=scope.conversation_id,
+            id=joined_id(conv, f"reconnecting\x1f{at}\x1f{retry.attempt}\x1f{retry.max_attempts}"),
+            conversation_id=conv,
             dialect=DIALECT,
             at=at,
             state="retrying",
@@ -183,12 +186,13 @@ def _reconnected(frame: ReconnectedFrame, scope: Scope) -> tuple[Event, ...]:
     `timestamp` is unused, but one that is no time is a fault."""
     restored = frame.data
     _at(frame.timestamp, "$.timestamp")
+    conv = scope.conversation_id
     at = _at(restored.reconnected_at, "$.data.reconnectedAt")
     missed = restored.missed_messages
     return (
         Link(
-            id=scope.event_id("reconnected", at, missed),
-            conversation_id=scope.conversation_id,
+            id=joined_id(conv, f"reconnected\x1f{at}\x1f{missed}"),
+            conversation_id=conv,
             dialect=DIALECT,
             at=at,
             state="restored",
@@ -200,11 +204,12 @@ def _reconnected(frame: ReconnectedFrame, scope: Scope) -> tuple[Event, ...]:
 def _error(frame: ErrorFrame, scope: Scope) -> tuple[Event, ...]:
     """The SDK's error: code, message, whether it is recoverable."""
     error = frame.data
+    conv = scope.conversation_id
     at = _at(frame.timestamp, "$.timestamp", scope)
     return (
         Error(
-            id=scope.event_id("error", at, error.code, error.message),
-            conversation_id=scope.conversation_id,
+            id=joined_id(conv, f"error\x1f{at}\x1f{error.code}\x1f{error.message}"),
+            conversation_id=conv,
             dialect=DIALECT,
             at=at,
             code=error.code,
@@ -274,12 +279,12 @@ def _at(value: Any, path: str, scope: Scope | None = None) -> str:
 
 
 def _status(conv: str, status: SessionStatus, at: str) -> Status:
-    eid = derived_id(conv, "status", status)
+    eid = joined_id(conv, f"status\x1f{status}")
     return Status(id=eid, conversation_id=conv, dialect=DIALECT, at=at, status=status)
 
 
 def _ended(conv: str, at: str, reason: EndReason, by: Any) -> Ended:
-    eid = derived_id(conv, "ended")
+    eid = joined_id(conv, "ended")
     return Ended(id=eid, conversation_id=conv, dialect=DIALECT, at=at, reason=reason, by=by)
 
 
