@@ -262,7 +262,7 @@ def _peek(keys: tuple[str, ...]) -> msgspec.json.Decoder[Any]:
     absent (a present key's raw JSON is never empty)."""
     fields = [(f"k{i}", msgspec.Raw, msgspec.Raw()) for i in range(len(keys))]
     rename = {f"k{i}": key for i, key in enumerate(keys)}
-    return msgspec.json.Decoder(msgspec.defstruct("Peek", fields, rename=rename))
+    return msgspec.json.Decoder(msgspec.defstruct("Peek", fields, rename=rename, gc=False))
 
 
 _raws = msgspec.json.Decoder(list[msgspec.Raw])
@@ -449,7 +449,7 @@ def _name(tag: str, raw: msgspec.Raw) -> Any:
 def _names(tag: str) -> msgspec.json.Decoder[Any]:
     """A decoder of the value at `tag` alone, every other key skipped unread."""
     return msgspec.json.Decoder(
-        msgspec.defstruct("Name", [("name", Any, None)], rename={"name": tag})
+        msgspec.defstruct("Name", [("name", Any, None)], rename={"name": tag}, gc=False)
     )
 
 

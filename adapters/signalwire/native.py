@@ -39,7 +39,9 @@ AUTHORIZATION_STATE = "signalwire.authorization.state"
 """The event that hands the client the opaque state it sends back on a reconnect."""
 
 
-class Row(msgspec.Struct, kw_only=True):
+# The inbound Structs are `gc=False`: made from JSON, they hold no reference cycles, so the
+# cyclic collector need not track the many a busy socket decodes.
+class Row(msgspec.Struct, kw_only=True, gc=False):
     """One conversation message row (REST history, or `params.params` of a live event)."""
 
     id: str
@@ -76,7 +78,7 @@ class Row(msgspec.Struct, kw_only=True):
         )
 
 
-class EndedBody(msgspec.Struct, kw_only=True):
+class EndedBody(msgspec.Struct, kw_only=True, gc=False):
     """`params.params` of our own `conversation.ended` event."""
 
     conversation_id: str | None = None
@@ -91,7 +93,7 @@ class EndedBody(msgspec.Struct, kw_only=True):
         return self.conversation_id or self.group_id
 
 
-class _EventParams(msgspec.Struct, tag_field="event_type", kw_only=True):
+class _EventParams(msgspec.Struct, tag_field="event_type", kw_only=True, gc=False):
     event_channel: str | list[str] | None = None
     timestamp: float | str | None = None
     is_author: bool = False
@@ -109,7 +111,7 @@ class ConversationEnded(_EventParams, tag="conversation.ended", kw_only=True):
     params: EndedBody
 
 
-class RpcEvent(msgspec.Struct, kw_only=True):
+class RpcEvent(msgspec.Struct, kw_only=True, gc=False):
     """A `signalwire.event` request of the Relay WebSocket; answered with an empty result."""
 
     jsonrpc: Literal["2.0"] = "2.0"
