@@ -6,7 +6,8 @@ A body is one frame `{"event", "data", "at"?}`, an array of them, or the envelop
 row's event is `<conv>/<row id>` (`<conv>/<row id>/<n>` for the n-th extra event of one row,
 e.g. a second attachment, and `<conv>/<row id>/rating` for a rating); an event the platform
 does not identify gets a derived id from what makes it and the frame's own time, never the
-receive time, so a re-posted time-less body deduplicates. A frame without a chat id takes the
+receive time, so a re-posted time-less body deduplicates (`joined_id` of those parts written
+as one string, `\x1f` between them: `derived_id` of the parts). A frame without a chat id takes the
 caller's conversation (`?conversation=`); with the option `pin` (`PIN`: a connector's
 session) every frame takes it, whatever chat id it names (a session's conversation never
 changes, even when the platform creates its chat later).
@@ -14,14 +15,14 @@ changes, even when the platform creates its chat later).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 
 from adapters.visitor_widget import errors
 from adapters.visitor_widget import native as n
-from gateway.codec import event_id, to_at
+from gateway.codec import joined_id, to_at
 from gateway.decoding import Envelope, Refused, Scope, Spec
 from gateway.model import (
     Availability,
@@ -47,7 +48,6 @@ from gateway.model import (
 )
 
 T = TypeVar("T")
-E = TypeVar("E", bound=Event)
 
 STATUSES: dict[str, SessionStatus] = {"pending": "queued", "open": "active", "closed": "completed"}
 PIN = {"pin": True}
@@ -64,46 +64,9 @@ _AGENT_FIELDS = {  # an event row's kind: its `content.data`'s agent, who did it
 }
 
 
-def build(frame: n.Frame, scope: Scope) -> Iterable[Event]:
-    """One native frame as its canonical events."""
-    at = frame.at
-    match frame:
-        case n.MessageReceived(data=d):
-            return _row(scope, d.message, at, "$.data.message")
-        case n.AgentTyping(data=d):
-            at, key = _stamp(scope, at)
-            active, preview, sender = d.typing.is_, d.typing.text or None, Party("agent", d.agentId)
-            eid = scope.event_id("typing", key, d.agentId, active)
-            return [_event(Typing, scope, eid, at, sender=sender, active=active, preview=preview)]
-        case n.ContactRead(data=d):
-            if d.lastReadAt is None or d.lastReadAt == "":  # the frame's own time stands in
-                at, key = _stamp(scope, at)
-            else:
-                at, key = _stamp(scope, d.lastReadAt, "$.data.lastReadAt")
-            eid, sender = scope.event_id("read", key, d.byId), Party("user", d.byId)
-            return [_event(Receipt, scope, eid, at, sender=sender, status="read", up_to=at)]
-        case n.Closed(data=d):
-            return _closed(scope, frame, d)
-        case n.AgentJoined() | n.AgentAssigned():
-            joined = _agent_change(scope, frame, ParticipantJoined)
-            return [_status(scope, "open", joined.at), joined]
-        case n.AgentLeft() | n.AgentUnassigned():
-            return [_agent_change(scope, frame, ParticipantLeft)]
-        case n.Rated(data=d):
-            return _rated(scope, at, d)
-        case n.Deleted():  # a deleted chat has ended; a chat is deleted once: the id says that
-            eid, at = scope.event_id("deleted"), _stamp(scope, at)[0]
-            ended = {"reason": "completed", "by": "system", "metadata": {"deleted": True}}
-            return [_event(Ended, scope, eid, at, **ended)]
-        case n.AccountUpdated(data=d) | n.AccountStatusUpdated(data=d):
-            status = d if isinstance(d, str) else d.status
-            if status is None:  # the account changed in a way no canonical event tells
-                return []
-            return [_availability(scope, status, *_stamp(scope, at))]
-        case n.ServerError(data=d):
-            return [_error(scope, d, *_stamp(scope, at))]
-        case n.Initialized(data=d):
-            return _initialized(scope, at, d)
+def build(frame: n.Frame, scope: Scope) -> list[Event]:
+    """One native frame as its canonical events: the builder of its type (`_BUILDERS`)."""
+    return _BUILDERS[type(frame)](frame, scope)
 
 
 def conversation(frame: n.Frame, scope: Scope) -> str | None:
@@ -111,79 +74,165 @@ def conversation(frame: n.Frame, scope: Scope) -> str | None:
     if scope.options.get("pin"):
         return scope.conversation
     d = frame.data
-    if isinstance(d, n.InitializedData):
+    if type(d) is n.InitializedData:
         chat_id = d.chat.id if d.chat is not None else d.visitor.chatId
     else:
         chat_id = getattr(d, "chatId", None)  # account and server events carry none
     return chat_id or scope.conversation
 
 
-def _event(make: type[E], scope: Scope, eid: str, at: str, /, **fields: Any) -> E:
-    """An event (`make`: its class) in the frame's conversation."""
-    return make(id=eid, conversation_id=scope.conversation_id, dialect=n.DIALECT, at=at, **fields)
+# ---------------------------------------------------------------------------------------------
+# One builder per frame type: `(frame, scope)` to the frame's events, in native order.
 
 
-def _closed(scope: Scope, frame: n.Closed, d: n.ClosedData) -> list[Event]:
+def _message_received(frame: n.MessageReceived, scope: Scope) -> list[Event]:
+    return _row(scope, frame.data.message, frame.at, "$.data.message")
+
+
+def _agent_typing(frame: n.AgentTyping, scope: Scope) -> list[Event]:
+    d = frame.data
+    at, key = _stamp(scope, frame.at)
+    active, agent_id = d.typing.is_, d.agentId
+    return [
+        Typing(
+            id=joined_id(scope.conversation_id, f"typing\x1f{key}\x1f{agent_id}\x1f{active}"),
+            conversation_id=scope.conversation_id,
+            dialect=n.DIALECT,
+            at=at,
+            sender=Party("agent", agent_id),
+            active=active,
+            preview=d.typing.text or None,
+        )
+    ]
+
+
+def _contact_read(frame: n.ContactRead, scope: Scope) -> list[Event]:
+    """The visitor read up to `lastReadAt`; without one, the frame's own time stands in."""
+    d = frame.data
+    if d.lastReadAt is None or d.lastReadAt == "":
+        at, key = _stamp(scope, frame.at)
+    else:
+        at, key = _stamp(scope, d.lastReadAt, "$.data.lastReadAt")
+    return [
+        Receipt(
+            id=joined_id(scope.conversation_id, f"read\x1f{key}\x1f{d.byId}"),
+            conversation_id=scope.conversation_id,
+            dialect=n.DIALECT,
+            at=at,
+            sender=Party("user", d.byId),
+            status="read",
+            up_to=at,
+        )
+    ]
+
+
+def _closed(frame: n.Closed, scope: Scope) -> list[Event]:
+    """The chat closed: its `chat_close` row makes the end (the frame's `closeType`, when it
+    has one, decides its reason); any other row makes its own events, then the end."""
+    d = frame.data
     row = d.message
     if row is not None and row.type == "event" and row.content.type == "chat_close":
-        # The row is the close itself; the frame's `closeType`, when it has one, decides.
         return _row(scope, row, frame.at, "$.data.message", d.closeType)
     events = [] if row is None else _row(scope, row, frame.at, "$.data.message")
     at, key = _stamp(scope, frame.at)
     reason, by = _end_reason(d.closeType, None)
-    eid = scope.event_id("closed", key, d.closeType)
-    return [*events, _event(Ended, scope, eid, at, reason=reason, by=by)]
+    ended = Ended(
+        id=joined_id(scope.conversation_id, f"closed\x1f{key}\x1f{d.closeType}"),
+        conversation_id=scope.conversation_id,
+        dialect=n.DIALECT,
+        at=at,
+        reason=reason,
+        by=by,
+    )
+    return [*events, ended]
 
 
-def _agent_change(
-    scope: Scope,
-    frame: n.AgentJoined | n.AgentAssigned | n.AgentLeft | n.AgentUnassigned,
-    change: type[ParticipantJoined | ParticipantLeft],
-) -> ParticipantJoined | ParticipantLeft:
-    """An agent's joining or leaving (`change`). The agent is `agent` (joined, left),
-    `assigned` or `unassigned`; who (un)assigned them goes to `metadata`, as the frame's row
-    says it too. The id is the row's when the frame carries one (the row makes the same event),
-    else derived from the change, the frame's time and the agent."""
+def _agent_joined(frame: n.AgentJoined, scope: Scope) -> list[Event]:
+    """An agent joined: the chat is open, and they are in it."""
+    joined = _agent_change(scope, frame, ParticipantJoined, frame.data.agent or n.Agent())
+    return [_status(scope, "open", joined.at), joined]
+
+
+def _agent_assigned(frame: n.AgentAssigned, scope: Scope) -> list[Event]:
+    """An agent was assigned: the chat is open, and they are in it."""
     d = frame.data
-    if isinstance(d, n.AssignedData):
-        agent, by, key = d.assigned, d.assignedBy, "assigned_by"
-    elif isinstance(d, n.UnassignedData):
-        agent, by, key = d.unassigned, d.unassignedBy, "unassigned_by"
-    else:
-        agent, by, key = d.agent or n.Agent(), None, ""
-    metadata: dict[str, Any] = {} if by is None or by.id is None else {key: by.id}
-    agent_id = agent.id
-    if d.message is not None:
-        at = _row_at(scope, d.message.createdAt, frame.at, "$.data.message")
-        eid = event_id(scope.conversation_id, d.message.id)
-        row_agent, row_metadata = _row_agent(d.message, "$.data.message")
-        agent_id = agent_id or row_agent
-        metadata = {**row_metadata, **metadata}
-    else:
-        at, stamp = _stamp(scope, frame.at)
-        name = "joined" if change is ParticipantJoined else "left"
-        eid = scope.event_id(name, stamp, agent_id)
-    party = Party("agent", agent_id, agent.nickname or agent.fullname)
-    return _event(change, scope, eid, at, participant=party, metadata=metadata)
+    joined = _agent_change(scope, frame, ParticipantJoined, d.assigned, d.assignedBy, "assigned_by")
+    return [_status(scope, "open", joined.at), joined]
 
 
-def _rated(scope: Scope, at: n.Timestamp, d: n.RatedData) -> list[Event]:
+def _agent_left(frame: n.AgentLeft, scope: Scope) -> list[Event]:
+    return [_agent_change(scope, frame, ParticipantLeft, frame.data.agent or n.Agent())]
+
+
+def _agent_unassigned(frame: n.AgentUnassigned, scope: Scope) -> list[Event]:
+    d = frame.data
+    by, key = d.unassignedBy, "unassigned_by"
+    return [_agent_change(scope, frame, ParticipantLeft, d.unassigned, by, key)]
+
+
+def _rated(frame: n.Rated, scope: Scope) -> list[Event]:
     """The visitor rated the chat: its `rate_form` row's events, the rating among them as
     that row makes it wherever it appears (the frame's rating decides); without a row, a
     rating notice of its own."""
+    d = frame.data
     row = d.message
     if row is None:
-        at, key = _stamp(scope, at)
-        return [_rating(scope, scope.event_id("rated", key), at, d.rating)]
-    rid = f"{event_id(scope.conversation_id, row.id)}/rating"
-    events = [e for e in _row(scope, row, at, "$.data.message") if e.id != rid]
-    rated_at = _row_at(scope, row.createdAt, at, "$.data.message")
+        at, key = _stamp(scope, frame.at)
+        return [_rating(scope, joined_id(scope.conversation_id, f"rated\x1f{key}"), at, d.rating)]
+    rid = f"{scope.conversation_id}/{row.id}/rating"
+    events = [e for e in _row(scope, row, frame.at, "$.data.message") if e.id != rid]
+    rated_at = _row_at(scope, row.createdAt, frame.at, "$.data.message")
     return [*events, _rating(scope, rid, rated_at, d.rating)]
 
 
-def _initialized(scope: Scope, at: n.Timestamp, d: n.InitializedData) -> list[Event]:
+def _deleted(frame: n.Deleted, scope: Scope) -> list[Event]:
+    """A deleted chat has ended; a chat is deleted once: the id says that."""
+    return [
+        Ended(
+            id=joined_id(scope.conversation_id, "deleted"),
+            conversation_id=scope.conversation_id,
+            dialect=n.DIALECT,
+            at=_stamp(scope, frame.at)[0],
+            reason="completed",
+            by="system",
+            metadata={"deleted": True},
+        )
+    ]
+
+
+def _account(frame: n.AccountUpdated | n.AccountStatusUpdated, scope: Scope) -> list[Event]:
+    """The account's availability; none when the account changed in a way no event tells."""
+    d = frame.data
+    status = d if isinstance(d, str) else d.status
+    if status is None:
+        return []
+    return [_availability(scope, status, *_stamp(scope, frame.at))]
+
+
+def _server_error(frame: n.ServerError, scope: Scope) -> list[Event]:
+    """The platform's error as an `error` event (`errors`: its code and whether it passes)."""
+    err = frame.data
+    at, key = _stamp(scope, frame.at)
+    cls = errors.error_class(err)
+    parts = f"error\x1f{key}\x1f{err.code}\x1f{err.type}\x1f{err.event}\x1f{err.message}"
+    return [
+        Error(
+            id=joined_id(scope.conversation_id, parts),
+            conversation_id=scope.conversation_id,
+            dialect=n.DIALECT,
+            at=at,
+            code=cls.code,
+            message=err.message,
+            recoverable=cls.recoverable,
+            metadata=errors.details(err),
+        )
+    ]
+
+
+def _initialized(frame: n.Initialized, scope: Scope) -> list[Event]:
     """The `visitor.connect` ack: the chat's status, the account's availability, every row."""
-    at, key = _stamp(scope, at)
+    d = frame.data
+    at, key = _stamp(scope, frame.at)
     events: list[Event] = []
     if d.chat is not None:
         events.append(_status(scope, d.chat.status, at))
@@ -194,18 +243,87 @@ def _initialized(scope: Scope, at: n.Timestamp, d: n.InitializedData) -> list[Ev
     return events
 
 
+_BUILDERS: dict[type[Any], Callable[[Any, Scope], list[Event]]] = {
+    n.MessageReceived: _message_received,
+    n.AgentTyping: _agent_typing,
+    n.ContactRead: _contact_read,
+    n.Closed: _closed,
+    n.AgentJoined: _agent_joined,
+    n.AgentAssigned: _agent_assigned,
+    n.AgentLeft: _agent_left,
+    n.AgentUnassigned: _agent_unassigned,
+    n.Rated: _rated,
+    n.Deleted: _deleted,
+    n.AccountUpdated: _account,
+    n.AccountStatusUpdated: _account,
+    n.ServerError: _server_error,
+    n.Initialized: _initialized,
+}
+"""Each frame type's builder (every member of `native.Frame`)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The parts frames share
+
+
+def _agent_change(
+    scope: Scope,
+    frame: n.AgentJoined | n.AgentAssigned | n.AgentLeft | n.AgentUnassigned,
+    change: type[ParticipantJoined | ParticipantLeft],
+    agent: n.Agent,
+    by: n.Agent | None = None,
+    by_key: str = "",
+) -> ParticipantJoined | ParticipantLeft:
+    """`agent`'s joining or leaving (`change`): the frame's `agent` (joined, left), `assigned`
+    or `unassigned`; who (un)assigned them (`by`) goes to `metadata` at `by_key`, as the frame's
+    row says it too. The id is the row's when the frame carries one (the row makes the same
+    event), else derived from the change, the frame's time and the agent."""
+    row = frame.data.message
+    metadata: dict[str, Any] = {} if by is None or by.id is None else {by_key: by.id}
+    agent_id = agent.id
+    if row is not None:
+        at = _row_at(scope, row.createdAt, frame.at, "$.data.message")
+        eid = f"{scope.conversation_id}/{row.id}"
+        row_agent, row_metadata = _row_agent(row, "$.data.message")
+        agent_id = agent_id or row_agent
+        metadata = {**row_metadata, **metadata}
+    else:
+        at, stamp = _stamp(scope, frame.at)
+        name = "joined" if change is ParticipantJoined else "left"
+        eid = joined_id(scope.conversation_id, f"{name}\x1f{stamp}\x1f{agent_id}")
+    return change(
+        id=eid,
+        conversation_id=scope.conversation_id,
+        dialect=n.DIALECT,
+        at=at,
+        participant=Party("agent", agent_id, agent.nickname or agent.fullname),
+        metadata=metadata,
+    )
+
+
 def _row(
     scope: Scope, row: n.MessageRow, fallback: n.Timestamp, path: str, close_type: str | None = None
 ) -> list[Event]:
-    """A chat row (a message or an event) as canonical events; the first has the row's id.
-    `fallback` is the frame's time, for a row without its own; `path` the row's, for errors;
-    `close_type` (a `chat.closed` frame's) decides a `chat_close` row's reason."""
+    """A chat row (a message or an event) as canonical events; the first has the row's id
+    (`<conv>/<row id>`). `fallback` is the frame's time, for a row without its own; `path` the
+    row's, for errors; `close_type` (a `chat.closed` frame's) decides a `chat_close` row's
+    reason."""
     at = _row_at(scope, row.createdAt, fallback, path)
-    eid = event_id(scope.conversation_id, row.id)
+    conv = scope.conversation_id
+    eid = f"{conv}/{row.id}"
     kind, text = row.content.type, row.content.text
     if row.type == "message":
         if kind == "rate_form":
-            form: list[Event] = [_event(Form, scope, eid, at, request_id=row.id, name=kind)]
+            form: list[Event] = [
+                Form(
+                    id=eid,
+                    conversation_id=conv,
+                    dialect=n.DIALECT,
+                    at=at,
+                    request_id=row.id,
+                    name=kind,
+                )
+            ]
             rating = _rating_of(row.content.data)
             if rating is not None:  # the visitor has answered the form
                 form.append(_rating(scope, f"{eid}/rating", at, rating))
@@ -213,26 +331,53 @@ def _row(
         sender, contents = _sender(row), _contents(row, path)
         if not contents:
             raise Refused("a message with neither text nor attachments", f"{path}.content.text")
-        return [
-            _event(Message, scope, f"{eid}/{i}" if i else eid, at, sender=sender, content=c)
-            for i, c in enumerate(contents)
-        ]
+        messages: list[Event] = []
+        for i, content in enumerate(contents):  # the n-th after the first: `<row's id>/<n>`
+            messages.append(
+                Message(
+                    id=f"{eid}/{i}" if i else eid,
+                    conversation_id=conv,
+                    dialect=n.DIALECT,
+                    at=at,
+                    sender=sender,
+                    content=content,
+                )
+            )
+        return messages
     # an event row: its agent is in `content.data` (the row's own `agentId` is null)
     change = _CHANGES.get(kind)
     if change is not None:
         agent_id, metadata = _row_agent(row, path)
         return [
-            _event(change, scope, eid, at, participant=Party("agent", agent_id), metadata=metadata)
+            change(
+                id=eid,
+                conversation_id=conv,
+                dialect=n.DIALECT,
+                at=at,
+                participant=Party("agent", agent_id),
+                metadata=metadata,
+            )
         ]
     if kind == "chat_close":
         data = _event_data(row, path)
         reason, by = _end_reason(close_type or data.closeType, row.subType)
         agent_id = data.agentId or row.agentId
-        metadata = {} if agent_id is None else {"agent_id": agent_id}
-        ended = {"reason": reason, "by": by, "text": text or None, "metadata": metadata}
-        return [_event(Ended, scope, eid, at, **ended)]
+        return [
+            Ended(
+                id=eid,
+                conversation_id=conv,
+                dialect=n.DIALECT,
+                at=at,
+                reason=reason,
+                by=by,
+                text=text or None,
+                metadata={} if agent_id is None else {"agent_id": agent_id},
+            )
+        ]
     if text:  # another event row (ours: a notice)
-        return [_event(Notice, scope, eid, at, kind="info", text=text)]
+        return [
+            Notice(id=eid, conversation_id=conv, dialect=n.DIALECT, at=at, kind="info", text=text)
+        ]
     return []
 
 
@@ -271,18 +416,17 @@ def _contents(row: n.MessageRow, path: str) -> list[Content]:
     describes its file in `content.data`. An attachment without a `url` is refused (the
     canonical Image and File need a location)."""
     text = row.content.text
-    attachments, where = row.attachments, f"{path}.attachments"
+    attachments = row.attachments
     if not attachments and row.content.type == "upload" and row.content.data is not None:
-        where = f"{path}.content.data"
-        attachments = [_typed(row.content.data, n.Attachment, where)]
+        attachments = [_typed(row.content.data, n.Attachment, f"{path}.content.data")]
     if not attachments:
         return [] if text is None else [Text(text)]
     contents: list[Content] = []
     caption = text or None
     for i, a in enumerate(attachments):
         if not a.url:
-            url_path = f"{where}[{i}].url" if row.attachments else f"{where}.url"
-            raise Refused("an attachment without a url", url_path)
+            where = f"attachments[{i}]" if row.attachments else "content.data"
+            raise Refused("an attachment without a url", f"{path}.{where}.url")
         if a.type == "image":
             contents.append(Image(url=a.url, file_name=a.fileName, caption=caption))
         else:
@@ -311,25 +455,38 @@ def _rating(scope: Scope, eid: str, at: str, rating: n.Rating) -> Notice:
     metadata: dict[str, Any] = {"rating": rating.value}
     if rating.text:
         metadata["rating_text"] = rating.text
-    return _event(Notice, scope, eid, at, kind="info", text=text, metadata=metadata)
+    return Notice(
+        id=eid,
+        conversation_id=scope.conversation_id,
+        dialect=n.DIALECT,
+        at=at,
+        kind="info",
+        text=text,
+        metadata=metadata,
+    )
 
 
 def _status(scope: Scope, native: str, at: str) -> Status:
     """The chat's status; its id is the native status alone: `initialized` after every
     reconnect repeats it, and the repeat deduplicates."""
-    return _event(Status, scope, scope.event_id("status", native), at, status=STATUSES[native])
+    return Status(
+        id=joined_id(scope.conversation_id, f"status\x1f{native}"),
+        conversation_id=scope.conversation_id,
+        dialect=n.DIALECT,
+        at=at,
+        status=STATUSES[native],
+    )
 
 
 def _availability(scope: Scope, status: str, at: str, key: str) -> Availability:
-    eid = scope.event_id("availability", status, key)
-    return _event(Availability, scope, eid, at, online=status == "online")
-
-
-def _error(scope: Scope, err: n.ServerErrorData, at: str, key: str) -> Error:
-    cls = errors.error_class(err)
-    eid = scope.event_id("error", key, err.code, err.type, err.event, err.message)
-    error = {"code": cls.code, "message": err.message, "recoverable": cls.recoverable}
-    return _event(Error, scope, eid, at, **error, metadata=errors.details(err))
+    """The account's availability; its id is the status and the frame's time (`key`)."""
+    return Availability(
+        id=joined_id(scope.conversation_id, f"availability\x1f{status}\x1f{key}"),
+        conversation_id=scope.conversation_id,
+        dialect=n.DIALECT,
+        at=at,
+        online=status == "online",
+    )
 
 
 def _end_reason(close_type: str | None, sub_type: str | None) -> tuple[EndReason, EndedBy]:
@@ -351,22 +508,26 @@ def _stamp(scope: Scope, value: n.Timestamp, path: str = "$.at") -> tuple[str, s
     id built from the receive time would make a re-posted body a new event)."""
     if value is None or value == "":
         return scope.received_at, ""
-    at = _at(value, path)
+    try:
+        at = to_at(value)
+    except ValueError:
+        raise _not_a_time(value, path) from None
     return at, at
 
 
 def _row_at(scope: Scope, value: n.Timestamp, fallback: n.Timestamp, row_path: str) -> str:
     """A row's time: its `createdAt`, else the frame's `at`, else the receive time."""
-    if value is not None and value != "":
-        return _at(value, f"{row_path}.createdAt")
-    return _stamp(scope, fallback)[0]
-
-
-def _at(value: n.Timestamp, path: str) -> str:
+    if value is None or value == "":
+        return _stamp(scope, fallback)[0]
     try:
         return to_at(value)
     except ValueError:
-        raise Refused(f"not a timestamp: {value!r}", path) from None
+        raise _not_a_time(value, f"{row_path}.createdAt") from None
+
+
+def _not_a_time(value: n.Timestamp, path: str) -> Refused:
+    """The refusal of a native time `value` at `path` that is no time."""
+    return Refused(f"not a timestamp: {value!r}", path)
 
 
 def _typed(value: Any, kind: type[T], path: str) -> T:
