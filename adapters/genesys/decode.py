@@ -20,7 +20,7 @@ status is not 0: DIALECTS.md, "statusCode 2 with chatEnded").
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from adapters.genesys import native as n
@@ -96,79 +96,227 @@ def error_event(
 # --- one entry ------------------------------------------------------------------------------
 
 
-def build(entry: n.Entry, scope: Scope) -> Iterator[Event]:
-    """One known entry as its canonical event."""
-    conv = scope.conversation_id
+def build(entry: n.Entry, scope: Scope) -> tuple[Event]:
+    """One known entry as its canonical event: the builder of its type (`_BUILDERS`)."""
+    return (_BUILDERS[type(entry)](entry, scope),)
+
+
+def _gms_message(entry: n.GmsMessage, scope: Scope) -> Message:
+    """A GMS `Message`: text from the entry's party."""
+    return _message(entry, scope, Text(entry.text), entry.text)
+
+
+def _gms_push_url(entry: n.GmsPushUrl, scope: Scope) -> Message:
+    """A GMS `PushUrl`: a URL the entry's party pushed."""
+    return _message(entry, scope, Url(url=entry.text), entry.text)
+
+
+def _message_received(entry: n.MessageReceived, scope: Scope) -> Message:
+    """A widget `MessageReceived`: a URL when its `content.type` says `url` (the string, or the
+    object of booleans), else text."""
+    text, kind = entry.content.text, entry.content.type
+    url = kind == "url" if isinstance(kind, str) else bool(kind.get("url"))
+    return _message(entry, scope, Url(url=text) if url else Text(text), text)
+
+
+def _message(entry: n.Entry, scope: Scope, content: Text | Url, text: str) -> Message:
+    """A message of `content` from the entry's party; `text` is what its derived id (an entry
+    without an index) tells it by."""
+    at = _at(entry, scope)
+    sender = _party(entry)
+    return Message(
+        id=_id(entry, scope, at, sender.id, text),
+        conversation_id=scope.conversation_id,
+        dialect=DIALECT,
+        at=at,
+        sender=sender,
+        content=content,
+    )
+
+
+def _gms_joined(entry: n.GmsJoined, scope: Scope) -> ParticipantJoined:
+    """GMS `ParticipantJoined`: the entry's party joined."""
+    return _joined(entry, scope)
+
+
+def _agent_connected(entry: n.AgentConnected, scope: Scope) -> ParticipantJoined:
+    """The widget's `AgentConnected`: its party (an agent when it describes none) joined."""
+    return _joined(entry, scope, "agent")
+
+
+def _joined(entry: n.Entry, scope: Scope, default: Role | None = None) -> ParticipantJoined:
+    """The entry's party joined (`default`: see `_party`)."""
+    at = _at(entry, scope)
+    who = _party(entry, default)
+    return ParticipantJoined(
+        id=_id(entry, scope, at, who.id),
+        conversation_id=scope.conversation_id,
+        dialect=DIALECT,
+        at=at,
+        participant=who,
+    )
+
+
+def _gms_left(entry: n.GmsLeft, scope: Scope) -> ParticipantLeft:
+    """GMS `ParticipantLeft`: the entry's party left."""
+    return _left(entry, scope)
+
+
+def _agent_disconnected(entry: n.AgentDisconnected, scope: Scope) -> ParticipantLeft:
+    """The widget's `AgentDisconnected`: its party (an agent when it describes none) left."""
+    return _left(entry, scope, "agent")
+
+
+def _left(entry: n.Entry, scope: Scope, default: Role | None = None) -> ParticipantLeft:
+    """The entry's party left (`default`: see `_party`)."""
+    at = _at(entry, scope)
+    who = _party(entry, default)
+    return ParticipantLeft(
+        id=_id(entry, scope, at, who.id),
+        conversation_id=scope.conversation_id,
+        dialect=DIALECT,
+        at=at,
+        participant=who,
+    )
+
+
+def _gms_typing(entry: n.GmsTypingStarted | n.GmsTypingStopped, scope: Scope) -> Typing:
+    """GMS `TypingStarted` / `TypingStopped`; the entry's `text`, if any, is the preview."""
+    at = _at(entry, scope)
+    who, active = _party(entry), type(entry) is n.GmsTypingStarted
+    return Typing(
+        id=_id(entry, scope, at, who.id, active),
+        conversation_id=scope.conversation_id,
+        dialect=DIALECT,
+        at=at,
+        sender=who,
+        active=active,
+        preview=entry.text or None,
+    )
+
+
+def _agent_typing(entry: n.AgentTyping, scope: Scope) -> Typing:
+    """The widget's `AgentTyping`: its party (an agent when it describes none) typing or not."""
+    at = _at(entry, scope)
+    who = _party(entry, "agent")
+    return Typing(
+        id=_id(entry, scope, at, who.id, entry.isTyping),
+        conversation_id=scope.conversation_id,
+        dialect=DIALECT,
+        at=at,
+        sender=who,
+        active=entry.isTyping,
+    )
+
+
+def _gms_notice(entry: n.GmsNotice, scope: Scope) -> Notice:
+    """A GMS `Notice`: an `info` notice of its text."""
+    at = _at(entry, scope)
+    return Notice(
+        id=_id(entry, scope, at, entry.text),
+        conversation_id=scope.conversation_id,
+        dialect=DIALECT,
+        at=at,
+        kind="info",
+        text=entry.text,
+    )
+
+
+def _session_ended(entry: n.SessionEnded, scope: Scope) -> Ended:
+    """The widget's `SessionEnded`: the conversation's one `ended` event, told by its reason."""
+    at = _at(entry, scope)
+    why, by = _reason(entry.reason)
+    return ended(scope.conversation_id, at, why, by, entry.reason.description)
+
+
+def _interrupted(entry: n.Interrupted, scope: Scope) -> Link:
+    """The widget's link to GMS went down (`onInterrupted`); it retries."""
+    at = _at(entry, scope)
+    return Link(
+        id=_link_id(entry, scope, at),
+        conversation_id=scope.conversation_id,
+        dialect=DIALECT,
+        at=at,
+        state="down",
+        reason="widget link interrupted",
+        will_retry=True,
+    )
+
+
+def _continued(entry: n.Continued, scope: Scope) -> Link:
+    """The widget's link to GMS is back (`onContinued`)."""
+    at = _at(entry, scope)
+    return Link(
+        id=_link_id(entry, scope, at),
+        conversation_id=scope.conversation_id,
+        dialect=DIALECT,
+        at=at,
+        state="restored",
+    )
+
+
+def _link_id(entry: n.Interrupted | n.Continued, scope: Scope, at: str) -> str:
+    """A link event is no transcript line, so its id is derived; an `index` it may carry is one
+    of its parts."""
+    parts = () if entry.index is None else (entry.index,)
+    return scope.event_id(entry.__struct_config__.tag, _own_time(entry, at), *parts)
+
+
+def _widget_error(entry: n.WidgetError, scope: Scope) -> Error:
+    """The widget's `Error`: its code as a canonical `error` event (id derived from the code)."""
+    at = _at(entry, scope)
+    code = entry.error.code
+    eid = scope.event_id("error", _own_time(entry, at), code)
+    return error_event(scope.conversation_id, eid, code, entry.error.description, at)
+
+
+_BUILDERS: dict[type[Any], Callable[[Any, Scope], Event]] = {
+    n.GmsMessage: _gms_message,
+    n.GmsPushUrl: _gms_push_url,
+    n.MessageReceived: _message_received,
+    n.GmsJoined: _gms_joined,
+    n.AgentConnected: _agent_connected,
+    n.GmsLeft: _gms_left,
+    n.AgentDisconnected: _agent_disconnected,
+    n.GmsTypingStarted: _gms_typing,
+    n.GmsTypingStopped: _gms_typing,
+    n.AgentTyping: _agent_typing,
+    n.GmsNotice: _gms_notice,
+    n.SessionEnded: _session_ended,
+    n.Interrupted: _interrupted,
+    n.Continued: _continued,
+    n.WidgetError: _widget_error,
+}
+"""The builder of each entry type: every member of `native.Entry`."""
+
+
+def _at(entry: n.Entry, scope: Scope) -> str:
+    """The entry's time (`utcTime`, else `timestamp`) as canonical; the body's receive time for
+    an entry without one. Refused at the field for a time that is no time."""
     stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp
+    if stamp is None or stamp == "":
+        return scope.received_at
     try:
-        at = scope.received_at if stamp is None or stamp == "" else to_at(stamp)
+        return to_at(stamp)
     except ValueError as exc:
-        raise Refused(
-            str(exc), "$.utcTime" if entry.utcTime is not None else "$.timestamp"
-        ) from None
-    # A derived id's time is the entry's own: the receive time would make a re-post new.
-    when = "" if stamp is None or stamp == "" else at
-    tag = str(entry.__struct_config__.tag)
-    common: dict[str, Any] = {"conversation_id": conv, "dialect": DIALECT, "at": at}
+        path = "$.utcTime" if entry.utcTime is not None else "$.timestamp"
+        raise Refused(str(exc), path) from None
 
-    def line_id(*parts: object) -> str:
-        if entry.index is None:
-            return scope.event_id(tag, when, *parts)
-        return _line_id(conv, entry.index, 0 if isinstance(entry, n.WIDGET_LINES) else 1)
 
-    match entry:
-        case n.GmsMessage() | n.GmsPushUrl():
-            sender = _party(entry)
-            content = Text(entry.text) if isinstance(entry, n.GmsMessage) else Url(url=entry.text)
-            yield Message(
-                id=line_id(sender.id, entry.text), sender=sender, content=content, **common
-            )
-        case n.MessageReceived():
-            sender, text, kind = _party(entry), entry.content.text, entry.content.type
-            url = kind == "url" if isinstance(kind, str) else bool(kind.get("url"))
-            content = Url(url=text) if url else Text(text)
-            yield Message(id=line_id(sender.id, text), sender=sender, content=content, **common)
-        case n.GmsJoined() | n.AgentConnected():
-            who = _party(entry, "agent" if isinstance(entry, n.AgentConnected) else None)
-            yield ParticipantJoined(id=line_id(who.id), participant=who, **common)
-        case n.GmsLeft() | n.AgentDisconnected():
-            who = _party(entry, "agent" if isinstance(entry, n.AgentDisconnected) else None)
-            yield ParticipantLeft(id=line_id(who.id), participant=who, **common)
-        case n.GmsTypingStarted() | n.GmsTypingStopped():
-            who, active = _party(entry), isinstance(entry, n.GmsTypingStarted)
-            preview = entry.text or None
-            yield Typing(
-                id=line_id(who.id, active), sender=who, active=active, preview=preview, **common
-            )
-        case n.AgentTyping():
-            who = _party(entry, "agent")
-            yield Typing(
-                id=line_id(who.id, entry.isTyping), sender=who, active=entry.isTyping, **common
-            )
-        case n.GmsNotice():
-            yield Notice(id=line_id(entry.text), kind="info", text=entry.text, **common)
-        case n.SessionEnded():
-            why, by = _reason(entry.reason)
-            yield ended(conv, at, why, by, entry.reason.description)
-        case n.Interrupted() | n.Continued():
-            # The widget's own link to GMS (`onInterrupted` / `onContinued`): no transcript
-            # line, so its id is derived; an `index` it may carry is one of its parts.
-            parts = () if entry.index is None else (entry.index,)
-            eid = scope.event_id(tag, when, *parts)
-            if isinstance(entry, n.Interrupted):
-                yield Link(
-                    id=eid,
-                    state="down",
-                    reason="widget link interrupted",
-                    will_retry=True,
-                    **common,
-                )
-            else:
-                yield Link(id=eid, state="restored", **common)
-        case n.WidgetError():
-            code = entry.error.code
-            eid = scope.event_id("error", when, code)
-            yield error_event(conv, eid, code, entry.error.description, at)
+def _own_time(entry: n.Entry, at: str) -> str:
+    """The time a derived id is made of: the entry's own (`at`), or "" for an entry without
+    one, never the receive time (a re-posted body would make new ids)."""
+    stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp
+    return "" if stamp is None or stamp == "" else at
+
+
+def _id(entry: n.Entry, scope: Scope, at: str, *parts: object) -> str:
+    """The id of a transcript entry's event: its line's (`_line_id`) when it has an `index`,
+    else derived from its name, its own time and `parts`."""
+    if entry.index is None:
+        tag = entry.__struct_config__.tag
+        return scope.event_id(tag, _own_time(entry, at), *parts)
+    return _line_id(scope.conversation_id, entry.index, entry.first_index)
 
 
 def _line_id(conv: str, index: int | str, first: int) -> str:

@@ -29,11 +29,14 @@ as `chatId` (or `sessionId`); `AgentTyping`, `Interrupted`, `Continued` and `Err
 `timestamp`; a widget transcript may be posted as `{"transcript": [...], "chatId": ...}` (the
 `getTranscript` done-callback event). GMS error bodies are `{"statusCode": 1|2, "errors":
 [{"code": <widget error code>, "advice": "..."}]}`.
+
+Every Struct here is `gc=False`: decoded from JSON, they hold JSON values only and can never be
+part of a reference cycle (as the canonical model's).
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import ClassVar, Literal, TypeAlias
 
 import msgspec
 
@@ -45,7 +48,7 @@ PartyType: TypeAlias = Literal[
 ]
 
 
-class Who(msgspec.Struct, frozen=True):
+class Who(msgspec.Struct, frozen=True, gc=False):
     """A transcript party: GMS `from` (`nickname`, `participantId`) or widget `party` (`name`,
     `id`); `type` is a string or the widget's object of booleans (`{"agent": true}`)."""
 
@@ -56,12 +59,12 @@ class Who(msgspec.Struct, frozen=True):
     id: str | int | None = None
 
 
-class WidgetContent(msgspec.Struct, frozen=True):
+class WidgetContent(msgspec.Struct, frozen=True, gc=False):
     text: str
     type: Literal["text", "url"] | dict[str, bool] = "text"
 
 
-class Reason(msgspec.Struct, frozen=True):
+class Reason(msgspec.Struct, frozen=True, gc=False):
     """`SessionEnded.reason`: `code` 1 leave request, 2 agent, 3 error, or the boolean form."""
 
     code: int | None = None
@@ -71,12 +74,12 @@ class Reason(msgspec.Struct, frozen=True):
     error: bool = False
 
 
-class ErrorInfo(msgspec.Struct, frozen=True):
+class ErrorInfo(msgspec.Struct, frozen=True, gc=False):
     code: int | str
     description: str | None = None
 
 
-class _Entry(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
+class _Entry(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=False):
     """Fields every entry may carry. `index` is the transcript position (see `decode`)."""
 
     index: int | str | None = None
@@ -87,6 +90,9 @@ class _Entry(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
     chatId: str | None = None
     sessionId: str | None = None
     restored: bool = False
+
+    first_index: ClassVar[int] = 1
+    """The `index` of the form's first transcript line: GMS counts from 1."""
 
 
 # --- GMS Chat API v2 transcript entries (index from 1) -------------------------------------
@@ -123,35 +129,42 @@ class GmsNotice(_Entry, tag="Notice", frozen=True):
 # --- Widget (seed) events (index from 0) ----------------------------------------------------
 
 
-class AgentConnected(_Entry, tag="AgentConnected", frozen=True):
+class _WidgetEntry(_Entry, frozen=True, gc=False):
+    """A widget event: the widget counts transcript lines from 0 (its line `i` is GMS entry
+    `i + 1`)."""
+
+    first_index: ClassVar[int] = 0
+
+
+class AgentConnected(_WidgetEntry, tag="AgentConnected", frozen=True):
     pass
 
 
-class AgentDisconnected(_Entry, tag="AgentDisconnected", frozen=True):
+class AgentDisconnected(_WidgetEntry, tag="AgentDisconnected", frozen=True):
     pass
 
 
-class MessageReceived(_Entry, tag="MessageReceived", frozen=True):
+class MessageReceived(_WidgetEntry, tag="MessageReceived", frozen=True):
     content: WidgetContent
 
 
-class AgentTyping(_Entry, tag="AgentTyping", frozen=True):
+class AgentTyping(_WidgetEntry, tag="AgentTyping", frozen=True):
     isTyping: bool = True
 
 
-class SessionEnded(_Entry, tag="SessionEnded", frozen=True):
+class SessionEnded(_WidgetEntry, tag="SessionEnded", frozen=True):
     reason: Reason = Reason()
 
 
-class Interrupted(_Entry, tag="Interrupted", frozen=True):
+class Interrupted(_WidgetEntry, tag="Interrupted", frozen=True):
     pass
 
 
-class Continued(_Entry, tag="Continued", frozen=True):
+class Continued(_WidgetEntry, tag="Continued", frozen=True):
     pass
 
 
-class WidgetError(_Entry, tag="Error", frozen=True):
+class WidgetError(_WidgetEntry, tag="Error", frozen=True):
     error: ErrorInfo
 
 
@@ -173,19 +186,15 @@ Entry: TypeAlias = (
     | WidgetError
 )
 
-WIDGET_LINES = (AgentConnected, AgentDisconnected, MessageReceived, AgentTyping)
-"""The widget events that are transcript lines, their `index` counted from 0 (the seed)."""
-
-
 # --- envelopes ------------------------------------------------------------------------------
 
 
-class GmsError(msgspec.Struct, frozen=True):
+class GmsError(msgspec.Struct, frozen=True, gc=False):
     code: int | str
     advice: str | None = None
 
 
-class Reply(msgspec.Struct, kw_only=True, frozen=True):
+class Reply(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """A GMS v2 reply. statusCode 0 ok, 1 error (retry), 2 fatal (DIALECTS.md). `messages` stay
     raw: the pipeline decodes each entry on its own (an unknown `type` is only counted)."""
 
@@ -204,7 +213,7 @@ class Reply(msgspec.Struct, kw_only=True, frozen=True):
         return self.chatId
 
 
-class Transcript(msgspec.Struct, kw_only=True, frozen=True):
+class Transcript(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """The widget's `getTranscript` result posted whole (our own envelope)."""
 
     transcript: list[msgspec.Raw]
