@@ -294,7 +294,7 @@ def parse(
         if not body.isascii():  # every string checked once, even those of frames skipped unread
             body.decode()
         start = body[:1]
-        if start in b" \t\r\n":  # (b"" too: an empty body is then no JSON below)
+        if start.isspace():
             start = body.lstrip()[:1]
         if start == b"[":
             raws = _raws.decode(body)
@@ -434,7 +434,9 @@ def _envelope(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw] |
 def _names_any(keys: tuple[bytes, ...], body: bytes) -> bool:
     """Whether any of the quoted `keys` occurs in `body`: an object without one of them is no
     envelope, known without reading it."""
-    return any(key in body for key in keys)
+    # `find`, not `in`: bytes' `in` first tries its operand as an int, raising and clearing
+    # an exception each time.
+    return any(body.find(key) >= 0 for key in keys)
 
 
 def _name(tag: str, raw: msgspec.Raw) -> Any:
