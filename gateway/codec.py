@@ -71,11 +71,10 @@ def to_at(value: object, default: str | None = None) -> str:
         # Canonical already (`YYYY-MM-DDTHH:MM:SS.mmmZ`)? The second is checked once.
         if (
             len(text) == 24
-            and ord(text[19]) == 46  # "."
-            and ord(text[23]) == 90  # "Z"
-            and 48 <= ord(text[20]) <= 57  # three ASCII digits
-            and 48 <= ord(text[21]) <= 57
-            and 48 <= ord(text[22]) <= 57
+            and text[19] == "."
+            and text[23] == "Z"
+            and (millis := text[20:23]).isdigit()
+            and millis.isascii()
         ):
             second = _head_seconds.get(text[:19])
             if second is None:

@@ -55,7 +55,6 @@ import functools
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -159,7 +158,8 @@ def _tags(union: Any) -> frozenset[str]:
     return frozenset(tag for member in members if (tag := _tag_of(member)) is not None)
 
 
-_NOTHING: Mapping[str, Any] = MappingProxyType({})
+_NOTHING: Mapping[str, Any] = {}
+"""The contexts and options of a body given none (read only: typed as a Mapping)."""
 
 
 class Scope:

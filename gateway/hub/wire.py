@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from gateway.model import Event, event_encoder
 
-
-def encode(event: Event) -> bytes:
-    """The event's JSON without `seq` (what the engines splice `seq` into)."""
-    return event_encoder.encode(event)
+encode = event_encoder.encode
+"""`encode(event)`: the event's JSON without `seq` (what the engines splice `seq` into)."""
 
 
 def splice(payload: bytes, seq: int) -> bytes:
