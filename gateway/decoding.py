@@ -59,7 +59,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from gateway.codec import derived_id, to_at, unparsable
+from gateway.codec import derived_id, unparsable
 from gateway.context import EMPTY, ConversationContext
 from gateway.errors import DecodeError, MalformedJSON, RequestError
 from gateway.model import Error, Event, Role, now_at
@@ -94,6 +94,9 @@ class Envelope:
     after: Callable[[Any, Scope, list[Event]], Iterable[Event]] | None = None
     """Events the envelope itself stands for, beyond its frames' (a GMS reply's status and end),
     or None: built last, from the decoded envelope, the scope and the body's events so far."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decoder", msgspec.json.Decoder(self.type))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,8 +143,6 @@ class Spec(Generic[F]):
         object.__setattr__(self, "peek", _peek(keys))
         quoted = tuple(msgspec.json.encode(envelope.key) for envelope in self.envelopes)
         object.__setattr__(self, "envelope_keys", quoted)
-        for envelope in self.envelopes:
-            object.__setattr__(envelope, "decoder", msgspec.json.Decoder(envelope.type))
 
 
 def _tag_of(member: Any) -> str | None:
@@ -208,16 +209,6 @@ class Scope:
         if self._received_at is None:
             self._received_at = now_at()
         return self._received_at
-
-    def time(self, value: object, path: str) -> str:
-        """A frame's native time `value` as the canonical one (`gateway.codec.to_at`): none
-        (None or "") is the body's `received_at`; one that is no time is `Refused` at `path`."""
-        if value is None or value == "":
-            return self.received_at
-        try:
-            return to_at(value)
-        except ValueError as exc:
-            raise Refused(f"not a timestamp ({exc})", path) from None
 
     def context(self) -> ConversationContext:
         """The frame's conversation's context, with what earlier frames of this body taught."""
@@ -363,12 +354,14 @@ def _decoded(parsed: Parsed[F], index: int, frame: F) -> None:
     parsed.frames.append((index, f"{spec.dialect}:{native}", frame))
 
 
-def _reject(parsed: Parsed[Any], index: int, exc: Exception) -> None:
-    """A bad frame: the batch's end (raised), or, isolating, a failure kept for `build`."""
+def _reject(parsed: Parsed[Any], index: int, exc: Exception, conv: str = "") -> None:
+    """A bad frame: the batch's end (raised), or, isolating, a failure kept for an `error`
+    event in `conv` (the caller's conversation when not given)."""
     error = _frame_error(exc, index)
     if not parsed.isolate:
         raise error from None
-    parsed.failures = [*parsed.failures, (index, f"{parsed.dialect}:{parsed.conversation}", error)]
+    conv = conv or f"{parsed.dialect}:{parsed.conversation}"
+    parsed.failures = [*parsed.failures, (index, conv, error)]
 
 
 def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None = None) -> Decoded:
@@ -381,16 +374,13 @@ def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None 
     if contexts is not None:
         scope._contexts = contexts
     events: list[Event] = []
-    failures = parsed.failures
     for index, conv, frame in parsed.frames:
         scope.index, scope.conversation_id = index, conv
         try:
             events.extend(spec.build(frame, scope))
         except (Refused, DecodeError, msgspec.ValidationError, ValueError) as exc:
-            error = _frame_error(exc, index)
-            if not parsed.isolate:
-                raise error from None
-            failures = [*failures, (index, conv, error)]
+            _reject(parsed, index, exc, conv)
+    failures = parsed.failures
     for index, conv, error in failures:
         events.append(_error_event(spec.dialect, conv, index, error, scope.received_at))
     if scope.envelope_form is not None and scope.envelope_form.after is not None:

@@ -236,12 +236,3 @@ def test_an_envelope_may_stand_for_events_of_its_own() -> None:
     assert [e.id for e in events] == ["toy:c1/m1", "toy:c1/m2", "toy:c1/after"]
     assert isinstance(events[-1], Notice) and events[-1].text == "2 before"
     assert [e.id for e in decoding.decode(spec, body([said(1)])).events] == ["toy:c1/m1"]
-
-
-def test_a_frames_time_is_its_own_else_the_bodys_arrival_and_a_bad_one_is_refused_where() -> None:
-    scope = decoding.parse(SPEC, body(said(1)))
-    assert scope.time(1_700_000_000_123, "$.ts") == "2023-11-14T22:13:20.123Z"
-    assert scope.time(None, "$.ts") == scope.time("", "$.ts") == scope.received_at
-    with pytest.raises(Refused) as caught:
-        scope.time("yesterday", "$.data.ts")
-    assert caught.value.path == "$.data.ts"
