@@ -122,9 +122,10 @@ class Connector(abc.ABC):
     conversation_id: str
     """`"<dialect>:<native id>"`, known once `open` or `resume` has returned."""
     contexts: ContextStore | None = None
-    """Where the conversation's context is kept (the hub), set by the sessions layer; without
-    one (a connector on its own, in a test) the context lives in the connector."""
+    """Where the conversation's context is kept (the hub), set by the sessions layer."""
     _context: ConversationContext = EMPTY
+    """What this connector knows of the context: all of it without a store (a connector on its
+    own, in a test); with one, what it carried in (a snapshot's) fills what the store lacks."""
 
     async def decode_batch(
         self,
@@ -142,7 +143,8 @@ class Connector(abc.ABC):
         conversation = f"{spec.dialect}:{native}"
         context = self._context
         if spec.contextual and self.contexts is not None:
-            context = (await self.contexts.contexts([conversation]))[conversation]
+            stored = (await self.contexts.contexts([conversation]))[conversation]
+            context = context.merge(stored)  # the store's wins
         decoded = decoding.decode(
             spec,
             body,
