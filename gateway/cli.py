@@ -11,7 +11,7 @@ import msgspec
 
 from gateway import __version__
 from gateway.adapter import Decoded, Registry
-from gateway.config import ConfigError, Settings, describe, load
+from gateway.config import ConfigError, Settings, describe, installed_dialects, load
 from gateway.errors import GatewayError, MalformedJSON
 from gateway.model import event_encoder
 
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     decode = commands.add_parser(
         "decode", help="native frames (JSON or JSONL) → canonical events (JSONL), offline"
     )
-    decode.add_argument("--dialect", required=True)
+    decode.add_argument("--dialect", required=True, choices=installed_dialects())
     decode.add_argument(
         "--conversation",
         help="native conversation id, for dialects whose "

@@ -14,16 +14,21 @@ import os
 import textwrap
 import tomllib
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
-from gateway.adapter import DialectSettings, read_secret_files
+from gateway.adapter import ENTRY_POINT_GROUP, DialectSettings, read_secret_files
 
 
 class ConfigError(Exception):
-    """A setting that cannot be used; the message names it."""
+    """A setting that cannot be used; the message names it (and `key`, when it is one)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -109,20 +114,22 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ]
         for key, ok, why in checks:
             if not ok:
-                raise ConfigError(f"{key} = {getattr(self, key)!r}: {why}")
+                raise ConfigError(f"{key} = {getattr(self, key)!r}: {why}", key)
         if (
             not self.redis_namespace
             or not self.redis_namespace.replace("-", "").replace("_", "").isalnum()
         ):
             raise ConfigError(
-                f"redis_namespace = {self.redis_namespace!r}: letters, digits, - and _ only"
+                f"redis_namespace = {self.redis_namespace!r}: letters, digits, - and _ only",
+                "redis_namespace",
             )
         if self.redis_url and not self.redis_url.startswith(
             ("memory://", "redis://", "rediss://", "unix://")
         ):
             raise ConfigError(
                 f"redis_url: scheme must be redis://, rediss:// or unix://, "
-                f"got {self.redis_url.split('://')[0]!r}"
+                f"got {self.redis_url.split('://')[0]!r}",
+                "redis_url",
             )
 
     def dialect(self, name: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
@@ -182,6 +189,8 @@ def describe() -> str:
         "dialect connectors: GATEWAY_<DIALECT>_URL and GATEWAY_<DIALECT>_<OPTION> (or",
         "  [dialects.<dialect>] in the TOML file; <option>_file reads a secret from a file);",
         "  each dialect's options: docs/dialects/<dialect>.md",
+        "tracing: the standard OTEL_* environment (off unless it names an exporter or an",
+        "  endpoint; needs the [otel] extra): docs/observability.md",
     ]
     return "\n".join(lines)
 
@@ -228,7 +237,10 @@ def load(
             values[key] = value
             sources[key] = "command line"
     try:
-        return msgspec.convert(values, Settings, strict=False)
+        settings = msgspec.convert(values, Settings, strict=False)
+    except ConfigError as exc:  # a range check of `Settings.__post_init__`
+        where = sources.get(exc.key or "", "")
+        raise ConfigError(f"{exc}" + (f" (from {where})" if where else ""), exc.key) from None
     except msgspec.ValidationError as exc:
         message = str(exc)
         if message.startswith("Object contains unknown field"):
@@ -237,4 +249,22 @@ def load(
         else:
             key = message.rpartition("`$.")[2].rstrip("`").split(".")[0].split("[")[0]
         where = sources.get(key, "")
-        raise ConfigError(f"{key}: {message}" + (f" (from {where})" if where else "")) from None
+        raise ConfigError(
+            f"{key}: {message}" + (f" (from {where})" if where else ""), key
+        ) from None
+    unknown = sorted(set(settings.dialects or ()) - set(installed_dialects()))
+    if unknown:
+        where = sources.get("dialects", "")
+        raise ConfigError(
+            f"dialects: unknown dialect{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))} (installed: {', '.join(installed_dialects())})"
+            + (f" (from {where})" if where else ""),
+            "dialects",
+        )
+    return settings
+
+
+def installed_dialects() -> list[str]:
+    """The names of the dialects installed in this environment (`gateway.adapters` entry
+    points), whether or not they load."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})

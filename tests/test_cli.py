@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 
 import msgspec
 
 from gateway.cli import decode
+from gateway.config import Settings
 from tests.support import loopback_message
 
 
@@ -68,4 +70,42 @@ def test_bad_configuration_stops_the_start() -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert "port" in done.stderr
+    assert "port = 0: must be between 1 and 65535 (from command line)" in done.stderr
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env,
+    )
+
+
+def test_serve_help_lists_every_setting_with_its_environment_variable() -> None:
+    done = _cli("serve", "--help")
+    assert done.returncode == 0, done.stderr
+    for key in set(Settings.__struct_fields__) - {"dialect_settings"}:
+        assert f"GATEWAY_{key.upper()} " in done.stdout, key
+    # What is not a GATEWAY_ setting says where it is documented.
+    assert "GATEWAY_<DIALECT>_URL" in done.stdout and "docs/dialects/" in done.stdout
+    assert "OTEL_" in done.stdout and "docs/observability.md" in done.stdout
+
+
+def test_decode_lists_the_installed_dialects() -> None:
+    done = _cli("decode", "--dialect", "klingon")
+    assert done.returncode == 2
+    assert "invalid choice: 'klingon'" in done.stderr
+    assert "genesys" in done.stderr and "wonderful" in done.stderr
+
+
+def test_an_unknown_dialect_stops_the_start_naming_its_source() -> None:
+    done = _cli("serve", env={**os.environ, "GATEWAY_DIALECTS": "genesys,klingon"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "gateway: configuration error: dialects: unknown dialect 'klingon' (installed: "
+        "genesys, loopback, server_events, signalwire, visitor_widget, wonderful) "
+        "(from environment GATEWAY_DIALECTS)"
+    ]
