@@ -100,14 +100,18 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.shutdown_timeout_s,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=settings.shutdown_timeout_s,
+        )
+    except ConfigError as exc:  # found at start: an identity provider's JWKS, say
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

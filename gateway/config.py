@@ -31,6 +31,15 @@ class ConfigError(Exception):
         self.key = key
 
 
+JWT_ALGORITHMS = frozenset(
+    {f"{family}{bits}" for family in ("HS", "RS", "ES", "PS") for bits in (256, 384, 512)}
+    | {"EdDSA"}
+)
+"""The signature algorithms `jwt_algorithms` may list (PyJWT's, `none` never)."""
+_LISTS = {"dialects", "jwt_algorithms"}
+"""Settings given comma-separated in the environment."""
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Every setting of the gateway. Environment names are `GATEWAY_` + the upper-cased name."""
 
@@ -67,6 +76,21 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     jwt_secret_file: str | None = None
     jwt_public_key_file: str | None = None
     jwt_jwks_file: str | None = None
+    jwt_jwks_url: str | None = None
+    """An identity provider's JWKS endpoint (https://…/jwks.json): its keys are cached and
+    picked by the token's `kid`; an unknown kid refreshes them (a rotated key)."""
+    jwt_jwks_cache_s: float = 300.0
+    """How long the fetched JWKS is kept before it is fetched again."""
+    jwt_jwks_timeout_s: float = 5.0
+    """How long one fetch of the JWKS may take."""
+    jwt_jwks_refresh_s: float = 30.0
+    """The least time between two fetches the JWKS cache did not ask for (unknown kids, an
+    unreachable provider): tokens with made-up kids cannot make the gateway hammer it."""
+    jwt_algorithms: list[str] = msgspec.field(
+        default_factory=lambda: ["HS256", "RS256", "ES256", "PS256", "EdDSA"]
+    )
+    """Signature algorithms accepted (comma-separated in the environment). HMAC ones verify with
+    the secret, the others with the public keys; a token with any other `alg` is refused."""
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway_s: float = 30.0
@@ -111,6 +135,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ("webhook_window_s", self.webhook_window_s > 0, "must be positive"),
             ("session_idle_s", self.session_idle_s > 0, "must be positive"),
             ("command_timeout_s", self.command_timeout_s > 0, "must be positive"),
+            ("jwt_jwks_cache_s", self.jwt_jwks_cache_s > 0, "must be positive"),
+            ("jwt_jwks_timeout_s", self.jwt_jwks_timeout_s > 0, "must be positive"),
+            ("jwt_jwks_refresh_s", self.jwt_jwks_refresh_s >= 0, "must be 0 or more"),
+            (
+                "jwt_algorithms",
+                bool(self.jwt_algorithms) and set(self.jwt_algorithms) <= JWT_ALGORITHMS,
+                f"must be some of {', '.join(sorted(JWT_ALGORITHMS))}",
+            ),
+            (
+                "jwt_jwks_url",
+                self.jwt_jwks_url is None or self.jwt_jwks_url.startswith(("https://", "http://")),
+                "must be an https:// (or http://) URL",
+            ),
         ]
         for key, ok, why in checks:
             if not ok:
@@ -228,9 +265,7 @@ def load(
         env_key = f"GATEWAY_{key.upper()}"
         if env_key in environ:
             raw = environ[env_key]
-            values[key] = (
-                [d.strip() for d in raw.split(",") if d.strip()] if key == "dialects" else raw
-            )
+            values[key] = [d.strip() for d in raw.split(",") if d.strip()] if key in _LISTS else raw
             sources[key] = f"environment {env_key}"
     for key, value in (overrides or {}).items():
         if value is not None:

@@ -53,14 +53,14 @@ async def ingest(request: web.Request) -> web.Response:
     return response
 
 
-def _check_sender(request: web.Request, dialect: str, body: bytes) -> None:
+async def _check_sender(request: web.Request, dialect: str, body: bytes) -> None:
     """A dialect with webhook secrets takes signed bodies; any other needs a token whose
     `ingest` claim names the dialect (or authentication off)."""
     keys = request.app[WEBHOOK_KEYS].get(dialect)
     if keys:
         verify(request.headers, body, keys, request.app[SETTINGS].webhook_window_s)
         return
-    grant = request.app[AUTH].authenticate(token_of(request.headers, request.query))
+    grant = await request.app[AUTH].authenticate(token_of(request.headers, request.query))
     if not grant.can_ingest(dialect):
         raise Forbidden(f"this token may not post {dialect!r} frames")
 
@@ -104,7 +104,7 @@ async def decode(
 async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
     adapter = request.app[REGISTRY].get(dialect)
     body = await read_body(request)
-    _check_sender(request, dialect, body)
+    await _check_sender(request, dialect, body)
     started = time.perf_counter()
     decoded = await decode(request.app, adapter, body, conversation)
     metrics.DECODE_SECONDS.labels(dialect).observe(time.perf_counter() - started)

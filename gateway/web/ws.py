@@ -451,7 +451,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     settings = app[SETTINGS]
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     try:
-        grant = app[AUTH].authenticate(token_of(request.headers, request.query, offered))
+        grant = await app[AUTH].authenticate(token_of(request.headers, request.query, offered))
         app[CLIENT_LIMITS].take(grant.subject, "connections")
     except GatewayError as exc:
         return error_response(exc)
