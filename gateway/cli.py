@@ -9,7 +9,7 @@ from typing import IO
 
 import msgspec
 
-from gateway import __version__
+from gateway import __version__, tracing
 from gateway.adapter import Decoded, Registry
 from gateway.config import ConfigError, Settings, describe, installed_dialects, load
 from gateway.errors import GatewayError, MalformedJSON
@@ -96,6 +96,7 @@ def serve(args: argparse.Namespace) -> int:
     registry = Registry.load(settings.dialects)
     try:
         settings.check_dialects([adapter.name for adapter in registry])
+        tracing.configure()
         app = create_app(settings, registry)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
@@ -112,6 +113,8 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # found at start: an identity provider's JWKS, say
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()  # the spans still buffered are exported
     return 0
 
 

@@ -14,7 +14,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from gateway import decoding, metrics
+from gateway import decoding, metrics, tracing
 from gateway.adapter import Adapter, Decoded
 from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
 from gateway.web.auth import Forbidden, token_of
@@ -42,7 +42,13 @@ async def ingest(request: web.Request) -> web.Response:
     conversation = request.query.get("conversation") or None
     structlog.contextvars.bind_contextvars(dialect=dialect)
     try:
-        response = await _ingest(request, dialect, conversation)
+        with tracing.span(
+            "ingest",
+            kind="server",
+            carrier=request.headers,
+            attributes={"gateway.dialect": dialect},
+        ):
+            response = await _ingest(request, dialect, conversation)
     except GatewayError as exc:
         metrics.INGEST_REQUESTS.labels(dialect, str(exc.status)).inc()
         if exc.status < 500:
@@ -106,13 +112,15 @@ async def _ingest(request: web.Request, dialect: str, conversation: str | None) 
     body = await read_body(request)
     await _check_sender(request, dialect, body)
     started = time.perf_counter()
-    decoded = await decode(request.app, adapter, body, conversation)
+    with tracing.span("decode", attributes={"gateway.body_bytes": len(body)}):
+        decoded = await decode(request.app, adapter, body, conversation)
     metrics.DECODE_SECONDS.labels(dialect).observe(time.perf_counter() - started)
     started = time.perf_counter()
     hub = request.app[HUB]
-    if decoded.learned:  # first: a retried body re-learns it, and no event goes out without it
-        await hub.remember(decoded.learned)
-    published = await hub.publish(decoded.events)
+    with tracing.span("hub.publish", attributes={"gateway.events": len(decoded.events)}):
+        if decoded.learned:  # first: a retried body re-learns it, and no event goes out without
+            await hub.remember(decoded.learned)
+        published = await hub.publish(decoded.events)
     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
     duplicates = sum(p.duplicate for p in published)
     accepted = len(published) - duplicates

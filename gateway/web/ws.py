@@ -19,12 +19,13 @@ import msgspec
 import structlog
 from aiohttp import WSMsgType, web
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
 from gateway.hub import Subscription, is_pattern
 from gateway.logging import bound
 from gateway.model import Command, FetchHistory, Start
+from gateway.sessions import forwarding
 from gateway.sessions.replies import Recovered, Started
 from gateway.web import protocol
 from gateway.web.auth import Grant, token_of
@@ -364,7 +365,14 @@ class Connection:
         try:
             if sessions is None:
                 raise Unsupported(f"`{op}` needs the sessions layer, which this gateway lacks")
-            for reply in await sessions.execute(command):
+            with tracing.span(
+                f"command {op}",
+                kind="server",
+                carrier=forwarding.trace_context(command),
+                attributes=tracing.command_attributes(command),
+            ):
+                replies = await sessions.execute(command)
+            for reply in replies:
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
