@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import msgspec
 
 from gateway.cli import decode
 from gateway.config import Settings
+from tests.processes import gateway_cli, refused_start
 from tests.support import loopback_message
 
 
@@ -62,30 +62,12 @@ def test_command_line_entry_point() -> None:
 
 
 def test_bad_configuration_stops_the_start() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "port = 0: must be between 1 and 65535 (from command line)" in done.stderr
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env=env,
-    )
+    line = refused_start({}, "--port", "0")
+    assert line.endswith("port = 0: must be between 1 and 65535 (from command line)")
 
 
 def test_serve_help_lists_every_setting_with_its_environment_variable() -> None:
-    done = _cli("serve", "--help")
+    done = gateway_cli("serve", "--help")
     assert done.returncode == 0, done.stderr
     for key in set(Settings.__struct_fields__) - {"dialect_settings"}:
         assert f"GATEWAY_{key.upper()} " in done.stdout, key
@@ -95,17 +77,15 @@ def test_serve_help_lists_every_setting_with_its_environment_variable() -> None:
 
 
 def test_decode_lists_the_installed_dialects() -> None:
-    done = _cli("decode", "--dialect", "klingon")
+    done = gateway_cli("decode", "--dialect", "klingon")
     assert done.returncode == 2
     assert "invalid choice: 'klingon'" in done.stderr
     assert "genesys" in done.stderr and "wonderful" in done.stderr
 
 
 def test_an_unknown_dialect_stops_the_start_naming_its_source() -> None:
-    done = _cli("serve", env={**os.environ, "GATEWAY_DIALECTS": "genesys,klingon"})
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert refused_start({"GATEWAY_DIALECTS": "genesys,klingon"}) == (
         "gateway: configuration error: dialects: unknown dialect 'klingon' (installed: "
         "genesys, loopback, server_events, signalwire, visitor_widget, wonderful) "
         "(from environment GATEWAY_DIALECTS)"
-    ]
+    )

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.processes import refused_start
 from tests.security.conftest import token
 from tests.security.keys import ALGORITHMS, jwk, pem, private_key, signed
 from tests.support import GatewayClient, WsClient, loopback_message
@@ -244,14 +242,5 @@ def test_bad_key_material_is_a_one_line_configuration_error(
     path = tmp_path / "key"
     if content is not None:
         path.write_bytes(content)
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", "1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env={**os.environ, f"GATEWAY_{setting.upper()}": str(path)},
-    )
-    assert done.returncode == 2
-    (line,) = done.stderr.strip().splitlines()
+    line = refused_start({f"GATEWAY_{setting.upper()}": str(path)}, "--port", "1")
     assert line.startswith("gateway: configuration error: " + message.format(path=path)), line

@@ -4,9 +4,6 @@ server, cached, rotated by `kid`, refreshed at a bounded rate, kept while the pr
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +14,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from tests.processes import refused_start
 from tests.security.keys import jwk, private_key, signed
 from tests.support import GatewayClient
 
@@ -151,17 +149,8 @@ def not_a_jwks() -> Iterator[str]:
 
 
 def test_a_url_that_is_not_a_jwks_stops_the_start(not_a_jwks: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        # Port 1 is never bound: the keys are fetched before the gateway listens.
-        env={**os.environ, "GATEWAY_JWT_JWKS_URL": not_a_jwks, "GATEWAY_PORT": "1"},
-    )
-    assert done.returncode == 2
-    (line,) = done.stderr.strip().splitlines()
+    # Port 1 is never bound: the keys are fetched before the gateway listens.
+    line = refused_start({"GATEWAY_JWT_JWKS_URL": not_a_jwks, "GATEWAY_PORT": "1"})
     assert line.startswith(
         f"gateway: configuration error: jwt_jwks_url: {not_a_jwks} is not a usable JWKS"
     ), line
