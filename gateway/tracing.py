@@ -217,6 +217,11 @@ def error_status(description: str | None = None) -> Any:
     return Status(StatusCode.ERROR, description)
 
 
+def command_context(command: Any) -> dict[str, str] | None:
+    """The trace context a command frame carries (its `traceparent`), as headers to extract."""
+    return {"traceparent": command.traceparent} if command.traceparent else None
+
+
 def carrier() -> dict[str, str]:
     """The current trace context as headers (`traceparent`, …) to hand to another process;
     empty when tracing is off or no span is current."""

@@ -312,7 +312,7 @@ class Sessions:
             with tracing.span(
                 "command.serve",
                 kind="server",
-                carrier=forwarding.trace_context(command),
+                carrier=tracing.command_context(command),
                 attributes=tracing.command_attributes(command),
             ):
                 return forwarding.replies(await self.execute(command))

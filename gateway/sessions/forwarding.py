@@ -35,11 +35,6 @@ def traced(command: Command) -> Command:
     return msgspec.structs.replace(command, traceparent=parent) if parent else command
 
 
-def trace_context(command: Command) -> dict[str, str] | None:
-    """The trace context a forwarded command came with, as headers to extract."""
-    return {"traceparent": command.traceparent} if command.traceparent else None
-
-
 def replies(answer: list[Reply]) -> bytes:
     return _encoder.encode(_Answer(replies=answer))
 

@@ -25,7 +25,6 @@ from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupporte
 from gateway.hub import Subscription, is_pattern
 from gateway.logging import bound
 from gateway.model import Command, FetchHistory, Start
-from gateway.sessions import forwarding
 from gateway.sessions.replies import Recovered, Started
 from gateway.web import protocol
 from gateway.web.auth import Grant, token_of
@@ -368,7 +367,7 @@ class Connection:
             with tracing.span(
                 f"command {op}",
                 kind="server",
-                carrier=forwarding.trace_context(command),
+                carrier=tracing.command_context(command),
                 attributes=tracing.command_attributes(command),
             ):
                 replies = await sessions.execute(command)
