@@ -165,7 +165,11 @@ def build(work: Path) -> None:
     expect((venv / "bin" / "gateway").is_file(), "builder stage: the venv has no `gateway` command")
     # The venv holds exactly the lock's runtime packages and the project, installed as a wheel
     # (not a link back to the build context, which the image does not keep).
-    probe = "import gateway, msgspec; print(gateway.__file__, msgspec.__version__)"
+    # The [otel] extra too: the image traces when its OTEL_* environment says so.
+    probe = (
+        "import gateway, msgspec, opentelemetry.exporter.otlp.proto.http.trace_exporter; "
+        "print(gateway.__file__, msgspec.__version__)"
+    )
     where, _, msgspec_version = (
         subprocess.run(
             [str(venv / "bin" / "python"), "-c", probe], cwd=work, capture_output=True, text=True

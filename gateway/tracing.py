@@ -53,7 +53,8 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
 
 def configure(environ: Mapping[str, str] = os.environ) -> bool:
     """Start the SDK as the environment asks; False when tracing stays off. `ConfigError`
-    naming the variable when tracing is asked for but cannot be given."""
+    naming the variable when tracing is asked for but cannot be given. (`environ` decides on
+    and which exporters; the SDK reads the rest of `os.environ` itself.)"""
     if not wanted(environ):
         return False
     try:
