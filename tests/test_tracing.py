@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -186,6 +189,28 @@ def test_what_cannot_be_given_is_a_configuration_error(
             tracing.configure(environ)
     finally:
         tracing.install(None)
+
+
+def test_tracing_asked_for_without_the_sdk_stops_the_start() -> None:
+    # An environment without the [otel] extra: the opentelemetry packages cannot be imported.
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "from gateway.cli import main\n"
+        "sys.exit(main(['serve', '--port', '1']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "gateway: configuration error: OTEL_*: tracing is turned on but the OpenTelemetry SDK "
+        "is not installed (install the [otel] extra: pip install 'chat-dialect-gateway[otel]')"
+    ]
 
 
 @pytest.fixture
