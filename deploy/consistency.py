@@ -31,11 +31,12 @@ def known_settings(venv_python: Path) -> tuple[set[str], set[str]]:
 
 
 def check_known(keys: Any, where: str, venv_python: Path) -> None:
+    """Every key is a gateway setting, a dialect's option, or OpenTelemetry's (`OTEL_*`)."""
     settings, prefixes = known_settings(venv_python)
     for key in keys:
         expect(
             key in settings
-            or key.startswith(tuple(prefixes))
+            or key.startswith((*prefixes, "OTEL_"))
             or key.removesuffix("_FILE") in settings,
             f"{where}: {key} is not a gateway setting",
         )
@@ -224,7 +225,9 @@ def check_k8s(facts: dict[str, Any], venv_python: Path) -> None:
             "REPLACE-ME" in str(value), f"Secret example: {key} must be a REPLACE-ME placeholder"
         )
     commented = re.findall(
-        r"^\s*#\s*(GATEWAY_\w+):\s*\"?([^\"\s]+)", (k8s / "configmap.yaml").read_text(), re.M
+        r"^\s*#\s*((?:GATEWAY|OTEL)_\w+):\s*\"?([^\"\s]+)",
+        (k8s / "configmap.yaml").read_text(),
+        re.M,
     )
     for key, value in [*data.items(), *commented]:
         if key.endswith("_FILE") and str(value).startswith(secret_dir + "/"):
