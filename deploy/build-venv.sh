@@ -16,8 +16,9 @@ trap 'rm -rf "$tools"' EXIT
   --no-deps -r scripts/uv-bootstrap.txt
 # The project is built into a wheel (pure Python, the backend pinned in pyproject.toml) and
 # installed like any other package: the venv holds no reference to the source tree. --locked:
-# the lock as committed (an error if it no longer matches pyproject.toml).
+# the lock as committed (an error if it no longer matches pyproject.toml). With the [otel] extra:
+# an image can trace as soon as its OTEL_* environment says so (docs/observability.md).
 UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="$venv" "$tools/bin/uv" sync --quiet --locked \
-  --no-editable --compile-bytecode --python "$python"
+  --no-editable --compile-bytecode --extra otel --python "$python"
 "$tools/bin/uv" pip check --quiet --python "$venv/bin/python"
 "$venv/bin/gateway" --version >/dev/null

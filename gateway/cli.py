@@ -9,9 +9,9 @@ from typing import IO
 
 import msgspec
 
-from gateway import __version__
+from gateway import __version__, tracing
 from gateway.adapter import Decoded, Registry
-from gateway.config import ConfigError, Settings, describe, load
+from gateway.config import ConfigError, Settings, describe, installed_dialects, load
 from gateway.errors import GatewayError, MalformedJSON
 from gateway.model import event_encoder
 
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     decode = commands.add_parser(
         "decode", help="native frames (JSON or JSONL) → canonical events (JSONL), offline"
     )
-    decode.add_argument("--dialect", required=True)
+    decode.add_argument("--dialect", required=True, choices=installed_dialects())
     decode.add_argument(
         "--conversation",
         help="native conversation id, for dialects whose "
@@ -96,18 +96,25 @@ def serve(args: argparse.Namespace) -> int:
     registry = Registry.load(settings.dialects)
     try:
         settings.check_dialects([adapter.name for adapter in registry])
+        tracing.configure()
         app = create_app(settings, registry)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.shutdown_timeout_s,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=settings.shutdown_timeout_s,
+        )
+    except ConfigError as exc:  # found at start: an identity provider's JWKS, say
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        tracing.shutdown()  # the spans still buffered are exported
     return 0
 
 

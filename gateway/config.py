@@ -14,16 +14,30 @@ import os
 import textwrap
 import tomllib
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
-from gateway.adapter import DialectSettings, read_secret_files
+from gateway.adapter import ENTRY_POINT_GROUP, DialectSettings, read_secret_files
 
 
 class ConfigError(Exception):
-    """A setting that cannot be used; the message names it."""
+    """A setting that cannot be used; the message names it (and `key`, when it is one)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+JWT_ALGORITHMS = frozenset(
+    {f"{family}{bits}" for family in ("HS", "RS", "ES", "PS") for bits in (256, 384, 512)}
+    | {"EdDSA"}
+)
+"""The signature algorithms `jwt_algorithms` may list (PyJWT's, `none` never)."""
+_LISTS = {"dialects", "jwt_algorithms"}
+"""Settings given comma-separated in the environment."""
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,6 +76,21 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     jwt_secret_file: str | None = None
     jwt_public_key_file: str | None = None
     jwt_jwks_file: str | None = None
+    jwt_jwks_url: str | None = None
+    """An identity provider's JWKS endpoint (https://…/jwks.json): its keys are cached and
+    picked by the token's `kid`; an unknown kid refreshes them (a rotated key)."""
+    jwt_jwks_cache_s: float = 300.0
+    """How long the fetched JWKS is kept before it is fetched again."""
+    jwt_jwks_timeout_s: float = 5.0
+    """How long one fetch of the JWKS may take."""
+    jwt_jwks_refresh_s: float = 30.0
+    """The least time between two fetches the JWKS cache did not ask for (unknown kids, an
+    unreachable provider): tokens with made-up kids cannot make the gateway hammer it."""
+    jwt_algorithms: list[str] = msgspec.field(
+        default_factory=lambda: ["HS256", "RS256", "ES256", "PS256", "EdDSA"]
+    )
+    """Signature algorithms accepted (comma-separated in the environment). HMAC ones verify with
+    the secret, the others with the public keys; a token with any other `alg` is refused."""
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway_s: float = 30.0
@@ -106,23 +135,38 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ("webhook_window_s", self.webhook_window_s > 0, "must be positive"),
             ("session_idle_s", self.session_idle_s > 0, "must be positive"),
             ("command_timeout_s", self.command_timeout_s > 0, "must be positive"),
+            ("jwt_jwks_cache_s", self.jwt_jwks_cache_s > 0, "must be positive"),
+            ("jwt_jwks_timeout_s", self.jwt_jwks_timeout_s > 0, "must be positive"),
+            ("jwt_jwks_refresh_s", self.jwt_jwks_refresh_s >= 0, "must be 0 or more"),
+            (
+                "jwt_algorithms",
+                bool(self.jwt_algorithms) and set(self.jwt_algorithms) <= JWT_ALGORITHMS,
+                f"must be some of {', '.join(sorted(JWT_ALGORITHMS))}",
+            ),
+            (
+                "jwt_jwks_url",
+                self.jwt_jwks_url is None or self.jwt_jwks_url.startswith(("https://", "http://")),
+                "must be an https:// (or http://) URL",
+            ),
         ]
         for key, ok, why in checks:
             if not ok:
-                raise ConfigError(f"{key} = {getattr(self, key)!r}: {why}")
+                raise ConfigError(f"{key} = {getattr(self, key)!r}: {why}", key)
         if (
             not self.redis_namespace
             or not self.redis_namespace.replace("-", "").replace("_", "").isalnum()
         ):
             raise ConfigError(
-                f"redis_namespace = {self.redis_namespace!r}: letters, digits, - and _ only"
+                f"redis_namespace = {self.redis_namespace!r}: letters, digits, - and _ only",
+                "redis_namespace",
             )
         if self.redis_url and not self.redis_url.startswith(
             ("memory://", "redis://", "rediss://", "unix://")
         ):
             raise ConfigError(
                 f"redis_url: scheme must be redis://, rediss:// or unix://, "
-                f"got {self.redis_url.split('://')[0]!r}"
+                f"got {self.redis_url.split('://')[0]!r}",
+                "redis_url",
             )
 
     def dialect(self, name: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
@@ -182,6 +226,8 @@ def describe() -> str:
         "dialect connectors: GATEWAY_<DIALECT>_URL and GATEWAY_<DIALECT>_<OPTION> (or",
         "  [dialects.<dialect>] in the TOML file; <option>_file reads a secret from a file);",
         "  each dialect's options: docs/dialects/<dialect>.md",
+        "tracing: the standard OTEL_* environment (off unless it names an exporter or an",
+        "  endpoint; needs the [otel] extra): docs/observability.md",
     ]
     return "\n".join(lines)
 
@@ -219,16 +265,17 @@ def load(
         env_key = f"GATEWAY_{key.upper()}"
         if env_key in environ:
             raw = environ[env_key]
-            values[key] = (
-                [d.strip() for d in raw.split(",") if d.strip()] if key == "dialects" else raw
-            )
+            values[key] = [d.strip() for d in raw.split(",") if d.strip()] if key in _LISTS else raw
             sources[key] = f"environment {env_key}"
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
             sources[key] = "command line"
     try:
-        return msgspec.convert(values, Settings, strict=False)
+        settings = msgspec.convert(values, Settings, strict=False)
+    except ConfigError as exc:  # a range check of `Settings.__post_init__`
+        where = sources.get(exc.key or "", "")
+        raise ConfigError(f"{exc}" + (f" (from {where})" if where else ""), exc.key) from None
     except msgspec.ValidationError as exc:
         message = str(exc)
         if message.startswith("Object contains unknown field"):
@@ -237,4 +284,22 @@ def load(
         else:
             key = message.rpartition("`$.")[2].rstrip("`").split(".")[0].split("[")[0]
         where = sources.get(key, "")
-        raise ConfigError(f"{key}: {message}" + (f" (from {where})" if where else "")) from None
+        raise ConfigError(
+            f"{key}: {message}" + (f" (from {where})" if where else ""), key
+        ) from None
+    unknown = sorted(set(settings.dialects or ()) - set(installed_dialects()))
+    if unknown:
+        where = sources.get("dialects", "")
+        raise ConfigError(
+            f"dialects: unknown dialect{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))} (installed: {', '.join(installed_dialects())})"
+            + (f" (from {where})" if where else ""),
+            "dialects",
+        )
+    return settings
+
+
+def installed_dialects() -> list[str]:
+    """The names of the dialects installed in this environment (`gateway.adapters` entry
+    points), whether or not they load."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})

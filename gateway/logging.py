@@ -1,7 +1,8 @@
 """structlog setup: JSON lines off a TTY, a console renderer on one.
 
 Context (request_id, dialect, conversation_id, connection) is bound with `bound` (below) by
-the web layer and merged into every line. Event
+the web layer and merged into every line; with tracing on, so are the current span's
+`trace_id` and `span_id` (`gateway.tracing`). Event
 names are `noun.verb` (`ingest.accepted`, `ws.closed`, `hub.reconnected`). Tracebacks are
 rendered without frame locals: tokens and message bodies live there. Secrets are masked by key
 always; message text and customer identifiers too unless `log_redact` is off. The standard
@@ -19,6 +20,8 @@ from typing import Any, Literal
 import msgspec
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+
+from gateway.tracing import add_trace_ids
 
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
@@ -148,6 +151,7 @@ def configure(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             _add_name,
             *common,
@@ -164,6 +168,7 @@ def configure(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.contextvars.merge_contextvars,
+                add_trace_ids,
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 *common,

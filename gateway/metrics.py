@@ -3,19 +3,39 @@
 Counters are updated where things happen, never per delivered frame on the fan-out hot path:
 deliveries are counted per fan-out batch. Values that live elsewhere (hub reconnects, queue
 depths) are read at scrape time from providers the app registers (`add_provider`).
+
+Beside the gateway's own, the registry carries prometheus_client's standard collectors:
+`process_*` (resident memory, open fds, CPU seconds, start time), `python_gc_*` and
+`python_info`; and `gateway_build_info{version,python}` is 1 for the running build.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway import __version__
+
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the _created series double every counter for no use here
 REGISTRY = CollectorRegistry(auto_describe=True)
+# The same collector objects prometheus_client registers in its default registry: they read the
+# process (/proc where there is one) and the interpreter at scrape time.
+for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_standard)
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -89,6 +109,15 @@ VENDOR_REQUEST_ERRORS = Counter(
     ["dialect", "kind"],
     registry=REGISTRY,
 )
+
+
+BUILD_INFO = Gauge(
+    "gateway_build_info",
+    "Always 1: the gateway's version and the Python it runs on, as labels.",
+    ["version", "python"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(__version__, platform.python_version()).set(1)
 
 
 class Sample(NamedTuple):

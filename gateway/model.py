@@ -239,9 +239,12 @@ EPHEMERAL: tuple[type[_Event], ...] = (Signal,)
 
 
 class _Command(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
-    """`ref` is the caller's idempotency key: a command repeated with the same ref acts once."""
+    """`ref` is the caller's idempotency key: a command repeated with the same ref acts once.
+    `traceparent` (W3C trace context) makes the gateway's spans for it children of the
+    caller's, when tracing is on (the HTTP form takes the header instead)."""
 
     ref: str | None = None
+    traceparent: str | None = None
 
 
 class Participant(msgspec.Struct, omit_defaults=True, frozen=True, rename={"from_": "from"}):

@@ -75,3 +75,23 @@ class GatewayProcess:
         assert self.process is not None
         self.process.terminate()
         return self.process.wait(timeout)
+
+
+def gateway_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`gateway ARGS…` run to its end, with `env` added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def refused_start(env: dict[str, str], *args: str) -> str:
+    """The one line `gateway serve` prints when `env` stops its start (exit status 2)."""
+    done = gateway_cli("serve", *args, env=env)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    return line

@@ -9,6 +9,8 @@ import sys
 import msgspec
 
 from gateway.cli import decode
+from gateway.config import Settings
+from tests.processes import gateway_cli, refused_start
 from tests.support import loopback_message
 
 
@@ -60,12 +62,30 @@ def test_command_line_entry_point() -> None:
 
 
 def test_bad_configuration_stops_the_start() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    line = refused_start({}, "--port", "0")
+    assert line.endswith("port = 0: must be between 1 and 65535 (from command line)")
+
+
+def test_serve_help_lists_every_setting_with_its_environment_variable() -> None:
+    done = gateway_cli("serve", "--help")
+    assert done.returncode == 0, done.stderr
+    for key in set(Settings.__struct_fields__) - {"dialect_settings"}:
+        assert f"GATEWAY_{key.upper()} " in done.stdout, key
+    # What is not a GATEWAY_ setting says where it is documented.
+    assert "GATEWAY_<DIALECT>_URL" in done.stdout and "docs/dialects/" in done.stdout
+    assert "OTEL_" in done.stdout and "docs/observability.md" in done.stdout
+
+
+def test_decode_lists_the_installed_dialects() -> None:
+    done = gateway_cli("decode", "--dialect", "klingon")
     assert done.returncode == 2
-    assert "port" in done.stderr
+    assert "invalid choice: 'klingon'" in done.stderr
+    assert "genesys" in done.stderr and "wonderful" in done.stderr
+
+
+def test_an_unknown_dialect_stops_the_start_naming_its_source() -> None:
+    assert refused_start({"GATEWAY_DIALECTS": "genesys,klingon"}) == (
+        "gateway: configuration error: dialects: unknown dialect 'klingon' (installed: "
+        "genesys, loopback, server_events, signalwire, visitor_widget, wonderful) "
+        "(from environment GATEWAY_DIALECTS)"
+    )

@@ -19,6 +19,7 @@ import aiohttp
 import msgspec
 import structlog
 
+from gateway import tracing
 from gateway.adapter import Adapter, Capability, Connector, DialectSettings, Registry
 from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported
 from gateway.hub import Hub, is_pattern
@@ -286,9 +287,14 @@ class Sessions:
                 await self._take_over(conversation)
                 continue
             try:
-                answer = await self.store.forward(
-                    owner, _encoder.encode(command), max(deadline - time.monotonic(), 0.1)
-                )
+                with tracing.span(
+                    "command.forward", kind="client", attributes={"gateway.owner": owner}
+                ):
+                    answer = await self.store.forward(
+                        owner,
+                        _encoder.encode(forwarding.traced(command)),
+                        max(deadline - time.monotonic(), 0.1),
+                    )
             except OwnerGone:
                 await asyncio.sleep(min(0.2, self.lease_ttl / 10))  # its lease will lapse
                 continue
@@ -302,7 +308,14 @@ class Sessions:
     async def _serve_forwarded(self, body: bytes) -> bytes:
         """Answer a command another replica forwarded to this one (its owner)."""
         try:
-            return forwarding.replies(await self.execute(command_decoder.decode(body)))
+            command = command_decoder.decode(body)
+            with tracing.span(
+                "command.serve",
+                kind="server",
+                carrier=tracing.command_context(command),
+                attributes=tracing.command_attributes(command),
+            ):
+                return forwarding.replies(await self.execute(command))
         except GatewayError as exc:
             return forwarding.refusal(exc)
         except Exception as exc:

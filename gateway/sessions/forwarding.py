@@ -1,4 +1,6 @@
-"""The answers a replica sends back for a command another replica forwarded to it.
+"""What replicas send each other for a forwarded command: the command, carrying the trace
+context of the hop in its `traceparent` field (a replica that does not trace ignores it), and
+the owner's answer:
 
 {"replies": [<reply>]}                                       carried out
 {"error": {"code", "message", ...}, "status", "recoverable"} refused, kept as it was
@@ -8,7 +10,9 @@ from __future__ import annotations
 
 import msgspec
 
+from gateway import tracing
 from gateway.errors import GatewayError
+from gateway.model import Command
 from gateway.sessions.replies import Reply
 from gateway.sessions.store import ForwardedError
 
@@ -23,6 +27,12 @@ class _Answer(msgspec.Struct, omit_defaults=True):
 
 
 _decoder = msgspec.json.Decoder(_Answer)
+
+
+def traced(command: Command) -> Command:
+    """`command` with the current span as its `traceparent` (unchanged when not tracing)."""
+    parent = tracing.carrier().get("traceparent")
+    return msgspec.structs.replace(command, traceparent=parent) if parent else command
 
 
 def replies(answer: list[Reply]) -> bytes:

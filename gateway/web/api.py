@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from gateway import metrics
 from gateway.errors import RequestError
@@ -97,6 +97,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    return web.Response(
-        body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    """The Prometheus text format, or OpenMetrics when the scraper's `Accept` asks for it
+    (exemplars, `# EOF`; Prometheus asks for it when its scrape protocols allow)."""
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return web.Response(body=encode(metrics.REGISTRY), headers={"Content-Type": content_type})

@@ -54,7 +54,9 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
     with bound(request_id=request_id):
         try:
             if _needs_token(request):
-                grant = request.app[AUTH].authenticate(token_of(request.headers, request.query))
+                grant = await request.app[AUTH].authenticate(
+                    token_of(request.headers, request.query)
+                )
                 request.app[CLIENT_LIMITS].take(grant.subject, "requests")
                 request[GRANT] = grant
             response = await handler(request)
@@ -142,6 +144,7 @@ def create_app(
         log.error(
             "dialect.load_failed", dialect=failure.name, target=failure.target, error=failure.error
         )
+    app.cleanup_ctx.append(_jwks_ctx)  # first: a bad JWKS stops the start before anything opens
     app.cleanup_ctx.append(_hub_ctx)
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
@@ -164,6 +167,13 @@ def create_app(
 
         setup_demo(app)
     return app
+
+
+async def _jwks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Fetch the identity provider's keys before serving (`ConfigError` if they are not)."""
+    if (jwks := app[AUTH].jwks_url) is not None:
+        await asyncio.to_thread(jwks.load)
+    yield
 
 
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:

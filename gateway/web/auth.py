@@ -1,8 +1,10 @@
 """Who a client is and what it may do: JWT bearer tokens turned into a `Grant`.
 
-Tokens are HS256 (a shared secret) or RS256 (a PEM public key file, or a JWKS file whose key
-is picked by the token's `kid`). A token comes from `Authorization: Bearer …`, a `token` query
-parameter, or, on the WebSocket, a subprotocol `bearer.<token>` offered next to `gateway.v1`.
+Tokens are signed with a shared secret (HS256) or an identity provider's key (RS256, ES256,
+PS256, EdDSA): a PEM public key file, a JWKS file, or a JWKS URL fetched and cached with its
+keys rotated by `kid` (`gateway/web/jwks.py`). `jwt_algorithms` lists the algorithms accepted.
+A token comes from `Authorization: Bearer …`, a `token` query parameter, or, on the
+WebSocket, a subprotocol `bearer.<token>` offered next to `gateway.v1`.
 
 Claims (all optional but `sub` and `exp`):
 
@@ -25,9 +27,12 @@ from typing import Any
 
 import jwt
 import msgspec
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from gateway.config import ConfigError, Settings
 from gateway.errors import GatewayError
+from gateway.web.jwks import JwksKeys
 
 COMMANDS = frozenset({"start", "recover", "send", "typing", "read", "end", "forward"})
 
@@ -99,9 +104,16 @@ def open_grant() -> Grant:
     return Grant(subject="anonymous", read=("*",), commands=frozenset({"*"}), ingest=("*",))
 
 
+HMAC = frozenset({"HS256", "HS384", "HS512"})
+
+
 class Authenticator:
-    """Verifies tokens with the configured key. Build it once at start: `ConfigError` if the
-    key material is missing or unreadable."""
+    """Verifies tokens with the configured keys. Build it once at start: `ConfigError` naming
+    the setting if the key material is missing, unreadable or unusable.
+
+    A secret verifies the HMAC algorithms only, and keys (a PEM file, a JWKS file, a JWKS URL)
+    only the asymmetric ones: a public key is never taken for an HMAC secret. Of those, only
+    the algorithms in `jwt_algorithms` are accepted."""
 
     def __init__(self, settings: Settings) -> None:
         keyed = (
@@ -109,36 +121,59 @@ class Authenticator:
             or settings.jwt_secret_file
             or settings.jwt_public_key_file
             or settings.jwt_jwks_file
+            or settings.jwt_jwks_url
         )
         # Demo mode is an explicit developer's choice: without a key it lets everyone in.
         self.enabled = settings.auth == "jwt" and not (settings.demo and not keyed)
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
         self.leeway = settings.jwt_leeway_s
+        self.algorithms = frozenset(settings.jwt_algorithms)
         self._secret: str | None = settings.jwt_secret
         self._public_key: Any = None
         self._jwks: jwt.PyJWKSet | None = None
+        self.jwks_url: JwksKeys | None = None
         if not self.enabled:
             return
-        try:
-            if settings.jwt_secret_file:
-                self._secret = Path(settings.jwt_secret_file).read_text().strip()
-            if settings.jwt_public_key_file:
-                self._public_key = Path(settings.jwt_public_key_file).read_bytes()
-            if settings.jwt_jwks_file:
-                self._jwks = jwt.PyJWKSet.from_json(Path(settings.jwt_jwks_file).read_text())
-        except OSError as exc:
-            raise ConfigError(f"auth: cannot read {exc.filename}: {exc.strerror}") from None
-        except jwt.PyJWTError as exc:
-            raise ConfigError(f"jwt_jwks_file: not a usable JWKS: {exc}") from None
-        if not (self._secret or self._public_key or self._jwks):
+        if settings.jwt_secret_file:
+            self._secret = _read("jwt_secret_file", settings.jwt_secret_file).decode().strip()
+        if settings.jwt_public_key_file:
+            pem = _read("jwt_public_key_file", settings.jwt_public_key_file)
+            try:
+                self._public_key = serialization.load_pem_public_key(pem)
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+                raise ConfigError(
+                    f"jwt_public_key_file: {settings.jwt_public_key_file} is not a PEM public "
+                    f"key ({_first_line(exc)})",
+                    "jwt_public_key_file",
+                ) from None
+        if settings.jwt_jwks_file:
+            raw = _read("jwt_jwks_file", settings.jwt_jwks_file)
+            try:
+                self._jwks = jwt.PyJWKSet.from_json(raw.decode())
+            except (jwt.PyJWTError, ValueError) as exc:
+                raise ConfigError(
+                    f"jwt_jwks_file: {settings.jwt_jwks_file} is not a usable JWKS "
+                    f"({_first_line(exc)})",
+                    "jwt_jwks_file",
+                ) from None
+        if settings.jwt_jwks_url:
+            self.jwks_url = JwksKeys(
+                settings.jwt_jwks_url,
+                cache_s=settings.jwt_jwks_cache_s,
+                timeout_s=settings.jwt_jwks_timeout_s,
+                refresh_s=settings.jwt_jwks_refresh_s,
+            )
+        if not (self._secret or self._public_key or self._jwks or self.jwks_url):
             raise ConfigError(
                 "auth: no JWT key configured: set GATEWAY_JWT_SECRET (HS256), "
-                "GATEWAY_JWT_PUBLIC_KEY_FILE or GATEWAY_JWT_JWKS_FILE (RS256), or "
-                "GATEWAY_AUTH=none for a gateway anyone may use (development only)"
+                "GATEWAY_JWT_PUBLIC_KEY_FILE, GATEWAY_JWT_JWKS_FILE or GATEWAY_JWT_JWKS_URL "
+                "(RS256, ES256, PS256, EdDSA), or GATEWAY_AUTH=none for a gateway anyone may "
+                "use (development only)",
+                "auth",
             )
 
-    def authenticate(self, token: str | None) -> Grant:
+    async def authenticate(self, token: str | None) -> Grant:
         """The grant for `token`; raises `Unauthorized` (code `TOKEN_EXPIRED` when expired)."""
         if not self.enabled:
             return open_grant()
@@ -148,34 +183,59 @@ class Authenticator:
                 "query parameter, or `bearer.<token>` WebSocket subprotocol)"
             )
         try:
-            claims = self._decode(token)
+            claims = await self._decode(token)
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", code="TOKEN_EXPIRED") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the token is not valid: {exc}") from None
         return _grant(claims)
 
-    def _decode(self, token: str) -> dict[str, Any]:
-        options = {"require": ["exp", "sub"]}
-        common: dict[str, Any] = {
-            "audience": self.audience,
-            "issuer": self.issuer,
-            "leeway": self.leeway,
-            "options": options,
-        }
+    async def _decode(self, token: str) -> dict[str, Any]:
         header = jwt.get_unverified_header(token)
         algorithm = header.get("alg")
-        if algorithm == "HS256" and self._secret:
-            return jwt.decode(token, self._secret, algorithms=["HS256"], **common)
-        if algorithm == "RS256" and self._jwks is not None:
+        if algorithm not in self.algorithms:
+            raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted here")
+        key: Any
+        if algorithm in HMAC:
+            key = self._secret
+        elif self.jwks_url is not None:
+            key = _verifying(await self.jwks_url.key(header.get("kid")))
+        elif self._jwks is not None:
             kid = header.get("kid")
             keys = [k for k in self._jwks.keys if kid is None or k.key_id == kid]
             if not keys:
                 raise jwt.InvalidTokenError(f"no key with kid {kid!r} in the JWKS")
-            return jwt.decode(token, keys[0].key, algorithms=["RS256"], **common)
-        if algorithm == "RS256" and self._public_key is not None:
-            return jwt.decode(token, self._public_key, algorithms=["RS256"], **common)
-        raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted here")
+            key = _verifying(keys[0])
+        else:
+            key = self._public_key
+        if key is None:
+            raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted here")
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway,
+            options={"require": ["exp", "sub"]},
+        )
+
+
+def _verifying(jwk: jwt.PyJWK) -> Any:
+    """A JWK that names its algorithm verifies that one only (PyJWT checks it against the
+    token's); one that does not verifies any algorithm its key type can."""
+    return jwk if "alg" in jwk._jwk_data else jwk.key
+
+
+def _read(setting: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}", setting) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _strings(value: Any, claim: str) -> tuple[str, ...]:

@@ -20,9 +20,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from gateway import tracing
 from gateway.codec import loads, path_of
 from gateway.errors import NotFound, RequestError
 from gateway.model import Command, FetchHistory, Start
+from gateway.sessions import Reply
 from gateway.web.keys import GRANT, SESSIONS
 from gateway.web.responses import json_response
 
@@ -58,7 +60,7 @@ async def start(request: web.Request) -> web.Response:
     command = _command(fields)
     assert isinstance(command, Start)
     request[GRANT].check_command("start", dialect=command.dialect)
-    (reply,) = await request.app[SESSIONS].execute(command)
+    (reply,) = await _execute(request, command)
     return json_response(reply, status=201)
 
 
@@ -71,7 +73,7 @@ async def command(request: web.Request) -> web.Response:
     fields = await _body(request)
     fields.update(op=op, conversation=request.match_info["conversation"])
     request[GRANT].check_command(op, conversation=request.match_info["conversation"])
-    (reply,) = await request.app[SESSIONS].execute(_command(fields))
+    (reply,) = await _execute(request, _command(fields))
     return json_response(reply)
 
 
@@ -87,5 +89,16 @@ async def platform_history(request: web.Request) -> web.Response:
     fetch = FetchHistory(
         conversation=conversation, cursor=query.get("cursor") or None, limit=int(limit)
     )
-    (reply,) = await request.app[SESSIONS].execute(fetch)
+    (reply,) = await _execute(request, fetch)
     return json_response(reply)
+
+
+async def _execute(request: web.Request, command: Command) -> list[Reply]:
+    """Carry the command out, in a span that continues the caller's trace (`traceparent`)."""
+    with tracing.span(
+        f"command {command.__struct_config__.tag}",
+        kind="server",
+        carrier=request.headers,
+        attributes=tracing.command_attributes(command),
+    ):
+        return await request.app[SESSIONS].execute(command)

@@ -14,7 +14,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from gateway import decoding, metrics
+from gateway import decoding, metrics, tracing
 from gateway.adapter import Adapter, Decoded
 from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
 from gateway.web.auth import Forbidden, token_of
@@ -42,7 +42,13 @@ async def ingest(request: web.Request) -> web.Response:
     conversation = request.query.get("conversation") or None
     structlog.contextvars.bind_contextvars(dialect=dialect)
     try:
-        response = await _ingest(request, dialect, conversation)
+        with tracing.span(
+            "ingest",
+            kind="server",
+            carrier=request.headers,
+            attributes={"gateway.dialect": dialect},
+        ):
+            response = await _ingest(request, dialect, conversation)
     except GatewayError as exc:
         metrics.INGEST_REQUESTS.labels(dialect, str(exc.status)).inc()
         if exc.status < 500:
@@ -53,14 +59,14 @@ async def ingest(request: web.Request) -> web.Response:
     return response
 
 
-def _check_sender(request: web.Request, dialect: str, body: bytes) -> None:
+async def _check_sender(request: web.Request, dialect: str, body: bytes) -> None:
     """A dialect with webhook secrets takes signed bodies; any other needs a token whose
     `ingest` claim names the dialect (or authentication off)."""
     keys = request.app[WEBHOOK_KEYS].get(dialect)
     if keys:
         verify(request.headers, body, keys, request.app[SETTINGS].webhook_window_s)
         return
-    grant = request.app[AUTH].authenticate(token_of(request.headers, request.query))
+    grant = await request.app[AUTH].authenticate(token_of(request.headers, request.query))
     if not grant.can_ingest(dialect):
         raise Forbidden(f"this token may not post {dialect!r} frames")
 
@@ -104,15 +110,17 @@ async def decode(
 async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
     adapter = request.app[REGISTRY].get(dialect)
     body = await read_body(request)
-    _check_sender(request, dialect, body)
+    await _check_sender(request, dialect, body)
     started = time.perf_counter()
-    decoded = await decode(request.app, adapter, body, conversation)
+    with tracing.span("decode", attributes={"gateway.body_bytes": len(body)}):
+        decoded = await decode(request.app, adapter, body, conversation)
     metrics.DECODE_SECONDS.labels(dialect).observe(time.perf_counter() - started)
     started = time.perf_counter()
     hub = request.app[HUB]
-    if decoded.learned:  # first: a retried body re-learns it, and no event goes out without it
-        await hub.remember(decoded.learned)
-    published = await hub.publish(decoded.events)
+    with tracing.span("hub.publish", attributes={"gateway.events": len(decoded.events)}):
+        if decoded.learned:  # first: a retried body re-learns it, and no event goes out without
+            await hub.remember(decoded.learned)
+        published = await hub.publish(decoded.events)
     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
     duplicates = sum(p.duplicate for p in published)
     accepted = len(published) - duplicates

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import aiohttp
 from aiohttp import web
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.metrics import Sample
 from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS
 
@@ -77,7 +77,9 @@ def provider(app: web.Application) -> Callable[[], list[Sample]]:
 
 def vendor_tracing(app: web.Application) -> aiohttp.TraceConfig:
     """Time every request the connectors make, labelled with the dialect whose base URL it
-    starts with (`other` when none matches)."""
+    starts with (`other` when none matches); with tracing on, each is a `vendor <METHOD>`
+    span, a child of the command or session it serves. Spans carry the URL's host and path,
+    never its query (where some platforms take credentials)."""
     settings = app[SETTINGS]
     prefixes = sorted(
         (
@@ -96,6 +98,15 @@ def vendor_tracing(app: web.Application) -> aiohttp.TraceConfig:
     ) -> None:
         ctx.started = time.perf_counter()
         ctx.dialect = dialect_of(str(params.url))
+        ctx.span = tracing.start_client_span(
+            f"vendor {params.method}",
+            {
+                "gateway.dialect": ctx.dialect,
+                "http.request.method": params.method,
+                "server.address": params.url.host or "",
+                "url.path": params.url.path,
+            },
+        )
 
     async def end(
         _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
@@ -103,17 +114,26 @@ def vendor_tracing(app: web.Application) -> aiohttp.TraceConfig:
         metrics.VENDOR_REQUEST_SECONDS.labels(ctx.dialect, params.method).observe(
             time.perf_counter() - ctx.started
         )
-        if params.response.status >= 400:
-            metrics.VENDOR_REQUEST_ERRORS.labels(
-                ctx.dialect, f"{params.response.status // 100}xx"
-            ).inc()
+        status = params.response.status
+        if status >= 400:
+            metrics.VENDOR_REQUEST_ERRORS.labels(ctx.dialect, f"{status // 100}xx").inc()
+        if ctx.span is not None:
+            ctx.span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                ctx.span.set_attribute("error.type", str(status))
+                ctx.span.set_status(tracing.error_status())
+            ctx.span.end()
 
     async def failed(
         _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
     ) -> None:
-        metrics.VENDOR_REQUEST_ERRORS.labels(
-            getattr(ctx, "dialect", "other"), type(params.exception).__name__
-        ).inc()
+        kind = type(params.exception).__name__
+        metrics.VENDOR_REQUEST_ERRORS.labels(getattr(ctx, "dialect", "other"), kind).inc()
+        span = getattr(ctx, "span", None)
+        if span is not None:
+            span.set_attribute("error.type", kind)
+            span.set_status(tracing.error_status(kind))
+            span.end()
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(start)

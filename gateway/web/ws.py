@@ -19,7 +19,7 @@ import msgspec
 import structlog
 from aiohttp import WSMsgType, web
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
 from gateway.hub import Subscription, is_pattern
@@ -364,7 +364,14 @@ class Connection:
         try:
             if sessions is None:
                 raise Unsupported(f"`{op}` needs the sessions layer, which this gateway lacks")
-            for reply in await sessions.execute(command):
+            with tracing.span(
+                f"command {op}",
+                kind="server",
+                carrier=tracing.command_context(command),
+                attributes=tracing.command_attributes(command),
+            ):
+                replies = await sessions.execute(command)
+            for reply in replies:
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
@@ -451,7 +458,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     settings = app[SETTINGS]
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     try:
-        grant = app[AUTH].authenticate(token_of(request.headers, request.query, offered))
+        grant = await app[AUTH].authenticate(token_of(request.headers, request.query, offered))
         app[CLIENT_LIMITS].take(grant.subject, "connections")
     except GatewayError as exc:
         return error_response(exc)

@@ -15,7 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.processes import refused_start
 from tests.security.conftest import token
+from tests.security.keys import ALGORITHMS, jwk, pem, private_key, signed
 from tests.support import GatewayClient, WsClient, loopback_message
 
 READER = {"read": ["loopback:a*"], "ingest": ["loopback"]}
@@ -174,3 +176,71 @@ async def test_rs256(make_gateway: Any, tmp_path: Path, source: str) -> None:
     hs = token()  # an HS256 token must not pass where RS256 keys are configured
     async with gateway.client.get("/v1/dialects", params={"token": hs}) as response:
         assert await status_and_code(response) == (401, "UNAUTHORIZED")
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("source", ["public_key_file", "jwks_file"])
+async def test_every_asymmetric_algorithm(
+    make_gateway: Any, tmp_path: Path, algorithm: str, source: str
+) -> None:
+    key = private_key(algorithm)
+    path = tmp_path / "key"
+    if source == "public_key_file":
+        path.write_bytes(pem(key))
+    else:
+        path.write_text(json.dumps({"keys": [jwk(key, "k1", algorithm)]}))
+    gateway: GatewayClient = await make_gateway(auth="jwt", **{f"jwt_{source}": str(path)})
+
+    async def status(token: str) -> int:
+        async with gateway.client.get("/v1/dialects", params={"token": token}) as response:
+            return response.status
+
+    assert await status(signed(key, algorithm, kid="k1")) == 200
+    assert await status(signed(private_key(algorithm), algorithm, kid="k1")) == 401  # forged
+    assert await status(token()) == 401  # HS256: no secret configured
+    # Not on the accepted list: refused even though the key would verify it.
+    narrow: GatewayClient = await make_gateway(
+        auth="jwt", jwt_algorithms=["HS256"], **{f"jwt_{source}": str(path)}
+    )
+    async with narrow.client.get(
+        "/v1/dialects", params={"token": signed(key, algorithm, kid="k1")}
+    ) as response:
+        assert await status_and_code(response) == (401, "UNAUTHORIZED")
+        assert "not accepted" in (await response.json())["error"]["message"]
+
+
+async def test_a_jwk_naming_its_algorithm_verifies_only_that_one(
+    make_gateway: Any, tmp_path: Path
+) -> None:
+    key = private_key("RS256")
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk(key, "k1", "RS256")]}))
+    gateway: GatewayClient = await make_gateway(auth="jwt", jwt_jwks_file=str(path))
+    for algorithm, expected in (("RS256", 200), ("PS256", 401)):
+        async with gateway.client.get(
+            "/v1/dialects", params={"token": signed(key, algorithm, kid="k1")}
+        ) as response:
+            assert response.status == expected, algorithm
+
+
+@pytest.mark.parametrize(
+    ("setting", "content", "message"),
+    [
+        (
+            "jwt_public_key_file",
+            b"not a key",
+            "jwt_public_key_file: {path} is not a PEM public key",
+        ),
+        ("jwt_jwks_file", b"<html>", "jwt_jwks_file: {path} is not a usable JWKS"),
+        ("jwt_jwks_file", b'{"keys": []}', "jwt_jwks_file: {path} is not a usable JWKS"),
+        ("jwt_secret_file", None, "jwt_secret_file: cannot read {path}: No such file"),
+    ],
+)
+def test_bad_key_material_is_a_one_line_configuration_error(
+    tmp_path: Path, setting: str, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "key"
+    if content is not None:
+        path.write_bytes(content)
+    line = refused_start({f"GATEWAY_{setting.upper()}": str(path)}, "--port", "1")
+    assert line.startswith("gateway: configuration error: " + message.format(path=path)), line
