@@ -698,6 +698,12 @@ export class GatewayClient {
 
   // -- reads and commands -------------------------------------------------------------------
 
+  /** Any op, by name (one this version has no method for): resolved by the frame that answers
+   * its ref, rejected by an `error`. In flight across a reconnect, it is re-sent like a command. */
+  call<T = Record<string, unknown>>(op: string, fields: Record<string, unknown> = {}): Promise<T> {
+    return this.request({ ...fields, op });
+  }
+
   /** A page of the gateway's log: the `limit` events before seq `before` (the latest when
    * omitted), oldest first, with `has_more`. */
   history(conversation: string, options: { before?: number; limit?: number } = {}): Promise<HistoryReply> {
