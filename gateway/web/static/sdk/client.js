@@ -536,6 +536,11 @@ export class GatewayClient {
         return events.filter((event) => (event.seq ?? 0) > since);
     }
     // -- reads and commands -------------------------------------------------------------------
+    /** Any op, by name (one this version has no method for): resolved by the frame that answers
+     * its ref, rejected by an `error`. In flight across a reconnect, it is re-sent like a command. */
+    call(op, fields = {}) {
+        return this.request({ ...fields, op });
+    }
     /** A page of the gateway's log: the `limit` events before seq `before` (the latest when
      * omitted), oldest first, with `has_more`. */
     history(conversation, options = {}) {
