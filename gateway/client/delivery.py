@@ -1,0 +1,75 @@
+"""One subscription's delivery: each event once and, per conversation, in seq order.
+
+The socket may carry an event more than once (a conversation covered by a pattern and by its
+own subscription, a replay after a resume) and, across a resume, out of order (a pattern's live
+event before the replay that precedes it). A `Delivery` keeps a cursor per conversation (the
+last seq it delivered), drops what is at or below it, holds what lies beyond the next seq until
+the gap is filled, and passes ephemeral events (seq 0) straight through. The TypeScript SDK's
+`Subscription` (clients/typescript/src/subscription.ts) does the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+
+from gateway.hub import is_pattern
+from gateway.model import Event
+
+
+class Delivery:
+    """The ordering state of one subscription target; `emit` receives what may be delivered."""
+
+    def __init__(self, target: str, emit: Callable[[Event], None]) -> None:
+        self.target = target
+        self.exact = not is_pattern(target)
+        self.cursors: dict[str, int] = {}
+        # An exact subscription knows its cursor once its first `subscribed` arrives; what comes
+        # before that waits.
+        self.ready = not self.exact
+        self._emit = emit
+        self._held: dict[str, dict[int, Event]] = {}
+        self._waiting: list[Event] = []
+
+    def matches(self, conversation: str) -> bool:
+        return conversation == self.target if self.exact else fnmatchcase(conversation, self.target)
+
+    def start(self, seq: int) -> None:
+        """The subscription starts after `seq`: release what waited for it."""
+        self.cursors[self.target] = seq
+        self._held.pop(self.target, None)
+        self.ready = True
+        waiting, self._waiting = self._waiting, []
+        for event in waiting:
+            self.offer(event)
+
+    def offer(self, event: Event) -> None:
+        seq = event.seq
+        if seq == 0:
+            self._emit(event)
+            return
+        if not self.ready:
+            self._waiting.append(event)
+            return
+        conversation = event.conversation_id
+        cursor = self.cursors.get(conversation, seq - 1)  # a pattern's first sight: start here
+        if seq <= cursor:
+            return
+        if seq > cursor + 1:
+            self._held.setdefault(conversation, {})[seq] = event
+            self.cursors[conversation] = cursor
+            return
+        self.cursors[conversation] = seq
+        self._emit(event)
+        held = self._held.get(conversation)
+        if held is None:
+            return
+        following = seq + 1
+        while (later := held.pop(following, None)) is not None:
+            self.cursors[conversation] = following
+            self._emit(later)
+            following += 1
+        for old in [s for s in held if s < following]:
+            del held[old]
+        if not held:
+            del self._held[conversation]
