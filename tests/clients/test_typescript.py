@@ -11,7 +11,6 @@ from __future__ import annotations
 import filecmp
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,9 @@ pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
 
 
 @pytest.fixture(scope="module")
-def built() -> Iterator[None]:
+def built() -> None:
     install()
     tsc("-p", "tsconfig.json")
-    yield
 
 
 @pytest.mark.parametrize("hub_url", ["memory"], indirect=True)
@@ -65,3 +63,37 @@ def test_node_suite_against_real_gateways(
     assert "# fail 0" in output and "# pass 0" not in output, output
     if engine == "redis":
         assert "# skipped 0" in output, output  # the two-replica case ran
+
+
+def test_the_readme_example_type_checks(built: None, tmp_path: Path) -> None:
+    """The README's "Use it from a frontend" example compiles against the SDK's declarations."""
+    readme = (SDK.parents[1] / "README.md").read_text()
+    example = readme.split("### Use it from a frontend", 1)[1].split("```ts\n", 1)[1]
+    example = example.split("```", 1)[0]
+    stubs = (
+        "declare function fetchToken(): Promise<string>;\n"
+        "declare const banner: { show(state: string): void };\n"
+        "declare function render(event: Event): void;\n"
+        "declare function toast(code: string, recoverable: boolean): void;\n"
+    )
+    source = tmp_path / "example.ts"
+    source.write_text(
+        example.replace('"@chat-gateway/client"', f'"{SDK / "dist" / "index.js"}"')
+        + "\nimport type { Event } from "
+        + f'"{SDK / "dist" / "index.js"}";\n'
+        + stubs
+        + "export {};\n"
+    )
+    tsc(
+        "--noEmit",
+        "--strict",
+        "--target",
+        "ES2022",
+        "--module",
+        "ES2022",
+        "--moduleResolution",
+        "bundler",
+        "--lib",
+        "ES2022,DOM",
+        source,
+    )
