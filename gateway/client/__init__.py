@@ -9,18 +9,17 @@ semantics: resume with `since`, each event once and in order, commands settled o
             ...
 """
 
-from gateway.client.connection import (
+from gateway.client.connection import GatewayClient
+from gateway.client.delivery import Delivery, Subscription
+from gateway.client.model import (
     ConnectionState,
-    GatewayClient,
     HistoryPage,
     MemorySeqStore,
     PlatformPage,
     RecoveredSession,
     SeqStore,
     StateChange,
-    Subscription,
 )
-from gateway.client.delivery import Delivery
 
 __all__ = [
     "ConnectionState",

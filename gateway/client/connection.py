@@ -19,92 +19,34 @@ import asyncio
 import contextlib
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any
 
 import aiohttp
 import msgspec
 import structlog
 
-from gateway.client.delivery import Delivery
+from gateway.client.commands import Commands
+from gateway.client.delivery import Delivery, Subscription
+from gateway.client.model import (
+    ConnectionState,
+    MemorySeqStore,
+    SeqStore,
+    StateChange,
+    TokenReason,
+)
 from gateway.errors import GatewayError
 from gateway.hub import is_pattern
-from gateway.model import Content, Event
-from gateway.sessions.replies import Ack, Started
+from gateway.model import Event
 
 log = structlog.get_logger(__name__)
-
-ConnectionState = Literal["connecting", "connected", "resuming", "disconnected"]
-TokenReason = Literal["connect", "expired", "refused"]
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_LARGE = 1009
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_LOCAL_DROP = 4000
 HISTORY_PAGE = 500
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class StateChange:
-    """A change of the connection's state (`disconnected` says why and whether it retries)."""
-
-    state: ConnectionState
-    previous: ConnectionState
-    attempt: int
-    reconnects: int
-    code: int | None = None
-    reason: str | None = None
-    will_retry: bool | None = None
-    retry_in_s: float | None = None
-    resumed: int | None = None
-
-
-class SeqStore(Protocol):
-    """Where the last seq of each conversation is kept (so a new client resumes too)."""
-
-    def get(self, conversation: str) -> int | None: ...
-
-    def set(self, conversation: str, seq: int) -> None: ...
-
-
-class MemorySeqStore:
-    def __init__(self) -> None:
-        self.seqs: dict[str, int] = {}
-
-    def get(self, conversation: str) -> int | None:
-        return self.seqs.get(conversation)
-
-    def set(self, conversation: str, seq: int) -> None:
-        self.seqs[conversation] = seq
-
-
-class HistoryPage(msgspec.Struct):
-    """A page of the gateway's log, oldest first."""
-
-    conversation: str
-    events: list[Event]
-    has_more: bool
-
-
-class PlatformPage(msgspec.Struct):
-    """A page of the platform's own history: `next` pages back, `prev` forward."""
-
-    conversation: str
-    events: list[Event]
-    has_next: bool
-    has_prev: bool
-    next: str | None = None
-    prev: str | None = None
-
-
-class RecoveredSession(msgspec.Struct):
-    conversation: str
-    status: str
-    events: list[Event]
-    last_seq: int = 0
 
 
 class _Head(msgspec.Struct):
@@ -136,48 +78,13 @@ class _Pending:
     resume: bool = False  # a resume's subscribe: void once its socket is gone
 
 
-class Subscription:
-    """The events of one subscribe call: `async for event in subscription`. The iteration ends
-    when it is unsubscribed or the client closes."""
-
-    def __init__(self, client: GatewayClient, target: str) -> None:
-        self.target = target
-        self.seq = 0
-        self._client = client
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self.closed = False
-
-    def _put(self, event: Event | None) -> None:
-        if not self.closed:
-            self._queue.put_nowait(event)
-            if event is None:
-                self.closed = True
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[Event]:
-        while (event := await self._queue.get()) is not None:
-            yield event
-
-    async def next(self) -> Event:
-        """The next event (`StopAsyncIteration` once the subscription has ended)."""
-        event = await self._queue.get()
-        if event is None:
-            raise StopAsyncIteration
-        return event
-
-    async def unsubscribe(self) -> None:
-        await self._client._unsubscribe(self)
-
-
 @dataclass
 class _Target:
     delivery: Delivery
     handles: list[Subscription] = field(default_factory=list)
 
 
-class GatewayClient:
+class GatewayClient(Commands):
     """One logical connection to the gateway; use `async with GatewayClient(url) as client:`.
 
     `url` is the WebSocket URL (`ws://host:8080/v1/ws`) or several (replicas, tried in turn).
@@ -626,14 +533,6 @@ class GatewayClient:
             if self._pending.get(ref) is not None and self._pending[ref].future is future:
                 del self._pending[ref]
 
-    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Any op by name (one this version has no method for); its answer frame as a dict."""
-        answer: dict[str, Any] = msgspec.json.decode(await self._request({**fields, "op": op}))
-        return answer
-
-    async def _typed(self, frame: dict[str, Any], answer: type[T]) -> T:
-        return msgspec.json.decode(await self._request(frame), type=answer)
-
     # -- subscriptions ----------------------------------------------------------------------
 
     async def subscribe(self, target: str, since: int | None = None) -> Subscription:
@@ -641,7 +540,7 @@ class GatewayClient:
         returned subscription yields each event once, in seq order per conversation, across
         reconnects. `since`: the last seq already seen (0: the whole log; default: the store's
         seq, else from now on). Patterns deliver live events only."""
-        handle = Subscription(self, target)
+        handle = Subscription(target, self._unsubscribe)
         existing = self._targets.get(target)
         if existing is not None:
             existing.handles.append(handle)
@@ -737,93 +636,6 @@ class GatewayClient:
                 break
             before = page.events[0].seq
         return [e for e in events if e.seq > since]
-
-    # -- reads and commands -----------------------------------------------------------------
-
-    async def history(
-        self, conversation: str, *, before: int | None = None, limit: int | None = None
-    ) -> HistoryPage:
-        """The `limit` events of the gateway's log before seq `before` (the latest if omitted)."""
-        frame = _frame("history", conversation=conversation, before=before, limit=limit)
-        return await self._typed(frame, HistoryPage)
-
-    async def platform_history(
-        self, conversation: str, *, cursor: str | None = None, limit: int | None = None
-    ) -> PlatformPage:
-        frame = _frame(
-            "history", conversation=conversation, source="platform", cursor=cursor, limit=limit
-        )
-        return await self._typed(frame, PlatformPage)
-
-    async def start_conversation(
-        self,
-        dialect: str,
-        participant: dict[str, Any],
-        *,
-        agent_id: str | None = None,
-        locale: str | None = None,
-        subject: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        ref: str | None = None,
-    ) -> Started:
-        frame = _frame(
-            "start",
-            dialect=dialect,
-            participant=participant,
-            agent_id=agent_id,
-            locale=locale,
-            subject=subject,
-            metadata=metadata,
-            ref=ref,
-        )
-        return await self._typed(frame, Started)
-
-    async def recover(self, conversation: str, *, ref: str | None = None) -> RecoveredSession:
-        return await self._typed(
-            _frame("recover", conversation=conversation, ref=ref), RecoveredSession
-        )
-
-    async def send(
-        self,
-        conversation: str,
-        content: Content | dict[str, Any],
-        *,
-        metadata: dict[str, Any] | None = None,
-        ref: str | None = None,
-    ) -> Ack:
-        body = msgspec.to_builtins(content)
-        frame = _frame("send", conversation=conversation, content=body, metadata=metadata, ref=ref)
-        return await self._typed(frame, Ack)
-
-    async def typing(
-        self,
-        conversation: str,
-        active: bool = True,
-        *,
-        preview: str | None = None,
-        ref: str | None = None,
-    ) -> Ack:
-        frame = _frame("typing", conversation=conversation, active=active, preview=preview, ref=ref)
-        return await self._typed(frame, Ack)
-
-    async def read(
-        self, conversation: str, *, up_to: str | None = None, ref: str | None = None
-    ) -> Ack:
-        return await self._typed(
-            _frame("read", conversation=conversation, up_to=up_to, ref=ref), Ack
-        )
-
-    async def end(self, conversation: str, *, ref: str | None = None) -> Ack:
-        return await self._typed(_frame("end", conversation=conversation, ref=ref), Ack)
-
-    async def forward(self, conversation: str, destination: str, *, ref: str | None = None) -> Ack:
-        frame = _frame("forward", conversation=conversation, destination=destination, ref=ref)
-        return await self._typed(frame, Ack)
-
-
-def _frame(op: str, **fields: Any) -> dict[str, Any]:
-    """A client frame: `op` and the fields that are set."""
-    return {"op": op, **{k: v for k, v in fields.items() if v is not None}}
 
 
 def _error_of(body: dict[str, Any]) -> GatewayError:

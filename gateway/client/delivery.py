@@ -1,4 +1,5 @@
-"""One subscription's delivery: each event once and, per conversation, in seq order.
+"""One subscription's delivery: each event once and, per conversation, in seq order; and the
+`Subscription` an application iterates.
 
 The socket may carry an event more than once (a conversation covered by a pattern and by its
 own subscription, a replay after a resume) and, across a resume, out of order (a pattern's live
@@ -10,7 +11,8 @@ the gap is filled, and passes ephemeral events (seq 0) straight through. The Typ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from fnmatch import fnmatchcase
 
 from gateway.hub import is_pattern
@@ -73,3 +75,38 @@ class Delivery:
             del held[old]
         if not held:
             del self._held[conversation]
+
+
+class Subscription:
+    """The events of one subscribe call: `async for event in subscription`. The iteration ends
+    when it is unsubscribed or the client closes."""
+
+    def __init__(self, target: str, leave: Callable[[Subscription], Awaitable[None]]) -> None:
+        self.target = target
+        self.seq = 0
+        self._leave = leave
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.closed = False
+
+    def _put(self, event: Event | None) -> None:
+        if not self.closed:
+            self._queue.put_nowait(event)
+            if event is None:
+                self.closed = True
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        while (event := await self._queue.get()) is not None:
+            yield event
+
+    async def next(self) -> Event:
+        """The next event (`StopAsyncIteration` once the subscription has ended)."""
+        event = await self._queue.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def unsubscribe(self) -> None:
+        await self._leave(self)
