@@ -23,7 +23,7 @@ export type {
   TokenRequest,
   WebSocketConstructor,
   WebSocketLike,
-} from "./client.js";
+} from "./types.js";
 export { ClientCodes, GatewayError } from "./errors.js";
 export { MemorySeqStore, WebStorageSeqStore } from "./store.js";
 export type { SeqStore, StorageLike } from "./store.js";
