@@ -141,7 +141,9 @@ async def test_socket_drop_resumes_with_since_and_no_duplicate(
     )
     assert response.status == 202, await response.text()
 
-    await page.wait_for_selector("#conn[data-state=connected][data-reconnects='1']", timeout=WAIT_MS)
+    await page.wait_for_selector(
+        "#conn[data-state=connected][data-reconnects='1']", timeout=WAIT_MS
+    )
     assert "resumed" in (await page.locator("#conn").text_content() or "")
     away = _messages(page, "sent while you were away", user=False)
     await away.wait_for(timeout=WAIT_MS)
