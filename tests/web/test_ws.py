@@ -244,8 +244,9 @@ async def test_a_command_cut_off_by_a_lost_socket_still_acts_once_per_ref(
         first = await gateway.ws()
         await first.send("send", ref=f"r{n}", **frame)
         assert (await first.reply("ack", f"r{n}"))["op"] == "ack"
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # a second copy, if any, would be in the log by now
     status, body = await gateway.get(f"/v1/conversations/{conversation}/events", since=0)
+    assert status == 200 and not body["has_more"]
     texts = [e["content"]["text"] for e in body["events"] if e["type"] == "message"]
     for n in range(rounds):
         assert texts.count(f"cut {n}") == 1, texts
