@@ -95,6 +95,7 @@ export class GatewayClient {
   private tokenReason: TokenRequest["reason"] | undefined;
   private holdMs: number | undefined;
   private fatal: GatewayError | undefined;
+  private opens = 0;
 
   constructor(options: ConnectOptions) {
     this.options = options;
@@ -150,6 +151,7 @@ export class GatewayClient {
   private async open(): Promise<void> {
     this.retryTimer = undefined;
     if (this.closed) return;
+    const generation = ++this.opens; // a reconnect() during the await below starts another
     const resuming = this.everConnected && (this.subscriptions.size > 0 || this.pending.size > 0);
     if (this.state !== (resuming ? "resuming" : "connecting")) {
       this.setState(resuming ? "resuming" : "connecting");
@@ -164,15 +166,21 @@ export class GatewayClient {
           "error",
           new GatewayError(ClientCodes.TOKEN_EXPIRED, `getToken failed: ${String(error)}`, true),
         );
-        this.scheduleRetry(1006, "getToken failed");
+        if (generation === this.opens) this.scheduleRetry(1006, "getToken failed");
         return;
       }
-      if (this.closed) return;
+      if (this.closed || generation !== this.opens) return;
     }
     const WebSocketImpl =
       this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (WebSocketImpl === undefined) {
-      throw new TypeError("connect: no global WebSocket here: pass `WebSocket` (e.g. from `ws`)");
+      const error = new GatewayError(
+        "NO_WEBSOCKET",
+        "no global WebSocket here: pass `WebSocket` (in Node 20, `ws`'s)",
+        false,
+      );
+      this.fail(error, 1006, error.message);
+      return;
     }
     const protocols = ["gateway.v1"];
     if (this.token) protocols.push(`bearer.${this.token}`);

@@ -43,6 +43,7 @@ export class GatewayClient {
         this.attempt = 0;
         this.reconnects = 0;
         this.refs = 0;
+        this.opens = 0;
         this.options = options;
         this.urls = (typeof options.url === "string" ? [options.url] : [...options.url]).map(wsUrl);
         if (this.urls.length === 0)
@@ -94,6 +95,7 @@ export class GatewayClient {
         this.retryTimer = undefined;
         if (this.closed)
             return;
+        const generation = ++this.opens; // a reconnect() during the await below starts another
         const resuming = this.everConnected && (this.subscriptions.size > 0 || this.pending.size > 0);
         if (this.state !== (resuming ? "resuming" : "connecting")) {
             this.setState(resuming ? "resuming" : "connecting");
@@ -106,15 +108,18 @@ export class GatewayClient {
             }
             catch (error) {
                 this.emit("error", new GatewayError(ClientCodes.TOKEN_EXPIRED, `getToken failed: ${String(error)}`, true));
-                this.scheduleRetry(1006, "getToken failed");
+                if (generation === this.opens)
+                    this.scheduleRetry(1006, "getToken failed");
                 return;
             }
-            if (this.closed)
+            if (this.closed || generation !== this.opens)
                 return;
         }
         const WebSocketImpl = this.options.WebSocket ?? globalThis.WebSocket;
         if (WebSocketImpl === undefined) {
-            throw new TypeError("connect: no global WebSocket here: pass `WebSocket` (e.g. from `ws`)");
+            const error = new GatewayError("NO_WEBSOCKET", "no global WebSocket here: pass `WebSocket` (in Node 20, `ws`'s)", false);
+            this.fail(error, 1006, error.message);
+            return;
         }
         const protocols = ["gateway.v1"];
         if (this.token)
