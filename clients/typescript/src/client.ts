@@ -495,6 +495,7 @@ export class GatewayClient {
       target,
       (event) => this.delivered(event),
       (error) => this.emit("error", error),
+      (conversation) => void this.checkGap(subscription!, conversation),
     );
     subscription.add(handler);
     this.subscriptions.set(target, subscription);
@@ -574,6 +575,28 @@ export class GatewayClient {
   }
 
   /**
+   * A subscription holds events beyond a gap. Usually the rest is on its way (a replay behind a
+   * pattern's live copy, a catch-up); but events trimmed from the log (retention) never come.
+   * Ask the log what it has before the first held seq: if nothing after the cursor, the gap is
+   * permanent: report it and go on.
+   */
+  private async checkGap(subscription: Subscription, conversation: string): Promise<void> {
+    const first = subscription.firstHeld(conversation);
+    if (first === undefined || this.subscriptions.get(subscription.target) !== subscription) return;
+    try {
+      const page = await this.history(conversation, { before: first, limit: 1 });
+      const cursor = subscription.cursors.get(conversation) ?? 0;
+      const before = page.events[page.events.length - 1]?.seq ?? 0;
+      if (before <= cursor && subscription.firstHeld(conversation) === first) {
+        this.emit("gap", { conversation, after: cursor, next: first });
+        subscription.skipTo(conversation, first);
+      }
+    } catch (error) {
+      this.emit("error", error);
+    }
+  }
+
+  /**
    * A pattern delivers live events only: across a reconnect it would skip what happened
    * meanwhile. For each conversation it had seen and that no exact subscription covers, read
    * the missed events from the log (the pattern holds the live ones until the gap is filled).
@@ -590,6 +613,12 @@ export class GatewayClient {
     for (const [conversation, since] of wanted) {
       try {
         const events = await this.eventsAfter(conversation, since);
+        const first = events[0]?.seq ?? 0;
+        if (first > since + 1) {
+          // The log no longer has what came between (retention).
+          this.emit("gap", { conversation, after: since, next: first });
+          for (const pattern of patterns) if (pattern.matches(conversation)) pattern.skipTo(conversation, first);
+        }
         for (const event of events) {
           for (const pattern of patterns) if (pattern.matches(conversation)) pattern.offer(event);
         }

@@ -15,6 +15,7 @@ export type {
   ConnectionState,
   ConnectOptions,
   Content,
+  GapInfo,
   ResetInfo,
   StartOptions,
   StateChange,

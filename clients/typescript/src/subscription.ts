@@ -54,6 +54,8 @@ export class Subscription {
     target: string,
     private readonly delivered: (event: Event) => void,
     private readonly failed: (error: unknown) => void,
+    /** A conversation began to hold a gap: the client checks whether the log still has it. */
+    private readonly gapped: (conversation: string) => void = () => {},
   ) {
     this.target = target;
     this.exact = !isPattern(target);
@@ -101,16 +103,36 @@ export class Subscription {
     if (seq <= cursor) return;
     if (seq > cursor + 1) {
       let held = this.held.get(conversation);
-      if (held === undefined) this.held.set(conversation, (held = new Map()));
+      if (held === undefined) {
+        this.held.set(conversation, (held = new Map()));
+        queueMicrotask(() => this.gapped(conversation));
+      }
       held.set(seq, event);
       this.cursors.set(conversation, cursor);
       return;
     }
     this.cursors.set(conversation, seq);
     this.deliver(event);
+    this.release(conversation, seq + 1);
+  }
+
+  /** The lowest seq held beyond a gap, if any. */
+  firstHeld(conversation: string): number | undefined {
+    const held = this.held.get(conversation);
+    return held === undefined || held.size === 0 ? undefined : Math.min(...held.keys());
+  }
+
+  /** The events before `seq` are gone from the gateway's log (retention): go on from `seq`. */
+  skipTo(conversation: string, seq: number): void {
+    if (seq - 1 <= (this.cursors.get(conversation) ?? 0)) return;
+    this.cursors.set(conversation, seq - 1);
+    this.release(conversation, seq);
+  }
+
+  private release(conversation: string, from: number): void {
     const held = this.held.get(conversation);
     if (held === undefined) return;
-    let next = seq + 1;
+    let next = from;
     let later = held.get(next);
     while (later !== undefined) {
       held.delete(next);

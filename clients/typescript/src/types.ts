@@ -31,11 +31,20 @@ export interface ResetInfo {
   epoch?: unknown;
 }
 
+/** Events `after` < seq < `next` of a conversation are no longer in the gateway's log (its
+ * retention trimmed them before they were delivered): delivery goes on from `next`. */
+export interface GapInfo {
+  conversation: string;
+  after: number;
+  next: number;
+}
+
 export interface ClientEvents {
   state: StateChange;
   welcome: Welcome;
   error: unknown;
   reset: ResetInfo;
+  gap: GapInfo;
 }
 
 /** The part of the WebSocket API the client uses: the browser's, or the `ws` package's. */

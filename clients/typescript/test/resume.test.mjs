@@ -105,3 +105,45 @@ test("a replica leaving (SIGTERM, 1001): the client moves to another and resumes
     await b.stop();
   }
 });
+
+test("events trimmed from the log before delivery: a gap is reported, never waited for", async () => {
+  const small = await new Gateway({ env: { GATEWAY_RETENTION_MAXLEN: "50" } }).start();
+  const chat = chatName();
+  const conversation = `loopback:${chat}`;
+  const client = connect({ url: small.wsUrl, WebSocket: trackedWebSocket().Tracked, backoffMs: { initial: 50 } });
+  const gaps = [];
+  client.on("gap", (gap) => gaps.push(gap));
+  try {
+    await small.ingest(chat, 1, 120); // the log keeps about the last 50
+    const seen = [];
+    const watched = [];
+    await client.subscribe(conversation, (event) => seen.push(event.seq), { since: 0 });
+    await client.subscribe("loopback:*", (event) => watched.push(event.seq));
+    await waitFor(() => seen.at(-1) === 120, "the log's newest event");
+    const first = seen[0];
+    assert.ok(first > 1, `nothing was trimmed: ${first}`);
+    assert.deepEqual(seen, Array.from({ length: 121 - first }, (_, i) => first + i));
+    assert.deepEqual(gaps, [{ conversation, after: 0, next: first }]);
+    // A pattern (no exact subscription) that resumes past a trimmed stretch goes on too.
+    const other = chatName();
+    const patterned = [];
+    const unwatch = await client.subscribe("loopback:*", (event) => {
+      if (event.conversation_id === `loopback:${other}`) patterned.push(event.seq);
+    });
+    await small.ingest(other, 1, 5);
+    await waitFor(() => patterned.length === 5, "the pattern's first five");
+    client.reconnect({ delayMs: 500 });
+    await small.ingest(other, 6, 200); // while away: the log keeps only the last 50
+    await waitFor(() => client.state === "connected", "the reconnect");
+    await small.ingest(other, 201, 205);
+    await waitFor(() => patterned.at(-1) === 205, "205 through the pattern");
+    const resumedAt = patterned[5];
+    assert.ok(resumedAt > 6, `nothing was trimmed: ${resumedAt}`);
+    assert.deepEqual(patterned, [...upTo(5), ...Array.from({ length: 206 - resumedAt }, (_, i) => resumedAt + i)]);
+    assert.deepEqual(gaps.at(-1), { conversation: `loopback:${other}`, after: 5, next: resumedAt });
+    await unwatch.unsubscribe();
+  } finally {
+    client.close();
+    await small.stop();
+  }
+});

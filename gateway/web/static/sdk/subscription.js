@@ -30,9 +30,12 @@ export function globMatcher(pattern) {
     return (conversation) => regex.test(conversation);
 }
 export class Subscription {
-    constructor(target, delivered, failed) {
+    constructor(target, delivered, failed, 
+    /** A conversation began to hold a gap: the client checks whether the log still has it. */
+    gapped = () => { }) {
         this.delivered = delivered;
         this.failed = failed;
+        this.gapped = gapped;
         /** The last seq delivered, per conversation. */
         this.cursors = new Map();
         this.handlers = new Set();
@@ -81,18 +84,35 @@ export class Subscription {
             return;
         if (seq > cursor + 1) {
             let held = this.held.get(conversation);
-            if (held === undefined)
+            if (held === undefined) {
                 this.held.set(conversation, (held = new Map()));
+                queueMicrotask(() => this.gapped(conversation));
+            }
             held.set(seq, event);
             this.cursors.set(conversation, cursor);
             return;
         }
         this.cursors.set(conversation, seq);
         this.deliver(event);
+        this.release(conversation, seq + 1);
+    }
+    /** The lowest seq held beyond a gap, if any. */
+    firstHeld(conversation) {
+        const held = this.held.get(conversation);
+        return held === undefined || held.size === 0 ? undefined : Math.min(...held.keys());
+    }
+    /** The events before `seq` are gone from the gateway's log (retention): go on from `seq`. */
+    skipTo(conversation, seq) {
+        if (seq - 1 <= (this.cursors.get(conversation) ?? 0))
+            return;
+        this.cursors.set(conversation, seq - 1);
+        this.release(conversation, seq);
+    }
+    release(conversation, from) {
         const held = this.held.get(conversation);
         if (held === undefined)
             return;
-        let next = seq + 1;
+        let next = from;
         let later = held.get(next);
         while (later !== undefined) {
             held.delete(next);
