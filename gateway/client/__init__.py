@@ -13,6 +13,7 @@ from gateway.client.connection import GatewayClient
 from gateway.client.delivery import Delivery, Subscription
 from gateway.client.model import (
     ConnectionState,
+    Gap,
     HistoryPage,
     MemorySeqStore,
     PlatformPage,
@@ -24,6 +25,7 @@ from gateway.client.model import (
 __all__ = [
     "ConnectionState",
     "Delivery",
+    "Gap",
     "GatewayClient",
     "HistoryPage",
     "MemorySeqStore",

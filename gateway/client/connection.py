@@ -31,6 +31,7 @@ from gateway.client.commands import Commands
 from gateway.client.delivery import Delivery, Subscription
 from gateway.client.model import (
     ConnectionState,
+    Gap,
     MemorySeqStore,
     SeqStore,
     StateChange,
@@ -141,6 +142,7 @@ class GatewayClient(Commands):
         self._last: dict[str, int] = {}
         self._state_listeners: list[Callable[[StateChange], None]] = []
         self._error_listeners: list[Callable[[Exception], None]] = []
+        self._gap_listeners: list[Callable[[Gap], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
 
@@ -198,6 +200,11 @@ class GatewayClient(Commands):
     def on_state(self, listener: Callable[[StateChange], None]) -> Callable[[], None]:
         self._state_listeners.append(listener)
         return lambda: self._state_listeners.remove(listener)
+
+    def on_gap(self, listener: Callable[[Gap], None]) -> Callable[[], None]:
+        """Events trimmed from the log before they were delivered (see `Gap`)."""
+        self._gap_listeners.append(listener)
+        return lambda: self._gap_listeners.remove(listener)
 
     def on_error(self, listener: Callable[[Exception], None]) -> Callable[[], None]:
         """Errors no request carries (an `error` frame without a ref, a 1009, a failed resume)."""
@@ -546,7 +553,12 @@ class GatewayClient(Commands):
             existing.handles.append(handle)
             handle.seq = existing.delivery.cursors.get(target, 0)
             return handle
-        entry = _Target(Delivery(target, lambda event: self._emit(entry, event)), [handle])
+        delivery = Delivery(
+            target,
+            lambda event: self._emit(entry, event),
+            lambda conversation: self._spawn(self._check_gap(delivery, conversation)),
+        )
+        entry = _Target(delivery, [handle])
         self._targets[target] = entry
         frame: dict[str, Any] = {"op": "subscribe", "conversation": target}
         if not is_pattern(target):
@@ -606,6 +618,33 @@ class GatewayClient(Commands):
             self._drop_target(delivery)
             self._report(exc)
 
+    async def _check_gap(self, delivery: Delivery, conversation: str) -> None:
+        """A subscription holds events beyond a gap. Usually the rest is on its way (a replay
+        behind a pattern's live copy, a catch-up); events trimmed from the log (retention) never
+        come. If the log has nothing between the cursor and the first held seq, the gap is
+        permanent: report it and go on."""
+        await asyncio.sleep(0)  # let the frame that made the gap be handled first
+        first = delivery.first_held(conversation)
+        target = self._targets.get(delivery.target)
+        if first is None or target is None or target.delivery is not delivery:
+            return
+        try:
+            page = await self.history(conversation, before=first, limit=1)
+        except GatewayError as exc:
+            self._report(exc)
+            return
+        cursor = delivery.cursors.get(conversation, 0)
+        before = page.events[-1].seq if page.events else 0
+        if before <= cursor and delivery.first_held(conversation) == first:
+            self._gap(Gap(conversation, cursor, first))
+            delivery.skip_to(conversation, first)
+
+    def _gap(self, gap: Gap) -> None:
+        for listener in list(self._gap_listeners):
+            listener(gap)
+        if not self._gap_listeners:
+            log.warning("client.gap", conversation=gap.conversation, after=gap.after, next=gap.next)
+
     async def _catch_up(self) -> None:
         """A pattern delivers live events only: after a reconnect, read what its conversations
         missed from the log (those no exact subscription replays)."""
@@ -621,6 +660,12 @@ class GatewayClient(Commands):
             except GatewayError as exc:
                 self._report(exc)
                 continue
+            first = events[0].seq if events else 0
+            if first > since + 1:  # the log no longer has what came between (retention)
+                self._gap(Gap(conversation, since, first))
+                for pattern in patterns:
+                    if pattern.matches(conversation):
+                        pattern.skip_to(conversation, first)
             for event in events:
                 for pattern in patterns:
                     if pattern.matches(conversation):

@@ -22,7 +22,14 @@ from gateway.model import Event
 class Delivery:
     """The ordering state of one subscription target; `emit` receives what may be delivered."""
 
-    def __init__(self, target: str, emit: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        target: str,
+        emit: Callable[[Event], None],
+        gapped: Callable[[str], None] | None = None,
+    ) -> None:
+        """`gapped(conversation)`: a conversation began to hold events beyond a gap (the client
+        then checks whether the log still has what is missing)."""
         self.target = target
         self.exact = not is_pattern(target)
         self.cursors: dict[str, int] = {}
@@ -30,6 +37,7 @@ class Delivery:
         # before that waits.
         self.ready = not self.exact
         self._emit = emit
+        self._gapped = gapped
         self._held: dict[str, dict[int, Event]] = {}
         self._waiting: list[Event] = []
 
@@ -58,15 +66,33 @@ class Delivery:
         if seq <= cursor:
             return
         if seq > cursor + 1:
-            self._held.setdefault(conversation, {})[seq] = event
+            if conversation not in self._held:
+                self._held[conversation] = {}
+                if self._gapped is not None:
+                    self._gapped(conversation)
+            self._held[conversation][seq] = event
             self.cursors[conversation] = cursor
             return
         self.cursors[conversation] = seq
         self._emit(event)
+        self._release(conversation, seq + 1)
+
+    def first_held(self, conversation: str) -> int | None:
+        """The lowest seq held beyond a gap, if any."""
+        held = self._held.get(conversation)
+        return min(held) if held else None
+
+    def skip_to(self, conversation: str, seq: int) -> None:
+        """The events before `seq` are gone from the gateway's log (retention): go on from it."""
+        if seq - 1 <= self.cursors.get(conversation, 0):
+            return
+        self.cursors[conversation] = seq - 1
+        self._release(conversation, seq)
+
+    def _release(self, conversation: str, following: int) -> None:
         held = self._held.get(conversation)
         if held is None:
             return
-        following = seq + 1
         while (later := held.pop(following, None)) is not None:
             self.cursors[conversation] = following
             self._emit(later)

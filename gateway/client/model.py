@@ -71,3 +71,13 @@ class RecoveredSession(msgspec.Struct):
     status: str
     events: list[Event]
     last_seq: int = 0
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Events `after` < seq < `next` of a conversation are no longer in the gateway's log (its
+    retention trimmed them before they were delivered): delivery goes on from `next`."""
+
+    conversation: str
+    after: int
+    next: int

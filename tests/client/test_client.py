@@ -14,7 +14,7 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.client import GatewayClient, StateChange, Subscription
+from gateway.client import Gap, GatewayClient, StateChange, Subscription
 from gateway.config import Settings
 from gateway.demo import setup_demo
 from gateway.errors import GatewayError
@@ -101,6 +101,36 @@ async def test_a_socket_killed_mid_stream_resumes_without_gap_or_duplicate(
     await no_more(exact)
     assert client.last_seq(conv) == 80
     assert "resuming" in states
+
+
+async def test_events_trimmed_from_the_log_are_a_gap_not_a_wait(
+    make_gateway: Any, client_of: Callable[..., GatewayClient], conversation: str
+) -> None:
+    gateway: Gateway = await make_gateway(retention_maxlen=50)
+    conv = f"loopback:{conversation}"
+    client = client_of(ws_url(gateway))
+    gaps: list[Gap] = []
+    client.on_gap(gaps.append)
+    await ingest(gateway, conversation, 1, 120)  # the log keeps about the last 50
+    events = await client.subscribe(conv, since=0)
+    first = (await events.next()).seq
+    assert first > 1
+    assert await collect(events, 120 - first) == list(range(first + 1, 121))
+    assert gaps == [Gap(conv, 0, first)]
+    # A pattern (no exact subscription) resuming past a trimmed stretch goes on as well.
+    other = f"{conversation}-p"
+    pattern = await client.subscribe("loopback:*")
+    await ingest(gateway, other, 1, 5)
+    assert await collect(pattern, 5) == [1, 2, 3, 4, 5]
+    client.reconnect(delay_s=0.5)
+    await ingest(gateway, other, 6, 200)  # while away
+    async with asyncio.timeout(10):
+        await client.connected()
+    await ingest(gateway, other, 201, 205)
+    seqs = await collect(pattern, 1)
+    assert seqs[0] > 6
+    assert await collect(pattern, 205 - seqs[0]) == list(range(seqs[0] + 1, 206))
+    assert gaps[-1] == Gap(f"loopback:{other}", 5, seqs[0])
 
 
 @pytest.mark.parametrize("hub_url", ["memory"], indirect=True)
