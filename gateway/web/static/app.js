@@ -451,6 +451,9 @@ function connectClient() {
   state.client = client;
   client.on("state", (change) => { if (state.client === client) setConn(change); });
   client.on("error", (error) => { if (state.client === client && error && error.code) refused("the connection", error); });
+  client.on("gap", (gap) => {
+    if (state.client === client) alertMsg(`${gap.conversation}: events ${gap.after + 1}–${gap.next - 1} are no longer in the gateway's log (retention)`);
+  });
   client.subscribe("*", onEvent).catch((error) => refused("subscribe *", error));
   for (const conv of state.conversations.values()) {
     conv.followed = false;
