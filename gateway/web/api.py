@@ -9,9 +9,9 @@ from prometheus_client.exposition import choose_encoder
 from gateway import metrics
 from gateway.errors import RequestError
 from gateway.hub import is_pattern
-from gateway.model import json_schema
 from gateway.web.keys import GRANT, HUB, REGISTRY, SESSIONS, SETTINGS
 from gateway.web.responses import json_response
+from gateway.web.schema import full_schema
 
 
 class _Log(msgspec.Struct):
@@ -72,7 +72,7 @@ async def schema(request: web.Request) -> web.Response:
     return json_response(_SCHEMA)
 
 
-_SCHEMA = msgspec.json.encode(json_schema())
+_SCHEMA = msgspec.json.encode(full_schema())
 
 
 async def healthz(request: web.Request) -> web.Response:

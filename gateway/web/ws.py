@@ -101,6 +101,10 @@ class _Batch:
 
 _batch = _Batch()
 
+_COMMANDS: set[asyncio.Task[Any]] = set()
+"""Commands under way, of every socket: held here (the loop keeps only weak references) so
+they finish after their socket has gone (see `Connection._spawn_command`)."""
+
 # Idle sockets are most sockets: what one holds is made when first needed (an empty deque is
 # over 600 bytes). Readers see the shared empty one; a writer replaces it before appending.
 _NO_FRAMES: deque[bytes] = deque(maxlen=0)
@@ -248,6 +252,15 @@ class Connection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _spawn_command(self, coro: Any) -> None:
+        """Run a command to its end even if the socket closes meanwhile (its answer is then
+        dropped): one cut off after the platform acted but before the answer to its ref was
+        stored would act again when the client re-sends it with the same ref after
+        reconnecting. `command_timeout_s` bounds it."""
+        task = asyncio.ensure_future(coro)
+        _COMMANDS.add(task)
+        task.add_done_callback(_COMMANDS.discard)
+
     # -- receiving --------------------------------------------------------------------------
 
     async def handle(self, data: bytes | str) -> None:
@@ -276,14 +289,14 @@ class Connection:
                     self._unsubscribe(frame)
                 case protocol.History(source="platform"):
                     # the platform answers at its own pace: off the read loop, like a command
-                    self._spawn(self._command(_fetch_history(frame)))
+                    self._spawn_command(self._command(_fetch_history(frame)))
                     return
                 case protocol.History():
                     await self._history(frame)
                 case protocol.Ping():
                     self.send(protocol.Pong(ref=frame.ref))
                 case _:
-                    self._spawn(self._command(frame))
+                    self._spawn_command(self._command(frame))
                     return
         except GatewayError as exc:
             metrics.WS_COMMANDS.labels(op, "error").inc()

@@ -56,7 +56,7 @@ async def page(browser: Any, server: str) -> AsyncIterator[Any]:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto(server + "/")
-    await page.wait_for_selector("#conn[data-state=open]", timeout=WAIT_MS)
+    await page.wait_for_selector("#conn[data-state=connected]", timeout=WAIT_MS)
     yield page
     await context.close()
     assert not errors, f"the page raised: {errors}"
@@ -132,7 +132,7 @@ async def test_socket_drop_resumes_with_since_and_no_duplicate(
 
     # Drop the socket and hold the reconnect while an event arrives: it must be replayed.
     await page.evaluate("window.gatewayConsole.dropSocket(1500)")
-    await page.wait_for_selector("#conn[data-state=closed]", timeout=WAIT_MS)
+    await page.wait_for_selector("#conn[data-state=disconnected]", timeout=WAIT_MS)
     chat = conversation.partition(":")[2]
     request = page.request
     response = await request.post(
@@ -141,7 +141,9 @@ async def test_socket_drop_resumes_with_since_and_no_duplicate(
     )
     assert response.status == 202, await response.text()
 
-    await page.wait_for_selector("#conn[data-state=open][data-reconnects='1']", timeout=WAIT_MS)
+    await page.wait_for_selector(
+        "#conn[data-state=connected][data-reconnects='1']", timeout=WAIT_MS
+    )
     assert "resumed" in (await page.locator("#conn").text_content() or "")
     away = _messages(page, "sent while you were away", user=False)
     await away.wait_for(timeout=WAIT_MS)
@@ -213,12 +215,12 @@ async def test_token_field_with_auth_on(browser: Any, artifacts: Path) -> None:
     try:
         page = await context.new_page()
         await page.goto(url + "/")
-        await page.wait_for_selector("#conn[data-state=closed]", timeout=WAIT_MS)
+        await page.wait_for_selector("#conn[data-state=disconnected]", timeout=WAIT_MS)
         claims = {"sub": "console-test", "exp": int(time.time()) + 600, "read": ["*"]}
         claims["commands"] = ["*"]
         await page.fill("#token", jwt.encode(claims, secret, algorithm="HS256"))
         await page.click("#token-form button")
-        await page.wait_for_selector("#conn[data-state=open]", timeout=WAIT_MS)
+        await page.wait_for_selector("#conn[data-state=connected]", timeout=WAIT_MS)
         await page.locator("#dialects .dialect").first.wait_for(timeout=WAIT_MS)
         await _start(page, "loopback")
         await _say(page, "with a token")
@@ -227,3 +229,27 @@ async def test_token_field_with_auth_on(browser: Any, artifacts: Path) -> None:
     finally:
         await context.close()
         await runner.cleanup()
+
+
+async def test_receipts_are_marks_and_the_user_is_user(page: Any, artifacts: Path) -> None:
+    """A read receipt marks the message it acknowledges (no row with a raw id); the user's
+    own lines say `user`, not the name they started with; the file glyph is an inline SVG."""
+    await page.fill("#start-form [name=name]", "Ana Example")
+    await _start(page, "server_events")
+    await _say(page, "a file, please")
+    await _messages(page, "echo: a file, please", user=False).wait_for(timeout=WAIT_MS)
+    mine = _messages(page, "a file, please", user=True)
+    assert (await mine.locator(".who").text_content()) == "user"
+    await page.locator("#log .event-message .receipt-mark").first.wait_for(timeout=WAIT_MS)
+    assert await page.locator("#log .event-receipt:visible").count() == 0
+    assert await page.locator("#log .event-message .file svg.icon").count() >= 1
+    await page.screenshot(path=str(artifacts / "receipts.png"), full_page=True)
+
+
+async def test_the_console_speaks_through_the_sdk(page: Any) -> None:
+    """The page's socket is the SDK's: its client object, its states, no token in the URL."""
+    state = await page.evaluate(
+        "() => ({state: window.gatewayConsole.state.client.state,"
+        " welcome: window.gatewayConsole.state.client.welcome.op})"
+    )
+    assert state == {"state": "connected", "welcome": "welcome"}

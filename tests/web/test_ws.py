@@ -217,3 +217,36 @@ async def test_slow_reader_is_evicted_and_others_are_not_held_up(
     finally:
         raw.close()
     await fast.close()
+
+
+async def test_a_command_cut_off_by_a_lost_socket_still_acts_once_per_ref(
+    aiohttp_client: Any,
+) -> None:
+    """A socket lost while its `send` is at the platform: the command runs to its end anyway,
+    so the same ref re-sent on a new socket gets the stored answer and the platform sees the
+    message once (cancelled with its socket, it acted again)."""
+    from gateway.config import Settings
+    from gateway.demo import setup_demo
+    from gateway.web.app import create_app
+
+    app = create_app(Settings(dialects=["loopback"], auth="none"))
+    setup_demo(app, pace=0.1)
+    gateway = GatewayClient(await aiohttp_client(app))
+    first = await gateway.ws()
+    await first.send("start", dialect="loopback", participant={"from": "ana"}, ref="s1")
+    conversation = (await first.reply("started", "s1"))["conversation"]
+    rounds = 12
+    for n in range(rounds):
+        frame = {"conversation": conversation, "content": {"kind": "text", "text": f"cut {n}"}}
+        await first.send("send", ref=f"r{n}", **frame)
+        await asyncio.sleep(0.001 * n)  # somewhere on its way to the platform
+        await first.ws.close()
+        first = await gateway.ws()
+        await first.send("send", ref=f"r{n}", **frame)
+        assert (await first.reply("ack", f"r{n}"))["op"] == "ack"
+    await asyncio.sleep(0.5)  # a second copy, if any, would be in the log by now
+    status, body = await gateway.get(f"/v1/conversations/{conversation}/events", since=0)
+    assert status == 200 and not body["has_more"]
+    texts = [e["content"]["text"] for e in body["events"] if e["type"] == "message"]
+    for n in range(rounds):
+        assert texts.count(f"cut {n}") == 1, texts
