@@ -45,6 +45,7 @@ export interface Availability {
 export interface End {
   op: "end";
   ref?: string | null;
+  traceparent?: string | null;
   conversation: string;
 }
 
@@ -110,6 +111,7 @@ export interface EventFrame {
 export interface FetchHistory {
   op: "history";
   ref?: string | null;
+  traceparent?: string | null;
   conversation: string;
   cursor?: string | null;
   limit?: number;
@@ -140,6 +142,7 @@ export interface Form {
 export interface Forward {
   op: "forward";
   ref?: string | null;
+  traceparent?: string | null;
   conversation: string;
   destination: string;
 }
@@ -216,6 +219,7 @@ export interface Location {
 export interface MarkRead {
   op: "read";
   ref?: string | null;
+  traceparent?: string | null;
   conversation: string;
   up_to?: string | null;
 }
@@ -335,6 +339,7 @@ export interface Receipt {
 export interface Recover {
   op: "recover";
   ref?: string | null;
+  traceparent?: string | null;
   conversation: string;
 }
 
@@ -353,6 +358,7 @@ export interface Recovered {
 export interface Send {
   op: "send";
   ref?: string | null;
+  traceparent?: string | null;
   conversation: string;
   content: Text | Url | Image | File | Audio | Location | Action;
   metadata?: Record<string, unknown>;
@@ -361,6 +367,7 @@ export interface Send {
 export interface SetTyping {
   op: "typing";
   ref?: string | null;
+  traceparent?: string | null;
   conversation: string;
   active?: boolean;
   preview?: string | null;
@@ -384,6 +391,7 @@ export interface Signal {
 export interface Start {
   op: "start";
   ref?: string | null;
+  traceparent?: string | null;
   dialect: string;
   participant: Participant;
   agent_id?: string | null;
