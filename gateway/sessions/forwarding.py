@@ -1,5 +1,7 @@
-"""The answers a replica sends back for a command another replica forwarded to it.
+"""Commands one replica forwards to a session's owner, and the answers it sends back.
 
+{"command": <command>, "client": <sub>}                      the request (a bare command: an
+                                                             older replica's, sent by nobody)
 {"replies": [<reply>]}                                       carried out
 {"error": {"code", "message", ...}, "status", "recoverable"} refused, kept as it was
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from gateway.errors import GatewayError
+from gateway.model import Command, command_decoder
 from gateway.sessions.replies import Reply
 from gateway.sessions.store import ForwardedError
 
@@ -23,6 +26,28 @@ class _Answer(msgspec.Struct, omit_defaults=True):
 
 
 _decoder = msgspec.json.Decoder(_Answer)
+
+
+class _Request(msgspec.Struct):
+    command: Command
+    client: str = ""
+
+
+_request_decoder = msgspec.json.Decoder(_Request)
+
+
+def request(command: Command, client: str) -> bytes:
+    """The forwarded form of `command` sent by `client` (its refs are that client's)."""
+    return _encoder.encode(_Request(command, client))
+
+
+def command_of(body: bytes) -> tuple[Command, str]:
+    """The command of a forwarded request and who sent it."""
+    try:
+        decoded = _request_decoder.decode(body)
+    except msgspec.ValidationError:
+        return command_decoder.decode(body), ""
+    return decoded.command, decoded.client
 
 
 def replies(answer: list[Reply]) -> bytes:

@@ -13,7 +13,8 @@ Claims (all optional but `sub` and `exp`):
     dialects  dialects it may `start` on (default: every dialect)
     ingest    dialects it may POST native frames for (webhooks with signatures need no token)
 
-A conversation a client starts is readable by it for as long as its connection lives.
+A conversation a client starts is readable by it for as long as its connection lives (only if
+its own `start` opened the session: see `Sessions.started_by`).
 """
 
 from __future__ import annotations

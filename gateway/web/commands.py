@@ -11,6 +11,7 @@
                                                  the platform's own history → 200 history
 
 The body holds the command's fields (without `op` and `conversation`, which the route gives).
+A `ref` is the token subject's own: another client's equal ref is another command.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ async def start(request: web.Request) -> web.Response:
     command = _command(fields)
     assert isinstance(command, Start)
     request[GRANT].check_command("start", dialect=command.dialect)
-    (reply,) = await request.app[SESSIONS].execute(command)
+    (reply,) = await request.app[SESSIONS].execute(command, request[GRANT].subject)
     return json_response(reply, status=201)
 
 
@@ -71,7 +72,7 @@ async def command(request: web.Request) -> web.Response:
     fields = await _body(request)
     fields.update(op=op, conversation=request.match_info["conversation"])
     request[GRANT].check_command(op, conversation=request.match_info["conversation"])
-    (reply,) = await request.app[SESSIONS].execute(_command(fields))
+    (reply,) = await request.app[SESSIONS].execute(_command(fields), request[GRANT].subject)
     return json_response(reply)
 
 
@@ -87,5 +88,5 @@ async def platform_history(request: web.Request) -> web.Response:
     fetch = FetchHistory(
         conversation=conversation, cursor=query.get("cursor") or None, limit=int(limit)
     )
-    (reply,) = await request.app[SESSIONS].execute(fetch)
+    (reply,) = await request.app[SESSIONS].execute(fetch, request[GRANT].subject)
     return json_response(reply)

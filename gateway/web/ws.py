@@ -364,14 +364,19 @@ class Connection:
         try:
             if sessions is None:
                 raise Unsupported(f"`{op}` needs the sessions layer, which this gateway lacks")
-            for reply in await sessions.execute(command):
+            for reply in await sessions.execute(command, self.grant.subject):
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
-                    self.grant.own(reply.conversation)
-                    await self._subscribe(
-                        protocol.Subscribe(conversation=reply.conversation, since=0)
-                    )
+                    # Read access comes from the record of who started the session, never
+                    # from the answer: a start that joined someone else's live conversation
+                    # (SignalWire joins by address) grants nothing.
+                    if await sessions.started_by(reply.conversation) == self.grant.subject:
+                        self.grant.own(reply.conversation)
+                    if self.grant.can_read(reply.conversation):
+                        await self._subscribe(
+                            protocol.Subscribe(conversation=reply.conversation, since=0)
+                        )
                 elif isinstance(reply, Recovered):
                     await self._subscribe(
                         protocol.Subscribe(conversation=reply.conversation, since=reply.last_seq)
