@@ -9,7 +9,12 @@ in where the log lives and how an event reaches the process (`memory`: a dict an
   replays the log after it, then delivers live events, with no gap and no duplicate;
 - a live event whose seq is not the next one (a lost pub/sub message, a Redis reconnect) makes
   the subscription re-read the log from its cursor before it delivers anything newer;
-- replays wait for the sink to drain, so a resume of 10,000 events never overflows a socket.
+- replays wait for the sink to drain, so a resume of 10,000 events never overflows a socket;
+- each log has an epoch, made with its first event: a log that restarts (its store lost it)
+  gets a new one, and its subscriptions say so (`Sink.restarted`) instead of skipping the new
+  log's first seqs as already seen;
+- the reads that replay and repair are shared between subscriptions and, for repairs,
+  rate-limited (`gateway.hub.repair`): a reconnect does not become a storm of reads.
 
 Next to its log, a hub keeps each conversation's `ConversationContext` (`contexts`, `remember`):
 what decoding learned that no single frame carries, shared by every replica and ended with the log.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import time
 from collections.abc import Collection, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
@@ -29,11 +35,10 @@ import structlog
 
 from gateway.context import ConversationContext
 from gateway.errors import RequestError
+from gateway.hub.repair import LogState, Page, Reads
 from gateway.model import Event
 
 log = structlog.get_logger(__name__)
-
-REPLAY_PAGE = 500
 
 
 class Published(msgspec.Struct, frozen=True):
@@ -55,6 +60,10 @@ class Sink(Protocol):
     async def drained(self) -> None:
         """Return once the sink has room for a page of replayed events."""
 
+    def restarted(self, conversation: str, epoch: str) -> None:
+        """The log of `conversation` restarted under epoch `epoch` (its store lost it): the
+        events delivered before are of the old log, and the new log follows from seq 1."""
+
 
 def is_pattern(conversation: str) -> bool:
     """Whether a subscription target is a glob pattern (`genesys:*`, `*`) rather than one id."""
@@ -66,9 +75,29 @@ class Subscription:
 
     Made by `Hub.subscribe`, which returns it buffering; the caller announces it (e.g. sends
     `subscribed`) and then calls `start()`, so nothing is delivered before the announcement.
+
+    A cursor is a seq of one log epoch (`epochs`). When the log restarts under it (the store
+    lost it: a new epoch, or a head behind the cursor), the cursor goes back to 0 in the new
+    epoch, the sink is told (`Sink.restarted`, for a subscription to one conversation) and the
+    new log follows. A pattern's cursors last while their conversations are active: one not
+    seen for `Hub.pattern_idle_s` (to twice that) is forgotten, so a `*` subscription holds,
+    and repairs after a reconnect, only the conversations that were recently live.
     """
 
-    __slots__ = ("_buffers", "_fills", "closed", "cursors", "exact", "hub", "sink", "target")
+    __slots__ = (
+        "_buffers",
+        "_fills",
+        "_idle",
+        "_rotate_at",
+        "closed",
+        "cursors",
+        "epochs",
+        "exact",
+        "hub",
+        "recovered",
+        "sink",
+        "target",
+    )
 
     def __init__(self, hub: Hub, target: str, sink: Sink) -> None:
         self.hub = hub
@@ -76,8 +105,13 @@ class Subscription:
         self.exact = not is_pattern(target)
         self.sink = sink
         self.cursors: dict[str, int] = {}
-        self._buffers: dict[str, list[tuple[int, bytes]]] = {}
+        self.epochs: dict[str, str] = {}
+        self.recovered: bool | None = None
+        """For a resume (`since`): whether every event after it is delivered."""
+        self._buffers: dict[str, list[tuple[int, str, bytes]]] = {}
         self._fills: dict[str, asyncio.Task[None]] | None = None  # replays under way
+        self._idle: tuple[dict[str, int], dict[str, str]] | None = None  # a pattern's older cursors
+        self._rotate_at = 0.0
         self.closed = False
 
     @property
@@ -85,48 +119,111 @@ class Subscription:
         """For an exact subscription: the last seq delivered (or the start cursor)."""
         return self.cursors.get(self.target, 0)
 
+    @property
+    def epoch(self) -> str:
+        """For an exact subscription: the epoch its cursor is in ("" while the log has none)."""
+        return self.epochs.get(self.target, "")
+
     def matches(self, conversation: str) -> bool:
         return conversation == self.target if self.exact else fnmatchcase(conversation, self.target)
 
     def start(self) -> None:
         """Begin delivering: replay from the cursor, then live events."""
         if self.exact:
-            self._fill(self.target)
+            self._fill(self.target, repair=False)
 
-    def on_event(self, conversation: str, seq: int, payload: bytes) -> None:
+    def on_event(self, conversation: str, seq: int, epoch: str, payload: bytes) -> None:
         """Called by the engine for every event of a matching conversation, in publish order."""
         if self.closed:
             return
         if seq == 0:
             self.sink.deliver(conversation, 0, payload)
             return
+        if not self.exact:
+            self._age()
         buffer = self._buffers.get(conversation)
         if buffer is not None:
-            buffer.append((seq, payload))
+            buffer.append((seq, epoch, payload))
             return
         last = self.cursors.get(conversation)
+        if last is None and self._idle is not None:
+            last = self._revive(conversation)
         if last is None:  # a pattern's first sight of this conversation: start here
             last = seq - 1
+            self.epochs[conversation] = epoch
+        else:
+            known = self.epochs.get(conversation, "")
+            if known != epoch:
+                if known and epoch:  # the log restarted: from its start, said plainly
+                    self._restart(conversation, epoch)
+                    self._buffers[conversation] = [(seq, epoch, payload)]
+                    self._fill(conversation, repair=True)
+                    return
+                self.epochs[conversation] = epoch or known
         if seq <= last:
             return
         if seq > last + 1:
             self.cursors[conversation] = last
-            self._buffers[conversation] = [(seq, payload)]
-            self._fill(conversation)
+            self._buffers[conversation] = [(seq, epoch, payload)]
+            self._fill(conversation, repair=True)
             return
         self.cursors[conversation] = seq
         self.sink.deliver(conversation, seq, payload)
 
+    def _age(self) -> None:
+        """Forget a pattern's idle conversations: every `pattern_idle_s` the cursors seen since
+        the last turn become the idle generation, and the idle one is dropped (all of them when
+        nothing came for a whole turn). A cursor seen again moves back (`_revive`)."""
+        now = time.monotonic()
+        if now < self._rotate_at:
+            return
+        idle_s = self.hub.pattern_idle_s
+        quiet = now >= self._rotate_at + idle_s
+        self._rotate_at = now + idle_s
+        cursors, epochs = self.cursors, self.epochs
+        self._idle = None if quiet else (cursors, epochs)
+        self.cursors, self.epochs = {}, {}
+        for conversation in self._buffers:  # under repair: kept
+            if conversation in cursors:
+                self.cursors[conversation] = cursors.pop(conversation)
+                self.epochs[conversation] = epochs.pop(conversation, "")
+
+    def _revive(self, conversation: str) -> int | None:
+        """A pattern's cursor of `conversation` from the idle generation (moved back into the
+        current one), or None."""
+        if self._idle is None:
+            return None
+        cursor = self._idle[0].pop(conversation, None)
+        if cursor is not None:
+            self.cursors[conversation] = cursor
+            self.epochs[conversation] = self._idle[1].pop(conversation, "")
+        return cursor
+
+    def _restart(self, conversation: str, epoch: str) -> None:
+        """The log of `conversation` restarted (epoch `epoch`): start over at its beginning."""
+        self.cursors[conversation] = 0
+        self.epochs[conversation] = epoch
+        log.warning("hub.log_restarted", conversation_id=conversation, epoch=epoch)
+        if self.exact:
+            self.recovered = False
+            self.sink.restarted(conversation, epoch)
+
     def recheck(self) -> None:
         """Re-read every conversation from its cursor (after the engine may have missed events,
-        e.g. across a Redis reconnect)."""
+        e.g. across a Redis reconnect). A pattern's recently idle conversations are covered too."""
+        if not self.exact:
+            self._age()
+        if self._idle is not None:
+            for conversation in list(self._idle[0]):
+                self._revive(conversation)
         for conversation in list(self.cursors):
             if conversation not in self._buffers:  # a conversation being replayed is covered
-                self._fill(conversation)
+                self._buffers[conversation] = []
+                self._fill(conversation, repair=True)
 
-    def _fill(self, conversation: str) -> None:
+    def _fill(self, conversation: str, *, repair: bool) -> None:
         self._buffers.setdefault(conversation, [])
-        task = asyncio.create_task(self._run_fill(conversation))
+        task = asyncio.create_task(self._run_fill(conversation, repair))
         if self._fills is None:
             self._fills = {}
         self._fills[conversation] = task
@@ -136,11 +233,11 @@ class Subscription:
         if self._fills is not None and self._fills.get(conversation) is task:
             del self._fills[conversation]
 
-    async def _run_fill(self, conversation: str) -> None:
+    async def _run_fill(self, conversation: str, repair: bool) -> None:
         retry = 0.05
         while not self.closed:
             try:
-                if await self._replay_and_switch_live(conversation):
+                if await self._replay_and_switch_live(conversation, repair):
                     return
             except asyncio.CancelledError:
                 raise
@@ -149,32 +246,45 @@ class Subscription:
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, 2.0)
 
-    async def _replay_and_switch_live(self, conversation: str) -> bool:
+    async def _replay_and_switch_live(self, conversation: str, repair: bool) -> bool:
         """Deliver the log after the cursor; True once caught up and delivering live again."""
         cursor = self.cursors.get(conversation, 0)
         while True:
             await self.sink.drained()
-            page = await self.hub.read(conversation, after=cursor, limit=REPLAY_PAGE)
+            page = await self.hub.reads.page(conversation, cursor, repair=repair)
             if self.closed:
                 return True
-            for seq, payload in page:
+            state = page.state
+            known = self.epochs.get(conversation, "")
+            if (known and state.epoch and state.epoch != known) or state.head < cursor:
+                self._restart(conversation, state.epoch)  # the log restarted: read it anew
+                cursor = 0
+                continue
+            if state.epoch:
+                self.epochs[conversation] = state.epoch
+            for seq, payload in page.rows:
                 if seq > cursor:
                     cursor = seq
                     self.sink.deliver(conversation, seq, payload)
             self.cursors[conversation] = cursor
-            if len(page) < REPLAY_PAGE:
+            if not page.more:
                 break
         # No await from here on: the buffer cannot grow while it is switched back to live.
-        buffered = [(s, p) for s, p in self._buffers.pop(conversation, ()) if s > cursor]
-        if not self._buffers:
-            self._buffers = {}  # a dict keeps its grown table when emptied; idle ones are many
-        if all(s == cursor + i for i, (s, _) in enumerate(buffered, 1)):
-            for seq, payload in buffered:
-                self.sink.deliver(conversation, seq, payload)
-                cursor = seq
+        epoch = self.epochs.get(conversation, "")
+        buffered = [
+            (s, e) for s, e, _ in self._buffers[conversation] if s > cursor or (e and e != epoch)
+        ]
+        if all(s == cursor + i and (e == epoch or not e) for i, (s, e) in enumerate(buffered, 1)):
+            for seq, _, payload in self._buffers.pop(conversation):
+                if seq > cursor:
+                    self.sink.deliver(conversation, seq, payload)
+                    cursor = seq
+            if not self._buffers:
+                self._buffers = {}  # a dict keeps its grown table when emptied; idle ones are many
             self.cursors[conversation] = cursor
             return True
-        self._buffers[conversation] = []  # still a hole: those events are in the log, read again
+        # Still a hole (or events of another epoch): those events are in the log, read again.
+        self._buffers[conversation] = []
         return False
 
     def close(self) -> None:
@@ -188,7 +298,25 @@ class Subscription:
 
 
 class Hub(abc.ABC):
-    """A log per conversation plus fan-out to subscriptions. Engines implement the storage."""
+    """A log per conversation plus fan-out to subscriptions. Engines implement the storage.
+
+    `repair_rate`, `repair_burst`, `repair_concurrency` bound the reads that repair
+    subscriptions (see `gateway.hub.repair`); `pattern_idle_s` is how long a pattern
+    subscription keeps the cursor of a conversation it saw nothing of (to twice that).
+    """
+
+    def __init__(
+        self,
+        *,
+        repair_rate: float = 200.0,
+        repair_burst: int = 50,
+        repair_concurrency: int = 4,
+        pattern_idle_s: float = 300.0,
+    ) -> None:
+        self.reads = Reads(
+            self.read_page, rate=repair_rate, burst=repair_burst, concurrency=repair_concurrency
+        )
+        self.pattern_idle_s = pattern_idle_s
 
     round_trips: int = 0
     """Requests made to the store (a batch publish is one): read by the metrics."""
@@ -231,6 +359,15 @@ class Hub(abc.ABC):
         """The last seq assigned in `conversation` (0 when it has none)."""
 
     @abc.abstractmethod
+    async def state(self, conversation: str) -> LogState:
+        """Where `conversation`'s log stands (head, epoch, oldest kept seq), in one round trip."""
+
+    @abc.abstractmethod
+    async def read_page(self, conversation: str, after: int, limit: int) -> Page:
+        """`read(conversation, after=after, limit=limit)` and the log's state, in one round
+        trip (what subscriptions replay and repair with, through `reads`)."""
+
+    @abc.abstractmethod
     async def contexts(self, conversations: Collection[str]) -> dict[str, ConversationContext]:
         """The stored context of each conversation named (`gateway.context.EMPTY` for one with
         none), read in one round trip. Raises `StoreUnavailable` if the store cannot be reached.
@@ -262,15 +399,21 @@ class Hub(abc.ABC):
     def _detach(self, subscription: Subscription) -> None:
         """Stop routing events to the subscription."""
 
-    async def subscribe(self, target: str, sink: Sink, since: int | None = None) -> Subscription:
+    async def subscribe(
+        self, target: str, sink: Sink, since: int | None = None, epoch: str | None = None
+    ) -> Subscription:
         """Subscribe `sink` to a conversation id or a pattern, buffering until `start()`.
 
-        For a conversation, `since` is the last seq the client saw: the events after it are
-        replayed first. Without it, the subscription starts at the conversation's head (its
-        `seq` says which). Patterns deliver live events only, so `since` is refused for them.
+        For a conversation, `since` is the last seq the client saw (of log epoch `epoch`, if it
+        knows it): the events after it are replayed first, and `recovered` says whether they
+        all still are. It is False when the log restarted since (another epoch, or a head
+        behind `since`): the subscription then starts at 0 of the new log; and when the oldest
+        of them were trimmed (retention): it replays what is kept. Without `since`, the
+        subscription starts at the conversation's head (its `seq` says which). Patterns
+        deliver live events only, so `since` is refused for them.
         """
         subscription = Subscription(self, target, sink)
-        if not subscription.exact and since is not None:
+        if not subscription.exact and (since is not None or epoch is not None):
             raise RequestError("`since` needs one conversation, not a pattern", path="$.since")
         if since is not None and since < 0:
             raise RequestError("`since` must be 0 or more", path="$.since")
@@ -279,11 +422,21 @@ class Hub(abc.ABC):
         await self._attach(subscription)
         if subscription.exact:
             try:
-                cursor = since if since is not None else await self.head(target)
+                state = await self.state(target)
             except BaseException:
                 subscription.close()
                 raise
+            cursor = state.head
+            if since is not None:
+                cursor = since
+                restarted = since > state.head or bool(epoch and epoch != state.epoch)
+                if restarted:
+                    cursor = 0
+                subscription.recovered = not restarted and not (
+                    since < state.head and state.first > since + 1
+                )
             subscription.cursors[target] = cursor
+            subscription.epochs[target] = state.epoch
         return subscription
 
     async def wait_closed(self, subscriptions: Sequence[Subscription]) -> None:

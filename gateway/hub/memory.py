@@ -6,23 +6,28 @@ context); events reach subscriptions by a direct call, so a memory hub never has
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from gateway.context import EMPTY, ConversationContext
 from gateway.hub import wire
 from gateway.hub.base import Hub, Published, Subscription
+from gateway.hub.repair import LogState, Page
 from gateway.model import EPHEMERAL, Ended, Event, event_encoder
 
 
 class _Log:
-    """One conversation: its log, dedup index and context, forgotten together."""
+    """One conversation: its log, dedup index and context, forgotten together. `epoch` names
+    this log: one made again after it was forgotten (or in a new process) has another."""
 
-    __slots__ = ("context", "entries", "expires_at", "ids", "seq")
+    __slots__ = ("context", "entries", "epoch", "expires_at", "ids", "seq")
 
     def __init__(self, maxlen: int) -> None:
         self.seq = 0
+        self.epoch = secrets.token_hex(4)
         self.ids: dict[str, int] = {}
         self.entries: deque[tuple[int, bytes]] = deque(maxlen=maxlen)
         self.expires_at: float | None = None
@@ -33,7 +38,10 @@ class MemoryHub(Hub):
     """Logs kept in this process. `maxlen` bounds each log (oldest trimmed first); a
     conversation is forgotten `ended_ttl` seconds after its `ended` event."""
 
-    def __init__(self, *, maxlen: int = 10_000, ended_ttl: float = 7 * 86400) -> None:
+    def __init__(
+        self, *, maxlen: int = 10_000, ended_ttl: float = 7 * 86400, **repair: Any
+    ) -> None:
+        super().__init__(**repair)
         self.maxlen = maxlen
         self.ended_ttl = ended_ttl
         self._logs: dict[str, _Log] = {}
@@ -62,7 +70,7 @@ class MemoryHub(Hub):
         for event in events:
             conversation = event.conversation_id
             if isinstance(event, EPHEMERAL):
-                self._dispatch(conversation, 0, event_encoder.encode(event))
+                self._dispatch(conversation, 0, "", event_encoder.encode(event))
                 results.append(Published(event.id, 0))
                 continue
             entry = self._log(conversation, create=True)
@@ -75,22 +83,22 @@ class MemoryHub(Hub):
                 entry.expires_at = None
             entry.seq += 1
             entry.ids[event.id] = entry.seq
-            payload = wire.encode_stored(event, entry.seq)
+            payload = wire.encode_stored(event, entry.seq, entry.epoch)
             entry.entries.append((entry.seq, payload))
             if isinstance(event, Ended):
                 entry.expires_at = time.time() + self.ended_ttl
             results.append(Published(event.id, entry.seq))
-            self._dispatch(conversation, entry.seq, payload)
+            self._dispatch(conversation, entry.seq, entry.epoch, payload)
         return results
 
-    def _dispatch(self, conversation: str, seq: int, payload: bytes) -> None:
+    def _dispatch(self, conversation: str, seq: int, epoch: str, payload: bytes) -> None:
         # Copies: a sink that overflows closes its subscription in the middle of the loop.
         for subscription in tuple(self._exact.get(conversation, ())):
-            subscription.on_event(conversation, seq, payload)
+            subscription.on_event(conversation, seq, epoch, payload)
         for pattern_subs in tuple(self._patterns.values()):
             for subscription in tuple(pattern_subs):
                 if subscription.matches(conversation):
-                    subscription.on_event(conversation, seq, payload)
+                    subscription.on_event(conversation, seq, epoch, payload)
 
     async def read(
         self, conversation: str, *, after: int = 0, limit: int = 1000
@@ -119,6 +127,19 @@ class MemoryHub(Hub):
     async def head(self, conversation: str) -> int:
         entry = self._log(conversation)
         return entry.seq if entry is not None else 0
+
+    async def state(self, conversation: str) -> LogState:
+        entry = self._log(conversation)
+        if entry is None or entry.seq == 0:
+            return LogState()
+        first = entry.entries[0][0] if entry.entries else 0
+        return LogState(head=entry.seq, epoch=entry.epoch, first=first)
+
+    async def read_page(self, conversation: str, after: int, limit: int) -> Page:
+        rows = await self.read(conversation, after=after, limit=limit)
+        return Page(
+            after=after, state=await self.state(conversation), rows=rows, more=len(rows) >= limit
+        )
 
     async def contexts(self, conversations: Collection[str]) -> dict[str, ConversationContext]:
         found = {}

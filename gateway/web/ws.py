@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from gateway import metrics
 from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
-from gateway.hub import Subscription, is_pattern
+from gateway.hub import Subscription, is_pattern, wire
 from gateway.logging import bound
 from gateway.model import Command, FetchHistory, Start
 from gateway.sessions.replies import Recovered, Started
@@ -159,6 +159,13 @@ class Connection:
     def deliver(self, conversation: str, seq: int, payload: bytes) -> None:
         if not self._closing:
             self._emit(*_frames.frames_for(payload))
+
+    def restarted(self, conversation: str, epoch: str) -> None:
+        self.send(
+            protocol.Subscribed(
+                conversation=conversation, seq=0, epoch=epoch or None, recovered=False
+            )
+        )
 
     async def drained(self) -> None:
         while not self._closing and len(self._queue) > self._limit // 2:
@@ -312,7 +319,7 @@ class Connection:
         limit = self.settings.max_subscriptions
         if target not in self.subscriptions and len(self.subscriptions) >= limit:
             raise LimitExceeded(f"a socket may hold {limit} subscriptions", limit=limit)
-        subscription = await self.hub.subscribe(target, self, frame.since)
+        subscription = await self.hub.subscribe(target, self, frame.since, frame.epoch or None)
         if self._closing:
             subscription.close()
             return
@@ -324,7 +331,15 @@ class Connection:
             metrics.WS_SUBSCRIPTIONS.dec()
         self.subscriptions[target] = subscription
         metrics.WS_SUBSCRIPTIONS.inc()
-        self.send(protocol.Subscribed(ref=frame.ref, conversation=target, seq=subscription.seq))
+        self.send(
+            protocol.Subscribed(
+                ref=frame.ref,
+                conversation=target,
+                seq=subscription.seq,
+                epoch=subscription.epoch or None if subscription.exact else None,
+                recovered=subscription.recovered,
+            )
+        )
         subscription.start()
 
     def _unsubscribe(self, frame: protocol.Unsubscribe) -> None:
@@ -354,7 +369,11 @@ class Connection:
         events = [msgspec.Raw(payload) for _, payload in rows[-frame.limit :]]
         self.send(
             protocol.HistoryReply(
-                ref=frame.ref, conversation=frame.conversation, events=events, has_more=has_more
+                ref=frame.ref,
+                conversation=frame.conversation,
+                events=events,
+                has_more=has_more,
+                epoch=wire.read_epoch(rows[-1][1]) or None if rows else None,
             )
         )
 
@@ -365,21 +384,30 @@ class Connection:
             if sessions is None:
                 raise Unsupported(f"`{op}` needs the sessions layer, which this gateway lacks")
             for reply in await sessions.execute(command, self.grant.subject):
+                # Read access comes from the record of who started the session, never from
+                # the answer: a start that joined someone else's live conversation (SignalWire
+                # joins by address) grants nothing. Checked before the answer goes out, so that
+                # nothing is awaited between it and the subscription below.
+                if (
+                    isinstance(reply, Started)
+                    and await sessions.started_by(reply.conversation) == self.grant.subject
+                ):
+                    self.grant.own(reply.conversation)
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
-                    # Read access comes from the record of who started the session, never
-                    # from the answer: a start that joined someone else's live conversation
-                    # (SignalWire joins by address) grants nothing.
-                    if await sessions.started_by(reply.conversation) == self.grant.subject:
-                        self.grant.own(reply.conversation)
                     if self.grant.can_read(reply.conversation):
                         await self._subscribe(
                             protocol.Subscribe(conversation=reply.conversation, since=0)
                         )
                 elif isinstance(reply, Recovered):
+                    last = bytes(reply.events[-1]) if reply.events else None
                     await self._subscribe(
-                        protocol.Subscribe(conversation=reply.conversation, since=reply.last_seq)
+                        protocol.Subscribe(
+                            conversation=reply.conversation,
+                            since=reply.last_seq,
+                            epoch=wire.read_epoch(last) or None if last else None,
+                        )
                     )
         except GatewayError as exc:
             metrics.WS_COMMANDS.labels(op, "error").inc()

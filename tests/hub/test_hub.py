@@ -26,6 +26,9 @@ class Collect:
     async def drained(self) -> None:
         pass
 
+    def restarted(self, conversation: str, epoch: str) -> None:
+        self.got.append((conversation, -1, epoch.encode()))
+
     def seqs(self, conversation: str) -> list[int]:
         return [s for c, s, _ in self.got if c == conversation]
 
