@@ -52,6 +52,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Events kept per conversation log (oldest trimmed first)."""
     retention_ended_s: float = 7 * 86400
     """How long a conversation's log is kept after its `ended` event."""
+    retention_idle_s: float = 30 * 86400
+    """How long a conversation's log is kept after its last event when it never ends."""
+    memory_max_conversations: int = 100_000
+    """The memory engine's bound: beyond it, the least recently written conversations are
+    forgotten (their subscribers are told the log restarted if it comes back)."""
     repair_reads_per_s: float = 200.0
     repair_burst: int = 50
     repair_concurrency: int = 4
@@ -104,6 +109,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ("history_max_limit", self.history_max_limit >= 1, "must be at least 1"),
             ("retention_maxlen", self.retention_maxlen >= 1, "must be at least 1"),
             ("retention_ended_s", self.retention_ended_s > 0, "must be positive"),
+            ("retention_idle_s", self.retention_idle_s >= 1, "must be at least 1"),
+            ("memory_max_conversations", self.memory_max_conversations >= 1, "must be at least 1"),
             ("repair_reads_per_s", self.repair_reads_per_s > 0, "must be positive"),
             ("repair_burst", self.repair_burst >= 1, "must be at least 1"),
             ("repair_concurrency", self.repair_concurrency >= 1, "must be at least 1"),

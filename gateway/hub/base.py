@@ -65,9 +65,41 @@ class Sink(Protocol):
         events delivered before are of the old log, and the new log follows from seq 1."""
 
 
+_GLOB = frozenset("*?[]\\")
+
+
 def is_pattern(conversation: str) -> bool:
-    """Whether a subscription target is a glob pattern (`genesys:*`, `*`) rather than one id."""
+    """Whether a subscription target is a pattern (`genesys:*`, `*`) rather than one id (any
+    glob character counts, so that nothing glob-like is ever taken for one conversation)."""
     return any(c in conversation for c in "*?[")
+
+
+def check_target(target: str) -> None:
+    """Raise `RequestError` unless `target` is in the subscription language: one conversation
+    id (no `*`, `?`, `[`, `]`, `\\`), or a literal prefix followed by one `*` at the end
+    (`genesys:*`, `genesys:c1*`, `*`), which matches every conversation id starting with it."""
+    literal = target[:-1] if target.endswith("*") else target
+    if not target or any(c in _GLOB for c in literal):
+        raise RequestError(
+            f"{target!r} is not a conversation id nor a pattern: a pattern is a literal prefix "
+            "and one `*` at its end (`genesys:*`, `*`)",
+            path="$.conversation",
+        )
+
+
+def covers(claim: str, target: str) -> bool:
+    """Whether a `read` claim allows a subscription target (checked by `check_target`).
+
+    One conversation is allowed by a claim that matches it as a glob (the id is literal, so
+    the claim's globbing is the claim's own). A pattern is allowed only by a prefix claim
+    (`P*`) whose prefix it extends: its every match is then the claim's; a claim of any other
+    shape allows no pattern, since containment could not be decided.
+    """
+    if not target.endswith("*"):
+        return fnmatchcase(target, claim)
+    if not claim.endswith("*") or any(c in _GLOB for c in claim[:-1]):
+        return False
+    return target[:-1].startswith(claim[:-1])
 
 
 class Subscription:
@@ -94,6 +126,7 @@ class Subscription:
         "epochs",
         "exact",
         "hub",
+        "prefix",
         "recovered",
         "sink",
         "target",
@@ -103,6 +136,7 @@ class Subscription:
         self.hub = hub
         self.target = target
         self.exact = not is_pattern(target)
+        self.prefix = target[:-1]  # what a pattern's conversations start with
         self.sink = sink
         self.cursors: dict[str, int] = {}
         self.epochs: dict[str, str] = {}
@@ -125,7 +159,7 @@ class Subscription:
         return self.epochs.get(self.target, "")
 
     def matches(self, conversation: str) -> bool:
-        return conversation == self.target if self.exact else fnmatchcase(conversation, self.target)
+        return conversation == self.target if self.exact else conversation.startswith(self.prefix)
 
     def start(self) -> None:
         """Begin delivering: replay from the cursor, then live events."""
@@ -381,7 +415,8 @@ class Hub(abc.ABC):
 
         Atomic per conversation and field by field, so replicas remembering different parties
         at once lose nothing. A context ends with its conversation's log: it expires with it
-        `ended_ttl` after `ended`, and is never trimmed (a log's trim keeps its conversation).
+        `ended_ttl` after `ended` (`idle_ttl` after its last event while open), and is never
+        trimmed (a log's trim keeps its conversation).
         One remembered before the conversation's first stored event is kept as an ended log
         would be, until that event adopts it. Raises `StoreUnavailable` if the store cannot be
         reached; remembering again is harmless (merging is idempotent).
@@ -412,6 +447,7 @@ class Hub(abc.ABC):
         subscription starts at the conversation's head (its `seq` says which). Patterns
         deliver live events only, so `since` is refused for them.
         """
+        check_target(target)
         subscription = Subscription(self, target, sink)
         if not subscription.exact and (since is not None or epoch is not None):
             raise RequestError("`since` needs one conversation, not a pattern", path="$.since")

@@ -15,10 +15,12 @@ under different namespaces):
 `PUBLISH_SCRIPT` does dedup + seq + append + publish for one conversation's events atomically,
 so seq order is publish order. A batch is one pipeline of one script call per conversation: one
 round trip. `REMEMBER_SCRIPT` writes a context field by field (HSET: replicas writing
-different parties at once both land) and gives it its log's end; `ended` expires all five keys
-together. The listener reconnects with capped backoff; after a reconnect every subscription
-re-reads the log from its cursors, so no subscriber stays deaf or misses what was published
-while the link was down.
+different parties at once both land) and gives it its log's end. Every stored event sets
+the five keys to expire together: `idle_ttl` after the last event (a conversation that never
+ends does not stay forever), `ended_ttl` after `ended`. The dedup index keeps the ids of the
+last `maxlen` events, as the log does. The listener reconnects with capped backoff; after a
+reconnect every subscription re-reads the log from its cursors (bounded: `gateway.hub.repair`),
+so no subscriber stays deaf or misses what was published while the link was down.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ T = TypeVar("T")
 
 PUBLISH_SCRIPT = """
 -- KEYS: seq counter, id->seq hash, log stream, context hash, epoch
--- ARGV: channel, maxlen, ttl after `ended` (s), an epoch for a log that has none;
---       then per event: id, JSON without seq, ended (0|1)
+-- ARGV: channel, maxlen, ttl after `ended` (s), an epoch for a log that has none, ttl after
+--       the last event (s, idle); then per event: id, JSON without seq, ended (0|1)
 -- `seq` and `epoch` go right after the first comma, which closes the type tag (hub/wire.py).
 local out = {}
 local epoch = redis.call('GET', KEYS[5])
@@ -58,7 +60,7 @@ if not epoch then  -- a new log (or one the store lost, starting again): a new e
   local ends = redis.call('TTL', KEYS[1])
   if ends > 0 then redis.call('EXPIRE', KEYS[5], ends) end
 end
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local known = redis.call('HGET', KEYS[2], ARGV[i])
   if known then
     out[#out + 1] = -tonumber(known)
@@ -68,15 +70,25 @@ for i = 5, #ARGV, 3 do
       redis.call('PERSIST', KEYS[4])
     end
     redis.call('HSET', KEYS[2], ARGV[i], seq)
+    local gone = seq - tonumber(ARGV[2])  -- the dedup index keeps the ids of the last maxlen
+    if gone > 0 then  -- (read before XADD, whose approximate trim keeps at least maxlen)
+      local old = redis.call('XRANGE', KEYS[3], gone .. '-0', gone .. '-0')
+      if old[1] then
+        local ok, event = pcall(cjson.decode, old[1][2][2])
+        if ok then redis.call('HDEL', KEYS[2], event.id) end
+      end
+    end
     local json = ARGV[i + 1]
     local cut = string.find(json, ',', 1, true)
     local payload = string.sub(json, 1, cut) .. '"seq":' .. seq .. ',"epoch":"' .. epoch
       .. '",' .. string.sub(json, cut + 1)
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', payload)
     redis.call('PUBLISH', ARGV[1], payload)
-    if ARGV[i + 2] == '1' then
-      for k = 1, 5 do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
-    end
+    local ttl = ARGV[5]  -- kept `idle` after its last event, or `ended ttl` after `ended`
+    if ARGV[i + 2] == '1' then ttl = ARGV[3] end
+    redis.call('EXPIRE', KEYS[1], ttl)
+    local ends = redis.call('PEXPIRETIME', KEYS[1])  -- the same instant for all five
+    for k = 2, 5 do redis.call('PEXPIREAT', KEYS[k], ends) end
     out[#out + 1] = seq
   end
 end
@@ -87,7 +99,7 @@ REMEMBER_SCRIPT = """
 -- KEYS: context hash, the log's seq counter
 -- ARGV: how long a context whose log has no event yet is kept (s); then field, value pairs
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
--- The context ends when its log does: at the same instant, or never while the log is open.
+-- The context ends when its log does, at the same instant (an open log ends when idle).
 local ends = redis.call('PEXPIRETIME', KEYS[2])
 if ends > 0 then
   redis.call('PEXPIREAT', KEYS[1], ends)
@@ -129,6 +141,7 @@ class RedisHub(Hub):
         *,
         maxlen: int = 10_000,
         ended_ttl: float = 7 * 86400,
+        idle_ttl: float = 30 * 86400,
         max_backoff: float = 2.0,
         max_connections: int = 64,
         namespace: str = "gw",
@@ -139,6 +152,7 @@ class RedisHub(Hub):
         self.namespace = namespace
         self.maxlen = maxlen
         self.ended_ttl = int(ended_ttl)
+        self.idle_ttl = max(int(idle_ttl), 1)
         # A bounded pool: a burst of requests waits for a connection instead of opening
         # hundreds. Fail fast otherwise: the caller answers 503 and the sender retries.
         self._pool = aioredis.BlockingConnectionPool.from_url(
@@ -246,6 +260,7 @@ class RedisHub(Hub):
             self.maxlen,
             self.ended_ttl,
             secrets.token_hex(4),
+            self.idle_ttl,
         ]
         encode = wire.encode
         for event in events:

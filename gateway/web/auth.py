@@ -7,7 +7,9 @@ parameter, or, on the WebSocket, a subprotocol `bearer.<token>` offered next to 
 Claims (all optional but `sub` and `exp`):
 
     sub       the client's id (rate limits are per client)
-    read      conversation ids or patterns it may read: ["genesys:*", "wonderful:abc"]
+    read      conversation ids or patterns it may read: ["genesys:*", "wonderful:abc"]; a
+              subscription pattern (a prefix and one `*` at its end) needs a claim `P*` whose
+              prefix it extends (`gateway.hub.covers`)
     commands  ops it may send: ["start", "send", "typing", "read", "end", "forward", "recover"]
               or ["*"]
     dialects  dialects it may `start` on (default: every dialect)
@@ -29,6 +31,7 @@ import msgspec
 
 from gateway.config import ConfigError, Settings
 from gateway.errors import GatewayError
+from gateway.hub import covers
 
 COMMANDS = frozenset({"start", "recover", "send", "typing", "read", "end", "forward"})
 
@@ -66,10 +69,11 @@ class Grant(msgspec.Struct, kw_only=True):
         self.owned.add(conversation)
 
     def can_read(self, target: str) -> bool:
-        """`target` is a conversation id or a pattern; a pattern needs a claim as wide."""
+        """`target` is a conversation id or a pattern; a pattern needs a claim that contains it
+        (`gateway.hub.covers`), never one whose text merely matches it."""
         if self.owned is not None and target in self.owned:
             return True
-        return any(fnmatchcase(target, scope) for scope in self.read)
+        return any(covers(scope, target) for scope in self.read)
 
     def can_command(self, op: str) -> bool:
         return "*" in self.commands or op in self.commands

@@ -20,7 +20,7 @@ from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
 from gateway.web.auth import Forbidden, token_of
 from gateway.web.keys import AUTH, DECODE_OPTIONS, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
 from gateway.web.responses import json_response
-from gateway.web.signatures import verify
+from gateway.web.signatures import check_fresh, verify
 
 log = structlog.get_logger(__name__)
 
@@ -40,26 +40,35 @@ class _Accepted(msgspec.Struct):
 async def ingest(request: web.Request) -> web.Response:
     dialect = request.match_info["dialect"]
     conversation = request.query.get("conversation") or None
-    structlog.contextvars.bind_contextvars(dialect=dialect)
+    # Metric labels come from closed sets: a name anyone can put in a URL is not one.
+    label = dialect if dialect in request.app[REGISTRY] else "unknown"
+    structlog.contextvars.bind_contextvars(dialect=label)
     try:
         response = await _ingest(request, dialect, conversation)
     except GatewayError as exc:
-        metrics.INGEST_REQUESTS.labels(dialect, str(exc.status)).inc()
+        metrics.INGEST_REQUESTS.labels(label, str(exc.status)).inc()
         if exc.status < 500:
-            metrics.INGEST_FRAMES.labels(dialect, "rejected").inc()
+            metrics.INGEST_FRAMES.labels(label, "rejected").inc()
         log.info("ingest.rejected", code=exc.code, status=exc.status, **exc.details)
         raise
-    metrics.INGEST_REQUESTS.labels(dialect, "202").inc()
+    metrics.INGEST_REQUESTS.labels(label, "202").inc()
     return response
 
 
-def _check_sender(request: web.Request, dialect: str, body: bytes) -> None:
+def _check_sender(request: web.Request, dialect: str, body: bytes | None) -> None:
     """A dialect with webhook secrets takes signed bodies; any other needs a token whose
-    `ingest` claim names the dialect (or authentication off)."""
+    `ingest` claim names the dialect (or authentication off). Called before the body is read
+    (`body` None: the token, or the signature's presence and freshness) and after it."""
     keys = request.app[WEBHOOK_KEYS].get(dialect)
+    window_s = request.app[SETTINGS].webhook_window_s
     if keys:
-        verify(request.headers, body, keys, request.app[SETTINGS].webhook_window_s)
+        if body is None:
+            check_fresh(request.headers, window_s)
+        else:
+            verify(request.headers, body, keys, window_s)
         return
+    if body is not None:
+        return  # the token was checked before the body was read
     grant = request.app[AUTH].authenticate(token_of(request.headers, request.query))
     if not grant.can_ingest(dialect):
         raise Forbidden(f"this token may not post {dialect!r} frames")
@@ -103,6 +112,7 @@ async def decode(
 
 async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
     adapter = request.app[REGISTRY].get(dialect)
+    _check_sender(request, dialect, None)  # credentials first: no body read for nobody
     body = await read_body(request)
     _check_sender(request, dialect, body)
     started = time.perf_counter()
