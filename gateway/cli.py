@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import IO
 
 import msgspec
+import structlog
 
 from gateway import __version__
 from gateway.adapter import Decoded, Registry
@@ -100,14 +101,23 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.shutdown_timeout_s,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=settings.shutdown_timeout_s,
+        )
+    except GatewayError as exc:  # e.g. the store is unreachable at start: said in one line
+        structlog.get_logger("gateway.cli").error(
+            "gateway.start_failed", code=exc.code, error=exc.message
+        )
+        return 1
+    except Exception:
+        structlog.get_logger("gateway.cli").exception("gateway.crashed")
+        return 1
     return 0
 
 

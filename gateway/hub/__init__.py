@@ -9,9 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import RequestError
-from gateway.hub.base import Hub, Published, Sink, Subscription, check_target, covers, is_pattern
+from gateway.hub.base import (
+    MAX_SEQ,
+    Hub,
+    Published,
+    Sink,
+    Subscription,
+    check_target,
+    covers,
+    is_pattern,
+)
 
 __all__ = [
+    "MAX_SEQ",
     "Hub",
     "Published",
     "Sink",

@@ -65,6 +65,10 @@ class Sink(Protocol):
         events delivered before are of the old log, and the new log follows from seq 1."""
 
 
+MAX_SEQ = 2**62
+"""The largest seq a client may name (`since`, `before`): far beyond any log, within what
+every engine can address (a Redis stream id is two 64-bit numbers)."""
+
 _GLOB = frozenset("*?[]\\")
 
 
@@ -451,8 +455,8 @@ class Hub(abc.ABC):
         subscription = Subscription(self, target, sink)
         if not subscription.exact and (since is not None or epoch is not None):
             raise RequestError("`since` needs one conversation, not a pattern", path="$.since")
-        if since is not None and since < 0:
-            raise RequestError("`since` must be 0 or more", path="$.since")
+        if since is not None and not 0 <= since <= MAX_SEQ:
+            raise RequestError(f"`since` must be between 0 and {MAX_SEQ}", path="$.since")
         if subscription.exact:  # live events buffer from the moment the hub routes them
             subscription._buffers[target] = []
         await self._attach(subscription)

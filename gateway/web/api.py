@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import metrics
 from gateway.errors import RequestError
-from gateway.hub import is_pattern
+from gateway.hub import MAX_SEQ, is_pattern
 from gateway.model import json_schema
 from gateway.web.keys import GRANT, HUB, REGISTRY, SESSIONS, SETTINGS
 from gateway.web.responses import json_response
@@ -27,6 +27,8 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     if raw is None or raw == "":
         return default
     try:
+        if not raw.isascii():  # int() takes any script's digits: "١٢" is not 12 here
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise RequestError(
@@ -45,7 +47,7 @@ async def conversation_events(request: web.Request) -> web.Response:
     if is_pattern(conversation):
         raise RequestError("the log is per conversation, not per pattern", path="path.conversation")
     request[GRANT].check_read(conversation)
-    since = _int_param(request, "since", 0, 0, 2**62)
+    since = _int_param(request, "since", 0, 0, MAX_SEQ)
     max_limit = request.app[SETTINGS].history_max_limit
     limit = _int_param(request, "limit", min(100, max_limit), 1, max_limit)
     read = await request.app[HUB].read_page(conversation, since, limit + 1)

@@ -83,7 +83,7 @@ async def platform_history(request: web.Request) -> web.Response:
     request[GRANT].check_read(conversation)
     query = request.query
     limit = query.get("limit", "50")
-    if not limit.isdigit():
+    if not (limit.isascii() and limit.isdigit()):
         raise RequestError(f"`limit` must be an integer, got {limit!r}", path="query.limit")
     fetch = FetchHistory(
         conversation=conversation, cursor=query.get("cursor") or None, limit=int(limit)

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from gateway import metrics
 from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
-from gateway.hub import Subscription, is_pattern, wire
+from gateway.hub import MAX_SEQ, Subscription, is_pattern, wire
 from gateway.logging import bound
 from gateway.model import Command, FetchHistory, Start
 from gateway.sessions.replies import Recovered, Started
@@ -259,6 +259,13 @@ class Connection:
 
     async def handle(self, data: bytes | str) -> None:
         """Act on one client frame; every failure is answered with an `error` frame."""
+        try:  # every frame spends the limits, a malformed one too (before it costs a decode)
+            self._frames.take("frames on this connection")
+            self._client_limits.take(self.grant.subject, "frames")
+        except GatewayError as exc:
+            metrics.WS_COMMANDS.labels("limited", "error").inc()
+            self.send_error(exc)
+            return
         try:
             frame = protocol.client_decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -273,8 +280,6 @@ class Connection:
             return
         op = type(frame).__struct_config__.tag
         try:
-            self._frames.take("frames on this connection")
-            self._client_limits.take(self.grant.subject, "frames")
             self._authorize(frame)
             match frame:
                 case protocol.Subscribe():
@@ -359,6 +364,8 @@ class Connection:
                 '`cursor` pages the platform\'s history: add `"source": "platform"`',
                 path="$.cursor",
             )
+        if frame.before is not None and not 0 <= frame.before <= MAX_SEQ:
+            raise RequestError(f"`before` must be between 0 and {MAX_SEQ}", path="$.before")
         limit_max = self.settings.history_max_limit
         if not 1 <= frame.limit <= limit_max:
             raise RequestError(f"`limit` must be between 1 and {limit_max}", path="$.limit")
@@ -459,7 +466,7 @@ def _ref_of(data: bytes | str) -> str | None:
     """The `ref` of a frame that failed validation, so its error can still be correlated."""
     try:
         value = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # nesting deeper than the decoder goes
         return None
     ref = value.get("ref") if isinstance(value, dict) else None
     return ref if isinstance(ref, str) else None
