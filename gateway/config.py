@@ -57,9 +57,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     memory_max_conversations: int = 100_000
     """The memory engine's bound: beyond it, the least recently written conversations are
     forgotten (their subscribers are told the log restarted if it comes back)."""
-    repair_reads_per_s: float = 200.0
-    repair_burst: int = 50
-    repair_concurrency: int = 4
+    repair_reads_per_s: float = 1000.0
+    repair_burst: int = 100
+    repair_concurrency: int = 8
     """Bounds on the log reads that repair subscriptions after a Redis reconnect or a lost
     pub/sub message (per replica): reads a second, saved up, and at once (docs/scaling.md)."""
     pattern_idle_s: float = 300.0

@@ -346,9 +346,9 @@ class Hub(abc.ABC):
     def __init__(
         self,
         *,
-        repair_rate: float = 200.0,
-        repair_burst: int = 50,
-        repair_concurrency: int = 4,
+        repair_rate: float = 1000.0,
+        repair_burst: int = 100,
+        repair_concurrency: int = 8,
         pattern_idle_s: float = 300.0,
     ) -> None:
         self.reads = Reads(

@@ -54,7 +54,7 @@ class Reads:
     """The log reads of one hub's subscriptions (see the module's docstring)."""
 
     def __init__(
-        self, read: PageReader, *, rate: float = 200.0, burst: int = 50, concurrency: int = 4
+        self, read: PageReader, *, rate: float = 1000.0, burst: int = 100, concurrency: int = 8
     ) -> None:
         self._read = read
         self.rate = rate

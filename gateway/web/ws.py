@@ -259,12 +259,12 @@ class Connection:
 
     async def handle(self, data: bytes | str) -> None:
         """Act on one client frame; every failure is answered with an `error` frame."""
-        try:  # every frame spends the limits, a malformed one too (before it costs a decode)
+        try:  # every frame spends the limits, a malformed one too
             self._frames.take("frames on this connection")
             self._client_limits.take(self.grant.subject, "frames")
         except GatewayError as exc:
             metrics.WS_COMMANDS.labels("limited", "error").inc()
-            self.send_error(exc)
+            self.send_error(exc, _ref_of(data))  # still correlated, when the frame has a ref
             return
         try:
             frame = protocol.client_decoder.decode(data)
