@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import subprocess
 import sys
@@ -95,3 +96,23 @@ def test_start_up_failures_and_warnings_are_json_lines() -> None:
         record = msgspec.json.decode(line)  # every line is JSON, tracebacks included
         assert "event" in record, record
     assert any(msgspec.json.decode(line).get("level") in ("error", "critical") for line in lines)
+
+
+async def test_a_gzip_bomb_and_deep_json_over_http_are_refused_plainly(
+    gateway: GatewayClient,
+) -> None:
+    """Two of the probes that held (2026-12-07), kept as tests."""
+    bomb = gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB in ~64 KiB
+    async with gateway.client.post(
+        "/v1/dialects/loopback/events",
+        data=bomb,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    ) as r:
+        assert r.status == 413, await r.text()
+        assert (await r.json())["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    deep = b"[" * 10_000 + b"]" * 10_000
+    async with gateway.client.post("/v1/dialects/loopback/events", data=deep) as r:
+        assert 400 <= r.status < 500, await r.text()
+        assert (await r.json())["error"]["code"] in ("MALFORMED_JSON", "INVALID_FRAME")
+    status, _ = await gateway.get("/readyz")
+    assert status == 200
