@@ -24,6 +24,7 @@ from aiohttp import web
 from gateway.codec import loads, path_of
 from gateway.errors import NotFound, RequestError
 from gateway.model import Command, FetchHistory, Start
+from gateway.web.ingest import check_media_type
 from gateway.web.keys import GRANT, SESSIONS
 from gateway.web.responses import json_response
 
@@ -38,6 +39,7 @@ _OPS = {
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    check_media_type(request)
     raw = await request.read()
     data = loads(raw) if raw.strip() else {}
     if not isinstance(data, dict):

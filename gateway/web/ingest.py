@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway import decoding, metrics
 from gateway.adapter import Adapter, Decoded
-from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
+from gateway.errors import DecodeError, GatewayError, PayloadTooLarge, UnsupportedMediaType
 from gateway.web.auth import Forbidden, token_of
 from gateway.web.keys import AUTH, DECODE_OPTIONS, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
 from gateway.web.responses import json_response
@@ -74,9 +74,25 @@ def _check_sender(request: web.Request, dialect: str, body: bytes | None) -> Non
         raise Forbidden(f"this token may not post {dialect!r} frames")
 
 
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+"""The media types a browser may POST to another site without asking it first (CORS "simple"
+requests): a body in one of them is refused, so a web page cannot post events or commands
+to a gateway its visitor can reach. Any other type (JSON, or none) is read as JSON."""
+
+
+def check_media_type(request: web.Request) -> None:
+    """Raise `UnsupportedMediaType` for a body sent as a form or as text."""
+    if request.content_type in FORM_TYPES and request.can_read_body:
+        raise UnsupportedMediaType(
+            f"a body of type {request.content_type!r} is not taken: send JSON "
+            "(Content-Type: application/json)"
+        )
+
+
 async def read_body(request: web.Request) -> bytes:
     """The request's body, or `PayloadTooLarge` past `max_body_bytes` (checked before reading
-    when the length is announced)."""
+    when the length is announced), or `UnsupportedMediaType` for a form or text body."""
+    check_media_type(request)
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(

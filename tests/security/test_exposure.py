@@ -55,3 +55,14 @@ async def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(
     ) as r:
         assert r.status == 401
     assert time.monotonic() - started < 3
+
+
+async def test_a_body_sent_as_a_form_or_text_is_refused(gateway: GatewayClient) -> None:
+    """What a web page may post cross-site without a preflight never becomes an event."""
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        for path in ("/v1/dialects/loopback/events", "/v1/conversations"):
+            async with gateway.client.post(
+                path, data=b'{"kind": "message"}', headers={"Content-Type": content_type}
+            ) as r:
+                assert r.status == 415, (path, content_type, await r.text())
+                assert (await r.json())["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
