@@ -177,7 +177,13 @@ class Subscription:
         if seq == 0:
             self.sink.deliver(conversation, 0, payload)
             return
-        if not self.exact:
+        if self.exact:
+            if not self._buffers:  # live: the next event of the log it follows goes straight out
+                if seq == self.cursors[conversation] + 1 and epoch == self.epochs[conversation]:
+                    self.cursors[conversation] = seq
+                    self.sink.deliver(conversation, seq, payload)
+                    return
+        else:
             self._age()
         buffer = self._buffers.get(conversation)
         if buffer is not None:
