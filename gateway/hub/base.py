@@ -178,11 +178,15 @@ class Subscription:
             self.sink.deliver(conversation, 0, payload)
             return
         if self.exact:
-            if not self._buffers:  # live: the next event of the log it follows goes straight out
-                if seq == self.cursors[conversation] + 1 and epoch == self.epochs[conversation]:
-                    self.cursors[conversation] = seq
-                    self.sink.deliver(conversation, seq, payload)
-                    return
+            # Live, the next event of the log it follows: straight out.
+            if (
+                not self._buffers
+                and seq == self.cursors[conversation] + 1
+                and epoch == self.epochs[conversation]
+            ):
+                self.cursors[conversation] = seq
+                self.sink.deliver(conversation, seq, payload)
+                return
         else:
             self._age()
         buffer = self._buffers.get(conversation)
