@@ -5,7 +5,14 @@ Client → server: `subscribe`, `unsubscribe`, `history` (of the gateway's log, 
 `gateway.model` (`start`, `recover`, `send`, `typing`, `read`, `end`, `forward`), which decode
 straight into the model's Structs. Server → client: `welcome`, `subscribed`, `unsubscribed`,
 `event`, `history`, `started`, `recovered`, `ack`, `error`, `pong`. Every client frame may carry
-a `ref`; the reply to it carries the same `ref`.
+a `ref`; the reply to it carries the same `ref`. A command's `ref` is its client's (token `sub`):
+a repeat by the same client gets the first answer, another client's equal ref is its own.
+
+Every stored event carries its log's `epoch` next to its `seq`; `subscribed` and `history`
+carry it too. A resume (`subscribe` with `since`, and `epoch`) is answered `recovered: true`
+when every event after `since` follows, `recovered: false` when some are gone (the log
+restarted: a new epoch and `seq` 0; or they were trimmed). A log that restarts under a live
+subscription is announced by an unasked `subscribed {seq: 0, epoch, recovered: false}`.
 
 Close codes: 1000 normal, 1001 going away (the gateway is shutting down: reconnect elsewhere
 and resume with `since`), 1009 frame too large, 4008 send queue overflow (the client read too
