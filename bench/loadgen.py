@@ -48,7 +48,7 @@ def canonical(session: str) -> bytes:
 
     adapter = Registry.load([DIALECT]).get(DIALECT)
     event = adapter.decode(frame("e-0", session, 0)).events[0]
-    return wire.encode_stored(event, 1)
+    return wire.encode_stored(event, 1, "0a1b2c3d")
 
 
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:

@@ -293,12 +293,14 @@ class Registry:
         return len(self._adapters)
 
     def get(self, name: str) -> Adapter:
-        """The adapter called `name`; raises `UnknownDialect` (with the known names)."""
+        """The adapter called `name`; raises `UnknownDialect`. The message does not list the
+        loaded dialects (the caller may not be authenticated yet): `GET /v1/dialects` does."""
         try:
             return self._adapters[name]
         except KeyError:
-            known = ", ".join(sorted(self._adapters)) or "none"
-            raise UnknownDialect(f"unknown dialect {name!r} (known: {known})") from None
+            raise UnknownDialect(
+                f"unknown dialect {name!r} (GET /v1/dialects lists the loaded ones)"
+            ) from None
 
     @classmethod
     def load(cls, enabled: Iterable[str] | None = None) -> Registry:

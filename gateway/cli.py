@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import IO
 
 import msgspec
+import structlog
 
 from gateway import __version__, tracing
 from gateway.adapter import Decoded, Registry
@@ -113,6 +114,14 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # found at start: an identity provider's JWKS, say
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    except GatewayError as exc:  # e.g. the store is unreachable at start: said in one line
+        structlog.get_logger("gateway.cli").error(
+            "gateway.start_failed", code=exc.code, error=exc.message
+        )
+        return 1
+    except Exception:
+        structlog.get_logger("gateway.cli").exception("gateway.crashed")
+        return 1
     finally:
         tracing.shutdown()  # the spans still buffered are exported
     return 0

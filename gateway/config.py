@@ -66,6 +66,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Events kept per conversation log (oldest trimmed first)."""
     retention_ended_s: float = 7 * 86400
     """How long a conversation's log is kept after its `ended` event."""
+    retention_idle_s: float = 30 * 86400
+    """How long a conversation's log is kept after its last event when it never ends."""
+    memory_max_conversations: int = 100_000
+    """The memory engine's bound: beyond it, the least recently written conversations are
+    forgotten (their subscribers are told the log restarted if it comes back)."""
+    repair_reads_per_s: float = 1000.0
+    repair_burst: int = 100
+    repair_concurrency: int = 8
+    """Bounds on the log reads that repair subscriptions after a Redis reconnect or a lost
+    pub/sub message (per replica): reads a second, saved up, and at once (docs/scaling.md)."""
+    pattern_idle_s: float = 300.0
+    """A pattern subscription (`genesys:*`) forgets a conversation it saw nothing of for this
+    long (to twice it), and repairs after a reconnect only those it still follows."""
     shutdown_timeout_s: float = 10.0
     demo: bool = False
     """Start every loaded dialect's platform emulator in-process and point its connector at
@@ -125,6 +138,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ("history_max_limit", self.history_max_limit >= 1, "must be at least 1"),
             ("retention_maxlen", self.retention_maxlen >= 1, "must be at least 1"),
             ("retention_ended_s", self.retention_ended_s > 0, "must be positive"),
+            ("retention_idle_s", self.retention_idle_s >= 1, "must be at least 1"),
+            ("memory_max_conversations", self.memory_max_conversations >= 1, "must be at least 1"),
+            ("repair_reads_per_s", self.repair_reads_per_s > 0, "must be positive"),
+            ("repair_burst", self.repair_burst >= 1, "must be at least 1"),
+            ("repair_concurrency", self.repair_concurrency >= 1, "must be at least 1"),
+            ("pattern_idle_s", self.pattern_idle_s > 0, "must be positive"),
             ("shutdown_timeout_s", self.shutdown_timeout_s >= 0, "must be 0 or more"),
             ("lease_ttl_s", self.lease_ttl_s >= 0.3, "must be at least 0.3"),
             ("max_subscriptions", self.max_subscriptions >= 1, "must be at least 1"),

@@ -260,6 +260,9 @@ class _Director:
     async def drained(self) -> None:
         return None
 
+    def restarted(self, conversation: str, epoch: str) -> None:
+        pass  # a pattern subscription: never told
+
     async def _send(self, conversation: str, dialect: str) -> None:
         await asyncio.sleep(0.5 * self.demo.pace)
         try:

@@ -3,7 +3,8 @@
     GatewayError                   code            HTTP
     ├── RequestError               INVALID_REQUEST 400   a command or query that breaks the contract
     │   ├── MalformedJSON          MALFORMED_JSON  400   a body or frame that is not JSON
-    │   └── PayloadTooLarge        PAYLOAD_TOO_LARGE 413
+    │   ├── PayloadTooLarge        PAYLOAD_TOO_LARGE 413
+    │   └── UnsupportedMediaType   UNSUPPORTED_MEDIA_TYPE 415  a body sent as a form or text
     ├── NotFound                   NOT_FOUND       404
     │   ├── UnknownDialect         UNKNOWN_DIALECT 404
     │   └── SessionNotFound        SESSION_NOT_FOUND 404
@@ -66,6 +67,11 @@ class MalformedJSON(RequestError):
 class PayloadTooLarge(RequestError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413
+
+
+class UnsupportedMediaType(RequestError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
 
 
 class NotFound(GatewayError):

@@ -118,6 +118,13 @@ def _add_name(logger: Any, _: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    structlog.get_logger("gateway").critical("process.crashed", exc_info=(kind, exc, tb))
+
+
 def configure(
     fmt: Literal["auto", "json", "console"] = "auto",
     level: str = "info",
@@ -179,4 +186,8 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Warnings and anything that escapes to the top are lines in the same format, not bare
+    # text between JSON lines.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     logging.getLogger("aiohttp.access").disabled = True  # the gateway writes its own access line

@@ -116,8 +116,9 @@ Content: TypeAlias = Text | Url | Image | File | Audio | Location | Action
 class _Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True, gc=False):
     """Fields every event carries.
 
-    `seq` comes first after the tag on purpose: the Redis hub splices the sequence number it
-    assigns into the encoded event without re-encoding it (see `gateway.hub.wire`). `seq` is 0
+    `seq` and `epoch` come first after the tag on purpose: the Redis hub splices the sequence
+    number it assigns, and its log's epoch, into the encoded event without re-encoding it (see
+    `gateway.hub.wire`). `seq` is 0
     until the hub assigns it, and stays 0 on ephemeral events (`signal`), which are never stored.
     `at` is ISO 8601 UTC with milliseconds and a `Z` (see `format_at`).
 
@@ -127,6 +128,9 @@ class _Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True,
     """
 
     seq: int = 0
+    epoch: str = ""
+    """The epoch of the log that stored it: a log that restarts (its store lost it) gets a new
+    one, and its seqs start again at 1."""
     id: str
     conversation_id: str
     dialect: str

@@ -76,6 +76,17 @@ class RedisServer:
             self.process.wait()
             self.process = None
 
+    def lose_data(self) -> None:
+        """Kill it and start it again empty, as a restart without persistence (or a failover
+        to a replica that had not caught up) leaves it."""
+        self.kill()
+        for path in self.dir.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        self.start()
+
     def close(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)

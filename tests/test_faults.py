@@ -69,7 +69,7 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     """Events stored while a replica's pub/sub missed them are replayed from the log."""
     import redis.asyncio as aioredis
 
-    from gateway.hub.redis import stream_keys
+    from gateway.hub.redis import epoch_key, stream_keys
     from gateway.hub.wire import encode_stored
     from gateway.model import Message, Party, Text
 
@@ -95,7 +95,8 @@ async def test_subscriber_that_lost_messages_repairs_the_gap(
     )
     seq = await client.incr(seq_key)
     await client.hset(ids_key, missed.id, seq)
-    await client.xadd(log_key, {"e": encode_stored(missed, seq)}, id=f"{seq}-0")
+    epoch = (await client.get(epoch_key(conv))).decode()
+    await client.xadd(log_key, {"e": encode_stored(missed, seq, epoch)}, id=f"{seq}-0")
     await client.aclose()
     await gateway.ingest("loopback", loopback_message(conversation, 3))
     events = await ws.wait_events(3, conv)

@@ -6,10 +6,31 @@ per engine.
 
 from __future__ import annotations
 
-from gateway.errors import RequestError
-from gateway.hub.base import Hub, Published, Sink, Subscription, is_pattern
+from typing import Any
 
-__all__ = ["Hub", "Published", "Sink", "Subscription", "create_hub", "is_pattern"]
+from gateway.errors import RequestError
+from gateway.hub.base import (
+    MAX_SEQ,
+    Hub,
+    Published,
+    Sink,
+    Subscription,
+    check_target,
+    covers,
+    is_pattern,
+)
+
+__all__ = [
+    "MAX_SEQ",
+    "Hub",
+    "Published",
+    "Sink",
+    "Subscription",
+    "check_target",
+    "covers",
+    "create_hub",
+    "is_pattern",
+]
 
 
 def create_hub(
@@ -18,17 +39,35 @@ def create_hub(
     maxlen: int = 10_000,
     ended_ttl: float = 7 * 86400,
     namespace: str = "gw",
+    idle_ttl: float = 30 * 86400,
+    max_conversations: int = 100_000,
+    **repair: Any,
 ) -> Hub:
     """The engine for `url`: `None`, `""` or `memory://` → memory; `redis://`, `rediss://`,
-    `unix://` → Redis. Raises `RequestError` for any other scheme."""
+    `unix://` → Redis. Raises `RequestError` for any other scheme. `max_conversations`
+    bounds the memory engine (Redis is bounded by its `maxmemory`); `repair` holds the bounds
+    on subscription repairs (`Hub`'s keyword arguments)."""
     if not url or url.startswith("memory://"):
         from gateway.hub.memory import MemoryHub
 
-        return MemoryHub(maxlen=maxlen, ended_ttl=ended_ttl)
+        return MemoryHub(
+            maxlen=maxlen,
+            ended_ttl=ended_ttl,
+            idle_ttl=idle_ttl,
+            max_conversations=max_conversations,
+            **repair,
+        )
     if url.startswith(("redis://", "rediss://", "unix://")):
         from gateway.hub.redis import RedisHub
 
-        return RedisHub(url, maxlen=maxlen, ended_ttl=ended_ttl, namespace=namespace)
+        return RedisHub(
+            url,
+            maxlen=maxlen,
+            ended_ttl=ended_ttl,
+            idle_ttl=idle_ttl,
+            namespace=namespace,
+            **repair,
+        )
     raise RequestError(
         f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory:// or redis://"
     )

@@ -8,19 +8,24 @@ under different namespaces):
     gw:{c}:ids   hash event id → seq: the dedup index
     gw:{c}:log   stream of stored events, entry id `<seq>-0`, field `e` = the event's JSON
     gw:{c}:ctx   hash: the conversation's context, fields `own_address` and `role:<party id>`
+    gw:{c}:epoch the log's epoch: a random id set with its first event; a log the store lost
+                 starts again with another, which events and subscriptions carry
     gw:ev:c      pub/sub channel the stored events are published on (patterns: gw:ev:genesys:*)
 
 `PUBLISH_SCRIPT` does dedup + seq + append + publish for one conversation's events atomically,
 so seq order is publish order. A batch is one pipeline of one script call per conversation: one
 round trip. `REMEMBER_SCRIPT` writes a context field by field (HSET: replicas writing
-different parties at once both land) and gives it its log's end; `ended` expires all four keys
-together. The listener reconnects with capped backoff; after a reconnect every subscription
-re-reads the log from its cursors, so no subscriber stays deaf or misses what was published
-while the link was down.
+different parties at once both land) and gives it its log's end. Every stored event sets
+the five keys to expire together: `idle_ttl` after the last event (a conversation that never
+ends does not stay forever), `ended_ttl` after `ended`. The dedup index keeps the ids of the
+last `maxlen` events, as the log does. The listener reconnects with capped backoff; after a
+reconnect every subscription re-reads the log from its cursors (bounded: `gateway.hub.repair`),
+so no subscriber stays deaf or misses what was published while the link was down.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast, get_args
 
@@ -35,6 +40,7 @@ from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Hub, Published, Subscription
 from gateway.hub.redis_fanout import RedisFanOut
+from gateway.hub.repair import LogState, Page
 from gateway.model import EPHEMERAL, Ended, Event, Role, event_encoder
 
 log = structlog.get_logger(__name__)
@@ -42,11 +48,19 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 PUBLISH_SCRIPT = """
--- KEYS: seq counter, id->seq hash, log stream, context hash
--- ARGV: channel, maxlen, ttl after `ended` (s); then per event: id, JSON without seq, ended (0|1)
--- `seq` goes right after the first comma, which closes the type tag (see gateway/hub/wire.py).
+-- KEYS: seq counter, id->seq hash, log stream, context hash, epoch
+-- ARGV: channel, maxlen, ttl after `ended` (s), an epoch for a log that has none, ttl after
+--       the last event (s, idle); then per event: id, JSON without seq, ended (0|1)
+-- `seq` and `epoch` go right after the first comma, which closes the type tag (hub/wire.py).
 local out = {}
-for i = 4, #ARGV, 3 do
+local epoch = redis.call('GET', KEYS[5])
+if not epoch then  -- a new log (or one the store lost, starting again): a new epoch
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[5], epoch)
+  local ends = redis.call('TTL', KEYS[1])
+  if ends > 0 then redis.call('EXPIRE', KEYS[5], ends) end
+end
+for i = 6, #ARGV, 3 do
   local known = redis.call('HGET', KEYS[2], ARGV[i])
   if known then
     out[#out + 1] = -tonumber(known)
@@ -56,14 +70,25 @@ for i = 4, #ARGV, 3 do
       redis.call('PERSIST', KEYS[4])
     end
     redis.call('HSET', KEYS[2], ARGV[i], seq)
+    local gone = seq - tonumber(ARGV[2])  -- the dedup index keeps the ids of the last maxlen
+    if gone > 0 then  -- (read before XADD, whose approximate trim keeps at least maxlen)
+      local old = redis.call('XRANGE', KEYS[3], gone .. '-0', gone .. '-0')
+      if old[1] then
+        local ok, event = pcall(cjson.decode, old[1][2][2])
+        if ok then redis.call('HDEL', KEYS[2], event.id) end
+      end
+    end
     local json = ARGV[i + 1]
     local cut = string.find(json, ',', 1, true)
-    local payload = string.sub(json, 1, cut) .. '"seq":' .. seq .. ',' .. string.sub(json, cut + 1)
+    local payload = string.sub(json, 1, cut) .. '"seq":' .. seq .. ',"epoch":"' .. epoch
+      .. '",' .. string.sub(json, cut + 1)
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', payload)
     redis.call('PUBLISH', ARGV[1], payload)
-    if ARGV[i + 2] == '1' then
-      for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
-    end
+    local ttl = ARGV[5]  -- kept `idle` after its last event, or `ended ttl` after `ended`
+    if ARGV[i + 2] == '1' then ttl = ARGV[3] end
+    redis.call('EXPIRE', KEYS[1], ttl)
+    local ends = redis.call('PEXPIRETIME', KEYS[1])  -- the same instant for all five
+    for k = 2, 5 do redis.call('PEXPIREAT', KEYS[k], ends) end
     out[#out + 1] = seq
   end
 end
@@ -74,7 +99,7 @@ REMEMBER_SCRIPT = """
 -- KEYS: context hash, the log's seq counter
 -- ARGV: how long a context whose log has no event yet is kept (s); then field, value pairs
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
--- The context ends when its log does: at the same instant, or never while the log is open.
+-- The context ends when its log does, at the same instant (an open log ends when idle).
 local ends = redis.call('PEXPIRETIME', KEYS[2])
 if ends > 0 then
   redis.call('PEXPIREAT', KEYS[1], ends)
@@ -97,6 +122,11 @@ def stream_keys(conversation: str, namespace: str = "gw") -> tuple[str, str, str
     return base + ":seq", base + ":ids", base + ":log"
 
 
+def epoch_key(conversation: str, namespace: str = "gw") -> str:
+    """The key holding a conversation log's epoch."""
+    return namespace + ":{" + conversation + "}:epoch"
+
+
 def context_key(conversation: str, namespace: str = "gw") -> str:
     """The hash holding a conversation's context (beside its log, in the same slot)."""
     return namespace + ":{" + conversation + "}:ctx"
@@ -111,14 +141,18 @@ class RedisHub(Hub):
         *,
         maxlen: int = 10_000,
         ended_ttl: float = 7 * 86400,
+        idle_ttl: float = 30 * 86400,
         max_backoff: float = 2.0,
         max_connections: int = 64,
         namespace: str = "gw",
+        **repair: Any,
     ) -> None:
+        super().__init__(**repair)
         self.url = url
         self.namespace = namespace
         self.maxlen = maxlen
         self.ended_ttl = int(ended_ttl)
+        self.idle_ttl = max(int(idle_ttl), 1)
         # A bounded pool: a burst of requests waits for a connection instead of opening
         # hundreds. Fail fast otherwise: the caller answers 503 and the sender retries.
         self._pool = aioredis.BlockingConnectionPool.from_url(
@@ -198,11 +232,11 @@ class RedisHub(Hub):
             for conversation, indexes in groups.items()
         ]
         if len(calls) == 1 and not ephemeral:  # the common webhook case: no pipeline needed
-            replies = [await self._redis.evalsha(self._publish_sha, 4, *calls[0][1])]
+            replies = [await self._redis.evalsha(self._publish_sha, 5, *calls[0][1])]
         else:
             pipe = self._redis.pipeline(transaction=False)
             for _, args in calls:
-                pipe.evalsha(self._publish_sha, 4, *args)
+                pipe.evalsha(self._publish_sha, 5, *args)
             for index in ephemeral:
                 event = events[index]
                 pipe.publish(
@@ -221,9 +255,12 @@ class RedisHub(Hub):
         args: list[Any] = [
             *stream_keys(conversation, self.namespace),
             context_key(conversation, self.namespace),
+            epoch_key(conversation, self.namespace),
             self._fanout.channel(conversation),
             self.maxlen,
             self.ended_ttl,
+            secrets.token_hex(4),
+            self.idle_ttl,
         ]
         encode = wire.encode
         for event in events:
@@ -264,6 +301,29 @@ class RedisHub(Hub):
     async def head(self, conversation: str) -> int:
         value = await self._call(self._redis.get, self._seq_key(conversation))
         return int(value) if value is not None else 0
+
+    async def state(self, conversation: str) -> LogState:
+        seq_key, _, log_key = stream_keys(conversation, self.namespace)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(seq_key)
+        pipe.get(epoch_key(conversation, self.namespace))
+        pipe.xrange(log_key, "-", "+", count=1)
+        head, epoch, first = await self._call(pipe.execute)
+        return _state(head, epoch, _seq(first[0][0]) if first else 0)
+
+    async def read_page(self, conversation: str, after: int, limit: int) -> Page:
+        seq_key, _, log_key = stream_keys(conversation, self.namespace)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(seq_key)
+        pipe.get(epoch_key(conversation, self.namespace))
+        pipe.xrange(log_key, f"{after + 1}-0", "+", count=limit)
+        head, epoch, rows = await self._call(pipe.execute)
+        return Page(
+            after=after,
+            state=_state(head, epoch, _seq(rows[0][0]) if rows else 0),
+            rows=[(_seq(entry_id), fields[b"e"]) for entry_id, fields in rows],
+            more=len(rows) >= limit,
+        )
 
     # -- conversation context -----------------------------------------------------------------
 
@@ -329,6 +389,19 @@ def _context(row: dict[bytes, bytes]) -> ConversationContext:
         elif name.startswith(ROLE) and text in ROLES:
             roles[name.removeprefix(ROLE)] = cast(Role, text)
     return ConversationContext(own_address=own_address, roles=roles) if row else EMPTY
+
+
+def _seq(entry_id: bytes) -> int:
+    """The seq of a log entry (its stream id is `<seq>-0`)."""
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def _state(head: bytes | None, epoch: bytes | None, first: int) -> LogState:
+    return LogState(
+        head=int(head) if head is not None else 0,
+        epoch=epoch.decode() if epoch is not None else "",
+        first=first,
+    )
 
 
 def _safe(url: str) -> str:

@@ -233,5 +233,6 @@ class RedisFanOut:
                 conversation = message["channel"][prefix_len:].decode()
                 payload = message["data"]
                 seq = wire.read_seq(payload)
+                epoch = wire.read_epoch(payload) if seq else ""
                 for subscription in tuple(subscriptions):
-                    subscription.on_event(conversation, seq, payload)
+                    subscription.on_event(conversation, seq, epoch, payload)

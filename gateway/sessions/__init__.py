@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 
@@ -34,7 +35,6 @@ from gateway.model import (
     SetTyping,
     Start,
     Status,
-    command_decoder,
 )
 from gateway.sessions import forwarding
 from gateway.sessions.flights import Flights
@@ -169,8 +169,11 @@ class Sessions:
 
     # -- commands ---------------------------------------------------------------------------
 
-    async def execute(self, command: Command) -> list[Reply]:
+    async def execute(self, command: Command, client: str = "") -> list[Reply]:
         """Carry out a frontend command wherever its session lives; the replies to send back.
+
+        `client` is who sends it (the token's `sub`): a `ref` is that client's alone, so a
+        repeat of another client's ref runs anew instead of answering with theirs.
 
         Raises `GatewayError` subclasses: `INVALID_REQUEST`, `UNKNOWN_DIALECT`,
         `SESSION_NOT_FOUND`, `UNSUPPORTED`, `OWNER_UNAVAILABLE`, or the vendor's refusal.
@@ -179,7 +182,8 @@ class Sessions:
             # A start ref is the caller's for one participant: two frontends that both count
             # refs from 1 must not get each other's conversations.
             scope = f"start:{command.dialect}:{command.participant.from_}"
-            return [await self._idempotent(scope, command, self._start)]
+            start = functools.partial(self._start, client=client)
+            return [await self._idempotent(scope, client, command, start)]
         if is_pattern(command.conversation):
             raise RequestError("a command names one conversation", path="$.conversation")
         if isinstance(command, Recover):
@@ -192,13 +196,22 @@ class Sessions:
             )
         if isinstance(command, FetchHistory):  # a read: nothing to do once
             return [await self._route(command)]
-        return [await self._idempotent(command.conversation, command, self._route)]
+        route = functools.partial(self._route, client=client)
+        return [await self._idempotent(command.conversation, client, command, route)]
 
-    async def _idempotent(self, scope: str, command: Command, run: Callable[..., object]) -> Reply:
-        """Run `command` once per `ref` (in `scope`): repeats get the stored answer."""
-        ref = command.ref
-        if ref is None:
+    async def started_by(self, conversation: str) -> str | None:
+        """The client (token `sub`) that started `conversation`'s session, if it is known."""
+        record = await self.store.load(conversation)
+        return record.started_by if record is not None else None
+
+    async def _idempotent(
+        self, scope: str, client: str, command: Command, run: Callable[..., object]
+    ) -> Reply:
+        """Run `command` once per `ref` of `client` (in `scope`): repeats get the stored
+        answer. Another client's equal ref is another command."""
+        if command.ref is None:
             return await run(command)  # type: ignore[no-any-return, misc]
+        ref = _encoder.encode([client, command.ref]).decode()
         if (scope, ref) not in self._commands:  # a repeat of a finished command: its answer
             stored = await self.store.result(scope, ref)
             if stored is not None:
@@ -231,7 +244,7 @@ class Sessions:
             raise SessionNotFound(f"no session for conversation {conversation!r}")
         return record
 
-    async def _start(self, command: Start) -> Started:
+    async def _start(self, command: Start, client: str) -> Started:
         adapter = self.registry.get(command.dialect)
         self._check(adapter, command)
         connector = self._connector(adapter)
@@ -247,7 +260,10 @@ class Sessions:
         # Publish before the record exists: a crash in between leaves no half-started session.
         await self.hub.publish(events)
         record = SessionRecord(
-            conversation_id=conversation, dialect=adapter.name, state=connector.snapshot()
+            conversation_id=conversation,
+            dialect=adapter.name,
+            state=connector.snapshot(),
+            started_by=client,
         )
         await self.store.save(record)
         self._run(record, connector)
@@ -275,7 +291,7 @@ class Sessions:
             last_seq=rows[-1][0] if rows else 0,
         )
 
-    async def _route(self, command: Command) -> Reply:
+    async def _route(self, command: Command, client: str = "") -> Reply:
         conversation = command.conversation  # type: ignore[union-attr]
         deadline = time.monotonic() + self.command_timeout
         while time.monotonic() < deadline:
@@ -292,7 +308,7 @@ class Sessions:
                 ):
                     answer = await self.store.forward(
                         owner,
-                        _encoder.encode(forwarding.traced(command)),
+                        forwarding.request(forwarding.traced(command), client),
                         max(deadline - time.monotonic(), 0.1),
                     )
             except OwnerGone:
@@ -308,14 +324,14 @@ class Sessions:
     async def _serve_forwarded(self, body: bytes) -> bytes:
         """Answer a command another replica forwarded to this one (its owner)."""
         try:
-            command = command_decoder.decode(body)
+            command, client = forwarding.command_of(body)
             with tracing.span(
                 "command.serve",
                 kind="server",
                 carrier=tracing.command_context(command),
                 attributes=tracing.command_attributes(command),
             ):
-                return forwarding.replies(await self.execute(command))
+                return forwarding.replies(await self.execute(command, client))
         except GatewayError as exc:
             return forwarding.refusal(exc)
         except Exception as exc:

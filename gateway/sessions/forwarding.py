@@ -1,7 +1,9 @@
-"""What replicas send each other for a forwarded command: the command, carrying the trace
-context of the hop in its `traceparent` field (a replica that does not trace ignores it), and
-the owner's answer:
+"""Commands one replica forwards to a session's owner, and the answers it sends back. The
+command carries the trace context of the hop in its `traceparent` field (a replica that does not
+trace ignores it).
 
+{"command": <command>, "client": <sub>}                      the request (a bare command: an
+                                                             older replica's, sent by nobody)
 {"replies": [<reply>]}                                       carried out
 {"error": {"code", "message", ...}, "status", "recoverable"} refused, kept as it was
 """
@@ -12,7 +14,7 @@ import msgspec
 
 from gateway import tracing
 from gateway.errors import GatewayError
-from gateway.model import Command
+from gateway.model import Command, command_decoder
 from gateway.sessions.replies import Reply
 from gateway.sessions.store import ForwardedError
 
@@ -29,10 +31,32 @@ class _Answer(msgspec.Struct, omit_defaults=True):
 _decoder = msgspec.json.Decoder(_Answer)
 
 
+class _Request(msgspec.Struct):
+    command: Command
+    client: str = ""
+
+
+_request_decoder = msgspec.json.Decoder(_Request)
+
+
 def traced(command: Command) -> Command:
     """`command` with the current span as its `traceparent` (unchanged when not tracing)."""
     parent = tracing.carrier().get("traceparent")
     return msgspec.structs.replace(command, traceparent=parent) if parent else command
+
+
+def request(command: Command, client: str) -> bytes:
+    """The forwarded form of `command` sent by `client` (its refs are that client's)."""
+    return _encoder.encode(_Request(command, client))
+
+
+def command_of(body: bytes) -> tuple[Command, str]:
+    """The command of a forwarded request and who sent it."""
+    try:
+        decoded = _request_decoder.decode(body)
+    except msgspec.ValidationError:
+        return command_decoder.decode(body), ""
+    return decoded.command, decoded.client
 
 
 def replies(answer: list[Reply]) -> bytes:

@@ -19,6 +19,8 @@ class SessionRecord(msgspec.Struct, kw_only=True):
     dialect: str
     status: SessionState = "active"
     state: dict[str, Any] = {}
+    started_by: str | None = None
+    """The client (token `sub`) whose `start` opened it: only it is granted read by starting."""
     created_at: float = msgspec.field(default_factory=time.time)
     updated_at: float = msgspec.field(default_factory=time.time)
 

@@ -3,7 +3,7 @@
 gw:s:{c}        the session record (JSON), expiring once the session has ended
 gw:sessions     set of conversations whose sessions should run
 gw:lease:{c}    the owning replica's id, with a TTL the owner keeps renewing
-gw:refs:{c}     hash ref → stored answer (idempotent commands), expiring a day after use
+gw:refs:{c}     hash [client, ref] → stored answer (idempotent commands), a day after use
 gw:rpc:<id>     the pub/sub channel replica <id> takes forwarded commands and answers on
 """
 

@@ -8,17 +8,18 @@ from prometheus_client.exposition import choose_encoder
 
 from gateway import metrics
 from gateway.errors import RequestError
-from gateway.hub import is_pattern
+from gateway.hub import MAX_SEQ, is_pattern
 from gateway.web.keys import GRANT, HUB, REGISTRY, SESSIONS, SETTINGS
 from gateway.web.responses import json_response
 from gateway.web.schema import full_schema
 
 
-class _Log(msgspec.Struct):
+class _Log(msgspec.Struct, omit_defaults=True):
     conversation: str
     events: list[msgspec.Raw]
     last_seq: int
     has_more: bool
+    epoch: str | None = None
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -26,6 +27,8 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     if raw is None or raw == "":
         return default
     try:
+        if not raw.isascii():  # int() takes any script's digits: "١٢" is not 12 here
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise RequestError(
@@ -38,22 +41,24 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 
 async def conversation_events(request: web.Request) -> web.Response:
     """`GET /v1/conversations/{id}/events?since=&limit=`: stored events after `since`, oldest
-    first; `last_seq` is where to continue from, `has_more` whether more follow."""
+    first; `last_seq` is where to continue from, `has_more` whether more follow, `epoch` the
+    log's epoch (a different one than before means the log restarted: read again from 0)."""
     conversation = request.match_info["conversation"]
     if is_pattern(conversation):
         raise RequestError("the log is per conversation, not per pattern", path="path.conversation")
     request[GRANT].check_read(conversation)
-    since = _int_param(request, "since", 0, 0, 2**62)
+    since = _int_param(request, "since", 0, 0, MAX_SEQ)
     max_limit = request.app[SETTINGS].history_max_limit
     limit = _int_param(request, "limit", min(100, max_limit), 1, max_limit)
-    rows = await request.app[HUB].read(conversation, after=since, limit=limit + 1)
-    page = rows[:limit]
+    read = await request.app[HUB].read_page(conversation, since, limit + 1)
+    page = read.rows[:limit]
     return json_response(
         _Log(
             conversation=conversation,
             events=[msgspec.Raw(payload) for _, payload in page],
             last_seq=page[-1][0] if page else since,
-            has_more=len(rows) > limit,
+            has_more=len(read.rows) > limit,
+            epoch=read.state.epoch or None,
         )
     )
 
@@ -90,6 +95,9 @@ async def readyz(request: web.Request) -> web.Response:
         "status": "ready" if ok else "unavailable",
         "hub": hub_ok,
         "sessions": sessions_ok,
+        # Informational: a repair backlog drains at its own rate and never makes a replica
+        # unready (the store answers; taking the pod out would only move the backlog).
+        "repair_backlog": request.app[HUB].reads.backlog,
     }
     if not ok:
         body["error"] = {"code": "NOT_READY", "message": "the event store or its listener is down"}

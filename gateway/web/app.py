@@ -183,6 +183,12 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
         maxlen=settings.retention_maxlen,
         ended_ttl=settings.retention_ended_s,
         namespace=settings.redis_namespace,
+        idle_ttl=settings.retention_idle_s,
+        max_conversations=settings.memory_max_conversations,
+        repair_rate=settings.repair_reads_per_s,
+        repair_burst=settings.repair_burst,
+        repair_concurrency=settings.repair_concurrency,
+        pattern_idle_s=settings.pattern_idle_s,
     )
     await hub.start()
     app[HUB] = hub

@@ -9,13 +9,16 @@ WebSocket, a subprotocol `bearer.<token>` offered next to `gateway.v1`.
 Claims (all optional but `sub` and `exp`):
 
     sub       the client's id (rate limits are per client)
-    read      conversation ids or patterns it may read: ["genesys:*", "wonderful:abc"]
+    read      conversation ids or patterns it may read: ["genesys:*", "wonderful:abc"]; a
+              subscription pattern (a prefix and one `*` at its end) needs a claim `P*` whose
+              prefix it extends (`gateway.hub.covers`)
     commands  ops it may send: ["start", "send", "typing", "read", "end", "forward", "recover"]
               or ["*"]
     dialects  dialects it may `start` on (default: every dialect)
     ingest    dialects it may POST native frames for (webhooks with signatures need no token)
 
-A conversation a client starts is readable by it for as long as its connection lives.
+A conversation a client starts is readable by it for as long as its connection lives (only if
+its own `start` opened the session: see `Sessions.started_by`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.config import ConfigError, Settings
 from gateway.errors import GatewayError
+from gateway.hub import covers
 from gateway.web.jwks import JwksKeys
 
 COMMANDS = frozenset({"start", "recover", "send", "typing", "read", "end", "forward"})
@@ -70,10 +74,11 @@ class Grant(msgspec.Struct, kw_only=True):
         self.owned.add(conversation)
 
     def can_read(self, target: str) -> bool:
-        """`target` is a conversation id or a pattern; a pattern needs a claim as wide."""
+        """`target` is a conversation id or a pattern; a pattern needs a claim that contains it
+        (`gateway.hub.covers`), never one whose text merely matches it."""
         if self.owned is not None and target in self.owned:
             return True
-        return any(fnmatchcase(target, scope) for scope in self.read)
+        return any(covers(scope, target) for scope in self.read)
 
     def can_command(self, op: str) -> bool:
         return "*" in self.commands or op in self.commands

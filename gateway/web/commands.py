@@ -11,6 +11,7 @@
                                                  the platform's own history → 200 history
 
 The body holds the command's fields (without `op` and `conversation`, which the route gives).
+A `ref` is the token subject's own: another client's equal ref is another command.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway.codec import loads, path_of
 from gateway.errors import NotFound, RequestError
 from gateway.model import Command, FetchHistory, Start
 from gateway.sessions import Reply
+from gateway.web.ingest import check_media_type
 from gateway.web.keys import GRANT, SESSIONS
 from gateway.web.responses import json_response
 
@@ -39,6 +41,7 @@ _OPS = {
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    check_media_type(request)
     raw = await request.read()
     data = loads(raw) if raw.strip() else {}
     if not isinstance(data, dict):
@@ -84,7 +87,7 @@ async def platform_history(request: web.Request) -> web.Response:
     request[GRANT].check_read(conversation)
     query = request.query
     limit = query.get("limit", "50")
-    if not limit.isdigit():
+    if not (limit.isascii() and limit.isdigit()):
         raise RequestError(f"`limit` must be an integer, got {limit!r}", path="query.limit")
     fetch = FetchHistory(
         conversation=conversation, cursor=query.get("cursor") or None, limit=int(limit)
@@ -101,4 +104,4 @@ async def _execute(request: web.Request, command: Command) -> list[Reply]:
         carrier=request.headers,
         attributes=tracing.command_attributes(command),
     ):
-        return await request.app[SESSIONS].execute(command)
+        return await request.app[SESSIONS].execute(command, request[GRANT].subject)

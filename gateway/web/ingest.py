@@ -16,11 +16,11 @@ from aiohttp import web
 
 from gateway import decoding, metrics, tracing
 from gateway.adapter import Adapter, Decoded
-from gateway.errors import DecodeError, GatewayError, PayloadTooLarge
+from gateway.errors import DecodeError, GatewayError, PayloadTooLarge, UnsupportedMediaType
 from gateway.web.auth import Forbidden, token_of
 from gateway.web.keys import AUTH, DECODE_OPTIONS, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
 from gateway.web.responses import json_response
-from gateway.web.signatures import verify
+from gateway.web.signatures import check_fresh, verify
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,9 @@ class _Accepted(msgspec.Struct):
 async def ingest(request: web.Request) -> web.Response:
     dialect = request.match_info["dialect"]
     conversation = request.query.get("conversation") or None
-    structlog.contextvars.bind_contextvars(dialect=dialect)
+    # Metric labels come from closed sets: a name anyone can put in a URL is not one.
+    label = dialect if dialect in request.app[REGISTRY] else "unknown"
+    structlog.contextvars.bind_contextvars(dialect=label)
     try:
         with tracing.span(
             "ingest",
@@ -50,30 +52,53 @@ async def ingest(request: web.Request) -> web.Response:
         ):
             response = await _ingest(request, dialect, conversation)
     except GatewayError as exc:
-        metrics.INGEST_REQUESTS.labels(dialect, str(exc.status)).inc()
+        metrics.INGEST_REQUESTS.labels(label, str(exc.status)).inc()
         if exc.status < 500:
-            metrics.INGEST_FRAMES.labels(dialect, "rejected").inc()
+            metrics.INGEST_FRAMES.labels(label, "rejected").inc()
         log.info("ingest.rejected", code=exc.code, status=exc.status, **exc.details)
         raise
-    metrics.INGEST_REQUESTS.labels(dialect, "202").inc()
+    metrics.INGEST_REQUESTS.labels(label, "202").inc()
     return response
 
 
-async def _check_sender(request: web.Request, dialect: str, body: bytes) -> None:
+async def _check_sender(request: web.Request, dialect: str, body: bytes | None) -> None:
     """A dialect with webhook secrets takes signed bodies; any other needs a token whose
-    `ingest` claim names the dialect (or authentication off)."""
+    `ingest` claim names the dialect (or authentication off). Called before the body is read
+    (`body` None: the token, or the signature's presence and freshness) and after it."""
     keys = request.app[WEBHOOK_KEYS].get(dialect)
+    window_s = request.app[SETTINGS].webhook_window_s
     if keys:
-        verify(request.headers, body, keys, request.app[SETTINGS].webhook_window_s)
+        if body is None:
+            check_fresh(request.headers, window_s)
+        else:
+            verify(request.headers, body, keys, window_s)
         return
+    if body is not None:
+        return  # the token was checked before the body was read
     grant = await request.app[AUTH].authenticate(token_of(request.headers, request.query))
     if not grant.can_ingest(dialect):
         raise Forbidden(f"this token may not post {dialect!r} frames")
 
 
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+"""The media types a browser may POST to another site without asking it first (CORS "simple"
+requests): a body in one of them is refused, so a web page cannot post events or commands
+to a gateway its visitor can reach. Any other type (JSON, or none) is read as JSON."""
+
+
+def check_media_type(request: web.Request) -> None:
+    """Raise `UnsupportedMediaType` for a body sent as a form or as text."""
+    if request.content_type in FORM_TYPES and request.can_read_body:
+        raise UnsupportedMediaType(
+            f"a body of type {request.content_type!r} is not taken: send JSON "
+            "(Content-Type: application/json)"
+        )
+
+
 async def read_body(request: web.Request) -> bytes:
     """The request's body, or `PayloadTooLarge` past `max_body_bytes` (checked before reading
-    when the length is announced)."""
+    when the length is announced), or `UnsupportedMediaType` for a form or text body."""
+    check_media_type(request)
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(
@@ -109,6 +134,7 @@ async def decode(
 
 async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
     adapter = request.app[REGISTRY].get(dialect)
+    await _check_sender(request, dialect, None)  # credentials first: no body read for nobody
     body = await read_body(request)
     await _check_sender(request, dialect, body)
     started = time.perf_counter()

@@ -5,7 +5,14 @@ Client → server: `subscribe`, `unsubscribe`, `history` (of the gateway's log, 
 `gateway.model` (`start`, `recover`, `send`, `typing`, `read`, `end`, `forward`), which decode
 straight into the model's Structs. Server → client: `welcome`, `subscribed`, `unsubscribed`,
 `event`, `history`, `started`, `recovered`, `ack`, `error`, `pong`. Every client frame may carry
-a `ref`; the reply to it carries the same `ref`.
+a `ref`; the reply to it carries the same `ref`. A command's `ref` is its client's (token `sub`):
+a repeat by the same client gets the first answer, another client's equal ref is its own.
+
+Every stored event carries its log's `epoch` next to its `seq`; `subscribed` and `history`
+carry it too. A resume (`subscribe` with `since`, and `epoch`) is answered `recovered: true`
+when every event after `since` follows, `recovered: false` when some are gone (the log
+restarted: a new epoch and `seq` 0; or they were trimmed). A log that restarts under a live
+subscription is announced by an unasked `subscribed {seq: 0, epoch, recovered: false}`.
 
 Close codes: 1000 normal, 1001 going away (the gateway is shutting down: reconnect elsewhere
 and resume with `since`), 1009 frame too large, 4008 send queue overflow (the client read too
@@ -35,10 +42,12 @@ class _Op(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
 
 
 class Subscribe(_Op, tag="subscribe", kw_only=True):
-    """`conversation` is an id or a pattern (`genesys:*`, `*`); `since` the last seq seen."""
+    """`conversation` is an id or a pattern (`genesys:*`, `*`); `since` the last seq seen, and
+    `epoch` the epoch of the log it was seen in (every event carries it)."""
 
     conversation: str
     since: int | None = None
+    epoch: str | None = None
 
 
 class Unsubscribe(_Op, tag="unsubscribe", kw_only=True):
@@ -90,10 +99,21 @@ class Welcome(_Op, tag="welcome", kw_only=True):
 
 
 class Subscribed(_Op, tag="subscribed", kw_only=True):
-    """`seq`: the point the subscription starts from; events after it follow."""
+    """`seq`: the point the subscription starts from; events after it follow. `epoch`: the
+    conversation log's epoch (absent for a pattern, or a log with no event yet).
+
+    `recovered` answers a resume (`since`): true when every event after `since` follows;
+    false when some are gone: the log restarted (the store lost it: a new `epoch`, and `seq`
+    is 0, the new log follows from its start) or its oldest events were trimmed (retention).
+    A `subscribed` the client did not ask for (no `ref`), with `recovered: false`, says the log
+    restarted under a live subscription: drop what was shown of the old log, or keep it as
+    history, and carry on with the new epoch's events that follow (its `epoch` is absent when
+    the new log has no event yet: the events carry it)."""
 
     conversation: str
     seq: int
+    epoch: str | None = None
+    recovered: bool | None = None
 
 
 class Unsubscribed(_Op, tag="unsubscribed", kw_only=True):
@@ -104,6 +124,7 @@ class HistoryReply(_Op, tag="history", kw_only=True):
     conversation: str
     events: list[msgspec.Raw]
     has_more: bool
+    epoch: str | None = None
 
 
 class Pong(_Op, tag="pong", kw_only=True):

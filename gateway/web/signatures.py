@@ -30,15 +30,12 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
-def verify(
-    headers: Mapping[str, str],
-    body: bytes,
-    secrets: Sequence[str],
-    window_s: float,
-    now: float | None = None,
-) -> None:
-    """Raise `Unauthorized` (`SIGNATURE_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`)
-    unless `body` carries a fresh signature by one of `secrets`."""
+def check_fresh(
+    headers: Mapping[str, str], window_s: float, now: float | None = None
+) -> tuple[int, list[str]]:
+    """The timestamp and the offered signatures of a request, checked for presence and
+    freshness before its body is read (a caller without them never makes us wait for one).
+    Raises `Unauthorized` (`SIGNATURE_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`)."""
     stamp = headers.get(TIMESTAMP_HEADER)
     given = headers.get(SIGNATURE_HEADER)
     if not stamp or not given:
@@ -56,7 +53,19 @@ def verify(
         raise Unauthorized(
             f"signature timestamp outside the {window_s:g} s window", code="SIGNATURE_EXPIRED"
         )
-    offered = [part.strip() for part in given.split(",") if part.strip()]
+    return timestamp, [part.strip() for part in given.split(",") if part.strip()]
+
+
+def verify(
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    window_s: float,
+    now: float | None = None,
+) -> None:
+    """Raise `Unauthorized` (`SIGNATURE_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`)
+    unless `body` carries a fresh signature by one of `secrets`."""
+    timestamp, offered = check_fresh(headers, window_s, now)
     for secret in secrets:
         expected = sign(secret, timestamp, body)
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):

@@ -37,6 +37,23 @@ def provider(app: web.Application) -> Callable[[], list[Sample]]:
                 help="Times the hub re-established its fan-out link to the store.",
             ),
             Sample(
+                "hub_repair_backlog",
+                hub.reads.backlog,
+                help="Subscription repair reads waiting for their turn (rate limit).",
+            ),
+            Sample(
+                "hub_log_reads_total",
+                hub.reads.reads,
+                kind="counter",
+                help="Log reads made for subscription replays and repairs.",
+            ),
+            Sample(
+                "hub_log_reads_shared_total",
+                hub.reads.shared,
+                kind="counter",
+                help="Times a subscription was served by another's log read.",
+            ),
+            Sample(
                 "ws_send_queue_depth",
                 sum(c.queued for c in connections),
                 help="Frames waiting in the sockets' send queues.",

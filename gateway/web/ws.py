@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from gateway import metrics, tracing
 from gateway.codec import path_of
 from gateway.errors import GatewayError, MalformedJSON, RequestError, Unsupported
-from gateway.hub import Subscription, is_pattern
+from gateway.hub import MAX_SEQ, Subscription, is_pattern, wire
 from gateway.logging import bound
 from gateway.model import Command, FetchHistory, Start
 from gateway.sessions.replies import Recovered, Started
@@ -164,6 +164,13 @@ class Connection:
         if not self._closing:
             self._emit(*_frames.frames_for(payload))
 
+    def restarted(self, conversation: str, epoch: str) -> None:
+        self.send(
+            protocol.Subscribed(
+                conversation=conversation, seq=0, epoch=epoch or None, recovered=False
+            )
+        )
+
     async def drained(self) -> None:
         while not self._closing and len(self._queue) > self._limit // 2:
             if self._room is None:
@@ -265,6 +272,13 @@ class Connection:
 
     async def handle(self, data: bytes | str) -> None:
         """Act on one client frame; every failure is answered with an `error` frame."""
+        try:  # every frame spends the limits, a malformed one too
+            self._frames.take("frames on this connection")
+            self._client_limits.take(self.grant.subject, "frames")
+        except GatewayError as exc:
+            metrics.WS_COMMANDS.labels("limited", "error").inc()
+            self.send_error(exc, _ref_of(data))  # still correlated, when the frame has a ref
+            return
         try:
             frame = protocol.client_decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -279,8 +293,6 @@ class Connection:
             return
         op = type(frame).__struct_config__.tag
         try:
-            self._frames.take("frames on this connection")
-            self._client_limits.take(self.grant.subject, "frames")
             self._authorize(frame)
             match frame:
                 case protocol.Subscribe():
@@ -325,7 +337,7 @@ class Connection:
         limit = self.settings.max_subscriptions
         if target not in self.subscriptions and len(self.subscriptions) >= limit:
             raise LimitExceeded(f"a socket may hold {limit} subscriptions", limit=limit)
-        subscription = await self.hub.subscribe(target, self, frame.since)
+        subscription = await self.hub.subscribe(target, self, frame.since, frame.epoch or None)
         if self._closing:
             subscription.close()
             return
@@ -337,7 +349,15 @@ class Connection:
             metrics.WS_SUBSCRIPTIONS.dec()
         self.subscriptions[target] = subscription
         metrics.WS_SUBSCRIPTIONS.inc()
-        self.send(protocol.Subscribed(ref=frame.ref, conversation=target, seq=subscription.seq))
+        self.send(
+            protocol.Subscribed(
+                ref=frame.ref,
+                conversation=target,
+                seq=subscription.seq,
+                epoch=subscription.epoch or None if subscription.exact else None,
+                recovered=subscription.recovered,
+            )
+        )
         subscription.start()
 
     def _unsubscribe(self, frame: protocol.Unsubscribe) -> None:
@@ -357,6 +377,8 @@ class Connection:
                 '`cursor` pages the platform\'s history: add `"source": "platform"`',
                 path="$.cursor",
             )
+        if frame.before is not None and not 0 <= frame.before <= MAX_SEQ:
+            raise RequestError(f"`before` must be between 0 and {MAX_SEQ}", path="$.before")
         limit_max = self.settings.history_max_limit
         if not 1 <= frame.limit <= limit_max:
             raise RequestError(f"`limit` must be between 1 and {limit_max}", path="$.limit")
@@ -367,7 +389,11 @@ class Connection:
         events = [msgspec.Raw(payload) for _, payload in rows[-frame.limit :]]
         self.send(
             protocol.HistoryReply(
-                ref=frame.ref, conversation=frame.conversation, events=events, has_more=has_more
+                ref=frame.ref,
+                conversation=frame.conversation,
+                events=events,
+                has_more=has_more,
+                epoch=wire.read_epoch(rows[-1][1]) or None if rows else None,
             )
         )
 
@@ -383,18 +409,32 @@ class Connection:
                 carrier=tracing.command_context(command),
                 attributes=tracing.command_attributes(command),
             ):
-                replies = await sessions.execute(command)
+                replies = await sessions.execute(command, self.grant.subject)
             for reply in replies:
+                # Read access comes from the record of who started the session, never from
+                # the answer: a start that joined someone else's live conversation (SignalWire
+                # joins by address) grants nothing. Checked before the answer goes out, so that
+                # nothing is awaited between it and the subscription below.
+                if (
+                    isinstance(reply, Started)
+                    and await sessions.started_by(reply.conversation) == self.grant.subject
+                ):
+                    self.grant.own(reply.conversation)
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
-                    self.grant.own(reply.conversation)
-                    await self._subscribe(
-                        protocol.Subscribe(conversation=reply.conversation, since=0)
-                    )
+                    if self.grant.can_read(reply.conversation):
+                        await self._subscribe(
+                            protocol.Subscribe(conversation=reply.conversation, since=0)
+                        )
                 elif isinstance(reply, Recovered):
+                    last = bytes(reply.events[-1]) if reply.events else None
                     await self._subscribe(
-                        protocol.Subscribe(conversation=reply.conversation, since=reply.last_seq)
+                        protocol.Subscribe(
+                            conversation=reply.conversation,
+                            since=reply.last_seq,
+                            epoch=wire.read_epoch(last) or None if last else None,
+                        )
                     )
         except GatewayError as exc:
             metrics.WS_COMMANDS.labels(op, "error").inc()
@@ -446,7 +486,7 @@ def _ref_of(data: bytes | str) -> str | None:
     """The `ref` of a frame that failed validation, so its error can still be correlated."""
     try:
         value = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # nesting deeper than the decoder goes
         return None
     ref = value.get("ref") if isinstance(value, dict) else None
     return ref if isinstance(ref, str) else None

@@ -116,7 +116,7 @@ async def test_the_context_ends_with_its_log(hub: Hub, conversation: str) -> Non
 
 async def test_redis_gives_the_context_its_logs_expiry(redis_url: str, conversation: str) -> None:
     conv, orphan = f"t:{conversation}", f"t:{conversation}-orphan"
-    hub = RedisHub(redis_url, ended_ttl=3600)
+    hub = RedisHub(redis_url, ended_ttl=3600, idle_ttl=7200)
     await hub.start()
     client = aioredis.Redis.from_url(redis_url)
     try:
@@ -130,7 +130,9 @@ async def test_redis_gives_the_context_its_logs_expiry(redis_url: str, conversat
         assert 3590 < await client.ttl(context_key(orphan)) <= 3600  # no log yet
         await hub.remember({conv: ConversationContext(own_address="x")})
         await hub.publish([message(conv, 1)])
-        assert await ends(ctx_key) == await ends(seq_key) == -1  # adopted by its open log
+        # Adopted by its open log: they end together, `idle_ttl` after its last event.
+        assert await ends(ctx_key) == await ends(seq_key) > 0
+        assert 7190 < await client.ttl(ctx_key) <= 7200
         await hub.publish([ended(conv)])
         assert await ends(ctx_key) == await ends(seq_key) > 0
         await client.persist(ctx_key)  # whatever it had, remembering gives it its log's end

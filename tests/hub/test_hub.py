@@ -26,6 +26,9 @@ class Collect:
     async def drained(self) -> None:
         pass
 
+    def restarted(self, conversation: str, epoch: str) -> None:
+        self.got.append((conversation, -1, epoch.encode()))
+
     def seqs(self, conversation: str) -> list[int]:
         return [s for c, s, _ in self.got if c == conversation]
 
@@ -64,7 +67,9 @@ async def test_retention_trims_oldest(hub: Hub, conversation: str) -> None:
     kept = [s for s, _ in await hub.read(conv, limit=1000)]
     assert kept[-1] == 600
     assert 200 <= len(kept) < 600  # Redis trims approximately (MAXLEN ~), never below maxlen
-    assert (await hub.publish([message(conv, 1)]))[0].duplicate  # dedup outlives the trim
+    # Dedup covers the events the log keeps (its last maxlen), and forgets the rest with them.
+    assert (await hub.publish([message(conv, 401)]))[0].duplicate
+    assert not (await hub.publish([message(conv, 1)]))[0].duplicate
 
 
 async def test_ephemeral_events_fan_out_but_are_not_stored(hub: Hub, conversation: str) -> None:

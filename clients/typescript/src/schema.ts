@@ -33,6 +33,7 @@ export interface Audio {
 export interface Availability {
   type: "availability";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -52,6 +53,7 @@ export interface End {
 export interface Ended {
   type: "ended";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -65,6 +67,7 @@ export interface Ended {
 export interface Error {
   type: "error";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -129,6 +132,7 @@ export interface File {
 export interface Form {
   type: "form";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -172,6 +176,7 @@ export interface HistoryReply {
   conversation: string;
   events: Array<Event>;
   has_more: boolean;
+  epoch?: string | null;
 }
 
 /**
@@ -191,6 +196,7 @@ export interface Image {
 export interface Link {
   type: "link";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -227,6 +233,7 @@ export interface MarkRead {
 export interface Message {
   type: "message";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -240,6 +247,7 @@ export interface Message {
 export interface Notice {
   type: "notice";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -265,6 +273,7 @@ export interface Participant {
 export interface ParticipantJoined {
   type: "participant_joined";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -276,6 +285,7 @@ export interface ParticipantJoined {
 export interface ParticipantLeft {
   type: "participant_left";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -325,6 +335,7 @@ export interface Pong {
 export interface Receipt {
   type: "receipt";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -379,6 +390,7 @@ export interface SetTyping {
 export interface Signal {
   type: "signal";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -413,6 +425,7 @@ export interface Started {
 export interface Status {
   type: "status";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;
@@ -423,23 +436,36 @@ export interface Status {
 }
 
 /**
- * `conversation` is an id or a pattern (`genesys:*`, `*`); `since` the last seq seen.
+ * `conversation` is an id or a pattern (`genesys:*`, `*`); `since` the last seq seen, and
+ * `epoch` the epoch of the log it was seen in (every event carries it).
  */
 export interface Subscribe {
   op: "subscribe";
   ref?: string | null;
   conversation: string;
   since?: number | null;
+  epoch?: string | null;
 }
 
 /**
- * `seq`: the point the subscription starts from; events after it follow.
+ * `seq`: the point the subscription starts from; events after it follow. `epoch`: the
+ * conversation log's epoch (absent for a pattern, or a log with no event yet).
+ *
+ * `recovered` answers a resume (`since`): true when every event after `since` follows;
+ * false when some are gone: the log restarted (the store lost it: a new `epoch`, and `seq`
+ * is 0, the new log follows from its start) or its oldest events were trimmed (retention).
+ * A `subscribed` the client did not ask for (no `ref`), with `recovered: false`, says the log
+ * restarted under a live subscription: drop what was shown of the old log, or keep it as
+ * history, and carry on with the new epoch's events that follow (its `epoch` is absent when
+ * the new log has no event yet: the events carry it).
  */
 export interface Subscribed {
   op: "subscribed";
   ref?: string | null;
   conversation: string;
   seq: number;
+  epoch?: string | null;
+  recovered?: boolean | null;
 }
 
 export interface Text {
@@ -450,6 +476,7 @@ export interface Text {
 export interface Typing {
   type: "typing";
   seq?: number;
+  epoch?: string;
   id: string;
   conversation_id: string;
   dialect: string;

@@ -370,11 +370,13 @@ async def test_subscribing_right_after_started_delivers_each_event_once(
     client_done = asyncio.Event()
     calls: list[int | None] = []
 
-    async def slow_subscribe(target: str, sink: Any, since: int | None = None) -> Any:
+    async def slow_subscribe(
+        target: str, sink: Any, since: int | None = None, epoch: str | None = None
+    ) -> Any:
         calls.append(since)
         if len(calls) == 1:
             await client_done.wait()
-        subscription = await subscribe(target, sink, since)
+        subscription = await subscribe(target, sink, since, epoch)
         if len(calls) > 1:
             client_done.set()
         return subscription
