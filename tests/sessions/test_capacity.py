@@ -16,12 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from adapters.loopback.emulator import Emulator
 from adapters.server_events.emulator import Emulator as ServerEventsEmulator
 from adapters.wonderful.emulator import Emulator as WonderfulEmulator
+from gateway.web.keys import SESSIONS
 from tests.support import GatewayClient, WsClient
 
-SESSIONS = 150
+MANY = 150
 """More than the 100 connections the one shared client connector held."""
 WAIT = 60.0
 """Generous: a loaded CI machine runs this; the outcome is what is asserted."""
@@ -70,17 +73,17 @@ async def test_more_sessions_than_one_connector_held_all_start_and_get_replies(
     gateway: GatewayClient = await make_gateway(
         dialects=[dialect],
         dialect_settings={dialect: {"url": url, **options}},
-        max_subscriptions=SESSIONS,
+        max_subscriptions=MANY,
         # one socket sends every start and every message: no rate limit is under test here
         ws_rate=10_000.0,
         ws_burst=10_000.0,
     )
     ws = await gateway.ws()
     try:
-        answers = await start_many(ws, dialect, SESSIONS)
+        answers = await start_many(ws, dialect, MANY)
         assert [a for a in answers if a["op"] != "started"] == []
         conversations = [a["conversation"] for a in answers]
-        assert len(set(conversations)) == SESSIONS
+        assert len(set(conversations)) == MANY
         for i, conversation in enumerate(conversations):
             await ws.send(
                 "send",
@@ -89,7 +92,7 @@ async def test_more_sessions_than_one_connector_held_all_start_and_get_replies(
                 content={"kind": "text", "text": f"n{i}"},
             )
         acks = await asyncio.gather(
-            *(ws.reply("ack", f"say-{i}", timeout=WAIT) for i in range(SESSIONS))
+            *(ws.reply("ack", f"say-{i}", timeout=WAIT) for i in range(MANY))
         )
         assert [a for a in acks if a["op"] != "ack"] == []
         for i, conversation in enumerate(conversations):
@@ -104,3 +107,102 @@ async def test_more_sessions_than_one_connector_held_all_start_and_get_replies(
             )
     finally:
         await ws.close()
+
+
+# -- the explicit limits (loopback platform) -----------------------------------------------
+
+
+async def scrape(gateway: GatewayClient) -> str:
+    async with gateway.client.get("/metrics") as response:
+        return await response.text()
+
+
+def metric(text: str, prefix: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def loopback(server: TestServer, **settings: Any) -> dict[str, Any]:
+    return {
+        "dialects": ["loopback"],
+        "dialect_settings": {
+            "loopback": {"url": str(server.make_url("")), "poll_wait": "1", "backoff_s": "0.02"}
+        },
+        **settings,
+    }
+
+
+async def test_past_max_sessions_a_start_is_refused_at_once_and_nothing_starts(
+    make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer]
+) -> None:
+    platform, server = emulator
+    gateway: GatewayClient = await make_gateway(**loopback(server, max_sessions=2))
+    ws = await gateway.ws()
+    before = await scrape(gateway)
+    answers = await start_many(ws, "loopback", 3)
+    assert sorted(a["op"] for a in answers) == ["error", "started", "started"]
+    (refused,) = [a for a in answers if a["op"] == "error"]
+    assert refused["code"] == "CAPACITY"
+    assert refused["recoverable"] is True
+    assert refused["limit"] == 2
+    assert len(platform.chats) == 2  # the refused start never reached the platform
+    after = await scrape(gateway)
+    assert metric(after, "gateway_sessions_max") == 2
+    assert metric(after, "gateway_sessions_load") == 1.0
+    refusals = 'gateway_sessions_refused_total{reason="capacity"}'
+    assert metric(after, refusals) == metric(before, refusals) + 1
+
+    # a session that ends makes room again
+    conversation = next(a["conversation"] for a in answers if a["op"] == "started")
+    await ws.send("end", ref="end", conversation=conversation)
+    assert (await ws.reply("ack", "end"))["op"] == "ack"
+    async with asyncio.timeout(WAIT):
+        while metric(await scrape(gateway), "gateway_sessions_load") != 0.5:
+            await asyncio.sleep(0.05)
+    (again,) = await start_many(ws, "loopback", 1)
+    assert again["op"] == "started", again
+    await ws.close()
+
+
+async def test_a_start_past_its_deadline_is_answered_and_leaves_no_session(
+    make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer]
+) -> None:
+    """A platform that does not answer the start: the start and the one waiting for its turn
+    behind it both get TIMEOUT within `command_timeout_s`; once it answers again, starts work
+    (nothing stayed stuck)."""
+    platform, server = emulator
+    platform.create_delay_s = 3600
+    gateway: GatewayClient = await make_gateway(
+        **loopback(server, command_timeout_s=0.5, max_starting=1)
+    )
+    ws = await gateway.ws()
+    answers = await start_many(ws, "loopback", 2)
+    assert [(a["op"], a["code"], a["recoverable"]) for a in answers] == [
+        ("error", "TIMEOUT", True)
+    ] * 2
+    assert gateway.client.app[SESSIONS].owned == {}
+    assert gateway.client.app[SESSIONS].admission.starting == 0
+    platform.create_delay_s = 0
+    (started,) = await start_many(ws, "loopback", 1)
+    assert started["op"] == "started", started
+    await ws.close()
+
+
+async def test_starts_past_a_sockets_subscription_limit_open_no_vendor_session(
+    make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer]
+) -> None:
+    """A start subscribes its caller: a socket at `max_subscriptions` is refused before the
+    platform is asked, so live vendor sessions are exactly the ones clients were told of."""
+    platform, server = emulator
+    gateway: GatewayClient = await make_gateway(**loopback(server, max_subscriptions=3))
+    ws = await gateway.ws()
+    answers = await start_many(ws, "loopback", 5)
+    started = [a for a in answers if a["op"] == "started"]
+    refused = [a for a in answers if a["op"] == "error"]
+    assert len(started) == 3
+    assert {a["code"] for a in refused} == {"LIMIT_EXCEEDED"}
+    assert len(refused) == 2
+    assert len(platform.chats) == 3
+    assert len(gateway.client.app[SESSIONS].owned) == 3
+    await ws.close()
