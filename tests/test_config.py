@@ -11,8 +11,8 @@ import pytest
 import structlog
 
 from gateway.config import ConfigError, Settings, describe, load
-from gateway.vendor_http import DEFAULT_MAX_REQUESTS, PoolLimits
 from gateway.logging import configure
+from gateway.vendor_http import DEFAULT_MAX_REQUESTS, PoolLimits
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -57,7 +57,7 @@ def test_connection_pools_are_sized_per_dialect() -> None:
     assert settings.pool_limits("wonderful", env) == PoolLimits(3000, 20)  # held: max_sessions
     for bad in ("0", "many", "-5"):
         environ = {"GATEWAY_GENESYS_MAX_REQUESTS": bad}
-        with pytest.raises(ConfigError, match="GATEWAY_GENESYS_MAX_REQUESTS = .*whole number"):
+        with pytest.raises(ConfigError, match=r"GATEWAY_GENESYS_MAX_REQUESTS = .*whole number"):
             settings.check_dialects(["genesys"], environ)
     listed = describe()
     assert "GATEWAY_MAX_SESSIONS" in listed and "MAX_CONNECTIONS" in listed
