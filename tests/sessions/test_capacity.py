@@ -152,6 +152,10 @@ async def test_past_max_sessions_a_start_is_refused_at_once_and_nothing_starts(
     assert metric(after, "gateway_sessions_load") == 1.0
     refusals = 'gateway_sessions_refused_total{reason="capacity"}'
     assert metric(after, refusals) == metric(before, refusals) + 1
+    # the dialect's pools: held sized by max_sessions, requests by the default
+    limit = 'gateway_vendor_connections_limit{dialect="loopback",pool='
+    assert metric(after, limit + '"held"}') == 2
+    assert metric(after, limit + '"requests"}') == 100
 
     # a session that ends makes room again
     conversation = next(a["conversation"] for a in answers if a["op"] == "started")
