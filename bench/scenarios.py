@@ -315,6 +315,7 @@ def sessions(ctx: Context) -> dict[str, Any]:
                 f"  reply p50 {result['reply_p50_s']:.2f} p99 {result['reply_p99_s']:.2f} s"
                 f" (script {result['scripted_delay_s']:.2f})"
                 + (f"  refused {result['refused']}" if result["refused"] else "")
+                + (f"  retried {result['retried']}" if result.get("retried") else "")
             )
     return out
 

@@ -3,8 +3,9 @@
 Against a running gateway (Redis engine, leases on) whose dialect points at its emulator (its
 own process, `bench.emulator`), from frontend WebSockets:
 
-1. start N conversations, at most `--inflight` starts outstanding (a frontend's own bound):
-   the time until every one is `started`, and the refusals by code;
+1. start N conversations, at most `--inflight` starts outstanding (a frontend's own bound),
+   a recoverable refusal retried with the same `ref` (`--attempts` tries in all): the time
+   until every one is `started`, the retries and the final refusals by code;
 2. let them settle, then over an idle window: the gateway's RSS growth per session, its CPU
    per 1,000 sessions, the lease renewals it made and the commands and CPU they cost Redis;
 3. on `--probes` sessions spread over the whole set, a user's `send` each (`--probe-gap`
@@ -108,6 +109,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         rss_before = rss_bytes(args.gateway_pid)
         tag = uuid.uuid4().hex[:8]
         gate = asyncio.Semaphore(args.inflight)
+        retried: dict[str, int] = {}
 
         async def start(i: int) -> dict[str, Any]:
             frame = {
@@ -121,10 +123,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 # are N addresses (one address would join one conversation N times).
                 frame["agent_id"] = f"bench-agent-{tag}-{i}"
             async with gate:
-                try:
-                    return await sockets[i % len(sockets)].request(frame, args.timeout)
-                except TimeoutError:
-                    return {"op": "error", "code": "NO_ANSWER"}
+                for attempt in range(1, args.attempts + 1):
+                    try:
+                        answer = await sockets[i % len(sockets)].request(frame, args.timeout)
+                    except TimeoutError:
+                        return {"op": "error", "code": "NO_ANSWER"}
+                    # A recoverable refusal (TIMEOUT in a burst, CAPACITY, a store blink) is
+                    # retried with the same ref, as a frontend would: it acts once.
+                    if answer["op"] == "started" or not answer.get("recoverable"):
+                        break
+                    if attempt < args.attempts:
+                        retried[answer.get("code", "?")] = (
+                            retried.get(answer.get("code", "?"), 0) + 1
+                        )
+                return answer
 
         t0 = time.monotonic()
         answers = await asyncio.gather(*(start(i) for i in range(args.n)))
@@ -186,6 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "n": args.n,
         "started": len(started),
         "refused": refused,
+        "retried": retried,
         "start_all_s": round(start_all_s, 3),
         "rss_per_session_kib": round((rss_after - rss_before) / owned / 1024, 2),
         "rss_mib": round(rss_after / 2**20, 1),
@@ -211,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dialect", required=True)
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--inflight", type=int, default=500)
+    parser.add_argument("--attempts", type=int, default=3, help="tries of a refused start")
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--probes", type=int, default=100)

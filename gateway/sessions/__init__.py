@@ -19,12 +19,7 @@ import msgspec
 import structlog
 
 from gateway.adapter import Adapter, Capability, Connector, DialectSettings, Registry
-from gateway.errors import (
-    GatewayError,
-    RequestError,
-    SessionNotFound,
-    Unsupported,
-)
+from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported
 from gateway.hub import Hub, is_pattern
 from gateway.metrics import Sample
 from gateway.model import (
@@ -86,6 +81,8 @@ MAX_PLATFORM_PAGE = 100
 """The most events one page of a platform's history may ask for."""
 ABANDON_TIMEOUT = 5.0
 """How long ending a vendor session that could not be owned may take."""
+HANDOVER_CONCURRENCY = 100
+"""Sessions handed over at once when the replica shuts down."""
 
 
 def create_store(redis_url: str | None, namespace: str = "gw") -> SessionStore:
@@ -156,8 +153,15 @@ class Sessions:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         handed_over = list(self.owned.values())
-        for session in handed_over:
-            await session.stop(release=True, persist=True)
+        # Thousands of sessions, each a snapshot, a release and a link to close: many at once,
+        # or the drain outlasts `shutdown_timeout_s`.
+        gate = asyncio.Semaphore(HANDOVER_CONCURRENCY)
+
+        async def hand_over(session: OwnedSession) -> None:
+            async with gate:
+                await session.stop(release=True, persist=True)
+
+        await asyncio.gather(*(hand_over(s) for s in handed_over), return_exceptions=True)
         if handed_over:
             with contextlib.suppress(GatewayError):
                 await self.store.announce_handover()
