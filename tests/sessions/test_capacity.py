@@ -21,7 +21,10 @@ from aiohttp.test_utils import TestServer
 from adapters.loopback.emulator import Emulator
 from adapters.server_events.emulator import Emulator as ServerEventsEmulator
 from adapters.wonderful.emulator import Emulator as WonderfulEmulator
+from gateway.config import Settings
+from gateway.web.app import create_app
 from gateway.web.keys import SESSIONS
+from tests.redis_server import RedisServer
 from tests.support import GatewayClient, WsClient
 
 MANY = 150
@@ -210,3 +213,31 @@ async def test_starts_past_a_sockets_subscription_limit_open_no_vendor_session(
     assert len(platform.chats) == 3
     assert len(gateway.client.app[SESSIONS].owned) == 3
     await ws.close()
+
+
+async def test_a_start_that_fails_after_the_platform_opened_it_ends_it_there(
+    aiohttp_client: Callable[..., Any],
+    redis_factory: Callable[[], RedisServer],
+    emulator: tuple[Emulator, TestServer],
+) -> None:
+    """The store goes away while the platform is opening the session: the start is answered
+    with the store's error, and the session it opened is ended at the platform, so no vendor
+    session runs that no client was told of."""
+    platform, server = emulator
+    redis = redis_factory()
+    settings = Settings(redis_url=redis.url, auth="none", **loopback(server))
+    gateway = GatewayClient(await aiohttp_client(create_app(settings)))
+    ws = await gateway.ws()
+    platform.create_delay_s = 1.0
+    # no `ref`: a ref is looked up in the store before anything opens
+    await ws.send("start", dialect="loopback", participant={"from": "+15550100"})
+    await asyncio.sleep(0.3)  # the start is at the platform, which answers after its delay
+    redis.kill()
+    answer = await ws.reply("started", timeout=WAIT)
+    assert answer["op"] == "error", answer
+    assert answer["code"] == "STORE_UNAVAILABLE"
+    (chat,) = platform.chats.values()
+    async with asyncio.timeout(WAIT):
+        while not chat.ended:
+            await asyncio.sleep(0.01)
+    assert gateway.client.app[SESSIONS].owned == {}
