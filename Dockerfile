@@ -35,4 +35,7 @@ STOPSIGNAL SIGTERM
 # Liveness only (readiness, /readyz, is the orchestrator's business). No curl in slim: urllib.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GATEWAY_PORT', '8080'), timeout=4)"]
+# Open files: `gateway serve` raises its soft limit to the hard one (one descriptor per vendor
+# session; it warns at start when that is below GATEWAY_MAX_SESSIONS + 1024). A Dockerfile cannot
+# set the hard limit: `--ulimit nofile=65536:65536` or compose's `ulimits` (docs/scaling.md).
 CMD ["gateway", "serve"]

@@ -1,7 +1,7 @@
 """`python -m bench`: run the benchmark scenarios of issue 11 and report them.
 
     python -m bench                 every scenario, full sizes, 3 runs each (~15 min on 2 cores)
-    python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 2 min)
+    python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 3 min)
     python -m bench --only codec,resume --runs 5
     python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
     python -m bench --instructions  also count the codec's instructions per frame (callgrind,
@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.common import RESULTS, ROOT, VENV, raise_fd_limit
 
-SCENARIOS = ("codec", "ingest", "fanout", "idle", "resume")
+SCENARIOS = ("codec", "ingest", "fanout", "idle", "resume", "sessions")
 OPTIONAL = ("instructions",)
 """Scenarios run only when `--only` names them."""
 
@@ -127,6 +127,10 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
             "idle_sizes": [20],
             "idle_kinds": {"gateway": [20], "floor": [20], "socketio": [20], "broadcaster": [20]},
             "resume_events": 300,
+            "sessions_sizes": [20],
+            "sessions_settle": 0.5,
+            "sessions_idle": 1.0,
+            "sessions_probes": 5,
         }
     return {
         "runs": args.runs or 3,
@@ -144,6 +148,10 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
             "broadcaster": [1000],
         },
         "resume_events": 10_000,
+        "sessions_sizes": [100, 1000, 5000],
+        "sessions_settle": 3.0,
+        "sessions_idle": 10.0,
+        "sessions_probes": 100,
     }
 
 

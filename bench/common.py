@@ -112,10 +112,11 @@ def gateway(
     log_level: str = "info",
     auth: bool = True,
     tracemalloc: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, Proc]]:
     """The gateway (Redis engine) as its own process. Yields (base URL, process).
 
-    Default settings except a short drain on SIGTERM (and what `bench.auth` sets);
+    Default settings except a short drain on SIGTERM (and what `bench.auth` sets, and `env`);
     `tracemalloc` turns on the allocation tracing of `bench.run_gateway`."""
     port = free_port()
     argv = [
@@ -124,10 +125,10 @@ def gateway(
     ]  # fmt: skip
     from bench.auth import gateway_env
 
-    env = {"GATEWAY_SHUTDOWN_TIMEOUT_S": "2", **gateway_env(auth)}
+    settings = {"GATEWAY_SHUTDOWN_TIMEOUT_S": "2", **gateway_env(auth), **(env or {})}
     if tracemalloc is not None:
-        env["BENCH_TRACEMALLOC"] = str(tracemalloc)
-    with Proc("gateway", argv, logdir / "gateway.log", env) as proc:
+        settings["BENCH_TRACEMALLOC"] = str(tracemalloc)
+    with Proc("gateway", argv, logdir / "gateway.log", settings) as proc:
         wait_port(port, proc=proc.popen)
         yield f"http://{HOST}:{port}", proc
 
@@ -140,6 +141,31 @@ def peer(kind: str, redis_url: str, logdir: Path) -> Iterator[tuple[str, Proc]]:
     with Proc(kind, argv, logdir / f"{kind}.log") as proc:
         wait_port(port, proc=proc.popen)
         yield f"http://{HOST}:{port}", proc
+
+
+@contextlib.contextmanager
+def emulator(dialect: str, logdir: Path, timeout: float = 20.0) -> Iterator[dict[str, Any]]:
+    """A dialect's platform emulator as its own process (`bench.emulator`). Yields what it
+    wrote: `{"settings": {url, options…}, "scripted_delay_s"}`."""
+    import json
+
+    out = logdir / f"emulator-{dialect}.json"
+    out.unlink(missing_ok=True)
+    argv = [python(), "-m", "bench.emulator", dialect, "--out", str(out)]
+    with Proc(f"emulator-{dialect}", argv, logdir / f"emulator-{dialect}.log") as proc:
+        deadline = time.monotonic() + timeout
+        while not out.exists():
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"the {dialect} emulator exited with {proc.popen.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the {dialect} emulator did not come up in {timeout}s")
+            time.sleep(0.05)
+        yield dict(json.loads(out.read_text()))
+
+
+def dialect_env(dialect: str, table: dict[str, str]) -> dict[str, str]:
+    """`GATEWAY_<DIALECT>_*` for a `[dialects.<dialect>]` table (`url` and options)."""
+    return {f"GATEWAY_{dialect.upper()}_{key.upper()}": value for key, value in table.items()}
 
 
 def flush(redis_url: str) -> None:

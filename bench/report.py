@@ -176,13 +176,47 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         v = _med(res, "summary", "replay_s", "median")
         row(f"replay {res['events']:,} events with `since`", "< 1 s", f"{v * 1000:.0f} ms",
             check(v, v < 1))  # fmt: skip
+    rows += _session_targets(r.get("sessions") or {})
+    return rows
+
+
+def _session_targets(section: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """Issue 24's targets, per dialect: at its largest N, and the 1,000-start burst."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    by_dialect: dict[str, dict[int, dict[str, Any]]] = {}
+    for key, res in section.items():
+        dialect, n = key.split("/")
+        by_dialect.setdefault(dialect, {})[int(n)] = res
+    for dialect, sizes in sorted(by_dialect.items()):
+        n = max(sizes)
+        res = sizes[n]
+        if "error" in res:
+            rows.append((f"sessions {dialect} at {n:,}", "all start", "failed", False))
+            continue
+        rows.append((f"sessions {dialect}: owned at {n:,}", f"{n:,}", f"{res['started']:,}",
+                     res["started"] == n))  # fmt: skip
+        excess = res["reply_excess_p99_s"]
+        rows.append((f"sessions {dialect} at {n:,}: reply p99 over the script", "≤ 0.5 s",
+                     f"{excess:+.2f} s (p99 {res['reply_p99_s']:.2f} s)",
+                     res["probes"] > 0 and excess <= 0.5))  # fmt: skip
+        kib = res["rss_per_session_kib"]
+        rows.append((f"sessions {dialect} at {n:,}: RSS per session", "≤ 30 KiB", f"{kib:.1f} KiB",
+                     kib <= 30))  # fmt: skip
+        cores = res["idle_cores_per_1000"]
+        rows.append((f"sessions {dialect} at {n:,}: idle CPU per 1,000", "≤ 0.1 core",
+                     f"{cores:.3f} core", cores <= 0.1))  # fmt: skip
+        burst = sizes.get(1000)
+        if burst is not None and "error" not in burst:
+            rows.append((f"sessions {dialect}: 1,000 starts", "< 10 s",
+                         f"{burst['start_all_s']:.2f} s",
+                         burst["start_all_s"] < 10 and burst["started"] == 1000))  # fmt: skip
     return rows
 
 
 def failures(r: dict[str, Any]) -> dict[str, list[str]]:
     """Per scenario run, what broke (a server that failed, a reference that disagrees)."""
     out: dict[str, list[str]] = {}
-    for name in ("codec", "instructions", "ingest", "fanout", "idle", "resume"):
+    for name in ("codec", "instructions", "ingest", "fanout", "idle", "resume", "sessions"):
         section = r.get(name)
         if section is None:
             continue
@@ -210,6 +244,14 @@ def failures(r: dict[str, Any]) -> dict[str, list[str]]:
         elif name == "resume":
             bad += [f"run {x['run']}: {x['events']} of {section['events']} replayed"
                     for x in section["runs"] if x["events"] < section["events"]]  # fmt: skip
+        elif name == "sessions":
+            for k, v in section.items():
+                if "error" in v:
+                    bad.append(f"{k}: {v['error'][-200:]}")
+                elif v["started"] < v["n"] or v["probes_missing"]:
+                    bad.append(f"{k}: {v['started']} of {v['n']} started (refused "
+                               f"{v['refused']}), {v['probes_missing']} replies "
+                               "missing")  # fmt: skip
     return out
 
 
@@ -354,7 +396,40 @@ def markdown(r: dict[str, Any]) -> str:
             f"same log read with bare XRANGE pages of 500: "
             f"{fmt_summary({k: v * 1000 for k, v in s['xrange_s'].items()}, ' ms')}.",
         ]
+    out += _sessions_markdown(r.get("sessions") or {})
     return "\n".join(out) + "\n"
+
+
+def _sessions_markdown(section: dict[str, Any]) -> list[str]:
+    if not section:
+        return []
+    out = [
+        "",
+        "### 6. Owned vendor sessions",
+        "",
+        "One gateway (Redis engine, leases on, default pools and limits), each dialect's "
+        "emulator in its own process, N conversations started from frontend sockets (at most "
+        "500 starts outstanding). RSS and idle CPU are the gateway's over an idle window; "
+        "renewals are its batched lease renewals, Redis its commands and CPU in that window; "
+        "replies are a user's `send` to the scripted `echo` on sessions spread over the set.",
+        "",
+        "| dialect | N | started | start all | RSS/session | idle CPU/1,000 | renewals/s | "
+        "Redis cmd/s (CPU) | reply p50 / p99 (script) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, res in section.items():
+        dialect, n = key.split("/")
+        if "error" in res:
+            out.append(f"| {dialect} | {int(n):,} | failed | | | | | | |")
+            continue
+        out.append(
+            f"| {dialect} | {int(n):,} | {res['started']:,} | {res['start_all_s']:.2f} s | "
+            f"{res['rss_per_session_kib']:.1f} KiB | {res['idle_cores_per_1000']:.3f} core | "
+            f"{res['renewals_per_s']:,.0f} | {res['redis_commands_per_s']:,.0f} "
+            f"({res['redis_cores']:.3f} core) | {res['reply_p50_s']:.2f} / "
+            f"{res['reply_p99_s']:.2f} s ({res['scripted_delay_s']:.2f}) |"
+        )
+    return out
 
 
 def instruction_table(counted: dict[str, Any]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The five scenarios of issue 11, each with its references in the same run.
+"""The five scenarios of issue 11, each with its references in the same run, and the owned
+vendor sessions of issue 24 (`sessions`).
 
 Each function starts what it needs (a private redis-server, the gateway or a reference server)
 as separate processes, drives them with a `bench.loadgen` or `bench.codec` worker process, and
@@ -18,7 +19,16 @@ from typing import Any
 
 from bench import spy
 from bench.codec import result_key
-from bench.common import ROOT, flush, gateway, peer, redis_server, summary
+from bench.common import (
+    ROOT,
+    dialect_env,
+    emulator,
+    flush,
+    gateway,
+    peer,
+    redis_server,
+    summary,
+)
 from bench.instructions import count_all
 
 DIALECTS = ("genesys", "server_events", "signalwire", "visitor_widget", "wonderful")
@@ -249,6 +259,65 @@ def resume(ctx: Context) -> dict[str, Any]:
         f"  (bare XRANGE {s['xrange_s']['median'] * 1000:.0f} ms)"
     )
     return result
+
+
+# -- 6. owned vendor sessions (issue 24) --------------------------------------------------------
+
+
+def sessions(ctx: Context) -> dict[str, Any]:
+    """Per dialect and size N: its emulator, a private Redis and the gateway, each its own
+    process (Redis engine, leases on, default pools and limits), and `bench.sessions` starting
+    N conversations and measuring them. One run per size: the largest is minutes."""
+    out: dict[str, Any] = {}
+    s = ctx.sizes
+    for dialect in DIALECTS:
+        for n in s["sessions_sizes"]:
+            key = f"{dialect}/{n}"
+            try:
+                with (
+                    emulator(dialect, ctx.outdir) as platform,
+                    redis_server(ctx.outdir) as (redis_url, _),
+                ):
+                    env = {
+                        **dialect_env(dialect, platform["settings"]),
+                        "GATEWAY_DIALECTS": dialect,
+                        # one frontend socket starts (and so subscribes to) up to 1,000
+                        "GATEWAY_MAX_SUBSCRIPTIONS": "1000",
+                        "GATEWAY_WS_RATE": "100000",
+                        "GATEWAY_WS_BURST": "100000",
+                    }
+                    if n > 5000:  # past the default max_sessions
+                        env["GATEWAY_MAX_SESSIONS"] = str(n)
+                    with gateway(redis_url, ctx.outdir, ctx.log_level, ctx.auth, env=env) as (
+                        url,
+                        gw,
+                    ):
+                        result = ctx.run_json(
+                            ["-m", "bench.sessions", "--url", url, "--redis", redis_url,
+                             "--gateway-pid", str(gw.pid), "--dialect", dialect, "--n", str(n),
+                             "--settle", str(s["sessions_settle"]),
+                             "--idle", str(s["sessions_idle"]),
+                             "--probes", str(min(n, s["sessions_probes"])),
+                             "--scripted-delay", str(platform["scripted_delay_s"]),
+                             *([] if ctx.auth else ["--no-auth"])],
+                            1800,
+                        )  # fmt: skip
+            except Exception as exc:  # one dialect failing must not end the run
+                ctx.say(f"  {key:24} FAILED: {str(exc)[-300:]}")
+                out[key] = {"error": str(exc)[-2000:]}
+                continue
+            out[key] = result
+            ctx.say(
+                f"  {key:24} {result['started']:>5}/{n} started in {result['start_all_s']:6.2f} s"
+                f"  {result['rss_per_session_kib']:6.1f} KiB/session"
+                f"  idle {result['idle_cores_per_1000']:.3f} cores/1000"
+                f"  renewals {result['renewals_per_s']:,.0f}/s"
+                f"  reply p50 {result['reply_p50_s']:.2f} p99 {result['reply_p99_s']:.2f} s"
+                f" (script {result['scripted_delay_s']:.2f})"
+                + (f"  refused {result['refused']}" if result["refused"] else "")
+                + (f"  retried {result['retried']}" if result.get("retried") else "")
+            )
+    return out
 
 
 # -- profiles ----------------------------------------------------------------------------------

@@ -29,9 +29,8 @@ from gateway.errors import UnknownDialect, Unsupported
 from gateway.model import Command, Event, Start
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from gateway.demo import Wiring
+    from gateway.vendor_http import VendorHttp
 
 ENTRY_POINT_GROUP = "gateway.adapters"
 
@@ -248,9 +247,10 @@ class Adapter(abc.ABC):
         raise Unsupported(f"dialect {self.name!r} does not send {command.__struct_config__.tag!r}")
 
     def connector(
-        self, settings: DialectSettings, http: aiohttp.ClientSession
+        self, settings: DialectSettings, http: VendorHttp
     ) -> Connector:  # pragma: no cover - overridden by client dialects
-        """A connector for one new vendor session, doing its HTTP with `http`."""
+        """A connector for one new vendor session, reaching its platform through `http` (the
+        dialect's two pools: `held` for a WebSocket or a long poll, `requests` for the rest)."""
         raise Unsupported(f"dialect {self.name!r} has no connector")
 
     def demo(self) -> Wiring | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from typing import IO
@@ -94,6 +95,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_format, settings.log_level, redact=settings.log_redact)
+    _file_descriptors(settings.max_sessions)
     registry = Registry.load(settings.dialects)
     try:
         settings.check_dialects([adapter.name for adapter in registry])
@@ -125,6 +127,34 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         tracing.shutdown()  # the spans still buffered are exported
     return 0
+
+
+FD_HEADROOM = 1024
+"""File descriptors beyond one per vendor session: client sockets, Redis, idle pooled
+connections, files."""
+
+
+def _file_descriptors(max_sessions: int) -> None:
+    """Raise the soft limit on open files to the hard one (as Go's runtime does: the soft
+    limit of 1024 is a relic of select()), and warn when it cannot hold `max_sessions`
+    vendor sessions (about one descriptor each) plus headroom: set `ulimit -n` higher."""
+    import resource
+
+    import structlog
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    wanted = max_sessions + FD_HEADROOM
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        structlog.get_logger(__name__).warning(
+            "capacity.fd_limit_low",
+            open_files=soft,
+            wanted=wanted,
+            hint="raise `ulimit -n` (docs/scaling.md) or lower GATEWAY_MAX_SESSIONS",
+        )
 
 
 def decode(

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.adapter import ENTRY_POINT_GROUP, DialectSettings, read_secret_files
+from gateway.vendor_http import PoolLimits, PoolSettingError
 
 
 class ConfigError(Exception):
@@ -124,7 +125,17 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     session_idle_s: float = 1800.0
     """A vendor session with no traffic this long is released (resumed on the next command)."""
     command_timeout_s: float = 15.0
-    """How long a command may take, forwarding to the owning replica included."""
+    """How long a command may take, forwarding to the owning replica included; a start that
+    has not got its vendor session by then is answered with an error and leaves none behind."""
+    max_sessions: int = 5000
+    """Vendor sessions this replica may own at once; past it a start is refused at once with
+    `CAPACITY` (recoverable: retry, another replica may have room). Each holds about one file
+    descriptor (docs/scaling.md). Per dialect, `GATEWAY_<DIALECT>_MAX_CONNECTIONS` bounds the
+    held connections (WebSockets, long polls; default this) and `GATEWAY_<DIALECT>_MAX_REQUESTS`
+    the short requests in flight (default 100)."""
+    max_starting: int = 64
+    """Starts (and takeovers) this replica runs at once; more wait their turn, each within
+    `command_timeout_s`."""
     dialect_settings: dict[str, dict[str, str]] = {}
     """`[dialects.<name>]` tables of the TOML file (connector URL and credentials)."""
 
@@ -154,6 +165,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ("webhook_window_s", self.webhook_window_s > 0, "must be positive"),
             ("session_idle_s", self.session_idle_s > 0, "must be positive"),
             ("command_timeout_s", self.command_timeout_s > 0, "must be positive"),
+            ("max_sessions", self.max_sessions >= 1, "must be at least 1"),
+            ("max_starting", self.max_starting >= 1, "must be at least 1"),
             ("jwt_jwks_cache_s", self.jwt_jwks_cache_s > 0, "must be positive"),
             ("jwt_jwks_timeout_s", self.jwt_jwks_timeout_s > 0, "must be positive"),
             ("jwt_jwks_refresh_s", self.jwt_jwks_refresh_s >= 0, "must be 0 or more"),
@@ -197,14 +210,21 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return DialectSettings(url=url, options=options)
 
     def check_dialects(self, names: list[str], environ: Mapping[str, str] = os.environ) -> None:
-        """Read every dialect's settings once, so a missing secret file stops the start."""
+        """Read every dialect's settings once, so a missing secret file or a bad pool size
+        stops the start."""
         for name in names:
             try:
-                self.dialect(name, environ)
+                self.pool_limits(name, environ)
             except OSError as exc:
                 raise ConfigError(
                     f"dialects.{name}: cannot read secret file {exc.filename}: {exc.strerror}"
                 ) from None
+            except PoolSettingError as exc:
+                raise ConfigError(str(exc)) from None
+
+    def pool_limits(self, name: str, environ: Mapping[str, str] = os.environ) -> PoolLimits:
+        """The sizes of dialect `name`'s two connection pools (`gateway.vendor_http`)."""
+        return PoolLimits.read(name, self.dialect(name, environ).options, self.max_sessions)
 
 
 _FIELDS = set(Settings.__struct_fields__) - {"dialect_settings"}
@@ -245,6 +265,8 @@ def describe() -> str:
         "dialect connectors: GATEWAY_<DIALECT>_URL and GATEWAY_<DIALECT>_<OPTION> (or",
         "  [dialects.<dialect>] in the TOML file; <option>_file reads a secret from a file);",
         "  each dialect's options: docs/dialects/<dialect>.md",
+        "  every dialect also takes MAX_CONNECTIONS (held connections: WebSockets, long polls;",
+        "  default max_sessions) and MAX_REQUESTS (short requests in flight; default 100)",
         "tracing: the standard OTEL_* environment (off unless it names an exporter or an",
         "  endpoint; needs the [otel] extra): docs/observability.md",
     ]

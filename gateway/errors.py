@@ -12,7 +12,9 @@
     ├── AdapterError               ADAPTER_ERROR   502   a dialect failed to do its part
     │   ├── DecodeError            INVALID_FRAME   422   a known native frame that breaks its schema
     │   └── VendorError            VENDOR_ERROR    502   the platform refused or failed a request
-    └── StoreUnavailable           STORE_UNAVAILABLE 503 the hub's store cannot be reached
+    ├── StoreUnavailable           STORE_UNAVAILABLE 503 the hub's store cannot be reached
+    ├── AtCapacity                 CAPACITY        503   this replica owns all the sessions it may
+    └── DeadlineExceeded           TIMEOUT         504   a command did not finish in its time
 
 The HTTP and WebSocket layers turn any of them into `{"code", "message", ...details}`;
 backend exceptions are mapped to these at the boundary (`raise StoreUnavailable(...) from exc`).
@@ -117,4 +119,22 @@ class VendorError(AdapterError):
 class StoreUnavailable(GatewayError):
     code = "STORE_UNAVAILABLE"
     status = 503
+    recoverable = True
+
+
+class AtCapacity(GatewayError):
+    """This replica already owns `max_sessions` vendor sessions: retry (through the load
+    balancer another replica may have room); nothing was started."""
+
+    code = "CAPACITY"
+    status = 503
+    recoverable = True
+
+
+class DeadlineExceeded(GatewayError):
+    """A command did not finish within its deadline (`command_timeout_s`); a start that
+    passed it left no vendor session behind. Retrying (with the same `ref`) is safe."""
+
+    code = "TIMEOUT"
+    status = 504
     recoverable = True

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.config import Settings
 from gateway.hub import Hub, create_hub
+from gateway.vendor_http import PoolLimits, VendorHttp, VendorPools
 from gateway.web.app import create_app
 from tests.redis_server import RedisServer, external_url
 from tests.support import GatewayClient
@@ -67,6 +68,15 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for connectors under test (the gateway hands them its own)."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def vendor_http() -> AsyncIterator[VendorHttp]:
+    """The two pools a connector under test reaches its platform through (as the gateway
+    hands each dialect: `held` for WebSockets and long polls, `requests` for the rest)."""
+    pools = VendorPools(lambda dialect: PoolLimits(held=1000, requests=100))
+    yield pools("test")
+    await pools.close()
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from gateway.config import ConfigError, Settings, load
+from gateway.config import ConfigError, Settings, describe, load
 from gateway.logging import configure
+from gateway.vendor_http import DEFAULT_MAX_REQUESTS, PoolLimits
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -50,6 +51,19 @@ def test_secrets_from_files(tmp_path: Path) -> None:
         Settings().check_dialects(["signalwire"], environ={"GATEWAY_SIGNALWIRE_TOKEN_FILE": "/no"})
 
 
+def test_connection_pools_are_sized_per_dialect() -> None:
+    settings = Settings(max_sessions=3000, dialect_settings={"wonderful": {"max_requests": "20"}})
+    env = {"GATEWAY_SERVER_EVENTS_MAX_CONNECTIONS": "8000"}
+    assert settings.pool_limits("server_events", env) == PoolLimits(8000, DEFAULT_MAX_REQUESTS)
+    assert settings.pool_limits("wonderful", env) == PoolLimits(3000, 20)  # held: max_sessions
+    for bad in ("0", "many", "-5"):
+        environ = {"GATEWAY_GENESYS_MAX_REQUESTS": bad}
+        with pytest.raises(ConfigError, match=r"GATEWAY_GENESYS_MAX_REQUESTS = .*whole number"):
+            settings.check_dialects(["genesys"], environ)
+    listed = describe()
+    assert "GATEWAY_MAX_SESSIONS" in listed and "MAX_CONNECTIONS" in listed
+
+
 @pytest.mark.parametrize(
     ("environ", "toml", "message"),
     [
@@ -74,6 +88,8 @@ def test_secrets_from_files(tmp_path: Path) -> None:
             "signalwire, visitor_widget, wonderful) (from environment GATEWAY_DIALECTS)",
         ),
         ({"GATEWAY_LEASE_TTL_S": "0.01"}, "", "lease_ttl_s = 0.01: must be at least 0.3"),
+        ({"GATEWAY_MAX_SESSIONS": "0"}, "", "max_sessions = 0: must be at least 1"),
+        ({"GATEWAY_MAX_STARTING": "0"}, "", "max_starting = 0: must be at least 1"),
         ({}, "colour = 'blue'\n", "colour: unknown setting"),
         ({}, "port = [\n", "config file"),
         ({}, "[dialects]\ngenesys = 3\n", "[dialects.<name>] must be tables"),

@@ -21,9 +21,8 @@ from gateway.adapter import Adapter, Capability, Connector, DialectSettings, Nat
 from gateway.model import Command
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from gateway.demo import Wiring
+    from gateway.vendor_http import VendorHttp
 
 
 class GenesysAdapter(Adapter):
@@ -38,7 +37,7 @@ class GenesysAdapter(Adapter):
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)
 
-    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+    def connector(self, settings: DialectSettings, http: VendorHttp) -> Connector:
         return GenesysConnector(settings, http)
 
     def demo(self) -> Wiring:

@@ -70,6 +70,7 @@ from gateway.model import (
     now_at,
 )
 from gateway.reconnect import LinkOptions
+from gateway.vendor_http import VendorHttp
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +99,7 @@ class _Transient(Exception):
 class GenesysConnector(Connector):
     """One GMS chat session (see the module docstring for settings, state and errors)."""
 
-    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: DialectSettings, http: VendorHttp) -> None:
         if not settings.url:
             raise RequestError("GATEWAY_GENESYS_URL (the GMS chat service URL) is not set")
         options = settings.options
@@ -372,7 +373,7 @@ class GenesysConnector(Connector):
         url = self._base + request.path
         log.debug("connector.request", conversation_id=self.conversation_id, path=request.path)
         try:
-            async with self._http.post(
+            async with self._http.requests.post(
                 url, data=request.form, headers=self._headers, timeout=self._timeout
             ) as response:
                 status, body = response.status, await response.read()

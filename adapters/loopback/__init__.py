@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-import aiohttp
-
 from adapters.loopback.connector import LoopbackConnector
 from adapters.loopback.decode import SPEC
 from adapters.loopback.native import DIALECT
@@ -17,6 +15,7 @@ from gateway.adapter import Adapter, Capability, Connector, DialectSettings
 
 if TYPE_CHECKING:
     from gateway.demo import Wiring
+    from gateway.vendor_http import VendorHttp
 
 
 class LoopbackAdapter(Adapter):
@@ -28,7 +27,7 @@ class LoopbackAdapter(Adapter):
     content_kinds: ClassVar[frozenset[str]] = frozenset({"text"})
     test_only = True
 
-    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+    def connector(self, settings: DialectSettings, http: VendorHttp) -> Connector:
         return LoopbackConnector(settings, http)
 
     def demo(self) -> Wiring:

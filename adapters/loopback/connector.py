@@ -35,6 +35,7 @@ from gateway.model import (
     now_at,
 )
 from gateway.reconnect import LinkOptions
+from gateway.vendor_http import VendorHttp
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ class LoopbackConnector(Connector):
     options of `gateway.reconnect` (`timeout_s` beyond the poll's wait, 10; `backoff_s`, 0.2;
     `backoff_max_s`, 5; `max_attempts`, 0: a test platform is retried forever)."""
 
-    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: DialectSettings, http: VendorHttp) -> None:
         if not settings.url:
             raise RequestError("the loopback dialect needs GATEWAY_LOOPBACK_URL")
         self.base = settings.url.rstrip("/")
@@ -57,9 +58,11 @@ class LoopbackConnector(Connector):
         self.after = 0
         self.conversation_id = ""
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _call(self, method: str, path: str, *, held: bool = False, **kwargs: Any) -> Any:
+        """One request; `held` for the long poll (the pool of held connections)."""
+        session = self.http.held if held else self.http.requests
         try:
-            async with self.http.request(method, f"{self.base}{path}", **kwargs) as response:
+            async with session.request(method, f"{self.base}{path}", **kwargs) as response:
                 body = await response.json(content_type=None)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -110,6 +113,7 @@ class LoopbackConnector(Connector):
             "GET",
             f"/chats/{self.chat_id}/frames",
             params={"after": self.after, "wait": wait},
+            held=wait > 0,
             timeout=aiohttp.ClientTimeout(total=wait + self.link.timeout_s),
         )
         return await self._decode(body["frames"]), int(body["next"])

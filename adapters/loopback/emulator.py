@@ -61,6 +61,8 @@ class Emulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self.faults: list[str] = []
         self.slow_s = 1.0
+        self.create_delay_s = 0.0
+        """How long a new chat takes to be answered (a platform slow or hung at the start)."""
         self.app = web.Application(middlewares=[self._misbehave])
         self.app.router.add_post("/chats", self._create)
         self.app.router.add_get("/chats/{chat}/frames", self._frames)
@@ -128,6 +130,7 @@ class Emulator:
         return chat
 
     async def _create(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.create_delay_s)
         body = await request.json()
         if not isinstance(body, dict) or not body.get("from"):
             return web.json_response({"error": "`from` is required"}, status=400)

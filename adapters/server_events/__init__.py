@@ -26,9 +26,8 @@ from gateway.adapter import (
 from gateway.model import Command
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from gateway.demo import Wiring
+    from gateway.vendor_http import VendorHttp
 
 
 class ServerEventsAdapter(Adapter):
@@ -44,7 +43,7 @@ class ServerEventsAdapter(Adapter):
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)
 
-    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+    def connector(self, settings: DialectSettings, http: VendorHttp) -> Connector:
         from adapters.server_events.connector import ServerEventsConnector
 
         return ServerEventsConnector(settings, http)

@@ -82,6 +82,7 @@ from gateway.model import (
     now_at,
 )
 from gateway.reconnect import LinkOptions
+from gateway.vendor_http import VendorHttp
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +120,7 @@ def _api_base(url: str) -> tuple[str, str]:
 class ServerEventsConnector(Connector):
     """One chat session on the platform (see the module docstring for settings)."""
 
-    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: DialectSettings, http: VendorHttp) -> None:
         if not settings.url:
             raise RequestError("GATEWAY_SERVER_EVENTS_URL is not set", field="url")
         options = settings.options
@@ -296,7 +297,7 @@ class ServerEventsConnector(Connector):
             self._polling = False
 
     async def _poll(self) -> bytes:
-        self._poll_task = asyncio.ensure_future(self._call("GET", self._path("events")))
+        self._poll_task = asyncio.ensure_future(self._call("GET", self._path("events"), held=True))
         try:
             return await self._poll_task
         except asyncio.CancelledError:
@@ -515,7 +516,9 @@ class ServerEventsConnector(Connector):
         """Fetch `content.url` and upload it; its `file_id` and the file name it went by."""
         url = content.url or ""
         try:
-            async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+            async with self._http.requests.get(
+                url, timeout=aiohttp.ClientTimeout(total=30)
+            ) as response:
                 if response.status != 200:
                     raise RequestError(
                         f"could not fetch the file to send (HTTP {response.status})",
@@ -574,12 +577,14 @@ class ServerEventsConnector(Connector):
         json: Any = None,
         *,
         form: aiohttp.FormData | None = None,
+        held: bool = False,
     ) -> bytes:
         """One request; returns the body, or raises the platform's error as a GatewayError.
 
         Every request carries `tenantUrl` and a cache-buster (`nonce=<epoch ms>`, as Android's
         `URLProvider.generateFullUrl` adds to every API URL) and `Cache-Control: no-cache`
-        (both SDKs' default headers): a proxy must never answer a poll from its cache."""
+        (both SDKs' default headers): a proxy must never answer a poll from its cache.
+        `held`: the long poll, which goes through the pool of held connections."""
         headers = {
             "Authorization": f'{_AUTH_SCHEME} appId="{self._app_id}", clientId="{self._client_id}"',
             "Cache-Control": "no-cache",
@@ -592,7 +597,7 @@ class ServerEventsConnector(Connector):
             data = msgspec.json.encode(json)
             headers["Content-Type"] = "application/json"
         try:
-            async with self._http.request(
+            async with (self._http.held if held else self._http.requests).request(
                 method,
                 self._base + path,
                 params=query,

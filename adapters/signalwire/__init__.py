@@ -25,9 +25,8 @@ from gateway.adapter import (
 from gateway.model import Command
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from gateway.demo import Wiring
+    from gateway.vendor_http import VendorHttp
 
 
 class SignalWireAdapter(Adapter):
@@ -49,7 +48,7 @@ class SignalWireAdapter(Adapter):
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)
 
-    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+    def connector(self, settings: DialectSettings, http: VendorHttp) -> Connector:
         from adapters.signalwire.connector import SignalWireConnector
 
         return SignalWireConnector(settings, http)

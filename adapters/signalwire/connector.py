@@ -82,6 +82,7 @@ from gateway.model import (
     now_at,
 )
 from gateway.reconnect import LinkOptions
+from gateway.vendor_http import VendorHttp
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,7 @@ _auth_state = msgspec.json.Decoder(AuthorizationState)
 
 
 class SignalWireConnector(Connector):
-    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: DialectSettings, http: VendorHttp) -> None:
         options = settings.options
         token = options.get("token")
         if not token:
@@ -113,7 +114,7 @@ class SignalWireConnector(Connector):
         where = hosts(token, settings.url, options.get("relay_url"))
         self._base = where.rest
         self._relay = Relay(
-            http,
+            http.held,  # the relay socket is held for the session's life
             where.relay,
             token,
             timeout_s=self._policy.timeout_s,
@@ -432,7 +433,7 @@ class SignalWireConnector(Connector):
         """One REST call; platform refusals become gateway errors."""
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
-            async with self._http.request(
+            async with self._http.requests.request(
                 request.method,
                 url or self._base + request.path,
                 params=query if url else (request.query or None),

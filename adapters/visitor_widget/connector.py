@@ -66,6 +66,7 @@ from gateway.model import (
     now_at,
 )
 from gateway.reconnect import LinkOptions
+from gateway.vendor_http import VendorHttp
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +78,7 @@ Batch = tuple[list[Event], Mark | None]  # events, and the state once they are h
 
 
 class VisitorWidgetConnector(Connector):
-    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: DialectSettings, http: VendorHttp) -> None:
         opts = settings.options
         self._http = http
         self._url = settings.url or DEFAULT_URL
@@ -214,7 +215,7 @@ class VisitorWidgetConnector(Connector):
         the events that state adds to what was already published."""
         try:
             client = await sio.Client.connect(
-                self._http, self._url, path=self._path, wait=self._timeout
+                self._http.held, self._url, path=self._path, wait=self._timeout
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise VendorError(f"socket refused: HTTP {exc.status}", vendor_code=exc.status) from exc
@@ -483,7 +484,7 @@ class VisitorWidgetConnector(Connector):
         form = aiohttp.FormData()
         form.add_field("file", body, filename=name, content_type=mime)
         try:
-            async with self._http.post(info.url, data=form) as response:
+            async with self._http.requests.post(info.url, data=form) as response:
                 if response.status >= 300:
                     raise VendorError(
                         f"upload refused: HTTP {response.status}", vendor_code=response.status
@@ -508,7 +509,7 @@ class VisitorWidgetConnector(Connector):
                 raise RequestError("bad base64 in data: URL") from None
             return body, mime
         try:
-            async with self._http.get(url) as response:
+            async with self._http.requests.get(url) as response:
                 if response.status >= 300:
                     raise RequestError(f"could not fetch the file: HTTP {response.status}")
                 return await response.read(), response.content_type

@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
-
 from adapters.wonderful import encode
 from adapters.wonderful.connector import WonderfulConnector
 from adapters.wonderful.decode import SPEC
@@ -31,6 +29,7 @@ from gateway.model import Command
 
 if TYPE_CHECKING:
     from gateway.demo import Wiring
+    from gateway.vendor_http import VendorHttp
 
 
 class WonderfulAdapter(Adapter):
@@ -44,7 +43,7 @@ class WonderfulAdapter(Adapter):
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         return encode.encode(command, session)
 
-    def connector(self, settings: DialectSettings, http: aiohttp.ClientSession) -> Connector:
+    def connector(self, settings: DialectSettings, http: VendorHttp) -> Connector:
         return WonderfulConnector(settings, http)
 
     def demo(self) -> Wiring:

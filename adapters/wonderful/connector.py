@@ -92,6 +92,7 @@ from gateway.model import (
     now_at,
 )
 from gateway.reconnect import LinkOptions
+from gateway.vendor_http import VendorHttp
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +112,7 @@ _start_decoder = msgspec.json.Decoder(StartFrame)
 
 
 class WonderfulConnector(Connector):
-    def __init__(self, settings: DialectSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: DialectSettings, http: VendorHttp) -> None:
         options = settings.options
         self._http = http
         self._base = (settings.url or DEFAULT_URL).rstrip("/")
@@ -254,7 +255,7 @@ class WonderfulConnector(Connector):
         url = _socket_url(self._base) + self._chat_path
         try:
             async with asyncio.timeout(self._link.timeout_s):
-                ws = await self._http.ws_connect(
+                ws = await self._http.held.ws_connect(
                     url,
                     params=query,
                     headers=self._ws_headers,
@@ -484,7 +485,7 @@ class WonderfulConnector(Connector):
         for attempt in range(self._http_retries + 1):
             log.debug("connector.request", method=request.method, path=request.path)
             try:
-                async with self._http.request(
+                async with self._http.requests.request(
                     request.method, url, json=request.json, headers=headers, timeout=self._timeout
                 ) as response:
                     body = await response.read()

@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-import aiohttp
 import msgspec
 import structlog
 
@@ -24,9 +23,11 @@ from gateway import tracing
 from gateway.adapter import Adapter, Capability, Connector, DialectSettings, Registry
 from gateway.errors import GatewayError, RequestError, SessionNotFound, Unsupported
 from gateway.hub import Hub, is_pattern
+from gateway.metrics import Sample
 from gateway.model import (
     Command,
     End,
+    Event,
     FetchHistory,
     Forward,
     MarkRead,
@@ -37,6 +38,7 @@ from gateway.model import (
     Status,
 )
 from gateway.sessions import forwarding
+from gateway.sessions.admission import Admission
 from gateway.sessions.flights import Flights
 from gateway.sessions.owned import OwnedSession
 from gateway.sessions.record import SessionRecord
@@ -49,6 +51,7 @@ from gateway.sessions.replies import (
     replies_decoder,
 )
 from gateway.sessions.store import MemoryStore, OwnerGone, SessionStore
+from gateway.vendor_http import VendorHttp
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +80,10 @@ _CAPABILITY: dict[type, Capability] = {
 _encoder = msgspec.json.Encoder()
 MAX_PLATFORM_PAGE = 100
 """The most events one page of a platform's history may ask for."""
+ABANDON_TIMEOUT = 5.0
+"""How long ending a vendor session that could not be owned may take."""
+HANDOVER_CONCURRENCY = 100
+"""Sessions handed over at once when the replica shuts down."""
 
 
 def create_store(redis_url: str | None, namespace: str = "gw") -> SessionStore:
@@ -96,7 +103,7 @@ class Sessions:
         registry: Registry,
         hub: Hub,
         store: SessionStore,
-        http: aiohttp.ClientSession,
+        http: Callable[[str], VendorHttp],
         settings_for: Callable[[str], DialectSettings],
         *,
         lease_ttl: float = 10.0,
@@ -104,7 +111,10 @@ class Sessions:
         command_timeout: float = 15.0,
         ended_ttl: float = 7 * 86400,
         history_limit: int = 1000,
+        max_sessions: int = 5000,
+        max_starting: int = 64,
     ) -> None:
+        """`http(dialect)` is that dialect's connection pools (`gateway.vendor_http`)."""
         self.registry = registry
         self.hub = hub
         self.store = store
@@ -116,11 +126,16 @@ class Sessions:
         self.ended_ttl = ended_ttl
         self.history_limit = history_limit
         self.owned: dict[str, OwnedSession] = {}
+        self.admission = Admission(max_sessions, max_starting, lambda: len(self.owned))
+        self.renewals = 0
+        """Lease renewals this replica asked the store for (one per owned session each
+        `lease_ttl / 3`, batched)."""
         self.takeovers = 0
         """Sessions this replica resumed after another owner (or an idle release) let go."""
         self._taking = Flights()  # one takeover attempt per conversation at a time
         self._commands = Flights()  # one run per (scope, ref) at a time
         self._scanner: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._scan_soon = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -128,17 +143,26 @@ class Sessions:
     async def start(self) -> None:
         await self.store.start(self._serve_forwarded, self._scan_soon.set)
         self._scanner = asyncio.create_task(self._scan(), name="sessions-scanner")
+        self._keeper = asyncio.create_task(self._keep_leases(), name="sessions-leases")
 
     async def close(self) -> None:
         """Hand every owned session over: persist its snapshot and release its lease, so
         another replica resumes it at its next scan."""
-        if self._scanner is not None:
-            self._scanner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scanner
+        for task in (self._scanner, self._keeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         handed_over = list(self.owned.values())
-        for session in handed_over:
-            await session.stop(release=True, persist=True)
+        # Thousands of sessions, each a snapshot, a release and a link to close: many at once,
+        # or the drain outlasts `shutdown_timeout_s`.
+        gate = asyncio.Semaphore(HANDOVER_CONCURRENCY)
+
+        async def hand_over(session: OwnedSession) -> None:
+            async with gate:
+                await session.stop(release=True, persist=True)
+
+        await asyncio.gather(*(hand_over(s) for s in handed_over), return_exceptions=True)
         if handed_over:
             with contextlib.suppress(GatewayError):
                 await self.store.announce_handover()
@@ -148,6 +172,41 @@ class Sessions:
     def ready(self) -> bool:
         return self.store.ready()
 
+    def samples(self) -> list[Sample]:
+        """The replica's session load for `/metrics`."""
+        return [
+            *self.admission.samples(),
+            Sample(
+                "session_lease_renewals_total",
+                self.renewals,
+                kind="counter",
+                help="Lease renewals this replica asked the store for (batched).",
+            ),
+        ]
+
+    async def _keep_leases(self) -> None:
+        """Renew every owned session's lease, every third of its TTL, in one batch; tell each
+        session whether its lease is still ours (it stops if not, or releases when idle)."""
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            sessions = list(self.owned.values())
+            if not sessions:
+                continue
+            try:
+                ours = await self.store.renew_all(
+                    [s.conversation for s in sessions], self.lease_ttl
+                )
+            except GatewayError as exc:
+                # The store blinked; the next round may still be within the TTL.
+                log.warning("sessions.renew_failed", error=exc.message, sessions=len(sessions))
+                continue
+            except Exception:
+                log.exception("sessions.renew_crashed")
+                continue
+            self.renewals += len(sessions)
+            for session in sessions:
+                session.kept(session.conversation in ours)
+
     async def _scan(self) -> None:
         """Take over runnable sessions whose owner is gone."""
         while True:
@@ -156,6 +215,8 @@ class Sessions:
             self._scan_soon.clear()
             try:
                 for conversation in await self.store.runnable():
+                    if self.admission.load() >= self.admission.max_sessions:
+                        break  # full: another replica takes the rest
                     if (
                         conversation not in self.owned
                         and await self.store.owner(conversation) is None
@@ -245,10 +306,35 @@ class Sessions:
         return record
 
     async def _start(self, command: Start, client: str) -> Started:
+        """Open a vendor session and own it, on behalf of `client`: within `max_sessions`
+        (else `CAPACITY` at once), in turn with the other starts, by the deadline (else
+        `TIMEOUT`). A start that fails after the platform opened the session ends it there:
+        what clients were told started is what runs."""
         adapter = self.registry.get(command.dialect)
         self._check(adapter, command)
-        connector = self._connector(adapter)
-        events = await connector.open(command)
+        deadline = asyncio.get_running_loop().time() + self.command_timeout
+        async with self.admission.admit(deadline):
+            connector = self._connector(adapter)
+            try:
+                events = await connector.open(command)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await connector.close()
+                raise
+            try:
+                return await self._own_new(command, client, adapter, connector, events)
+            except BaseException:
+                await self._abandon(connector)
+                raise
+
+    async def _own_new(
+        self,
+        command: Start,
+        client: str,
+        adapter: Adapter,
+        connector: Connector,
+        events: Sequence[Event],
+    ) -> Started:
         conversation = connector.conversation_id
         if conversation in self.owned or not await self.store.acquire(conversation, self.lease_ttl):
             # The platform put us into a conversation that is already live (SignalWire joins
@@ -257,19 +343,39 @@ class Sessions:
             await self.hub.publish(events)
             log.info("session.joined_live", dialect=adapter.name, conversation_id=conversation)
             return Started(ref=command.ref, conversation=conversation, status="active")
-        # Publish before the record exists: a crash in between leaves no half-started session.
-        await self.hub.publish(events)
-        record = SessionRecord(
-            conversation_id=conversation,
-            dialect=adapter.name,
-            state=connector.snapshot(),
-            started_by=client,
-        )
-        await self.store.save(record)
+        try:
+            # Publish before the record exists: a crash in between leaves no half-started
+            # session.
+            await self.hub.publish(events)
+            record = SessionRecord(
+                conversation_id=conversation,
+                dialect=adapter.name,
+                state=connector.snapshot(),
+                started_by=client,
+            )
+            await self.store.save(record)
+        except BaseException:
+            with contextlib.suppress(GatewayError):
+                await self.store.release(conversation)
+            raise
         self._run(record, connector)
         status = next((e.status for e in reversed(events) if isinstance(e, Status)), "active")
         log.info("session.started", dialect=adapter.name, conversation_id=conversation)
         return Started(ref=command.ref, conversation=conversation, status=status)
+
+    async def _abandon(self, connector: Connector) -> None:
+        """End a vendor session this replica opened but could not own (a step after the open
+        failed, or the start's deadline passed), so none runs that no client was told of."""
+        conversation = getattr(connector, "conversation_id", "")
+        try:
+            async with asyncio.timeout(ABANDON_TIMEOUT):
+                await connector.send(End(conversation=conversation))
+        except Exception as exc:  # best effort: the platform may refuse or be gone
+            log.warning("session.abandon_failed", conversation_id=conversation, error=repr(exc))
+        else:
+            log.info("session.abandoned", conversation_id=conversation)
+        with contextlib.suppress(Exception):
+            await connector.close()
 
     async def _recover(self, command: Recover) -> Recovered:
         record = await self._record(command.conversation)
@@ -348,13 +454,23 @@ class Sessions:
     async def _resume(self, conversation: str) -> bool:
         if conversation in self.owned:
             return True
+        deadline = asyncio.get_running_loop().time() + self.command_timeout
+        async with self.admission.admit(deadline, "takeover"):
+            return await self._resume_admitted(conversation)
+
+    async def _resume_admitted(self, conversation: str) -> bool:
         record = await self._record(conversation)
         if not await self.store.acquire(conversation, self.lease_ttl):
             return False
         try:
             adapter = self.registry.get(record.dialect)
             connector = self._connector(adapter)
-            events = await connector.resume(record.state)
+            try:
+                events = await connector.resume(record.state)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await connector.close()
+                raise
         except BaseException:
             with contextlib.suppress(GatewayError):
                 await self.store.release(conversation)
@@ -371,7 +487,7 @@ class Sessions:
 
     def _connector(self, adapter: Adapter) -> Connector:
         """A new connector of `adapter`'s, keeping its conversation's context in the hub."""
-        connector = adapter.connector(self.settings_for(adapter.name), self.http)
+        connector = adapter.connector(self.settings_for(adapter.name), self.http(adapter.name))
         connector.contexts = self.hub
         return connector
 

@@ -2,8 +2,9 @@
 
 It pumps the connector's inbound events into the hub, persists the connector's snapshot after
 every published batch (so a replica that takes over resumes from there and the hub drops what
-it re-reads), renews the lease, carries out commands one at a time, and lets go when the
-session ends, goes idle, or the lease is lost.
+it re-reads), carries out commands one at a time, and lets go when the session ends, goes
+idle, or the lease is lost. Its lease is renewed by the replica's keeper (`Sessions`), with
+every other session's in one batch, which tells it through `kept`.
 """
 
 from __future__ import annotations
@@ -63,13 +64,11 @@ class OwnedSession:
         self._lock = asyncio.Lock()  # commands and snapshots, one at a time
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._stopping_idle: asyncio.Future[None] | None = None
 
     def run(self) -> None:
         with bound(conversation_id=self.conversation, dialect=self.record.dialect):
-            self._tasks = [
-                asyncio.create_task(self._pump(), name=f"pump-{self.conversation}"),
-                asyncio.create_task(self._keep(), name=f"lease-{self.conversation}"),
-            ]
+            self._tasks = [asyncio.create_task(self._pump(), name=f"pump-{self.conversation}")]
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
         self.last_activity = time.monotonic()
@@ -149,25 +148,23 @@ class OwnedSession:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _keep(self) -> None:
-        """Renew the lease; release the session when it has been idle too long."""
-        interval = self.lease_ttl / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                still_ours = await self.store.renew(self.conversation, self.lease_ttl)
-            except GatewayError:
-                continue  # the store blinked; the next renewal may still be in time
-            if not still_ours:
-                log.warning("session.lease_lost")
-                self._spawn_stop(release=False)
-                return
-            if time.monotonic() - self.last_activity > self.idle_s:
-                log.info("session.idle_released")
-                async with self._lock:
-                    await self._persist("idle")
-                self._spawn_stop(release=True)
-                return
+    def kept(self, still_ours: bool) -> None:
+        """The replica's lease keeper (`Sessions`) renewed this session's lease, in one batch
+        with the others: stop if it was no longer ours; release the session when it has been
+        idle too long."""
+        if self._stopping:
+            return
+        if not still_ours:
+            log.warning("session.lease_lost", conversation_id=self.conversation)
+            self._spawn_stop(release=False)
+        elif self._stopping_idle is None and time.monotonic() - self.last_activity > self.idle_s:
+            self._stopping_idle = asyncio.ensure_future(self._release_idle())
+
+    async def _release_idle(self) -> None:
+        log.info("session.idle_released", conversation_id=self.conversation)
+        async with self._lock:
+            await self._persist("idle")
+        await self.stop(release=True)
 
     def _spawn_stop(self, release: bool) -> None:
         task = asyncio.ensure_future(self.stop(release=release))

@@ -28,6 +28,10 @@ log = structlog.get_logger(__name__)
 
 
 REFS_TTL = 86400
+MAX_CONNECTIONS = 64
+"""Redis connections the store of one replica may hold at once (the pub/sub one included)."""
+RENEW_BATCH = 1000
+"""Leases renewed per pipeline: one round trip for that many."""
 
 _RENEW = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -60,9 +64,17 @@ class RedisStore(SessionStore):
         self.namespace = namespace
         self._runnable = f"{namespace}:sessions"
         self._handover = f"{namespace}:handover".encode()  # "I released my sessions"
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        # A bounded pool that makes a burst wait for a connection: the default pool refuses
+        # the 101st concurrent call ("Too many connections"), which a burst of starts reached.
+        self._pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=5,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=10,
         )
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._pool)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._channel = self._rpc(self.replica).encode()
@@ -156,6 +168,24 @@ class RedisStore(SessionStore):
                 args=[self.replica, int(ttl * 1000)],
             )
         )
+
+    async def renew_all(self, conversations: list[str], ttl: float) -> set[str]:
+        ours: set[str] = set()
+        for start in range(0, len(conversations), RENEW_BATCH):
+            batch = conversations[start : start + RENEW_BATCH]
+            pipe = self._redis.pipeline(transaction=False)
+            # Queued by its hash (the pipeline loads the script first if Redis lacks it): the
+            # script object's own call checks its client's type per call, which at thousands
+            # of leases was most of an idle replica's CPU.
+            pipe.scripts.add(self._renew)  # type: ignore[arg-type]  # redis-py adds its AsyncScript too
+            ms = int(ttl * 1000)
+            for conversation in batch:
+                pipe.evalsha(
+                    self._renew.sha, 1, lease_key(conversation, self.namespace), self.replica, ms
+                )
+            answers = await self._call(pipe.execute)
+            ours.update(c for c, kept in zip(batch, answers, strict=True) if kept)
+        return ours
 
     async def release(self, conversation: str) -> None:
         await self._call(

@@ -79,6 +79,11 @@ class SessionStore(abc.ABC):
     async def renew(self, conversation: str, ttl: float) -> bool:
         """Extend this replica's lease; False if it is no longer ours."""
 
+    async def renew_all(self, conversations: list[str], ttl: float) -> set[str]:
+        """Extend this replica's leases of `conversations`; the ones still ours. A store that
+        can batches them (one round trip for many leases, not one each)."""
+        return {c for c in conversations if await self.renew(c, ttl)}
+
     @abc.abstractmethod
     async def release(self, conversation: str) -> None:
         """Give the lease up (only if it is ours)."""

@@ -8,7 +8,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiohttp
 import structlog
 from aiohttp import web
 
@@ -19,6 +18,7 @@ from gateway.errors import GatewayError
 from gateway.hub import create_hub
 from gateway.logging import bound
 from gateway.sessions import Sessions, create_store
+from gateway.vendor_http import VendorPools
 from gateway.web import api, commands, ingest, protocol, telemetry, ws
 from gateway.web.auth import Authenticator, token_of
 from gateway.web.console import setup_console
@@ -28,11 +28,11 @@ from gateway.web.keys import (
     CONNECTIONS,
     DECODE_OPTIONS,
     GRANT,
-    HTTP,
     HUB,
     REGISTRY,
     SESSIONS,
     SETTINGS,
+    VENDOR_HTTP,
     WEBHOOK_KEYS,
 )
 from gateway.web.limits import ClientLimits
@@ -146,7 +146,7 @@ def create_app(
         )
     app.cleanup_ctx.append(_jwks_ctx)  # first: a bad JWKS stops the start before anything opens
     app.cleanup_ctx.append(_hub_ctx)
-    app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_vendor_http_ctx)
     app.cleanup_ctx.append(_sessions_ctx)
     app.cleanup_ctx.append(_expiry_ctx)
     app.on_shutdown.append(_close_sockets)
@@ -201,15 +201,13 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.close()
 
 
-async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The one HTTP client session every connector shares."""
-    session = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=30, connect=5),
-        trace_configs=[telemetry.vendor_tracing(app)],
-    )
-    app[HTTP] = session
+async def _vendor_http_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The connectors' HTTP: per dialect, a pool of held connections and one of requests."""
+    settings = app[SETTINGS]
+    pools = VendorPools(settings.pool_limits, [telemetry.vendor_tracing(app)])
+    app[VENDOR_HTTP] = pools
     yield
-    await session.close()
+    await pools.close()
 
 
 async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -219,13 +217,15 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REGISTRY],
         app[HUB],
         create_store(settings.redis_url, settings.redis_namespace),
-        app[HTTP],
+        app[VENDOR_HTTP],
         settings.dialect,
         lease_ttl=settings.lease_ttl_s,
         idle_s=settings.session_idle_s,
         command_timeout=settings.command_timeout_s,
         ended_ttl=settings.retention_ended_s,
         history_limit=settings.history_max_limit,
+        max_sessions=settings.max_sessions,
+        max_starting=settings.max_starting,
     )
     await sessions.start()
     app[SESSIONS] = sessions

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 
 from gateway.adapter import Registry
 from gateway.config import Settings
 from gateway.hub import Hub
+from gateway.vendor_http import VendorPools
 from gateway.web.auth import Authenticator, Grant
 from gateway.web.limits import ClientLimits
 
@@ -28,6 +28,7 @@ GRANT = web.RequestKey("grant", Grant)
 """The request's `Grant`, set by the middleware on routes that need a token."""
 REGISTRY = web.AppKey("registry", Registry)
 HUB = web.AppKey("hub", Hub)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
+VENDOR_HTTP = web.AppKey("vendor_http", VendorPools)
+"""Every dialect's connection pools (`gateway.vendor_http`)."""
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")

@@ -1,6 +1,6 @@
 """What the app reports to `/metrics` beyond the counters updated in place: values read at
 scrape time from the hub, the sessions and the sockets, and timings of every vendor request
-made through the shared HTTP client session."""
+made through the dialects' connection pools (`gateway.vendor_http`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway import metrics, tracing
 from gateway.metrics import Sample
-from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS
+from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS, VENDOR_HTTP
 
 
 def provider(app: web.Application) -> Callable[[], list[Sample]]:
@@ -87,6 +87,10 @@ def provider(app: web.Application) -> Callable[[], list[Sample]]:
                     help="Vendor sessions taken over from another owner.",
                 )
             )
+            samples += sessions.samples()
+        pools = app.get(VENDOR_HTTP)
+        if pools is not None:
+            samples += pools.samples()
         return samples
 
     return read

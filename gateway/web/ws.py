@@ -121,6 +121,7 @@ class Connection:
         "_limit",
         "_queue",
         "_room",
+        "_starting",
         "_tasks",
         "_transport",
         "_writer",
@@ -154,6 +155,7 @@ class Connection:
         self._limit = self.settings.ws_send_queue
         self._room: asyncio.Event | None = None  # made when a replay first waits for room
         self._closing = False
+        self._starting = 0  # starts in flight, each holding a place among the subscriptions
         self._tasks: set[asyncio.Task[Any]] | None = None
         # The writer runs only while there is something to send: an idle socket holds no task.
         self._writer: asyncio.Task[None] | None = None
@@ -335,8 +337,11 @@ class Connection:
         if not target:
             raise RequestError("`conversation` must not be empty", path="$.conversation")
         limit = self.settings.max_subscriptions
-        if target not in self.subscriptions and len(self.subscriptions) >= limit:
-            raise LimitExceeded(f"a socket may hold {limit} subscriptions", limit=limit)
+        if target not in self.subscriptions and len(self.subscriptions) + self._starting >= limit:
+            raise LimitExceeded(
+                f"a socket may hold {limit} subscriptions (its starts in flight included)",
+                limit=limit,
+            )
         subscription = await self.hub.subscribe(target, self, frame.since, frame.epoch or None)
         if self._closing:
             subscription.close()
@@ -400,9 +405,15 @@ class Connection:
     async def _command(self, command: Command) -> None:
         op = type(command).__struct_config__.tag
         sessions = self.app.get(SESSIONS)
+        # A start subscribes its caller: its place is taken before the vendor session is
+        # opened, so a socket at its limit is refused before anything starts (issue 24).
+        holds_place = False
         try:
             if sessions is None:
                 raise Unsupported(f"`{op}` needs the sessions layer, which this gateway lacks")
+            if isinstance(command, Start):
+                self._hold_place()
+                holds_place = True
             with tracing.span(
                 f"command {op}",
                 kind="server",
@@ -423,6 +434,8 @@ class Connection:
                 self.send(reply)
                 # start and recover subscribe their caller, right after the answer.
                 if isinstance(reply, Started):
+                    self._starting -= 1  # the subscription takes its place
+                    holds_place = False
                     if self.grant.can_read(reply.conversation):
                         await self._subscribe(
                             protocol.Subscribe(conversation=reply.conversation, since=0)
@@ -440,7 +453,21 @@ class Connection:
             metrics.WS_COMMANDS.labels(op, "error").inc()
             self.send_error(exc, command.ref)
             return
+        finally:
+            if holds_place:
+                self._starting -= 1
         metrics.WS_COMMANDS.labels(op, "ok").inc()
+
+    def _hold_place(self) -> None:
+        """Take a place among the subscriptions for a start's; `LimitExceeded` when none."""
+        limit = self.settings.max_subscriptions
+        if len(self.subscriptions) + self._starting >= limit:
+            raise LimitExceeded(
+                f"a socket may hold {limit} subscriptions and a start subscribes: "
+                "unsubscribe from one first, or start on another socket",
+                limit=limit,
+            )
+        self._starting += 1
 
     # -- closing ----------------------------------------------------------------------------
 

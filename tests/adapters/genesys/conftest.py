@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -13,6 +12,7 @@ from adapters.genesys import GenesysAdapter
 from adapters.genesys.emulator import Emulator
 from gateway.adapter import Connector, DialectSettings
 from gateway.model import Event, Message, Participant, ParticipantJoined, Start, Status, Text
+from gateway.vendor_http import VendorHttp
 from tests.support import Inbound
 
 START = Start(dialect="genesys", participant=Participant(from_="Bob"), subject="Refund")
@@ -40,9 +40,7 @@ async def gms(aiohttp_server: Any, emulator: Emulator) -> TestServer:
 
 
 @pytest.fixture
-def make(
-    gms: TestServer, emulator: Emulator, http: aiohttp.ClientSession
-) -> Callable[..., Connector]:
+def make(gms: TestServer, emulator: Emulator, vendor_http: VendorHttp) -> Callable[..., Connector]:
     def build(**options: str) -> Connector:
         defaults = {
             "poll_interval_s": "0.01",
@@ -52,7 +50,7 @@ def make(
         }
         url = str(gms.make_url(emulator.path))
         settings = DialectSettings(url=url, options={**defaults, **options})
-        return GenesysAdapter().connector(settings, http)
+        return GenesysAdapter().connector(settings, vendor_http)
 
     return build
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -32,6 +31,7 @@ from gateway.model import (
     Typing,
     Url,
 )
+from gateway.vendor_http import VendorHttp
 from tests.adapters.genesys.conftest import START, texts
 from tests.support import Inbound
 
@@ -430,13 +430,13 @@ async def test_command_errors_are_mapped(
 
 
 async def test_open_errors(
-    make: Callable[..., Connector], gms: TestServer, http: aiohttp.ClientSession
+    make: Callable[..., Connector], gms: TestServer, vendor_http: VendorHttp
 ) -> None:
     with pytest.raises(RequestError):
         await make().open(Start(dialect="genesys", participant=Participant(from_="")))
     wrong = DialectSettings(url=str(gms.make_url("/genesys/2/chat/elsewhere")))
     with pytest.raises(RequestError) as info:
-        await GenesysConnector(wrong, http).open(START)
+        await GenesysConnector(wrong, vendor_http).open(START)
     assert info.value.details["vendor_code"] == 3
 
 
@@ -449,16 +449,18 @@ async def test_api_key(make: Callable[..., Connector], emulator: Emulator) -> No
     assert isinstance((await connector.open(START))[0], Status)
 
 
-async def test_unreachable_platform(http: aiohttp.ClientSession) -> None:
+async def test_unreachable_platform(vendor_http: VendorHttp) -> None:
     settings = DialectSettings(
         url="http://127.0.0.1:9/genesys/2/chat/x", options={"max_attempts": "1"}
     )
     with pytest.raises(VendorError):
-        await GenesysConnector(settings, http).open(START)
+        await GenesysConnector(settings, vendor_http).open(START)
 
 
-def test_settings_are_checked(http: aiohttp.ClientSession) -> None:
+def test_settings_are_checked(vendor_http: VendorHttp) -> None:
     with pytest.raises(RequestError):
-        GenesysConnector(DialectSettings(), http)
+        GenesysConnector(DialectSettings(), vendor_http)
     with pytest.raises(RequestError):
-        GenesysConnector(DialectSettings(url="http://x", options={"poll_interval_s": "soon"}), http)
+        GenesysConnector(
+            DialectSettings(url="http://x", options={"poll_interval_s": "soon"}), vendor_http
+        )

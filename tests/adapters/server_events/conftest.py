@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 from adapters.server_events import ServerEventsAdapter
 from adapters.server_events.connector import ServerEventsConnector
 from adapters.server_events.emulator import Emulator
 from gateway.adapter import DialectSettings
+from gateway.vendor_http import VendorHttp
 from tests.support import Inbound
 
 APP_ID = "test-app"
@@ -34,9 +34,7 @@ async def platform(aiohttp_server: Any) -> Platform:
 
 
 @pytest.fixture
-def connect(
-    platform: Platform, http: aiohttp.ClientSession
-) -> Callable[..., ServerEventsConnector]:
+def connect(platform: Platform, vendor_http: VendorHttp) -> Callable[..., ServerEventsConnector]:
     def make(**options: str) -> ServerEventsConnector:
         settings = DialectSettings(
             url=platform.url,
@@ -50,7 +48,7 @@ def connect(
                 **options,
             },
         )
-        connector = ServerEventsAdapter().connector(settings, http)
+        connector = ServerEventsAdapter().connector(settings, vendor_http)
         assert isinstance(connector, ServerEventsConnector)
         return connector
 

@@ -32,6 +32,7 @@ from gateway.model import (
     Text,
     Typing,
 )
+from gateway.vendor_http import VendorHttp
 from tests.adapters.server_events.conftest import TENANT
 from tests.support import Inbound
 
@@ -339,13 +340,13 @@ async def test_resume_of_an_unknown_chat(connect: Connect) -> None:
         await connect().resume({})
 
 
-async def test_unreachable_platform(http: aiohttp.ClientSession) -> None:
+async def test_unreachable_platform(vendor_http: VendorHttp) -> None:
     from adapters.server_events import ServerEventsAdapter
     from gateway.adapter import DialectSettings
 
     settings = DialectSettings(url="http://127.0.0.1:9/clientweb/api/v1", options={"app_id": "a"})
     with pytest.raises(VendorError) as info:
-        await ServerEventsAdapter().connector(settings, http).open(START)
+        await ServerEventsAdapter().connector(settings, vendor_http).open(START)
     assert info.value.code == "VENDOR_UNAVAILABLE"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -17,6 +16,7 @@ from adapters.signalwire.connector import SignalWireConnector
 from adapters.signalwire.emulator import Emulator
 from gateway.adapter import DialectSettings
 from gateway.model import Participant, Start, Status
+from gateway.vendor_http import VendorHttp
 from tests.support import Inbound
 
 ADDR = "agent-address-1"
@@ -56,7 +56,7 @@ Factory = Callable[..., SignalWireConnector]
 
 
 @pytest.fixture
-async def make(hosts: dict[str, str], http: aiohttp.ClientSession) -> AsyncIterator[Factory]:
+async def make(hosts: dict[str, str], vendor_http: VendorHttp) -> AsyncIterator[Factory]:
     made: list[SignalWireConnector] = []
 
     def factory(**options: str) -> SignalWireConnector:
@@ -64,7 +64,7 @@ async def make(hosts: dict[str, str], http: aiohttp.ClientSession) -> AsyncItera
         settings = DialectSettings(
             url=url, options={"token": "good-token", "relay_url": relay_url, **FAST, **options}
         )
-        connector = SignalWireAdapter().connector(settings, http)
+        connector = SignalWireAdapter().connector(settings, vendor_http)
         assert isinstance(connector, SignalWireConnector)
         made.append(connector)
         return connector

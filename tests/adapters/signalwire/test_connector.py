@@ -23,6 +23,7 @@ from gateway.model import (
     SetTyping,
     Text,
 )
+from gateway.vendor_http import VendorHttp
 from tests.adapters.signalwire.conftest import ADDR, START, Factory, opened
 from tests.support import Inbound
 
@@ -196,13 +197,16 @@ async def test_rest_errors_map_to_gateway_errors(make: Factory, emulator: Emulat
         await connector.send(Send(conversation=connector.conversation_id, content=Text("hi?")))
 
 
-async def test_not_configured(http: aiohttp.ClientSession) -> None:
-    SignalWireConnector(DialectSettings(url=None, options={"token": "t"}), http)  # hosts: default
+async def test_not_configured(vendor_http: VendorHttp) -> None:
+    SignalWireConnector(
+        DialectSettings(url=None, options={"token": "t"}), vendor_http
+    )  # hosts: default
     with pytest.raises(RequestError):
-        SignalWireConnector(DialectSettings(url="http://x", options={}), http)
+        SignalWireConnector(DialectSettings(url="http://x", options={}), vendor_http)
     with pytest.raises(RequestError) as info:
         SignalWireConnector(
-            DialectSettings(url="http://x", options={"token": "t", "max_attempts": "many"}), http
+            DialectSettings(url="http://x", options={"token": "t", "max_attempts": "many"}),
+            vendor_http,
         )
     assert info.value.details["parameter"] == "max_attempts"
 

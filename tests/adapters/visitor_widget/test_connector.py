@@ -38,6 +38,7 @@ from gateway.model import (
     Text,
     Typing,
 )
+from gateway.vendor_http import VendorHttp
 from tests.support import Inbound
 
 KEY = "test-key"
@@ -83,12 +84,12 @@ async def server(emulator: Emulator) -> AsyncIterator[TestServer]:
 
 
 @pytest.fixture
-def make(server: TestServer, http: aiohttp.ClientSession) -> Callable[..., VisitorWidgetConnector]:
+def make(server: TestServer, vendor_http: VendorHttp) -> Callable[..., VisitorWidgetConnector]:
     def make(**options: str) -> VisitorWidgetConnector:
         settings = DialectSettings(
             url=str(server.make_url("")), options={"key": KEY, **FAST, **options}
         )
-        connector = VisitorWidgetAdapter().connector(settings, http)
+        connector = VisitorWidgetAdapter().connector(settings, vendor_http)
         assert isinstance(connector, VisitorWidgetConnector)
         return connector
 
@@ -402,10 +403,10 @@ async def test_wrong_key(make: Callable[..., VisitorWidgetConnector]) -> None:
     )
 
 
-async def test_unreachable(http: aiohttp.ClientSession) -> None:
+async def test_unreachable(vendor_http: VendorHttp) -> None:
     settings = DialectSettings(url="http://127.0.0.1:9", options={"key": KEY, **FAST})
     with pytest.raises(VendorError):
-        await VisitorWidgetAdapter().connector(settings, http).open(START)
+        await VisitorWidgetAdapter().connector(settings, vendor_http).open(START)
 
 
 async def test_file_upload(session: Any, emulator: Emulator, server: TestServer) -> None:

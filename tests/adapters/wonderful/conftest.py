@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -16,6 +15,7 @@ from adapters.wonderful.connector import WonderfulConnector
 from adapters.wonderful.emulator import SESSIONS, Emulator
 from gateway.adapter import DialectSettings
 from gateway.model import Event, Message, Text
+from gateway.vendor_http import VendorHttp
 from tests.support import Inbound
 
 
@@ -34,7 +34,7 @@ Make = Callable[..., WonderfulConnector]
 
 
 @pytest.fixture
-async def make(server: TestServer, http: aiohttp.ClientSession) -> AsyncIterator[Make]:
+async def make(server: TestServer, vendor_http: VendorHttp) -> AsyncIterator[Make]:
     """A connector to the emulator; keyword arguments override its settings' options."""
     made: list[WonderfulConnector] = []
 
@@ -47,7 +47,7 @@ async def make(server: TestServer, http: aiohttp.ClientSession) -> AsyncIterator
             "timeout_s": "5",
         }
         settings = DialectSettings(url=str(server.make_url("")), options=defaults | options)
-        connector = WonderfulAdapter().connector(settings, http)
+        connector = WonderfulAdapter().connector(settings, vendor_http)
         assert isinstance(connector, WonderfulConnector)
         made.append(connector)
         return connector
