@@ -111,6 +111,7 @@ class RedisStore(SessionStore):
         for task in list(self._tasks):
             task.cancel()
         await self._redis.aclose()
+        await self._pool.disconnect()  # a pool given to the client is not closed with it
 
     def ready(self) -> bool:
         return self._listening.is_set()
