@@ -112,11 +112,13 @@ def gateway(
     log_level: str = "info",
     auth: bool = True,
     tracemalloc: Path | None = None,
+    name: str = "gateway",
 ) -> Iterator[tuple[str, Proc]]:
     """The gateway (Redis engine) as its own process. Yields (base URL, process).
 
     Default settings except a short drain on SIGTERM (and what `bench.auth` sets);
-    `tracemalloc` turns on the allocation tracing of `bench.run_gateway`."""
+    `tracemalloc` turns on the allocation tracing of `bench.run_gateway`; `name` names its log
+    (`<name>.log`) when a scenario runs more than one."""
     port = free_port()
     argv = [
         python(), "-m", "bench.run_gateway", "serve", "--host", HOST, "--port", str(port),
@@ -127,7 +129,7 @@ def gateway(
     env = {"GATEWAY_SHUTDOWN_TIMEOUT_S": "2", **gateway_env(auth)}
     if tracemalloc is not None:
         env["BENCH_TRACEMALLOC"] = str(tracemalloc)
-    with Proc("gateway", argv, logdir / "gateway.log", env) as proc:
+    with Proc(name, argv, logdir / f"{name}.log", env) as proc:
         wait_port(port, proc=proc.popen)
         yield f"http://{HOST}:{port}", proc
 

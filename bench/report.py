@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import report_webhooks
 from bench.common import fmt, fmt_summary, summary
 
 CODEC_TARGET = 300_000
@@ -141,6 +142,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         row("batched ingest vs bare PUBLISH+XADD pipeline", "≥ 80 %",
             f"{_down(100 * gw / bare, 0):.0f} % ({gw:,.0f} vs {bare:,.0f} events/s)",
             check(gw / bare, gw / bare >= 0.8))  # fmt: skip
+    rows += report_webhooks.targets(r)
     fan = r.get("fanout")
     if fan:
         n = max((int(k.split("/")[1]) for k in fan), default=0)
@@ -210,7 +212,7 @@ def failures(r: dict[str, Any]) -> dict[str, list[str]]:
         elif name == "resume":
             bad += [f"run {x['run']}: {x['events']} of {section['events']} replayed"
                     for x in section["runs"] if x["events"] < section["events"]]  # fmt: skip
-    return out
+    return out | report_webhooks.failures(r)
 
 
 # -- text and markdown -------------------------------------------------------------------------
@@ -298,6 +300,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{fmt_summary(res['summary'])} | {cpu.get('gateway', 0):.2f} / "
                 f"{cpu.get('redis', 0):.2f} / {cpu.get('client', 0):.2f} |"
             )
+    out += report_webhooks.markdown(r)
     fan = r.get("fanout")
     if fan:
         out += [

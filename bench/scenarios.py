@@ -142,6 +142,88 @@ def ingest(ctx: Context) -> dict[str, Any]:
     return out
 
 
+# -- 2b. single-frame webhooks ------------------------------------------------------------------
+
+
+def ingest_single(ctx: Context) -> dict[str, Any]:
+    """One frame per request, as platforms post: the gateway unsigned (auth off) and signed
+    (auth on, HMAC) against the floor's webhook (`bench.servers.floor`), all three up at once
+    and driven in turn by one client (`bench.webhooks`)."""
+    with (
+        redis_server(ctx.outdir) as (redis_url, redis_proc),
+        peer("floor", redis_url, ctx.outdir) as (floor_url, floor),
+        gateway(redis_url, ctx.outdir, ctx.log_level, False, name="gateway") as (gw_url, gw),
+        gateway(redis_url, ctx.outdir, ctx.log_level, True, name="gateway-signed") as (
+            signed_url,
+            signed,
+        ),
+    ):
+        pids = {"floor": floor.pid, "gateway": gw.pid, "gateway-signed": signed.pid,
+                "redis": redis_proc.pid}  # fmt: skip
+        result = ctx.loadgen(
+            "ingest-single", "", redis_url, pids,
+            "--target", f"floor={floor_url}", "--target", f"gateway={gw_url}",
+            "--target", f"gateway-signed={signed_url}",
+            "--concurrency", "32", "--seconds", str(ctx.sizes["ingest_seconds"]),
+            "--rate", str(ctx.sizes["ingest_paced_rate"]),
+        )  # fmt: skip
+    result.pop("wall_s", None)
+    for name, res in result.items():
+        runs = res["runs"]
+        res["summary"] = {
+            f"{phase}/{what}": summary([r[phase][what] for r in runs])
+            for phase in ("saturation", "paced")
+            for what in ("requests_per_s", "p50_ms", "p99_ms")
+        }
+        s = res["summary"]
+        ctx.say(
+            f"  {name:16} {s['saturation/requests_per_s']['median']:>8,.0f} requests/s"
+            f"  p50 {s['saturation/p50_ms']['median']:.2f} p99 "
+            f"{s['saturation/p99_ms']['median']:.2f} ms | paced "
+            f"{ctx.sizes['ingest_paced_rate']}/s p50 {s['paced/p50_ms']['median']:.2f} p99 "
+            f"{s['paced/p99_ms']['median']:.2f} ms"
+        )
+    return result
+
+
+# -- 3b. webhooks and deliveries together -------------------------------------------------------
+
+
+def mixed(ctx: Context) -> dict[str, Any]:
+    """`mixed_subs` sockets subscribed while webhooks arrive at `mixed_rate`/s: the gateway
+    (as configured: auth on by default) and the floor, in turn; webhook and delivery p99."""
+    with (
+        redis_server(ctx.outdir) as (redis_url, redis_proc),
+        peer("floor", redis_url, ctx.outdir) as (floor_url, floor),
+        ctx.server("gateway", redis_url) as (gw_url, gw),
+    ):
+        name = "gateway-signed" if ctx.auth else "gateway"
+        pids = {"floor": floor.pid, name: gw.pid, "redis": redis_proc.pid}
+        result = ctx.loadgen(
+            "mixed", "", redis_url, pids,
+            "--target", f"floor={floor_url}", "--target", f"{name}={gw_url}",
+            "--subs", str(ctx.sizes["mixed_subs"]),
+            "--conversations", str(ctx.sizes["mixed_conversations"]),
+            "--rate", str(ctx.sizes["mixed_rate"]), "--seconds", str(ctx.sizes["mixed_seconds"]),
+        )  # fmt: skip
+    result.pop("wall_s", None)
+    for name, res in result.items():
+        runs = res["runs"]
+        res["summary"] = {
+            f"{part}/{what}": summary([r[part][what] for r in runs])
+            for part in ("webhooks", "deliveries")
+            for what in ("p50_ms", "p99_ms", "per_s" if part == "deliveries" else "requests_per_s")
+        }
+        s = res["summary"]
+        ctx.say(
+            f"  {name:16} webhooks p50 {s['webhooks/p50_ms']['median']:.2f} p99 "
+            f"{s['webhooks/p99_ms']['median']:.2f} ms | deliveries "
+            f"{s['deliveries/per_s']['median']:,.0f}/s p50 {s['deliveries/p50_ms']['median']:.2f}"
+            f" p99 {s['deliveries/p99_ms']['median']:.2f} ms"
+        )
+    return result
+
+
 # -- 3. fan-out --------------------------------------------------------------------------------
 
 

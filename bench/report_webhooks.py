@@ -1,0 +1,120 @@
+"""The report's part for the single-frame webhook scenarios (`ingest-single`, `mixed`):
+their targets, tables and failures. Ratios are taken run by run (the servers of a run take
+their rounds in turn, so each run's ratio has seen one phase of the host) and their median
+quoted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.common import fmt_summary, summary
+
+LABELS = {
+    "floor": "floor: aiohttp + msgspec + one pipeline (XADD + PUBLISH)",
+    "gateway": "gateway, unsigned (auth off)",
+    "gateway-signed": "gateway, signed (auth on, HMAC)",
+}
+
+
+def ratio(section: dict[str, Any], ours: str, theirs: str, *path: str) -> float:
+    """The median over runs of `ours`' value at `path` over `theirs`'."""
+    if ours not in section or theirs not in section:
+        return float("nan")
+
+    def at(run: dict[str, Any]) -> float:
+        node: Any = run
+        for key in path:
+            node = node[key]
+        return float(node)
+
+    pairs = zip(section[ours]["runs"], section[theirs]["runs"], strict=True)
+    return summary([at(a) / at(b) for a, b in pairs if at(b)])["median"]
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    rows: list[tuple[str, str, str, bool | None]] = []
+    single = r.get("ingest-single")
+    if single:
+        for name in ("gateway", "gateway-signed"):
+            rps = ratio(single, name, "floor", "saturation", "requests_per_s")
+            short = "signed" if name.endswith("signed") else "unsigned"
+            rows.append((f"single-frame webhooks, {short}: requests/s vs the floor",
+                         "≥ 90 %", f"{100 * rps:.0f} % (median of runs)",
+                         None if rps != rps else rps >= 0.9))  # fmt: skip
+            p99 = ratio(single, name, "floor", "paced", "p99_ms")
+            rows.append((f"single-frame webhooks, {short}: paced p99 vs the floor's", "≤ 1.2×",
+                         f"{p99:.2f}×",
+                         None if p99 != p99 else p99 <= 1.2))  # fmt: skip
+    return rows
+
+
+def markdown(r: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    single = r.get("ingest-single")
+    if single:
+        rate = r["sizes"]["ingest_paced_rate"]
+        out += ["", "### 2b. Single-frame webhooks", "",
+                "One Wonderful frame per `POST`, 32 connections each waiting for its reply "
+                f"(saturation), then {rate:,} requests/s offered (paced; latency from when a "
+                "request was due). The three servers take their rounds in turn in each run. "
+                "CPU in cores, of the server / Redis / the load client, over the saturation "
+                "round.", "",
+                "| server | requests/s | p50 ms | p99 ms | paced p50 ms | paced p99 ms | "
+                "CPU server / redis / client | vs floor (requests/s) |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, res in single.items():
+            s = res["summary"]
+            cpu = res["runs"][len(res["runs"]) // 2]["saturation"]["cpu"]
+            vs = ratio(single, name, "floor", "saturation", "requests_per_s")
+            out.append(
+                f"| {LABELS.get(name, name)} | {fmt_summary(s['saturation/requests_per_s'])} | "
+                f"{fmt_summary(s['saturation/p50_ms'])} | {fmt_summary(s['saturation/p99_ms'])}"
+                f" | {fmt_summary(s['paced/p50_ms'])} | {fmt_summary(s['paced/p99_ms'])} | "
+                f"{cpu.get('server', 0):.2f} / {cpu.get('redis', 0):.2f} / "
+                f"{cpu.get('client', 0):.2f} | {100 * vs:.0f} % |"
+            )
+    mixed = r.get("mixed")
+    if mixed:
+        sz = r["sizes"]
+        out += ["", "### 3b. Webhooks and deliveries together", "",
+                f"{sz['mixed_subs']:,} sockets subscribed over {sz['mixed_conversations']} "
+                f"conversations while webhooks arrive at {sz['mixed_rate']}/s, spread over "
+                "them; the gateway and the floor in turn. Latency of a delivery from when its "
+                "webhook was due to the subscriber's read.", "",
+                "| server | webhook p50 ms | webhook p99 ms | deliveries/s | delivery p50 ms | "
+                "delivery p99 ms | CPU server / redis / client |",
+                "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, res in mixed.items():
+            s = res["summary"]
+            cpu = res["runs"][len(res["runs"]) // 2]["cpu"]
+            out.append(
+                f"| {LABELS.get(name, name)} | {fmt_summary(s['webhooks/p50_ms'])} | "
+                f"{fmt_summary(s['webhooks/p99_ms'])} | {fmt_summary(s['deliveries/per_s'])} | "
+                f"{fmt_summary(s['deliveries/p50_ms'])} | {fmt_summary(s['deliveries/p99_ms'])}"
+                f" | {cpu.get('server', 0):.2f} / {cpu.get('redis', 0):.2f} / "
+                f"{cpu.get('client', 0):.2f} |"
+            )
+    return out
+
+
+def failures(r: dict[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    single = r.get("ingest-single")
+    if single is not None:
+        out["ingest-single"] = [
+            f"{name} run {x['run']}: {x[phase]['errors']} {phase} errors"
+            for name, res in single.items()
+            for x in res["runs"]
+            for phase in ("saturation", "paced")
+            if x[phase]["errors"]
+        ]
+    mixed = r.get("mixed")
+    if mixed is not None:
+        out["mixed"] = [
+            f"{name} run {x['run']}: {x['webhooks']['errors']} webhook errors, "
+            f"{x['deliveries']['missing']} deliveries missing, {x['closed']} sockets closed"
+            for name, res in mixed.items()
+            for x in res["runs"]
+            if x["webhooks"]["errors"] or x["deliveries"]["missing"] or x["closed"]
+        ]
+    return out
