@@ -34,6 +34,7 @@ from gateway.context import EMPTY, ConversationContext
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Hub, Published, Subscription
+from gateway.hub.pool import BoundedPool
 from gateway.hub.redis_fanout import RedisFanOut
 from gateway.model import EPHEMERAL, Ended, Event, Role, event_encoder
 
@@ -121,7 +122,7 @@ class RedisHub(Hub):
         self.ended_ttl = int(ended_ttl)
         # A bounded pool: a burst of requests waits for a connection instead of opening
         # hundreds. Fail fast otherwise: the caller answers 503 and the sender retries.
-        self._pool = aioredis.BlockingConnectionPool.from_url(
+        self._pool = BoundedPool.from_url(
             url,
             max_connections=max_connections,
             timeout=5,
