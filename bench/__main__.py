@@ -3,6 +3,7 @@
     python -m bench                 every scenario, full sizes, 3 runs each (~15 min on 2 cores)
     python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 2 min)
     python -m bench --only codec,resume --runs 5
+    python -m bench --only ingest-single,mixed   webhooks one frame a request, and with sockets
     python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
     python -m bench --instructions  also count the codec's instructions per frame (callgrind,
                                     ~3 min; `--only instructions` for that alone)
@@ -138,7 +139,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "codec_seconds": 1.0,
         "ingest_seconds": 3.0,
         "ingest_batch": 100,
-        "ingest_paced_rate": 1000,
+        "ingest_paced_rate": 500,
         "fanout_subs": [1, 100, 1000],
         "fanout_seconds": 3.0,
         "paced_rate": 10_000,

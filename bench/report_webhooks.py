@@ -31,6 +31,15 @@ def ratio(section: dict[str, Any], ours: str, theirs: str, *path: str) -> float:
     return summary([at(a) / at(b) for a, b in pairs if at(b)])["median"]
 
 
+def cost_us(res: dict[str, Any]) -> float:
+    """The server's CPU a request at saturation, in µs (median of runs): the figure that a
+    busy shared host disturbs least (it slows every process, not one side's share)."""
+    return summary(
+        [1e6 * x["saturation"]["cpu"]["server"] / x["saturation"]["requests_per_s"]
+         for x in res["runs"] if x["saturation"]["requests_per_s"]]
+    )["median"]  # fmt: skip
+
+
 def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
     single = r.get("ingest-single")
@@ -60,8 +69,8 @@ def markdown(r: dict[str, Any]) -> list[str]:
                 "CPU in cores, of the server / Redis / the load client, over the saturation "
                 "round.", "",
                 "| server | requests/s | p50 ms | p99 ms | paced p50 ms | paced p99 ms | "
-                "CPU server / redis / client | vs floor (requests/s) |",
-                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                "CPU server / redis / client | server CPU µs a request | vs floor (requests/s) |",
+                "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, res in single.items():
             s = res["summary"]
             cpu = res["runs"][len(res["runs"]) // 2]["saturation"]["cpu"]
@@ -71,7 +80,7 @@ def markdown(r: dict[str, Any]) -> list[str]:
                 f"{fmt_summary(s['saturation/p50_ms'])} | {fmt_summary(s['saturation/p99_ms'])}"
                 f" | {fmt_summary(s['paced/p50_ms'])} | {fmt_summary(s['paced/p99_ms'])} | "
                 f"{cpu.get('server', 0):.2f} / {cpu.get('redis', 0):.2f} / "
-                f"{cpu.get('client', 0):.2f} | {100 * vs:.0f} % |"
+                f"{cpu.get('client', 0):.2f} | {cost_us(res):.0f} | {100 * vs:.0f} % |"
             )
     mixed = r.get("mixed")
     if mixed:

@@ -1,4 +1,5 @@
-"""The five scenarios of issue 11, each with its references in the same run.
+"""The five scenarios of issue 11 and the two webhook scenarios of issue 27 (`ingest-single`,
+`mixed`), each with its references in the same run.
 
 Each function starts what it needs (a private redis-server, the gateway or a reference server)
 as separate processes, drives them with a `bench.loadgen` or `bench.codec` worker process, and
@@ -176,8 +177,11 @@ def ingest_single(ctx: Context) -> dict[str, Any]:
             for what in ("requests_per_s", "p50_ms", "p99_ms")
         }
         s = res["summary"]
+        cost = summary([1e6 * r["saturation"]["cpu"]["server"] / r["saturation"]["requests_per_s"]
+                        for r in runs])["median"]  # fmt: skip
         ctx.say(
             f"  {name:16} {s['saturation/requests_per_s']['median']:>8,.0f} requests/s"
+            f" ({cost:.0f} µs CPU each)"
             f"  p50 {s['saturation/p50_ms']['median']:.2f} p99 "
             f"{s['saturation/p99_ms']['median']:.2f} ms | paced "
             f"{ctx.sizes['ingest_paced_rate']}/s p50 {s['paced/p50_ms']['median']:.2f} p99 "
