@@ -57,6 +57,13 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+def _row(name: str, res: dict[str, Any], keys: tuple[str, ...], cpu: dict[str, float]) -> str:
+    """A table row: the server, the summaries of `keys`, then CPU server / redis / client."""
+    cells = [fmt_summary(res["summary"][key]) for key in keys]
+    cpu_cell = " / ".join(f"{cpu.get(k, 0):.2f}" for k in ("server", "redis", "client"))
+    return f"| {LABELS.get(name, name)} | " + " | ".join(cells) + f" | {cpu_cell} |"
+
+
 def markdown(r: dict[str, Any]) -> list[str]:
     out: list[str] = []
     single = r.get("ingest-single")
@@ -72,15 +79,12 @@ def markdown(r: dict[str, Any]) -> list[str]:
                 "CPU server / redis / client | server CPU µs a request | vs floor (requests/s) |",
                 "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, res in single.items():
-            s = res["summary"]
-            cpu = res["runs"][len(res["runs"]) // 2]["saturation"]["cpu"]
             vs = ratio(single, name, "floor", "saturation", "requests_per_s")
+            keys = ("saturation/requests_per_s", "saturation/p50_ms", "saturation/p99_ms",
+                    "paced/p50_ms", "paced/p99_ms")  # fmt: skip
             out.append(
-                f"| {LABELS.get(name, name)} | {fmt_summary(s['saturation/requests_per_s'])} | "
-                f"{fmt_summary(s['saturation/p50_ms'])} | {fmt_summary(s['saturation/p99_ms'])}"
-                f" | {fmt_summary(s['paced/p50_ms'])} | {fmt_summary(s['paced/p99_ms'])} | "
-                f"{cpu.get('server', 0):.2f} / {cpu.get('redis', 0):.2f} / "
-                f"{cpu.get('client', 0):.2f} | {cost_us(res):.0f} | {100 * vs:.0f} % |"
+                _row(name, res, keys, res["runs"][len(res["runs"]) // 2]["saturation"]["cpu"])
+                + f" {cost_us(res):.0f} | {100 * vs:.0f} % |"
             )
     mixed = r.get("mixed")
     if mixed:
@@ -94,15 +98,9 @@ def markdown(r: dict[str, Any]) -> list[str]:
                 "delivery p99 ms | CPU server / redis / client |",
                 "|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, res in mixed.items():
-            s = res["summary"]
-            cpu = res["runs"][len(res["runs"]) // 2]["cpu"]
-            out.append(
-                f"| {LABELS.get(name, name)} | {fmt_summary(s['webhooks/p50_ms'])} | "
-                f"{fmt_summary(s['webhooks/p99_ms'])} | {fmt_summary(s['deliveries/per_s'])} | "
-                f"{fmt_summary(s['deliveries/p50_ms'])} | {fmt_summary(s['deliveries/p99_ms'])}"
-                f" | {cpu.get('server', 0):.2f} / {cpu.get('redis', 0):.2f} / "
-                f"{cpu.get('client', 0):.2f} |"
-            )
+            keys = ("webhooks/p50_ms", "webhooks/p99_ms", "deliveries/per_s",
+                    "deliveries/p50_ms", "deliveries/p99_ms")  # fmt: skip
+            out.append(_row(name, res, keys, res["runs"][len(res["runs"]) // 2]["cpu"]))
     return out
 
 

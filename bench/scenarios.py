@@ -21,6 +21,7 @@ from bench import spy
 from bench.codec import result_key
 from bench.common import ROOT, flush, gateway, peer, redis_server, summary
 from bench.instructions import count_all
+from bench.report_webhooks import cost_us
 
 DIALECTS = ("genesys", "server_events", "signalwire", "visitor_widget", "wonderful")
 PEERS = ("floor", "socketio", "broadcaster")
@@ -168,17 +169,11 @@ def ingest_single(ctx: Context) -> dict[str, Any]:
             "--concurrency", "32", "--seconds", str(ctx.sizes["ingest_seconds"]),
             "--rate", str(ctx.sizes["ingest_paced_rate"]),
         )  # fmt: skip
-    result.pop("wall_s", None)
+    timings = ("requests_per_s", "p50_ms", "p99_ms")
+    _summarise(result, {"saturation": timings, "paced": timings})
     for name, res in result.items():
-        runs = res["runs"]
-        res["summary"] = {
-            f"{phase}/{what}": summary([r[phase][what] for r in runs])
-            for phase in ("saturation", "paced")
-            for what in ("requests_per_s", "p50_ms", "p99_ms")
-        }
         s = res["summary"]
-        cost = summary([1e6 * r["saturation"]["cpu"]["server"] / r["saturation"]["requests_per_s"]
-                        for r in runs])["median"]  # fmt: skip
+        cost = cost_us(res)
         ctx.say(
             f"  {name:16} {s['saturation/requests_per_s']['median']:>8,.0f} requests/s"
             f" ({cost:.0f} µs CPU each)"
@@ -188,6 +183,17 @@ def ingest_single(ctx: Context) -> dict[str, Any]:
             f"{s['paced/p99_ms']['median']:.2f} ms"
         )
     return result
+
+
+def _summarise(result: dict[str, Any], parts: dict[str, tuple[str, ...]]) -> None:
+    """Each server's `summary`: `<part>/<what>` over its runs, for the `whats` of each part."""
+    result.pop("wall_s", None)
+    for res in result.values():
+        res["summary"] = {
+            f"{part}/{what}": summary([r[part][what] for r in res["runs"]])
+            for part, whats in parts.items()
+            for what in whats
+        }
 
 
 # -- 3b. webhooks and deliveries together -------------------------------------------------------
@@ -210,14 +216,12 @@ def mixed(ctx: Context) -> dict[str, Any]:
             "--conversations", str(ctx.sizes["mixed_conversations"]),
             "--rate", str(ctx.sizes["mixed_rate"]), "--seconds", str(ctx.sizes["mixed_seconds"]),
         )  # fmt: skip
-    result.pop("wall_s", None)
+    _summarise(
+        result,
+        {"webhooks": ("p50_ms", "p99_ms", "requests_per_s"), "deliveries": ("p50_ms", "p99_ms",
+         "per_s")},
+    )  # fmt: skip
     for name, res in result.items():
-        runs = res["runs"]
-        res["summary"] = {
-            f"{part}/{what}": summary([r[part][what] for r in runs])
-            for part in ("webhooks", "deliveries")
-            for what in ("p50_ms", "p99_ms", "per_s" if part == "deliveries" else "requests_per_s")
-        }
         s = res["summary"]
         ctx.say(
             f"  {name:16} webhooks p50 {s['webhooks/p50_ms']['median']:.2f} p99 "
