@@ -16,6 +16,12 @@ LABELS = {
 }
 
 
+def _measured(r: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The scenario's results by server, or None when it did not run or failed."""
+    section = r.get(name)
+    return None if section is None or "error" in section else section
+
+
 def ratio(section: dict[str, Any], ours: str, theirs: str, *path: str) -> float:
     """The median over runs of `ours`' value at `path` over `theirs`'."""
     if ours not in section or theirs not in section:
@@ -42,7 +48,7 @@ def cost_us(res: dict[str, Any]) -> float:
 
 def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
-    single = r.get("ingest-single")
+    single = _measured(r, "ingest-single")
     if single:
         for name in ("gateway", "gateway-signed"):
             rps = ratio(single, name, "floor", "saturation", "requests_per_s")
@@ -66,7 +72,7 @@ def _row(name: str, res: dict[str, Any], keys: tuple[str, ...], cpu: dict[str, f
 
 def markdown(r: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    single = r.get("ingest-single")
+    single = _measured(r, "ingest-single")
     if single:
         rate = r["sizes"]["ingest_paced_rate"]
         out += ["", "### 2b. Single-frame webhooks", "",
@@ -86,7 +92,7 @@ def markdown(r: dict[str, Any]) -> list[str]:
                 _row(name, res, keys, res["runs"][len(res["runs"]) // 2]["saturation"]["cpu"])
                 + f" {cost_us(res):.0f} | {100 * vs:.0f} % |"
             )
-    mixed = r.get("mixed")
+    mixed = _measured(r, "mixed")
     if mixed:
         sz = r["sizes"]
         out += ["", "### 3b. Webhooks and deliveries together", "",
@@ -106,7 +112,10 @@ def markdown(r: dict[str, Any]) -> list[str]:
 
 def failures(r: dict[str, Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    single = r.get("ingest-single")
+    for name in ("ingest-single", "mixed"):
+        if "error" in (r.get(name) or {}):
+            out[name] = [r[name]["error"][-300:]]
+    single = _measured(r, "ingest-single")
     if single is not None:
         out["ingest-single"] = [
             f"{name} run {x['run']}: {x[phase]['errors']} {phase} errors"
@@ -115,7 +124,7 @@ def failures(r: dict[str, Any]) -> dict[str, list[str]]:
             for phase in ("saturation", "paced")
             if x[phase]["errors"]
         ]
-    mixed = r.get("mixed")
+    mixed = _measured(r, "mixed")
     if mixed is not None:
         out["mixed"] = [
             f"{name} run {x['run']}: {x['webhooks']['errors']} webhook errors, "

@@ -162,13 +162,17 @@ def ingest_single(ctx: Context) -> dict[str, Any]:
     ):
         pids = {"floor": floor.pid, "gateway": gw.pid, "gateway-signed": signed.pid,
                 "redis": redis_proc.pid}  # fmt: skip
-        result = ctx.loadgen(
-            "ingest-single", "", redis_url, pids,
-            "--target", f"floor={floor_url}", "--target", f"gateway={gw_url}",
-            "--target", f"gateway-signed={signed_url}",
-            "--concurrency", "32", "--seconds", str(ctx.sizes["ingest_seconds"]),
-            "--rate", str(ctx.sizes["ingest_paced_rate"]),
-        )  # fmt: skip
+        try:
+            result = ctx.loadgen(
+                "ingest-single", "", redis_url, pids,
+                "--target", f"floor={floor_url}", "--target", f"gateway={gw_url}",
+                "--target", f"gateway-signed={signed_url}",
+                "--concurrency", "32", "--seconds", str(ctx.sizes["ingest_seconds"]),
+                "--rate", str(ctx.sizes["ingest_paced_rate"]),
+            )  # fmt: skip
+        except Exception as exc:  # a failing server must not end the run
+            ctx.say(f"  FAILED: {str(exc)[-300:]}")
+            return {"error": str(exc)[-2000:]}
     timings = ("requests_per_s", "p50_ms", "p99_ms")
     _summarise(result, {"saturation": timings, "paced": timings})
     for name, res in result.items():
@@ -209,13 +213,18 @@ def mixed(ctx: Context) -> dict[str, Any]:
     ):
         name = "gateway-signed" if ctx.auth else "gateway"
         pids = {"floor": floor.pid, name: gw.pid, "redis": redis_proc.pid}
-        result = ctx.loadgen(
-            "mixed", "", redis_url, pids,
-            "--target", f"floor={floor_url}", "--target", f"{name}={gw_url}",
-            "--subs", str(ctx.sizes["mixed_subs"]),
-            "--conversations", str(ctx.sizes["mixed_conversations"]),
-            "--rate", str(ctx.sizes["mixed_rate"]), "--seconds", str(ctx.sizes["mixed_seconds"]),
-        )  # fmt: skip
+        try:
+            result = ctx.loadgen(
+                "mixed", "", redis_url, pids,
+                "--target", f"floor={floor_url}", "--target", f"{name}={gw_url}",
+                "--subs", str(ctx.sizes["mixed_subs"]),
+                "--conversations", str(ctx.sizes["mixed_conversations"]),
+                "--rate", str(ctx.sizes["mixed_rate"]),
+                "--seconds", str(ctx.sizes["mixed_seconds"]),
+            )  # fmt: skip
+        except Exception as exc:  # a failing server must not end the run
+            ctx.say(f"  FAILED: {str(exc)[-300:]}")
+            return {"error": str(exc)[-2000:]}
     _summarise(
         result,
         {"webhooks": ("p50_ms", "p99_ms", "requests_per_s"), "deliveries": ("p50_ms", "p99_ms",
