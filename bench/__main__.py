@@ -3,6 +3,7 @@
     python -m bench                 every scenario, full sizes, 3 runs each (~15 min on 2 cores)
     python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 3 min)
     python -m bench --only codec,resume --runs 5
+    python -m bench --only ingest-single,mixed   webhooks one frame a request, and with sockets
     python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
     python -m bench --instructions  also count the codec's instructions per frame (callgrind,
                                     ~3 min; `--only instructions` for that alone)
@@ -30,7 +31,7 @@ from typing import Any
 
 from bench.common import RESULTS, ROOT, VENV, raise_fd_limit
 
-SCENARIOS = ("codec", "ingest", "fanout", "idle", "resume", "sessions")
+SCENARIOS = ("codec", "ingest", "ingest-single", "fanout", "mixed", "idle", "resume", "sessions")
 OPTIONAL = ("instructions",)
 """Scenarios run only when `--only` names them."""
 
@@ -121,9 +122,14 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
             "codec_seconds": 0.1,
             "ingest_seconds": 0.5,
             "ingest_batch": 100,
+            "ingest_paced_rate": 200,
             "fanout_subs": [1, 4],
             "fanout_seconds": 0.5,
             "paced_rate": 500,
+            "mixed_subs": 20,
+            "mixed_conversations": 4,
+            "mixed_rate": 50,
+            "mixed_seconds": 0.5,
             "idle_sizes": [20],
             "idle_kinds": {"gateway": [20], "floor": [20], "socketio": [20], "broadcaster": [20]},
             "resume_events": 300,
@@ -137,9 +143,14 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "codec_seconds": 1.0,
         "ingest_seconds": 3.0,
         "ingest_batch": 100,
+        "ingest_paced_rate": 500,
         "fanout_subs": [1, 100, 1000],
         "fanout_seconds": 3.0,
         "paced_rate": 10_000,
+        "mixed_subs": 1000,
+        "mixed_conversations": 100,
+        "mixed_rate": 200,
+        "mixed_seconds": 3.0,
         "idle_sizes": [1000, 10_000],
         "idle_kinds": {  # the peers at the smaller size only: they are not what is judged
             "gateway": [1000, 10_000],
@@ -246,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in only:
         say(f"== {name}")
         t0 = time.monotonic()
-        results[name] = getattr(scenarios, name)(ctx)
+        results[name] = getattr(scenarios, name.replace("-", "_"))(ctx)
         results[name + "_wall_s"] = round(time.monotonic() - t0, 1)
         (outdir / "results.json").write_text(json.dumps(results, indent=1))
     if args.profile:

@@ -113,11 +113,13 @@ def gateway(
     auth: bool = True,
     tracemalloc: Path | None = None,
     env: dict[str, str] | None = None,
+    name: str = "gateway",
 ) -> Iterator[tuple[str, Proc]]:
     """The gateway (Redis engine) as its own process. Yields (base URL, process).
 
     Default settings except a short drain on SIGTERM (and what `bench.auth` sets, and `env`);
-    `tracemalloc` turns on the allocation tracing of `bench.run_gateway`."""
+    `tracemalloc` turns on the allocation tracing of `bench.run_gateway`; `name` names its log
+    (`<name>.log`) when a scenario runs more than one."""
     port = free_port()
     argv = [
         python(), "-m", "bench.run_gateway", "serve", "--host", HOST, "--port", str(port),
@@ -128,7 +130,7 @@ def gateway(
     settings = {"GATEWAY_SHUTDOWN_TIMEOUT_S": "2", **gateway_env(auth), **(env or {})}
     if tracemalloc is not None:
         settings["BENCH_TRACEMALLOC"] = str(tracemalloc)
-    with Proc("gateway", argv, logdir / "gateway.log", settings) as proc:
+    with Proc(name, argv, logdir / f"{name}.log", settings) as proc:
         wait_port(port, proc=proc.popen)
         yield f"http://{HOST}:{port}", proc
 

@@ -1,4 +1,5 @@
-"""Load clients, one process each: `python -m bench.loadgen {ingest,fanout,idle,resume} …`.
+"""Load clients, one process each: `python -m bench.loadgen {ingest,fanout,idle,resume,
+ingest-single,mixed} …` (the last two in `bench.webhooks`).
 
 Each prints one JSON object (its runs) on stdout. Every loop is bounded by a count and a
 deadline and stops by itself. Servers are reached on 127.0.0.1 only.
@@ -20,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from bench import webhooks
 from bench.auth import signed, token
 from bench.common import cpu_seconds, percentile, raise_fd_limit, rss_bytes
 from bench.wsclient import Stats, WSProtocol, connect
@@ -535,6 +537,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("resume", parents=[common])
     p.add_argument("--events", type=int, default=10_000)
 
+    # `bench.webhooks`: the servers of a run in turn, each `--target name=url`
+    p = sub.add_parser("ingest-single", parents=[common])
+    p.add_argument("--target", action="append", required=True)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--rate", type=float, default=1000, help="paced requests/s")
+    p.add_argument("--warmup", type=float, default=0.5)
+
+    p = sub.add_parser("mixed", parents=[common])
+    p.add_argument("--target", action="append", required=True)
+    p.add_argument("--subs", type=int, default=1000)
+    p.add_argument("--conversations", type=int, default=100)
+    p.add_argument("--rate", type=float, default=200, help="webhooks/s")
+
     args = parser.parse_args(argv)
     raise_fd_limit()
     scenario: Callable[[argparse.Namespace], Awaitable[dict[str, Any]]] = {
@@ -542,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         "fanout": fanout,
         "idle": idle,
         "resume": resume,
+        "ingest-single": webhooks.ingest_single,
+        "mixed": webhooks.mixed,
     }[args.scenario]
     result = asyncio.run(scenario(args))
     sys.stdout.write(json.dumps(result) + "\n")

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import report_webhooks
 from bench.common import fmt, fmt_summary, summary
 
 CODEC_TARGET = 300_000
@@ -141,6 +142,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         row("batched ingest vs bare PUBLISH+XADD pipeline", "≥ 80 %",
             f"{_down(100 * gw / bare, 0):.0f} % ({gw:,.0f} vs {bare:,.0f} events/s)",
             check(gw / bare, gw / bare >= 0.8))  # fmt: skip
+    rows += report_webhooks.targets(r)
     fan = r.get("fanout")
     if fan:
         n = max((int(k.split("/")[1]) for k in fan), default=0)
@@ -252,7 +254,7 @@ def failures(r: dict[str, Any]) -> dict[str, list[str]]:
                     bad.append(f"{k}: {v['started']} of {v['n']} started (refused "
                                f"{v['refused']}), {v['probes_missing']} replies "
                                "missing")  # fmt: skip
-    return out
+    return out | report_webhooks.failures(r)
 
 
 # -- text and markdown -------------------------------------------------------------------------
@@ -340,6 +342,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{fmt_summary(res['summary'])} | {cpu.get('gateway', 0):.2f} / "
                 f"{cpu.get('redis', 0):.2f} / {cpu.get('client', 0):.2f} |"
             )
+    out += report_webhooks.markdown(r)
     fan = r.get("fanout")
     if fan:
         out += [

@@ -1,5 +1,6 @@
-"""The five scenarios of issue 11, each with its references in the same run, and the owned
-vendor sessions of issue 24 (`sessions`).
+"""The five scenarios of issue 11, the two webhook scenarios of issue 27 (`ingest-single`,
+`mixed`), each with its references in the same run, and the owned vendor sessions of issue 24
+(`sessions`).
 
 Each function starts what it needs (a private redis-server, the gateway or a reference server)
 as separate processes, drives them with a `bench.loadgen` or `bench.codec` worker process, and
@@ -30,6 +31,7 @@ from bench.common import (
     summary,
 )
 from bench.instructions import count_all
+from bench.report_webhooks import cost_us
 
 DIALECTS = ("genesys", "server_events", "signalwire", "visitor_widget", "wonderful")
 PEERS = ("floor", "socketio", "broadcaster")
@@ -150,6 +152,103 @@ def ingest(ctx: Context) -> dict[str, Any]:
                 + (f"  ({errors} errors)" if errors else "")
             )
     return out
+
+
+# -- 2b. single-frame webhooks ------------------------------------------------------------------
+
+
+def ingest_single(ctx: Context) -> dict[str, Any]:
+    """One frame per request, as platforms post: the gateway unsigned (auth off) and signed
+    (auth on, HMAC) against the floor's webhook (`bench.servers.floor`), all three up at once
+    and driven in turn by one client (`bench.webhooks`)."""
+    with (
+        redis_server(ctx.outdir) as (redis_url, redis_proc),
+        peer("floor", redis_url, ctx.outdir) as (floor_url, floor),
+        gateway(redis_url, ctx.outdir, ctx.log_level, False, name="gateway") as (gw_url, gw),
+        gateway(redis_url, ctx.outdir, ctx.log_level, True, name="gateway-signed") as (
+            signed_url,
+            signed,
+        ),
+    ):
+        pids = {"floor": floor.pid, "gateway": gw.pid, "gateway-signed": signed.pid,
+                "redis": redis_proc.pid}  # fmt: skip
+        try:
+            result = ctx.loadgen(
+                "ingest-single", "", redis_url, pids,
+                "--target", f"floor={floor_url}", "--target", f"gateway={gw_url}",
+                "--target", f"gateway-signed={signed_url}",
+                "--concurrency", "32", "--seconds", str(ctx.sizes["ingest_seconds"]),
+                "--rate", str(ctx.sizes["ingest_paced_rate"]),
+            )  # fmt: skip
+        except Exception as exc:  # a failing server must not end the run
+            ctx.say(f"  FAILED: {str(exc)[-300:]}")
+            return {"error": str(exc)[-2000:]}
+    timings = ("requests_per_s", "p50_ms", "p99_ms")
+    _summarise(result, {"saturation": timings, "paced": timings})
+    for name, res in result.items():
+        s = res["summary"]
+        cost = cost_us(res)
+        ctx.say(
+            f"  {name:16} {s['saturation/requests_per_s']['median']:>8,.0f} requests/s"
+            f" ({cost:.0f} µs CPU each)"
+            f"  p50 {s['saturation/p50_ms']['median']:.2f} p99 "
+            f"{s['saturation/p99_ms']['median']:.2f} ms | paced "
+            f"{ctx.sizes['ingest_paced_rate']}/s p50 {s['paced/p50_ms']['median']:.2f} p99 "
+            f"{s['paced/p99_ms']['median']:.2f} ms"
+        )
+    return result
+
+
+def _summarise(result: dict[str, Any], parts: dict[str, tuple[str, ...]]) -> None:
+    """Each server's `summary`: `<part>/<what>` over its runs, for the `whats` of each part."""
+    result.pop("wall_s", None)
+    for res in result.values():
+        res["summary"] = {
+            f"{part}/{what}": summary([r[part][what] for r in res["runs"]])
+            for part, whats in parts.items()
+            for what in whats
+        }
+
+
+# -- 3b. webhooks and deliveries together -------------------------------------------------------
+
+
+def mixed(ctx: Context) -> dict[str, Any]:
+    """`mixed_subs` sockets subscribed while webhooks arrive at `mixed_rate`/s: the gateway
+    (as configured: auth on by default) and the floor, in turn; webhook and delivery p99."""
+    with (
+        redis_server(ctx.outdir) as (redis_url, redis_proc),
+        peer("floor", redis_url, ctx.outdir) as (floor_url, floor),
+        ctx.server("gateway", redis_url) as (gw_url, gw),
+    ):
+        name = "gateway-signed" if ctx.auth else "gateway"
+        pids = {"floor": floor.pid, name: gw.pid, "redis": redis_proc.pid}
+        try:
+            result = ctx.loadgen(
+                "mixed", "", redis_url, pids,
+                "--target", f"floor={floor_url}", "--target", f"{name}={gw_url}",
+                "--subs", str(ctx.sizes["mixed_subs"]),
+                "--conversations", str(ctx.sizes["mixed_conversations"]),
+                "--rate", str(ctx.sizes["mixed_rate"]),
+                "--seconds", str(ctx.sizes["mixed_seconds"]),
+            )  # fmt: skip
+        except Exception as exc:  # a failing server must not end the run
+            ctx.say(f"  FAILED: {str(exc)[-300:]}")
+            return {"error": str(exc)[-2000:]}
+    _summarise(
+        result,
+        {"webhooks": ("p50_ms", "p99_ms", "requests_per_s"), "deliveries": ("p50_ms", "p99_ms",
+         "per_s")},
+    )  # fmt: skip
+    for name, res in result.items():
+        s = res["summary"]
+        ctx.say(
+            f"  {name:16} webhooks p50 {s['webhooks/p50_ms']['median']:.2f} p99 "
+            f"{s['webhooks/p99_ms']['median']:.2f} ms | deliveries "
+            f"{s['deliveries/per_s']['median']:,.0f}/s p50 {s['deliveries/p50_ms']['median']:.2f}"
+            f" p99 {s['deliveries/p99_ms']['median']:.2f} ms"
+        )
+    return result
 
 
 # -- 3. fan-out --------------------------------------------------------------------------------

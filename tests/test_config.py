@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from gateway.config import ConfigError, Settings, describe, load
-from gateway.logging import configure
+from gateway.logging import configure, get_logger, reset
 from gateway.vendor_http import DEFAULT_MAX_REQUESTS, PoolLimits
 
 
@@ -134,4 +134,24 @@ def test_logs_are_json_off_a_tty_with_redaction() -> None:
         assert (line["text"], line["apikey"]) == ("visible", "***")
     finally:
         configure("console", "info")
-        structlog.reset_defaults()
+        reset()
+
+
+def test_module_loggers_follow_each_configuration() -> None:
+    log = get_logger("gateway.t")
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        configure("json", "info", stream=first)
+        log.info("a.b", n=1)
+        log.debug("hidden")
+        configure("json", "warning", stream=second)
+        log.info("filtered.now")
+        log.warning("c.d", token="abc")
+        (one,) = [json.loads(line) for line in first.getvalue().splitlines()]
+        assert (one["event"], one["n"], one["logger"], one["level"]) == ("a.b", 1, "gateway.t",
+                                                                          "info")  # fmt: skip
+        (two,) = [json.loads(line) for line in second.getvalue().splitlines()]
+        assert (two["event"], two["token"]) == ("c.d", "***")
+    finally:
+        configure("console", "info")
+        reset()

@@ -1,10 +1,16 @@
-"""The floor: bare aiohttp WebSockets fed by one Redis pub/sub connection.
+"""The floor: bare aiohttp WebSockets fed by one Redis pub/sub connection, and bare webhooks.
 
 `GET /ws?channel=C` (or `?pattern=P`) upgrades, subscribes the socket locally (the first socket
 of a channel makes the one Redis SUBSCRIBE / PSUBSCRIBE), answers `{"op":"subscribed"}` once
 Redis confirmed, and then gets every message of the channel as `{"op":"event","event":<msg>}`,
 the frame built once per message and written to each socket. No log, no sequence, no dedup, no
 queue: what aiohttp and redis-py can do at the least.
+
+`POST /v1/dialects/{dialect}/events` takes one JSON frame (a Wonderful `{"data": {"eventId",
+"sessionId"}}`), decodes it with msgspec, and in one redis-py pipeline appends it to a stream
+(`XADD`, MAXLEN ~ 10000) and publishes it to the channel its sockets read
+(`floor:<dialect>:<sessionId>`); it answers 202 with the gateway's reply shape. No auth, no
+log, no dedup, no sequence: the least a webhook can cost.
 """
 
 from __future__ import annotations
@@ -13,12 +19,26 @@ import argparse
 import asyncio
 from collections import defaultdict
 
+import msgspec
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType, web
 
 from bench.common import HOST, raise_fd_limit
 
 HEAD = b'{"op":"event","event":'
+
+
+class _Inner(msgspec.Struct):
+    eventId: str  # the platform's names
+    sessionId: str
+
+
+class _Frame(msgspec.Struct):
+    data: _Inner
+
+
+_decode = msgspec.json.Decoder(_Frame).decode
+_encode = msgspec.json.Encoder().encode
 
 
 class Floor:
@@ -77,6 +97,22 @@ class Floor:
             future = self.confirmed[name]
         await future
 
+    async def ingest(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            data = _decode(body).data
+        except msgspec.DecodeError as exc:
+            return web.json_response({"error": str(exc)}, status=422)
+        conversation = f"{request.match_info['dialect']}:{data.sessionId}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd("floor:{" + conversation + "}:log", {"e": body}, maxlen=10_000,
+                  approximate=True)  # fmt: skip
+        pipe.publish("floor:" + conversation, body)
+        await pipe.execute()
+        reply = {"accepted": 1, "duplicates": 0, "ignored": 0,
+                 "events": [{"id": data.eventId, "seq": 0}]}  # fmt: skip
+        return web.Response(body=_encode(reply), status=202, content_type="application/json")
+
     def detach(self, name: bytes, pattern: bool, ws: web.WebSocketResponse) -> None:
         table = self.patterns if pattern else self.channels
         sockets = table.get(name)
@@ -107,6 +143,7 @@ def main() -> None:
     floor = Floor(args.redis)
     app = web.Application()
     app.router.add_get("/ws", floor.handle)
+    app.router.add_post("/v1/dialects/{dialect}/events", floor.ingest)
     app.on_startup.append(floor.start)
     app.on_cleanup.append(floor.stop)
     web.run_app(app, host=HOST, port=args.port, access_log=None, print=None, shutdown_timeout=1)

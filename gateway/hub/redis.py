@@ -39,6 +39,7 @@ from gateway.context import EMPTY, ConversationContext
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Hub, Published, Subscription
+from gateway.hub.pool import BoundedPool
 from gateway.hub.redis_fanout import RedisFanOut
 from gateway.hub.repair import LogState, Page
 from gateway.model import EPHEMERAL, Ended, Event, Role, event_encoder
@@ -155,7 +156,7 @@ class RedisHub(Hub):
         self.idle_ttl = max(int(idle_ttl), 1)
         # A bounded pool: a burst of requests waits for a connection instead of opening
         # hundreds. Fail fast otherwise: the caller answers 503 and the sender retries.
-        self._pool = aioredis.BlockingConnectionPool.from_url(
+        self._pool = BoundedPool.from_url(
             url,
             max_connections=max_connections,
             timeout=5,

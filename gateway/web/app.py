@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from prometheus_client.metrics import Counter
 
 from gateway import metrics
 from gateway.adapter import Registry
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.hub import create_hub
-from gateway.logging import bound
+from gateway.logging import bound, get_logger
 from gateway.sessions import Sessions, create_store
 from gateway.vendor_http import VendorPools
 from gateway.web import api, commands, ingest, protocol, telemetry, ws
@@ -29,6 +31,7 @@ from gateway.web.keys import (
     DECODE_OPTIONS,
     GRANT,
     HUB,
+    LOGGED,
     REGISTRY,
     SESSIONS,
     SETTINGS,
@@ -39,7 +42,7 @@ from gateway.web.limits import ClientLimits
 from gateway.web.responses import error_response, http_error_response, json_response
 from gateway.web.ws import Connection
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,16 +85,24 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
             )
         if not response.prepared:
             response.headers["X-Request-ID"] = request_id
-        metrics.HTTP_REQUESTS.labels(route_name, str(response.status)).inc()
-        log.info(
-            "http.request",
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        _requests(route_name, response.status).inc()
+        if not request.get(LOGGED):
+            log.info(
+                "http.request",
+                method=request.method,
+                path=request.path,
+                status=response.status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
         structlog.contextvars.unbind_contextvars("dialect", "conversation_id")
         return response
+
+
+@functools.cache
+def _requests(route: str, status: int) -> Counter:
+    """`HTTP_REQUESTS` of a route and status, labelled once (routes are the app's own
+    resources, statuses the few the app answers)."""
+    return metrics.HTTP_REQUESTS.labels(route, str(status))
 
 
 # Routes anyone may call: probes, metrics, the schema, the console's files. Ingest checks its

@@ -8,21 +8,32 @@ path) before anything is stored. Unknown dialect 404, not JSON 400, too large 41
 
 from __future__ import annotations
 
+import functools
 import time
 
 import msgspec
 import structlog
 from aiohttp import web
+from prometheus_client.metrics import Counter, Histogram
 
 from gateway import decoding, metrics, tracing
 from gateway.adapter import Adapter, Decoded
 from gateway.errors import DecodeError, GatewayError, PayloadTooLarge, UnsupportedMediaType
+from gateway.logging import get_logger
 from gateway.web.auth import Forbidden, token_of
-from gateway.web.keys import AUTH, DECODE_OPTIONS, HUB, REGISTRY, SETTINGS, WEBHOOK_KEYS
+from gateway.web.keys import (
+    AUTH,
+    DECODE_OPTIONS,
+    HUB,
+    LOGGED,
+    REGISTRY,
+    SETTINGS,
+    WEBHOOK_KEYS,
+)
 from gateway.web.responses import json_response
 from gateway.web.signatures import check_fresh, verify
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class _Stored(msgspec.Struct):
@@ -37,12 +48,34 @@ class _Accepted(msgspec.Struct):
     events: list[_Stored]
 
 
+class _Meters:
+    """One dialect's ingest metrics, labelled once: labelling looks the child up under a lock
+    on every call."""
+
+    def __init__(self, dialect: str) -> None:
+        self.accepted_requests: Counter = metrics.INGEST_REQUESTS.labels(dialect, "202")
+        self.accepted: Counter = metrics.INGEST_FRAMES.labels(dialect, "accepted")
+        self.duplicate: Counter = metrics.INGEST_FRAMES.labels(dialect, "duplicate")
+        self.ignored: Counter = metrics.INGEST_FRAMES.labels(dialect, "ignored")
+        self.decode_seconds: Histogram = metrics.DECODE_SECONDS.labels(dialect)
+
+
+@functools.cache
+def _meters(dialect: str) -> _Meters:
+    """Only for installed dialects: the path's name is the sender's to choose."""
+    return _Meters(dialect)
+
+
 async def ingest(request: web.Request) -> web.Response:
+    """The handler. Its outcome line (`ingest.accepted` or `ingest.rejected`) carries the
+    access line's fields, and stands for it: one line per request."""
+    started = time.perf_counter()
     dialect = request.match_info["dialect"]
     conversation = request.query.get("conversation") or None
     # Metric labels come from closed sets: a name anyone can put in a URL is not one.
     label = dialect if dialect in request.app[REGISTRY] else "unknown"
     structlog.contextvars.bind_contextvars(dialect=label)
+    request[LOGGED] = True
     try:
         with tracing.span(
             "ingest",
@@ -50,15 +83,25 @@ async def ingest(request: web.Request) -> web.Response:
             carrier=request.headers,
             attributes={"gateway.dialect": dialect},
         ):
-            response = await _ingest(request, dialect, conversation)
+            return await _ingest(request, dialect, conversation, started)
     except GatewayError as exc:
         metrics.INGEST_REQUESTS.labels(label, str(exc.status)).inc()
         if exc.status < 500:
             metrics.INGEST_FRAMES.labels(label, "rejected").inc()
-        log.info("ingest.rejected", code=exc.code, status=exc.status, **exc.details)
+        # the error's `path` (where in the body) is `where` here: `path` is the request's
+        fields = {("where" if k == "path" else k): v for k, v in exc.details.items()}
+        fields |= {
+            "code": exc.code,
+            "status": exc.status,
+            "method": request.method,
+            "path": request.path,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        log.info("ingest.rejected", **fields)
         raise
-    metrics.INGEST_REQUESTS.labels(label, "202").inc()
-    return response
+    except BaseException:
+        request[LOGGED] = False  # the access line says how it ended
+        raise
 
 
 async def _check_sender(request: web.Request, dialect: str, body: bytes | None) -> None:
@@ -73,9 +116,10 @@ async def _check_sender(request: web.Request, dialect: str, body: bytes | None) 
         else:
             verify(request.headers, body, keys, window_s)
         return
-    if body is not None:
-        return  # the token was checked before the body was read
-    grant = await request.app[AUTH].authenticate(token_of(request.headers, request.query))
+    auth = request.app[AUTH]
+    if not auth.enabled or body is not None:  # off: anyone may post; or checked before reading
+        return
+    grant = await auth.authenticate(token_of(request.headers, request.query))
     if not grant.can_ingest(dialect):
         raise Forbidden(f"this token may not post {dialect!r} frames")
 
@@ -132,30 +176,35 @@ async def decode(
         ) from exc
 
 
-async def _ingest(request: web.Request, dialect: str, conversation: str | None) -> web.Response:
+async def _ingest(
+    request: web.Request, dialect: str, conversation: str | None, started: float
+) -> web.Response:
     adapter = request.app[REGISTRY].get(dialect)
+    meters = _meters(dialect)
     await _check_sender(request, dialect, None)  # credentials first: no body read for nobody
     body = await read_body(request)
     await _check_sender(request, dialect, body)
-    started = time.perf_counter()
+    decoding_at = time.perf_counter()
     with tracing.span("decode", attributes={"gateway.body_bytes": len(body)}):
         decoded = await decode(request.app, adapter, body, conversation)
-    metrics.DECODE_SECONDS.labels(dialect).observe(time.perf_counter() - started)
-    started = time.perf_counter()
+    publishing_at = time.perf_counter()
+    meters.decode_seconds.observe(publishing_at - decoding_at)
     hub = request.app[HUB]
     with tracing.span("hub.publish", attributes={"gateway.events": len(decoded.events)}):
         if decoded.learned:  # first: a retried body re-learns it, and no event goes out without
             await hub.remember(decoded.learned)
         published = await hub.publish(decoded.events)
-    metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    done = time.perf_counter()
+    metrics.PUBLISH_SECONDS.observe(done - publishing_at)
     duplicates = sum(p.duplicate for p in published)
     accepted = len(published) - duplicates
+    meters.accepted_requests.inc()
     if accepted:
-        metrics.INGEST_FRAMES.labels(dialect, "accepted").inc(accepted)
+        meters.accepted.inc(accepted)
     if duplicates:
-        metrics.INGEST_FRAMES.labels(dialect, "duplicate").inc(duplicates)
+        meters.duplicate.inc(duplicates)
     if decoded.ignored:
-        metrics.INGEST_FRAMES.labels(dialect, "ignored").inc(decoded.ignored)
+        meters.ignored.inc(decoded.ignored)
     conversations = {e.conversation_id for e in decoded.events}
     log.info(
         "ingest.accepted",
@@ -164,6 +213,10 @@ async def _ingest(request: web.Request, dialect: str, conversation: str | None) 
         ignored=decoded.ignored,
         conversation_id=next(iter(conversations)) if len(conversations) == 1 else None,
         conversations=len(conversations),
+        method=request.method,
+        path=request.path,
+        status=202,
+        duration_ms=round((done - started) * 1000, 2),
     )
     return json_response(
         _Accepted(accepted, duplicates, decoded.ignored, [_Stored(p.id, p.seq) for p in published]),

@@ -26,6 +26,9 @@ DECODE_OPTIONS = web.AppKey("decode_options", dict[str, dict[str, str]])
 """Per dialect, the settings its decoding reads (`Adapter.decode_options`), as configured."""
 GRANT = web.RequestKey("grant", Grant)
 """The request's `Grant`, set by the middleware on routes that need a token."""
+LOGGED = web.RequestKey("logged", bool)
+"""Set by a handler whose own line (with the access line's fields) stands for the request's
+access line: the middleware then writes none (one info line per request)."""
 REGISTRY = web.AppKey("registry", Registry)
 HUB = web.AppKey("hub", Hub)
 VENDOR_HTTP = web.AppKey("vendor_http", VendorPools)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 
+from gateway.logging import configure, reset
 from tests.support import GatewayClient, loopback_message
 
 
@@ -156,3 +159,31 @@ async def test_metrics_move(gateway: GatewayClient, conversation: str) -> None:
     assert value(after, "gateway_ws_subscriptions") >= 1
     assert "gateway_hub_publish_seconds_count" in after
     await ws.close()
+
+
+async def test_one_info_line_per_webhook(gateway: GatewayClient, conversation: str) -> None:
+    """A webhook's `ingest.*` line is its access line (method, path, status, duration); other
+    routes keep `http.request`."""
+    stream = io.StringIO()
+    configure("json", "info", stream=stream)
+    try:
+        good = loopback_message(conversation, 1)
+        bad = loopback_message(conversation, 2)
+        bad["from"] = {"role": "wizard"}
+        assert (await gateway.ingest("loopback", good))[0] == 202
+        assert (await gateway.ingest("loopback", [good, bad]))[0] == 422
+        assert (await gateway.get(f"/v1/conversations/loopback:{conversation}/events"))[0] == 200
+    finally:
+        configure("console", "info")
+        reset()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    accepted, rejected, read = lines
+    path = "/v1/dialects/loopback/events"
+    assert accepted["event"] == "ingest.accepted" and accepted["accepted"] == 1
+    assert (accepted["method"], accepted["path"], accepted["status"]) == ("POST", path, 202)
+    assert accepted["dialect"] == "loopback" and accepted["duration_ms"] >= 0
+    assert rejected["event"] == "ingest.rejected" and rejected["code"] == "INVALID_FRAME"
+    assert (rejected["path"], rejected["status"], rejected["index"]) == (path, 422, 1)
+    assert rejected["where"] == "$.from.role"
+    assert rejected["request_id"] != accepted["request_id"]
+    assert read["event"] == "http.request" and read["status"] == 200 and "dialect" not in read
