@@ -81,15 +81,18 @@ class VendorHttp:
 
 class VendorPools:
     """Every dialect's `VendorHttp`, made when a connector of the dialect first needs it (in
-    the running loop) and closed together by `close()`."""
+    the running loop) and closed together by `close()`. `dialects` are reported in
+    `/metrics` from the start (none in use, their limits), before their pools are made."""
 
     def __init__(
         self,
         limits_for: Callable[[str], PoolLimits],
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        dialects: Iterable[str] = (),
     ) -> None:
         self._limits_for = limits_for
         self._trace_configs = list(trace_configs)
+        self._dialects = frozenset(dialects)
         self._pools: dict[str, tuple[VendorHttp, PoolLimits]] = {}
 
     def __call__(self, dialect: str) -> VendorHttp:
@@ -120,16 +123,18 @@ class VendorPools:
     def samples(self) -> list[Sample]:
         """Connections in use and the limit, per dialect and pool (for `/metrics`)."""
         out: list[Sample] = []
-        for dialect, (http, limits) in sorted(self._pools.items()):
+        for dialect in sorted(self._dialects | self._pools.keys()):
+            made = self._pools.get(dialect)
+            limits = made[1] if made else self._limits_for(dialect)
             for pool, session, limit in (
-                ("held", http.held, limits.held),
-                ("requests", http.requests, limits.requests),
+                ("held", made and made[0].held, limits.held),
+                ("requests", made and made[0].requests, limits.requests),
             ):
                 labels = (("dialect", dialect), ("pool", pool))
                 out.append(
                     Sample(
                         "vendor_connections",
-                        float(_in_use(session)),
+                        float(_in_use(session) if session else 0),
                         labels,
                         help="Vendor connections in use, by dialect and pool (held: "
                         "WebSockets and long polls; requests: short requests).",

@@ -215,7 +215,11 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _vendor_http_ctx(app: web.Application) -> AsyncIterator[None]:
     """The connectors' HTTP: per dialect, a pool of held connections and one of requests."""
     settings = app[SETTINGS]
-    pools = VendorPools(settings.pool_limits, [telemetry.vendor_tracing(app)])
+    pools = VendorPools(
+        settings.pool_limits,
+        [telemetry.vendor_tracing(app)],
+        dialects=(adapter.name for adapter in app[REGISTRY]),
+    )
     app[VENDOR_HTTP] = pools
     yield
     await pools.close()
