@@ -87,7 +87,7 @@ class RelayLink:
         self.relay = relay
         self._policy = policy
         self._forget = forget  # takes the link out of its registry
-        self._members: dict[str, Member] = {}
+        self._members: dict[str, list[Member]] = {}
         self._users = 0
         self._unclaimed: OrderedDict[str, list[tuple[float, str]]] = OrderedDict()
         self._up = asyncio.Event()
@@ -100,11 +100,6 @@ class RelayLink:
     def identity(self) -> str | None:
         """The subscriber the platform says we are (the connect answer's `identity`)."""
         return self.relay.identity
-
-    @property
-    def sessions(self) -> int:
-        """Sessions attached to the link."""
-        return len(self._members)
 
     def use(self) -> None:
         """One more session uses the link (it `release`s it once)."""
@@ -135,17 +130,22 @@ class RelayLink:
         log.info("relay.opened", url=self.relay.url)
 
     def attach(self, conversation: str, member: Member) -> None:
-        """Route `conversation`'s events to `member`, first those that came before it."""
-        if self._members.get(conversation) not in (None, member):
-            log.warning("relay.attached_twice", conversation=conversation)
-        self._members[conversation] = member
+        """Route `conversation`'s events to `member`, first those that came before it. Two
+        sessions of one conversation both get them, as they would on sockets of their own
+        (a start that joins a conversation already live here, for the moment it lives)."""
+        members = self._members.setdefault(conversation, [])
+        if member not in members:
+            members.append(member)
         self._expire()
         for _, frame in self._unclaimed.pop(conversation, ()):
             member.deliver(frame)
 
     def detach(self, conversation: str, member: Member) -> None:
-        if self._members.get(conversation) is member:
-            del self._members[conversation]
+        members = self._members.get(conversation, [])
+        if member in members:
+            members.remove(member)
+        if not members:
+            self._members.pop(conversation, None)
 
     def release(self) -> None:
         """One session lets go of the link; the last one closes it."""
@@ -211,11 +211,11 @@ class RelayLink:
         if conversation is None:
             log.warning("relay.unroutable", event_type=str(params.get("event_type"))[:64])
             return
-        member = self._members.get(conversation)
-        if member is not None:
-            member.deliver(data)
-        else:
+        members = self._members.get(conversation)
+        if not members:
             self._hold(conversation, data)
+        for member in members or ():
+            member.deliver(data)
 
     def _keep_authorization_state(self, params: Any) -> None:
         try:
@@ -247,7 +247,7 @@ class RelayLink:
     async def _recover(self, reason: str) -> bool:
         """Reconnect on the link policy, once for every session; False when giving up."""
         self._up.clear()
-        log.info("relay.lost", url=self.relay.url, reason=reason, sessions=len(self._members))
+        log.info("relay.lost", url=self.relay.url, reason=reason, conversations=len(self._members))
         self._tell(Change("down", reason=reason))
         attempt = 0
         while not self._policy.gives_up(attempt := attempt + 1):
@@ -262,7 +262,7 @@ class RelayLink:
                 log.debug("relay.retry_failed", attempt=attempt, error=exc.message)
                 continue
             self._up.set()
-            log.info("relay.reconnected", url=self.relay.url, sessions=len(self._members))
+            log.info("relay.reconnected", url=self.relay.url, conversations=len(self._members))
             self._tell(Change("restored"))
             return True
         return self._give_up(f"no link after {self._policy.max_attempts} attempts")
@@ -273,8 +273,9 @@ class RelayLink:
         return False
 
     def _tell(self, change: Change) -> None:
-        for member in list(self._members.values()):
-            member.deliver(change)
+        for members in list(self._members.values()):
+            for member in list(members):
+                member.deliver(change)
 
 
 def _conversation(body: Any) -> str | None:

@@ -148,3 +148,23 @@ async def test_an_event_before_its_session_attaches_waits_for_it(
     await again.open(_start(1))  # the conversation exists: the platform greets no more
     inbound = Inbound(again)
     await inbound.until(lambda _: inbound.texts() == ["while nobody held it"])
+
+
+async def test_a_second_session_of_a_live_conversation_leaves_the_first_its_events(
+    make: Factory, emulator: Emulator
+) -> None:
+    """Joining by address can land a start in a conversation already live here (the sessions
+    layer then keeps the running session and closes the new one): both get its events while
+    both live, and closing the new one leaves the running one its route."""
+    running = make()
+    await running.open(_start(1))
+    inbound = Inbound(running)
+    extra = make()
+    await extra.open(_start(1))
+    assert extra.conversation_id == running.conversation_id
+    extra_inbound = Inbound(extra)
+    await emulator.agent_says("agent-1", "to both")
+    await extra_inbound.until(lambda _: "to both" in extra_inbound.texts())
+    await extra.close()
+    await emulator.agent_says("agent-1", "still here")
+    await inbound.until(lambda _: inbound.texts() == [GREETING, "to both", "still here"])
