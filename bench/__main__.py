@@ -4,6 +4,8 @@
     python -m bench --smoke         every scenario at tiny sizes, 1 run, no thresholds (< 3 min)
     python -m bench --only codec,resume --runs 5
     python -m bench --only ingest-single,mixed   webhooks one frame a request, and with sockets
+    python -m bench --only sessions --dialects signalwire --sessions 100,1000
+                                    one dialect's owned sessions, at those sizes
     python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
     python -m bench --instructions  also count the codec's instructions per frame (callgrind,
                                     ~3 min; `--only instructions` for that alone)
@@ -201,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(OPTIONAL)})",
     )
     parser.add_argument(
+        "--dialects",
+        help="comma-separated dialects the per-dialect scenarios (sessions) run (default: all)",
+    )
+    parser.add_argument(
+        "--sessions",
+        metavar="N,N",
+        help="the sizes of the sessions scenario (default: 100,1000,5000; smoke: 20)",
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="also count the codec's instructions per frame (callgrind; needs valgrind)",
@@ -241,6 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     sizes = plan(args)
+    if args.dialects:
+        dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
+        unknown = set(dialects) - set(scenarios.DIALECTS)
+        if unknown:
+            parser.error(f"unknown dialects: {', '.join(sorted(unknown))}")
+        sizes["dialects"] = dialects
+    if args.sessions:
+        try:
+            sizes["sessions_sizes"] = [int(n) for n in args.sessions.split(",") if n.strip()]
+        except ValueError:
+            parser.error(f"--sessions: not whole numbers: {args.sessions!r}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     outdir = RESULTS / (stamp + ("-smoke" if args.smoke else ""))
     outdir.mkdir(parents=True, exist_ok=True)

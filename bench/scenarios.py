@@ -369,7 +369,7 @@ def sessions(ctx: Context) -> dict[str, Any]:
     N conversations and measuring them. One run per size: the largest is minutes."""
     out: dict[str, Any] = {}
     s = ctx.sizes
-    for dialect in DIALECTS:
+    for dialect in s.get("dialects", DIALECTS):
         for n in s["sessions_sizes"]:
             key = f"{dialect}/{n}"
             try:

@@ -70,13 +70,16 @@ def _positive(dialect: str, options: Mapping[str, str], name: str, default: int)
 
 class VendorHttp:
     """One dialect's two client sessions: `held` for connections a session keeps open (a
-    WebSocket, a long poll), `requests` for requests answered at once."""
+    WebSocket, a long poll), `requests` for requests answered at once; and `shared`, what the
+    dialect's connectors share for the pools' life, by a key of the dialect's (signalwire: one
+    Relay socket per subscriber, `adapters/signalwire/link.py`)."""
 
-    __slots__ = ("held", "requests")
+    __slots__ = ("held", "requests", "shared")
 
     def __init__(self, requests: aiohttp.ClientSession, held: aiohttp.ClientSession) -> None:
         self.requests = requests
         self.held = held
+        self.shared: dict[str, object] = {}
 
 
 class VendorPools:

@@ -6,16 +6,18 @@ Wire (see `docs/dialects/signalwire.md`):
   `Authorization: Bearer <token>`: join, send, history pages (the backfill after a reconnect,
   and `history` pages for frontends, see `decode.collect_chat`).
 - The Relay JSON-RPC 2.0 WebSocket, a host of its own (`relay.py`: where it is, joining with
-  `signalwire.connect`, resuming with the saved `authorization_state` and `protocol`). Every
-  request the platform sends is acknowledged by its id with `{"jsonrpc": "2.0", "id": <id>,
-  "result": {}}`.
+  `signalwire.connect`, resuming with the saved `authorization_state` and `protocol`), which
+  carries all the subscriber's conversations: one socket per subscriber on the replica, shared
+  by its sessions (`link.py`: it acknowledges every request, routes each event to the session
+  of its conversation and reconnects once for all of them).
 
-A background reader owns the socket. When it drops, the reader reports `Link` down/retrying,
-reconnects on the shared policy (`gateway.reconnect.LinkOptions`: jittered, capped backoff),
-backfills the REST history from the last message it saw (following `links.next`), then reports
-`Link` restored with `missed` = the fetched events it had not seen. `send` registers the text
-before posting and returns the canonical Message its echo (`is_author: true`) decodes to, so
-the hub publishes it once.
+Each session reads what the link routes to it in a task of its own (decoding, then the
+inbound stream). When the link drops, the session reports `Link` down/retrying as the link
+reconnects on the shared policy (`gateway.reconnect.LinkOptions`: jittered, capped backoff);
+once it is back, the session backfills its REST history from the last message it saw
+(following `links.next`), then reports `Link` restored with `missed` = the fetched events it
+had not seen. `send` registers the text before posting and returns the canonical Message its
+echo (`is_author: true`) decodes to, so the hub publishes it once.
 
 Joining: with the option `address_id` (our own fabric address) the connector uses the newer
 join (`from_fabric_address_id` + `fabric_address_ids`, answered with a `group_id` that names
@@ -45,7 +47,6 @@ import structlog
 from yarl import URL
 
 from adapters.signalwire.decode import (
-    EVENT_METHOD,
     SPEC,
     Cursor,
     collect_chat,
@@ -55,8 +56,9 @@ from adapters.signalwire.decode import (
 )
 from adapters.signalwire.encode import encode, history_request
 from adapters.signalwire.errors import UNREACHABLE, rest_refusal
-from adapters.signalwire.native import AUTHORIZATION_STATE, DIALECT, AuthorizationState, Page, Row
-from adapters.signalwire.relay import LinkLost, Relay, hosts
+from adapters.signalwire.link import Change, RelayLink, RelayLinks
+from adapters.signalwire.native import DIALECT, Page, Row
+from adapters.signalwire.relay import hosts
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id, to_at
 from gateway.context import ConversationContext
@@ -97,10 +99,6 @@ LINK_DEFAULTS = {
     "heartbeat_s": 15.0,
 }
 
-_json = msgspec.json.Encoder()
-_head = msgspec.json.Decoder(dict[str, Any])
-_auth_state = msgspec.json.Decoder(AuthorizationState)
-
 
 class SignalWireConnector(Connector):
     def __init__(self, settings: DialectSettings, http: VendorHttp) -> None:
@@ -113,13 +111,9 @@ class SignalWireConnector(Connector):
         self._policy = LinkOptions.read(options, **LINK_DEFAULTS)
         where = hosts(token, settings.url, options.get("relay_url"))
         self._base = where.rest
-        self._relay = Relay(
-            http.held,  # the relay socket is held for the session's life
-            where.relay,
-            token,
-            timeout_s=self._policy.timeout_s,
-            heartbeat_s=self._policy.heartbeat_s,
-        )
+        self._relay_url = where.relay
+        self._shared: RelayLink | None = None  # the subscriber's shared socket, while we use it
+        self._identity: str | None = None  # the subscriber, as the last link said (snapshot)
         self._from: str | None = options.get("address_id") or None  # our own fabric address
         self._default_agent = options.get("agent_id")
         try:
@@ -137,6 +131,7 @@ class SignalWireConnector(Connector):
         self._seen: set[str] = set()
         self._echoes: dict[str, deque[asyncio.Future[Message]]] = {}
         self._queue: asyncio.Queue[Sequence[Event] | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[str | Change] = asyncio.Queue()  # what the link routes here
         self._reader: asyncio.Task[None] | None = None
         self._ended = False
         self._link_ids = itertools.count(1)
@@ -147,27 +142,23 @@ class SignalWireConnector(Connector):
         request = encode(command, {"agent_id": self._default_agent, "from_address_id": self._from})
         join = request.json
         address = join["fabric_address_ids"][0] if self._from else join["conversation_id"]
-        await self._relay.connect()
+        link = await self._join_link()
         try:
             body = await self._request(request)
-        except BaseException:
-            await self._relay.drop()
-            raise
-        group = body.get("group_id") if isinstance(body, dict) else None
-        if self._from:
-            if not isinstance(group, str) or not group:
-                await self._relay.drop()
-                raise VendorError("signalwire join answered without a group_id")
-            self._group = group
-            self._bind(address, group)
-        else:
-            table = body.get("table") if isinstance(body, dict) else None
-            native = group or (isinstance(table, dict) and table.get("conversation_id"))
-            self._bind(address, native if isinstance(native, str) and native else address)
-        try:
+            group = body.get("group_id") if isinstance(body, dict) else None
+            if self._from:
+                if not isinstance(group, str) or not group:
+                    raise VendorError("signalwire join answered without a group_id")
+                self._group = group
+                self._bind(address, group)
+            else:
+                table = body.get("table") if isinstance(body, dict) else None
+                native = group or (isinstance(table, dict) and table.get("conversation_id"))
+                self._bind(address, native if isinstance(native, str) and native else address)
+            link.attach(self._native, self)
             await self._keep_own_address()
         except BaseException:
-            await self._relay.drop()
+            self._leave_link()
             raise
         self._start()
         log.info("connector.opened", dialect=DIALECT, conversation_id=self.conversation_id)
@@ -186,16 +177,19 @@ class SignalWireConnector(Connector):
             self._bind(state["address_id"], state["conversation"])
             self._group = state.get("group_id")
             self._from = state.get("from_address_id", self._from)
-            self._relay.restore(state)
+            # The old owner's `protocol` and `authorization_state` (older snapshots) are its
+            # replica's shared link's: not ours to resume (`link.py`). The backfill covers.
+            self._identity = state.get("self_id")
             self._since = state.get("since")
         except (KeyError, TypeError, AttributeError) as exc:
             raise RequestError(f"not a signalwire snapshot: {exc}") from None
-        await self._relay.connect()
+        link = await self._join_link()
         try:
+            link.attach(self._native, self)  # live events wait in the inbox meanwhile
             await self._keep_own_address()
             events = self._fresh(await self._backfill())
         except BaseException:
-            await self._relay.drop()
+            self._leave_link()
             raise
         self._start()
         log.info("connector.resumed", dialect=DIALECT, conversation_id=self.conversation_id)
@@ -207,7 +201,7 @@ class SignalWireConnector(Connector):
             "address_id": self._address,
             "group_id": self._group,
             "from_address_id": self._from,
-            **self._relay.state(),
+            "self_id": self._subscriber(),
             "since": self._since,
         }
 
@@ -303,8 +297,12 @@ class SignalWireConnector(Connector):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
             self._reader = None
-        await self._relay.drop()
+        self._leave_link()
         self._queue.put_nowait(None)
+
+    def deliver(self, item: str | Change) -> None:
+        """A frame of our conversation, or a change of the link (`link.Member`)."""
+        self._inbox.put_nowait(item)
 
     # -- the vendor link ------------------------------------------------------------------------
 
@@ -315,79 +313,76 @@ class SignalWireConnector(Connector):
     def _start(self) -> None:
         self._reader = asyncio.get_running_loop().create_task(self._run())
 
+    async def _join_link(self) -> RelayLink:
+        """The subscriber's shared link, up (`link.py`); `_leave_link` lets it go."""
+        links = RelayLinks.of(self._http)
+        link = await links.acquire(self._http, self._relay_url, self._token, self._policy)
+        self._shared = link
+        if link.identity:
+            self._identity = link.identity
+        return link
+
+    def _leave_link(self) -> None:
+        link, self._shared = self._shared, None
+        if link is not None:
+            link.detach(self._native, self)
+            link.release()
+
     async def _run(self) -> None:
-        """Read the socket until the conversation ends or the link is lost for good."""
+        """Handle what the link routes here until the conversation ends or the link is lost."""
         try:
             while not self._ended:
-                try:
-                    await self._on_frame(await self._relay.receive())
-                except LinkLost as exc:
-                    await self._relay.drop()
-                    if not await self._recover(str(exc)):
-                        break
+                item = await self._inbox.get()
+                if isinstance(item, str):
+                    # A bad frame becomes an `error` event (`isolate`); the link goes on.
+                    batch = await self.decode_batch(SPEC, item.encode(), self._native)
+                    self._emit(self._fresh(batch))
+                elif not await self._on_change(item):
+                    break
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must end the stream loudly, not hang it
             log.exception("connector.failed", conversation_id=self.conversation_id)
             self._emit([self._error("ADAPTER_ERROR", f"signalwire link failed: {exc}")])
         finally:
-            await self._relay.drop()
+            self._leave_link()
             self._queue.put_nowait(None)
 
-    async def _on_frame(self, data: str) -> None:
-        try:
-            head = _head.decode(data)
-        except msgspec.DecodeError:
-            log.warning("connector.bad_frame", conversation_id=self.conversation_id)
-            return
-        if "method" not in head:
-            return  # a response to one of ours
-        await self._relay.answer(head.get("id"))  # every request, before we look inside
-        if head["method"] != EVENT_METHOD:
-            log.debug("connector.request", method=head["method"])
-            return
-        params = head.get("params")
-        if isinstance(params, dict) and params.get("event_type") == AUTHORIZATION_STATE:
-            self._keep_authorization_state(params.get("params"))
-            return
-        # A bad frame becomes an `error` event (`isolate`); the link goes on.
-        self._emit(self._fresh(await self.decode_batch(SPEC, data.encode(), self._native)))
+    async def _on_change(self, change: Change) -> bool:
+        """Report a change of the shared link; once it is back, backfill. False: the
+        session is over (the link was given up, or the backfill cannot be had)."""
+        if change.state == "down":
+            log.info("connector.link_lost", conversation_id=self.conversation_id)
+            self._emit([self._link("down", reason=change.reason, will_retry=True)])
+        elif change.state == "retrying":
+            limit = self._policy.max_attempts or None  # 0: never given up
+            self._emit([self._link("retrying", attempt=change.attempt, max_attempts=limit)])
+        elif change.state == "restored":
+            if self._shared is not None and self._shared.identity:
+                self._identity = self._shared.identity
+            return await self._restored()
+        else:
+            return self._give_up(change.reason or "signalwire link lost")
+        return True
 
-    def _keep_authorization_state(self, params: Any) -> None:
-        try:
-            state = msgspec.convert(params, AuthorizationState)
-        except msgspec.ValidationError as exc:
-            log.warning("connector.bad_authorization_state", error=str(exc))
-            return
-        self._relay.authorization_state = state.authorization_state
-
-    async def _recover(self, reason: str) -> bool:
-        """Reconnect on the link policy, backfill, report it; False when giving up."""
-        log.info("connector.link_lost", conversation_id=self.conversation_id, reason=reason)
-        self._emit([self._link("down", reason=reason, will_retry=True)])
-        limit = self._policy.max_attempts or None  # 0: never given up
+    async def _restored(self) -> bool:
+        """Backfill after the link came back (REST, retried on the link policy), then report
+        it restored with what it missed."""
         attempt = 0
-        while not self._policy.gives_up(attempt := attempt + 1):
-            self._emit([self._link("retrying", attempt=attempt, max_attempts=limit)])
-            await asyncio.sleep(self._policy.delay(attempt))
+        while True:
             try:
-                await self._relay.connect()
                 missed = self._fresh(await self._backfill())
+                break
             except VendorError as exc:
-                await self._relay.drop()
-                if not exc.recoverable:  # refused auth: the same token is refused again
+                if not exc.recoverable or self._policy.gives_up(attempt := attempt + 1):
                     return self._give_up(exc.message)
-                log.debug("connector.retry_failed", attempt=attempt, error=exc.message)
-                continue
+                log.debug("connector.backfill_failed", attempt=attempt, error=exc.message)
+                await asyncio.sleep(self._policy.delay(attempt))
             except GatewayError as exc:  # the conversation is gone or refused: no retry helps
-                await self._relay.drop()
                 return self._give_up(exc.message)
-            log.info(
-                "connector.reconnected", conversation_id=self.conversation_id, missed=len(missed)
-            )
-            self._emit([self._link("restored", missed=len(missed)), *missed])
-            return True
-        return self._give_up(f"no link after {self._policy.max_attempts} attempts")
+        log.info("connector.reconnected", conversation_id=self.conversation_id, missed=len(missed))
+        self._emit([self._link("restored", missed=len(missed)), *missed])
+        return True
 
     def _give_up(self, reason: str) -> bool:
         log.warning("connector.gave_up", conversation_id=self.conversation_id, reason=reason)
@@ -453,9 +448,13 @@ class SignalWireConnector(Connector):
 
     # -- events ---------------------------------------------------------------------------------
 
+    def _subscriber(self) -> str | None:
+        """The subscriber the platform says we are (the link's connect answer)."""
+        return (self._shared.identity if self._shared is not None else None) or self._identity
+
     def _own_address(self) -> str | None:
         """The gateway's own address in the conversation: its rows are the user's."""
-        return self._from or self._relay.identity
+        return self._from or self._subscriber()
 
     async def _keep_own_address(self) -> None:
         """Make the own address the conversation's context (the hub's, when the sessions

@@ -29,14 +29,17 @@ unacknowledged events are redelivered, as Relay does); with `authorization_state
 must be the session's latest and the token the session's own (the state stands in for the
 token's validation: a token since removed from `tokens` still resumes), else error -32003 and
 the client must connect afresh. Events go out as `signalwire.event` requests and stay pending
-until acknowledged. History pages are newest first.
+until acknowledged. As on the platform, a conversation's events go to every client session of
+its subscriber, whichever conversations that session joined (nothing on the socket subscribes
+to one). History pages are newest first.
 
 The scripted agent: on a new conversation it sends `greeting` (if any); it answers each user
 text with `"echo: <text>"` after `reply_delay`; the text "bye" makes it end the conversation
 (our own `conversation.ended` event). Test controls: `agent_says`, `end_session`,
 `add_call_log`, `drop_connections`, `refuse_connections`, `revoke`, `redeliver_first` (pending
 events before the connect result), `answer_connect` (False: a hung platform), `wait_for`;
-inspection: `received`, `connects`, `acks`, `conversations`, `texts`.
+inspection: `received`, `connects`, `acks`, `conversations`, `texts`, `sockets` (Relay sockets
+open now), `pushed` (conversation events sent on sockets, all sockets counted).
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class Emulator:
         self.answer_connect = True  # False: `signalwire.connect` is never answered (hung)
         self.acks: list[str | int] = []
         self.connects: list[dict[str, Any]] = []  # the params of every signalwire.connect
+        self.pushed = 0  # conversation events sent on sockets (one per socket it went to)
         self._links: dict[str, _Link] = {}
         self._sockets: set[web.WebSocketResponse] = set()  # every open socket, bound or not
         self._ids = itertools.count(1)
@@ -168,6 +172,11 @@ class Emulator:
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
+
+    @property
+    def sockets(self) -> int:
+        """Relay sockets open now (joined or not)."""
+        return len(self._sockets)
 
     def texts(self, native_conversation_id: str) -> list[str]:
         """The chat texts of a conversation, oldest first."""
@@ -277,6 +286,7 @@ class Emulator:
             return await self._serve(ws)
         finally:
             self._sockets.discard(ws)
+            self._touch()
 
     async def _serve(self, ws: web.WebSocketResponse) -> web.WebSocketResponse:
         link: _Link | None = None
@@ -416,6 +426,7 @@ class Emulator:
             if link.ws is not None and not link.ws.closed:
                 try:
                     await link.ws.send_json(event)
+                    self.pushed += 1
                 except ConnectionError:
                     link.ws = None  # stays pending: redelivered on reconnect
         self._touch()

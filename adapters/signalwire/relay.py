@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -105,7 +104,8 @@ class LinkLost(Exception):
 
 class Relay:
     """One client session on the Relay socket: the socket while it is up, and what resumes the
-    session across sockets (`protocol`, `authorization_state`) and replicas (`state()`)."""
+    session across sockets (`protocol`, `authorization_state`). A replica holds one per
+    subscriber, shared by its conversations (`link.py`)."""
 
     def __init__(
         self,
@@ -127,19 +127,6 @@ class Relay:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.backlog: list[str] = []  # frames that came before the connect response
         self._ids = itertools.count(1)
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "protocol": self.protocol,
-            "authorization_state": self.authorization_state,
-            "self_id": self.identity,
-        }
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Take over a session's `state()` (keys may be absent in older snapshots)."""
-        self.protocol = state.get("protocol")
-        self.authorization_state = state.get("authorization_state")
-        self.identity = state.get("self_id")
 
     async def connect(self) -> None:
         """Open the socket and join with `signalwire.connect` (resuming the session when there

@@ -127,6 +127,24 @@ async def test_forced_reconnect_reports_link_and_loses_nothing(
     assert len({m.id for m in inbound.of_type("message")}) == len(inbound.of_type("message"))
 
 
+async def test_a_takeover_does_not_resume_the_old_owners_shared_session(
+    make: Factory, emulator: Emulator
+) -> None:
+    """A snapshot names no Relay session (older ones did: their `protocol` and
+    `authorization_state` are ignored): the old owner's socket is shared by its other
+    conversations, and resuming its session elsewhere would take it from them."""
+    first, _ = await opened(make)
+    snapshot = first.snapshot()
+    assert "protocol" not in snapshot and "authorization_state" not in snapshot
+    assert snapshot["self_id"] == "subscriber-1"
+    await first.close()
+    (protocol,) = emulator._links
+    second = make()
+    await second.resume({**snapshot, "protocol": protocol, "authorization_state": "old"})
+    assert "protocol" not in emulator.connects[-1]
+    assert "authorization_state" not in emulator.connects[-1]
+
+
 async def test_resume_from_snapshot_continues_without_loss(
     make: Factory, emulator: Emulator
 ) -> None:
@@ -243,11 +261,11 @@ async def test_reconnect_sends_the_saved_authorization_state_and_protocol(
     """`signalwire.connect` on a reconnect: the token again, the `authorization_state` of the
     last `signalwire.authorization.state` event and the previous `protocol`, which resume
     the session."""
-    connector, inbound = await opened(make)
+    _, inbound = await opened(make)
     await inbound.until(lambda _: len(inbound.texts()) == 1)
-    (link,) = emulator._links.values()
-    state, protocol = link.authorization_state, connector.snapshot()["protocol"]
-    assert state is not None and connector.snapshot()["authorization_state"] == state
+    ((protocol, link),) = emulator._links.items()
+    state = link.authorization_state
+    assert state is not None
     await emulator.drop_connections()
     await emulator.agent_says(ADDR, "while away")
     await inbound.until(lambda _: "while away" in inbound.texts())
@@ -256,8 +274,8 @@ async def test_reconnect_sends_the_saved_authorization_state_and_protocol(
     assert "protocol" not in first and "authorization_state" not in first
     assert again["authentication"] == {"jwt_token": "good-token"}
     assert (again["protocol"], again["authorization_state"]) == (protocol, state)
-    assert connector.snapshot()["protocol"] == protocol  # the same session, resumed
-    assert connector.snapshot()["authorization_state"] == link.authorization_state != state
+    assert list(emulator._links) == [protocol]  # the same session, resumed
+    assert link.authorization_state != state  # a new state was handed out
     states = [e.state for e in inbound.of_type("link")]
     assert states == ["down", "retrying", "restored"]
 
@@ -265,23 +283,21 @@ async def test_reconnect_sends_the_saved_authorization_state_and_protocol(
 async def test_a_stale_authorization_state_falls_back_to_a_fresh_connect(
     make: Factory, emulator: Emulator
 ) -> None:
-    """A takeover with a state the platform refuses (-32003) connects afresh, losing nothing:
+    """A reconnect with a state the platform refuses (-32003) connects afresh, losing nothing:
     the history backfill brings what the old session had not acknowledged."""
-    first, inbound = await opened(make)
+    _, inbound = await opened(make)
     await inbound.until(lambda _: len(inbound.texts()) == 1)
-    snapshot = first.snapshot()
-    await first.close()
-    await emulator.agent_says(ADDR, "between owners")
-    second = make()
-    fetched = await second.resume({**snapshot, "authorization_state": "forged"})
-    assert [e.content.text for e in fetched if isinstance(e, Message)][-1:] == [  # type: ignore[union-attr]
-        "between owners"
-    ]
+    ((old, link),) = emulator._links.items()
+    link.authorization_state = "rotated"  # the platform no longer knows the one we hold
+    await emulator.drop_connections()
+    await emulator.agent_says(ADDR, "between sessions")
+    await inbound.until(lambda _: "between sessions" in inbound.texts())
     resumed, fresh = emulator.connects[1:]
-    assert resumed["authorization_state"] == "forged"
+    assert resumed["protocol"] == old
     assert "protocol" not in fresh and "authorization_state" not in fresh
-    assert second.snapshot()["protocol"] != snapshot["protocol"]  # a new session
-    later = Inbound(second)
+    assert len(emulator._links) == 2  # a new session
+    assert inbound.texts().count("between sessions") == 1
+    later = inbound
     await emulator.agent_says(ADDR, "after")
     await later.until(lambda _: "after" in later.texts())
 
