@@ -44,10 +44,10 @@ from adapters.signalwire.native import (
     EVENT_TYPES,
     SUBTYPES,
     ConversationEnded,
+    Frame,
     MessageUpdated,
     Page,
     Row,
-    RpcEvent,
 )
 from gateway.codec import event_id, to_at
 from gateway.decoding import Envelope, Refused, Scope, Skip, Spec
@@ -62,64 +62,68 @@ class PageEnvelope(msgspec.Struct):
     data: list[msgspec.Raw]
 
 
-def _is_rpc(frame: Any) -> bool:
-    return isinstance(frame, dict) and ("method" in frame or "jsonrpc" in frame)
-
-
-def _maps(row: Any) -> bool:
-    """Whether a row (as parsed) is of a type and subtype we map; one whose `type` or `subtype`
-    is no string is left to the builder's conversion to refuse."""
-    if not isinstance(row, dict):
-        return True
-    kind, subtype = row.get("type", "message"), row.get("subtype", "chat")
-    return (kind == "message" or not isinstance(kind, str)) and (
-        not isinstance(subtype, str) or subtype in SUBTYPES
-    )
-
-
-def _event_row(frame: dict[str, Any]) -> Any:
-    """The row (as parsed) of a JSON-RPC frame that is an event we map (`params.params`; for
-    `conversation.ended`, its body); raises `Skip` for any other frame."""
-    if frame.get("method") != EVENT_METHOD:
-        raise Skip  # a response, or a request whose method is no string
-    params = frame.get("params")
-    if not isinstance(params, dict):
-        return None
-    event_type, body = params.get("event_type"), params.get("params")
-    if isinstance(event_type, str) and event_type not in EVENT_TYPES:
-        raise Skip
-    if event_type != "conversation.ended" and not _maps(body):
-        raise Skip
-    return body
-
-
-def conversation(frame: Any, scope: Scope) -> str:
+def conversation(frame: Frame, scope: Scope) -> str:
     """A frame's native conversation (`conversation_id`, else `group_id`, else the body's);
-    raises `Skip` for a frame we do not map, and `Refused` (or msgspec's error) for one that
-    names no conversation or breaks its Struct before it could."""
-    if _is_rpc(frame):
-        body = _event_row(frame)
-    elif _maps(frame):
-        body = frame
+    raises `Skip` for a frame we do not map, and `Refused` for one that names no conversation
+    or a bare row whose `id` is no string."""
+    if frame.rpc:
+        params = frame.params
+        if frame.method != EVENT_METHOD:
+            raise Skip  # a response, or another request
+        if params is msgspec.UNSET:
+            raise Refused("Object missing required field `params`", "$")
+        if not isinstance(params, ConversationEnded) and not params.params.maps:
+            raise Skip
+        found, path = params.params.conversation, "$.params.params.conversation_id"
     else:
-        raise Skip
-    found = body.get("conversation_id") or body.get("group_id") if isinstance(body, dict) else None
-    if isinstance(found, str) and found:
+        if not frame.maps:
+            raise Skip
+        if not isinstance(frame.id, str):
+            problem = "Object missing required field `id`" if frame.id is None else "Expected `str`"
+            raise Refused(problem, "$" if frame.id is None else "$.id")
+        found, path = frame.conversation, "$.conversation_id"
+    if found:
         return found
-    if found in (None, "") and scope.conversation is not None:
+    if scope.conversation is not None:
         return scope.conversation
-    if body is frame:
-        msgspec.convert(frame, Row)  # a frame that breaks its Struct: msgspec says where
-        raise Refused("no conversation_id nor group_id", "$.conversation_id")
-    msgspec.convert(frame, RpcEvent)
-    raise Refused("no conversation_id nor group_id", "$.params.params.conversation_id")
+    raise Refused("no conversation_id nor group_id", path)
 
 
-def build(frame: Any, scope: Scope) -> list[Event]:
+class _Named(msgspec.Struct, gc=False):
+    method: Any = None
+    jsonrpc: Any = None
+    params: Any = None
+    type: Any = "message"
+    subtype: Any = "chat"
+
+
+_named = msgspec.json.Decoder(_Named)
+
+
+def name(raw: msgspec.Raw) -> str | None:
+    """The name of a frame that did not decode (`Spec.name`): a `signalwire.event`'s event
+    type, another JSON-RPC message's method, a row's `<type>/<subtype>`; None when the frame
+    does not say."""
+    try:
+        named = _named.decode(raw)
+    except msgspec.ValidationError:
+        return None
+    if named.method is not None or named.jsonrpc is not None:
+        if named.method != EVENT_METHOD:
+            return named.method if isinstance(named.method, str) else None
+        params = named.params if isinstance(named.params, dict) else {}
+        event_type: str | None = params.get("event_type")
+        return event_type
+    if isinstance(named.type, str) and isinstance(named.subtype, str):
+        return f"{named.type}/{named.subtype}"
+    return None
+
+
+def build(frame: Frame, scope: Scope) -> list[Event]:
     """One frame's canonical event (`conversation` has skipped those we do not map)."""
-    if not _is_rpc(frame):
-        return [_row_event(msgspec.convert(frame, Row), scope, False, None, "$.ts")]
-    params = msgspec.convert(frame, RpcEvent).params
+    params = frame.params
+    if params is msgspec.UNSET:  # a bare row
+        return [_row_event(frame, scope, False, None, "$.ts")]
     if isinstance(params, ConversationEnded):
         return [_ended(params, scope)]
     row = params.params
@@ -133,7 +137,7 @@ def build(frame: Any, scope: Scope) -> list[Event]:
 
 
 def _row_event(
-    row: Row, scope: Scope, is_author: bool, fallback_ts: float | str | None, path: str
+    row: Row | Frame, scope: Scope, is_author: bool, fallback_ts: float | str | None, path: str
 ) -> Message | Notice:
     """`row_event` for a frame of the body (`path`: where its `ts` is): the own address is read
     from the conversation's context only for a chat row no author flag makes the user's."""
@@ -177,7 +181,7 @@ def row_event(
     return _message(row, conversation_id, at, mine)
 
 
-def _message(row: Row, conversation_id: str, at: str, mine: bool) -> Message:
+def _message(row: Row | Frame, conversation_id: str, at: str, mine: bool) -> Message:
     """A chat row as a `Message`: the user's when `mine`, else an agent's."""
     return Message(
         id=event_id(conversation_id, row.id),
@@ -190,7 +194,7 @@ def _message(row: Row, conversation_id: str, at: str, mine: bool) -> Message:
     )
 
 
-def _notice(row: Row, conversation_id: str, at: str) -> Notice:
+def _notice(row: Row | Frame, conversation_id: str, at: str) -> Notice:
     """A log row (call history) as a call-log `Notice`."""
     return Notice(
         id=event_id(conversation_id, row.id),
@@ -203,7 +207,7 @@ def _notice(row: Row, conversation_id: str, at: str) -> Notice:
     )
 
 
-def _metadata(row: Row) -> dict[str, Any]:
+def _metadata(row: Row | Frame) -> dict[str, Any]:
     """A row's event metadata: its `metadata`, with its `details` and `hidden` when set (a new
     dict then; the row's own otherwise)."""
     if not row.details and not row.hidden:
@@ -249,15 +253,16 @@ def _call_log_text(details: Mapping[str, Any] | None) -> str:
     return f"call {status}" if status else "call"
 
 
-SPEC: Spec[Any] = Spec(
+SPEC: Spec[Frame] = Spec(
     dialect=DIALECT,
-    frame=Any,
+    frame=Frame,
     tag="method",
     build=build,
     conversation=conversation,
     envelopes=(Envelope("data", PageEnvelope, frames="data"),),
     contextual=True,
-    known=frozenset({EVENT_METHOD}),
+    known=EVENT_TYPES | {f"message/{subtype}" for subtype in SUBTYPES},
+    name=name,
 )
 
 

@@ -24,7 +24,7 @@ emulator sends it when the agent closes a conversation.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, TypeAlias
 
 import msgspec
 
@@ -41,10 +41,9 @@ AUTHORIZATION_STATE = "signalwire.authorization.state"
 
 # The inbound Structs are `gc=False`: made from JSON, they hold no reference cycles, so the
 # cyclic collector need not track the many a busy socket decodes.
-class Row(msgspec.Struct, kw_only=True, gc=False):
-    """One conversation message row (REST history, or `params.params` of a live event)."""
+class _RowFields(msgspec.Struct, kw_only=True, gc=False):
+    """A conversation message row's fields but its `id` (`Row`, and a bare row as a `Frame`)."""
 
-    id: str
     conversation_id: str | None = None  # older API
     user_id: str | None = None  # older API
     ts: float | str | None = None  # float epoch seconds (other forms tolerated)
@@ -69,6 +68,11 @@ class Row(msgspec.Struct, kw_only=True, gc=False):
     def sender(self) -> str | None:
         return self.user_id or self.from_fabric_address_id or self.from_address_id
 
+    @property
+    def maps(self) -> bool:
+        """Whether the row is of a type and subtype we map (a chat message, a call log)."""
+        return self.type == "message" and self.subtype in SUBTYPES
+
     def is_from(self, address: str | None) -> bool:
         """Whether `address` wrote this row (any of the author fields names it)."""
         return address is not None and address in (
@@ -76,6 +80,12 @@ class Row(msgspec.Struct, kw_only=True, gc=False):
             self.from_fabric_address_id,
             self.from_address_id,
         )
+
+
+class Row(_RowFields, kw_only=True, gc=False):
+    """One conversation message row (REST history, or `params.params` of a live event)."""
+
+    id: str
 
 
 class EndedBody(msgspec.Struct, kw_only=True, gc=False):
@@ -111,13 +121,24 @@ class ConversationEnded(_EventParams, tag="conversation.ended", kw_only=True):
     params: EndedBody
 
 
-class RpcEvent(msgspec.Struct, kw_only=True, gc=False):
-    """A `signalwire.event` request of the Relay WebSocket; answered with an empty result."""
+EventParams: TypeAlias = MessageEvent | MessageUpdated | ConversationEnded
 
-    jsonrpc: Literal["2.0"] = "2.0"
-    id: str | int
-    method: Literal["signalwire.event"]
-    params: MessageEvent | MessageUpdated | ConversationEnded
+
+class Frame(_RowFields, kw_only=True, gc=False):
+    """One frame as it arrives, typed in one pass: a JSON-RPC message of the Relay WebSocket
+    (`jsonrpc` or `method` set; a `signalwire.event` request holds its event in `params`, and
+    is answered with an empty result) or a bare message row (its fields are this Struct's; a
+    row's `id` must be a string, which the builder checks: a JSON-RPC `id` may be a number)."""
+
+    id: str | int | None = None
+    jsonrpc: str | None = None
+    method: str | None = None
+    params: EventParams | msgspec.UnsetType = msgspec.UNSET
+    """Absent on a bare row and on a JSON-RPC response (`null`: a broken request)."""
+
+    @property
+    def rpc(self) -> bool:
+        return self.method is not None or self.jsonrpc is not None
 
 
 class Links(msgspec.Struct, kw_only=True):
