@@ -323,7 +323,7 @@ def message_event(
         dialect=DIALECT,
         at=at,
         sender=SENDERS[message.speaker],
-        content=_content(message.data, f"{path}.data"),
+        content=_content(message.data, path),
         metadata=metadata,
     )
 
@@ -356,15 +356,16 @@ def _decode_error(refused: Refused) -> DecodeError:
 
 
 def _content(data: MessageData, path: str) -> Content:
+    """A message's content (`data`); `path` is the message's, for errors."""
     kind = data.type
     if kind == "text":
         if data.text is None:
-            raise Refused("a text message needs `text`", path + ".text")
+            raise Refused("a text message needs `text`", path + ".data.text")
         return Text(data.text)
     if kind == "location":
         if data.latitude is None or data.longitude is None:
             missing = "latitude" if data.latitude is None else "longitude"
-            raise Refused(f"a location needs `{missing}`", f"{path}.{missing}")
+            raise Refused(f"a location needs `{missing}`", f"{path}.data.{missing}")
         return Location(
             latitude=data.latitude,
             longitude=data.longitude,
@@ -373,11 +374,11 @@ def _content(data: MessageData, path: str) -> Content:
         )
     if kind == "action":
         if data.action is None:
-            raise Refused("an action message needs `action`", path + ".action")
+            raise Refused("an action message needs `action`", path + ".data.action")
         return Action(action=data.action.type, destination=data.action.destination)
     url = data.media_url
     if not url:
-        raise Refused(f"`{kind}` messages need `mediaUrl`", path + ".mediaUrl")
+        raise Refused(f"`{kind}` messages need `mediaUrl`", path + ".data.mediaUrl")
     if kind == "image":
         return Image(url=url, file_name=data.file_name, caption=data.text)
     if kind == "document":
