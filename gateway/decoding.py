@@ -38,9 +38,9 @@ How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example)
 - `native.py` holds the frame Structs (a tagged union) and the envelope Structs; `DIALECT`.
 - `decode.py` holds the builders and `SPEC = Spec(dialect=…, frame=…, tag=…, builders={frame
   type: builder}, conversation=…, envelopes=(…), silent=…)` (or `build=` one builder for every
-  frame type); the pipeline calls the builder of each frame's type. Builders read `scope.conversation_id`,
-  `scope.received_at`, `scope.envelope`, `scope.options`, `scope.context()` and call
-  `scope.learn(...)`, `scope.event_id(...)`; they raise `Refused(message, path)` for a frame
+  frame type); the pipeline calls the builder of each frame's type. Builders read
+  `scope.conversation_id`, `scope.received_at`, `scope.envelope`, `scope.options`,
+  `scope.context()` and call `scope.learn(...)`, `scope.event_id(...)`; they raise `Refused(message, path)` for a frame
   they cannot map.
 - The adapter class sets `spec = SPEC`: `Adapter.decode` (webhooks, `gateway decode`) and
   ingest (which reads the stored contexts between `parse` and `build`) need nothing else.

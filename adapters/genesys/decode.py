@@ -131,12 +131,16 @@ def _message(entry: n.Entry, scope: Scope, content: Text | Url, text: str) -> tu
     )
 
 
-def _joined(entry: n.GmsJoined | n.AgentConnected, scope: Scope) -> tuple[ParticipantJoined]:
-    """The entry's party joined (GMS `ParticipantJoined`, the widget's `AgentConnected`)."""
+def _change(
+    entry: n.GmsJoined | n.AgentConnected | n.GmsLeft | n.AgentDisconnected, scope: Scope
+) -> tuple[ParticipantJoined | ParticipantLeft]:
+    """The entry's party joined (GMS `ParticipantJoined`, the widget's `AgentConnected`) or
+    left (`ParticipantLeft`, `AgentDisconnected`)."""
     at = _at(entry, scope)
     who = _party(entry)
+    change = ParticipantJoined if type(entry) in _JOINS else ParticipantLeft
     return (
-        ParticipantJoined(
+        change(
             id=_id(entry, scope, at, who.id),
             conversation_id=scope.conversation_id,
             dialect=DIALECT,
@@ -146,19 +150,7 @@ def _joined(entry: n.GmsJoined | n.AgentConnected, scope: Scope) -> tuple[Partic
     )
 
 
-def _left(entry: n.GmsLeft | n.AgentDisconnected, scope: Scope) -> tuple[ParticipantLeft]:
-    """The entry's party left (GMS `ParticipantLeft`, the widget's `AgentDisconnected`)."""
-    at = _at(entry, scope)
-    who = _party(entry)
-    return (
-        ParticipantLeft(
-            id=_id(entry, scope, at, who.id),
-            conversation_id=scope.conversation_id,
-            dialect=DIALECT,
-            at=at,
-            participant=who,
-        ),
-    )
+_JOINS = (n.GmsJoined, n.AgentConnected)
 
 
 def _gms_typing(entry: n.GmsTypingStarted | n.GmsTypingStopped, scope: Scope) -> tuple[Typing]:
@@ -265,10 +257,10 @@ BUILDERS: dict[type[Any], Callable[[Any, Scope], tuple[Event]]] = {
     n.GmsMessage: _gms_message,
     n.GmsPushUrl: _gms_push_url,
     n.MessageReceived: _message_received,
-    n.GmsJoined: _joined,
-    n.AgentConnected: _joined,
-    n.GmsLeft: _left,
-    n.AgentDisconnected: _left,
+    n.GmsJoined: _change,
+    n.AgentConnected: _change,
+    n.GmsLeft: _change,
+    n.AgentDisconnected: _change,
     n.GmsTypingStarted: _gms_typing,
     n.GmsTypingStopped: _gms_typing,
     n.AgentTyping: _agent_typing,
