@@ -40,8 +40,8 @@ How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example)
   type: builder}, conversation=…, envelopes=(…), silent=…)` (or `build=` one builder for every
   frame type); the pipeline calls the builder of each frame's type. Builders read
   `scope.conversation_id`, `scope.received_at`, `scope.envelope`, `scope.options`,
-  `scope.context()` and call `scope.learn(...)`, `scope.event_id(...)`; they raise `Refused(message, path)` for a frame
-  they cannot map.
+  `scope.context()` and call `scope.learn(...)`, `scope.event_id(...)`; they raise
+  `Refused(message, path)` for a frame they cannot map.
 - The adapter class sets `spec = SPEC`: `Adapter.decode` (webhooks, `gateway decode`) and
   ingest (which reads the stored contexts between `parse` and `build`) need nothing else.
 - A connector decodes what its platform sends with `Connector.decode_batch(SPEC, body, native,
