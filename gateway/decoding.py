@@ -36,11 +36,12 @@ A builder is a plain function `build(frame, scope) -> Iterable[Event]`: pure, no
 How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example):
 
 - `native.py` holds the frame Structs (a tagged union) and the envelope Structs; `DIALECT`.
-- `decode.py` holds the builders and `SPEC = Spec(dialect=…, frame=…, tag=…, build=…,
-  conversation=…, envelopes=(…), silent=…)`. Builders read `scope.conversation_id`,
-  `scope.received_at`, `scope.envelope`, `scope.options`, `scope.context()` and call
-  `scope.learn(...)`, `scope.event_id(...)`; they raise `Refused(message, path)` for a frame
-  they cannot map.
+- `decode.py` holds the builders and `SPEC = Spec(dialect=…, frame=…, tag=…, builders={frame
+  type: builder}, conversation=…, envelopes=(…), silent=…)` (or `build=` one builder for every
+  frame type); the pipeline calls the builder of each frame's type. Builders read
+  `scope.conversation_id`, `scope.received_at`, `scope.envelope`, `scope.options`,
+  `scope.context()` and call `scope.learn(...)`, `scope.event_id(...)`; they raise
+  `Refused(message, path)` for a frame they cannot map.
 - The adapter class sets `spec = SPEC`: `Adapter.decode` (webhooks, `gateway decode`) and
   ingest (which reads the stored contexts between `parse` and `build`) need nothing else.
 - A connector decodes what its platform sends with `Connector.decode_batch(SPEC, body, native,
@@ -55,6 +56,7 @@ import functools
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -99,6 +101,10 @@ class Envelope:
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.type))
 
 
+Builder = Callable[[Any, "Scope"], Iterable[Event]]
+"""A dialect's map of one typed frame to its canonical events (see the module's docstring)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Spec(Generic[F]):
     """What a dialect supplies to the pipeline."""
@@ -108,7 +114,10 @@ class Spec(Generic[F]):
     """The native frame type: a tagged union of Structs (or one Struct)."""
     tag: str
     """The key whose string value names a frame's event."""
-    build: Callable[[F, Scope], Iterable[Event]]
+    builders: Mapping[type[Any], Builder] = field(default_factory=dict)
+    """The builder of each frame type of `frame` (its `silent` ones need none)."""
+    build: Builder | None = None
+    """Or one builder for every frame type (a dialect whose frames share one)."""
     conversation: Callable[[F, Scope], str | None]
     """A frame's NATIVE conversation id (it may read `scope.envelope`, `scope.conversation`);
     None when neither the frame nor the body says (a `RequestError` naming the `conversation`
@@ -121,6 +130,9 @@ class Spec(Generic[F]):
     """Names the dialect knows and maps to no event (skipped unread, not counted as ignored)."""
     known: frozenset[str] = field(default=frozenset())
     """The names `frame` decodes; derived from the union's tags when left empty."""
+    name: Callable[[msgspec.Raw], Any] | None = None
+    """The name of a frame that did not decode, where the string at `tag` does not say it
+    (an event named deeper inside); one not `known` is skipped and counted."""
     silent_types: frozenset[type[Any]] = field(default=frozenset(), init=False)
     """The union's members whose names are `silent` (derived)."""
     tagged: bool = field(default=True, init=False)
@@ -137,6 +149,11 @@ class Spec(Generic[F]):
         silent_types = {m for m in members if _tag_of(m) in self.silent}
         object.__setattr__(self, "silent_types", frozenset(silent_types))
         object.__setattr__(self, "tagged", all(_tag_of(m) is not None for m in members))
+        if self.build is not None:
+            object.__setattr__(self, "builders", dict.fromkeys(members, self.build))
+        missing = [m.__name__ for m in members if m not in self.builders and m not in silent_types]
+        if missing:
+            raise TypeError(f"{self.dialect}: no builder for {', '.join(missing)}")
         # Built once per dialect: the frame decoder, and the reader of a body's envelope keys.
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.frame))
         keys = (self.tag, *(envelope.key for envelope in self.envelopes))
@@ -159,60 +176,53 @@ def _tags(union: Any) -> frozenset[str]:
     return frozenset(tag for member in members if (tag := _tag_of(member)) is not None)
 
 
-_NOTHING: Mapping[str, Any] = {}
-"""The contexts and options of a body given none (read only: typed as a Mapping)."""
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+"""The contexts and options of a body given none, and what a body taught when it taught
+nothing."""
 
 
-class Scope:
+class Scope(msgspec.Struct, gc=False):
     """What a builder knows beside its frame: the body's, and the conversation's context.
+    One per body, made by `parse`; it refers to nothing that refers back to it."""
 
-    One per body; the attributes a body starts with are the class's, so that making one sets
-    only what the caller gives."""
-
+    spec: Spec[Any]
+    conversation: str | None
+    """The native conversation id the caller gave (`?conversation=`, the connector's)."""
+    contexts: Mapping[str, ConversationContext]
+    """The stored context of each of the body's conversations (`context` reads them)."""
+    options: Mapping[str, Any]
+    """What the caller tells the dialect's builders (a file URL template, say)."""
+    isolate: bool
+    """Whether a bad frame becomes an `error` event instead of failing the body."""
+    frames: list[tuple[int, str, Any]] = []
+    """The body's typed frames to build: `(index, canonical conversation id, frame)`."""
     envelope: Any = None
     """The decoded envelope, when the body was one."""
     envelope_form: Envelope | None = None
     """Which of the dialect's `Envelope`s the body was."""
-    index = 0
+    index: int = 0
     """The frame's position in the body."""
-    conversation_id = ""
+    conversation_id: str = ""
     """The canonical id of the frame's conversation (`<dialect>:<native id>`)."""
     learned: Mapping[str, ConversationContext] = _NOTHING
     """What the body's frames taught each conversation's context (`learn`)."""
-    ignored = 0
+    ignored: int = 0
     failures: Sequence[tuple[int, str, DecodeError]] = ()
-    _received_at: str | None = None
-
-    def __init__(
-        self,
-        spec: Spec[Any],
-        conversation: str | None,
-        contexts: Mapping[str, ConversationContext],
-        options: Mapping[str, Any],
-        isolate: bool,
-    ) -> None:
-        self.spec = spec
-        self.dialect = spec.dialect
-        self.conversation = conversation
-        """The native conversation id the caller gave (`?conversation=`, the connector's)."""
-        self.options = options
-        """What the caller tells the dialect's builders (a file URL template, say)."""
-        self.isolate = isolate
-        self.frames: list[tuple[int, str, Any]] = []
-        self.state: dict[str, Any] = {}
-        """Whatever a dialect's builders keep from one frame of the body to the next."""
-        self._contexts = contexts
+    state: dict[str, Any] | None = None
+    """Whatever a dialect's builders keep from one frame of the body to the next (None until
+    a builder keeps something)."""
+    instant: str | None = None
 
     @property
     def received_at(self) -> str:
         """One instant for the whole body: the time of frames that carry none."""
-        if self._received_at is None:
-            self._received_at = now_at()
-        return self._received_at
+        if self.instant is None:
+            self.instant = now_at()
+        return self.instant
 
     def context(self) -> ConversationContext:
         """The frame's conversation's context, with what earlier frames of this body taught."""
-        stored = self._contexts.get(self.conversation_id, EMPTY)
+        stored = self.contexts.get(self.conversation_id, EMPTY)
         learned = self.learned.get(self.conversation_id)
         return stored if learned is None else stored.merge(learned)
 
@@ -235,10 +245,10 @@ class Decoded(msgspec.Struct, frozen=True, gc=False):
     events: list[Event]
     ignored: int = 0
     rejected: int = 0
-    learned: Mapping[str, ConversationContext] = {}
+    learned: Mapping[str, ConversationContext] = _NOTHING
 
 
-class Parsed(Scope, Generic[F]):
+class Parsed(Scope, Generic[F], gc=False):
     """A body after the first phase (`parse`): its typed frames, each with its index and
     conversation. It is the scope its builders see in the second (`build`)."""
 
@@ -277,8 +287,8 @@ def parse(
     parsed: Parsed[F] = Parsed(
         spec,
         conversation,
-        _NOTHING if contexts is None else contexts,
-        _NOTHING if options is None else options,
+        contexts or _NOTHING,
+        options or _NOTHING,
         isolate and conversation is not None,
     )
     try:
@@ -324,7 +334,7 @@ def _failed(parsed: Parsed[Any], index: int, raw: msgspec.Raw, exc: Exception) -
     """Frame `index` did not decode as the dialect's frame: skipped when its name is one the
     dialect does not know (counted) or maps to nothing; else it is a broken known frame."""
     spec = parsed.spec
-    name = _name(spec.tag, raw)
+    name = _name(spec.tag, raw) if spec.name is None else spec.name(raw)
     if isinstance(name, str) and (name not in spec.known or name in spec.silent):
         parsed.ignored += name not in spec.known
         return
@@ -360,7 +370,7 @@ def _reject(parsed: Parsed[Any], index: int, exc: Exception, conv: str = "") -> 
     error = _frame_error(exc, index)
     if not parsed.isolate:
         raise error from None
-    conv = conv or f"{parsed.dialect}:{parsed.conversation}"
+    conv = conv or f"{parsed.spec.dialect}:{parsed.conversation}"
     parsed.failures = [*parsed.failures, (index, conv, error)]
 
 
@@ -372,12 +382,13 @@ def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None 
     and for the frames `parse` kept as failures, the batch carries an `error` event instead."""
     spec, scope = parsed.spec, parsed
     if contexts is not None:
-        scope._contexts = contexts
+        scope.contexts = contexts
+    builders = spec.builders
     events: list[Event] = []
     for index, conv, frame in parsed.frames:
         scope.index, scope.conversation_id = index, conv
         try:
-            events.extend(spec.build(frame, scope))
+            events.extend(builders[type(frame)](frame, scope))
         except (Refused, DecodeError, msgspec.ValidationError, ValueError) as exc:
             _reject(parsed, index, exc, conv)
     failures = parsed.failures

@@ -96,22 +96,17 @@ def error_event(
 # --- one entry ------------------------------------------------------------------------------
 
 
-def build(entry: n.Entry, scope: Scope) -> tuple[Event]:
-    """One known entry as its canonical event: the builder of its type (`_BUILDERS`)."""
-    return (_BUILDERS[type(entry)](entry, scope),)
-
-
-def _gms_message(entry: n.GmsMessage, scope: Scope) -> Message:
+def _gms_message(entry: n.GmsMessage, scope: Scope) -> tuple[Message]:
     """A GMS `Message`: text from the entry's party."""
     return _message(entry, scope, Text(entry.text), entry.text)
 
 
-def _gms_push_url(entry: n.GmsPushUrl, scope: Scope) -> Message:
+def _gms_push_url(entry: n.GmsPushUrl, scope: Scope) -> tuple[Message]:
     """A GMS `PushUrl`: a URL the entry's party pushed."""
     return _message(entry, scope, Url(url=entry.text), entry.text)
 
 
-def _message_received(entry: n.MessageReceived, scope: Scope) -> Message:
+def _message_received(entry: n.MessageReceived, scope: Scope) -> tuple[Message]:
     """A widget `MessageReceived`: a URL when its `content.type` says `url` (the string, or the
     object of booleans), else text."""
     text, kind = entry.content.text, entry.content.type
@@ -119,139 +114,127 @@ def _message_received(entry: n.MessageReceived, scope: Scope) -> Message:
     return _message(entry, scope, Url(url=text) if url else Text(text), text)
 
 
-def _message(entry: n.Entry, scope: Scope, content: Text | Url, text: str) -> Message:
+def _message(entry: n.Entry, scope: Scope, content: Text | Url, text: str) -> tuple[Message]:
     """A message of `content` from the entry's party; `text` is what its derived id (an entry
     without an index) tells it by."""
     at = _at(entry, scope)
     sender = _party(entry)
-    return Message(
-        id=_id(entry, scope, at, sender.id, text),
-        conversation_id=scope.conversation_id,
-        dialect=DIALECT,
-        at=at,
-        sender=sender,
-        content=content,
+    return (
+        Message(
+            id=_id(entry, scope, at, sender.id, text),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            sender=sender,
+            content=content,
+        ),
     )
 
 
-def _gms_joined(entry: n.GmsJoined, scope: Scope) -> ParticipantJoined:
-    """GMS `ParticipantJoined`: the entry's party joined."""
-    return _joined(entry, scope)
-
-
-def _agent_connected(entry: n.AgentConnected, scope: Scope) -> ParticipantJoined:
-    """The widget's `AgentConnected`: its party (an agent when it describes none) joined."""
-    return _joined(entry, scope, "agent")
-
-
-def _joined(entry: n.Entry, scope: Scope, default: Role | None = None) -> ParticipantJoined:
-    """The entry's party joined (`default`: see `_party`)."""
+def _change(
+    entry: n.GmsJoined | n.AgentConnected | n.GmsLeft | n.AgentDisconnected, scope: Scope
+) -> tuple[ParticipantJoined | ParticipantLeft]:
+    """The entry's party joined (GMS `ParticipantJoined`, the widget's `AgentConnected`) or
+    left (`ParticipantLeft`, `AgentDisconnected`)."""
     at = _at(entry, scope)
-    who = _party(entry, default)
-    return ParticipantJoined(
-        id=_id(entry, scope, at, who.id),
-        conversation_id=scope.conversation_id,
-        dialect=DIALECT,
-        at=at,
-        participant=who,
+    who = _party(entry)
+    change = ParticipantJoined if type(entry) in _JOINS else ParticipantLeft
+    return (
+        change(
+            id=_id(entry, scope, at, who.id),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            participant=who,
+        ),
     )
 
 
-def _gms_left(entry: n.GmsLeft, scope: Scope) -> ParticipantLeft:
-    """GMS `ParticipantLeft`: the entry's party left."""
-    return _left(entry, scope)
+_JOINS = (n.GmsJoined, n.AgentConnected)
 
 
-def _agent_disconnected(entry: n.AgentDisconnected, scope: Scope) -> ParticipantLeft:
-    """The widget's `AgentDisconnected`: its party (an agent when it describes none) left."""
-    return _left(entry, scope, "agent")
-
-
-def _left(entry: n.Entry, scope: Scope, default: Role | None = None) -> ParticipantLeft:
-    """The entry's party left (`default`: see `_party`)."""
-    at = _at(entry, scope)
-    who = _party(entry, default)
-    return ParticipantLeft(
-        id=_id(entry, scope, at, who.id),
-        conversation_id=scope.conversation_id,
-        dialect=DIALECT,
-        at=at,
-        participant=who,
-    )
-
-
-def _gms_typing(entry: n.GmsTypingStarted | n.GmsTypingStopped, scope: Scope) -> Typing:
+def _gms_typing(entry: n.GmsTypingStarted | n.GmsTypingStopped, scope: Scope) -> tuple[Typing]:
     """GMS `TypingStarted` / `TypingStopped`; the entry's `text`, if any, is the preview."""
     at = _at(entry, scope)
     who, active = _party(entry), type(entry) is n.GmsTypingStarted
-    return Typing(
-        id=_id(entry, scope, at, who.id, active),
-        conversation_id=scope.conversation_id,
-        dialect=DIALECT,
-        at=at,
-        sender=who,
-        active=active,
-        preview=entry.text or None,
+    return (
+        Typing(
+            id=_id(entry, scope, at, who.id, active),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            sender=who,
+            active=active,
+            preview=entry.text or None,
+        ),
     )
 
 
-def _agent_typing(entry: n.AgentTyping, scope: Scope) -> Typing:
-    """The widget's `AgentTyping`: its party (an agent when it describes none) typing or not."""
+def _agent_typing(entry: n.AgentTyping, scope: Scope) -> tuple[Typing]:
+    """The widget's `AgentTyping`: its party typing or not."""
     at = _at(entry, scope)
-    who = _party(entry, "agent")
-    return Typing(
-        id=_id(entry, scope, at, who.id, entry.isTyping),
-        conversation_id=scope.conversation_id,
-        dialect=DIALECT,
-        at=at,
-        sender=who,
-        active=entry.isTyping,
+    who = _party(entry)
+    return (
+        Typing(
+            id=_id(entry, scope, at, who.id, entry.isTyping),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            sender=who,
+            active=entry.isTyping,
+        ),
     )
 
 
-def _gms_notice(entry: n.GmsNotice, scope: Scope) -> Notice:
+def _gms_notice(entry: n.GmsNotice, scope: Scope) -> tuple[Notice]:
     """A GMS `Notice`: an `info` notice of its text."""
     at = _at(entry, scope)
-    return Notice(
-        id=_id(entry, scope, at, entry.text),
-        conversation_id=scope.conversation_id,
-        dialect=DIALECT,
-        at=at,
-        kind="info",
-        text=entry.text,
+    return (
+        Notice(
+            id=_id(entry, scope, at, entry.text),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            kind="info",
+            text=entry.text,
+        ),
     )
 
 
-def _session_ended(entry: n.SessionEnded, scope: Scope) -> Ended:
+def _session_ended(entry: n.SessionEnded, scope: Scope) -> tuple[Ended]:
     """The widget's `SessionEnded`: the conversation's one `ended` event, told by its reason."""
     at = _at(entry, scope)
     why, by = _reason(entry.reason)
-    return ended(scope.conversation_id, at, why, by, entry.reason.description)
+    return (ended(scope.conversation_id, at, why, by, entry.reason.description),)
 
 
-def _interrupted(entry: n.Interrupted, scope: Scope) -> Link:
+def _interrupted(entry: n.Interrupted, scope: Scope) -> tuple[Link]:
     """The widget's link to GMS went down (`onInterrupted`); it retries."""
     at = _at(entry, scope)
-    return Link(
-        id=_link_id(entry, scope, at),
-        conversation_id=scope.conversation_id,
-        dialect=DIALECT,
-        at=at,
-        state="down",
-        reason="widget link interrupted",
-        will_retry=True,
+    return (
+        Link(
+            id=_link_id(entry, scope, at),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            state="down",
+            reason="widget link interrupted",
+            will_retry=True,
+        ),
     )
 
 
-def _continued(entry: n.Continued, scope: Scope) -> Link:
+def _continued(entry: n.Continued, scope: Scope) -> tuple[Link]:
     """The widget's link to GMS is back (`onContinued`)."""
     at = _at(entry, scope)
-    return Link(
-        id=_link_id(entry, scope, at),
-        conversation_id=scope.conversation_id,
-        dialect=DIALECT,
-        at=at,
-        state="restored",
+    return (
+        Link(
+            id=_link_id(entry, scope, at),
+            conversation_id=scope.conversation_id,
+            dialect=DIALECT,
+            at=at,
+            state="restored",
+        ),
     )
 
 
@@ -262,22 +245,22 @@ def _link_id(entry: n.Interrupted | n.Continued, scope: Scope, at: str) -> str:
     return scope.event_id(entry.__struct_config__.tag, _own_time(entry, at), *parts)
 
 
-def _widget_error(entry: n.WidgetError, scope: Scope) -> Error:
+def _widget_error(entry: n.WidgetError, scope: Scope) -> tuple[Error]:
     """The widget's `Error`: its code as a canonical `error` event (id derived from the code)."""
     at = _at(entry, scope)
     code = entry.error.code
     eid = scope.event_id("error", _own_time(entry, at), code)
-    return error_event(scope.conversation_id, eid, code, entry.error.description, at)
+    return (error_event(scope.conversation_id, eid, code, entry.error.description, at),)
 
 
-_BUILDERS: dict[type[Any], Callable[[Any, Scope], Event]] = {
+BUILDERS: dict[type[Any], Callable[[Any, Scope], tuple[Event]]] = {
     n.GmsMessage: _gms_message,
     n.GmsPushUrl: _gms_push_url,
     n.MessageReceived: _message_received,
-    n.GmsJoined: _gms_joined,
-    n.AgentConnected: _agent_connected,
-    n.GmsLeft: _gms_left,
-    n.AgentDisconnected: _agent_disconnected,
+    n.GmsJoined: _change,
+    n.AgentConnected: _change,
+    n.GmsLeft: _change,
+    n.AgentDisconnected: _change,
     n.GmsTypingStarted: _gms_typing,
     n.GmsTypingStopped: _gms_typing,
     n.AgentTyping: _agent_typing,
@@ -339,11 +322,12 @@ def line_of(event_id: str) -> int | None:
     return int(tail) if tail.isdigit() and tail.isascii() else None
 
 
-def _party(entry: n.Entry, default: Role | None = None) -> Party:
-    """The entry's party (`from`, else `party`); `default` is the role of a party the entry
-    does not describe (the widget's agent events). The widget's object of booleans gives the
-    role of its first true key that names one, in the object's order."""
+def _party(entry: n.Entry) -> Party:
+    """The entry's party (`from`, else `party`; of the entry's `undescribed` role when it
+    describes none). The widget's object of booleans gives the role of its first true key that
+    names one, in the object's order."""
     who = entry.from_ if entry.from_ is not None else entry.party
+    default = entry.undescribed
     if who is None:
         if default is None:
             raise Refused("missing `from`", "$.from")
@@ -431,7 +415,7 @@ SPEC: Spec[n.Entry] = Spec(
     dialect=DIALECT,
     frame=n.Entry,
     tag="type",
-    build=build,
+    builders=BUILDERS,
     conversation=_chat,
     envelopes=(
         Envelope("transcript", n.Transcript, "transcript"),  # the widget's wins over a reply's

@@ -40,6 +40,8 @@ from typing import ClassVar, Literal, TypeAlias
 
 import msgspec
 
+from gateway.model import Role
+
 DIALECT = "genesys"
 
 Stamp: TypeAlias = int | float | str | None
@@ -93,6 +95,9 @@ class _Entry(msgspec.Struct, tag_field="type", kw_only=True, frozen=True, gc=Fal
 
     first_index: ClassVar[int] = 1
     """The `index` of the form's first transcript line: GMS counts from 1."""
+    undescribed: ClassVar[Role | None] = None
+    """The role of the entry's party when it describes none (`from`, `party`): None where an
+    entry must describe it."""
 
 
 # --- GMS Chat API v2 transcript entries (index from 1) -------------------------------------
@@ -137,11 +142,11 @@ class _WidgetEntry(_Entry, frozen=True, gc=False):
 
 
 class AgentConnected(_WidgetEntry, tag="AgentConnected", frozen=True):
-    pass
+    undescribed: ClassVar[Role | None] = "agent"
 
 
 class AgentDisconnected(_WidgetEntry, tag="AgentDisconnected", frozen=True):
-    pass
+    undescribed: ClassVar[Role | None] = "agent"
 
 
 class MessageReceived(_WidgetEntry, tag="MessageReceived", frozen=True):
@@ -150,6 +155,7 @@ class MessageReceived(_WidgetEntry, tag="MessageReceived", frozen=True):
 
 class AgentTyping(_WidgetEntry, tag="AgentTyping", frozen=True):
     isTyping: bool = True
+    undescribed: ClassVar[Role | None] = "agent"
 
 
 class SessionEnded(_WidgetEntry, tag="SessionEnded", frozen=True):

@@ -137,11 +137,10 @@ def _stream(scope: Scope) -> Untimed:
     """Where the stream stands: the connector's (`options["untimed"]`, across its polls), or
     one of this body's own (a webhook body decodes alone: the stream starts with the body).
     Found once per body, by the first frame that needs it, and kept in the body's state."""
-    state = scope.state
-    stream = state.get("untimed")
-    if stream is None:
+    if scope.state is None:
         given = scope.options.get("untimed")
-        stream = state["untimed"] = given if isinstance(given, Untimed) else Untimed()
+        scope.state = {"untimed": given if isinstance(given, Untimed) else Untimed()}
+    stream: Untimed = scope.state["untimed"]
     return stream
 
 

@@ -4,7 +4,7 @@ Wire (see `docs/dialects/signalwire.md`):
 
 - REST on the REST host (`https://fabric.<space domain>`, or `GATEWAY_SIGNALWIRE_URL`) with
   `Authorization: Bearer <token>`: join, send, history pages (the backfill after a reconnect,
-  and `history` pages for frontends, see `decode.collect_chat`).
+  and `history` pages for frontends, see `native.collect_chat`).
 - The Relay JSON-RPC 2.0 WebSocket, a host of its own (`relay.py`: where it is, joining with
   `signalwire.connect`, resuming with the saved `authorization_state` and `protocol`), which
   carries all the subscriber's conversations: one socket per subscriber on the replica, shared
@@ -46,18 +46,19 @@ import msgspec
 import structlog
 from yarl import URL
 
-from adapters.signalwire.decode import (
-    SPEC,
-    Cursor,
-    collect_chat,
-    decode_cursor,
-    encode_cursor,
-    row_event,
-)
+from adapters.signalwire.decode import SPEC, row_event
 from adapters.signalwire.encode import encode, history_request
 from adapters.signalwire.errors import UNREACHABLE, rest_refusal
 from adapters.signalwire.link import Change, RelayLink, RelayLinks
-from adapters.signalwire.native import DIALECT, Page, Row
+from adapters.signalwire.native import (
+    DIALECT,
+    Cursor,
+    Page,
+    Row,
+    collect_chat,
+    decode_cursor,
+    encode_cursor,
+)
 from adapters.signalwire.relay import hosts
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id, to_at
@@ -245,7 +246,7 @@ class SignalWireConnector(Connector):
 
     async def history(self, cursor: str | None, limit: int) -> HistoryPage:
         """A page of the platform's chat history, as the SDK's getMessages collects it
-        (`decode.collect_chat`): `limit` chat rows, oldest first in the answer; `next` pages
+        (`native.collect_chat`): `limit` chat rows, oldest first in the answer; `next` pages
         back in time, `prev` forward. A cursor must name a page of this conversation on the
         platform's own origin: it is client input, and we fetch it with our token."""
         start = self._cursor(cursor) if cursor is not None else None

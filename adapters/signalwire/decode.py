@@ -25,16 +25,13 @@ Skipped and counted as ignored: JSON-RPC methods other than `signalwire.event` (
 responses, event types we do not map (`signalwire.authorization.state` among them: it is the
 link's, not the conversation's), and rows of another type/subtype.
 
-History pages (`collect_chat`, below) fold REST pages into chat pages the way the SDK's
-`chat.getMessages` does, with cursors we can hand to a frontend; the connector fetches them
-and maps their rows with `row_event`.
+The connector maps the rows of REST history pages (folded by `native.collect_chat`) with
+`row_event`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -44,10 +41,9 @@ from adapters.signalwire.native import (
     EVENT_TYPES,
     SUBTYPES,
     ConversationEnded,
+    Frame,
     MessageUpdated,
-    Page,
     Row,
-    RpcEvent,
 )
 from gateway.codec import event_id, to_at
 from gateway.decoding import Envelope, Refused, Scope, Skip, Spec
@@ -62,64 +58,74 @@ class PageEnvelope(msgspec.Struct):
     data: list[msgspec.Raw]
 
 
-def _is_rpc(frame: Any) -> bool:
-    return isinstance(frame, dict) and ("method" in frame or "jsonrpc" in frame)
-
-
-def _maps(row: Any) -> bool:
-    """Whether a row (as parsed) is of a type and subtype we map; one whose `type` or `subtype`
-    is no string is left to the builder's conversion to refuse."""
-    if not isinstance(row, dict):
-        return True
-    kind, subtype = row.get("type", "message"), row.get("subtype", "chat")
-    return (kind == "message" or not isinstance(kind, str)) and (
-        not isinstance(subtype, str) or subtype in SUBTYPES
-    )
-
-
-def _event_row(frame: dict[str, Any]) -> Any:
-    """The row (as parsed) of a JSON-RPC frame that is an event we map (`params.params`; for
-    `conversation.ended`, its body); raises `Skip` for any other frame."""
-    if frame.get("method") != EVENT_METHOD:
-        raise Skip  # a response, or a request whose method is no string
-    params = frame.get("params")
-    if not isinstance(params, dict):
-        return None
-    event_type, body = params.get("event_type"), params.get("params")
-    if isinstance(event_type, str) and event_type not in EVENT_TYPES:
-        raise Skip
-    if event_type != "conversation.ended" and not _maps(body):
-        raise Skip
-    return body
-
-
-def conversation(frame: Any, scope: Scope) -> str:
+def conversation(frame: Frame, scope: Scope) -> str:
     """A frame's native conversation (`conversation_id`, else `group_id`, else the body's);
-    raises `Skip` for a frame we do not map, and `Refused` (or msgspec's error) for one that
-    names no conversation or breaks its Struct before it could."""
-    if _is_rpc(frame):
-        body = _event_row(frame)
-    elif _maps(frame):
-        body = frame
+    raises `Skip` for a frame we do not map, and `Refused` for one that names no conversation
+    or a bare row whose `id` is no string."""
+    if frame.method is not None or frame.jsonrpc is not None:
+        params = frame.params
+        if frame.method != EVENT_METHOD:
+            raise Skip  # a response, or another request
+        if params is msgspec.UNSET:
+            raise Refused("Object missing required field `params`", "$")
+        if not isinstance(params, ConversationEnded) and not _maps(params.params):
+            raise Skip
+        body = params.params
+        found, path = body.conversation_id or body.group_id, "$.params.params.conversation_id"
     else:
-        raise Skip
-    found = body.get("conversation_id") or body.get("group_id") if isinstance(body, dict) else None
-    if isinstance(found, str) and found:
+        if not _maps(frame):
+            raise Skip
+        if not isinstance(frame.id, str):
+            problem = "Object missing required field `id`" if frame.id is None else "Expected `str`"
+            raise Refused(problem, "$" if frame.id is None else "$.id")
+        found, path = frame.conversation_id or frame.group_id, "$.conversation_id"
+    if found:
         return found
-    if found in (None, "") and scope.conversation is not None:
+    if scope.conversation is not None:
         return scope.conversation
-    if body is frame:
-        msgspec.convert(frame, Row)  # a frame that breaks its Struct: msgspec says where
-        raise Refused("no conversation_id nor group_id", "$.conversation_id")
-    msgspec.convert(frame, RpcEvent)
-    raise Refused("no conversation_id nor group_id", "$.params.params.conversation_id")
+    raise Refused("no conversation_id nor group_id", path)
 
 
-def build(frame: Any, scope: Scope) -> list[Event]:
+def _maps(row: Row | Frame) -> bool:
+    """Whether a row is of a type and subtype we map (a chat message, a call log)."""
+    return row.type == "message" and row.subtype in SUBTYPES
+
+
+class _Named(msgspec.Struct, gc=False):
+    method: Any = None
+    jsonrpc: Any = None
+    params: Any = None
+    type: Any = "message"
+    subtype: Any = "chat"
+
+
+_named = msgspec.json.Decoder(_Named)
+
+
+def name(raw: msgspec.Raw) -> str | None:
+    """The name of a frame that did not decode (`Spec.name`): a `signalwire.event`'s event
+    type, another JSON-RPC message's method, a row's `<type>/<subtype>`; None when the frame
+    does not say."""
+    try:
+        named = _named.decode(raw)
+    except msgspec.ValidationError:
+        return None
+    if named.method is not None or named.jsonrpc is not None:
+        if named.method != EVENT_METHOD:
+            return named.method if isinstance(named.method, str) else None
+        params = named.params if isinstance(named.params, dict) else {}
+        event_type: str | None = params.get("event_type")
+        return event_type
+    if isinstance(named.type, str) and isinstance(named.subtype, str):
+        return f"{named.type}/{named.subtype}"
+    return None
+
+
+def build(frame: Frame, scope: Scope) -> list[Event]:
     """One frame's canonical event (`conversation` has skipped those we do not map)."""
-    if not _is_rpc(frame):
-        return [_row_event(msgspec.convert(frame, Row), scope, False, None, "$.ts")]
-    params = msgspec.convert(frame, RpcEvent).params
+    params = frame.params
+    if params is msgspec.UNSET:  # a bare row
+        return [_row_event(frame, scope, False, None, "$.ts")]
     if isinstance(params, ConversationEnded):
         return [_ended(params, scope)]
     row = params.params
@@ -133,7 +139,7 @@ def build(frame: Any, scope: Scope) -> list[Event]:
 
 
 def _row_event(
-    row: Row, scope: Scope, is_author: bool, fallback_ts: float | str | None, path: str
+    row: Row | Frame, scope: Scope, is_author: bool, fallback_ts: float | str | None, path: str
 ) -> Message | Notice:
     """`row_event` for a frame of the body (`path`: where its `ts` is): the own address is read
     from the conversation's context only for a chat row no author flag makes the user's."""
@@ -177,7 +183,7 @@ def row_event(
     return _message(row, conversation_id, at, mine)
 
 
-def _message(row: Row, conversation_id: str, at: str, mine: bool) -> Message:
+def _message(row: Row | Frame, conversation_id: str, at: str, mine: bool) -> Message:
     """A chat row as a `Message`: the user's when `mine`, else an agent's."""
     return Message(
         id=event_id(conversation_id, row.id),
@@ -190,7 +196,7 @@ def _message(row: Row, conversation_id: str, at: str, mine: bool) -> Message:
     )
 
 
-def _notice(row: Row, conversation_id: str, at: str) -> Notice:
+def _notice(row: Row | Frame, conversation_id: str, at: str) -> Notice:
     """A log row (call history) as a call-log `Notice`."""
     return Notice(
         id=event_id(conversation_id, row.id),
@@ -203,7 +209,7 @@ def _notice(row: Row, conversation_id: str, at: str) -> Notice:
     )
 
 
-def _metadata(row: Row) -> dict[str, Any]:
+def _metadata(row: Row | Frame) -> dict[str, Any]:
     """A row's event metadata: its `metadata`, with its `details` and `hidden` when set (a new
     dict then; the row's own otherwise)."""
     if not row.details and not row.hidden:
@@ -249,158 +255,14 @@ def _call_log_text(details: Mapping[str, Any] | None) -> str:
     return f"call {status}" if status else "call"
 
 
-SPEC: Spec[Any] = Spec(
+SPEC: Spec[Frame] = Spec(
     dialect=DIALECT,
-    frame=Any,
+    frame=Frame,
     tag="method",
     build=build,
     conversation=conversation,
     envelopes=(Envelope("data", PageEnvelope, frames="data"),),
     contextual=True,
-    known=frozenset({EVENT_METHOD}),
+    known=EVENT_TYPES | {f"message/{subtype}" for subtype in SUBTYPES},
+    name=name,
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# History pages
-#
-# Chat-history paging the way the SDK's `chat.getMessages` does it, with cursors we can hand
-# to a frontend.
-#
-# The platform pages every row of a conversation, newest first (chat text, call logs, other
-# conversations' rows on shared pages), and links pages by opaque absolute URLs. A frontend wants
-# `limit` chat messages at a time. As in the SDK, a row belongs when `subtype == "chat"` and its
-# conversation (`conversation_id`, or `group_id` in the newer API) is the one asked for, and a
-# short page is filled from the `next` link.
-#
-# A `Cursor` names a place among those rows: a platform page URL and an index among that page's
-# chat rows. Going *forward* (`next`, older rows) collects from that index on, across `next`
-# links, until `limit` rows are in; going *back* (`prev`, newer rows) takes the `limit` rows
-# before an index of one page (the platform's `prev` link when the page holds none before it).
-# So a page that stops in the middle of a platform page continues exactly where it stopped, in
-# either direction, with no row shown twice or skipped::
-#
-#     pages = [(url, first_page)]                       # GET .../conversations/{addr}/messages
-#     chat = collect_chat(pages, addr, 10)
-#     while not chat.complete:                          # fewer than 10 rows and a `next` link
-#         pages.append((chat.fetch, get(chat.fetch)))   # links are opaque absolute URLs
-#         chat = collect_chat(pages, addr, 10)
-#     chat.rows, chat.next, chat.prev                   # rows newest first, as the platform
-#
-# `encode_cursor`/`decode_cursor` turn a `Cursor` into the opaque token frontends pass back; the
-# connector checks that its URL is on the platform's own origin and conversation before it
-# fetches anything (a cursor is client input).
-
-MAX_PAGES = 20
-"""Platform pages one answer reads at most (a conversation of call logs could be long)."""
-
-
-class Cursor(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A place among the chat rows of the platform page at `url`.
-
-    Forward (`before` is None): the rows from chat index `start` on, then the next pages'.
-    Back (`before` set): the `limit` rows before chat index `before` of this page alone
-    (`-1`: before the page's end, i.e. its last rows).
-    """
-
-    url: str
-    start: int = 0
-    before: int | None = None
-
-
-class ChatPage(msgspec.Struct, kw_only=True):
-    """One page of chat rows (newest first), and the cursors around it."""
-
-    rows: list[Row]
-    next: Cursor | None = None
-    """Where the older rows continue; None at the conversation's first message."""
-    prev: Cursor | None = None
-    """Where the newer rows are; None on the newest page."""
-    complete: bool = True
-    """False while the page is short and `fetch` (a `next` link) could fill it."""
-    fetch: str | None = None
-
-    @property
-    def has_next(self) -> bool:
-        return self.next is not None
-
-    @property
-    def has_prev(self) -> bool:
-        return self.prev is not None
-
-
-def chat_rows(page: Page, conversation: str) -> list[Row]:
-    """The page's chat rows of `conversation`, in the platform's order."""
-    return [r for r in page.data if r.subtype == "chat" and r.conversation == conversation]
-
-
-def collect_chat(
-    pages: Sequence[tuple[str, Page]],
-    conversation: str,
-    limit: int,
-    cursor: Cursor | None = None,
-) -> ChatPage:
-    """Collect up to `limit` chat rows of `conversation` from `pages`: `(url, page)` pairs in
-    the order read, the first at `cursor` (None: the newest page, from its start)."""
-    if not pages:
-        return ChatPage(rows=[])
-    first_url, first = pages[0]
-    if cursor is not None and cursor.before is not None:
-        return _back(first_url, first, conversation, limit, cursor.before)
-    start = cursor.start if cursor is not None else 0
-    rows: list[Row] = []
-    next_cursor: Cursor | None = None
-    for index, (url, page) in enumerate(pages):
-        chat = chat_rows(page, conversation)
-        offset = start if index == 0 else 0
-        taken = chat[offset : offset + limit - len(rows)]
-        rows += taken
-        if offset + len(taken) < len(chat):  # the page holds more: continue right here
-            next_cursor = Cursor(url=url, start=offset + len(taken))
-            break
-        next_cursor = Cursor(url=page.links.next) if page.links.next else None
-        if len(rows) >= limit:
-            break
-    else:
-        if len(rows) < limit and next_cursor is not None and len(pages) < MAX_PAGES:
-            return ChatPage(rows=rows, complete=False, fetch=next_cursor.url)
-    return ChatPage(rows=rows, next=next_cursor, prev=_before(first_url, first, start))
-
-
-def _back(url: str, page: Page, conversation: str, limit: int, before: int) -> ChatPage:
-    chat = chat_rows(page, conversation)
-    end = len(chat) if before < 0 else min(before, len(chat))
-    begin = max(0, end - limit)
-    if end < len(chat):
-        next_cursor: Cursor | None = Cursor(url=url, start=end)
-    else:
-        next_cursor = Cursor(url=page.links.next) if page.links.next else None
-    return ChatPage(rows=chat[begin:end], next=next_cursor, prev=_before(url, page, begin))
-
-
-def _before(url: str, page: Page, start: int) -> Cursor | None:
-    """The cursor of the rows newer than chat index `start` of the page at `url`."""
-    if start > 0:
-        return Cursor(url=url, before=start)
-    return Cursor(url=page.links.prev, before=-1) if page.links.prev else None
-
-
-_cursor_encoder = msgspec.json.Encoder()
-_cursor_decoder = msgspec.json.Decoder(Cursor)
-
-
-def encode_cursor(cursor: Cursor) -> str:
-    """The opaque token a frontend passes back (URL-safe base64 of the cursor's JSON)."""
-    return base64.urlsafe_b64encode(_cursor_encoder.encode(cursor)).rstrip(b"=").decode()
-
-
-def decode_cursor(token: str) -> Cursor:
-    """The cursor a token names; `ValueError` for anything `encode_cursor` did not make."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        cursor = _cursor_decoder.decode(raw)
-    except (binascii.Error, msgspec.DecodeError, ValueError):
-        raise ValueError("not a signalwire history cursor") from None
-    if cursor.start < 0 or (cursor.before is not None and cursor.before < -1):
-        raise ValueError("not a signalwire history cursor")
-    return cursor

@@ -50,7 +50,6 @@ from adapters.wonderful.native import (
     StartFrame,
     TranscriptData,
     TranscriptFrame,
-    TurnEndedFrame,
 )
 from adapters.wonderful.native import Message as NativeMessage
 from gateway.codec import joined_id, to_at
@@ -98,13 +97,6 @@ def conversation(frame: Frame, scope: Scope) -> str | None:
         return scope.envelope.session_id
     envelope = scope.envelope.session_id if isinstance(scope.envelope, EventsBody) else None
     return frame.session_id or envelope or scope.conversation or None
-
-
-def build(frame: Frame, scope: Scope) -> tuple[Event, ...]:
-    """One typed frame as its canonical events (`BUILDERS`, by the frame's type); raises
-    `Refused` for a frame that breaks a rule the types cannot say (a time that is no time, a
-    message without its content)."""
-    return BUILDERS[type(frame)](frame, scope)
 
 
 def _transcript(frame: TranscriptFrame, scope: Scope) -> tuple[Event, ...]:
@@ -231,16 +223,10 @@ def _session(frame: SessionFrame, scope: Scope) -> tuple[Event, ...]:
     return (_session_status(session), *messages)
 
 
-def _nothing(frame: Frame, scope: Scope) -> tuple[Event, ...]:
-    """A frame known to stand for no event (`turn_ended`, which the spec also lists silent)."""
-    return ()
-
-
 BUILDERS: dict[type[Any], Callable[[Any, Scope], tuple[Event, ...]]] = {
     TranscriptFrame: _transcript,
     MessageFrame: _message,
     StartFrame: _start,
-    TurnEndedFrame: _nothing,
     CommunicationEndedFrame: _communication_ended,
     EndedFrame: _sdk_ended,
     ConnectedFrame: _connected,
@@ -250,14 +236,16 @@ BUILDERS: dict[type[Any], Callable[[Any, Scope], tuple[Event, ...]]] = {
     ErrorFrame: _error,
     SessionFrame: _session,
 }
-"""Each frame type's builder: every member of `Frame` has one."""
+"""Each frame type's builder (`turn_ended` is silent: it needs none); each raises `Refused`
+for a frame that breaks a rule the types cannot say (a time that is no time, a message
+without its content)."""
 
 
 SPEC: Spec[Frame] = Spec(
     dialect=DIALECT,
     frame=Frame,
     tag="type",
-    build=build,
+    builders=BUILDERS,
     conversation=conversation,
     envelopes=(Envelope("events", EventsBody, "events"), Envelope("status", SessionBody)),
     silent=frozenset({"turn_ended"}),
@@ -335,7 +323,7 @@ def message_event(
         dialect=DIALECT,
         at=at,
         sender=SENDERS[message.speaker],
-        content=_content(message.data, f"{path}.data"),
+        content=_content(message.data, path),
         metadata=metadata,
     )
 
@@ -368,15 +356,16 @@ def _decode_error(refused: Refused) -> DecodeError:
 
 
 def _content(data: MessageData, path: str) -> Content:
+    """A message's content (`data`); `path` is the message's, for errors."""
     kind = data.type
     if kind == "text":
         if data.text is None:
-            raise Refused("a text message needs `text`", path + ".text")
+            raise Refused("a text message needs `text`", path + ".data.text")
         return Text(data.text)
     if kind == "location":
         if data.latitude is None or data.longitude is None:
             missing = "latitude" if data.latitude is None else "longitude"
-            raise Refused(f"a location needs `{missing}`", f"{path}.{missing}")
+            raise Refused(f"a location needs `{missing}`", f"{path}.data.{missing}")
         return Location(
             latitude=data.latitude,
             longitude=data.longitude,
@@ -385,11 +374,11 @@ def _content(data: MessageData, path: str) -> Content:
         )
     if kind == "action":
         if data.action is None:
-            raise Refused("an action message needs `action`", path + ".action")
+            raise Refused("an action message needs `action`", path + ".data.action")
         return Action(action=data.action.type, destination=data.action.destination)
     url = data.media_url
     if not url:
-        raise Refused(f"`{kind}` messages need `mediaUrl`", path + ".mediaUrl")
+        raise Refused(f"`{kind}` messages need `mediaUrl`", path + ".data.mediaUrl")
     if kind == "image":
         return Image(url=url, file_name=data.file_name, caption=data.text)
     if kind == "document":

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.signalwire.decode import Cursor, encode_cursor
 from adapters.signalwire.emulator import Emulator
+from adapters.signalwire.native import Cursor, encode_cursor
 from gateway.web.keys import HUB, SESSIONS
 from tests.adapters.signalwire.conftest import FAST
 from tests.support import GatewayClient, WsClient

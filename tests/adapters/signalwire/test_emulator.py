@@ -8,9 +8,8 @@ from typing import Any
 import msgspec
 
 from adapters.signalwire import SignalWireAdapter
-from adapters.signalwire.decode import collect_chat
 from adapters.signalwire.emulator import Emulator
-from adapters.signalwire.native import Page
+from adapters.signalwire.native import Page, collect_chat
 
 AUTH = {"Authorization": "Bearer good-token"}
 

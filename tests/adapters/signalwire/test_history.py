@@ -9,14 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.signalwire.decode import (
+from adapters.signalwire.native import (
     ChatPage,
     Cursor,
+    Links,
+    Page,
+    Row,
     collect_chat,
     decode_cursor,
     encode_cursor,
 )
-from adapters.signalwire.native import Links, Page, Row
 
 ADDR = "addr-1"
 
