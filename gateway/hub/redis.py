@@ -15,9 +15,11 @@ under different namespaces):
 `PUBLISH_SCRIPT` does dedup + seq + append + publish for one conversation's events atomically,
 so seq order is publish order. A batch is one pipeline of one script call per conversation: one
 round trip. `REMEMBER_SCRIPT` writes a context field by field (HSET: replicas writing
-different parties at once both land) and gives it its log's end. Every stored event sets
-the five keys to expire together: `idle_ttl` after the last event (a conversation that never
-ends does not stay forever), `ended_ttl` after `ended`. The dedup index keeps the ids of the
+different parties at once both land) and gives it its log's end. The five keys expire
+together: `ended_ttl` after `ended`, and `idle_ttl` after the last event (a conversation that
+never ends does not stay forever) give or take 1 %: a call that stores events moves an open
+log's end only once it is that far off, so a busy conversation does not rewrite five expiries
+per event. The dedup index keeps the ids of the
 last `maxlen` events, as the log does. The listener reconnects with capped backoff; after a
 reconnect every subscription re-reads the log from its cursors (bounded: `gateway.hub.repair`),
 so no subscriber stays deaf or misses what was published while the link was down.
@@ -54,6 +56,7 @@ PUBLISH_SCRIPT = """
 --       the last event (s, idle); then per event: id, JSON without seq, ended (0|1)
 -- `seq` and `epoch` go right after the first comma, which closes the type tag (hub/wire.py).
 local out = {}
+local ttl  -- the keys' expiry after this call's last stored event (none stored: unchanged)
 local epoch = redis.call('GET', KEYS[5])
 if not epoch then  -- a new log (or one the store lost, starting again): a new epoch
   epoch = ARGV[4]
@@ -85,12 +88,17 @@ for i = 6, #ARGV, 3 do
       .. '",' .. string.sub(json, cut + 1)
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', payload)
     redis.call('PUBLISH', ARGV[1], payload)
-    local ttl = ARGV[5]  -- kept `idle` after its last event, or `ended ttl` after `ended`
+    ttl = ARGV[5]  -- kept `idle` after its last event, or `ended ttl` after `ended`
     if ARGV[i + 2] == '1' then ttl = ARGV[3] end
+    out[#out + 1] = seq
+  end
+end
+if ttl then  -- an open log's end is moved once it is 1 % off where it should be
+  local left = redis.call('PTTL', KEYS[1])
+  if ttl ~= ARGV[5] or left < ARGV[5] * 990 or left > ARGV[5] * 1000 then
     redis.call('EXPIRE', KEYS[1], ttl)
     local ends = redis.call('PEXPIRETIME', KEYS[1])  -- the same instant for all five
     for k = 2, 5 do redis.call('PEXPIREAT', KEYS[k], ends) end
-    out[#out + 1] = seq
   end
 end
 return out

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.context import ConversationContext
 from gateway.hub import Hub, create_hub
 from gateway.hub.memory import MemoryHub
 from gateway.hub.redis import RedisHub, context_key, epoch_key, stream_keys
-from tests.hub.events import message
+from tests.hub.events import ended, message
 from tests.hub.test_hub import Collect
 
 
@@ -80,3 +82,44 @@ async def test_the_memory_engine_forgets_the_least_recently_written_beyond_its_c
     await sink.until(3, first)
     assert [s for c, s, _ in sink.got if c == first] == [1, -1, 1]
     await hub.close()
+
+
+async def test_redis_moves_an_open_logs_expiry_once_it_is_a_hundredth_off(
+    redis_url: str, conversation: str
+) -> None:
+    """The five keys end together, `idle_ttl` after the last event give or take 1 %; `ended`
+    (and an event after it) moves them at once."""
+    conv = f"t:{conversation}"
+    hub = RedisHub(redis_url, ended_ttl=3600, idle_ttl=10_000)
+    await hub.start()
+    keys = (*stream_keys(conv), context_key(conv), epoch_key(conv))
+    try:
+        redis: aioredis.Redis = hub._redis
+
+        async def ends() -> set[int]:
+            return {int(await redis.execute_command("PEXPIRETIME", key)) for key in keys}
+
+        async def age(ms: int) -> None:  # as if `ms` had passed since the keys' end was set
+            for key in keys:
+                await redis.pexpire(key, await redis.pttl(key) - ms)
+
+        await hub.remember({conv: ConversationContext(own_address="x")})
+        await hub.publish([message(conv, 1)])
+        first = await ends()
+        assert len(first) == 1 and 9_990 < await redis.ttl(keys[0]) <= 10_000
+        await age(50_000)  # half a percent of idle: left where it is
+        kept = await ends()
+        await hub.publish([message(conv, 2)])
+        assert await ends() == kept
+        await age(100_000)  # one and a half: moved back to `idle` from now, all five
+        await hub.publish([message(conv, 3)])
+        assert len(await ends()) == 1 and 9_990 < await redis.ttl(keys[0]) <= 10_000
+        await hub.publish([message(conv, 4), ended(conv)])
+        assert len(await ends()) == 1 and 3_590 < await redis.ttl(keys[0]) <= 3_600
+        again = msgspec.structs.replace(ended(conv), id=f"{conv}/end-again")
+        await hub.publish([message(conv, 5), again, message(conv, 6)])  # the last one counts
+        assert len(await ends()) == 1 and 9_990 < await redis.ttl(keys[0]) <= 10_000
+        await hub.publish([message(conv, 6)])  # a duplicate alone moves nothing
+        assert len(await ends()) == 1
+    finally:
+        await hub.close()
