@@ -25,7 +25,8 @@ class RedisServer:
     """A redis-server process we own. `stop()`/`start()` restart it on the same port with its
     data (append-only file, fsync always), as a crash-and-restart of the store would."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
+        self.extra = list(extra)  # more redis-server options (`--replicaof`, `--cluster-enabled`)
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise RuntimeError("redis-server is not installed (CI installs it: see .ci/run)")
@@ -54,6 +55,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

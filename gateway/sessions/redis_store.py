@@ -21,6 +21,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailable
+from gateway.redis_url import close, connect
 from gateway.sessions.record import SessionRecord, record_decoder, record_encoder
 from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
 
@@ -60,9 +61,7 @@ class RedisStore(SessionStore):
         self.namespace = namespace
         self._runnable = f"{namespace}:sessions"
         self._handover = f"{namespace}:handover".encode()  # "I released my sessions"
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-        )
+        self._redis: aioredis.Redis = connect(url)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._channel = self._rpc(self.replica).encode()
@@ -98,7 +97,7 @@ class RedisStore(SessionStore):
                 await self._listener
         for task in list(self._tasks):
             task.cancel()
-        await self._redis.aclose()
+        await close(self._redis)
 
     def ready(self) -> bool:
         return self._listening.is_set()

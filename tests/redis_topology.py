@@ -1,0 +1,126 @@
+"""Replicated Redis topologies for the tests, on loopback and free ports, stopped at the end:
+a primary, its replica and three sentinels (`SentinelSet`); a 3-primary cluster with a replica
+each (`ClusterSet`, in `tests/redis_cluster.py`)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.redis_server import RedisServer, free_port
+
+MASTER = "gwprimary"
+
+
+def command(port: int, *args: str, timeout: float = 2.0) -> str:
+    """One command's reply (`redis-cli`'s rendering) from the server on `port`."""
+    done = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
+def wait_until(check: object, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+class Sentinel:
+    """One `redis-server --sentinel` process watching `MASTER`."""
+
+    def __init__(self, primary_port: int) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="gw-sentinel-"))
+        (self.dir / "sentinel.conf").write_text(
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\ndir {self.dir}\n"
+            f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER} 1000\n"
+            f"sentinel failover-timeout {MASTER} 4000\n"
+            f"sentinel parallel-syncs {MASTER} 1\n"
+        )
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                str(self.dir / "sentinel.conf"),
+                "--sentinel",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelSet:
+    """A primary, one replica and three sentinels that agree on them."""
+
+    def __init__(self) -> None:
+        self.primary = RedisServer().start()
+        self.replica = RedisServer(
+            "--replicaof", "127.0.0.1", str(self.primary.port), "--replica-read-only", "yes"
+        ).start()
+        self.sentinels = [Sentinel(self.primary.port) for _ in range(3)]
+        wait_until(self._settled, "the sentinels to see the replica and each other")
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{MASTER}/0"
+
+    def _settled(self) -> bool:
+        if "master_link_status:up" not in command(self.replica.port, "INFO", "replication"):
+            return False
+        for sentinel in self.sentinels:
+            info = command(sentinel.port, "SENTINEL", "MASTER", MASTER)
+            fields = info.splitlines()
+            values = dict(zip(fields[::2], fields[1::2], strict=False))
+            if values.get("num-slaves") != "1" or values.get("num-other-sentinels") != "2":
+                return False
+        return True
+
+    def primary_port(self) -> int:
+        reply = command(self.sentinels[0].port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+        return int(reply.splitlines()[1])
+
+    def failover(self) -> None:
+        """Promote the replica (`SENTINEL FAILOVER`: no vote needed) and wait until every
+        sentinel names it."""
+        old = self.primary_port()
+        assert command(self.sentinels[0].port, "SENTINEL", "FAILOVER", MASTER) == "OK"
+        wait_until(
+            lambda: all(
+                command(s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER).endswith(
+                    str(self.replica.port if old == self.primary.port else self.primary.port)
+                )
+                for s in self.sentinels
+            ),
+            "the sentinels to switch to the new primary",
+        )
+
+    def close(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.close()
+        self.replica.close()
+        self.primary.close()
+
+
+def reachable(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
