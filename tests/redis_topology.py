@@ -16,10 +16,11 @@ from tests.redis_server import RedisServer, free_port
 MASTER = "gwprimary"
 
 
-def command(port: int, *args: str, timeout: float = 2.0) -> str:
+def command(port: int, *args: str, password: str = "", timeout: float = 2.0) -> str:
     """One command's reply (`redis-cli`'s rendering) from the server on `port`."""
+    auth = ["--no-auth-warning", "-a", password] if password else []
     done = subprocess.run(
-        ["redis-cli", "-p", str(port), *args],
+        ["redis-cli", "-p", str(port), *auth, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -40,13 +41,15 @@ def wait_until(check: object, what: str, timeout: float = 20.0) -> None:
 class Sentinel:
     """One `redis-server --sentinel` process watching `MASTER`."""
 
-    def __init__(self, primary_port: int) -> None:
+    def __init__(self, primary_port: int, password: str = "", own_password: str = "") -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gw-sentinel-"))
         (self.dir / "sentinel.conf").write_text(
             f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\ndir {self.dir}\n"
             f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n"
-            f"sentinel down-after-milliseconds {MASTER} 1000\n"
+            + (f"sentinel auth-pass {MASTER} {password}\n" if password else "")
+            + (f"requirepass {own_password}\n" if own_password else "")
+            + f"sentinel down-after-milliseconds {MASTER} 1000\n"
             f"sentinel failover-timeout {MASTER} 4000\n"
             f"sentinel parallel-syncs {MASTER} 1\n"
         )
@@ -69,26 +72,42 @@ class Sentinel:
 
 
 class SentinelSet:
-    """A primary, one replica and three sentinels that agree on them."""
+    """A primary, one replica and three sentinels that agree on them; with `password`, the data
+    nodes require it, and with `sentinel_password`, the sentinels require theirs."""
 
-    def __init__(self) -> None:
-        self.primary = RedisServer().start()
+    def __init__(self, password: str = "", sentinel_password: str = "") -> None:
+        self.password = password
+        self.sentinel_password = sentinel_password
+        auth = ("--requirepass", password, "--masterauth", password) if password else ()
+        self.primary = RedisServer(*auth).start()
         self.replica = RedisServer(
-            "--replicaof", "127.0.0.1", str(self.primary.port), "--replica-read-only", "yes"
+            "--replicaof",
+            "127.0.0.1",
+            str(self.primary.port),
+            "--replica-read-only",
+            "yes",
+            *auth,
         ).start()
-        self.sentinels = [Sentinel(self.primary.port) for _ in range(3)]
+        self.sentinels = [
+            Sentinel(self.primary.port, password, sentinel_password) for _ in range(3)
+        ]
         wait_until(self._settled, "the sentinels to see the replica and each other")
 
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{MASTER}/0"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{auth}{hosts}/{MASTER}/0{query}"
 
     def _settled(self) -> bool:
-        if "master_link_status:up" not in command(self.replica.port, "INFO", "replication"):
+        replication = command(self.replica.port, "INFO", "replication", password=self.password)
+        if "master_link_status:up" not in replication:
             return False
         for sentinel in self.sentinels:
-            info = command(sentinel.port, "SENTINEL", "MASTER", MASTER)
+            info = command(
+                sentinel.port, "SENTINEL", "MASTER", MASTER, password=self.sentinel_password
+            )
             fields = info.splitlines()
             values = dict(zip(fields[::2], fields[1::2], strict=False))
             if values.get("num-slaves") != "1" or values.get("num-other-sentinels") != "2":
@@ -96,17 +115,29 @@ class SentinelSet:
         return True
 
     def primary_port(self) -> int:
-        reply = command(self.sentinels[0].port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+        reply = command(
+            self.sentinels[0].port,
+            "SENTINEL",
+            "GET-MASTER-ADDR-BY-NAME",
+            MASTER,
+            password=self.sentinel_password,
+        )
         return int(reply.splitlines()[1])
 
     def failover(self) -> None:
         """Promote the replica (`SENTINEL FAILOVER`: no vote needed) and wait until every
         sentinel names it."""
         old = self.primary_port()
-        assert command(self.sentinels[0].port, "SENTINEL", "FAILOVER", MASTER) == "OK"
+        sentinel_auth = self.sentinel_password
+        assert (
+            command(self.sentinels[0].port, "SENTINEL", "FAILOVER", MASTER, password=sentinel_auth)
+            == "OK"
+        )
         wait_until(
             lambda: all(
-                command(s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER).endswith(
+                command(
+                    s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER, password=sentinel_auth
+                ).endswith(
                     str(self.replica.port if old == self.primary.port else self.primary.port)
                 )
                 for s in self.sentinels

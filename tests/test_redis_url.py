@@ -29,10 +29,12 @@ def test_sentinel_defaults_and_options() -> None:
     assert "sp" not in target.safe and "pw" not in target.safe
 
 
-def test_cluster_form() -> None:
+def test_cluster_form_is_parsed_but_refused_at_start() -> None:
     target = parse("redis+cluster://u:p@127.0.0.1:7000,127.0.0.1:7001")
     assert target.kind == "cluster" and target.hosts == (("127.0.0.1", 7000), ("127.0.0.1", 7001))
     assert (target.username, target.password) == ("u", "p")
+    with pytest.raises(ConfigError, match=r"redis\+cluster:// is not supported yet"):
+        Settings(redis_url="redis+cluster://127.0.0.1:7000")
 
 
 @pytest.mark.parametrize(
@@ -53,3 +55,12 @@ def test_malformed_urls_say_what_is_wrong(url: str, why: str) -> None:
         parse(url)
     with pytest.raises(ConfigError, match=f"redis_url: .*{why}"):
         Settings(redis_url=url)
+
+
+def test_the_session_store_and_hub_share_the_sentinel_client_settings(sentinel_url: str) -> None:
+    """Both connect through `connect`: a Sentinel-managed pool, bounded and waiting."""
+    from gateway.redis_url import _BlockingSentinelPool, connect
+
+    pool = connect(sentinel_url, max_connections=7).connection_pool
+    assert isinstance(pool, _BlockingSentinelPool)
+    assert (pool.service_name, pool.max_connections, pool.timeout) == ("gwprimary", 7, 5.0)

@@ -9,15 +9,22 @@ and make the gateway unready (503) only while there is no primary to write to.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from adapters.loopback.emulator import Emulator
 from gateway.config import Settings
+from gateway.errors import StoreUnavailable
+from gateway.hub import create_hub
 from gateway.hub.redis import stream_keys
 from gateway.web.app import HUB, create_app
+from tests.processes import GatewayProcess
 from tests.redis_topology import SentinelSet
 from tests.support import GatewayClient, WsClient, loopback_message
 
@@ -61,6 +68,12 @@ async def _delivered_once_in_order(ws: WsClient, conv: str, count: int) -> None:
     await asyncio.sleep(0.2)
     assert [e["seq"] for e in ws.events(conv)] == list(range(1, count + 1))
     assert [e["id"] for e in ws.events(conv)] == [f"{conv}/m{n}" for n in range(1, count + 1)]
+
+
+def _text(frame: dict[str, Any]) -> str | None:
+    """The text of an event frame's message, if it is one."""
+    content = frame.get("event", {}).get("content")
+    return content.get("text") if isinstance(content, dict) else None
 
 
 async def _on_primary(sentinels: SentinelSet, conv: str) -> int:
@@ -133,3 +146,113 @@ async def test_primary_killed_unready_until_promoted_then_resumes(
     assert (await gateway.get("/readyz"))[0] == 200
     dead.start()  # back as a replica of the new primary (the sentinels reconfigure it)
     await ws.close()
+
+
+async def test_sessions_survive_a_failover_without_running_twice(
+    aiohttp_server: Callable[..., Any], sentinels: SentinelSet, tmp_path: Path
+) -> None:
+    """Two replicas share a vendor session's lease through the primary; a failover moves the
+    lease keys with the data: the owner keeps it (or one other takes it), the platform gets
+    each command once and every event is stored once."""
+    platform = Emulator()
+    server = await aiohttp_server(platform.app)
+    env = {
+        "GATEWAY_LOOPBACK_URL": str(server.make_url("")),
+        "GATEWAY_LOOPBACK_POLL_WAIT": "1",
+        "GATEWAY_LOOPBACK_BACKOFF_BASE": "0.05",
+        "GATEWAY_LEASE_TTL_S": "1",
+    }
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    replicas = [
+        GatewayProcess(sentinels.url, env, tmp_path / f"{name}.log", namespace).start()
+        for name in ("a", "b")
+    ]
+    try:
+        async with aiohttp.ClientSession() as http:
+            ws = WsClient(await http.ws_connect(f"{replicas[0].url}/v1/ws"))
+            await ws.wait_for(lambda f: f["op"] == "welcome")
+            await ws.send("start", ref="s", dialect="loopback", participant={"from": "u-1"})
+            conversation = (await ws.reply("started", "s"))["conversation"]
+            native = conversation.split(":", 1)[1]
+            platform.agent_says(native, "before")
+            await ws.wait_for(lambda f: _text(f) == "before")
+            await asyncio.to_thread(sentinels.failover)
+            platform.agent_says(native, "during")
+            for n in range(3):  # a client retries a command the failover refused
+                await ws.send(
+                    "send",
+                    ref=f"m{n}",
+                    conversation=conversation,
+                    content={"kind": "text", "text": "after"},
+                )
+                reply = await ws.wait_for(lambda f, n=n: f.get("ref") == f"m{n}", timeout=15)
+                if reply["op"] == "ack":
+                    break
+                await asyncio.sleep(1)
+            assert reply["op"] == "ack", reply
+            await ws.wait_for(lambda f: _text(f) == "echo: after", 15)
+            texts = [e["content"]["text"] for e in ws.events(conversation) if "content" in e]
+            assert texts.count("during") == 1 and texts.count("echo: after") == 1
+            received = [r["text"] for r in platform.received(native) if r["type"] == "message"]
+            assert received == ["after"]  # sent once, by whichever replica owned the session
+            ids = [e["id"] for e in ws.events(conversation)]
+            assert len(ids) == len(set(ids))
+            await ws.close()
+    finally:
+        for replica in replicas:
+            replica.kill()
+
+
+async def test_wait_without_enough_replicas_answers_503_and_shows_nothing(
+    aiohttp_client: Callable[..., Any], redis_url: str, conversation: str
+) -> None:
+    """`redis_min_replicas_ack` on a Redis with no replica: every batch is stored but never
+    confirmed, so the sender gets 503 (safe to retry: the retry is a duplicate) and no
+    subscriber is shown an event a failover could lose."""
+    gateway = await _gateway(
+        aiohttp_client, redis_url, redis_min_replicas_ack=1, redis_ack_timeout_s=0.1
+    )
+    conv = f"loopback:{conversation}"
+    ws = await gateway.ws()
+    await ws.subscribe(conv)
+    for _ in range(2):
+        status, body = await gateway.ingest("loopback", loopback_message(conversation, 1))
+        assert status == 503 and body["error"]["code"] == "STORE_UNAVAILABLE", body
+        assert "0 of 1 replicas confirmed" in body["error"]["message"]
+    _, log = await gateway.get(f"/v1/conversations/{conv}/events")
+    assert [e["id"] for e in log["events"]] == [f"{conv}/m1"]  # stored once
+    await asyncio.sleep(0.3)
+    assert ws.events(conv) == []
+    assert (await gateway.get("/readyz"))[0] == 200
+    await ws.close()
+
+
+async def test_master_and_sentinel_auth(
+    aiohttp_client: Callable[..., Any], conversation: str
+) -> None:
+    """`user:pass@` authenticates to the data nodes, `?sentinel_password=` to the sentinels;
+    a wrong one stops the start with the reason, without the password."""
+    topology = await asyncio.to_thread(SentinelSet, "data-secret", "sentinel-secret")
+    try:
+        assert (
+            ":data-secret@" in topology.url and "sentinel_password=sentinel-secret" in topology.url
+        )
+        gateway = await _gateway(aiohttp_client, topology.url)
+        conv = f"loopback:{conversation}"
+        ws = await gateway.ws()
+        await ws.subscribe(conv)
+        await _send(gateway, conversation, range(1, 4))
+        await _delivered_once_in_order(ws, conv, 3)
+        assert (await gateway.get("/readyz"))[0] == 200
+        await ws.close()
+        for wrong in (
+            topology.url.replace("data-secret", "nope"),
+            topology.url.replace("sentinel-secret", "nope"),
+        ):
+            hub = create_hub(wrong)
+            with pytest.raises(StoreUnavailable) as refused:
+                await hub.start()
+            assert "nope" not in str(refused.value) and "secret" not in str(refused.value)
+            await hub.close()
+    finally:
+        await asyncio.to_thread(topology.close)
