@@ -36,6 +36,7 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 
 Kind = Literal["single", "sentinel", "cluster"]
 
@@ -204,6 +205,22 @@ def connect(
         **({"ssl": True, **tls} if target.tls else {}),
     )
     return client
+
+
+async def follow_primary(client: aioredis.Redis) -> tuple[str, int] | None:
+    """Under Sentinel, ask the sentinels for the primary now and return its address: when it
+    moved, the pool closes its idle connections to the old one and drops the others as they
+    come back (a demoted primary keeps its clients until the sentinels reconfigure it, seconds
+    later; what is written there meanwhile is lost). None for any other topology, or when no
+    sentinel answers."""
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return None
+    try:
+        address: tuple[str, int] = await pool.get_master_address()  # type: ignore[no-untyped-call]
+    except RedisError:
+        return None
+    return address
 
 
 async def close(client: aioredis.Redis | RedisCluster) -> None:

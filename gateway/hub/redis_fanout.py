@@ -25,12 +25,12 @@ from collections import defaultdict, deque
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import PubSub
-from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Subscription
+from gateway.redis_url import follow_primary
 
 log = structlog.get_logger(__name__)
 
@@ -225,18 +225,13 @@ class RedisFanOut:
         sentinels reconfigure it, seconds later), so the pool drops its connections to it and
         the link, when on it, is made again on the new one."""
         self._sent.clear()
-        pool = self._redis.connection_pool
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            if isinstance(pool, SentinelConnectionPool):
-                try:
-                    primary = await pool.get_master_address()  # type: ignore[no-untyped-call]
-                except RedisError:
-                    primary = None  # no sentinel answers: the primary's connections decide
-                link = pubsub.connection
-                if primary is not None and link is not None and (link.host, link.port) != primary:
-                    log.warning("hub.primary_moved", primary=f"{primary[0]}:{primary[1]}")
-                    raise StoreUnavailable("the primary moved: the link follows it")
+            primary = await follow_primary(self._redis)
+            link = pubsub.connection
+            if primary is not None and link is not None and (link.host, link.port) != primary:
+                log.warning("hub.primary_moved", primary=f"{primary[0]}:{primary[1]}")
+                raise StoreUnavailable("the primary moved: the link follows it")
             self._beat += 1
             try:
                 await self._redis.publish(self._control, self._beat)
