@@ -51,14 +51,8 @@ async def _send(gateway: GatewayClient, conversation: str, numbers: range) -> tu
     acknowledged: list[int] = []
     refused = 0
     for n in numbers:
-        while True:
-            status, body = await gateway.ingest("loopback", loopback_message(conversation, n))
-            if status == 202:
-                acknowledged.append(n)
-                break
-            assert status == 503 and body["error"]["code"] == "STORE_UNAVAILABLE", body
-            refused += 1
-            await asyncio.sleep(0.05)
+        refused += await gateway.ingest_until_accepted(conversation, n)
+        acknowledged.append(n)
         await asyncio.sleep(0.01)
     return acknowledged, refused
 
