@@ -250,3 +250,25 @@ async def test_master_and_sentinel_auth(
             await hub.close()
     finally:
         await asyncio.to_thread(topology.close)
+
+
+async def test_tls_to_the_data_nodes(aiohttp_client: Callable[..., Any], conversation: str) -> None:
+    """`rediss+sentinel://…?ssl_ca_certs=` speaks TLS to TLS-only data nodes (trusting that
+    CA); the plain form cannot reach them and says so at start."""
+    topology = await asyncio.to_thread(SentinelSet, tls=True)
+    try:
+        gateway = await _gateway(aiohttp_client, topology.url)
+        conv = f"loopback:{conversation}"
+        ws = await gateway.ws()
+        await ws.subscribe(conv)
+        await _send(gateway, conversation, range(1, 4))
+        await _delivered_once_in_order(ws, conv, 3)
+        assert (await gateway.get("/readyz"))[0] == 200
+        await ws.close()
+        plain = topology.url.replace("rediss+sentinel", "redis+sentinel").split("?")[0]
+        hub = create_hub(plain)
+        with pytest.raises(StoreUnavailable):
+            await hub.start()
+        await hub.close()
+    finally:
+        await asyncio.to_thread(topology.close)
