@@ -7,8 +7,8 @@ The forms (the hub and the session store both connect through `connect`):
                                               the primary Sentinel names `<master>`
                                               (`rediss+sentinel://` for TLS to the data nodes)
     redis+cluster://[user:pass@]host:port[,host:port…]
-                                              a Redis Cluster, from its seed nodes
-                                              (`rediss+cluster://` for TLS)
+                                              a Redis Cluster, from its seed nodes: parsed,
+                                              refused at start for now (no sharded fan-out)
 
 `user:pass@` authenticates to the data nodes (the primary and its replicas, or every cluster
 node). Query options (all optional; names as redis-py's):
@@ -31,7 +31,6 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -162,14 +161,15 @@ def connect(
 ) -> aioredis.Redis:
     """A client for a single server or a Sentinel-managed primary: a bounded pool that waits
     up to `pool_timeout` for a connection, short socket timeouts and quick retries (a caller
-    gets `RedisError` fast and answers 503). `connect_cluster` for a cluster.
+    gets `RedisError` fast and answers 503). A cluster URL is refused (`ValueError`): the
+    gateway has no sharded fan-out yet, and the settings stop such a start first.
 
     Sentinel: every new connection asks the sentinels for the current primary; a connection to
     a primary that was demoted fails (READONLY → `ConnectionError`) and is replaced."""
     if isinstance(target, str):
         target = parse(target)
     if target.kind == "cluster":
-        raise ValueError("a cluster URL: use connect_cluster")
+        raise ValueError("redis+cluster:// is not supported yet")
     common: dict[str, Any] = {**target._timeouts(), "retry": _retry()}
     if target.kind == "single":
         pool = BlockingConnectionPool.from_url(
@@ -223,26 +223,10 @@ async def follow_primary(client: aioredis.Redis) -> tuple[str, int] | None:
     return address
 
 
-async def close(client: aioredis.Redis | RedisCluster) -> None:
+async def close(client: aioredis.Redis) -> None:
     """Close `client`, its pool and, under Sentinel, its connections to the sentinels."""
     await client.aclose()
     pool = getattr(client, "connection_pool", None)
     if isinstance(pool, SentinelConnectionPool):
         for sentinel in pool.sentinel_manager.sentinels:
             await sentinel.aclose()
-
-
-def connect_cluster(target: RedisTarget, *, max_connections: int = 64) -> RedisCluster:
-    """A cluster client from the seed nodes: redis-py maps the slots, follows MOVED and ASK
-    (slot migration) and maps again after a failover; `max_connections` is per node."""
-    auth: dict[str, Any] = {"username": target.username, "password": target.password}
-    tls = target._tls_kwargs()
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
-        max_connections=max_connections,
-        require_full_coverage=True,
-        retry=_retry(),
-        **auth,
-        **target._timeouts(),
-        **({"ssl": True, **tls} if target.tls else {}),
-    )

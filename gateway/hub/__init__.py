@@ -47,11 +47,12 @@ def create_hub(
     **repair: Any,
 ) -> Hub:
     """The engine for `url`: `None`, `""` or `memory://` → memory; any form
-    `gateway.redis_url` takes (`redis://`, `redis+sentinel://`, `redis+cluster://`, …) →
-    Redis. Raises `RequestError` for any other scheme. `max_conversations` bounds the memory
-    engine (Redis is bounded by its `maxmemory`); `min_replicas_ack` and `ack_timeout` ask
-    Redis to confirm replication of each batch (`WAIT`; the memory engine has no replicas);
-    `repair` holds the bounds on subscription repairs (`Hub`'s keyword arguments)."""
+    `gateway.redis_url` takes (`redis://`, `redis+sentinel://`, …) → Redis (`redis+cluster://`
+    raises `ValueError` for now). Raises `RequestError` for any other scheme.
+    `max_conversations` bounds the memory engine (Redis is bounded by its `maxmemory`);
+    `min_replicas_ack` and `ack_timeout` ask Redis to confirm replication of each batch
+    (`WAIT`; the memory engine has no replicas); `repair` holds the bounds on subscription
+    repairs (`Hub`'s keyword arguments)."""
     if not url or url.startswith("memory://"):
         from gateway.hub.memory import MemoryHub
 
@@ -76,6 +77,6 @@ def create_hub(
             **repair,
         )
     raise RequestError(
-        f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory://, redis://, "
-        "redis+sentinel:// or redis+cluster://"
+        f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory://, redis:// "
+        "or redis+sentinel://"
     )
