@@ -70,6 +70,18 @@ def _text(frame: dict[str, Any]) -> str | None:
     return content.get("text") if isinstance(content, dict) else None
 
 
+async def _round_trip(aiohttp_client: Callable[..., Any], url: str, conversation: str) -> None:
+    """A gateway on `url` stores three events, delivers them and is ready."""
+    gateway = await _gateway(aiohttp_client, url)
+    conv = f"loopback:{conversation}"
+    ws = await gateway.ws()
+    await ws.subscribe(conv)
+    await _send(gateway, conversation, range(1, 4))
+    await _delivered_once_in_order(ws, conv, 3)
+    assert (await gateway.get("/readyz"))[0] == 200
+    await ws.close()
+
+
 async def _on_primary(sentinels: SentinelSet, conv: str) -> int:
     """How many events the current primary's log of `conv` holds (read from it directly)."""
     client = aioredis.Redis(port=sentinels.primary_port())
@@ -231,14 +243,7 @@ async def test_master_and_sentinel_auth(
         assert (
             ":data-secret@" in topology.url and "sentinel_password=sentinel-secret" in topology.url
         )
-        gateway = await _gateway(aiohttp_client, topology.url)
-        conv = f"loopback:{conversation}"
-        ws = await gateway.ws()
-        await ws.subscribe(conv)
-        await _send(gateway, conversation, range(1, 4))
-        await _delivered_once_in_order(ws, conv, 3)
-        assert (await gateway.get("/readyz"))[0] == 200
-        await ws.close()
+        await _round_trip(aiohttp_client, topology.url, conversation)
         for wrong in (
             topology.url.replace("data-secret", "nope"),
             topology.url.replace("sentinel-secret", "nope"),
@@ -257,14 +262,7 @@ async def test_tls_to_the_data_nodes(aiohttp_client: Callable[..., Any], convers
     CA); the plain form cannot reach them and says so at start."""
     topology = await asyncio.to_thread(SentinelSet, tls=True)
     try:
-        gateway = await _gateway(aiohttp_client, topology.url)
-        conv = f"loopback:{conversation}"
-        ws = await gateway.ws()
-        await ws.subscribe(conv)
-        await _send(gateway, conversation, range(1, 4))
-        await _delivered_once_in_order(ws, conv, 3)
-        assert (await gateway.get("/readyz"))[0] == 200
-        await ws.close()
+        await _round_trip(aiohttp_client, topology.url, conversation)
         plain = topology.url.replace("rediss+sentinel", "redis+sentinel").split("?")[0]
         hub = create_hub(plain)
         with pytest.raises(StoreUnavailable):
