@@ -47,7 +47,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "0.0.0.0"
     port: int = 8080
     redis_url: str | None = None
-    """`redis://…` switches the hub to Redis (shared by every replica); unset means memory."""
+    """`redis://…` switches the hub to Redis (shared by every replica); unset means memory.
+    `redis+sentinel://host:26379,…/<master>[/<db>]` follows a Sentinel-managed primary,
+    `redis+cluster://host:port,…` uses a Redis Cluster (every form: gateway/redis_url.py)."""
+    redis_min_replicas_ack: int = 0
+    """Replicas that must confirm each ingested batch (Redis `WAIT`) before it is acknowledged;
+    fewer within `redis_ack_timeout_s` answers 503 (stored, safe to retry). 0: no waiting."""
+    redis_ack_timeout_s: float = 1.0
     redis_namespace: str = "gw"
     """Prefix of every Redis key and channel: gateways that must not share conversations can
     share one Redis under different namespaces."""
@@ -142,6 +148,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
             ("port", 0 < self.port < 65536, "must be between 1 and 65535"),
+            ("redis_min_replicas_ack", self.redis_min_replicas_ack >= 0, "must be 0 or more"),
+            ("redis_ack_timeout_s", self.redis_ack_timeout_s > 0, "must be positive"),
             ("max_body_bytes", self.max_body_bytes >= 1024, "must be at least 1024"),
             ("ws_max_frame_bytes", self.ws_max_frame_bytes >= 1024, "must be at least 1024"),
             ("ws_send_queue", self.ws_send_queue >= 16, "must be at least 16"),
@@ -192,14 +200,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 f"redis_namespace = {self.redis_namespace!r}: letters, digits, - and _ only",
                 "redis_namespace",
             )
-        if self.redis_url and not self.redis_url.startswith(
-            ("memory://", "redis://", "rediss://", "unix://")
-        ):
-            raise ConfigError(
-                f"redis_url: scheme must be redis://, rediss:// or unix://, "
-                f"got {self.redis_url.split('://')[0]!r}",
-                "redis_url",
-            )
+        if self.redis_url and not self.redis_url.startswith("memory://"):
+            from gateway.redis_url import parse
+
+            try:
+                target = parse(self.redis_url)
+            except ValueError as exc:
+                raise ConfigError(f"redis_url: {exc}", "redis_url") from None
+            if target.kind == "cluster":
+                raise ConfigError(
+                    "redis_url: redis+cluster:// is not supported yet (docs/scaling.md, "
+                    "'Which Redis'): use one server or redis+sentinel://",
+                    "redis_url",
+                )
 
     def dialect(self, name: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
         """A dialect's connector settings: its TOML table, overridden by its environment."""

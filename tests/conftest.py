@@ -15,7 +15,19 @@ from gateway.hub import Hub, create_hub
 from gateway.vendor_http import PoolLimits, VendorHttp, VendorPools
 from gateway.web.app import create_app
 from tests.redis_server import RedisServer, external_url
+from tests.redis_topology import SentinelSet
 from tests.support import GatewayClient
+
+TOPOLOGY_TESTS = (
+    "tests/hub/",
+    "tests/sessions/test_sessions.py",
+    "tests/sessions/test_failover.py",
+    "tests/test_epoch.py",
+    "tests/web/test_ws.py",
+    "tests/web/test_ingest.py",
+)
+"""Where `hub_url` also runs on Sentinel (and Cluster): the hub, fan-out, resume, dedup and
+session-lease tests. Elsewhere one Redis stands for every topology."""
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +58,40 @@ def redis_factory() -> Iterator[Callable[[], RedisServer]]:
         server.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def sentinel_url() -> Iterator[str]:
+    """A `redis+sentinel://` URL: a primary, its replica and three sentinels of the suite's
+    own (started once, on first use)."""
+    topology = SentinelSet()
+    try:
+        yield topology.url
+    finally:
+        topology.close()
+
+
+@pytest.fixture(params=["memory", "redis", "sentinel"])
 def hub_url(request: pytest.FixtureRequest) -> str:
-    """Each hub engine in turn: tests that take it run once per engine."""
+    """Each hub engine and Redis topology in turn: tests that take it run once per engine
+    (Sentinel only in `TOPOLOGY_TESTS`, and not against GATEWAY_TEST_REDIS_URL)."""
     if request.param == "memory":
         return "memory://"
+    if request.param == "sentinel":
+        return str(request.getfixturevalue("sentinel_url"))
     return str(request.getfixturevalue("redis_url"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the Sentinel (and Cluster) variants of `hub_url` tests only in `TOPOLOGY_TESTS`."""
+    kept, dropped = [], []
+    for item in items:
+        topology = "[sentinel" in item.nodeid or "-sentinel" in item.nodeid
+        if topology and (external_url() or not item.nodeid.startswith(TOPOLOGY_TESTS)):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -25,7 +26,8 @@ class RedisServer:
     """A redis-server process we own. `stop()`/`start()` restart it on the same port with its
     data (append-only file, fsync always), as a crash-and-restart of the store would."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
+        self.extra = list(extra)  # more redis-server options (`--replicaof`, `--cluster-enabled`)
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise RuntimeError("redis-server is not installed (CI installs it: see .ci/run)")
@@ -54,6 +56,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -61,13 +64,26 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                with self._connect() as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
+                    if sock.recv(64).startswith((b"+PONG", b"-NOAUTH")):  # up (with auth)
                         return self
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=0.2)
+        if "--tls-port" not in self.extra:
+            return sock
+        context = ssl.create_default_context()  # up is up: the certificate is not checked
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            return context.wrap_socket(sock)
+        except OSError:
+            sock.close()
+            raise
 
     def kill(self) -> None:
         """Stop it abruptly (SIGKILL), as a crash would."""

@@ -120,6 +120,18 @@ class GatewayClient:
         ) as response:
             return response.status, await response.json()
 
+    async def ingest_until_accepted(self, chat: str, n: int) -> int:
+        """Post loopback message `n` of `chat` until a 202, as a webhook sender retries
+        (every other answer must be a retryable 503); how many times it was refused."""
+        refused = 0
+        while True:
+            status, body = await self.ingest("loopback", loopback_message(chat, n))
+            if status == 202:
+                return refused
+            assert status == 503 and body["error"]["code"] == "STORE_UNAVAILABLE", body
+            refused += 1
+            await asyncio.sleep(0.05)
+
     async def get(self, path: str, **params: Any) -> tuple[int, dict[str, Any]]:
         async with self.client.get(path, params=params or None) as response:
             return response.status, await response.json()

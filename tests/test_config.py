@@ -75,7 +75,7 @@ def test_connection_pools_are_sized_per_dialect() -> None:
         ),
         ({}, "ws_send_queue = 3\n", "ws_send_queue = 3: must be at least 16 (from /"),
         ({"GATEWAY_LOG_LEVEL": "loud"}, "", "log_level: Invalid enum value 'loud'"),
-        ({"GATEWAY_REDIS_URL": "http://x"}, "", "redis_url: scheme must be"),
+        ({"GATEWAY_REDIS_URL": "http://x"}, "", "redis_url: scheme must be one of"),
         (
             {"GATEWAY_REDIS_NAMESPACE": "a b"},
             "",

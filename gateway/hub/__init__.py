@@ -19,6 +19,7 @@ from gateway.hub.base import (
     covers,
     is_pattern,
 )
+from gateway.redis_url import SCHEMES
 
 __all__ = [
     "MAX_SEQ",
@@ -41,12 +42,17 @@ def create_hub(
     namespace: str = "gw",
     idle_ttl: float = 30 * 86400,
     max_conversations: int = 100_000,
+    min_replicas_ack: int = 0,
+    ack_timeout: float = 1.0,
     **repair: Any,
 ) -> Hub:
-    """The engine for `url`: `None`, `""` or `memory://` → memory; `redis://`, `rediss://`,
-    `unix://` → Redis. Raises `RequestError` for any other scheme. `max_conversations`
-    bounds the memory engine (Redis is bounded by its `maxmemory`); `repair` holds the bounds
-    on subscription repairs (`Hub`'s keyword arguments)."""
+    """The engine for `url`: `None`, `""` or `memory://` → memory; any form
+    `gateway.redis_url` takes (`redis://`, `redis+sentinel://`, …) → Redis (`redis+cluster://`
+    raises `ValueError` for now). Raises `RequestError` for any other scheme.
+    `max_conversations` bounds the memory engine (Redis is bounded by its `maxmemory`);
+    `min_replicas_ack` and `ack_timeout` ask Redis to confirm replication of each batch
+    (`WAIT`; the memory engine has no replicas); `repair` holds the bounds on subscription
+    repairs (`Hub`'s keyword arguments)."""
     if not url or url.startswith("memory://"):
         from gateway.hub.memory import MemoryHub
 
@@ -57,7 +63,7 @@ def create_hub(
             max_conversations=max_conversations,
             **repair,
         )
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.split("://", 1)[0] in SCHEMES:
         from gateway.hub.redis import RedisHub
 
         return RedisHub(
@@ -66,8 +72,11 @@ def create_hub(
             ended_ttl=ended_ttl,
             idle_ttl=idle_ttl,
             namespace=namespace,
+            min_replicas_ack=min_replicas_ack,
+            ack_timeout=ack_timeout,
             **repair,
         )
     raise RequestError(
-        f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory:// or redis://"
+        f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory://, redis:// "
+        "or redis+sentinel://"
     )

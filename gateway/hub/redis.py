@@ -31,20 +31,17 @@ import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast, get_args
 
-import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.context import EMPTY, ConversationContext
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Hub, Published, Subscription
-from gateway.hub.pool import BoundedPool
 from gateway.hub.redis_fanout import RedisFanOut
 from gateway.hub.repair import LogState, Page
 from gateway.model import EPHEMERAL, Ended, Event, Role, event_encoder
+from gateway.redis_url import close, connect, parse
 
 log = structlog.get_logger(__name__)
 
@@ -52,11 +49,14 @@ T = TypeVar("T")
 
 PUBLISH_SCRIPT = """
 -- KEYS: seq counter, id->seq hash, log stream, context hash, epoch
--- ARGV: channel, maxlen, ttl after `ended` (s), an epoch for a log that has none, ttl after
---       the last event (s, idle); then per event: id, JSON without seq, ended (0|1)
+-- ARGV: channel ('': publish nothing, return the payloads for the caller to publish once
+--       replicas confirmed them), maxlen, ttl after `ended` (s), an epoch for a log that has
+--       none, ttl after the last event (s, idle); then per event: id, JSON without seq,
+--       ended (0|1)
 -- `seq` and `epoch` go right after the first comma, which closes the type tag (hub/wire.py).
 local out = {}
 local ttl  -- the keys' expiry after this call's last stored event (none stored: unchanged)
+local held = {}
 local epoch = redis.call('GET', KEYS[5])
 if not epoch then  -- a new log (or one the store lost, starting again): a new epoch
   epoch = ARGV[4]
@@ -87,7 +87,11 @@ for i = 6, #ARGV, 3 do
     local payload = string.sub(json, 1, cut) .. '"seq":' .. seq .. ',"epoch":"' .. epoch
       .. '",' .. string.sub(json, cut + 1)
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', payload)
-    redis.call('PUBLISH', ARGV[1], payload)
+    if ARGV[1] == '' then
+      held[#held + 1] = payload
+    else
+      redis.call('PUBLISH', ARGV[1], payload)
+    end
     ttl = ARGV[5]  -- kept `idle` after its last event, or `ended ttl` after `ended`
     if ARGV[i + 2] == '1' then ttl = ARGV[3] end
     out[#out + 1] = seq
@@ -101,6 +105,7 @@ if ttl then  -- an open log's end is moved once it is 1 % off where it should be
     for k = 2, 5 do redis.call('PEXPIREAT', KEYS[k], ends) end
   end
 end
+if ARGV[1] == '' then return {out, held} end
 return out
 """
 
@@ -154,26 +159,22 @@ class RedisHub(Hub):
         max_backoff: float = 2.0,
         max_connections: int = 64,
         namespace: str = "gw",
+        min_replicas_ack: int = 0,
+        ack_timeout: float = 1.0,
         **repair: Any,
     ) -> None:
         super().__init__(**repair)
-        self.url = url
+        self.target = parse(url)
+        self.url = self.target.safe
         self.namespace = namespace
+        self.min_replicas_ack = min_replicas_ack
+        self.ack_timeout_ms = max(int(ack_timeout * 1000), 1)
         self.maxlen = maxlen
         self.ended_ttl = int(ended_ttl)
         self.idle_ttl = max(int(idle_ttl), 1)
         # A bounded pool: a burst of requests waits for a connection instead of opening
         # hundreds. Fail fast otherwise: the caller answers 503 and the sender retries.
-        self._pool = BoundedPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=5,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=10,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-        )
-        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._pool)
+        self._redis = connect(self.target, max_connections=max_connections)
         self._publish_sha = ""  # until start() loads them, a call reloads and tries again
         self._remember_sha = ""
         self._fanout = RedisFanOut(self._redis, namespace, max_backoff)
@@ -188,21 +189,25 @@ class RedisHub(Hub):
         try:
             await self._load_scripts()
         except RedisError as exc:
-            raise StoreUnavailable(f"Redis at {_safe(self.url)} is unreachable: {exc}") from exc
+            raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         await self._fanout.start()
 
     async def close(self) -> None:
         await self._fanout.close()
-        await self._redis.aclose()
-        await self._pool.disconnect()
+        await close(self._redis)
 
     async def ready(self) -> bool:
+        """The fan-out listens and the server answers as a primary: a primary Sentinel just
+        demoted, or one that stopped, makes the replica unready until the new one answers."""
         if not self._fanout.listening:
             return False
         try:
-            return bool(await self._redis.ping())
+            if self.target.kind == "cluster":
+                return bool(await self._redis.ping())
+            role = await self._redis.execute_command("ROLE")  # type: ignore[no-untyped-call]
         except RedisError:
             return False
+        return bool(role) and role[0] in (b"master", "master")
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -240,18 +245,28 @@ class RedisHub(Hub):
             (conversation, self._script_args(conversation, [events[i] for i in indexes]))
             for conversation, indexes in groups.items()
         ]
-        if len(calls) == 1 and not ephemeral:  # the common webhook case: no pipeline needed
+        wait = self.min_replicas_ack > 0 and bool(calls)
+        if len(calls) == 1 and not ephemeral and not wait:  # the common webhook case
             replies = [await self._redis.evalsha(self._publish_sha, 5, *calls[0][1])]
         else:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)  # one connection: WAIT counts it
             for _, args in calls:
+                if wait:
+                    args[5] = ""  # published below, once replicas confirmed the batch
                 pipe.evalsha(self._publish_sha, 5, *args)
             for index in ephemeral:
                 event = events[index]
                 pipe.publish(
                     self._fanout.channel(event.conversation_id), event_encoder.encode(event)
                 )
+            if wait:
+                # A batch of duplicates writes nothing, and WAIT counts from this connection's
+                # last write: this one makes it count from now, past the original writes.
+                pipe.publish(self._fanout.ack_channel, b"")
+                pipe.execute_command("WAIT", self.min_replicas_ack, self.ack_timeout_ms)
             replies = await pipe.execute()
+            if wait:
+                replies = await self._confirmed(calls, replies)
         results: list[Published | None] = [None] * len(events)
         for (conversation, _), reply in zip(calls, replies, strict=False):
             for index, seq in zip(groups[conversation], reply, strict=True):
@@ -259,6 +274,25 @@ class RedisHub(Hub):
         for index in ephemeral:
             results[index] = Published(events[index].id, 0)
         return results  # type: ignore[return-value]
+
+    async def _confirmed(self, calls: list[tuple[str, list[Any]]], replies: list[Any]) -> list[Any]:
+        """After a batch stored with `WAIT`: raise `StoreUnavailable` unless enough replicas
+        confirmed it; else publish its events (only now: a subscriber is never shown an event
+        a failover could still lose) and return the scripts' seqs."""
+        acked = int(replies[-1])
+        if acked < self.min_replicas_ack:
+            raise StoreUnavailable(
+                f"event store: {acked} of {self.min_replicas_ack} replicas confirmed the batch "
+                f"within {self.ack_timeout_ms} ms (stored; safe to retry)"
+            )
+        seqs = []
+        pipe = self._redis.pipeline(transaction=False)
+        for (conversation, _), (stored, payloads) in zip(calls, replies, strict=False):
+            seqs.append(stored)
+            for payload in payloads:
+                pipe.publish(self._fanout.channel(conversation), payload)
+        await pipe.execute()
+        return seqs
 
     def _script_args(self, conversation: str, events: list[Event]) -> list[Any]:
         args: list[Any] = [
@@ -411,11 +445,3 @@ def _state(head: bytes | None, epoch: bytes | None, first: int) -> LogState:
         epoch=epoch.decode() if epoch is not None else "",
         first=first,
     )
-
-
-def _safe(url: str) -> str:
-    """`url` without its password, for messages and logs."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -6,13 +6,21 @@ published in between is missed. It reconnects with capped backoff; after any rec
 or one redis-py did silently, seen as a second confirmation of the control channel) every
 subscription re-reads the log from its cursors, so no subscriber stays deaf or misses what was
 published while the link was down.
+
+A link can also go deaf without breaking: a Sentinel failover may leave it subscribed on a
+server that no longer gets the primary's publishes (Centrifugo's issue #1189). So every
+`HEARTBEAT_S` the process publishes a beat, through the writing pool (which follows the
+primary), on its own control channel; a link that has not heard a beat the primary accepted
+`DEAF_AFTER_S` ago is torn down and made again, and its subscriptions re-read their logs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+import secrets
+import time
+from collections import defaultdict, deque
 
 import redis.asyncio as aioredis
 import structlog
@@ -22,10 +30,13 @@ from redis.exceptions import RedisError
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Subscription
+from gateway.redis_url import follow_primary
 
 log = structlog.get_logger(__name__)
 
 CONFIRM_TIMEOUT = 5.0
+HEARTBEAT_S = 1.0
+DEAF_AFTER_S = 3.0
 
 
 class RedisFanOut:
@@ -34,7 +45,13 @@ class RedisFanOut:
     def __init__(self, redis: aioredis.Redis, namespace: str, max_backoff: float) -> None:
         self._redis = redis
         self._prefix = f"{namespace}:ev:"
-        self._control = f"{namespace}:ctl".encode()  # always subscribed: the link never idles
+        # Always subscribed (the link never idles), and this process's alone: beats are not
+        # heard by every other replica.
+        self._control = f"{namespace}:ctl:{secrets.token_hex(6)}".encode()
+        self.ack_channel = f"{namespace}:ack"  # nobody listens: a write for WAIT to count from
+        self._beat = 0  # the last beat published
+        self._heard = 0  # the last beat heard on the link
+        self._sent: deque[tuple[int, float]] = deque()  # beats the primary took, not yet heard
         self.max_backoff = max_backoff
         self.reconnects = 0
         self._exact: defaultdict[str, list[Subscription]] = defaultdict(list)
@@ -148,6 +165,7 @@ class RedisFanOut:
                     self._pubsub = pubsub
                 await self._sync()
                 reader = asyncio.create_task(self._read(pubsub))
+                watch = asyncio.create_task(self._watch(pubsub))
                 try:
                     await self._await_confirmations(reader)
                     self._listening.set()
@@ -155,11 +173,15 @@ class RedisFanOut:
                         self._recheck_all()
                     first = False
                     backoff = 0.05
-                    await reader
+                    done, _ = await asyncio.wait(
+                        [reader, watch], return_when=asyncio.FIRST_COMPLETED
+                    )
+                    done.pop().result()  # re-raises what ended the link
                 finally:
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await reader
+                    for task in (reader, watch):
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
             except asyncio.CancelledError:
                 self._listening.clear()
                 with contextlib.suppress(Exception):
@@ -196,6 +218,33 @@ class RedisFanOut:
         if not confirmed.done() or confirmed.cancelled():
             raise StoreUnavailable("Redis did not confirm the subscriptions")
 
+    async def _watch(self, pubsub: PubSub) -> None:
+        """Publish a beat every `HEARTBEAT_S`; raise once the link missed one the primary took
+        `DEAF_AFTER_S` ago (the link is deaf: it must be made again). Under Sentinel, also ask
+        the sentinels for the primary each time: a demoted primary keeps its clients (until the
+        sentinels reconfigure it, seconds later), so the pool drops its connections to it and
+        the link, when on it, is made again on the new one."""
+        self._sent.clear()
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            primary = await follow_primary(self._redis)
+            link = pubsub.connection
+            if primary is not None and link is not None and (link.host, link.port) != primary:
+                log.warning("hub.primary_moved", primary=f"{primary[0]}:{primary[1]}")
+                raise StoreUnavailable("the primary moved: the link follows it")
+            self._beat += 1
+            try:
+                await self._redis.publish(self._control, self._beat)
+            except RedisError:
+                pass  # no primary to publish on: writes fail too, and ready() says so
+            else:
+                self._sent.append((self._beat, time.monotonic()))
+            while self._sent and self._sent[0][0] <= self._heard:
+                self._sent.popleft()
+            if self._sent and time.monotonic() - self._sent[0][1] > DEAF_AFTER_S:
+                log.warning("hub.link_deaf", missed=len(self._sent))
+                raise StoreUnavailable("pub/sub link deaf: heartbeats not heard")
+
     def _recheck_all(self) -> None:
         self.reconnects += 1
         log.info("hub.reconnected", reconnects=self.reconnects)
@@ -215,6 +264,9 @@ class RedisFanOut:
                 continue
             kind = message["type"]
             if kind == "message":
+                if message["channel"] == self._control:
+                    self._heard = max(self._heard, int(message["data"]))
+                    continue
                 subscriptions = exact.get(message["channel"][prefix_len:].decode())
             elif kind == "pmessage":
                 subscriptions = patterns.get(message["pattern"][prefix_len:].decode())

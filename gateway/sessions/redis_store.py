@@ -18,9 +18,11 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailable
+from gateway.redis_url import close, connect, follow_primary
 from gateway.sessions.record import SessionRecord, record_decoder, record_encoder
 from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
 
@@ -64,17 +66,7 @@ class RedisStore(SessionStore):
         self.namespace = namespace
         self._runnable = f"{namespace}:sessions"
         self._handover = f"{namespace}:handover".encode()  # "I released my sessions"
-        # A bounded pool that makes a burst wait for a connection: the default pool refuses
-        # the 101st concurrent call ("Too many connections"), which a burst of starts reached.
-        self._pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=5,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=10,
-        )
-        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._pool)
+        self._redis: aioredis.Redis = connect(url, max_connections=MAX_CONNECTIONS)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._channel = self._rpc(self.replica).encode()
@@ -82,6 +74,8 @@ class RedisStore(SessionStore):
         self._serve: RequestHandler | None = None
         self._on_handover: Callable[[], None] = lambda: None
         self._listener: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._pubsub: PubSub | None = None
         self._listening = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -98,20 +92,21 @@ class RedisStore(SessionStore):
         self._serve = serve
         self._on_handover = on_handover
         self._listener = asyncio.create_task(self._listen(), name="sessions-rpc")
+        self._follower = asyncio.create_task(self._follow(), name="sessions-primary")
         try:
             await asyncio.wait_for(self._listening.wait(), 5)
         except TimeoutError:
             raise StoreUnavailable("session store pub/sub did not come up") from None
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._listener, self._follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for task in list(self._tasks):
             task.cancel()
-        await self._redis.aclose()
-        await self._pool.disconnect()  # a pool given to the client is not closed with it
+        await close(self._redis)
 
     def ready(self) -> bool:
         return self._listening.is_set()
@@ -236,10 +231,22 @@ class RedisStore(SessionStore):
         with contextlib.suppress(RedisError):
             await self._redis.publish(self._rpc(request.sender), message)
 
+    async def _follow(self) -> None:
+        """Under Sentinel, follow the primary each second: leases and records are written
+        where the sentinels say, and the RPC link moves there too (gateway.redis_url)."""
+        while True:
+            await asyncio.sleep(1.0)
+            primary = await follow_primary(self._redis)
+            pubsub = self._pubsub
+            link = pubsub.connection if pubsub is not None else None
+            if primary is not None and link is not None and (link.host, link.port) != primary:
+                log.warning("sessions.primary_moved", primary=f"{primary[0]}:{primary[1]}")
+                await link.disconnect()  # the listener sees it and subscribes again there
+
     async def _listen(self) -> None:
         backoff = 0.05
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub = self._pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel, self._handover)
                 while True:

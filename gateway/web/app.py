@@ -200,6 +200,8 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
         repair_burst=settings.repair_burst,
         repair_concurrency=settings.repair_concurrency,
         pattern_idle_s=settings.pattern_idle_s,
+        min_replicas_ack=settings.redis_min_replicas_ack,
+        ack_timeout=settings.redis_ack_timeout_s,
     )
     await hub.start()
     app[HUB] = hub

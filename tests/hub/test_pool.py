@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.hub.pool import BoundedPool
+from gateway.redis_pool import BoundedPool
 
 
 async def test_callers_past_the_bound_wait_then_give_up(redis_url: str) -> None:

@@ -17,8 +17,12 @@ from tests.processes import GatewayProcess
 from tests.support import WsClient
 
 
-@pytest.fixture
-def replicas(redis_url: str, tmp_path: Path) -> Iterator[Callable[[str], list[GatewayProcess]]]:
+@pytest.fixture(params=["redis", "sentinel"])
+def replicas(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[str], list[GatewayProcess]]]:
+    """Start two replicas on one Redis, or on a Sentinel-managed primary."""
+    redis_url = str(request.getfixturevalue(f"{request.param}_url"))
     started: list[GatewayProcess] = []
 
     def start(platform_url: str) -> list[GatewayProcess]:

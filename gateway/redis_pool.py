@@ -1,4 +1,5 @@
-"""The Redis hub's connection pool: at most `max_connections`, a caller past them waiting.
+"""A Redis connection pool of at most `max_connections`, a caller past them waiting (the
+hub's and the session store's, on a single server).
 
 redis-py's `BlockingConnectionPool` gives that contract, but pays for it on every command:
 a condition, a timer armed and cancelled, and its observability bookkeeping, about a tenth
