@@ -61,7 +61,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from gateway.codec import derived_id, unparsable
+from gateway.codec import derived_id, to_at, unparsable
 from gateway.context import EMPTY, ConversationContext
 from gateway.errors import DecodeError, MalformedJSON, RequestError
 from gateway.model import Error, Event, Role, now_at
@@ -76,6 +76,16 @@ class Refused(Exception):
     def __init__(self, message: str, path: str = "$") -> None:
         super().__init__(message)
         self.path = path
+
+
+def native_time(value: object, path: str, refusal: str = "not a timestamp: {value!r}") -> str:
+    """A frame's native time `value` as the canonical one (`codec.to_at`; None: now), or
+    `Refused` at `path` for one that is no time. The dialects word that refusal differently
+    (tests pin each): `refusal` formats `value` and `error` (to_at's reason)."""
+    try:
+        return to_at(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise Refused(refusal.format(value=value, error=exc), path) from None
 
 
 class Skip(Exception):

@@ -43,10 +43,10 @@ import msgspec
 import structlog
 
 from adapters.genesys import native as n
-from adapters.genesys.decode import SPEC, ended, line_of
+from adapters.genesys.decode import SPEC, ended
 from adapters.genesys.encode import encode, refresh_request
 from adapters.genesys.errors import command_error
-from adapters.genesys.native import DIALECT
+from adapters.genesys.native import DIALECT, line_of
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError

@@ -26,8 +26,8 @@ from typing import Any
 from adapters.genesys import native as n
 from adapters.genesys.errors import error_code
 from adapters.genesys.native import DIALECT
-from gateway.codec import derived_id, to_at
-from gateway.decoding import Envelope, Refused, Scope, Spec
+from gateway.codec import derived_id
+from gateway.decoding import Envelope, Scope, Spec, native_time
 from gateway.errors import RequestError
 from gateway.model import (
     Ended,
@@ -40,24 +40,10 @@ from gateway.model import (
     Notice,
     ParticipantJoined,
     ParticipantLeft,
-    Party,
-    Role,
     Text,
     Typing,
     Url,
 )
-
-_ROLES: dict[str, Role] = {
-    "client": "user",
-    "agent": "agent",
-    "supervisor": "supervisor",
-    "external": "system",  # DIALECTS.md: External is the routing strategy, i.e. the system
-}
-_END_REASONS: dict[int, tuple[EndReason, EndedBy]] = {
-    1: ("user", "user"),
-    2: ("agent", "agent"),
-    3: ("error", "system"),
-}
 
 
 def ended(
@@ -118,7 +104,7 @@ def _message(entry: n.Entry, scope: Scope, content: Text | Url, text: str) -> tu
     """A message of `content` from the entry's party; `text` is what its derived id (an entry
     without an index) tells it by."""
     at = _at(entry, scope)
-    sender = _party(entry)
+    sender = n.party(entry)
     return (
         Message(
             id=_id(entry, scope, at, sender.id, text),
@@ -137,7 +123,7 @@ def _change(
     """The entry's party joined (GMS `ParticipantJoined`, the widget's `AgentConnected`) or
     left (`ParticipantLeft`, `AgentDisconnected`)."""
     at = _at(entry, scope)
-    who = _party(entry)
+    who = n.party(entry)
     change = ParticipantJoined if type(entry) in _JOINS else ParticipantLeft
     return (
         change(
@@ -156,7 +142,7 @@ _JOINS = (n.GmsJoined, n.AgentConnected)
 def _gms_typing(entry: n.GmsTypingStarted | n.GmsTypingStopped, scope: Scope) -> tuple[Typing]:
     """GMS `TypingStarted` / `TypingStopped`; the entry's `text`, if any, is the preview."""
     at = _at(entry, scope)
-    who, active = _party(entry), type(entry) is n.GmsTypingStarted
+    who, active = n.party(entry), type(entry) is n.GmsTypingStarted
     return (
         Typing(
             id=_id(entry, scope, at, who.id, active),
@@ -173,7 +159,7 @@ def _gms_typing(entry: n.GmsTypingStarted | n.GmsTypingStopped, scope: Scope) ->
 def _agent_typing(entry: n.AgentTyping, scope: Scope) -> tuple[Typing]:
     """The widget's `AgentTyping`: its party typing or not."""
     at = _at(entry, scope)
-    who = _party(entry)
+    who = n.party(entry)
     return (
         Typing(
             id=_id(entry, scope, at, who.id, entry.isTyping),
@@ -204,7 +190,7 @@ def _gms_notice(entry: n.GmsNotice, scope: Scope) -> tuple[Notice]:
 def _session_ended(entry: n.SessionEnded, scope: Scope) -> tuple[Ended]:
     """The widget's `SessionEnded`: the conversation's one `ended` event, told by its reason."""
     at = _at(entry, scope)
-    why, by = _reason(entry.reason)
+    why, by = n.end_reason(entry.reason)
     return (ended(scope.conversation_id, at, why, by, entry.reason.description),)
 
 
@@ -279,11 +265,8 @@ def _at(entry: n.Entry, scope: Scope) -> str:
     stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp
     if stamp is None or stamp == "":
         return scope.received_at
-    try:
-        return to_at(stamp)
-    except ValueError as exc:
-        path = "$.utcTime" if entry.utcTime is not None else "$.timestamp"
-        raise Refused(str(exc), path) from None
+    path = "$.utcTime" if entry.utcTime is not None else "$.timestamp"
+    return native_time(stamp, path, "{error}")
 
 
 def _own_time(entry: n.Entry, at: str) -> str:
@@ -294,63 +277,12 @@ def _own_time(entry: n.Entry, at: str) -> str:
 
 
 def _id(entry: n.Entry, scope: Scope, at: str, *parts: object) -> str:
-    """The id of a transcript entry's event: its line's (`_line_id`) when it has an `index`,
+    """The id of a transcript entry's event: its line's (`line_id`) when it has an `index`,
     else derived from its name, its own time and `parts`."""
     if entry.index is None:
         tag = entry.__struct_config__.tag
         return scope.event_id(tag, _own_time(entry, at), *parts)
-    return _line_id(scope.conversation_id, entry.index, entry.first_index)
-
-
-def _line_id(conv: str, index: int | str, first: int) -> str:
-    """The id of transcript line `index` of a form that counts from `first` (GMS 1, widget 0):
-    `"<conv>/<n>"`, `n` the line's GMS position. An index that is no position (not a whole
-    number, or below `first`) is refused at `$.index`."""
-    if isinstance(index, int):
-        number = index
-    else:
-        number = int(index) if index.isdigit() and index.isascii() else -1
-    if number < first:
-        raise Refused(f"`index` {index!r} is no transcript position (from {first})", "$.index")
-    return f"{conv}/{number + 1 - first}"
-
-
-def line_of(event_id: str) -> int | None:
-    """The GMS transcript position of the event `event_id` names, None for an event that is no
-    transcript line (a derived id): the inverse of `_line_id`."""
-    tail = event_id.rpartition("/")[2]
-    return int(tail) if tail.isdigit() and tail.isascii() else None
-
-
-def _party(entry: n.Entry) -> Party:
-    """The entry's party (`from`, else `party`; of the entry's `undescribed` role when it
-    describes none). The widget's object of booleans gives the role of its first true key that
-    names one, in the object's order."""
-    who = entry.from_ if entry.from_ is not None else entry.party
-    default = entry.undescribed
-    if who is None:
-        if default is None:
-            raise Refused("missing `from`", "$.from")
-        return Party(role=default)
-    kind, role = who.type, default
-    if isinstance(kind, str):
-        role = _ROLES[kind.lower()]
-    elif isinstance(kind, dict):
-        role = next((_ROLES[k.lower()] for k, v in kind.items() if v and k.lower() in _ROLES), None)
-    if role is None:
-        key = "from" if entry.from_ is not None else "party"
-        raise Refused("no party type", f"$.{key}.type")
-    pid = who.participantId if who.participantId is not None else who.id
-    return Party(role=role, id=None if pid is None else str(pid), name=who.nickname or who.name)
-
-
-def _reason(reason: n.Reason) -> tuple[EndReason, EndedBy | None]:
-    """`SessionEnded.reason`: its code, else its boolean form, else a plain completion."""
-    known = None if reason.code is None else _END_REASONS.get(reason.code)
-    if known is None:
-        flag = 1 if reason.leaveRequest else 2 if reason.agent else 3 if reason.error else 0
-        known = _END_REASONS.get(flag)
-    return known if known is not None else ("completed", None)
+    return n.line_id(scope.conversation_id, entry.index, entry.first_index)
 
 
 # --- the envelopes --------------------------------------------------------------------------

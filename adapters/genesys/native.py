@@ -40,7 +40,8 @@ from typing import ClassVar, Literal, TypeAlias
 
 import msgspec
 
-from gateway.model import Role
+from gateway.decoding import Refused
+from gateway.model import EndedBy, EndReason, Party, Role
 
 DIALECT = "genesys"
 
@@ -229,3 +230,69 @@ class Transcript(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     @property
     def chat(self) -> str | None:
         return self.chatId or self.sessionId
+
+
+# --- what the wire's names, positions and parties mean ------------------------------------
+
+ROLES: dict[str, Role] = {
+    "client": "user",
+    "agent": "agent",
+    "supervisor": "supervisor",
+    "external": "system",  # DIALECTS.md: External is the routing strategy, i.e. the system
+}
+END_REASONS: dict[int, tuple[EndReason, EndedBy]] = {
+    1: ("user", "user"),
+    2: ("agent", "agent"),
+    3: ("error", "system"),
+}
+
+
+def line_id(conv: str, index: int | str, first: int) -> str:
+    """The id of transcript line `index` of a form that counts from `first` (GMS 1, widget 0):
+    `"<conv>/<n>"`, `n` the line's GMS position. An index that is no position (not a whole
+    number, or below `first`) is refused at `$.index`."""
+    if isinstance(index, int):
+        number = index
+    else:
+        number = int(index) if index.isdigit() and index.isascii() else -1
+    if number < first:
+        raise Refused(f"`index` {index!r} is no transcript position (from {first})", "$.index")
+    return f"{conv}/{number + 1 - first}"
+
+
+def line_of(event_id: str) -> int | None:
+    """The GMS transcript position of the event `event_id` names, None for an event that is no
+    transcript line (a derived id): the inverse of `line_id`."""
+    tail = event_id.rpartition("/")[2]
+    return int(tail) if tail.isdigit() and tail.isascii() else None
+
+
+def party(entry: Entry) -> Party:
+    """The entry's party (`from`, else `party`; of the entry's `undescribed` role when it
+    describes none). The widget's object of booleans gives the role of its first true key that
+    names one, in the object's order."""
+    who = entry.from_ if entry.from_ is not None else entry.party
+    default = entry.undescribed
+    if who is None:
+        if default is None:
+            raise Refused("missing `from`", "$.from")
+        return Party(role=default)
+    kind, role = who.type, default
+    if isinstance(kind, str):
+        role = ROLES[kind.lower()]
+    elif isinstance(kind, dict):
+        role = next((ROLES[k.lower()] for k, v in kind.items() if v and k.lower() in ROLES), None)
+    if role is None:
+        key = "from" if entry.from_ is not None else "party"
+        raise Refused("no party type", f"$.{key}.type")
+    pid = who.participantId if who.participantId is not None else who.id
+    return Party(role=role, id=None if pid is None else str(pid), name=who.nickname or who.name)
+
+
+def end_reason(reason: Reason) -> tuple[EndReason, EndedBy | None]:
+    """`SessionEnded.reason`: its code, else its boolean form, else a plain completion."""
+    known = None if reason.code is None else END_REASONS.get(reason.code)
+    if known is None:
+        flag = 1 if reason.leaveRequest else 2 if reason.agent else 3 if reason.error else 0
+        known = END_REASONS.get(flag)
+    return known if known is not None else ("completed", None)

@@ -19,8 +19,8 @@ from adapters.loopback.native import (
     Sender,
     TypingFrame,
 )
-from gateway.codec import event_id, to_at
-from gateway.decoding import Envelope, Refused, Scope, Spec
+from gateway.codec import event_id
+from gateway.decoding import Envelope, Scope, Spec, native_time
 from gateway.model import Ended, EndReason, Event, Message, ParticipantJoined, Party, Text, Typing
 
 
@@ -38,10 +38,7 @@ def _party(sender: Sender, scope: Scope) -> Party:
 def build(frame: Frame, scope: Scope) -> Iterable[Event]:
     """One native frame as its canonical event."""
     conv = scope.conversation_id
-    try:
-        at = to_at(frame.ts)
-    except ValueError as exc:
-        raise Refused(str(exc), "$.ts") from None
+    at = native_time(frame.ts, "$.ts", "{error}")
     common: dict[str, Any] = {"conversation_id": conv, "dialect": DIALECT, "at": at}
     match frame:
         case MessageFrame():

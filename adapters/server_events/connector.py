@@ -45,11 +45,12 @@ import aiohttp
 import msgspec
 import structlog
 
-from adapters.server_events import decode, encode
+from adapters.server_events import encode
 from adapters.server_events import native as n
 from adapters.server_events.decode import SPEC
 from adapters.server_events.errors import NO_EVENTS, TOO_MANY_POLLS, vendor_code, vendor_error
 from adapters.server_events.native import DIALECT
+from adapters.server_events.untimed import Untimed
 from gateway.adapter import Connector, DialectSettings, HistoryPage, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.context import ConversationContext
@@ -148,7 +149,7 @@ class ServerEventsConnector(Connector):
         self._seen: deque[str] = deque(maxlen=_SEEN)
         self._seen_set: set[str] = set()
         self._links = 0
-        self._untimed = decode.Untimed()  # where the poll stream stands, for untimed frames
+        self._untimed = Untimed()  # where the poll stream stands, for untimed frames
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -178,14 +179,14 @@ class ServerEventsConnector(Connector):
             ),
         ]
         state = created.get("state")
-        if isinstance(state, str) and state in decode.STATUSES:
+        if isinstance(state, str) and state in n.STATUSES:
             events.append(
                 Status(
                     id=derived_id(conv, "request_chat", chat_id),
                     conversation_id=conv,
                     dialect=DIALECT,
                     at=at,
-                    status=decode.STATUSES[state],
+                    status=n.STATUSES[state],
                     wait_s=_seconds(created.get("ewt")),
                 )
             )
@@ -385,11 +386,11 @@ class ServerEventsConnector(Connector):
         self, body: bytes, *, history: bool = False, keep_place: bool = True
     ) -> list[Event]:
         """Decode a poll's body, or the whole `history` (which restarts the stream's place for
-        untimed frames: see `decode.Untimed`), with the conversation's context
+        untimed frames: see `untimed.Untimed`), with the conversation's context
         (`Connector.decode_batch`: read from the hub, and what the body taught kept there). A
         frame that cannot be decoded becomes an `error` event after the others; a body that is
         no JSON at all raises `MalformedJSON`, an unreachable hub `StoreUnavailable`."""
-        untimed = decode.Untimed() if history else self._untimed
+        untimed = Untimed() if history else self._untimed
         options = {"file_url": self._file_url, "untimed": untimed}
         events = await self.decode_batch(SPEC, body, self._chat_id, options)
         if keep_place:
@@ -475,7 +476,7 @@ class ServerEventsConnector(Connector):
                     conversation_id=conv,
                     dialect=DIALECT,
                     at=at,
-                    sender=decode.USER,
+                    sender=n.USER,
                     content=command.content,
                     metadata=command.metadata,
                 )
@@ -491,7 +492,7 @@ class ServerEventsConnector(Connector):
                     conversation_id=conv,
                     dialect=DIALECT,
                     at=at,
-                    sender=decode.USER,
+                    sender=n.USER,
                     status="read",
                     message_id=f"{conv}/{ref}",
                 )

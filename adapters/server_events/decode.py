@@ -16,21 +16,19 @@ What one frame does not say comes from the conversation's context (`gateway.cont
   the join teaches the context (`Scope.learn`), later frames read it (`Scope.context`),
   whichever body or path brings them; `agent` when no join was seen.
 - what the caller knows (`options`): `file_url` (where received files are fetched, a template
-  with `{file_id}`) and `untimed` (the connector's place in its stream, see `Untimed`).
+  with `{file_id}`) and `untimed` (the connector's place in its stream, see `untimed.Untimed`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from adapters.server_events import native as n
 from adapters.server_events.native import DIALECT
-from gateway.codec import joined_id, to_at
-from gateway.decoding import Envelope, Refused, Scope, Spec
+from adapters.server_events.untimed import stream_of
+from gateway.codec import joined_id
+from gateway.decoding import Envelope, Refused, Scope, Spec, native_time
 from gateway.model import (
     Content,
     Ended,
@@ -46,45 +44,22 @@ from gateway.model import (
     Party,
     Receipt,
     ReceiptStatus,
-    Role,
-    SessionStatus,
     Signal,
     Status,
     Text,
     Typing,
 )
 
-USER = Party(role="user")
-"""The client's own party (the same for lines with no `party_id` and with the chat id)."""
-
-ROLES: dict[str | None, Role] = {
-    "internal": "agent",
-    "scenario": "bot",
-    "external": "external",
-    None: "agent",  # a join without `type` (the SDKs require one): a human agent, as before
-}
-STATUSES: dict[str, SessionStatus] = {
-    "queued": "queued",
-    "ivr": "queued",
-    "connecting": "connecting",
-    "connected": "active",
-    "completed": "completed",
-    "failed": "failed",
-}
-
 
 def build(frame: n.ServerEvent, scope: Scope) -> tuple[Event]:
     """The canonical event of one server event, at the frame's time: its `timestamp`, or the
     body's receive time when it has none. `when` (in derived ids) is that timestamp, or the
-    frame's place in the stream (`Untimed`) when it has none."""
+    frame's place in the stream (`untimed.Untimed`) when it has none."""
     stamp = frame.timestamp
     if stamp is None or stamp == "":
-        at, when = scope.received_at, _stream(scope).place(frame)
+        at, when = scope.received_at, stream_of(scope).place(frame)
     else:
-        try:
-            at = when = to_at(stamp)
-        except (ValueError, OverflowError, OSError):
-            raise Refused(f"not a timestamp: {stamp!r}", "$.timestamp") from None
+        at = when = native_time(stamp, "$.timestamp")
     return (_BUILDERS[type(frame)](frame, scope, at, when),)
 
 
@@ -99,77 +74,12 @@ SPEC: Spec[n.ServerEvent] = Spec(
 )
 
 
-class Untimed:
-    """Where a stream of server events stands, for the ids of frames without a timestamp.
-
-    Such a frame's derived id must not depend on when it was received (a re-posted body must
-    deduplicate), nor collide with an equal frame that legitimately comes again (the agent
-    types twice). So it is placed after the last message the stream carried (its `msg_id`:
-    messages, files and located messages, which poll and history both return) and counted
-    among the equal frames since then: `~<msg_id>#<n>`. The connector keeps one per session
-    for its polls, and replaces it with the one a full history decode ends with.
-    """
-
-    __slots__ = ("_after", "_counts")
-
-    def __init__(self) -> None:
-        self._after = ""
-        self._counts: dict[bytes, int] = {}
-
-    def place(self, frame: n.ServerEvent) -> str:
-        """The stand-in for the time of untimed `frame` (and count it)."""
-        key = _frame_key.encode(frame)
-        seen = self._counts.get(key, 0)
-        self._counts[key] = seen + 1
-        return f"~{self._after}#{seen}"
-
-    def anchor(self, msg_id: n.NativeId | None) -> None:
-        """A message with `msg_id` went by: later untimed frames count from there."""
-        if msg_id is not None and str(msg_id) != self._after:
-            self._after = str(msg_id)
-            self._counts.clear()
-
-
-_frame_key = msgspec.json.Encoder()
-
-
-def _stream(scope: Scope) -> Untimed:
-    """Where the stream stands: the connector's (`options["untimed"]`, across its polls), or
-    one of this body's own (a webhook body decodes alone: the stream starts with the body).
-    Found once per body, by the first frame that needs it, and kept in the body's state."""
-    if scope.state is None:
-        given = scope.options.get("untimed")
-        scope.state = {"untimed": given if isinstance(given, Untimed) else Untimed()}
-    stream: Untimed = scope.state["untimed"]
-    return stream
-
-
 def _sender(scope: Scope, party_id: str | None) -> Party:
     """Who a frame is from: the client (no party, or the chat id), else the party with the
     role it announced (the conversation's context), else an agent."""
     if party_id is None or party_id == scope.conversation:
-        return USER
+        return n.USER
     return Party(role=scope.context().role_of(party_id) or "agent", id=party_id)
-
-
-def _number(value: str | float | None, path: str) -> float | None:
-    """A number the platform may send as a string ("" and None: absent)."""
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise Refused(f"not a number: {value!r}", path) from None
-    if not math.isfinite(number):
-        raise Refused(f"not a number: {value!r}", path)
-    return number
-
-
-def _coordinate(value: str | float, path: str) -> float:
-    number = _number(value, path)
-    if number is None:
-        raise Refused("a location needs both coordinates", path)
-    return number
 
 
 # One builder per native event: (frame, scope, at, when) → its event, in the frame's
@@ -180,7 +90,7 @@ def _coordinate(value: str | float, path: str) -> float:
 
 
 def _message(f: n.ChatMessage, scope: Scope, at: str, when: str) -> Event:
-    _stream(scope).anchor(f.msg_id)  # first: a frame refused below anchors the stream too
+    stream_of(scope).anchor(f.msg_id)  # first: a frame refused below anchors the stream too
     # `msg_text` is the plain text the server makes of `msg` (which may be HTML): the text.
     text = f.msg_text if f.msg_text is not None else f.msg
     if text is None:
@@ -228,14 +138,14 @@ def _status(f: n.SessionStatus, scope: Scope, at: str, when: str) -> Event:
         conversation_id=conv,
         dialect=DIALECT,
         at=at,
-        status=STATUSES[f.state],
-        wait_s=_number(f.ewt, "$.ewt"),
+        status=n.STATUSES[f.state],
+        wait_s=n.number(f.ewt, "$.ewt"),
     )
 
 
 def _joined(f: n.PartyJoined, scope: Scope, at: str, when: str) -> Event:
     name = f.display_name or " ".join(p for p in (f.first_name, f.last_name) if p) or None
-    role = ROLES[f.type]
+    role = n.ROLES[f.type]
     if f.party_id != scope.conversation:  # the client's own party is not announced
         scope.learn(roles={f.party_id: role})
     conv = scope.conversation_id
@@ -305,7 +215,7 @@ def _form(f: n.FormShow, scope: Scope, at: str, when: str) -> Event:
         at=at,
         request_id=str(f.form_request_id),
         name=f.form_name,
-        timeout_s=_number(f.form_timeout, "$.form_timeout"),
+        timeout_s=n.number(f.form_timeout, "$.form_timeout"),
     )
 
 
@@ -322,7 +232,7 @@ def _signal(f: n.Signaling, scope: Scope, at: str, when: str) -> Event:
 
 
 def _file(f: n.ChatFile, scope: Scope, at: str, when: str) -> Event:
-    _stream(scope).anchor(f.msg_id)
+    stream_of(scope).anchor(f.msg_id)
     if not f.file_id:
         raise Refused("a file needs a `file_id`", "$.file_id")
     template = scope.options.get("file_url")
@@ -344,9 +254,9 @@ def _file(f: n.ChatFile, scope: Scope, at: str, when: str) -> Event:
 
 
 def _location(f: n.ChatLocation, scope: Scope, at: str, when: str) -> Event:
-    _stream(scope).anchor(f.msg_id)
-    latitude = _coordinate(f.latitude, "$.latitude")
-    longitude = _coordinate(f.longitude, "$.longitude")
+    stream_of(scope).anchor(f.msg_id)
+    latitude = n.coordinate(f.latitude, "$.latitude")
+    longitude = n.coordinate(f.longitude, "$.longitude")
     conv = scope.conversation_id
     sender = _sender(scope, f.party_id)
     if f.msg_id is None:

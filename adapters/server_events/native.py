@@ -23,9 +23,14 @@ Structs at the bottom; they encode to the platform's JSON with `to_builtins`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, TypeAlias
 
 import msgspec
+
+from gateway.decoding import Refused
+from gateway.model import Party, Role
+from gateway.model import SessionStatus as CanonicalStatus
 
 DIALECT = "server_events"
 """The dialect's name: its URL segment and conversation-id prefix."""
@@ -267,3 +272,44 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
     error_code: str | int
     error_message: str = ""
+
+
+# --- what the wire's roles, states and numbers mean ----------------------------------------
+
+USER = Party(role="user")
+"""The client's own party (the same for lines with no `party_id` and with the chat id)."""
+
+ROLES: dict[str | None, Role] = {
+    "internal": "agent",
+    "scenario": "bot",
+    "external": "external",
+    None: "agent",  # a join without `type` (the SDKs require one): a human agent, as before
+}
+STATUSES: dict[str, CanonicalStatus] = {
+    "queued": "queued",
+    "ivr": "queued",
+    "connecting": "connecting",
+    "connected": "active",
+    "completed": "completed",
+    "failed": "failed",
+}
+
+
+def number(value: str | float | None, path: str) -> float | None:
+    """A number the platform may send as a string ("" and None: absent)."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = float(value)
+    except ValueError:
+        raise Refused(f"not a number: {value!r}", path) from None
+    if not math.isfinite(parsed):
+        raise Refused(f"not a number: {value!r}", path)
+    return parsed
+
+
+def coordinate(value: str | float, path: str) -> float:
+    found = number(value, path)
+    if found is None:
+        raise Refused("a location needs both coordinates", path)
+    return found

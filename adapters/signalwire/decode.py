@@ -45,11 +45,13 @@ from adapters.signalwire.native import (
     MessageUpdated,
     Row,
 )
-from gateway.codec import event_id, to_at
-from gateway.decoding import Envelope, Refused, Scope, Skip, Spec
+from gateway.codec import event_id
+from gateway.decoding import Envelope, Refused, Scope, Skip, Spec, native_time
 from gateway.model import Ended, Event, Message, Notice, Party, Text
 
 EVENT_METHOD = "signalwire.event"
+_BAD_TIME = "bad timestamp {value!r}: {error}"
+"""How a native time that is no time is refused (`native_time`)."""
 
 
 class PageEnvelope(msgspec.Struct):
@@ -145,9 +147,9 @@ def _row_event(
     from the conversation's context only for a chat row no author flag makes the user's."""
     conv = scope.conversation_id
     if row.ts is not None:
-        at = _at(row.ts, path)
+        at = native_time(row.ts, path, _BAD_TIME)
     elif fallback_ts is not None:
-        at = _at(fallback_ts, path)
+        at = native_time(fallback_ts, path, _BAD_TIME)
     else:
         at = scope.received_at
     if row.subtype == "log":
@@ -176,7 +178,11 @@ def row_event(
     `Notice` (subtype log). A row without `ts` takes `fallback_ts` (the event's), else the
     body's arrival (`scope`), else now. Raises `Refused` for a timestamp that is no time."""
     ts = row.ts if row.ts is not None else fallback_ts
-    at = scope.received_at if ts is None and scope is not None else _at(ts, f"{prefix}.ts")
+    at = (
+        scope.received_at
+        if ts is None and scope is not None
+        else native_time(ts, f"{prefix}.ts", _BAD_TIME)
+    )
     if row.subtype == "log":
         return _notice(row, conversation_id, at)
     mine = is_author or bool(row.is_author) or row.is_from(own_address)
@@ -225,9 +231,9 @@ def _metadata(row: Row | Frame) -> dict[str, Any]:
 def _ended(params: ConversationEnded, scope: Scope) -> Ended:
     body = params.params
     if body.ts is not None:
-        at = _at(body.ts, "$.params.params.ts")
+        at = native_time(body.ts, "$.params.params.ts", _BAD_TIME)
     elif params.timestamp is not None:
-        at = _at(params.timestamp, "$.params.timestamp")
+        at = native_time(params.timestamp, "$.params.timestamp", _BAD_TIME)
     else:
         at = scope.received_at
     return Ended(
@@ -239,15 +245,6 @@ def _ended(params: ConversationEnded, scope: Scope) -> Ended:
         by=body.by,
         text=body.text,
     )
-
-
-def _at(value: float | str | None, path: str) -> str:
-    """A native time as the canonical one (None: now); `Refused` at `path` for one that is no
-    time."""
-    try:
-        return to_at(value)
-    except ValueError as exc:
-        raise Refused(f"bad timestamp {value!r}: {exc}", path) from None
 
 
 def _call_log_text(details: Mapping[str, Any] | None) -> str:

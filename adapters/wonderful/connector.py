@@ -61,6 +61,7 @@ from adapters.wonderful.encode import IDEMPOTENCY_HEADER
 from adapters.wonderful.errors import handshake_error, platform_error
 from adapters.wonderful.native import (
     DIALECT,
+    STATUSES,
     ChatSession,
     Connected,
     ConnectedFrame,
@@ -463,7 +464,7 @@ class WonderfulConnector(Connector):
 
     def _end_if_over(self, history: ChatSession) -> list[Event]:
         """`ended` when the history says the session is over (it ended while nobody listened)."""
-        status = decode.STATUSES[history.status]
+        status = STATUSES[history.status]
         if status == "active":
             return []
         return [self._end("completed" if status == "completed" else "error")]

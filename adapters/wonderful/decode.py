@@ -33,6 +33,8 @@ from typing import Any
 
 from adapters.wonderful.native import (
     DIALECT,
+    SENDERS,
+    STATUSES,
     ChatSession,
     CommunicationEndedFrame,
     ConnectedFrame,
@@ -41,7 +43,6 @@ from adapters.wonderful.native import (
     ErrorFrame,
     EventsBody,
     Frame,
-    MessageData,
     MessageFrame,
     ReconnectedFrame,
     ReconnectingFrame,
@@ -50,42 +51,24 @@ from adapters.wonderful.native import (
     StartFrame,
     TranscriptData,
     TranscriptFrame,
+    content_of,
+    end_reason,
 )
 from adapters.wonderful.native import Message as NativeMessage
 from gateway.codec import joined_id, to_at
-from gateway.decoding import Envelope, Refused, Scope, Spec
+from gateway.decoding import Envelope, Refused, Scope, Spec, native_time
 from gateway.errors import DecodeError
 from gateway.model import (
-    Action,
-    Audio,
-    Content,
     Ended,
     EndReason,
     Error,
     Event,
-    File,
-    Image,
     Link,
-    Location,
     Message,
-    Party,
     SessionStatus,
     Status,
     Text,
 )
-
-SENDERS: dict[str, Party] = {
-    "user": Party(role="user"),
-    "customer": Party(role="user"),  # the backend's word for the SDK's `user`
-    "agent": Party(role="bot"),  # the Wonderful AI agent
-    "human_agent": Party(role="agent"),
-    "system": Party(role="system"),
-}
-STATUSES: dict[str, SessionStatus] = {
-    "in-progress": "active",
-    "completed": "completed",
-    "failed": "failed",
-}
 
 
 def conversation(frame: Frame, scope: Scope) -> str | None:
@@ -260,10 +243,7 @@ def _at(value: Any, path: str, scope: Scope | None = None) -> str:
     """`value` as a canonical time; none is the body's arrival (`scope`'s), or now."""
     if value is None and scope is not None:
         return scope.received_at
-    try:
-        return to_at(value)
-    except ValueError as exc:
-        raise Refused(f"not a timestamp ({exc})", path) from None
+    return native_time(value, path, "not a timestamp ({error})")
 
 
 def _status(conv: str, status: SessionStatus, at: str) -> Status:
@@ -323,7 +303,7 @@ def message_event(
         dialect=DIALECT,
         at=at,
         sender=SENDERS[message.speaker],
-        content=_content(message.data, path),
+        content=content_of(message.data, path),
         metadata=metadata,
     )
 
@@ -353,41 +333,3 @@ def message_events(messages: Iterable[NativeMessage]) -> list[Event]:
 def _decode_error(refused: Refused) -> DecodeError:
     path = refused.path
     return DecodeError(f"frame 0: {refused} at {path}", index=0, path=path)
-
-
-def _content(data: MessageData, path: str) -> Content:
-    """A message's content (`data`); `path` is the message's, for errors."""
-    kind = data.type
-    if kind == "text":
-        if data.text is None:
-            raise Refused("a text message needs `text`", path + ".data.text")
-        return Text(data.text)
-    if kind == "location":
-        if data.latitude is None or data.longitude is None:
-            missing = "latitude" if data.latitude is None else "longitude"
-            raise Refused(f"a location needs `{missing}`", f"{path}.data.{missing}")
-        return Location(
-            latitude=data.latitude,
-            longitude=data.longitude,
-            name=data.location_name,
-            address=data.location_address,
-        )
-    if kind == "action":
-        if data.action is None:
-            raise Refused("an action message needs `action`", path + ".data.action")
-        return Action(action=data.action.type, destination=data.action.destination)
-    url = data.media_url
-    if not url:
-        raise Refused(f"`{kind}` messages need `mediaUrl`", path + ".data.mediaUrl")
-    if kind == "image":
-        return Image(url=url, file_name=data.file_name, caption=data.text)
-    if kind == "document":
-        return File(url=url, file_name=data.file_name)
-    return Audio(url=url, voice=kind == "voice")
-
-
-def end_reason(reason: str, by: str | None) -> EndReason:
-    """The canonical reason of the SDK's `ended` (`completed` by the user or agent is theirs)."""
-    if reason != "completed":
-        return "forwarded" if reason == "forwarded" else "error"
-    return "user" if by == "user" else "agent" if by == "agent" else "completed"

@@ -37,6 +37,20 @@ from typing import Any, Literal, TypeAlias
 
 import msgspec
 
+from gateway.decoding import Refused
+from gateway.model import (
+    Action,
+    Audio,
+    Content,
+    EndReason,
+    File,
+    Image,
+    Location,
+    Party,
+    Text,
+)
+from gateway.model import SessionStatus as CanonicalStatus
+
 DIALECT = "wonderful"
 
 Speaker: TypeAlias = Literal["user", "customer", "agent", "system", "human_agent"]
@@ -297,3 +311,57 @@ class UserMessageFrame(msgspec.Struct, tag_field="type", tag="message", frozen=T
     """A user text message."""
 
     text: str
+
+
+# --- what the wire's speakers, statuses, contents and end reasons mean ---------------------
+
+SENDERS: dict[str, Party] = {
+    "user": Party(role="user"),
+    "customer": Party(role="user"),  # the backend's word for the SDK's `user`
+    "agent": Party(role="bot"),  # the Wonderful AI agent
+    "human_agent": Party(role="agent"),
+    "system": Party(role="system"),
+}
+STATUSES: dict[str, CanonicalStatus] = {
+    "in-progress": "active",
+    "completed": "completed",
+    "failed": "failed",
+}
+
+
+def content_of(data: MessageData, path: str) -> Content:
+    """A message's content (`data`); `path` is the message's, for errors."""
+    kind = data.type
+    if kind == "text":
+        if data.text is None:
+            raise Refused("a text message needs `text`", path + ".data.text")
+        return Text(data.text)
+    if kind == "location":
+        if data.latitude is None or data.longitude is None:
+            missing = "latitude" if data.latitude is None else "longitude"
+            raise Refused(f"a location needs `{missing}`", f"{path}.data.{missing}")
+        return Location(
+            latitude=data.latitude,
+            longitude=data.longitude,
+            name=data.location_name,
+            address=data.location_address,
+        )
+    if kind == "action":
+        if data.action is None:
+            raise Refused("an action message needs `action`", path + ".data.action")
+        return Action(action=data.action.type, destination=data.action.destination)
+    url = data.media_url
+    if not url:
+        raise Refused(f"`{kind}` messages need `mediaUrl`", path + ".data.mediaUrl")
+    if kind == "image":
+        return Image(url=url, file_name=data.file_name, caption=data.text)
+    if kind == "document":
+        return File(url=url, file_name=data.file_name)
+    return Audio(url=url, voice=kind == "voice")
+
+
+def end_reason(reason: str, by: str | None) -> EndReason:
+    """The canonical reason of the SDK's `ended` (`completed` by the user or agent is theirs)."""
+    if reason != "completed":
+        return "forwarded" if reason == "forwarded" else "error"
+    return "user" if by == "user" else "agent" if by == "agent" else "completed"

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.server_events import ServerEventsAdapter, decode
+from adapters.server_events import ServerEventsAdapter
 from adapters.server_events import native as n
 from adapters.server_events.decode import SPEC
+from adapters.server_events.untimed import Untimed
 from gateway import decoding, model
 from gateway.codec import derived_id, to_at
 from gateway.context import ConversationContext
@@ -246,7 +247,7 @@ def test_untimed_ids_do_not_depend_on_the_receive_time(clock: list[str]) -> None
 
 def test_untimed_ids_of_a_stream_in_batches_match_its_history() -> None:
     """The connector's polls (one `Untimed` across batches) give the ids history gives."""
-    untimed = decode.Untimed()
+    untimed = Untimed()
     polled = [
         event.id
         for frames in (UNTIMED[:2], UNTIMED[2:4], UNTIMED[4:6], UNTIMED[6:])
@@ -260,7 +261,7 @@ def test_untimed_frames_count_from_a_message_earlier_in_the_body() -> None:
     message = {"event": "chat_session_message", "msg_id": "m0", "msg": "x", "timestamp": 1}
     typing = {"event": "chat_session_typing", "party_id": "a"}
     (_, alone) = events_json(msgspec.json.encode([message, typing]), "c1")
-    untimed = decode.Untimed()
+    untimed = Untimed()
     read(msgspec.json.encode(message), "c1", untimed=untimed)
     (polled,) = read(msgspec.json.encode(typing), "c1", untimed=untimed).events
     assert alone["id"] == polled.id
@@ -520,7 +521,7 @@ def test_untimed_frames_of_a_body_count_from_its_last_message_with_an_id() -> No
         {"event": "chat_session_message", "msg_id": "m2", "msg": "y"},
         {"event": "chat_session_typing", "party_id": "a"},
     ]
-    untimed = decode.Untimed()
+    untimed = Untimed()
     polled = [
         read(msgspec.json.encode(frame), "c1", untimed=untimed).events[0].id for frame in frames
     ]
