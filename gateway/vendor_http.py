@@ -84,17 +84,19 @@ class VendorHttp:
 
 class VendorPools:
     """Every dialect's `VendorHttp`, made when a connector of the dialect first needs it (in
-    the running loop) and closed together by `close()`. `dialects` are reported in
-    `/metrics` from the start (none in use, their limits), before their pools are made."""
+    the running loop) and closed together by `close()`. `traced(dialect)` gives the trace
+    configs of a dialect's requests (they know their dialect: its pools are its own).
+    `dialects` are reported in `/metrics` from the start (none in use, their limits), before
+    their pools are made."""
 
     def __init__(
         self,
         limits_for: Callable[[str], PoolLimits],
-        trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        traced: Callable[[str], Sequence[aiohttp.TraceConfig]] = lambda dialect: (),
         dialects: Iterable[str] = (),
     ) -> None:
         self._limits_for = limits_for
-        self._trace_configs = list(trace_configs)
+        self._traced = traced
         self._dialects = frozenset(dialects)
         self._pools: dict[str, tuple[VendorHttp, PoolLimits]] = {}
 
@@ -102,20 +104,20 @@ class VendorPools:
         made = self._pools.get(dialect)
         if made is None:
             limits = self._limits_for(dialect)
+            traces = list(self._traced(dialect))
             http = VendorHttp(
-                requests=self._session(limits.requests), held=self._session(limits.held)
+                requests=self._session(limits.requests, traces),
+                held=self._session(limits.held, traces),
             )
             made = self._pools[dialect] = (http, limits)
         return made[0]
 
-    def _session(self, limit: int) -> aiohttp.ClientSession:
+    def _session(self, limit: int, traces: list[aiohttp.TraceConfig]) -> aiohttp.ClientSession:
         # limit_per_host 0: one platform is usually one host, and the pool's own limit is
         # the bound that is meant. Connections are kept alive: a long poll's next poll and a
         # burst of requests reuse them.
         connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0)
-        return aiohttp.ClientSession(
-            connector=connector, timeout=TIMEOUT, trace_configs=self._trace_configs
-        )
+        return aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, trace_configs=traces)
 
     async def close(self) -> None:
         for http, _ in self._pools.values():

@@ -219,7 +219,7 @@ async def _vendor_http_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pools = VendorPools(
         settings.pool_limits,
-        [telemetry.vendor_tracing(app)],
+        telemetry.vendor_tracing,
         dialects=(adapter.name for adapter in app[REGISTRY]),
     )
     app[VENDOR_HTTP] = pools

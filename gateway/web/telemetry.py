@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway import metrics, tracing
 from gateway.metrics import Sample
-from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, SETTINGS, VENDOR_HTTP
+from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, VENDOR_HTTP
 
 
 def provider(app: web.Application) -> Callable[[], list[Sample]]:
@@ -96,33 +96,21 @@ def provider(app: web.Application) -> Callable[[], list[Sample]]:
     return read
 
 
-def vendor_tracing(app: web.Application) -> aiohttp.TraceConfig:
-    """Time every request the connectors make, labelled with the dialect whose base URL it
-    starts with (`other` when none matches); with tracing on, each is a `vendor <METHOD>`
-    span, a child of the command or session it serves. Spans carry the URL's host and path,
-    never its query (where some platforms take credentials)."""
-    settings = app[SETTINGS]
-    prefixes = sorted(
-        (
-            (url, adapter.name)
-            for adapter in app[REGISTRY]
-            if (url := settings.dialect(adapter.name).url)
-        ),
-        key=lambda item: -len(item[0]),
-    )
-
-    def dialect_of(url: str) -> str:
-        return next((name for prefix, name in prefixes if url.startswith(prefix)), "other")
+def vendor_tracing(dialect: str) -> list[aiohttp.TraceConfig]:
+    """Time every request a dialect's connectors make (its pools are its own, so each request
+    is the dialect's whatever host it goes to: SignalWire's REST and Relay hosts differ); with
+    tracing on, each is a `vendor <METHOD>` span, a child of the command or session it serves.
+    Spans carry the URL's host and path, never its query (where some platforms take
+    credentials)."""
 
     async def start(
         _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
     ) -> None:
         ctx.started = time.perf_counter()
-        ctx.dialect = dialect_of(str(params.url))
         ctx.span = tracing.start_client_span(
             f"vendor {params.method}",
             {
-                "gateway.dialect": ctx.dialect,
+                "gateway.dialect": dialect,
                 "http.request.method": params.method,
                 "server.address": params.url.host or "",
                 "url.path": params.url.path,
@@ -132,12 +120,12 @@ def vendor_tracing(app: web.Application) -> aiohttp.TraceConfig:
     async def end(
         _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
     ) -> None:
-        metrics.VENDOR_REQUEST_SECONDS.labels(ctx.dialect, params.method).observe(
+        metrics.VENDOR_REQUEST_SECONDS.labels(dialect, params.method).observe(
             time.perf_counter() - ctx.started
         )
         status = params.response.status
         if status >= 400:
-            metrics.VENDOR_REQUEST_ERRORS.labels(ctx.dialect, f"{status // 100}xx").inc()
+            metrics.VENDOR_REQUEST_ERRORS.labels(dialect, f"{status // 100}xx").inc()
         if ctx.span is not None:
             ctx.span.set_attribute("http.response.status_code", status)
             if status >= 400:
@@ -149,7 +137,7 @@ def vendor_tracing(app: web.Application) -> aiohttp.TraceConfig:
         _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
     ) -> None:
         kind = type(params.exception).__name__
-        metrics.VENDOR_REQUEST_ERRORS.labels(getattr(ctx, "dialect", "other"), kind).inc()
+        metrics.VENDOR_REQUEST_ERRORS.labels(dialect, kind).inc()
         span = getattr(ctx, "span", None)
         if span is not None:
             span.set_attribute("error.type", kind)
@@ -160,4 +148,4 @@ def vendor_tracing(app: web.Application) -> aiohttp.TraceConfig:
     trace.on_request_start.append(start)
     trace.on_request_end.append(end)
     trace.on_request_exception.append(failed)
-    return trace
+    return [trace]
