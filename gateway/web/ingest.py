@@ -104,24 +104,24 @@ async def ingest(request: web.Request) -> web.Response:
         raise
 
 
-async def _check_sender(request: web.Request, dialect: str, body: bytes | None) -> None:
-    """A dialect with webhook secrets takes signed bodies; any other needs a token whose
-    `ingest` claim names the dialect (or authentication off). Called before the body is read
-    (`body` None: the token, or the signature's presence and freshness) and after it."""
+async def _read_from_sender(request: web.Request, dialect: str) -> bytes:
+    """The body of a sender allowed to post `dialect`'s frames. A dialect with webhook secrets
+    takes signed bodies; any other needs a token whose `ingest` claim names the dialect (or
+    authentication off). What can be checked before the body is read is (the token, or the
+    signature's presence and freshness): nobody makes us read a body for nothing."""
     keys = request.app[WEBHOOK_KEYS].get(dialect)
-    window_s = request.app[SETTINGS].webhook_window_s
     if keys:
-        if body is None:
-            check_fresh(request.headers, window_s)
-        else:
-            verify(request.headers, body, keys, window_s)
-        return
+        window_s = request.app[SETTINGS].webhook_window_s
+        check_fresh(request.headers, window_s)
+        body = await read_body(request)
+        verify(request.headers, body, keys, window_s)
+        return body
     auth = request.app[AUTH]
-    if not auth.enabled or body is not None:  # off: anyone may post; or checked before reading
-        return
-    grant = await auth.authenticate(token_of(request.headers, request.query))
-    if not grant.can_ingest(dialect):
-        raise Forbidden(f"this token may not post {dialect!r} frames")
+    if auth.enabled:  # off: anyone may post
+        grant = await auth.authenticate(token_of(request.headers, request.query))
+        if not grant.can_ingest(dialect):
+            raise Forbidden(f"this token may not post {dialect!r} frames")
+    return await read_body(request)
 
 
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
@@ -181,9 +181,7 @@ async def _ingest(
 ) -> web.Response:
     adapter = request.app[REGISTRY].get(dialect)
     meters = _meters(dialect)
-    await _check_sender(request, dialect, None)  # credentials first: no body read for nobody
-    body = await read_body(request)
-    await _check_sender(request, dialect, body)
+    body = await _read_from_sender(request, dialect)
     decoding_at = time.perf_counter()
     with tracing.span("decode", attributes={"gateway.body_bytes": len(body)}):
         decoded = await decode(request.app, adapter, body, conversation)
