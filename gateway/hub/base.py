@@ -177,17 +177,7 @@ class Subscription:
         if seq == 0:
             self.sink.deliver(conversation, 0, payload)
             return
-        if self.exact:
-            # Live, the next event of the log it follows: straight out.
-            if (
-                not self._buffers
-                and seq == self.cursors[conversation] + 1
-                and epoch == self.epochs[conversation]
-            ):
-                self.cursors[conversation] = seq
-                self.sink.deliver(conversation, seq, payload)
-                return
-        else:
+        if not self.exact:
             self._age()
         buffer = self._buffers.get(conversation)
         if buffer is not None:
