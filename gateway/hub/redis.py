@@ -177,6 +177,7 @@ class RedisHub(Hub):
         # A bounded pool: a burst of requests waits for a connection instead of opening
         # hundreds. Fail fast otherwise: the caller answers 503 and the sender retries.
         self._redis = connect(self.target, max_connections=max_connections)
+        self._reads = 0
         self._publish_sha = ""  # until start() loads them, a call reloads and tries again
         self._remember_sha = ""
         self._fanout = RedisFanOut(self._redis, namespace, max_backoff)
@@ -191,6 +192,10 @@ class RedisHub(Hub):
     @property
     def reconnects(self) -> int:  # type: ignore[override]  # read-only: the fan-out counts
         return self._fanout.reconnects
+
+    @property
+    def round_trips(self) -> int:  # type: ignore[override]  # concurrent writes share one
+        return self._reads + self._writes.batches
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -243,7 +248,6 @@ class RedisHub(Hub):
         return await self._scripted(lambda: self._publish(events))
 
     async def _publish(self, events: Sequence[Event]) -> list[Published]:
-        self.round_trips += 1
         groups: dict[str, list[int]] = {}
         ephemeral: list[int] = []
         for index, event in enumerate(events):
@@ -387,7 +391,6 @@ class RedisHub(Hub):
             await self._scripted(lambda: self._remember(calls))
 
     async def _remember(self, calls: list[tuple[str, list[str]]]) -> None:
-        self.round_trips += 1
         commands: list[Command] = []
         for conversation, fields in calls:
             keys = context_key(conversation, self.namespace), self._seq_key(conversation)
@@ -398,7 +401,7 @@ class RedisHub(Hub):
         return stream_keys(conversation, self.namespace)[0]
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        self.round_trips += 1
+        self._reads += 1
         try:
             return await method(*args, **kwargs)
         except RedisError as exc:

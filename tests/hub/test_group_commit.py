@@ -71,12 +71,14 @@ async def test_concurrent_publishes_share_one_round_trip(
     hub: RedisHub, probe: aioredis.Redis, conversation: str
 ) -> None:
     convs = [f"t:{conversation}-{k}" for k in range(CALLERS)]
+    trips = hub.round_trips
     results, (reads, scripts, _) = await _counted(
         probe, [hub.publish([message(conv, 1)]) for conv in convs]
     )
     assert results == [[Published(f"{conv}/1", 1)] for conv in convs]
     assert scripts == CALLERS, "each conversation keeps its own atomic script call"
     assert reads <= 2, f"{CALLERS} calls in {reads} reads: they did not share a round trip"
+    assert hub.round_trips - trips == 1, "the metric counts the one request the store saw"
     for conv in convs:
         assert [seq for seq, _ in await hub.read(conv)] == [1]
 
