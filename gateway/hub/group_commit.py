@@ -68,9 +68,10 @@ class GroupCommit:
 
     async def execute(self, commands: Sequence[Command], *, confirm: bool = False) -> list[Any]:
         """The replies to `commands`, in order, then (`confirm`) those to the `confirm`
-        commands that ended their batch. Raises the first command's error of these commands
-        (`ResponseError`, as `pipeline.execute()` does), or the batch's `RedisError` when the
-        link failed: then any of the commands may or may not have run."""
+        commands that ended their batch. Raises the first error among these replies
+        (`ResponseError`, as `pipeline.execute()` does; the other callers' are theirs), or the
+        batch's `RedisError` when the link failed: then any command of it may or may not have
+        run."""
         replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Caller(commands, confirm, replies))
         if self._writer is None:
@@ -90,9 +91,14 @@ class GroupCommit:
                 live = [c for c in batch if not c.replies.done()]  # a cancelled caller: not sent
                 if live:
                     await self._send(live)
-        except BaseException:  # cancelled (the loop is closing): so are the callers left
-            for caller in batch + self._waiting:
-                caller.replies.cancel()
+        except BaseException as exc:  # cancelled (the loop is closing), or a fault here:
+            for caller in batch + self._waiting:  # no caller waits for a batch never sent
+                if caller.replies.done():
+                    continue
+                if isinstance(exc, Exception):
+                    caller.replies.set_exception(exc)
+                else:
+                    caller.replies.cancel()
             self._waiting = []
             raise
         finally:
