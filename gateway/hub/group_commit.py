@@ -21,7 +21,7 @@ are acknowledged (redis.io/commands/wait), so one confirms every caller's writes
 
 The client is anything with redis-py's `pipeline(transaction=False)`: a `Redis` (the pool's
 bound holds: a batch takes one connection) or a `RedisCluster`, whose pipeline routes each
-command to its node.
+command to its node (a `WAIT` there confirms the writes of the one node it is sent to).
 """
 
 from __future__ import annotations
