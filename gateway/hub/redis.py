@@ -14,8 +14,9 @@ under different namespaces):
 
 `PUBLISH_SCRIPT` does dedup + seq + append + publish for one conversation's events atomically,
 so seq order is publish order. A batch is one pipeline of one script call per conversation: one
-round trip. `REMEMBER_SCRIPT` writes a context field by field (HSET: replicas writing
-different parties at once both land) and gives it its log's end. The five keys expire
+round trip, shared with concurrent batches' calls (`gateway.hub.group_commit`).
+`REMEMBER_SCRIPT` writes a context field by field (HSET: replicas writing different parties
+at once both land) and gives it its log's end. The five keys expire
 together: `ended_ttl` after `ended`, and `idle_ttl` after the last event (a conversation that
 never ends does not stay forever) give or take 1 %: a call that stores events moves an open
 log's end only once it is that far off, so a busy conversation does not rewrite five expiries
@@ -38,6 +39,7 @@ from gateway.context import EMPTY, ConversationContext
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Hub, Published, Subscription
+from gateway.hub.group_commit import Command, GroupCommit
 from gateway.hub.redis_fanout import RedisFanOut
 from gateway.hub.repair import LogState, Page
 from gateway.model import EPHEMERAL, Ended, Event, Role, event_encoder
@@ -175,13 +177,25 @@ class RedisHub(Hub):
         # A bounded pool: a burst of requests waits for a connection instead of opening
         # hundreds. Fail fast otherwise: the caller answers 503 and the sender retries.
         self._redis = connect(self.target, max_connections=max_connections)
+        self._reads = 0
         self._publish_sha = ""  # until start() loads them, a call reloads and tries again
         self._remember_sha = ""
         self._fanout = RedisFanOut(self._redis, namespace, max_backoff)
+        # With `min_replicas_ack`, a batch of writes ends with a WAIT. A batch of duplicates
+        # writes nothing, and WAIT counts from its connection's last write: the PUBLISH makes
+        # it count from now, past the original writes.
+        wait = ("WAIT", self.min_replicas_ack, self.ack_timeout_ms)
+        self._writes = GroupCommit(
+            self._redis, confirm=(("PUBLISH", self._fanout.ack_channel, b""), wait)
+        )
 
     @property
     def reconnects(self) -> int:  # type: ignore[override]  # read-only: the fan-out counts
         return self._fanout.reconnects
+
+    @property
+    def round_trips(self) -> int:  # type: ignore[override]  # concurrent writes share one
+        return self._reads + self._writes.batches
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -193,6 +207,7 @@ class RedisHub(Hub):
         await self._fanout.start()
 
     async def close(self) -> None:
+        await self._writes.close()
         await self._fanout.close()
         await close(self._redis)
 
@@ -233,7 +248,6 @@ class RedisHub(Hub):
         return await self._scripted(lambda: self._publish(events))
 
     async def _publish(self, events: Sequence[Event]) -> list[Published]:
-        self.round_trips += 1
         groups: dict[str, list[int]] = {}
         ephemeral: list[int] = []
         for index, event in enumerate(events):
@@ -246,27 +260,18 @@ class RedisHub(Hub):
             for conversation, indexes in groups.items()
         ]
         wait = self.min_replicas_ack > 0 and bool(calls)
-        if len(calls) == 1 and not ephemeral and not wait:  # the common webhook case
-            replies = [await self._redis.evalsha(self._publish_sha, 5, *calls[0][1])]
-        else:
-            pipe = self._redis.pipeline(transaction=False)  # one connection: WAIT counts it
-            for _, args in calls:
-                if wait:
-                    args[5] = ""  # published below, once replicas confirmed the batch
-                pipe.evalsha(self._publish_sha, 5, *args)
-            for index in ephemeral:
-                event = events[index]
-                pipe.publish(
-                    self._fanout.channel(event.conversation_id), event_encoder.encode(event)
-                )
+        commands: list[Command] = []
+        for _, args in calls:
             if wait:
-                # A batch of duplicates writes nothing, and WAIT counts from this connection's
-                # last write: this one makes it count from now, past the original writes.
-                pipe.publish(self._fanout.ack_channel, b"")
-                pipe.execute_command("WAIT", self.min_replicas_ack, self.ack_timeout_ms)
-            replies = await pipe.execute()
-            if wait:
-                replies = await self._confirmed(calls, replies)
+                args[5] = ""  # published below, once replicas confirmed the batch
+            commands.append(("EVALSHA", self._publish_sha, 5, *args))
+        for index in ephemeral:
+            event = events[index]
+            channel = self._fanout.channel(event.conversation_id)
+            commands.append(("PUBLISH", channel, event_encoder.encode(event)))
+        replies = await self._writes.execute(commands, confirm=wait)
+        if wait:
+            replies = await self._confirmed(calls, replies)
         results: list[Published | None] = [None] * len(events)
         for (conversation, _), reply in zip(calls, replies, strict=False):
             for index, seq in zip(groups[conversation], reply, strict=True):
@@ -386,18 +391,17 @@ class RedisHub(Hub):
             await self._scripted(lambda: self._remember(calls))
 
     async def _remember(self, calls: list[tuple[str, list[str]]]) -> None:
-        self.round_trips += 1
-        pipe = self._redis.pipeline(transaction=False)
+        commands: list[Command] = []
         for conversation, fields in calls:
             keys = context_key(conversation, self.namespace), self._seq_key(conversation)
-            pipe.evalsha(self._remember_sha, 2, *keys, self.ended_ttl, *fields)
-        await pipe.execute()
+            commands.append(("EVALSHA", self._remember_sha, 2, *keys, self.ended_ttl, *fields))
+        await self._writes.execute(commands)
 
     def _seq_key(self, conversation: str) -> str:
         return stream_keys(conversation, self.namespace)[0]
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        self.round_trips += 1
+        self._reads += 1
         try:
             return await method(*args, **kwargs)
         except RedisError as exc:

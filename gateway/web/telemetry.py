@@ -28,7 +28,7 @@ def provider(app: web.Application) -> Callable[[], list[Sample]]:
                 "hub_round_trips_total",
                 hub.round_trips,
                 kind="counter",
-                help="Requests made to the hub's store.",
+                help="Requests made to the hub's store (concurrent writes sent together: one).",
             ),
             Sample(
                 "hub_reconnects_total",

@@ -1,0 +1,135 @@
+"""Group commit: the commands of concurrent callers go to Redis together, as one pipeline.
+
+Under concurrent webhooks many hub calls are in flight at once. Sent one by one, each pays the
+client library's whole per-command path, its own send and Redis's work for one more socket
+read. `GroupCommit` gathers what callers hand it while the loop runs, sends it as one
+non-transactional pipeline and gives each caller its own replies. One batch is in flight at a
+time: callers that come while it is out go together in the next, sent as soon as its replies
+are in; a caller alone waits for nothing but the next turn of the event loop (no timer). This
+is the "smart batching" of Centrifugo's Redis engine (centrifugal.dev, "Improving Centrifugo
+Redis Engine throughput…", 2022-12-20: one pipeline worker per Redis, draining the commands
+waiting for it into each round trip).
+
+What a batch does not change: Redis runs each command on its own (a pipeline is not a
+transaction), so each script stays one atomic call, and commands run in the order they were
+handed over, across callers too. A command's error is its caller's alone; an error of the
+link (no connection, a reset, a timeout) is every caller's of that batch.
+
+`confirm` commands (the hub's `WAIT` for replicas) go once at the end of a batch in which any
+caller asked for them: `WAIT` blocks "until all the previous write commands" of its connection
+are acknowledged (redis.io/commands/wait), so one confirms every caller's writes of the batch.
+
+The client is anything with redis-py's `pipeline(transaction=False)`: a `Redis` (the pool's
+bound holds: a batch takes one connection) or a `RedisCluster`, whose pipeline routes each
+command to its node (a `WAIT` there confirms the writes of the one node it is sent to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from redis.exceptions import ResponseError
+
+Command = Sequence[Any]
+"""A command's name and arguments, as `execute_command` takes them: ("EVALSHA", sha, 5, …)."""
+
+
+class _Pipeline(Protocol):
+    def execute_command(self, *args: Any) -> Any: ...
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]: ...
+
+
+class _Client(Protocol):
+    def pipeline(self, transaction: bool = ...) -> Any: ...
+
+
+class _Caller:
+    __slots__ = ("commands", "confirm", "replies")
+
+    def __init__(self, commands: Sequence[Command], confirm: bool, replies: asyncio.Future[Any]):
+        self.commands = commands
+        self.confirm = confirm
+        self.replies = replies
+
+
+class GroupCommit:
+    """Sends the commands of callers that wait at the same time to `client` as one pipeline."""
+
+    def __init__(self, client: _Client, *, confirm: Sequence[Command] = ()) -> None:
+        self.client = client
+        self.confirm = confirm
+        self.batches = 0
+        """Pipelines sent (each one round trip)."""
+        self._waiting: list[_Caller] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def execute(self, commands: Sequence[Command], *, confirm: bool = False) -> list[Any]:
+        """The replies to `commands`, in order, then (`confirm`) those to the `confirm`
+        commands that ended their batch. Raises the first error among these replies
+        (`ResponseError`, as `pipeline.execute()` does; the other callers' are theirs), or the
+        batch's `RedisError` when the link failed: then any command of it may or may not have
+        run."""
+        replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Caller(commands, confirm, replies))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())  # starts on the loop's next turn
+        return await replies
+
+    async def close(self) -> None:
+        """Wait until what was handed over has been sent and answered."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _write(self) -> None:
+        batch: list[_Caller] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                live = [c for c in batch if not c.replies.done()]  # a cancelled caller: not sent
+                if live:
+                    await self._send(live)
+        except BaseException as exc:  # cancelled (the loop is closing), or a fault here:
+            for caller in batch + self._waiting:  # no caller waits for a batch never sent
+                if caller.replies.done():
+                    continue
+                if isinstance(exc, Exception):
+                    caller.replies.set_exception(exc)
+                else:
+                    caller.replies.cancel()
+            self._waiting = []
+            raise
+        finally:
+            self._writer = None
+
+    async def _send(self, batch: list[_Caller]) -> None:
+        pipe: _Pipeline = self.client.pipeline(transaction=False)
+        for caller in batch:
+            for command in caller.commands:
+                pipe.execute_command(*command)
+        confirm = self.confirm if any(c.confirm for c in batch) else ()
+        for command in confirm:
+            pipe.execute_command(*command)
+        self.batches += 1
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for caller in batch:
+                if not caller.replies.done():
+                    caller.replies.set_exception(exc)
+            return
+        tail = replies[len(replies) - len(confirm) :]
+        start = 0
+        for caller in batch:
+            end = start + len(caller.commands)
+            own = replies[start:end] + tail if caller.confirm else replies[start:end]
+            start = end
+            if caller.replies.done():
+                continue
+            error = next((r for r in own if isinstance(r, ResponseError)), None)
+            if error is not None:
+                caller.replies.set_exception(error)
+            else:
+                caller.replies.set_result(own)
