@@ -47,6 +47,7 @@ def make(gms: TestServer, emulator: Emulator, vendor_http: VendorHttp) -> Callab
             "backoff_s": "0.01",
             "backoff_max_s": "0.04",
             "max_attempts": "4",
+            "transport": "polling",  # the REST tests; test_cometd.py asks for "cometd"
         }
         url = str(gms.make_url(emulator.path))
         settings = DialectSettings(url=url, options={**defaults, **options})
