@@ -1,5 +1,10 @@
 """The genesys connector: one GMS Chat API v2 session, driven over HTTP polling.
 
+`GATEWAY_GENESYS_TRANSPORT=polling` selects it; the default, `cometd`, is its subclass in
+`adapters.genesys.cometd`, which keeps this state, decode and error mapping and replaces what
+the transport decides (`_request_chat`, `_catch_up`, `_refresh`, `_between_polls`, `_perform`,
+`_send_message`, `_final_batch`).
+
 Settings: `GATEWAY_GENESYS_URL` is the service URL (`https://host/genesys/2/chat/<service>`);
 options (`GATEWAY_GENESYS_<NAME>`): `apikey` (sent as the `apikey` header) and the common link
 options of `gateway.reconnect` (`poll_interval_s` between refreshes, 2; `backoff_s` 0.5 and

@@ -26,13 +26,19 @@ as `docs/dialects/genesys.md` describes it): form-encoded POSTs, JSON replies.
     HTTP 401 when an `apikey` header is required and wrong; statusCode 1 (retry) only when a
     test asks for it (`fail_next`).
 
+The same chats over CometD (`POST /genesys/cometd[/<meta>]`, GMS's Chat API v2 notifications):
+`emulator_cometd.CometdEndpoint` (`emulator.cometd`), which the connector's default transport
+speaks; every transcript entry is pushed to the chat's CometD client, if it has one.
+
 The scripted agent: joins when a chat starts (after `agent_delay`); answers every client message
 with typing then `"echo: <text>"` (after `reply_delay`); on the text "bye" it leaves and the chat
 ends. Test controls: `agent_says`, `agent_typing`, `end_session`, `fail_session` (GMS ends the
 chat by error: every later reply is statusCode 2 with `chatEnded`), `drop_connections` (the
-next refresh polls lose their connection), `fail_next` (statusCode 1/2 replies), `move_session`
-(a new `alias`; the old one is honoured for one more request), and `received` / `sessions` to
-inspect what the client sent. `wait_until(predicate)` waits on emulator state without sleeps.
+next refresh polls lose their connection; over CometD the held connects and the next requests),
+`cometd.drop_links()` (a GMS restart: held connects drop, CometD clients are forgotten),
+`fail_next` (statusCode 1/2 replies), `move_session` (a new `alias`; the old one is honoured
+for one more request), and `received` / `sessions` to inspect what the client sent.
+`wait_until(predicate)` waits on emulator state without sleeps.
 """
 
 from __future__ import annotations

@@ -15,28 +15,15 @@ from adapters.genesys.cometd import endpoints, operation
 from adapters.genesys.emulator import Emulator
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.errors import RequestError, VendorError
-from gateway.model import End, Ended, Link, Message, ParticipantJoined, Send, Text
+from gateway.model import End, Ended, Link, Message, Send, Text
 from gateway.vendor_http import VendorHttp
-from tests.adapters.genesys.conftest import START, texts
+from tests.adapters.genesys.conftest import START, opened, texts
 from tests.support import Inbound
 
 
 @pytest.fixture
 def cometd(make: Callable[..., Connector]) -> Callable[..., Connector]:
     return lambda **options: make(transport="cometd", **options)
-
-
-async def opened(connector: Connector, inbounds: list[Inbound]) -> Inbound:
-    events = await connector.open(START)
-    inbox = Inbound(connector)
-    inbox.events.extend(events)
-    inbounds.append(inbox)
-    await inbox.until(
-        lambda ev: any(
-            isinstance(e, ParticipantJoined) and e.participant.role == "agent" for e in ev
-        )
-    )
-    return inbox
 
 
 def chat_of(connector: Connector) -> str:
