@@ -39,7 +39,10 @@ restart) is an outage as for polling (`link` down / retrying / restored, backoff
 attempt handshakes a new client, subscribes and asks `requestNotifications` from `position`, so
 nothing pushed meanwhile is lost and what comes twice is deduplicated by index. Commands are
 publishes: a dropped one is not retried (GMS may have applied it). `send` returns the Message
-of its own transcript entry, found in the notifications `inbound()` receives.
+of its own transcript entry, found in the notifications `inbound()` receives. A start is three
+requests: the handshake, then the subscribe and the `requestChat` in one Bayeux batch, then the
+first connect. A CometD server may deliver notifications on any reply, a publish's too: they
+are kept in order and `inbound()` yields them with the next connect's.
 """
 
 from __future__ import annotations
@@ -145,8 +148,9 @@ class Bayeux:
         self._cookies: dict[str, str] = {}
         self._ids = itertools.count(1)
 
-    async def open(self) -> None:
-        """Handshake a new client and subscribe it to the chat channel."""
+    async def open(self, first: Mapping[str, Any]) -> list[bytes]:
+        """Handshake a new client, then subscribe it to the chat channel and publish `first`
+        in one request (a Bayeux batch); the notifications its reply carries."""
         self.client_id = None
         message = {
             "channel": "/meta/handshake",
@@ -154,34 +158,46 @@ class Bayeux:
             "minimumVersion": "1.0",
             "supportedConnectionTypes": ["long-polling"],
         }
-        reply = await self._meta("handshake", message)
+        reply = self._check("/meta/handshake", await self._exchange("handshake", [message]))
         if not reply.clientId:
             raise VendorError("genesys CometD: a handshake without clientId")
         if reply.advice is not None and reply.advice.timeout is not None:
             self._hold_s = reply.advice.timeout / 1000
         self.client_id = reply.clientId
-        await self._meta("subscribe", {"channel": "/meta/subscribe", "subscription": self._channel})
+        subscribe = {"channel": "/meta/subscribe", "subscription": self._channel}
+        frames = await self._exchange("", [subscribe, self._publication(first)])
+        self._check("/meta/subscribe", frames)
+        return self._pushed(self._check(self._channel, frames), frames)
 
-    async def publish(self, data: Mapping[str, Any]) -> None:
-        """Publish `data` on the chat channel; GMS answers in a notification."""
-        await self._meta("", {"channel": self._channel, "data": data})
+    async def publish(self, data: Mapping[str, Any]) -> list[bytes]:
+        """Publish `data` on the chat channel (GMS answers in a notification); the
+        notifications the reply carries (a CometD server may deliver on any reply)."""
+        frames = await self._exchange("", [self._publication(data)])
+        return self._pushed(self._check(self._channel, frames), frames)
 
     async def connect(self) -> list[bytes]:
         """Hold a connect until GMS pushes; the `data` of each chat notification, in order."""
         message = {"channel": "/meta/connect", "connectionType": "long-polling"}
-        frames = await self._exchange("connect", message, held=True)
-        self._check("/meta/connect", frames)
-        return [bytes(f.data) for f in frames if f.channel == self._channel and len(f.data)]
+        frames = await self._exchange("connect", [message], held=True)
+        return self._pushed(self._check("/meta/connect", frames), frames)
 
     async def close(self) -> None:
         """Say goodbye (`/meta/disconnect`), so GMS drops the client now, not at its timeout."""
         if self.client_id is not None:
             with contextlib.suppress(_Transient, VendorError):
-                await self._exchange("disconnect", {"channel": "/meta/disconnect"})
+                await self._exchange("disconnect", [{"channel": "/meta/disconnect"}])
             self.client_id = None
 
-    async def _meta(self, suffix: str, message: dict[str, Any]) -> Frame:
-        return self._check(message["channel"], await self._exchange(suffix, message))
+    def _publication(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"channel": self._channel, "data": data}
+
+    def _pushed(self, reply: Frame, frames: list[Frame]) -> list[bytes]:
+        """The notifications among `frames` (not `reply`, our own message's answer)."""
+        return [
+            bytes(f.data)
+            for f in frames
+            if f is not reply and f.channel == self._channel and len(f.data)
+        ]
 
     def _check(self, channel: str, frames: list[Frame]) -> Frame:
         """The reply to our message on `channel`; raises when it failed (a `402::Unknown
@@ -198,20 +214,21 @@ class Bayeux:
         return reply
 
     async def _exchange(
-        self, suffix: str, message: dict[str, Any], *, held: bool = False
+        self, suffix: str, messages: list[dict[str, Any]], *, held: bool = False
     ) -> list[Frame]:
-        if message["channel"] != "/meta/handshake":
-            if self.client_id is None:
-                raise _Transient("CometD client not connected")
-            message["clientId"] = self.client_id
-        message["id"] = str(next(self._ids))
+        for message in messages:
+            if message["channel"] != "/meta/handshake":
+                if self.client_id is None:
+                    raise _Transient("CometD client not connected")
+                message["clientId"] = self.client_id
+            message["id"] = str(next(self._ids))
         url = f"{self._url}/{suffix}" if suffix else self._url
         bound = self._timeout_s + (self._hold_s if held else 0)
         pool = self._http.held if held else self._http.requests
         try:
             async with pool.post(
                 url,
-                data=_write([message]),
+                data=_write(messages),
                 headers=self._headers,
                 cookies=self._cookies,
                 timeout=aiohttp.ClientTimeout(total=bound),
@@ -255,16 +272,12 @@ class CometdConnector(GenesysConnector):
 
     async def _request_chat(self, request: NativeRequest) -> _Answer:
         try:
-            await self._bayeux.open()
-        except _Transient as exc:
-            raise VendorError(f"genesys CometD did not answer: {exc.reason}") from None
-        await self._publish(operation(request))
-        try:
+            self._received(await self._bayeux.open(operation(request)))
             async with asyncio.timeout(self._link.timeout_s):
                 while not self._backlog:
-                    self._backlog = await self._bayeux.connect()
+                    self._received(await self._bayeux.connect())
         except (_Transient, TimeoutError):
-            raise VendorError("genesys took the chat request but sent no chat") from None
+            raise VendorError("genesys CometD sent no chat for the request") from None
         answer = _answer(self._backlog.pop(0))
         if answer.reply.statusCode != 0:
             first = answer.reply.errors[0] if answer.reply.errors else GmsError(code=52)
@@ -278,31 +291,33 @@ class CometdConnector(GenesysConnector):
     async def _refresh(self) -> list[Event]:
         """The next notifications (held until GMS has some); attaches a client first if
         none is (the first time after `resume`, and after an outage)."""
-        bodies, self._backlog = self._backlog, []
-        if not bodies:
-            if not self._attached:
-                await self._attach()
+        if not self._backlog:
             try:
-                bodies = await self._bayeux.connect()
+                if not self._attached:
+                    notify = {
+                        "operation": "requestNotifications",
+                        "secureKey": self._state["secure_key"],
+                        "transcriptPosition": str(self._state["position"]),
+                    }
+                    self._received(await self._bayeux.open(notify))
+                    self._attached = True
+                if not self._backlog:
+                    self._received(await self._bayeux.connect())
             except _Transient:
                 self._attached = False
                 raise
-        for body in bodies:
-            if self._echoes is not None:
-                self._echoes.put_nowait(body)
+        bodies, self._backlog = self._backlog, []
         events = self._activated(await self._decoded(bodies))
         self._gone = self._gone or any(isinstance(e, Ended) for e in events)
         return events
 
-    async def _attach(self) -> None:
-        await self._bayeux.open()
-        notify = {
-            "operation": "requestNotifications",
-            "secureKey": self._state["secure_key"],
-            "transcriptPosition": str(self._state["position"]),
-        }
-        await self._bayeux.publish(notify)
-        self._attached = True
+    def _received(self, bodies: list[bytes]) -> None:
+        """Notifications, from whichever reply carried them: for `inbound()`, and for the
+        `send` waiting for its own entry."""
+        self._backlog += bodies
+        if self._echoes is not None:
+            for body in bodies:
+                self._echoes.put_nowait(body)
 
     async def _decoded(self, bodies: Sequence[bytes]) -> list[Event]:
         events: list[Event] = []
@@ -362,7 +377,7 @@ class CometdConnector(GenesysConnector):
     async def _publish(self, data: Mapping[str, Any]) -> None:
         """A command: published once (a dropped publish may have been applied)."""
         try:
-            await self._bayeux.publish(data)
+            self._received(await self._bayeux.publish(data))
         except _Transient as exc:
             raise VendorError(f"genesys did not answer: {exc.reason}") from None
 

@@ -20,8 +20,9 @@ Wire as `adapters/genesys/cometd.py` describes it (GMS "Chat API Version 2 with 
     answered {successful: false, error: "402::Unknown client", advice {reconnect "handshake"}},
     as CometD servers do.
 
-Test control: `drop_links()` (every held connect loses its connection and every client is
-forgotten, as when a GMS node restarts); `clients` counts the live ones.
+Test controls: `deliver_on_any_reply` (publish replies carry notifications too),
+`drop_links()` (every held connect loses its connection and every client is forgotten, as when
+a GMS node restarts); `clients` holds the live ones.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class CometdEndpoint:
         self.emulator = emulator
         self.connect_timeout_s = connect_timeout_s
         self.clients: dict[str, Client] = {}
+        self.deliver_on_any_reply = False
+        """Whether a publish's reply carries the client's queued notifications too (a CometD
+        server delivers on any reply unless `metaConnectDeliveryOnly`)."""
 
     @property
     def channel(self) -> str:
@@ -175,6 +179,9 @@ class CometdEndpoint:
         if not isinstance(data, dict):
             return base | {"successful": False, "error": "400::data is no object"}
         self._operate(client, data)
+        if self.deliver_on_any_reply:  # CometD's `metaConnectDeliveryOnly` false
+            replies += client.queue
+            client.queue = []
         return base | {"successful": True}
 
     @property

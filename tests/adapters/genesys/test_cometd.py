@@ -69,6 +69,20 @@ async def test_start_send_reply_and_end_over_cometd(
     assert not emulator.cometd.clients  # `/meta/disconnect`: GMS forgets the client now
 
 
+async def test_notifications_on_a_publish_reply_are_not_lost(
+    cometd: Callable[..., Connector], emulator: Emulator, inbounds: list[Inbound]
+) -> None:
+    emulator.cometd.deliver_on_any_reply = True  # the publish's reply carries our own entry
+    connector = cometd()
+    inbox = await opened(connector, inbounds)
+    (sent,) = await connector.send(
+        Send(conversation=connector.conversation_id, content=Text(text="hello"))
+    )
+    events = await inbox.until(lambda ev: "echo: hello" in texts(ev))
+    assert ids(events).count(sent.id) == 1
+    assert texts(events) == ["hello", "echo: hello"]
+
+
 async def test_the_agent_ending_it_is_pushed_and_later_commands_refused(
     cometd: Callable[..., Connector], emulator: Emulator, inbounds: list[Inbound]
 ) -> None:
