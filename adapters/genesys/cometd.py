@@ -65,9 +65,9 @@ from adapters.genesys.connector import (
     _Transient,
 )
 from adapters.genesys.errors import command_error
-from adapters.genesys.native import GmsError
+from adapters.genesys.native import GmsError, Reply
 from gateway.adapter import DialectSettings, NativeRequest
-from gateway.errors import RequestError, VendorError
+from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
 from gateway.model import Content, Ended, Event, Message
 from gateway.vendor_http import VendorHttp
 
@@ -271,17 +271,22 @@ class CometdConnector(GenesysConnector):
         await self._bayeux.close()
 
     async def _request_chat(self, request: NativeRequest) -> _Answer:
+        """The `requestChat` notification (the first on this new client); a refusal or no
+        answer gives the client back before raising."""
         try:
             self._received(await self._bayeux.open(operation(request)))
             async with asyncio.timeout(self._link.timeout_s):
                 while not self._backlog:
                     self._received(await self._bayeux.connect())
+            answer = _answer(self._backlog.pop(0))
+            if answer.reply.statusCode != 0:
+                raise _refusal(answer.reply)
         except (_Transient, TimeoutError):
+            await self._bayeux.close()
             raise VendorError("genesys CometD sent no chat for the request") from None
-        answer = _answer(self._backlog.pop(0))
-        if answer.reply.statusCode != 0:
-            first = answer.reply.errors[0] if answer.reply.errors else GmsError(code=52)
-            raise command_error(first.code, first.advice)
+        except GatewayError:
+            await self._bayeux.close()
+            raise
         self._attached = True
         return answer
 
@@ -323,6 +328,10 @@ class CometdConnector(GenesysConnector):
         events: list[Event] = []
         for body in bodies:
             answer = _answer(body)
+            if answer.reply.statusCode == 2 and not answer.reply.chatEnded:
+                refusal = _refusal(answer.reply)
+                if isinstance(refusal, SessionNotFound):  # GMS no longer knows the chat
+                    raise refusal
             if answer.reply.alias is not None:
                 self._state["alias"] = str(answer.reply.alias)
             events += await self._decode(answer)
@@ -359,10 +368,7 @@ class CometdConnector(GenesysConnector):
                         body = await self._echoes.get()
                         reply = _answer(body).reply
                         if reply.statusCode != 0:
-                            if reply.chatEnded:
-                                raise _has_ended()
-                            first = reply.errors[0] if reply.errors else GmsError(code=52)
-                            raise command_error(first.code, first.advice)
+                            raise _has_ended() if reply.chatEnded else _refusal(reply)
                         found = await self._own_entry(body, content)
             except TimeoutError:
                 raise VendorError(
@@ -380,6 +386,12 @@ class CometdConnector(GenesysConnector):
             self._received(await self._bayeux.publish(data))
         except _Transient as exc:
             raise VendorError(f"genesys did not answer: {exc.reason}") from None
+
+
+def _refusal(reply: Reply) -> GatewayError:
+    """The error of a notification that refuses an operation (statusCode 1 or 2)."""
+    first = reply.errors[0] if reply.errors else GmsError(code=52)
+    return command_error(first.code, first.advice)
 
 
 def _answer(body: bytes) -> _Answer:

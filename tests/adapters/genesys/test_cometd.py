@@ -15,7 +15,7 @@ from adapters.genesys.cometd import endpoints, operation
 from adapters.genesys.emulator import Emulator
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.errors import RequestError, VendorError
-from gateway.model import End, Ended, Link, Message, Send, Text
+from gateway.model import End, Ended, Error, Link, Message, Send, Text
 from gateway.vendor_http import VendorHttp
 from tests.adapters.genesys.conftest import START, opened, texts
 from tests.support import Inbound
@@ -156,6 +156,23 @@ async def test_resume_asks_for_the_transcript_from_its_position(
     inbounds.append(inbox)
     events = await inbox.until(lambda ev: "missed by the first replica" in texts(ev))
     assert [e.id for e in events if isinstance(e, Message)] == [f"genesys:{chat}/3"]
+
+
+async def test_a_chat_gms_no_longer_knows_ends_by_error(
+    cometd: Callable[..., Connector], emulator: Emulator, inbounds: list[Inbound]
+) -> None:
+    first = cometd()
+    await (await opened(first, inbounds)).stop()
+    taken = cometd()
+    await taken.resume({**first.snapshot(), "secure_key": "not-a-key"})
+    inbox = Inbound(taken)
+    inbounds.append(inbox)
+    await inbox.finished()
+    error, ended = inbox.events
+    assert isinstance(error, Error)
+    assert (error.code, error.recoverable) == ("SESSION_NOT_FOUND", False)
+    assert isinstance(ended, Ended)
+    assert ended.reason == "error"
 
 
 async def test_a_gms_without_cometd_is_refused_at_start_naming_the_fallback(
