@@ -53,6 +53,8 @@ class Client:
     """One Bayeux client: its queued messages and its held connect."""
 
     client_id: str
+    browser: str  # the `BAYEUX_BROWSER` cookie its handshake set
+    browsers_seen: set[str | None] = field(default_factory=set)  # the cookie its requests sent
     queue: list[dict[str, Any]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     holding: web.Request | None = None
@@ -133,7 +135,12 @@ class CometdEndpoint:
             if reply is None:  # the connection was dropped (`drop_links`)
                 return web.Response(status=503)
             replies.append(reply)
-        return web.json_response(replies)
+        response = web.json_response(replies)
+        for reply in replies:
+            if reply["channel"] == "/meta/handshake" and reply.get("successful"):
+                # as Jetty's CometD: the browser cookie by which it tells browsers apart
+                response.set_cookie("BAYEUX_BROWSER", self.clients[reply["clientId"]].browser)
+        return response
 
     async def _message(
         self, request: web.Request, message: dict[str, Any], replies: list[dict[str, Any]]
@@ -141,7 +148,7 @@ class CometdEndpoint:
         channel, mid = message.get("channel"), message.get("id")
         base: dict[str, Any] = {"channel": channel, "id": mid}
         if channel == "/meta/handshake":
-            made = Client(client_id=secrets.token_hex(12))
+            made = Client(client_id=secrets.token_hex(12), browser=secrets.token_hex(8))
             self.clients[made.client_id] = made
             advice = {"reconnect": "retry", "interval": 0, "timeout": self._hold_ms}
             return base | {
@@ -158,6 +165,7 @@ class CometdEndpoint:
                 "error": "402::Unknown client",
                 "advice": {"reconnect": "handshake", "interval": 0},
             }
+        client.browsers_seen.add(request.cookies.get("BAYEUX_BROWSER"))
         if channel == "/meta/connect":
             if not await self._hold(request, client):
                 return None

@@ -115,6 +115,18 @@ async def test_150_chats_over_cometd_all_start_and_every_reply_arrives(
         await inbox.until(lambda ev, i=i: f"echo: n{i}" in texts(ev, "agent"))
 
 
+async def test_each_client_sends_its_own_cookies_only(
+    cometd: Callable[..., Connector], emulator: Emulator, inbounds: list[Inbound]
+) -> None:
+    # The endpoint sets a `BAYEUX_BROWSER` cookie at each handshake, as Jetty's CometD does; one
+    # cookie sent by two clients would be one browser, allowed one held poll.
+    for connector in (cometd(), cometd()):
+        await opened(connector, inbounds)
+    first, second = emulator.cometd.clients.values()
+    assert first.browsers_seen == {first.browser}
+    assert second.browsers_seen == {second.browser}
+
+
 async def test_a_dropped_link_handshakes_again_and_loses_or_repeats_no_line(
     cometd: Callable[..., Connector], emulator: Emulator, inbounds: list[Inbound]
 ) -> None:
