@@ -29,7 +29,8 @@ SCRIPTED_DELAY: dict[str, Callable[[Any], float]] = {
 """From a user's message to the agent's answer, as each emulator's script paces it."""
 OPTIONS: dict[str, dict[str, str]] = {
     # The demo polls GMS every 0.5 s for a lively console; a deployment keeps the connector's
-    # default (2 s), and so does the bench.
+    # default (2 s), and so does the bench (it counts with `transport` polling; the default,
+    # CometD, holds a connect instead).
     "genesys": {"poll_interval_s": "2"},
 }
 

@@ -117,7 +117,16 @@ class VendorPools:
         # the bound that is meant. Connections are kept alive: a long poll's next poll and a
         # burst of requests reuse them.
         connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0)
-        return aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, trace_configs=traces)
+        # No cookie jar: a pool serves many vendor sessions, and a cookie one session's platform
+        # sets must not ride on another's requests (a CometD server takes every client sending
+        # one browser cookie for tabs of one browser and lets only one of them hold a poll). A
+        # connector that needs its session's cookies keeps them (adapters/genesys/cometd.py).
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=TIMEOUT,
+            trace_configs=traces,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
 
     async def close(self) -> None:
         for http, _ in self._pools.values():

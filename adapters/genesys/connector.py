@@ -1,5 +1,10 @@
 """The genesys connector: one GMS Chat API v2 session, driven over HTTP polling.
 
+`GATEWAY_GENESYS_TRANSPORT=polling` selects it; the default, `cometd`, is its subclass in
+`adapters.genesys.cometd`, which keeps this state, decode and error mapping and replaces what
+the transport decides (`_request_chat`, `_catch_up`, `_refresh`, `_between_polls`, `_perform`,
+`_send_message`, `_final_batch`).
+
 Settings: `GATEWAY_GENESYS_URL` is the service URL (`https://host/genesys/2/chat/<service>`);
 options (`GATEWAY_GENESYS_<NAME>`): `apikey` (sent as the `apikey` header) and the common link
 options of `gateway.reconnect` (`poll_interval_s` between refreshes, 2; `backoff_s` 0.5 and
@@ -119,8 +124,7 @@ class GenesysConnector(Connector):
     # --- lifecycle --------------------------------------------------------------------------
 
     async def open(self, command: Start) -> Sequence[Event]:
-        request = encode(command, {})
-        answer = await self._command(request)
+        answer = await self._request_chat(encode(command, {}))
         env = answer.reply
         if not env.chatId or not env.secureKey:
             raise VendorError("genesys accepted the chat but gave no chatId/secureKey")
@@ -157,7 +161,7 @@ class GenesysConnector(Connector):
         self.conversation_id = conversation_id(DIALECT, str(state["chat_id"]))
         log.info("connector.resumed", dialect=DIALECT, conversation_id=self.conversation_id)
         try:
-            return await self._refresh()
+            return await self._catch_up()
         except _Transient:
             return []  # nothing was consumed: `inbound()` retries from the same position
 
@@ -201,12 +205,29 @@ class GenesysConnector(Connector):
             if any(isinstance(e, Ended) for e in events):
                 log.info("connector.ended", conversation_id=self.conversation_id)
                 return
-            await self._sleep(self._link.poll_interval_s)
+            await self._between_polls()
+
+    # --- what the transport decides (`adapters.genesys.cometd` pushes instead) ---------------
+
+    async def _request_chat(self, request: NativeRequest) -> _Answer:
+        """The reply that opens the chat (`open`)."""
+        return await self._command(request)
+
+    async def _catch_up(self) -> list[Event]:
+        """What `resume` returns: the transcript from `position`."""
+        return await self._refresh()
 
     async def _refresh(self) -> list[Event]:
         """One poll from `position`; advances `position` and `alias`."""
         answer = await self._post(refresh_request(self._state))
         return self._activated(await self._decode(answer))
+
+    async def _between_polls(self) -> None:
+        await self._sleep(self._link.poll_interval_s)
+
+    async def _perform(self, request: NativeRequest) -> None:
+        """A command whose reply carries nothing the caller needs (typing, disconnect)."""
+        await self._command(request)
 
     async def _decode(self, answer: _Answer) -> list[Event]:
         """The events of a reply to a request from `position` (a bad entry becomes an `error`
@@ -304,10 +325,10 @@ class GenesysConnector(Connector):
             case Send():
                 return [await self._send_message(request, command.content)]
             case SetTyping():
-                await self._command(request)
+                await self._perform(request)
                 return []
             case End():
-                await self._command(request)
+                await self._perform(request)
                 self._ended = ended(self.conversation_id, now_at(), "user", "user")
                 self._wake.set()
                 log.info("connector.ended", conversation_id=self.conversation_id, by="user")

@@ -26,13 +26,19 @@ as `docs/dialects/genesys.md` describes it): form-encoded POSTs, JSON replies.
     HTTP 401 when an `apikey` header is required and wrong; statusCode 1 (retry) only when a
     test asks for it (`fail_next`).
 
+The same chats over CometD (`POST /genesys/cometd[/<meta>]`, GMS's Chat API v2 notifications):
+`emulator_cometd.CometdEndpoint` (`emulator.cometd`), which the connector's default transport
+speaks; every transcript entry is pushed to the chat's CometD client, if it has one.
+
 The scripted agent: joins when a chat starts (after `agent_delay`); answers every client message
 with typing then `"echo: <text>"` (after `reply_delay`); on the text "bye" it leaves and the chat
 ends. Test controls: `agent_says`, `agent_typing`, `end_session`, `fail_session` (GMS ends the
 chat by error: every later reply is statusCode 2 with `chatEnded`), `drop_connections` (the
-next refresh polls lose their connection), `fail_next` (statusCode 1/2 replies), `move_session`
-(a new `alias`; the old one is honoured for one more request), and `received` / `sessions` to
-inspect what the client sent. `wait_until(predicate)` waits on emulator state without sleeps.
+next refresh polls lose their connection; over CometD the held connects and the next requests),
+`cometd.drop_links()` (a GMS restart: held connects drop, CometD clients are forgotten),
+`fail_next` (statusCode 1/2 replies), `move_session` (a new `alias`; the old one is honoured
+for one more request), and `received` / `sessions` to inspect what the client sent.
+`wait_until(predicate)` waits on emulator state without sleeps.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.genesys.emulator_cometd import COMETD_PATH, CometdEndpoint
 from gateway.demo import DemoFiles, Wiring
 
 PREFIX = "/genesys/2/chat"
@@ -76,6 +83,7 @@ class ChatSession:
     ended: bool = False
     failed: tuple[int, int] | None = None  # statusCode and error code (`fail_session`)
     stale_alias: str | None = None  # honoured for one request after `move_session`
+    listener: str | None = None  # the CometD client GMS pushes this chat to
     agent_joined: asyncio.Event = field(default_factory=asyncio.Event)
 
     def client(self) -> dict[str, Any]:
@@ -94,6 +102,7 @@ class Emulator:
         agent_delay: float = 0.0,
         reply_delay: float = 0.0,
         send_returns_transcript: bool = True,
+        connect_timeout_s: float = 30.0,
     ) -> None:
         self.service = service
         self.api_key = api_key
@@ -102,6 +111,7 @@ class Emulator:
         self.reply_delay = reply_delay
         self.send_returns_transcript = send_returns_transcript
         self.sessions: dict[str, ChatSession] = {}
+        self.by_key: dict[str, ChatSession] = {}  # by secureKey, as CometD names a chat
         self.received: list[Received] = []
         self._drops = 0
         self._failures: list[tuple[int, int]] = []
@@ -111,6 +121,10 @@ class Emulator:
         self.app = web.Application()
         self.app.router.add_post(f"{PREFIX}/{{service}}", self._request_chat)
         self.app.router.add_post(f"{PREFIX}/{{service}}/{{chat_id}}/{{op}}", self._chat_op)
+        self.cometd = CometdEndpoint(self, connect_timeout_s)
+        self.app.router.add_post(COMETD_PATH, self.cometd.handle)
+        self.app.router.add_post(f"{COMETD_PATH}/{{meta}}", self.cometd.handle)
+        self.app.on_shutdown.append(self.cometd.shutdown)
         self.app.on_cleanup.append(self._cleanup)
 
     @property
@@ -130,8 +144,8 @@ class Emulator:
     async def end_session(self, chat_id: str) -> None:
         """The agent leaves and the chat ends."""
         session = self.sessions[chat_id]
+        session.ended = True  # before the entry: its notification says `chatEnded`
         self._add(session, "ParticipantLeft", self._agent())
-        session.ended = True
 
     def fail_session(self, chat_id: str, code: int = 52, status_code: int = 2) -> None:
         """GMS ends the chat by error `code`: every later request of it is answered
@@ -139,11 +153,22 @@ class Emulator:
         `chatEnded: true` (and the transcript)."""
         session = self.sessions[chat_id]
         session.ended, session.failed = True, (status_code, code)
+        self.cometd.push(session, error=(status_code, code, "chat ended by error"))
         self._changed.set()
 
     def drop_connections(self, count: int = 1) -> None:
-        """The next `count` refresh polls lose their connection (the client sees it drop)."""
+        """The next `count` refresh polls lose their connection (the client sees it drop);
+        over CometD, every held connect drops now and the next CometD requests after it, up to
+        `count` drops in all."""
         self._drops += count
+        self._drops -= self.cometd.drop_held(self._drops)
+
+    def take_drop(self) -> bool:
+        """Whether the request at hand is one `drop_connections` asked to drop."""
+        if not self._drops:
+            return False
+        self._drops -= 1
+        return True
 
     def fail_next(self, count: int = 1, *, status_code: int = 1, code: int = 100) -> None:
         """The next `count` requests into a known chat (right userId, secureKey and alias)
@@ -179,16 +204,26 @@ class Emulator:
         if request.content_type not in FORM_TYPES:
             return _not_a_form(request)
         form = {k: str(v) for k, v in (await request.post()).items()}
-        self._record(Received("requestChat", None, form))
+        self.record(Received("requestChat", None, form))
         if (denied := self._unauthorized(request)) is not None:
             return denied
         if request.match_info["service"] != self.service:
             return _error(2, 3, f"unknown service {request.match_info['service']!r}")
+        session = self.new_session(form)
+        if isinstance(session, str):
+            return _error(2, 2, session)
+        reply = self.reply(session, 1)
+        del reply["chatEnded"], reply["nextPosition"]  # as the docs' sample reply
+        return web.json_response(reply)
+
+    def new_session(self, form: dict[str, str], listener: str | None = None) -> ChatSession | str:
+        """A requested chat (`listener`: the CometD client its notifications go to), or why
+        the request is refused."""
         nickname = form.get("nickname") or " ".join(
             filter(None, (form.get("firstName"), form.get("lastName")))
         )
         if not nickname:
-            return _error(2, 2, "nickname or firstName and lastName are mandatory")
+            return "nickname or firstName and lastName are mandatory"
         session = ChatSession(
             chat_id=secrets.token_hex(8).upper(),
             user_id=secrets.token_hex(8).upper(),
@@ -196,24 +231,23 @@ class Emulator:
             alias=str(next(self._aliases)),
             nickname=nickname,
             form=form,
+            listener=listener,
         )
         self.sessions[session.chat_id] = session
+        self.by_key[session.secure_key] = session
         self._add(session, "ParticipantJoined", session.client())
         self._spawn(self._agent_joins(session))
-        reply = self._reply(session, 1)
-        del reply["chatEnded"], reply["nextPosition"]  # as the docs' sample reply
-        return web.json_response(reply)
+        return session
 
     async def _chat_op(self, request: web.Request) -> web.Response:
         if request.content_type not in FORM_TYPES:
             return _not_a_form(request)
         form = {k: str(v) for k, v in (await request.post()).items()}
         chat_id, op = request.match_info["chat_id"], request.match_info["op"]
-        self._record(Received(op, chat_id, form))
+        self.record(Received(op, chat_id, form))
         if (denied := self._unauthorized(request)) is not None:
             return denied
-        if op == "refresh" and self._drops:
-            self._drops -= 1
+        if op == "refresh" and self.take_drop():
             assert request.transport is not None
             request.transport.close()  # the poll's connection drops mid-request
             return web.Response(status=503)
@@ -249,22 +283,30 @@ class Emulator:
     async def _apply(
         self, session: ChatSession, op: str, form: dict[str, str], position: int | None
     ) -> web.Response:
+        refused = self.act(session, op, form)
+        if refused is not None:
+            return _error(2, 2, refused)
+        if op == "send" and not self.send_returns_transcript:
+            return web.json_response(self.reply(session, None))
+        return web.json_response(self.reply(session, position))
+
+    def act(self, session: ChatSession, op: str, form: dict[str, str]) -> str | None:
+        """Apply a chat `op` (send, startTyping, stopTyping, disconnect; refresh does
+        nothing); returns why a mandatory parameter refuses it, else None."""
         if op == "send":
             text = form.get("message")
             if not text:
-                return _error(2, 2, "message is mandatory")
+                return "message is mandatory"
             kind = "PushUrl" if form.get("messageType") == "url" else "Message"
             self._add(session, kind, session.client(), text=text)
             self._spawn(self._agent_replies(session, text))
-            if not self.send_returns_transcript:
-                return web.json_response(self._reply(session, None))
         elif op in ("startTyping", "stopTyping"):
             kind = "TypingStarted" if op == "startTyping" else "TypingStopped"
             self._add(session, kind, session.client(), text=form.get("message") or None)
         elif op == "disconnect":
+            session.ended = True  # before the entry: its notification says `chatEnded`
             self._add(session, "ParticipantLeft", session.client())
-            session.ended = True
-        return web.json_response(self._reply(session, position))
+        return None
 
     # --- the scripted agent -----------------------------------------------------------------
 
@@ -304,13 +346,14 @@ class Emulator:
         if text is not None:
             entry["text"] = text
         session.transcript.append(entry)
+        self.cometd.push(session, [entry])
         self._changed.set()
 
-    def _record(self, received: Received) -> None:
+    def record(self, received: Received) -> None:
         self.received.append(received)
         self._changed.set()
 
-    def _reply(self, session: ChatSession, position: int | None) -> dict[str, Any]:
+    def reply(self, session: ChatSession, position: int | None) -> dict[str, Any]:
         """A statusCode 0 reply; its transcript from `position` (none when it is None)."""
         return {
             "statusCode": 0,

@@ -47,6 +47,7 @@ def make(gms: TestServer, emulator: Emulator, vendor_http: VendorHttp) -> Callab
             "backoff_s": "0.01",
             "backoff_max_s": "0.04",
             "max_attempts": "4",
+            "transport": "polling",  # the REST tests; test_cometd.py asks for "cometd"
         }
         url = str(gms.make_url(emulator.path))
         settings = DialectSettings(url=url, options={**defaults, **options})
@@ -63,19 +64,24 @@ async def inbounds() -> AsyncIterator[list[Inbound]]:
         await inbox.stop()
 
 
-@pytest.fixture
-async def session(
-    make: Callable[..., Connector], inbounds: list[Inbound]
-) -> tuple[Connector, Inbound]:
-    connector = make()
-    opened = await connector.open(START)
-    assert [type(e) for e in opened] == [Status, ParticipantJoined]
+async def opened(connector: Connector, inbounds: list[Inbound]) -> Inbound:
+    """Start `connector`'s chat and run its inbound until the agent has joined."""
+    events = await connector.open(START)
+    assert [type(e) for e in events] == [Status, ParticipantJoined]
     inbox = Inbound(connector)
-    inbox.events.extend(opened)
+    inbox.events.extend(events)
     inbounds.append(inbox)
     await inbox.until(
         lambda ev: any(
             isinstance(e, ParticipantJoined) and e.participant.role == "agent" for e in ev
         )
     )
-    return connector, inbox
+    return inbox
+
+
+@pytest.fixture
+async def session(
+    make: Callable[..., Connector], inbounds: list[Inbound]
+) -> tuple[Connector, Inbound]:
+    connector = make()
+    return connector, await opened(connector, inbounds)
