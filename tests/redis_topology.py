@@ -1,9 +1,10 @@
 """Replicated Redis topologies for the tests, on loopback and free ports, stopped at the end:
 a primary, its replica and three sentinels (`SentinelSet`); a 3-primary cluster with a replica
-each (`ClusterSet`, in `tests/redis_cluster.py`)."""
+each (`ClusterSet`)."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -212,3 +213,113 @@ class SentinelSet:
 def reachable(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def cluster_port() -> int:
+    """A free port at most 55535 whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port <= 55535 and free_bus(port + 10000):
+            return port
+        with socket.socket() as sock:  # the kernel's pick was too high: try one of ours
+            candidate = random.randrange(20000, 55536)
+            if sock.connect_ex(("127.0.0.1", candidate)) != 0 and free_bus(candidate + 10000):
+                return candidate
+
+
+def free_bus(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_node() -> RedisServer:
+    """A started cluster-enabled node (on another port if another process took its pick)."""
+    for _ in range(5):
+        node = RedisServer(
+            "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+            "--cluster-replica-validity-factor", "0",
+        )  # fmt: skip
+        node.port = cluster_port()
+        node.url = f"redis://127.0.0.1:{node.port}/0"
+        try:
+            return node.start()
+        except RuntimeError:
+            node.close()
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class ClusterSet:
+    """Three primaries with a replica each (`redis-cli --cluster create … --cluster-replicas 1`),
+    on loopback; a node notices a peer down after a second (`cluster-node-timeout`)."""
+
+    def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(primaries * (1 + replicas)):
+                self.nodes.append(_cluster_node())
+            create = ["redis-cli", "--cluster", "create"]
+            create += [f"127.0.0.1:{n.port}" for n in self.nodes]
+            create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+            subprocess.run(create, check=True, capture_output=True, timeout=60)
+            wait_until(self._settled, "the cluster to settle", timeout=60)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The gateway's `redis+cluster://` URL, two nodes as seeds."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+
+    def _settled(self) -> bool:
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            if "cluster_state:ok" not in command(node.port, "CLUSTER", "INFO"):
+                return False
+        return len(self.primaries()) * 2 == len([n for n in self.nodes if n.process])
+
+    def roles(self) -> dict[int, str]:
+        """Port → `master` or `slave`, for every running node, as the node itself says."""
+        return {
+            n.port: command(n.port, "ROLE").splitlines()[0]
+            for n in self.nodes
+            if n.process is not None
+        }
+
+    def primaries(self) -> list[int]:
+        return sorted(port for port, role in self.roles().items() if role == "master")
+
+    def owner(self, slot: int) -> int:
+        """The port of the primary serving `slot` (asked of a running node)."""
+        running = next(n for n in self.nodes if n.process is not None)
+        for line in command(running.port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for span in fields[8:]:
+                low, _, high = span.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split(":")[1].split("@")[0])
+        raise LookupError(f"no primary serves slot {slot}")
+
+    def replica_of(self, primary: int) -> int:
+        """The port of a replica of the primary on port `primary`."""
+        for node in self.nodes:
+            if node.process is None or node.port == primary:
+                continue
+            info = command(node.port, "INFO", "replication")
+            if f"master_port:{primary}" in info:
+                return node.port
+        raise LookupError(f"no replica of {primary}")
+
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

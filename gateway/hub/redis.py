@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast, get_args
 
 import structlog
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.context import EMPTY, ConversationContext
@@ -51,8 +52,10 @@ PUBLISH_SCRIPT = """
 -- KEYS: seq counter, id->seq hash, log stream, context hash, epoch
 -- ARGV: channel ('': publish nothing, return the payloads for the caller to publish once
 --       replicas confirmed them), maxlen, ttl after `ended` (s), an epoch for a log that has
---       none, ttl after the last event (s, idle); then per event: id, JSON without seq,
---       ended (0|1)
+--       none, ttl after the last event (s, idle), the publish command (PUBLISH, or SPUBLISH
+--       on a Cluster), the slot's firehose channel ('': none; its messages are prefixed
+--       with `<length>:<conversation>`, hub/redis_fanout.py), the conversation; then per
+--       event: id, JSON without seq, ended (0|1)
 -- `seq` and `epoch` go right after the first comma, which closes the type tag (hub/wire.py).
 local out = {}
 local ttl  -- the keys' expiry after this call's last stored event (none stored: unchanged)
@@ -64,7 +67,7 @@ if not epoch then  -- a new log (or one the store lost, starting again): a new e
   local ends = redis.call('TTL', KEYS[1])
   if ends > 0 then redis.call('EXPIRE', KEYS[5], ends) end
 end
-for i = 6, #ARGV, 3 do
+for i = 9, #ARGV, 3 do
   local known = redis.call('HGET', KEYS[2], ARGV[i])
   if known then
     out[#out + 1] = -tonumber(known)
@@ -90,7 +93,10 @@ for i = 6, #ARGV, 3 do
     if ARGV[1] == '' then
       held[#held + 1] = payload
     else
-      redis.call('PUBLISH', ARGV[1], payload)
+      redis.call(ARGV[6], ARGV[1], payload)
+      if ARGV[7] ~= '' then
+        redis.call(ARGV[6], ARGV[7], #ARGV[8] .. ':' .. ARGV[8] .. payload)
+      end
     end
     ttl = ARGV[5]  -- kept `idle` after its last event, or `ended ttl` after `ended`
     if ARGV[i + 2] == '1' then ttl = ARGV[3] end
@@ -202,8 +208,8 @@ class RedisHub(Hub):
         if not self._fanout.listening:
             return False
         try:
-            if self.target.kind == "cluster":
-                return bool(await self._redis.ping())
+            if isinstance(self._redis, RedisCluster):  # each primary answers
+                return bool(await self._redis.ping(target_nodes=RedisCluster.PRIMARIES))
             role = await self._redis.execute_command("ROLE")  # type: ignore[no-untyped-call]
         except RedisError:
             return False
@@ -256,17 +262,11 @@ class RedisHub(Hub):
                 pipe.evalsha(self._publish_sha, 5, *args)
             for index in ephemeral:
                 event = events[index]
-                pipe.publish(
-                    self._fanout.channel(event.conversation_id), event_encoder.encode(event)
-                )
-            if wait:
-                # A batch of duplicates writes nothing, and WAIT counts from this connection's
-                # last write: this one makes it count from now, past the original writes.
-                pipe.publish(self._fanout.ack_channel, b"")
-                pipe.execute_command("WAIT", self.min_replicas_ack, self.ack_timeout_ms)
+                self._fanout.queue_publish(pipe, event.conversation_id, event_encoder.encode(event))
+            waits = self._queue_wait(pipe, groups) if wait else 0
             replies = await pipe.execute()
             if wait:
-                replies = await self._confirmed(calls, replies)
+                replies = await self._confirmed(calls, replies, waits)
         results: list[Published | None] = [None] * len(events)
         for (conversation, _), reply in zip(calls, replies, strict=False):
             for index, seq in zip(groups[conversation], reply, strict=True):
@@ -275,11 +275,29 @@ class RedisHub(Hub):
             results[index] = Published(events[index].id, 0)
         return results  # type: ignore[return-value]
 
-    async def _confirmed(self, calls: list[tuple[str, list[Any]]], replies: list[Any]) -> list[Any]:
+    def _queue_wait(self, pipe: Any, conversations: Collection[str]) -> int:
+        """Queue on `pipe` what has each primary the batch is written to (the one primary, off
+        a Cluster) confirm its replication: a write for WAIT to count from (a batch of
+        duplicates writes nothing, and WAIT counts from the connection's last write: this one
+        makes it count from now, past the original writes), then WAIT, on the connection the
+        pipeline writes that primary's scripts on. The number of replies queued."""
+        targets: list[dict[str, Any]] = [{}]
+        if isinstance(self._redis, RedisCluster):
+            nodes = {self._redis.get_node_from_key(self._seq_key(c)) for c in conversations}
+            targets = [{"target_nodes": node} for node in nodes]
+        for target in targets:
+            pipe.execute_command("PUBLISH", self._fanout.ack_channel, b"", **target)
+            pipe.execute_command("WAIT", self.min_replicas_ack, self.ack_timeout_ms, **target)
+        return 2 * len(targets)
+
+    async def _confirmed(
+        self, calls: list[tuple[str, list[Any]]], replies: list[Any], waits: int
+    ) -> list[Any]:
         """After a batch stored with `WAIT`: raise `StoreUnavailable` unless enough replicas
-        confirmed it; else publish its events (only now: a subscriber is never shown an event
-        a failover could still lose) and return the scripts' seqs."""
-        acked = int(replies[-1])
+        of every primary written to confirmed it; else publish its events (only now: a
+        subscriber is never shown an event a failover could still lose) and return the
+        scripts' seqs."""
+        acked = min(int(reply) for reply in replies[-waits:][1::2])
         if acked < self.min_replicas_ack:
             raise StoreUnavailable(
                 f"event store: {acked} of {self.min_replicas_ack} replicas confirmed the batch "
@@ -290,7 +308,7 @@ class RedisHub(Hub):
         for (conversation, _), (stored, payloads) in zip(calls, replies, strict=False):
             seqs.append(stored)
             for payload in payloads:
-                pipe.publish(self._fanout.channel(conversation), payload)
+                self._fanout.queue_publish(pipe, conversation, payload)
         await pipe.execute()
         return seqs
 
@@ -304,6 +322,9 @@ class RedisHub(Hub):
             self.ended_ttl,
             secrets.token_hex(4),
             self.idle_ttl,
+            self._fanout.publish_command(),
+            self._fanout.firehose(conversation),
+            conversation,
         ]
         encode = wire.encode
         for event in events:
