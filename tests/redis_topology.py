@@ -296,6 +296,13 @@ class ClusterSet:
 
     def owner(self, slot: int) -> int:
         """The port of the primary serving `slot` (asked of a running node)."""
+        port = self.serving(slot)
+        if port is None:
+            raise LookupError(f"no primary serves slot {slot}")
+        return port
+
+    def serving(self, slot: int) -> int | None:
+        """The port of the primary serving `slot`, None while none does."""
         running = next(n for n in self.nodes if n.process is not None)
         for line in command(running.port, "CLUSTER", "NODES").splitlines():
             fields = line.split()
@@ -305,7 +312,7 @@ class ClusterSet:
                 low, _, high = span.partition("-")
                 if low.isdigit() and int(low) <= slot <= int(high or low):
                     return int(fields[1].split(":")[1].split("@")[0])
-        raise LookupError(f"no primary serves slot {slot}")
+        return None
 
     def replica_of(self, primary: int) -> int:
         """The port of a replica of the primary on port `primary`."""
@@ -319,6 +326,49 @@ class ClusterSet:
 
     def node(self, port: int) -> RedisServer:
         return next(n for n in self.nodes if n.port == port)
+
+    def node_id(self, port: int) -> str:
+        return command(port, "CLUSTER", "MYID")
+
+    def failover(self, slot: int) -> int:
+        """Promote the replica of `slot`'s primary (`CLUSTER FAILOVER` on it: the primary hands
+        over once the replica caught up) and wait until the cluster agrees; its port."""
+        old = self.owner(slot)
+        replica = self.replica_of(old)
+        assert command(replica, "CLUSTER", "FAILOVER") == "OK"
+        wait_until(lambda: self.owner(slot) == replica and self._settled(), "the failover")
+        return replica
+
+    def wait_promoted(self, slot: int, dead: int) -> int:
+        """After `dead` (the primary of `slot`) was killed: wait until its replica serves the
+        slot and every running node says the cluster is ok; the new primary's port."""
+        wait_until(
+            lambda: (
+                self.serving(slot) not in (None, dead)
+                and all(
+                    "cluster_state:ok" in command(n.port, "CLUSTER", "INFO")
+                    for n in self.nodes
+                    if n.process is not None
+                )
+            ),
+            "a replica to take over the dead primary's slots",
+            timeout=30,
+        )
+        return self.owner(slot)
+
+    def migrate(self, slot: int, to: int) -> None:
+        """Move `slot` and its keys to the primary on port `to`, as `redis-cli --cluster
+        reshard` does: IMPORTING/MIGRATING, MIGRATE the keys, then SETSLOT NODE everywhere."""
+        source = self.owner(slot)
+        source_id, target_id = self.node_id(source), self.node_id(to)
+        assert command(to, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id) == "OK"
+        assert command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id) == "OK"
+        while keys := command(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+            moved = command(source, "MIGRATE", "127.0.0.1", str(to), "", "0", "5000", "KEYS", *keys)
+            assert moved in ("OK", "NOKEY"), moved
+        for port in (to, source):
+            assert command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id) == "OK"
+        wait_until(lambda: self.owner(slot) == to, "the slot to move")
 
     def close(self) -> None:
         for node in self.nodes:
