@@ -236,12 +236,12 @@ def free_bus(port: int) -> bool:
     return True
 
 
-def _cluster_node() -> RedisServer:
+def _cluster_node(*extra: str) -> RedisServer:
     """A started cluster-enabled node (on another port if another process took its pick)."""
     for _ in range(5):
         node = RedisServer(
             "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
-            "--cluster-replica-validity-factor", "0",
+            "--cluster-replica-validity-factor", "0", *extra,
         )  # fmt: skip
         node.port = cluster_port()
         node.url = f"redis://127.0.0.1:{node.port}/0"
@@ -254,17 +254,25 @@ def _cluster_node() -> RedisServer:
 
 class ClusterSet:
     """Three primaries with a replica each (`redis-cli --cluster create … --cluster-replicas 1`),
-    on loopback; a node notices a peer down after a second (`cluster-node-timeout`)."""
+    on loopback; a node notices a peer down after a second (`cluster-node-timeout`). Also one
+    primary serving every slot (`primaries=1, replicas=0`: `--cluster create` wants three), and
+    without persistence (`persist=False`, for the benchmarks)."""
 
-    def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
+    def __init__(self, primaries: int = 3, replicas: int = 1, persist: bool = True) -> None:
         self.nodes: list[RedisServer] = []
+        self.replicas = replicas
+        extra = () if persist else ("--appendonly", "no")
         try:
             for _ in range(primaries * (1 + replicas)):
-                self.nodes.append(_cluster_node())
-            create = ["redis-cli", "--cluster", "create"]
-            create += [f"127.0.0.1:{n.port}" for n in self.nodes]
-            create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
-            subprocess.run(create, check=True, capture_output=True, timeout=60)
+                self.nodes.append(_cluster_node(*extra))
+            if primaries == 1 and replicas == 0:
+                port = self.nodes[0].port
+                assert command(port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383") == "OK"
+            else:
+                create = ["redis-cli", "--cluster", "create"]
+                create += [f"127.0.0.1:{n.port}" for n in self.nodes]
+                create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+                subprocess.run(create, check=True, capture_output=True, timeout=60)
             wait_until(self._settled, "the cluster to settle", timeout=60)
         except BaseException:
             self.close()
@@ -281,7 +289,8 @@ class ClusterSet:
                 continue
             if "cluster_state:ok" not in command(node.port, "CLUSTER", "INFO"):
                 return False
-        return len(self.primaries()) * 2 == len([n for n in self.nodes if n.process])
+        running = len([n for n in self.nodes if n.process])
+        return len(self.primaries()) * (1 + self.replicas) == running
 
     def roles(self) -> dict[int, str]:
         """Port → `master` or `slave`, for every running node, as the node itself says."""
