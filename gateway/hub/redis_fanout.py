@@ -379,11 +379,9 @@ class _Link:
                 self._pending[channel] = loop.create_future()
             self._active.update(subscribe, psubscribe)
             self._active.difference_update(unsubscribe)
-            if self._sharded:  # one command per channel: a command's channels share a slot
-                for channel in subscribe:
-                    await pubsub.ssubscribe(channel)
-                for channel in unsubscribe:
-                    await pubsub.sunsubscribe(channel)
+            if self._sharded:
+                await _send_each(pubsub, "SSUBSCRIBE", subscribe)
+                await _send_each(pubsub, "SUNSUBSCRIBE", unsubscribe)
                 return
             if subscribe:
                 await pubsub.subscribe(*subscribe)
@@ -512,6 +510,8 @@ class _Link:
                 channel = message["channel"]
                 if channel == self._control:
                     if control_confirmed:  # redis-py reconnected and resubscribed by itself
+                        if self._sharded:  # in one SSUBSCRIBE: refused past one slot
+                            raise StoreUnavailable("shard link reconnected: made again")
                         self.fanout.recheck_all()
                     control_confirmed = True
                 future = self._pending.pop(channel, None)
@@ -520,3 +520,19 @@ class _Link:
             elif kind == "sunsubscribe" and message["channel"] in self._active:
                 # Not asked for: the node no longer serves the channel's slot.
                 raise StoreUnavailable(f"slot of {message['channel']!r} moved off {self.name}")
+
+
+async def _send_each(pubsub: PubSub, command: str, channels: list[bytes]) -> None:
+    """`command` once per channel (a shard command's channels must share a slot), written in
+    one go: a firehose is 16384 channels, which one `ssubscribe` call each took seconds to
+    send. The channels are recorded as `ssubscribe`/`sunsubscribe` record them."""
+    connection = pubsub.connection
+    if not channels or connection is None:
+        return
+    packed = connection.pack_commands([(command, channel) for channel in channels])
+    await connection.send_packed_command(packed, check_health=False)
+    if command == "SSUBSCRIBE":
+        pubsub.shard_channels.update(dict.fromkeys(channels))
+    else:
+        for channel in channels:
+            pubsub.shard_channels.pop(channel, None)
