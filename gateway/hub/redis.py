@@ -10,7 +10,9 @@ under different namespaces):
     gw:{c}:ctx   hash: the conversation's context, fields `own_address` and `role:<party id>`
     gw:{c}:epoch the log's epoch: a random id set with its first event; a log the store lost
                  starts again with another, which events and subscriptions carry
-    gw:ev:c      pub/sub channel the stored events are published on (patterns: gw:ev:genesys:*)
+    gw:ev:c      pub/sub channel the stored events are published on (patterns: gw:ev:genesys:*);
+                 on a Cluster the shard channel gw:ev:{c} (SPUBLISH), and the slot's firehose
+                 gw:fh:{<tag>} for patterns (hub/redis_fanout.py)
 
 `PUBLISH_SCRIPT` does dedup + seq + append + publish for one conversation's events atomically,
 so seq order is publish order. A batch is one pipeline of one script call per conversation: one
@@ -153,7 +155,8 @@ def context_key(conversation: str, namespace: str = "gw") -> str:
 
 
 class RedisHub(Hub):
-    """A hub on a Redis server (7 or later) at `url`; every replica sharing it shares the logs."""
+    """A hub on Redis (7 or later: a server, a Sentinel-managed primary or a Cluster) at `url`;
+    every replica sharing it shares the logs."""
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ class RedisFanOut:
         self._exact: defaultdict[str, list[Subscription]] = defaultdict(list)
         self._patterns: defaultdict[str, list[Subscription]] = defaultdict(list)
         self._links: dict[str, _Link] = {}
+        self._target_slots: dict[str, int] = {}  # an exact target's slot (Cluster), kept
         self._moving: asyncio.Task[None] | None = None  # re-reading the slot map (Cluster)
         self.link_up = asyncio.Event()  # set by a link that starts listening
         self._closing = False
@@ -212,9 +213,11 @@ class RedisFanOut:
             return exact, {(self._prefix + t).encode() for t in self._patterns}
         exact = set()
         for target in self._exact:
-            channel = self.channel(target).encode()
-            if slot(channel) in link.slots:
-                exact.add(channel)
+            of = self._target_slots.get(target)
+            if of is None:
+                of = self._target_slots[target] = slot(self.channel(target))
+            if of in link.slots:
+                exact.add(self.channel(target).encode())
         if self._patterns:
             exact.update(self._firehose_of(s).encode() for s in link.slots)
         return exact, set()
@@ -252,6 +255,7 @@ class RedisFanOut:
         subscriptions.remove(subscription)
         if not subscriptions:
             del table[subscription.target]
+            self._target_slots.pop(subscription.target, None)
             for link in list(self._links.values()):
                 task = asyncio.get_running_loop().create_task(link.sync_quietly())
                 task.add_done_callback(lambda t: None)
