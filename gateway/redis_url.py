@@ -36,11 +36,15 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.redis_pool import BoundedCluster, BoundedPool
 
 Kind = Literal["single", "sentinel", "cluster"]
+REDIS_ERRORS = (RedisError, RedisClusterException)
+"""What a call to Redis raises when the store cannot answer: redis-py's cluster client raises
+`RedisClusterException`, not a `RedisError`, when no node of the cluster can be reached."""
+
 Client = aioredis.Redis | RedisCluster
 """What `connect` gives: commands, pipelines and scripts read the same on both; pub/sub
 differs (a cluster's shard channels are read from the node serving their slot: `node_client`)."""
@@ -246,7 +250,7 @@ async def follow_primary(client: Client) -> tuple[str, int] | None:
         return None
     try:
         address: tuple[str, int] = await pool.get_master_address()  # type: ignore[no-untyped-call]
-    except RedisError:
+    except REDIS_ERRORS:
         return None
     return address
 

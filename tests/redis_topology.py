@@ -4,6 +4,7 @@ each (`ClusterSet`)."""
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import socket
@@ -258,20 +259,27 @@ class ClusterSet:
     primary serving every slot (`primaries=1, replicas=0`: `--cluster create` wants three), and
     without persistence (`persist=False`, for the benchmarks)."""
 
-    def __init__(self, primaries: int = 3, replicas: int = 1, persist: bool = True) -> None:
+    def __init__(
+        self, primaries: int = 3, replicas: int = 1, persist: bool = True, password: str = ""
+    ) -> None:
         self.nodes: list[RedisServer] = []
         self.replicas = replicas
+        self.password = password
+        self._cmd = functools.partial(command, password=password)
         extra = () if persist else ("--appendonly", "no")
+        if password:
+            extra += ("--requirepass", password, "--masterauth", password)
         try:
             for _ in range(primaries * (1 + replicas)):
                 self.nodes.append(_cluster_node(*extra))
             if primaries == 1 and replicas == 0:
                 port = self.nodes[0].port
-                assert command(port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383") == "OK"
+                assert self._cmd(port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383") == "OK"
             else:
                 create = ["redis-cli", "--cluster", "create"]
                 create += [f"127.0.0.1:{n.port}" for n in self.nodes]
                 create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+                create += ["--no-auth-warning", "-a", password] if password else []
                 subprocess.run(create, check=True, capture_output=True, timeout=60)
             wait_until(self._settled, "the cluster to settle", timeout=60)
         except BaseException:
@@ -281,13 +289,14 @@ class ClusterSet:
     @property
     def url(self) -> str:
         """The gateway's `redis+cluster://` URL, two nodes as seeds."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
 
     def _settled(self) -> bool:
         for node in self.nodes:
             if node.process is None:
                 continue
-            if "cluster_state:ok" not in command(node.port, "CLUSTER", "INFO"):
+            if "cluster_state:ok" not in self._cmd(node.port, "CLUSTER", "INFO"):
                 return False
         running = len([n for n in self.nodes if n.process])
         return len(self.primaries()) * (1 + self.replicas) == running
@@ -295,7 +304,7 @@ class ClusterSet:
     def roles(self) -> dict[int, str]:
         """Port → `master` or `slave`, for every running node, as the node itself says."""
         return {
-            n.port: command(n.port, "ROLE").splitlines()[0]
+            n.port: self._cmd(n.port, "ROLE").splitlines()[0]
             for n in self.nodes
             if n.process is not None
         }
@@ -313,7 +322,7 @@ class ClusterSet:
     def serving(self, slot: int) -> int | None:
         """The port of the primary serving `slot`, None while none does."""
         running = next(n for n in self.nodes if n.process is not None)
-        for line in command(running.port, "CLUSTER", "NODES").splitlines():
+        for line in self._cmd(running.port, "CLUSTER", "NODES").splitlines():
             fields = line.split()
             if "master" not in fields[2] or "fail" in fields[2]:
                 continue
@@ -328,7 +337,7 @@ class ClusterSet:
         for node in self.nodes:
             if node.process is None or node.port == primary:
                 continue
-            info = command(node.port, "INFO", "replication")
+            info = self._cmd(node.port, "INFO", "replication")
             if f"master_port:{primary}" in info:
                 return node.port
         raise LookupError(f"no replica of {primary}")
@@ -337,14 +346,14 @@ class ClusterSet:
         return next(n for n in self.nodes if n.port == port)
 
     def node_id(self, port: int) -> str:
-        return command(port, "CLUSTER", "MYID")
+        return self._cmd(port, "CLUSTER", "MYID")
 
     def failover(self, slot: int) -> int:
         """Promote the replica of `slot`'s primary (`CLUSTER FAILOVER` on it: the primary hands
         over once the replica caught up) and wait until the cluster agrees; its port."""
         old = self.owner(slot)
         replica = self.replica_of(old)
-        assert command(replica, "CLUSTER", "FAILOVER") == "OK"
+        assert self._cmd(replica, "CLUSTER", "FAILOVER") == "OK"
         wait_until(lambda: self.owner(slot) == replica and self._settled(), "the failover")
         return replica
 
@@ -355,7 +364,7 @@ class ClusterSet:
             lambda: (
                 self.serving(slot) not in (None, dead)
                 and all(
-                    "cluster_state:ok" in command(n.port, "CLUSTER", "INFO")
+                    "cluster_state:ok" in self._cmd(n.port, "CLUSTER", "INFO")
                     for n in self.nodes
                     if n.process is not None
                 )
@@ -370,13 +379,15 @@ class ClusterSet:
         reshard` does: IMPORTING/MIGRATING, MIGRATE the keys, then SETSLOT NODE everywhere."""
         source = self.owner(slot)
         source_id, target_id = self.node_id(source), self.node_id(to)
-        assert command(to, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id) == "OK"
-        assert command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id) == "OK"
-        while keys := command(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
-            moved = command(source, "MIGRATE", "127.0.0.1", str(to), "", "0", "5000", "KEYS", *keys)
+        assert self._cmd(to, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id) == "OK"
+        assert self._cmd(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id) == "OK"
+        while keys := self._cmd(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+            moved = self._cmd(
+                source, "MIGRATE", "127.0.0.1", str(to), "", "0", "5000", "KEYS", *keys
+            )
             assert moved in ("OK", "NOKEY"), moved
         for port in (to, source):
-            assert command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id) == "OK"
+            assert self._cmd(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id) == "OK"
         wait_until(lambda: self.owner(slot) == to, "the slot to move")
 
     def close(self) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from gateway.errors import StoreUnavailable
+from gateway.hub import create_hub
 from gateway.hub.redis import stream_keys
 from gateway.redis_slots import slot
 from gateway.sessions.redis_store import lease_key
@@ -138,3 +140,27 @@ async def test_sessions_survive_a_shard_failover_without_running_twice(
         tmp_path,
         lambda conversation, namespace: cluster.failover(slot(lease_key(conversation, namespace))),
     )
+
+
+async def test_node_auth_in_the_url(aiohttp_client: Callable[..., Any], conversation: str) -> None:
+    """`redis+cluster://:pass@host:port,host:port` authenticates to every node (those the
+    gateway learns from the slot map too); a wrong password stops the start with the reason,
+    without the password."""
+    topology = await asyncio.to_thread(ClusterSet, password="node-secret")
+    try:
+        assert topology.url.startswith("redis+cluster://:node-secret@127.0.0.1:")
+        gateway = await gateway_on(aiohttp_client, topology.url)
+        conv = f"loopback:{conversation}"
+        ws = await gateway.ws()
+        await ws.subscribe(conv)
+        await send(gateway, conversation, range(1, 4))
+        await delivered_once_in_order(ws, conv, 3)
+        assert (await gateway.get("/readyz"))[0] == 200
+        await ws.close()
+        hub = create_hub(topology.url.replace("node-secret", "nope"))
+        with pytest.raises(StoreUnavailable) as refused:
+            await hub.start()
+        assert "nope" not in str(refused.value) and "secret" not in str(refused.value)
+        await hub.close()
+    finally:
+        await asyncio.to_thread(topology.close)

@@ -35,7 +35,7 @@ from typing import Any, TypeVar, cast, get_args
 
 import structlog
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from gateway.context import EMPTY, ConversationContext
 from gateway.errors import StoreUnavailable
@@ -44,7 +44,7 @@ from gateway.hub.base import Hub, Published, Subscription
 from gateway.hub.redis_fanout import RedisFanOut
 from gateway.hub.repair import LogState, Page
 from gateway.model import EPHEMERAL, Ended, Event, Role, event_encoder
-from gateway.redis_url import close, connect, parse
+from gateway.redis_url import REDIS_ERRORS, close, connect, parse
 
 log = structlog.get_logger(__name__)
 
@@ -197,7 +197,7 @@ class RedisHub(Hub):
     async def start(self) -> None:
         try:
             await self._load_scripts()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         await self._fanout.start()
 
@@ -214,7 +214,7 @@ class RedisHub(Hub):
             if isinstance(self._redis, RedisCluster):  # each primary answers
                 return bool(await self._redis.ping(target_nodes=RedisCluster.PRIMARIES))
             role = await self._redis.execute_command("ROLE")  # type: ignore[no-untyped-call]
-        except RedisError:
+        except REDIS_ERRORS:
             return False
         return bool(role) and role[0] in (b"master", "master")
 
@@ -233,7 +233,7 @@ class RedisHub(Hub):
             except NoScriptError:
                 await self._load_scripts()
                 return await run()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"event store unavailable: {exc}") from exc
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
@@ -424,7 +424,7 @@ class RedisHub(Hub):
         self.round_trips += 1
         try:
             return await method(*args, **kwargs)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"event store unavailable: {exc}") from exc
 
     # -- subscriptions --------------------------------------------------------------------------

@@ -37,13 +37,12 @@ from collections.abc import Callable, Iterable
 import structlog
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
 from gateway.hub.base import Subscription
 from gateway.redis_slots import SLOTS, slot, tag
-from gateway.redis_url import Client, follow_primary, node_client
+from gateway.redis_url import REDIS_ERRORS, Client, follow_primary, node_client
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +111,7 @@ class RedisFanOut:
         if isinstance(self._redis, RedisCluster):
             try:
                 await self._redis.initialize()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise StoreUnavailable(f"Redis Cluster is unreachable: {exc}") from exc
             self._reconcile(self._redis)
         else:
@@ -185,7 +184,7 @@ class RedisFanOut:
         while not self._closing:
             try:
                 await self._redis.nodes_manager.initialize()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("hub.slot_map_unreadable", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
@@ -233,7 +232,7 @@ class RedisFanOut:
             pending = [f for link in links for f in link.pending_for(self._channels(subscription))]
             if pending:
                 await asyncio.wait_for(asyncio.shield(asyncio.gather(*pending)), CONFIRM_TIMEOUT)
-        except (RedisError, TimeoutError) as exc:
+        except (*REDIS_ERRORS, TimeoutError) as exc:
             self.detach(subscription)
             raise StoreUnavailable(f"event store unavailable: {exc}") from exc
         except BaseException:
@@ -295,7 +294,7 @@ class RedisFanOut:
         took it."""
         try:
             await self._redis.execute_command(self.publish_command(), control, number)
-        except RedisError:
+        except REDIS_ERRORS:
             return False  # no primary to publish on: writes fail too, and ready() says so
         return True
 
@@ -364,7 +363,7 @@ class _Link:
         return [f for c in channels if (f := self._pending.get(c)) is not None]
 
     async def sync_quietly(self) -> None:
-        with contextlib.suppress(RedisError, StoreUnavailable):
+        with contextlib.suppress(*REDIS_ERRORS, StoreUnavailable):
             await self.sync()
 
     async def sync(self) -> None:

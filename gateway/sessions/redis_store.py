@@ -32,11 +32,11 @@ import msgspec
 import structlog
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from gateway.errors import StoreUnavailable
 from gateway.redis_slots import slot
-from gateway.redis_url import Client, close, connect, follow_primary, node_client
+from gateway.redis_url import REDIS_ERRORS, Client, close, connect, follow_primary, node_client
 from gateway.sessions.record import SessionRecord, record_decoder, record_encoder
 from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
 
@@ -130,7 +130,7 @@ class RedisStore(SessionStore):
             return await method(*args, **kwargs)
         except NoScriptError:
             raise
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"session store unavailable: {exc}") from exc
 
     # -- records --------------------------------------------------------------------------
@@ -246,7 +246,7 @@ class RedisStore(SessionStore):
         assert self._serve is not None
         body = await self._serve(bytes(request.body))
         message = msgspec.json.encode(_Rpc("answer", request.id, self.replica, msgspec.Raw(body)))
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._redis.spublish(self._rpc(request.sender), message)
 
     async def _follow(self) -> None:
