@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from adapters.loopback.emulator import Emulator
 from gateway.config import Settings
+from gateway.errors import StoreUnavailable
+from gateway.hub import create_hub
 from gateway.web.app import create_app
 from tests.processes import GatewayProcess
 from tests.support import GatewayClient, WsClient
@@ -43,6 +46,28 @@ async def delivered_once_in_order(ws: WsClient, conv: str, count: int) -> None:
     await asyncio.sleep(0.2)
     assert [e["seq"] for e in ws.events(conv)] == list(range(1, count + 1))
     assert [e["id"] for e in ws.events(conv)] == [f"{conv}/m{n}" for n in range(1, count + 1)]
+
+
+async def round_trip(aiohttp_client: Callable[..., Any], url: str, conversation: str) -> None:
+    """A gateway on `url` stores three events, delivers them and is ready."""
+    gateway = await gateway_on(aiohttp_client, url)
+    conv = f"loopback:{conversation}"
+    ws = await gateway.ws()
+    await ws.subscribe(conv)
+    await send(gateway, conversation, range(1, 4))
+    await delivered_once_in_order(ws, conv, 3)
+    assert (await gateway.get("/readyz"))[0] == 200
+    await ws.close()
+
+
+async def start_refused(url: str, *hidden: str) -> None:
+    """A hub on `url` does not start (`StoreUnavailable`), and its reason shows none of
+    `hidden` (passwords)."""
+    hub = create_hub(url)
+    with pytest.raises(StoreUnavailable) as refused:
+        await hub.start()
+    assert not any(secret in str(refused.value) for secret in hidden)
+    await hub.close()
 
 
 def text_of(frame: dict[str, Any]) -> str | None:

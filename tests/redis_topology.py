@@ -354,7 +354,7 @@ class ClusterSet:
         old = self.owner(slot)
         replica = self.replica_of(old)
         assert self._cmd(replica, "CLUSTER", "FAILOVER") == "OK"
-        wait_until(lambda: self.owner(slot) == replica and self._settled(), "the failover")
+        wait_until(lambda: self.serving(slot) == replica and self._settled(), "the failover")
         return replica
 
     def wait_promoted(self, slot: int, dead: int) -> int:
@@ -388,7 +388,7 @@ class ClusterSet:
             assert moved in ("OK", "NOKEY"), moved
         for port in (to, source):
             assert self._cmd(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id) == "OK"
-        wait_until(lambda: self.owner(slot) == to, "the slot to move")
+        wait_until(lambda: self.serving(slot) == to, "the slot to move")
 
     def close(self) -> None:
         for node in self.nodes:

@@ -16,13 +16,18 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import StoreUnavailable
-from gateway.hub import create_hub
 from gateway.hub.redis import stream_keys
 from gateway.redis_slots import slot
 from gateway.sessions.redis_store import lease_key
 from gateway.web.app import HUB
-from tests.failover import delivered_once_in_order, gateway_on, send, sessions_survive_a_failover
+from tests.failover import (
+    delivered_once_in_order,
+    gateway_on,
+    round_trip,
+    send,
+    sessions_survive_a_failover,
+    start_refused,
+)
 from tests.redis_topology import ClusterSet
 
 pytestmark = pytest.mark.slow
@@ -149,18 +154,7 @@ async def test_node_auth_in_the_url(aiohttp_client: Callable[..., Any], conversa
     topology = await asyncio.to_thread(ClusterSet, password="node-secret")
     try:
         assert topology.url.startswith("redis+cluster://:node-secret@127.0.0.1:")
-        gateway = await gateway_on(aiohttp_client, topology.url)
-        conv = f"loopback:{conversation}"
-        ws = await gateway.ws()
-        await ws.subscribe(conv)
-        await send(gateway, conversation, range(1, 4))
-        await delivered_once_in_order(ws, conv, 3)
-        assert (await gateway.get("/readyz"))[0] == 200
-        await ws.close()
-        hub = create_hub(topology.url.replace("node-secret", "nope"))
-        with pytest.raises(StoreUnavailable) as refused:
-            await hub.start()
-        assert "nope" not in str(refused.value) and "secret" not in str(refused.value)
-        await hub.close()
+        await round_trip(aiohttp_client, topology.url, conversation)
+        await start_refused(topology.url.replace("node-secret", "nope"), "nope", "secret")
     finally:
         await asyncio.to_thread(topology.close)

@@ -16,11 +16,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.errors import StoreUnavailable
-from gateway.hub import create_hub
 from gateway.hub.redis import stream_keys
 from gateway.web.app import HUB
-from tests.failover import delivered_once_in_order, gateway_on, send, sessions_survive_a_failover
+from tests.failover import (
+    delivered_once_in_order,
+    gateway_on,
+    round_trip,
+    send,
+    sessions_survive_a_failover,
+    start_refused,
+)
 from tests.redis_topology import SentinelSet
 from tests.support import loopback_message
 
@@ -34,18 +39,6 @@ def sentinels() -> Iterator[SentinelSet]:
         yield topology
     finally:
         topology.close()
-
-
-async def _round_trip(aiohttp_client: Callable[..., Any], url: str, conversation: str) -> None:
-    """A gateway on `url` stores three events, delivers them and is ready."""
-    gateway = await gateway_on(aiohttp_client, url)
-    conv = f"loopback:{conversation}"
-    ws = await gateway.ws()
-    await ws.subscribe(conv)
-    await send(gateway, conversation, range(1, 4))
-    await delivered_once_in_order(ws, conv, 3)
-    assert (await gateway.get("/readyz"))[0] == 200
-    await ws.close()
 
 
 async def _on_primary(sentinels: SentinelSet, conv: str) -> int:
@@ -168,16 +161,12 @@ async def test_master_and_sentinel_auth(
         assert (
             ":data-secret@" in topology.url and "sentinel_password=sentinel-secret" in topology.url
         )
-        await _round_trip(aiohttp_client, topology.url, conversation)
+        await round_trip(aiohttp_client, topology.url, conversation)
         for wrong in (
             topology.url.replace("data-secret", "nope"),
             topology.url.replace("sentinel-secret", "nope"),
         ):
-            hub = create_hub(wrong)
-            with pytest.raises(StoreUnavailable) as refused:
-                await hub.start()
-            assert "nope" not in str(refused.value) and "secret" not in str(refused.value)
-            await hub.close()
+            await start_refused(wrong, "nope", "secret")
     finally:
         await asyncio.to_thread(topology.close)
 
@@ -187,11 +176,8 @@ async def test_tls_to_the_data_nodes(aiohttp_client: Callable[..., Any], convers
     CA); the plain form cannot reach them and says so at start."""
     topology = await asyncio.to_thread(SentinelSet, tls=True)
     try:
-        await _round_trip(aiohttp_client, topology.url, conversation)
+        await round_trip(aiohttp_client, topology.url, conversation)
         plain = topology.url.replace("rediss+sentinel", "redis+sentinel").split("?")[0]
-        hub = create_hub(plain)
-        with pytest.raises(StoreUnavailable):
-            await hub.start()
-        await hub.close()
+        await start_refused(plain)
     finally:
         await asyncio.to_thread(topology.close)
