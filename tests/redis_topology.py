@@ -237,8 +237,9 @@ def free_bus(port: int) -> bool:
     return True
 
 
-def _cluster_node(*extra: str) -> RedisServer:
-    """A started cluster-enabled node (on another port if another process took its pick)."""
+def _cluster_node(*extra: str, tls: Tls | None = None) -> RedisServer:
+    """A started cluster-enabled node (on another port if another process took its pick),
+    speaking TLS only (to clients and on the cluster bus) when `tls` is given."""
     for _ in range(5):
         node = RedisServer(
             "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
@@ -246,6 +247,9 @@ def _cluster_node(*extra: str) -> RedisServer:
         )  # fmt: skip
         node.port = cluster_port()
         node.url = f"redis://127.0.0.1:{node.port}/0"
+        if tls is not None:
+            node.extra += ["--port", "0", "--tls-port", str(node.port), "--tls-cluster", "yes"]
+            node.extra += tls.server_args()
         try:
             return node.start()
         except RuntimeError:
@@ -260,18 +264,24 @@ class ClusterSet:
     without persistence (`persist=False`, for the benchmarks)."""
 
     def __init__(
-        self, primaries: int = 3, replicas: int = 1, persist: bool = True, password: str = ""
+        self,
+        primaries: int = 3,
+        replicas: int = 1,
+        persist: bool = True,
+        password: str = "",
+        tls: bool = False,
     ) -> None:
         self.nodes: list[RedisServer] = []
         self.replicas = replicas
         self.password = password
-        self._cmd = functools.partial(command, password=password)
+        self.tls = Tls() if tls else None
+        self._cmd = functools.partial(command, password=password, tls=self.tls)
         extra = () if persist else ("--appendonly", "no")
         if password:
             extra += ("--requirepass", password, "--masterauth", password)
         try:
             for _ in range(primaries * (1 + replicas)):
-                self.nodes.append(_cluster_node(*extra))
+                self.nodes.append(_cluster_node(*extra, tls=self.tls))
             if primaries == 1 and replicas == 0:
                 port = self.nodes[0].port
                 assert self._cmd(port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383") == "OK"
@@ -280,6 +290,7 @@ class ClusterSet:
                 create += [f"127.0.0.1:{n.port}" for n in self.nodes]
                 create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
                 create += ["--no-auth-warning", "-a", password] if password else []
+                create += ["--tls", "--cacert", str(self.tls.ca)] if self.tls else []
                 subprocess.run(create, check=True, capture_output=True, timeout=60)
             wait_until(self._settled, "the cluster to settle", timeout=60)
         except BaseException:
@@ -290,7 +301,10 @@ class ClusterSet:
     def url(self) -> str:
         """The gateway's `redis+cluster://` URL, two nodes as seeds."""
         auth = f":{self.password}@" if self.password else ""
-        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        if self.tls is not None:
+            return f"rediss+cluster://{auth}{hosts}?ssl_ca_certs={self.tls.ca}"
+        return f"redis+cluster://{auth}{hosts}"
 
     def _settled(self) -> bool:
         for node in self.nodes:
@@ -393,3 +407,5 @@ class ClusterSet:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+        if self.tls is not None:
+            self.tls.close()

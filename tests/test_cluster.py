@@ -158,3 +158,14 @@ async def test_node_auth_in_the_url(aiohttp_client: Callable[..., Any], conversa
         await start_refused(topology.url.replace("node-secret", "nope"), "nope", "secret")
     finally:
         await asyncio.to_thread(topology.close)
+
+
+async def test_tls_to_every_node(aiohttp_client: Callable[..., Any], conversation: str) -> None:
+    """`rediss+cluster://…?ssl_ca_certs=` speaks TLS to TLS-only nodes (trusting that CA), the
+    shard links included; the plain form cannot reach them and says so at start."""
+    topology = await asyncio.to_thread(ClusterSet, tls=True)
+    try:
+        await round_trip(aiohttp_client, topology.url, conversation)
+        await start_refused(topology.url.replace("rediss+", "redis+").split("?")[0])
+    finally:
+        await asyncio.to_thread(topology.close)
