@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 
 import structlog
@@ -337,6 +337,7 @@ class _Link:
         self._pubsub: PubSub | None = None
         self._active: set[bytes] = set()  # channels and patterns subscribed on this link
         self._pending: dict[bytes, asyncio.Future[None]] = {}
+        self._leaving: Counter[bytes] = Counter()  # SUNSUBSCRIBEs sent, not yet confirmed
         self._sync_lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -384,6 +385,7 @@ class _Link:
             self._active.difference_update(unsubscribe)
             if self._sharded:
                 await _send_each(pubsub, "SSUBSCRIBE", subscribe)
+                self._leaving.update(unsubscribe)
                 await _send_each(pubsub, "SUNSUBSCRIBE", unsubscribe)
                 return
             if subscribe:
@@ -410,6 +412,7 @@ class _Link:
                     await pubsub.subscribe(self._control)
                 async with self._sync_lock:
                     self._active = {self._control}
+                    self._leaving.clear()
                     self._pubsub = pubsub
                 await self.sync()
                 reader = asyncio.create_task(self._read(pubsub))
@@ -520,9 +523,14 @@ class _Link:
                 future = self._pending.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
-            elif kind == "sunsubscribe" and message["channel"] in self._active:
-                # Not asked for: the node no longer serves the channel's slot.
-                raise StoreUnavailable(f"slot of {message['channel']!r} moved off {self.name}")
+            elif kind == "sunsubscribe":
+                channel = message["channel"]
+                if self._leaving[channel] > 0:  # ours (the channel may be wanted again since)
+                    self._leaving[channel] -= 1
+                    if not self._leaving[channel]:
+                        del self._leaving[channel]
+                elif channel in self._active:  # not asked for: the node lost the slot
+                    raise StoreUnavailable(f"slot of {channel!r} moved off {self.name}")
 
 
 async def _send_each(pubsub: PubSub, command: str, channels: list[bytes]) -> None:
