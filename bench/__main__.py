@@ -9,6 +9,8 @@
     python -m bench --profile       also profile the gateway's hot paths (py-spy, tracemalloc)
     python -m bench --instructions  also count the codec's instructions per frame (callgrind,
                                     ~3 min; `--only instructions` for that alone)
+    python -m bench --only shards   one gateway on a Redis Cluster of 1 and of 3 primaries
+                                    (ingest events/s, fan-out deliveries/s; ~1 min)
     python -m bench --python /usr/bin/python3.11
                                     every process on that CPython (bench/.venv made on it)
 
@@ -34,7 +36,7 @@ from typing import Any
 from bench.common import RESULTS, ROOT, VENV, raise_fd_limit
 
 SCENARIOS = ("codec", "ingest", "ingest-single", "fanout", "mixed", "idle", "resume", "sessions")
-OPTIONAL = ("instructions",)
+OPTIONAL = ("instructions", "shards")
 """Scenarios run only when `--only` names them."""
 
 
@@ -126,6 +128,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
             "ingest_batch": 100,
             "ingest_paced_rate": 200,
             "fanout_subs": [1, 4],
+            "shards_subs": 4,
             "fanout_seconds": 0.5,
             "paced_rate": 500,
             "mixed_subs": 20,
@@ -147,6 +150,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "ingest_batch": 100,
         "ingest_paced_rate": 500,
         "fanout_subs": [1, 100, 1000],
+        "shards_subs": 100,
         "fanout_seconds": 3.0,
         "paced_rate": 10_000,
         "mixed_subs": 1000,

@@ -300,6 +300,51 @@ def fanout(ctx: Context) -> dict[str, Any]:
     return out
 
 
+# -- 3b. Redis Cluster: 1 shard against 3 -------------------------------------------------------
+
+
+def shards(ctx: Context) -> dict[str, Any]:
+    """One gateway on a Redis Cluster of one primary, then of three (no replicas, no
+    persistence): ingest events/s (single events from 32 senders, batches from 8, each sender
+    its own conversation, so the conversations spread over the shards) and fan-out
+    deliveries/s (`shards_subs` sockets on one conversation, which one shard serves). Every
+    process shares the machine's cores: on 2 cores three shards add no CPU, only parallel
+    event loops (issue 26)."""
+    from tests.redis_topology import ClusterSet
+
+    out: dict[str, Any] = {}
+    seconds, batch = str(ctx.sizes["ingest_seconds"]), ctx.sizes["ingest_batch"]
+    for count in (1, 3):
+        topology = ClusterSet(primaries=count, replicas=0, persist=False)
+        try:
+            node = topology.nodes[0].url  # the loadgen's own client: unused on the gateway
+            nodes = {f"redis{i}": n.process.pid for i, n in enumerate(topology.nodes) if n.process}
+            with ctx.server("gateway", topology.url) as (url, gw):
+                for size, concurrency in ((1, 32), (batch, 8)):
+                    key = f"{count}/ingest/{'batch' if size > 1 else 'single'}"
+                    result = ctx.loadgen(
+                        "ingest", url, node, {"gateway": gw.pid, **nodes}, "--target", "gateway",
+                        "--batch", str(size), "--concurrency", str(concurrency),
+                        "--seconds", seconds,
+                    )  # fmt: skip
+                    result["summary"] = summary([r["events_per_s"] for r in result["runs"]])
+                    out[key] = result
+                    ctx.say(f"  {key:24} {result['summary']['median']:>12,.0f} events/s")
+                key = f"{count}/fanout/{ctx.sizes['shards_subs']}"
+                result = ctx.loadgen(
+                    "fanout", url, node, {"server": gw.pid, **nodes}, "--kind", "gateway",
+                    "--subs", str(ctx.sizes["shards_subs"]),
+                    "--seconds", str(ctx.sizes["fanout_seconds"]),
+                    "--rate", str(ctx.sizes["paced_rate"]),
+                )  # fmt: skip
+                result["summary"] = summary([r["deliveries_per_s"] for r in result["runs"]])
+                out[key] = result
+                ctx.say(f"  {key:24} {result['summary']['median']:>12,.0f} deliveries/s")
+        finally:
+            topology.close()
+    return out
+
+
 # -- 4. idle connections -----------------------------------------------------------------------
 
 

@@ -55,7 +55,7 @@ fi
 
 lint hadolint "$bin/hadolint" --failure-threshold info Dockerfile
 lint "compose-spec schema" "$bin/check-jsonschema" --builtin-schema vendor.compose-spec \
-  deploy/docker-compose.yml deploy/docker-compose.sentinel.yml
+  deploy/docker-compose.yml deploy/docker-compose.sentinel.yml deploy/docker-compose.cluster.yml
 lint compose-lint "$bin/compose-lint" check --fail-on low --strict-config \
   --config deploy/.compose-lint.yml -q deploy/docker-compose.yml
 for version in 1.29.0 latest; do  # the oldest Kubernetes we support, and the newest it knows

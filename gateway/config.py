@@ -204,15 +204,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             from gateway.redis_url import parse
 
             try:
-                target = parse(self.redis_url)
+                parse(self.redis_url)
             except ValueError as exc:
                 raise ConfigError(f"redis_url: {exc}", "redis_url") from None
-            if target.kind == "cluster":
-                raise ConfigError(
-                    "redis_url: redis+cluster:// is not supported yet (docs/scaling.md, "
-                    "'Which Redis'): use one server or redis+sentinel://",
-                    "redis_url",
-                )
 
     def dialect(self, name: str, environ: Mapping[str, str] = os.environ) -> DialectSettings:
         """A dialect's connector settings: its TOML table, overridden by its environment."""

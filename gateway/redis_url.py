@@ -7,8 +7,8 @@ The forms (the hub and the session store both connect through `connect`):
                                               the primary Sentinel names `<master>`
                                               (`rediss+sentinel://` for TLS to the data nodes)
     redis+cluster://[user:pass@]host:port[,host:port…]
-                                              a Redis Cluster, from its seed nodes: parsed,
-                                              refused at start for now (no sharded fan-out)
+                                              a Redis Cluster (7 or later), from its seed
+                                              nodes (`rediss+cluster://` for TLS)
 
 `user:pass@` authenticates to the data nodes (the primary and its replicas, or every cluster
 node). Query options (all optional; names as redis-py's):
@@ -31,15 +31,23 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from gateway.redis_pool import BoundedPool
+from gateway.redis_pool import BoundedCluster, BoundedPool
 
 Kind = Literal["single", "sentinel", "cluster"]
+REDIS_ERRORS = (RedisError, RedisClusterException)
+"""What a call to Redis raises when the store cannot answer: redis-py's cluster client raises
+`RedisClusterException`, not a `RedisError`, when no node of the cluster can be reached."""
+
+Client = aioredis.Redis | RedisCluster
+"""What `connect` gives: commands, pipelines and scripts read the same on both; pub/sub
+differs (a cluster's shard channels are read from the node serving their slot: `node_client`)."""
 
 SCHEMES: dict[str, tuple[Kind, bool]] = {
     "redis": ("single", False),
@@ -160,18 +168,31 @@ def _retry() -> Retry:
 
 def connect(
     target: RedisTarget | str, *, max_connections: int = 64, pool_timeout: float = 5.0
-) -> aioredis.Redis:
-    """A client for a single server or a Sentinel-managed primary: a bounded pool that waits
-    up to `pool_timeout` for a connection, short socket timeouts and quick retries (a caller
-    gets `RedisError` fast and answers 503). A cluster URL is refused (`ValueError`): the
-    gateway has no sharded fan-out yet, and the settings stop such a start first.
+) -> Client:
+    """A client for the target: a bounded pool that waits up to `pool_timeout` for a
+    connection, short socket timeouts and quick retries (a caller gets `RedisError` fast and
+    answers 503).
 
     Sentinel: every new connection asks the sentinels for the current primary; a connection to
-    a primary that was demoted fails (READONLY → `ConnectionError`) and is replaced."""
+    a primary that was demoted fails (READONLY → `ConnectionError`) and is replaced.
+
+    Cluster: redis-py's `RedisCluster` from the seed nodes, at most `max_connections` commands
+    or pipelines at once (`BoundedCluster`); a command goes to the primary serving its key's
+    slot and follows `MOVED`/`ASK` and failovers."""
     if isinstance(target, str):
         target = parse(target)
     if target.kind == "cluster":
-        raise ValueError("redis+cluster:// is not supported yet")
+        return BoundedCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+            username=target.username,
+            password=target.password,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            health_check_interval=10,
+            **target._timeouts(),
+            **({"ssl": True, **target._tls_kwargs()} if target.tls else {}),
+        )
     common: dict[str, Any] = {**target._timeouts(), "retry": _retry()}
     if target.kind == "single":
         pool = BoundedPool.from_url(
@@ -209,23 +230,32 @@ def connect(
     return client
 
 
-async def follow_primary(client: aioredis.Redis) -> tuple[str, int] | None:
+def node_client(node: ClusterNode) -> aioredis.Redis:
+    """A client of its own to one cluster node (as the cluster client reaches it: auth, TLS,
+    timeouts), for a pub/sub link to the shard channels that node serves."""
+    pool = aioredis.ConnectionPool(
+        connection_class=node.connection_class, max_connections=2, **node.connection_kwargs
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+async def follow_primary(client: Client) -> tuple[str, int] | None:
     """Under Sentinel, ask the sentinels for the primary now and return its address: when it
     moved, the pool closes its idle connections to the old one and drops the others as they
     come back (a demoted primary keeps its clients until the sentinels reconfigure it, seconds
     later; what is written there meanwhile is lost). None for any other topology, or when no
     sentinel answers."""
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, SentinelConnectionPool):
         return None
     try:
         address: tuple[str, int] = await pool.get_master_address()  # type: ignore[no-untyped-call]
-    except RedisError:
+    except REDIS_ERRORS:
         return None
     return address
 
 
-async def close(client: aioredis.Redis) -> None:
+async def close(client: Client) -> None:
     """Close `client`, its pool and, under Sentinel, its connections to the sentinels."""
     await client.aclose()
     pool = getattr(client, "connection_pool", None)

@@ -15,7 +15,7 @@ from gateway.hub import Hub, create_hub
 from gateway.vendor_http import PoolLimits, VendorHttp, VendorPools
 from gateway.web.app import create_app
 from tests.redis_server import RedisServer, external_url
-from tests.redis_topology import SentinelSet
+from tests.redis_topology import ClusterSet, SentinelSet
 from tests.support import GatewayClient
 
 TOPOLOGY_TESTS = (
@@ -69,22 +69,33 @@ def sentinel_url() -> Iterator[str]:
         topology.close()
 
 
-@pytest.fixture(params=["memory", "redis", "sentinel"])
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A `redis+cluster://` URL: three primaries with a replica each, of the suite's own
+    (started once, on first use)."""
+    topology = ClusterSet()
+    try:
+        yield topology.url
+    finally:
+        topology.close()
+
+
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 def hub_url(request: pytest.FixtureRequest) -> str:
     """Each hub engine and Redis topology in turn: tests that take it run once per engine
-    (Sentinel only in `TOPOLOGY_TESTS`, and not against GATEWAY_TEST_REDIS_URL)."""
+    (Sentinel and Cluster only in `TOPOLOGY_TESTS`, and not against GATEWAY_TEST_REDIS_URL)."""
     if request.param == "memory":
         return "memory://"
-    if request.param == "sentinel":
-        return str(request.getfixturevalue("sentinel_url"))
+    if request.param in ("sentinel", "cluster"):
+        return str(request.getfixturevalue(f"{request.param}_url"))
     return str(request.getfixturevalue("redis_url"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the Sentinel (and Cluster) variants of `hub_url` tests only in `TOPOLOGY_TESTS`."""
+    """Run the Sentinel and Cluster variants of `hub_url` tests only in `TOPOLOGY_TESTS`."""
     kept, dropped = [], []
     for item in items:
-        topology = "[sentinel" in item.nodeid or "-sentinel" in item.nodeid
+        topology = any(f"{c}{t}" in item.nodeid for c in "[-" for t in ("sentinel", "cluster"))
         if topology and (external_url() or not item.nodeid.startswith(TOPOLOGY_TESTS)):
             dropped.append(item)
         else:

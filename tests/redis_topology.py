@@ -1,9 +1,11 @@
 """Replicated Redis topologies for the tests, on loopback and free ports, stopped at the end:
 a primary, its replica and three sentinels (`SentinelSet`); a 3-primary cluster with a replica
-each (`ClusterSet`, in `tests/redis_cluster.py`)."""
+each (`ClusterSet`)."""
 
 from __future__ import annotations
 
+import functools
+import random
 import shutil
 import socket
 import subprocess
@@ -212,3 +214,198 @@ class SentinelSet:
 def reachable(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def cluster_port() -> int:
+    """A free port at most 55535 whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port <= 55535 and free_bus(port + 10000):
+            return port
+        with socket.socket() as sock:  # the kernel's pick was too high: try one of ours
+            candidate = random.randrange(20000, 55536)
+            if sock.connect_ex(("127.0.0.1", candidate)) != 0 and free_bus(candidate + 10000):
+                return candidate
+
+
+def free_bus(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_node(*extra: str, tls: Tls | None = None) -> RedisServer:
+    """A started cluster-enabled node (on another port if another process took its pick),
+    speaking TLS only (to clients and on the cluster bus) when `tls` is given."""
+    for _ in range(5):
+        node = RedisServer(
+            "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+            "--cluster-replica-validity-factor", "0", *extra,
+        )  # fmt: skip
+        node.port = cluster_port()
+        node.url = f"redis://127.0.0.1:{node.port}/0"
+        if tls is not None:
+            node.extra += ["--port", "0", "--tls-port", str(node.port), "--tls-cluster", "yes"]
+            node.extra += tls.server_args()
+        try:
+            return node.start()
+        except RuntimeError:
+            node.close()
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class ClusterSet:
+    """Three primaries with a replica each (`redis-cli --cluster create … --cluster-replicas 1`),
+    on loopback; a node notices a peer down after a second (`cluster-node-timeout`). Also one
+    primary serving every slot (`primaries=1, replicas=0`: `--cluster create` wants three), and
+    without persistence (`persist=False`, for the benchmarks)."""
+
+    def __init__(
+        self,
+        primaries: int = 3,
+        replicas: int = 1,
+        persist: bool = True,
+        password: str = "",
+        tls: bool = False,
+    ) -> None:
+        self.nodes: list[RedisServer] = []
+        self.replicas = replicas
+        self.password = password
+        self.tls = Tls() if tls else None
+        self._cmd = functools.partial(command, password=password, tls=self.tls)
+        extra = () if persist else ("--appendonly", "no")
+        if password:
+            extra += ("--requirepass", password, "--masterauth", password)
+        try:
+            for _ in range(primaries * (1 + replicas)):
+                self.nodes.append(_cluster_node(*extra, tls=self.tls))
+            if primaries == 1 and replicas == 0:
+                port = self.nodes[0].port
+                assert self._cmd(port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383") == "OK"
+            else:
+                create = ["redis-cli", "--cluster", "create"]
+                create += [f"127.0.0.1:{n.port}" for n in self.nodes]
+                create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+                create += ["--no-auth-warning", "-a", password] if password else []
+                create += ["--tls", "--cacert", str(self.tls.ca)] if self.tls else []
+                subprocess.run(create, check=True, capture_output=True, timeout=60)
+            wait_until(self._settled, "the cluster to settle", timeout=60)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The gateway's `redis+cluster://` URL, two nodes as seeds."""
+        auth = f":{self.password}@" if self.password else ""
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        if self.tls is not None:
+            return f"rediss+cluster://{auth}{hosts}?ssl_ca_certs={self.tls.ca}"
+        return f"redis+cluster://{auth}{hosts}"
+
+    def _settled(self) -> bool:
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            if "cluster_state:ok" not in self._cmd(node.port, "CLUSTER", "INFO"):
+                return False
+        running = len([n for n in self.nodes if n.process])
+        return len(self.primaries()) * (1 + self.replicas) == running
+
+    def roles(self) -> dict[int, str]:
+        """Port → `master` or `slave`, for every running node, as the node itself says."""
+        return {
+            n.port: self._cmd(n.port, "ROLE").splitlines()[0]
+            for n in self.nodes
+            if n.process is not None
+        }
+
+    def primaries(self) -> list[int]:
+        return sorted(port for port, role in self.roles().items() if role == "master")
+
+    def owner(self, slot: int) -> int:
+        """The port of the primary serving `slot` (asked of a running node)."""
+        port = self.serving(slot)
+        if port is None:
+            raise LookupError(f"no primary serves slot {slot}")
+        return port
+
+    def serving(self, slot: int) -> int | None:
+        """The port of the primary serving `slot`, None while none does."""
+        running = next(n for n in self.nodes if n.process is not None)
+        for line in self._cmd(running.port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for span in fields[8:]:
+                low, _, high = span.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split(":")[1].split("@")[0])
+        return None
+
+    def replica_of(self, primary: int) -> int:
+        """The port of a replica of the primary on port `primary`."""
+        for node in self.nodes:
+            if node.process is None or node.port == primary:
+                continue
+            info = self._cmd(node.port, "INFO", "replication")
+            if f"master_port:{primary}" in info:
+                return node.port
+        raise LookupError(f"no replica of {primary}")
+
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
+    def node_id(self, port: int) -> str:
+        return self._cmd(port, "CLUSTER", "MYID")
+
+    def failover(self, slot: int) -> int:
+        """Promote the replica of `slot`'s primary (`CLUSTER FAILOVER` on it: the primary hands
+        over once the replica caught up) and wait until the cluster agrees; its port."""
+        old = self.owner(slot)
+        replica = self.replica_of(old)
+        assert self._cmd(replica, "CLUSTER", "FAILOVER") == "OK"
+        wait_until(lambda: self.serving(slot) == replica and self._settled(), "the failover")
+        return replica
+
+    def wait_promoted(self, slot: int, dead: int) -> int:
+        """After `dead` (the primary of `slot`) was killed: wait until its replica serves the
+        slot and every running node says the cluster is ok; the new primary's port."""
+        wait_until(
+            lambda: (
+                self.serving(slot) not in (None, dead)
+                and all(
+                    "cluster_state:ok" in self._cmd(n.port, "CLUSTER", "INFO")
+                    for n in self.nodes
+                    if n.process is not None
+                )
+            ),
+            "a replica to take over the dead primary's slots",
+            timeout=30,
+        )
+        return self.owner(slot)
+
+    def migrate(self, slot: int, to: int) -> None:
+        """Move `slot` and its keys to the primary on port `to`, as `redis-cli --cluster
+        reshard` does: IMPORTING/MIGRATING, MIGRATE the keys, then SETSLOT NODE everywhere."""
+        source = self.owner(slot)
+        source_id, target_id = self.node_id(source), self.node_id(to)
+        assert self._cmd(to, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id) == "OK"
+        assert self._cmd(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id) == "OK"
+        while keys := self._cmd(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+            moved = self._cmd(
+                source, "MIGRATE", "127.0.0.1", str(to), "", "0", "5000", "KEYS", *keys
+            )
+            assert moved in ("OK", "NOKEY"), moved
+        for port in (to, source):
+            assert self._cmd(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id) == "OK"
+        wait_until(lambda: self.serving(slot) == to, "the slot to move")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        if self.tls is not None:
+            self.tls.close()

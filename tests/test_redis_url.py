@@ -29,12 +29,11 @@ def test_sentinel_defaults_and_options() -> None:
     assert "sp" not in target.safe and "pw" not in target.safe
 
 
-def test_cluster_form_is_parsed_but_refused_at_start() -> None:
+def test_cluster_form_is_parsed_and_taken() -> None:
     target = parse("redis+cluster://u:p@127.0.0.1:7000,127.0.0.1:7001")
     assert target.kind == "cluster" and target.hosts == (("127.0.0.1", 7000), ("127.0.0.1", 7001))
     assert (target.username, target.password) == ("u", "p")
-    with pytest.raises(ConfigError, match=r"redis\+cluster:// is not supported yet"):
-        Settings(redis_url="redis+cluster://127.0.0.1:7000")
+    assert Settings(redis_url="redis+cluster://127.0.0.1:7000").redis_url
 
 
 @pytest.mark.parametrize(

@@ -9,24 +9,25 @@ and make the gateway unready (503) only while there is no primary to write to.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from adapters.loopback.emulator import Emulator
-from gateway.config import Settings
-from gateway.errors import StoreUnavailable
-from gateway.hub import create_hub
 from gateway.hub.redis import stream_keys
-from gateway.web.app import HUB, create_app
-from tests.processes import GatewayProcess
+from gateway.web.app import HUB
+from tests.failover import (
+    delivered_once_in_order,
+    gateway_on,
+    round_trip,
+    send,
+    sessions_survive_a_failover,
+    start_refused,
+)
 from tests.redis_topology import SentinelSet
-from tests.support import GatewayClient, WsClient, loopback_message
+from tests.support import loopback_message
 
 pytestmark = pytest.mark.slow
 
@@ -38,48 +39,6 @@ def sentinels() -> Iterator[SentinelSet]:
         yield topology
     finally:
         topology.close()
-
-
-async def _gateway(aiohttp_client: Callable[..., Any], url: str, **settings: Any) -> GatewayClient:
-    app = create_app(Settings(redis_url=url, dialects=["loopback"], auth="none", **settings))
-    return GatewayClient(await aiohttp_client(app))
-
-
-async def _send(gateway: GatewayClient, conversation: str, numbers: range) -> tuple[list[int], int]:
-    """Send each message until a 2xx (a webhook sender's retry); the acknowledged ones and how
-    many answers were 503."""
-    acknowledged: list[int] = []
-    refused = 0
-    for n in numbers:
-        refused += await gateway.ingest_until_accepted(conversation, n)
-        acknowledged.append(n)
-        await asyncio.sleep(0.01)
-    return acknowledged, refused
-
-
-async def _delivered_once_in_order(ws: WsClient, conv: str, count: int) -> None:
-    await ws.wait_events(count, conv, timeout=20)
-    await asyncio.sleep(0.2)
-    assert [e["seq"] for e in ws.events(conv)] == list(range(1, count + 1))
-    assert [e["id"] for e in ws.events(conv)] == [f"{conv}/m{n}" for n in range(1, count + 1)]
-
-
-def _text(frame: dict[str, Any]) -> str | None:
-    """The text of an event frame's message, if it is one."""
-    content = frame.get("event", {}).get("content")
-    return content.get("text") if isinstance(content, dict) else None
-
-
-async def _round_trip(aiohttp_client: Callable[..., Any], url: str, conversation: str) -> None:
-    """A gateway on `url` stores three events, delivers them and is ready."""
-    gateway = await _gateway(aiohttp_client, url)
-    conv = f"loopback:{conversation}"
-    ws = await gateway.ws()
-    await ws.subscribe(conv)
-    await _send(gateway, conversation, range(1, 4))
-    await _delivered_once_in_order(ws, conv, 3)
-    assert (await gateway.get("/readyz"))[0] == 200
-    await ws.close()
 
 
 async def _on_primary(sentinels: SentinelSet, conv: str) -> int:
@@ -95,13 +54,13 @@ async def test_ordered_failover_with_wait_loses_nothing(
     aiohttp_client: Callable[..., Any], sentinels: SentinelSet, conversation: str
 ) -> None:
     """`SENTINEL FAILOVER` mid-stream, with every batch confirmed by a replica (`WAIT`)."""
-    gateway = await _gateway(aiohttp_client, sentinels.url, redis_min_replicas_ack=1)
+    gateway = await gateway_on(aiohttp_client, sentinels.url, redis_min_replicas_ack=1)
     conv = f"loopback:{conversation}"
     ws = await gateway.ws()
     await ws.subscribe(conv)
     firehose = await gateway.ws()
     await firehose.subscribe("loopback:*")
-    sending = asyncio.create_task(_send(gateway, conversation, range(1, 61)))
+    sending = asyncio.create_task(send(gateway, conversation, range(1, 61)))
     await ws.wait_events(15, conv)
     old = sentinels.primary_port()
     await asyncio.to_thread(sentinels.failover)
@@ -109,12 +68,12 @@ async def test_ordered_failover_with_wait_loses_nothing(
     async with asyncio.timeout(30):
         acknowledged, _ = await sending
     assert acknowledged == list(range(1, 61))
-    await _delivered_once_in_order(ws, conv, 60)
-    await _delivered_once_in_order(firehose, conv, 60)
+    await delivered_once_in_order(ws, conv, 60)
+    await delivered_once_in_order(firehose, conv, 60)
     assert await _on_primary(sentinels, conv) == 60  # the writes went to the new primary
     assert (await gateway.get("/readyz"))[0] == 200
     # The new primary's publishes reach this replica's link: a fresh event arrives live.
-    await _send(gateway, conversation, range(61, 62))
+    await send(gateway, conversation, range(61, 62))
     await ws.wait_events(61, conv)
     assert gateway.client.app[HUB].reconnects >= 1  # the link moved, and re-read the cursors
     await ws.close()
@@ -126,11 +85,11 @@ async def test_primary_killed_unready_until_promoted_then_resumes(
 ) -> None:
     """The primary dies (SIGKILL): /readyz and ingest answer 503 until the sentinels promote
     the replica; then writes land there and subscribers resume by themselves."""
-    gateway = await _gateway(aiohttp_client, sentinels.url)
+    gateway = await gateway_on(aiohttp_client, sentinels.url)
     conv = f"loopback:{conversation}"
     ws = await gateway.ws()
     await ws.subscribe(conv)
-    sending = asyncio.create_task(_send(gateway, conversation, range(1, 41)))
+    sending = asyncio.create_task(send(gateway, conversation, range(1, 41)))
     await ws.wait_events(10, conv)
     old = sentinels.primary_port()
     dead = sentinels.primary if old == sentinels.primary.port else sentinels.replica
@@ -160,53 +119,12 @@ async def test_sessions_survive_a_failover_without_running_twice(
     """Two replicas share a vendor session's lease through the primary; a failover moves the
     lease keys with the data: the owner keeps it (or one other takes it), the platform gets
     each command once and every event is stored once."""
-    platform = Emulator()
-    server = await aiohttp_server(platform.app)
-    env = {
-        "GATEWAY_LOOPBACK_URL": str(server.make_url("")),
-        "GATEWAY_LOOPBACK_POLL_WAIT": "1",
-        "GATEWAY_LOOPBACK_BACKOFF_BASE": "0.05",
-        "GATEWAY_LEASE_TTL_S": "1",
-    }
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    replicas = [
-        GatewayProcess(sentinels.url, env, tmp_path / f"{name}.log", namespace).start()
-        for name in ("a", "b")
-    ]
-    try:
-        async with aiohttp.ClientSession() as http:
-            ws = WsClient(await http.ws_connect(f"{replicas[0].url}/v1/ws"))
-            await ws.wait_for(lambda f: f["op"] == "welcome")
-            await ws.send("start", ref="s", dialect="loopback", participant={"from": "u-1"})
-            conversation = (await ws.reply("started", "s"))["conversation"]
-            native = conversation.split(":", 1)[1]
-            platform.agent_says(native, "before")
-            await ws.wait_for(lambda f: _text(f) == "before")
-            await asyncio.to_thread(sentinels.failover)
-            platform.agent_says(native, "during")
-            for n in range(3):  # a client retries a command the failover refused
-                await ws.send(
-                    "send",
-                    ref=f"m{n}",
-                    conversation=conversation,
-                    content={"kind": "text", "text": "after"},
-                )
-                reply = await ws.wait_for(lambda f, n=n: f.get("ref") == f"m{n}", timeout=15)
-                if reply["op"] == "ack":
-                    break
-                await asyncio.sleep(1)
-            assert reply["op"] == "ack", reply
-            await ws.wait_for(lambda f: _text(f) == "echo: after", 15)
-            texts = [e["content"]["text"] for e in ws.events(conversation) if "content" in e]
-            assert texts.count("during") == 1 and texts.count("echo: after") == 1
-            received = [r["text"] for r in platform.received(native) if r["type"] == "message"]
-            assert received == ["after"]  # sent once, by whichever replica owned the session
-            ids = [e["id"] for e in ws.events(conversation)]
-            assert len(ids) == len(set(ids))
-            await ws.close()
-    finally:
-        for replica in replicas:
-            replica.kill()
+    await sessions_survive_a_failover(
+        aiohttp_server,
+        sentinels.url,
+        tmp_path,
+        lambda conversation, namespace: sentinels.failover(),
+    )
 
 
 async def test_wait_without_enough_replicas_answers_503_and_shows_nothing(
@@ -215,7 +133,7 @@ async def test_wait_without_enough_replicas_answers_503_and_shows_nothing(
     """`redis_min_replicas_ack` on a Redis with no replica: every batch is stored but never
     confirmed, so the sender gets 503 (safe to retry: the retry is a duplicate) and no
     subscriber is shown an event a failover could lose."""
-    gateway = await _gateway(
+    gateway = await gateway_on(
         aiohttp_client, redis_url, redis_min_replicas_ack=1, redis_ack_timeout_s=0.1
     )
     conv = f"loopback:{conversation}"
@@ -243,16 +161,12 @@ async def test_master_and_sentinel_auth(
         assert (
             ":data-secret@" in topology.url and "sentinel_password=sentinel-secret" in topology.url
         )
-        await _round_trip(aiohttp_client, topology.url, conversation)
+        await round_trip(aiohttp_client, topology.url, conversation)
         for wrong in (
             topology.url.replace("data-secret", "nope"),
             topology.url.replace("sentinel-secret", "nope"),
         ):
-            hub = create_hub(wrong)
-            with pytest.raises(StoreUnavailable) as refused:
-                await hub.start()
-            assert "nope" not in str(refused.value) and "secret" not in str(refused.value)
-            await hub.close()
+            await start_refused(wrong, "nope", "secret")
     finally:
         await asyncio.to_thread(topology.close)
 
@@ -262,11 +176,8 @@ async def test_tls_to_the_data_nodes(aiohttp_client: Callable[..., Any], convers
     CA); the plain form cannot reach them and says so at start."""
     topology = await asyncio.to_thread(SentinelSet, tls=True)
     try:
-        await _round_trip(aiohttp_client, topology.url, conversation)
+        await round_trip(aiohttp_client, topology.url, conversation)
         plain = topology.url.replace("rediss+sentinel", "redis+sentinel").split("?")[0]
-        hub = create_hub(plain)
-        with pytest.raises(StoreUnavailable):
-            await hub.start()
-        await hub.close()
+        await start_refused(plain)
     finally:
         await asyncio.to_thread(topology.close)

@@ -47,8 +47,8 @@ def create_hub(
     **repair: Any,
 ) -> Hub:
     """The engine for `url`: `None`, `""` or `memory://` → memory; any form
-    `gateway.redis_url` takes (`redis://`, `redis+sentinel://`, …) → Redis (`redis+cluster://`
-    raises `ValueError` for now). Raises `RequestError` for any other scheme.
+    `gateway.redis_url` takes (`redis://`, `redis+sentinel://`, `redis+cluster://`, …) →
+    Redis. Raises `RequestError` for any other scheme.
     `max_conversations` bounds the memory engine (Redis is bounded by its `maxmemory`);
     `min_replicas_ack` and `ack_timeout` ask Redis to confirm replication of each batch
     (`WAIT`; the memory engine has no replicas); `repair` holds the bounds on subscription
@@ -77,6 +77,6 @@ def create_hub(
             **repair,
         )
     raise RequestError(
-        f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory://, redis:// "
-        "or redis+sentinel://"
+        f"unsupported hub URL scheme in {url.split('://')[0]!r}: use memory://, redis://, "
+        "redis+sentinel:// or redis+cluster://"
     )

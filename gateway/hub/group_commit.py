@@ -15,9 +15,11 @@ transaction), so each script stays one atomic call, and commands run in the orde
 handed over, across callers too. A command's error is its caller's alone; an error of the
 link (no connection, a reset, a timeout) is every caller's of that batch.
 
-`confirm` commands (the hub's `WAIT` for replicas) go once at the end of a batch in which any
-caller asked for them: `WAIT` blocks "until all the previous write commands" of its connection
-are acknowledged (redis.io/commands/wait), so one confirms every caller's writes of the batch.
+A caller may ask for its writes to be confirmed, naming the keys it wrote (the hub's
+conversations); the batch then ends with what `confirm` queues for all of its callers' keys
+together (the hub's `WAIT` on each primary written to): `WAIT` blocks "until all the previous
+write commands" of its connection are acknowledged (redis.io/commands/wait), so one confirms
+every caller's writes on that connection.
 
 The client is anything with redis-py's `pipeline(transaction=False)`: a `Redis` (the pool's
 bound holds: a batch takes one connection) or a `RedisCluster`, whose pipeline routes each
@@ -27,13 +29,17 @@ command to its node (a `WAIT` there confirms the writes of the one node it is se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from redis.exceptions import ResponseError
 
 Command = Sequence[Any]
 """A command's name and arguments, as `execute_command` takes them: ("EVALSHA", sha, 5, …)."""
+
+Confirm = Callable[[Any, Collection[str]], int]
+"""Queues on a batch's pipeline what confirms the writes to the given keys; returns how many
+replies it queued."""
 
 
 class _Pipeline(Protocol):
@@ -49,7 +55,9 @@ class _Client(Protocol):
 class _Caller:
     __slots__ = ("commands", "confirm", "replies")
 
-    def __init__(self, commands: Sequence[Command], confirm: bool, replies: asyncio.Future[Any]):
+    def __init__(
+        self, commands: Sequence[Command], confirm: Collection[str], replies: asyncio.Future[Any]
+    ):
         self.commands = commands
         self.confirm = confirm
         self.replies = replies
@@ -58,7 +66,7 @@ class _Caller:
 class GroupCommit:
     """Sends the commands of callers that wait at the same time to `client` as one pipeline."""
 
-    def __init__(self, client: _Client, *, confirm: Sequence[Command] = ()) -> None:
+    def __init__(self, client: _Client, *, confirm: Confirm | None = None) -> None:
         self.client = client
         self.confirm = confirm
         self.batches = 0
@@ -66,10 +74,13 @@ class GroupCommit:
         self._waiting: list[_Caller] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def execute(self, commands: Sequence[Command], *, confirm: bool = False) -> list[Any]:
-        """The replies to `commands`, in order, then (`confirm`) those to the `confirm`
-        commands that ended their batch. Raises the first error among these replies
-        (`ResponseError`, as `pipeline.execute()` does; the other callers' are theirs), or the
+    async def execute(
+        self, commands: Sequence[Command], *, confirm: Collection[str] = ()
+    ) -> list[Any]:
+        """The replies to `commands`, in order, then (`confirm`: the keys they write) those to
+        what the `confirm` function queued at the end of their batch. Raises the first error
+        among these replies (`ResponseError`, as `pipeline.execute()` does; the other callers'
+        are theirs), or the
         batch's `RedisError` when the link failed: then any command of it may or may not have
         run."""
         replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
@@ -109,9 +120,8 @@ class GroupCommit:
         for caller in batch:
             for command in caller.commands:
                 pipe.execute_command(*command)
-        confirm = self.confirm if any(c.confirm for c in batch) else ()
-        for command in confirm:
-            pipe.execute_command(*command)
+        keys = {key for caller in batch for key in caller.confirm}
+        confirms = self.confirm(pipe, keys) if keys and self.confirm is not None else 0
         self.batches += 1
         try:
             replies = await pipe.execute(raise_on_error=False)
@@ -120,7 +130,7 @@ class GroupCommit:
                 if not caller.replies.done():
                     caller.replies.set_exception(exc)
             return
-        tail = replies[len(replies) - len(confirm) :]
+        tail = replies[len(replies) - confirms :]
         start = 0
         for caller in batch:
             end = start + len(caller.commands)

@@ -10,7 +10,9 @@ under different namespaces):
     gw:{c}:ctx   hash: the conversation's context, fields `own_address` and `role:<party id>`
     gw:{c}:epoch the log's epoch: a random id set with its first event; a log the store lost
                  starts again with another, which events and subscriptions carry
-    gw:ev:c      pub/sub channel the stored events are published on (patterns: gw:ev:genesys:*)
+    gw:ev:c      pub/sub channel the stored events are published on (patterns: gw:ev:genesys:*);
+                 on a Cluster the shard channel gw:ev:{c} (SPUBLISH), and the slot's firehose
+                 gw:fh:{<tag>} for patterns (hub/redis_fanout.py)
 
 `PUBLISH_SCRIPT` does dedup + seq + append + publish for one conversation's events atomically,
 so seq order is publish order. A batch is one pipeline of one script call per conversation: one
@@ -33,7 +35,8 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast, get_args
 
 import structlog
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from gateway.context import EMPTY, ConversationContext
 from gateway.errors import StoreUnavailable
@@ -43,7 +46,7 @@ from gateway.hub.group_commit import Command, GroupCommit
 from gateway.hub.redis_fanout import RedisFanOut
 from gateway.hub.repair import LogState, Page
 from gateway.model import EPHEMERAL, Ended, Event, Role, event_encoder
-from gateway.redis_url import close, connect, parse
+from gateway.redis_url import REDIS_ERRORS, close, connect, parse
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +56,10 @@ PUBLISH_SCRIPT = """
 -- KEYS: seq counter, id->seq hash, log stream, context hash, epoch
 -- ARGV: channel ('': publish nothing, return the payloads for the caller to publish once
 --       replicas confirmed them), maxlen, ttl after `ended` (s), an epoch for a log that has
---       none, ttl after the last event (s, idle); then per event: id, JSON without seq,
---       ended (0|1)
+--       none, ttl after the last event (s, idle), the publish command (PUBLISH, or SPUBLISH
+--       on a Cluster), the slot's firehose channel ('': none; its messages are prefixed
+--       with `<length>:<conversation>`, hub/redis_fanout.py), the conversation; then per
+--       event: id, JSON without seq, ended (0|1)
 -- `seq` and `epoch` go right after the first comma, which closes the type tag (hub/wire.py).
 local out = {}
 local ttl  -- the keys' expiry after this call's last stored event (none stored: unchanged)
@@ -66,7 +71,7 @@ if not epoch then  -- a new log (or one the store lost, starting again): a new e
   local ends = redis.call('TTL', KEYS[1])
   if ends > 0 then redis.call('EXPIRE', KEYS[5], ends) end
 end
-for i = 6, #ARGV, 3 do
+for i = 9, #ARGV, 3 do
   local known = redis.call('HGET', KEYS[2], ARGV[i])
   if known then
     out[#out + 1] = -tonumber(known)
@@ -92,7 +97,10 @@ for i = 6, #ARGV, 3 do
     if ARGV[1] == '' then
       held[#held + 1] = payload
     else
-      redis.call('PUBLISH', ARGV[1], payload)
+      redis.call(ARGV[6], ARGV[1], payload)
+      if ARGV[7] ~= '' then
+        redis.call(ARGV[6], ARGV[7], #ARGV[8] .. ':' .. ARGV[8] .. payload)
+      end
     end
     ttl = ARGV[5]  -- kept `idle` after its last event, or `ended ttl` after `ended`
     if ARGV[i + 2] == '1' then ttl = ARGV[3] end
@@ -149,7 +157,8 @@ def context_key(conversation: str, namespace: str = "gw") -> str:
 
 
 class RedisHub(Hub):
-    """A hub on a Redis server (7 or later) at `url`; every replica sharing it shares the logs."""
+    """A hub on Redis (7 or later: a server, a Sentinel-managed primary or a Cluster) at `url`;
+    every replica sharing it shares the logs."""
 
     def __init__(
         self,
@@ -181,13 +190,8 @@ class RedisHub(Hub):
         self._publish_sha = ""  # until start() loads them, a call reloads and tries again
         self._remember_sha = ""
         self._fanout = RedisFanOut(self._redis, namespace, max_backoff)
-        # With `min_replicas_ack`, a batch of writes ends with a WAIT. A batch of duplicates
-        # writes nothing, and WAIT counts from its connection's last write: the PUBLISH makes
-        # it count from now, past the original writes.
-        wait = ("WAIT", self.min_replicas_ack, self.ack_timeout_ms)
-        self._writes = GroupCommit(
-            self._redis, confirm=(("PUBLISH", self._fanout.ack_channel, b""), wait)
-        )
+        # With `min_replicas_ack`, a batch of writes ends with a WAIT on each primary written to.
+        self._writes = GroupCommit(self._redis, confirm=self._queue_wait)
 
     @property
     def reconnects(self) -> int:  # type: ignore[override]  # read-only: the fan-out counts
@@ -202,7 +206,7 @@ class RedisHub(Hub):
     async def start(self) -> None:
         try:
             await self._load_scripts()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from exc
         await self._fanout.start()
 
@@ -217,10 +221,10 @@ class RedisHub(Hub):
         if not self._fanout.listening:
             return False
         try:
-            if self.target.kind == "cluster":
-                return bool(await self._redis.ping())
+            if isinstance(self._redis, RedisCluster):  # each primary answers
+                return bool(await self._redis.ping(target_nodes=RedisCluster.PRIMARIES))
             role = await self._redis.execute_command("ROLE")  # type: ignore[no-untyped-call]
-        except RedisError:
+        except REDIS_ERRORS:
             return False
         return bool(role) and role[0] in (b"master", "master")
 
@@ -239,7 +243,7 @@ class RedisHub(Hub):
             except NoScriptError:
                 await self._load_scripts()
                 return await run()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"event store unavailable: {exc}") from exc
 
     async def publish(self, events: Sequence[Event]) -> list[Published]:
@@ -267,11 +271,11 @@ class RedisHub(Hub):
             commands.append(("EVALSHA", self._publish_sha, 5, *args))
         for index in ephemeral:
             event = events[index]
-            channel = self._fanout.channel(event.conversation_id)
-            commands.append(("PUBLISH", channel, event_encoder.encode(event)))
-        replies = await self._writes.execute(commands, confirm=wait)
+            payload = event_encoder.encode(event)
+            commands += self._fanout.publish_commands(event.conversation_id, payload)
+        replies = await self._writes.execute(commands, confirm=groups.keys() if wait else ())
         if wait:
-            replies = await self._confirmed(calls, replies)
+            replies = await self._confirmed(calls, replies, len(replies) - len(commands))
         results: list[Published | None] = [None] * len(events)
         for (conversation, _), reply in zip(calls, replies, strict=False):
             for index, seq in zip(groups[conversation], reply, strict=True):
@@ -280,11 +284,29 @@ class RedisHub(Hub):
             results[index] = Published(events[index].id, 0)
         return results  # type: ignore[return-value]
 
-    async def _confirmed(self, calls: list[tuple[str, list[Any]]], replies: list[Any]) -> list[Any]:
+    def _queue_wait(self, pipe: Any, conversations: Collection[str]) -> int:
+        """Queue on `pipe` what has each primary the batch is written to (the one primary, off
+        a Cluster) confirm its replication: a write for WAIT to count from (a batch of
+        duplicates writes nothing, and WAIT counts from the connection's last write: this one
+        makes it count from now, past the original writes), then WAIT, on the connection the
+        pipeline writes that primary's scripts on. The number of replies queued."""
+        targets: list[dict[str, Any]] = [{}]
+        if isinstance(self._redis, RedisCluster):
+            nodes = {self._redis.get_node_from_key(self._seq_key(c)) for c in conversations}
+            targets = [{"target_nodes": node} for node in nodes]
+        for target in targets:
+            pipe.execute_command("PUBLISH", self._fanout.ack_channel, b"", **target)
+            pipe.execute_command("WAIT", self.min_replicas_ack, self.ack_timeout_ms, **target)
+        return 2 * len(targets)
+
+    async def _confirmed(
+        self, calls: list[tuple[str, list[Any]]], replies: list[Any], waits: int
+    ) -> list[Any]:
         """After a batch stored with `WAIT`: raise `StoreUnavailable` unless enough replicas
-        confirmed it; else publish its events (only now: a subscriber is never shown an event
-        a failover could still lose) and return the scripts' seqs."""
-        acked = int(replies[-1])
+        of every primary written to confirmed it; else publish its events (only now: a
+        subscriber is never shown an event a failover could still lose) and return the
+        scripts' seqs."""
+        acked = min(int(reply) for reply in replies[-waits:][1::2])
         if acked < self.min_replicas_ack:
             raise StoreUnavailable(
                 f"event store: {acked} of {self.min_replicas_ack} replicas confirmed the batch "
@@ -295,7 +317,8 @@ class RedisHub(Hub):
         for (conversation, _), (stored, payloads) in zip(calls, replies, strict=False):
             seqs.append(stored)
             for payload in payloads:
-                pipe.publish(self._fanout.channel(conversation), payload)
+                for command in self._fanout.publish_commands(conversation, payload):
+                    pipe.execute_command(*command)
         await pipe.execute()
         return seqs
 
@@ -309,6 +332,9 @@ class RedisHub(Hub):
             self.ended_ttl,
             secrets.token_hex(4),
             self.idle_ttl,
+            self._fanout.publish_command(),
+            self._fanout.firehose(conversation),
+            conversation,
         ]
         encode = wire.encode
         for event in events:
@@ -404,7 +430,7 @@ class RedisHub(Hub):
         self._reads += 1
         try:
             return await method(*args, **kwargs)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"event store unavailable: {exc}") from exc
 
     # -- subscriptions --------------------------------------------------------------------------

@@ -220,6 +220,7 @@ class Sessions:
                     if (
                         conversation not in self.owned
                         and await self.store.owner(conversation) is None
+                        and await self._runs(conversation)
                     ):
                         with contextlib.suppress(GatewayError):
                             await self._take_over(conversation)
@@ -227,6 +228,12 @@ class Sessions:
                 log.warning("sessions.scan_failed", error=exc.message)
             except Exception:
                 log.exception("sessions.scan_crashed")
+
+    async def _runs(self, conversation: str) -> bool:
+        """Whether a runnable conversation's record says it runs: an index entry can outlive
+        its record's status by a crash between two writes (`gateway.sessions.redis_store`)."""
+        record = await self.store.load(conversation)
+        return record is not None and record.status == "active"
 
     # -- commands ---------------------------------------------------------------------------
 

@@ -1,10 +1,23 @@
-"""`SessionStore` on Redis, for replicas that share one.
+"""`SessionStore` on Redis, for replicas that share one (a server, a Sentinel-managed primary
+or a Cluster).
 
-gw:s:{c}        the session record (JSON), expiring once the session has ended
-gw:sessions     set of conversations whose sessions should run
-gw:lease:{c}    the owning replica's id, with a TTL the owner keeps renewing
-gw:refs:{c}     hash [client, ref] → stored answer (idempotent commands), a day after use
-gw:rpc:<id>     the pub/sub channel replica <id> takes forwarded commands and answers on
+gw:s:{c}              the session record (JSON), expiring once the session has ended
+gw:sessions           set of conversations whose sessions should run
+gw:lease:{c}          the owning replica's id, with a TTL the owner keeps renewing
+gw:refs:{c}           hash [client, ref] → stored answer (idempotent commands), a day after use
+gw:{rpc}:<id>         the shard channel replica <id> takes forwarded commands and answers on
+gw:{rpc}:handover     the shard channel a replica says it released its sessions on
+
+No command spans two slots, so every topology takes the same commands. A record and the index
+are written one after the other, never in one transaction (a Cluster has them in two slots), in
+the order that leaves a crash in between harmless: an `active` record is indexed before it is
+written, any other is written before it leaves the index. An entry whose record is not active
+(such a crash, or a record that expired) is skipped by the takeover scan.
+
+The RPC channels are shard channels (`SPUBLISH`/`SSUBSCRIBE`, Redis 7) in one slot, `{rpc}`:
+one connection per replica reads them, from the node serving that slot on a Cluster, and
+`SPUBLISH` answers how many replicas took a message (a Cluster's plain `PUBLISH` counts only
+the node it reached, which cannot tell an owner gone from an owner on another node).
 """
 
 from __future__ import annotations
@@ -16,13 +29,14 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from gateway.errors import StoreUnavailable
-from gateway.redis_url import close, connect, follow_primary
+from gateway.redis_slots import slot
+from gateway.redis_url import REDIS_ERRORS, Client, close, connect, follow_primary, node_client
 from gateway.sessions.record import SessionRecord, record_decoder, record_encoder
 from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
 
@@ -65,8 +79,8 @@ class RedisStore(SessionStore):
         self.replica = secrets.token_hex(8)
         self.namespace = namespace
         self._runnable = f"{namespace}:sessions"
-        self._handover = f"{namespace}:handover".encode()  # "I released my sessions"
-        self._redis: aioredis.Redis = connect(url, max_connections=MAX_CONNECTIONS)
+        self._handover = self._rpc("handover").encode()  # "I released my sessions"
+        self._redis: Client = connect(url, max_connections=MAX_CONNECTIONS)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._channel = self._rpc(self.replica).encode()
@@ -86,7 +100,7 @@ class RedisStore(SessionStore):
         return f"{self.namespace}:refs:{{{scope}}}"
 
     def _rpc(self, replica: str) -> str:
-        return f"{self.namespace}:rpc:{replica}"
+        return f"{self.namespace}:{{rpc}}:{replica}"
 
     async def start(self, serve: RequestHandler, on_handover: Callable[[], None]) -> None:
         self._serve = serve
@@ -114,7 +128,9 @@ class RedisStore(SessionStore):
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
-        except RedisError as exc:
+        except NoScriptError:
+            raise
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"session store unavailable: {exc}") from exc
 
     # -- records --------------------------------------------------------------------------
@@ -127,17 +143,13 @@ class RedisStore(SessionStore):
         import time
 
         record.updated_at = time.time()
-        pipe = self._redis.pipeline(transaction=True)
         key = self._record_key(record.conversation_id)
-        if ttl is not None:
-            pipe.set(key, record_encoder.encode(record), px=int(ttl * 1000))
-        else:
-            pipe.set(key, record_encoder.encode(record))
-        if record.status == "active":
-            pipe.sadd(self._runnable, record.conversation_id)
-        else:
-            pipe.srem(self._runnable, record.conversation_id)
-        await self._call(pipe.execute)
+        px = int(ttl * 1000) if ttl is not None else None
+        if record.status == "active":  # indexed first (the module's docstring says why)
+            await self._call(self._redis.sadd, self._runnable, record.conversation_id)
+        await self._call(self._redis.set, key, record_encoder.encode(record), px=px)
+        if record.status != "active":
+            await self._call(self._redis.srem, self._runnable, record.conversation_id)
 
     async def runnable(self) -> list[str]:
         members = await self._call(self._redis.smembers, self._runnable)
@@ -169,19 +181,25 @@ class RedisStore(SessionStore):
         ours: set[str] = set()
         for start in range(0, len(conversations), RENEW_BATCH):
             batch = conversations[start : start + RENEW_BATCH]
-            pipe = self._redis.pipeline(transaction=False)
-            # Queued by its hash (the pipeline loads the script first if Redis lacks it): the
-            # script object's own call checks its client's type per call, which at thousands
-            # of leases was most of an idle replica's CPU.
-            pipe.scripts.add(self._renew)  # type: ignore[arg-type]  # redis-py adds its AsyncScript too
-            ms = int(ttl * 1000)
-            for conversation in batch:
-                pipe.evalsha(
-                    self._renew.sha, 1, lease_key(conversation, self.namespace), self.replica, ms
-                )
-            answers = await self._call(pipe.execute)
+            try:
+                answers = await self._call(self._renew_batch, batch, int(ttl * 1000))
+            except NoScriptError:  # a node restarted, or was promoted, without the script
+                await self._call(self._redis.script_load, _RENEW)
+                answers = await self._call(self._renew_batch, batch, int(ttl * 1000))
             ours.update(c for c, kept in zip(batch, answers, strict=True) if kept)
         return ours
+
+    async def _renew_batch(self, batch: list[str], ms: int) -> list[Any]:
+        """One pipeline of the renew script by its hash: the script object's own call checks
+        its client's type per call, which at thousands of leases was most of an idle
+        replica's CPU."""
+        pipe = self._redis.pipeline(transaction=False)
+        for conversation in batch:
+            pipe.evalsha(
+                self._renew.sha, 1, lease_key(conversation, self.namespace), self.replica, ms
+            )
+        answers: list[Any] = await pipe.execute()
+        return answers
 
     async def release(self, conversation: str) -> None:
         await self._call(
@@ -207,7 +225,7 @@ class RedisStore(SessionStore):
     # -- forwarding -----------------------------------------------------------------------
 
     async def announce_handover(self) -> None:
-        await self._call(self._redis.publish, self._handover, self.replica)
+        await self._call(self._redis.spublish, self._handover, self.replica)
 
     async def forward(self, owner: str, command: bytes, wait_s: float) -> bytes:
         request_id = secrets.token_hex(8)
@@ -217,7 +235,7 @@ class RedisStore(SessionStore):
             message = msgspec.json.encode(
                 _Rpc("request", request_id, self.replica, msgspec.Raw(command))
             )
-            receivers = await self._call(self._redis.publish, self._rpc(owner), message)
+            receivers = await self._call(self._redis.spublish, self._rpc(owner), message)
             if not receivers:
                 raise OwnerGone(owner)
             return await asyncio.wait_for(future, wait_s)
@@ -228,8 +246,8 @@ class RedisStore(SessionStore):
         assert self._serve is not None
         body = await self._serve(bytes(request.body))
         message = msgspec.json.encode(_Rpc("answer", request.id, self.replica, msgspec.Raw(body)))
-        with contextlib.suppress(RedisError):
-            await self._redis.publish(self._rpc(request.sender), message)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._redis.spublish(self._rpc(request.sender), message)
 
     async def _follow(self) -> None:
         """Under Sentinel, follow the primary each second: leases and records are written
@@ -243,21 +261,34 @@ class RedisStore(SessionStore):
                 log.warning("sessions.primary_moved", primary=f"{primary[0]}:{primary[1]}")
                 await link.disconnect()  # the listener sees it and subscribes again there
 
+    async def _link(self) -> Client:
+        """The client the RPC link reads through: the store's own, or on a Cluster one to the
+        primary serving the channels' slot now (after reading the slot map again)."""
+        if not isinstance(self._redis, RedisCluster):
+            return self._redis
+        await self._redis.nodes_manager.initialize()
+        return node_client(self._redis.nodes_manager.get_node_from_slot(slot(self._channel)))
+
     async def _listen(self) -> None:
         backoff = 0.05
         while True:
-            pubsub = self._pubsub = self._redis.pubsub()
+            link: Client | None = None
+            pubsub: PubSub | None = None
             try:
-                await pubsub.subscribe(self._channel, self._handover)
+                link = await self._link()
+                pubsub = self._pubsub = link.pubsub()
+                await pubsub.ssubscribe(self._channel, self._handover)
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is None:
                         continue
-                    if message["type"] == "subscribe":
+                    if message["type"] == "ssubscribe":
                         self._listening.set()
                         backoff = 0.05
                         continue
-                    if message["type"] != "message":
+                    if message["type"] == "sunsubscribe":  # not asked for: the slot moved
+                        raise StoreUnavailable("the RPC channels' slot moved")
+                    if message["type"] != "smessage":
                         continue
                     if message["channel"] == self._handover:
                         if message["data"] != self.replica.encode():
@@ -273,13 +304,19 @@ class RedisStore(SessionStore):
                         if future is not None and not future.done():
                             future.set_result(bytes(rpc.body))
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                await self._drop(link, pubsub)
                 raise
             except Exception as exc:
                 self._listening.clear()
                 log.warning("sessions.rpc_link_lost", error=str(exc), retry_in=backoff)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                await self._drop(link, pubsub)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _drop(self, link: Client | None, pubsub: PubSub | None) -> None:
+        """Close the RPC link's pub/sub (and its node client, on a Cluster)."""
+        with contextlib.suppress(Exception):
+            if pubsub is not None:
+                await pubsub.aclose()
+            if link is not None and link is not self._redis:
+                await link.aclose()

@@ -193,3 +193,22 @@ async def test_closed_subscription_stops(hub: Hub, conversation: str) -> None:
     await hub.publish([message(conv, 2)])
     await asyncio.sleep(0.05)
     assert sink.seqs(conv) == [1]
+
+
+async def test_resubscribing_at_once_keeps_the_link(hub: Hub, conversation: str) -> None:
+    """A conversation's last subscription closed and a new one made at once, again and again:
+    the link unsubscribes and subscribes again and stays up (on a Cluster it must take Redis's
+    confirmation of its own unsubscribe, should it arrive after the new subscribe, for its own,
+    not for a slot that moved off its node), and the last subscription gets live events."""
+    conv = f"t:{conversation}"
+    for n in range(30):  # the unsubscribe's confirmation arriving before and after
+        (await hub.subscribe(conv, Collect())).close()
+        await asyncio.sleep(n % 6 * 0.0005)
+    sink = Collect()
+    subscription = await hub.subscribe(conv, sink)
+    subscription.start()
+    await asyncio.sleep(0.3)  # every confirmation is in
+    await hub.publish([message(conv, 1)])
+    assert await sink.until(1, conv) == [1]
+    assert hub.reconnects == 0
+    subscription.close()
