@@ -198,6 +198,11 @@ class RedisHub(Hub):
         return self._fanout.reconnects
 
     @property
+    def subscription_passes(self) -> int:
+        """The fan-out links' subscription passes so far (concurrent subscribers share one)."""
+        return self._fanout.passes
+
+    @property
     def round_trips(self) -> int:  # type: ignore[override]  # concurrent writes share one
         return self._reads + self._writes.batches
 

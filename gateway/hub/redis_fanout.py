@@ -64,6 +64,7 @@ class RedisFanOut:
         self.ack_channel = f"{namespace}:ack"  # nobody listens: a write for WAIT to count from
         self.max_backoff = max_backoff
         self.reconnects = 0
+        self.passes = 0  # subscription passes of its links (a burst's callers share them)
         self._exact: defaultdict[str, list[Subscription]] = defaultdict(list)
         self._patterns: defaultdict[str, list[Subscription]] = defaultdict(list)
         self._links: dict[str, _Link] = {}
@@ -341,6 +342,7 @@ class _Link:
         self._pending: dict[bytes, asyncio.Future[None]] = {}
         self._leaving: Counter[bytes] = Counter()  # SUNSUBSCRIBEs sent, not yet confirmed
         self._sync_lock = asyncio.Lock()
+        self._next_pass: asyncio.Task[None] | None = None  # a sync pass not yet reading
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
@@ -370,8 +372,20 @@ class _Link:
             await self.sync()
 
     async def sync(self) -> None:
-        """Bring the link's subscriptions in line with the tables (order-proof: it diffs)."""
+        """Bring the link's subscriptions in line with the tables (order-proof: it diffs).
+
+        A pass diffs every wanted channel, so callers share passes: a caller joins the pass
+        that has not yet read the tables, if there is one, else queues the next. A burst of
+        N attaches costs a few passes, not N passes over N channels."""
+        if self._next_pass is None:
+            self._next_pass = asyncio.get_running_loop().create_task(self._sync_pass())
+            self._next_pass.add_done_callback(_retrieved)
+        await asyncio.shield(self._next_pass)
+
+    async def _sync_pass(self) -> None:
         async with self._sync_lock:
+            self._next_pass = None  # the tables are read from here on: later callers queue
+            self.fanout.passes += 1
             pubsub = self._pubsub
             if pubsub is None:
                 return
@@ -549,3 +563,9 @@ async def _send_each(pubsub: PubSub, command: str, channels: list[bytes]) -> Non
     else:
         for channel in channels:
             pubsub.shard_channels.pop(channel, None)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A shared pass whose callers all left still has its exception read (no warning)."""
+    if not task.cancelled():
+        task.exception()

@@ -9,35 +9,7 @@ import pytest
 from gateway.errors import RequestError
 from gateway.hub import Hub, create_hub
 from gateway.model import Signal, event_decoder
-from tests.hub.events import ended, message
-
-
-class Collect:
-    """A sink that records what it is given."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, int, bytes]] = []
-        self.changed = asyncio.Event()
-
-    def deliver(self, conversation: str, seq: int, payload: bytes) -> None:
-        self.got.append((conversation, seq, payload))
-        self.changed.set()
-
-    async def drained(self) -> None:
-        pass
-
-    def restarted(self, conversation: str, epoch: str) -> None:
-        self.got.append((conversation, -1, epoch.encode()))
-
-    def seqs(self, conversation: str) -> list[int]:
-        return [s for c, s, _ in self.got if c == conversation]
-
-    async def until(self, count: int, conversation: str) -> list[int]:
-        async with asyncio.timeout(5):
-            while len(self.seqs(conversation)) < count:
-                self.changed.clear()
-                await self.changed.wait()
-        return self.seqs(conversation)
+from tests.hub.events import Collect, ended, message
 
 
 async def test_sequences_and_deduplicates(hub: Hub, conversation: str) -> None:
