@@ -84,6 +84,9 @@ ABANDON_TIMEOUT = 5.0
 """How long ending a vendor session that could not be owned may take."""
 HANDOVER_CONCURRENCY = 100
 """Sessions handed over at once when the replica shuts down."""
+LATE_OPEN_TIMEOUT = 60.0
+"""How long an open is still awaited after its start's deadline passed, to end what it made
+(connectors' own request timeouts end it sooner)."""
 
 
 def create_store(redis_url: str | None, namespace: str = "gw") -> SessionStore:
@@ -132,6 +135,9 @@ class Sessions:
         `lease_ttl / 3`, batched)."""
         self.takeovers = 0
         """Sessions this replica resumed after another owner (or an idle release) let go."""
+        self.abandoned = {"late": 0, "failed": 0}
+        """Vendor sessions opened and ended at once, by reason (see `_abandon`)."""
+        self._late: set[asyncio.Task[None]] = set()  # opens outliving their start (`_end_late`)
         self._taking = Flights()  # one takeover attempt per conversation at a time
         self._commands = Flights()  # one run per (scope, ref) at a time
         self._scanner: asyncio.Task[None] | None = None
@@ -153,6 +159,10 @@ class Sessions:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._late:  # opens its starts gave up on: end what they make, within a bound
+            _, unfinished = await asyncio.wait(set(self._late), timeout=ABANDON_TIMEOUT)
+            for task in unfinished:
+                task.cancel()
         handed_over = list(self.owned.values())
         # Thousands of sessions, each a snapshot, a release and a link to close: many at once,
         # or the drain outlasts `shutdown_timeout_s`.
@@ -176,6 +186,18 @@ class Sessions:
         """The replica's session load for `/metrics`."""
         return [
             *self.admission.samples(),
+            *(
+                Sample(
+                    "sessions_abandoned_total",
+                    count,
+                    (("reason", reason),),
+                    kind="counter",
+                    help="Vendor sessions opened at the platform and ended at once, no client "
+                    "having been told of them: late (the open finished after its start's "
+                    "deadline) or failed (a later step of the start failed).",
+                )
+                for reason, count in sorted(self.abandoned.items())
+            ),
             Sample(
                 "session_lease_renewals_total",
                 self.renewals,
@@ -315,17 +337,47 @@ class Sessions:
         deadline = asyncio.get_running_loop().time() + self.command_timeout
         async with self.admission.admit(deadline):
             connector = self._connector(adapter)
-            try:
-                events = await connector.open(command)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await connector.close()
-                raise
+            events = await self._open(connector, command)
             try:
                 return await self._own_new(command, client, adapter, connector, events)
             except BaseException:
-                await self._abandon(connector)
+                await self._abandon(connector, "failed")
                 raise
+
+    async def _open(self, connector: Connector, command: Start) -> Sequence[Event]:
+        """`connector.open(command)`, which the start's deadline does not cut short: the
+        platform may be creating the session already, and cancelling our request does not
+        take that back. When the start is cancelled first (its deadline passed), the open
+        goes on by itself and whatever it made is ended the moment it has (`_end_late`)."""
+        opening = asyncio.ensure_future(connector.open(command))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            late = asyncio.create_task(self._end_late(connector, opening))
+            self._late.add(late)
+            late.add_done_callback(self._late.discard)
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connector.close()
+            raise
+
+    async def _end_late(
+        self, connector: Connector, opening: asyncio.Future[Sequence[Event]]
+    ) -> None:
+        """Wait for an open its start gave up on, then end the vendor session it made, so the
+        platform runs none that no client was told of. It keeps its place meanwhile."""
+        with self.admission.late_place():
+            try:
+                async with asyncio.timeout(LATE_OPEN_TIMEOUT):
+                    await opening
+            except BaseException:  # failed, or never finished: nothing made that we know of
+                opening.cancel()
+                with contextlib.suppress(Exception):
+                    await connector.close()
+                return
+            log.warning("session.opened_late", conversation_id=connector.conversation_id)
+            await self._abandon(connector, "late")
 
     async def _own_new(
         self,
@@ -363,9 +415,11 @@ class Sessions:
         log.info("session.started", dialect=adapter.name, conversation_id=conversation)
         return Started(ref=command.ref, conversation=conversation, status=status)
 
-    async def _abandon(self, connector: Connector) -> None:
-        """End a vendor session this replica opened but could not own (a step after the open
-        failed, or the start's deadline passed), so none runs that no client was told of."""
+    async def _abandon(self, connector: Connector, reason: str) -> None:
+        """End a vendor session this replica opened but could not own, so none runs that no
+        client was told of: `late` (the open finished after its start was answered) or
+        `failed` (a step after the open failed, or the deadline passed during it)."""
+        self.abandoned[reason] += 1
         conversation = getattr(connector, "conversation_id", "")
         try:
             async with asyncio.timeout(ABANDON_TIMEOUT):

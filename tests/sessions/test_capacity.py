@@ -241,3 +241,31 @@ async def test_a_start_that_fails_after_the_platform_opened_it_ends_it_there(
         while not chat.ended:
             await asyncio.sleep(0.01)
     assert gateway.client.app[SESSIONS].owned == {}
+
+
+async def test_a_create_that_finishes_after_the_deadline_is_ended_at_once(
+    make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer]
+) -> None:
+    """The platform creates the session, but answers after the start's deadline: the client
+    was told `TIMEOUT`, so the session it made is ended the moment the answer arrives, and
+    counted; the platform then runs exactly the sessions clients were told of (none)."""
+    platform, server = emulator
+    platform.create_delay_s = 1.0
+    gateway: GatewayClient = await make_gateway(**loopback(server, command_timeout_s=0.3))
+    ws = await gateway.ws()
+    (answer,) = await start_many(ws, "loopback", 1)
+    assert (answer["op"], answer["code"]) == ("error", "TIMEOUT")
+    assert platform.chats == {}  # still creating: the client heard first
+    sessions = gateway.client.app[SESSIONS]
+    assert sessions.admission.late == 1  # it holds its place while the platform works
+    async with asyncio.timeout(WAIT):
+        while not platform.chats or not all(c.ended for c in platform.chats.values()):
+            await asyncio.sleep(0.01)
+        while sessions.admission.late:
+            await asyncio.sleep(0.01)
+    assert len(platform.chats) == 1
+    assert sessions.owned == {}
+    text = await scrape(gateway)
+    assert metric(text, 'gateway_sessions_abandoned_total{reason="late"}') == 1
+    assert metric(text, "gateway_sessions_load") == 0
+    await ws.close()
