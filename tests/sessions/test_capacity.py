@@ -16,12 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from adapters.loopback.emulator import Emulator
 from adapters.server_events.emulator import Emulator as ServerEventsEmulator
 from adapters.wonderful.emulator import Emulator as WonderfulEmulator
 from gateway.config import Settings
+from gateway.sessions.redis_store import RedisStore, lease_key
 from gateway.web.app import create_app
 from gateway.web.keys import SESSIONS
 from tests.redis_server import RedisServer
@@ -269,3 +271,44 @@ async def test_a_create_that_finishes_after_the_deadline_is_ended_at_once(
     assert metric(text, 'gateway_sessions_abandoned_total{reason="late"}') == 1
     assert metric(text, "gateway_sessions_load") == 0
     await ws.close()
+
+
+async def test_a_lease_that_lapsed_unclaimed_is_taken_again_and_one_taken_by_another_is_not(
+    make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer], redis_url: str
+) -> None:
+    """A keeper that ran late (a saturated replica) finds leases lapsed: one that nobody took
+    is taken again and its session keeps running here (no stop and takeover of its own
+    session); one another replica holds is theirs, and the session here stops."""
+    _, server = emulator
+    gateway: GatewayClient = await make_gateway(**loopback(server, lease_ttl_s=1.5))
+    sessions = gateway.client.app[SESSIONS]
+    store = sessions.store
+    assert isinstance(store, RedisStore)
+    ws = await gateway.ws()
+    kept, lost = (a["conversation"] for a in await start_many(ws, "loopback", 2))
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await redis.delete(lease_key(kept, store.namespace))  # lapsed, nobody took it
+        await redis.set(lease_key(lost, store.namespace), "another-replica", px=60_000)
+        async with asyncio.timeout(WAIT):
+            while lost in sessions.owned:
+                await asyncio.sleep(0.05)
+        assert kept in sessions.owned
+        assert await redis.get(lease_key(kept, store.namespace)) == store.replica.encode()
+        text = await scrape(gateway)
+        assert metric(text, "gateway_session_leases_retaken_total") >= 1
+        # still running: the agent's answer arrives through the session kept here
+        await ws.send("send", ref="m", conversation=kept, content={"kind": "text", "text": "hi"})
+        assert (await ws.reply("ack", "m"))["op"] == "ack"
+        await ws.wait_for(
+            lambda f: (
+                f["op"] == "event"
+                and f["event"]["conversation_id"] == kept
+                and f["event"]["type"] == "message"
+                and f["event"]["content"].get("text") == "echo: hi"
+            ),
+            timeout=WAIT,
+        )
+    finally:
+        await redis.aclose()
+        await ws.close()
