@@ -224,7 +224,7 @@ class Sessions:
             if not sessions:
                 continue
             try:
-                ours = await self.store.renew_all(
+                kept = await self.store.renew_all(
                     [s.conversation for s in sessions], self.lease_ttl
                 )
             except GatewayError as exc:
@@ -235,31 +235,11 @@ class Sessions:
                 log.exception("sessions.renew_crashed")
                 continue
             self.renewals += len(sessions)
-            if len(ours) < len(sessions):
-                ours |= await self._retake([s for s in sessions if s.conversation not in ours])
+            self.retaken += kept.retaken
+            if kept.retaken:
+                log.warning("sessions.leases_retaken", retaken=kept.retaken)
             for session in sessions:
-                session.kept(session.conversation in ours)
-
-    async def _retake(self, lapsed: list[OwnedSession]) -> set[str]:
-        """The leases among `lapsed` that nobody else took since they lapsed, taken again.
-
-        A lease lapses under a keeper that ran late (a replica whose loop a burst saturated:
-        at 5,000 sessions thousands lapsed at once). Stopping those sessions only for this
-        replica's scanner to take them over again is the expensive way back (history
-        re-read, re-decoded, re-published): a lease nobody holds is simply ours again, and one
-        another replica holds stays theirs (the session here stops)."""
-
-        async def retake(conversation: str) -> str | None:
-            with contextlib.suppress(GatewayError):
-                if await self.store.acquire(conversation, self.lease_ttl):
-                    return conversation
-            return None
-
-        taken = await asyncio.gather(*(retake(s.conversation) for s in lapsed))
-        retaken = {c for c in taken if c is not None}
-        self.retaken += len(retaken)
-        log.warning("sessions.leases_lapsed", lapsed=len(lapsed), retaken=len(retaken))
-        return retaken
+                session.kept(session.conversation in kept.ours)
 
     async def _scan(self) -> None:
         """Take over runnable sessions whose owner is gone."""

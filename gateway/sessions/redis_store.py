@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from gateway.errors import StoreUnavailable
 from gateway.redis_url import close, connect, follow_primary
 from gateway.sessions.record import SessionRecord, record_decoder, record_encoder
-from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
+from gateway.sessions.store import Kept, OwnerGone, RequestHandler, SessionStore
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,12 @@ RENEW_BATCH = 1000
 _RENEW = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
+)
+_KEEP = (  # `SessionStore.renew_all`: 1 renewed, 2 taken again (it had lapsed), 0 another's
+    "local owner = redis.call('GET', KEYS[1]) "
+    "if owner == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+    "if owner then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2"
 )
 _RELEASE = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -68,6 +74,7 @@ class RedisStore(SessionStore):
         self._handover = f"{namespace}:handover".encode()  # "I released my sessions"
         self._redis: aioredis.Redis = connect(url, max_connections=MAX_CONNECTIONS)
         self._renew = self._redis.register_script(_RENEW)
+        self._keep = self._redis.register_script(_KEEP)
         self._release = self._redis.register_script(_RELEASE)
         self._channel = self._rpc(self.replica).encode()
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
@@ -165,23 +172,34 @@ class RedisStore(SessionStore):
             )
         )
 
-    async def renew_all(self, conversations: list[str], ttl: float) -> set[str]:
-        ours: set[str] = set()
-        for start in range(0, len(conversations), RENEW_BATCH):
-            batch = conversations[start : start + RENEW_BATCH]
-            pipe = self._redis.pipeline(transaction=False)
-            # Queued by its hash (the pipeline loads the script first if Redis lacks it): the
-            # script object's own call checks its client's type per call, which at thousands
-            # of leases was most of an idle replica's CPU.
-            pipe.scripts.add(self._renew)  # type: ignore[arg-type]  # redis-py adds its AsyncScript too
-            ms = int(ttl * 1000)
-            for conversation in batch:
-                pipe.evalsha(
-                    self._renew.sha, 1, lease_key(conversation, self.namespace), self.replica, ms
-                )
-            answers = await self._call(pipe.execute)
-            ours.update(c for c, kept in zip(batch, answers, strict=True) if kept)
-        return ours
+    async def renew_all(self, conversations: list[str], ttl: float) -> Kept:
+        batches = [
+            conversations[start : start + RENEW_BATCH]
+            for start in range(0, len(conversations), RENEW_BATCH)
+        ]
+        kept = Kept()
+        for batch, answers in zip(
+            batches, await asyncio.gather(*(self._keep_batch(b, ttl) for b in batches)), strict=True
+        ):
+            for conversation, answer in zip(batch, answers, strict=True):
+                if answer:
+                    kept.ours.add(conversation)
+                    kept.retaken += answer == 2
+        return kept
+
+    async def _keep_batch(self, batch: list[str], ttl: float) -> list[int]:
+        pipe = self._redis.pipeline(transaction=False)
+        # Queued by its hash (the pipeline loads the script first if Redis lacks it): the
+        # script object's own call checks its client's type per call, which at thousands
+        # of leases was most of an idle replica's CPU.
+        pipe.scripts.add(self._keep)  # type: ignore[arg-type]  # redis-py adds its AsyncScript too
+        ms = int(ttl * 1000)
+        for conversation in batch:
+            pipe.evalsha(
+                self._keep.sha, 1, lease_key(conversation, self.namespace), self.replica, ms
+            )
+        answers: list[int] = await self._call(pipe.execute)
+        return answers
 
     async def release(self, conversation: str) -> None:
         await self._call(
