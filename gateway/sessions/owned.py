@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 _snapshot = msgspec.json.Encoder()
+
+
+def _digest(state: object) -> bytes:
+    """A snapshot's fingerprint (kept per session instead of its encoding: a tenth the size)."""
+    return hashlib.blake2b(_snapshot.encode(state), digest_size=16).digest()
 
 
 class OwnedSession:
@@ -66,7 +72,7 @@ class OwnedSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._stopping_idle: asyncio.Future[None] | None = None
-        self._saved = _snapshot.encode(record.state)  # the record is stored with this state
+        self._saved = _digest(record.state)  # the record is stored with this state
 
     def run(self) -> None:
         with bound(conversation_id=self.conversation, dialect=self.record.dialect):
@@ -81,7 +87,7 @@ class OwnedSession:
         (typing, receipts, a poll's link news) move no snapshot, and at thousands of sessions
         a write per batch is what queues the store's connections."""
         state = self.connector.snapshot()
-        saved = _snapshot.encode(state)
+        saved = _digest(state)
         if (status is None or status == self.record.status) and saved == self._saved:
             return
         if status is not None:
