@@ -81,7 +81,9 @@ _encoder = msgspec.json.Encoder()
 MAX_PLATFORM_PAGE = 100
 """The most events one page of a platform's history may ask for."""
 ABANDON_TIMEOUT = 5.0
-"""How long ending a vendor session that could not be owned may take."""
+"""How long one try at ending a vendor session that could not be owned may take."""
+ABANDON_ATTEMPTS = 3
+"""Tries at ending it (0.5 s, then 1 s apart): a platform that blinks still gets the end."""
 HANDOVER_CONCURRENCY = 100
 """Sessions handed over at once when the replica shuts down."""
 LATE_OPEN_TIMEOUT = 60.0
@@ -433,13 +435,22 @@ class Sessions:
         `failed` (a step after the open failed, or the deadline passed during it)."""
         self.abandoned[reason] += 1
         conversation = getattr(connector, "conversation_id", "")
-        try:
-            async with asyncio.timeout(ABANDON_TIMEOUT):
-                await connector.send(End(conversation=conversation))
-        except Exception as exc:  # best effort: the platform may refuse or be gone
-            log.warning("session.abandon_failed", conversation_id=conversation, error=repr(exc))
-        else:
-            log.info("session.abandoned", conversation_id=conversation)
+        for attempt in range(1, ABANDON_ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(ABANDON_TIMEOUT):
+                    await connector.send(End(conversation=conversation))
+            except Exception as exc:  # the platform may blink (retried) or be gone
+                log.warning(
+                    "session.abandon_failed",
+                    conversation_id=conversation,
+                    attempt=attempt,
+                    error=repr(exc),
+                )
+                if attempt < ABANDON_ATTEMPTS:
+                    await asyncio.sleep(attempt * 0.5)
+            else:
+                log.info("session.abandoned", conversation_id=conversation)
+                break
         with contextlib.suppress(Exception):
             await connector.close()
 

@@ -249,10 +249,12 @@ async def test_a_create_that_finishes_after_the_deadline_is_ended_at_once(
     make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer]
 ) -> None:
     """The platform creates the session, but answers after the start's deadline: the client
-    was told `TIMEOUT`, so the session it made is ended the moment the answer arrives, and
-    counted; the platform then runs exactly the sessions clients were told of (none)."""
+    was told `TIMEOUT`, so the session it made is ended the moment the answer arrives (a
+    refused end tried again), and counted; the platform then runs exactly the sessions
+    clients were told of (none)."""
     platform, server = emulator
     platform.create_delay_s = 1.0
+    platform.refuse_ends = 1  # the first end is refused: it is tried again
     gateway: GatewayClient = await make_gateway(**loopback(server, command_timeout_s=0.3))
     ws = await gateway.ws()
     (answer,) = await start_many(ws, "loopback", 1)
