@@ -148,7 +148,7 @@ def peer(kind: str, redis_url: str, logdir: Path) -> Iterator[tuple[str, Proc]]:
 @contextlib.contextmanager
 def emulator(dialect: str, logdir: Path, timeout: float = 20.0) -> Iterator[dict[str, Any]]:
     """A dialect's platform emulator as its own process (`bench.emulator`). Yields what it
-    wrote: `{"settings": {url, options…}, "scripted_delay_s"}`."""
+    wrote, `{"settings": {url, options…}, "scripted_delay_s"}`, and its `pid`."""
     import json
 
     out = logdir / f"emulator-{dialect}.json"
@@ -162,7 +162,7 @@ def emulator(dialect: str, logdir: Path, timeout: float = 20.0) -> Iterator[dict
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the {dialect} emulator did not come up in {timeout}s")
             time.sleep(0.05)
-        yield dict(json.loads(out.read_text()))
+        yield {**json.loads(out.read_text()), "pid": proc.pid}
 
 
 def dialect_env(dialect: str, table: dict[str, str]) -> dict[str, str]:

@@ -438,7 +438,8 @@ def sessions(ctx: Context) -> dict[str, Any]:
                     ):
                         result = ctx.run_json(
                             ["-m", "bench.sessions", "--url", url, "--redis", redis_url,
-                             "--gateway-pid", str(gw.pid), "--dialect", dialect, "--n", str(n),
+                             "--gateway-pid", str(gw.pid), "--emulator-pid", str(platform["pid"]),
+                             "--dialect", dialect, "--n", str(n),
                              "--settle", str(s["sessions_settle"]),
                              "--idle", str(s["sessions_idle"]),
                              "--probes", str(min(n, s["sessions_probes"])),
@@ -460,6 +461,12 @@ def sessions(ctx: Context) -> dict[str, Any]:
                 f" (script {result['scripted_delay_s']:.2f})"
                 + (f"  refused {result['refused']}" if result["refused"] else "")
                 + (f"  retried {result['retried']}" if result.get("retried") else "")
+                + "  cpu s "
+                + " ".join(
+                    f"{phase}:" + "/".join(f"{v:g}" for v in spent.values())
+                    for phase, spent in result.get("cpu_s", {}).items()
+                )
+                + " (gateway/emulator)"
             )
     return out
 

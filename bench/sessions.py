@@ -12,6 +12,9 @@ own process, `bench.emulator`), from frontend WebSockets:
    apart): the time until the scripted agent's `echo: <text>` arrives (p50/p99), and the p99
    minus the script's own delay.
 
+With `--emulator-pid`, the CPU of the gateway and of the emulator (the platform shares the
+machine) in each phase, so a phase's cost is told apart from the platform's.
+
 Prints one JSON object.
 """
 
@@ -138,9 +141,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         )
                 return answer
 
-        t0 = time.monotonic()
+        cpu: dict[str, dict[str, float]] = {}
+        t0, mark = time.monotonic(), _cpu(args)
         answers = await asyncio.gather(*(start(i) for i in range(args.n)))
         start_all_s = time.monotonic() - t0
+        cpu["start"] = _spent(args, mark)
         started = [(i, a["conversation"]) for i, a in enumerate(answers) if a["op"] == "started"]
         refused: dict[str, int] = {}
         for answer in answers:
@@ -154,9 +159,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             redis_stats(args.redis),
             await renewals(http, args.url),
         )
-        t_idle = time.monotonic()
+        t_idle, mark = time.monotonic(), _cpu(args)
         await asyncio.sleep(args.idle)
         idle_s = time.monotonic() - t_idle
+        cpu["idle"] = _spent(args, mark)
         cpu1, redis1, renew1 = (
             cpu_seconds(args.gateway_pid),
             redis_stats(args.redis),
@@ -185,7 +191,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             except TimeoutError:
                 return None
 
+        mark = _cpu(args)
         probed = await asyncio.gather(*(probe(j, i, c) for j, (i, c) in enumerate(chosen)))
+        cpu["probes"] = _spent(args, mark)
         latencies = [p for p in probed if p is not None]
         missing = len(probed) - len(latencies)
         latencies.sort()
@@ -213,7 +221,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "reply_p99_s": round(p99, 3),
         "scripted_delay_s": args.scripted_delay,
         "reply_excess_p99_s": round(p99 - args.scripted_delay, 3),
+        "cpu_s": cpu,
     }
+
+
+def _cpu(args: argparse.Namespace) -> dict[str, float]:
+    """CPU seconds so far of the gateway (and of the emulator, when its pid is given)."""
+    pids = {"gateway": args.gateway_pid, "emulator": args.emulator_pid}
+    return {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+
+
+def _spent(args: argparse.Namespace, since: dict[str, float]) -> dict[str, float]:
+    return {name: round(now - since[name], 2) for name, now in _cpu(args).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--redis", required=True)
     parser.add_argument("--gateway-pid", type=int, required=True)
+    parser.add_argument("--emulator-pid", type=int, default=0)
     parser.add_argument("--dialect", required=True)
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--inflight", type=int, default=500)

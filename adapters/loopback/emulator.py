@@ -63,6 +63,8 @@ class Emulator:
         self.slow_s = 1.0
         self.create_delay_s = 0.0
         """How long a new chat takes to be answered (a platform slow or hung at the start)."""
+        self.refuse_ends = 0
+        """How many of the next `POST …/end` to answer 503 (a platform that blinks)."""
         self.app = web.Application(middlewares=[self._misbehave])
         self.app.router.add_post("/chats", self._create)
         self.app.router.add_get("/chats/{chat}/frames", self._frames)
@@ -171,6 +173,9 @@ class Emulator:
 
     async def _end(self, request: web.Request) -> web.Response:
         chat = self._chat(request)
+        if self.refuse_ends > 0:
+            self.refuse_ends -= 1
+            return web.json_response({"error": "try again"}, status=503)
         if not chat.ended:
             chat.ended = True
             chat.add("ended", by="user")

@@ -70,6 +70,7 @@ from gateway.errors import (
     Unsupported,
     VendorError,
 )
+from gateway.mailbox import Mailbox
 from gateway.model import (
     Command,
     Ended,
@@ -131,8 +132,8 @@ class SignalWireConnector(Connector):
         self._since: str | None = None  # `at` of the newest message seen: backfill cursor
         self._seen: set[str] = set()
         self._echoes: dict[str, deque[asyncio.Future[Message]]] = {}
-        self._queue: asyncio.Queue[Sequence[Event] | None] = asyncio.Queue()
-        self._inbox: asyncio.Queue[str | Change] = asyncio.Queue()  # what the link routes here
+        self._queue: Mailbox[Sequence[Event] | None] = Mailbox()
+        self._inbox: Mailbox[str | Change] = Mailbox()  # what the link routes here
         self._reader: asyncio.Task[None] | None = None
         self._ended = False
         self._link_ids = itertools.count(1)

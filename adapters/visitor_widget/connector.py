@@ -53,6 +53,7 @@ from adapters.visitor_widget.decode import PIN, SPEC, STATUSES
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import conversation_id, derived_id
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
+from gateway.mailbox import Mailbox
 from gateway.model import (
     Availability,
     Command,
@@ -105,7 +106,7 @@ class VisitorWidgetConnector(Connector):
         self._seen: set[str] = set()
         self._client: sio.Client | None = None
         self._ready = asyncio.Event()
-        self._out: asyncio.Queue[Batch | None] = asyncio.Queue()
+        self._out: Mailbox[Batch | None] = Mailbox()
         self._task: asyncio.Task[None] | None = None
         self._ended = False
         self._closing = False

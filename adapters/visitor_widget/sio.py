@@ -32,6 +32,8 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from gateway.mailbox import Mailbox
+
 log = structlog.get_logger(__name__)
 
 OPEN, CLOSE, PING, PONG, MESSAGE = "0", "1", "2", "3", "4"
@@ -115,7 +117,7 @@ class Client:
         self._ws = ws
         self._ids = itertools.count(1)
         self._acks: dict[int, asyncio.Future[list[Any]]] = {}
-        self._events: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+        self._events: Mailbox[tuple[str, Any] | None] = Mailbox()
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._pong = asyncio.Event()

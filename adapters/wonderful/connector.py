@@ -77,6 +77,7 @@ from adapters.wonderful.native import (
 from gateway.adapter import Connector, DialectSettings, NativeRequest
 from gateway.codec import derived_id, tag_reader
 from gateway.errors import GatewayError, RequestError, SessionNotFound, VendorError
+from gateway.mailbox import Mailbox
 from gateway.model import (
     Command,
     End,
@@ -133,7 +134,7 @@ class WonderfulConnector(Connector):
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         # Batches read, each with the `_upto` it brings `position` to; None: the link is lost.
-        self._batches: asyncio.Queue[tuple[list[Event], int] | None] = asyncio.Queue()
+        self._batches: Mailbox[tuple[list[Event], int] | None] = Mailbox()
         self._echoes: list[tuple[str, asyncio.Future[Message]]] = []  # sent texts, oldest first
         self._ending: Ended | None = None  # the end of an end or forward we asked for
         self._ended = False

@@ -81,9 +81,14 @@ _encoder = msgspec.json.Encoder()
 MAX_PLATFORM_PAGE = 100
 """The most events one page of a platform's history may ask for."""
 ABANDON_TIMEOUT = 5.0
-"""How long ending a vendor session that could not be owned may take."""
+"""How long one try at ending a vendor session that could not be owned may take."""
+ABANDON_ATTEMPTS = 3
+"""Tries at ending it (0.5 s, then 1 s apart): a platform that blinks still gets the end."""
 HANDOVER_CONCURRENCY = 100
 """Sessions handed over at once when the replica shuts down."""
+LATE_OPEN_TIMEOUT = 60.0
+"""How long an open is still awaited after its start's deadline passed, to end what it made
+(connectors' own request timeouts end it sooner)."""
 
 
 def create_store(redis_url: str | None, namespace: str = "gw") -> SessionStore:
@@ -132,6 +137,11 @@ class Sessions:
         `lease_ttl / 3`, batched)."""
         self.takeovers = 0
         """Sessions this replica resumed after another owner (or an idle release) let go."""
+        self.retaken = 0
+        """Leases of sessions running here that lapsed (a late renewal) and were taken again."""
+        self.abandoned = {"late": 0, "failed": 0}
+        """Vendor sessions opened and ended at once, by reason (see `_abandon`)."""
+        self._late: set[asyncio.Task[None]] = set()  # opens outliving their start (`_end_late`)
         self._taking = Flights()  # one takeover attempt per conversation at a time
         self._commands = Flights()  # one run per (scope, ref) at a time
         self._scanner: asyncio.Task[None] | None = None
@@ -153,6 +163,10 @@ class Sessions:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._late:  # opens its starts gave up on: end what they make, within a bound
+            _, unfinished = await asyncio.wait(set(self._late), timeout=ABANDON_TIMEOUT)
+            for task in unfinished:
+                task.cancel()
         handed_over = list(self.owned.values())
         # Thousands of sessions, each a snapshot, a release and a link to close: many at once,
         # or the drain outlasts `shutdown_timeout_s`.
@@ -176,11 +190,30 @@ class Sessions:
         """The replica's session load for `/metrics`."""
         return [
             *self.admission.samples(),
+            *(
+                Sample(
+                    "sessions_abandoned_total",
+                    count,
+                    (("reason", reason),),
+                    kind="counter",
+                    help="Vendor sessions opened at the platform and ended at once, no client "
+                    "having been told of them: late (the open finished after its start's "
+                    "deadline) or failed (a later step of the start failed).",
+                )
+                for reason, count in sorted(self.abandoned.items())
+            ),
             Sample(
                 "session_lease_renewals_total",
                 self.renewals,
                 kind="counter",
                 help="Lease renewals this replica asked the store for (batched).",
+            ),
+            Sample(
+                "session_leases_retaken_total",
+                self.retaken,
+                kind="counter",
+                help="Leases of sessions running here that lapsed before their renewal (a "
+                "late keeper) and that nobody else had taken: taken again, the session kept.",
             ),
         ]
 
@@ -193,7 +226,7 @@ class Sessions:
             if not sessions:
                 continue
             try:
-                ours = await self.store.renew_all(
+                kept = await self.store.renew_all(
                     [s.conversation for s in sessions], self.lease_ttl
                 )
             except GatewayError as exc:
@@ -204,8 +237,11 @@ class Sessions:
                 log.exception("sessions.renew_crashed")
                 continue
             self.renewals += len(sessions)
+            self.retaken += kept.retaken
+            if kept.retaken:
+                log.warning("sessions.leases_retaken", retaken=kept.retaken)
             for session in sessions:
-                session.kept(session.conversation in ours)
+                session.kept(session.conversation in kept.ours)
 
     async def _scan(self) -> None:
         """Take over runnable sessions whose owner is gone."""
@@ -322,17 +358,47 @@ class Sessions:
         deadline = asyncio.get_running_loop().time() + self.command_timeout
         async with self.admission.admit(deadline):
             connector = self._connector(adapter)
-            try:
-                events = await connector.open(command)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await connector.close()
-                raise
+            events = await self._open(connector, command)
             try:
                 return await self._own_new(command, client, adapter, connector, events)
             except BaseException:
-                await self._abandon(connector)
+                await self._abandon(connector, "failed")
                 raise
+
+    async def _open(self, connector: Connector, command: Start) -> Sequence[Event]:
+        """`connector.open(command)`, which the start's deadline does not cut short: the
+        platform may be creating the session already, and cancelling our request does not
+        take that back. When the start is cancelled first (its deadline passed), the open
+        goes on by itself and whatever it made is ended the moment it has (`_end_late`)."""
+        opening = asyncio.ensure_future(connector.open(command))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            late = asyncio.create_task(self._end_late(connector, opening))
+            self._late.add(late)
+            late.add_done_callback(self._late.discard)
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connector.close()
+            raise
+
+    async def _end_late(
+        self, connector: Connector, opening: asyncio.Future[Sequence[Event]]
+    ) -> None:
+        """Wait for an open its start gave up on, then end the vendor session it made, so the
+        platform runs none that no client was told of. It keeps its place meanwhile."""
+        with self.admission.late_place():
+            try:
+                async with asyncio.timeout(LATE_OPEN_TIMEOUT):
+                    await opening
+            except BaseException:  # failed, or never finished: nothing made that we know of
+                opening.cancel()
+                with contextlib.suppress(Exception):
+                    await connector.close()
+                return
+            log.warning("session.opened_late", conversation_id=connector.conversation_id)
+            await self._abandon(connector, "late")
 
     async def _own_new(
         self,
@@ -370,17 +436,28 @@ class Sessions:
         log.info("session.started", dialect=adapter.name, conversation_id=conversation)
         return Started(ref=command.ref, conversation=conversation, status=status)
 
-    async def _abandon(self, connector: Connector) -> None:
-        """End a vendor session this replica opened but could not own (a step after the open
-        failed, or the start's deadline passed), so none runs that no client was told of."""
+    async def _abandon(self, connector: Connector, reason: str) -> None:
+        """End a vendor session this replica opened but could not own, so none runs that no
+        client was told of: `late` (the open finished after its start was answered) or
+        `failed` (a step after the open failed, or the deadline passed during it)."""
+        self.abandoned[reason] += 1
         conversation = getattr(connector, "conversation_id", "")
-        try:
-            async with asyncio.timeout(ABANDON_TIMEOUT):
-                await connector.send(End(conversation=conversation))
-        except Exception as exc:  # best effort: the platform may refuse or be gone
-            log.warning("session.abandon_failed", conversation_id=conversation, error=repr(exc))
-        else:
-            log.info("session.abandoned", conversation_id=conversation)
+        for attempt in range(1, ABANDON_ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(ABANDON_TIMEOUT):
+                    await connector.send(End(conversation=conversation))
+            except Exception as exc:  # the platform may blink (retried) or be gone
+                log.warning(
+                    "session.abandon_failed",
+                    conversation_id=conversation,
+                    attempt=attempt,
+                    error=repr(exc),
+                )
+                if attempt < ABANDON_ATTEMPTS:
+                    await asyncio.sleep(attempt * 0.5)
+            else:
+                log.info("session.abandoned", conversation_id=conversation)
+                break
         with contextlib.suppress(Exception):
             await connector.close()
 

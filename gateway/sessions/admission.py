@@ -7,13 +7,16 @@
 - At most `max_starting` starts (and takeovers) run at once; the others wait their turn. Each
   has its deadline (`command_timeout_s`), turn included: one that passes it is answered with
   `TIMEOUT`, never left hanging.
+- A start whose platform is still creating the session at its deadline keeps its place until
+  that create has finished and what it made is ended (`late`): the platform runs it meanwhile,
+  so it counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from gateway.errors import AtCapacity, DeadlineExceeded
 from gateway.metrics import Sample
@@ -28,12 +31,14 @@ class Admission:
         self._owned = owned
         self.starting = 0
         """Admitted and not yet owned (waiting for a turn, or opening)."""
+        self.late = 0
+        """Answered `TIMEOUT` while the platform was creating the session: being ended."""
         self.refused = {"capacity": 0, "timeout": 0}
         self._turns = asyncio.Semaphore(max_starting)
 
     def load(self) -> int:
-        """Sessions owned plus those being started: what `max_sessions` bounds."""
-        return self._owned() + self.starting
+        """Sessions owned, being started, or being ended late: what `max_sessions` bounds."""
+        return self._owned() + self.starting + self.late
 
     @contextlib.asynccontextmanager
     async def admit(self, deadline: float, what: str = "start") -> AsyncIterator[None]:
@@ -64,8 +69,17 @@ class Admission:
         finally:
             self.starting -= 1
 
+    @contextlib.contextmanager
+    def late_place(self) -> Iterator[None]:
+        """Hold a place for a start past its deadline whose platform is still creating the
+        session, until the block has ended what that made."""
+        self.late += 1
+        try:
+            yield
+        finally:
+            self.late -= 1
+
     def samples(self) -> list[Sample]:
-        owned = self._owned()
         return [  # the owned sessions themselves: `gateway_sessions_owned` (web.telemetry)
             Sample(
                 "sessions_max",
@@ -74,8 +88,9 @@ class Admission:
             ),
             Sample(
                 "sessions_load",
-                (owned + self.starting) / self.max_sessions,
-                help="Owned and starting sessions over max_sessions: at 1 starts are refused.",
+                self.load() / self.max_sessions,
+                help="Owned, starting and late-ending sessions over max_sessions: at 1 starts "
+                "are refused.",
             ),
             Sample(
                 "sessions_starting",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
     from gateway.sessions.store import SessionStore
 
 log = structlog.get_logger(__name__)
+_snapshot = msgspec.json.Encoder()
+
+
+def _digest(state: object) -> bytes:
+    """A snapshot's fingerprint (kept per session instead of its encoding: a tenth the size)."""
+    return hashlib.blake2b(_snapshot.encode(state), digest_size=16).digest()
 
 
 class OwnedSession:
@@ -65,6 +72,7 @@ class OwnedSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._stopping_idle: asyncio.Future[None] | None = None
+        self._saved = _digest(record.state)  # the record is stored with this state
 
     def run(self) -> None:
         with bound(conversation_id=self.conversation, dialect=self.record.dialect):
@@ -75,11 +83,19 @@ class OwnedSession:
         return await self.hub.publish(events)
 
     async def _persist(self, status: str | None = None) -> None:
+        """Save the record with the connector's snapshot, when either changed: most batches
+        (typing, receipts, a poll's link news) move no snapshot, and at thousands of sessions
+        a write per batch is what queues the store's connections."""
+        state = self.connector.snapshot()
+        saved = _digest(state)
+        if (status is None or status == self.record.status) and saved == self._saved:
+            return
         if status is not None:
             self.record.status = status  # type: ignore[assignment]
-        self.record.state = self.connector.snapshot()
+        self.record.state = state
         ttl = self.ended_ttl if self.record.status == "ended" else None
         await self.store.save(self.record, ttl)
+        self._saved = saved
 
     async def _pump(self) -> None:
         ended = False

@@ -38,7 +38,7 @@ from gateway.errors import StoreUnavailable
 from gateway.redis_slots import slot
 from gateway.redis_url import REDIS_ERRORS, Client, close, connect, follow_primary, node_client
 from gateway.sessions.record import SessionRecord, record_decoder, record_encoder
-from gateway.sessions.store import OwnerGone, RequestHandler, SessionStore
+from gateway.sessions.store import Kept, OwnerGone, RequestHandler, SessionStore
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +52,12 @@ RENEW_BATCH = 1000
 _RENEW = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
+)
+_KEEP = (  # `SessionStore.renew_all`: 1 renewed, 2 taken again (it had lapsed), 0 another's
+    "local owner = redis.call('GET', KEYS[1]) "
+    "if owner == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+    "if owner then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2"
 )
 _RELEASE = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -82,6 +88,7 @@ class RedisStore(SessionStore):
         self._handover = self._rpc("handover").encode()  # "I released my sessions"
         self._redis: Client = connect(url, max_connections=MAX_CONNECTIONS)
         self._renew = self._redis.register_script(_RENEW)
+        self._keep = self._redis.register_script(_KEEP)
         self._release = self._redis.register_script(_RELEASE)
         self._channel = self._rpc(self.replica).encode()
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
@@ -177,28 +184,40 @@ class RedisStore(SessionStore):
             )
         )
 
-    async def renew_all(self, conversations: list[str], ttl: float) -> set[str]:
-        ours: set[str] = set()
-        for start in range(0, len(conversations), RENEW_BATCH):
-            batch = conversations[start : start + RENEW_BATCH]
-            try:
-                answers = await self._call(self._renew_batch, batch, int(ttl * 1000))
-            except NoScriptError:  # a node restarted, or was promoted, without the script
-                await self._call(self._redis.script_load, _RENEW)
-                answers = await self._call(self._renew_batch, batch, int(ttl * 1000))
-            ours.update(c for c, kept in zip(batch, answers, strict=True) if kept)
-        return ours
+    async def renew_all(self, conversations: list[str], ttl: float) -> Kept:
+        ms = int(ttl * 1000)
+        batches = [
+            conversations[start : start + RENEW_BATCH]
+            for start in range(0, len(conversations), RENEW_BATCH)
+        ]
+        kept = Kept()
+        for batch, answers in zip(
+            batches, await asyncio.gather(*(self._keep_batch(b, ms) for b in batches)), strict=True
+        ):
+            for conversation, answer in zip(batch, answers, strict=True):
+                if answer:
+                    kept.ours.add(conversation)
+                    kept.retaken += answer == 2
+        return kept
 
-    async def _renew_batch(self, batch: list[str], ms: int) -> list[Any]:
-        """One pipeline of the renew script by its hash: the script object's own call checks
+    async def _keep_batch(self, batch: list[str], ms: int) -> list[int]:
+        """One pipeline of the keep script by its hash (the script object's own call checks
         its client's type per call, which at thousands of leases was most of an idle
-        replica's CPU."""
+        replica's CPU); loaded again when a node restarted, or was promoted, without it."""
+        try:
+            answers: list[int] = await self._call(self._keep_pipeline, batch, ms)
+        except NoScriptError:
+            await self._call(self._redis.script_load, _KEEP)
+            answers = await self._call(self._keep_pipeline, batch, ms)
+        return answers
+
+    async def _keep_pipeline(self, batch: list[str], ms: int) -> list[int]:
         pipe = self._redis.pipeline(transaction=False)
         for conversation in batch:
             pipe.evalsha(
-                self._renew.sha, 1, lease_key(conversation, self.namespace), self.replica, ms
+                self._keep.sha, 1, lease_key(conversation, self.namespace), self.replica, ms
             )
-        answers: list[Any] = await pipe.execute()
+        answers: list[int] = await pipe.execute()
         return answers
 
     async def release(self, conversation: str) -> None:

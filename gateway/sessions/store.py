@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -21,6 +22,16 @@ from gateway.sessions.record import SessionRecord
 
 RequestHandler = Callable[[bytes], Awaitable[bytes]]
 """How a replica serves a forwarded command: JSON command in, JSON answer out."""
+
+
+@dataclass
+class Kept:
+    """What a batch of lease renewals left this replica (`SessionStore.renew_all`)."""
+
+    ours: set[str] = field(default_factory=set)
+    """The leases ours afterwards."""
+    retaken: int = 0
+    """How many of them had lapsed, nobody holding them, and were taken again."""
 
 
 class OwnerGone(Exception):
@@ -79,10 +90,24 @@ class SessionStore(abc.ABC):
     async def renew(self, conversation: str, ttl: float) -> bool:
         """Extend this replica's lease; False if it is no longer ours."""
 
-    async def renew_all(self, conversations: list[str], ttl: float) -> set[str]:
-        """Extend this replica's leases of `conversations`; the ones still ours. A store that
-        can batches them (one round trip for many leases, not one each)."""
-        return {c for c in conversations if await self.renew(c, ttl)}
+    async def renew_all(self, conversations: list[str], ttl: float) -> Kept:
+        """Extend this replica's leases of `conversations`, and take again each that lapsed
+        and nobody holds: the ones ours afterwards. A store that can batches them (one round
+        trip for many leases, not one each).
+
+        A lease lapses under a keeper that ran late (a replica whose loop a burst saturated:
+        thousands at once at 5,000 sessions). Nobody else runs such a session, so it stays
+        here: stopping it only for this replica's scanner to take it over again (history
+        re-read and re-published) is the expensive way back. One another replica took is
+        theirs."""
+        kept = Kept()
+        for conversation in conversations:
+            if await self.renew(conversation, ttl):
+                kept.ours.add(conversation)
+            elif await self.acquire(conversation, ttl):
+                kept.ours.add(conversation)
+                kept.retaken += 1
+        return kept
 
     @abc.abstractmethod
     async def release(self, conversation: str) -> None:

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from adapters.loopback.emulator import Emulator
 from adapters.server_events.emulator import Emulator as ServerEventsEmulator
 from adapters.wonderful.emulator import Emulator as WonderfulEmulator
 from gateway.config import Settings
+from gateway.sessions.redis_store import RedisStore, lease_key
 from gateway.web.app import create_app
 from gateway.web.keys import SESSIONS
 from tests.redis_server import RedisServer
@@ -241,3 +243,74 @@ async def test_a_start_that_fails_after_the_platform_opened_it_ends_it_there(
         while not chat.ended:
             await asyncio.sleep(0.01)
     assert gateway.client.app[SESSIONS].owned == {}
+
+
+async def test_a_create_that_finishes_after_the_deadline_is_ended_at_once(
+    make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer]
+) -> None:
+    """The platform creates the session, but answers after the start's deadline: the client
+    was told `TIMEOUT`, so the session it made is ended the moment the answer arrives (a
+    refused end tried again), and counted; the platform then runs exactly the sessions
+    clients were told of (none)."""
+    platform, server = emulator
+    platform.create_delay_s = 1.0
+    platform.refuse_ends = 1  # the first end is refused: it is tried again
+    gateway: GatewayClient = await make_gateway(**loopback(server, command_timeout_s=0.3))
+    ws = await gateway.ws()
+    (answer,) = await start_many(ws, "loopback", 1)
+    assert (answer["op"], answer["code"]) == ("error", "TIMEOUT")
+    assert platform.chats == {}  # still creating: the client heard first
+    sessions = gateway.client.app[SESSIONS]
+    assert sessions.admission.late == 1  # it holds its place while the platform works
+    async with asyncio.timeout(WAIT):
+        while not platform.chats or not all(c.ended for c in platform.chats.values()):
+            await asyncio.sleep(0.01)
+        while sessions.admission.late:
+            await asyncio.sleep(0.01)
+    assert len(platform.chats) == 1
+    assert sessions.owned == {}
+    text = await scrape(gateway)
+    assert metric(text, 'gateway_sessions_abandoned_total{reason="late"}') == 1
+    assert metric(text, "gateway_sessions_load") == 0
+    await ws.close()
+
+
+async def test_a_lease_that_lapsed_unclaimed_is_taken_again_and_one_taken_by_another_is_not(
+    make_gateway: Callable[..., Any], emulator: tuple[Emulator, TestServer], redis_url: str
+) -> None:
+    """A keeper that ran late (a saturated replica) finds leases lapsed: one that nobody took
+    is taken again and its session keeps running here (no stop and takeover of its own
+    session); one another replica holds is theirs, and the session here stops."""
+    _, server = emulator
+    gateway: GatewayClient = await make_gateway(**loopback(server, lease_ttl_s=1.5))
+    sessions = gateway.client.app[SESSIONS]
+    store = sessions.store
+    assert isinstance(store, RedisStore)
+    ws = await gateway.ws()
+    kept, lost = (a["conversation"] for a in await start_many(ws, "loopback", 2))
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await redis.delete(lease_key(kept, store.namespace))  # lapsed, nobody took it
+        await redis.set(lease_key(lost, store.namespace), "another-replica", px=60_000)
+        async with asyncio.timeout(WAIT):
+            while lost in sessions.owned:
+                await asyncio.sleep(0.05)
+        assert kept in sessions.owned
+        assert await redis.get(lease_key(kept, store.namespace)) == store.replica.encode()
+        text = await scrape(gateway)
+        assert metric(text, "gateway_session_leases_retaken_total") >= 1
+        # still running: the agent's answer arrives through the session kept here
+        await ws.send("send", ref="m", conversation=kept, content={"kind": "text", "text": "hi"})
+        assert (await ws.reply("ack", "m"))["op"] == "ack"
+        await ws.wait_for(
+            lambda f: (
+                f["op"] == "event"
+                and f["event"]["conversation_id"] == kept
+                and f["event"]["type"] == "message"
+                and f["event"]["content"].get("text") == "echo: hi"
+            ),
+            timeout=WAIT,
+        )
+    finally:
+        await redis.aclose()
+        await ws.close()
