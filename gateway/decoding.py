@@ -154,6 +154,9 @@ class Spec(Generic[F]):
     (an event named deeper inside); one not `known` is skipped and counted."""
     silent_types: frozenset[type[Any]] = field(default=frozenset(), init=False)
     """The union's members whose names are `silent` (derived)."""
+    tagged: bool = field(default=True, init=False)
+    """Whether every frame type is tagged (derived): then an object that decodes as a frame
+    holds the name key, and so is no envelope."""
     decoder: msgspec.json.Decoder[F] = field(init=False)
     peek: msgspec.json.Decoder[Any] = field(init=False)
     envelope_keys: tuple[bytes, ...] = field(init=False)
@@ -166,6 +169,7 @@ class Spec(Generic[F]):
         members = typing.get_args(self.frame) or (self.frame,)
         silent_types = {m for m in members if _tag_of(m) in self.silent}
         object.__setattr__(self, "silent_types", frozenset(silent_types))
+        object.__setattr__(self, "tagged", all(_tag_of(m) is not None for m in members))
         if self.build is not None:
             object.__setattr__(self, "builders", dict.fromkeys(members, self.build))
         missing = [m.__name__ for m in members if m not in self.builders and m not in silent_types]
@@ -318,15 +322,22 @@ def parse(
             start = body.lstrip()[:1]
         if start == b"[":
             raws = _raws.decode(body)
-        elif (raws := _envelope(spec, body, parsed)) is None:
-            # One object that is no envelope: a frame, the common case, decoded as one at once.
-            try:
-                frame = spec.decoder.decode(body)
-            except msgspec.ValidationError as exc:
-                _failed(parsed, 0, msgspec.Raw(body), exc)
-            else:
-                _decoded(parsed, 0, frame)
-            return parsed
+        else:
+            # One object: a frame, the common case, decoded as one at once. An object that no
+            # tagged frame type decodes may be one of the dialect's envelopes; without tags
+            # (any object may decode as a frame) the envelope keys are read first.
+            raws = None if spec.tagged else _envelope(spec, body, parsed)
+            if raws is None:
+                try:
+                    frame = spec.decoder.decode(body)
+                except msgspec.ValidationError as exc:
+                    raws = _envelope(spec, body, parsed) if spec.tagged else None
+                    if raws is None:
+                        _failed(parsed, 0, msgspec.Raw(body), exc)
+                        return parsed
+                else:
+                    _decoded(parsed, 0, frame)
+                    return parsed
     except (UnicodeDecodeError, RecursionError) as exc:
         raise unparsable(exc) from None
     except msgspec.DecodeError as exc:
