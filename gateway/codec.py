@@ -69,13 +69,7 @@ def to_at(value: object, default: str | None = None) -> str:
     if kind is str:  # the most common form first
         text: str = value  # type: ignore[assignment]
         # Canonical already (`YYYY-MM-DDTHH:MM:SS.mmmZ`)? The second is checked once.
-        if (
-            len(text) == 24
-            and text[19] == "."
-            and text[23] == "Z"
-            and (millis := text[20:23]).isdigit()
-            and millis.isascii()
-        ):
+        if len(text) == 24 and text[19] == "." and text[20:] in _CANONICAL_TAILS:
             second = _head_seconds.get(text[:19])
             if second is None:
                 second = _head_second(text[:19])
@@ -115,7 +109,11 @@ def to_at(value: object, default: str | None = None) -> str:
         return _epoch_float(value)  # type: ignore[arg-type]
     if kind is int:
         whole: int = value  # type: ignore[assignment]
-        return _epoch_ms(whole if whole > MS_THRESHOLD else whole * 1000, whole)
+        ms = whole if whole > MS_THRESHOLD else whole * 1000
+        if 0 <= ms <= _MAX_MS:
+            second = ms // 1000
+            return (_seconds.get(second) or _prefix(second)) + _MILLIS[ms % 1000]
+        raise ValueError(f"timestamp out of range: {whole!r}")
     if value is None:
         return default if default is not None else now_at()
     raise ValueError(f"not a timestamp: {value!r}")  # bool, or any other type
@@ -130,6 +128,8 @@ _MAX_MS_FLOAT: Final = float(_MAX_MS)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH: Final = datetime(1970, 1, 1)
 _MILLIS: Final = tuple(f"{ms:03d}Z" for ms in range(1000))
+_CANONICAL_TAILS: Final = frozenset(_MILLIS)
+"""What follows the second's `.` in a canonical time: three digits and `Z`."""
 _seconds: Final[dict[int, str]] = {}
 
 """`YYYY-MM-DDTHH:MM:SS.` of the epoch seconds `to_at` has formatted, all in its range."""

@@ -78,10 +78,18 @@ class Refused(Exception):
         self.path = path
 
 
-def native_time(value: object, path: str, refusal: str = "not a timestamp: {value!r}") -> str:
-    """A frame's native time `value` as the canonical one (`codec.to_at`; None: now), or
-    `Refused` at `path` for one that is no time. The dialects word that refusal differently
-    (tests pin each): `refusal` formats `value` and `error` (to_at's reason)."""
+def native_time(
+    value: object,
+    path: str,
+    refusal: str = "not a timestamp: {value!r}",
+    scope: Scope | None = None,
+) -> str:
+    """A frame's native time `value` as the canonical one (`codec.to_at`), or `Refused` at
+    `path` for one that is no time. None is the body's arrival (`scope.received_at`) given a
+    `scope`, else now. The dialects word the refusal differently (tests pin each): `refusal`
+    formats `value` and `error` (to_at's reason)."""
+    if value is None and scope is not None:
+        return scope.received_at
     try:
         return to_at(value)
     except (ValueError, OverflowError, OSError) as exc:
@@ -128,10 +136,11 @@ class Spec(Generic[F]):
     """The builder of each frame type of `frame` (its `silent` ones need none)."""
     build: Builder | None = None
     """Or one builder for every frame type (a dialect whose frames share one)."""
-    conversation: Callable[[F, Scope], str | None]
+    conversation: Callable[[F, Scope], str | None] | None = None
     """A frame's NATIVE conversation id (it may read `scope.envelope`, `scope.conversation`);
     None when neither the frame nor the body says (a `RequestError` naming the `conversation`
-    parameter then). It may raise `Skip` for a frame the dialect does not map."""
+    parameter then). It may raise `Skip` for a frame the dialect does not map. Left out: every
+    frame is in the caller's conversation (a dialect whose frames name none)."""
     envelopes: tuple[Envelope, ...] = ()
     contextual: bool = False
     """Whether the builders read the conversation's context (`Scope.context`): the stored
@@ -151,6 +160,8 @@ class Spec(Generic[F]):
     decoder: msgspec.json.Decoder[F] = field(init=False)
     peek: msgspec.json.Decoder[Any] = field(init=False)
     envelope_keys: tuple[bytes, ...] = field(init=False)
+    prefix: str = field(init=False)
+    """`<dialect>:`, what a native conversation id is prefixed with (derived)."""
 
     def __post_init__(self) -> None:
         if not self.known:
@@ -170,6 +181,7 @@ class Spec(Generic[F]):
         object.__setattr__(self, "peek", _peek(keys))
         quoted = tuple(msgspec.json.encode(envelope.key) for envelope in self.envelopes)
         object.__setattr__(self, "envelope_keys", quoted)
+        object.__setattr__(self, "prefix", f"{self.dialect}:")
 
 
 def _tag_of(member: Any) -> str | None:
@@ -301,6 +313,7 @@ def parse(
         options or _NOTHING,
         isolate and conversation is not None,
     )
+    raws: list[msgspec.Raw] | None
     try:
         if not body.isascii():  # every string checked once, even those of frames skipped unread
             body.decode()
@@ -309,20 +322,22 @@ def parse(
             start = body.lstrip()[:1]
         if start == b"[":
             raws = _raws.decode(body)
-        elif not spec.tagged and (envelope := _envelope(spec, body, parsed)) is not None:
-            raws = envelope
         else:
-            # One object: a frame, the common case, decoded as one at once; only an object
-            # that is no frame of the dialect may be one of its envelopes.
-            try:
-                _decoded(parsed, 0, spec.decoder.decode(body))
-                return parsed
-            except msgspec.ValidationError as exc:
-                envelope = _envelope(spec, body, parsed)
-                if envelope is None:
-                    _failed(parsed, 0, msgspec.Raw(body), exc)
+            # One object: a frame, the common case, decoded as one at once. An object that no
+            # tagged frame type decodes may be one of the dialect's envelopes; without tags
+            # (any object may decode as a frame) the envelope keys are read first.
+            raws = None if spec.tagged else _envelope(spec, body, parsed)
+            if raws is None:
+                try:
+                    frame = spec.decoder.decode(body)
+                except msgspec.ValidationError as exc:
+                    raws = _envelope(spec, body, parsed) if spec.tagged else None
+                    if raws is None:
+                        _failed(parsed, 0, msgspec.Raw(body), exc)
+                        return parsed
+                else:
+                    _decoded(parsed, 0, frame)
                     return parsed
-                raws = envelope
     except (UnicodeDecodeError, RecursionError) as exc:
         raise unparsable(exc) from None
     except msgspec.DecodeError as exc:
@@ -358,7 +373,11 @@ def _decoded(parsed: Parsed[F], index: int, frame: F) -> None:
         return
     parsed.index = index
     try:
-        native = spec.conversation(frame, parsed)
+        native = (
+            parsed.conversation or None
+            if spec.conversation is None
+            else spec.conversation(frame, parsed)
+        )
     except Skip:
         parsed.ignored += 1
         return
@@ -371,7 +390,7 @@ def _decoded(parsed: Parsed[F], index: int, frame: F) -> None:
             "the `conversation` parameter is required",
             parameter="conversation",
         )
-    parsed.frames.append((index, f"{spec.dialect}:{native}", frame))
+    parsed.frames.append((index, spec.prefix + native, frame))
 
 
 def _reject(parsed: Parsed[Any], index: int, exc: Exception, conv: str = "") -> None:
@@ -390,23 +409,29 @@ def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None 
 
     Raises `DecodeError` for a frame the builder refuses, unless `parse` was isolating: then,
     and for the frames `parse` kept as failures, the batch carries an `error` event instead."""
-    spec, scope = parsed.spec, parsed
     if contexts is not None:
-        scope.contexts = contexts
-    builders = spec.builders
+        parsed.contexts = contexts
+    builders = parsed.spec.builders
     events: list[Event] = []
     for index, conv, frame in parsed.frames:
-        scope.index, scope.conversation_id = index, conv
+        parsed.index, parsed.conversation_id = index, conv
         try:
-            events.extend(builders[type(frame)](frame, scope))
+            events += builders[type(frame)](frame, parsed)
         except (Refused, DecodeError, msgspec.ValidationError, ValueError) as exc:
             _reject(parsed, index, exc, conv)
-    failures = parsed.failures
-    for index, conv, error in failures:
-        events.append(_error_event(spec.dialect, conv, index, error, scope.received_at))
-    if scope.envelope_form is not None and scope.envelope_form.after is not None:
-        events.extend(scope.envelope_form.after(scope.envelope, scope, events))
-    return Decoded(events, parsed.ignored, len(failures), scope.learned)
+    if parsed.failures or parsed.envelope_form is not None:
+        _close(parsed, events)
+    return Decoded(events, parsed.ignored, len(parsed.failures), parsed.learned)
+
+
+def _close(parsed: Parsed[Any], events: list[Event]) -> None:
+    """A body's events after its frames': an `error` event for each bad frame (isolating), then
+    what its envelope stands for (`Envelope.after`)."""
+    for index, conv, error in parsed.failures:
+        events.append(_error_event(parsed.spec.dialect, conv, index, error, parsed.received_at))
+    form = parsed.envelope_form
+    if form is not None and form.after is not None:
+        events += form.after(parsed.envelope, parsed, events)
 
 
 def decode(
@@ -425,7 +450,12 @@ def decode(
 def _envelope(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw] | None:
     """The frames of a body that is one of the dialect's envelopes (an object holding the
     envelope's key and no name key), or None for a body that is none."""
-    if not _names_any(spec.envelope_keys, body):
+    # `find`, not `in`: bytes' `in` first tries its operand as an int, raising and clearing
+    # an exception each time. An object naming none of the keys is no envelope, known unread.
+    for key in spec.envelope_keys:
+        if body.find(key) >= 0:
+            break
+    else:
         return None
     peeked = msgspec.structs.astuple(spec.peek.decode(body))
     if peeked[0]:
@@ -440,14 +470,6 @@ def _envelope(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw] |
             frames: list[msgspec.Raw] = getattr(scope.envelope, envelope.frames)
             return frames
     return None
-
-
-def _names_any(keys: tuple[bytes, ...], body: bytes) -> bool:
-    """Whether any of the quoted `keys` occurs in `body`: an object without one of them is no
-    envelope, known without reading it."""
-    # `find`, not `in`: bytes' `in` first tries its operand as an int, raising and clearing
-    # an exception each time.
-    return any(body.find(key) >= 0 for key in keys)
 
 
 def _name(tag: str, raw: msgspec.Raw) -> Any:

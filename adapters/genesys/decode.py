@@ -26,8 +26,8 @@ from typing import Any
 from adapters.genesys import native as n
 from adapters.genesys.errors import error_code
 from adapters.genesys.native import DIALECT
-from gateway.codec import derived_id
-from gateway.decoding import Envelope, Scope, Spec, native_time
+from gateway.codec import derived_id, to_at
+from gateway.decoding import Envelope, Refused, Scope, Spec
 from gateway.errors import RequestError
 from gateway.model import (
     Ended,
@@ -82,27 +82,18 @@ def error_event(
 # --- one entry ------------------------------------------------------------------------------
 
 
-def _gms_message(entry: n.GmsMessage, scope: Scope) -> tuple[Message]:
-    """A GMS `Message`: text from the entry's party."""
-    return _message(entry, scope, Text(entry.text), entry.text)
-
-
-def _gms_push_url(entry: n.GmsPushUrl, scope: Scope) -> tuple[Message]:
-    """A GMS `PushUrl`: a URL the entry's party pushed."""
-    return _message(entry, scope, Url(url=entry.text), entry.text)
-
-
-def _message_received(entry: n.MessageReceived, scope: Scope) -> tuple[Message]:
-    """A widget `MessageReceived`: a URL when its `content.type` says `url` (the string, or the
-    object of booleans), else text."""
-    text, kind = entry.content.text, entry.content.type
-    url = kind == "url" if isinstance(kind, str) else bool(kind.get("url"))
-    return _message(entry, scope, Url(url=text) if url else Text(text), text)
-
-
-def _message(entry: n.Entry, scope: Scope, content: Text | Url, text: str) -> tuple[Message]:
-    """A message of `content` from the entry's party; `text` is what its derived id (an entry
-    without an index) tells it by."""
+def _message(
+    entry: n.GmsMessage | n.GmsPushUrl | n.MessageReceived, scope: Scope
+) -> tuple[Message]:
+    """A message from the entry's party: a GMS `Message` (text), a GMS `PushUrl` (a URL), or a
+    widget `MessageReceived` (a URL when its `content.type` says `url`, the string or the
+    object of booleans; else text). An entry without an index is told apart by its text (its
+    derived id)."""
+    if isinstance(entry, n.MessageReceived):
+        text, form = entry.content.text, entry.content.type
+        url = form == "url" if isinstance(form, str) else bool(form.get("url"))
+    else:
+        text, url = entry.text, type(entry) is n.GmsPushUrl
     at = _at(entry, scope)
     sender = n.party(entry)
     return (
@@ -112,7 +103,7 @@ def _message(entry: n.Entry, scope: Scope, content: Text | Url, text: str) -> tu
             dialect=DIALECT,
             at=at,
             sender=sender,
-            content=content,
+            content=Url(url=text) if url else Text(text),
         ),
     )
 
@@ -240,9 +231,9 @@ def _widget_error(entry: n.WidgetError, scope: Scope) -> tuple[Error]:
 
 
 BUILDERS: dict[type[Any], Callable[[Any, Scope], tuple[Event]]] = {
-    n.GmsMessage: _gms_message,
-    n.GmsPushUrl: _gms_push_url,
-    n.MessageReceived: _message_received,
+    n.GmsMessage: _message,
+    n.GmsPushUrl: _message,
+    n.MessageReceived: _message,
     n.GmsJoined: _change,
     n.AgentConnected: _change,
     n.GmsLeft: _change,
@@ -265,8 +256,11 @@ def _at(entry: n.Entry, scope: Scope) -> str:
     stamp = entry.utcTime if entry.utcTime is not None else entry.timestamp
     if stamp is None or stamp == "":
         return scope.received_at
-    path = "$.utcTime" if entry.utcTime is not None else "$.timestamp"
-    return native_time(stamp, path, "{error}")
+    try:
+        return to_at(stamp)
+    except (ValueError, OverflowError, OSError) as exc:
+        path = "$.utcTime" if entry.utcTime is not None else "$.timestamp"
+        raise Refused(str(exc), path) from None
 
 
 def _own_time(entry: n.Entry, at: str) -> str:

@@ -240,6 +240,8 @@ ROLES: dict[str, Role] = {
     "supervisor": "supervisor",
     "external": "system",  # DIALECTS.md: External is the routing strategy, i.e. the system
 }
+_SPELLED: dict[str, Role] = {**ROLES, **{name.capitalize(): role for name, role in ROLES.items()}}
+"""A `PartyType` string's role: GMS capitalises the type, the widget does not."""
 END_REASONS: dict[int, tuple[EndReason, EndedBy]] = {
     1: ("user", "user"),
     2: ("agent", "agent"),
@@ -279,7 +281,7 @@ def party(entry: Entry) -> Party:
         return Party(role=default)
     kind, role = who.type, default
     if isinstance(kind, str):
-        role = ROLES[kind.lower()]
+        role = _SPELLED[kind]
     elif isinstance(kind, dict):
         role = next((ROLES[k.lower()] for k, v in kind.items() if v and k.lower() in ROLES), None)
     if role is None:

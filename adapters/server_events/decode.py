@@ -68,7 +68,6 @@ SPEC: Spec[n.ServerEvent] = Spec(
     frame=n.ServerEvent,
     tag="event",
     build=build,
-    conversation=lambda frame, scope: scope.conversation or None,
     envelopes=(Envelope("events", n.Envelope, frames="events"),),
     contextual=True,  # senders' roles are the ones their joins announced
 )

@@ -45,7 +45,6 @@ from adapters.signalwire.native import (
     MessageUpdated,
     Row,
 )
-from gateway.codec import event_id
 from gateway.decoding import Envelope, Refused, Scope, Skip, Spec, native_time
 from gateway.model import Ended, Event, Message, Notice, Party, Text
 
@@ -64,33 +63,29 @@ def conversation(frame: Frame, scope: Scope) -> str:
     """A frame's native conversation (`conversation_id`, else `group_id`, else the body's);
     raises `Skip` for a frame we do not map, and `Refused` for one that names no conversation
     or a bare row whose `id` is no string."""
-    if frame.method is not None or frame.jsonrpc is not None:
-        params = frame.params
+    if frame.method is None and frame.jsonrpc is None:  # a bare row
+        if frame.type != "message" or frame.subtype not in SUBTYPES:
+            raise Skip
+        if type(frame.id) is not str:
+            if frame.id is None:
+                raise Refused("Object missing required field `id`", "$")
+            raise Refused("Expected `str`", "$.id")
+        found, path = frame.conversation_id or frame.group_id, "$.conversation_id"
+    else:
         if frame.method != EVENT_METHOD:
             raise Skip  # a response, or another request
+        params = frame.params
         if params is msgspec.UNSET:
             raise Refused("Object missing required field `params`", "$")
-        if not isinstance(params, ConversationEnded) and not _maps(params.params):
-            raise Skip
         body = params.params
-        found, path = body.conversation_id or body.group_id, "$.params.params.conversation_id"
-    else:
-        if not _maps(frame):
+        if type(body) is Row and (body.type != "message" or body.subtype not in SUBTYPES):
             raise Skip
-        if not isinstance(frame.id, str):
-            problem = "Object missing required field `id`" if frame.id is None else "Expected `str`"
-            raise Refused(problem, "$" if frame.id is None else "$.id")
-        found, path = frame.conversation_id or frame.group_id, "$.conversation_id"
+        found, path = body.conversation_id or body.group_id, "$.params.params.conversation_id"
     if found:
         return found
     if scope.conversation is not None:
         return scope.conversation
     raise Refused("no conversation_id nor group_id", path)
-
-
-def _maps(row: Row | Frame) -> bool:
-    """Whether a row is of a type and subtype we map (a chat message, a call log)."""
-    return row.type == "message" and row.subtype in SUBTYPES
 
 
 class _Named(msgspec.Struct, gc=False):
@@ -123,38 +118,35 @@ def name(raw: msgspec.Raw) -> str | None:
     return None
 
 
-def build(frame: Frame, scope: Scope) -> list[Event]:
-    """One frame's canonical event (`conversation` has skipped those we do not map)."""
+def build(frame: Frame, scope: Scope) -> tuple[Event]:
+    """One frame's canonical event (`conversation` has skipped those we do not map). A row
+    without `ts` takes its live event's `timestamp`, else the body's arrival."""
     params = frame.params
     if params is msgspec.UNSET:  # a bare row
-        return [_row_event(frame, scope, False, None, "$.ts")]
+        at = native_time(frame.ts, "$.ts", _BAD_TIME, scope)
+        return (_row_event(frame, scope, at, False),)
     if isinstance(params, ConversationEnded):
-        return [_ended(params, scope)]
+        return (_ended(params, scope),)
     row = params.params
-    if params.is_author and row.sender:
-        scope.learn(own_address=row.sender)
-    event = _row_event(row, scope, params.is_author, params.timestamp, "$.params.params.ts")
+    sender = row.sender
+    if params.is_author and sender:
+        scope.learn(own_address=sender)
+    ts = row.ts if row.ts is not None else params.timestamp
+    at = native_time(ts, "$.params.params.ts", _BAD_TIME, scope)
+    event = _row_event(row, scope, at, params.is_author)
     if isinstance(params, MessageUpdated):
         event.metadata = {**event.metadata, "updates": event.id}
         event.id = scope.event_id("updated", row.id, row.ts, row.text)
-    return [event]
+    return (event,)
 
 
-def _row_event(
-    row: Row | Frame, scope: Scope, is_author: bool, fallback_ts: float | str | None, path: str
-) -> Message | Notice:
-    """`row_event` for a frame of the body (`path`: where its `ts` is): the own address is read
-    from the conversation's context only for a chat row no author flag makes the user's."""
-    conv = scope.conversation_id
-    if row.ts is not None:
-        at = native_time(row.ts, path, _BAD_TIME)
-    elif fallback_ts is not None:
-        at = native_time(fallback_ts, path, _BAD_TIME)
-    else:
-        at = scope.received_at
+def _row_event(row: Row | Frame, scope: Scope, at: str, is_author: bool) -> Message | Notice:
+    """A row of the body as its event: the own address is read from the conversation's context
+    only for a chat row no author flag makes the user's."""
     if row.subtype == "log":
-        return _notice(row, conv, at)
-    return _message(row, conv, at, is_author or bool(row.is_author) or row.is_from(_own(scope)))
+        return _notice(row, scope.conversation_id, at)
+    mine = is_author or bool(row.is_author) or row.is_from(_own(scope))
+    return _message(row, scope.conversation_id, at, mine)
 
 
 def _own(scope: Scope) -> str | None:
@@ -164,39 +156,25 @@ def _own(scope: Scope) -> str | None:
     return scope.context().own_address or (configured if isinstance(configured, str) else None)
 
 
-def row_event(
-    row: Row,
-    conversation_id: str,
-    own_address: str | None,
-    scope: Scope | None = None,
-    *,
-    is_author: bool = False,
-    fallback_ts: float | str | None = None,
-    prefix: str = "$",
-) -> Message | Notice:
-    """One message row of `conversation_id` as a `Message` (subtype chat) or a call-log
-    `Notice` (subtype log). A row without `ts` takes `fallback_ts` (the event's), else the
-    body's arrival (`scope`), else now. Raises `Refused` for a timestamp that is no time."""
-    ts = row.ts if row.ts is not None else fallback_ts
-    at = (
-        scope.received_at
-        if ts is None and scope is not None
-        else native_time(ts, f"{prefix}.ts", _BAD_TIME)
-    )
+def row_event(row: Row, conversation_id: str, own_address: str | None) -> Message | Notice:
+    """One message row of a REST history page of `conversation_id` as a `Message` (subtype
+    chat; the user's when `is_author` or an author field names `own_address`) or a call-log
+    `Notice` (subtype log); a row without `ts` is now. Raises `Refused` for a timestamp that is
+    no time."""
+    at = native_time(row.ts, "$.ts", _BAD_TIME)
     if row.subtype == "log":
         return _notice(row, conversation_id, at)
-    mine = is_author or bool(row.is_author) or row.is_from(own_address)
-    return _message(row, conversation_id, at, mine)
+    return _message(row, conversation_id, at, bool(row.is_author) or row.is_from(own_address))
 
 
 def _message(row: Row | Frame, conversation_id: str, at: str, mine: bool) -> Message:
     """A chat row as a `Message`: the user's when `mine`, else an agent's."""
     return Message(
-        id=event_id(conversation_id, row.id),
+        id=f"{conversation_id}/{row.id}",
         conversation_id=conversation_id,
         dialect=DIALECT,
         at=at,
-        metadata=_metadata(row),
+        metadata=_metadata(row) if row.details or row.hidden else row.metadata or {},
         sender=Party(role="user" if mine else "agent", id=row.sender, name=row.user_name),
         content=Text(row.text or ""),
     )
@@ -205,21 +183,19 @@ def _message(row: Row | Frame, conversation_id: str, at: str, mine: bool) -> Mes
 def _notice(row: Row | Frame, conversation_id: str, at: str) -> Notice:
     """A log row (call history) as a call-log `Notice`."""
     return Notice(
-        id=event_id(conversation_id, row.id),
+        id=f"{conversation_id}/{row.id}",
         conversation_id=conversation_id,
         dialect=DIALECT,
         at=at,
-        metadata=_metadata(row),
+        metadata=_metadata(row) if row.details or row.hidden else row.metadata or {},
         kind="call_log",
         text=row.text or _call_log_text(row.details),
     )
 
 
 def _metadata(row: Row | Frame) -> dict[str, Any]:
-    """A row's event metadata: its `metadata`, with its `details` and `hidden` when set (a new
-    dict then; the row's own otherwise)."""
-    if not row.details and not row.hidden:
-        return row.metadata or {}
+    """The metadata of a row with `details` or `hidden` set: its `metadata`, with those (a
+    new dict; a row without either has its own `metadata` as the event's)."""
     metadata = dict(row.metadata) if row.metadata else {}
     if row.details:
         metadata["details"] = row.details
@@ -232,10 +208,8 @@ def _ended(params: ConversationEnded, scope: Scope) -> Ended:
     body = params.params
     if body.ts is not None:
         at = native_time(body.ts, "$.params.params.ts", _BAD_TIME)
-    elif params.timestamp is not None:
-        at = native_time(params.timestamp, "$.params.timestamp", _BAD_TIME)
     else:
-        at = scope.received_at
+        at = native_time(params.timestamp, "$.params.timestamp", _BAD_TIME, scope)
     return Ended(
         id=scope.event_id("ended", at, body.reason, body.by),
         conversation_id=scope.conversation_id,

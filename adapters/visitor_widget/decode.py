@@ -49,11 +49,6 @@ PIN = {"pin": True}
 """The options of a connector's decode: every frame in the session's conversation."""
 
 
-def build(frame: n.Frame, scope: Scope) -> list[Event]:
-    """One native frame as its canonical events: the builder of its type (`_BUILDERS`)."""
-    return _BUILDERS[type(frame)](frame, scope)
-
-
 def conversation(frame: n.Frame, scope: Scope) -> str | None:
     """A frame's native conversation: its chat id, else the caller's (always, with `pin`)."""
     if scope.options.get("pin"):
@@ -230,7 +225,7 @@ def _initialized(frame: n.Initialized, scope: Scope) -> list[Event]:
     return events
 
 
-_BUILDERS: dict[type[Any], Callable[[Any, Scope], list[Event]]] = {
+BUILDERS: dict[type[Any], Callable[[Any, Scope], list[Event]]] = {
     n.MessageReceived: _message_received,
     n.AgentTyping: _agent_typing,
     n.ContactRead: _contact_read,
@@ -315,7 +310,7 @@ SPEC: Spec[n.Frame] = Spec(
     dialect=n.DIALECT,
     frame=n.Frame,
     tag="event",
-    build=build,
+    builders=BUILDERS,
     conversation=conversation,
     envelopes=(Envelope("events", n.Events, frames="events"),),
 )

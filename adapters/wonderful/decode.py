@@ -33,6 +33,7 @@ from typing import Any
 
 from adapters.wonderful.native import (
     DIALECT,
+    OWN_SESSION,
     SENDERS,
     STATUSES,
     ChatSession,
@@ -70,12 +71,15 @@ from gateway.model import (
     Text,
 )
 
+_BAD_TIME = "not a timestamp ({error})"
+"""How a native time that is no time is refused (`native_time`)."""
+
 
 def conversation(frame: Frame, scope: Scope) -> str | None:
     """A frame's native session id: its own where it names one, else the body's."""
-    own = frame.own_session()
+    own = OWN_SESSION.get(type(frame))
     if own is not None:
-        return own
+        return own(frame)
     if type(frame) is SessionFrame and isinstance(scope.envelope, ChatSession):
         return scope.envelope.session_id
     envelope = scope.envelope.session_id if isinstance(scope.envelope, EventsBody) else None
@@ -94,27 +98,27 @@ def _message(frame: MessageFrame, scope: Scope) -> tuple[Event, ...]:
 
 def _start(frame: StartFrame, scope: Scope) -> tuple[Event, ...]:
     """The session is up: status active."""
-    at = _at(frame.timestamp, "$.timestamp", scope)
+    at = native_time(frame.timestamp, "$.timestamp", _BAD_TIME, scope)
     return (_status(scope.conversation_id, "active", at),)
 
 
 def _communication_ended(frame: CommunicationEndedFrame, scope: Scope) -> tuple[Event, ...]:
     """The raw socket's end: ended, completed."""
-    at = _at(frame.timestamp, "$.timestamp", scope)
+    at = native_time(frame.timestamp, "$.timestamp", _BAD_TIME, scope)
     return (_ended(scope.conversation_id, at, "completed", None),)
 
 
 def _sdk_ended(frame: EndedFrame, scope: Scope) -> tuple[Event, ...]:
     """The SDK's end: ended, its reason and who ended it (`end_reason`)."""
     ended = frame.data
-    at = _at(frame.timestamp, "$.timestamp", scope)
+    at = native_time(frame.timestamp, "$.timestamp", _BAD_TIME, scope)
     reason = end_reason(ended.reason, ended.ended_by)
     return (_ended(scope.conversation_id, at, reason, ended.ended_by),)
 
 
 def _connected(frame: ConnectedFrame, scope: Scope) -> tuple[Event, ...]:
     """Link up, at `connectedAt`."""
-    at = _at(frame.data.connected_at, "$.data.connectedAt", scope)
+    at = native_time(frame.data.connected_at, "$.data.connectedAt", _BAD_TIME, scope)
     conv = scope.conversation_id
     eid = joined_id(conv, f"connected\x1f{at}")
     return (Link(id=eid, conversation_id=conv, dialect=DIALECT, at=at, state="up"),)
@@ -124,7 +128,7 @@ def _disconnected(frame: DisconnectedFrame, scope: Scope) -> tuple[Event, ...]:
     """Link down: why, and whether the SDK retries."""
     down = frame.data
     conv = scope.conversation_id
-    at = _at(frame.timestamp, "$.timestamp", scope)
+    at = native_time(frame.timestamp, "$.timestamp", _BAD_TIME, scope)
     return (
         Link(
             id=joined_id(conv, f"disconnected\x1f{at}\x1f{down.reason}\x1f{down.will_retry}"),
@@ -142,7 +146,7 @@ def _reconnecting(frame: ReconnectingFrame, scope: Scope) -> tuple[Event, ...]:
     """Link retrying: which attempt of how many."""
     retry = frame.data
     conv = scope.conversation_id
-    at = _at(frame.timestamp, "$.timestamp", scope)
+    at = native_time(frame.timestamp, "$.timestamp", _BAD_TIME, scope)
     return (
         Link(
             id=joined_id(conv, f"reconnecting\x1f{at}\x1f{retry.attempt}\x1f{retry.max_attempts}"),
@@ -160,9 +164,9 @@ def _reconnected(frame: ReconnectedFrame, scope: Scope) -> tuple[Event, ...]:
     """Link restored at `reconnectedAt`, with how many messages were missed. The frame's own
     `timestamp` is unused, but one that is no time is a fault."""
     restored = frame.data
-    _at(frame.timestamp, "$.timestamp")
+    native_time(frame.timestamp, "$.timestamp", _BAD_TIME)
     conv = scope.conversation_id
-    at = _at(restored.reconnected_at, "$.data.reconnectedAt")
+    at = native_time(restored.reconnected_at, "$.data.reconnectedAt", _BAD_TIME)
     missed = restored.missed_messages
     return (
         Link(
@@ -180,7 +184,7 @@ def _error(frame: ErrorFrame, scope: Scope) -> tuple[Event, ...]:
     """The SDK's error: code, message, whether it is recoverable."""
     error = frame.data
     conv = scope.conversation_id
-    at = _at(frame.timestamp, "$.timestamp", scope)
+    at = native_time(frame.timestamp, "$.timestamp", _BAD_TIME, scope)
     return (
         Error(
             id=joined_id(conv, f"error\x1f{at}\x1f{error.code}\x1f{error.message}"),
@@ -239,13 +243,6 @@ SPEC: Spec[Frame] = Spec(
 # The events, also built by the connector (history lines, its own link reports, ends).
 
 
-def _at(value: Any, path: str, scope: Scope | None = None) -> str:
-    """`value` as a canonical time; none is the body's arrival (`scope`'s), or now."""
-    if value is None and scope is not None:
-        return scope.received_at
-    return native_time(value, path, "not a timestamp ({error})")
-
-
 def _status(conv: str, status: SessionStatus, at: str) -> Status:
     eid = joined_id(conv, f"status\x1f{status}")
     return Status(id=eid, conversation_id=conv, dialect=DIALECT, at=at, status=status)
@@ -265,7 +262,7 @@ def transcript_event(line: TranscriptData, path: str = "$") -> Message:
     """A chat-WebSocket transcript line as the canonical message. `path` is where it sits in
     its frame. Its `tool_details` (when the agent called a tool) go to the event's metadata."""
     conv = f"{DIALECT}:{line.communication_id}"
-    at = _at(line.created_at, f"{path}.created_at")
+    at = native_time(line.created_at, f"{path}.created_at", _BAD_TIME)
     metadata = {} if line.tool_details is None else {"tool_details": line.tool_details}
     return Message(
         id=f"{conv}/{line.id}",
@@ -288,9 +285,9 @@ def message_event(
     over custom keys)."""
     conv = f"{DIALECT}:{message.session_id}"
     if message.timestamp is None:
-        at = _at(frame_at, "$.timestamp", scope)
+        at = native_time(frame_at, "$.timestamp", _BAD_TIME, scope)
     else:
-        at = _at(message.timestamp, f"{path}.timestamp")
+        at = native_time(message.timestamp, f"{path}.timestamp", _BAD_TIME)
     metadata = dict(message.metadata or {})
     if message.locale is not None:
         metadata["locale"] = message.locale
@@ -310,7 +307,9 @@ def message_event(
 
 def _session_status(session: ChatSession) -> Status:
     conv = f"{DIALECT}:{session.session_id}"
-    return _status(conv, STATUSES[session.status], _at(session.created_at, "$.createdAt"))
+    return _status(
+        conv, STATUSES[session.status], native_time(session.created_at, "$.createdAt", _BAD_TIME)
+    )
 
 
 def status_event(session: ChatSession) -> Status:

@@ -33,6 +33,8 @@ A webhook body is one frame, an array of frames, the envelope `{"sessionId"?, "e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, Literal, TypeAlias
 
 import msgspec
@@ -195,25 +197,14 @@ class _Frame(
     timestamp: Timestamp = None
     session_id: str | None = msgspec.field(name="sessionId", default=None)
 
-    def own_session(self) -> str | None:
-        """The session the frame's own event names (a line's, a message's), which wins over
-        the frame's `sessionId`; None for a frame whose event names none."""
-        return None
-
 
 class StartFrame(_Frame, tag="start", frozen=True, kw_only=True):
     communication_id: str
     event: str | None = None
 
-    def own_session(self) -> str:
-        return self.communication_id
-
 
 class TranscriptFrame(_Frame, tag="transcript", frozen=True, kw_only=True):
     data: TranscriptData
-
-    def own_session(self) -> str:
-        return self.data.communication_id
 
 
 class TurnEndedFrame(_Frame, tag="turn_ended", frozen=True, kw_only=True):
@@ -227,15 +218,9 @@ class CommunicationEndedFrame(_Frame, tag="communication_ended", frozen=True, kw
 class MessageFrame(_Frame, tag="message", frozen=True, kw_only=True):
     data: Message
 
-    def own_session(self) -> str:
-        return self.data.session_id
-
 
 class ConnectedFrame(_Frame, tag="connected", frozen=True, kw_only=True):
     data: Connected
-
-    def own_session(self) -> str:
-        return self.data.session_id
 
 
 class DisconnectedFrame(_Frame, tag="disconnected", frozen=True, kw_only=True):
@@ -260,6 +245,16 @@ class ErrorFrame(_Frame, tag="error", frozen=True, kw_only=True):
 
 class SessionFrame(_Frame, tag="session", frozen=True, kw_only=True):
     """Ours, internal: what a `ChatSession` body (`SessionBody`) stands for as one frame."""
+
+
+OWN_SESSION: dict[type[Any], Callable[[Any], str]] = {
+    StartFrame: attrgetter("communication_id"),
+    TranscriptFrame: attrgetter("data.communication_id"),
+    MessageFrame: attrgetter("data.session_id"),
+    ConnectedFrame: attrgetter("data.session_id"),
+}
+"""Where a frame's own event names its session (a line's, a message's): it wins over the
+frame's `sessionId`. The other frames' events name none."""
 
 
 Frame: TypeAlias = (
