@@ -14,8 +14,7 @@ from gateway.context import ConversationContext
 from gateway.hub import Hub, create_hub
 from gateway.hub.memory import MemoryHub
 from gateway.hub.redis import RedisHub, context_key, epoch_key, stream_keys
-from tests.hub.events import ended, message
-from tests.hub.test_hub import Collect
+from tests.hub.events import Collect, ended, message
 
 
 @pytest.fixture

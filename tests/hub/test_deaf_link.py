@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.hub.redis import RedisHub
-from tests.hub.events import message
-from tests.hub.test_hub import Collect
+from tests.hub.events import Collect, message
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.slow
