@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from gateway.config import ConfigError, Settings, describe, load
-from gateway.logging import configure, get_logger, reset
+from gateway.logging import bound, configure, get_logger, reset
 from gateway.vendor_http import DEFAULT_MAX_REQUESTS, PoolLimits
 
 
@@ -110,7 +110,7 @@ def test_logs_are_json_off_a_tty_with_redaction() -> None:
     stream = io.StringIO()
     configure("auto", "info", stream=stream)
     try:
-        with structlog.contextvars.bound_contextvars(request_id="r1", dialect="genesys"):
+        with bound(request_id="r1", dialect="genesys"):
             structlog.get_logger("t").info(
                 "ingest.accepted", text="my card is 4111", token="abc", accepted=2
             )
