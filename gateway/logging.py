@@ -1,7 +1,7 @@
 """structlog setup: JSON lines off a TTY, a console renderer on one.
 
-Context (request_id, dialect, conversation_id, connection) is bound with `bound` (below) by
-the web layer and merged into every line; with tracing on, so are the current span's
+Context (request_id, dialect, conversation_id, connection) is bound with `bound` and `bind`
+(below) by the web layer and merged into every line; with tracing on, so are the current span's
 `trace_id` and `span_id` (`gateway.tracing`). Event
 names are `noun.verb` (`ingest.accepted`, `ws.closed`, `hub.reconnected`). Tracebacks are
 rendered without frame locals: tokens and message bodies live there. Secrets are masked by key
@@ -15,6 +15,8 @@ import contextvars
 import logging
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
+from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal
 
 import msgspec
@@ -26,29 +28,51 @@ from gateway.tracing import add_trace_ids
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
 
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "gateway_log_context", default=MappingProxyType({})
+)
+"""The fields bound to every line of this context: one mapping, replaced (never changed in
+place) by `bound` and `bind`, so a task created in a block keeps what was bound when it
+started."""
+
+
 class bound:
     """`with bound(**fields):` binds `fields` to every log line in the block (and the tasks it
-    creates), then restores exactly what was there before.
+    creates), then restores exactly what was there before, fields `bind` added in the block
+    included.
 
-    structlog's `bound_contextvars` does the same with a generator that keeps a copy of the
-    whole context for the life of the block; a WebSocket's block lives as long as the socket,
-    and at 10,000 idle sockets those copies are a measurable share of the memory per socket.
-    This keeps only the ContextVar tokens.
+    All bound fields live in one context variable holding one mapping: entering and leaving a
+    block is one `set` and one `reset`, and a line merges them with one `get`. (structlog's
+    own `contextvars` module keeps a variable per key and scans the whole context for them on
+    every line; it is not merged here.)
     """
 
-    __slots__ = ("_fields", "_tokens")
+    __slots__ = ("_fields", "_token")
 
     def __init__(self, **fields: Any) -> None:
         self._fields: dict[str, Any] | None = fields
-        self._tokens: Mapping[str, contextvars.Token[Any]] = {}
+        self._token: contextvars.Token[Mapping[str, Any]] | None = None
 
     def __enter__(self) -> None:
         assert self._fields is not None, "a `bound` block is entered once"
-        self._tokens = structlog.contextvars.bind_contextvars(**self._fields)
+        self._token = _context.set({**_context.get(), **self._fields})
         self._fields = None
 
     def __exit__(self, *_: object) -> None:
-        structlog.contextvars.reset_contextvars(**self._tokens)
+        assert self._token is not None
+        _context.reset(self._token)
+
+
+def bind(**fields: Any) -> None:
+    """Bind `fields` to every later line of this context, until the enclosing `bound` block
+    ends (which restores what was there before it)."""
+    _context.set({**_context.get(), **fields})
+
+
+def _merge_context(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in _context.get().items():
+        event.setdefault(key, value)  # a call's own field wins over a bound one
+    return event
 
 
 class Logger:
@@ -97,8 +121,21 @@ def reset() -> None:
         logger.rebind()
 
 
-def _serialize(obj: Any, **_: Any) -> str:
-    return _encoder.encode(obj).decode()
+def _render_json(_: Any, __: str, event: MutableMapping[str, Any]) -> bytes:
+    """The line as JSON bytes, in one encode (a `datetime` as ISO 8601, `…Z` in UTC)."""
+    return _encoder.encode(event)
+
+
+def _render_json_text(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+    """`_render_json` as text, for the standard library's `logging` handler."""
+    return _render_json(logger, name, event).decode()
+
+
+def _stamp_utc(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """`timestamp`: now, in UTC. The JSON renderer writes it as `isoformat()` would (with `Z`
+    for `+00:00`, as structlog's `TimeStamper(fmt="iso", utc=True)`), in its one encode."""
+    event["timestamp"] = datetime.now(UTC)
+    return event
 
 
 SECRET_KEYS = frozenset(
@@ -151,12 +188,29 @@ def redactor(redact_customer_data: bool) -> Any:
     return redact
 
 
-class _NamedWriter(structlog.WriteLogger):
-    """structlog's plain writer, carrying the logger's name (`structlog.get_logger(__name__)`)."""
+class _LineWriter:
+    """Writes each rendered line and flushes it: one write a line, nothing held back (a line
+    written before a crash is in the file). A JSON line comes as bytes and goes to the
+    stream's binary buffer when it has one; a console line comes as text. Carries the
+    logger's name (`structlog.get_logger(__name__)`)."""
 
-    def __init__(self, file: Any, name: str) -> None:
-        super().__init__(file)
+    def __init__(self, stream: Any, name: str) -> None:
         self.name = name
+        self._stream = stream
+        self._binary = getattr(stream, "buffer", None)
+
+    def msg(self, line: bytes | str) -> None:
+        if isinstance(line, str):
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        elif self._binary is not None:
+            self._binary.write(line + b"\n")
+            self._binary.flush()
+        else:  # a text stream without a buffer (io.StringIO)
+            self._stream.write(line.decode() + "\n")
+            self._stream.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
 def _add_name(logger: Any, _: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -180,14 +234,15 @@ def configure(
     """Configure structlog and the standard library's logging once, for the whole process.
 
     The gateway's own lines go straight through structlog's processors to the stream (no
-    `logging` round trip: about a third of the cost, and an ingest request writes two lines);
+    `logging` round trip: about a third of the cost);
     the standard library's loggers reach the same processors through a `logging` handler.
     """
     stream = stream or sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any
+    stamp: Any = _stamp_utc
     if as_json:
-        renderer = structlog.processors.JSONRenderer(serializer=_serialize)
+        renderer, text_renderer = _render_json, _render_json_text
         exceptions: list[Any] = [
             structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
         ]
@@ -195,15 +250,17 @@ def configure(
         renderer = structlog.dev.ConsoleRenderer(
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
+        text_renderer = renderer
         exceptions = []
+        stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     common: list[Any] = [
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        stamp,
         redactor(redact),
         *exceptions,
     ]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
+            _merge_context,
             add_trace_ids,
             structlog.processors.add_log_level,
             _add_name,
@@ -213,20 +270,20 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=lambda *args: _NamedWriter(stream, args[0] if args else "gateway"),
+        logger_factory=lambda *args: _LineWriter(stream, args[0] if args else "gateway"),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
-                structlog.contextvars.merge_contextvars,
+                _merge_context,
                 add_trace_ids,
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 *common,
             ],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, text_renderer],
         )
     )
     for logger in _loggers:

@@ -6,13 +6,14 @@ import io
 import json
 import logging
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import structlog
 
 from gateway.config import ConfigError, Settings, describe, load
-from gateway.logging import configure, get_logger, reset
+from gateway.logging import bind, bound, configure, get_logger, reset
 from gateway.vendor_http import DEFAULT_MAX_REQUESTS, PoolLimits
 
 
@@ -110,7 +111,7 @@ def test_logs_are_json_off_a_tty_with_redaction() -> None:
     stream = io.StringIO()
     configure("auto", "info", stream=stream)
     try:
-        with structlog.contextvars.bound_contextvars(request_id="r1", dialect="genesys"):
+        with bound(request_id="r1", dialect="genesys"):
             structlog.get_logger("t").info(
                 "ingest.accepted", text="my card is 4111", token="abc", accepted=2
             )
@@ -152,6 +153,29 @@ def test_module_loggers_follow_each_configuration() -> None:
                                                                           "info")  # fmt: skip
         (two,) = [json.loads(line) for line in second.getvalue().splitlines()]
         assert (two["event"], two["token"]) == ("c.d", "***")
+    finally:
+        configure("console", "info")
+        reset()
+
+
+def test_bound_context_goes_with_its_block_and_lines_keep_their_timestamp_form() -> None:
+    stream = io.StringIO()
+    configure("json", "info", stream=stream)
+    log = get_logger("gateway.t")
+    try:
+        with bound(request_id="r1"):
+            bind(dialect="genesys")  # as the ingest handler does inside the request's block
+            log.info("inside", dialect="own")  # a call's own field wins over a bound one
+            log.info("inside.bound")
+        log.info("after")
+        inside, bound_line, after = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert (inside["request_id"], inside["dialect"]) == ("r1", "own")
+        assert (bound_line["request_id"], bound_line["dialect"]) == ("r1", "genesys")
+        assert "request_id" not in after and "dialect" not in after
+        stamp = after["timestamp"]
+        assert stamp.endswith("Z") and "+" not in stamp
+        parsed = datetime.fromisoformat(stamp.removesuffix("Z") + "+00:00")
+        assert parsed.isoformat().replace("+00:00", "Z") == stamp  # `isoformat()`'s text
     finally:
         configure("console", "info")
         reset()

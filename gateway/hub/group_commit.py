@@ -2,11 +2,13 @@
 
 Under concurrent webhooks many hub calls are in flight at once. Sent one by one, each pays the
 client library's whole per-command path, its own send and Redis's work for one more socket
-read. `GroupCommit` gathers what callers hand it while the loop runs, sends it as one
+read. `GroupCommit` gathers what callers hand it while a batch is out, sends it as one
 non-transactional pipeline and gives each caller its own replies. One batch is in flight at a
-time: callers that come while it is out go together in the next, sent as soon as its replies
-are in; a caller alone waits for nothing but the next turn of the event loop (no timer). This
-is the "smart batching" of Centrifugo's Redis engine (centrifugal.dev, "Improving Centrifugo
+time: a caller that finds none out sends its own at once, from its own task (no timer, no
+loop turn, as a caller alone did before batching); callers that come while one is out go
+together in the next, sent as soon as its replies are in. This is the classic group commit
+(a log's first writer flushes, those behind it gather for the next flush), and the "smart
+batching" of Centrifugo's Redis engine (centrifugal.dev, "Improving Centrifugo
 Redis Engine throughput…", 2022-12-20: one pipeline worker per Redis, draining the commands
 waiting for it into each round trip).
 
@@ -72,6 +74,8 @@ class GroupCommit:
         self.batches = 0
         """Pipelines sent (each one round trip)."""
         self._waiting: list[_Caller] = []
+        self._sending = False
+        """A batch is out (a caller's own, or the writer's): callers wait for the next."""
         self._writer: asyncio.Task[None] | None = None
 
     async def execute(
@@ -84,13 +88,23 @@ class GroupCommit:
         batch's `RedisError` when the link failed: then any command of it may or may not have
         run."""
         replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Caller(commands, confirm, replies))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write())  # starts on the loop's next turn
-        return await replies
+        caller = _Caller(commands, confirm, replies)
+        if self._sending:
+            self._waiting.append(caller)  # goes in the next batch, once this one is answered
+            return await replies
+        self._sending = True  # no batch is out: this caller's goes now, and alone
+        try:
+            await self._send([caller])
+        finally:
+            self._sending = False
+            if self._waiting:  # those who came meanwhile go together, as soon as possible
+                self._writer = asyncio.create_task(self._write())
+                self._sending = True
+        return replies.result()
 
     async def close(self) -> None:
-        """Wait until what was handed over has been sent and answered."""
+        """Wait until what was handed over to the writer has been sent and answered (a caller
+        that sent its own batch waits for it in its own task)."""
         if self._writer is not None:
             await asyncio.shield(self._writer)
 
@@ -114,6 +128,7 @@ class GroupCommit:
             raise
         finally:
             self._writer = None
+            self._sending = False
 
     async def _send(self, batch: list[_Caller]) -> None:
         pipe: _Pipeline = self.client.pipeline(transaction=False)

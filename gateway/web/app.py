@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import secrets
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import structlog
 from aiohttp import web
 from prometheus_client.metrics import Counter
 
@@ -50,7 +49,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def context_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id, turn every failure into the JSON error body, write the access line."""
-    request_id = request.headers.get("X-Request-ID") or secrets.token_hex(8)
+    # An id has to be unique, not secret: Python's generator (seeded from the OS, again after a
+    # fork) makes one without a system call.
+    request_id = request.headers.get("X-Request-ID") or f"{random.getrandbits(64):016x}"
     started = time.perf_counter()
     route = request.match_info.route.resource
     route_name = route.canonical if route is not None else "unmatched"
@@ -94,7 +95,6 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
                 status=response.status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
-        structlog.contextvars.unbind_contextvars("dialect", "conversation_id")
         return response
 
 

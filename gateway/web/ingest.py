@@ -12,14 +12,13 @@ import functools
 import time
 
 import msgspec
-import structlog
 from aiohttp import web
 from prometheus_client.metrics import Counter, Histogram
 
 from gateway import decoding, metrics, tracing
 from gateway.adapter import Adapter, Decoded
 from gateway.errors import DecodeError, GatewayError, PayloadTooLarge, UnsupportedMediaType
-from gateway.logging import get_logger
+from gateway.logging import bind, get_logger
 from gateway.web.auth import Forbidden, token_of
 from gateway.web.keys import (
     AUTH,
@@ -74,7 +73,7 @@ async def ingest(request: web.Request) -> web.Response:
     conversation = request.query.get("conversation") or None
     # Metric labels come from closed sets: a name anyone can put in a URL is not one.
     label = dialect if dialect in request.app[REGISTRY] else "unknown"
-    structlog.contextvars.bind_contextvars(dialect=label)
+    bind(dialect=label)
     request[LOGGED] = True
     try:
         with tracing.span(
