@@ -84,9 +84,8 @@ class GroupCommit:
         """The replies to `commands`, in order, then (`confirm`: the keys they write) those to
         what the `confirm` function queued at the end of their batch. Raises the first error
         among these replies (`ResponseError`, as `pipeline.execute()` does; the other callers'
-        are theirs), or the
-        batch's `RedisError` when the link failed: then any command of it may or may not have
-        run."""
+        are theirs), or the batch's `RedisError` when the link failed: then any command of it
+        may or may not have run."""
         replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         caller = _Caller(commands, confirm, replies)
         if self._sending:
