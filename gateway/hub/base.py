@@ -78,6 +78,20 @@ def is_pattern(conversation: str) -> bool:
     return any(c in conversation for c in "*?[")
 
 
+def pattern_subscribers(
+    patterns: Mapping[str, list[Subscription]], conversation: str
+) -> list[Subscription]:
+    """The subscriptions, by pattern, of the patterns `conversation` matches (a pattern is a
+    prefix and a trailing `*`): one test a pattern, however many sockets share it. A new list,
+    so a sink that overflows may close its subscription while the caller walks it."""
+    return [
+        subscription
+        for target, subscriptions in patterns.items()
+        if conversation.startswith(target[:-1])
+        for subscription in subscriptions
+    ]
+
+
 def check_target(target: str) -> None:
     """Raise `RequestError` unless `target` is in the subscription language: one conversation
     id (no `*`, `?`, `[`, `]`, `\\`), or a literal prefix followed by one `*` at the end
@@ -130,7 +144,6 @@ class Subscription:
         "epochs",
         "exact",
         "hub",
-        "prefix",
         "recovered",
         "sink",
         "target",
@@ -140,7 +153,6 @@ class Subscription:
         self.hub = hub
         self.target = target
         self.exact = not is_pattern(target)
-        self.prefix = target[:-1]  # what a pattern's conversations start with
         self.sink = sink
         self.cursors: dict[str, int] = {}
         self.epochs: dict[str, str] = {}
@@ -161,9 +173,6 @@ class Subscription:
     def epoch(self) -> str:
         """For an exact subscription: the epoch its cursor is in ("" while the log has none)."""
         return self.epochs.get(self.target, "")
-
-    def matches(self, conversation: str) -> bool:
-        return conversation == self.target if self.exact else conversation.startswith(self.prefix)
 
     def start(self) -> None:
         """Begin delivering: replay from the cursor, then live events."""

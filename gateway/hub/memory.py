@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.context import EMPTY, ConversationContext
 from gateway.hub import wire
-from gateway.hub.base import Hub, Published, Subscription
+from gateway.hub.base import Hub, Published, Subscription, pattern_subscribers
 from gateway.hub.repair import LogState, Page
 from gateway.model import EPHEMERAL, Ended, Event, event_encoder
 
@@ -127,10 +127,8 @@ class MemoryHub(Hub):
         # Copies: a sink that overflows closes its subscription in the middle of the loop.
         for subscription in tuple(self._exact.get(conversation, ())):
             subscription.on_event(conversation, seq, epoch, payload)
-        for pattern_subs in tuple(self._patterns.values()):
-            for subscription in tuple(pattern_subs):
-                if subscription.matches(conversation):
-                    subscription.on_event(conversation, seq, epoch, payload)
+        for subscription in pattern_subscribers(self._patterns, conversation):
+            subscription.on_event(conversation, seq, epoch, payload)
 
     async def read(
         self, conversation: str, *, after: int = 0, limit: int = 1000

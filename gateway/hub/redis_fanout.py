@@ -41,7 +41,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from gateway.errors import StoreUnavailable
 from gateway.hub import wire
-from gateway.hub.base import Subscription
+from gateway.hub.base import Subscription, pattern_subscribers
 from gateway.redis_slots import SLOTS, slot, tag
 from gateway.redis_url import REDIS_ERRORS, Client, follow_primary, node_client
 
@@ -283,9 +283,7 @@ class RedisFanOut:
             subscriptions = self._exact.get(conversation)
         else:  # a firehose: `<len>:<conversation><payload>`
             conversation, payload = read_firehose(payload)
-            subscriptions = [
-                s for subs in self._patterns.values() for s in subs if s.matches(conversation)
-            ]
+            subscriptions = pattern_subscribers(self._patterns, conversation)
         if subscriptions:
             seq = wire.read_seq(payload)
             epoch = wire.read_epoch(payload) if seq else ""
