@@ -37,6 +37,7 @@ from gateway.model import (
     Start,
     Status,
 )
+from gateway.reconnect import LinkOptions
 from gateway.sessions import forwarding
 from gateway.sessions.admission import Admission
 from gateway.sessions.flights import Flights
@@ -80,10 +81,10 @@ _CAPABILITY: dict[type, Capability] = {
 _encoder = msgspec.json.Encoder()
 MAX_PLATFORM_PAGE = 100
 """The most events one page of a platform's history may ask for."""
-ABANDON_TIMEOUT = 5.0
-"""How long one try at ending a vendor session that could not be owned may take."""
-ABANDON_ATTEMPTS = 3
-"""Tries at ending it (0.5 s, then 1 s apart): a platform that blinks still gets the end."""
+ABANDON = LinkOptions(timeout_s=5.0, backoff_s=0.5, backoff_max_s=1.0, max_attempts=3)
+"""Ending a vendor session that could not be owned: a try may take `timeout_s`; up to
+`max_attempts` tries, apart by the connectors' jittered backoff, so a platform that blinks
+still gets the end."""
 HANDOVER_CONCURRENCY = 100
 """Sessions handed over at once when the replica shuts down."""
 LATE_OPEN_TIMEOUT = 60.0
@@ -164,7 +165,7 @@ class Sessions:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self._late:  # opens its starts gave up on: end what they make, within a bound
-            _, unfinished = await asyncio.wait(set(self._late), timeout=ABANDON_TIMEOUT)
+            _, unfinished = await asyncio.wait(set(self._late), timeout=ABANDON.timeout_s)
             for task in unfinished:
                 task.cancel()
         handed_over = list(self.owned.values())
@@ -442,9 +443,9 @@ class Sessions:
         `failed` (a step after the open failed, or the deadline passed during it)."""
         self.abandoned[reason] += 1
         conversation = getattr(connector, "conversation_id", "")
-        for attempt in range(1, ABANDON_ATTEMPTS + 1):
+        for attempt in range(1, ABANDON.max_attempts + 1):
             try:
-                async with asyncio.timeout(ABANDON_TIMEOUT):
+                async with asyncio.timeout(ABANDON.timeout_s):
                     await connector.send(End(conversation=conversation))
             except Exception as exc:  # the platform may blink (retried) or be gone
                 log.warning(
@@ -453,8 +454,8 @@ class Sessions:
                     attempt=attempt,
                     error=repr(exc),
                 )
-                if attempt < ABANDON_ATTEMPTS:
-                    await asyncio.sleep(attempt * 0.5)
+                if not ABANDON.gives_up(attempt + 1):
+                    await asyncio.sleep(ABANDON.delay(attempt))
             else:
                 log.info("session.abandoned", conversation_id=conversation)
                 break
