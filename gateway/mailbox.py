@@ -14,6 +14,9 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+COMPACT_AT = 64
+"""Taken items the list may hold before it drops them (when they are half of it or more)."""
+
 
 class Mailbox(Generic[T]):
     """FIFO, never full: `put_nowait` from anywhere in the loop, `get` by one reader at a
@@ -23,7 +26,8 @@ class Mailbox(Generic[T]):
 
     def __init__(self) -> None:
         self._items: list[T] = []
-        self._head = 0  # items[:head] were taken; compacted when the reader catches up
+        self._head = 0  # items[:head] were taken; dropped when the reader catches up, or
+        # when they are many (`COMPACT_AT`) and at least half of the list
         self._waiter: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
@@ -44,9 +48,14 @@ class Mailbox(Generic[T]):
                 await self._waiter
             finally:
                 self._waiter = None
-        item = self._items[self._head]
+        items = self._items
+        item = items[self._head]
         self._head += 1
-        if self._head == len(self._items):
-            self._items.clear()
+        if self._head == len(items):
+            items.clear()
+            self._head = 0
+        elif self._head >= COMPACT_AT and self._head * 2 >= len(items):
+            # A reader that never quite catches up must not keep what it took alive.
+            del items[: self._head]
             self._head = 0
         return item

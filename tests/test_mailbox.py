@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -36,3 +38,24 @@ async def test_a_second_concurrent_reader_is_refused_and_a_cancelled_one_leaves_
         await first
     box.put_nowait("after")
     assert await box.get() == "after"
+
+
+class _Frame:
+    """An item that can be watched for being freed."""
+
+
+async def test_a_reader_that_never_catches_up_does_not_keep_what_it_took() -> None:
+    """Under steady load the reader stays one item behind: the list never empties, and what
+    was taken must still be let go of."""
+    box: Mailbox[_Frame] = Mailbox()
+    box.put_nowait(_Frame())
+    box.put_nowait(_Frame())
+    first = await box.get()  # one stays queued behind it, and from here on always one
+    gone = weakref.ref(first)
+    del first
+    for _ in range(1_000):
+        box.put_nowait(_Frame())
+        await box.get()
+    gc.collect()
+    assert gone() is None
+    assert len(box) == 1
