@@ -67,6 +67,8 @@ class CometdEndpoint:
         self.emulator = emulator
         self.connect_timeout_s = connect_timeout_s
         self.clients: dict[str, Client] = {}
+        self.stopping = False
+        """Set when the server shuts down: no connect is held from then on."""
         self.deliver_on_any_reply = False
         """Whether a publish's reply carries the client's queued notifications too (a CometD
         server delivers on any reply unless `metaConnectDeliveryOnly`)."""
@@ -81,7 +83,9 @@ class CometdEndpoint:
         self.clients.clear()
 
     async def shutdown(self, app: web.Application) -> None:
-        """Answer every held connect now (a server that stops does not hold them)."""
+        """Answer every held connect now, and any that comes later at once (a server that
+        stops does not hold them; a client answered will connect again while it stops)."""
+        self.stopping = True
         for client in self.clients.values():
             client.ready.set()
 
@@ -198,7 +202,7 @@ class CometdEndpoint:
 
     async def _hold(self, request: web.Request, client: Client) -> bool:
         """Wait until `client` has something, or the hold passes; False if it was dropped."""
-        if not client.queue:
+        if not client.queue and not self.stopping:
             client.ready.clear()
             client.holding = request
             try:
