@@ -332,7 +332,8 @@ class Emulator:
                     raise PlatformError("5511")
                 wake = chat.wake
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await wake.wait()
             if chat.drops != drops:
                 raise PlatformError("5001")
             events, chat.cursor = chat.outbox[chat.cursor :], len(chat.outbox)
