@@ -77,10 +77,11 @@ class _Policy:
         loop.call_soon(self.check)
 
     def check(self) -> None:
-        """A complete collection, if the frozen heap has grown enough since the last one."""
-        self.scheduled = False
+        """A complete collection, if the frozen heap has grown enough since the last one
+        (`scheduled` until it is done: its own collection schedules no other)."""
         if gc.get_freeze_count() >= max(self.floor, GROWTH * self.base):
             self.complete()
+        self.scheduled = False
 
     def complete(self) -> None:
         """Collect the whole heap, the frozen part included, then freeze what is alive."""

@@ -87,6 +87,22 @@ async def test_a_doubled_frozen_heap_schedules_one_complete_collection(thawed: N
     assert not policy.scheduled  # counted once within check_s
 
 
+async def test_a_complete_collection_schedules_no_other(thawed: None) -> None:
+    policy = heap._Policy(floor=0, check_s=0)
+    policy.base = 1
+    gc.callbacks.append(policy.after_collection)
+    try:
+        cycle()
+        policy.after_collection("stop", {"generation": 2})
+        assert policy.scheduled
+        await asyncio.sleep(0)  # the complete collection, whose own full collection ran the hook
+        assert not policy.scheduled
+        await asyncio.sleep(0)
+        assert not policy.scheduled
+    finally:
+        gc.callbacks.remove(policy.after_collection)
+
+
 async def test_below_the_floor_the_count_collects_nothing(thawed: None) -> None:
     policy = heap._Policy(floor=10**12)
     garbage = cycle()
