@@ -36,6 +36,7 @@ OPTIONS: dict[str, dict[str, str]] = {
 
 
 async def serve(dialect: str, out: Path, pace: float) -> None:
+    from gateway import heap
     from gateway.demo import Demo
 
     demo = Demo([dialect], pace=pace, host=HOST)
@@ -44,6 +45,7 @@ async def serve(dialect: str, out: Path, pace: float) -> None:
         raise SystemExit(f"no emulator for {dialect}: {demo.failed.get(dialect, 'unknown')}")
     table = {**demo.tables()[dialect], **OPTIONS.get(dialect, {})}
     delay = SCRIPTED_DELAY[dialect](demo.emulators[dialect])
+    heap.install()  # the gateway's collector policy: 5,000 chats pause an emulator alike
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"settings": table, "scripted_delay_s": delay}))
     tmp.rename(out)

@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from gateway import heap
     from gateway.logging import configure
     from gateway.web.app import create_app
 
@@ -104,6 +105,7 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    heap.install()  # the start-up heap is frozen: see gateway/heap.py
     try:
         web.run_app(
             app,

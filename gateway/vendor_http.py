@@ -13,7 +13,9 @@ session used to wait forever behind the 100 held ones (issue 24): so each dialec
 - `requests`: short requests, at most `GATEWAY_<DIALECT>_MAX_REQUESTS` at once (default 100,
   kept alive for reuse), which never queue behind a held poll or socket.
 
-A connector asks for the pool that fits each call (`VendorHttp.held` or `.requests`).
+A connector asks for the pool that fits each call (`VendorHttp.held` or `.requests`). A call
+whose error status is one of the platform's normal answers says so (`Answers`), so that
+`/metrics` does not count it as a vendor error.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ DEFAULT_MAX_REQUESTS = 100
 100 connections carry thousands a second)."""
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
 """A request's default bounds (connectors pass their own where the platform's differ)."""
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A request's `trace_request_ctx`: the HTTP error statuses that are the platform's normal
+    answer to it, not a failure (server_events' long poll that timed out empty is a 400 with
+    `5511`). The gateway's tracing counts no vendor error for them (`gateway/web/telemetry.py`);
+    the connector still tells its answers apart by their bodies."""
+
+    statuses: frozenset[int]
 
 
 class PoolSettingError(ValueError):

@@ -83,7 +83,7 @@ from gateway.model import (
     now_at,
 )
 from gateway.reconnect import LinkOptions
-from gateway.vendor_http import VendorHttp
+from gateway.vendor_http import Answers, VendorHttp
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +91,10 @@ _AUTH_SCHEME = "MOBILE-API-140-327-PLAIN"
 _SEEN = 4096  # ids remembered to drop what a poll re-delivers after a history recovery
 _error_body = msgspec.json.Decoder(n.ErrorBody)
 _object = msgspec.json.Decoder(dict[str, Any])
+_EMPTY_POLL = Answers(frozenset({400}))
+"""A held poll's 400 is the platform's normal answer (5511 no events, 5509 a poll too many): not
+counted as a vendor error in `/metrics` (a 5003 on a poll is not either; the connector logs it,
+`connector.link_down`). A poll's 404 (5005) and 5xx are counted."""
 
 
 def _answer(body: bytes, what: str) -> dict[str, Any]:
@@ -605,6 +609,7 @@ class ServerEventsConnector(Connector):
                 data=data,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self._policy.timeout_s),
+                trace_request_ctx=_EMPTY_POLL if held else None,
             ) as response:
                 body = await response.read()
                 status = response.status

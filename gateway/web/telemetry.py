@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import metrics, tracing
 from gateway.metrics import Sample
+from gateway.vendor_http import Answers
 from gateway.web.keys import CONNECTIONS, HUB, REGISTRY, SESSIONS, VENDOR_HTTP
 
 
@@ -124,11 +125,13 @@ def vendor_tracing(dialect: str) -> list[aiohttp.TraceConfig]:
             time.perf_counter() - ctx.started
         )
         status = params.response.status
-        if status >= 400:
+        answers = ctx.trace_request_ctx  # a normal answer is no error (`vendor_http.Answers`)
+        failed = status >= 400 and not (isinstance(answers, Answers) and status in answers.statuses)
+        if failed:
             metrics.VENDOR_REQUEST_ERRORS.labels(dialect, f"{status // 100}xx").inc()
         if ctx.span is not None:
             ctx.span.set_attribute("http.response.status_code", status)
-            if status >= 400:
+            if failed:
                 ctx.span.set_attribute("error.type", str(status))
                 ctx.span.set_status(tracing.error_status())
             ctx.span.end()

@@ -531,3 +531,35 @@ async def test_a_role_announced_on_one_path_holds_on_the_other(
     emulator.push(chat, "chat_session_message", party_id="sc-hook", msg_id="p1", msg="poll")
     assert (await wait_text(ws, conversation, "poll"))["sender"] == {"role": "bot", "id": "sc-hook"}
     await ws.close()
+
+
+async def test_an_empty_long_poll_is_no_vendor_error_in_metrics_a_lost_chat_is(
+    gateway: GatewayClient, platform: Platform
+) -> None:
+    def value(text: str, prefix: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+        )
+
+    async def scrape() -> str:
+        async with gateway.client.get("/metrics") as response:
+            return await response.text()
+
+    errors_4xx = 'gateway_vendor_request_errors_total{dialect="server_events",kind="4xx"}'
+    gets = 'gateway_vendor_request_seconds_count{dialect="server_events",method="GET"}'
+    ws = await gateway.ws()
+    conversation = await start(ws)
+    events_path = f"/clientweb/api/v2/chats/{native(conversation)}/events"
+
+    def polls() -> int:
+        return sum(1 for request in platform.emulator.requests if request == ("GET", events_path))
+
+    before, polled = await scrape(), polls()
+    await platform.emulator.until(lambda: polls() >= polled + 3, within=10)  # 0.3-s holds, empty
+    after = await scrape()
+    assert value(after, gets) >= value(before, gets) + 2
+    assert value(after, errors_4xx) == value(before, errors_4xx)  # 400/5511: a normal answer
+    platform.emulator.chats.pop(native(conversation))  # forgotten: the next poll is 404/5005
+    await wait_event(ws, conversation, lambda e: e["type"] == "ended")
+    assert value(await scrape(), errors_4xx) >= value(after, errors_4xx) + 1  # that one counts
+    await ws.close()
