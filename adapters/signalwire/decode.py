@@ -132,14 +132,12 @@ def build(frame: Frame, scope: Scope) -> tuple[Event]:
         return (_ended(params, scope),)
     else:
         row, mine = params.params, params.is_author or params.params.is_author
-        ts = row.ts if row.ts is not None else params.timestamp
-        at = native_time(ts, "$.params.params.ts", _BAD_TIME, scope)
         if params.is_author:
             sender = row.user_id or row.from_fabric_address_id or row.from_address_id
             if sender:
                 scope.learn(own_address=sender)
-                if scope.state is not None:  # what `_own` read before this frame taught it
-                    scope.state[scope.conversation_id] = sender
+        ts = row.ts if row.ts is not None else params.timestamp
+        at = native_time(ts, "$.params.params.ts", _BAD_TIME, scope)
     event: Message | Notice
     if row.subtype == "log":
         event = _notice(row, scope.conversation_id, at)
@@ -153,18 +151,9 @@ def build(frame: Frame, scope: Scope) -> tuple[Event]:
 
 def _own(scope: Scope) -> str | None:
     """The conversation's own address: its context's, else the configured one (`address_id`,
-    our own fabric address, which ingest hands over as a decode option). Read once a body for
-    each conversation, kept in the builders' state (`Scope.state`, which `build` updates
-    when a live event teaches the context another)."""
-    owns: dict[str, str | None] | None = scope.state
-    if owns is None:
-        owns = scope.state = {}
-    conversation = scope.conversation_id
-    if conversation not in owns:
-        configured = scope.options.get("address_id")
-        own = scope.context().own_address or (configured if isinstance(configured, str) else None)
-        owns[conversation] = own
-    return owns[conversation]
+    our own fabric address, which ingest hands over as a decode option)."""
+    configured = scope.options.get("address_id")
+    return scope.context().own_address or (configured if isinstance(configured, str) else None)
 
 
 def row_event(row: Row, conversation_id: str, own_address: str | None) -> Message | Notice:
