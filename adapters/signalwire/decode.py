@@ -120,33 +120,33 @@ def name(raw: msgspec.Raw) -> str | None:
 
 def build(frame: Frame, scope: Scope) -> tuple[Event]:
     """One frame's canonical event (`conversation` has skipped those we do not map). A row
-    without `ts` takes its live event's `timestamp`, else the body's arrival."""
+    without `ts` takes its live event's `timestamp`, else the body's arrival. A chat row is
+    the user's when an `is_author` flag says so, else when an author field names the
+    conversation's own address (`_own`, read only then)."""
     params = frame.params
+    row: Row | Frame
     if params is msgspec.UNSET:  # a bare row
+        row, mine = frame, frame.is_author
         at = native_time(frame.ts, "$.ts", _BAD_TIME, scope)
-        return (_row_event(frame, scope, at, False),)
-    if isinstance(params, ConversationEnded):
+    elif isinstance(params, ConversationEnded):
         return (_ended(params, scope),)
-    row = params.params
-    sender = row.sender
-    if params.is_author and sender:
-        scope.learn(own_address=sender)
-    ts = row.ts if row.ts is not None else params.timestamp
-    at = native_time(ts, "$.params.params.ts", _BAD_TIME, scope)
-    event = _row_event(row, scope, at, params.is_author)
+    else:
+        row, mine = params.params, params.is_author or params.params.is_author
+        if params.is_author:
+            sender = row.user_id or row.from_fabric_address_id or row.from_address_id
+            if sender:
+                scope.learn(own_address=sender)
+        ts = row.ts if row.ts is not None else params.timestamp
+        at = native_time(ts, "$.params.params.ts", _BAD_TIME, scope)
+    event: Message | Notice
+    if row.subtype == "log":
+        event = _notice(row, scope.conversation_id, at)
+    else:
+        event = _message(row, scope.conversation_id, at, bool(mine) or row.is_from(_own(scope)))
     if isinstance(params, MessageUpdated):
         event.metadata = {**event.metadata, "updates": event.id}
         event.id = scope.event_id("updated", row.id, row.ts, row.text)
     return (event,)
-
-
-def _row_event(row: Row | Frame, scope: Scope, at: str, is_author: bool) -> Message | Notice:
-    """A row of the body as its event: the own address is read from the conversation's context
-    only for a chat row no author flag makes the user's."""
-    if row.subtype == "log":
-        return _notice(row, scope.conversation_id, at)
-    mine = is_author or bool(row.is_author) or row.is_from(_own(scope))
-    return _message(row, scope.conversation_id, at, mine)
 
 
 def _own(scope: Scope) -> str | None:
@@ -175,7 +175,11 @@ def _message(row: Row | Frame, conversation_id: str, at: str, mine: bool) -> Mes
         dialect=DIALECT,
         at=at,
         metadata=_metadata(row) if row.details or row.hidden else row.metadata or {},
-        sender=Party(role="user" if mine else "agent", id=row.sender, name=row.user_name),
+        sender=Party(
+            role="user" if mine else "agent",
+            id=row.user_id or row.from_fabric_address_id or row.from_address_id,
+            name=row.user_name,
+        ),
         content=Text(row.text or ""),
     )
 

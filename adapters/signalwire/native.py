@@ -43,10 +43,12 @@ AUTHORIZATION_STATE = "signalwire.authorization.state"
 
 
 # The inbound Structs are `gc=False`: made from JSON, they hold no reference cycles, so the
-# cyclic collector need not track the many a busy socket decodes.
+# cyclic collector need not track the many a busy socket decodes. Fields are declared in the
+# order the platform sends them (msgspec looks a key up from the field after the last found).
 class _RowFields(msgspec.Struct, kw_only=True, gc=False):
-    """A conversation message row's fields but its `id` (`Row`, and a bare row as a `Frame`)."""
+    """A conversation message row's fields (`Row`, and a bare row as a `Frame`)."""
 
+    id: str | int | None = None  # a `Row`'s is a string; see `Frame`
     conversation_id: str | None = None  # older API
     user_id: str | None = None  # older API
     ts: float | str | None = None  # float epoch seconds (other forms tolerated)
@@ -128,7 +130,6 @@ class Frame(_RowFields, kw_only=True, gc=False):
     is answered with an empty result) or a bare message row (its fields are this Struct's; a
     row's `id` must be a string, which the builder checks: a JSON-RPC `id` may be a number)."""
 
-    id: str | int | None = None
     jsonrpc: str | None = None
     method: str | None = None
     params: EventParams | msgspec.UnsetType = msgspec.UNSET
