@@ -39,6 +39,7 @@ from gateway.web.keys import (
 )
 from gateway.web.limits import ClientLimits
 from gateway.web.responses import error_response, http_error_response, json_response
+from gateway.web.signatures import SigningKeys
 from gateway.web.ws import Connection
 
 log = get_logger(__name__)
@@ -132,7 +133,7 @@ def create_app(
     app[AUTH] = Authenticator(settings)  # ConfigError when the key material is missing
     app[CLIENT_LIMITS] = ClientLimits(settings.client_rate, settings.client_burst)
     app[WEBHOOK_KEYS] = {
-        adapter.name: [k.strip() for k in secrets.split(",") if k.strip()]
+        adapter.name: SigningKeys([k.strip() for k in secrets.split(",") if k.strip()])
         for adapter in registry
         if (secrets := settings.dialect(adapter.name).options.get("webhook_secrets"))
     }
