@@ -34,7 +34,6 @@ import asyncio
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
-
 Command = Sequence[Any]
 """A command's name and arguments, as `execute_command` takes them: ("EVALSHA", sha, 5, …)."""
 
