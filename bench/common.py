@@ -20,6 +20,9 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 VENV = BENCH / ".venv"
 HOST = "127.0.0.1"  # everything binds here and only here
+START_S = 60.0
+"""How long a server (Redis, the gateway, a peer) may take to listen: on a shared 2-core host
+under load, a gateway's start has taken more than 20 s."""
 
 
 def raise_fd_limit(want: int = 65536) -> int:
@@ -97,7 +100,7 @@ def redis_server(logdir: Path) -> Iterator[tuple[str, Proc]]:
         "--protected-mode", "yes", "--maxclients", "20000", "--dir", str(logdir),
     ]  # fmt: skip
     with Proc("redis", argv, logdir / "redis.log") as proc:
-        wait_port(port, proc=proc.popen)
+        wait_port(port, START_S, proc=proc.popen)
         yield f"redis://{HOST}:{port}/0", proc
 
 
@@ -131,7 +134,7 @@ def gateway(
     if tracemalloc is not None:
         settings["BENCH_TRACEMALLOC"] = str(tracemalloc)
     with Proc(name, argv, logdir / f"{name}.log", settings) as proc:
-        wait_port(port, proc=proc.popen)
+        wait_port(port, START_S, proc=proc.popen)
         yield f"http://{HOST}:{port}", proc
 
 
@@ -141,7 +144,7 @@ def peer(kind: str, redis_url: str, logdir: Path) -> Iterator[tuple[str, Proc]]:
     port = free_port()
     argv = [python(), "-m", f"bench.servers.{kind}", "--port", str(port), "--redis", redis_url]
     with Proc(kind, argv, logdir / f"{kind}.log") as proc:
-        wait_port(port, proc=proc.popen)
+        wait_port(port, START_S, proc=proc.popen)
         yield f"http://{HOST}:{port}", proc
 
 

@@ -543,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rate", type=float, default=1000, help="paced requests/s")
     p.add_argument("--warmup", type=float, default=0.5)
+    p.add_argument("--slices", type=int, default=5, help="paced slices a target, in turns")
+    p.add_argument("--paced-seconds", type=float, default=6.0, help="paced time a target")
 
     p = sub.add_parser("mixed", parents=[common])
     p.add_argument("--target", action="append", required=True)

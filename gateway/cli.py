@@ -76,7 +76,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from gateway import heap
     from gateway.logging import configure
-    from gateway.web.app import create_app
+    from gateway.web.app import create_app, freeze_started
 
     dialects = [d.strip() for d in args.dialects.split(",")] if args.dialects else None
     try:
@@ -102,6 +102,7 @@ def serve(args: argparse.Namespace) -> int:
         settings.check_dialects([adapter.name for adapter in registry])
         tracing.configure()
         app = create_app(settings, registry)
+        app.on_startup.append(freeze_started)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -34,8 +34,6 @@ import asyncio
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
-from redis.exceptions import ResponseError
-
 Command = Sequence[Any]
 """A command's name and arguments, as `execute_command` takes them: ("EVALSHA", sha, 5, …)."""
 
@@ -83,9 +81,10 @@ class GroupCommit:
     ) -> list[Any]:
         """The replies to `commands`, in order, then (`confirm`: the keys they write) those to
         what the `confirm` function queued at the end of their batch. Raises the first error
-        among these replies (`ResponseError`, as `pipeline.execute()` does; the other callers'
-        are theirs), or the batch's `RedisError` when the link failed: then any command of it
-        may or may not have run."""
+        among these replies (a `ResponseError`, as `pipeline.execute()` does, or any error a
+        Cluster's pipeline put in a reply's place; the other callers' are theirs), or the
+        batch's `RedisError` when the link failed: then any command of it may or may not have
+        run."""
         replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         caller = _Caller(commands, confirm, replies)
         if self._sending:
@@ -152,7 +151,9 @@ class GroupCommit:
             start = end
             if caller.replies.done():
                 continue
-            error = next((r for r in own if isinstance(r, ResponseError)), None)
+            # a script's `ResponseError`, or what a Cluster's pipeline puts in a reply's place
+            # when it could not route it (`ClusterError` mid-migration): the caller's error
+            error = next((r for r in own if isinstance(r, Exception)), None)
             if error is not None:
                 caller.replies.set_exception(error)
             else:

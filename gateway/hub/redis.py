@@ -30,7 +30,7 @@ so no subscriber stays deaf or misses what was published while the link was down
 
 from __future__ import annotations
 
-import secrets
+import random
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast, get_args
 
@@ -335,7 +335,7 @@ class RedisHub(Hub):
             self._fanout.channel(conversation),
             self.maxlen,
             self.ended_ttl,
-            secrets.token_hex(4),
+            f"{random.getrandbits(32):08x}",  # unique, not secret: no system call
             self.idle_ttl,
             self._fanout.publish_command(),
             self._fanout.firehose(conversation),

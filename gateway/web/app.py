@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,7 @@ from gateway.web.keys import (
 )
 from gateway.web.limits import ClientLimits
 from gateway.web.responses import error_response, http_error_response, json_response
+from gateway.web.signatures import SigningKeys
 from gateway.web.ws import Connection
 
 log = get_logger(__name__)
@@ -132,7 +134,7 @@ def create_app(
     app[AUTH] = Authenticator(settings)  # ConfigError when the key material is missing
     app[CLIENT_LIMITS] = ClientLimits(settings.client_rate, settings.client_burst)
     app[WEBHOOK_KEYS] = {
-        adapter.name: [k.strip() for k in secrets.split(",") if k.strip()]
+        adapter.name: SigningKeys([k.strip() for k in secrets.split(",") if k.strip()])
         for adapter in registry
         if (secrets := settings.dialect(adapter.name).options.get("webhook_secrets"))
     }
@@ -178,6 +180,17 @@ def create_app(
 
         setup_demo(app)
     return app
+
+
+async def freeze_started(app: web.Application) -> None:
+    """An `on_startup` hook for a serving process, after every resource started: what the
+    start made (modules, the dialects' tables, routes, the hub's clients) lives as long as
+    the process, so it is moved out of the cyclic collector's reach (`gc.freeze`). A full
+    collection then walks only what requests made since, not the whole heap: its pause, which
+    every request in flight waits out, is that much shorter. Not for a process that makes and
+    drops apps (tests): what it froze is never collected."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _jwks_ctx(app: web.Application) -> AsyncIterator[None]:

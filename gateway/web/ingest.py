@@ -30,7 +30,7 @@ from gateway.web.keys import (
     WEBHOOK_KEYS,
 )
 from gateway.web.responses import json_response
-from gateway.web.signatures import check_fresh, verify
+from gateway.web.signatures import check_fresh
 
 log = get_logger(__name__)
 
@@ -111,9 +111,9 @@ async def _read_from_sender(request: web.Request, dialect: str) -> bytes:
     keys = request.app[WEBHOOK_KEYS].get(dialect)
     if keys:
         window_s = request.app[SETTINGS].webhook_window_s
-        check_fresh(request.headers, window_s)
+        timestamp, offered = check_fresh(request.headers, window_s)
         body = await read_body(request)
-        verify(request.headers, body, keys, window_s)
+        keys.check(timestamp, offered, body)
         return body
     auth = request.app[AUTH]
     if auth.enabled:  # off: anyone may post

@@ -12,6 +12,7 @@ from gateway.hub import Hub
 from gateway.vendor_http import VendorPools
 from gateway.web.auth import Authenticator, Grant
 from gateway.web.limits import ClientLimits
+from gateway.web.signatures import SigningKeys
 
 if TYPE_CHECKING:
     from gateway.sessions import Sessions
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", Settings)
 AUTH = web.AppKey("auth", Authenticator)
 CLIENT_LIMITS = web.AppKey("client_limits", ClientLimits)
-WEBHOOK_KEYS = web.AppKey("webhook_keys", dict[str, list[str]])
-"""Per dialect, the active webhook signing keys (`GATEWAY_<DIALECT>_WEBHOOK_SECRETS`)."""
+WEBHOOK_KEYS = web.AppKey("webhook_keys", dict[str, SigningKeys])
+"""Per dialect with webhook secrets, its active keys (`GATEWAY_<DIALECT>_WEBHOOK_SECRETS`)."""
 DECODE_OPTIONS = web.AppKey("decode_options", dict[str, dict[str, str]])
 """Per dialect, the settings its decoding reads (`Adapter.decode_options`), as configured."""
 GRANT = web.RequestKey("grant", Grant)

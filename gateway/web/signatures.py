@@ -9,6 +9,9 @@ A platform (or the relay in front of it) signs each POST to `/v1/dialects/{diale
 `…_WEBHOOK_SECRETS_FILE`); a signature made with any of them passes. A timestamp outside the
 replay window (`webhook_window_s`, default 300 s) is refused, so a captured request cannot be
 replayed later.
+
+A request's headers are read once (`check_fresh`, before its body is read) and its body is
+checked against a dialect's `SigningKeys`, each secret keyed into its HMAC state once.
 """
 
 from __future__ import annotations
@@ -56,6 +59,29 @@ def check_fresh(
     return timestamp, [part.strip() for part in given.split(",") if part.strip()]
 
 
+class SigningKeys:
+    """One dialect's active secrets, each keyed into its HMAC-SHA256 state once (at start):
+    a request's check copies that state instead of keying it again."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self._keyed = [hmac.new(secret.encode(), digestmod=hashlib.sha256) for secret in secrets]
+
+    def __len__(self) -> int:
+        return len(self._keyed)
+
+    def check(self, timestamp: int, offered: Sequence[str], body: bytes) -> None:
+        """Raise `Unauthorized` (`SIGNATURE_INVALID`) unless one of the `offered` signatures
+        (as `check_fresh` read them) is `body`'s at `timestamp` by one of these secrets."""
+        message = b"%d." % timestamp + body
+        for keyed in self._keyed:
+            mac = keyed.copy()
+            mac.update(message)
+            expected = "v1=" + mac.hexdigest()
+            if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+                return
+        raise Unauthorized("signature does not match", code="SIGNATURE_INVALID")
+
+
 def verify(
     headers: Mapping[str, str],
     body: bytes,
@@ -66,8 +92,4 @@ def verify(
     """Raise `Unauthorized` (`SIGNATURE_MISSING`, `SIGNATURE_EXPIRED`, `SIGNATURE_INVALID`)
     unless `body` carries a fresh signature by one of `secrets`."""
     timestamp, offered = check_fresh(headers, window_s, now)
-    for secret in secrets:
-        expected = sign(secret, timestamp, body)
-        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
-            return
-    raise Unauthorized("signature does not match", code="SIGNATURE_INVALID")
+    SigningKeys(secrets).check(timestamp, offered, body)
