@@ -71,12 +71,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve(args)
 
 
+async def _collector_policy(app: object) -> None:
+    """An `on_startup` hook of a serving process: `gateway.heap.install()` (not for tests,
+    which make and drop apps: what is frozen is never walked again)."""
+    from gateway import heap
+
+    heap.install()
+
+
 def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from gateway import heap
     from gateway.logging import configure
-    from gateway.web.app import create_app, freeze_started
+    from gateway.web.app import create_app
 
     dialects = [d.strip() for d in args.dialects.split(",")] if args.dialects else None
     try:
@@ -102,11 +109,11 @@ def serve(args: argparse.Namespace) -> int:
         settings.check_dialects([adapter.name for adapter in registry])
         tracing.configure()
         app = create_app(settings, registry)
-        app.on_startup.append(freeze_started)
+        # The collector's policy once every resource started: that heap is frozen first.
+        app.on_startup.append(_collector_policy)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    heap.install()  # the start-up heap is frozen: see gateway/heap.py
     try:
         web.run_app(
             app,

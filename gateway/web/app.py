@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -180,17 +179,6 @@ def create_app(
 
         setup_demo(app)
     return app
-
-
-async def freeze_started(app: web.Application) -> None:
-    """An `on_startup` hook for a serving process, after every resource started: what the
-    start made (modules, the dialects' tables, routes, the hub's clients) lives as long as
-    the process, so it is moved out of the cyclic collector's reach (`gc.freeze`). A full
-    collection then walks only what requests made since, not the whole heap: its pause, which
-    every request in flight waits out, is that much shorter. Not for a process that makes and
-    drops apps (tests): what it froze is never collected."""
-    gc.collect()
-    gc.freeze()
 
 
 async def _jwks_ctx(app: web.Application) -> AsyncIterator[None]:
