@@ -83,17 +83,19 @@ def native_time(
     path: str,
     refusal: str = "not a timestamp: {value!r}",
     scope: Scope | None = None,
+    key: str = "",
 ) -> str:
     """A frame's native time `value` as the canonical one (`codec.to_at`), or `Refused` at
-    `path` for one that is no time. None is the body's arrival (`scope.received_at`) given a
-    `scope`, else now. The dialects word the refusal differently (tests pin each): `refusal`
-    formats `value` and `error` (to_at's reason)."""
+    `path` + `key` for one that is no time (`key`, the value's under `path`, is joined only
+    then). None is the body's arrival (`scope.received_at`) given a `scope`, else now. The
+    dialects word the refusal differently (tests pin each): `refusal` formats `value` and
+    `error` (to_at's reason)."""
     if value is None and scope is not None:
         return scope.received_at
     try:
         return to_at(value)
     except (ValueError, OverflowError, OSError) as exc:
-        raise Refused(refusal.format(value=value, error=exc), path) from None
+        raise Refused(refusal.format(value=value, error=exc), path + key) from None
 
 
 class Skip(Exception):
@@ -154,14 +156,13 @@ class Spec(Generic[F]):
     (an event named deeper inside); one not `known` is skipped and counted."""
     silent_types: frozenset[type[Any]] = field(default=frozenset(), init=False)
     """The union's members whose names are `silent` (derived)."""
-    tagged: bool = field(default=True, init=False)
-    """Whether every frame type is tagged (derived): then an object that decodes as a frame
-    holds the name key, and so is no envelope."""
     decoder: msgspec.json.Decoder[F] = field(init=False)
     peek: msgspec.json.Decoder[Any] = field(init=False)
     envelope_keys: tuple[bytes, ...] = field(init=False)
     prefix: str = field(init=False)
     """`<dialect>:`, what a native conversation id is prefixed with (derived)."""
+    framed: bytes = field(init=False)
+    """`{"<tag>"`: how a body opening with the name key starts (derived)."""
 
     def __post_init__(self) -> None:
         if not self.known:
@@ -169,7 +170,6 @@ class Spec(Generic[F]):
         members = typing.get_args(self.frame) or (self.frame,)
         silent_types = {m for m in members if _tag_of(m) in self.silent}
         object.__setattr__(self, "silent_types", frozenset(silent_types))
-        object.__setattr__(self, "tagged", all(_tag_of(m) is not None for m in members))
         if self.build is not None:
             object.__setattr__(self, "builders", dict.fromkeys(members, self.build))
         missing = [m.__name__ for m in members if m not in self.builders and m not in silent_types]
@@ -182,6 +182,7 @@ class Spec(Generic[F]):
         quoted = tuple(msgspec.json.encode(envelope.key) for envelope in self.envelopes)
         object.__setattr__(self, "envelope_keys", quoted)
         object.__setattr__(self, "prefix", f"{self.dialect}:")
+        object.__setattr__(self, "framed", b"{" + msgspec.json.encode(self.tag))
 
 
 def _tag_of(member: Any) -> str | None:
@@ -313,84 +314,68 @@ def parse(
         options or _NOTHING,
         isolate and conversation is not None,
     )
-    raws: list[msgspec.Raw] | None
+    raws: Sequence[bytes | msgspec.Raw] | None = None
     try:
         if not body.isascii():  # every string checked once, even those of frames skipped unread
             body.decode()
-        start = body[:1]
-        if start.isspace():
-            start = body.lstrip()[:1]
-        if start == b"[":
-            raws = _raws.decode(body)
-        else:
-            # One object: a frame, the common case, decoded as one at once. An object that no
-            # tagged frame type decodes may be one of the dialect's envelopes; without tags
-            # (any object may decode as a frame) the envelope keys are read first.
-            raws = None if spec.tagged else _envelope(spec, body, parsed)
-            if raws is None:
+        # One object opening with the name key (the common single frame) holds it, so is no
+        # envelope: it is decoded as a frame at once. An array is a batch. Any other object has
+        # its envelope keys read first (a GMS reply opens with `statusCode`): an envelope is
+        # spared a failed frame decode and its exception, and either order tells them apart.
+        if not body.startswith(spec.framed):
+            start = body[:1]
+            if start.isspace():
+                start = body.lstrip()[:1]
+            raws = _raws.decode(body) if start == b"[" else _envelope(spec, body, parsed)
+        # Each frame in turn (a body that is one frame: itself): decoded, then skipped or kept
+        # with its conversation. A single body's bad JSON is met here: inside the `try`.
+        typed, silent, conversation_of = spec.decoder, spec.silent_types, spec.conversation
+        for index, raw in enumerate((body,) if raws is None else raws):
+            try:
+                frame = typed.decode(raw)
+            except msgspec.ValidationError as exc:
+                _failed(parsed, index, raw, exc)
+                continue
+            if type(frame) in silent:
+                continue
+            if conversation_of is None:
+                native = parsed.conversation or None
+            else:
+                parsed.index = index
                 try:
-                    frame = spec.decoder.decode(body)
-                except msgspec.ValidationError as exc:
-                    raws = _envelope(spec, body, parsed) if spec.tagged else None
-                    if raws is None:
-                        _failed(parsed, 0, msgspec.Raw(body), exc)
-                        return parsed
-                else:
-                    _decoded(parsed, 0, frame)
-                    return parsed
+                    native = conversation_of(frame, parsed)
+                except Skip:
+                    parsed.ignored += 1
+                    continue
+                except (msgspec.ValidationError, DecodeError, Refused) as exc:
+                    _reject(parsed, index, exc)
+                    continue
+            if native is None:
+                raise RequestError(
+                    f"{spec.dialect} frame {index} names no conversation: "
+                    "the `conversation` parameter is required",
+                    parameter="conversation",
+                )
+            parsed.frames.append((index, spec.prefix + native, frame))
     except (UnicodeDecodeError, RecursionError) as exc:
         raise unparsable(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"body is not valid JSON: {exc}") from None
-    typed = spec.decoder
-    for index, raw in enumerate(raws):
-        try:
-            frame = typed.decode(raw)
-        except msgspec.ValidationError as exc:
-            _failed(parsed, index, raw, exc)
-        except RecursionError as exc:
-            raise unparsable(exc) from None
-        else:
-            _decoded(parsed, index, frame)
     return parsed
 
 
-def _failed(parsed: Parsed[Any], index: int, raw: msgspec.Raw, exc: Exception) -> None:
+def _failed(parsed: Parsed[Any], index: int, raw: bytes | msgspec.Raw, exc: Exception) -> None:
     """Frame `index` did not decode as the dialect's frame: skipped when its name is one the
     dialect does not know (counted) or maps to nothing; else it is a broken known frame."""
     spec = parsed.spec
-    name = _name(spec.tag, raw) if spec.name is None else spec.name(raw)
+    if spec.name is not None:
+        name = spec.name(raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw))
+    else:
+        name = _name(spec.tag, raw)
     if isinstance(name, str) and (name not in spec.known or name in spec.silent):
         parsed.ignored += name not in spec.known
         return
     _reject(parsed, index, exc)
-
-
-def _decoded(parsed: Parsed[F], index: int, frame: F) -> None:
-    """Frame `index`, decoded: kept with its conversation, unless the dialect skips it."""
-    spec = parsed.spec
-    if type(frame) in spec.silent_types:
-        return
-    parsed.index = index
-    try:
-        native = (
-            parsed.conversation or None
-            if spec.conversation is None
-            else spec.conversation(frame, parsed)
-        )
-    except Skip:
-        parsed.ignored += 1
-        return
-    except (msgspec.ValidationError, DecodeError, Refused) as exc:
-        _reject(parsed, index, exc)
-        return
-    if native is None:
-        raise RequestError(
-            f"{spec.dialect} frame {index} names no conversation: "
-            "the `conversation` parameter is required",
-            parameter="conversation",
-        )
-    parsed.frames.append((index, spec.prefix + native, frame))
 
 
 def _reject(parsed: Parsed[Any], index: int, exc: Exception, conv: str = "") -> None:
@@ -472,7 +457,7 @@ def _envelope(spec: Spec[Any], body: bytes, scope: Scope) -> list[msgspec.Raw] |
     return None
 
 
-def _name(tag: str, raw: msgspec.Raw) -> Any:
+def _name(tag: str, raw: bytes | msgspec.Raw) -> Any:
     """The value at `tag` of a raw frame (None when absent, or when the frame is no object)."""
     try:
         return _names(tag).decode(raw).name

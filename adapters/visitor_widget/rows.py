@@ -149,7 +149,7 @@ def agent_of_row(row: n.MessageRow, path: str) -> tuple[str | None, dict[str, An
 
 def _event_data(row: n.MessageRow, path: str) -> n.EventRowData:
     data = {} if row.content.data is None else row.content.data
-    return _typed(data, n.EventRowData, f"{path}.content.data")
+    return _typed(data, n.EventRowData, path, ".content.data")
 
 
 def _contents(row: n.MessageRow, path: str) -> list[Content]:
@@ -160,7 +160,7 @@ def _contents(row: n.MessageRow, path: str) -> list[Content]:
     text = row.content.text
     attachments = row.attachments
     if not attachments and row.content.type == "upload" and row.content.data is not None:
-        attachments = [_typed(row.content.data, n.Attachment, f"{path}.content.data")]
+        attachments = [_typed(row.content.data, n.Attachment, path, ".content.data")]
     if not attachments:
         return [] if text is None else [Text(text)]
     contents: list[Content] = []
@@ -235,15 +235,15 @@ def row_at(scope: Scope, value: n.Timestamp, fallback: n.Timestamp, row_path: st
     """A row's time: its `createdAt`, else the frame's `at`, else the receive time."""
     if value is None or value == "":
         return stamp(scope, fallback)[0]
-    return native_time(value, f"{row_path}.createdAt")
+    return native_time(value, row_path, key=".createdAt")
 
 
-def _typed(value: Any, kind: type[T], path: str) -> T:
+def _typed(value: Any, kind: type[T], path: str, key: str) -> T:
     """A part of a frame that its type leaves open (`content.data`) as `kind`, refused at its
-    JSON path under `path` when it does not fit."""
+    JSON path under `path` + `key` (joined only then) when it does not fit."""
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
         message, sep, tail = str(exc).rpartition(" - at `")
         inner = tail.rstrip("`")[1:] if sep else ""
-        raise Refused(message if sep else str(exc), path + inner) from None
+        raise Refused(message if sep else str(exc), path + key + inner) from None

@@ -88,12 +88,12 @@ def conversation(frame: Frame, scope: Scope) -> str | None:
 
 def _transcript(frame: TranscriptFrame, scope: Scope) -> tuple[Event, ...]:
     """A transcript line: a message."""
-    return (transcript_event(frame.data, "$.data"),)
+    return (transcript_event(frame.data, "$.data", scope.conversation_id),)
 
 
 def _message(frame: MessageFrame, scope: Scope) -> tuple[Event, ...]:
     """An SDK message: a message (at the frame's time when the message has none)."""
-    return (message_event(frame.data, "$.data", frame.timestamp, scope),)
+    return (message_event(frame.data, "$.data", frame.timestamp, scope, scope.conversation_id),)
 
 
 def _start(frame: StartFrame, scope: Scope) -> tuple[Event, ...]:
@@ -258,11 +258,13 @@ def ended_event(session: str, reason: EndReason, by: Any = None) -> Ended:
     return _ended(f"{DIALECT}:{session}", to_at(None), reason, by)
 
 
-def transcript_event(line: TranscriptData, path: str = "$") -> Message:
+def transcript_event(line: TranscriptData, path: str = "$", conv: str | None = None) -> Message:
     """A chat-WebSocket transcript line as the canonical message. `path` is where it sits in
-    its frame. Its `tool_details` (when the agent called a tool) go to the event's metadata."""
-    conv = f"{DIALECT}:{line.communication_id}"
-    at = native_time(line.created_at, f"{path}.created_at", _BAD_TIME)
+    its frame; `conv` its conversation's id when the caller has made it (the pipeline has: the
+    line names its own session). Its `tool_details` (when the agent called a tool) go to the
+    event's metadata."""
+    conv = conv or f"{DIALECT}:{line.communication_id}"
+    at = native_time(line.created_at, path, _BAD_TIME, key=".created_at")
     metadata = {} if line.tool_details is None else {"tool_details": line.tool_details}
     return Message(
         id=f"{conv}/{line.id}",
@@ -276,18 +278,22 @@ def transcript_event(line: TranscriptData, path: str = "$") -> Message:
 
 
 def message_event(
-    message: NativeMessage, path: str = "$", frame_at: Any = None, scope: Scope | None = None
+    message: NativeMessage,
+    path: str = "$",
+    frame_at: Any = None,
+    scope: Scope | None = None,
+    conv: str | None = None,
 ) -> Message:
     """A native `Message` as the canonical message. `path` is where it sits in its frame;
     `frame_at` is the frame's own `timestamp`, used when the message carries none, and the
     body's arrival (`scope`'s) the time when neither does. The event's metadata is the
     message's own, plus `locale` and an action's `action_metadata` (the platform's: they win
-    over custom keys)."""
-    conv = f"{DIALECT}:{message.session_id}"
+    over custom keys). `conv` is its conversation's id when the caller has made it."""
+    conv = conv or f"{DIALECT}:{message.session_id}"
     if message.timestamp is None:
         at = native_time(frame_at, "$.timestamp", _BAD_TIME, scope)
     else:
-        at = native_time(message.timestamp, f"{path}.timestamp", _BAD_TIME)
+        at = native_time(message.timestamp, path, _BAD_TIME, key=".timestamp")
     metadata = dict(message.metadata or {})
     if message.locale is not None:
         metadata["locale"] = message.locale
