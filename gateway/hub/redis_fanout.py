@@ -52,6 +52,14 @@ HEARTBEAT_S = 1.0
 DEAF_AFTER_S = 3.0
 
 
+MAP_SETTLE_S = 5.0
+"""How long a link that lost a slot waits, at most, for the slot map to show where it went."""
+
+
+class _SlotMoved(StoreUnavailable):
+    """A node unsubscribed a shard channel unasked: it no longer serves the channel's slot."""
+
+
 class RedisFanOut:
     """Routes a conversation's published events to the local subscriptions."""
 
@@ -174,16 +182,19 @@ class RedisFanOut:
         task = asyncio.get_running_loop().create_task(self._links.pop(name).stop())
         task.add_done_callback(lambda t: None)
 
-    def slots_moved(self) -> None:
+    def slots_moved(self, certain: bool = False) -> None:
         """A link lost its node or a slot: re-read the slot map (once at a time), move the links
         to the primaries serving the slots now, and once they all listen, have every
-        subscription re-read its log from its cursor."""
+        subscription re-read its log from its cursor. `certain`: a node gave a slot up, so the
+        map must change; the node asked may not know of the failover yet (gossip lags), and a
+        link re-made on the stale map would listen where nothing is published."""
         if self._moving is None or self._moving.done():
-            self._moving = asyncio.get_running_loop().create_task(self._follow_slots())
+            self._moving = asyncio.get_running_loop().create_task(self._follow_slots(certain))
 
-    async def _follow_slots(self) -> None:
+    async def _follow_slots(self, certain: bool) -> None:
         assert isinstance(self._redis, RedisCluster)
         backoff = 0.05
+        settle_by = time.monotonic() + MAP_SETTLE_S
         while not self._closing:
             try:
                 await self._redis.nodes_manager.initialize()
@@ -194,6 +205,10 @@ class RedisFanOut:
                 continue
             if self._reconcile(self._redis):
                 log.warning("hub.slots_moved", primaries=sorted(self._links))
+            elif certain and time.monotonic() < settle_by:
+                await asyncio.sleep(backoff)  # the map is stale: ask again
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
             break
         await self._all_listening()
         self.recheck_all()
@@ -465,7 +480,7 @@ class _Link:
                         future.exception()  # retrieved: nobody may be waiting on it
                 self._pending.clear()
                 if self._sharded:  # its node may be gone, or serve other slots: ask again
-                    self.fanout.slots_moved()
+                    self.fanout.slots_moved(certain=isinstance(exc, _SlotMoved))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.fanout.max_backoff)
 
@@ -544,7 +559,7 @@ class _Link:
                     if not self._leaving[channel]:
                         del self._leaving[channel]
                 elif channel in self._active:  # not asked for: the node lost the slot
-                    raise StoreUnavailable(f"slot of {channel!r} moved off {self.name}")
+                    raise _SlotMoved(f"slot of {channel!r} moved off {self.name}")
 
 
 async def _send_each(pubsub: PubSub, command: str, channels: list[bytes]) -> None:
