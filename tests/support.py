@@ -205,3 +205,16 @@ async def stored(hub: Any, conversation: str) -> list[Any]:
     from gateway.model import event_decoder
 
     return [event_decoder.decode(payload) for _, payload in await hub.read(conversation)]
+
+
+async def scrape(gateway: GatewayClient) -> str:
+    """The gateway's `/metrics` text."""
+    async with gateway.client.get("/metrics") as response:
+        return await response.text()
+
+
+def metric(text: str, prefix: str) -> float:
+    """The sum of the samples in a `/metrics` text whose line starts with `prefix`."""
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )

@@ -27,7 +27,7 @@ from gateway.sessions.redis_store import RedisStore, lease_key
 from gateway.web.app import create_app
 from gateway.web.keys import SESSIONS
 from tests.redis_server import RedisServer
-from tests.support import GatewayClient, WsClient
+from tests.support import GatewayClient, WsClient, metric, scrape
 
 MANY = 150
 """More than the 100 connections the one shared client connector held."""
@@ -115,17 +115,6 @@ async def test_more_sessions_than_one_connector_held_all_start_and_get_replies(
 
 
 # -- the explicit limits (loopback platform) -----------------------------------------------
-
-
-async def scrape(gateway: GatewayClient) -> str:
-    async with gateway.client.get("/metrics") as response:
-        return await response.text()
-
-
-def metric(text: str, prefix: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
 
 
 def loopback(server: TestServer, **settings: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from adapters.loopback.emulator import Emulator
 from gateway.web.keys import SESSIONS
-from tests.support import GatewayClient, WsClient
+from tests.support import GatewayClient, WsClient, metric, scrape
 
 PARTICIPANT = {"from": "+15550100", "from_type": "phone", "name": "Grace"}
 
@@ -249,10 +249,8 @@ async def test_a_bad_frame_from_the_platform_is_reported_and_its_neighbours_publ
     connector's poll; it becomes an `error` event naming the frame and why."""
 
     async def rejected() -> float:
-        async with session_gateway.client.get("/metrics") as response:
-            text = await response.text()
-        metric = 'gateway_connector_frames_rejected_total{dialect="loopback"}'
-        return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(metric))
+        counter = 'gateway_connector_frames_rejected_total{dialect="loopback"}'
+        return metric(await scrape(session_gateway), counter)
 
     platform, _ = emulator
     counted = await rejected()
@@ -404,28 +402,19 @@ async def test_idle_sessions_are_released_and_resume_on_use(
 async def test_metrics_follow_sessions_and_vendor_requests(
     session_gateway: GatewayClient, hub_url: str
 ) -> None:
-    def value(text: str, prefix: str) -> float:
-        return sum(
-            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-        )
-
-    async def scrape() -> str:
-        async with session_gateway.client.get("/metrics") as response:
-            return await response.text()
-
-    before = await scrape()
+    before = await scrape(session_gateway)
     ws = await session_gateway.ws()
     conversation = await start(ws)
     await ws.send("send", ref="m", conversation=conversation, content={"kind": "text", "text": "x"})
     await ws.reply("ack", "m")
-    after = await scrape()
+    after = await scrape(session_gateway)
     owned = 'gateway_sessions_owned{dialect="loopback",state="up"}'
-    assert value(after, owned) == value(before, owned) + 1
+    assert metric(after, owned) == metric(before, owned) + 1
     posts = 'gateway_vendor_request_seconds_count{dialect="loopback",method="POST"}'
-    assert value(after, posts) >= value(before, posts) + 2  # the start and the send
+    assert metric(after, posts) >= metric(before, posts) + 2  # the start and the send
     assert 'gateway_ws_frames_total{op="send",outcome="ok"}' in after
     if hub_url.startswith("redis"):
-        assert value(after, "gateway_hub_round_trips_total") > value(
+        assert metric(after, "gateway_hub_round_trips_total") > metric(
             before, "gateway_hub_round_trips_total"
         )
     await ws.close()

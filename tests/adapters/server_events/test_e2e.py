@@ -17,7 +17,7 @@ from aiohttp import web
 
 from adapters.server_events import ServerEventsAdapter
 from tests.adapters.server_events.conftest import APP_ID, TENANT, Platform
-from tests.support import GatewayClient, WsClient
+from tests.support import GatewayClient, WsClient, metric, scrape
 
 
 @pytest.fixture
@@ -536,15 +536,6 @@ async def test_a_role_announced_on_one_path_holds_on_the_other(
 async def test_an_empty_long_poll_is_no_vendor_error_in_metrics_a_lost_chat_is(
     gateway: GatewayClient, platform: Platform
 ) -> None:
-    def value(text: str, prefix: str) -> float:
-        return sum(
-            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-        )
-
-    async def scrape() -> str:
-        async with gateway.client.get("/metrics") as response:
-            return await response.text()
-
     errors_4xx = 'gateway_vendor_request_errors_total{dialect="server_events",kind="4xx"}'
     gets = 'gateway_vendor_request_seconds_count{dialect="server_events",method="GET"}'
     ws = await gateway.ws()
@@ -554,12 +545,14 @@ async def test_an_empty_long_poll_is_no_vendor_error_in_metrics_a_lost_chat_is(
     def polls() -> int:
         return sum(1 for request in platform.emulator.requests if request == ("GET", events_path))
 
-    before, polled = await scrape(), polls()
+    before, polled = await scrape(gateway), polls()
     await platform.emulator.until(lambda: polls() >= polled + 3, within=10)  # 0.3-s holds, empty
-    after = await scrape()
-    assert value(after, gets) >= value(before, gets) + 2
-    assert value(after, errors_4xx) == value(before, errors_4xx)  # 400/5511: a normal answer
+    after = await scrape(gateway)
+    assert metric(after, gets) >= metric(before, gets) + 2
+    assert metric(after, errors_4xx) == metric(before, errors_4xx)  # 400/5511: a normal answer
     platform.emulator.chats.pop(native(conversation))  # forgotten: the next poll is 404/5005
     await wait_event(ws, conversation, lambda e: e["type"] == "ended")
-    assert value(await scrape(), errors_4xx) >= value(after, errors_4xx) + 1  # that one counts
+    assert (
+        metric(await scrape(gateway), errors_4xx) >= metric(after, errors_4xx) + 1
+    )  # that one counts
     await ws.close()
