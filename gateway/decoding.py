@@ -145,7 +145,8 @@ class Spec(Generic[F]):
     tag: str
     """The key whose string value names a frame's event."""
     builders: Mapping[type[Any], Builder] = field(default_factory=dict)
-    """The builder of each frame type of `frame` (its `silent` ones need none)."""
+    """The builder of each frame type of `frame` (its `silent` ones need none, and are left
+    out of it once the spec is made)."""
     build: Builder | None = None
     """Or one builder for every frame type (a dialect whose frames share one)."""
     conversation: Callable[[F, Scope], str | Literal[Skip.SKIP] | None] | None = None
@@ -180,11 +181,13 @@ class Spec(Generic[F]):
         members = typing.get_args(self.frame) or (self.frame,)
         silent_types = {m for m in members if _tag_of(m) in self.silent}
         object.__setattr__(self, "silent_types", frozenset(silent_types))
-        if self.build is not None:
-            object.__setattr__(self, "builders", dict.fromkeys(members, self.build))
-        missing = [m.__name__ for m in members if m not in self.builders and m not in silent_types]
+        given = dict.fromkeys(members, self.build) if self.build is not None else self.builders
+        missing = [m.__name__ for m in members if m not in given and m not in silent_types]
         if missing:
             raise TypeError(f"{self.dialect}: no builder for {', '.join(missing)}")
+        # A silent type has none: the pipeline skips a frame whose type has no builder.
+        builders = {m: b for m, b in given.items() if m not in silent_types}
+        object.__setattr__(self, "builders", builders)
         # Built once per dialect: the frame decoder, and the reader of a body's envelope keys.
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.frame))
         keys = (self.tag, *(envelope.key for envelope in self.envelopes))
@@ -346,7 +349,7 @@ def parse(
             raws = _raws.decode(body) if start == b"[" else _envelope(spec, body, parsed)
         # Each frame in turn (a body that is one frame: itself): decoded, then skipped, or kept
         # with its conversation, or built. A single body's bad JSON is met here: inside the `try`.
-        typed, silent, conversation_of = spec.decoder, spec.silent_types, spec.conversation
+        typed, conversation_of = spec.decoder, spec.conversation
         builders, events = spec.builders, parsed.events
         native: str | Literal[Skip.SKIP] | None
         for index, raw in enumerate((body,) if raws is None else raws):
@@ -355,7 +358,8 @@ def parse(
             except msgspec.ValidationError as exc:
                 _failed(parsed, index, raw, exc)
                 continue
-            if type(frame) in silent:
+            builder = builders.get(type(frame))
+            if builder is None:  # a `silent` name
                 continue
             if conversation_of is None:
                 native = parsed.conversation or None
@@ -380,7 +384,7 @@ def parse(
                 continue
             parsed.conversation_id = conv
             try:
-                events += builders[type(frame)](frame, parsed)
+                events += builder(frame, parsed)
             except (Refused, DecodeError, msgspec.ValidationError, ValueError) as exc:
                 _reject(parsed, index, exc, conv)
     except (UnicodeDecodeError, RecursionError) as exc:
