@@ -60,7 +60,6 @@ import functools
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Final, Generic, Literal, TypeVar
 
 import msgspec
@@ -212,9 +211,9 @@ def _tags(union: Any) -> frozenset[str]:
     return frozenset(tag for member in members if (tag := _tag_of(member)) is not None)
 
 
-_NOTHING: Mapping[str, Any] = MappingProxyType({})
+_NOTHING: Mapping[str, Any] = {}
 """The contexts and options of a body given none, and what a body taught when it taught
-nothing."""
+nothing: one empty mapping, only ever read (`learn` makes a new one)."""
 
 
 class Scope(msgspec.Struct, gc=False):
