@@ -229,7 +229,10 @@ class Scope(msgspec.Struct, gc=False):
     """What the caller tells the dialect's builders (a file URL template, say)."""
     isolate: bool
     """Whether a bad frame becomes an `error` event instead of failing the body."""
-    frames: list[tuple[int, str, Any]] = []
+    learned: Mapping[str, ConversationContext]
+    """What the body's frames taught each conversation's context (`learn`): `parse` starts it
+    empty."""
+    frames: Sequence[tuple[int, str, Any]] = ()
     """The body's typed frames waiting for `build`: `(index, canonical conversation id, frame)`
     (none when `parse` built them)."""
     events: list[Event] = []
@@ -240,8 +243,6 @@ class Scope(msgspec.Struct, gc=False):
     """Which of the dialect's `Envelope`s the body was."""
     conversation_id: str = ""
     """The canonical id of the frame's conversation (`<dialect>:<native id>`)."""
-    learned: Mapping[str, ConversationContext] = _NOTHING
-    """What the body's frames taught each conversation's context (`learn`)."""
     ignored: int = 0
     failures: Sequence[tuple[int, str, DecodeError]] = ()
     state: dict[str, Any] | None = None
@@ -331,8 +332,11 @@ def parse(
         contexts or _NOTHING,
         options or _NOTHING,
         isolate and conversation is not None,
+        _NOTHING,
     )
-    waits = spec.contextual and contexts is None
+    waiting: list[tuple[int, str, Any]] | None = None
+    if spec.contextual and contexts is None:
+        waiting = parsed.frames = []
     raws: Sequence[bytes | msgspec.Raw] | None = None
     try:
         if not body.isascii():  # every string checked once, even those of frames skipped unread
@@ -378,8 +382,8 @@ def parse(
                     parameter="conversation",
                 )
             conv = spec.prefix + native
-            if waits:
-                parsed.frames.append((index, conv, frame))
+            if waiting is not None:
+                waiting.append((index, conv, frame))
                 continue
             parsed.conversation_id = conv
             try:
