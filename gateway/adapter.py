@@ -240,7 +240,7 @@ class Adapter(abc.ABC):
         `DecodeError` (with `index` and `path`) for a known frame that breaks its schema, and
         `RequestError` for a missing `conversation`; a batch decodes all or nothing.
         """
-        return decoding.build(decoding.parse(self.spec, body, conversation))
+        return decoding.build(decoding.parse(self.spec, body, conversation, {}))
 
     def encode(self, command: Command, session: Mapping[str, Any]) -> NativeRequest:
         """The native request for `command` in the session whose `snapshot` is `session`."""

@@ -16,7 +16,7 @@ to its canonical events — and this module does the rest, the same way for all:
   skipped unread and counted (`Decoded.ignored`), never fatal: platforms add events. A dialect
   lists in `Spec.silent` the names it knows but maps to nothing (skipped too, not counted).
   A frame that names its event deeper inside, or that only its keys tell apart, is skipped and
-  counted the same when `Spec.conversation` raises `Skip` for it.
+  counted the same when `Spec.conversation` returns `SKIP` for it.
 - **Errors.** A body that is not JSON, not UTF-8 or nested too deeply is `MalformedJSON`. A known
   frame that breaks its schema is `DecodeError` with the frame's `index` in the body and the
   JSON `path` inside the frame (`$.data.text`), as msgspec names it; a builder refusing a frame
@@ -29,7 +29,10 @@ to its canonical events — and this module does the rest, the same way for all:
   `Scope.context()`; what a frame teaches it, the builder records with `Scope.learn()`. A later
   frame of the same body sees what an earlier one taught. `Decoded.learned` carries it out, for
   the hub to keep (`Hub.remember`). Two phases let a caller read the stored contexts between
-  them: `parse` (forms, names, typed frames, conversations) then `build` (events).
+  them: `parse` (forms, names, typed frames, conversations) then `build` (events). A frame
+  whose builder has all it reads (a dialect not `contextual`, or contexts given to `parse`)
+  is built as `parse` reads it, in the same loop; only a contextual dialect's frames parsed
+  without contexts wait for `build`.
 
 A builder is a plain function `build(frame, scope) -> Iterable[Event]`: pure, no I/O, no logging.
 
@@ -52,12 +55,12 @@ How a dialect sits on it (`adapters/loopback/decode.py` is the smallest example)
 
 from __future__ import annotations
 
+import enum
 import functools
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -98,9 +101,15 @@ def native_time(
         raise Refused(refusal.format(value=value, error=exc), path + key) from None
 
 
-class Skip(Exception):
-    """Raised by `Spec.conversation` for a frame that, read, is one the dialect does not map (its
-    event named inside it, say): skipped and counted as ignored, like an unknown name."""
+class Skip(enum.Enum):
+    """What `Spec.conversation` returns (`SKIP`) for a frame that, read, is one the dialect does
+    not map (its event named inside it, say): skipped and counted as ignored, like an unknown
+    name."""
+
+    SKIP = "skip"
+
+
+SKIP: Final = Skip.SKIP
 
 
 @dataclass(frozen=True)
@@ -135,14 +144,15 @@ class Spec(Generic[F]):
     tag: str
     """The key whose string value names a frame's event."""
     builders: Mapping[type[Any], Builder] = field(default_factory=dict)
-    """The builder of each frame type of `frame` (its `silent` ones need none)."""
+    """The builder of each frame type of `frame` (its `silent` ones need none, and are left
+    out of it once the spec is made)."""
     build: Builder | None = None
     """Or one builder for every frame type (a dialect whose frames share one)."""
-    conversation: Callable[[F, Scope], str | None] | None = None
+    conversation: Callable[[F, Scope], str | Literal[Skip.SKIP] | None] | None = None
     """A frame's NATIVE conversation id (it may read `scope.envelope`, `scope.conversation`);
     None when neither the frame nor the body says (a `RequestError` naming the `conversation`
-    parameter then). It may raise `Skip` for a frame the dialect does not map. Left out: every
-    frame is in the caller's conversation (a dialect whose frames name none)."""
+    parameter then), `SKIP` for a frame the dialect does not map. Left out: every frame is in
+    the caller's conversation (a dialect whose frames name none)."""
     envelopes: tuple[Envelope, ...] = ()
     contextual: bool = False
     """Whether the builders read the conversation's context (`Scope.context`): the stored
@@ -170,11 +180,13 @@ class Spec(Generic[F]):
         members = typing.get_args(self.frame) or (self.frame,)
         silent_types = {m for m in members if _tag_of(m) in self.silent}
         object.__setattr__(self, "silent_types", frozenset(silent_types))
-        if self.build is not None:
-            object.__setattr__(self, "builders", dict.fromkeys(members, self.build))
-        missing = [m.__name__ for m in members if m not in self.builders and m not in silent_types]
+        given = dict.fromkeys(members, self.build) if self.build is not None else self.builders
+        missing = [m.__name__ for m in members if m not in given and m not in silent_types]
         if missing:
             raise TypeError(f"{self.dialect}: no builder for {', '.join(missing)}")
+        # A silent type has none: the pipeline skips a frame whose type has no builder.
+        builders = {m: b for m, b in given.items() if m not in silent_types}
+        object.__setattr__(self, "builders", builders)
         # Built once per dialect: the frame decoder, and the reader of a body's envelope keys.
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.frame))
         keys = (self.tag, *(envelope.key for envelope in self.envelopes))
@@ -199,9 +211,9 @@ def _tags(union: Any) -> frozenset[str]:
     return frozenset(tag for member in members if (tag := _tag_of(member)) is not None)
 
 
-_NOTHING: Mapping[str, Any] = MappingProxyType({})
+_NOTHING: Mapping[str, Any] = {}
 """The contexts and options of a body given none, and what a body taught when it taught
-nothing."""
+nothing: one empty mapping, only ever read (`learn` makes a new one)."""
 
 
 class Scope(msgspec.Struct, gc=False):
@@ -217,18 +229,20 @@ class Scope(msgspec.Struct, gc=False):
     """What the caller tells the dialect's builders (a file URL template, say)."""
     isolate: bool
     """Whether a bad frame becomes an `error` event instead of failing the body."""
-    frames: list[tuple[int, str, Any]] = []
-    """The body's typed frames to build: `(index, canonical conversation id, frame)`."""
+    learned: Mapping[str, ConversationContext]
+    """What the body's frames taught each conversation's context (`learn`): `parse` starts it
+    empty."""
+    frames: Sequence[tuple[int, str, Any]] = ()
+    """The body's typed frames waiting for `build`: `(index, canonical conversation id, frame)`
+    (none when `parse` built them)."""
+    events: list[Event] = []
+    """The body's events so far, in native order."""
     envelope: Any = None
     """The decoded envelope, when the body was one."""
     envelope_form: Envelope | None = None
     """Which of the dialect's `Envelope`s the body was."""
-    index: int = 0
-    """The frame's position in the body."""
     conversation_id: str = ""
     """The canonical id of the frame's conversation (`<dialect>:<native id>`)."""
-    learned: Mapping[str, ConversationContext] = _NOTHING
-    """What the body's frames taught each conversation's context (`learn`)."""
     ignored: int = 0
     failures: Sequence[tuple[int, str, DecodeError]] = ()
     state: dict[str, Any] | None = None
@@ -277,7 +291,8 @@ class Parsed(Scope, Generic[F], gc=False):
 
     @property
     def conversations(self) -> set[str]:
-        """The canonical ids of the conversations the body's frames belong to."""
+        """The canonical ids of the conversations of the frames waiting for `build` (those of a
+        `contextual` dialect's body parsed without contexts)."""
         return {conv for _, conv, _ in self.frames}
 
 
@@ -302,6 +317,10 @@ def parse(
 ) -> Parsed[F]:
     """The first phase: the body's typed frames and their conversations.
 
+    Each frame's events are built as it is read when nothing is left to wait for: the spec is
+    not `contextual`, or the caller gave the `contexts`. Otherwise (ingest, before it has read
+    the stored contexts of `Parsed.conversations`) the frames wait for `build`.
+
     Raises `MalformedJSON` (not JSON, not UTF-8, too deep), `DecodeError` (a known frame breaking
     its schema, or an envelope that is no envelope) and `RequestError` (no conversation anywhere).
     With `isolate` and a `conversation` (a connector's session), a bad frame is kept as a
@@ -313,7 +332,11 @@ def parse(
         contexts or _NOTHING,
         options or _NOTHING,
         isolate and conversation is not None,
+        _NOTHING,
     )
+    waiting: list[tuple[int, str, Any]] | None = None
+    if spec.contextual and contexts is None:
+        waiting = parsed.frames = []
     raws: Sequence[bytes | msgspec.Raw] | None = None
     try:
         if not body.isascii():  # every string checked once, even those of frames skipped unread
@@ -327,28 +350,30 @@ def parse(
             if start.isspace():
                 start = body.lstrip()[:1]
             raws = _raws.decode(body) if start == b"[" else _envelope(spec, body, parsed)
-        # Each frame in turn (a body that is one frame: itself): decoded, then skipped or kept
-        # with its conversation. A single body's bad JSON is met here: inside the `try`.
-        typed, silent, conversation_of = spec.decoder, spec.silent_types, spec.conversation
+        # Each frame in turn (a body that is one frame: itself): decoded, then skipped, or kept
+        # with its conversation, or built. A single body's bad JSON is met here: inside the `try`.
+        typed, conversation_of = spec.decoder, spec.conversation
+        builders, events = spec.builders, parsed.events
+        native: str | Literal[Skip.SKIP] | None
         for index, raw in enumerate((body,) if raws is None else raws):
             try:
                 frame = typed.decode(raw)
             except msgspec.ValidationError as exc:
                 _failed(parsed, index, raw, exc)
                 continue
-            if type(frame) in silent:
+            builder = builders.get(type(frame))
+            if builder is None:  # a `silent` name
                 continue
             if conversation_of is None:
                 native = parsed.conversation or None
             else:
-                parsed.index = index
                 try:
                     native = conversation_of(frame, parsed)
-                except Skip:
-                    parsed.ignored += 1
-                    continue
                 except (msgspec.ValidationError, DecodeError, Refused) as exc:
                     _reject(parsed, index, exc)
+                    continue
+                if native is SKIP:
+                    parsed.ignored += 1
                     continue
             if native is None:
                 raise RequestError(
@@ -356,7 +381,15 @@ def parse(
                     "the `conversation` parameter is required",
                     parameter="conversation",
                 )
-            parsed.frames.append((index, spec.prefix + native, frame))
+            conv = spec.prefix + native
+            if waiting is not None:
+                waiting.append((index, conv, frame))
+                continue
+            parsed.conversation_id = conv
+            try:
+                events += builder(frame, parsed)
+            except (Refused, DecodeError, msgspec.ValidationError, ValueError) as exc:
+                _reject(parsed, index, exc, conv)
     except (UnicodeDecodeError, RecursionError) as exc:
         raise unparsable(exc) from None
     except msgspec.DecodeError as exc:
@@ -389,17 +422,17 @@ def _reject(parsed: Parsed[Any], index: int, exc: Exception, conv: str = "") -> 
 
 
 def build(parsed: Parsed[F], contexts: Mapping[str, ConversationContext] | None = None) -> Decoded:
-    """The second phase: the canonical events of `parsed`'s frames, built with `contexts` (the
-    stored context of each of `parsed.conversations`; those given to `parse` otherwise).
+    """The second phase: the canonical events of `parsed`'s frames, those `parse` built and
+    those that waited for `contexts` (the stored context of each of `parsed.conversations`;
+    those given to `parse` otherwise).
 
     Raises `DecodeError` for a frame the builder refuses, unless `parse` was isolating: then,
     and for the frames `parse` kept as failures, the batch carries an `error` event instead."""
     if contexts is not None:
         parsed.contexts = contexts
-    builders = parsed.spec.builders
-    events: list[Event] = []
+    builders, events = parsed.spec.builders, parsed.events
     for index, conv, frame in parsed.frames:
-        parsed.index, parsed.conversation_id = index, conv
+        parsed.conversation_id = conv
         try:
             events += builders[type(frame)](frame, parsed)
         except (Refused, DecodeError, msgspec.ValidationError, ValueError) as exc:

@@ -283,12 +283,22 @@ def party(entry: Entry) -> Party:
     if isinstance(kind, str):
         role = _SPELLED[kind]
     elif isinstance(kind, dict):
-        role = next((ROLES[k.lower()] for k, v in kind.items() if v and k.lower() in ROLES), None)
+        role = _flagged(kind)
     if role is None:
         key = "from" if entry.from_ is not None else "party"
         raise Refused("no party type", f"$.{key}.type")
     pid = who.participantId if who.participantId is not None else who.id
     return Party(role=role, id=None if pid is None else str(pid), name=who.nickname or who.name)
+
+
+def _flagged(kind: dict[str, bool]) -> Role | None:
+    """The role of the first true key of the widget's object of booleans that names one."""
+    for key, value in kind.items():
+        if value:
+            role = ROLES.get(key.lower())
+            if role is not None:
+                return role
+    return None
 
 
 def end_reason(reason: Reason) -> tuple[EndReason, EndedBy | None]:

@@ -32,7 +32,7 @@ The connector maps the rows of REST history pages (folded by `native.collect_cha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -45,7 +45,7 @@ from adapters.signalwire.native import (
     MessageUpdated,
     Row,
 )
-from gateway.decoding import Envelope, Refused, Scope, Skip, Spec, native_time
+from gateway.decoding import SKIP, Envelope, Refused, Scope, Skip, Spec, native_time
 from gateway.model import Ended, Event, Message, Notice, Party, Text
 
 EVENT_METHOD = "signalwire.event"
@@ -59,13 +59,13 @@ class PageEnvelope(msgspec.Struct):
     data: list[msgspec.Raw]
 
 
-def conversation(frame: Frame, scope: Scope) -> str:
+def conversation(frame: Frame, scope: Scope) -> str | Literal[Skip.SKIP]:
     """A frame's native conversation (`conversation_id`, else `group_id`, else the body's);
-    raises `Skip` for a frame we do not map, and `Refused` for one that names no conversation
+    `SKIP` for a frame we do not map; raises `Refused` for one that names no conversation
     or a bare row whose `id` is no string."""
     if frame.method is None and frame.jsonrpc is None:  # a bare row
         if frame.type != "message" or frame.subtype not in SUBTYPES:
-            raise Skip
+            return SKIP
         if type(frame.id) is not str:
             if frame.id is None:
                 raise Refused("Object missing required field `id`", "$")
@@ -73,13 +73,13 @@ def conversation(frame: Frame, scope: Scope) -> str:
         found, path = frame.conversation_id or frame.group_id, "$.conversation_id"
     else:
         if frame.method != EVENT_METHOD:
-            raise Skip  # a response, or another request
+            return SKIP  # a response, or another request
         params = frame.params
         if params is msgspec.UNSET:
             raise Refused("Object missing required field `params`", "$")
         body = params.params
         if type(body) is Row and (body.type != "message" or body.subtype not in SUBTYPES):
-            raise Skip
+            return SKIP
         found, path = body.conversation_id or body.group_id, "$.params.params.conversation_id"
     if found:
         return found
