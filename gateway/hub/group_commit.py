@@ -5,8 +5,9 @@ client library's whole per-command path, its own send and Redis's work for one m
 read. `GroupCommit` gathers what callers hand it while a batch is out, sends it as one
 non-transactional pipeline and gives each caller its own replies. One batch is in flight at a
 time: a caller that finds none out sends its own at once, from its own task (no timer, no
-loop turn, as a caller alone did before batching); callers that come while one is out go
-together in the next, sent as soon as its replies are in. This is the classic group commit
+loop turn, as a caller alone did before batching; one command alone goes as a command, not a
+pipeline); callers that come while one is out go together in the next, sent as soon as its
+replies are in. This is the classic group commit
 (a log's first writer flushes, those behind it gather for the next flush), and the "smart
 batching" of Centrifugo's Redis engine (centrifugal.dev, "Improving Centrifugo
 Redis Engine throughput…", 2022-12-20: one pipeline worker per Redis, draining the commands
@@ -51,6 +52,8 @@ class _Pipeline(Protocol):
 class _Client(Protocol):
     def pipeline(self, transaction: bool = ...) -> Any: ...
 
+    async def execute_command(self, *args: Any) -> Any: ...
+
 
 class _Caller:
     __slots__ = ("commands", "confirm", "replies")
@@ -85,20 +88,29 @@ class GroupCommit:
         Cluster's pipeline put in a reply's place; the other callers' are theirs), or the
         batch's `RedisError` when the link failed: then any command of it may or may not have
         run."""
-        replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        caller = _Caller(commands, confirm, replies)
-        if self._sending:
-            self._waiting.append(caller)  # goes in the next batch, once this one is answered
+        if self._sending:  # goes in the next batch, once this one is answered
+            replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            self._waiting.append(_Caller(commands, confirm, replies))
             return await replies
         self._sending = True  # no batch is out: this caller's goes now, and alone
         try:
-            await self._send([caller])
+            return await self._alone(commands, confirm)
         finally:
             self._sending = False
             if self._waiting:  # those who came meanwhile go together, as soon as possible
                 self._writer = asyncio.create_task(self._write())
                 self._sending = True
-        return replies.result()
+
+    async def _alone(self, commands: Sequence[Command], confirm: Collection[str]) -> list[Any]:
+        """A caller's batch when it is the only one: one command with nothing to confirm
+        goes as that command (a pipeline of one costs the client's pipeline on top of it, and
+        its reply or error is the same), anything else as a pipeline."""
+        if len(commands) == 1 and not (confirm and self.confirm is not None):
+            self.batches += 1
+            return [await self.client.execute_command(*commands[0])]
+        caller = _Caller(commands, confirm, asyncio.get_running_loop().create_future())
+        await self._send([caller])
+        return caller.replies.result()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Wait until what was handed over to the writer has been sent and answered (a caller

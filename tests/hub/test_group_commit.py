@@ -100,6 +100,24 @@ async def test_a_script_error_fails_only_its_caller(
     assert await hub.read(convs[1]) == []
 
 
+async def test_a_caller_alone_hears_its_own_error_and_reloads_lost_scripts(
+    hub: RedisHub, probe: aioredis.Redis, conversation: str
+) -> None:
+    """A caller alone sends its one command as a command: its error is still its own, and a
+    script the server lost is loaded again and called once more."""
+    broken, conv = f"t:{conversation}-broken", f"t:{conversation}"
+    await probe.hset(stream_keys(broken, hub.namespace)[0], "not", "a counter")
+    trips = hub.round_trips
+    with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
+        await hub.publish([message(broken, 1)])
+    await probe.script_flush()
+    [published], (_, scripts, _) = await _counted(probe, [hub.publish([message(conv, 1)])])
+    assert published == [Published(f"{conv}/1", 1)]
+    assert scripts == 2, "the call that heard NOSCRIPT, then the call again"
+    assert hub.round_trips - trips == 3, "the failed call, and the two of the reloaded one"
+    assert [seq for seq, _ in await hub.read(conv)] == [1]
+
+
 async def test_calls_keep_their_order_within_a_conversation(
     hub: RedisHub, probe: aioredis.Redis, conversation: str
 ) -> None:
