@@ -40,6 +40,9 @@ PER_SOCKET = 1000
 """Sessions started (and subscribed) through one frontend socket."""
 SETTLE_WINDOW_S = 2.0
 """The windows in which the gateway's CPU is compared while the burst settles."""
+IDLE_CORES = 0.02
+"""A gateway below this much CPU has settled, whatever the windows before it (a few sessions'
+noise falls by a fifth and more from one window to the next)."""
 
 
 class Frontend:
@@ -235,9 +238,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 async def _settle(args: argparse.Namespace) -> list[float]:
     """Wait `--settle` seconds after the last start's answer, then on in windows of
     `SETTLE_WINDOW_S` while the gateway's CPU still falls by a fifth or more from one window to
-    the next (up to `--settle-max` seconds in all): the burst's backlog is drained before the
-    idle window and the probes. Returns the gateway's cores in each window (the last one is
-    where it settled)."""
+    the next (up to `--settle-max` seconds in all; below `IDLE_CORES` it has settled): the
+    burst's backlog is drained before the idle window and the probes. Returns the gateway's
+    cores in each window (the last one is where it settled)."""
     await asyncio.sleep(max(0.0, args.settle - SETTLE_WINDOW_S))
     cores: list[float] = []
     waited = max(0.0, args.settle - SETTLE_WINDOW_S)
@@ -246,7 +249,7 @@ async def _settle(args: argparse.Namespace) -> list[float]:
         await asyncio.sleep(SETTLE_WINDOW_S)
         waited += SETTLE_WINDOW_S
         cores.append(round((cpu_seconds(args.gateway_pid) - before) / SETTLE_WINDOW_S, 3))
-        falling = len(cores) >= 2 and cores[-1] < 0.8 * cores[-2]
+        falling = len(cores) >= 2 and cores[-1] < 0.8 * cores[-2] and cores[-1] > IDLE_CORES
         if (len(cores) >= 2 and not falling) or waited >= args.settle_max:
             return cores
 
