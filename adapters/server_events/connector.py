@@ -444,23 +444,26 @@ class ServerEventsConnector(Connector):
         self._seen_set.add(event_id)
 
     async def _acknowledge(self, batch: Sequence[Event]) -> None:
-        """Tell the platform the agent's messages were delivered (best effort)."""
+        """Tell the platform the agent's messages were delivered (best effort): one request for
+        the batch's (`POST events` takes a list), not one each."""
         if not self._auto_delivered or self._ended:
             return
         prefix = f"{self.conversation_id}/"
-        for event in batch:
-            if isinstance(event, Message) and event.sender.role != "user":
-                ref = event.id.removeprefix(prefix)
-                receipt = n.ClientDelivered(ref_msg_id=ref)
-                try:
-                    await self._deliver(encode.events_request(self._chat_id, receipt))
-                except GatewayError as exc:
-                    log.debug("connector.delivered_failed", code=exc.code)
-                    continue
-                # history replays this receipt as the user's: not news to anyone
-                self._see(
-                    derived_id(self.conversation_id, receipt.__struct_config__.tag, ref, None)
-                )
+        receipts = [
+            n.ClientDelivered(ref_msg_id=event.id.removeprefix(prefix))
+            for event in batch
+            if isinstance(event, Message) and event.sender.role != "user"
+        ]
+        if not receipts:
+            return
+        try:
+            await self._deliver(encode.events_request(self._chat_id, *receipts))
+        except GatewayError as exc:
+            log.debug("connector.delivered_failed", code=exc.code)
+            return
+        for receipt in receipts:  # history replays these as the user's: not news to anyone
+            tag = receipt.__struct_config__.tag
+            self._see(derived_id(self.conversation_id, tag, receipt.ref_msg_id, None))
 
     # -- outbound ------------------------------------------------------------------------------
 

@@ -88,6 +88,27 @@ async def test_open_then_the_agent_joins_and_greets(
     )
 
 
+async def test_the_agent_messages_of_one_poll_are_acknowledged_in_one_request(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    chat_id = connector.snapshot()["chat_id"]
+    emulator = platform.emulator
+    path = f"/clientweb/api/v2/chats/{chat_id}/events"
+
+    def delivered() -> list[str]:
+        received = emulator.received(chat_id)
+        return [e["ref_msg_id"] for e in received if e["event"] == "chat_session_message_delivered"]
+
+    await emulator.until(lambda: len(delivered()) == 1)  # the greeting's
+    posts = sum(1 for request in emulator.requests if request == ("POST", path))
+    said = [emulator.agent_says(chat_id, text) for text in ("one", "two", "three")]  # one poll
+    await inbound.until(lambda events: "three" in texts(events))
+    await emulator.until(lambda: len(delivered()) == 4)
+    assert delivered()[1:] == said
+    assert sum(1 for request in emulator.requests if request == ("POST", path)) == posts + 1
+
+
 async def test_a_sent_message_is_echoed_under_the_same_id_and_answered(
     connect: Connect, collect: Any, platform: Any
 ) -> None:
