@@ -318,7 +318,7 @@ class ServerEventsConnector(Connector):
         self._poller = task
         try:
             status, body = await self._request("GET", self._path("events"), held=True)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GatewayError):  # a client that made its own error of it
             if self._cut and task is not None and task.uncancel() == 0:
                 raise _Closed from None
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -293,6 +294,22 @@ async def test_close_stops_a_held_poll(connect: Connect, collect: Any, platform:
     await inbound.finished()  # inbound() returns: no error, no cancellation
     assert not inbound.task.cancelled()
     assert inbound.task.exception() is None
+
+
+async def test_a_cancel_of_the_polling_task_is_not_taken_for_close(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    """The sessions layer cancels the task iterating `inbound()` and closes the connector: the
+    poll runs in that task, and the outer cancel still ends it cancelled, close() or not."""
+    connector, inbound = await started(connect, collect)
+    await platform.emulator.until(
+        lambda: platform.emulator.chats[connector.snapshot()["chat_id"]].polls == 1
+    )
+    inbound.task.cancel()
+    await connector.close()  # before the task ran again: its poll is cut twice
+    with pytest.raises(asyncio.CancelledError):
+        await inbound.task
+    assert inbound.task.cancelled()
 
 
 async def test_inbound_refuses_a_second_iteration(connect: Connect, collect: Any) -> None:
