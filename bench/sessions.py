@@ -6,8 +6,10 @@ own process, `bench.emulator`), from frontend WebSockets:
 1. start N conversations, at most `--inflight` starts outstanding (a frontend's own bound),
    a recoverable refusal retried with the same `ref` (`--attempts` tries in all): the time
    until every one is `started`, the retries and the final refusals by code;
-2. let them settle, then over an idle window: the gateway's RSS growth per session, its CPU
-   per 1,000 sessions, the lease renewals it made and the commands and CPU they cost Redis;
+2. let them settle (`--settle` seconds, then on while the gateway's CPU is still falling: the
+   burst's tail, greetings decoded and published, is not what the idle window or the probes
+   measure), then over an idle window: the gateway's RSS growth per session, its CPU per 1,000
+   sessions, the lease renewals it made and the commands and CPU they cost Redis;
 3. on `--probes` sessions spread over the whole set, a user's `send` each (`--probe-gap`
    apart): the time until the scripted agent's `echo: <text>` arrives (p50/p99), and the p99
    minus the script's own delay.
@@ -36,6 +38,11 @@ from bench.common import cpu_seconds, percentile, raise_fd_limit, rss_bytes
 
 PER_SOCKET = 1000
 """Sessions started (and subscribed) through one frontend socket."""
+SETTLE_WINDOW_S = 2.0
+"""The windows in which the gateway's CPU is compared while the burst settles."""
+IDLE_CORES = 0.02
+"""A gateway below this much CPU has settled, whatever the windows before it (a few sessions'
+noise falls by a fifth and more from one window to the next)."""
 
 
 class Frontend:
@@ -153,7 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if answer["op"] != "started":
                 refused[answer.get("code", "?")] = refused.get(answer.get("code", "?"), 0) + 1
 
-        await asyncio.sleep(args.settle)
+        settle_cores = await _settle(args)
         rss_after = rss_bytes(args.gateway_pid)
         cpu0, redis0, renew0 = (
             cpu_seconds(args.gateway_pid),
@@ -209,6 +216,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "refused": refused,
         "retried": retried,
         "start_all_s": round(start_all_s, 3),
+        "settle_s": round(args.settle + SETTLE_WINDOW_S * (len(settle_cores) - 1), 1),
+        "settle_cores": settle_cores,
         "rss_per_session_kib": round((rss_after - rss_before) / owned / 1024, 2),
         "rss_mib": round(rss_after / 2**20, 1),
         "idle_s": round(idle_s, 2),
@@ -224,6 +233,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "reply_excess_p99_s": round(p99 - args.scripted_delay, 3),
         "cpu_s": cpu,
     }
+
+
+async def _settle(args: argparse.Namespace) -> list[float]:
+    """Wait `--settle` seconds after the last start's answer, then on in windows of
+    `SETTLE_WINDOW_S` while the gateway's CPU still falls by a fifth or more from one window to
+    the next (up to `--settle-max` seconds in all; below `IDLE_CORES` it has settled): the
+    burst's backlog is drained before the idle window and the probes. Returns the gateway's
+    cores in each window (the last one is where it settled)."""
+    await asyncio.sleep(max(0.0, args.settle - SETTLE_WINDOW_S))
+    cores: list[float] = []
+    waited = max(0.0, args.settle - SETTLE_WINDOW_S)
+    while True:
+        before = cpu_seconds(args.gateway_pid)
+        await asyncio.sleep(SETTLE_WINDOW_S)
+        waited += SETTLE_WINDOW_S
+        cores.append(round((cpu_seconds(args.gateway_pid) - before) / SETTLE_WINDOW_S, 3))
+        falling = len(cores) >= 2 and cores[-1] < 0.8 * cores[-2] and cores[-1] > IDLE_CORES
+        if (len(cores) >= 2 and not falling) or waited >= args.settle_max:
+            return cores
 
 
 def _cpu(args: argparse.Namespace) -> dict[str, float]:
@@ -246,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--inflight", type=int, default=500)
     parser.add_argument("--attempts", type=int, default=3, help="tries of a refused start")
-    parser.add_argument("--settle", type=float, default=3.0)
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds to settle, at least")
+    parser.add_argument("--settle-max", type=float, default=60.0, help="seconds to settle, at most")
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--probes", type=int, default=100)
     parser.add_argument("--probe-gap", type=float, default=0.05)

@@ -139,9 +139,11 @@ class ServerEventsConnector(Connector):
         self._cache_buster = options.get("cache_buster", "nonce")
         self._upload_field = options.get("upload_field") or "file-upload-input"
         self._policy = LinkOptions.read(options, timeout_s=30.0, backoff_s=0.5, backoff_max_s=15.0)
+        self._timeout = aiohttp.ClientTimeout(total=self._policy.timeout_s)
         self._max_upload = _option(options, "max_upload", 10 * 1024 * 1024)
         self._auto_delivered = options.get("auto_delivered", "true").lower() in ("1", "true")
         self._client_id = options.get("client_id") or str(uuid.uuid4())
+        self._headers = self._fixed_headers()
         self._chat_id = ""
         self.conversation_id = ""
         self._last_msg_id: str | None = None
@@ -149,7 +151,8 @@ class ServerEventsConnector(Connector):
         self._ended = False
         self._closed = False
         self._polling = False
-        self._poll_task: asyncio.Task[bytes] | None = None
+        self._poller: asyncio.Task[Any] | None = None  # the task waiting in a held poll
+        self._cut = False  # close() cancelled that task
         self._seen: deque[str] = deque(maxlen=_SEEN)
         self._seen_set: set[str] = set()
         self._links = 0
@@ -203,6 +206,7 @@ class ServerEventsConnector(Connector):
             raise RequestError("a server_events snapshot needs `chat_id`", field="chat_id")
         self._bind(chat_id)
         self._client_id = str(state.get("client_id") or self._client_id)
+        self._headers = self._fixed_headers()
         self._last_msg_id = state.get("last_msg_id")
         self._sent_end = bool(state.get("sent_end"))
         self._ended = bool(state.get("ended"))
@@ -261,8 +265,9 @@ class ServerEventsConnector(Connector):
     async def close(self) -> None:
         """Stop polling (the held poll is cancelled); the chat stays open on the platform."""
         self._closed = True
-        if self._poll_task is not None:
-            self._poll_task.cancel()
+        if self._poller is not None and not self._cut:
+            self._cut = True
+            self._poller.cancel()
 
     # -- inbound -------------------------------------------------------------------------------
 
@@ -280,6 +285,8 @@ class ServerEventsConnector(Connector):
                 except GatewayError as exc:
                     async for batch in self._on_poll_error(exc):
                         yield batch
+                    continue
+                if body is None:  # held to the end, nothing happened: poll again
                     continue
                 try:
                     batch = self._fresh(await self._decode(body))
@@ -301,18 +308,25 @@ class ServerEventsConnector(Connector):
         finally:
             self._polling = False
 
-    async def _poll(self) -> bytes:
-        self._poll_task = asyncio.ensure_future(self._call("GET", self._path("events"), held=True))
+    async def _poll(self) -> bytes | None:
+        """One held poll: its events' body, or None for the platform's 5511 (no events: the
+        normal end of a poll held to the end, so no error is made of it). Raises `_Closed` when
+        `close()` cut it short. The poll runs in the iterating task itself (no task of its own
+        each poll): `close()` cancels that task while it waits here, and only a cancellation
+        of close()'s alone (`uncancel()` leaves none pending) becomes `_Closed`."""
+        task = asyncio.current_task()
+        self._poller = task
         try:
-            return await self._poll_task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if self._closed and (current is None or not current.cancelling()):
+            status, body = await self._request("GET", self._path("events"), held=True)
+        except (asyncio.CancelledError, GatewayError):  # a client that made its own error of it
+            if self._cut and task is not None and task.uncancel() == 0:
                 raise _Closed from None
-            self._poll_task.cancel()
             raise
         finally:
-            self._poll_task = None
+            self._poller = None
+        if status == 400 and _no_events(body):
+            return None
+        return _checked(status, body)
 
     async def _on_poll_error(self, exc: GatewayError) -> AsyncIterator[Sequence[Event]]:
         code = vendor_code(exc)
@@ -430,23 +444,26 @@ class ServerEventsConnector(Connector):
         self._seen_set.add(event_id)
 
     async def _acknowledge(self, batch: Sequence[Event]) -> None:
-        """Tell the platform the agent's messages were delivered (best effort)."""
+        """Tell the platform the agent's messages were delivered (best effort): one request for
+        the batch's (`POST events` takes a list), not one each."""
         if not self._auto_delivered or self._ended:
             return
         prefix = f"{self.conversation_id}/"
-        for event in batch:
-            if isinstance(event, Message) and event.sender.role != "user":
-                ref = event.id.removeprefix(prefix)
-                receipt = n.ClientDelivered(ref_msg_id=ref)
-                try:
-                    await self._deliver(encode.events_request(self._chat_id, receipt))
-                except GatewayError as exc:
-                    log.debug("connector.delivered_failed", code=exc.code)
-                    continue
-                # history replays this receipt as the user's: not news to anyone
-                self._see(
-                    derived_id(self.conversation_id, receipt.__struct_config__.tag, ref, None)
-                )
+        receipts = [
+            n.ClientDelivered(ref_msg_id=event.id.removeprefix(prefix))
+            for event in batch
+            if isinstance(event, Message) and event.sender.role != "user"
+        ]
+        if not receipts:
+            return
+        try:
+            await self._deliver(encode.events_request(self._chat_id, *receipts))
+        except GatewayError as exc:
+            log.debug("connector.delivered_failed", code=exc.code)
+            return
+        for receipt in receipts:  # history replays these as the user's: not news to anyone
+            tag = receipt.__struct_config__.tag
+            self._see(derived_id(self.conversation_id, tag, receipt.ref_msg_id, None))
 
     # -- outbound ------------------------------------------------------------------------------
 
@@ -565,6 +582,13 @@ class ServerEventsConnector(Connector):
 
     # -- HTTP ----------------------------------------------------------------------------------
 
+    def _fixed_headers(self) -> dict[str, str]:
+        """The headers of every request (`_request`), made once per client id."""
+        return {
+            "Authorization": f'{_AUTH_SCHEME} appId="{self._app_id}", clientId="{self._client_id}"',
+            "Cache-Control": "no-cache",
+        }
+
     def _bind(self, chat_id: str) -> None:
         self._chat_id = chat_id
         self.conversation_id = conversation_id(DIALECT, chat_id)
@@ -576,6 +600,13 @@ class ServerEventsConnector(Connector):
         await self._call(request.method, request.path, request.json)
 
     async def _call(
+        self, method: str, path: str, json: Any = None, *, form: aiohttp.FormData | None = None
+    ) -> bytes:
+        """One request; returns the body, or raises the platform's error as a GatewayError."""
+        status, body = await self._request(method, path, json, form=form)
+        return _checked(status, body)
+
+    async def _request(
         self,
         method: str,
         path: str,
@@ -583,24 +614,21 @@ class ServerEventsConnector(Connector):
         *,
         form: aiohttp.FormData | None = None,
         held: bool = False,
-    ) -> bytes:
-        """One request; returns the body, or raises the platform's error as a GatewayError.
+    ) -> tuple[int, bytes]:
+        """One request: its status and body, or `VENDOR_UNAVAILABLE` when there is no answer.
 
         Every request carries `tenantUrl` and a cache-buster (`nonce=<epoch ms>`, as Android's
         `URLProvider.generateFullUrl` adds to every API URL) and `Cache-Control: no-cache`
         (both SDKs' default headers): a proxy must never answer a poll from its cache.
         `held`: the long poll, which goes through the pool of held connections."""
-        headers = {
-            "Authorization": f'{_AUTH_SCHEME} appId="{self._app_id}", clientId="{self._client_id}"',
-            "Cache-Control": "no-cache",
-        }
+        headers = self._headers
         query = dict(self._query)
         if self._cache_buster:
             query[self._cache_buster] = str(time.time_ns() // 1_000_000)
         data: Any = form
         if json is not None:
             data = msgspec.json.encode(json)
-            headers["Content-Type"] = "application/json"
+            headers = {**headers, "Content-Type": "application/json"}
         try:
             async with (self._http.held if held else self._http.requests).request(
                 method,
@@ -608,27 +636,15 @@ class ServerEventsConnector(Connector):
                 params=query,
                 data=data,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._policy.timeout_s),
+                timeout=self._timeout,
                 trace_request_ctx=_EMPTY_POLL if held else None,
             ) as response:
-                body = await response.read()
-                status = response.status
+                return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise VendorError(
                 f"server_events platform unreachable: {type(exc).__name__}",
                 code="VENDOR_UNAVAILABLE",
             ) from exc
-        if status < 400:
-            return body
-        try:
-            error = _error_body.decode(body)
-        except msgspec.MsgspecError:
-            raise VendorError(
-                f"server_events platform answered HTTP {status}",
-                code="VENDOR_UNAVAILABLE",
-                http_status=status,
-            ) from None
-        raise vendor_error(str(error.error_code), error.error_message, status)
 
     def _link(self, state: Any, **fields: Any) -> Link:
         self._links += 1  # every report is its own event, even with the same fields
@@ -673,6 +689,29 @@ class ServerEventsConnector(Connector):
 
 class _Closed(Exception):
     """`close()` cancelled the held poll."""
+
+
+def _checked(status: int, body: bytes) -> bytes:
+    """The body of a success; the platform's error as a GatewayError otherwise."""
+    if status < 400:
+        return body
+    try:
+        error = _error_body.decode(body)
+    except msgspec.MsgspecError:
+        raise VendorError(
+            f"server_events platform answered HTTP {status}",
+            code="VENDOR_UNAVAILABLE",
+            http_status=status,
+        ) from None
+    raise vendor_error(str(error.error_code), error.error_message, status)
+
+
+def _no_events(body: bytes) -> bool:
+    """Whether an error body is the platform's 5511 (a poll held to the end, no events)."""
+    try:
+        return str(_error_body.decode(body).error_code) == NO_EVENTS
+    except msgspec.MsgspecError:
+        return False
 
 
 def _context_of(state: Mapping[str, Any]) -> ConversationContext:

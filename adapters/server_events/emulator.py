@@ -153,6 +153,7 @@ class Emulator:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
+        self._watching = 0  # `until` calls waiting on `_changed`
         self.app = web.Application(middlewares=[self._platform])
         self.app.on_cleanup.append(self._stop_agents)
         api = "/clientweb/api/v2"
@@ -201,7 +202,11 @@ class Emulator:
         every request and every event); raises `TimeoutError` after `within` seconds."""
         async with asyncio.timeout(within):
             while not predicate():
-                await self._changed.wait()
+                self._watching += 1
+                try:
+                    await self._changed.wait()
+                finally:
+                    self._watching -= 1
 
     def received(self, chat_id: str) -> list[dict[str, Any]]:
         """The client events the platform received for `chat_id`, in order."""
@@ -228,8 +233,11 @@ class Emulator:
             self._touch()
 
     def _touch(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        # Only a waiting `until` needs the news: an emulator answering thousands of polls a
+        # second would make a new Event for each request otherwise.
+        if self._watching:
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     def _authorize(self, request: web.Request) -> None:
         header = request.headers.get("Authorization")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -120,9 +120,14 @@ class Client:
         self._events: Mailbox[tuple[str, Any] | None] = Mailbox()
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
-        self._pong = asyncio.Event()
         self._ended = False
-        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._ping())]
+        self._tasks = [asyncio.create_task(self._read())]
+        # Engine.IO v3: the client pings, and no pong within pingTimeout means the link is
+        # dead. A timer does it (the next ping, or the pong's deadline), not a task sleeping
+        # per connection: a replica holds thousands of these.
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(ping_interval, self._ping)
+        self._pong_due = False
 
     @classmethod
     async def connect(
@@ -194,13 +199,15 @@ class Client:
         return item
 
     async def close(self) -> None:
-        for task in self._tasks:
+        self._timer.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
         with contextlib.suppress(ConnectionError, aiohttp.ClientError):
             if not self._ws.closed:
                 await self._ws.send_str(MESSAGE + DISCONNECT)
         await self._ws.close()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._gone()
@@ -216,7 +223,7 @@ class Client:
                     log.warning("sio.bad_packet", error=str(exc))
                     continue
                 if engine == PONG:
-                    self._pong.set()
+                    self._ponged()
                 elif engine == CLOSE or (isinstance(packet, Packet) and not self._dispatch(packet)):
                     break
         finally:
@@ -236,21 +243,43 @@ class Client:
             return False
         return True
 
-    async def _ping(self) -> None:
-        # Engine.IO v3: the client pings; no pong within pingTimeout means the link is dead.
-        while not self._ws.closed:
-            await asyncio.sleep(self._ping_interval)
-            self._pong.clear()
-            try:
-                await self._ws.send_str(PING)
-                async with asyncio.timeout(self._ping_timeout):
-                    await self._pong.wait()
-            except (TimeoutError, ConnectionError, aiohttp.ClientError):
-                log.info("sio.ping_timeout")
-                await self._ws.close()
-                return
+    def _ping(self) -> None:
+        """The ping timer: ping, and give the pong `ping_timeout` seconds."""
+        if self._ws.closed:
+            return
+        self._pong_due = True
+        self._timer = self._loop.call_later(self._ping_timeout, self._no_pong)
+        self._later(self._send_ping())
+
+    async def _send_ping(self) -> None:
+        try:
+            await self._ws.send_str(PING)
+        except (ConnectionError, aiohttp.ClientError):
+            self._no_pong()
+
+    def _ponged(self) -> None:
+        """The pong came: the next ping after `ping_interval`."""
+        if self._pong_due and not self._ws.closed:
+            self._pong_due = False
+            self._timer.cancel()
+            self._timer = self._loop.call_later(self._ping_interval, self._ping)
+
+    def _no_pong(self) -> None:
+        """No pong in time (or the ping could not be sent): the link is dead; closing it ends
+        the reader, which reports it."""
+        self._timer.cancel()
+        if not self._ws.closed:
+            log.info("sio.ping_timeout")
+            self._later(self._ws.close())
+
+    def _later(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in a task of its own, kept until it is done (`close` cancels it)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
 
     def _gone(self) -> None:
+        self._timer.cancel()
         for future in self._acks.values():
             if not future.done():
                 future.set_exception(Disconnected("link closed"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -86,6 +87,27 @@ async def test_open_then_the_agent_joins_and_greets(
             for e in platform.emulator.received(chat_id)
         )
     )
+
+
+async def test_the_agent_messages_of_one_poll_are_acknowledged_in_one_request(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    connector, inbound = await started(connect, collect)
+    chat_id = connector.snapshot()["chat_id"]
+    emulator = platform.emulator
+    path = f"/clientweb/api/v2/chats/{chat_id}/events"
+
+    def delivered() -> list[str]:
+        received = emulator.received(chat_id)
+        return [e["ref_msg_id"] for e in received if e["event"] == "chat_session_message_delivered"]
+
+    await emulator.until(lambda: len(delivered()) == 1)  # the greeting's
+    posts = sum(1 for request in emulator.requests if request == ("POST", path))
+    said = [emulator.agent_says(chat_id, text) for text in ("one", "two", "three")]  # one poll
+    await inbound.until(lambda events: "three" in texts(events))
+    await emulator.until(lambda: len(delivered()) == 4)
+    assert delivered()[1:] == said
+    assert sum(1 for request in emulator.requests if request == ("POST", path)) == posts + 1
 
 
 async def test_a_sent_message_is_echoed_under_the_same_id_and_answered(
@@ -272,6 +294,22 @@ async def test_close_stops_a_held_poll(connect: Connect, collect: Any, platform:
     await inbound.finished()  # inbound() returns: no error, no cancellation
     assert not inbound.task.cancelled()
     assert inbound.task.exception() is None
+
+
+async def test_a_cancel_of_the_polling_task_is_not_taken_for_close(
+    connect: Connect, collect: Any, platform: Any
+) -> None:
+    """The sessions layer cancels the task iterating `inbound()` and closes the connector: the
+    poll runs in that task, and the outer cancel still ends it cancelled, close() or not."""
+    connector, inbound = await started(connect, collect)
+    await platform.emulator.until(
+        lambda: platform.emulator.chats[connector.snapshot()["chat_id"]].polls == 1
+    )
+    inbound.task.cancel()
+    await connector.close()  # before the task ran again: its poll is cut twice
+    with pytest.raises(asyncio.CancelledError):
+        await inbound.task
+    assert inbound.task.cancelled()
 
 
 async def test_inbound_refuses_a_second_iteration(connect: Connect, collect: Any) -> None:
