@@ -160,7 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if answer["op"] != "started":
                 refused[answer.get("code", "?")] = refused.get(answer.get("code", "?"), 0) + 1
 
-        settle_cores = await _settle(args)
+        settle_s, settle_cores = await _settle(args)
         rss_after = rss_bytes(args.gateway_pid)
         cpu0, redis0, renew0 = (
             cpu_seconds(args.gateway_pid),
@@ -216,7 +216,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "refused": refused,
         "retried": retried,
         "start_all_s": round(start_all_s, 3),
-        "settle_s": round(args.settle + SETTLE_WINDOW_S * (len(settle_cores) - 1), 1),
+        "settle_s": round(settle_s, 1),
         "settle_cores": settle_cores,
         "rss_per_session_kib": round((rss_after - rss_before) / owned / 1024, 2),
         "rss_mib": round(rss_after / 2**20, 1),
@@ -235,15 +235,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _settle(args: argparse.Namespace) -> list[float]:
+async def _settle(args: argparse.Namespace) -> tuple[float, list[float]]:
     """Wait `--settle` seconds after the last start's answer, then on in windows of
     `SETTLE_WINDOW_S` while the gateway's CPU still falls by a fifth or more from one window to
     the next (up to `--settle-max` seconds in all; below `IDLE_CORES` it has settled): the
-    burst's backlog is drained before the idle window and the probes. Returns the gateway's
-    cores in each window (the last one is where it settled)."""
-    await asyncio.sleep(max(0.0, args.settle - SETTLE_WINDOW_S))
-    cores: list[float] = []
+    burst's backlog is drained before the idle window and the probes. Returns the seconds
+    waited and the gateway's cores in each window (the last one is where it settled)."""
     waited = max(0.0, args.settle - SETTLE_WINDOW_S)
+    await asyncio.sleep(waited)
+    cores: list[float] = []
     while True:
         before = cpu_seconds(args.gateway_pid)
         await asyncio.sleep(SETTLE_WINDOW_S)
@@ -251,7 +251,7 @@ async def _settle(args: argparse.Namespace) -> list[float]:
         cores.append(round((cpu_seconds(args.gateway_pid) - before) / SETTLE_WINDOW_S, 3))
         falling = len(cores) >= 2 and cores[-1] < 0.8 * cores[-2] and cores[-1] > IDLE_CORES
         if (len(cores) >= 2 and not falling) or waited >= args.settle_max:
-            return cores
+            return waited, cores
 
 
 def _cpu(args: argparse.Namespace) -> dict[str, float]:
