@@ -59,7 +59,10 @@ class _Caller:
     __slots__ = ("commands", "confirm", "replies")
 
     def __init__(
-        self, commands: Sequence[Command], confirm: Collection[str], replies: asyncio.Future[Any]
+        self,
+        commands: Sequence[Command],
+        confirm: Collection[str],
+        replies: asyncio.Future[list[Any]],
     ):
         self.commands = commands
         self.confirm = confirm
@@ -110,7 +113,7 @@ class GroupCommit:
             return [await self.client.execute_command(*commands[0])]
         caller = _Caller(commands, confirm, asyncio.get_running_loop().create_future())
         await self._send([caller])
-        return caller.replies.result()  # type: ignore[no-any-return]
+        return caller.replies.result()
 
     async def close(self) -> None:
         """Wait until what was handed over to the writer has been sent and answered (a caller
